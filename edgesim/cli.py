@@ -1,0 +1,254 @@
+"""The ``edgesim`` command line.
+
+Callbacks parse and validate arguments, call library functions and print; they hold no
+logic of their own. Domain errors become one-line messages with a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+import edgesim
+from edgesim.errors import EdgesimError
+
+# Exit codes: 0 fine, 1 the checked input has errors, 2 usage errors (click's own).
+EXIT_FINDINGS = 1
+
+
+class CliError(click.ClickException):
+    """A domain error shown as one line (``Error: ...``) with exit status 1."""
+
+
+def _fail(message: str) -> NoReturn:
+    raise CliError(message)
+
+
+def _load(path: str, **options: Any) -> Any:
+    """Rules from a `_redirects` file, a netlify.toml, or a site directory."""
+    from edgesim.redirects import RuleSet
+
+    try:
+        p = Path(path)
+        if p.is_dir():
+            return RuleSet.from_site(p, **options)
+        return RuleSet.from_file(p, **options)
+    except EdgesimError as exc:
+        _fail(str(exc))
+
+
+def _pairs(values: tuple[str, ...], sep: str, what: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for v in values:
+        name, ok, val = v.partition(sep)
+        if not ok or not name:
+            raise click.BadParameter(f"expected NAME{sep}VALUE, got {v!r}", param_hint=what)
+        out[name.strip()] = val.strip() if sep == ":" else val
+    return out
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(edgesim.__version__, prog_name="edgesim")
+def cli() -> None:
+    """Simulate a CDN edge network: plan its capacity, test edge software."""
+
+
+@cli.group("redirects")
+def redirects_group() -> None:
+    """Check, try and benchmark Netlify-style redirect and rewrite rules."""
+
+
+@redirects_group.command("check", short_help="Validate and lint rule files.")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=True))
+@click.option("--strict", is_flag=True, help="Exit non-zero on warnings too.")
+@click.option("--json", "as_json", is_flag=True, help="Print diagnostics as JSON lines.")
+def check_command(files: tuple[str, ...], strict: bool, as_json: bool) -> None:
+    """Validate FILES (`_redirects`, netlify.toml, or site directories).
+
+    Each diagnostic is printed as FILE:LINE:COLUMN: SEVERITY: MESSAGE [CODE]. Exits 1
+    when any file has an error (with --strict: an error or a warning).
+    """
+    errors = warnings = 0
+    for f in files:
+        rules = _load(f)
+        for d in rules.lint():
+            if as_json:
+                click.echo(json.dumps(d.as_dict()))
+            else:
+                click.echo(str(d))
+            errors += d.severity == "error"
+            warnings += d.severity == "warning"
+        if not as_json:
+            click.echo(f"{f}: {len(rules)} rules", err=True)
+        rules.close()
+    click.echo(f"{errors} errors, {warnings} warnings in {len(files)} files", err=True)
+    if errors or (strict and warnings):
+        sys.exit(EXIT_FINDINGS)
+
+
+@redirects_group.command("match", short_help="Show which rule a request matches.")
+@click.argument("file", type=click.Path(dir_okay=True))
+@click.argument("url", required=False)
+@click.option("--country", help="Visitor country (ISO 3166-1 alpha-2).")
+@click.option("--language", help="Visitor language tag (else from cookies/headers).")
+@click.option("--cookie", "cookies", multiple=True, metavar="NAME=VALUE", help="A request cookie.")
+@click.option("--header", "headers", multiple=True, metavar="NAME:VALUE", help="A request header.")
+@click.option("--jwt-secret", help="HS256 secret for Role= conditions.")
+@click.option("--jwt-role-claim", default="app_metadata.authorization.roles", show_default=True)
+@click.option("--role", "roles", multiple=True, help="Mint an nf_jwt cookie with this role (needs --jwt-secret).")
+@click.option("--now", type=float, help="Unix time for JWT expiry checks (default: now).")
+@click.option(
+    "--requests", "requests_file", type=click.File("r"),
+    help="JSON lines of requests ({url, country, language, cookies, headers}); one JSON result per line.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def match_command(
+    file: str,
+    url: str | None,
+    country: str | None,
+    language: str | None,
+    cookies: tuple[str, ...],
+    headers: tuple[str, ...],
+    jwt_secret: str | None,
+    jwt_role_claim: str,
+    roles: tuple[str, ...],
+    now: float | None,
+    requests_file: Any,
+    as_json: bool,
+) -> None:
+    """Match URL (or each request of --requests) against the rules in FILE."""
+    import time
+
+    from edgesim.redirects import mint_jwt
+
+    if (url is None) == (requests_file is None):
+        raise click.UsageError("give either URL or --requests FILE")
+    if roles and not jwt_secret:
+        raise click.BadParameter("--role needs --jwt-secret", param_hint="--role")
+    rules = _load(file, jwt_secret=jwt_secret, jwt_role_claim=jwt_role_claim)
+    cookie_map = _pairs(cookies, "=", "--cookie")
+    header_map = _pairs(headers, ":", "--header")
+    if roles:
+        exp = (now if now is not None else time.time()) + 3600
+        cookie_map["nf_jwt"] = mint_jwt(jwt_secret or "", list(roles), exp=exp, claim=jwt_role_claim)
+    if url is not None:
+        try:
+            m = rules.match(
+                url,
+                country=country,
+                language=language,
+                cookies=cookie_map or None,
+                headers=header_map or None,
+                now=now,
+            )
+        except ValueError as exc:
+            _fail(str(exc))
+        if as_json:
+            click.echo(json.dumps(_match_json(url, m, rules)))
+        else:
+            _print_match(url, m, rules)
+        return
+    for lineno, line in enumerate(requests_file, 1):
+        if not line.strip():
+            continue
+        click.echo(json.dumps(_request_line(rules, line, lineno, requests_file.name, now)))
+
+
+def _request_line(rules: Any, line: str, lineno: int, name: str, now: float | None) -> dict[str, Any]:
+    where = f"{name}:{lineno}"
+    try:
+        req = json.loads(line)
+    except json.JSONDecodeError as exc:
+        return {"line": lineno, "error": f"{where}: invalid JSON: {exc.msg}"}
+    if not isinstance(req, dict) or not isinstance(req.get("url"), str):
+        return {"line": lineno, "error": f'{where}: expected an object with a string "url"'}
+    kw: dict[str, Any] = {}
+    for key, kind in (("country", str), ("language", str), ("cookies", dict), ("headers", dict)):
+        v = req.get(key)
+        if v is not None:
+            if not isinstance(v, kind) or (kind is dict and not all(isinstance(x, str) for x in v.values())):
+                return {"line": lineno, "error": f'{where}: "{key}" must be a {kind.__name__} of strings'}
+            kw[key] = v
+    try:
+        m = rules.match(req["url"], now=now, **kw)
+    except ValueError as exc:
+        return {"line": lineno, "url": req["url"], "error": f"{where}: {exc}"}
+    return {"line": lineno, **_match_json(req["url"], m, rules)}
+
+
+def _match_json(url: str, m: Any, rules: Any) -> dict[str, Any]:
+    if m is None:
+        return {"url": url, "match": None}
+    d = m.as_dict()
+    d["text"] = rules.rule_text(m.rule)
+    return {"url": url, "match": d}
+
+
+def _print_match(url: str, m: Any, rules: Any) -> None:
+    if m is None:
+        click.echo(f"no rule matches {url}")
+        return
+    where = f"{m.source}"
+    text = rules.rule_text(m.rule)
+    if m.denied:
+        click.echo(f"denied by {where}: {text}")
+        click.echo("  status:   404 (no later rule matched; a site answers with its 404 page)")
+        return
+    kind = "redirect" if m.is_redirect else "proxy" if m.is_proxy else "rewrite"
+    click.echo(f"{where}: {text}")
+    click.echo(f"  status:   {m.status} ({kind}{', forced' if m.force else ''})")
+    click.echo(f"  target:   {m.to}")
+    click.echo(f"  location: {m.location}")
+    if m.after_denial:
+        click.echo("  note:     an earlier Role= rule denied this visitor")
+
+
+@redirects_group.command("bench", short_help="Measure matches/s, native vs reference.")
+@click.argument("file", type=click.Path(exists=True, dir_okay=True))
+@click.option("--urls", "urls_file", type=click.File("r"), help="URL mix, one per line (default: generated).")
+@click.option("--seconds", type=click.FloatRange(0.05, 600), default=1.0, show_default=True,
+              help="Measuring time per figure.")
+@click.option("--reference/--no-reference", default=True, show_default=True,
+              help="Also measure the pure-Python reference matcher.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def bench_command(file: str, urls_file: Any, seconds: float, reference: bool, as_json: bool) -> None:
+    """Compile time and matches/s of the native and reference matchers on FILE."""
+    from edgesim import rulebench
+
+    urls = None
+    if urls_file is not None:
+        urls = [u.strip() for u in urls_file if u.strip()]
+        if not urls:
+            raise click.BadParameter("no URLs in the file", param_hint="--urls")
+    try:
+        result = rulebench.run(file, urls, seconds=seconds, reference=reference)
+    except EdgesimError as exc:
+        _fail(str(exc))
+    except ValueError as exc:
+        _fail(f"bad URL mix: {exc}")
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    n = result["native"]
+    click.echo(f"{result['rules_file']}: {result['rules']} rules, {result['urls']} URLs "
+               f"({result['matched_share']:.0%} match)")
+    click.echo(f"native     compile {n['compile_ms']:.2f} ms, match_many {n['match_many_per_s']:,}/s, "
+               f"match {n['match_per_s']:,}/s, {n['bytes_per_rule']} bytes/rule")
+    if "reference" in result:
+        r = result["reference"]
+        click.echo(f"reference  compile {r['compile_ms']:.2f} ms, match {r['match_per_s']:,}/s")
+        click.echo(f"ratio      match_many {result['ratios']['match_many_vs_reference']}x, "
+                   f"match {result['ratios']['match_vs_reference']}x")
+
+
+def main() -> None:
+    """Entry point of the ``edgesim`` script."""
+    cli(prog_name="edgesim", auto_envvar_prefix="EDGESIM")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

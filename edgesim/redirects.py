@@ -1,0 +1,928 @@
+"""Redirect and rewrite rules: the Python face of the native matcher.
+
+Theory of operation
+-------------------
+A :class:`RuleSet` owns exactly one compiled native rule set (``esr_ruleset`` from
+native/include/esr.h). The handle returned by ``esr_builder_compile`` is wrapped at once
+with ``ffi.gc(ptr, lib.esr_ruleset_free)``; that wrapper is the only owner, and nothing
+derived from it (casts, fields, result pointers) ever leaves this module: results are
+copied into ``str``/``int`` values before a call returns.
+
+The compiled set is immutable, so one :class:`RuleSet` may serve any number of Trio tasks
+and threads; cffi releases the GIL around every C call. Reloading rules means compiling
+a new set and rebinding a reference; the old one is freed when nothing uses it.
+
+Invariants (the crash this project exists to prevent):
+
+* Every C call runs with the owner wrapper held in a local variable of the calling
+  frame. ``close()`` only drops the :class:`RuleSet`'s own reference, so on CPython the
+  handle is freed at once when no call is in flight, and otherwise by the last in-flight
+  call when it returns and its frame lets go. No interleaving of ``close()``, garbage
+  collection and matching can free memory that a running C call uses. (An explicit
+  ``ffi.release`` would free it under a running call, so it is never used here.)
+* Calls after ``close()`` raise ``ValueError("RuleSet is closed")``.
+
+:class:`ReferenceRuleSet` has the same API over the pure-Python reference matcher
+(``edgesim._reference``): the oracle of the differential tests and the benchmark
+baseline.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple, TypeVar
+from urllib.parse import unquote
+
+from edgesim._rulefiles import (
+    Diagnostic,
+    Source,
+    SourceFile,
+    is_toml_name,
+    redirects_source,
+    sort_diagnostics,
+    toml_source,
+)
+from edgesim._visitor import DEFAULT_ROLE_CLAIM, HeadersLike, Visitor, derive, mint_jwt
+from edgesim.errors import RuleFileError, RuleSyntaxError
+
+__all__ = [
+    "DEFAULT_ROLE_CLAIM",
+    "Diagnostic",
+    "Match",
+    "ReferenceRuleSet",
+    "Resolution",
+    "RuleInfo",
+    "RuleSet",
+    "Source",
+    "mint_jwt",
+    "resolve",
+    "resolve_file",
+]
+
+_T = TypeVar("_T", bound="_RuleSetBase")
+
+# The function-rewrite prefix (spec R2.18 rule 3).
+_FUNCTIONS = "/.netlify/functions/"
+# Target bytes kept per thread for single matches; longer targets get a one-off buffer.
+_TARGET_BUF = 4096
+
+
+class Match(NamedTuple):
+    """The outcome of matching one request (all plain values, no native memory).
+
+    Attributes:
+        status: HTTP status of the rule (404 for a denial).
+        to: target after placeholder substitution, before the request query is
+            passed through.
+        force: whether the rule applies even over an existing file.
+        source: where the rule is written (file, line, TOML table index).
+        denied: a ``Role=`` rule denied the visitor and no later rule matched.
+        rule: 0-based index of the rule in the combined list.
+        query: the request's raw query string (without ``?``), for :attr:`location`.
+        after_denial: the match came after an earlier ``Role=`` rule denied.
+    """
+
+    status: int
+    to: str
+    force: bool
+    source: Source
+    denied: bool = False
+    rule: int = -1
+    query: str = ""
+    after_denial: bool = False
+
+    @property
+    def location(self) -> str:
+        """What an edge sends: the target with query pass-through (spec R2.18)."""
+        to, q = self.to, self.query
+        if self.denied:
+            return ""
+        if to.startswith(_FUNCTIONS) and not 300 <= self.status < 400:
+            base, _, frag = to.partition("#")
+            base = base.partition("?")[0]
+            return base + ("?" + q if q else "") + ("#" + frag if frag else "")
+        if not q or "?" in to:
+            return to
+        base, hash_, frag = to.partition("#")
+        return f"{base}?{q}{hash_}{frag}"
+
+    @property
+    def is_redirect(self) -> bool:
+        return not self.denied and 300 <= self.status < 400
+
+    @property
+    def is_proxy(self) -> bool:
+        """A non-redirect rule with an absolute target."""
+        return (
+            not self.denied
+            and not 300 <= self.status < 400
+            and self.to.startswith(("http://", "https://"))
+        )
+
+    @property
+    def is_rewrite(self) -> bool:
+        """A non-redirect rule with a site-relative target (200, 404, ...)."""
+        return not self.denied and not 300 <= self.status < 400 and self.to.startswith("/")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "to": self.to,
+            "location": self.location,
+            "force": self.force,
+            "denied": self.denied,
+            "after_denial": self.after_denial,
+            "rule": self.rule,
+            "source": {"file": self.source.file, "line": self.source.line, "index": self.source.index},
+        }
+
+
+class RuleInfo(NamedTuple):
+    """One compiled rule, as written."""
+
+    index: int
+    source: Source
+    from_: str
+    to: str
+    status: int
+    force: bool
+    text: str
+    has_query: bool
+    has_conditions: bool
+
+
+class _RuleSetBase:
+    """Loading, diagnostics and visitor context shared by both matchers."""
+
+    _files: list[SourceFile]
+    _diagnostics: tuple[Diagnostic, ...]
+    _secret: bytes | None
+    _claim: tuple[str, ...]
+    _status: list[int]
+    _force: list[bool]
+    _static: list[bool]
+    _where: list[tuple[int, int]]
+    _sources: dict[int, Source]
+    _infos: list[RuleInfo] | None
+
+    # ---- construction -----------------------------------------------------
+
+    @classmethod
+    def parse(
+        cls: type[_T],
+        text: str | bytes,
+        *,
+        filename: str = "_redirects",
+        jwt_secret: str | bytes | None = None,
+        jwt_role_claim: str = DEFAULT_ROLE_CLAIM,
+        strict: bool = False,
+        max_line: int = 0,
+        max_rules: int = 0,
+    ) -> _T:
+        """Compile rules from text.
+
+        Args:
+            text: `_redirects` text, or netlify.toml text when ``filename`` ends in
+                ``.toml``. Bytes are taken as UTF-8; invalid lines are reported.
+            filename: name used in diagnostics and to pick the syntax.
+            jwt_secret: HS256 secret for ``Role=`` conditions (none: roles never held).
+            jwt_role_claim: dotted path of the roles claim in the token.
+            strict: raise :class:`RuleSyntaxError` if any rule has an error.
+            max_line, max_rules: limits (0 = defaults: 8,192 bytes, 1,000,000 rules).
+
+        Returns:
+            The compiled rule set. Invalid rules are skipped and reported in
+            :attr:`diagnostics` (lenient mode).
+
+        Raises:
+            RuleSyntaxError: ``strict=True`` and an error was found.
+            TypeError: ``text`` is neither str nor bytes.
+        """
+        if isinstance(text, str):
+            data = text.encode("utf-8", "surrogatepass")
+        elif isinstance(text, bytes | bytearray | memoryview):
+            data = bytes(text)
+        else:
+            raise TypeError(f"rule text must be str or bytes, not {type(text).__name__}")
+        src = toml_source(filename, data) if is_toml_name(filename) else redirects_source(filename, data)
+        return cls._from_sources([src], jwt_secret, jwt_role_claim, strict, max_line, max_rules)
+
+    @classmethod
+    def from_file(cls: type[_T], path: str | os.PathLike[str], **options: Any) -> _T:
+        """Compile one file; ``*.toml`` is read as netlify.toml, anything else as
+        `_redirects`. Options are those of :meth:`parse`.
+
+        Raises:
+            RuleFileError: the file cannot be read.
+        """
+        p = Path(path)
+        data = _read(p)
+        return cls.parse(data, filename=str(path), **options)
+
+    @classmethod
+    def from_site(cls: type[_T], directory: str | os.PathLike[str], **options: Any) -> _T:
+        """Compile a site: its `_redirects`, then its netlify.toml (spec R1.1).
+
+        Either file may be missing. Options are those of :meth:`parse`.
+
+        Raises:
+            RuleFileError: ``directory`` is not a readable directory.
+        """
+        d = Path(directory)
+        if not d.is_dir():
+            raise RuleFileError(f"{directory}: not a directory")
+        sources = []
+        for name, make in (("_redirects", redirects_source), ("netlify.toml", toml_source)):
+            p = d / name
+            if p.exists():
+                sources.append(make(str(p), _read(p)))
+        return cls._from_sources(
+            sources,
+            options.pop("jwt_secret", None),
+            options.pop("jwt_role_claim", DEFAULT_ROLE_CLAIM),
+            options.pop("strict", False),
+            options.pop("max_line", 0),
+            options.pop("max_rules", 0),
+            **options,
+        )
+
+    @classmethod
+    def _from_sources(
+        cls: type[_T],
+        sources: list[SourceFile],
+        jwt_secret: str | bytes | None,
+        jwt_role_claim: str,
+        strict: bool,
+        max_line: int,
+        max_rules: int,
+        **unexpected: Any,
+    ) -> _T:
+        if unexpected:
+            raise TypeError(f"unexpected options: {', '.join(sorted(unexpected))}")
+        self = cls.__new__(cls)
+        self._files = sources
+        self._secret = jwt_secret.encode() if isinstance(jwt_secret, str) else jwt_secret
+        self._claim = tuple(jwt_role_claim.split(".")) if jwt_role_claim else ()
+        self._sources = {}
+        self._infos = None
+        raw = self._compile(sources, max_line, max_rules)
+        diags: list[Diagnostic] = []
+        for s in sources:
+            diags.extend(s.diagnostics)
+        for severity, code, src_id, line, column, message in raw:
+            diags.append(sources[src_id].diagnostic(severity, code, line, column, message))
+        order = {s.name: i for i, s in enumerate(sources)}
+        self._diagnostics = tuple(sort_diagnostics(diags, order))
+        if strict and self.errors:
+            self.close()
+            raise RuleSyntaxError(self._diagnostics)
+        return self
+
+    def _compile(
+        self, sources: list[SourceFile], max_line: int, max_rules: int
+    ) -> list[tuple[int, str, int, int, int, str]]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    # ---- introspection ----------------------------------------------------
+
+    @property
+    def diagnostics(self) -> tuple[Diagnostic, ...]:
+        """Errors and warnings of the compile, ordered by file, line, column."""
+        return self._diagnostics
+
+    @property
+    def errors(self) -> tuple[Diagnostic, ...]:
+        return tuple(d for d in self._diagnostics if d.severity == "error")
+
+    @property
+    def warnings(self) -> tuple[Diagnostic, ...]:
+        return tuple(d for d in self._diagnostics if d.severity == "warning")
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self._files)
+
+    def __len__(self) -> int:
+        return len(self._status)
+
+    def lint(self) -> list[Diagnostic]:
+        """All diagnostics plus whole-list warnings (``UNREACHABLE``, ``DUPLICATE_RULE``)."""
+        from edgesim._lint import cross_rule_warnings
+
+        extra = cross_rule_warnings(self._files)
+        order = {s.name: i for i, s in enumerate(self._files)}
+        return sort_diagnostics([*self._diagnostics, *extra], order)
+
+    def source(self, rule: int) -> Source:
+        """Where rule ``rule`` (0-based) is written."""
+        s = self._sources.get(rule)
+        if s is None:
+            src_id, line = self._where[rule]
+            s = self._sources[rule] = self._files[src_id].source(line)
+        return s
+
+    def rule_text(self, rule: int) -> str:
+        """The rule as written: its `_redirects` line, or a TOML table summary."""
+        src_id, line = self._where[rule]
+        f = self._files[src_id]
+        if f.kind == "redirects":
+            lines = f.data.split(b"\n")
+            text = lines[line - 1] if 0 < line <= len(lines) else b""
+            return text.decode("utf-8", "replace").strip().lstrip("\ufeff")
+        info = self.rules[rule]
+        return f"from = {info.from_!r}, to = {info.to!r}, status = {info.status}" + (
+            ", force = true" if info.force else ""
+        )
+
+    @property
+    def rules(self) -> list[RuleInfo]:
+        raise NotImplementedError
+
+    # ---- matching helpers -------------------------------------------------
+
+    def _visitor(
+        self,
+        country: str | None,
+        language: str | None,
+        cookies: Mapping[str, str] | None,
+        headers: HeadersLike | None,
+        now: float | None,
+    ) -> Visitor:
+        return derive(
+            country=country,
+            language=language,
+            cookies=cookies,
+            headers=headers,
+            now=now,
+            jwt_secret=self._secret,
+            role_claim=self._claim,
+        )
+
+    def _result(self, url: str, kind: int, rule: int, denied_by: int, target: str) -> Match:
+        """Build the Match for a raw engine outcome (kind 1 match, 2 denied)."""
+        if kind == 2:
+            return Match(404, "", self._force[rule], self.source(rule), True, rule)
+        q = url.find("?")
+        query = "" if q < 0 else url[q + 1 :].partition("#")[0]
+        return Match(
+            self._status[rule],
+            target,
+            self._force[rule],
+            self.source(rule),
+            False,
+            rule,
+            query,
+            denied_by >= 0,
+        )
+
+    def match(
+        self,
+        url: str,
+        *,
+        country: str | None = None,
+        language: str | None = None,
+        cookies: Mapping[str, str] | None = None,
+        headers: HeadersLike | None = None,
+        now: float | None = None,
+    ) -> Match | None:
+        raise NotImplementedError
+
+    def match_many(
+        self,
+        urls: Sequence[str],
+        *,
+        country: str | None = None,
+        language: str | None = None,
+        cookies: Mapping[str, str] | None = None,
+        headers: HeadersLike | None = None,
+        now: float | None = None,
+    ) -> list[Match | None]:
+        raise NotImplementedError
+
+    def __enter__(self: _T) -> _T:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _read(p: Path) -> bytes:
+    try:
+        return p.read_bytes()
+    except IsADirectoryError:
+        raise RuleFileError(f"{p}: is a directory, expected a rule file") from None
+    except OSError as exc:
+        raise RuleFileError(f"{p}: cannot read: {exc.strerror or exc}") from None
+
+
+# --------------------------------------------------------------------------
+# Native rule set
+# --------------------------------------------------------------------------
+
+_local = threading.local()
+
+
+def _lib() -> Any:
+    from edgesim import _redirects_cffi
+
+    return _redirects_cffi
+
+
+class RuleSet(_RuleSetBase):
+    """An immutable, compiled rule set backed by the native matcher.
+
+    Create it with :meth:`parse`, :meth:`from_file` or :meth:`from_site`.
+
+    Resource handling:
+        The rule set owns one native handle, freed by :meth:`close` (also on leaving a
+        ``with`` block) or, if never closed, by garbage collection. Closing while other
+        threads are matching is safe: they finish, and the handle is freed after the
+        last of them returns. Later calls raise ``ValueError``.
+
+    Error handling:
+        Invalid rules never raise (unless ``strict=True``): they are skipped and listed
+        in :attr:`diagnostics`. An unusable URL raises ``ValueError``.
+    """
+
+
+    _h: Any
+    _cache: list[Match | None]
+
+    def _compile(
+        self, sources: list[SourceFile], max_line: int, max_rules: int
+    ) -> list[tuple[int, str, int, int, int, str]]:
+        m = _lib()
+        ffi, lib = m.ffi, m.lib
+        bp = ffi.new("esr_builder **")
+        _check(lib.esr_builder_new(max_line, max_rules, bp))
+        builder = ffi.gc(bp[0], lib.esr_builder_free)
+        try:
+            for src_id, src in enumerate(sources):
+                if src.kind == "redirects":
+                    _check(lib.esr_builder_add_text(builder, src_id, src.data, len(src.data)))
+                else:
+                    for index, record in src.records:
+                        _check(lib.esr_builder_add_fields(builder, src_id, index, record, len(record)))
+            rp = ffi.new("esr_ruleset **")
+            _check(lib.esr_builder_compile(builder, rp))
+            # The one owner of the compiled set: the gc wrapper of the pointer itself.
+            self._h = handle = ffi.gc(rp[0], lib.esr_ruleset_free)
+        finally:
+            ffi.release(builder)
+        n = lib.esr_ruleset_rule_count(handle)
+        info = ffi.new("esr_rule_info *")
+        status, force, static, where = [], [], [], []
+        for i in range(n):
+            lib.esr_ruleset_rule(handle, i, info)
+            status.append(info.status)
+            force.append(bool(info.force))
+            static.append(bool(info.target_static))
+            where.append((info.source, info.line))
+        self._status, self._force, self._static, self._where = status, force, static, where
+        self._cache = [None] * n
+        self._memory = lib.esr_ruleset_memory(handle)
+        raw = []
+        for i in range(lib.esr_ruleset_diag_count(handle)):
+            d = lib.esr_ruleset_diag(handle, i)
+            raw.append(
+                (
+                    d.severity,
+                    ffi.string(lib.esr_diag_code_name(d.code)).decode(),
+                    d.source,
+                    d.line,
+                    d.column,
+                    ffi.string(d.message).decode("utf-8", "replace"),
+                )
+            )
+        return raw
+
+    def close(self) -> None:
+        """Release the native rule set (idempotent; see "Resource handling")."""
+        self._h = None
+
+    @property
+    def closed(self) -> bool:
+        return self._h is None
+
+    @property
+    def memory(self) -> int:
+        """Heap bytes held by the native rule set."""
+        return int(self._memory)
+
+    @property
+    def rules(self) -> list[RuleInfo]:
+        """The compiled rules, as written."""
+        if self._infos is None:
+            h = self._handle()
+            m = _lib()
+            ffi, lib = m.ffi, m.lib
+            info = ffi.new("esr_rule_info *")
+            out = []
+            for i in range(lib.esr_ruleset_rule_count(h)):
+                lib.esr_ruleset_rule(h, i, info)
+                out.append(
+                    RuleInfo(
+                        i,
+                        self.source(i),
+                        ffi.unpack(getattr(info, "from"), info.from_len).decode("utf-8", "replace"),
+                        ffi.unpack(info.to, info.to_len).decode("utf-8", "replace"),
+                        info.status,
+                        bool(info.force),
+                        "",
+                        bool(info.has_query),
+                        bool(info.has_conditions),
+                    )
+                )
+            self._infos = out
+            self._infos = [r._replace(text=self.rule_text(r.index)) for r in out]
+        return self._infos
+
+    def _handle(self) -> Any:
+        h = self._h
+        if h is None:
+            raise ValueError("RuleSet is closed")
+        return h
+
+    def _context(self, visitor: Visitor) -> tuple[Any, tuple[Any, ...]]:
+        """An ``esr_context`` for ``visitor`` plus the buffers it points into."""
+        ffi = _lib().ffi
+        country, language, cookies, roles = visitor
+        ck = b"\0".join(sorted(cookies))
+        rl = b"\0".join(sorted(roles))
+        keep = (ffi.from_buffer(country), ffi.from_buffer(language), ffi.from_buffer(ck), ffi.from_buffer(rl))
+        ctx = ffi.new("esr_context *")
+        ctx.country, ctx.country_len = keep[0], len(country)
+        ctx.language, ctx.language_len = keep[1], len(language)
+        ctx.cookies, ctx.cookies_len = keep[2], len(ck)
+        ctx.roles, ctx.roles_len = keep[3], len(rl)
+        return ctx, (keep, country, language, ck, rl)
+
+    def match(
+        self,
+        url: str,
+        *,
+        country: str | None = None,
+        language: str | None = None,
+        cookies: Mapping[str, str] | None = None,
+        headers: HeadersLike | None = None,
+        now: float | None = None,
+    ) -> Match | None:
+        """Match one request.
+
+        Args:
+            url: absolute ``http(s)://host/path?query`` or origin-form ``/path?query``.
+            country: effective visitor country (else the ``nf_country`` cookie).
+            language: effective language tag (else ``nf_lang``, else Accept-Language).
+            cookies: request cookies (else parsed from the ``Cookie`` header).
+            headers: request headers (``Cookie``, ``Accept-Language``).
+            now: Unix time for JWT ``exp`` checks (default: the wall clock).
+
+        Returns:
+            The first matching rule as a :class:`Match`, a denial (``denied=True``,
+            status 404), or None.
+
+        Raises:
+            ValueError: the rule set is closed, or ``url`` is not a URL or path.
+        """
+        h = self._h  # held for the whole call: see the module docstring
+        if h is None:
+            raise ValueError("RuleSet is closed")
+        m = _lib()
+        if country is None and language is None and cookies is None and headers is None:
+            ctx: Any = m.ffi.NULL
+        else:
+            ctx, _keep = self._context(self._visitor(country, language, cookies, headers, now))
+        try:
+            ub = url.encode()
+        except UnicodeEncodeError:
+            ub = url.encode("utf-8", "surrogatepass")
+        except AttributeError:
+            raise TypeError(f"url must be a str, not {type(url).__name__}") from None
+        try:
+            res, buf = _local.res, _local.buf
+        except AttributeError:
+            res, buf = _local.res, _local.buf = m.ffi.new("esr_result *"), m.ffi.new("char[]", _TARGET_BUF)
+        rc = m.lib.esr_ruleset_match(h, ub, len(ub), ctx, res, buf, _TARGET_BUF)
+        if rc:
+            if rc != m.lib.ESR_ERANGE:
+                raise ValueError(f"not an http(s) URL or an absolute path: {url!r}")
+            buf = m.ffi.new("char[]", res.target_len)
+            _check(m.lib.esr_ruleset_match(h, ub, len(ub), ctx, res, buf, res.target_len))
+        kind = res.kind
+        if not kind:
+            return None
+        rule = res.rule
+        if kind == 1 and res.denied_by < 0 and self._static[rule] and "?" not in url:
+            hit = self._cache[rule]
+            if hit is None:
+                target = m.ffi.unpack(buf, res.target_len).decode("utf-8", "surrogateescape")
+                hit = self._cache[rule] = self._result(url, 1, rule, -1, target)
+            return hit
+        target = m.ffi.unpack(buf, res.target_len).decode("utf-8", "surrogateescape") if kind == 1 else ""
+        return self._result(url, kind, rule, res.denied_by, target)
+
+    def match_many(
+        self,
+        urls: Sequence[str],
+        *,
+        country: str | None = None,
+        language: str | None = None,
+        cookies: Mapping[str, str] | None = None,
+        headers: HeadersLike | None = None,
+        now: float | None = None,
+    ) -> list[Match | None]:
+        """Match many requests sharing one visitor context, in one native call.
+
+        Returns a list aligned with ``urls``; each entry equals what :meth:`match`
+        returns for that URL. Raises ``ValueError`` if any URL is unusable.
+        """
+        h = self._h
+        if h is None:
+            raise ValueError("RuleSet is closed")
+        n = len(urls)
+        if not n:
+            return []
+        m = _lib()
+        ffi, lib = m.ffi, m.lib
+        if country is None and language is None and cookies is None and headers is None:
+            ctx: Any = ffi.NULL
+        else:
+            ctx, _keep = self._context(self._visitor(country, language, cookies, headers, now))
+        try:
+            joined = "\n".join(urls)
+        except TypeError:
+            raise TypeError("urls must be a sequence of str") from None
+        data = joined.encode("utf-8", "surrogatepass")
+        if data.count(b"\n") != n - 1:  # a URL with a raw newline: go one by one
+            return [self.match(u, country=country, language=language, cookies=cookies,
+                               headers=headers, now=now) for u in urls]
+        kinds = ffi.new("int8_t[]", n)
+        rules = ffi.new("int32_t[]", n)
+        ends = ffi.new("uint32_t[]", n)
+        cap = min(len(data) * 3 + 64 * n + 4096, 1 << 31)
+        out = ffi.new("char[]", cap)
+        src = ffi.from_buffer(data)
+        done, pos = 0, 0
+        pieces: list[tuple[int, int, bytes]] = []  # (first url, end url, target bytes)
+        while done < n:
+            k = lib.esr_ruleset_match_batch(
+                h, src + pos, len(data) - pos, n - done, ctx,
+                kinds + done, rules + done, ends + done, out, cap,
+            )
+            if k == lib.ESR_ERANGE:  # one target larger than the whole buffer
+                cap *= 4
+                out = ffi.new("char[]", cap)
+                continue
+            if k < 0:
+                raise ValueError("invalid arguments to the batch matcher")
+            used = ends[done + k - 1] if k else 0
+            pieces.append((done, done + k, ffi.buffer(out, used)[:]))
+            done += k
+            if done < n:  # the output buffer filled up: skip the URLs already done
+                for _ in range(k):
+                    pos = data.index(b"\n", pos) + 1
+        kl = ffi.unpack(kinds, n)
+        if -1 in kl:
+            bad = urls[kl.index(-1)]
+            raise ValueError(f"not an http(s) URL or an absolute path: {bad!r}")
+        rl = ffi.unpack(rules, n)
+        el = ffi.unpack(ends, n)
+        static, cache, result = self._static, self._cache, self._result
+        out_list: list[Match | None] = [None] * n
+        for first, last, blob in pieces:
+            text = blob.decode("utf-8", "surrogateescape")
+            ascii_ok = blob.isascii()
+            start = 0
+            for i in range(first, last):
+                end = el[i]
+                kind = kl[i]
+                if kind:
+                    rule = rl[i]
+                    url = urls[i]
+                    if kind == 1 and static[rule] and "?" not in url:
+                        hit = cache[rule]
+                        if hit is None:
+                            t = text[start:end] if ascii_ok else blob[start:end].decode("utf-8", "surrogateescape")
+                            hit = cache[rule] = result(url, 1, rule, -1, t)
+                        out_list[i] = hit
+                    elif kind == 2:
+                        out_list[i] = result(url, 2, rule, -1, "")
+                    else:
+                        t = text[start:end] if ascii_ok else blob[start:end].decode("utf-8", "surrogateescape")
+                        out_list[i] = result(url, 1, rule, 0 if kind == 3 else -1, t)
+                start = end
+        return out_list
+
+
+def _check(rc: int) -> int:
+    if rc >= 0:
+        return rc
+    lib = _lib().lib
+    if rc == lib.ESR_ENOMEM:
+        raise MemoryError("native rule matcher: out of memory")
+    raise ValueError(_lib().ffi.string(lib.esr_strerror(rc)).decode())
+
+
+# --------------------------------------------------------------------------
+# Reference rule set (pure Python)
+# --------------------------------------------------------------------------
+
+
+class ReferenceRuleSet(_RuleSetBase):
+    """The pure-Python reference matcher behind the :class:`RuleSet` API.
+
+    Linear, simple and slow on purpose: it is the oracle that differential tests compare
+    the native matcher with, and the baseline of ``edgesim redirects bench``.
+    """
+
+    _engine: Any
+
+    def _compile(
+        self, sources: list[SourceFile], max_line: int, max_rules: int
+    ) -> list[tuple[int, str, int, int, int, str]]:
+        from edgesim._reference import ReferenceEngine
+
+        eng = ReferenceEngine(max_line or 8192, max_rules or 1_000_000)
+        for src_id, src in enumerate(sources):
+            if src.kind == "redirects":
+                eng.add_text(src_id, src.data)
+            else:
+                for index, record in src.records:
+                    eng.add_fields(src_id, index, record)
+        eng.compile()
+        self._engine = eng
+        self._status = [r.status for r in eng.rules]
+        self._force = [bool(r.force) for r in eng.rules]
+        self._static = [bool(r.target_static) for r in eng.rules]
+        self._where = [(r.source, r.line) for r in eng.rules]
+        return list(eng.diagnostics)
+
+    def close(self) -> None:
+        self._engine = None
+
+    @property
+    def rules(self) -> list[RuleInfo]:
+        if self._infos is None:
+            eng = self._engine
+            if eng is None:
+                raise ValueError("RuleSet is closed")
+            self._infos = [
+                RuleInfo(
+                    i, self.source(i), r.from_text, r.to_text, r.status, bool(r.force),
+                    self.rule_text(i) if self._files[r.source].kind == "redirects" else "",
+                    bool(r.has_query), bool(r.has_conditions),
+                )
+                for i, r in enumerate(eng.rules)
+            ]
+        return self._infos
+
+    def match(
+        self,
+        url: str,
+        *,
+        country: str | None = None,
+        language: str | None = None,
+        cookies: Mapping[str, str] | None = None,
+        headers: HeadersLike | None = None,
+        now: float | None = None,
+    ) -> Match | None:
+        """Same contract as :meth:`RuleSet.match`."""
+        eng = self._engine
+        if eng is None:
+            raise ValueError("RuleSet is closed")
+        if country is None and language is None and cookies is None and headers is None:
+            visitor = None
+        else:
+            visitor = self._visitor(country, language, cookies, headers, now)
+        if not isinstance(url, str):
+            raise TypeError(f"url must be a str, not {type(url).__name__}")
+        try:
+            kind, rule, denied_by, target = eng.match(url.encode("utf-8", "surrogatepass"), visitor)
+        except ValueError:
+            raise ValueError(f"not an http(s) URL or an absolute path: {url!r}") from None
+        if not kind:
+            return None
+        return self._result(url, kind, rule, denied_by, target.decode("utf-8", "surrogateescape"))
+
+    def match_many(
+        self,
+        urls: Sequence[str],
+        *,
+        country: str | None = None,
+        language: str | None = None,
+        cookies: Mapping[str, str] | None = None,
+        headers: HeadersLike | None = None,
+        now: float | None = None,
+    ) -> list[Match | None]:
+        """Same contract as :meth:`RuleSet.match_many`."""
+        return [
+            self.match(u, country=country, language=language, cookies=cookies, headers=headers, now=now)
+            for u in urls
+        ]
+
+
+# --------------------------------------------------------------------------
+# Shadowing and files (spec §2.9, R2.20, R2.25, R2.26)
+# --------------------------------------------------------------------------
+
+# Extensions that are never given pretty-URL fallbacks (netlify-cli's asset list).
+_ASSET_EXTENSIONS = (
+    ".html", ".htm", ".css", ".js", ".mjs", ".json", ".xml", ".txt", ".png", ".jpg",
+    ".jpeg", ".gif", ".svg", ".webp", ".avif", ".ico", ".woff", ".woff2", ".ttf", ".otf",
+    ".eot", ".mp4", ".webm", ".mp3", ".wav", ".pdf", ".zip", ".gz", ".map", ".wasm",
+)
+
+
+def resolve_file(path: str, exists: Callable[[str], bool]) -> str | None:
+    """The deploy file a request path resolves to, with pretty URLs, or None.
+
+    ``path`` is a decoded site path (``/about``); ``exists`` answers for decoded file
+    paths such as ``/about.html``. Order: the path itself; for ``/dir/``:
+    ``/dir.html``, ``/dir.htm``, ``/dir/index.html``, ``/dir/index.htm`` (only the last
+    two for ``/``); for other paths without an asset extension: ``.html``, ``.htm``,
+    ``/index.html``, ``/index.htm``. Edge and origin both use this (R2.21).
+    """
+    if path != "/" and not path.endswith("/") and exists(path):
+        return path
+    if path.endswith("/"):
+        stem = path[:-1]
+        tries = [path + "index.html", path + "index.htm"]
+        if stem:
+            tries = [stem + ".html", stem + ".htm", *tries]
+    elif path.lower().endswith(_ASSET_EXTENSIONS):
+        return None
+    else:
+        tries = [path + ".html", path + ".htm", path + "/index.html", path + "/index.htm"]
+    for t in tries:
+        if exists(t):
+            return t
+    return None
+
+
+class Resolution(NamedTuple):
+    """What a site answers for a request once rules and files are applied.
+
+    ``action`` is ``"file"`` (serve ``target``, a file path), ``"rewrite"`` (serve file
+    ``target`` with ``status``), ``"redirect"`` (``target`` is the Location),
+    ``"proxy"`` (``target`` is the upstream URL), or ``"not_found"`` (``target`` is the
+    site's 404 page, or empty).
+    """
+
+    action: str
+    status: int
+    target: str
+    match: Match | None = None
+
+
+def request_path(url: str) -> str:
+    """The decoded path of a URL or origin-form target."""
+    rest = url.partition("#")[0].partition("?")[0]
+    if "://" in rest:
+        after = rest.split("://", 1)[1]
+        slash = after.find("/")
+        rest = after[slash:] if slash >= 0 else "/"
+    return unquote(rest or "/", errors="surrogateescape")
+
+
+def resolve(
+    rules: _RuleSetBase | None,
+    url: str,
+    *,
+    exists: Callable[[str], bool],
+    match: Match | None = None,
+    **visitor: Any,
+) -> Resolution:
+    """Apply rules, shadowing and pretty URLs to one request (spec R2.20).
+
+    Args:
+        rules: the site's rules, or None.
+        url: the request URL or path.
+        exists: whether a decoded file path exists in the deploy.
+        match: a match already computed for ``url`` (skips matching).
+        visitor: keyword arguments for :meth:`RuleSet.match`.
+    """
+    m = match if match is not None else (rules.match(url, **visitor) if rules is not None else None)
+    not_found = "/404.html" if exists("/404.html") else ""
+    if m is not None and m.denied:
+        return Resolution("not_found", 404, not_found, m)
+    f = resolve_file(request_path(url), exists)
+    if m is None or (f is not None and not m.force):
+        if f is not None:
+            return Resolution("file", 200, f, None)
+        return Resolution("not_found", 404, not_found, None)
+    if m.is_redirect:
+        return Resolution("redirect", m.status, m.location, m)
+    if m.is_proxy:
+        return Resolution("proxy", m.status, m.location, m)
+    target = resolve_file(request_path(m.to), exists)
+    if target is not None:
+        return Resolution("rewrite", m.status, target, m)
+    status = m.status if m.status >= 400 else 404
+    return Resolution("not_found", status, not_found, m)
+
