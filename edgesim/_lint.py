@@ -43,8 +43,16 @@ def cross_rule_warnings(files: list[SourceFile]) -> list[Diagnostic]:
 
     for rule in eng.rules:
         ident = (
-            rule.scheme_bytes, rule.host_bytes, rule.pattern.path, rule.query, rule.conditions,
-            rule.to_bytes, rule.status, rule.force, tuple(rule.headers), rule.signed,
+            rule.scheme_bytes,
+            rule.host_bytes,
+            rule.pattern.path,
+            rule.query,
+            rule.conditions,
+            rule.to_bytes,
+            rule.status,
+            rule.force,
+            tuple(rule.headers),
+            rule.signed,
         )
         first = identities.get(ident)
         if first is not None:
@@ -92,7 +100,7 @@ def _find_cover(
     placeholder_rules: dict[bytes, list[RefRule]],
 ) -> RefRule | None:
     p = rule.pattern
-    host_keys = [(None, None)]
+    host_keys: list[tuple[bytes | None, bytes | None]] = [(None, None)]
     if rule.host_bytes is not None:
         host_keys.append((rule.scheme_bytes, rule.host_bytes))
     found: list[RefRule] = []
@@ -109,7 +117,10 @@ def _find_cover(
                 found.append(c)
     for bucket in {_bucket(p.segments, p.names), b"\0*"}:
         for c in placeholder_rules.get(bucket, ()):
-            if c.host_bytes is not None and (c.host_bytes, c.scheme_bytes) != (rule.host_bytes, rule.scheme_bytes):
+            if c.host_bytes is not None and (c.host_bytes, c.scheme_bytes) != (
+                rule.host_bytes,
+                rule.scheme_bytes,
+            ):
                 continue
             if _covers(c, rule):
                 found.append(c)

@@ -30,18 +30,18 @@ class Source(NamedTuple):
     """Where a rule was written.
 
     ``line`` is the 1-based line in the file (for netlify.toml, the line of the
-    table's ``[[redirects]]`` header, or 0 when it could not be found); ``index`` is the
-    1-based table index for netlify.toml rules and 0 for `_redirects` lines.
+    table's ``[[redirects]]`` header, or 0 when it could not be found); ``table`` is the
+    1-based table number for netlify.toml rules and 0 for `_redirects` lines.
     """
 
     file: str
     line: int
-    index: int = 0
+    table: int = 0
 
     def __str__(self) -> str:
-        if self.index:
+        if self.table:
             where = f"{self.file}:{self.line}" if self.line else self.file
-            return f"{where} (redirects[{self.index - 1}])"
+            return f"{where} (redirects[{self.table - 1}])"
         return f"{self.file}:{self.line}"
 
 
@@ -69,10 +69,7 @@ class Diagnostic:
 
     def __str__(self) -> str:
         key = f"{self.key}: " if self.key else ""
-        return (
-            f"{self.file}:{self.line}:{self.column}: {self.severity}: "
-            f"{key}{self.message} [{self.code}]"
-        )
+        return f"{self.file}:{self.line}:{self.column}: {self.severity}: {key}{self.message} [{self.code}]"
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -158,16 +155,21 @@ def toml_source(name: str, data: bytes) -> SourceFile:
     if tables is None:
         return src
     if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
-        m = re.search(rb"^[ \t]*\[?\[?[ \t]*redirects\b", data, re.MULTILINE)
-        line = data.count(b"\n", 0, m.start()) + 1 if m else 0
+        found = re.search(rb"^[ \t]*\[?\[?[ \t]*redirects\b", data, re.MULTILINE)
+        line = data.count(b"\n", 0, found.start()) + 1 if found else 0
         if isinstance(tables, list):
             bad = next(i for i, t in enumerate(tables) if not isinstance(t, dict))
             return fail(
-                "NOT_AN_ARRAY", line, 1, "every [[redirects]] entry must be a table",
+                "NOT_AN_ARRAY",
+                line,
+                1,
+                "every [[redirects]] entry must be a table",
                 f"redirects[{bad}]",
             )
         return fail(
-            "NOT_AN_ARRAY", line, 1,
+            "NOT_AN_ARRAY",
+            line,
+            1,
             "redirects must be an array of tables: write [[redirects]], not [redirects]",
             "redirects",
         )
@@ -239,7 +241,8 @@ def _record(table: Mapping[str, Any], i: int, src: SourceFile) -> tuple[bytes | 
                 items = list(v)
             else:
                 return bad(
-                    f"conditions.{k}", f"condition values must be strings or a list of strings, not {_tname(v)}"
+                    f"conditions.{k}",
+                    f"condition values must be strings or a list of strings, not {_tname(v)}",
                 )
             parts.append(f"C{k}{_FIELD_SEP}{','.join(items)}")
     headers = table.get("headers")
@@ -263,8 +266,12 @@ def _record(table: Mapping[str, Any], i: int, src: SourceFile) -> tuple[bytes | 
 
 def _tname(v: object) -> str:
     return {
-        bool: "a boolean", int: "an integer", float: "a number", str: "a string",
-        list: "an array", dict: "a table",
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "an array",
+        dict: "a table",
     }.get(type(v), type(v).__name__)
 
 

@@ -20,8 +20,15 @@ def _plan(n: int, seed: int) -> list[tuple[str, str, int]]:
         sec = rng.choice(_SECTIONS)
         r = rng.random()
         kind = (
-            "static" if r < 0.85 else "splat" if r < 0.93 else "placeholder" if r < 0.98
-            else "geo" if r < 0.99 else "query"
+            "static"
+            if r < 0.85
+            else "splat"
+            if r < 0.93
+            else "placeholder"
+            if r < 0.98
+            else "geo"
+            if r < 0.99
+            else "query"
         )
         plan.append((kind, sec, i))
     return plan

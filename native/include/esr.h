@@ -141,6 +141,7 @@ typedef struct esr_context {
 #define ESR_NO_MATCH 0
 #define ESR_MATCH 1
 #define ESR_DENIED 2 /* a Role= rule denied and no later rule matched */
+#define ESR_MATCH_AFTER_DENIAL 3 /* batch kinds only: MATCH with denied_by >= 0 */
 
 typedef struct esr_result {
     int kind;          /* ESR_NO_MATCH, ESR_MATCH or ESR_DENIED */
@@ -233,6 +234,21 @@ size_t esr_ruleset_memory(const esr_ruleset *rs);
 /* Fill *info for rule i (0-based). Returns ESR_OK or ESR_EINVAL. */
 int esr_ruleset_rule(const esr_ruleset *rs, size_t i, esr_rule_info *info);
 
+/* Rule flags of esr_ruleset_export. */
+#define ESR_RULE_FORCE 0x01
+#define ESR_RULE_DYNAMIC 0x02         /* placeholder or splat */
+#define ESR_RULE_QUERY 0x08           /* has query conditions */
+#define ESR_RULE_CONDITIONS 0x10      /* Country/Language/Cookie/Role */
+#define ESR_RULE_ROLE 0x20
+#define ESR_RULE_TARGET_STATIC 0x40   /* `to` has no bound :name token */
+
+/* Bulk export of per-rule facts into caller arrays of n entries each
+ * (n must equal esr_ruleset_rule_count): status, ESR_RULE_* flags, source
+ * and line. One call instead of n esr_ruleset_rule calls. Returns ESR_OK or
+ * ESR_EINVAL. */
+int esr_ruleset_export(const esr_ruleset *rs, int32_t *status, uint8_t *flags,
+                       uint32_t *source, uint32_t *line, size_t n);
+
 /* Diagnostics of the compile, ordered by (source, line, column), and the
  * i-th one (pointer valid while the ruleset lives). */
 size_t esr_ruleset_diag_count(const esr_ruleset *rs);
@@ -246,20 +262,28 @@ const esr_diag *esr_ruleset_diag(const esr_ruleset *rs, size_t i);
  * Returns ESR_OK (result in *res), ESR_ERANGE (MATCH, but the target needs
  * res->target_len bytes: call again with a larger buffer), or ESR_EINVAL
  * (NULL arguments, or a URL that is neither absolute http(s) nor starts
- * with '/'). Thread-safe on a shared ruleset. */
+ * with '/'). Thread-safe on a shared ruleset.
+ * (Clarification: ESR_ENOMEM is also possible, only when a temporary buffer
+ * cannot be allocated: a URL whose host + 3 x path exceeds ESR_STACK_PATH
+ * bytes, or a matched rule with more than 64 placeholders. `target` may be
+ * NULL when target_cap is 0.) */
 int esr_ruleset_match(const esr_ruleset *rs, const char *url, size_t url_len,
                       const esr_context *ctx, esr_result *res,
                       char *target, size_t target_cap);
 
 /* Match a batch of URLs that share one context. `urls` holds `n` URLs
  * separated by single '\n' bytes (no trailing separator needed). For URL k:
- * kinds[k] is the outcome kind (-1 for an invalid URL), rules[k] the rule
+ * kinds[k] is the outcome kind (ESR_MATCH_AFTER_DENIAL for a match that came
+ * after a Role= denial, -1 for an invalid URL), rules[k] the rule
  * (or -1), and the target bytes are appended to `out`, ends[k] being the
  * offset just past them (targets of non-matches are empty).
  * Stops early when the next target would not fit in out_cap. Returns the
  * number of URLs processed (0..n; the caller continues from there with a
  * fresh `out`), or ESR_EINVAL / ESR_ERANGE (one target alone exceeds
- * out_cap). Thread-safe on a shared ruleset. */
+ * out_cap). Thread-safe on a shared ruleset.
+ * (Clarification: if fewer than n URLs are present, the missing ones are
+ * empty, hence invalid (-1). ESR_ENOMEM as for esr_ruleset_match, returned
+ * only when no URL was processed; otherwise the count processed so far.) */
 long esr_ruleset_match_batch(const esr_ruleset *rs, const char *urls, size_t urls_len,
                              size_t n, const esr_context *ctx, int8_t *kinds,
                              int32_t *rules, uint32_t *ends, char *out, size_t out_cap);

@@ -94,8 +94,7 @@ def test_custom_role_claim(engine: type) -> None:
 
 def test_location_query_rules(engine: type) -> None:
     rs = engine.parse(
-        "/foo / 302\n/test id=:id /?param=:id 302\n/api/* /.netlify/functions/f?foo=1 200\n"
-        "/frag /b#top 302\n"
+        "/foo / 302\n/test id=:id /?param=:id 302\n/api/* /.netlify/functions/f?foo=1 200\n/frag /b#top 302\n"
     )
     assert rs.match("/foo?foo=1&foo=2&bar=1").location == "/?foo=1&foo=2&bar=1"
     assert rs.match("/test?id=1&x=2").location == "/?param=1"
@@ -198,22 +197,21 @@ def test_toml_error_codes(engine: type, toml: str, code: str) -> None:
 
 
 def test_headers_on_non_proxy_warns(engine: type) -> None:
-    rs = engine.parse(
-        "[[redirects]]\nfrom='/a'\nto='/b'\nheaders={X='1'}\n", filename="netlify.toml"
-    )
+    rs = engine.parse("[[redirects]]\nfrom='/a'\nto='/b'\nheaders={X='1'}\n", filename="netlify.toml")
     assert [d.code for d in rs.warnings] == ["HEADERS_ON_NON_PROXY"]
     assert len(rs) == 1
 
 
 def test_from_site_order_and_files(engine: type, tmp_path: Path) -> None:
     (tmp_path / "_redirects").write_text("/x /from-file 302\n")
-    (tmp_path / "netlify.toml").write_text('[[redirects]]\nfrom = "/x"\nto = "/from-toml"\n'
-                                           '[[redirects]]\nfrom = "/y"\nto = "/toml-only"\n')
+    (tmp_path / "netlify.toml").write_text(
+        '[[redirects]]\nfrom = "/x"\nto = "/from-toml"\n[[redirects]]\nfrom = "/y"\nto = "/toml-only"\n'
+    )
     rs = engine.from_site(tmp_path)
     assert rs.match("/x").to == "/from-file"
     y = rs.match("/y")
     assert y.to == "/toml-only" and y.rule == 2 and y.source.file.endswith("netlify.toml")
-    assert y.source.index == 2 and y.source.line == 4
+    assert y.source.table == 2 and y.source.line == 4
     assert rs.files == (str(tmp_path / "_redirects"), str(tmp_path / "netlify.toml"))
 
 
@@ -254,9 +252,7 @@ def test_context_manager_and_close(engine: type) -> None:
 
 def test_resolve_shadowing_and_pretty_urls(engine: type) -> None:
     files = {"/foo.html", "/about/index.html", "/404.html", "/app.js", "/b.html"}
-    rs = engine.parse(
-        "/foo /not-foo 200\n/about /x 301!\n/missing /gone 410\n/* /index.html 200\n"
-    )
+    rs = engine.parse("/foo /not-foo 200\n/about /x 301!\n/missing /gone 410\n/* /index.html 200\n")
     ex = files.__contains__
     assert resolve(rs, "/foo", exists=ex)[:3] == ("file", 200, "/foo.html")
     assert resolve(rs, "/about", exists=ex)[:3] == ("redirect", 301, "/x")
@@ -265,6 +261,12 @@ def test_resolve_shadowing_and_pretty_urls(engine: type) -> None:
     assert resolve(rs, "/deep/link", exists=ex)[:3] == ("not_found", 404, "/404.html")
     assert resolve(rs, "/missing", exists=ex)[:3] == ("not_found", 410, "/404.html")
     assert resolve(None, "/nothing", exists=set().__contains__)[:3] == ("not_found", 404, "")
+
+
+def test_resolve_function_rewrite(engine: type) -> None:
+    rs = engine.parse("/api/* /.netlify/functions/f?foo=1 200\n")
+    got = resolve(rs, "/api/x?bar=2", exists=set().__contains__)
+    assert got[:3] == ("function", 200, "/.netlify/functions/f?bar=2")
 
 
 def test_resolve_file_order() -> None:

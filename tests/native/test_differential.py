@@ -21,15 +21,41 @@ SEGMENTS = ["a", "b", "ab", "a.b", "%61", "%2f", "%2F", "caf%C3%A9", "café", "x
 PLACEHOLDERS = [":x", ":y", ":splat", ":id.json", ":", ":X1"]
 HOSTS = ["https://ex.com", "http://Ex.com.", "https://ex.com:443", "http://other.org", "https://", "//ex.com"]
 TARGETS = [
-    "/t", "/t/:x", "/t/:splat", "/:splat", "/t/:y/:x", "/t?q=:k", "/t#frag", "//evil.org",
-    "https://:x.ex.com/p", "https://dst.org/:splat", "/a", "/a/", "/t/:xx", "/:x-:y", "/t/%zz/é",
-    "ftp://no", "relative",
+    "/t",
+    "/t/:x",
+    "/t/:splat",
+    "/:splat",
+    "/t/:y/:x",
+    "/t?q=:k",
+    "/t#frag",
+    "//evil.org",
+    "https://:x.ex.com/p",
+    "https://dst.org/:splat",
+    "/a",
+    "/a/",
+    "/t/:xx",
+    "/:x-:y",
+    "/t/%zz/é",
+    "ftp://no",
+    "relative",
 ]
 STATUSES = ["", "301", "302", "301!", "200", "200!", "404", "410!", "307", "999", "30x", "+301", "204"]
 CONDITIONS = [
-    "Country=de,fr", "Country=US", "Language=en", "Language=fr-CA", "Cookie=c1", "Cookie=c1,c2",
-    "Role=admin", "Role=admin,editor", "country=de", "Foo=bar", "Country=", "Country=de,", "Sign=VAR",
-    "Country=a=b", "noequals",
+    "Country=de,fr",
+    "Country=US",
+    "Language=en",
+    "Language=fr-CA",
+    "Cookie=c1",
+    "Cookie=c1,c2",
+    "Role=admin",
+    "Role=admin,editor",
+    "country=de",
+    "Foo=bar",
+    "Country=",
+    "Country=de,",
+    "Sign=VAR",
+    "Country=a=b",
+    "noequals",
 ]
 QUERY = ["k=:k", "k=v", "q=a%20b", "k=", "=v", "bare", "x=:x"]
 
@@ -72,8 +98,12 @@ def requests(draw: st.DrawFn) -> tuple[str, dict[str, object]]:
     n = draw(st.integers(0, 4))
     segs = [draw(st.sampled_from([*SEGMENTS, "q", "", "%41", "7"])) for _ in range(n)]
     path = "/" + "/".join(segs) + draw(st.sampled_from(["", "", "/"]))
-    q = draw(st.sampled_from(["", "?k=v", "?k=1&k=2", "?q=a+b", "?q=a%20b&x=%2F", "?k", "?k=&x=y", "?x=a%zz"]))
-    prefix = draw(st.sampled_from(["", "", "https://ex.com", "http://ex.com", "https://EX.com:443", "http://other.org"]))
+    q = draw(
+        st.sampled_from(["", "?k=v", "?k=1&k=2", "?q=a+b", "?q=a%20b&x=%2F", "?k", "?k=&x=y", "?x=a%zz"])
+    )
+    prefix = draw(
+        st.sampled_from(["", "", "https://ex.com", "http://ex.com", "https://EX.com:443", "http://other.org"])
+    )
     kw: dict[str, object] = {}
     if draw(st.booleans()):
         kw["country"] = draw(st.sampled_from(["de", "FR", "us", ""]))
