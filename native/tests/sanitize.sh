@@ -37,6 +37,11 @@ mkdir -p "$out/src"
 (cd "$out/src" && EDGESIM_SANITIZE=1 python -m pip install -q --no-deps --target "$out/py" .)
 asan="$(gcc -print-file-name=libasan.so)"
 ubsan="$(gcc -print-file-name=libubsan.so)"
+so="$(ls "$out"/py/edgesim/_redirects_cffi*.so)"
+if ! ldd "$so" | grep -q libasan; then
+  echo "sanitize.sh: $so is not linked against libasan" >&2
+  exit 1
+fi
 # Run from $out so that the source tree's edgesim/ does not shadow the sanitizer build.
 (cd "$out" && PYTHONPATH="$out/py" LD_PRELOAD="$asan:$ubsan" \
   ASAN_OPTIONS="detect_leaks=0:abort_on_error=1" UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
