@@ -842,6 +842,8 @@ class ReferenceEngine:
         ):
             canonical_to = canonicalize_path(to)
             canonical_from = parsed_from.canonical
+            if canonical_from.endswith(b"*"):  # "/a/* /a/:splat 301" loops as well
+                canonical_from = canonical_from[:-1] + b":splat"
             if _strip_one_slash(canonical_to) == _strip_one_slash(canonical_from):
                 if canonical_to == canonical_from:
                     out.append(("SELF_REDIRECT", "rule redirects to itself (loop)"))

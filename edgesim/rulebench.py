@@ -6,6 +6,7 @@ meaningful on shared, noisy machines. Results are plain dicts ready for JSON.
 
 from __future__ import annotations
 
+import os
 import platform
 import random
 import time
@@ -15,6 +16,19 @@ from typing import Any
 
 import edgesim
 from edgesim.redirects import ReferenceRuleSet, RuleSet
+
+
+def machine() -> str:
+    """CPU model, core count and architecture, for benchmark records."""
+    model = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model or 'unknown CPU'}, {os.cpu_count()} cores, {platform.machine()}"
 
 
 def sample_urls(rules: RuleSet, count: int = 5000, *, seed: int = 1, miss_share: float = 0.2) -> list[str]:
@@ -118,7 +132,7 @@ def run(
     out: dict[str, Any] = {
         "benchmark": "redirects",
         "edgesim": edgesim.__version__,
-        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "machine": machine(),
         "python": platform.python_version(),
         "date": time.strftime("%Y-%m-%d"),
         "rules_file": str(rules_path),

@@ -753,17 +753,26 @@ static int add_rule(esr_builder *b, draft *d)
     /* from/to loop warnings */
     if (is_3xx(status) && scheme == ESR_SCHEME_NONE && d->have_to && tn > 0 && t[0] == '/' &&
         !memchr(t, '?', tn) && !memchr(t, '#', tn)) {
-        uint32_t tc_off = arena_take(&b->arena, 3 * tn, 1);
+        /* scratch (inside the reservation): canonical `to`, then `from` with a
+         * final '*' written as ":splat", so a splat rule redirecting to its own :splat is a loop too */
+        uint32_t tc_off = arena_take(&b->arena, 3 * tn + cpn + 6, 1);
         char *tc = b->arena.p + tc_off;
         size_t tcn = esr_canon_path(t, tn, tc);
+        char *fc = tc + tcn;
+        size_t fcn = cpn;
+        memcpy(fc, cp, cpn);
+        if (fcn && fc[fcn - 1] == '*') {
+            memcpy(fc + fcn - 1, ":splat", 6);
+            fcn += 5;
+        }
         b->arena.len = tc_off; /* scratch only */
-        size_t a = cpn, z = tcn;
-        if (a > 1 && cp[a - 1] == '/')
+        size_t a = fcn, z = tcn;
+        if (a > 1 && fc[a - 1] == '/')
             a--;
         if (z > 1 && tc[z - 1] == '/')
             z--;
-        if (a == z && memcmp(cp, tc, a) == 0) {
-            bool same = cpn == tcn && memcmp(cp, tc, cpn) == 0;
+        if (a == z && memcmp(fc, tc, a) == 0) {
+            bool same = fcn == tcn && memcmp(fc, tc, fcn) == 0;
             if (push_warn(b, d, same ? ESR_D_SELF_REDIRECT : ESR_D_TRAILING_SLASH_ONLY, tcol,
                           same ? "target \"%s\" redirects to itself (a loop)"
                                : "target \"%s\" differs from from only by a trailing \"/\" "

@@ -50,6 +50,7 @@ def test_check_lint_warnings(tmp_path: Path) -> None:
         "/articles/:slug /articles/:slug/ 301\n"
         "/same /same 301\n"
         "/a/:x /b/:y 301\n"
+        "/new/* /new/:splat 302\n"
     )
     code, out, _ = run("redirects", "check", "--json", str(f))
     assert code == 0
@@ -60,6 +61,7 @@ def test_check_lint_warnings(tmp_path: Path) -> None:
         ("TRAILING_SLASH_ONLY", 3),
         ("SELF_REDIRECT", 4),
         ("UNBOUND_REFERENCE", 5),
+        ("SELF_REDIRECT", 6),
     } <= found
 
 
