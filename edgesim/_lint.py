@@ -7,6 +7,9 @@ whole list lives here, computed on demand from the reference engine's rule model
   conditions, target, status, force).
 * ``UNREACHABLE``: an earlier rule without query pairs or conditions (so it always
   answers when its path matches) already matches every path this rule can match.
+* ``UNUSED_PLACEHOLDER``: a named path placeholder that ``to`` never uses (often a typo
+  in ``to``; a splat or a query capture may be left unused on purpose, so they are not
+  reported).
 
 Coverers are indexed (exact paths, literal splat prefixes, placeholder rules bucketed by
 their first segment), so linting a 10,000-rule file stays well under a second.
@@ -14,10 +17,14 @@ their first segment), so linting a 10,000-rule file stays well under a second.
 
 from __future__ import annotations
 
+import re
+
 from edgesim._reference import ReferenceEngine, RefRule
 from edgesim._rulefiles import Diagnostic, SourceFile
 
 _Key = tuple[bytes | None, bytes | None, tuple[bytes, ...]]
+_TOKEN = re.compile(rb":([A-Za-z0-9_]+)")
+_NAME = re.compile(rb"[A-Za-z0-9_]+")
 
 
 def cross_rule_warnings(files: list[SourceFile]) -> list[Diagnostic]:
@@ -37,9 +44,22 @@ def cross_rule_warnings(files: list[SourceFile]) -> list[Diagnostic]:
     splats: dict[_Key, RefRule] = {}
     placeholder_rules: dict[bytes, list[RefRule]] = {}
 
+    lines: dict[int, list[bytes]] = {}
+
+    def column(rule: RefRule) -> int:
+        """Column of the rule's first token (its ``from``); 1 for TOML tables."""
+        src = files[rule.source]
+        if src.kind != "redirects":
+            return 1
+        text = lines.setdefault(rule.source, src.data.split(b"\n"))
+        line = text[rule.line - 1] if 0 < rule.line <= len(text) else b""
+        if rule.line == 1 and line.startswith(b"\xef\xbb\xbf"):
+            line = line[3:]
+        return len(line) - len(line.lstrip(b" \t\r\v\f")) + 1
+
     def warn(rule: RefRule, code: str, message: str) -> None:
         src = files[rule.source]
-        out.append(src.diagnostic(1, code, rule.line, 1, message))
+        out.append(src.diagnostic(1, code, rule.line, column(rule), message))
 
     for rule in eng.rules:
         ident = (
@@ -59,6 +79,14 @@ def cross_rule_warnings(files: list[SourceFile]) -> list[Diagnostic]:
             warn(rule, "DUPLICATE_RULE", f"duplicate of the rule at {_loc(files, first)}; it never matches")
             continue
         identities[ident] = rule
+        used = set(_TOKEN.findall(rule.to_bytes))
+        for name in dict.fromkeys(n for n in rule.pattern.names if n is not None):
+            if name not in used and _NAME.fullmatch(name) and name != b"splat":
+                warn(
+                    rule,
+                    "UNUSED_PLACEHOLDER",
+                    f'placeholder ":{name.decode()}" is never used in the target',
+                )
         cover = _find_cover(rule, exact, splats, placeholder_rules)
         if cover is not None:
             warn(

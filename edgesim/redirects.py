@@ -310,7 +310,8 @@ class _RuleSetBase:
         return len(self._status)
 
     def lint(self) -> list[Diagnostic]:
-        """All diagnostics plus whole-list warnings (``UNREACHABLE``, ``DUPLICATE_RULE``)."""
+        """All diagnostics plus the linter's warnings (``UNREACHABLE``, ``DUPLICATE_RULE``,
+        ``UNUSED_PLACEHOLDER``), ordered by file, line and column."""
         from edgesim._lint import cross_rule_warnings
 
         extra = cross_rule_warnings(self._files)

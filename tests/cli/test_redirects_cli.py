@@ -51,6 +51,7 @@ def test_check_lint_warnings(tmp_path: Path) -> None:
         "/same /same 301\n"
         "/a/:x /b/:y 301\n"
         "/new/* /new/:splat 302\n"
+        "  /blog/:year/:slug /posts/:slug 301\n"
     )
     code, out, _ = run("redirects", "check", "--json", str(f))
     assert code == 0
@@ -63,6 +64,9 @@ def test_check_lint_warnings(tmp_path: Path) -> None:
         ("UNBOUND_REFERENCE", 5),
         ("SELF_REDIRECT", 6),
     } <= found
+    unused = [d for d in map(json.loads, out.splitlines()) if d["code"] == "UNUSED_PLACEHOLDER"]
+    assert [(d["line"], d["column"]) for d in unused] == [(5, 1), (7, 3)]
+    assert ":year" in unused[1]["message"]
 
 
 def test_check_site_directory_and_missing_file(tmp_path: Path) -> None:
