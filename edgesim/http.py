@@ -1,0 +1,157 @@
+"""Lightweight HTTP values shared by the sans-IO cores, the Trio shells and the simulator.
+
+The cores (``edgesim.node``, ``origin.core``) take and return these, never h11 events:
+the capacity engine builds them directly, about 100,000 times per simulated second, so
+they are plain slotted classes with no validation on construction. The Trio shells
+convert h11 events to and from them at the socket boundary, where validation happens.
+
+Header names are lower-case ``str``; values are ``str`` (ISO-8859-1, as on the wire).
+A response body of ``None`` means "metadata only": ``size`` bytes that nobody stores
+(the simulator's stores keep sizes, not bodies).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+Headers = list[tuple[str, str]]
+
+# Hop-by-hop headers (RFC 9110 §7.6.1): never stored, never forwarded.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "proxy-authenticate",
+        "proxy-authorization",
+    }
+)
+
+
+def get_header(headers: Headers, name: str) -> str | None:
+    """First value of ``name`` (lower-case), or None."""
+    for k, v in headers:
+        if k == name:
+            return v
+    return None
+
+
+def get_all(headers: Headers, name: str) -> list[str]:
+    """Every value of ``name`` (lower-case), in order."""
+    return [v for k, v in headers if k == name]
+
+
+def joined(headers: Headers, name: str) -> str | None:
+    """All values of a list-valued header joined with ", " (RFC 9110 §5.3)."""
+    vals = [v for k, v in headers if k == name]
+    return ", ".join(vals) if vals else None
+
+
+def without(headers: Headers, names: Iterable[str]) -> Headers:
+    """``headers`` minus every header in ``names`` (lower-case)."""
+    drop = set(names)
+    return [(k, v) for k, v in headers if k not in drop]
+
+
+def strip_hop_by_hop(headers: Headers) -> Headers:
+    """Remove hop-by-hop headers, including those the Connection header names."""
+    named = set(HOP_BY_HOP)
+    for k, v in headers:
+        if k == "connection":
+            named.update(t.strip().lower() for t in v.split(",") if t.strip())
+    return [(k, v) for k, v in headers if k not in named]
+
+
+def replace(headers: Headers, name: str, value: str | None) -> Headers:
+    """``headers`` with every ``name`` removed and, unless ``value`` is None, one
+    ``name: value`` appended."""
+    out = [(k, v) for k, v in headers if k != name]
+    if value is not None:
+        out.append((name, value))
+    return out
+
+
+class Request:
+    """One HTTP request.
+
+    Attributes:
+        method: ``GET``, ``HEAD``, ``PUT``, ... (as sent; case-sensitive).
+        target: the request-target as sent (``/path?query``, or absolute-form).
+        headers: lower-case names with their values, in order.
+        body: the request body (empty for most requests).
+        http_version: ``"1.1"`` or ``"1.0"``.
+    """
+
+    __slots__ = ("body", "headers", "http_version", "method", "target")
+
+    def __init__(
+        self,
+        method: str,
+        target: str,
+        headers: Headers | None = None,
+        body: bytes = b"",
+        http_version: str = "1.1",
+    ) -> None:
+        self.method = method
+        self.target = target
+        self.headers = headers if headers is not None else []
+        self.body = body
+        self.http_version = http_version
+
+    def header(self, name: str) -> str | None:
+        return get_header(self.headers, name)
+
+    @property
+    def host(self) -> str:
+        """The Host header, lower-cased, without a port or trailing dot."""
+        h = get_header(self.headers, "host") or ""
+        if h.startswith("["):
+            end = h.find("]")
+            return h[: end + 1].lower() if end > 0 else h.lower()
+        return h.rsplit(":", 1)[0].rstrip(".").lower() if ":" in h else h.rstrip(".").lower()
+
+    @property
+    def path(self) -> str:
+        """The path part of the target (no query)."""
+        t = self.target
+        if "://" in t:
+            rest = t.split("://", 1)[1]
+            i = rest.find("/")
+            t = rest[i:] if i >= 0 else "/"
+        return t.partition("?")[0].partition("#")[0] or "/"
+
+    @property
+    def query(self) -> str:
+        return self.target.partition("?")[2].partition("#")[0]
+
+    def __repr__(self) -> str:
+        return f"Request({self.method} {self.target})"
+
+
+class Response:
+    """One HTTP response.
+
+    Attributes:
+        status: the status code.
+        headers: lower-case names with their values, in order.
+        body: the body, or None when only the size is modelled.
+        size: body length in bytes (``len(body)`` when there is a body).
+    """
+
+    __slots__ = ("body", "headers", "size", "status")
+
+    def __init__(self, status: int, headers: Headers | None = None, body: bytes | None = b"", size: int | None = None) -> None:
+        self.status = status
+        self.headers = headers if headers is not None else []
+        self.body = body
+        self.size = size if size is not None else (len(body) if body is not None else 0)
+
+    def header(self, name: str) -> str | None:
+        return get_header(self.headers, name)
+
+    def __repr__(self) -> str:
+        return f"Response({self.status}, {self.size} bytes)"
