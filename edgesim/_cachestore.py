@@ -1,0 +1,573 @@
+"""Storage for the HTTP cache: bounded key -> variant-list stores, apart from cache policy.
+
+Theory of operation
+-------------------
+A store maps an opaque primary cache key to the list of stored responses (variants,
+RFC 9111 §4.1) for that key, and knows nothing about HTTP: it only reads each entry's
+``nbytes`` and ``tag``. Every store is bounded in bytes. ``put`` admits a list only if it
+fits both ``capacity_bytes`` and the admission limit ``max_object_bytes``; then it evicts
+whole keys in LRU (default) or FIFO order until ``used_bytes <= capacity_bytes``.
+Tags (site names) index keys so that a whole site can be purged at once.
+
+Implementations:
+
+- :class:`MemoryStore`: entries (with bodies) in an ``OrderedDict``.
+- :class:`MetadataStore`: the same, but bodies are dropped (``None``); for the capacity
+  engine, which models sizes, not bytes.
+- :class:`DiskStore`: entries serialized with a checksum into a ``diskcache.Cache``
+  directory. Byte accounting and eviction order live in an in-memory index that is rebuilt
+  from the directory on open, so the bound holds across restarts. A blob whose checksum
+  does not match (corrupt or half-written file) reads as a miss and is deleted.
+
+Invariants: ``used_bytes`` is the sum of the admitted sizes of the keys present;
+``used_bytes <= capacity_bytes`` after every call; a key belongs to at most one tag.
+Stores are single-owner: not safe for concurrent use from several threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import sqlite3
+import struct
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from edgesim.http import Headers
+
+Eviction = Literal["lru", "fifo"]
+
+# Fixed per-entry bookkeeping charged on top of body and header bytes, so that many
+# tiny (or bodyless metadata) entries still fill a store; roughly a slotted object plus
+# its list and dict slots in CPython.
+ENTRY_OVERHEAD = 256
+
+
+class CacheEntry:
+    """One stored response, with its freshness facts pre-computed at store time.
+
+    Built by ``edgesim.cache`` (never by callers); stores treat it as an immutable value.
+
+    Attributes:
+        status, headers, body, size: the stored response (headers without hop-by-hop
+            fields and without ``Age``; ``body`` is None for metadata-only entries).
+        request_time, response_time: RFC 9111 §4.2.3, in the caller's ``now`` clock.
+        initial_age: ``corrected_initial_age`` (§4.2.3).
+        lifetime: freshness lifetime in seconds (§4.2.1).
+        no_cache: every reuse needs validation (response ``no-cache``, §5.2.2.4).
+        no_stale: never serve stale (must-revalidate, proxy-revalidate, s-maxage, no-cache).
+        swr, sie: ``stale-while-revalidate`` / ``stale-if-error`` windows, -1.0 if absent.
+        etag, last_modified: validators as received (or None).
+        vary_names, vary_values: the Vary field names (lower-case) and the normalised
+            values of those request fields when stored (None for absent).
+        tag: the purge tag (site name).
+        nbytes: bytes charged to a store for this entry.
+    """
+
+    __slots__ = (
+        "body",
+        "etag",
+        "headers",
+        "initial_age",
+        "last_modified",
+        "lifetime",
+        "nbytes",
+        "no_cache",
+        "no_stale",
+        "request_time",
+        "response_time",
+        "sie",
+        "size",
+        "status",
+        "swr",
+        "tag",
+        "vary_names",
+        "vary_values",
+    )
+
+    def __init__(
+        self,
+        status: int,
+        headers: Headers,
+        body: bytes | None,
+        size: int,
+        *,
+        request_time: float,
+        response_time: float,
+        initial_age: float,
+        lifetime: float,
+        no_cache: bool,
+        no_stale: bool,
+        swr: float,
+        sie: float,
+        etag: str | None,
+        last_modified: str | None,
+        vary_names: tuple[str, ...],
+        vary_values: tuple[str | None, ...],
+        tag: str,
+    ) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.size = size
+        self.request_time = request_time
+        self.response_time = response_time
+        self.initial_age = initial_age
+        self.lifetime = lifetime
+        self.no_cache = no_cache
+        self.no_stale = no_stale
+        self.swr = swr
+        self.sie = sie
+        self.etag = etag
+        self.last_modified = last_modified
+        self.vary_names = vary_names
+        self.vary_values = vary_values
+        self.tag = tag
+        n = size + ENTRY_OVERHEAD
+        for k, v in headers:
+            n += len(k) + len(v) + 4
+        self.nbytes = n
+
+    def without_body(self) -> CacheEntry:
+        """A metadata-only copy (``body=None``, same ``size``)."""
+        return CacheEntry(
+            self.status,
+            self.headers,
+            None,
+            self.size,
+            request_time=self.request_time,
+            response_time=self.response_time,
+            initial_age=self.initial_age,
+            lifetime=self.lifetime,
+            no_cache=self.no_cache,
+            no_stale=self.no_stale,
+            swr=self.swr,
+            sie=self.sie,
+            etag=self.etag,
+            last_modified=self.last_modified,
+            vary_names=self.vary_names,
+            vary_values=self.vary_values,
+            tag=self.tag,
+        )
+
+    def __repr__(self) -> str:
+        return f"CacheEntry({self.status}, {self.size} bytes, lifetime={self.lifetime})"
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStats:
+    """Immutable snapshot of one store."""
+
+    keys: int
+    used_bytes: int
+    capacity_bytes: int
+    evictions: int
+    rejected: int  # puts refused by the admission limit or capacity
+    corrupt: int  # entries that failed their checksum (DiskStore only)
+
+
+class Store(Protocol):
+    """What ``HttpCache`` needs from a storage tier."""
+
+    @property
+    def used_bytes(self) -> int: ...
+
+    @property
+    def capacity_bytes(self) -> int: ...
+
+    def get(self, key: str) -> list[CacheEntry] | None:
+        """The variants stored under ``key`` (marks the key used), or None."""
+        ...
+
+    def put(self, key: str, entries: list[CacheEntry], tag: str = "") -> bool:
+        """Store ``entries`` under ``key`` (replacing what was there), evicting other keys
+        as needed. Returns False, and removes ``key``, if the list is not admitted."""
+        ...
+
+    def delete(self, key: str) -> bool: ...
+
+    def purge_tag(self, tag: str) -> list[str]:
+        """Remove every key stored with ``tag``; returns those keys."""
+        ...
+
+    def clear(self) -> None: ...
+
+    def statistics(self) -> StoreStats: ...
+
+
+class _Slot:
+    __slots__ = ("entries", "nbytes", "tag")
+
+    def __init__(self, entries: list[CacheEntry] | None, nbytes: int, tag: str) -> None:
+        self.entries = entries
+        self.nbytes = nbytes
+        self.tag = tag
+
+
+class _BoundedIndex:
+    """Byte accounting, eviction order and tag index shared by all stores.
+
+    Subclasses override ``_dropped(key)`` to release whatever backs an evicted key.
+    """
+
+    __slots__ = (
+        "_capacity",
+        "_corrupt",
+        "_evictions",
+        "_lru",
+        "_max_object",
+        "_rejected",
+        "_slots",
+        "_tags",
+        "_used",
+    )
+
+    def __init__(
+        self, capacity_bytes: int, *, eviction: Eviction = "lru", max_object_bytes: int | None = None
+    ) -> None:
+        if capacity_bytes < 0:
+            raise ValueError("capacity_bytes must be >= 0")
+        if eviction not in ("lru", "fifo"):
+            raise ValueError(f"unknown eviction policy {eviction!r} (expected 'lru' or 'fifo')")
+        self._capacity = capacity_bytes
+        self._max_object = (
+            capacity_bytes if max_object_bytes is None else min(max_object_bytes, capacity_bytes)
+        )
+        self._lru = eviction == "lru"
+        self._slots: OrderedDict[str, _Slot] = OrderedDict()
+        self._tags: dict[str, set[str]] = {}
+        self._used = 0
+        self._evictions = 0
+        self._rejected = 0
+        self._corrupt = 0
+
+    @property
+    def used_bytes(self) -> int:
+        return self._used
+
+    @property
+    def capacity_bytes(self) -> int:
+        return self._capacity
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._slots
+
+    def _dropped(self, key: str) -> None:
+        """Hook: ``key`` left the index (evicted, deleted, purged)."""
+
+    def _touch(self, key: str) -> None:
+        if self._lru:
+            self._slots.move_to_end(key)
+
+    def _admit(self, key: str, slot: _Slot) -> bool:
+        """Account ``slot`` under ``key``; evict others until within capacity."""
+        old = self._slots.pop(key, None)
+        if old is not None:
+            self._forget(key, old)
+        if slot.nbytes > self._max_object:
+            self._rejected += 1
+            if old is not None:
+                self._dropped(key)
+            return False
+        self._slots[key] = slot
+        self._used += slot.nbytes
+        if slot.tag:
+            self._tags.setdefault(slot.tag, set()).add(key)
+        # The new key sits at the end, and nbytes <= capacity, so it is never the victim.
+        while self._used > self._capacity:
+            victim, vslot = self._slots.popitem(last=False)
+            self._forget(victim, vslot)
+            self._dropped(victim)
+            self._evictions += 1
+        return True
+
+    def _forget(self, key: str, slot: _Slot) -> None:
+        self._used -= slot.nbytes
+        if slot.tag:
+            keys = self._tags.get(slot.tag)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self._tags[slot.tag]
+
+    def delete(self, key: str) -> bool:
+        slot = self._slots.pop(key, None)
+        if slot is None:
+            return False
+        self._forget(key, slot)
+        self._dropped(key)
+        return True
+
+    def purge_tag(self, tag: str) -> list[str]:
+        keys = list(self._tags.get(tag, ()))
+        for key in keys:
+            self.delete(key)
+        return keys
+
+    def statistics(self) -> StoreStats:
+        return StoreStats(
+            keys=len(self._slots),
+            used_bytes=self._used,
+            capacity_bytes=self._capacity,
+            evictions=self._evictions,
+            rejected=self._rejected,
+            corrupt=self._corrupt,
+        )
+
+
+class MemoryStore(_BoundedIndex):
+    """Entries and bodies in process memory, bounded in bytes.
+
+    Args:
+        capacity_bytes: the byte bound (entry bodies + headers + ``ENTRY_OVERHEAD``).
+        eviction: ``"lru"`` (default) or ``"fifo"`` (insertion order; gets don't reorder).
+        max_object_bytes: admission limit for one key's variant list (default: capacity).
+    """
+
+    __slots__ = ()
+
+    def get(self, key: str) -> list[CacheEntry] | None:
+        slot = self._slots.get(key)
+        if slot is None:
+            return None
+        if self._lru:
+            self._slots.move_to_end(key)
+        return slot.entries
+
+    def put(self, key: str, entries: list[CacheEntry], tag: str = "") -> bool:
+        n = 0
+        for e in entries:
+            n += e.nbytes
+        return self._admit(key, _Slot(entries, n, tag))
+
+    def clear(self) -> None:
+        self._slots.clear()
+        self._tags.clear()
+        self._used = 0
+
+
+class MetadataStore(MemoryStore):
+    """A :class:`MemoryStore` that keeps sizes but never bodies (for the simulator).
+
+    Entries put with a body are stored as body-less copies; byte accounting still
+    charges their ``size``, so eviction behaves as if the bodies were there.
+    """
+
+    __slots__ = ()
+
+    def put(self, key: str, entries: list[CacheEntry], tag: str = "") -> bool:
+        for e in entries:
+            if e.body is not None:
+                entries = [x if x.body is None else x.without_body() for x in entries]
+                break
+        return super().put(key, entries, tag)
+
+
+# --- DiskStore ------------------------------------------------------------------------
+
+# Blob layout: MAGIC | blake2b-128(payload) | payload, where
+# payload = u32 length of the JSON metadata | JSON | the bodies, concatenated.
+_MAGIC = b"ESC\x01"
+_DIGEST = 16
+_HEAD = len(_MAGIC) + _DIGEST
+
+
+def encode_entries(entries: list[CacheEntry]) -> bytes:
+    """Serialize a variant list with a checksum (the DiskStore on-disk format)."""
+    meta = []
+    bodies = []
+    for e in entries:
+        meta.append(
+            [
+                e.status,
+                e.headers,
+                -1 if e.body is None else len(e.body),
+                e.size,
+                e.request_time,
+                e.response_time,
+                e.initial_age,
+                e.lifetime,
+                e.no_cache,
+                e.no_stale,
+                e.swr,
+                e.sie,
+                e.etag,
+                e.last_modified,
+                list(e.vary_names),
+                list(e.vary_values),
+                e.tag,
+            ]
+        )
+        if e.body is not None:
+            bodies.append(e.body)
+    js = json.dumps(meta, separators=(",", ":")).encode()
+    payload = b"".join([struct.pack(">I", len(js)), js, *bodies])
+    return _MAGIC + hashlib.blake2b(payload, digest_size=_DIGEST).digest() + payload
+
+
+def decode_entries(blob: bytes) -> list[CacheEntry] | None:
+    """Inverse of :func:`encode_entries`; None if the blob is corrupt or truncated."""
+    if len(blob) < _HEAD + 4 or not blob.startswith(_MAGIC):
+        return None
+    payload = memoryview(blob)[_HEAD:]
+    if hashlib.blake2b(payload, digest_size=_DIGEST).digest() != blob[len(_MAGIC) : _HEAD]:
+        return None
+    try:
+        (jlen,) = struct.unpack_from(">I", payload, 0)
+        meta = json.loads(bytes(payload[4 : 4 + jlen]))
+        pos = 4 + jlen
+        out = []
+        for m in meta:
+            blen = m[2]
+            body = None
+            if blen >= 0:
+                body = bytes(payload[pos : pos + blen])
+                pos += blen
+            out.append(
+                CacheEntry(
+                    m[0],
+                    [(k, v) for k, v in m[1]],
+                    body,
+                    m[3],
+                    request_time=m[4],
+                    response_time=m[5],
+                    initial_age=m[6],
+                    lifetime=m[7],
+                    no_cache=m[8],
+                    no_stale=m[9],
+                    swr=m[10],
+                    sie=m[11],
+                    etag=m[12],
+                    last_modified=m[13],
+                    vary_names=tuple(m[14]),
+                    vary_values=tuple(m[15]),
+                    tag=m[16],
+                )
+            )
+    except (ValueError, TypeError, IndexError, KeyError, struct.error):
+        return None
+    return out
+
+
+# diskcache culls by its own size estimate (which includes its SQLite file); we set its
+# limit well above ours so that it only acts as a backstop and our index stays exact.
+_DISKCACHE_SLACK = 64 * 1024 * 1024
+
+
+class DiskStore(_BoundedIndex):
+    """Entries in a ``diskcache.Cache`` directory, bounded in bytes, checksummed.
+
+    Args:
+        directory: the cache directory (created if missing; reused across restarts).
+        capacity_bytes: the byte bound, counted as the serialized blob sizes.
+        eviction: ``"lru"`` (default) or ``"fifo"``.
+        max_object_bytes: admission limit for one key's serialized variant list.
+        min_file_size: blobs of at least this many bytes go to their own file instead of
+            SQLite (diskcache's ``disk_min_file_size``; its default is 32 KiB).
+
+    Resource handling:
+        Owns the open ``diskcache.Cache``; call :meth:`close` (or use ``with``) to release
+        it. On open the index is rebuilt by scanning the directory (sizes via file handles,
+        without reading bodies); the recency order after a restart is store order.
+
+    Error handling:
+        A blob that is missing, unreadable or fails its checksum is a miss; the key is
+        deleted and counted in ``statistics().corrupt``.
+    """
+
+    __slots__ = ("_cache", "_directory")
+
+    def __init__(
+        self,
+        directory: str,
+        capacity_bytes: int,
+        *,
+        eviction: Eviction = "lru",
+        max_object_bytes: int | None = None,
+        min_file_size: int | None = None,
+    ) -> None:
+        import diskcache  # type: ignore[import-untyped]  # deferred: only disk users pay for it
+
+        super().__init__(capacity_bytes, eviction=eviction, max_object_bytes=max_object_bytes)
+        self._directory = directory
+        settings: dict[str, object] = {
+            "size_limit": 2 * capacity_bytes + _DISKCACHE_SLACK,
+            "eviction_policy": "least-recently-stored",
+        }
+        if min_file_size is not None:
+            settings["disk_min_file_size"] = min_file_size
+        self._cache: Any = diskcache.Cache(directory, **settings)
+        self._rebuild()
+
+    @property
+    def directory(self) -> str:
+        return self._directory
+
+    def _rebuild(self) -> None:
+        for key in list(self._cache.iterkeys()):
+            if not isinstance(key, str):
+                continue
+            try:
+                value, tag = self._cache.get(key, default=None, read=True, tag=True)
+            except (OSError, sqlite3.Error):
+                value = None
+            if value is None:  # its file is gone or unreadable
+                self._corrupt += 1
+                self._dropped(key)
+                continue
+            if isinstance(value, bytes):
+                n = len(value)
+            else:
+                with value:
+                    n = value.seek(0, 2)
+            self._admit(key, _Slot(None, n, tag or ""))
+
+    def _dropped(self, key: str) -> None:
+        with contextlib.suppress(OSError, sqlite3.Error):
+            self._cache.delete(key)
+
+    def get(self, key: str) -> list[CacheEntry] | None:
+        if key not in self._slots:
+            return None
+        try:
+            blob = self._cache.get(key, default=None)
+        except (OSError, sqlite3.Error):
+            blob = None
+        entries = decode_entries(blob) if isinstance(blob, bytes) else None
+        if entries is None:
+            self._corrupt += 1
+            self.delete(key)
+            return None
+        self._touch(key)
+        return entries
+
+    def put(self, key: str, entries: list[CacheEntry], tag: str = "") -> bool:
+        blob = encode_entries(entries)
+        n = len(blob)
+        if n > self._max_object:
+            self._rejected += 1
+            self.delete(key)
+            return False
+        self._cache.set(key, blob, tag=tag or None)
+        return self._admit(key, _Slot(None, n, tag))
+
+    def clear(self) -> None:
+        self._cache.clear()
+        self._slots.clear()
+        self._tags.clear()
+        self._used = 0
+
+    def close(self) -> None:
+        """Close the underlying diskcache (safe to repeat)."""
+        self._cache.close()
+
+    def __enter__(self) -> DiskStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,592 @@
+"""The edge node core: one request plus ``now`` in, a decision out.
+
+Theory of operation
+-------------------
+An :class:`EdgeNode` is an h11-style state machine with no I/O. A driver (the Trio shell
+in ``edgesim.serve``, or the capacity engine in virtual time) calls :meth:`EdgeNode.handle`
+with a :class:`~edgesim.http.Request` and the current time and gets a *step* back:
+
+* :class:`Reply` -- send this response; if ``background`` is set, also carry out that
+  fetch after replying (stale-while-revalidate).
+* :class:`Fetch` -- send ``fetch.request`` to the origin and report the outcome with
+  :meth:`EdgeNode.complete`, which returns the next step for the same client.
+* :class:`Join` -- another client's fetch for the same cache key is in flight (request
+  collapsing): wait until that fetch completes, then call :meth:`EdgeNode.joined`.
+
+All policy lives here and in ``edgesim.cache``: redirect rules (native matcher, one
+compiled set per site and deploy), deploy tracking from the origin's manifest and deploy
+header, cache keys, freshness and revalidation, collapsing, stale serving, purges and
+the response headers (``Age``, ``X-Cache``, ``Via``). The drivers only move bytes and
+time, so live and simulated runs cannot drift apart.
+
+Invariants:
+
+* The deploy id is part of every cache key. A fill is stored under the deploy that
+  produced it (the origin's deploy header), so a fill still in flight during a deploy
+  cannot be served under the new deploy.
+* A request is sent to the origin at most once per step; the node never retries.
+* One origin fetch per cache key at a time: concurrent misses join it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs
+
+from edgesim.cache import FRESH, HttpCache
+from edgesim.http import Headers, Request, Response, get_header, strip_hop_by_hop
+from edgesim.redirects import RuleSet, request_path
+
+# The origin's header naming the deploy that produced a response (origin/core.py).
+DEPLOY_HEADER = "x-edgesim-deploy"
+# Reserved paths. The origin serves the manifest; the edge answers its own admin API.
+MANIFEST_PATH = "/.edgesim/manifest"
+EDGE_ADMIN_PREFIX = "/.edgesim/edge/"
+# Header telling our origin that the edge already applied a rewrite (no second pass of
+# the rules, spec R2.22); other origins ignore it.
+REWRITE_HEADER = "x-edgesim-rewrite"
+# Visitor country, as set by a geo-IP front end or the load generator.
+COUNTRY_HEADER = "x-country"
+
+_SAFE = frozenset({"GET", "HEAD"})
+_CACHEABLE_METHODS = _SAFE
+
+# Outcomes, used for X-Cache and metrics.
+HIT = "HIT"
+MISS = "MISS"
+STALE = "STALE"
+REVALIDATED = "REVALIDATED"
+REDIRECT = "REDIRECT"
+PASS = "PASS"
+ERROR = "ERROR"
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeConfig:
+    """Settings of one edge node.
+
+    Attributes:
+        name: the node's name, used in ``Via``.
+        manifests: fetch each site's manifest from the origin (our origin serves one);
+            off for an origin without manifests.
+        rules: host -> compiled rules given by the operator (``--rules HOST=FILE``); they
+            win over manifest rules, and no shadowing applies to them.
+    """
+
+    name: str = "edge"
+    manifests: bool = True
+    rules: dict[str, RuleSet] = field(default_factory=dict)
+
+
+class Reply:
+    """Send ``response``; then, if ``background`` is set, carry out that fetch too."""
+
+    __slots__ = ("background", "outcome", "response")
+
+    def __init__(self, response: Response, outcome: str, background: Fetch | None = None) -> None:
+        self.response = response
+        self.outcome = outcome
+        self.background = background
+
+
+class Fetch:
+    """An origin request the driver must carry out, then report via ``complete``.
+
+    ``token`` is free for the driver (the Trio shell keeps a ``trio.Event`` there for
+    joined clients; the capacity engine keeps its waiter list).
+    """
+
+    __slots__ = (
+        "client",
+        "done",
+        "error",
+        "key",
+        "kind",
+        "lookup",
+        "override",
+        "request",
+        "response",
+        "site",
+        "started",
+        "stored",
+        "token",
+    )
+
+    def __init__(
+        self, kind: str, request: Request, client: Request, site: str, key: str, started: float
+    ) -> None:
+        self.kind = kind  # "fill", "revalidate", "pass", "manifest", "background"
+        self.request = request
+        self.client = client
+        self.site = site
+        self.key = key
+        self.started = started
+        self.lookup: Any = None
+        self.response: Response | None = None
+        self.error: str | None = None
+        self.stored: Any = None  # the cache entry the fill produced, for joined clients
+        self.done = False
+        self.token: Any = None
+        self.override = 0  # status of a rewrite rule (e.g. 404 pages), applied to the reply
+
+
+class Join:
+    """Wait for ``fetch`` to complete, then call :meth:`EdgeNode.joined` with this join.
+
+    ``client`` is the request as the node sees it (after a rewrite); ``token`` is free
+    for the driver.
+    """
+
+    __slots__ = ("client", "fetch", "override", "token")
+
+    def __init__(self, fetch: Fetch, client: Request) -> None:
+        self.fetch = fetch
+        self.client = client
+        self.override = 0
+        self.token: Any = None
+
+
+Step = Reply | Fetch | Join
+
+
+class _Site:
+    __slots__ = ("deploy", "files", "manifest", "pending", "rules")
+
+    def __init__(self) -> None:
+        self.deploy = ""
+        self.rules: RuleSet | None = None
+        self.files: frozenset[str] | None = None  # None: no shadowing
+        self.manifest = False
+        self.pending: Fetch | None = None
+
+
+@dataclass(slots=True)
+class EdgeStats:
+    """Counters of one node (a live object; :meth:`EdgeNode.statistics` copies it)."""
+
+    requests: int = 0
+    hits: int = 0
+    misses: int = 0
+    stale: int = 0
+    revalidated: int = 0
+    collapsed: int = 0
+    redirects: int = 0
+    passes: int = 0
+    errors: int = 0
+    origin_requests: int = 0
+    origin_bytes: int = 0
+    bytes_served: int = 0
+    bytes_from_cache: int = 0
+    deploys_seen: int = 0
+    purges: int = 0
+
+    def snapshot(self) -> dict[str, int]:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+
+class EdgeNode:
+    """The sans-IO edge node (see the module docstring for the protocol).
+
+    Args:
+        cache: the node's cache (memory tier, optional disk tier).
+        config: node settings.
+    """
+
+    def __init__(self, cache: HttpCache, config: EdgeConfig | None = None) -> None:
+        self.cache = cache
+        self.config = config or EdgeConfig()
+        self.stats = EdgeStats()
+        self._sites: dict[str, _Site] = {}
+        self._inflight: dict[str, Fetch] = {}
+        self._via = f"1.1 {self.config.name}"
+
+    # ---- the protocol --------------------------------------------------------
+
+    def handle(self, req: Request, now: float) -> Step:
+        """First step for a client request."""
+        self.stats.requests += 1
+        path = req.path
+        if path.startswith(EDGE_ADMIN_PREFIX):
+            return self._admin(req, path)
+        host = req.host
+        site = self._sites.get(host)
+        if site is None:
+            site = self._sites[host] = _Site()
+            rules = self.config.rules.get(host)
+            if rules is not None:
+                site.rules = rules
+        if self.config.manifests and not site.manifest and not path.startswith("/.edgesim/"):
+            if site.pending is not None:
+                return Join(site.pending, req)
+            mreq = Request("GET", MANIFEST_PATH, [("host", get_header(req.headers, "host") or host)])
+            f = Fetch("manifest", mreq, req, host, "", now)
+            site.pending = f
+            self.stats.origin_requests += 1
+            return f
+        return self._after_manifest(req, host, site, now)
+
+    def complete(self, fetch: Fetch, response: Response | None, error: str | None, now: float) -> Step:
+        """Report the outcome of ``fetch`` (a response, or an error: ``"connect"``,
+        ``"timeout"`` or ``"protocol"``); returns the next step of its client."""
+        fetch.done = True
+        fetch.response = response
+        fetch.error = error
+        if response is not None:
+            self.stats.origin_bytes += response.size
+        kind = fetch.kind
+        if kind == "manifest":
+            return self._manifest_done(fetch, now)
+        if kind == "pass":
+            return _override(self._pass_done(fetch, now), fetch.override)
+        if self._inflight.get(fetch.key) is fetch:
+            del self._inflight[fetch.key]
+        if kind == "background":
+            self._revalidation_done(fetch, now)
+            return Reply(Response(204), PASS)  # nobody waits for a background fetch
+        if kind == "revalidate":
+            return _override(self._revalidation_done(fetch, now), fetch.override)
+        return _override(self._fill_done(fetch, now), fetch.override)
+
+    def joined(self, join: Join, now: float) -> Step:
+        """Next step for a client that waited (``join``) on another client's fetch."""
+        fetch, req = join.fetch, join.client
+        if fetch.kind == "manifest":
+            site = self._sites[fetch.site]
+            return self._after_manifest(req, fetch.site, site, now)
+        entry = fetch.stored
+        if entry is not None:
+            lk = self.cache.lookup(fetch.key, req, now)
+            if lk is not None and lk.entry is entry:
+                self.stats.collapsed += 1
+                self.stats.hits += 1
+                return _override(self._from_cache(lk.entry, now, HIT, req), join.override)
+        # The fill was not shareable (uncacheable, or another Vary variant): go alone.
+        site = self._sites[fetch.site]
+        return _override(self._cache_step(req, fetch.site, site, now, join=False), join.override)
+
+    # ---- pipeline ------------------------------------------------------------
+
+    def _after_manifest(self, req: Request, host: str, site: _Site, now: float) -> Step:
+        if site.rules is not None and req.method in _SAFE and not req.path.startswith("/.edgesim/"):
+            step = self._apply_rules(req, host, site, now)
+            if step is not None:
+                return step
+        return self._cache_step(req, host, site, now)
+
+    def _apply_rules(self, req: Request, host: str, site: _Site, now: float) -> Step | None:
+        rules = site.rules
+        assert rules is not None
+        url = "https://" + host + req.target if req.target.startswith("/") else req.target
+        try:
+            m = rules.match(
+                url, headers=req.headers, country=get_header(req.headers, COUNTRY_HEADER), now=now
+            )
+        except ValueError:
+            return None
+        if m is None:
+            return None
+        if m.denied:
+            return self._rewrite(req, host, site, "/404.html", 404, now)
+        if not m.force and site.files is not None and _exists(site.files, request_path(req.target)):
+            return None  # shadowed by a file of the deploy (spec R2.20)
+        if m.is_redirect:
+            self.stats.redirects += 1
+            headers: Headers = [
+                ("location", m.location),
+                ("cache-control", "public, max-age=0, must-revalidate"),
+                ("content-length", "0"),
+            ]
+            return self._finish(Response(m.status, headers, b""), REDIRECT, age=0)
+        if m.is_rewrite:
+            target = m.location
+            status = m.status if m.status != 200 else 0
+            return self._rewrite(req, host, site, target, status, now)
+        return None  # proxies and function rewrites go to the origin, which answers them
+
+    def _rewrite(self, req: Request, host: str, site: _Site, target: str, status: int, now: float) -> Step:
+        """Serve ``target`` under the request's URL (a rewrite rule, or the 404 page)."""
+        headers = [(k, v) for k, v in req.headers if k != REWRITE_HEADER]
+        headers.append((REWRITE_HEADER, req.target))
+        inner = Request(req.method, target, headers, req.body, req.http_version)
+        step = self._cache_step(inner, host, site, now)
+        if status:
+            if isinstance(step, Reply):
+                _override(step, status)
+            else:
+                step.override = status
+        return step
+
+    def _cache_step(self, req: Request, host: str, site: _Site, now: float, join: bool = True) -> Step:
+        key = _key(host, site.deploy, req.target)
+        if req.method not in _CACHEABLE_METHODS:
+            f = Fetch("pass", self._origin_request(req), req, host, key, now)
+            self.stats.origin_requests += 1
+            return f
+        lk = self.cache.lookup(key, req, now)
+        if lk is not None:
+            if lk.state == FRESH:
+                self.stats.hits += 1
+                return self._from_cache(lk.entry, now, HIT, req)
+            if lk.can_serve_stale_while_revalidate and key not in self._inflight:
+                self.stats.stale += 1
+                bg = self._fetch("background", req, host, key, now, lk)
+                return Reply(self._serve_entry(lk.entry, now, STALE, req), STALE, bg)
+        if req.method == "GET":
+            pending = self._inflight.get(key)
+            if pending is not None and join:
+                return Join(pending, req)
+        return self._fetch("revalidate" if lk is not None else "fill", req, host, key, now, lk)
+
+    def _fetch(self, kind: str, req: Request, host: str, key: str, now: float, lk: Any) -> Fetch:
+        oreq = self._origin_request(req)
+        if lk is not None:
+            oreq.headers.extend(self.cache.conditional_headers(lk.entry))
+        f = Fetch(kind, oreq, req, host, key, now)
+        f.lookup = lk
+        if req.method == "GET" and key not in self._inflight:
+            self._inflight[key] = f  # HEAD fetches are never joined
+        self.stats.origin_requests += 1
+        return f
+
+    def _origin_request(self, req: Request) -> Request:
+        headers = strip_hop_by_hop(req.headers)
+        if req.method in _SAFE:  # conditionals of the client are the cache's business
+            headers = [(k, v) for k, v in headers if k not in ("if-none-match", "if-modified-since")]
+        via = get_header(req.headers, "via")
+        headers = [(k, v) for k, v in headers if k != "via"]
+        headers.append(("via", f"{via}, {self._via}" if via else self._via))
+        return Request(req.method, req.target, headers, req.body, "1.1")
+
+    # ---- fetch outcomes --------------------------------------------------------
+
+    def _fill_done(self, f: Fetch, now: float) -> Step:
+        resp = f.response
+        if resp is None:
+            return self._error_reply(f.error or "connect")
+        self._track_deploy(f.site, resp, now)
+        key = _key(f.site, _deploy_of(resp, self._sites[f.site].deploy), f.client.target)
+        f.key = key
+        entry = self.cache.store(key, f.client, resp, f.started, now, tag=f.site)
+        f.stored = entry
+        self.stats.misses += 1
+        if entry is not None:
+            return self._finish(self.cache.serve(entry, now, f.client), MISS)
+        return self._finish(_relay(resp), MISS)
+
+    def _revalidation_done(self, f: Fetch, now: float) -> Step:
+        resp = f.response
+        lk = f.lookup
+        if resp is None or resp.status >= 500:
+            if lk is not None and self.cache.stale_if_error_ok(lk.entry, now):
+                self.stats.stale += 1
+                return Reply(self._serve_entry(lk.entry, now, STALE, f.client), STALE)
+            if resp is None:
+                return self._error_reply(f.error or "connect")
+        assert resp is not None
+        self._track_deploy(f.site, resp, now)
+        if resp.status == 304 and lk is not None:
+            entry = self.cache.revalidated(f.key, lk, resp, f.started, now)
+            f.stored = entry
+            self.stats.revalidated += 1
+            return Reply(self._serve_entry(entry, now, REVALIDATED, f.client), REVALIDATED)
+        key = _key(f.site, _deploy_of(resp, self._sites[f.site].deploy), f.client.target)
+        fresh = self.cache.store(key, f.client, resp, f.started, now, tag=f.site)
+        f.stored = fresh
+        self.stats.misses += 1
+        if fresh is not None:
+            return self._finish(self.cache.serve(fresh, now, f.client), MISS)
+        return self._finish(_relay(resp), MISS)
+
+    def _pass_done(self, f: Fetch, now: float) -> Step:
+        resp = f.response
+        if resp is None:
+            return self._error_reply(f.error or "connect")
+        self._track_deploy(f.site, resp, now)
+        site = self._sites[f.site]
+        self.cache.invalidate_after(lambda target: _key(f.site, site.deploy, target), f.client, resp)
+        self.stats.passes += 1
+        return self._finish(_relay(resp), PASS)
+
+    def _manifest_done(self, f: Fetch, now: float) -> Step:
+        site = self._sites[f.site]
+        site.pending = None
+        site.manifest = True
+        resp = f.response
+        if resp is not None and resp.status == 200 and resp.body is not None:
+            self._install_manifest(f.site, site, resp.body)
+        return self._after_manifest(f.client, f.site, site, now)
+
+    def _install_manifest(self, host: str, site: _Site, body: bytes) -> None:
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            return
+        if not isinstance(doc, dict):
+            return
+        deploy = str(doc.get("deploy_id") or "")
+        if deploy and deploy != site.deploy:
+            if site.deploy:
+                self.stats.deploys_seen += 1
+                self.stats.purges += 1
+                self.cache.purge_tag(host)
+            site.deploy = deploy
+        files = doc.get("files")
+        site.files = frozenset(files) if isinstance(files, dict | list) else None
+        if host in self.config.rules:
+            site.rules = self.config.rules[host]
+            site.files = None
+            return
+        rules = doc.get("rules") or {}
+        parts = []
+        if isinstance(rules, dict):
+            for name in ("_redirects", "netlify.toml"):
+                text = rules.get(name)
+                if isinstance(text, str) and text:
+                    parts.append((name, text))
+        site.rules = _compile_rules(parts) if parts else None
+
+    def _track_deploy(self, host: str, resp: Response, now: float) -> None:
+        """A response from a deploy we have not seen: refetch the manifest next time."""
+        deploy = get_header(resp.headers, DEPLOY_HEADER)
+        site = self._sites.get(host)
+        if deploy and site is not None and site.deploy and deploy != site.deploy and self.config.manifests:
+            site.manifest = False  # the next request fetches the new manifest and purges
+
+    # ---- responses -------------------------------------------------------------
+
+    def _from_cache(self, entry: Any, now: float, outcome: str, req: Request) -> Reply:
+        return Reply(self._serve_entry(entry, now, outcome, req), outcome)
+
+    def _serve_entry(self, entry: Any, now: float, outcome: str, req: Request) -> Response:
+        resp = self.cache.serve(entry, now, req)
+        self._headers(resp, outcome)
+        self.stats.bytes_served += resp.size
+        self.stats.bytes_from_cache += resp.size
+        return resp
+
+    def _finish(self, resp: Response, outcome: str, *, age: int | None = None) -> Reply:
+        if age is not None or get_header(resp.headers, "age") is None:
+            resp.headers = [(k, v) for k, v in resp.headers if k != "age"]
+            resp.headers.append(("age", str(age or 0)))
+        self._headers(resp, outcome)
+        self.stats.bytes_served += resp.size
+        return Reply(resp, outcome)
+
+    def _headers(self, resp: Response, outcome: str) -> None:
+        via = get_header(resp.headers, "via")
+        resp.headers = [(k, v) for k, v in resp.headers if k not in ("x-cache", "via")]
+        resp.headers.append(("x-cache", outcome))
+        resp.headers.append(("via", f"{via}, {self._via}" if via else self._via))
+
+    def _error_reply(self, error: str) -> Reply:
+        self.stats.errors += 1
+        status, text = (
+            (504, "origin timed out") if error == "timeout" else (502, f"origin unreachable ({error})")
+        )
+        body = f"{status} {text}\n".encode()
+        resp = Response(
+            status,
+            [
+                ("content-type", "text/plain; charset=utf-8"),
+                ("cache-control", "no-store"),
+                ("content-length", str(len(body))),
+            ],
+            body,
+        )
+        return self._finish(resp, ERROR, age=0)
+
+    # ---- admin -----------------------------------------------------------------
+
+    def _admin(self, req: Request, path: str) -> Reply:
+        qs = parse_qs(req.query)
+        if path == EDGE_ADMIN_PREFIX + "purge" and req.method in ("POST", "PURGE"):
+            site = (qs.get("site") or [""])[0].lower()
+            url = (qs.get("url") or [""])[0]
+            if not site:
+                return self._json(400, {"error": "purge needs ?site=HOST (and optionally &url=/path)"})
+            s = self._sites.get(site)
+            if url:
+                self.cache.invalidate(_key(site, s.deploy if s else "", url))
+                removed = 1
+            else:
+                removed = self.cache.purge_tag(site)
+            self.stats.purges += 1
+            return self._json(200, {"purged": removed, "site": site, "url": url or None})
+        if path == EDGE_ADMIN_PREFIX + "stats" and req.method in _SAFE:
+            return self._json(200, self.statistics())
+        return self._json(404, {"error": f"unknown edge endpoint {path}"})
+
+    def _json(self, status: int, doc: object) -> Reply:
+        body = json.dumps(doc, sort_keys=True).encode() + b"\n"
+        resp = Response(
+            status,
+            [
+                ("content-type", "application/json"),
+                ("cache-control", "no-store"),
+                ("content-length", str(len(body))),
+            ],
+            body,
+        )
+        return self._finish(resp, PASS, age=0)
+
+    def statistics(self) -> dict[str, Any]:
+        """A snapshot of the node's counters and its cache's."""
+        cache_stats = self.cache.statistics()
+        return {
+            "node": self.config.name,
+            **self.stats.snapshot(),
+            "cache": _asdict(cache_stats),
+            "sites": {
+                h: {"deploy": s.deploy, "rules": len(s.rules) if s.rules else 0}
+                for h, s in self._sites.items()
+            },
+        }
+
+
+def _asdict(obj: Any) -> Any:
+    """A JSON-ready copy of a (nested) statistics dataclass."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: _asdict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    return obj
+
+
+def _key(host: str, deploy: str, target: str) -> str:
+    return f"{host}\x00{deploy}\x00{target}"
+
+
+def _deploy_of(resp: Response, default: str) -> str:
+    return get_header(resp.headers, DEPLOY_HEADER) or default
+
+
+def _relay(resp: Response) -> Response:
+    return Response(resp.status, strip_hop_by_hop(resp.headers), resp.body, resp.size)
+
+
+def _override(step: Step, status: int) -> Step:
+    """Apply a rewrite rule's status (404 pages, 410, ...) to a successful reply."""
+    if status and isinstance(step, Reply) and 200 <= step.response.status < 300:
+        step.response.status = status
+    elif status and not isinstance(step, Reply):
+        step.override = status
+    return step
+
+
+def _exists(files: frozenset[str], path: str) -> bool:
+    from edgesim.redirects import resolve_file
+
+    return resolve_file(path, files.__contains__) is not None
+
+
+def _compile_rules(parts: list[tuple[str, str]]) -> RuleSet:
+    """Compile manifest rule texts in site order (_redirects, then netlify.toml)."""
+    from edgesim._rulefiles import redirects_source, toml_source
+
+    sources = [
+        toml_source(name, text.encode()) if name.endswith(".toml") else redirects_source(name, text.encode())
+        for name, text in parts
+    ]
+    return RuleSet._from_sources(sources, None, "app_metadata.authorization.roles", False, 0, 0)
