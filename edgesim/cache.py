@@ -39,6 +39,9 @@ Choices the RFCs leave open (each is marked "choice" below):
 - Stale content is served only under ``stale-while-revalidate``/``stale-if-error``
   (RFC 5861), never with must-revalidate, proxy-revalidate, s-maxage or no-cache.
 - HEAD responses and 206 partial content are never stored; HEAD is served from a stored GET.
+- A GET with a single byte ``Range`` (RFC 9110 §14.2) is answered from a stored complete
+  200 with a 206 (or a 416 when unsatisfiable), subject to ``If-Range``; a range set of
+  more than one range, another unit, or a syntax error is ignored (the full 200 is sent).
 """
 
 from __future__ import annotations
@@ -84,6 +87,7 @@ __all__ = [
     "decode_entries",
     "encode_entries",
     "parse_age",
+    "parse_byte_range",
     "parse_cache_control",
     "parse_http_date",
     "parse_targeted_cache_control",
@@ -740,6 +744,99 @@ def _not_modified(entry: CacheEntry, req: Request) -> bool:
     return t <= since
 
 
+_UNSATISFIABLE: Final = (-1, -1)
+
+
+def parse_byte_range(value: str, length: int) -> tuple[int, int] | None:
+    """The one byte range of a ``Range`` field value (RFC 9110 §14.1.2) for a
+    representation of ``length`` bytes, as ``(first, last)`` inclusive.
+
+    Returns None when the field is to be ignored (another range unit, a syntax error, or
+    more than one range: choice, no multipart/byteranges), and ``(-1, -1)`` when the
+    range is valid but unsatisfiable (answer 416).
+    """
+    unit, eq, spec = value.partition("=")
+    if not eq or unit.strip(" \t").lower() != "bytes":
+        return None
+    specs = [p.strip(" \t") for p in spec.split(",")]
+    specs = [p for p in specs if p]
+    if len(specs) != 1:
+        return None
+    first_s, dash, last_s = specs[0].partition("-")
+    if not dash:
+        return None
+    if not first_s:  # suffix-range: the last N bytes
+        n = _digits(last_s)
+        if n is None:
+            return None
+        if n == 0 or length == 0:
+            return _UNSATISFIABLE
+        return max(0, length - n), length - 1
+    first = _digits(first_s)
+    if first is None:
+        return None
+    if last_s:
+        last = _digits(last_s)
+        if last is None or last < first:
+            return None  # invalid: the field is ignored (§14.1.1)
+    else:
+        last = length - 1
+    if first >= length:
+        return _UNSATISFIABLE
+    return first, min(last, length - 1)
+
+
+def _digits(s: str) -> int | None:
+    if not s or not s.isascii() or not s.isdigit():
+        return None
+    return int(s)
+
+
+def _if_range_ok(entry: CacheEntry, value: str) -> bool:
+    """RFC 9110 §13.1.5: a strong ETag match, or a date equal to a strong Last-Modified."""
+    v = value.strip()
+    if v.startswith('"') or v.startswith("W/"):
+        tag = entry.etag
+        return tag is not None and not tag.startswith("W/") and v == tag.strip()
+    since = parse_http_date(v)
+    if since is None or entry.last_modified is None:
+        return False
+    lm = parse_http_date(entry.last_modified)
+    if lm is None or lm != since:
+        return False
+    date = get_header(entry.headers, "date")
+    d = parse_http_date(date) if date is not None else None
+    return d is not None and d - lm >= 1.0  # §8.8.2.2: otherwise Last-Modified is weak
+
+
+def _range_request(entry: CacheEntry, req: Request) -> tuple[int, int] | None:
+    """The range to answer ``req`` with from a stored 200, or None for the full response."""
+    rv = get_header(req.headers, "range")
+    if rv is None:
+        return None
+    ir = get_header(req.headers, "if-range")
+    if ir is not None and not _if_range_ok(entry, ir):
+        return None
+    if get_header(entry.headers, "content-range") is not None:
+        return None  # not a complete representation
+    return parse_byte_range(rv, entry.size)
+
+
+def _partial(e: CacheEntry, rng: tuple[int, int], age: str) -> Response:
+    """A 206 (or 416) built from a stored complete 200 (RFC 9110 §15.3.7, §15.5.17)."""
+    if rng == _UNSATISFIABLE:
+        hs = [("content-range", f"bytes */{e.size}"), ("content-length", "0"), ("age", age)]
+        return Response(416, hs, b"", 0)
+    first, last = rng
+    n = last - first + 1
+    hs = [h for h in e.headers if h[0] != "content-length"]
+    hs.append(("content-range", f"bytes {first}-{last}/{e.size}"))
+    hs.append(("content-length", str(n)))
+    hs.append(("age", age))
+    body = e.body[first : last + 1] if e.body is not None else None
+    return Response(206, hs, body, n)
+
+
 # --- the facade -----------------------------------------------------------------------
 
 
@@ -1085,18 +1182,21 @@ class HttpCache:
 
         With ``req``: a HEAD gets an empty body (``size`` 0; stored Content-Length kept),
         and a client's ``If-None-Match``/``If-Modified-Since`` that the stored response
-        satisfies yields a 304 (RFC 9111 §4.3.2). Metadata entries give ``body=None`` and
+        satisfies yields a 304 (RFC 9111 §4.3.2), and a GET with one satisfiable byte
+        ``Range`` (and a matching ``If-Range``, if any) of a stored 200 yields a 206 with
+        ``Content-Range`` (an unsatisfiable one a 416). Metadata entries give ``body=None`` and
         the stored ``size``. The caller adds X-Cache and Via, and frames the body.
         """
         e = entry.entry if isinstance(entry, Lookup) else entry
         age = e.initial_age + (now - e.response_time)
         a = "0" if age <= 0 else str(int(age)) if age < DELTA_MAX else str(DELTA_MAX)
         if req is not None:
-            conditional = False
+            conditional = ranged = False
             for h in req.headers:
                 if h[0] == "if-none-match" or h[0] == "if-modified-since":
                     conditional = True
-                    break
+                elif h[0] == "range":
+                    ranged = True
             if conditional and _not_modified(e, req):
                 hs = [h for h in e.headers if h[0] in _304_FIELDS]
                 hs.append(("age", a))
@@ -1105,6 +1205,10 @@ class HttpCache:
                 hs = e.headers.copy()
                 hs.append(("age", a))
                 return Response(e.status, hs, b"", 0)
+            if ranged and e.status == 200 and req.method == "GET":
+                rng = _range_request(e, req)
+                if rng is not None:
+                    return _partial(e, rng, a)
         hs = e.headers.copy()
         hs.append(("age", a))
         return Response(e.status, hs, e.body, e.size)

@@ -41,6 +41,18 @@ def _load(path: str, **options: Any) -> Any:
         _fail(str(exc))
 
 
+def _first(group: BaseExceptionGroup[Any], kind: type[OSError]) -> OSError | None:
+    """The first ``kind`` exception inside a (nested) exception group."""
+    for exc in group.exceptions:
+        if isinstance(exc, kind):
+            return exc
+        if isinstance(exc, BaseExceptionGroup):
+            found = _first(exc, kind)
+            if found is not None:
+                return found
+    return None
+
+
 def _pairs(values: tuple[str, ...], sep: str, what: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for v in values:
@@ -265,6 +277,200 @@ def bench_command(file: str, urls_file: Any, seconds: float, reference: bool, as
             f"ratio      (medians) match_many {result['ratios']['match_many_vs_reference']}x, "
             f"match {result['ratios']['match_vs_reference']}x"
         )
+
+
+class SizeType(click.ParamType):  # type: ignore[type-arg]
+    """A byte size such as 512MB or 1GiB."""
+
+    name = "size"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        from edgesim._units import parse_size
+
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_size(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+SIZE = SizeType()
+
+
+@cli.group("edge")
+def edge_group() -> None:
+    """Run an edge node."""
+
+
+@edge_group.command("serve", short_help="Run an edge node (HTTP/1.1) in front of an origin.")
+@click.option(
+    "--origin",
+    "origin_spec",
+    required=True,
+    metavar="URL|embedded:DIR",
+    help="Origin base URL (http://127.0.0.1:8080), or embedded:SITES_DIR to run the origin in-process.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=8081, show_default=True, help="0 picks a free port."
+)
+@click.option("--name", default="edge", show_default=True, help="Node name (Via header, stats).")
+@click.option("--memory-cache", type=SIZE, default="256MB", show_default=True, help="Memory tier size.")
+@click.option(
+    "--disk-cache", metavar="DIR[:SIZE]", help="Disk tier (diskcache) directory and size (default 1GB)."
+)
+@click.option(
+    "--rules",
+    "rules",
+    multiple=True,
+    metavar="HOST=FILE",
+    help="Rules for a site, for origins without manifests (no shadowing applies).",
+)
+@click.option("--no-manifests", is_flag=True, help="Do not ask the origin for site manifests.")
+def edge_serve_command(
+    origin_spec: str,
+    host: str,
+    port: int,
+    name: str,
+    memory_cache: int,
+    disk_cache: str | None,
+    rules: tuple[str, ...],
+    no_manifests: bool,
+) -> None:
+    """Serve an edge node until SIGTERM or Ctrl-C (in-flight requests are drained)."""
+    import trio
+
+    from edgesim._units import parse_size
+    from edgesim.serve import build_node, make_origin, serve_edge
+
+    disk = None
+    if disk_cache:
+        path, _, size = disk_cache.partition(":")
+        try:
+            disk = (path, parse_size(size) if size else 10**9)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--disk-cache") from None
+    rule_files = _pairs(rules, "=", "--rules")
+    if not origin_spec.startswith(("http://", "embedded:")):
+        raise click.BadParameter("expected http://HOST:PORT or embedded:SITES_DIR", param_hint="--origin")
+    try:
+        node = build_node(
+            name=name, memory_bytes=memory_cache, disk=disk, rules=rule_files, manifests=not no_manifests
+        )
+        origin = make_origin(origin_spec)
+    except (EdgesimError, OSError, ValueError) as exc:
+        _fail(str(exc))
+
+    async def run() -> None:
+        async def announce(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+            await serve_edge(node, origin, host=host, port=port, task_status=task_status)
+
+        async with trio.open_nursery() as nursery:
+            bound = await nursery.start(announce)
+            click.echo(f"edge {name} listening on http://{host}:{bound} (origin {origin_spec})", err=False)
+
+    try:
+        trio.run(run)
+    except BaseExceptionGroup as group:
+        os_error = _first(group, OSError)
+        if os_error is None:
+            raise
+        _fail(f"cannot listen on {host}:{port}: {os_error.strerror or os_error}")
+    except OSError as exc:
+        _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+    except KeyboardInterrupt:
+        pass
+
+
+@cli.group("origin")
+def origin_group() -> None:
+    """Run an origin server."""
+
+
+@origin_group.command("serve", short_help="Run the origin server for a sites directory.")
+@click.option(
+    "--sites",
+    "sites_dir",
+    required=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="Directory with one folder per site (named after its host).",
+)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=8080, show_default=True, help="0 picks a free port."
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="Requests served at once (0: unlimited); the rest queue (modelled load).",
+)
+@click.option(
+    "--max-queue",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="Queued requests beyond which the origin answers 503 (0: unbounded).",
+)
+@click.option("--seed", type=int, help="Seed for modelled service times.")
+def origin_serve_command(
+    sites_dir: str, host: str, port: int, concurrency: int, max_queue: int, seed: int | None
+) -> None:
+    """Serve SITES until SIGTERM or Ctrl-C (in-flight requests are drained)."""
+    from origin.core import SiteConfigError
+    from origin.server import run as run_origin
+
+    try:
+        run_origin(
+            sites_dir,
+            host,
+            port,
+            concurrency=concurrency,
+            max_queue=max_queue,
+            seed=seed,
+            announce=click.echo,
+        )
+    except SiteConfigError as exc:
+        _fail(str(exc))
+    except BaseExceptionGroup as group:
+        os_error = _first(group, OSError)
+        if os_error is None:
+            raise
+        _fail(f"cannot listen on {host}:{port}: {os_error.strerror or os_error}")
+    except OSError as exc:
+        _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+    except KeyboardInterrupt:
+        pass
+
+
+@cli.group("bench")
+def bench_group() -> None:
+    """Benchmarks (print JSON; never part of the tests)."""
+
+
+@bench_group.command("edge", short_help="Edge node: core cost per decision and loopback throughput.")
+@click.option(
+    "--seconds",
+    type=click.FloatRange(1, 300),
+    default=5.0,
+    show_default=True,
+    help="Duration of each live run.",
+)
+@click.option("--connections", type=click.IntRange(1, 1024), default=32, show_default=True)
+@click.option("--core-only", is_flag=True, help="Only the sans-IO core costs (no sockets).")
+def bench_edge_command(seconds: float, connections: int, core_only: bool) -> None:
+    """Cost per decision of the edge core (hit, miss), and requests/s, p50 and p99 on
+    loopback for a bare Trio + h11 server, the edge's hit path, its miss path, and
+    100 KiB hits. Load comes from wrk pinned to the other core when installed."""
+    from edgesim import edgebench
+
+    try:
+        result = edgebench.run(seconds, connections, core_only, progress=lambda m: click.echo(m, err=True))
+    except (RuntimeError, OSError) as exc:
+        _fail(f"benchmark failed: {exc}")
+    click.echo(json.dumps(result, indent=2))
 
 
 def main() -> None:

@@ -144,7 +144,9 @@ class Response:
 
     __slots__ = ("body", "headers", "size", "status")
 
-    def __init__(self, status: int, headers: Headers | None = None, body: bytes | None = b"", size: int | None = None) -> None:
+    def __init__(
+        self, status: int, headers: Headers | None = None, body: bytes | None = b"", size: int | None = None
+    ) -> None:
         self.status = status
         self.headers = headers if headers is not None else []
         self.body = body

@@ -31,13 +31,14 @@ Invariants:
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
 from edgesim.cache import FRESH, HttpCache
 from edgesim.http import Headers, Request, Response, get_header, strip_hop_by_hop
-from edgesim.redirects import RuleSet, request_path
+from edgesim.redirects import RuleSet, request_path, resolve_file
 
 # The origin's header naming the deploy that produced a response (origin/core.py).
 DEPLOY_HEADER = "x-edgesim-deploy"
@@ -152,12 +153,13 @@ Step = Reply | Fetch | Join
 
 
 class _Site:
-    __slots__ = ("deploy", "files", "manifest", "pending", "rules")
+    __slots__ = ("deploy", "exists", "manifest", "pending", "rules")
 
     def __init__(self) -> None:
         self.deploy = ""
         self.rules: RuleSet | None = None
-        self.files: frozenset[str] | None = None  # None: no shadowing
+        # Does a decoded path name a file of the deploy? None: unknown, no shadowing.
+        self.exists: Callable[[str], bool] | None = None
         self.manifest = False
         self.pending: Fetch | None = None
 
@@ -289,7 +291,7 @@ class EdgeNode:
             return None
         if m.denied:
             return self._rewrite(req, host, site, "/404.html", 404, now)
-        if not m.force and site.files is not None and _exists(site.files, request_path(req.target)):
+        if not m.force and site.exists is not None and resolve_file(request_path(req.target), site.exists):
             return None  # shadowed by a file of the deploy (spec R2.20)
         if m.is_redirect:
             self.stats.redirects += 1
@@ -432,11 +434,10 @@ class EdgeNode:
                 self.stats.purges += 1
                 self.cache.purge_tag(host)
             site.deploy = deploy
-        files = doc.get("files")
-        site.files = frozenset(files) if isinstance(files, dict | list) else None
+        site.exists = _file_oracle(doc)
         if host in self.config.rules:
             site.rules = self.config.rules[host]
-            site.files = None
+            site.exists = None
             return
         rules = doc.get("rules") or {}
         parts = []
@@ -575,10 +576,21 @@ def _override(step: Step, status: int) -> Step:
     return step
 
 
-def _exists(files: frozenset[str], path: str) -> bool:
-    from edgesim.redirects import resolve_file
+def _file_oracle(manifest: dict[str, Any]) -> Callable[[str], bool] | None:
+    """The deploy's file existence test from its manifest: a file list, or the
+    synthetic catalog (rebuilt exactly as the origin builds it)."""
+    files = manifest.get("files")
+    if isinstance(files, dict | list):
+        return frozenset(files).__contains__
+    catalog = manifest.get("catalog")
+    if isinstance(catalog, dict):
+        try:
+            from origin.core import Catalog
 
-    return resolve_file(path, files.__contains__) is not None
+            return Catalog.from_manifest(catalog).exists
+        except (ValueError, KeyError, TypeError):
+            return None
+    return None
 
 
 def _compile_rules(parts: list[tuple[str, str]]) -> RuleSet:

@@ -21,6 +21,7 @@ from edgesim.cache import (
     is_storable,
     merge_304_headers,
     parse_age,
+    parse_byte_range,
     parse_cache_control,
     parse_http_date,
     parse_targeted_cache_control,
@@ -686,6 +687,101 @@ def test_client_if_modified_since_without_last_modified_uses_date() -> None:
     lk = hit(c, KEY, get(), T0 + 1)
     assert c.serve(lk, T0 + 1, get([("if-modified-since", date(T0 - 3000))])).status == 200
     assert c.serve(lk, T0 + 1, get([("if-modified-since", date(T0))])).status == 304
+
+
+# --- byte ranges served from a stored complete response (RFC 9110 §14) -------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("bytes=0-1", (0, 1)),
+        ("bytes=1-", (1, 10)),
+        ("bytes=-1", (10, 10)),
+        ("bytes=-100", (0, 10)),
+        ("bytes=5-100", (5, 10)),
+        ("Bytes = 2-3", (2, 3)),
+        ("bytes=0-1,", (0, 1)),  # empty list members are ignored
+        ("bytes=11-", (-1, -1)),  # unsatisfiable: 416
+        ("bytes=-0", (-1, -1)),
+        ("bytes=3-2", None),  # invalid: ignored
+        ("bytes=0-1, 3-4", None),  # several ranges: full response (choice)
+        ("items=0-1", None),
+        ("bytes=a-b", None),
+        ("bytes=1", None),
+        ("bytes", None),
+    ],
+)
+def test_parse_byte_range(value: str, expected: tuple[int, int] | None) -> None:
+    assert parse_byte_range(value, 11) == expected
+
+
+def test_range_served_from_complete_stored_response() -> None:
+    c = cache()
+    assert c.store(
+        KEY,
+        get(),
+        resp([("cache-control", "max-age=3600"), ("a", "1"), ("content-length", "11")], body=b"01234567890"),
+        T0,
+        T0,
+    )
+    lk = hit(c, KEY, get([("range", "bytes=0-1")]), T0 + 2)
+    r = c.serve(lk, T0 + 2, get([("range", "bytes=0-1")]))
+    assert r.status == 206 and r.body == b"01" and r.size == 2
+    assert r.header("content-range") == "bytes 0-1/11" and r.header("content-length") == "2"
+    assert r.header("a") == "1" and r.header("age") == "2"
+    assert c.serve(lk, T0 + 2, get([("range", "bytes=1-")])).body == b"1234567890"
+    assert c.serve(lk, T0 + 2, get([("range", "bytes=-1")])).body == b"0"
+    # Unsatisfiable: 416 with the complete length.
+    r = c.serve(lk, T0 + 2, get([("range", "bytes=20-")]))
+    assert r.status == 416 and r.header("content-range") == "bytes */11" and r.body == b""
+    # Ignored: other units, several ranges, HEAD; and no Range at all.
+    for extra in ([("range", "items=0-1")], [("range", "bytes=0-1,4-5")], []):
+        r = c.serve(lk, T0 + 2, get(extra))
+        assert r.status == 200 and r.body == b"01234567890"
+    assert c.serve(lk, T0 + 2, get([("range", "bytes=0-1")], method="HEAD")).status == 200
+    # The stored entry itself is unchanged.
+    assert c.serve(lk, T0 + 2).body == b"01234567890"
+
+
+def test_range_not_applied_to_other_statuses_and_after_conditionals() -> None:
+    c = cache()
+    assert c.store(KEY, get(), resp([("cache-control", "max-age=3600")], status=404, body=b"missing"), T0, T0)
+    assert c.serve(hit(c, KEY, get(), T0), T0, get([("range", "bytes=0-1")])).status == 404
+    c = cache()
+    assert stored(c, [("cache-control", "max-age=3600"), ("etag", '"x"')])
+    lk = hit(c, KEY, get(), T0)
+    # A satisfied If-None-Match wins over Range (RFC 9110 §13.2.2).
+    assert c.serve(lk, T0, get([("range", "bytes=0-1"), ("if-none-match", '"x"')])).status == 304
+
+
+def test_if_range() -> None:
+    c = cache()
+    hs = [("cache-control", "max-age=3600"), ("etag", '"v1"'), ("last-modified", date(T0 - 100))]
+    assert stored(c, hs)
+    lk = hit(c, KEY, get(), T0)
+
+    def status(if_range: str) -> int:
+        return c.serve(lk, T0, get([("range", "bytes=0-1"), ("if-range", if_range)])).status
+
+    assert status('"v1"') == 206
+    assert status('"v2"') == 200 and status('W/"v1"') == 200
+    assert status(date(T0 - 100)) == 206  # Last-Modified 100 s before Date: strong
+    assert status(date(T0 - 99)) == 200 and status("garbage") == 200
+    # A weak ETag never matches If-Range.
+    c = cache()
+    assert stored(c, [("cache-control", "max-age=3600"), ("etag", 'W/"v1"')])
+    lk = hit(c, KEY, get(), T0)
+    assert c.serve(lk, T0, get([("range", "bytes=0-1"), ("if-range", 'W/"v1"')])).status == 200
+
+
+def test_range_from_metadata_entry() -> None:
+    c = HttpCache(MetadataStore(10_000))
+    r = Response(200, [("cache-control", "max-age=100")], body=None, size=4000)
+    assert c.store(KEY, get(), r, T0, T0) is not None
+    served = c.serve(hit(c, KEY, get(), T0 + 1), T0 + 1, get([("range", "bytes=100-199")]))
+    assert served.status == 206 and served.body is None and served.size == 100
+    assert served.header("content-range") == "bytes 100-199/4000"
 
 
 # --- hop-by-hop stripping (§3.1) ------------------------------------------------------------------

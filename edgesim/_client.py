@@ -1,0 +1,397 @@
+"""A pooled HTTP/1.1 client for edge-to-origin fetches (Trio + h11).
+
+Theory of operation
+-------------------
+Each :class:`OriginPool` talks to one origin address. A request takes an idle
+connection (newest first: LIFO keeps few connections warm and lets the old ones hit the
+origin's idle timeout), or opens one; sends the request as one write; reads the whole
+response under a deadline; and puts the connection back when both sides of h11 are
+``DONE``. Anything else closes the connection.
+
+The one rule that shapes the code: **a request is never sent twice once any byte of it
+may have reached the origin** (RFC 9110 §9.2.2 allows retrying idempotent requests, but
+the edge can't know what the origin did with a half-received one, and the simulator
+must count origin load exactly). A pooled connection found dead *before* sending is
+replaced once with a fresh connection:
+
+* before sending, an idle socket that is readable has either EOF (the origin closed it)
+  or stray bytes; both make it unusable, and since LIFO hands out the newest idle
+  connection, the older ones are dropped too;
+* if the first write on a reused connection fails and the request fits in
+  :data:`_ATOMIC_WRITE` bytes, nothing went out (see there).
+
+After that, every failure raises: :class:`OriginTimeout` (sent, no complete answer in
+time: 504), :class:`OriginProtocolError` (bad bytes, or the connection broke after
+sending: 502), :class:`OriginConnectError` (nothing was sent).
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import h11
+import trio
+
+from edgesim.http import Request, Response, strip_hop_by_hop
+
+__all__ = [
+    "OriginConnectError",
+    "OriginError",
+    "OriginPool",
+    "OriginProtocolError",
+    "OriginTimeout",
+    "PoolStats",
+]
+
+log = logging.getLogger("edgesim.client")
+
+_RECEIVE_SIZE = 65536
+
+# A write this small to an idle socket is taken by the kernel in one send() or refused
+# whole: the socket's send buffer is empty (the previous response proves the origin read
+# the previous request) and Linux never shrinks it below tcp_wmem[0] = 4 KiB. So a
+# failed first write of at most this many bytes sent nothing and may be retried on a
+# fresh connection; a larger one may have gone out in part and is never retried.
+_ATOMIC_WRITE = 4096
+
+# Response head limit: h11's default is 16 KiB; origins behind a CDN send more
+# (Set-Cookie, CSP, Link headers), and nginx's proxy_buffer for headers is 4-8 KiB x 8.
+_MAX_RESPONSE_HEAD = 65536
+
+# Methods whose requests carry a body by definition: they always get Content-Length,
+# even 0 (RFC 9110 §8.6: a user agent SHOULD send it when the method defines a body).
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+class OriginError(Exception):
+    """Base of the origin-fetch errors; never raised itself."""
+
+
+class OriginConnectError(OriginError):
+    """No connection could be made, or it failed before any byte was sent."""
+
+
+class OriginTimeout(OriginError):
+    """The request went out, but no complete response came within ``read_timeout``."""
+
+
+class OriginProtocolError(OriginError):
+    """The origin sent bytes that aren't valid HTTP/1.1, or the connection broke after
+    the request went out."""
+
+
+@dataclass(frozen=True, slots=True)
+class PoolStats:
+    """A snapshot of an :class:`OriginPool`'s counters.
+
+    Attributes:
+        connects: connections opened.
+        reuses: requests that went out on a pooled connection.
+        replaced_stale: pooled connections found dead before sending and replaced.
+        errors: requests that raised an :class:`OriginError`.
+        requests: requests answered.
+        idle: connections in the pool now.
+    """
+
+    connects: int
+    reuses: int
+    replaced_stale: int
+    errors: int
+    requests: int = 0
+    idle: int = 0
+
+
+class _NothingSent(Exception):
+    """Internal: the first write failed and provably sent nothing."""
+
+
+@dataclass(slots=True)
+class _OriginConnection:
+    stream: trio.abc.Stream
+    conn: h11.Connection
+
+
+def _peer_spoke(stream: trio.abc.Stream) -> bool:
+    """Whether an idle socket is readable (EOF or stray bytes), without blocking.
+
+    Only sockets can be polled; other streams (in-memory ones) report False and rely on
+    the failed-write check.
+    """
+    if not isinstance(stream, trio.SocketStream):
+        return False
+    fd = stream.socket.fileno()
+    if fd < 0:
+        return True
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(0))
+    readable, _, _ = select.select([fd], [], [], 0)
+    return bool(readable)
+
+
+class OriginPool:
+    """Keep-alive HTTP/1.1 connections to one origin.
+
+    Args:
+        base_url: where to connect, ``http://HOST:PORT`` (port 80 by default). Only the
+            address is used: the path, and the ``Host`` sent, come from each request.
+        connect_timeout: seconds to open a connection.
+        read_timeout: seconds from starting to send a request to the end of its
+            response (a total, not per read).
+        max_idle: most idle connections kept; extra ones are closed when released.
+        open_stream: ``async (host, port) -> Stream`` used instead of
+            ``trio.open_tcp_stream`` (in-memory streams for tests and the Trio-virtual
+            driver).
+        max_body: largest response body accepted; more is an
+            :class:`OriginProtocolError`.
+
+    Resource handling:
+        The pool owns every connection it opens; :meth:`aclose` closes the idle ones,
+        and connections in use are closed when their request ends. The pool may be
+        shared by any number of tasks; each request uses its own connection.
+
+    Error handling:
+        :meth:`request` raises only :class:`OriginError` subclasses for network and
+        protocol failures (plus ``ValueError`` for a request h11 can't encode, before
+        anything is sent). Cancellation closes the connection in use.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
+        max_idle: int = 32,
+        open_stream: Callable[[str, int], Awaitable[trio.abc.Stream]] | None = None,
+        max_body: int = 64 * 2**20,
+    ) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme != "http" or not parts.hostname:
+            raise ValueError(f"base_url must be http://HOST[:PORT], got {base_url!r}")
+        self._host: str = parts.hostname
+        self._port: int = parts.port or 80
+        self._netloc = parts.netloc
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
+        self._max_idle = max_idle
+        self._open_stream = open_stream
+        self._max_body = max_body
+        self._idle: list[_OriginConnection] = []
+        self._closed = False
+        self._connects = 0
+        self._reuses = 0
+        self._replaced_stale = 0
+        self._errors = 0
+        self._requests = 0
+
+    # -- public ----------------------------------------------------------------------
+
+    async def request(self, req: Request) -> Response:
+        """Send ``req`` to the origin and return its response with the full body.
+
+        The request goes out as given (method, target, headers, body) except that
+        hop-by-hop headers are dropped and ``Content-Length`` is set from ``req.body``
+        (for a non-empty body or POST/PUT/PATCH). ``Host`` passes through unchanged; it is
+        only added (from ``base_url``) when missing. The response has hop-by-hop headers
+        (``Transfer-Encoding``, ``Connection``, ...) removed, since its body arrives
+        de-chunked; a ``HEAD`` response keeps the origin's ``Content-Length`` and has
+        an empty body.
+
+        Raises:
+            OriginConnectError: nothing was sent (connect refused, timed out, or the
+                pool is closed).
+            OriginTimeout: sent, but no complete response within ``read_timeout``.
+            OriginProtocolError: invalid response, or the connection broke after
+                sending.
+            ValueError: ``req`` can't be encoded as HTTP/1.1 (nothing was sent).
+        """
+        try:
+            payload = self._encode(req)
+        except h11.LocalProtocolError as exc:
+            raise ValueError(f"cannot send {req!r}: {exc}") from None
+        try:
+            resp = await self._request(req, payload)
+        except OriginError as exc:
+            self._errors += 1
+            log.debug("origin request %r failed: %r", req, exc)
+            raise
+        self._requests += 1
+        return resp
+
+    async def aclose(self) -> None:
+        """Close the idle connections; later requests raise :class:`OriginConnectError`.
+
+        Safe to call more than once.
+        """
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for oc in idle:
+            await trio.aclose_forcefully(oc.stream)
+
+    def statistics(self) -> PoolStats:
+        """A frozen snapshot of the counters."""
+        return PoolStats(
+            connects=self._connects,
+            reuses=self._reuses,
+            replaced_stale=self._replaced_stale,
+            errors=self._errors,
+            requests=self._requests,
+            idle=len(self._idle),
+        )
+
+    # -- internals -------------------------------------------------------------------
+
+    def _encode(self, req: Request) -> list[h11.Event]:
+        """h11 events for ``req`` (validated now, so bad input fails before connecting)."""
+        headers = [(k, v) for k, v in strip_hop_by_hop(req.headers) if k != "content-length"]
+        if not any(k == "host" for k, _ in headers):
+            headers.insert(0, ("host", self._netloc))
+        if req.body or req.method in _BODY_METHODS or req.header("content-length") is not None:
+            headers.append(("content-length", str(len(req.body))))
+        events: list[h11.Event] = [
+            h11.Request(
+                method=req.method.encode("ascii"),
+                target=req.target.encode("ascii"),
+                headers=[(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers],
+            )
+        ]
+        if req.body:
+            events.append(h11.Data(data=req.body))
+        events.append(h11.EndOfMessage())
+        return events
+
+    async def _connect(self) -> _OriginConnection:
+        if self._closed:
+            raise OriginConnectError("pool is closed")
+        try:
+            with trio.fail_after(self._connect_timeout):
+                if self._open_stream is not None:
+                    stream = await self._open_stream(self._host, self._port)
+                else:
+                    stream = await trio.open_tcp_stream(self._host, self._port)
+        except trio.TooSlowError:
+            raise OriginConnectError(
+                f"connect to {self._host}:{self._port} timed out after {self._connect_timeout} s"
+            ) from None
+        except OSError as exc:
+            raise OriginConnectError(f"connect to {self._host}:{self._port} failed: {exc}") from exc
+        self._connects += 1
+        return _OriginConnection(
+            stream, h11.Connection(h11.CLIENT, max_incomplete_event_size=_MAX_RESPONSE_HEAD)
+        )
+
+    async def _checkout(self) -> tuple[_OriginConnection, bool]:
+        """An idle connection (and True) or a new one (and False)."""
+        if self._idle:
+            oc = self._idle.pop()
+            if not _peer_spoke(oc.stream):
+                self._reuses += 1
+                return oc, True
+            # Dead before sending. It was the newest idle connection, so the older ones
+            # have been idle longer against the same origin timeout: drop them all.
+            self._replaced_stale += 1
+            stale = [oc, *self._idle]
+            self._idle.clear()
+            for s in stale:
+                await trio.aclose_forcefully(s.stream)
+        return await self._connect(), False
+
+    async def _release(self, oc: _OriginConnection) -> None:
+        if (
+            not self._closed
+            and len(self._idle) < self._max_idle
+            and oc.conn.our_state is h11.DONE
+            and oc.conn.their_state is h11.DONE
+        ):
+            oc.conn.start_next_cycle()
+            self._idle.append(oc)
+        else:
+            await trio.aclose_forcefully(oc.stream)
+
+    async def _send(self, oc: _OriginConnection, events: list[h11.Event]) -> None:
+        """Write the request in one send_all.
+
+        Raises:
+            _NothingSent: the write failed and provably sent nothing.
+            OriginProtocolError: the write failed after bytes may have gone out.
+        """
+        payload = b"".join(oc.conn.send(e) or b"" for e in events)
+        try:
+            await oc.stream.send_all(payload)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            oc.conn.send_failed()
+            if len(payload) <= _ATOMIC_WRITE:
+                raise _NothingSent from exc
+            raise OriginProtocolError(f"connection broke while sending: {exc}") from exc
+
+    async def _receive(self, oc: _OriginConnection) -> Response:
+        """Read one complete response.
+
+        Raises:
+            OriginProtocolError: invalid bytes, early close, or body over max_body.
+        """
+        status = 0
+        headers: list[tuple[str, str]] = []
+        body = bytearray()
+        conn = oc.conn
+        try:
+            while True:
+                event = conn.next_event()
+                if event is h11.NEED_DATA:
+                    data = await oc.stream.receive_some(_RECEIVE_SIZE)
+                    conn.receive_data(bytes(data))
+                elif isinstance(event, h11.Response):
+                    status = event.status_code
+                    headers = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in event.headers]
+                elif isinstance(event, h11.InformationalResponse):
+                    continue  # 100 Continue and friends (RFC 9110 §15.2)
+                elif isinstance(event, h11.Data):
+                    body += event.data
+                    if len(body) > self._max_body:
+                        raise OriginProtocolError(f"response body over {self._max_body} bytes")
+                elif isinstance(event, h11.EndOfMessage):
+                    break
+                elif isinstance(event, h11.ConnectionClosed):
+                    raise OriginProtocolError("origin closed the connection before a complete response")
+                else:  # PAUSED: can't happen for a client that sent one request
+                    raise OriginProtocolError(f"unexpected h11 event {event!r}")
+        except h11.RemoteProtocolError as exc:
+            raise OriginProtocolError(f"invalid response from origin: {exc}") from exc
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            raise OriginProtocolError(f"connection broke while reading the response: {exc}") from exc
+        return Response(status, strip_hop_by_hop(headers), bytes(body))
+
+    async def _request(self, req: Request, events: list[h11.Event]) -> Response:
+        oc, reused = await self._checkout()
+        try:
+            with trio.fail_after(self._read_timeout):
+                try:
+                    await self._send(oc, events)
+                except _NothingSent:
+                    await trio.aclose_forcefully(oc.stream)
+                    if not reused:
+                        raise OriginConnectError("connection failed before the request was sent") from None
+                    # Replace once: a fresh connection, never another pooled one.
+                    self._replaced_stale += 1
+                    oc = await self._connect()
+                    try:
+                        await self._send(oc, events)
+                    except _NothingSent:
+                        raise OriginConnectError("connection failed before the request was sent") from None
+                resp = await self._receive(oc)
+        except trio.TooSlowError:
+            await trio.aclose_forcefully(oc.stream)
+            raise OriginTimeout(
+                f"no complete response to {req.method} {req.target} within {self._read_timeout} s"
+            ) from None
+        except BaseException:
+            await trio.aclose_forcefully(oc.stream)
+            raise
+        await self._release(oc)
+        return resp

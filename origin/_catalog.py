@@ -1,0 +1,306 @@
+"""Synthetic sites: a deterministic catalog of objects that exist only as numbers.
+
+Theory of operation
+-------------------
+A :class:`Catalog` lays out ``spec.objects`` numbered objects once, from
+``random.Random(spec.seed)``: each gets a kind (html, js, css, img, font, json, drawn
+from the type mix) and a size (drawn from the kind's size distribution). Kinds and sizes
+are two compact arrays shared by every later deploy. A deploy only records, per object,
+the deploy *ordinal* in which it last changed (``version``): content hash, ETag, hashed
+file name, Last-Modified and body all derive from (seed, index, version), so nothing per
+object is stored beyond three array slots, and lookups build values on demand.
+
+URL shapes (``i`` is the index, ``h`` ten hex digits of the content hash)::
+
+    html   /page-<i>.html              font  /assets/obj-<i>.<h>.woff2
+    js     /assets/obj-<i>.<h>.js      json  /data/obj-<i>.json
+    css    /assets/obj-<i>.<h>.css     and always /index.html and /404.html
+    img    /assets/obj-<i>.<h>.jpg
+
+A redeploy (:meth:`Catalog.redeploy`) changes a seeded fraction of objects: hashed
+assets get a new name (the old one stops existing), others keep their name with a new
+ETag; ``/index.html`` changes on every deploy. Replaying the same deploy history gives
+the same catalog, which is how an edge can rebuild the file set from the manifest
+(:meth:`Catalog.from_manifest`).
+
+Bodies are generated on demand: a prefix naming the object and version, then filler
+(text for text kinds, pseudo-random bytes for binary ones) cut to the exact size.
+"""
+
+from __future__ import annotations
+
+import random
+from array import array
+from collections.abc import Mapping
+from functools import lru_cache
+from hashlib import blake2b
+from typing import Any
+
+from origin._config import KINDS, CatalogSpec
+
+_KIND_NAMES = tuple(KINDS)
+_CONTENT_TYPES = tuple(KINDS[k][0] for k in _KIND_NAMES)
+_SHAPES = tuple(KINDS[k][1] for k in _KIND_NAMES)
+_HASHED_KIND = tuple("{h}" in s for s in _SHAPES)
+# URL extension of each hashed kind (the part after the hash).
+_EXT = {k: KINDS[k][1].rsplit(".", 1)[1] for k in _KIND_NAMES if "{h}" in KINDS[k][1]}
+_HTML = _KIND_NAMES.index("html")
+_JSON = _KIND_NAMES.index("json")
+_TEXT_KINDS = frozenset(i for i, k in enumerate(_KIND_NAMES) if k != "img" and k != "font")
+
+# Fixed pages of every synthetic site: (path, size). Index -1 and -2 in lookups.
+INDEX_PAGE = ("/index.html", 8192)
+NOT_FOUND_PAGE = ("/404.html", 1024)
+
+# Filler cut into bodies: 64 KiB, so one bytes multiplication covers most objects.
+_BLOCK = 1 << 16
+_FILL_TEXT = (b"edgesim synthetic content, lorem ipsum dolor sit amet. " * (_BLOCK // 32))[:_BLOCK]
+_FILL_BIN = random.Random(0x5EED).randbytes(_BLOCK)
+# Default fraction of objects a synthetic redeploy changes.
+DEFAULT_NEW_FRACTION = 0.1
+
+
+class Entry:
+    """One catalog object, built on demand (plain slots, no validation)."""
+
+    __slots__ = (
+        "content_type",
+        "etag",
+        "hashed",
+        "index",
+        "kind",
+        "last_modified",
+        "path",
+        "size",
+        "version",
+    )
+
+    def __init__(
+        self,
+        index: int,
+        path: str,
+        kind: int,
+        size: int,
+        version: int,
+        etag: str,
+        last_modified: float,
+    ) -> None:
+        self.index = index
+        self.path = path
+        self.kind = kind
+        self.size = size
+        self.version = version
+        self.etag = etag
+        self.last_modified = last_modified
+        self.content_type = _CONTENT_TYPES[kind] if kind >= 0 else _CONTENT_TYPES[_HTML]
+        self.hashed = kind >= 0 and _HASHED_KIND[kind]
+
+
+class Catalog:
+    """The file set of one deploy of a synthetic site (immutable once built).
+
+    Build the first deploy with ``Catalog(spec, created=now)``; later deploys with
+    :meth:`redeploy`, which returns a new catalog and leaves this one unchanged.
+    """
+
+    __slots__ = ("_kinds", "_sizes", "_times", "_version", "history", "spec")
+
+    spec: CatalogSpec
+    history: tuple[tuple[int, float], ...]
+    _times: tuple[float, ...]
+
+    def __init__(self, spec: CatalogSpec, *, created: float = 0.0) -> None:
+        rng = random.Random(spec.seed)
+        names = [k for k, _ in spec.types]
+        weights = [w for _, w in spec.types]
+        total = sum(weights)
+        cum: list[float] = []
+        acc = 0.0
+        for w in weights:
+            acc += w / total
+            cum.append(acc)
+        kind_ids = [_KIND_NAMES.index(k) for k in names]
+        by_kind = dict(spec.sizes)
+        dists = [by_kind.get(k, spec.size) for k in names]
+        kinds = bytearray(spec.objects)
+        sizes = array("Q", bytes(8 * spec.objects))
+        last = len(cum) - 1
+        for i in range(spec.objects):
+            r = rng.random()
+            j = 0
+            while j < last and r >= cum[j]:
+                j += 1
+            kinds[i] = kind_ids[j]
+            sizes[i] = max(0, round(dists[j].sample(rng)))
+        self.spec = spec
+        self._kinds = bytes(kinds)
+        self._sizes = sizes
+        self._version = array("I", bytes(4 * spec.objects))
+        self._times = (created,)
+        self.history = ()
+
+    @classmethod
+    def from_manifest(cls, catalog: Mapping[str, Any]) -> Catalog:
+        """Rebuild a catalog from the ``catalog`` object of a manifest (same file set,
+        same ETags), replaying its deploy history."""
+        spec = CatalogSpec.from_dict({k: v for k, v in catalog.items() if k in _SPEC_KEYS})
+        times = catalog.get("deploy_times") or [0.0]
+        cat = cls(spec, created=float(times[0]))
+        for n, (seed, frac) in enumerate(catalog.get("history", [])):
+            t = float(times[n + 1]) if n + 1 < len(times) else 0.0
+            cat = cat.redeploy(int(seed), float(frac), now=t)
+        return cat
+
+    def stamped(self, now: float) -> Catalog:
+        """This catalog with its latest deploy dated ``now`` (set when published)."""
+        new = self._copy()
+        new._times = (*self._times[:-1], now)
+        return new
+
+    def _copy(self) -> Catalog:
+        new = Catalog.__new__(Catalog)
+        new.spec = self.spec
+        new._kinds = self._kinds
+        new._sizes = self._sizes
+        new._version = self._version
+        new._times = self._times
+        new.history = self.history
+        return new
+
+    def redeploy(self, seed: int, new_fraction: float, *, now: float) -> Catalog:
+        """A new deploy in which ``round(objects * new_fraction)`` objects, chosen with
+        ``random.Random(seed)``, change (see the module docstring)."""
+        if not 0.0 <= new_fraction <= 1.0:
+            raise ValueError(f"new_fraction must be in [0, 1], got {new_fraction!r}")
+        n = self.spec.objects
+        new = self._copy()
+        ordinal = len(self._times)
+        version = array("I", self._version)
+        for i in random.Random(seed).sample(range(n), round(n * new_fraction)):
+            version[i] = ordinal
+        new._version = version
+        new._times = (*self._times, now)
+        new.history = (*self.history, (seed, new_fraction))
+        return new
+
+    # ---- lookups ------------------------------------------------------------
+
+    def __len__(self) -> int:
+        """Number of numbered objects (the two fixed pages not included)."""
+        return self.spec.objects
+
+    def _hash(self, i: int, v: int) -> str:
+        return blake2b(b"%d:%d:%d" % (self.spec.seed, i, v), digest_size=8).hexdigest()
+
+    def entry(self, i: int) -> Entry:
+        """Object ``i`` (0 <= i < len(self)) in this deploy."""
+        kind = self._kinds[i]
+        v = self._version[i]
+        h = self._hash(i, v)
+        shape = _SHAPES[kind]
+        path = shape.format(i=i, h=h[:10]) if _HASHED_KIND[kind] else shape.format(i=i)
+        return Entry(i, path, kind, self._sizes[i], v, f'"{h}"', self._times[v])
+
+    def path(self, i: int) -> str:
+        """URL path of object ``i`` in this deploy."""
+        return self.entry(i).path
+
+    def kind(self, i: int) -> str:
+        """Kind name of object ``i`` (``html``, ``js``, ...)."""
+        return _KIND_NAMES[self._kinds[i]]
+
+    def size(self, i: int) -> int:
+        """Size in bytes of object ``i``."""
+        return self._sizes[i]
+
+    def lookup(self, path: str) -> Entry | None:
+        """The object at decoded ``path`` in this deploy, or None."""
+        i = -3
+        if path.startswith("/assets/obj-"):
+            parts = path[12:].split(".")
+            if len(parts) != 3:
+                return None
+            i = _index(parts[0], self.spec.objects)
+            if i < 0:
+                return None
+            kind = self._kinds[i]
+            if not _HASHED_KIND[kind] or _EXT[_KIND_NAMES[kind]] != parts[2]:
+                return None
+            e = self.entry(i)
+            return e if e.path == path else None
+        if path.startswith("/page-") and path.endswith(".html"):
+            i = _index(path[6:-5], self.spec.objects)
+            want = _HTML
+        elif path.startswith("/data/obj-") and path.endswith(".json"):
+            i = _index(path[10:-5], self.spec.objects)
+            want = _JSON
+        elif path == INDEX_PAGE[0]:
+            last = len(self._times) - 1
+            etag = f'"{self._hash(-1, last)}"'
+            return Entry(-1, path, -1, INDEX_PAGE[1], last, etag, self._times[last])
+        elif path == NOT_FOUND_PAGE[0]:
+            return Entry(-2, path, -1, NOT_FOUND_PAGE[1], 0, f'"{self._hash(-2, 0)}"', self._times[0])
+        if i < 0 or self._kinds[i] != want:
+            return None
+        return self.entry(i)
+
+    def exists(self, path: str) -> bool:
+        """Whether decoded ``path`` is a file of this deploy (for shadowing)."""
+        return self.lookup(path) is not None
+
+    def body(self, e: Entry) -> bytes:
+        """The body of ``e``: deterministic bytes of exactly ``e.size``."""
+        return _body(e.path, e.etag, e.kind, e.size)
+
+    def describe(self) -> dict[str, Any]:
+        """The ``catalog`` object of the manifest (enough for :meth:`from_manifest`)."""
+        d = self.spec.as_dict()
+        d["history"] = [[s, f] for s, f in self.history]
+        d["deploy_times"] = list(self._times)
+        d["paths"] = {k: KINDS[k][1] for k in KINDS}
+        return d
+
+
+_SPEC_KEYS = ("objects", "seed", "size", "sizes", "types")
+
+
+def _index(s: str, n: int) -> int:
+    """Canonical decimal index below ``n``, else -1."""
+    if not s.isascii() or not s.isdigit() or (len(s) > 1 and s[0] == "0"):
+        return -1
+    i = int(s)
+    return i if i < n else -1
+
+
+def _body(path: str, etag: str, kind: int, size: int) -> bytes:
+    """Bodies up to 1 MiB of recently served objects stay cached (popular objects
+    repeat); larger ones are built each time, so the cache stays small."""
+    if size <= _CACHED_BODY:
+        return _cached_body(path, etag, kind, size)
+    return _make_body(path, etag, kind, size)
+
+
+_CACHED_BODY = 1 << 20
+
+
+@lru_cache(maxsize=64)
+def _cached_body(path: str, etag: str, kind: int, size: int) -> bytes:
+    return _make_body(path, etag, kind, size)
+
+
+def _make_body(path: str, etag: str, kind: int, size: int) -> bytes:
+    if kind in _TEXT_KINDS or kind < 0:
+        if kind < 0 or kind == _HTML:
+            head = f"<!doctype html><!-- edgesim {path} {etag} -->\n".encode()
+        elif kind == _JSON:
+            head = f'{{"edgesim": "{path}", "etag": {etag}}}\n'.encode()
+        else:
+            head = f"/* edgesim {path} {etag} */\n".encode()
+        fill = _FILL_TEXT
+    else:
+        head = etag.encode()
+        fill = _FILL_BIN
+    if size <= len(head):
+        return head[:size]
+    rest = size - len(head)
+    return head + (fill * (rest // _BLOCK + 1))[:rest]

@@ -1,0 +1,1008 @@
+"""The origin's sans-IO core: sites, deploys, rules and conditional responses.
+
+Theory of operation
+-------------------
+:class:`OriginCore` holds sites by name. ``handle(req, now)`` picks the site from the
+request's Host (the folder name; a site called ``default`` catches unknown hosts), reads
+that site's *current deploy* once, and answers from it alone. ``now`` is wall-clock or
+virtual Unix seconds supplied by the caller; this module never reads a clock, never
+imports trio or sockets, and takes randomness only as a ``random.Random`` argument. The
+Trio shell (``origin.server``) and the capacity engine drive the same object.
+
+A deploy (:class:`Deploy`) is an immutable snapshot: for a folder of real files, every
+file read into memory at deploy time (:class:`FileInfo`: strong ETag from SHA-256,
+size, content type, Last-Modified, precomputed response headers, body); for a synthetic
+site, a :class:`~origin._catalog.Catalog` that builds entries and bodies on demand.
+Rules (`_redirects`, then `netlify.toml`) are compiled once per deploy with
+``RuleSet.from_site``. Publishing a deploy builds the whole snapshot first and then
+rebinds one reference (``Site.deploy``), so a request sees either the old deploy or the
+new one, never a mix. Building may read the disk (:meth:`OriginCore.prepare_deploy`);
+publishing (:meth:`OriginCore.publish`) never does, so a shell can build in a worker
+thread and publish on its event loop.
+
+Per request: reserved paths under ``/.edgesim/`` first (never subject to rules), then
+methods (GET/HEAD only, else 405), then ``edgesim.redirects.resolve`` with the deploy's
+file set for shadowing and pretty URLs, then the answer: file, rewrite (target file with
+the rule's status), redirect, not found (the site's ``/404.html``), or 502 for proxy and
+function targets, which the origin does not fetch. 200 answers honour If-None-Match
+(weak comparison, RFC 9110 §13.1.2) and, without it, If-Modified-Since (§13.1.3) with 304.
+
+Invariants:
+
+* Every response for a known site carries ``X-Edgesim-Deploy: <deploy id>``.
+* Every file response carries a strong ETag, Last-Modified and Cache-Control.
+* The hot path allocates one header list and one :class:`Response`; nothing is
+  validated there (inputs are validated when a deploy is built).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import re
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from edgesim.errors import RuleFileError
+from edgesim.http import Headers, Request, Response, joined
+from edgesim.redirects import RuleSet, resolve
+from origin._catalog import DEFAULT_NEW_FRACTION, Catalog
+from origin._config import (
+    CONFIG_NAME,
+    NO_STORE,
+    CatalogSpec,
+    Distribution,
+    SiteConfig,
+    SiteConfigError,
+    parse_config,
+)
+
+__all__ = [
+    "DEFAULT_SITE",
+    "DEPLOY_HEADER",
+    "RESERVED_FILES",
+    "RESERVED_PREFIX",
+    "Catalog",
+    "CatalogSpec",
+    "Deploy",
+    "FileInfo",
+    "LoadStats",
+    "OriginCore",
+    "PreparedDeploy",
+    "SiteConfig",
+    "SiteConfigError",
+    "parse_config",
+]
+
+# Response header naming the deploy a response came from (the edge keys purges on it).
+DEPLOY_HEADER = "x-edgesim-deploy"
+# Set by an edge on the request for a rewrite's target (edgesim/node.py).
+REWRITE_HEADER = "x-edgesim-rewrite"
+# Request header carrying the visitor's country for Country= rule conditions.
+COUNTRY_HEADER = "x-country"
+# Folder name of the site that answers hosts without a folder of their own.
+DEFAULT_SITE = "default"
+# Paths the origin answers itself, for every site, before any rule.
+RESERVED_PREFIX = "/.edgesim/"
+# Files of a site folder that configure it and are never served.
+RESERVED_FILES = frozenset({"_redirects", "netlify.toml", CONFIG_NAME})
+# Hex digits of SHA-256 kept in ETags (64 bits: collisions within one site are
+# vanishingly unlikely) and in deploy ids (32 bits, next to a unique counter).
+_ETAG_HEX = 16
+_DEPLOY_HEX = 8
+
+_ALLOW_CONTENT = "GET, HEAD"
+# Synthetic files built on demand are kept per deploy up to this many (the working set
+# of a Zipf workload fits; the memory stays bounded at a few MB).
+_RECENT_FILES = 16384
+_TEXT = "text/plain; charset=utf-8"
+_JSON = "application/json"
+
+# Content types by extension: a fixed table, not `mimetypes`, whose answers depend on
+# the host's /etc/mime.types (the same deploy must give the same headers everywhere).
+CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".htm": "text/html; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".js": "application/javascript; charset=utf-8",
+    ".mjs": "application/javascript; charset=utf-8",
+    ".json": "application/json",
+    ".map": "application/json",
+    ".webmanifest": "application/manifest+json",
+    ".xml": "application/xml",
+    ".txt": "text/plain; charset=utf-8",
+    ".md": "text/markdown; charset=utf-8",
+    ".csv": "text/csv; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".gif": "image/gif",
+    ".webp": "image/webp",
+    ".avif": "image/avif",
+    ".ico": "image/x-icon",
+    ".woff": "font/woff",
+    ".woff2": "font/woff2",
+    ".ttf": "font/ttf",
+    ".otf": "font/otf",
+    ".eot": "application/vnd.ms-fontobject",
+    ".mp4": "video/mp4",
+    ".webm": "video/webm",
+    ".mp3": "audio/mpeg",
+    ".wav": "audio/wav",
+    ".pdf": "application/pdf",
+    ".zip": "application/zip",
+    ".gz": "application/gzip",
+    ".wasm": "application/wasm",
+}
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+
+
+def content_type_of(path: str) -> str:
+    """Content type for a file path, from its extension."""
+    dot = path.rfind(".")
+    if dot < 0 or dot < path.rfind("/"):
+        return DEFAULT_CONTENT_TYPE
+    return CONTENT_TYPES.get(path[dot:].lower(), DEFAULT_CONTENT_TYPE)
+
+
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_MONTH_NUM = {m: i + 1 for i, m in enumerate(_MONTHS)}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# The three date forms a recipient must accept (RFC 9110 §5.6.7): IMF-fixdate,
+# obsolete RFC 850 and asctime. (Not email.utils: it imports socket, and the core
+# must not.)
+_IMF = re.compile(r"[A-Za-z]{3}, (\d\d) ([A-Za-z]{3}) (\d{4}) (\d\d):(\d\d):(\d\d) GMT")
+_RFC850 = re.compile(r"[A-Za-z]{6,9}, (\d\d)-([A-Za-z]{3})-(\d\d) (\d\d):(\d\d):(\d\d) GMT")
+_ASCTIME = re.compile(r"[A-Za-z]{3} ([A-Za-z]{3}) ([ \d]\d) (\d\d):(\d\d):(\d\d) (\d{4})")
+
+
+@lru_cache(maxsize=4096)
+def http_date(t: float) -> str:
+    """IMF-fixdate (RFC 9110 §5.6.7) of Unix time ``t`` (whole seconds)."""
+    d = _EPOCH + timedelta(seconds=int(t))
+    return (
+        f"{_DAYS[d.weekday()]}, {d.day:02d} {_MONTHS[d.month - 1]} {d.year:04d} "
+        f"{d.hour:02d}:{d.minute:02d}:{d.second:02d} GMT"
+    )
+
+
+def parse_http_date(value: str) -> float | None:
+    """Unix time of an HTTP date in any of the three forms, or None if invalid."""
+    value = value.strip()
+    m = _IMF.fullmatch(value)
+    if m is not None:
+        day, mon, year, hh, mm, ss = m.groups()
+    elif (m := _RFC850.fullmatch(value)) is not None:
+        day, mon, yy, hh, mm, ss = m.groups()
+        year = str(2000 + int(yy) if int(yy) < 70 else 1900 + int(yy))
+    elif (m := _ASCTIME.fullmatch(value)) is not None:
+        mon, day, hh, mm, ss, year = m.groups()
+    else:
+        return None
+    month = _MONTH_NUM.get(mon.capitalize())
+    if month is None:
+        return None
+    try:
+        d = datetime(int(year), month, int(day), int(hh), int(mm), int(ss), tzinfo=UTC)
+    except ValueError:
+        return None
+    return (d - _EPOCH).total_seconds()
+
+
+class FileInfo:
+    """One file of a deploy (plain slots; built once per deploy, or per request for
+    synthetic sites).
+
+    Attributes:
+        path: decoded site path (``/about/index.html``).
+        etag: strong entity tag, quoted (``"3f9c..."``).
+        size: body length in bytes.
+        content_type: the Content-Type value.
+        last_modified: Unix seconds (whole).
+        cache_control: the Cache-Control value of a 2xx answer serving this file.
+        body: the bytes, or None (metadata-only deploys, synthetic sites).
+        headers: content-type, etag, last-modified, cache-control, deploy id: the
+            headers every answer with this file's body starts from.
+    """
+
+    __slots__ = ("body", "cache_control", "content_type", "etag", "headers", "last_modified", "path", "size")
+
+    def __init__(
+        self,
+        path: str,
+        etag: str,
+        size: int,
+        content_type: str,
+        last_modified: float,
+        cache_control: str,
+        body: bytes | None,
+        deploy_id: str,
+    ) -> None:
+        self.path = path
+        self.etag = etag
+        self.size = size
+        self.content_type = content_type
+        self.last_modified = last_modified
+        self.cache_control = cache_control
+        self.body = body
+        self.headers: Headers = [
+            ("content-type", content_type),
+            ("etag", etag),
+            ("last-modified", http_date(last_modified)),
+            ("cache-control", cache_control),
+            (DEPLOY_HEADER, deploy_id),
+        ]
+
+    def __repr__(self) -> str:
+        return f"FileInfo({self.path!r}, {self.etag}, {self.size} bytes)"
+
+
+class LoadStats:
+    """Modelled-load counters, written by the shell (or engine) and reported by the
+    health endpoint. ``served`` is counted by :meth:`OriginCore.handle`.
+
+    Attributes:
+        in_flight: requests being handled (service time included).
+        queued: requests waiting for a concurrency slot now.
+        max_queued: the largest ``queued`` seen.
+        total_queued: requests that had to wait at all.
+        queue_wait: total seconds spent waiting.
+        rejected: requests refused because the queue was full.
+        served: responses produced.
+    """
+
+    __slots__ = ("in_flight", "max_queued", "queue_wait", "queued", "rejected", "served", "total_queued")
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self.queued = 0
+        self.max_queued = 0
+        self.total_queued = 0
+        self.queue_wait = 0.0
+        self.rejected = 0
+        self.served = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in sorted(self.__slots__)}
+
+
+class PreparedDeploy:
+    """A deploy built but not yet published (no id yet); see :meth:`OriginCore.publish`."""
+
+    __slots__ = (
+        "catalog",
+        "config",
+        "content_hash",
+        "diagnostics",
+        "files",
+        "folder",
+        "rule_texts",
+        "rules",
+        "site",
+    )
+
+    def __init__(
+        self,
+        site: str,
+        folder: Path | None,
+        config: SiteConfig,
+        rules: RuleSet | None,
+        rule_texts: dict[str, str | None],
+        diagnostics: list[str],
+        files: dict[str, tuple[str, int, float, bytes | None]] | None,
+        catalog: Catalog | None,
+        content_hash: str,
+    ) -> None:
+        self.site = site
+        self.folder = folder
+        self.config = config
+        self.rules = rules
+        self.rule_texts = rule_texts
+        self.diagnostics = diagnostics
+        self.files = files
+        self.catalog = catalog
+        self.content_hash = content_hash
+
+
+class Deploy:
+    """One published, immutable deploy of a site.
+
+    Attributes:
+        site: the site's name.
+        id: the deploy id (``d<counter>-<content hash>``), unique within the core.
+        created: when it was published (the ``now`` of :meth:`OriginCore.publish`).
+        previous: the id of the deploy it replaced, or None.
+        config: the site's parsed ``_edgesim.toml``.
+        rules: the compiled rules, or None when the site has none.
+        files: path -> :class:`FileInfo` (folder sites), or None (synthetic sites).
+        catalog: the synthetic catalog, or None (folder sites).
+        exists: whether a decoded path is a file of this deploy (for shadowing).
+    """
+
+    __slots__ = (
+        "_manifest",
+        "_recent",
+        "catalog",
+        "config",
+        "created",
+        "diagnostics",
+        "exists",
+        "files",
+        "folder",
+        "id",
+        "previous",
+        "rule_texts",
+        "rules",
+        "site",
+    )
+
+    def __init__(
+        self, prepared: PreparedDeploy, deploy_id: str, created: float, previous: str | None
+    ) -> None:
+        self.site = prepared.site
+        self.previous = previous
+        self.folder = prepared.folder
+        self.id = deploy_id
+        self.created = created
+        self.config = prepared.config
+        self.rules = prepared.rules
+        self.rule_texts = prepared.rule_texts
+        self.diagnostics = prepared.diagnostics
+        self.catalog = prepared.catalog
+        self._manifest: bytes | None = None
+        self.exists: Callable[[str], bool]
+        self.files: dict[str, FileInfo] | None
+        if prepared.files is not None:
+            policy = self.config.cache
+            self.files = {
+                p: FileInfo(
+                    p, etag, size, ct := content_type_of(p), mtime, policy.for_file(p, ct), body, deploy_id
+                )
+                for p, (etag, size, mtime, body) in prepared.files.items()
+            }
+            self.exists = self.files.__contains__
+        else:
+            assert prepared.catalog is not None
+            self.files = None
+            self.exists = self._synthetic_exists
+        self._recent: dict[str, FileInfo] = {}
+
+    def file(self, path: str) -> FileInfo | None:
+        """The file at decoded ``path``, or None."""
+        if self.files is not None:
+            return self.files.get(path)
+        f = self._recent.get(path)
+        if f is not None:
+            return f
+        cat = self.catalog
+        assert cat is not None
+        e = cat.lookup(path)
+        if e is None:
+            return None
+        ct = e.content_type
+        cc = self.config.cache.for_file(path, ct)
+        f = FileInfo(path, e.etag, e.size, ct, e.last_modified, cc, None, self.id)
+        if len(self._recent) >= _RECENT_FILES:
+            self._recent.clear()  # cheaper than LRU bookkeeping; popular files return fast
+        self._recent[path] = f
+        return f
+
+    def _synthetic_exists(self, path: str) -> bool:
+        return self.file(path) is not None
+
+    def body(self, f: FileInfo) -> bytes:
+        """The body of ``f`` (generated for synthetic sites)."""
+        if f.body is not None:
+            return f.body
+        cat = self.catalog
+        if cat is not None:
+            e = cat.lookup(f.path)
+            if e is not None:
+                return cat.body(e)
+        return b""
+
+    def manifest(self) -> bytes:
+        """The JSON manifest (built once per deploy)."""
+        if self._manifest is None:
+            doc: dict[str, Any] = {
+                "site": self.site,
+                "deploy_id": self.id,
+                "created": self.created,
+                "kind": "synthetic" if self.catalog is not None else "files",
+                "rules": self.rule_texts,
+                "diagnostics": self.diagnostics,
+                "files": {p: f.etag for p, f in self.files.items()} if self.files is not None else None,
+            }
+            doc["catalog"] = self.catalog.describe() if self.catalog is not None else None
+            doc["cache"] = self.config.cache.as_dict()
+            self._manifest = (json.dumps(doc, indent=1, ensure_ascii=False) + "\n").encode()
+        return self._manifest
+
+
+class Site:
+    """A named site: where it comes from and its current deploy."""
+
+    __slots__ = ("deploy", "folder", "name")
+
+    def __init__(self, name: str, folder: Path | None, deploy: Deploy) -> None:
+        self.name = name
+        self.folder = folder
+        self.deploy = deploy
+
+
+# --------------------------------------------------------------------------
+# Building deploys
+# --------------------------------------------------------------------------
+
+
+def _read_text(p: Path) -> str | None:
+    try:
+        return p.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise SiteConfigError(f"{p}: cannot read: {e.strerror or e}") from None
+
+
+def _scan(root: Path, bodies: bool) -> dict[str, tuple[str, int, float, bytes | None]]:
+    """Every file under ``root`` except the reserved ones at its top, sorted by path."""
+    out: dict[str, tuple[str, int, float, bytes | None]] = {}
+    stack = [(root, "")]
+    found: list[tuple[str, Path]] = []
+    while stack:
+        d, prefix = stack.pop()
+        try:
+            entries = list(os.scandir(d))
+        except OSError as e:
+            raise SiteConfigError(f"{d}: cannot list: {e.strerror or e}") from None
+        for ent in entries:
+            rel = f"{prefix}/{ent.name}"
+            if ent.is_dir():  # follows symlinks; a link loop is the user's to avoid
+                stack.append((Path(ent.path), rel))
+            elif ent.is_file() and not (not prefix and ent.name in RESERVED_FILES):
+                found.append((rel, Path(ent.path)))
+    for rel, p in sorted(found):
+        if rel.startswith(RESERVED_PREFIX):
+            continue  # shadowed by the reserved endpoints: never reachable
+        try:
+            data = p.read_bytes()
+            mtime = float(int(p.stat().st_mtime))
+        except OSError as e:
+            raise SiteConfigError(f"{p}: cannot read: {e.strerror or e}") from None
+        etag = '"' + hashlib.sha256(data).hexdigest()[:_ETAG_HEX] + '"'
+        out[rel] = (etag, len(data), mtime, data if bodies else None)
+    return out
+
+
+def _content_hash(
+    files: Mapping[str, tuple[str, int, float, bytes | None]] | None,
+    rule_texts: Mapping[str, str | None],
+    config: SiteConfig,
+    catalog: Catalog | None,
+) -> str:
+    h = hashlib.sha256()
+    for name, text in rule_texts.items():
+        h.update(f"{name}\0{text}\0".encode("utf-8", "surrogateescape"))
+    h.update(f"{config.text}\0".encode("utf-8", "surrogateescape"))
+    if files is not None:
+        for p, (etag, *_) in files.items():
+            h.update(f"{p}\0{etag}\n".encode("utf-8", "surrogateescape"))
+    if catalog is not None:
+        h.update(json.dumps(catalog.describe(), sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def _compile_rules(
+    folder: Path | None, texts: Mapping[str, str | None], secret: str | None
+) -> tuple[RuleSet | None, list[str]]:
+    if folder is None or all(t is None for t in texts.values()):
+        return None, []
+    try:
+        rules = RuleSet.from_site(folder, jwt_secret=secret)
+    except RuleFileError as e:
+        raise SiteConfigError(str(e)) from None
+    diags = [str(d).replace(str(folder) + os.sep, "", 1) for d in rules.diagnostics]
+    return (rules if len(rules) else None), diags
+
+
+def _visitor_kwargs(req: Request, now: float) -> dict[str, Any]:
+    """Visitor context for rule conditions, only when the request carries any: without
+    Cookie, Accept-Language and X-Country the matcher's empty context is the same."""
+    for k, _ in req.headers:
+        if k == "cookie" or k == "accept-language" or k == COUNTRY_HEADER:
+            return {"country": req.header(COUNTRY_HEADER), "headers": req.headers, "now": now}
+    return {}
+
+
+# --------------------------------------------------------------------------
+# The core
+# --------------------------------------------------------------------------
+
+
+class OriginCore:
+    """All sites of one origin, and the request handler.
+
+    Create it with :meth:`from_directory` (one folder per site) or empty, then add
+    sites with :meth:`add_folder` / :meth:`add_synthetic`.
+
+    Args:
+        bodies: False gives metadata-only content responses (``body=None`` and
+            ``size``) and keeps no file bodies in memory: for the simulator.
+
+    Attributes:
+        sites: name -> :class:`Site` (its ``deploy`` is the current :class:`Deploy`).
+        stats: the :class:`LoadStats` the health endpoint reports.
+        sites_dir: the folder of site folders, when loaded with :meth:`from_directory`.
+    """
+
+    def __init__(self, *, bodies: bool = True) -> None:
+        self.bodies = bodies
+        self.sites: dict[str, Site] = {}
+        self.stats = LoadStats()
+        self.sites_dir: Path | None = None
+        self._counter = 0
+        self._date_sec = -1
+        self._date = ""
+
+    # ---- construction -------------------------------------------------------
+
+    @classmethod
+    def from_directory(
+        cls, sites_dir: str | os.PathLike[str], *, now: float, bodies: bool = True
+    ) -> OriginCore:
+        """Load every sub-folder of ``sites_dir`` as a site (sorted by name).
+
+        Raises:
+            SiteConfigError: ``sites_dir`` is not a directory, or a site is invalid
+                (the message names the file and key).
+        """
+        root = Path(sites_dir)
+        if not root.is_dir():
+            raise SiteConfigError(f"{sites_dir}: not a directory")
+        core = cls(bodies=bodies)
+        core.sites_dir = root
+        for d in sorted(root.iterdir()):
+            if d.is_dir() and not d.name.startswith("."):
+                core.add_folder(d, now=now)
+        return core
+
+    def add_folder(self, folder: str | os.PathLike[str], *, now: float, name: str | None = None) -> Deploy:
+        """Load a site folder (name: the folder's name, lower-cased) and publish it."""
+        p = Path(folder)
+        site = (name or p.name).lower()
+        return self.publish(self.prepare_deploy(site, folder=p), now)
+
+    def add_synthetic(
+        self,
+        name: str,
+        config: SiteConfig | str,
+        *,
+        now: float,
+    ) -> Deploy:
+        """Add a synthetic site from a parsed config or ``_edgesim.toml`` text (no
+        folder, no rules). The config must have a ``[catalog]`` table."""
+        cfg = parse_config(config, f"{name}/{CONFIG_NAME}") if isinstance(config, str) else config
+        if cfg.catalog is None:
+            raise SiteConfigError(f"{name}: a synthetic site needs a [catalog] table")
+        cat = Catalog(cfg.catalog, created=now)
+        texts: dict[str, str | None] = {"_redirects": None, "netlify.toml": None}
+        prepared = PreparedDeploy(
+            name.lower(), None, cfg, None, texts, [], None, cat, _content_hash(None, texts, cfg, cat)
+        )
+        return self.publish(prepared, now)
+
+    # ---- deploys ------------------------------------------------------------
+
+    def prepare_deploy(
+        self,
+        site: str,
+        *,
+        folder: Path | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> PreparedDeploy:
+        """Build the next deploy of ``site`` without publishing it. May read the disk
+        and compile rules (a shell can run it in a worker thread); changes nothing.
+
+        Args:
+            site: the site name.
+            folder: where the site lives (default: the folder of the current deploy,
+                else ``<sites_dir>/<site>``); None with an in-memory synthetic site.
+            options: for synthetic sites, ``seed`` (int) and ``new_fraction``
+                (0..1, default 0.1): which objects change.
+
+        Raises:
+            SiteConfigError: the folder or its config is invalid, or bad options.
+        """
+        current = self.sites.get(site)
+        if folder is None:
+            if current is not None:
+                folder = current.folder
+            elif self.sites_dir is not None:
+                folder = self.sites_dir / site
+        opts = dict(options or {})
+        unknown = set(opts) - {"seed", "new_fraction"}
+        if unknown:
+            raise SiteConfigError(
+                f"deploy options: unknown keys {sorted(unknown)} (expected seed, new_fraction)"
+            )
+        if folder is None:  # in-memory synthetic site: only the catalog moves
+            if current is None or current.deploy.catalog is None:
+                raise SiteConfigError(f"{site}: no folder to deploy from")
+            cfg = current.deploy.config
+            texts = current.deploy.rule_texts
+            rules, diags = current.deploy.rules, current.deploy.diagnostics
+            files = None
+        else:
+            if not folder.is_dir():
+                raise SiteConfigError(f"{folder}: not a directory")
+            cfg = parse_config(_read_text(folder / CONFIG_NAME), str(folder / CONFIG_NAME))
+            texts = {n: _read_text(folder / n) for n in ("_redirects", "netlify.toml")}
+            rules, diags = _compile_rules(folder, texts, cfg.jwt_secret)
+            files = _scan(folder, self.bodies)
+        cat: Catalog | None = None
+        if cfg.catalog is not None:
+            if files:
+                raise SiteConfigError(
+                    f"{folder}: a synthetic site ([catalog] in {CONFIG_NAME}) cannot also have files"
+                    f" (found {next(iter(files))})"
+                )
+            files = None
+            prev = current.deploy.catalog if current is not None else None
+            if prev is not None and prev.spec == cfg.catalog:
+                seed = opts.get("seed", len(prev.history) + 1)
+                frac = opts.get("new_fraction", DEFAULT_NEW_FRACTION)
+                if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+                    raise SiteConfigError(f"deploy options: seed: expected an integer >= 0, got {seed!r}")
+                if isinstance(frac, bool) or not isinstance(frac, int | float) or not 0 <= frac <= 1:
+                    raise SiteConfigError(
+                        f"deploy options: new_fraction: expected a number in [0, 1], got {frac!r}"
+                    )
+                cat = prev.redeploy(seed, float(frac), now=0.0)
+            else:
+                cat = Catalog(cfg.catalog)
+        elif files is None:
+            files = {}
+        return PreparedDeploy(
+            site, folder, cfg, rules, texts, diags, files, cat, _content_hash(files, texts, cfg, cat)
+        )
+
+    def publish(self, prepared: PreparedDeploy, now: float) -> Deploy:
+        """Make ``prepared`` the current deploy of its site (one reference swap).
+
+        Returns:
+            The new deploy; its id is ``d<counter>-<8 hex of the content hash>``.
+        """
+        self._counter += 1
+        deploy_id = f"d{self._counter}-{prepared.content_hash[:_DEPLOY_HEX]}"
+        if prepared.catalog is not None:
+            prepared.catalog = prepared.catalog.stamped(now)
+        site = self.sites.get(prepared.site)
+        deploy = Deploy(prepared, deploy_id, now, site.deploy.id if site is not None else None)
+        if site is None:
+            self.sites[prepared.site] = Site(prepared.site, prepared.folder, deploy)
+        else:
+            site.folder = prepared.folder
+            site.deploy = deploy  # the atomic swap
+        return deploy
+
+    # ---- lookups --------------------------------------------------------------
+
+    def site_for(self, host: str) -> Site | None:
+        """The site answering ``host`` (its own folder, else ``default``)."""
+        s = self.sites.get(host)
+        return s if s is not None else self.sites.get(DEFAULT_SITE)
+
+    def service_time(self, site: str, req: Request, rng: random.Random) -> float:
+        """Modelled service time of ``req`` on ``site`` (a host name), in seconds.
+
+        0.0 when the site has no ``[load] service_time`` and for reserved paths.
+        """
+        s = self.site_for(site)
+        if s is None or req.target.startswith(RESERVED_PREFIX):
+            return 0.0
+        d: Distribution | None = s.deploy.config.service_time
+        return d.sample(rng) if d is not None else 0.0
+
+    def concurrency(self, site: str) -> int:
+        """The per-site concurrency limit of ``site`` (a host name); 0: none."""
+        s = self.site_for(site)
+        return s.deploy.config.concurrency if s is not None else 0
+
+    # ---- handling -------------------------------------------------------------
+
+    def _date_header(self, now: float) -> str:
+        sec = int(now)
+        if sec != self._date_sec:
+            self._date_sec, self._date = sec, http_date(sec)
+        return self._date
+
+    def handle(self, req: Request, now: float) -> Response:
+        """Answer one request at time ``now`` (Unix seconds). Never raises for any
+        request: every outcome is a response."""
+        self.stats.served += 1
+        path = req.path
+        if path.startswith(RESERVED_PREFIX):
+            return self._reserved(req, path, now)
+        host = req.host
+        site = self.sites.get(host)
+        if site is None:
+            site = self.sites.get(DEFAULT_SITE)
+            if site is None:
+                return self._unknown_host(host, now)
+        deploy = site.deploy  # read once: the whole answer comes from this snapshot
+        method = req.method
+        if method != "GET" and method != "HEAD":
+            return self._text(
+                405,
+                f"method {method} not allowed; content allows {_ALLOW_CONTENT}\n",
+                now,
+                deploy.id,
+                NO_STORE,
+                [("allow", _ALLOW_CONTENT)],
+            )
+        if deploy.rules is None or req.header(REWRITE_HEADER) is not None:
+            # No rules, or an edge already applied them (a rewrite's target): rewrites
+            # are not recursive (spec R2.22), so the path is served as a file.
+            res = resolve(None, req.target, exists=deploy.exists)
+        else:
+            q = req.query
+            scheme = req.header("x-forwarded-proto") or "https"
+            url = f"{scheme}://{host}{path}?{q}" if q else f"{scheme}://{host}{path}"
+            if not host:
+                url = f"{path}?{q}" if q else path
+            try:
+                res = resolve(deploy.rules, url, exists=deploy.exists, **_visitor_kwargs(req, now))
+            except ValueError:
+                return self._text(400, "bad request target\n", now, deploy.id, NO_STORE)
+        action = res.action
+        if action == "file" or action == "rewrite":
+            f = deploy.file(res.target)
+            if f is not None:
+                return self._serve(req, deploy, f, res.status, now)
+            return self._not_found(req, deploy, "", 404, now)
+        if action == "not_found":
+            return self._not_found(req, deploy, res.target, res.status, now)
+        if action == "redirect":
+            loc = res.target
+            cc = deploy.config.cache.redirect
+            return self._text(
+                res.status, f"Redirecting to {loc}\n", now, deploy.id, cc, [("location", loc)], req
+            )
+        # proxy and function targets: the origin is the end of the line (docs/origin.md)
+        what = "proxy targets" if action == "proxy" else "function targets"
+        return self._text(
+            502,
+            f"{what} are not fetched by the origin: {res.target}\n",
+            now,
+            deploy.id,
+            NO_STORE,
+            None,
+            req,
+        )
+
+    def _serve(self, req: Request, deploy: Deploy, f: FileInfo, status: int, now: float) -> Response:
+        headers = list(f.headers)
+        headers.append(("date", self._date_header(now)))
+        if status == 200 and _not_modified(req, f):
+            # RFC 9110 §15.4.5: the headers a 200 would carry that matter to caches.
+            # Content-Length of a 304 is that of the 200 (RFC 9110 §8.6), or absent.
+            headers[0] = ("content-length", str(f.size))
+            return Response(304, headers, b"" if self.bodies else None, 0)
+        if status >= 400:
+            headers[3] = ("cache-control", deploy.config.cache.not_found)
+        headers.append(("content-length", str(f.size)))
+        if req.method == "HEAD":
+            return Response(status, headers, b"" if self.bodies else None, 0)
+        if not self.bodies:
+            return Response(status, headers, None, f.size)
+        return Response(status, headers, deploy.body(f), f.size)
+
+    def _not_found(self, req: Request, deploy: Deploy, page: str, status: int, now: float) -> Response:
+        f = deploy.file(page) if page else None
+        if f is not None:
+            return self._serve(req, deploy, f, status, now)
+        return self._text(status, "Not Found\n", now, deploy.id, deploy.config.cache.not_found, None, req)
+
+    def _text(
+        self,
+        status: int,
+        text: str,
+        now: float,
+        deploy_id: str | None,
+        cache_control: str,
+        extra: Headers | None = None,
+        req: Request | None = None,
+    ) -> Response:
+        """A short text answer; in metadata-only mode a content answer (``req`` given)
+        has no body."""
+        body = text.encode()
+        headers: Headers = [("content-type", _TEXT), ("cache-control", cache_control)]
+        if deploy_id is not None:
+            headers.append((DEPLOY_HEADER, deploy_id))
+        if extra:
+            headers.extend(extra)
+        headers.append(("date", self._date_header(now)))
+        headers.append(("content-length", str(len(body))))
+        if req is not None and req.method == "HEAD":
+            return Response(status, headers, b"" if self.bodies else None, 0)
+        if req is not None and not self.bodies:
+            return Response(status, headers, None, len(body))
+        return Response(status, headers, body, len(body))
+
+    def _unknown_host(self, host: str, now: float) -> Response:
+        names = sorted(self.sites)
+        shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+        text = (
+            f"edgesim origin: no site for host {host!r} and no {DEFAULT_SITE!r} site"
+            f" (sites: {shown or 'none'})\n"
+        )
+        return self._text(404, text, now, None, NO_STORE)
+
+    # ---- reserved endpoints -----------------------------------------------------
+
+    def _json(
+        self,
+        status: int,
+        doc: Any,
+        now: float,
+        deploy_id: str | None,
+        extra: Headers | None = None,
+        req: Request | None = None,
+    ) -> Response:
+        """A JSON answer; reserved endpoints always carry real bodies (``req`` only
+        matters for HEAD)."""
+        text = json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
+        body = text.encode()
+        headers: Headers = [("content-type", _JSON), ("cache-control", NO_STORE)]
+        if deploy_id is not None:
+            headers.append((DEPLOY_HEADER, deploy_id))
+        if extra:
+            headers.extend(extra)
+        headers.append(("date", self._date_header(now)))
+        headers.append(("content-length", str(len(body))))
+        if req is not None and req.method == "HEAD":
+            return Response(status, headers, b"", 0)
+        return Response(status, headers, body, len(body))
+
+    def _reserved(self, req: Request, path: str, now: float) -> Response:
+        name = path[len(RESERVED_PREFIX) :]
+        method = req.method
+        if name == "health":
+            if method != "GET" and method != "HEAD":
+                return self._json(405, {"error": "use GET"}, now, None, [("allow", "GET, HEAD")])
+            return self._json(200, self.health(), now, None, None, req)
+        site = self.site_for(req.host)
+        if name == "manifest":
+            if site is None:
+                return self._unknown_host(req.host, now)
+            d = site.deploy
+            if method != "GET" and method != "HEAD":
+                return self._json(405, {"error": "use GET"}, now, d.id, [("allow", "GET, HEAD")])
+            body = d.manifest()
+            etag = f'"m-{d.id}"'
+            headers: Headers = [
+                ("content-type", _JSON),
+                ("cache-control", NO_STORE),
+                (DEPLOY_HEADER, d.id),
+                ("etag", etag),
+                ("date", self._date_header(now)),
+            ]
+            headers.append(("content-length", str(len(body))))
+            if _etag_listed(joined(req.headers, "if-none-match"), etag):
+                return Response(304, headers, b"", 0)
+            return Response(
+                200, headers, b"" if method == "HEAD" else body, 0 if method == "HEAD" else len(body)
+            )
+        if name == "deploy":
+            if method != "POST":
+                did = site.deploy.id if site is not None else None
+                return self._json(405, {"error": "use POST"}, now, did, [("allow", "POST")])
+            return self._deploy(req, now)
+        return self._json(404, {"error": f"no such endpoint: {path}"}, now, None)
+
+    def deploy_target(self, host: str) -> str | None:
+        """The site a deploy request for ``host`` publishes: the host's own site, a
+        folder of that name newly added to the sites directory, or the default site."""
+        if host in self.sites:
+            return host
+        if host and self.sites_dir is not None and (self.sites_dir / host).is_dir():
+            return host
+        return DEFAULT_SITE if DEFAULT_SITE in self.sites else None
+
+    def parse_deploy_body(self, body: bytes) -> dict[str, Any]:
+        """The options of a deploy request body (empty, or a JSON object).
+
+        Raises:
+            ValueError: not a JSON object.
+        """
+        if not body.strip():
+            return {}
+        try:
+            doc = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise ValueError(f"deploy body: not JSON: {e}") from None
+        if not isinstance(doc, dict):
+            raise ValueError("deploy body: expected a JSON object")
+        return doc
+
+    def _deploy(self, req: Request, now: float) -> Response:
+        site = self.deploy_target(req.host)
+        if site is None:
+            return self._unknown_host(req.host, now)
+        try:
+            opts = self.parse_deploy_body(req.body)
+        except ValueError as e:
+            return self._json(400, {"error": str(e)}, now, None)
+        try:
+            prepared = self.prepare_deploy(site, options=opts)
+        except SiteConfigError as e:
+            return self.deploy_failed(site, str(e), now)
+        return self.deploy_response(site, self.publish(prepared, now), now)
+
+    def deploy_failed(self, site: str, error: str, now: float) -> Response:
+        """The answer to a deploy that could not be built (the old deploy stays)."""
+        s = self.sites.get(site)
+        return self._json(422, {"site": site, "error": error}, now, s.deploy.id if s else None)
+
+    def deploy_response(self, site: str, deploy: Deploy, now: float) -> Response:
+        """The answer to a published deploy."""
+        doc = {
+            "site": site,
+            "deploy_id": deploy.id,
+            "previous": deploy.previous,
+            "created": deploy.created,
+            "files": len(deploy.files) if deploy.files is not None else len(deploy.catalog or ()),
+            "diagnostics": deploy.diagnostics,
+        }
+        return self._json(200, doc, now, deploy.id)
+
+    def health(self) -> dict[str, Any]:
+        """The health document: status, sites with deploy ids, load counters."""
+        s = self.stats
+        return {
+            "status": "ok",
+            "sites": {n: site.deploy.id for n, site in sorted(self.sites.items())},
+            "in_flight": s.in_flight,
+            "queued": s.queued,
+            "served": s.served,
+            "load": s.as_dict(),
+        }
+
+
+def _etag_listed(inm: str | None, etag: str) -> bool:
+    """Weak comparison of ``etag`` with an If-None-Match value (RFC 9110 §13.1.2)."""
+    if inm is None:
+        return False
+    if inm.strip() == "*":
+        return True
+    for t in inm.split(","):
+        t = t.strip()
+        if t.startswith("W/"):
+            t = t[2:]
+        if t == etag:
+            return True
+    return False
+
+
+def _not_modified(req: Request, f: FileInfo) -> bool:
+    """RFC 9110 §13.2.2 steps 3-4 for GET/HEAD: If-None-Match, else If-Modified-Since."""
+    inm = None
+    ims = None
+    for k, v in req.headers:
+        if k == "if-none-match":
+            inm = v if inm is None else f"{inm}, {v}"
+        elif k == "if-modified-since" and ims is None:
+            ims = v
+    if inm is not None:
+        return _etag_listed(inm, f.etag)
+    if ims is not None:
+        t = parse_http_date(ims)
+        return t is not None and f.last_modified <= t
+    return False

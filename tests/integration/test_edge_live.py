@@ -1,0 +1,334 @@
+"""The edge node end to end: a real origin process, a real edge on loopback port 0, real
+diskcache directories, and real HTTP over sockets. Waits are bounded by trio.fail_after.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import trio
+
+from edgesim._client import OriginPool
+from edgesim.http import Request, Response
+from edgesim.serve import build_node, make_origin, serve_edge
+
+SITE = "site.test"
+CONTENT = {
+    "index.html": b"<h1>home</h1>",
+    "about.html": b"about us",
+    "app.3f9a1c2b7d.js": b"console.log('v1')",
+    "page.txt": b"version one",
+    "404.html": b"custom not found",
+}
+RULES = "/old /about 301\n/docs/* /about 302\n/spa/* /index.html 200\n"
+TOML = """
+[cache]
+html = "public, max-age=600"
+default = "public, max-age=600"
+
+[cache.paths]
+"/slow.txt" = "public, max-age=600"
+"/flaky.txt" = "public, max-age=1, stale-if-error=600"
+"""
+
+
+def _write_site(root: Path) -> Path:
+    site = root / SITE
+    site.mkdir(parents=True)
+    for name, body in CONTENT.items():
+        (site / name).write_bytes(body)
+    (site / "slow.txt").write_bytes(b"slow body")
+    (site / "flaky.txt").write_bytes(b"flaky body")
+    (site / "_redirects").write_text(RULES)
+    (site / "_edgesim.toml").write_text(TOML)
+    return site
+
+
+@pytest.fixture
+def sites(tmp_path: Path) -> Path:
+    root = tmp_path / "sites"
+    _write_site(root)
+    return root
+
+
+class OriginProcess:
+    def __init__(self, sites: Path, *extra: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "origin", "--sites", str(sites), "--port", "0", *extra],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        assert line.startswith("origin listening on "), line + (
+            self.proc.stderr.read() if self.proc.stderr else ""
+        )
+        self.url = line.split()[-1]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def origin(sites: Path) -> Iterator[OriginProcess]:
+    p = OriginProcess(sites)
+    yield p
+    p.stop()
+
+
+class Client:
+    """Requests to the edge over real sockets (one pooled client per test)."""
+
+    def __init__(self, port: int) -> None:
+        self.pool = OriginPool(f"http://127.0.0.1:{port}", read_timeout=20)
+
+    async def get(self, target: str, method: str = "GET", **headers: str) -> Response:
+        hdrs = [("host", SITE), *((k.replace("_", "-").lower(), v) for k, v in headers.items())]
+        with trio.fail_after(30):
+            return await self.pool.request(Request(method, target, hdrs))
+
+
+async def _edge(
+    nursery: trio.Nursery, origin_url: str, tmp: Path | None = None, name: str = "e1"
+) -> tuple[Client, object]:
+    disk = (str(tmp / "disk"), 50 * 2**20) if tmp is not None else None
+    node = build_node(name=name, memory_bytes=10 * 2**20, disk=disk)
+    port = await nursery.start(serve_edge, node, make_origin(origin_url))
+    return Client(port), node
+
+
+@pytest.fixture
+async def edge(origin: OriginProcess, tmp_path: Path) -> AsyncIterator[tuple[Client, object]]:
+    async with trio.open_nursery() as nursery:
+        yield await _edge(nursery, origin.url, tmp_path)
+        nursery.cancel_scope.cancel()
+
+
+def _x(resp: Response) -> str | None:
+    return resp.header("x-cache")
+
+
+async def test_miss_hit_headers_and_keepalive(edge: tuple[Client, object]) -> None:
+    client, _ = edge
+    r1 = await client.get("/about")
+    assert (r1.status, r1.body, _x(r1)) == (200, b"about us", "MISS")
+    assert r1.header("via") == "1.1 e1" and r1.header("age") == "0"
+    assert r1.header("x-edgesim-deploy")
+    r2 = await client.get("/about")
+    assert (_x(r2), r2.body) == ("HIT", b"about us")
+    assert r2.header("age") is not None and r2.header("etag") == r1.header("etag")
+    r3 = await client.get("/about", if_none_match=r1.header("etag") or "")
+    assert r3.status == 304 and _x(r3) == "HIT"
+
+
+async def test_redirects_and_rewrites_at_the_edge(edge: tuple[Client, object]) -> None:
+    client, node = edge
+    r = await client.get("/old?x=1")
+    assert (r.status, r.header("location"), _x(r)) == (301, "/about?x=1", "REDIRECT")
+    spa1 = await client.get("/spa/a/b")
+    spa2 = await client.get("/spa/c")
+    assert spa1.body == spa2.body == b"<h1>home</h1>"
+    assert _x(spa2) == "HIT"
+    missing = await client.get("/nothing-here")
+    assert (missing.status, missing.body) == (404, b"custom not found")
+    assert node.stats.redirects == 1  # type: ignore[attr-defined]
+
+
+async def test_disk_tier_survives_a_node_restart(origin: OriginProcess, tmp_path: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        client, _ = await _edge(nursery, origin.url, tmp_path)
+        assert _x(await client.get("/page.txt")) == "MISS"
+        nursery.cancel_scope.cancel()
+    assert any((tmp_path / "disk").iterdir())
+    async with trio.open_nursery() as nursery:
+        client, node = await _edge(nursery, origin.url, tmp_path, name="e2")
+        again = await client.get("/page.txt")
+        assert (again.body, _x(again)) == (b"version one", "HIT")
+        assert node.cache.statistics().disk.hits == 1  # type: ignore[attr-defined]
+        nursery.cancel_scope.cancel()
+
+
+async def test_corrupt_disk_entry_is_a_miss(origin: OriginProcess, tmp_path: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        client, _ = await _edge(nursery, origin.url, tmp_path)
+        await client.get("/page.txt")
+        nursery.cancel_scope.cancel()
+    for path in (tmp_path / "disk").rglob("*.val"):
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])  # half-written
+    async with trio.open_nursery() as nursery:
+        client, _ = await _edge(nursery, origin.url, tmp_path, name="e3")
+        r = await client.get("/page.txt")
+        assert (r.status, r.body) == (200, b"version one")
+        nursery.cancel_scope.cancel()
+
+
+async def test_concurrent_misses_collapse_to_one_origin_request(sites: Path, tmp_path: Path) -> None:
+    (sites / SITE / "_edgesim.toml").write_text(TOML + "\n[load]\nservice_time = 0.4\n")
+    origin = OriginProcess(sites)
+    try:
+        async with trio.open_nursery() as nursery:
+            client, node = await _edge(nursery, origin.url, None)
+            await client.get("/about")  # manifest and a warm connection
+            before = node.stats.origin_requests  # type: ignore[attr-defined]
+            results: list[Response] = []
+
+            async def one() -> None:
+                results.append(await client.get("/slow.txt"))
+
+            async with trio.open_nursery() as burst:
+                for _ in range(12):
+                    burst.start_soon(one)
+            assert len(results) == 12 and all(r.body == b"slow body" for r in results)
+            assert node.stats.origin_requests - before == 1  # type: ignore[attr-defined]
+            assert sorted(_x(r) or "" for r in results).count("MISS") == 1
+            health = json.loads((await client.get("/.edgesim/health")).body or b"{}")
+            assert health["served"] >= 1
+            nursery.cancel_scope.cancel()
+    finally:
+        origin.stop()
+
+
+async def test_deploy_then_purge(sites: Path, edge: tuple[Client, object], origin: OriginProcess) -> None:
+    """A deploy made at the origin directly: the edge serves its copy until purged."""
+    client, _ = edge
+    v1 = await client.get("/page.txt")
+    d1 = v1.header("x-edgesim-deploy")
+    assert _x(await client.get("/about")) == "MISS"
+    (sites / SITE / "page.txt").write_bytes(b"version two")
+    direct = OriginPool(origin.url)
+    deployed = await direct.request(Request("POST", "/.edgesim/deploy", [("host", SITE)]))
+    await direct.aclose()
+    assert deployed.status == 200, deployed.body
+    d2 = json.loads(deployed.body or b"{}")["deploy_id"]
+    assert d2 != d1
+    assert (await client.get("/page.txt")).body == b"version one"  # not told yet
+    purged = await client.get(f"/.edgesim/edge/purge?site={SITE}&url=/page.txt", method="POST")
+    assert json.loads(purged.body or b"{}")["purged"] == 1
+    fresh = await client.get("/page.txt")
+    assert (fresh.body, fresh.header("x-edgesim-deploy"), _x(fresh)) == (b"version two", d2, "MISS")
+    # That response showed a new deploy id: the edge refetches the manifest and purges
+    # everything of the old deploy (here /about, still cached under d1).
+    about = await client.get("/about")
+    assert (_x(about), about.header("x-edgesim-deploy")) == ("MISS", d2)
+    stats = json.loads((await client.get("/.edgesim/edge/stats")).body or b"{}")
+    assert stats["sites"][SITE]["deploy"] == d2
+    assert stats["deploys_seen"] == 1
+
+
+async def test_deploy_through_the_edge_is_seen_at_once(sites: Path, edge: tuple[Client, object]) -> None:
+    client, _ = edge
+    assert (await client.get("/page.txt")).body == b"version one"
+    (sites / SITE / "page.txt").write_bytes(b"version two")
+    deployed = await client.get("/.edgesim/deploy", method="POST")
+    assert (deployed.status, _x(deployed)) == (200, "PASS")
+    again = await client.get("/page.txt")
+    assert (again.body, _x(again)) == (b"version two", "MISS")
+
+
+async def test_origin_down_gives_502_and_stale_if_error(sites: Path, tmp_path: Path) -> None:
+    origin = OriginProcess(sites)
+    async with trio.open_nursery() as nursery:
+        client, _ = await _edge(nursery, origin.url, None)
+        assert (await client.get("/flaky.txt")).body == b"flaky body"
+        origin.stop()
+        with trio.fail_after(10):
+            while True:  # wait for the entry (max-age=1) to go stale, in real time
+                await trio.sleep(0.25)
+                r = await client.get("/flaky.txt")
+                if _x(r) != "HIT":
+                    break
+        assert (r.status, r.body, _x(r)) == (200, b"flaky body", "STALE")
+        down = await client.get("/never-cached")
+        assert down.status == 502 and b"origin unreachable" in (down.body or b"")
+        assert _x(down) == "ERROR"
+        nursery.cancel_scope.cancel()
+
+
+async def test_unknown_methods_pass_through(edge: tuple[Client, object]) -> None:
+    client, _ = edge
+    r = await client.get("/about", method="PUT")
+    assert (r.status, _x(r)) == (405, "PASS")
+    assert r.header("allow") == "GET, HEAD"
+
+
+async def test_embedded_origin(sites: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        client, _ = await _edge(nursery, f"embedded:{sites}")
+        assert (await client.get("/about")).body == b"about us"
+        assert _x(await client.get("/about")) == "HIT"
+        nursery.cancel_scope.cancel()
+
+
+def test_cli_edge_serve_end_to_end(origin: OriginProcess, tmp_path: Path) -> None:
+    """`edgesim edge serve` as a real process, stopped by SIGTERM."""
+    import socket
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "edgesim",
+            "edge",
+            "serve",
+            "--origin",
+            origin.url,
+            "--port",
+            str(port),
+            "--disk-cache",
+            f"{tmp_path / 'd'}:10MB",
+            "--name",
+            "cli-edge",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ},
+    )
+    try:
+        assert proc.stdout is not None
+        assert "listening on" in proc.stdout.readline()
+        deadline = time.monotonic() + 10
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            conn.sendall(f"GET /about HTTP/1.1\r\nHost: {SITE}\r\nConnection: close\r\n\r\n".encode())
+            data = b""
+            while time.monotonic() < deadline:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        assert data.startswith(b"HTTP/1.1 200") and b"via: 1.1 cli-edge" in data.lower()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+
+
+def test_cli_edge_serve_bad_arguments(tmp_path: Path) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "edgesim", "edge", "serve", *args]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+
+    bad = run("--origin", "ftp://x")
+    assert bad.returncode == 2 and "expected http://HOST:PORT" in bad.stderr and "Traceback" not in bad.stderr
+    bad = run("--origin", "http://127.0.0.1:1", "--memory-cache", "lots")
+    assert bad.returncode == 2 and "expected a size" in bad.stderr
+    bad = run("--origin", "http://127.0.0.1:1", "--rules", "nohost")
+    assert bad.returncode == 2 and "NAME=VALUE" in bad.stderr
