@@ -332,3 +332,25 @@ def test_cli_edge_serve_bad_arguments(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "expected a size" in bad.stderr
     bad = run("--origin", "http://127.0.0.1:1", "--rules", "nohost")
     assert bad.returncode == 2 and "NAME=VALUE" in bad.stderr
+
+
+async def test_shield_tier_passes_manifests_and_deploys(origin: OriginProcess) -> None:
+    """An edge whose origin is another edge (a shield): rules, manifests and deploy ids
+    pass through, and each tier caches."""
+    async with trio.open_nursery() as nursery:
+        shield_node = build_node(name="shield", memory_bytes=2**20)
+        shield_port = await nursery.start(serve_edge, shield_node, make_origin(origin.url))
+        client, child = await _edge(nursery, f"http://127.0.0.1:{shield_port}", name="child")
+        r1 = await client.get("/about")
+        assert (r1.status, r1.body, _x(r1)) == (200, b"about us", "MISS")
+        assert r1.header("via") == "1.1 shield, 1.1 child"
+        assert r1.header("x-edgesim-deploy")
+        assert _x(await client.get("/about")) == "HIT"
+        assert shield_node.stats.requests == 2  # the manifest and /about, once each
+        # the child evaluates the site's rules from the manifest it got through the shield
+        redirect = await client.get("/old")
+        assert (redirect.status, redirect.header("location")) == (301, "/about")
+        stats = json.loads((await client.get("/.edgesim/edge/stats")).body or b"{}")
+        assert stats["node"] == "child" and stats["sites"][SITE]["rules"] == 3
+        assert child.stats.redirects == 1  # type: ignore[attr-defined]
+        nursery.cancel_scope.cancel()
