@@ -28,6 +28,7 @@ sending: 502), :class:`OriginConnectError` (nothing was sent).
 from __future__ import annotations
 
 import logging
+import re
 import select
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ import trio
 from edgesim.http import Request, Response, strip_hop_by_hop
 
 __all__ = [
+    "InterimCallback",
     "OriginConnectError",
     "OriginError",
     "OriginPool",
@@ -61,6 +63,12 @@ _ATOMIC_WRITE = 4096
 # Response head limit: h11's default is 16 KiB; origins behind a CDN send more
 # (Set-Cookie, CSP, Link headers), and nginx's proxy_buffer for headers is 4-8 KiB x 8.
 _MAX_RESPONSE_HEAD = 65536
+
+# The end of a response head; h11 accepts bare LF line endings from origins, so do we.
+_HEAD_END_RE = re.compile(rb"\r?\n\r?\n")
+
+# Called with each 1xx response (status, headers) the origin sends before its final one.
+InterimCallback = Callable[[int, list[tuple[str, str]]], Awaitable[object]]
 
 # Methods whose requests carry a body by definition: they always get Content-Length,
 # even 0 (RFC 9110 §8.6: a user agent SHOULD send it when the method defines a body).
@@ -192,7 +200,7 @@ class OriginPool:
 
     # -- public ----------------------------------------------------------------------
 
-    async def request(self, req: Request) -> Response:
+    async def request(self, req: Request, *, on_interim: InterimCallback | None = None) -> Response:
         """Send ``req`` to the origin and return its response with the full body.
 
         The request goes out as given (method, target, headers, body) except that
@@ -201,7 +209,17 @@ class OriginPool:
         only added (from ``base_url``) when missing. The response has hop-by-hop headers
         (``Transfer-Encoding``, ``Connection``, ...) removed, since its body arrives
         de-chunked; a ``HEAD`` response keeps the origin's ``Content-Length`` and has
-        an empty body.
+        an empty body. A response whose ``Transfer-Encoding`` doesn't end in
+        ``chunked`` is read until the origin closes (RFC 9112 §6.3) and returned
+        without that header.
+
+        Args:
+            req: the request to send.
+            on_interim: awaited with ``(status, headers)`` (hop-by-hop headers removed)
+                for each 1xx response other than ``100 Continue`` that precedes the
+                final one (``103 Early Hints``, ``102 Processing``). Interim responses
+                are never part of the returned response. An exception from the
+                callback is logged and ignored: relaying a hint must not fail the fetch.
 
         Raises:
             OriginConnectError: nothing was sent (connect refused, timed out, or the
@@ -216,7 +234,7 @@ class OriginPool:
         except h11.LocalProtocolError as exc:
             raise ValueError(f"cannot send {req!r}: {exc}") from None
         try:
-            resp = await self._request(req, payload)
+            resp = await self._request(req, payload, on_interim)
         except OriginError as exc:
             self._errors += 1
             log.debug("origin request %r failed: %r", req, exc)
@@ -303,11 +321,17 @@ class OriginPool:
         return await self._connect(), False
 
     async def _release(self, oc: _OriginConnection) -> None:
+        conn = oc.conn
         if (
             not self._closed
             and len(self._idle) < self._max_idle
-            and oc.conn.our_state is h11.DONE
-            and oc.conn.their_state is h11.DONE
+            and conn.our_state is h11.DONE
+            and conn.their_state is h11.DONE
+            # Bytes after the response (a body longer than its Content-Length, or a
+            # response nobody asked for) would be read as the next request's answer:
+            # the framing is untrustworthy, so the connection is closed, not pooled.
+            and not conn.trailing_data[0]
+            and not conn.trailing_data[1]
         ):
             oc.conn.start_next_cycle()
             self._idle.append(oc)
@@ -330,8 +354,12 @@ class OriginPool:
                 raise _NothingSent from exc
             raise OriginProtocolError(f"connection broke while sending: {exc}") from exc
 
-    async def _receive(self, oc: _OriginConnection) -> Response:
-        """Read one complete response.
+    async def _receive(self, oc: _OriginConnection, on_interim: InterimCallback | None = None) -> Response:
+        """Read one complete response (after any 1xx ones).
+
+        h11 is given each response head only once it is complete, so that
+        :func:`_close_delimited_head` can first rewrite a head h11 would refuse; body
+        bytes go to h11 as they arrive.
 
         Raises:
             OriginProtocolError: invalid bytes, early close, or body over max_body.
@@ -340,17 +368,31 @@ class OriginPool:
         headers: list[tuple[str, str]] = []
         body = bytearray()
         conn = oc.conn
+        pending = bytearray()  # received, not yet given to h11
         try:
             while True:
                 event = conn.next_event()
                 if event is h11.NEED_DATA:
-                    data = await oc.stream.receive_some(_RECEIVE_SIZE)
-                    conn.receive_data(bytes(data))
+                    if conn.their_state is h11.SEND_RESPONSE:
+                        await self._feed_head(oc, pending)
+                    elif pending:
+                        conn.receive_data(bytes(pending))
+                        pending.clear()
+                    else:
+                        data = await oc.stream.receive_some(_RECEIVE_SIZE)
+                        conn.receive_data(bytes(data))
                 elif isinstance(event, h11.Response):
                     status = event.status_code
                     headers = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in event.headers]
                 elif isinstance(event, h11.InformationalResponse):
-                    continue  # 100 Continue and friends (RFC 9110 §15.2)
+                    # RFC 9110 §15.2. 100 Continue answers our own Expect (we never
+                    # send one); the others are the origin's to the client.
+                    if on_interim is not None and event.status_code != 100:
+                        interim = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in event.headers]
+                        try:
+                            await on_interim(event.status_code, strip_hop_by_hop(interim))
+                        except Exception:
+                            log.exception("relaying a %d interim response failed", event.status_code)
                 elif isinstance(event, h11.Data):
                     body += event.data
                     if len(body) > self._max_body:
@@ -365,9 +407,36 @@ class OriginPool:
             raise OriginProtocolError(f"invalid response from origin: {exc}") from exc
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             raise OriginProtocolError(f"connection broke while reading the response: {exc}") from exc
+        if pending:
+            # Bytes past the end of this response: give them to h11 so _release sees
+            # them as trailing data and closes the connection.
+            conn.receive_data(bytes(pending))
         return Response(status, strip_hop_by_hop(headers), bytes(body))
 
-    async def _request(self, req: Request, events: list[h11.Event]) -> Response:
+    async def _feed_head(self, oc: _OriginConnection, pending: bytearray) -> None:
+        """Give h11 the next complete response head from ``pending`` (reading more as
+        needed); bytes after it stay in ``pending``. At EOF, h11 gets what there is and
+        reports the truncated head itself."""
+        while True:
+            m = _HEAD_END_RE.search(pending)
+            if m is not None:
+                break
+            if len(pending) > _MAX_RESPONSE_HEAD:
+                raise OriginProtocolError(f"response head over {_MAX_RESPONSE_HEAD} bytes")
+            data = await oc.stream.receive_some(_RECEIVE_SIZE)
+            if not data:
+                oc.conn.receive_data(bytes(pending))
+                pending.clear()
+                oc.conn.receive_data(b"")
+                return
+            pending += data
+        head = bytes(pending[: m.end()])
+        del pending[: m.end()]
+        oc.conn.receive_data(_close_delimited_head(head))
+
+    async def _request(
+        self, req: Request, events: list[h11.Event], on_interim: InterimCallback | None
+    ) -> Response:
         oc, reused = await self._checkout()
         try:
             with trio.fail_after(self._read_timeout):
@@ -384,7 +453,7 @@ class OriginPool:
                         await self._send(oc, events)
                     except _NothingSent:
                         raise OriginConnectError("connection failed before the request was sent") from None
-                resp = await self._receive(oc)
+                resp = await self._receive(oc, on_interim)
         except trio.TooSlowError:
             await trio.aclose_forcefully(oc.stream)
             raise OriginTimeout(
@@ -395,3 +464,34 @@ class OriginPool:
             raise
         await self._release(oc)
         return resp
+
+
+def _close_delimited_head(head: bytes) -> bytes:
+    """``head`` rewritten so that h11 reads a close-delimited body, when it has a
+    Transfer-Encoding whose final coding isn't chunked; else ``head`` unchanged.
+
+    RFC 9112 §6.3 item 4: such a response's body runs until the server closes the
+    connection. h11 refuses any Transfer-Encoding but ``chunked``, yet reads a response
+    without Content-Length or Transfer-Encoding until EOF, which is the same framing.
+    So the Transfer-Encoding lines (and any Content-Length, which §6.3 says it
+    overrides) are dropped before h11 parses the head. The connection is never pooled
+    afterwards (h11 ends in MUST_CLOSE), the body still counts against ``max_body`` and
+    the whole read stays under ``read_timeout``. The coding itself is not undone; the
+    body is passed on as received, without the (hop-by-hop) header.
+    """
+    if b"transfer-encoding" not in head.lower():
+        return head
+    lines = head.split(b"\n")
+    codings: list[bytes] = []
+    for line in lines[1:]:
+        name, colon, value = line.partition(b":")
+        if colon and name.strip().lower() == b"transfer-encoding":
+            codings += [c.strip().lower() for c in value.split(b",") if c.strip()]
+    if not codings or codings[-1] == b"chunked":
+        return head  # chunked (h11's own case), or a malformed value h11 will refuse
+    kept = [lines[0]]
+    for line in lines[1:]:
+        name = line.partition(b":")[0].strip().lower()
+        if name not in (b"transfer-encoding", b"content-length"):
+            kept.append(line)
+    return b"\n".join(kept)

@@ -38,3 +38,55 @@ def parse_size(text: str) -> int:
     if m is None or unit not in _FACTORS:
         raise ValueError(f"expected a size such as 512MB, 1GiB or 1000000, not {text!r}")
     return int(float(m.group(1)) * _FACTORS[unit])
+
+
+# Durations: a number with a unit, or several ("1h30m"); a bare number is seconds.
+_DURATION_PART = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(us|µs|ms|s|m|h|d)", re.IGNORECASE)
+_DURATION = re.compile(rf"(?:{_DURATION_PART.pattern})+\s*", re.IGNORECASE)
+_DURATION_UNITS = {"us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_NUMBER = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``"200ms"``, ``"1.5s"``, ``"30m"``, ``"2h"``, ``"1h30m"`` or ``"90"``.
+
+    Units: ``us`` (or ``µs``), ``ms``, ``s``, ``m``, ``h``, ``d``. Negative durations are
+    not durations.
+
+    Raises:
+        ValueError: with a message naming what was expected.
+    """
+    m = _NUMBER.fullmatch(text)
+    if m:
+        return float(m.group(1))
+    if _DURATION.fullmatch(text):
+        return sum(float(n) * _DURATION_UNITS[u.lower()] for n, u in _DURATION_PART.findall(text))
+    raise ValueError(f"expected a duration such as 200ms, 1.5s, 30m or 2h, not {text!r}")
+
+
+_RATE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([kmgt]?)(i?)(bps|bit/s|b/s)?\s*", re.IGNORECASE)
+_PREFIX = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
+_IPREFIX = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+
+
+def parse_rate(text: str) -> float:
+    """Bytes per second in ``"1Gbps"``, ``"100Mbit/s"`` (bits) or ``"100MB/s"``,
+    ``"1GiB/s"``, ``"100MBps"`` (bytes); a bare number is bytes per second.
+
+    The case of the ``b`` decides, as network and storage vendors write them: ``bps``,
+    ``bit/s`` and ``b/s`` are bits, ``Bps`` and ``B/s`` bytes.
+
+    Raises:
+        ValueError: with a message naming what was expected.
+    """
+    m = _RATE.fullmatch(text)
+    if m is not None:
+        number, prefix, binary, unit = m.groups()
+        if unit is None and not prefix and not binary:
+            return float(number)
+        if unit is not None:
+            bits = unit.lower() == "bit/s" or unit[0] == "b"
+            if not (bits and binary):
+                factor = (_IPREFIX if binary else _PREFIX)[prefix.lower()]
+                return float(number) * factor / (8 if bits else 1)
+    raise ValueError(f"expected a rate such as 1Gbps, 100Mbit/s, 100MB/s or 125000000, not {text!r}")

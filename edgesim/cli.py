@@ -473,6 +473,197 @@ def bench_edge_command(seconds: float, connections: int, core_only: bool) -> Non
     click.echo(json.dumps(result, indent=2))
 
 
+@cli.command("replay", short_help="Replay a request trace through one cache.")
+@click.argument("trace", type=click.Path(dir_okay=False))
+@click.option("--cache-size", type=SIZE, required=True, help="Cache capacity in bytes (e.g. 64MB, 1GiB).")
+@click.option("--policy", type=click.Choice(["lru", "fifo"]), default="lru", show_default=True)
+@click.option(
+    "--format",
+    "trace_format",
+    type=click.Choice(["csv", "oracle-general"]),
+    help="Trace format (default: by extension, else by content).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def replay_command(trace: str, cache_size: int, policy: str, trace_format: str | None, as_json: bool) -> None:
+    """Replay TRACE (CSV `time,key,size[,region,site]` or libCacheSim oracleGeneral)
+    through one cache of --cache-size bytes; print the object and byte hit ratios."""
+    from edgesim.replay import replay
+    from edgesim.traces import read_trace
+
+    try:
+        requests = read_trace(trace, trace_format)
+    except EdgesimError as exc:
+        _fail(str(exc))
+    result = replay(requests, cache_size, policy)
+    if as_json:
+        click.echo(json.dumps({"trace": trace, **result.as_dict()}))
+        return
+    click.echo(f"requests        {result.requests:,} ({requests.n_objects:,} objects)")
+    click.echo(f"cache           {policy}, {cache_size:,} bytes")
+    click.echo(f"hit ratio       {result.hit_ratio:.4f} ({result.hits:,} hits)")
+    click.echo(
+        f"byte hit ratio  {result.byte_hit_ratio:.4f} ({result.hit_bytes:,} of {result.bytes:,} bytes)"
+    )
+    click.echo(f"replay rate     {result.rate:,.0f} requests/s")
+
+
+@bench_group.command("replay", short_help="Trace replay: requests/s per policy on a Zipf trace.")
+@click.option("--requests", "n_requests", type=click.IntRange(1000), default=2_000_000, show_default=True)
+@click.option("--objects", "n_objects", type=click.IntRange(1), default=200_000, show_default=True)
+@click.option("--alpha", type=click.FloatRange(0, 3), default=0.9, show_default=True, help="Zipf skew.")
+@click.option(
+    "--cache-fraction",
+    type=click.FloatRange(0, 1),
+    default=0.1,
+    show_default=True,
+    help="Cache size as a fraction of the working set.",
+)
+@click.option("--repeats", type=click.IntRange(1, 50), default=5, show_default=True)
+def bench_replay_command(
+    n_requests: int, n_objects: int, alpha: float, cache_fraction: float, repeats: int
+) -> None:
+    """Replay rate (requests/s, median and best) of each policy on a generated Zipf
+    trace, with a bare dict loop over the same trace as the same-process baseline."""
+    from edgesim.replay import bench
+
+    click.echo(json.dumps(bench(n_requests, n_objects, alpha, cache_fraction, repeats), indent=2))
+
+
+# --- edgesim validate (topology files) -------------------------------------------
+
+
+@cli.command("validate", short_help="Check topology files and report every problem.")
+@click.argument("files", nargs=-1, required=True, metavar="FILE...")
+def validate_command(files: tuple[str, ...]) -> None:
+    """Check each topology FILE (or bundled topology name, such as `demo`) and print
+    `FILE: ok (...)`, or one line per problem with its file, line, key path and what
+    was expected. Exits 1 when any file has problems."""
+    from edgesim._topoload import load_topology, resolve_topology_arg
+    from edgesim.errors import TopologyError
+
+    failed = False
+    for arg in files:
+        path = resolve_topology_arg(arg)
+        try:
+            topo = load_topology(path)
+        except TopologyError as exc:
+            failed = True
+            for problem in exc.problems:
+                click.echo(str(problem))
+            continue
+        nodes = sum(r.edge.nodes for r in topo.regions)
+        click.echo(f"{path}: ok ({len(topo.regions)} regions, {nodes} nodes, {len(topo.sites)} sites)")
+    if failed:
+        sys.exit(EXIT_FINDINGS)
+
+
+@cli.command("run", short_help="Run a topology and report on its capacity.")
+@click.argument("topology", required=False, default="demo")
+@click.option("--seed", type=int, help="Seed (default: the topology's).")
+@click.option(
+    "--mode",
+    type=click.Choice(["virtual"]),
+    default="virtual",
+    show_default=True,
+    help="virtual: one process on virtual time (live mode: to come).",
+)
+@click.option(
+    "--json", "json_path", type=click.Path(dir_okay=False, writable=True), help="Write the report as JSON."
+)
+@click.option(
+    "--csv", "csv_dir", type=click.Path(file_okay=False), help="Write summary.csv and timeseries.csv here."
+)
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Write a self-contained HTML report with charts.",
+)
+@click.option("--quiet", is_flag=True, help="No progress bar and no tables.")
+def run_command(
+    topology: str,
+    seed: int | None,
+    mode: str,
+    json_path: str | None,
+    csv_dir: str | None,
+    html_path: str | None,
+    quiet: bool,
+) -> None:
+    """Simulate TOPOLOGY (a file, or a bundled name; default: demo) and report.
+
+    The topology is validated first; every problem is printed and the exit status is 1.
+    Ctrl-C stops the run and still writes what it has, marked partial.
+    """
+    from edgesim import report as rep
+    from edgesim._topoload import load_topology, resolve_topology_arg
+    from edgesim.engine import simulate
+    from edgesim.errors import TopologyError
+
+    try:
+        topo = load_topology(resolve_topology_arg(topology))
+    except TopologyError as exc:
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        sys.exit(1)
+    except EdgesimError as exc:
+        _fail(str(exc))
+    progress_cb: Any = None
+    bar: Any = None
+    if not quiet:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[n]:,} requests"),
+            TimeRemainingColumn(),
+            transient=True,
+            console=_stderr_console(),
+        )
+        task = bar.add_task(f"simulating {topo.name}", total=topo.traffic.duration, n=0)
+
+        def progress_cb(t: float, end: float, n: int) -> None:
+            bar.update(task, completed=t, n=n)
+
+        bar.start()
+    try:
+        result = simulate(topo, seed=seed, progress=progress_cb)
+    except ValueError as exc:
+        _fail(f"{topo.path or topo.name}: {exc}")
+    finally:
+        if bar is not None:
+            bar.stop()
+    # Files hold only deterministic fields: same topology and seed, same bytes.
+    report = result.to_dict(deterministic=True)
+    report["meta"]["topology_text"] = topo.source_text
+    try:
+        if json_path:
+            rep.write_json(report, json_path)
+        if csv_dir:
+            rep.write_csv(report, csv_dir)
+        if html_path:
+            rep.write_html(report, html_path, topo.source_text)
+    except OSError as exc:
+        _fail(f"cannot write the report: {exc.strerror or exc}: {exc.filename or ''}")
+    if not quiet:
+        rep.print_summary(report)
+        timing = result.timing
+        rate = timing.get("simulated_requests_per_second")
+        if rate:
+            click.echo(
+                f"wall time {timing.get('wall_seconds', 0):.1f} s, {rate:,.0f} simulated requests/s", err=True
+            )
+    if report["meta"].get("partial"):
+        click.echo("run interrupted: the report is partial", err=True)
+        sys.exit(130)
+
+
+def _stderr_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
 def main() -> None:
     """Entry point of the ``edgesim`` script."""
     cli(prog_name="edgesim", auto_envvar_prefix="EDGESIM")

@@ -4,8 +4,9 @@ Two parts, each printed as JSON and each with a baseline measured in the same ru
 
 * **core**: the sans-IO node's cost per decision (a memory hit, a miss with its fill)
   with the memory store and the metadata-only store the simulator uses. No I/O.
-* **live**: requests/s and latency percentiles on loopback for a bare Trio + h11 server
-  returning a fixed body (the ceiling of this stack), the edge's hit path, its miss path
+* **live**: requests/s and latency percentiles on loopback for a minimal Trio + h11
+  server returning a fixed body (the ceiling of this stack), edgesim's own server shell
+  with a fixed-body handler (limits and validation included), the edge's hit path, its miss path
   (every request a new URL, fetched from a real origin process), and the hit path for
   100 KiB objects (MB/s). Load comes from ``wrk`` pinned to the other core when it is
   installed, else from a Python load generator in its own process.
@@ -134,6 +135,37 @@ def _make_site(root: Path) -> None:
     (site / "_edgesim.toml").write_text('[cache]\ndefault = "public, max-age=86400"\n')
 
 
+# A minimal Trio + h11 keep-alive server with a fixed body: the ceiling of this stack
+# (no limits, no validation beyond h11's own).
+_MINIMAL_H11 = """
+import sys, h11, trio
+BODY = b"x" * int(sys.argv[2])
+async def handle(stream):
+    conn = h11.Connection(h11.SERVER)
+    while True:
+        event = conn.next_event()
+        if event is h11.NEED_DATA:
+            data = await stream.receive_some(65536)
+            if not data:
+                return
+            conn.receive_data(data)
+            continue
+        if isinstance(event, h11.Request):
+            continue
+        if isinstance(event, h11.EndOfMessage):
+            out = conn.send(h11.Response(status_code=200, headers=[("content-length", str(len(BODY)))]))
+            out += conn.send(h11.Data(data=BODY)) + conn.send(h11.EndOfMessage())
+            await stream.send_all(out)
+            if conn.our_state is h11.MUST_CLOSE:
+                return
+            conn.start_next_cycle()
+            continue
+        return
+async def main():
+    await trio.serve_tcp(handle, int(sys.argv[1]), host="127.0.0.1")
+trio.run(main)
+"""
+
 _BARE = """
 import sys, trio
 from edgesim._server import HttpServer, bare_app
@@ -213,6 +245,8 @@ def live(seconds: float = 5.0, connections: int = 32, *, use_wrk: bool | None = 
             _wait_port(port, proc)
 
         bare_port, origin_port, edge_port = _free_port(), _free_port(), _free_port()
+        h11_port = _free_port()
+        start([*_pin(0), sys.executable, "-c", _MINIMAL_H11, str(h11_port), "1024"], h11_port)
         start([*_pin(0), sys.executable, "-c", _BARE, str(bare_port), "1024"], bare_port)
         start(
             [*_pin(1), sys.executable, "-m", "origin", "--sites", str(root), "--port", str(origin_port)],
@@ -244,13 +278,17 @@ def live(seconds: float = 5.0, connections: int = 32, *, use_wrk: bool | None = 
         edge = f"http://127.0.0.1:{edge_port}"
         _warm(f"{edge}/small.txt")
         _warm(f"{edge}/big.bin")
+        results["bare_h11_1k"] = load(f"http://127.0.0.1:{h11_port}/")
         results["bare_1k"] = load(f"http://127.0.0.1:{bare_port}/")
         results["edge_hit_1k"] = load(f"{edge}/small.txt")
         results["edge_miss_1k"] = load(f"{edge}/small.txt", unique=True)
         big = load(f"{edge}/big.bin")
         big["mb_per_s"] = round(big["rps"] * 100 * 1024 / 1e6, 1)
         results["edge_hit_100k"] = big
-    results["hit_vs_bare"] = round(results["edge_hit_1k"]["rps"] / max(1, results["bare_1k"]["rps"]), 3)
+    results["hit_vs_bare_h11"] = round(
+        results["edge_hit_1k"]["rps"] / max(1, results["bare_h11_1k"]["rps"]), 3
+    )
+    results["hit_vs_bare_shell"] = round(results["edge_hit_1k"]["rps"] / max(1, results["bare_1k"]["rps"]), 3)
     results["connections"] = connections
     results["seconds"] = seconds
     return results

@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -585,12 +586,19 @@ def _file_oracle(manifest: dict[str, Any]) -> Callable[[str], bool] | None:
     catalog = manifest.get("catalog")
     if isinstance(catalog, dict):
         try:
-            from origin.core import Catalog
-
-            return Catalog.from_manifest(catalog).exists
+            return _catalog_oracle(json.dumps(catalog, sort_keys=True))
         except (ValueError, KeyError, TypeError):
             return None
     return None
+
+
+@lru_cache(maxsize=64)
+def _catalog_oracle(catalog_json: str) -> Callable[[str], bool] | None:
+    """The file test of a synthetic catalog, rebuilt once per distinct manifest: many
+    nodes (the capacity engine runs dozens) share one immutable catalog."""
+    from origin.core import Catalog
+
+    return Catalog.from_manifest(json.loads(catalog_json)).exists
 
 
 def _compile_rules(parts: list[tuple[str, str]]) -> RuleSet:

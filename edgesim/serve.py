@@ -18,8 +18,8 @@ from typing import Any, Protocol
 
 import trio
 
-from edgesim._client import OriginConnectError, OriginError, OriginPool, OriginTimeout
-from edgesim._server import HttpServer, Limits
+from edgesim._client import InterimCallback, OriginConnectError, OriginError, OriginPool, OriginTimeout
+from edgesim._server import HttpServer, Limits, interim_sender
 from edgesim.cache import HttpCache
 from edgesim.http import Request, Response
 from edgesim.node import EdgeConfig, EdgeNode, Fetch, Join, Reply
@@ -30,7 +30,10 @@ log = logging.getLogger("edgesim.serve")
 class Origin(Protocol):
     """Where the edge sends its origin requests (a pool, or an embedded origin core)."""
 
-    async def request(self, req: Request) -> Response: ...
+    async def request(self, req: Request, *, on_interim: InterimCallback | None = None) -> Response:
+        """The origin's final response to ``req``; 1xx responses before it go to
+        ``on_interim`` (status, headers) when given."""
+        ...
 
     async def aclose(self) -> None: ...
 
@@ -44,8 +47,8 @@ class EmbeddedOrigin:
         self.core = OriginCore.from_directory(Path(sites_dir), now=clock())
         self._clock = clock
 
-    async def request(self, req: Request) -> Response:
-        await trio.lowlevel.checkpoint()
+    async def request(self, req: Request, *, on_interim: InterimCallback | None = None) -> Response:
+        await trio.lowlevel.checkpoint()  # the origin core sends no interim responses
         return self.core.handle(req, self._clock())
 
     async def aclose(self) -> None:
@@ -94,8 +97,14 @@ class EdgeService:
                 return step.response
             if isinstance(step, Fetch):
                 done = step.token = trio.Event()
+                # 1xx responses (103 Early Hints) from the origin go to this client
+                # only: it caused the fetch. Collapsed joiners wait on ``done`` and get
+                # just the final response; a manifest fetch's hints are about the
+                # manifest, not this request. Nothing stores them (the pool doesn't
+                # return them), so they are never served from cache.
+                relay = interim_sender() if step.kind != "manifest" else None
                 try:
-                    resp, err = await self._fetch(step.request)
+                    resp, err = await self._fetch(step.request, relay)
                     step = node.complete(step, resp, err, clock())
                 finally:
                     done.set()
@@ -117,9 +126,13 @@ class EdgeService:
         finally:
             done.set()
 
-    async def _fetch(self, req: Request) -> tuple[Response | None, str | None]:
+    async def _fetch(
+        self, req: Request, on_interim: InterimCallback | None = None
+    ) -> tuple[Response | None, str | None]:
         try:
-            return await self.origin.request(req), None
+            if on_interim is None:
+                return await self.origin.request(req), None
+            return await self.origin.request(req, on_interim=on_interim), None
         except OriginConnectError as exc:
             log.warning("origin connect failed: %s", exc)
             return None, "connect"

@@ -50,7 +50,7 @@ from typing import Any
 
 from edgesim.errors import RuleFileError
 from edgesim.http import Headers, Request, Response, joined
-from edgesim.redirects import RuleSet, resolve
+from edgesim.redirects import DEFAULT_ROLE_CLAIM, RuleSet, resolve
 from origin._catalog import DEFAULT_NEW_FRACTION, Catalog
 from origin._config import (
     CONFIG_NAME,
@@ -512,6 +512,21 @@ def _compile_rules(
     return (rules if len(rules) else None), diags
 
 
+def _compile_texts(texts: Mapping[str, str | None], secret: str | None) -> tuple[RuleSet | None, list[str]]:
+    """Compile rule texts given in memory (``_redirects``, then ``netlify.toml``)."""
+    from edgesim._rulefiles import redirects_source, toml_source
+
+    sources = [
+        (toml_source if fname.endswith(".toml") else redirects_source)(fname, text.encode())
+        for fname, text in texts.items()
+        if text is not None
+    ]
+    if not sources:
+        return None, []
+    rules = RuleSet._from_sources(sources, secret, DEFAULT_ROLE_CLAIM, False, 0, 0)
+    return (rules if len(rules) else None), [str(d) for d in rules.diagnostics]
+
+
 def _visitor_kwargs(req: Request, now: float) -> dict[str, Any]:
     """Visitor context for rule conditions, only when the request carries any: without
     Cookie, Accept-Language and X-Country the matcher's empty context is the same."""
@@ -585,16 +600,31 @@ class OriginCore:
         config: SiteConfig | str,
         *,
         now: float,
+        rules: Mapping[str, str] | None = None,
     ) -> Deploy:
         """Add a synthetic site from a parsed config or ``_edgesim.toml`` text (no
-        folder, no rules). The config must have a ``[catalog]`` table."""
+        folder). The config must have a ``[catalog]`` table.
+
+        Args:
+            rules: optional rule texts by file name (``_redirects``, ``netlify.toml``),
+                compiled as a folder's would be (the capacity engine's synthetic sites).
+        """
         cfg = parse_config(config, f"{name}/{CONFIG_NAME}") if isinstance(config, str) else config
         if cfg.catalog is None:
             raise SiteConfigError(f"{name}: a synthetic site needs a [catalog] table")
         cat = Catalog(cfg.catalog, created=now)
         texts: dict[str, str | None] = {"_redirects": None, "netlify.toml": None}
+        compiled: RuleSet | None = None
+        diags: list[str] = []
+        if rules:
+            for fname, text in rules.items():
+                if fname not in texts:
+                    expected = ", ".join(texts)
+                    raise SiteConfigError(f"{name}: unknown rule file {fname!r} (expected {expected})")
+                texts[fname] = text
+            compiled, diags = _compile_texts(texts, cfg.jwt_secret)
         prepared = PreparedDeploy(
-            name.lower(), None, cfg, None, texts, [], None, cat, _content_hash(None, texts, cfg, cat)
+            name.lower(), None, cfg, compiled, texts, diags, None, cat, _content_hash(None, texts, cfg, cat)
         )
         return self.publish(prepared, now)
 

@@ -342,3 +342,73 @@ async def test_in_memory_origin_virtual_mode(
 def test_base_url_validated() -> None:
     with pytest.raises(ValueError, match="base_url"):
         OriginPool("https://example.com")
+
+
+# -- conformance fixes: over-long bodies, close-delimited bodies, interim responses ------
+
+
+async def test_body_longer_than_content_length_is_not_pooled(nursery: trio.Nursery) -> None:
+    """36 bytes after "Content-Length: 10": the extra bytes must not be read as the
+    next response on a pooled connection ("illegal status line")."""
+    overlong = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n" + b"0123456789" + b"y" * 26
+    port, heads = await start_raw_server(nursery, [overlong, OK, OK])
+    pool = OriginPool(f"http://127.0.0.1:{port}")
+    first = await pool.request(Request("GET", "/1", [("host", "a")]))
+    assert (first.status, first.body) == (200, b"0123456789")
+    assert pool.statistics().idle == 0  # closed, not pooled
+    second = await pool.request(Request("GET", "/2", [("host", "a")]))
+    assert (second.status, second.body) == (200, b"ok")
+    assert pool.statistics().reuses == 0
+    assert len(heads) == 2
+
+
+@pytest.mark.parametrize("coding", [b"foo", b"gzip", b"identity"])
+async def test_non_chunked_transfer_encoding_reads_until_close(nursery: trio.Nursery, coding: bytes) -> None:
+    """RFC 9112 §6.3: a Transfer-Encoding not ending in chunked means the body runs
+    until the origin closes; Content-Length is ignored and the header is not passed on."""
+    answer = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: " + coding + b"\r\nContent-Length: 3\r\n"
+        b"Cache-Control: max-age=60\r\n\r\nclose-delimited body"
+    )
+    port, _ = await start_raw_server(nursery, [answer])  # closes after answering
+    pool = OriginPool(f"http://127.0.0.1:{port}")
+    with trio.fail_after(10):
+        resp = await pool.request(Request("GET", "/", [("host", "a")]))
+    assert (resp.status, resp.body) == (200, b"close-delimited body")
+    assert resp.header("transfer-encoding") is None
+    assert resp.header("cache-control") == "max-age=60"
+    assert pool.statistics().idle == 0
+
+
+async def test_close_delimited_body_limit(nursery: trio.Nursery) -> None:
+    answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: foo\r\n\r\n" + b"x" * 5000
+    port, _ = await start_raw_server(nursery, [answer])
+    pool = OriginPool(f"http://127.0.0.1:{port}", max_body=4096)
+    with pytest.raises(OriginProtocolError, match="over 4096"):
+        await pool.request(Request("GET", "/", [("host", "a")]))
+
+
+async def test_interim_responses_go_to_callback_not_response(nursery: trio.Nursery) -> None:
+    answer = (
+        b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n"
+        b"HTTP/1.1 102 Processing\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nLink: </final>\r\n\r\nok"
+    )
+    port, _ = await start_raw_server(nursery, [answer, OK])
+    pool = OriginPool(f"http://127.0.0.1:{port}")
+    seen: list[tuple[int, list[tuple[str, str]]]] = []
+
+    async def on_interim(status: int, headers: list[tuple[str, str]]) -> None:
+        seen.append((status, headers))
+
+    resp = await pool.request(Request("GET", "/", [("host", "a")]), on_interim=on_interim)
+    assert seen == [(103, [("link", "</s.css>; rel=preload")]), (102, [])]
+    assert (resp.status, resp.body, resp.headers) == (
+        200,
+        b"ok",
+        [("content-length", "2"), ("link", "</final>")],
+    )
+    # Without a callback they are skipped, and the connection stays reusable.
+    resp = await pool.request(Request("GET", "/", [("host", "a")]))
+    assert (resp.status, resp.body) == (200, b"ok")
+    assert pool.statistics().reuses == 1

@@ -354,3 +354,77 @@ async def test_shield_tier_passes_manifests_and_deploys(origin: OriginProcess) -
         assert stats["node"] == "child" and stats["sites"][SITE]["rules"] == 3
         assert child.stats.redirects == 1  # type: ignore[attr-defined]
         nursery.cancel_scope.cancel()
+
+
+async def test_early_hints_relayed_to_the_fetching_client_only(nursery: trio.Nursery) -> None:
+    """A 103 from the origin reaches the client whose miss caused the fetch, not a
+    collapsed joiner, and is not stored: the later hit has none."""
+    import h11
+    import trio.testing
+
+    from edgesim._server import HttpServer
+    from edgesim.serve import EdgeService
+
+    release = trio.Event()
+    hinted = trio.Event()
+
+    async def origin(stream: trio.SocketStream) -> None:
+        async with stream:
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                buf += await stream.receive_some(65536)
+            await stream.send_all(b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n")
+            hinted.set()
+            await release.wait()
+            await stream.send_all(
+                b"HTTP/1.1 200 OK\r\nCache-Control: max-age=600\r\nContent-Length: 4\r\n\r\nbody"
+            )
+
+    listeners = await nursery.start(trio.serve_tcp, origin, 0)
+    port = listeners[0].socket.getsockname()[1]
+    node = build_node(name="e1", memory_bytes=2**20, manifests=False)
+    service = EdgeService(node, OriginPool(f"http://127.0.0.1:{port}"))
+    await nursery.start(service.run)
+    server = HttpServer(service.handle)
+
+    async def get(results: list[tuple[list[int], int, bytes]]) -> None:
+        client_end, server_end = trio.testing.memory_stream_pair()
+        nursery.start_soon(server.serve_stream, server_end)
+        conn = h11.Connection(h11.CLIENT)
+        await client_end.send_all(
+            conn.send(h11.Request(method="GET", target="/p.txt", headers=[("host", SITE)]))
+            + conn.send(h11.EndOfMessage())
+        )
+        interim: list[int] = []
+        status, body = 0, b""
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                conn.receive_data(bytes(await client_end.receive_some(65536)))
+            elif isinstance(event, h11.InformationalResponse):
+                assert (b"link", b"</s.css>; rel=preload") in event.headers
+                interim.append(event.status_code)
+            elif isinstance(event, h11.Response):
+                status = event.status_code
+            elif isinstance(event, h11.Data):
+                body += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                break
+        results.append((interim, status, body))
+        await client_end.aclose()
+
+    first: list[tuple[list[int], int, bytes]] = []
+    joiner: list[tuple[list[int], int, bytes]] = []
+    with trio.fail_after(10):
+        async with trio.open_nursery() as clients:
+            clients.start_soon(get, first)
+            await hinted.wait()
+            clients.start_soon(get, joiner)
+            await trio.testing.wait_all_tasks_blocked()
+            release.set()
+        later: list[tuple[list[int], int, bytes]] = []
+        await get(later)
+    assert first == [([103], 200, b"body")]
+    assert joiner == [([], 200, b"body")]
+    assert later == [([], 200, b"body")]
+    assert node.stats.collapsed == 1

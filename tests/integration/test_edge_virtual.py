@@ -37,7 +37,7 @@ class ControlledOrigin:
         self.delay = 0.0
         self.requests: list[Request] = []
 
-    async def request(self, req: Request) -> Response:
+    async def request(self, req: Request, *, on_interim: object = None) -> Response:
         self.requests.append(req)
         if self.delay:
             await trio.sleep(self.delay)

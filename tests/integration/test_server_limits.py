@@ -485,3 +485,59 @@ async def test_bare_app(nursery: trio.Nursery) -> None:
     response, body = await client.request()
     assert (response.status_code, body) == (200, b"payload")
     assert get_header([(k.decode(), v.decode()) for k, v in response.headers], "content-length") == "7"
+
+
+# -- interim (1xx) responses ------------------------------------------------------------
+
+
+async def test_handler_sends_interim_responses(nursery: trio.Nursery) -> None:
+    from edgesim._server import interim_sender
+
+    late: list[object] = []
+
+    async def handler(req: Request) -> Response:
+        send = interim_sender()
+        assert send is not None
+        sent = await send(103, [("link", "</s.css>; rel=preload")])
+        late.append(send)
+        return Response(200, [], b"final" if sent else b"no-hints")
+
+    server = HttpServer(handler)
+    client = Client(connect(nursery, server))
+    await client.send()
+    response, body, informational = await client.receive()
+    assert [(i.status_code, i.headers) for i in informational] == [
+        (103, [(b"link", b"</s.css>; rel=preload")])
+    ]
+    assert (response.status_code, body) == (200, b"final")
+    # A sender outlives its request only as a no-op.
+    stale = late[0]
+    assert callable(stale)
+    assert await stale(103, []) is False
+    assert interim_sender() is None  # not inside a handler
+
+    # HTTP/1.0 clients never get 1xx (RFC 9110 §15.2).
+    raw = connect(nursery, server)
+    await raw.send_all(b"GET / HTTP/1.0\r\n\r\n")
+    answer = await read_until_eof(raw)
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert answer.endswith(b"no-hints")
+
+
+async def test_interim_sender_rejects_non_interim_status(nursery: trio.Nursery) -> None:
+    from edgesim._server import interim_sender
+
+    async def handler(req: Request) -> Response:
+        send = interim_sender()
+        assert send is not None
+        for bad in (100, 101, 200):
+            with pytest.raises(ValueError, match="interim status"):
+                await send(bad, [])
+        with pytest.raises(ValueError, match="invalid interim header"):
+            await send(103, [("link", "a\r\nx-injected: 1")])
+        return Response(200, [], b"ok")
+
+    server = HttpServer(handler)
+    client = Client(connect(nursery, server))
+    response, body = await client.request()
+    assert (response.status_code, body) == (200, b"ok")

@@ -1,0 +1,1386 @@
+"""The capacity engine: a discrete-event loop over the sans-IO cores, in virtual time.
+
+Theory of operation
+-------------------
+:func:`simulate` runs a whole topology in one process. The edge nodes are real
+:class:`~edgesim.node.EdgeNode` objects (real rules, cache, collapsing, purges) and the
+origin is a real :class:`~origin.core.OriginCore` answering metadata-only responses;
+only I/O and time are modelled. The loop is a plain ``heapq`` of
+``(time, seq, kind, payload)`` entries: ``seq`` is a global counter, so ties are broken
+in scheduling order and a run is a pure function of (topology, seed).
+
+Model of one request::
+
+    client arrival (region R, site, URL, country, language)
+      -> client latency -> edge node (R's balancer): FIFO queue, ``workers`` slots,
+         one service time per request (the node's CPU), then ``EdgeNode.handle``
+      -> Reply: transfer time (size / egress) + client latency -> done
+      -> Fetch: edge -> (shield ->) origin latency, origin queue + service time,
+         ``OriginCore.handle``, back, ``EdgeNode.complete`` -> next step
+      -> Join: wait for the fetch it joined, then ``EdgeNode.joined``
+
+Arrivals are one superposed non-homogeneous Poisson process over all regions. Rates are
+piecewise constant over segments of at most :data:`RATE_STEP` seconds (and cut at flash
+crowd edges); within a segment, gaps are exponential, and at a segment edge the
+memoryless property lets the draw restart at the new rate. Each arrival picks a region
+by its current rate, then a site by share x flash-crowd multiplier, then an object by
+Zipf popularity (a precomputed CDF sampled in numpy batches), or a static redirect
+source with the site's ``redirect_share``.
+
+Time given to the cores is ``epoch + virtual time``, with the epoch at
+2026-01-01T00:00:00Z plus ``traffic.start_hour_utc``: the cache compares Date and
+Expires with it. Randomness comes only from numpy generators spawned from the seed
+(batches of draws) and the seeded catalogs; consistent hashing uses ``zlib.crc32``.
+
+Invariants:
+
+* Every client request ends exactly once: a reply, or a failure (``FAILED``).
+* A node's ``epoch`` changes when it crashes; events of an older epoch are dropped
+  (the requests they belonged to were failed at the crash).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import time
+import zlib
+from bisect import bisect_right
+from collections import deque
+from collections.abc import Callable
+from dataclasses import replace
+from functools import partial
+from heapq import heappop, heappush
+from itertools import accumulate
+from typing import Any
+
+import numpy as np
+
+from edgesim import __version__
+from edgesim.cache import HttpCache, MetadataStore
+from edgesim.http import Request, Response
+from edgesim.metrics import (
+    O_COLLAPSED,
+    O_ERROR,
+    O_FAILED,
+    OUTCOME_CODES,
+    Recorder,
+    RunResult,
+    build_report,
+)
+from edgesim.node import EdgeConfig, EdgeNode, Fetch, Join, Reply
+from edgesim.topology import Deploy, Distribution, Latency, Site, Topology
+
+__all__ = ["EPOCH", "RATE_STEP", "bench", "simulate"]
+
+# 2026-01-01T00:00:00Z: virtual time 0 (plus traffic.start_hour_utc) in Unix seconds.
+EPOCH = 1767225600.0
+# Longest segment of constant arrival rate (seconds). The diurnal curve is hourly and
+# interpolated; one second steps follow it closely and cost one rate update per second.
+RATE_STEP = 1.0
+# Draws per numpy batch: large enough to amortise the call, small enough to stay in cache.
+_BATCH = 4096
+# Virtual nodes per node on a consistent-hash ring (spreads keys evenly over few nodes).
+_VNODES = 160
+# Callbacks to ``progress`` happen every this many arrivals.
+_PROGRESS_EVERY = 1 << 16
+
+# Event kinds.
+_NODE_ARRIVE = 0  # a client request reaches its node
+_SERVICE_DONE = 1  # a node finished the CPU work of a request
+_UP_ARRIVE = 2  # an upstream request reaches the origin or a shield node
+_ORIGIN_DONE = 3  # the origin finished serving an upstream request
+_FETCH_BACK = 4  # an upstream answer (or error) reaches the node that asked
+_RETRY = 5  # a client timed out on a dead node and tries another
+_CONTROL = 6  # crashes, restarts, deploys, purges: payload is a callable
+
+_OUTCOME = OUTCOME_CODES
+
+
+# ---- random streams ------------------------------------------------------------------
+
+
+class _Uniform:
+    """Uniform [0, 1) draws from a numpy generator, handed out one by one from batches."""
+
+    __slots__ = ("_buf", "_gen")
+
+    def __init__(self, gen: np.random.Generator) -> None:
+        self._gen = gen
+        self._buf: list[float] = []
+
+    def __call__(self) -> float:
+        buf = self._buf
+        if not buf:
+            buf.extend(self._gen.random(_BATCH).tolist())
+        return buf.pop()
+
+
+class _Sampler:
+    """Draws of a topology :class:`Distribution` (seconds or bytes), batched."""
+
+    __slots__ = ("_dist", "_gen", "buf", "fixed")
+
+    def __init__(self, dist: Distribution, gen: np.random.Generator) -> None:
+        self._dist = dist
+        self._gen = gen
+        self.buf: list[float] = []  # the loop pops from it directly while it lasts
+        self.fixed: float | None = _clamp(dist.value, dist.cap) if dist.kind == "fixed" else None
+
+    def __call__(self) -> float:
+        buf = self.buf
+        if not buf:
+            buf.extend(_draw(self._dist, self._gen, _BATCH).tolist())
+        return buf.pop()
+
+
+def _clamp(x: float, cap: float) -> float:
+    return min(x, cap) if cap > 0 else x
+
+
+def _draw(d: Distribution, g: np.random.Generator, n: int) -> Any:
+    k = d.kind
+    if k == "fixed":
+        x = np.full(n, d.value)
+    elif k == "lognormal":
+        x = g.lognormal(math.log(d.median) if d.median > 0 else -30.0, d.sigma, n)
+    elif k == "exponential":
+        x = g.exponential(d.mean, n) if d.mean > 0 else np.zeros(n)
+    elif k == "pareto":
+        x = (g.pareto(d.alpha, n) + 1.0) * d.minimum
+    elif k == "uniform":
+        x = g.uniform(d.minimum, d.maximum, n)
+    else:
+        raise ValueError(f"unknown distribution {k!r}")
+    x = np.maximum(x, 0.0)
+    if d.cap > 0:
+        x = np.minimum(x, d.cap)
+    return x
+
+
+class _Link:
+    """One-way latency of a link: base + uniform jitter (drawn in batches), plus the
+    extra latency of active spikes."""
+
+    __slots__ = ("_buf", "_gen", "base", "fast", "jitter", "spikes")
+
+    def __init__(
+        self, lat: Latency, gen: np.random.Generator, spikes: list[tuple[float, float, float]]
+    ) -> None:
+        self.base = lat.base
+        self.jitter = lat.jitter
+        self._gen = gen
+        self._buf: list[float] = []
+        self.spikes = spikes
+        # Drawn latencies the loop may pop directly: the buffer itself when no spike
+        # can apply, else a list that stays empty (so the loop calls the link).
+        self.fast: list[float] = [] if spikes else self._buf
+
+    def __call__(self, t: float) -> float:
+        buf = self._buf
+        if not buf:
+            if self.jitter:
+                drawn = self.base + self.jitter * (2.0 * self._gen.random(_BATCH) - 1.0)
+                buf.extend(np.maximum(drawn, 0.0).tolist())
+            else:
+                buf.extend([self.base] * _BATCH)
+        x = buf.pop()
+        if self.spikes:
+            for a, b, extra in self.spikes:
+                if a <= t < b:
+                    x += extra
+        return x
+
+
+# ---- state ---------------------------------------------------------------------------
+
+
+class _Node:
+    """An edge (or shield) node: the core plus its modelled CPU."""
+
+    __slots__ = (
+        "active",
+        "busy",
+        "busy_steady",
+        "conns",
+        "core",
+        "crashes",
+        "egress",
+        "epoch",
+        "index",
+        "make_core",
+        "max_queue",
+        "name",
+        "queue",
+        "region",
+        "service",
+        "shield",
+        "track",
+        "up",
+        "uplink",
+        "workers",
+    )
+
+    def __init__(
+        self,
+        index: int,
+        name: str,
+        region: int,
+        workers: int,
+        service: _Sampler,
+        egress: float,
+        make_core: Callable[[], EdgeNode],
+        uplink: _Link,
+        shield: bool,
+    ) -> None:
+        self.index = index
+        self.name = name
+        self.region = region
+        self.workers = workers
+        self.service = service
+        self.egress = egress
+        self.make_core = make_core
+        self.core = make_core()
+        self.uplink = uplink
+        self.shield = shield
+        self.busy = 0
+        self.queue: deque[_Job] = deque()
+        self.max_queue = 0
+        self.busy_steady = 0.0
+        self.conns = 0
+        self.up = True
+        self.epoch = 0
+        self.crashes = 0
+        # Requests on the node, kept only for nodes that crash (to fail them).
+        self.track = False
+        self.active: dict[int, _Job] = {}
+
+
+class _Job:
+    """One request at one node: a client request, or a shield's upstream request."""
+
+    __slots__ = (
+        "collapsed",
+        "epoch",
+        "id",
+        "node",
+        "parent",
+        "queued",
+        "region",
+        "req",
+        "retries",
+        "site",
+        "t0",
+        "t_in",
+        "t_sent",
+    )
+
+    def __init__(self, jid: int, t0: float, region: int, site: int, req: Request, parent: _Up | None) -> None:
+        self.id = jid
+        self.t0 = t0
+        self.region = region
+        self.site = site
+        self.req = req
+        self.parent = parent
+        self.node: _Node | None = None
+        self.epoch = 0
+        self.t_in = 0.0
+        self.t_sent = t0
+        self.queued = 0.0
+        self.retries = 0
+        self.collapsed = False
+
+
+class _Up:
+    """An upstream request of a node (a Fetch), on its way to the origin or a shield."""
+
+    __slots__ = (
+        "epoch",
+        "error",
+        "fetch",
+        "job",
+        "log",
+        "node",
+        "response",
+        "site",
+        "t_in",
+        "to_shield",
+        "wait",
+    )
+
+    def __init__(self, fetch: Fetch, node: _Node, job: _Job | None, log: int) -> None:
+        self.fetch = fetch
+        self.node = node
+        self.job = job
+        self.epoch = node.epoch
+        self.log = log
+        self.response: Response | None = None
+        self.error: str | None = None
+        self.t_in = 0.0
+        self.wait = 0.0
+        self.site = -1
+        self.to_shield = False
+
+
+class _SiteModel:
+    """What clients request of one site: current URLs, Zipf sampler, redirect sources."""
+
+    __slots__ = ("cdf", "gen", "host", "index", "objbuf", "redirect_share", "redirects", "urls")
+
+    def __init__(self, index: int, host: str, urls: list[str], zipf: float, gen: np.random.Generator) -> None:
+        self.index = index
+        self.host = host
+        self.urls = urls
+        self.gen = gen
+        w = 1.0 / np.power(np.arange(1, len(urls) + 1, dtype=np.float64), zipf)
+        cdf = np.cumsum(w)
+        self.cdf = cdf / cdf[-1]
+        self.objbuf: list[int] = []
+        self.redirects: list[str] = []
+        self.redirect_share = 0.0
+
+    def url(self) -> str:
+        buf = self.objbuf
+        if not buf:
+            idx = np.searchsorted(self.cdf, self.gen.random(_BATCH), side="right")
+            buf.extend(np.minimum(idx, len(self.urls) - 1).tolist())
+        return self.urls[buf.pop()]
+
+
+def _site_config_text(site: Site) -> str:
+    """The ``[cache]`` table of a site's ``_edgesim.toml`` from the topology's classes."""
+    if not site.cache:
+        return ""
+    lines = ["[cache]"]
+    paths = []
+    for k, v in site.cache:
+        if k.startswith("/"):
+            paths.append((k, v))
+        else:
+            lines.append(f"{k} = {json.dumps(v)}")
+    if paths:
+        lines.append("[cache.paths]")
+        lines.extend(f"{json.dumps(k)} = {json.dumps(v)}" for k, v in paths)
+    return "\n".join(lines) + "\n"
+
+
+def _origin_dist(d: Distribution) -> Any:
+    from origin._config import Distribution as ODist
+
+    k = d.kind
+    if k == "fixed":
+        return ODist("fixed", d.value, 0.0, d.cap)
+    if k == "lognormal":
+        return ODist("lognormal", d.median, d.sigma, d.cap)
+    if k == "exponential":
+        return ODist("exponential", d.mean, 0.0, d.cap)
+    if k == "pareto":
+        return ODist("pareto", d.alpha, d.minimum, d.cap)
+    return ODist("uniform", d.minimum, d.maximum, d.cap)
+
+
+def _static_redirects(rules: Any, host: str) -> list[str]:
+    """Request targets of the static redirect rules of ``rules`` (no placeholders, no
+    query conditions); rules without conditions first, when there are any."""
+    plain: list[str] = []
+    conditional: list[str] = []
+    for r in rules.rules:
+        if not 300 <= r.status < 400 or r.has_query:
+            continue
+        src = r.from_
+        if "://" in src:
+            rest = src.split("://", 1)[1]
+            h, _, p = rest.partition("/")
+            if h.lower() != host:
+                continue
+            src = "/" + p
+        if not src.startswith("/") or ":" in src or "*" in src:
+            continue
+        (conditional if r.has_conditions else plain).append(src)
+    return plain or conditional
+
+
+def _ring(nodes: list[_Node]) -> tuple[list[int], list[_Node]]:
+    points = sorted((zlib.crc32(f"{n.name}#{v}".encode()), n.index, n) for n in nodes for v in range(_VNODES))
+    return [p[0] for p in points], [p[2] for p in points]
+
+
+def _mix_cdf(mix: tuple[tuple[str, float], ...]) -> tuple[list[str], list[float]]:
+    if not mix:
+        return [""], [1.0]
+    total = sum(w for _, w in mix) or 1.0
+    cdf = list(accumulate(w / total for _, w in mix))
+    cdf[-1] = 1.0
+    return [k for k, _ in mix], cdf
+
+
+def _diurnal(curve: tuple[float, ...], hour: float) -> float:
+    """The daily factor at local ``hour`` (linear between hourly points, wrapping)."""
+    if not curve:
+        return 1.0
+    n = len(curve)
+    h = (hour % 24.0) * n / 24.0
+    i = int(h)
+    f = h - i
+    return curve[i % n] * (1.0 - f) + curve[(i + 1) % n] * f
+
+
+# ---- the engine ------------------------------------------------------------------------
+
+
+class _Engine:
+    def __init__(self, topo: Topology, seed: int, stop_at: float | None) -> None:
+        from origin.core import OriginCore, parse_config
+
+        self.topo = topo
+        self.seed = seed
+        tr = topo.traffic
+        self.end = tr.duration if stop_at is None else max(0.0, min(tr.duration, stop_at))
+        self.epoch0 = EPOCH + tr.start_hour_utc * 3600.0
+        self.heap: list[tuple[float, int, int, Any]] = []
+        self.nseq = itertools.count(1).__next__
+        self.rec = Recorder()
+        self.events: list[dict[str, Any]] = []
+        ss = np.random.SeedSequence(seed)
+        gens = [np.random.Generator(np.random.PCG64(s)) for s in ss.spawn(16)]
+        self.u_arrival = _Uniform(gens[0])
+        self.exp_gen = gens[1]
+        self.exp_buf: list[float] = []
+        self.u_choice = _Uniform(gens[2])
+        self._link_seeds = np.random.SeedSequence([seed, 3])
+        self.u_misc = _Uniform(gens[4])
+        self.u_balance = _Uniform(gens[5])
+        node_ss = gens[6]
+        site_ss = np.random.SeedSequence([seed, 7]).spawn(max(1, len(topo.sites)))
+
+        # origin
+        now0 = self.epoch0
+        self.origin = OriginCore(bodies=False)
+        self.sites: list[_SiteModel] = []
+        self.site_index: dict[str, int] = {}
+        for i, s in enumerate(topo.sites):
+            host = s.name.lower()
+            if s.directory is not None:
+                dep = self.origin.add_folder(s.directory, now=now0, name=host)
+                assert dep.files is not None
+                urls = [p for p in dep.files if p.endswith(".html") or "." in p.rsplit("/", 1)[-1]]
+                zipf = 0.8
+            else:
+                cat = s.catalog
+                assert cat is not None
+                cfg = parse_config(_site_config_text(s) or None, f"{host}/_edgesim.toml")
+                from origin.core import CatalogSpec
+
+                spec = CatalogSpec(
+                    cat.objects,
+                    cat.seed,
+                    _origin_dist(cat.size),
+                    tuple((k, _origin_dist(d)) for k, d in cat.sizes),
+                    cat.types,
+                )
+                cfg = replace(cfg, catalog=spec)
+                texts = {
+                    "netlify.toml" if p.name.endswith(".toml") else "_redirects": p.read_text(
+                        encoding="utf-8"
+                    )
+                    for p in s.rules_files
+                }
+                dep = self.origin.add_synthetic(host, cfg, now=now0, rules=texts or None)
+                urls = self._catalog_urls(host)
+                zipf = cat.zipf
+            m = _SiteModel(i, host, urls, zipf, np.random.Generator(np.random.PCG64(site_ss[i])))
+            if s.redirect_share > 0 and dep.rules is not None:
+                m.redirects = _static_redirects(dep.rules, host)
+                m.redirect_share = s.redirect_share if m.redirects else 0.0
+            self.sites.append(m)
+            self.site_index[host] = i
+        self.site_shares = [max(0.0, s.share) for s in topo.sites]
+
+        # nodes
+        self.nodes: list[_Node] = []
+        self.region_nodes: list[list[_Node]] = []
+        self.alive: list[list[_Node]] = []
+        self.rings: list[tuple[list[int], list[_Node]]] = []
+        self.client_links: list[_Link] = []
+        spikes = {sp.link: [] for sp in topo.faults.spikes}  # type: dict[str, list[tuple[float, float, float]]]
+        for sp in topo.faults.spikes:
+            spikes[sp.link].append((sp.at, sp.at + sp.duration, sp.extra))
+        for ri, r in enumerate(topo.regions):
+            g = r.edge
+            uplink = _Link(r.origin_latency, self._gen(), spikes.get(f"{r.name}->origin", []))
+            self.client_links.append(
+                _Link(r.client_latency, self._gen(), spikes.get(f"{r.name}->client", []))
+            )
+            group = []
+            for k in range(g.nodes):
+                name = f"{r.name}-{k}"
+
+                def make(name: str = name, g: Any = g) -> EdgeNode:
+                    store = MetadataStore(
+                        g.memory_cache, eviction=g.eviction, max_object_bytes=g.max_object or None
+                    )
+                    disk = (
+                        MetadataStore(
+                            g.disk_cache, eviction=g.eviction, max_object_bytes=g.max_object or None
+                        )
+                        if g.disk_cache > 0
+                        else None
+                    )
+                    return EdgeNode(HttpCache(store, disk), EdgeConfig(name=name))
+
+                n = _Node(
+                    len(self.nodes),
+                    name,
+                    ri,
+                    g.workers,
+                    _Sampler(g.service_time, np.random.Generator(np.random.PCG64(node_ss.integers(2**63)))),
+                    g.egress,
+                    make,
+                    uplink,
+                    False,
+                )
+                self.nodes.append(n)
+                group.append(n)
+            self.region_nodes.append(group)
+            self.alive.append(list(group))
+            self.rings.append(_ring(group))
+        self.shield_nodes: list[_Node] = []
+        self.shield_ring: tuple[list[int], list[_Node]] | None = None
+        sh = topo.shield
+        if sh is not None:
+            sregion = next((i for i, r in enumerate(topo.regions) if r.name == sh.region), 0)
+            slink = _Link(sh.latency_to_origin, self._gen(), [])
+            for k in range(sh.nodes):
+                name = f"shield-{sh.region}-{k}"
+
+                def make_shield(name: str = name, sh: Any = sh) -> EdgeNode:
+                    disk = MetadataStore(sh.disk_cache) if sh.disk_cache > 0 else None
+                    return EdgeNode(HttpCache(MetadataStore(sh.memory_cache), disk), EdgeConfig(name=name))
+
+                n = _Node(
+                    len(self.nodes),
+                    name,
+                    sregion,
+                    sh.workers,
+                    _Sampler(sh.service_time, np.random.Generator(np.random.PCG64(node_ss.integers(2**63)))),
+                    0.0,
+                    make_shield,
+                    slink,
+                    True,
+                )
+                self.nodes.append(n)
+                self.shield_nodes.append(n)
+            self.shield_ring = _ring(self.shield_nodes)
+        self.balancers = [r.edge.balancer for r in topo.regions]
+        self.rr = 0
+
+        # origin model
+        o = topo.origin
+        self.o_workers = max(1, o.workers)
+        self.o_max_queue = o.max_queue
+        self.o_busy = 0
+        self.o_queue: deque[_Up] = deque()
+        self.o_service = _Sampler(o.service_time, gens[7])
+        self.o_busy_steady = 0.0
+        self.outages = sorted((x.at, x.at + x.duration) for x in topo.faults.outages)
+
+        # visitors: one CDF over (country, language) pairs per region, and the header
+        # lists of each (site, region, pair), shared by requests (the cores only read them)
+        self.visitors: list[list[float]] = []
+        self.headers: list[list[list[list[tuple[str, str]]]]] = [[] for _ in self.sites]
+        for r in topo.regions:
+            cs, ccdf = _mix_cdf(r.countries)
+            ls, lcdf = _mix_cdf(r.languages)
+            cw = [b - a for a, b in zip([0.0, *ccdf[:-1]], ccdf, strict=True)]
+            lw = [b - a for a, b in zip([0.0, *lcdf[:-1]], lcdf, strict=True)]
+            pairs = [
+                (c, lang, wc * wl)
+                for c, wc in zip(cs, cw, strict=True)
+                for lang, wl in zip(ls, lw, strict=True)
+            ]
+            self.visitors.append(_norm_cdf([w for _, _, w in pairs]))
+            for si, m in enumerate(self.sites):
+                rows = []
+                for c, lang, _ in pairs:
+                    h = [("host", m.host)]
+                    if c:
+                        h.append(("x-country", c))
+                    if lang:
+                        h.append(("accept-language", lang))
+                    rows.append(h)
+                self.headers[si].append(rows)
+        self.jobs = 0
+        self.arrivals = 0
+
+    def _gen(self) -> np.random.Generator:
+        """A new independent generator (links, in creation order)."""
+        return np.random.Generator(np.random.PCG64(self._link_seeds.spawn(1)[0]))
+
+    def _catalog_urls(self, host: str) -> list[str]:
+        cat = self.origin.sites[host].deploy.catalog
+        assert cat is not None
+        return [cat.path(i) for i in range(len(cat))]
+
+    # ---- scheduling ------------------------------------------------------------
+
+    def push(self, t: float, kind: int, payload: Any) -> None:
+        heappush(self.heap, (t, self.nseq(), kind, payload))
+
+    def control(self, t: float, fn: Callable[[float], None]) -> None:
+        self.push(t, _CONTROL, fn)
+
+    # ---- arrivals ----------------------------------------------------------------
+
+    def _segments(self) -> tuple[list[float], list[float], list[list[float]], list[list[list[float]]]]:
+        """Piecewise-constant rates: segment ends, total rate, region CDF, site CDFs."""
+        tr = self.topo.traffic
+        regions = self.topo.regions
+        cuts = {float(k) * RATE_STEP for k in range(1, math.ceil(self.end / RATE_STEP) + 1)}
+        for fc in tr.flash_crowds:
+            cuts.add(fc.start)
+            cuts.add(fc.start + fc.duration)
+        ends = [*sorted(c for c in cuts if 0.0 < c < self.end), self.end]
+        total_share = sum(self.site_shares) or 1.0
+        names = [s.name for s in self.topo.sites]
+        out_rate: list[float] = []
+        out_rcdf: list[list[float]] = []
+        out_scdf: list[list[list[float]]] = []
+        start = 0.0
+        cache: dict[tuple[Any, ...], tuple[float, list[float], list[list[float]]]] = {}
+        for end in ends:
+            t = start  # rates at the segment's start
+            rates = []
+            site_cdfs = []
+            for r in regions:
+                hour = tr.start_hour_utc + r.utc_offset + t / 3600.0
+                mult = []
+                for si in range(len(self.topo.sites)):
+                    m = 1.0
+                    for fc in tr.flash_crowds:
+                        applies = fc.site == names[si] and (not fc.region or fc.region == r.name)
+                        if applies and fc.start <= t < fc.start + fc.duration:
+                            m *= fc.multiplier
+                    mult.append(self.site_shares[si] * m)
+                wsum = sum(mult)
+                rates.append(tr.peak_rps * r.client_share * _diurnal(tr.diurnal, hour) * wsum / total_share)
+                site_cdfs.append(_norm_cdf(mult))
+            key = (tuple(rates), tuple(tuple(c) for c in site_cdfs))
+            hit = cache.get(key)
+            if hit is None:
+                total = sum(rates)
+                hit = (total, _norm_cdf(rates), site_cdfs)
+                cache[key] = hit
+            out_rate.append(hit[0])
+            out_rcdf.append(hit[1])
+            out_scdf.append(hit[2])
+            start = end
+        return ends, out_rate, out_rcdf, out_scdf
+
+    def _exp(self) -> float:
+        buf = self.exp_buf
+        if not buf:
+            buf.extend(self.exp_gen.standard_exponential(_BATCH).tolist())
+        return buf.pop()
+
+    # ---- faults and deploys ------------------------------------------------------
+
+    def _schedule_faults(self) -> None:
+        topo = self.topo
+        f = topo.faults
+        end = self.end
+        for c in f.crashes:
+            if c.at >= end:
+                continue
+            try:
+                ri = [r.name for r in topo.regions].index(c.region)
+                node = self.region_nodes[ri][c.node]
+            except (ValueError, IndexError):
+                raise ValueError(f"crash of unknown node {c.region}[{c.node}]") from None
+            node.track = True
+            self.control(c.at, partial(self._crash, node, down_for=c.down_for))
+        for at, until in self.outages:
+            if at < end:
+                self.events.append({"at": at, "kind": "origin_outage", "until": until})
+        for sp in f.spikes:
+            if sp.at < end:
+                self.events.append(
+                    {
+                        "at": sp.at,
+                        "kind": "latency_spike",
+                        "link": sp.link,
+                        "until": sp.at + sp.duration,
+                        "extra": sp.extra,
+                    }
+                )
+        for fc in topo.traffic.flash_crowds:
+            if fc.start < end:
+                self.events.append(
+                    {
+                        "at": fc.start,
+                        "kind": "flash_crowd",
+                        "site": fc.site,
+                        "region": fc.region or "*",
+                        "until": fc.start + fc.duration,
+                        "multiplier": fc.multiplier,
+                    }
+                )
+        for dep in topo.traffic.deploys:
+            if dep.at < end:
+                self.control(dep.at, partial(self._deploy, dep))
+
+    def _crash(self, node: _Node, t: float, *, down_for: float) -> None:
+        node.crashes += 1
+        node.up = False
+        node.epoch += 1
+        failed = list(node.active.values())
+        node.active.clear()
+        node.queue.clear()
+        node.busy = 0
+        node.conns -= len(failed)
+        node.core = node.make_core()  # the cache is gone: the node restarts cold
+        for job in failed:
+            self._fail(job, t + self.client_links[job.region](t))
+        delay = self.topo.faults.health_check_delay
+        self.events.append(
+            {
+                "at": t,
+                "kind": "node_crash",
+                "node": node.name,
+                "failed_in_flight": len(failed),
+                "restart": t + down_for,
+            }
+        )
+        self.control(t + delay, partial(self._detected, node, node.epoch))
+        self.control(t + down_for, partial(self._restart, node, node.epoch))
+
+    def _detected(self, node: _Node, epoch: int, t: float) -> None:
+        if node.epoch == epoch and not node.up:
+            alive = self.alive[node.region]
+            if node in alive:
+                alive.remove(node)
+
+    def _restart(self, node: _Node, epoch: int, t: float) -> None:
+        if node.epoch != epoch:
+            return
+        node.up = True
+        alive = self.alive[node.region]
+        if node not in alive:
+            alive.append(node)
+            alive.sort(key=lambda n: n.index)
+        self.events.append({"at": t, "kind": "node_restart", "node": node.name})
+
+    def _deploy(self, dep: Deploy, t: float) -> None:
+        host = dep.site.lower()
+        si = self.site_index.get(host)
+        if si is None:
+            raise ValueError(f"deploy of unknown site {dep.site!r}")
+        opts: dict[str, Any] = {}
+        site = self.origin.sites[host]
+        if site.deploy.catalog is not None:
+            opts = {"seed": int(self.u_misc() * 2**31), "new_fraction": dep.new_fraction}
+        prepared = self.origin.prepare_deploy(host, options=opts)
+        d = self.origin.publish(prepared, self.epoch0 + t)
+        if d.catalog is not None:
+            self.sites[si].urls = self._catalog_urls(host)
+        purges = []
+        for n in self.nodes:
+            at = t + dep.propagation * self.u_misc()
+            purges.append(at)
+            self.control(at, partial(self._purge, n, host))
+        self.events.append(
+            {
+                "at": t,
+                "kind": "deploy",
+                "site": host,
+                "deploy_id": d.id,
+                "new_fraction": dep.new_fraction,
+                "purged_by": max(purges) if purges else t,
+            }
+        )
+
+    def _purge(self, node: _Node, host: str, t: float) -> None:
+        node.core.cache.purge_tag(host)
+
+    # ---- request flow ------------------------------------------------------------
+
+    def _choose(self, ri: int, url: str, exclude: _Node | None) -> _Node | None:
+        alive = self.alive[ri]
+        if exclude is not None:
+            alive = [n for n in alive if n is not exclude]
+        if not alive:
+            return None
+        kind = self.balancers[ri]
+        if len(alive) == 1:
+            return alive[0]
+        if kind == "least-connections":
+            # ties go round-robin (a fixed first choice would take all light traffic)
+            self.rr += 1
+            k = len(alive)
+            best = alive[self.rr % k]
+            for j in range(1, k):
+                n = alive[(self.rr + j) % k]
+                if n.conns < best.conns:
+                    best = n
+            return best
+        if kind == "consistent-hash":
+            points, owners = self.rings[ri]
+            h = zlib.crc32(url.encode())
+            i = bisect_right(points, h)
+            npts = len(points)
+            for k in range(npts):
+                n = owners[(i + k) % npts]
+                if n in alive:
+                    return n
+            return None
+        return alive[int(self.u_balance() * len(alive))]
+
+    def _fail(self, job: _Job, end: float) -> None:
+        """A client request that got no answer at all."""
+        node = job.node if job.node is not None else self.region_nodes[job.region][0]
+        self.rec.add(job.t0, end - job.t0, job.queued, node.index, job.site, O_FAILED, 0, job.retries)
+
+    def _dead_node(self, job: _Job, t: float) -> None:
+        """A request sent to a crashed node: the client times out, then retries."""
+        self.push(job.t_sent + self.topo.faults.client_timeout, _RETRY, job)
+
+    def _retry(self, job: _Job, t: float) -> None:
+        old = job.node
+        assert old is not None
+        old.conns -= 1
+        job.retries += 1
+        node = self._choose(job.region, job.req.target, old)
+        if node is None:
+            self._fail(job, t)
+            return
+        node.conns += 1
+        job.node = node
+        job.t_sent = t
+        self.push(t + self.client_links[job.region](t), _NODE_ARRIVE, job)
+
+    def _step(self, job: _Job, node: _Node, step: Any, t: float) -> None:
+        while True:
+            cls = type(step)
+            if cls is Reply:
+                if step.background is not None:
+                    self._send_up(node, step.background, None, t)
+                self._reply(job, node, step, t)
+                return
+            if cls is Fetch:
+                self._send_up(node, step, job, t)
+                return
+            assert cls is Join
+            f = step.fetch
+            if f.done or f.token is None:
+                step = node.core.joined(step, self.epoch0 + t)
+                continue
+            if f.kind != "manifest":
+                job.collapsed = True
+            step.token = job
+            f.token.append(step)
+            return
+
+    def _reply(self, job: _Job, node: _Node, step: Reply, t: float) -> None:
+        resp = step.response
+        up = job.parent
+        if up is not None:  # a shield's answer travels back to the edge that asked
+            up.response = resp
+            if up.job is not None:
+                up.job.queued += job.queued
+            self.push(t + up.node.uplink(t), _FETCH_BACK, up)
+            return
+        size = resp.size
+        end = t + self.client_links[job.region](t)
+        if node.egress > 0:
+            end += size / node.egress
+        node.conns -= 1
+        if node.track:
+            node.active.pop(job.id, None)
+        code = _OUTCOME[step.outcome]
+        if resp.status >= 500:
+            code = O_ERROR
+        elif job.collapsed and code == 0:
+            code = O_COLLAPSED
+        self.rec.add(job.t0, end - job.t0, job.queued, node.index, job.site, code, size, job.retries)
+
+    def _send_up(self, node: _Node, fetch: Fetch, job: _Job | None, t: float) -> None:
+        fetch.token = []
+        si = self.site_index.get(fetch.site, -1)
+        up = _Up(fetch, node, job, self.rec.fetch(t, node.index, si, fetch.kind))
+        up.site = si
+        if not node.shield and self.shield_ring is not None:
+            points, owners = self.shield_ring
+            h = zlib.crc32((fetch.site + fetch.request.target).encode())
+            target = owners[bisect_right(points, h) % len(points)]
+            up.to_shield = True
+            sj = _Job(-1, t, target.region, si, fetch.request, up)
+            sj.node = target
+            self.push(t + node.uplink(t), _NODE_ARRIVE, sj)
+            return
+        self.push(t + node.uplink(t), _UP_ARRIVE, up)
+
+    def _origin_arrive(self, up: _Up, t: float) -> None:
+        for a, b in self.outages:
+            if a <= t < b:
+                up.error = "connect"
+                self.rec.origin(t, up.site, -1, 0, 0.0)
+                self.push(t + up.node.uplink(t), _FETCH_BACK, up)
+                return
+        up.t_in = t
+        if self.o_busy < self.o_workers:
+            self.o_busy += 1
+            s = self.o_service()
+            self.o_busy_steady += self._busy(t, s)
+            self.push(t + s, _ORIGIN_DONE, up)
+        elif self.o_max_queue and len(self.o_queue) >= self.o_max_queue:
+            up.response = Response(503, [("cache-control", "no-store"), ("content-length", "0")], None, 0)
+            self.rec.origin(t, up.site, 503, 0, -1.0)
+            self.push(t + up.node.uplink(t), _FETCH_BACK, up)
+        else:
+            self.o_queue.append(up)
+
+    def _origin_done(self, up: _Up, t: float) -> None:
+        q = self.o_queue
+        if q:
+            nxt = q.popleft()
+            nxt.wait = t - nxt.t_in
+            s = self.o_service()
+            self.o_busy_steady += self._busy(t, s)
+            self.push(t + s, _ORIGIN_DONE, nxt)
+        else:
+            self.o_busy -= 1
+        wait = up.wait
+        resp = self.origin.handle(up.fetch.request, self.epoch0 + t)
+        up.response = resp
+        self.rec.origin(t, up.site, resp.status, resp.size, wait)
+        if up.job is not None:
+            up.job.queued += wait
+        self.push(t + up.node.uplink(t), _FETCH_BACK, up)
+
+    def _fetch_back(self, up: _Up, t: float) -> None:
+        node = up.node
+        if up.epoch != node.epoch:
+            return
+        f = up.fetch
+        resp = up.response
+        if resp is not None:
+            self.rec.f_bytes[up.log] = resp.size
+        else:
+            self.rec.f_error[up.log] = 1
+        now = self.epoch0 + t
+        step = node.core.complete(f, resp, up.error, now)
+        job = up.job
+        if job is not None:
+            self._step(job, node, step, t)
+        waiters = f.token
+        f.token = None
+        for join in waiters:
+            wj = join.token
+            if wj.epoch != node.epoch:
+                continue
+            self._step(wj, node, node.core.joined(join, now), t)
+
+    # ---- the loop ------------------------------------------------------------------
+
+    def _busy(self, t: float, s: float) -> float:
+        """The part of [t, t + s) inside the steady-state window [warmup, end)."""
+        a = t if t > self.warmup else self.warmup
+        b = t + s if t + s < self.end else self.end
+        return b - a if b > a else 0.0
+
+    def _arrival_rows(self) -> list[list[float]]:
+        """A batch of per-arrival draws: Exp(1) gap, then four uniforms (region, site,
+        redirect, visitor) and the balancer's."""
+        g = self.exp_gen
+        m = np.empty((_BATCH, 6))
+        m[:, 0] = g.standard_exponential(_BATCH)
+        m[:, 1:] = g.random((_BATCH, 5))
+        rows: list[list[float]] = m.tolist()
+        rows.reverse()
+        return rows
+
+    def run(self, progress: Callable[[float, float, int], None] | None) -> None:
+        self.warmup = warmup = self.topo.traffic.warmup
+        end = self.end
+        self._schedule_faults()
+        ends, rates, rcdfs, scdfs = self._segments()
+        heap = self.heap
+        nseq = self.nseq
+        epoch0 = self.epoch0
+        nseg = len(ends)
+        sites = self.sites
+        nsites = len(sites)
+        nregions = len(self.topo.regions)
+        visitors = self.visitors
+        nvisitors = [len(v) for v in visitors]
+        headers = self.headers
+        client_links = self.client_links
+        alive = self.alive
+        random_balanced = [b == "random" for b in self.balancers]
+        choose = self._choose
+        step_fn = self._step
+        busy_fn = self._busy
+        rec = self.rec
+        a_t0 = rec.r_t0.append
+        a_lat = rec.r_lat.append
+        a_queue = rec.r_queue.append
+        a_key = rec.r_key.append
+        a_size = rec.r_size.append
+        retries = rec.r_retries
+        outcome_code = _OUTCOME
+        rows: list[list[float]] = []
+        seg = 0
+        t_arr = math.inf
+
+        def next_arrival(t: float, seg: int, gap: float) -> tuple[float, int]:
+            # ``gap`` is an Exp(1) draw; after a segment edge a fresh one is drawn
+            # (memoryless), so the process is exact for piecewise-constant rates.
+            while seg < nseg:
+                rate = rates[seg]
+                if rate > 0:
+                    t2 = t + gap / rate
+                    if t2 < ends[seg]:
+                        return t2, seg
+                t = ends[seg]
+                seg += 1
+                gap = self._exp()
+            return math.inf, seg
+
+        t_arr, seg = next_arrival(0.0, 0, self._exp())
+        jid = 0
+        report_at = _PROGRESS_EVERY
+        while True:
+            if heap and heap[0][0] <= t_arr:
+                t, _, kind, job = heappop(heap)
+                if kind == _SERVICE_DONE:
+                    node = job.node
+                    if job.epoch != node.epoch:
+                        continue
+                    q = node.queue
+                    if q:
+                        nxt = q.popleft()
+                        nxt.queued += t - nxt.t_in
+                        sb = node.service.buf
+                        s = sb.pop() if sb else node.service()
+                        node.busy_steady += s if warmup <= t and t + s <= end else busy_fn(t, s)
+                        heappush(heap, (t + s, nseq(), _SERVICE_DONE, nxt))
+                    else:
+                        node.busy -= 1
+                    step = node.core.handle(job.req, epoch0 + t)
+                    if type(step) is Reply and step.background is None and job.parent is None:
+                        resp = step.response
+                        size = resp.size
+                        link = client_links[job.region]
+                        lb = link.fast
+                        done = t + (lb.pop() if lb else link(t))
+                        if node.egress:
+                            done += size / node.egress
+                        node.conns -= 1
+                        if node.track:
+                            node.active.pop(job.id, None)
+                        code = outcome_code[step.outcome]
+                        if resp.status >= 500:
+                            code = O_ERROR
+                        elif code == 0 and job.collapsed:
+                            code = O_COLLAPSED
+                        t0 = job.t0
+                        a_t0(t0)
+                        a_lat(done - t0)
+                        a_queue(job.queued)
+                        a_key((node.index << 24) | (job.site << 4) | code)
+                        a_size(size)
+                        if job.retries:
+                            retries[len(rec.r_t0) - 1] = job.retries
+                    else:
+                        step_fn(job, node, step, t)
+                elif kind == _NODE_ARRIVE:
+                    node = job.node
+                    if not node.up:
+                        self._dead_node(job, t)
+                        continue
+                    job.epoch = node.epoch
+                    job.t_in = t
+                    if node.track and job.parent is None:
+                        node.active[job.id] = job
+                    if node.busy < node.workers:
+                        node.busy += 1
+                        sb = node.service.buf
+                        s = sb.pop() if sb else node.service()
+                        node.busy_steady += s if warmup <= t and t + s <= end else busy_fn(t, s)
+                        heappush(heap, (t + s, nseq(), _SERVICE_DONE, job))
+                    else:
+                        q = node.queue
+                        q.append(job)
+                        if len(q) > node.max_queue:
+                            node.max_queue = len(q)
+                elif kind == _FETCH_BACK:
+                    self._fetch_back(job, t)
+                elif kind == _UP_ARRIVE:
+                    self._origin_arrive(job, t)
+                elif kind == _ORIGIN_DONE:
+                    self._origin_done(job, t)
+                elif kind == _RETRY:
+                    self._retry(job, t)
+                else:
+                    job(t)
+                continue
+            if t_arr == math.inf:
+                break
+            # a client request arrives
+            t = t_arr
+            if not rows:
+                rows = self._arrival_rows()
+            gap, u1, u2, u3, u4, u5 = rows.pop()
+            ri = 0
+            if nregions > 1:
+                ri = bisect_right(rcdfs[seg], u1)
+                if ri >= nregions:
+                    ri = nregions - 1
+            si = 0
+            if nsites > 1:
+                si = bisect_right(scdfs[seg][ri], u2)
+                if si >= nsites:
+                    si = nsites - 1
+            sm = sites[si]
+            if sm.redirect_share and u3 < sm.redirect_share:
+                reds = sm.redirects
+                url = reds[min(int(u3 / sm.redirect_share * len(reds)), len(reds) - 1)]
+            else:
+                url = sm.url()
+            nv = nvisitors[ri]
+            vi = min(bisect_right(visitors[ri], u4), nv - 1) if nv > 1 else 0
+            jid += 1
+            job = _Job(jid, t, ri, si, Request("GET", url, headers[si][ri][vi]), None)
+            group = alive[ri]
+            if random_balanced[ri] and group:
+                node = group[int(u5 * len(group))] if len(group) > 1 else group[0]
+            else:
+                node = choose(ri, url, None)
+            if node is None:
+                self._fail(job, t)
+            else:
+                node.conns += 1
+                job.node = node
+                link = client_links[ri]
+                lb = link.fast
+                heappush(heap, (t + (lb.pop() if lb else link(t)), nseq(), _NODE_ARRIVE, job))
+            rate = rates[seg]
+            t_arr = t + gap / rate if rate > 0 else math.inf
+            if t_arr >= ends[seg]:
+                t_arr, seg = next_arrival(t, seg, gap)
+            if jid >= report_at:
+                report_at += _PROGRESS_EVERY
+                if progress is not None:
+                    progress(t, end, jid)
+        self.arrivals = jid
+        if progress is not None:
+            progress(end, end, jid)
+
+
+def _norm_cdf(weights: list[float]) -> list[float]:
+    total = sum(weights)
+    if total <= 0:
+        return [1.0] * len(weights)
+    cdf = list(accumulate(w / total for w in weights))
+    cdf[-1] = 1.0
+    return cdf
+
+
+def simulate(
+    topology: Topology,
+    *,
+    seed: int | None = None,
+    progress: Callable[[float, float, int], None] | None = None,
+    stop_at: float | None = None,
+) -> RunResult:
+    """Run ``topology`` in virtual time and return its report.
+
+    Args:
+        topology: the validated topology.
+        seed: the run's seed (default: the topology's ``seed``). Same topology and seed
+            give the same ``RunResult.to_dict(deterministic=True)``, byte for byte.
+        progress: called as ``progress(virtual_time, end_time, requests)`` every
+            65,536 arrivals and once at the end.
+        stop_at: end client arrivals at this virtual time (default: the traffic's
+            duration); requests in flight then run to completion.
+
+    Returns:
+        The :class:`~edgesim.metrics.RunResult`.
+
+    Error handling:
+        Raises ``ValueError`` for faults or deploys naming unknown nodes or sites.
+    """
+    s = topology.seed if seed is None else seed
+    wall0 = time.perf_counter()
+    eng = _Engine(topology, s, stop_at)
+    wall_setup = time.perf_counter() - wall0
+    reached = [0.0, 0.0]
+
+    def track(t: float, end: float, n: int) -> None:
+        reached[0], reached[1] = t, n
+        if progress is not None:
+            progress(t, end, n)
+
+    partial = False
+    try:
+        eng.run(track)
+    except KeyboardInterrupt:
+        # Ctrl-C: report what was recorded up to the last progress point, marked partial.
+        partial = True
+        eng.end = max(reached[0], 1e-9)
+        eng.arrivals = int(reached[1])
+    wall_run = time.perf_counter() - wall0 - wall_setup
+    report = build_report(
+        eng.rec,
+        meta={
+            "topology": topology.name,
+            "seed": s,
+            "edgesim_version": __version__,
+            "engine": "virtual",
+            "duration": eng.end,
+            "warmup": topology.traffic.warmup,
+            "interval": topology.interval,
+            "start_utc": _iso(eng.epoch0),
+            "simulated_requests": eng.arrivals,
+            "partial": partial,
+        },
+        nodes=[
+            {
+                "name": n.name,
+                "region": topology.regions[n.region].name if not n.shield else "shield",
+                "tier": "shield" if n.shield else "edge",
+                "workers": n.workers,
+                "busy": n.busy_steady,
+                "max_queue": n.max_queue,
+                "crashes": n.crashes,
+                "cache": n.core.cache.statistics(),
+            }
+            for n in eng.nodes
+        ],
+        regions=[r.name for r in topology.regions],
+        sites=[m.host for m in eng.sites],
+        origin={"workers": eng.o_workers, "busy": eng.o_busy_steady},
+        events=sorted(eng.events, key=lambda e: (e["at"], e["kind"])),
+    )
+    wall = time.perf_counter() - wall0
+    timing = {
+        "wall_seconds": wall,
+        "setup_seconds": wall_setup,
+        "loop_seconds": wall_run,
+        "simulated_requests_per_second": eng.arrivals / wall_run if wall_run > 0 else 0.0,
+    }
+    return RunResult(report, timing)
+
+
+def _iso(t: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# ---- benchmark -------------------------------------------------------------------------
+
+
+def bench(
+    topology: Topology, seconds: float, *, seed: int | None = None, peak_rps: float | None = None
+) -> dict[str, Any]:
+    """Simulated requests per second of the full pipeline, beside a bare M/M/c model.
+
+    Runs ``topology`` for ``seconds`` of virtual time (no warm-up; ``peak_rps``
+    overrides the traffic's peak), then the same
+    number of requests through a bare M/M/c queue (SimPy when importable, else a plain
+    heapq loop) in the same process, so the two figures are comparable.
+
+    Returns:
+        A JSON-ready dict: ``engine`` (requests, wall seconds, requests/s) and
+        ``baseline`` (kind, requests, wall seconds, requests/s).
+    """
+    from dataclasses import replace as dc_replace
+
+    tr = topology.traffic
+    tr = dc_replace(tr, duration=seconds, warmup=0.0, peak_rps=peak_rps or tr.peak_rps)
+    topo = dc_replace(topology, traffic=tr)
+    res = simulate(topo, seed=seed)
+    n = int(res.report["meta"]["simulated_requests"])
+    out: dict[str, Any] = {
+        "topology": topology.name,
+        "virtual_seconds": seconds,
+        "peak_rps": tr.peak_rps,
+        "object_hit_ratio": res.report["totals"]["object_hit_ratio"],
+        "engine": {
+            "requests": n,
+            "wall_seconds": round(res.timing["loop_seconds"], 3),
+            "requests_per_second": round(res.timing["simulated_requests_per_second"]),
+        },
+    }
+    out["baseline"] = _mmc_baseline(max(n, 1000))
+    return out
+
+
+def _mmc_baseline(n: int, c: int = 16, rho: float = 0.8) -> dict[str, Any]:
+    """``n`` customers through an M/M/c queue: SimPy if importable, else heapq."""
+    import random
+
+    rng = random.Random(1)
+    mu = 1.0
+    lam = rho * c * mu
+    try:
+        import simpy  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        simpy_env = None
+    else:
+        simpy_env = simpy.Environment
+    t0 = time.perf_counter()
+    if simpy_env is not None:
+        env = simpy_env()
+        res = simpy.Resource(env, capacity=c)
+        done = [0]
+
+        def customer() -> Any:
+            with res.request() as r:
+                yield r
+                yield env.timeout(rng.expovariate(mu))
+            done[0] += 1
+
+        def source() -> Any:
+            for _ in range(n):
+                yield env.timeout(rng.expovariate(lam))
+                env.process(customer())
+
+        env.process(source())
+        env.run()
+        kind = "simpy"
+    else:
+        heap: list[tuple[float, int, int]] = []
+        t = 0.0
+        seq = 0
+        busy = 0
+        waiting: deque[float] = deque()
+        for _ in range(n):
+            t += rng.expovariate(lam)
+            seq += 1
+            heappush(heap, (t, seq, 0))
+        while heap:
+            now, _, kind_ = heappop(heap)
+            if kind_ == 0:
+                if busy < c:
+                    busy += 1
+                    seq += 1
+                    heappush(heap, (now + rng.expovariate(mu), seq, 1))
+                else:
+                    waiting.append(now)
+            else:
+                if waiting:
+                    waiting.popleft()
+                    seq += 1
+                    heappush(heap, (now + rng.expovariate(mu), seq, 1))
+                else:
+                    busy -= 1
+        kind = "heapq"
+    wall = time.perf_counter() - t0
+    return {
+        "kind": f"bare M/M/{c} ({kind})",
+        "requests": n,
+        "wall_seconds": round(wall, 3),
+        "requests_per_second": round(n / wall) if wall > 0 else 0,
+    }

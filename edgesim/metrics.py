@@ -1,0 +1,464 @@
+"""Metrics: one sink for what a run measured, and the report built from it.
+
+Theory of operation
+-------------------
+A driver appends one row per finished client request, one per upstream fetch of a node
+and one per request that reached the origin to a :class:`Recorder`. Rows are columns of
+``array`` values (about 60 bytes per client request in all), so recording costs a few
+appends in the hot loop; every aggregate (per region, node, site, time interval) is
+computed once at the end with numpy, by :func:`build_report`.
+
+Definitions (docs/reports.md):
+
+* **object hit ratio**: of the requests that reached the cache step (all but redirects
+  answered at the edge and requests that got no answer), the share answered without an
+  origin request: HIT, allowed STALE, and requests collapsed onto another's fill.
+  Revalidations are counted apart, and count as origin requests.
+* **byte hit ratio**: bytes served from cache (HIT, STALE, collapsed, REVALIDATED: the
+  body came from the cache) over all bytes served.
+* **errors**: replies with status >= 500 (origin unreachable, 503s); **failed**:
+  requests that got no answer at all (their node crashed, or no node was left).
+* **latency**: arrival at the client's side to the last byte back; **queueing**: the
+  part of it spent waiting for a worker (edge, shield and origin queues).
+* Steady-state figures exclude requests that arrived before the warm-up ended; the
+  time series covers the whole run.
+
+Reports are deterministic: keys in a fixed order, floats rounded to fixed digits, and
+wall-clock figures kept apart under ``timing``.
+"""
+
+from __future__ import annotations
+
+import json
+from array import array
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "OUTCOME_CODES",
+    "O_COLLAPSED",
+    "O_ERROR",
+    "O_FAILED",
+    "O_HIT",
+    "O_MISS",
+    "O_PASS",
+    "O_REDIRECT",
+    "O_REVALIDATED",
+    "O_STALE",
+    "Recorder",
+    "RunResult",
+    "build_report",
+]
+
+O_HIT = 0
+O_COLLAPSED = 1
+O_STALE = 2
+O_MISS = 3
+O_REVALIDATED = 4
+O_REDIRECT = 5
+O_PASS = 6
+O_ERROR = 7
+O_FAILED = 8
+_NAMES = ("hits", "collapsed", "stale", "misses", "revalidated", "redirects", "passes", "errors", "failed")
+# The node's X-Cache outcomes (edgesim.node) to codes.
+OUTCOME_CODES = {
+    "HIT": O_HIT,
+    "STALE": O_STALE,
+    "MISS": O_MISS,
+    "REVALIDATED": O_REVALIDATED,
+    "REDIRECT": O_REDIRECT,
+    "PASS": O_PASS,
+    "ERROR": O_ERROR,
+}
+# Fetch kinds of edgesim.node.Fetch.
+FETCH_KINDS = ("fill", "revalidate", "background", "pass", "manifest")
+_FETCH_CODE = {k: i for i, k in enumerate(FETCH_KINDS)}
+
+# Digits kept in reports: seconds to the microsecond, ratios to 1e-6.
+DIGITS = 6
+_PCTS = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
+
+
+class Recorder:
+    """Columns of recorded rows (append-only; read by :func:`build_report`)."""
+
+    __slots__ = (
+        "f_bytes",
+        "f_error",
+        "f_kind",
+        "f_node",
+        "f_site",
+        "f_t",
+        "o_bytes",
+        "o_site",
+        "o_status",
+        "o_t",
+        "o_wait",
+        "r_key",
+        "r_lat",
+        "r_queue",
+        "r_retries",
+        "r_size",
+        "r_t0",
+    )
+
+    def __init__(self) -> None:
+        self.r_t0 = array("d")
+        self.r_lat = array("d")
+        self.r_queue = array("d")
+        # node << 24 | site << 4 | outcome: one column instead of three
+        self.r_key = array("q")
+        self.r_size = array("q")
+        self.r_retries: dict[int, int] = {}  # row -> retries, for the few that retried
+        self.f_t = array("d")
+        self.f_node = array("i")
+        self.f_site = array("i")
+        self.f_kind = array("b")
+        self.f_bytes = array("q")
+        self.f_error = array("b")
+        self.o_t = array("d")
+        self.o_site = array("i")
+        self.o_status = array("i")
+        self.o_bytes = array("q")
+        self.o_wait = array("d")
+
+    def add(
+        self,
+        t0: float,
+        latency: float,
+        queued: float,
+        node: int,
+        site: int,
+        outcome: int,
+        size: int,
+        retries: int,
+    ) -> None:
+        """One finished client request."""
+        self.r_t0.append(t0)
+        self.r_lat.append(latency)
+        self.r_queue.append(queued)
+        self.r_key.append((node << 24) | (site << 4) | outcome)
+        self.r_size.append(size)
+        if retries:
+            self.r_retries[len(self.r_t0) - 1] = retries
+
+    def fetch(self, t: float, node: int, site: int, kind: str) -> int:
+        """One upstream fetch sent by a node; returns its row (bytes and errors are
+        filled in when the answer comes back)."""
+        self.f_t.append(t)
+        self.f_node.append(node)
+        self.f_site.append(site)
+        self.f_kind.append(_FETCH_CODE.get(kind, 0))
+        self.f_bytes.append(0)
+        self.f_error.append(0)
+        return len(self.f_t) - 1
+
+    def origin(self, t: float, site: int, status: int, size: int, wait: float) -> None:
+        """One request that reached the origin (``status`` -1: refused, outage)."""
+        self.o_t.append(t)
+        self.o_site.append(site)
+        self.o_status.append(status)
+        self.o_bytes.append(size)
+        self.o_wait.append(wait)
+
+    @property
+    def requests(self) -> int:
+        return len(self.r_t0)
+
+
+class RunResult:
+    """The outcome of a run: the report, plus wall-clock timing kept apart.
+
+    Attributes:
+        report: the deterministic report (see :meth:`to_dict`).
+        timing: wall-clock figures (seconds, simulated requests per second).
+    """
+
+    __slots__ = ("report", "timing")
+
+    def __init__(self, report: dict[str, Any], timing: dict[str, float]) -> None:
+        self.report = report
+        self.timing = timing
+
+    def to_dict(self, deterministic: bool = False) -> dict[str, Any]:
+        """The report dict: ``meta``, ``totals``, ``regions``, ``nodes``, ``sites``,
+        ``origin``, ``timeseries``, ``events``, and (unless ``deterministic``) ``timing``."""
+        out = dict(self.report)
+        if not deterministic:
+            out["timing"] = {k: _r(v) for k, v in self.timing.items()}
+        return out
+
+    def to_json(self, deterministic: bool = False) -> str:
+        return json.dumps(self.to_dict(deterministic), indent=1) + "\n"
+
+
+def _r(x: float) -> float:
+    return round(float(x), DIGITS)
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return _r(a / b) if b else None
+
+
+def _pcts(sorted_vals: Any) -> dict[str, float | None]:
+    """Nearest-rank percentiles, max and mean of an ascending array."""
+    n = len(sorted_vals)
+    if n == 0:
+        return {"p50": None, "p95": None, "p99": None, "max": None, "mean": None}
+    out: dict[str, float | None] = {}
+    for name, q in _PCTS:
+        k = max(0, int(np.ceil(q * n)) - 1)
+        out[name] = _r(sorted_vals[k])
+    out["max"] = _r(sorted_vals[-1])
+    out["mean"] = _r(float(np.sum(sorted_vals)) / n)
+    return out
+
+
+class _Cols:
+    """Client-request columns as numpy arrays (one selection: steady state or all)."""
+
+    def __init__(self, rec: Recorder, mask: Any | None = None) -> None:
+        def col(a: array[Any], dtype: Any) -> Any:
+            x = np.frombuffer(a, dtype=dtype) if len(a) else np.zeros(0, dtype=dtype)
+            return x[mask] if mask is not None else x
+
+        self.t0 = col(rec.r_t0, np.float64)
+        self.lat = col(rec.r_lat, np.float64)
+        self.queue = col(rec.r_queue, np.float64)
+        key = col(rec.r_key, np.int64)
+        self.node = key >> 24
+        self.site = (key >> 4) & 0xFFFFF
+        self.outcome = key & 0xF
+        self.size = col(rec.r_size, np.int64)
+        r = np.zeros(len(rec.r_t0), dtype=np.int64)
+        for i, n in rec.r_retries.items():
+            r[i] = n
+        self.retries = r[mask] if mask is not None else r
+
+
+def _group_stats(c: _Cols, ids: Any, ngroups: int) -> list[dict[str, Any]]:
+    """Request figures per group (``ids``: the group of each row, -1 for none)."""
+    ok = ids >= 0
+    g = ids[ok]
+    outcome = c.outcome[ok].astype(np.int64)
+    size = c.size[ok]
+    counts = np.zeros((ngroups, len(_NAMES)), dtype=np.int64)
+    if len(g):
+        np.add.at(counts, (g, outcome), 1)
+    requests = np.bincount(g, minlength=ngroups)
+    served = np.bincount(g, weights=size, minlength=ngroups)
+    cached = np.isin(outcome, (O_HIT, O_COLLAPSED, O_STALE, O_REVALIDATED))
+    from_cache = np.bincount(g[cached], weights=size[cached], minlength=ngroups)
+    retries = np.bincount(g, weights=c.retries[ok], minlength=ngroups)
+    lat_sorted = _sorted_by_group(g, c.lat[ok], ngroups)
+    queue_sorted = _sorted_by_group(g, c.queue[ok], ngroups)
+    out = []
+    for i in range(ngroups):
+        k = counts[i]
+        n = int(requests[i])
+        cache_step = n - int(k[O_REDIRECT]) - int(k[O_FAILED])
+        hits = int(k[O_HIT] + k[O_COLLAPSED] + k[O_STALE])
+        d: dict[str, Any] = {"requests": n}
+        for j, name in enumerate(_NAMES):
+            d[name] = int(k[j])
+        d["retries"] = int(retries[i])
+        d["object_hit_ratio"] = _ratio(hits, cache_step)
+        d["byte_hit_ratio"] = _ratio(float(from_cache[i]), float(served[i]))
+        d["bytes_served"] = int(served[i])
+        d["bytes_from_cache"] = int(from_cache[i])
+        d["latency"] = _pcts(lat_sorted[i])
+        d["queueing"] = _pcts(queue_sorted[i])
+        out.append(d)
+    return out
+
+
+def _sorted_by_group(g: Any, vals: Any, ngroups: int) -> list[Any]:
+    order = np.lexsort((vals, g))
+    sv = vals[order]
+    bounds = np.concatenate(([0], np.cumsum(np.bincount(g, minlength=ngroups))))
+    return [sv[bounds[i] : bounds[i + 1]] for i in range(ngroups)]
+
+
+def _fetch_stats(rec: Recorder, ids_of_node: Any, ngroups: int, warmup: float, by_site: bool) -> list[Any]:
+    t = np.frombuffer(rec.f_t, dtype=np.float64) if len(rec.f_t) else np.zeros(0)
+    node = np.frombuffer(rec.f_node, dtype=np.int32) if len(rec.f_node) else np.zeros(0, np.int32)
+    site = np.frombuffer(rec.f_site, dtype=np.int32) if len(rec.f_site) else np.zeros(0, np.int32)
+    kind = np.frombuffer(rec.f_kind, dtype=np.int8) if len(rec.f_kind) else np.zeros(0, np.int8)
+    nbytes = np.frombuffer(rec.f_bytes, dtype=np.int64) if len(rec.f_bytes) else np.zeros(0, np.int64)
+    err = np.frombuffer(rec.f_error, dtype=np.int8) if len(rec.f_error) else np.zeros(0, np.int8)
+    keep = t >= warmup
+    gid = site if by_site else ids_of_node[node] if len(node) else node
+    keep &= gid >= 0
+    g = gid[keep]
+    reqs = np.bincount(g, minlength=ngroups)
+    byts = np.bincount(g, weights=nbytes[keep], minlength=ngroups)
+    reval = np.isin(kind[keep], (_FETCH_CODE["revalidate"], _FETCH_CODE["background"]))
+    revs = np.bincount(g[reval], minlength=ngroups)
+    errs = np.bincount(g[err[keep] != 0], minlength=ngroups)
+    return [(int(reqs[i]), int(byts[i]), int(revs[i]), int(errs[i])) for i in range(ngroups)]
+
+
+def _with_fetches(stats: dict[str, Any], f: tuple[int, int, int, int]) -> dict[str, Any]:
+    reqs, byts, revs, errs = f
+    stats["origin_requests"] = reqs
+    stats["origin_bytes"] = byts
+    stats["revalidations"] = revs
+    stats["origin_errors"] = errs
+    stats["request_offload"] = (
+        _ratio(stats["requests"] - reqs, stats["requests"]) if stats["requests"] else None
+    )
+    stats["byte_offload"] = (
+        _ratio(stats["bytes_served"] - byts, stats["bytes_served"]) if stats["bytes_served"] else None
+    )
+    return stats
+
+
+def build_report(
+    rec: Recorder,
+    *,
+    meta: dict[str, Any],
+    nodes: Sequence[dict[str, Any]],
+    regions: Sequence[str],
+    sites: Sequence[str],
+    origin: dict[str, Any],
+    events: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The report dict of a run (see the module docstring for definitions).
+
+    Args:
+        rec: the recorded rows.
+        meta: topology name, seed, version, ``duration``, ``warmup``, ``interval``...
+        nodes: per node (in index order): ``name``, ``region`` (a region name, or
+            ``shield``), ``tier``, ``workers``, ``busy`` (steady-state busy seconds),
+            ``max_queue``, ``crashes``, ``cache`` (its ``CacheStats``).
+        regions, sites: names in index order.
+        origin: ``workers`` and ``busy`` (steady-state busy seconds).
+        events: the run's events, in time order.
+    """
+    duration = float(meta["duration"])
+    warmup = min(float(meta["warmup"]), duration)
+    interval = float(meta["interval"]) or 60.0
+    steady_span = max(duration - warmup, 1e-9)
+    all_cols = _Cols(rec)
+    steady = all_cols.t0 >= warmup
+    c = _Cols(rec, steady)
+    region_index = {r: i for i, r in enumerate(regions)}
+    node_region = np.array([region_index.get(n["region"], -1) for n in nodes] or [0], dtype=np.int64)
+    edge_ids = np.array(
+        [i if n["tier"] == "edge" else -1 for i, n in enumerate(nodes)] or [0], dtype=np.int64
+    )
+    node_ids = np.arange(max(1, len(nodes)), dtype=np.int64)
+
+    def region_of(node_col: Any) -> Any:
+        return np.where(node_col >= 0, node_region[np.maximum(node_col, 0)], -1)
+
+    # totals: client requests, and what the edge tier asked upstream
+    totals = _group_stats(c, np.zeros(len(c.t0), dtype=np.int64), 1)[0]
+    zero_ids = np.where(edge_ids >= 0, 0, -1)
+    _with_fetches(totals, _fetch_stats(rec, zero_ids, 1, warmup, False)[0])
+    totals["requests_per_second"] = _r(totals["requests"] / steady_span)
+
+    reg_stats = _group_stats(c, region_of(c.node.astype(np.int64)), len(regions))
+    edge_region = np.where(edge_ids >= 0, node_region, -1)
+    reg_f = _fetch_stats(rec, edge_region, len(regions), warmup, False)
+    regions_out = {}
+    for i, name in enumerate(regions):
+        s = _with_fetches(reg_stats[i], reg_f[i])
+        s["nodes"] = sum(1 for n in nodes if n["region"] == name and n["tier"] == "edge")
+        regions_out[name] = s
+
+    node_stats = _group_stats(c, c.node.astype(np.int64), len(nodes))
+    node_f = _fetch_stats(rec, node_ids, len(nodes), warmup, False)
+    # shield nodes serve the edges' fetches, not clients: count those as their requests
+    nodes_out = {}
+    for i, n in enumerate(nodes):
+        s = {"region": n["region"], "tier": n["tier"], "workers": n["workers"]}
+        s.update(_with_fetches(node_stats[i], node_f[i]))
+        s["utilisation"] = _r(n["busy"] / (n["workers"] * steady_span))
+        s["max_queue"] = n["max_queue"]
+        s["crashes"] = n["crashes"]
+        cs = n["cache"]
+        s["cache"] = {
+            "keys": cs.memory.store.keys + (cs.disk.store.keys if cs.disk else 0),
+            "used_bytes": cs.used_bytes,
+            "evictions": cs.evictions,
+            "stores": cs.stores,
+        }
+        nodes_out[n["name"]] = s
+
+    site_stats = _group_stats(c, c.site.astype(np.int64), len(sites))
+    site_f = _fetch_stats(rec, node_ids, len(sites), warmup, True)
+    sites_out = {name: _with_fetches(site_stats[i], site_f[i]) for i, name in enumerate(sites)}
+    # per site, what the origin itself saw (differs from the edges' fetches with a shield)
+    o_t = np.frombuffer(rec.o_t, dtype=np.float64) if len(rec.o_t) else np.zeros(0)
+    o_site = np.frombuffer(rec.o_site, dtype=np.int32) if len(rec.o_site) else np.zeros(0, np.int32)
+    o_status = np.frombuffer(rec.o_status, dtype=np.int32) if len(rec.o_status) else np.zeros(0, np.int32)
+    o_bytes = np.frombuffer(rec.o_bytes, dtype=np.int64) if len(rec.o_bytes) else np.zeros(0, np.int64)
+    o_wait = np.frombuffer(rec.o_wait, dtype=np.float64) if len(rec.o_wait) else np.zeros(0)
+
+    # time series over the whole run
+    nint = max(1, int(np.ceil(duration / interval)))
+    bucket = np.minimum((all_cols.t0 // interval).astype(np.int64), nint - 1)
+    ts_stats = _group_stats(all_cols, bucket, nint)
+    o_bucket = np.minimum((o_t // interval).astype(np.int64), nint - 1) if len(o_t) else np.zeros(0, np.int64)
+    o_ok = o_status >= 0
+    o_req = np.bincount(o_bucket[o_ok], minlength=nint)[:nint] if len(o_t) else np.zeros(nint, np.int64)
+    o_by = np.bincount(o_bucket, weights=o_bytes, minlength=nint)[:nint] if len(o_t) else np.zeros(nint)
+    starts = [_r(i * interval) for i in range(nint)]
+    spans = [min(interval, duration - i * interval) or interval for i in range(nint)]
+    timeseries = {
+        "interval": _r(interval),
+        "start": starts,
+        "warmup": [s < warmup for s in starts],
+        "requests": [d["requests"] for d in ts_stats],
+        "requests_per_second": [_r(d["requests"] / spans[i]) for i, d in enumerate(ts_stats)],
+        "object_hit_ratio": [d["object_hit_ratio"] for d in ts_stats],
+        "byte_hit_ratio": [d["byte_hit_ratio"] for d in ts_stats],
+        "collapsed": [d["collapsed"] for d in ts_stats],
+        "redirects": [d["redirects"] for d in ts_stats],
+        "errors": [d["errors"] + d["failed"] for d in ts_stats],
+        "latency_p50": [d["latency"]["p50"] for d in ts_stats],
+        "latency_p99": [d["latency"]["p99"] for d in ts_stats],
+        "queueing_p99": [d["queueing"]["p99"] for d in ts_stats],
+        "origin_requests": [int(x) for x in o_req],
+        "origin_requests_per_second": [_r(float(x) / spans[i]) for i, x in enumerate(o_req)],
+        "origin_bytes": [int(x) for x in o_by],
+    }
+
+    steady_o = o_t >= warmup
+    ok = steady_o & o_ok
+    o_rps = [float(x) / spans[i] for i, x in enumerate(o_req)]
+    steady_rps = [x for x, s in zip(o_rps, starts, strict=True) if s >= warmup] or o_rps
+    peak = max(steady_rps) if steady_rps else 0.0
+    peak_i = o_rps.index(peak) if o_rps else 0
+    site_o = (
+        np.bincount(o_site[ok & (o_site >= 0)], minlength=len(sites)) if len(o_t) else np.zeros(len(sites))
+    )
+    origin_out = {
+        "requests": int(np.sum(ok)),
+        "bytes": int(np.sum(o_bytes[steady_o])),
+        "requests_per_second": _r(float(np.sum(ok)) / steady_span),
+        "peak_requests_per_second": _r(peak),
+        "peak_at": starts[peak_i] if o_rps else 0.0,
+        "refused_outage": int(np.sum(steady_o & (o_status == -1))),
+        "rejected_503": int(np.sum(steady_o & (o_status == 503) & (o_wait < 0))),
+        "status_5xx": int(np.sum(ok & (o_status >= 500))),
+        "queueing": _pcts(np.sort(np.maximum(o_wait[ok], 0.0))),
+        "utilisation": _r(origin["busy"] / (origin["workers"] * steady_span)),
+        "workers": origin["workers"],
+        "sites": {name: int(site_o[i]) for i, name in enumerate(sites)},
+    }
+    meta_out = {k: (_r(v) if isinstance(v, float) else v) for k, v in meta.items()}
+    meta_out["steady_requests"] = totals["requests"]
+    return {
+        "meta": meta_out,
+        "totals": totals,
+        "regions": regions_out,
+        "nodes": nodes_out,
+        "sites": sites_out,
+        "origin": origin_out,
+        "timeseries": timeseries,
+        "events": [{k: (_r(v) if isinstance(v, float) else v) for k, v in e.items()} for e in events],
+    }

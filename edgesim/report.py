@@ -1,0 +1,262 @@
+"""Reports of a run: terminal tables, JSON, CSV and a self-contained HTML page.
+
+All of them read the same report dict (``RunResult.to_dict()``, see edgesim/metrics.py),
+whichever driver produced it, so runs can be compared field by field. Every output
+embeds the topology, the seed and the edgesim version; files are written atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from edgesim._atomic import write_atomic
+from edgesim._svg import bar_chart, line_chart
+
+_GROUP_FIELDS = (
+    "requests",
+    "object_hit_ratio",
+    "byte_hit_ratio",
+    "origin_requests",
+    "origin_bytes",
+    "request_offload",
+    "byte_offload",
+    "collapsed",
+    "redirects",
+    "revalidations",
+    "errors",
+    "failed",
+)
+
+
+def _ms(v: Any) -> str:
+    return "-" if v is None else f"{float(v) * 1000:.1f}"
+
+
+def _pct(v: Any) -> str:
+    return "-" if v is None else f"{float(v):.1%}"
+
+
+def print_summary(report: dict[str, Any], *, console: Any = None) -> None:
+    """Terminal summary with rich tables (regions, sites, nodes, origin)."""
+    import sys
+
+    from rich.console import Console
+    from rich.table import Table
+
+    # Piped output has no terminal width; keep the tables readable in logs.
+    con = console or Console(width=None if sys.stdout.isatty() else 150)
+    meta = report["meta"]
+    partial = " [bold red](PARTIAL: interrupted)[/]" if meta.get("partial") else ""
+    con.print(
+        f"[bold]{meta['topology']}[/] seed {meta['seed']}, {meta['duration']:.0f} s simulated "
+        f"({meta['simulated_requests']:,} requests; warm-up {meta['warmup']:.0f} s excluded), "
+        f"edgesim {meta['edgesim_version']}{partial}"
+    )
+
+    def group_table(title: str, rows: list[tuple[str, dict[str, Any]]], extra: bool = False) -> Table:
+        t = Table(title=title, title_justify="left")
+        for col in (
+            "",
+            "requests",
+            "hit",
+            "byte hit",
+            "origin req",
+            "collapsed",
+            "redirects",
+            "p50 ms",
+            "p99 ms",
+            "max ms",
+            "queue p99 ms",
+            "errors",
+        ):
+            t.add_column(col, justify="right" if col else "left")
+        if extra:
+            t.add_column("util", justify="right")
+        for name, g in rows:
+            lat, q = g.get("latency") or {}, g.get("queueing") or {}
+            cells = [
+                name,
+                f"{g.get('requests', 0):,}",
+                _pct(g.get("object_hit_ratio")),
+                _pct(g.get("byte_hit_ratio")),
+                f"{g.get('origin_requests', 0):,}",
+                f"{g.get('collapsed', 0):,}",
+                f"{g.get('redirects', 0):,}",
+                _ms(lat.get("p50")),
+                _ms(lat.get("p99")),
+                _ms(lat.get("max")),
+                _ms(q.get("p99")),
+                f"{g.get('errors', 0) + g.get('failed', 0):,}",
+            ]
+            if extra:
+                cells.append(_pct(g.get("utilisation")))
+            t.add_row(*cells)
+        return t
+
+    con.print(group_table("Regions", [("all", report["totals"]), *_items(report["regions"])]))
+    con.print(group_table("Sites", _items(report["sites"])))
+    con.print(group_table("Nodes", _items(report["nodes"]), extra=True))
+    o = report["origin"]
+    con.print(
+        f"Origin: {o.get('requests', 0):,} requests, {o.get('requests_per_second', 0):.1f}/s mean, "
+        f"peak {o.get('peak_requests_per_second', 0):.1f}/s at t={o.get('peak_at', 0):.0f} s, "
+        f"utilisation {_pct(o.get('utilisation'))}, 5xx {o.get('status_5xx', 0)}"
+    )
+
+
+def _items(section: Any) -> list[tuple[str, dict[str, Any]]]:
+    if isinstance(section, dict):
+        return [(str(k), v) for k, v in section.items()]
+    return [(str(g.get("name", i)), g) for i, g in enumerate(section)]
+
+
+def write_json(report: dict[str, Any], path: str | Path) -> None:
+    write_atomic(path, json.dumps(report, indent=1) + "\n")
+
+
+def write_csv(report: dict[str, Any], directory: str | Path) -> list[Path]:
+    """``summary.csv`` (one row per region, site and node) and ``timeseries.csv``."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    meta = report["meta"]
+    stamp = [("topology", meta["topology"]), ("seed", meta["seed"]), ("edgesim", meta["edgesim_version"])]
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(
+        [
+            "kind",
+            "name",
+            *_GROUP_FIELDS,
+            "p50",
+            "p95",
+            "p99",
+            "max",
+            "queue_p99",
+            "topology",
+            "seed",
+            "edgesim",
+        ]
+    )
+    rows = [("total", "all", report["totals"])]
+    rows += [("region", n, g) for n, g in _items(report["regions"])]
+    rows += [("site", n, g) for n, g in _items(report["sites"])]
+    rows += [("node", n, g) for n, g in _items(report["nodes"])]
+    for kind, name, g in rows:
+        lat, q = g.get("latency") or {}, g.get("queueing") or {}
+        w.writerow(
+            [
+                kind,
+                name,
+                *(g.get(f, "") for f in _GROUP_FIELDS),
+                lat.get("p50"),
+                lat.get("p95"),
+                lat.get("p99"),
+                lat.get("max"),
+                q.get("p99"),
+                *(v for _, v in stamp),
+            ]
+        )
+    summary = d / "summary.csv"
+    write_atomic(summary, buf.getvalue())
+    ts = report["timeseries"]
+    cols = [k for k, v in ts.items() if isinstance(v, list) and len(v) == len(ts.get("start", []))]
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow([*cols, "topology", "seed", "edgesim"])
+    for i in range(len(ts.get("start", []))):
+        w.writerow([ts[c][i] for c in cols] + [v for _, v in stamp])
+    series = d / "timeseries.csv"
+    write_atomic(series, buf.getvalue())
+    return [summary, series]
+
+
+def _markers(report: dict[str, Any]) -> list[tuple[float, str]]:
+    out: list[tuple[float, str]] = []
+    ev = report.get("events") or {}
+    items = ev.items() if isinstance(ev, dict) else [("", ev)]
+    for kind, lst in items:
+        for e in lst if isinstance(lst, list) else []:
+            if isinstance(e, dict):
+                at = e.get("at", e.get("start"))
+                if isinstance(at, int | float):
+                    what = str(e.get("kind") or e.get("type") or kind or "event")
+                    label = str(e.get("site") or e.get("node") or e.get("region") or "")
+                    out.append((float(at), f"{what} {label}".strip()))
+    return out
+
+
+def render_html(report: dict[str, Any], topology_text: str = "") -> str:
+    """One self-contained HTML page: latency and origin load over time with event
+    markers, hit ratio per region, utilisation per node, and the summary tables."""
+    meta = report["meta"]
+    ts = report["timeseries"]
+    xs = ts.get("start", [])
+    markers = _markers(report)
+
+    def col(name: str) -> list[float]:
+        vals = ts.get(name)
+        return [float("nan") if v is None else float(v) for v in vals] if isinstance(vals, list) else []
+
+    lat_series = [
+        (n, xs, [v * 1000 for v in col(k)])
+        for n, k in (("p50", "latency_p50"), ("p99", "latency_p99"))
+        if col(k)
+    ]
+    origin_series = [
+        ("origin requests/s", xs, col(k)) for k in ("origin_rps", "origin_requests_per_second") if col(k)
+    ][:1]
+    regions = _items(report["regions"])
+    nodes = _items(report["nodes"])
+    charts = [
+        line_chart("Latency over time", lat_series, y_label="ms", markers=markers),
+        line_chart("Origin load over time", origin_series, y_label="requests/s", markers=markers),
+        bar_chart(
+            "Object hit ratio per region",
+            [n for n, _ in regions],
+            [float(g.get("object_hit_ratio") or 0) for _, g in regions],
+            y_max=1.0,
+        ),
+        bar_chart(
+            "Utilisation per node",
+            [n for n, _ in nodes],
+            [float(g.get("utilisation") or 0) for _, g in nodes],
+            y_max=1.0,
+        ),
+    ]
+    rows = "".join(
+        f"<tr><td>{escape(n)}</td><td>{g.get('requests', 0):,}</td><td>{_pct(g.get('object_hit_ratio'))}</td>"
+        f"<td>{_pct(g.get('byte_hit_ratio'))}</td><td>{g.get('origin_requests', 0):,}</td>"
+        f"<td>{_ms((g.get('latency') or {}).get('p50'))}</td><td>{_ms((g.get('latency') or {}).get('p99'))}</td>"
+        f"<td>{_ms((g.get('queueing') or {}).get('p99'))}</td><td>{g.get('errors', 0)}</td></tr>"
+        for n, g in [("all", report["totals"]), *regions, *_items(report["sites"]), *nodes]
+    )
+    partial = (
+        "<p><strong>Partial report: the run was interrupted.</strong></p>" if meta.get("partial") else ""
+    )
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>edgesim: {escape(str(meta["topology"]))}</title>
+<style>body{{font-family:system-ui,sans-serif;margin:24px;max-width:1000px}}
+table{{border-collapse:collapse}}td,th{{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}}
+td:first-child,th:first-child{{text-align:left}}pre{{background:#f6f6f6;padding:8px;overflow:auto}}</style>
+</head><body>
+<h1>edgesim report: {escape(str(meta["topology"]))}</h1>
+<p>seed {meta["seed"]} &middot; {meta["duration"]:.0f} s simulated &middot; {meta["simulated_requests"]:,} requests
+&middot; warm-up {meta["warmup"]:.0f} s excluded &middot; edgesim {escape(str(meta["edgesim_version"]))}</p>
+{partial}
+{"".join(f"<figure>{c}</figure>" for c in charts)}
+<h2>Summary</h2>
+<table><tr><th></th><th>requests</th><th>hit</th><th>byte hit</th><th>origin req</th><th>p50 ms</th>
+<th>p99 ms</th><th>queue p99 ms</th><th>errors</th></tr>{rows}</table>
+<h2>Topology</h2><pre>{escape(topology_text)}</pre>
+<script type="application/json" id="report">{escape(json.dumps(report))}</script>
+</body></html>
+"""
+
+
+def write_html(report: dict[str, Any], path: str | Path, topology_text: str = "") -> None:
+    write_atomic(path, render_html(report, topology_text))

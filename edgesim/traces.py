@@ -1,0 +1,484 @@
+"""Request traces: read and write CSV and libCacheSim oracleGeneral files.
+
+Theory of operation
+-------------------
+A :class:`Trace` is a set of parallel columns (``array`` objects, not per-request
+objects), so a trace of millions of requests costs a few bytes per field and replaying
+it is a tight loop over C-level sequences:
+
+- ``times``: request time (float seconds; trace time, never the wall clock),
+- ``keys``: object ids as unsigned 64-bit ints. CSV keys are strings, mapped to dense
+  ids 0, 1, 2... in order of first appearance; ``key_names[i]`` is the string of id ``i``.
+  Binary traces carry numeric ids, kept as they are (``key_names`` is None).
+- ``sizes``: object size in bytes (>= 0),
+- ``regions``/``sites``: optional dense ids into ``region_names``/``site_names``.
+
+Formats
+-------
+- CSV (UTF-8, a BOM is allowed): a header line ``time,key,size`` or
+  ``time,key,size,region,site``, then one request per line. ``time`` is a number,
+  ``size`` a whole number of bytes. Fields may be quoted (keys that hold commas). Blank
+  lines are skipped.
+- oracleGeneral (libCacheSim's binary format, see its FAQ.md and
+  ``traceReader/customizedReader/oracleGeneralBin.h``): packed little-endian records of
+  24 bytes, ``uint32 clock_time, uint64 obj_id, uint32 obj_size, int64
+  next_access_vtime``. ``next_access_vtime`` is the 1-based index of the next request
+  for the same object, -1 if none (libCacheSim's ``traceConv``); it is ignored when
+  reading and computed when writing.
+
+Errors
+------
+Every problem is a :class:`~edgesim.errors.TraceError` naming the file, the line (CSV)
+or record index (binary) and what was expected. Parsing runs a fast path over all rows;
+only a row that fails is looked at again to say exactly what is wrong with it.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import sys
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from edgesim.errors import TraceError
+
+__all__ = ["CSV", "ORACLE_GENERAL", "Trace", "TraceFormat", "read_trace", "sniff_format", "write_trace"]
+
+TraceFormat = Literal["csv", "oracle-general"]
+CSV: TraceFormat = "csv"
+ORACLE_GENERAL: TraceFormat = "oracle-general"
+
+# libCacheSim's oracleGeneral record: uint32 time, uint64 id, uint32 size, int64 next vtime.
+RECORD_SIZE = 24
+_UINT32_MAX = 2**32 - 1
+_UINT64_MAX = 2**64 - 1
+
+HEADER_BASIC = ("time", "key", "size")
+HEADER_PLACED = ("time", "key", "size", "region", "site")
+_EXPECTED_HEADER = "'time,key,size' or 'time,key,size,region,site'"
+
+_BINARY_SUFFIXES = (".oraclegeneral", ".bin")
+_COMPRESSED_SUFFIXES = (".zst", ".gz", ".xz", ".bz2")
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Trace:
+    """A request trace as parallel columns (see the module docstring).
+
+    Build one with :func:`read_trace` or :meth:`from_rows`; do not mutate the arrays.
+    """
+
+    times: array[float]
+    keys: array[int]
+    sizes: array[int]
+    regions: array[int] | None = None
+    sites: array[int] | None = None
+    key_names: tuple[str, ...] | None = None
+    region_names: tuple[str, ...] = ()
+    site_names: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        n = len(self.keys)
+        if len(self.times) != n or len(self.sizes) != n:
+            raise ValueError("times, keys and sizes must have the same length")
+        if (self.regions is None) != (self.sites is None):
+            raise ValueError("regions and sites come together")
+        if (
+            self.regions is not None
+            and self.sites is not None
+            and (len(self.regions) != n or len(self.sites) != n)
+        ):
+            raise ValueError("regions and sites must have one entry per request")
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    @property
+    def has_placement(self) -> bool:
+        """Whether requests carry a region and a site."""
+        return self.regions is not None
+
+    @property
+    def n_objects(self) -> int:
+        """The number of distinct keys."""
+        return len(self.key_names) if self.key_names is not None else len(set(self.keys))
+
+    def rows(self) -> Iterator[tuple[float, str | int, int] | tuple[float, str | int, int, str, str]]:
+        """Requests as tuples ``(time, key, size)`` or ``(time, key, size, region, site)``.
+
+        Keys are the CSV strings when the trace has names, else the numeric ids. This is
+        the slow, convenient view; replay uses the columns.
+        """
+        names = self.key_names
+        keys: Iterable[str | int] = self.keys if names is None else (names[k] for k in self.keys)
+        if self.regions is None or self.sites is None:
+            yield from zip(self.times, keys, self.sizes, strict=True)
+            return
+        rn, sn = self.region_names, self.site_names
+        for t, k, s, r, site in zip(self.times, keys, self.sizes, self.regions, self.sites, strict=True):
+            yield (t, k, s, rn[r], sn[site])
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[Sequence[object]]) -> Trace:
+        """A trace from ``(time, key, size[, region, site])`` tuples (for tests and tools).
+
+        Integer keys are kept as object ids (they must fit in uint64); any other keys are
+        turned into strings and mapped to dense ids, as the CSV reader does. Keys must
+        be all integers or all non-integers.
+
+        Raises:
+            ValueError: mixed key kinds, a negative size, or rows of different widths.
+        """
+        times: array[float] = array("d")
+        keys: array[int] = array("Q")
+        sizes: array[int] = array("q")
+        regions: array[int] = array("q")
+        sites: array[int] = array("q")
+        ids: dict[str, int] = {}
+        rids: dict[str, int] = {}
+        sids: dict[str, int] = {}
+        width = None
+        numeric = None
+        for row in rows:
+            if width is None:
+                width = len(row)
+                if width not in (3, 5):
+                    raise ValueError("rows must be (time, key, size) or (time, key, size, region, site)")
+            elif len(row) != width:
+                raise ValueError("all rows must have the same number of fields")
+            t, k, s = row[0], row[1], row[2]
+            is_int = isinstance(k, int) and not isinstance(k, bool)
+            if numeric is None:
+                numeric = is_int
+            elif numeric != is_int:
+                raise ValueError("keys must be all integers or all strings")
+            if is_int:
+                keys.append(k)  # type: ignore[arg-type]
+            else:
+                name = str(k)
+                kid = ids.get(name)
+                if kid is None:
+                    kid = ids[name] = len(ids)
+                keys.append(kid)
+            if not isinstance(s, int) or s < 0:
+                raise ValueError(f"size must be a non-negative int, not {s!r}")
+            sizes.append(s)
+            times.append(float(t))  # type: ignore[arg-type]
+            if width == 5:
+                regions.append(rids.setdefault(str(row[3]), len(rids)))
+                sites.append(sids.setdefault(str(row[4]), len(sids)))
+        placed = width == 5
+        return cls(
+            times,
+            keys,
+            sizes,
+            regions if placed else None,
+            sites if placed else None,
+            None if numeric or (numeric is None and not ids) else tuple(ids),
+            tuple(rids),
+            tuple(sids),
+        )
+
+
+# ---- reading ------------------------------------------------------------------------
+
+
+def sniff_format(path: str | os.PathLike[str]) -> TraceFormat:
+    """The format of a trace file: by extension, else by content.
+
+    ``.csv`` is CSV; ``.oracleGeneral`` and ``.bin`` (also ``x.oracleGeneral.bin``) are
+    oracleGeneral. Otherwise a file whose first line is the CSV header (or is printable
+    text) is CSV, and anything else is taken as oracleGeneral.
+
+    Raises:
+        TraceError: the file cannot be opened, or is compressed.
+    """
+    name = os.fspath(path)
+    lower = name.lower()
+    if lower.endswith(_COMPRESSED_SUFFIXES):
+        raise TraceError(name, "compressed traces are not supported; decompress the file first (zstd -d)")
+    if lower.endswith(".csv"):
+        return CSV
+    if lower.endswith(_BINARY_SUFFIXES):
+        return ORACLE_GENERAL
+    try:
+        with open(name, "rb") as f:
+            head = f.read(256)
+    except OSError as exc:
+        raise TraceError(name, f"cannot open: {exc.strerror or exc}") from None
+    head = head.removeprefix(b"\xef\xbb\xbf")
+    if head.lower().startswith(b"time,"):
+        return CSV
+    first_line = head.split(b"\n", 1)[0]
+    if head and all(32 <= b < 127 or b in b"\t\r" for b in first_line):
+        return CSV
+    return ORACLE_GENERAL
+
+
+def read_trace(path: str | os.PathLike[str], format: str | None = None) -> Trace:
+    """Read a whole trace into columns.
+
+    Args:
+        path: the trace file.
+        format: ``"csv"`` or ``"oracle-general"``; None sniffs it (:func:`sniff_format`).
+
+    Returns:
+        The trace, with at least one request.
+
+    Raises:
+        TraceError: the file is missing or unreadable, empty, or malformed; the message
+            names the file and the line (CSV) or record index (binary).
+    """
+    name = os.fspath(path)
+    fmt = sniff_format(name) if format is None else format
+    if fmt == CSV:
+        return _read_csv(name)
+    if fmt == ORACLE_GENERAL:
+        return _read_oracle_general(name)
+    raise ValueError(f"unknown trace format {format!r} (expected 'csv' or 'oracle-general')")
+
+
+def _read_oracle_general(name: str) -> Trace:
+    try:
+        with open(name, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise TraceError(name, f"cannot open: {exc.strerror or exc}") from None
+    if not data:
+        raise TraceError(name, "empty file (expected oracleGeneral records of 24 bytes)")
+    n, extra = divmod(len(data), RECORD_SIZE)
+    if extra:
+        raise TraceError(
+            name,
+            f"truncated record: {extra} of {RECORD_SIZE} bytes at offset {n * RECORD_SIZE} "
+            f"(file size {len(data)} is not a multiple of {RECORD_SIZE})",
+            record=n,
+        )
+    # Strided views pick each field out of the packed records in C: word 0 of every six
+    # uint32 is the time, word 3 the size; the uint64 id starts at byte 4, so a view
+    # shifted by 4 bytes holds it at every third uint64.
+    view = memoryview(data)
+    words = view.cast("I")
+    times_u32: array[int] = array("I")
+    times_u32.frombytes(words[0::6].tobytes())
+    sizes_u32: array[int] = array("I")
+    sizes_u32.frombytes(words[3::6].tobytes())
+    keys: array[int] = array("Q")
+    keys.frombytes(view[4 : len(data) - 12].cast("Q")[0::3].tobytes())
+    if sys.byteorder == "big":  # pragma: no cover - the format is little-endian
+        times_u32.byteswap()
+        sizes_u32.byteswap()
+        keys.byteswap()
+    return Trace(array("d", times_u32), keys, array("q", sizes_u32))
+
+
+def _read_csv(name: str) -> Trace:
+    try:
+        with open(name, encoding="utf-8-sig", newline="") as f:
+            return _parse_csv(name, f)
+    except OSError as exc:
+        raise TraceError(name, f"cannot open: {exc.strerror or exc}") from None
+
+
+def _parse_csv(name: str, f: Iterable[str]) -> Trace:
+    reader = csv.reader(f)
+    try:
+        header = next(reader, None)
+        if header is None:
+            raise TraceError(name, f"empty file (expected a header line {_EXPECTED_HEADER})", line=1)
+        fields = tuple(h.strip().lower() for h in header)
+        if fields not in (HEADER_BASIC, HEADER_PLACED):
+            got = ",".join(header)
+            raise TraceError(name, f"bad header {got!r}: expected {_EXPECTED_HEADER}", line=1)
+        placed = fields == HEADER_PLACED
+
+        times: array[float] = array("d")
+        keys: array[int] = array("Q")
+        sizes: array[int] = array("q")
+        regions: array[int] = array("q")
+        sites: array[int] = array("q")
+        ids: dict[str, int] = {}
+        rids: dict[str, int] = {}
+        sids: dict[str, int] = {}
+        t_append, k_append, s_append = times.append, keys.append, sizes.append
+        ids_get = ids.get
+
+        row: list[str] = []
+        while True:
+            # Fast path: parse until something fails, then diagnose that row. A blank
+            # line also fails here; it is skipped and parsing resumes.
+            try:
+                if placed:
+                    r_append, x_append = regions.append, sites.append
+                    for row in reader:
+                        t, k, s, region, site = row
+                        time_, size = float(t), int(s)
+                        if size < 0 or not k or not region or not site or not math.isfinite(time_):
+                            raise ValueError
+                        kid = ids_get(k)
+                        if kid is None:
+                            kid = ids[k] = len(ids)
+                        t_append(time_)
+                        k_append(kid)
+                        s_append(size)
+                        r_append(rids.setdefault(region, len(rids)))
+                        x_append(sids.setdefault(site, len(sids)))
+                else:
+                    for row in reader:
+                        t, k, s = row
+                        time_, size = float(t), int(s)
+                        if size < 0 or not k or not math.isfinite(time_):
+                            raise ValueError
+                        kid = ids_get(k)
+                        if kid is None:
+                            kid = ids[k] = len(ids)
+                        t_append(time_)
+                        k_append(kid)
+                        s_append(size)
+                break
+            except (ValueError, TypeError):
+                if any(field.strip() for field in row):
+                    raise _diagnose(name, reader.line_num, row, len(fields)) from None
+    except csv.Error as exc:
+        raise TraceError(name, f"malformed CSV: {exc}", line=reader.line_num) from None
+    except UnicodeDecodeError as exc:
+        raise TraceError(name, f"not UTF-8 text ({exc.reason} at byte {exc.start} of a read block)") from None
+    if not keys:
+        raise TraceError(name, "no requests after the header", line=reader.line_num + 1)
+    return Trace(
+        times,
+        keys,
+        sizes,
+        regions if placed else None,
+        sites if placed else None,
+        tuple(ids),
+        tuple(rids),
+        tuple(sids),
+    )
+
+
+def _diagnose(name: str, line: int, row: list[str], width: int) -> TraceError:
+    """What is wrong with one CSV row that the fast path rejected."""
+
+    def err(message: str) -> TraceError:
+        return TraceError(name, message, line=line)
+
+    if len(row) != width:
+        return err(f"expected {width} fields ({','.join(HEADER_PLACED[:width])}), got {len(row)}")
+    t, k, s = row[0], row[1], row[2]
+    try:
+        time_ = float(t)
+    except ValueError:
+        return err(f"time {t!r} is not a number")
+    if not math.isfinite(time_):
+        return err(f"time {t!r} is not a finite number")
+    if not k:
+        return err("empty key")
+    try:
+        size = int(s)
+    except ValueError:
+        return err(f"size {s!r} is not a whole number of bytes")
+    if size < 0:
+        return err(f"size {s!r} is negative")
+    for label, value in zip(("region", "site"), row[3:], strict=False):
+        if not value:
+            return err(f"empty {label}")
+    return err("malformed row")  # pragma: no cover - every fast-path failure is named above
+
+
+# ---- writing ------------------------------------------------------------------------
+
+
+def write_trace(path: str | os.PathLike[str], trace: Trace, format: str | None = None) -> None:
+    """Write a trace as CSV or oracleGeneral.
+
+    Args:
+        path: the output file (replaced).
+        trace: the requests.
+        format: as for :func:`read_trace`; None picks by extension (CSV unless the name
+            ends in ``.oracleGeneral`` or ``.bin``).
+
+    CSV keeps key, region and site names. oracleGeneral has no names: keys are written
+    as their numeric ids, regions and sites are dropped, times are truncated to whole
+    seconds, and ``next_access_vtime`` is computed.
+
+    Raises:
+        TraceError: the file cannot be written, or a value does not fit oracleGeneral
+            (time or size outside uint32).
+    """
+    name = os.fspath(path)
+    if format is None:
+        format = ORACLE_GENERAL if name.lower().endswith(_BINARY_SUFFIXES) else CSV
+    try:
+        if format == CSV:
+            _write_csv(name, trace)
+        elif format == ORACLE_GENERAL:
+            _write_oracle_general(name, trace)
+        else:
+            raise ValueError(f"unknown trace format {format!r} (expected 'csv' or 'oracle-general')")
+    except OSError as exc:
+        raise TraceError(name, f"cannot write: {exc.strerror or exc}") from None
+
+
+def _write_csv(name: str, trace: Trace) -> None:
+    # The csv module quotes fields holding the delimiter, quote or "\n", but not a bare
+    # "\r", which its reader takes as a line end; quote every name then.
+    names = (*(trace.key_names or ()), *trace.region_names, *trace.site_names)
+    quote_all = any("\r" in n for n in names)
+    with open(name, "w", encoding="utf-8", newline="") as f:
+        if quote_all:
+            out = csv.writer(f, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
+        else:
+            out = csv.writer(f, lineterminator="\n")
+        out.writerow(HEADER_PLACED if trace.has_placement else HEADER_BASIC)
+        out.writerows((_format_time(row[0]), *row[1:]) for row in trace.rows())
+
+
+def _format_time(t: float) -> int | float:
+    return int(t) if t.is_integer() else t
+
+
+def _write_oracle_general(name: str, trace: Trace) -> None:
+    n = len(trace)
+    # next_access_vtime: 1-based index of the next request for the same key, else -1.
+    nxt: array[int] = array("q", [-1]) * n
+    seen: dict[int, int] = {}
+    keys = trace.keys
+    for i in range(n - 1, -1, -1):
+        k = keys[i]
+        j = seen.get(k)
+        if j is not None:
+            nxt[i] = j + 1
+        seen[k] = i
+    times: array[int] = array("I")
+    for i, t in enumerate(trace.times):
+        if not 0 <= t <= _UINT32_MAX:
+            raise TraceError(name, f"time {t} does not fit oracleGeneral's uint32 seconds", record=i)
+        times.append(int(t))
+    sizes = trace.sizes
+    if n and max(sizes) > _UINT32_MAX:
+        i = next(i for i, s in enumerate(sizes) if s > _UINT32_MAX)
+        raise TraceError(name, f"size {sizes[i]} does not fit oracleGeneral's uint32", record=i)
+    # Interleave the columns into packed records with strided writes (see the reader).
+    data = bytearray(n * RECORD_SIZE)
+    view = memoryview(data)
+    words = view.cast("I")
+    words[0::6] = memoryview(_le(times))
+    words[3::6] = memoryview(_le(array("I", sizes)))
+    if n:
+        view[4 : len(data) - 12].cast("Q")[0::3] = memoryview(_le(keys))
+        view[16:].cast("q")[0::3] = memoryview(_le(nxt))
+    with open(name, "wb") as f:
+        f.write(data)
+
+
+def _le(a: array[int]) -> array[int]:
+    """``a`` in little-endian byte order (a copy on big-endian hosts)."""
+    if sys.byteorder == "big":  # pragma: no cover
+        a = array(a.typecode, a)
+        a.byteswap()
+    return a

@@ -1,0 +1,113 @@
+"""`edgesim run` and `edgesim validate` end to end on a small topology."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from edgesim.cli import cli
+
+SMALL = """
+name = "small"
+seed = 3
+interval = "30s"
+
+[[regions]]
+name = "eu"
+utc_offset = 1
+client_share = 0.6
+countries = { DE = 0.5, FR = 0.5 }
+languages = { de = 0.5, fr = 0.5 }
+[regions.edge]
+nodes = 2
+workers = 8
+memory_cache = "64MB"
+
+[[regions]]
+name = "us"
+utc_offset = -5
+client_share = 0.4
+[regions.edge]
+nodes = 1
+
+[origin]
+region = "us"
+workers = 8
+
+[[sites]]
+name = "small.example"
+share = 1.0
+[sites.catalog]
+objects = 500
+zipf = 0.9
+
+[traffic]
+duration = "4m"
+warmup = "30s"
+peak_rps = 40
+"""
+
+
+def _run(*args: str) -> tuple[int, str, str]:
+    r = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return r.exit_code, r.stdout, r.stderr
+
+
+def test_run_writes_every_report_deterministically(tmp_path: Path) -> None:
+    topo = tmp_path / "small.toml"
+    topo.write_text(SMALL)
+    code, _, err = _run(
+        "run",
+        str(topo),
+        "--quiet",
+        "--json",
+        str(tmp_path / "a.json"),
+        "--csv",
+        str(tmp_path / "csv"),
+        "--html",
+        str(tmp_path / "r.html"),
+    )
+    assert code == 0, err
+    report = json.loads((tmp_path / "a.json").read_text())
+    assert report["meta"]["topology"] == "small" and report["meta"]["seed"] == 3
+    assert report["meta"]["edgesim_version"] and "small.example" in report["meta"]["topology_text"]
+    assert report["meta"]["partial"] is False
+    assert report["totals"]["requests"] > 1000
+    assert 0 < report["totals"]["object_hit_ratio"] < 1
+    assert set(report["regions"]) == {"eu", "us"}
+    code, _, _ = _run("run", str(topo), "--quiet", "--json", str(tmp_path / "b.json"))
+    assert code == 0
+    assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
+    code, _, _ = _run("run", str(topo), "--quiet", "--seed", "4", "--json", str(tmp_path / "c.json"))
+    assert (tmp_path / "a.json").read_bytes() != (tmp_path / "c.json").read_bytes()
+    rows = list(csv.DictReader((tmp_path / "csv" / "summary.csv").open()))
+    assert {r["kind"] for r in rows} == {"total", "region", "site", "node"}
+    assert all(r["seed"] == "3" and r["topology"] == "small" for r in rows)
+    series = list(csv.DictReader((tmp_path / "csv" / "timeseries.csv").open()))
+    assert len(series) == 8
+    html = (tmp_path / "r.html").read_text()
+    assert html.count("<svg") == 4 and "small.example" in html and "<script src" not in html
+
+
+def test_run_prints_tables(tmp_path: Path) -> None:
+    topo = tmp_path / "small.toml"
+    topo.write_text(SMALL)
+    code, out, _ = _run("run", str(topo))
+    assert code == 0
+    assert "Regions" in out and "Nodes" in out and "Origin:" in out
+
+
+def test_run_bad_topology_lists_problems(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(SMALL.replace("nodes = 2", "nodes = 0").replace("peak_rps = 40", "peak_rps = -1"))
+    code, _, err = _run("run", str(bad), "--quiet")
+    assert code == 1
+    assert "regions[0].edge.nodes" in err and "traffic.peak_rps" in err
+    assert "Traceback" not in err
+    code, _, err = _run("run", str(tmp_path / "missing.toml"), "--quiet")
+    assert code == 1 and "missing.toml" in err and "Traceback" not in err
+    code, out, _ = _run("validate", str(bad))
+    assert code == 1 and "regions[0].edge.nodes" in out

@@ -1,0 +1,252 @@
+"""The capacity engine: a deterministic discrete-event loop over the real cores."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edgesim.engine import _Engine, simulate
+from edgesim.topology import (
+    Catalog,
+    Deploy,
+    Distribution,
+    EdgeGroup,
+    Faults,
+    Latency,
+    NodeCrash,
+    Origin,
+    OriginOutage,
+    Region,
+    Site,
+    Topology,
+    Traffic,
+)
+
+
+def topo(
+    *,
+    rps: float = 400.0,
+    duration: float = 10.0,
+    warmup: float = 0.0,
+    nodes: int = 2,
+    workers: int = 16,
+    memory: int = 256 * 2**20,
+    balancer: str = "random",
+    objects: int = 500,
+    service: float = 0.0005,
+    origin_service: Distribution | None = None,
+    sites: tuple[Site, ...] | None = None,
+    faults: Faults | None = None,
+    deploys: tuple[Deploy, ...] = (),
+    regions: int = 2,
+    seed: int = 7,
+    interval: float = 1.0,
+) -> Topology:
+    regs = tuple(
+        Region(
+            f"r{i}",
+            utc_offset=float(i),
+            client_share=1.0 / regions,
+            countries=(("US", 0.5), ("DE", 0.5)),
+            languages=(("en", 0.7), ("de", 0.3)),
+            client_latency=Latency(0.01, 0.002),
+            origin_latency=Latency(0.03, 0.005),
+            edge=EdgeGroup(
+                nodes=nodes,
+                workers=workers,
+                memory_cache=memory,
+                service_time=Distribution("fixed", value=service),
+                balancer=balancer,
+            ),
+        )
+        for i in range(regions)
+    )
+    return Topology(
+        name="test",
+        path=None,
+        seed=seed,
+        interval=interval,
+        regions=regs,
+        region_latency=(),
+        origin=Origin(
+            region="r0",
+            workers=64,
+            service_time=origin_service or Distribution("lognormal", median=0.01, sigma=0.3),
+        ),
+        shield=None,
+        sites=sites or (Site("shop.test", catalog=Catalog(objects=objects, zipf=0.9, seed=1)),),
+        traffic=Traffic(duration=duration, peak_rps=rps, warmup=warmup, deploys=deploys),
+        faults=faults or Faults(),
+    )
+
+
+def outcomes(d: dict[str, Any]) -> int:
+    keys = ("hits", "collapsed", "stale", "misses", "revalidated", "redirects", "passes", "errors", "failed")
+    return sum(d[k] for k in keys)
+
+
+def test_same_seed_same_report_different_seed_different() -> None:
+    t = topo(duration=5.0)
+    a = simulate(t).to_dict(deterministic=True)
+    b = simulate(t).to_dict(deterministic=True)
+    assert json.dumps(a) == json.dumps(b)
+    assert "timing" not in a
+    assert "timing" in simulate(t).to_dict()
+    c = simulate(t, seed=8).to_dict(deterministic=True)
+    assert json.dumps(a) != json.dumps(c)
+    assert list(a) == ["meta", "totals", "regions", "nodes", "sites", "origin", "timeseries", "events"]
+
+
+def test_every_request_ends_exactly_once() -> None:
+    faults = Faults(crashes=(NodeCrash("r0", 0, at=3.0, down_for=2.0),), outages=(OriginOutage(5.0, 1.0),))
+    r = simulate(topo(duration=8.0, faults=faults)).to_dict(deterministic=True)
+    tot = r["totals"]
+    assert tot["requests"] == r["meta"]["simulated_requests"] > 2000
+    assert outcomes(tot) == tot["requests"]
+    assert sum(d["requests"] for d in r["regions"].values()) == tot["requests"]
+    assert sum(d["requests"] for d in r["nodes"].values()) == tot["requests"]
+    assert sum(d["requests"] for d in r["sites"].values()) == tot["requests"]
+    assert sum(r["timeseries"]["requests"]) == tot["requests"]
+
+
+def test_hit_ratio_rises_with_cache_size() -> None:
+    small = simulate(topo(memory=2 * 2**20, objects=2000)).to_dict(deterministic=True)["totals"]
+    large = simulate(topo(memory=512 * 2**20, objects=2000)).to_dict(deterministic=True)["totals"]
+    assert small["object_hit_ratio"] < large["object_hit_ratio"]
+    assert small["origin_requests"] > large["origin_requests"]
+    assert 0 < large["byte_hit_ratio"] <= 1
+
+
+def test_collapsed_requests_are_counted() -> None:
+    # few objects, a slow origin: concurrent misses on one node join one fetch
+    slow = Distribution("fixed", value=0.5)
+    r = simulate(topo(rps=800, duration=3.0, objects=20, origin_service=slow)).to_dict(deterministic=True)
+    tot = r["totals"]
+    assert tot["collapsed"] > 50
+    assert tot["origin_requests"] < tot["misses"] + tot["collapsed"]
+    hits = tot["hits"] + tot["collapsed"] + tot["stale"]
+    assert tot["object_hit_ratio"] == pytest.approx(hits / (tot["requests"] - tot["redirects"]), abs=1e-6)
+
+
+def test_origin_outage_gives_errors_or_stale() -> None:
+    # html pages are cached 60 s (s-maxage): during a long outage new misses fail
+    faults = Faults(outages=(OriginOutage(4.0, 4.0),))
+    r = simulate(topo(duration=10.0, faults=faults, objects=3000)).to_dict(deterministic=True)
+    ts = r["timeseries"]
+    during = sum(ts["errors"][5:8])
+    before = sum(ts["errors"][0:3])
+    assert before == 0
+    assert during > 0 or r["totals"]["stale"] > 0
+    assert r["origin"]["refused_outage"] > 0
+    assert any(e["kind"] == "origin_outage" for e in r["events"])
+
+
+def test_node_crash_fails_requests_and_restarts_cold() -> None:
+    faults = Faults(
+        crashes=(NodeCrash("r0", 0, at=10.0, down_for=4.0),), health_check_delay=1.0, client_timeout=0.5
+    )
+    t = topo(rps=600, duration=20.0, regions=1, objects=1000, faults=faults)
+    r = simulate(t).to_dict(deterministic=True)
+    ts = r["timeseries"]["origin_requests"]
+    assert r["nodes"]["r0-0"]["crashes"] == 1
+    tot = r["totals"]
+    assert tot["failed"] > 0 or tot["retries"] > 0
+    assert tot["retries"] > 0  # requests sent before the health check noticed
+    before = sum(ts[7:10])
+    after = sum(ts[14:17])  # restart at 14 s: the node's cache is empty
+    assert after > before
+    kinds = [e["kind"] for e in r["events"]]
+    assert "node_crash" in kinds
+    assert "node_restart" in kinds
+
+
+def test_deploy_purges_and_raises_origin_load() -> None:
+    t = topo(rps=600, duration=16.0, objects=800, deploys=(Deploy("shop.test", at=10.0, new_fraction=0.5),))
+    r = simulate(t).to_dict(deterministic=True)
+    ts = r["timeseries"]["origin_requests"]
+    assert sum(ts[10:12]) > 2 * sum(ts[7:9])
+    ev = [e for e in r["events"] if e["kind"] == "deploy"]
+    assert ev
+    assert ev[0]["site"] == "shop.test"
+    assert ev[0]["deploy_id"].startswith("d2-")
+
+
+def test_least_connections_spreads_load() -> None:
+    r = simulate(topo(nodes=3, regions=1, balancer="least-connections")).to_dict(deterministic=True)
+    counts = [d["requests"] for d in r["nodes"].values()]
+    assert min(counts) > 0.2 * sum(counts)
+
+
+def test_consistent_hash_puts_each_url_on_one_node() -> None:
+    t = topo(nodes=3, regions=1, balancer="consistent-hash", duration=5.0)
+    eng = _Engine(t, 7, None)
+    eng.run(None)
+    seen: dict[str, str] = {}
+    for n in eng.nodes:
+        for key in n.core.cache._memory._slots:  # type: ignore[attr-defined]
+            url = key.split("\x00")[-1]
+            assert seen.setdefault(url, n.name) == n.name
+    assert len({v for v in seen.values()}) == 3
+
+
+def test_warmup_excluded_from_steady_figures() -> None:
+    r = simulate(topo(duration=10.0, warmup=5.0)).to_dict(deterministic=True)
+    assert r["totals"]["requests"] == r["meta"]["steady_requests"]
+    assert 0.35 < r["totals"]["requests"] / r["meta"]["simulated_requests"] < 0.65
+    assert sum(r["timeseries"]["requests"]) == r["meta"]["simulated_requests"]
+    assert r["timeseries"]["warmup"][:5] == [True] * 5
+
+
+def test_queueing_delay_when_overloaded_and_not_when_idle() -> None:
+    busy = simulate(
+        topo(rps=1500, duration=2.0, regions=1, nodes=1, workers=1, service=0.001, objects=50)
+    ).to_dict(deterministic=True)
+    assert busy["totals"]["queueing"]["p50"] > 0.01
+    assert busy["nodes"]["r0-0"]["utilisation"] > 0.9
+    idle = simulate(
+        topo(rps=20, duration=10.0, regions=1, nodes=1, workers=4, service=0.001, objects=50)
+    ).to_dict(deterministic=True)
+    assert idle["totals"]["queueing"]["p99"] < 0.02
+    assert idle["nodes"]["r0-0"]["utilisation"] < 0.05
+
+
+def test_redirect_rules_yield_redirects_counted_apart(tmp_path: Path) -> None:
+    rules = tmp_path / "_redirects"
+    rules.write_text("/old-shop /page-1.html 301\n/promo/* /page-2.html 302\n/blog https://blog.test/ 301!\n")
+    site = Site(
+        "shop.test",
+        catalog=Catalog(objects=300, zipf=0.9, seed=1),
+        rules_files=(rules,),
+        redirect_share=0.25,
+    )
+    r = simulate(topo(sites=(site,), duration=5.0)).to_dict(deterministic=True)
+    tot = r["totals"]
+    assert 0.18 < tot["redirects"] / tot["requests"] < 0.32
+    hits = tot["hits"] + tot["collapsed"] + tot["stale"]
+    assert tot["object_hit_ratio"] == pytest.approx(hits / (tot["requests"] - tot["redirects"]), abs=1e-6)
+    assert r["sites"]["shop.test"]["redirects"] == tot["redirects"]
+
+
+def test_stop_at_and_progress() -> None:
+    calls: list[tuple[float, float, int]] = []
+    r = simulate(topo(duration=10.0), stop_at=2.0, progress=lambda t, end, n: calls.append((t, end, n)))
+    d = r.to_dict(deterministic=True)
+    assert d["meta"]["duration"] == 2.0
+    assert calls[-1][0] == 2.0
+    assert calls[-1][2] == d["meta"]["simulated_requests"]
+
+
+def test_shield_tier_reduces_origin_load() -> None:
+    from edgesim.topology import Shield
+
+    base = topo(duration=6.0, regions=2, nodes=3, objects=2000)
+    shielded = dataclasses.replace(base, shield=Shield(region="r0", nodes=1, workers=64))
+    a = simulate(base).to_dict(deterministic=True)
+    b = simulate(shielded).to_dict(deterministic=True)
+    assert b["origin"]["requests"] < a["origin"]["requests"]
+    assert outcomes(b["totals"]) == b["totals"]["requests"]
+    assert b["nodes"]["shield-r0-0"]["tier"] == "shield"

@@ -1,0 +1,356 @@
+"""Trace readers/writers and the replay policies, checked against naive textbook caches."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edgesim.cli import cli
+from edgesim.errors import EdgesimError, TraceError
+from edgesim.replay import POLICIES, bench, replay
+from edgesim.traces import Trace, read_trace, sniff_format, write_trace
+
+Request = tuple[int, int]  # (key, size)
+
+
+# ---- naive textbook caches (a list, searched linearly) -----------------------------
+
+
+def naive(requests: list[Request], capacity: int, policy: str) -> list[bool]:
+    """Hit (True) or miss for each request. ``queue`` runs from the eviction end (index
+    0) to the insertion end; a hit moves the object to the end under LRU only."""
+    queue: list[list[int]] = []  # [key, stored size]
+    flags = []
+    for key, size in requests:
+        found = [entry for entry in queue if entry[0] == key]
+        if found:
+            flags.append(True)
+            if policy == "lru":
+                queue.remove(found[0])
+                queue.append(found[0])
+            continue
+        flags.append(False)
+        if size > capacity:
+            continue  # never stored, evicts nothing
+        while sum(entry[1] for entry in queue) + size > capacity:
+            queue.pop(0)
+        queue.append([key, size])
+        assert sum(entry[1] for entry in queue) <= capacity
+    return flags
+
+
+def trace_of(requests: list[Request]) -> Trace:
+    return Trace.from_rows([(i, k, s) for i, (k, s) in enumerate(requests)])
+
+
+def per_request_hits(requests: list[Request], capacity: int, policy: str) -> list[bool]:
+    """Hit flags from ``replay`` by replaying every prefix (traces here are short)."""
+    flags = []
+    before = 0
+    for n in range(1, len(requests) + 1):
+        hits = replay(trace_of(requests[:n]), capacity, policy).hits
+        flags.append(hits > before)
+        before = hits
+    return flags
+
+
+# Keys from a small range so that objects repeat; sizes sometimes change between
+# requests for one key, sometimes exceed the cache; zero-byte objects included.
+requests_st = st.lists(st.tuples(st.integers(0, 12), st.integers(0, 40)), max_size=60)
+capacity_st = st.integers(0, 120)
+
+
+@pytest.mark.parametrize("policy", sorted(POLICIES))
+@settings(max_examples=300, deadline=None)
+@given(requests=requests_st, capacity=capacity_st)
+def test_policy_agrees_with_naive_per_request(policy: str, requests: list[Request], capacity: int) -> None:
+    assert per_request_hits(requests, capacity, policy) == naive(requests, capacity, policy)
+
+
+@pytest.mark.parametrize("policy", sorted(POLICIES))
+@settings(max_examples=200, deadline=None)
+@given(
+    requests=st.lists(st.tuples(st.integers(0, 60), st.integers(1, 1000)), min_size=1, max_size=400),
+    capacity=st.integers(0, 5000),
+)
+def test_policy_counts_agree_with_naive(policy: str, requests: list[Request], capacity: int) -> None:
+    result = replay(trace_of(requests), capacity, policy)
+    flags = naive(requests, capacity, policy)
+    assert result.requests == len(requests)
+    assert result.hits == sum(flags)
+    assert result.bytes == sum(s for _, s in requests)
+    assert result.hit_bytes == sum(s for (_, s), hit in zip(requests, flags, strict=True) if hit)
+    assert result.hit_ratio == result.hits / result.requests
+    assert result.policy == policy
+    assert result.cache_size == capacity
+
+
+def test_lru_textbook_example() -> None:
+    # capacity 3 objects of 1 byte: A B C A D (evicts B) B (miss, evicts C) A (hit)
+    reqs = [(ord(c), 1) for c in "ABCADBA"]
+    assert per_request_hits(reqs, 3, "lru") == [False, False, False, True, False, False, True]
+    # FIFO evicts A at D (the oldest insertion, despite its hit): B hits, A misses.
+    assert per_request_hits(reqs, 3, "fifo") == [False, False, False, True, False, True, False]
+
+
+def test_object_larger_than_cache_is_never_stored_and_evicts_nothing() -> None:
+    reqs = [(1, 5), (2, 50), (1, 5), (2, 50)]
+    result = replay(trace_of(reqs), 10, "lru")
+    assert result.hits == 1
+    assert result.hit_bytes == 5
+    assert result.byte_hit_ratio == 5 / 110
+
+
+def test_size_change_is_a_hit_and_keeps_the_stored_size() -> None:
+    # Stored at 4 bytes; the 9-byte request for the same key is a hit (libCacheSim).
+    # Then 6 more bytes fit because the stored size is still 4 (4 + 6 = 10).
+    reqs = [(1, 4), (1, 9), (2, 6), (1, 4)]
+    assert per_request_hits(reqs, 10, "lru") == [False, True, False, True]
+    assert replay(trace_of(reqs), 10).hit_bytes == 13
+
+
+def test_zero_capacity_and_empty_trace() -> None:
+    assert replay(trace_of([(1, 0), (1, 0), (2, 1), (2, 1)]), 0).hits == 1
+    empty = replay(Trace.from_rows([]), 100)
+    assert (empty.requests, empty.hit_ratio, empty.byte_hit_ratio) == (0, 0.0, 0.0)
+
+
+def test_replay_rejects_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="cache size"):
+        replay(trace_of([(1, 1)]), -1)
+    with pytest.raises(ValueError, match="unknown policy 'arc'"):
+        replay(trace_of([(1, 1)]), 1, "arc")
+
+
+def test_bench_runs_small() -> None:
+    result = bench(n_requests=2000, n_objects=100, repeats=1)
+    assert set(result["rates"]) == {"bare_dict", *POLICIES}
+    assert result["rates"]["lru"]["median_per_s"] > 0
+    json.dumps(result)
+
+
+# ---- readers and writers ----------------------------------------------------------------
+
+rows_st = st.lists(
+    st.tuples(
+        st.integers(0, 2**32 - 1),
+        st.text(min_size=1, max_size=8),
+        st.integers(0, 2**32 - 1),
+        st.sampled_from(["eu", "us", "ap,south"]),
+        st.sampled_from(["s1", "s2"]),
+    ),
+    min_size=1,
+    max_size=50,
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(rows=rows_st, placed=st.booleans())
+def test_csv_round_trip(
+    tmp_path_factory: pytest.TempPathFactory, rows: list[tuple[object, ...]], placed: bool
+) -> None:
+    rows = rows if placed else [r[:3] for r in rows]
+    path = tmp_path_factory.mktemp("csv") / "t.csv"
+    write_trace(path, Trace.from_rows(rows))
+    back = read_trace(path)
+    assert [(int(r[0]), *r[1:]) for r in back.rows()] == rows
+    assert back.has_placement == placed
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 2**64 - 1), st.integers(0, 2**32 - 1)),
+        min_size=1,
+        max_size=50,
+    )
+)
+def test_oracle_general_round_trip(
+    tmp_path_factory: pytest.TempPathFactory, rows: list[tuple[int, int, int]]
+) -> None:
+    path = tmp_path_factory.mktemp("bin") / "t.oracleGeneral"
+    write_trace(path, Trace.from_rows(rows))
+    back = read_trace(path)
+    assert [(int(t), k, s) for t, k, s in back.rows()] == rows  # type: ignore[misc]
+
+
+def test_oracle_general_layout_matches_libcachesim(tmp_path: Path) -> None:
+    path = tmp_path / "t.bin"
+    write_trace(path, Trace.from_rows([(10, 7, 100), (11, 8, 200), (12, 7, 100)]))
+    records = list(struct.iter_unpack("<IQIq", path.read_bytes()))
+    # next_access_vtime: 1-based index of the next request for the object, -1 if none.
+    assert records == [(10, 7, 100, 3), (11, 8, 200, -1), (12, 7, 100, -1)]
+    raw = struct.pack("<IQIq", 5, 2**63 + 1, 4096, -1) + struct.pack("<IQIq", 6, 1, 0, -1)
+    (tmp_path / "raw").write_bytes(raw)  # no extension: sniffed by content
+    trace = read_trace(tmp_path / "raw")
+    assert list(trace.rows()) == [(5.0, 2**63 + 1, 4096), (6.0, 1, 0)]
+
+
+def test_csv_keys_are_dense_ids_and_blank_lines_skipped(tmp_path: Path) -> None:
+    path = tmp_path / "t.txt"
+    path.write_text("time,key,size\n0,/a,10\n\n1.5,/b,20\n2,/a,10\n", encoding="utf-8")
+    assert sniff_format(path) == "csv"
+    trace = read_trace(path)
+    assert list(trace.keys) == [0, 1, 0]
+    assert trace.key_names == ("/a", "/b")
+    assert list(trace.times) == [0.0, 1.5, 2.0]
+    assert trace.n_objects == 2
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("empty.csv", "", "empty.csv:1: empty file (expected a header line"),
+        (
+            "hdr.csv",
+            "when,what,size\n0,a,1\n",
+            "hdr.csv:1: bad header 'when,what,size': expected 'time,key,size'",
+        ),
+        ("only.csv", "time,key,size\n", "only.csv:2: no requests after the header"),
+        (
+            "num.csv",
+            "time,key,size\n0,a,1\n1,b,ten\n",
+            "num.csv:3: size 'ten' is not a whole number of bytes",
+        ),
+        ("neg.csv", "time,key,size\n0,a,1\n\n1,b,-4\n", "neg.csv:4: size '-4' is negative"),
+        ("time.csv", "time,key,size\nnoon,a,1\n", "time.csv:2: time 'noon' is not a number"),
+        ("nan.csv", "time,key,size\nnan,a,1\n", "nan.csv:2: time 'nan' is not a finite number"),
+        ("cols.csv", "time,key,size\n0,a\n", "cols.csv:2: expected 3 fields (time,key,size), got 2"),
+        ("key.csv", "time,key,size\n0,,1\n", "key.csv:2: empty key"),
+        ("site.csv", "time,key,size,region,site\n0,a,1,eu,\n", "site.csv:2: empty site"),
+        ("many.csv", "time,key,size\n0,a,1\n0,a,1,x\n", "many.csv:3: expected 3 fields"),
+    ],
+)
+def test_csv_errors_name_file_and_line(tmp_path: Path, name: str, content: str, message: str) -> None:
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(TraceError) as info:
+        read_trace(path)
+    assert str(info.value).startswith(f"{path}:")
+    assert message in str(info.value)
+
+
+def test_csv_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_bytes(b"time,key,size\n0,\xff\xfe,1\n")
+    with pytest.raises(TraceError, match="not UTF-8"):
+        read_trace(path)
+
+
+def test_binary_errors(tmp_path: Path) -> None:
+    path = tmp_path / "t.oracleGeneral"
+    path.write_bytes(struct.pack("<IQIq", 1, 2, 3, -1) * 2 + b"\x00" * 10)
+    with pytest.raises(TraceError) as info:
+        read_trace(path)
+    assert str(info.value) == (
+        f"{path}: record 2: truncated record: 10 of 24 bytes at offset 48 "
+        "(file size 58 is not a multiple of 24)"
+    )
+    assert (info.value.record, info.value.line) == (2, None)
+    empty = tmp_path / "e.bin"
+    empty.write_bytes(b"")
+    with pytest.raises(TraceError, match=r"e\.bin: empty file \(expected oracleGeneral records"):
+        read_trace(empty)
+
+
+def test_missing_compressed_and_unknown_format(tmp_path: Path) -> None:
+    with pytest.raises(TraceError, match=r"nope\.csv: cannot open: No such file"):
+        read_trace(tmp_path / "nope.csv")
+    with pytest.raises(TraceError, match=r"nope: cannot open"):
+        read_trace(tmp_path / "nope")
+    with pytest.raises(TraceError, match="compressed traces are not supported"):
+        read_trace(tmp_path / "t.oracleGeneral.zst")
+    assert issubclass(TraceError, EdgesimError)
+    with pytest.raises(ValueError, match="unknown trace format"):
+        read_trace(tmp_path / "x.csv", "parquet")
+
+
+def test_writer_rejects_values_oracle_general_cannot_hold(tmp_path: Path) -> None:
+    with pytest.raises(TraceError, match=r"record 1: size 4294967296 does not fit"):
+        write_trace(tmp_path / "t.bin", Trace.from_rows([(0, 1, 1), (1, 2, 2**32)]))
+    with pytest.raises(TraceError, match=r"record 0: time -1.0 does not fit"):
+        write_trace(tmp_path / "t.bin", Trace.from_rows([(-1, 1, 1)]))
+
+
+# ---- CLI ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def csv_trace(tmp_path: Path) -> Path:
+    path = tmp_path / "t.csv"
+    path.write_text("time,key,size\n0,a,10\n1,b,10\n2,a,10\n3,c,30\n4,a,10\n", encoding="utf-8")
+    return path
+
+
+def test_cli_json(csv_trace: Path) -> None:
+    result = CliRunner().invoke(cli, ["replay", str(csv_trace), "--cache-size", "30", "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["requests"] == 5
+    assert out["hit_ratio"] == pytest.approx(1 / 5)  # only the first re-request of a hits
+    assert out["byte_hit_ratio"] == pytest.approx(10 / 70)
+    assert out["policy"] == "lru"
+    assert out["cache_size"] == 30
+
+
+def test_cli_human_and_binary(csv_trace: Path, tmp_path: Path) -> None:
+    binary = tmp_path / "t.data"
+    write_trace(binary, read_trace(csv_trace), "oracle-general")
+    runner = CliRunner()
+    result = runner.invoke(
+        cli, ["replay", str(binary), "--format", "oracle-general", "--cache-size", "1KB", "--policy", "fifo"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "hit ratio       0.4000" in result.output
+    assert "byte hit ratio  0.2857" in result.output
+    assert "requests/s" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "needle"),
+    [
+        (["--cache-size", "lots"], 2, "Invalid value for '--cache-size'"),
+        (["--cache-size", "1k", "--policy", "arc"], 2, "Invalid value for '--policy'"),
+        ([], 2, "Missing option '--cache-size'"),
+    ],
+)
+def test_cli_bad_options(csv_trace: Path, args: list[str], code: int, needle: str) -> None:
+    result = CliRunner().invoke(cli, ["replay", str(csv_trace), *args])
+    assert result.exit_code == code
+    assert needle in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        (b"time,key,size\n0,a,x\n", "t.csv:2: size 'x' is not a whole number of bytes"),
+        (b"", "t.csv:1: empty file"),
+        (b"\x00" * 30, "record 1: truncated record"),
+    ],
+)
+def test_cli_bad_trace_is_one_line(tmp_path: Path, content: bytes, needle: str) -> None:
+    path = tmp_path / "t.csv"
+    path.write_bytes(content)
+    args = ["replay", str(path), "--cache-size", "1k"]
+    if content.startswith(b"\x00"):
+        args += ["--format", "oracle-general"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1
+    assert result.output.count("\n") == 1
+    assert result.output.startswith("Error: ")
+    assert needle in result.output
+    assert not isinstance(result.exception, TraceError)  # handled, not escaped
+
+
+def test_cli_missing_file(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["replay", str(tmp_path / "none.csv"), "--cache-size", "1k"])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: ") and "cannot open" in result.output
+    assert result.output.count("\n") == 1

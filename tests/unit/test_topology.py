@@ -1,0 +1,735 @@
+"""Topology files: parsing, validation (every problem, with key path and line), the
+bundled topologies, the docs' examples and ``edgesim validate``."""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from edgesim._topoload import (
+    DIURNAL_PROFILES,
+    bundled_dir,
+    bundled_names,
+    load_topology,
+    parse_topology,
+    resolve_topology_arg,
+)
+from edgesim._units import parse_duration, parse_rate
+from edgesim.cli import cli
+from edgesim.errors import EdgesimError, TopologyError, TopologyProblem
+from edgesim.topology import Distribution, Latency
+
+REPO = Path(__file__).resolve().parents[2]
+TOPOLOGIES = REPO / "topologies"
+BUNDLED = ["demo", "global-5-regions", "flash-crowd", "deploy-storm", "edge-crash", "redirect-heavy"]
+
+MINIMAL = """\
+[[regions]]
+name = "eu-west"
+
+[[sites]]
+name = "example.com"
+"""
+
+
+def problems(text: str, tmp_path: Path | None = None) -> list[TopologyProblem]:
+    """The problems of ``text`` (which must have some)."""
+    path = (tmp_path or TOPOLOGIES) / "t.toml"
+    with pytest.raises(TopologyError) as info:
+        parse_topology(textwrap.dedent(text), path=path)
+    return list(info.value.problems)
+
+
+# --------------------------------------------------------------------------
+# Units
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("200ms", 0.2),
+        ("1.5s", 1.5),
+        ("30m", 1800),
+        ("2h", 7200),
+        ("1h30m", 5400),
+        ("90", 90),
+        ("500us", 5e-4),
+    ],
+)
+def test_parse_duration(text: str, seconds: float) -> None:
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["", "-5s", "5 parsecs", "s", "1hh", "1.2.3s"])
+def test_parse_duration_rejects(text: str) -> None:
+    with pytest.raises(ValueError, match="expected a duration"):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "bytes_per_s"),
+    [
+        ("1Gbps", 125e6),
+        ("100Mbit/s", 12.5e6),
+        ("1Gb/s", 125e6),
+        ("100MB/s", 100e6),
+        ("100MBps", 100e6),
+        ("1GiB/s", 2**30),
+        ("125000000", 125e6),
+    ],
+)
+def test_parse_rate(text: str, bytes_per_s: float) -> None:
+    assert parse_rate(text) == pytest.approx(bytes_per_s)
+
+
+@pytest.mark.parametrize("text", ["x", "1GB", "1MiB", "1Kibps", "-1Gbps"])
+def test_parse_rate_rejects(text: str) -> None:
+    with pytest.raises(ValueError, match="expected a rate"):
+        parse_rate(text)
+
+
+# --------------------------------------------------------------------------
+# Good files
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_bundled_topology_validates(name: str) -> None:
+    topo = load_topology(TOPOLOGIES / f"{name}.toml")
+    assert topo.name == name
+    assert abs(sum(r.client_share for r in topo.regions) - 1) < 1e-6
+    assert abs(sum(s.share for s in topo.sites) - 1) < 1e-6
+    assert topo.traffic.duration <= 6 * 3600
+    for site in topo.sites:
+        assert all(p.is_file() for p in site.rules_files)
+
+
+def test_bundled_set_is_complete() -> None:
+    assert sorted(BUNDLED) == bundled_names()
+    assert (TOPOLOGIES / "sites" / "redirect-heavy" / "_redirects").read_text().count("\n") == 10_000
+
+
+def test_resolve_bundled_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    d = bundled_dir()
+    assert d is not None
+    assert resolve_topology_arg("demo") == d / "demo.toml"
+    assert resolve_topology_arg("demo.toml") == d / "demo.toml"
+    assert load_topology(resolve_topology_arg("demo")).name == "demo"
+    # A file in the current folder wins; paths are never looked up.
+    (tmp_path / "demo").write_text(MINIMAL)
+    assert resolve_topology_arg("demo") == Path("demo")
+    assert resolve_topology_arg("./nope") == Path("./nope")
+    assert resolve_topology_arg("nope") == Path("nope")
+
+
+def test_minimal_file_gets_defaults() -> None:
+    topo = parse_topology(MINIMAL, path="min.toml")
+    assert topo.name == "min"
+    assert topo.seed == 1
+    (region,) = topo.regions
+    assert region.client_share == 1.0
+    assert region.edge.nodes == 1
+    assert region.edge.eviction == "lru"
+    assert topo.origin.region == "eu-west"
+    assert topo.shield is None
+    (site,) = topo.sites
+    assert site.share == 1.0
+    assert site.catalog is not None and site.catalog.objects == 10_000
+    assert topo.traffic.duration == 3600
+    assert topo.source_text == MINIMAL
+
+
+def test_values_and_units() -> None:
+    topo = load_topology(TOPOLOGIES / "global-5-regions.toml")
+    eu = topo.region("eu-west")
+    assert eu.utc_offset == 1
+    assert topo.region("ap-south").utc_offset == 5.5
+    assert eu.client_latency == Latency(0.012, 0.004)
+    assert dict(eu.countries)["GB"] == 0.3
+    # From the "large" profile, with the region's own cost.
+    assert eu.edge.profile == "large"
+    assert eu.edge.workers == 32
+    assert eu.edge.memory_cache == 2 * 2**30
+    assert eu.edge.egress == pytest.approx(10e9 / 8)
+    assert eu.edge.cost_per_hour == 0.42
+    assert topo.region("us-east").edge.cost_per_hour == 0.38
+    assert eu.edge.service_time == Distribution("lognormal", median=0.0008, sigma=0.5, cap=0.05)
+    assert {p.name for p in topo.profiles} == {"standard", "large"}
+    assert ("us-east", "eu-west", 0.04) in topo.region_latency
+    assert len(topo.region_latency) == 10
+    assert topo.shield is not None and topo.shield.region == "us-east"
+    docs = next(s for s in topo.sites if s.name == "docs.example")
+    assert docs.catalog is not None
+    assert docs.catalog.size == Distribution("pareto", alpha=1.5, minimum=4000, cap=5e6)
+    assert topo.traffic.diurnal == DIURNAL_PROFILES["web"]
+
+
+def test_equal_shares_when_none_given() -> None:
+    topo = parse_topology(
+        MINIMAL + '\n[[regions]]\nname = "us-east"\n\n[[sites]]\nname = "b.example"\n', path="x.toml"
+    )
+    assert [r.client_share for r in topo.regions] == [0.5, 0.5]
+    assert [s.share for s in topo.sites] == [0.5, 0.5]
+
+
+def test_rule_files_in_spec_order_relative_to_file(tmp_path: Path) -> None:
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "_redirects").write_text("/a /b 301\n")
+    (tmp_path / "s" / "netlify.toml").write_text("")
+    f = tmp_path / "t.toml"
+    f.write_text(MINIMAL + 'rules = ["s/netlify.toml", "s/_redirects"]\nredirect_share = 0.1\n')
+    (site,) = load_topology(f).sites
+    assert site.rules_files == (tmp_path / "s" / "_redirects", tmp_path / "s" / "netlify.toml")
+
+
+def test_directory_site_and_trace(tmp_path: Path) -> None:
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "_redirects").write_text("/a /b 301\n")
+    (tmp_path / "t.csv").write_text("0.0,/a,100\n")
+    text = MINIMAL + 'directory = "site"\nredirect_share = 0.2\n\n[traffic]\ntrace = "t.csv"\n'
+    f = tmp_path / "t.toml"
+    f.write_text(text)
+    topo = load_topology(f)
+    assert topo.sites[0].directory == tmp_path / "site"
+    assert topo.sites[0].catalog is None
+    assert topo.traffic.trace == tmp_path / "t.csv"
+    assert topo.traffic.trace_format == "csv"
+
+
+def test_docs_examples_validate() -> None:
+    doc = (REPO / "docs" / "topology.md").read_text()
+    blocks = re.findall(r"```toml\n(.*?)```", doc, re.S)
+    minimal = next(b for b in blocks if b.strip() == MINIMAL.strip())
+    full = max(blocks, key=len)
+    parse_topology(minimal, path=TOPOLOGIES / "minimal-example.toml")
+    topo = parse_topology(full, path=TOPOLOGIES / "full-example.toml")
+    assert topo.shield is not None
+    assert len(topo.faults.crashes) == len(topo.faults.outages) == len(topo.faults.spikes) == 1
+    # Every key of the full example appears in the reference tables (and vice versa
+    # every top-level table is in the example).
+    for key in set(re.findall(r"^(\w+) =", full, re.M)):
+        assert f"`{key}`" in doc or f"`{key} = " in doc, key
+
+
+# --------------------------------------------------------------------------
+# Bad files: key path, line, message
+# --------------------------------------------------------------------------
+
+BAD = [
+    pytest.param(
+        """\
+        [[regions]]
+        name = "eu-west"
+        [regions.edge]
+        nodes = 0
+        [[sites]]
+        name = "a.example"
+        """,
+        "regions[0].edge.nodes",
+        4,
+        "expected a whole number from 1 to 10000, got 0",
+        id="range",
+    ),
+    pytest.param(
+        """\
+        [[regions]]
+        name = "eu-west"
+        edge = { nodes = "three" }
+        [[sites]]
+        name = "a.example"
+        """,
+        "regions[0].edge.nodes",
+        3,
+        'got "three"',
+        id="wrong-type-inline",
+    ),
+    pytest.param(
+        """\
+        [[regions]]
+        name = "eu-west"
+        [regions.edge]
+        node = 3
+        [[sites]]
+        name = "a.example"
+        """,
+        "regions[0].edge.node",
+        4,
+        'unknown key (did you mean "nodes"?)',
+        id="unknown-key-suggestion",
+    ),
+    pytest.param(
+        "trafic = {}\n" + MINIMAL,
+        "trafic",
+        1,
+        'unknown key (did you mean "traffic"?)',
+        id="unknown-top-level",
+    ),
+    pytest.param(
+        """\
+        [[regions]]
+        name = "eu-west"
+        [regions.edge]
+        memory_cache = "12 parsecs"
+        [[sites]]
+        name = "a.example"
+        """,
+        "regions[0].edge.memory_cache",
+        4,
+        'expected a size >= 0 such as 512MB or 1GiB (a number is bytes), got "12 parsecs"',
+        id="bad-size-unit",
+    ),
+    pytest.param(
+        """\
+        [[regions]]
+        name = "eu-west"
+        [regions.edge]
+        egress = "1 GB"
+        [[sites]]
+        name = "a.example"
+        """,
+        "regions[0].edge.egress",
+        4,
+        "expected a rate >= 0",
+        id="bad-rate-unit",
+    ),
+    pytest.param(
+        MINIMAL + '[traffic]\nduration = "-1h"\n',
+        "traffic.duration",
+        7,
+        'expected a duration > 0 such as 200ms, 1.5s, 30m or 2h (a number is seconds), got "-1h"',
+        id="negative-duration",
+    ),
+    pytest.param(
+        MINIMAL + "[traffic]\nwarmup = -5\n",
+        "traffic.warmup",
+        7,
+        "got -5",
+        id="negative-seconds",
+    ),
+    pytest.param(
+        MINIMAL + '[origin]\nregion = "eu-wset"\n',
+        "origin.region",
+        7,
+        'expected a region (eu-west), got "eu-wset" (did you mean "eu-west"?)',
+        id="missing-region-reference",
+    ),
+    pytest.param(
+        """\
+        [[regions]]
+        name = "eu-west"
+        client_share = 0.5
+
+        [[regions]]
+        name = "us-east"
+        client_share = 0.3
+
+        [[sites]]
+        name = "a.example"
+        """,
+        "regions",
+        1,
+        "expected the client_share values to sum to 1, got 0.8",
+        id="shares-not-summing",
+    ),
+    pytest.param(
+        """\
+        [[regions]]
+        name = "eu-west"
+        countries = { GB = 0.5, DE = 0.4 }
+        [[sites]]
+        name = "a.example"
+        """,
+        "regions[0].countries",
+        3,
+        "expected the shares to sum to 1, got 0.9",
+        id="country-mix-not-summing",
+    ),
+    pytest.param(
+        """\
+        [[regions]]
+        name = "eu-west"
+        [regions.edge]
+        nodes = 2
+        [[sites]]
+        name = "a.example"
+        [[faults.crashes]]
+        region = "eu-west"
+        node = 2
+        at = "10m"
+        down_for = "1m"
+        """,
+        "faults.crashes[0].node",
+        9,
+        "expected a node index from 0 to 1 (eu-west has 2 nodes), got 2",
+        id="node-index-out-of-range",
+    ),
+    pytest.param(
+        """\
+        [[regions]]
+        name = "eu-west"
+        [[sites]]
+        name = "a.example"
+        [[faults.crashes]]
+        region = "eu-west"
+        node = 0
+        at = "10m"
+        down_for = "5m"
+        [[faults.crashes]]
+        region = "eu-west"
+        node = 0
+        at = "12m"
+        down_for = "1m"
+        """,
+        "faults.crashes[1].at",
+        13,
+        "eu-west node 0 is up (it is down from 600s to 900s)",
+        id="overlapping-crashes",
+    ),
+    pytest.param(
+        """\
+        [[regions]]
+        name = "eu-west"
+        [[sites]]
+        name = "a.example"
+        [[traffic.flash_crowds]]
+        site = "b.example"
+        start = "1m"
+        duration = "1m"
+        multiplier = 3
+        """,
+        "traffic.flash_crowds[0].site",
+        6,
+        'expected a site (a.example), got "b.example"',
+        id="unknown-site",
+    ),
+    pytest.param(
+        """\
+        [[regions]]
+        name = "eu-west"
+        [[sites]]
+        name = "a.example"
+        [[traffic.deploys]]
+        site = "a.example"
+        at = "2h"
+        """,
+        "traffic.deploys[0].at",
+        7,
+        'expected a time before the end of traffic (3600s), got "2h"',
+        id="event-after-end",
+    ),
+    pytest.param(
+        """\
+        [[regions]]
+        utc_offset = 1
+        [[sites]]
+        name = "a.example"
+        """,
+        "regions[0].name",
+        1,
+        "missing (the region's name)",
+        id="missing-required",
+    ),
+    pytest.param(
+        """\
+        [[regions]]
+        name = "eu-west"
+        [regions.edge]
+        service_time = { distribution = "gauss", mean = 1 }
+        [[sites]]
+        name = "a.example"
+        """,
+        "regions[0].edge.service_time.distribution",
+        4,
+        'expected one of "fixed", "lognormal", "exponential", "pareto", "uniform", got "gauss"',
+        id="bad-distribution",
+    ),
+    pytest.param(
+        """\
+        [[regions]]
+        name = "eu-west"
+        [[sites]]
+        name = "a.example"
+        [sites.catalog]
+        size = { distribution = "uniform", min = "10KB", max = "1KB" }
+        """,
+        "sites[0].catalog.size.max",
+        6,
+        'expected a value >= min, got "1KB"',
+        id="uniform-max-below-min",
+    ),
+    pytest.param(
+        MINIMAL + 'rules = "missing/_redirects"\n',
+        "sites[0].rules",
+        6,
+        "missing/_redirects does not exist",
+        id="missing-rule-file",
+    ),
+    pytest.param(
+        MINIMAL + "redirect_share = 0.2\n",
+        "sites[0].redirect_share",
+        6,
+        "expected 0 for a site without rules",
+        id="redirect-share-without-rules",
+    ),
+    pytest.param(
+        MINIMAL + "[traffic]\ndiurnal = [\n  1, 1, 1,\n  1.5, 1, 1,\n" + "  1, 1, 1,\n" * 6 + "]\n",
+        "traffic.diurnal[3]",
+        9,
+        "expected a number from 0 to 1, got 1.5",
+        id="diurnal-element",
+    ),
+    pytest.param(
+        """\
+        [[regions]]
+        name = "eu-west"
+        [[regions]]
+        name = "us-east"
+        [network.region_latency]
+        eu-west = { us-east = "40ms", ap-south = "90ms" }
+        [[sites]]
+        name = "a.example"
+        """,
+        "network.region_latency.eu-west.ap-south",
+        6,
+        'expected a region name (eu-west, us-east), got "ap-south"',
+        id="matrix-unknown-region",
+    ),
+    pytest.param(
+        """\
+        [[regions]]
+        name = "eu-west"
+        utc_offset = 15
+        client_latency = { base = "10ms", jitter = "20ms" }
+        [[sites]]
+        name = "a.example"
+        """,
+        "regions[0].utc_offset",
+        3,
+        "expected hours from UTC from -12 to 14",
+        id="utc-offset-range",
+    ),
+    pytest.param(
+        """\
+        [[regions]]
+        name = "eu-west"
+        client_latency = { base = "10ms", jitter = "20ms" }
+        [[sites]]
+        name = "a.example"
+        """,
+        "regions[0].client_latency.jitter",
+        3,
+        'expected at most base (10ms), got "20ms"',
+        id="jitter-above-base",
+    ),
+    pytest.param(
+        """\
+        [[regions]]
+        name = "eu-west"
+        edge = { profile = "huge" }
+        [[sites]]
+        name = "a.example"
+        """,
+        "regions[0].edge.profile",
+        3,
+        'expected a profile from [profiles] (none defined), got "huge"',
+        id="unknown-profile",
+    ),
+    pytest.param(
+        MINIMAL
+        + '[[faults.latency_spikes]]\nlink = "eu-west->moon"\nat = 0\nduration = "1m"\nextra = "100ms"\n',
+        "faults.latency_spikes[0].link",
+        7,
+        'or "REGION->REGION" with regions eu-west, got "eu-west->moon"',
+        id="bad-link",
+    ),
+    pytest.param(
+        """\
+        [[regions]]
+        name = "eu-west"
+        [[sites]]
+        name = "a.example"
+        share = 0.5
+        [[sites]]
+        name = "b.example"
+        """,
+        "sites[1].share",
+        6,
+        "missing (give every element of sites a share, or none)",
+        id="share-missing-for-one",
+    ),
+    pytest.param(
+        MINIMAL + '[sites.cache.paths]\n"blog/*" = "no-store"\n',
+        'sites[0].cache.paths."blog/*"',
+        7,
+        'expected a path glob starting with "/"',
+        id="quoted-key-path",
+    ),
+    pytest.param(
+        'regions = "eu-west"\n[[sites]]\nname = "a.example"\n',
+        "regions",
+        1,
+        'expected an array of tables ([[regions]]), got "eu-west"',
+        id="array-expected",
+    ),
+    pytest.param(
+        MINIMAL + 'description = """\nmany\nlines\n"""\n[traffic]\npeak_rps = 0\n',
+        "traffic.peak_rps",
+        11,
+        "expected a number > 0, got 0",
+        id="line-after-multiline-string",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "key_path", "line", "message"), BAD)
+def test_bad_file(text: str, key_path: str, line: int, message: str) -> None:
+    found = problems(text)
+    match = [p for p in found if p.key_path == key_path]
+    assert match, f"no problem at {key_path}: {[str(p) for p in found]}"
+    assert match[0].line == line, str(match[0])
+    assert message in match[0].message
+    assert str(match[0]).startswith(f"{TOPOLOGIES / 't.toml'}:{line}: {key_path}: ")
+
+
+def test_toml_syntax_error_has_line_and_column() -> None:
+    (p,) = problems('[[regions]]\nname = "eu-west"\nnodes = = 3\n')
+    assert (p.line, p.column, p.key_path) == (3, 9, "")
+    assert str(p) == f"{TOPOLOGIES / 't.toml'}:3:9: invalid TOML: Invalid value"
+
+
+def test_toml_syntax_error_at_end() -> None:
+    (p,) = problems('[[regions]]\nname = "eu-west"\nx = """abc\n')
+    assert p.line == 3
+    assert "Unterminated string" in p.message
+
+
+def test_every_problem_reported_in_file_order() -> None:
+    text = """\
+    sead = 3
+
+    [[regions]]
+    name = "eu-west"
+    [regions.edge]
+    nodes = 0
+    balancer = "least-connection"
+
+    [[sites]]
+    name = "Example.com"
+
+    [traffic]
+    duration = "1 fortnight"
+    """
+    found = problems(text)
+    assert [(p.line, p.key_path) for p in found] == [
+        (1, "sead"),
+        (6, "regions[0].edge.nodes"),
+        (7, "regions[0].edge.balancer"),
+        (10, "sites[0].name"),
+        (13, "traffic.duration"),
+    ]
+    assert 'did you mean "least-connections"?' in found[2].message
+    with pytest.raises(TopologyError) as info:
+        parse_topology(textwrap.dedent(text), path="x.toml")
+    assert str(info.value).count("\n") == 4
+    assert isinstance(info.value, EdgesimError)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(TopologyError) as info:
+        load_topology(tmp_path / "nope.toml")
+    (p,) = info.value.problems
+    assert str(p) == f"{tmp_path / 'nope.toml'}: cannot read: No such file or directory"
+
+
+def test_problem_without_line_names_key() -> None:
+    (p,) = problems('[[regions]]\nname = "eu-west"\n')
+    assert (p.line, p.key_path) == (0, "sites")
+    assert str(p) == f"{TOPOLOGIES / 't.toml'}: sites: missing (at least one [[sites]] table)"
+
+
+# --------------------------------------------------------------------------
+# edgesim validate
+# --------------------------------------------------------------------------
+
+
+def test_cli_validate_ok() -> None:
+    files = [str(TOPOLOGIES / f"{n}.toml") for n in BUNDLED]
+    result = CliRunner().invoke(cli, ["validate", *files])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert len(lines) == len(BUNDLED)
+    assert lines[0] == f"{files[0]}: ok (2 regions, 6 nodes, 2 sites)"
+
+
+def test_cli_validate_by_name() -> None:
+    result = CliRunner().invoke(cli, ["validate", "global-5-regions"])
+    assert result.exit_code == 0, result.output
+    assert result.output.endswith("global-5-regions.toml: ok (5 regions, 10 nodes, 3 sites)\n")
+
+
+def test_cli_validate_bad_files(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(MINIMAL + '[origin]\nregion = "nowhere"\nworkers = 0\n')
+    syntax = tmp_path / "syntax.toml"
+    syntax.write_text("[[regions]\n")
+    good = tmp_path / "good.toml"
+    good.write_text(MINIMAL)
+    missing = tmp_path / "missing.toml"
+    result = CliRunner().invoke(cli, ["validate", str(good), str(bad), str(syntax), str(missing)])
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert result.output.splitlines() == [
+        f"{good}: ok (1 regions, 1 nodes, 1 sites)",
+        f'{bad}:7: origin.region: expected a region (eu-west), got "nowhere"',
+        f"{bad}:8: origin.workers: expected a whole number >= 1, got 0",
+        f"{syntax}:1:10: invalid TOML: Expected ']]' at the end of an array declaration",
+        f"{missing}: cannot read: No such file or directory",
+    ]
+
+
+def test_cli_validate_usage_error() -> None:
+    result = CliRunner().invoke(cli, ["validate"])
+    assert result.exit_code == 2
+
+
+def _leaf_paths(d: object, path: tuple[str | int, ...] = ()) -> list[tuple[str | int, ...]]:
+    out: list[tuple[str | int, ...]] = []
+    items = d.items() if isinstance(d, dict) else enumerate(d) if isinstance(d, list) else []
+    for k, v in items:
+        out.append((*path, k))
+        out.extend(_leaf_paths(v, (*path, k)))
+    return out
+
+
+@pytest.mark.parametrize("name", ["demo", "edge-crash", "global-5-regions"])
+def test_any_wrong_value_is_a_problem_not_a_crash(name: str) -> None:
+    """Every value of a bundled file replaced by each wrong kind of value (or deleted)
+    gives problems or a topology, never another exception."""
+    import copy
+    import tomllib
+
+    from edgesim._topoload import _Checker, _lines
+
+    f = TOPOLOGIES / f"{name}.toml"
+    text = f.read_text()
+    data = tomllib.loads(text)
+    lines = _lines(text)
+    for path in _leaf_paths(data):
+        for bad in (0, -1, "x", True, [], {}, [1], {"a": 1}, 10**30, float("nan"), None):
+            d = copy.deepcopy(data)
+            parent: Any = d
+            for k in path[:-1]:
+                parent = parent[k]
+            if bad is None:
+                del parent[path[-1]]
+            else:
+                parent[path[-1]] = copy.deepcopy(bad)
+            _Checker(str(f), lines, f.parent).topology(d, f, text)
