@@ -45,7 +45,7 @@ from edgesim._rulefiles import (
     sort_diagnostics,
     toml_source,
 )
-from edgesim._visitor import DEFAULT_ROLE_CLAIM, HeadersLike, Visitor, derive, mint_jwt
+from edgesim._visitor import DEFAULT_ROLE_CLAIM, HeadersLike, Visitor, derive, header, mint_jwt
 from edgesim.errors import RuleFileError, RuleSyntaxError
 
 __all__ = [
@@ -68,6 +68,8 @@ _T = TypeVar("_T", bound="_RuleSetBase")
 _FUNCTIONS = "/.netlify/functions/"
 # Target bytes kept per thread for single matches; longer targets get a one-off buffer.
 _TARGET_BUF = 4096
+# Memoised visitor contexts per rule set (distinct visitors are few; bounded anyway).
+_CONTEXT_CACHE = 4096
 
 
 class Match(NamedTuple):
@@ -495,6 +497,7 @@ class RuleSet(_RuleSetBase):
         self._static = [bool(f & lib.ESR_RULE_TARGET_STATIC) for f in fl]
         self._where = list(zip(ffi.unpack(source, n), ffi.unpack(line, n), strict=True))
         self._srcs = _sources(sources, self._where)
+        self._contexts: dict[tuple[str | None, ...], tuple[Any, tuple[Any, ...]]] = {}
         # One tuple per rule: the hot loops touch one list entry, not four.
         self._info = list(zip(self._status, self._force, self._srcs, self._static, strict=True))
         cls = type(self)
@@ -563,6 +566,32 @@ class RuleSet(_RuleSetBase):
             raise ValueError("RuleSet is closed")
         return h
 
+    def _native_context(
+        self,
+        country: str | None,
+        language: str | None,
+        cookies: Mapping[str, str] | None,
+        headers: HeadersLike | None,
+        now: float | None,
+    ) -> tuple[Any, tuple[Any, ...]]:
+        """The native context for a request, memoised per (country, language, Cookie,
+        Accept-Language) when no JWT is involved: visitors repeat, and deriving the
+        context costs more than matching. A token's roles depend on ``now``, so requests
+        with ``nf_jwt`` are derived every time."""
+        if cookies is None:
+            cookie_header = header(headers, "cookie")
+            if cookie_header is None or "nf_jwt" not in cookie_header:
+                key = (country, language, cookie_header, header(headers, "accept-language"))
+                cache = self._contexts
+                made = cache.get(key)
+                if made is None:
+                    made = self._context(self._visitor(country, language, None, headers, now))
+                    if len(cache) >= _CONTEXT_CACHE:
+                        cache.clear()
+                    cache[key] = made
+                return made
+        return self._context(self._visitor(country, language, cookies, headers, now))
+
     def _context(self, visitor: Visitor) -> tuple[Any, tuple[Any, ...]]:
         """An ``esr_context`` for ``visitor`` plus the buffers it points into."""
         ffi = _lib().ffi
@@ -611,7 +640,7 @@ class RuleSet(_RuleSetBase):
         if country is None and language is None and cookies is None and headers is None:
             ctx: Any = ffi.NULL
         else:
-            ctx, _keep = self._context(self._visitor(country, language, cookies, headers, now))
+            ctx, _keep = self._native_context(country, language, cookies, headers, now)
         try:
             ub = url.encode()
         except UnicodeEncodeError:
@@ -676,7 +705,7 @@ class RuleSet(_RuleSetBase):
         if country is None and language is None and cookies is None and headers is None:
             ctx: Any = ffi.NULL
         else:
-            ctx, _keep = self._context(self._visitor(country, language, cookies, headers, now))
+            ctx, _keep = self._native_context(country, language, cookies, headers, now)
         try:
             joined = "\n".join(urls)
         except TypeError:
