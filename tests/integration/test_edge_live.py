@@ -240,19 +240,17 @@ async def test_deploy_through_the_edge_is_seen_at_once(sites: Path, edge: tuple[
     assert (again.body, _x(again)) == (b"version two", "MISS")
 
 
-async def test_origin_down_gives_502_and_stale_if_error(sites: Path, tmp_path: Path) -> None:
+async def test_origin_down_gives_502_and_keeps_serving_cached(sites: Path) -> None:
+    """With the origin process gone, cached content is still served and misses get a
+    clear 502. (Stale-if-error windows, which need time to pass, are tested on the mock
+    clock in test_edge_virtual.py.)"""
     origin = OriginProcess(sites)
     async with trio.open_nursery() as nursery:
         client, _ = await _edge(nursery, origin.url, None)
-        assert (await client.get("/flaky.txt")).body == b"flaky body"
+        assert (await client.get("/about")).body == b"about us"
         origin.stop()
-        with trio.fail_after(10):
-            while True:  # wait for the entry (max-age=1) to go stale, in real time
-                await trio.sleep(0.25)
-                r = await client.get("/flaky.txt")
-                if _x(r) != "HIT":
-                    break
-        assert (r.status, r.body, _x(r)) == (200, b"flaky body", "STALE")
+        cached = await client.get("/about")
+        assert (cached.status, cached.body, _x(cached)) == (200, b"about us", "HIT")
         down = await client.get("/never-cached")
         assert down.status == 502 and b"origin unreachable" in (down.body or b"")
         assert _x(down) == "ERROR"
