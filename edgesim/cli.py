@@ -41,6 +41,22 @@ def _load(path: str, **options: Any) -> Any:
         _fail(str(exc))
 
 
+def _serve_until_stopped(serve: Any, host: str, port: int) -> None:
+    """Run a blocking server; a bind failure (possibly inside Trio's exception groups)
+    becomes one error line, Ctrl-C a quiet exit."""
+    try:
+        serve()
+    except BaseExceptionGroup as group:
+        os_error = _first(group, OSError)
+        if os_error is None:
+            raise
+        _fail(f"cannot listen on {host}:{port}: {os_error.strerror or os_error}")
+    except OSError as exc:
+        _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+    except KeyboardInterrupt:
+        pass
+
+
 def _first(group: BaseExceptionGroup[Any], kind: type[OSError]) -> OSError | None:
     """The first ``kind`` exception inside a (nested) exception group."""
     for exc in group.exceptions:
@@ -370,17 +386,7 @@ def edge_serve_command(
             bound = await nursery.start(announce)
             click.echo(f"edge {name} listening on http://{host}:{bound} (origin {origin_spec})", err=False)
 
-    try:
-        trio.run(run)
-    except BaseExceptionGroup as group:
-        os_error = _first(group, OSError)
-        if os_error is None:
-            raise
-        _fail(f"cannot listen on {host}:{port}: {os_error.strerror or os_error}")
-    except OSError as exc:
-        _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
-    except KeyboardInterrupt:
-        pass
+    _serve_until_stopped(lambda: trio.run(run), host, port)
 
 
 @cli.group("origin")
@@ -423,26 +429,21 @@ def origin_serve_command(
     from origin.server import run as run_origin
 
     try:
-        run_origin(
-            sites_dir,
+        _serve_until_stopped(
+            lambda: run_origin(
+                sites_dir,
+                host,
+                port,
+                concurrency=concurrency,
+                max_queue=max_queue,
+                seed=seed,
+                announce=click.echo,
+            ),
             host,
             port,
-            concurrency=concurrency,
-            max_queue=max_queue,
-            seed=seed,
-            announce=click.echo,
         )
     except SiteConfigError as exc:
         _fail(str(exc))
-    except BaseExceptionGroup as group:
-        os_error = _first(group, OSError)
-        if os_error is None:
-            raise
-        _fail(f"cannot listen on {host}:{port}: {os_error.strerror or os_error}")
-    except OSError as exc:
-        _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
-    except KeyboardInterrupt:
-        pass
 
 
 @cli.group("bench")
