@@ -365,6 +365,18 @@ def _site_config_text(site: Site) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _origin_size(d: Distribution) -> Any:
+    """A size distribution for the origin's catalog, clamped exactly as the origin's own
+    ``_edgesim.toml`` parser clamps sizes, so that the catalog an edge rebuilds from the
+    manifest is identical to the origin's."""
+    from origin._config import MAX_SIZE
+
+    od = _origin_dist(d)
+    if not od.limit or od.limit > MAX_SIZE:
+        od = replace(od, limit=float(MAX_SIZE))
+    return od
+
+
 def _origin_dist(d: Distribution) -> Any:
     from origin._config import Distribution as ODist
 
@@ -475,8 +487,8 @@ class _Engine:
                 spec = CatalogSpec(
                     cat.objects,
                     cat.seed,
-                    _origin_dist(cat.size),
-                    tuple((k, _origin_dist(d)) for k, d in cat.sizes),
+                    _origin_size(cat.size),
+                    tuple((k, _origin_size(d)) for k, d in cat.sizes),
                     cat.types,
                 )
                 cfg = replace(cfg, catalog=spec)

@@ -59,11 +59,11 @@ def without(headers: Headers, names: Iterable[str]) -> Headers:
 
 def strip_hop_by_hop(headers: Headers) -> Headers:
     """Remove hop-by-hop headers, including those the Connection header names."""
-    named = set(HOP_BY_HOP)
+    named = HOP_BY_HOP
     for k, v in headers:
         if k == "connection":
-            named.update(t.strip().lower() for t in v.split(",") if t.strip())
-    return [(k, v) for k, v in headers if k not in named]
+            named = named.union(t.strip().lower() for t in v.split(",") if t.strip())
+    return [h for h in headers if h[0] not in named]
 
 
 def replace(headers: Headers, name: str, value: str | None) -> Headers:
@@ -86,7 +86,17 @@ class Request:
         http_version: ``"1.1"`` or ``"1.0"``.
     """
 
-    __slots__ = ("body", "headers", "http_version", "method", "target")
+    __slots__ = (
+        "_host",
+        "_host_of",
+        "_path",
+        "_path_of",
+        "body",
+        "headers",
+        "http_version",
+        "method",
+        "target",
+    )
 
     def __init__(
         self,
@@ -101,6 +111,12 @@ class Request:
         self.headers = headers if headers is not None else []
         self.body = body
         self.http_version = http_version
+        # host and path are derived once per Host value / target (memo keyed by identity,
+        # so reassigning ``target`` or the Host field is still seen)
+        self._host_of: str | None = None
+        self._host = ""
+        self._path_of: str | None = None
+        self._path = "/"
 
     def header(self, name: str) -> str | None:
         return get_header(self.headers, name)
@@ -109,20 +125,30 @@ class Request:
     def host(self) -> str:
         """The Host header, lower-cased, without a port or trailing dot."""
         h = get_header(self.headers, "host") or ""
+        if h is self._host_of:
+            return self._host
+        self._host_of = h
         if h.startswith("["):
             end = h.find("]")
-            return h[: end + 1].lower() if end > 0 else h.lower()
-        return h.rsplit(":", 1)[0].rstrip(".").lower() if ":" in h else h.rstrip(".").lower()
+            host = h[: end + 1].lower() if end > 0 else h.lower()
+        else:
+            host = h.rsplit(":", 1)[0].rstrip(".").lower() if ":" in h else h.rstrip(".").lower()
+        self._host = host
+        return host
 
     @property
     def path(self) -> str:
         """The path part of the target (no query)."""
         t = self.target
+        if t is self._path_of:
+            return self._path
+        self._path_of = t
         if "://" in t:
             rest = t.split("://", 1)[1]
             i = rest.find("/")
             t = rest[i:] if i >= 0 else "/"
-        return t.partition("?")[0].partition("#")[0] or "/"
+        path = self._path = t.partition("?")[0].partition("#")[0] or "/"
+        return path
 
     @property
     def query(self) -> str:

@@ -38,7 +38,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from edgesim.cache import FRESH, HttpCache
-from edgesim.http import Headers, Request, Response, get_header, strip_hop_by_hop
+from edgesim.http import HOP_BY_HOP, Headers, Request, Response, get_header, strip_hop_by_hop
 from edgesim.redirects import RuleSet, request_path, resolve_file
 
 # The origin's header naming the deploy that produced a response (origin/core.py).
@@ -54,6 +54,9 @@ COUNTRY_HEADER = "x-country"
 
 _SAFE = frozenset({"GET", "HEAD"})
 _CACHEABLE_METHODS = _SAFE
+# request fields an edge never forwards as they are (Via is re-added with the node)
+_NOT_FORWARDED = HOP_BY_HOP | {"via"}
+_NOT_FORWARDED_SAFE = _NOT_FORWARDED | {"if-none-match", "if-modified-since"}
 
 # Outcomes, used for X-Cache and metrics.
 HIT = "HIT"
@@ -354,11 +357,17 @@ class EdgeNode:
         return f
 
     def _origin_request(self, req: Request) -> Request:
-        headers = strip_hop_by_hop(req.headers)
-        if req.method in _SAFE:  # conditionals of the client are the cache's business
-            headers = [(k, v) for k, v in headers if k not in ("if-none-match", "if-modified-since")]
-        via = get_header(req.headers, "via")
-        headers = [(k, v) for k, v in headers if k != "via"]
+        # one pass: hop-by-hop (and Connection-listed) fields, Via (re-added with this
+        # node), and for safe methods the client's conditionals (the cache's business)
+        rh = req.headers
+        named = _NOT_FORWARDED_SAFE if req.method in _SAFE else _NOT_FORWARDED
+        via = None
+        for k, v in rh:
+            if k == "connection":
+                named = named.union(t.strip().lower() for t in v.split(",") if t.strip())
+            elif k == "via" and via is None:
+                via = v
+        headers = [h for h in rh if h[0] not in named]
         headers.append(("via", f"{via}, {self._via}" if via else self._via))
         return Request(req.method, req.target, headers, req.body, "1.1")
 
@@ -470,17 +479,30 @@ class EdgeNode:
 
     def _finish(self, resp: Response, outcome: str, *, age: int | None = None) -> Reply:
         if age is not None or get_header(resp.headers, "age") is None:
-            resp.headers = [(k, v) for k, v in resp.headers if k != "age"]
-            resp.headers.append(("age", str(age or 0)))
-        self._headers(resp, outcome)
+            self._headers(resp, outcome, str(age or 0))
+        else:
+            self._headers(resp, outcome)
         self.stats.bytes_served += resp.size
         return Reply(resp, outcome)
 
-    def _headers(self, resp: Response, outcome: str) -> None:
-        via = get_header(resp.headers, "via")
-        resp.headers = [(k, v) for k, v in resp.headers if k not in ("x-cache", "via")]
-        resp.headers.append(("x-cache", outcome))
-        resp.headers.append(("via", f"{via}, {self._via}" if via else self._via))
+    def _headers(self, resp: Response, outcome: str, age: str | None = None) -> None:
+        """Drop X-Cache and Via (and Age when ``age`` is given: it is then appended),
+        then append X-Cache and Via with this node added; one pass over the fields."""
+        via = None
+        out: Headers = []
+        add = out.append
+        for h in resp.headers:
+            k = h[0]
+            if k == "via":
+                if via is None:
+                    via = h[1]
+            elif k != "x-cache" and (age is None or k != "age"):
+                add(h)
+        if age is not None:
+            add(("age", age))
+        add(("x-cache", outcome))
+        add(("via", f"{via}, {self._via}" if via else self._via))
+        resp.headers = out
 
     def _error_reply(self, error: str) -> Reply:
         self.stats.errors += 1
@@ -586,7 +608,9 @@ def _file_oracle(manifest: dict[str, Any]) -> Callable[[str], bool] | None:
     catalog = manifest.get("catalog")
     if isinstance(catalog, dict):
         try:
-            return _catalog_oracle(json.dumps(catalog, sort_keys=True))
+            # Not sort_keys: key order carries meaning (the kind mix's order decides
+            # which kind, and so which path, each object gets).
+            return _catalog_oracle(json.dumps(catalog))
         except (ValueError, KeyError, TypeError):
             return None
     return None

@@ -579,9 +579,13 @@ class RuleSet(_RuleSetBase):
         context costs more than matching. A token's roles depend on ``now``, so requests
         with ``nf_jwt`` are derived every time."""
         if cookies is None:
-            cookie_header = header(headers, "cookie")
+            if type(headers) is list:
+                cookie_header, accept_language = _cookie_and_language(headers)
+            else:
+                cookie_header = header(headers, "cookie")
+                accept_language = header(headers, "accept-language")
             if cookie_header is None or "nf_jwt" not in cookie_header:
-                key = (country, language, cookie_header, header(headers, "accept-language"))
+                key = (country, language, cookie_header, accept_language)
                 cache = self._contexts
                 made = cache.get(key)
                 if made is None:
@@ -949,6 +953,23 @@ _ASSET_EXTENSIONS = (
     ".map",
     ".wasm",
 )
+
+
+def _cookie_and_language(headers: list[tuple[str, str]]) -> tuple[str | None, str | None]:
+    """The first Cookie and Accept-Language values (names case-insensitive) in one pass."""
+    cookie = language = None
+    for k, v in headers:
+        lk = k.lower()
+        if lk == "cookie":
+            if cookie is None:
+                cookie = v
+                if language is not None:
+                    break
+        elif lk == "accept-language" and language is None:
+            language = v
+            if cookie is not None:
+                break
+    return cookie, language
 
 
 def resolve_file(path: str, exists: Callable[[str], bool]) -> str | None:

@@ -103,41 +103,19 @@ class Catalog:
     :meth:`redeploy`, which returns a new catalog and leaves this one unchanged.
     """
 
-    __slots__ = ("_kinds", "_sizes", "_times", "_version", "history", "spec")
+    __slots__ = ("_exists", "_kinds", "_sizes", "_times", "_version", "history", "spec")
 
     spec: CatalogSpec
     history: tuple[tuple[int, float], ...]
     _times: tuple[float, ...]
 
     def __init__(self, spec: CatalogSpec, *, created: float = 0.0) -> None:
-        rng = random.Random(spec.seed)
-        names = [k for k, _ in spec.types]
-        weights = [w for _, w in spec.types]
-        total = sum(weights)
-        cum: list[float] = []
-        acc = 0.0
-        for w in weights:
-            acc += w / total
-            cum.append(acc)
-        kind_ids = [_KIND_NAMES.index(k) for k in names]
-        by_kind = dict(spec.sizes)
-        dists = [by_kind.get(k, spec.size) for k in names]
-        kinds = bytearray(spec.objects)
-        sizes = array("Q", bytes(8 * spec.objects))
-        last = len(cum) - 1
-        for i in range(spec.objects):
-            r = rng.random()
-            j = 0
-            while j < last and r >= cum[j]:
-                j += 1
-            kinds[i] = kind_ids[j]
-            sizes[i] = max(0, round(dists[j].sample(rng)))
         self.spec = spec
-        self._kinds = bytes(kinds)
-        self._sizes = sizes
+        self._kinds, self._sizes = _layout(spec)
         self._version = array("I", bytes(4 * spec.objects))
         self._times = (created,)
         self.history = ()
+        self._exists: dict[str, bool] = {}
 
     @classmethod
     def from_manifest(cls, catalog: Mapping[str, Any]) -> Catalog:
@@ -165,6 +143,7 @@ class Catalog:
         new._version = self._version
         new._times = self._times
         new.history = self.history
+        new._exists = {}
         return new
 
     def redeploy(self, seed: int, new_fraction: float, *, now: float) -> Catalog:
@@ -245,8 +224,16 @@ class Catalog:
         return self.entry(i)
 
     def exists(self, path: str) -> bool:
-        """Whether decoded ``path`` is a file of this deploy (for shadowing)."""
-        return self.lookup(path) is not None
+        """Whether decoded ``path`` is a file of this deploy (for shadowing); memoised,
+        since the file set never changes (edges ask for every rule-matched request)."""
+        memo = self._exists
+        r = memo.get(path)
+        if r is None:
+            r = self.lookup(path) is not None
+            if len(memo) >= _EXISTS_MEMO:
+                memo.clear()  # cheaper than LRU bookkeeping
+            memo[path] = r
+        return r
 
     def body(self, e: Entry) -> bytes:
         """The body of ``e``: deterministic bytes of exactly ``e.size``."""
@@ -260,6 +247,38 @@ class Catalog:
         d["paths"] = {k: KINDS[k][1] for k in KINDS}
         return d
 
+
+@lru_cache(maxsize=16)
+def _layout(spec: CatalogSpec) -> tuple[bytes, array[int]]:
+    """Kinds and sizes of the objects: a pure function of ``spec``, built once per
+    process (the origin and every edge's file oracle rebuild the same catalog). The
+    size array is shared and never written after this."""
+    rng = random.Random(spec.seed)
+    names = [k for k, _ in spec.types]
+    weights = [w for _, w in spec.types]
+    total = sum(weights)
+    cum: list[float] = []
+    acc = 0.0
+    for w in weights:
+        acc += w / total
+        cum.append(acc)
+    kind_ids = [_KIND_NAMES.index(k) for k in names]
+    by_kind = dict(spec.sizes)
+    dists = [by_kind.get(k, spec.size) for k in names]
+    kinds = bytearray(spec.objects)
+    sizes = array("Q", bytes(8 * spec.objects))
+    last = len(cum) - 1
+    for i in range(spec.objects):
+        r = rng.random()
+        j = 0
+        while j < last and r >= cum[j]:
+            j += 1
+        kinds[i] = kind_ids[j]
+        sizes[i] = max(0, round(dists[j].sample(rng)))
+    return bytes(kinds), sizes
+
+
+_EXISTS_MEMO = 65536
 
 _SPEC_KEYS = ("objects", "seed", "size", "sizes", "types")
 

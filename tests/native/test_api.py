@@ -35,7 +35,7 @@ def test_basic_match_fields(engine: type) -> None:
 
 
 def test_match_many_aligned_and_equal_to_match(engine: type) -> None:
-    from conftest import mixed_rules, mixed_urls
+    from rulegen import mixed_rules, mixed_urls
 
     rs = engine.parse(mixed_rules(300))
     urls = mixed_urls(300, 400)

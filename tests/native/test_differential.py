@@ -166,7 +166,7 @@ def test_arbitrary_bytes_agree(data: bytes) -> None:
 
 @pytest.mark.parametrize("seed", range(3))
 def test_large_generated_sets_agree(seed: int) -> None:
-    from conftest import mixed_rules, mixed_urls
+    from rulegen import mixed_rules, mixed_urls
 
     text = mixed_rules(1500, seed=seed)
     urls = mixed_urls(1500, 1500, seed=seed, rules_seed=seed)

@@ -14,7 +14,7 @@ import time
 import weakref
 
 import pytest
-from conftest import mixed_rules, mixed_urls
+from rulegen import mixed_rules, mixed_urls
 
 from edgesim.redirects import ReferenceRuleSet, RuleSet
 

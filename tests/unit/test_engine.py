@@ -250,3 +250,31 @@ def test_shield_tier_reduces_origin_load() -> None:
     assert b["origin"]["requests"] < a["origin"]["requests"]
     assert outcomes(b["totals"]) == b["totals"]["requests"]
     assert b["nodes"]["shield-r0-0"]["tier"] == "shield"
+
+
+def test_edges_rebuild_the_origins_catalog_exactly() -> None:
+    """An edge decides shadowing from the catalog it rebuilds out of the manifest: it
+    must be the origin's catalog, key order of the kind mix and size clamps included."""
+    import json
+
+    from edgesim._topoload import load_topology, resolve_topology_arg
+    from edgesim.engine import _Engine
+    from edgesim.http import Request
+    from edgesim.node import _file_oracle
+    from origin.core import Catalog
+
+    topo = load_topology(resolve_topology_arg("global-5-regions"))
+    eng = _Engine(topo, 1, 60)
+    for site in topo.sites:
+        if site.catalog is None:
+            continue
+        body = eng.origin.handle(Request("GET", "/.edgesim/manifest", [("host", site.name)]), eng.epoch0).body
+        manifest = json.loads(body or b"{}")
+        origin_catalog = eng.origin.site_for(site.name).deploy.catalog
+        assert Catalog.from_manifest(manifest["catalog"]).spec == origin_catalog.spec
+        exists = _file_oracle(manifest)
+        assert exists is not None
+        paths = [
+            origin_catalog.path(i) for i in range(0, len(origin_catalog), max(1, len(origin_catalog) // 50))
+        ]
+        assert all(exists(p) for p in paths)

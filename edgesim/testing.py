@@ -1,0 +1,780 @@
+"""edgesim's pytest plugin: a whole edge network inside one test.
+
+``open_network(topology, mode=...)`` starts every edge node of a topology and its
+origin, and yields a :class:`Network` the test sends requests to::
+
+    async def test_home_is_cached(edge_network):
+        async with edge_network("demo", mode="trio") as net:
+            assert (await net.get("eu-west", "/index.html")).header("x-cache") == "MISS"
+            assert (await net.get("eu-west", "/index.html")).header("x-cache") == "HIT"
+            assert net.metrics()["totals"]["hits"] == 1
+
+Modes (docs/testing.md):
+
+* ``"trio"`` (Trio-virtual): nodes, origin and clients in-process, joined by memory
+  streams through the real HTTP server shell and the real origin pool. Time for the
+  cores is a fixed epoch plus ``trio.current_time()``, so the network runs on
+  pytest-trio's ``autojump_clock``: TTLs expire without real sleeps.
+* ``"live"``: the origin is a real ``python -m origin`` subprocess (or the user's URL),
+  the nodes are real servers on 127.0.0.1 port 0, requests go over real sockets. Wall
+  time; not for the autojump clock.
+* ``"virtual"``: the capacity engine (:func:`edgesim.engine.simulate`) runs the
+  topology's traffic; ``net.report`` and ``net.metrics()`` answer, ``net.get`` doesn't.
+
+Any HTTP origin can stand in for edgesim's (``origin="http://127.0.0.1:PORT"``, or an
+``async (Request) -> Response`` handler); the edges then fetch no manifests, and
+``rules={host: path}`` supplies the rule files, so an edge configuration can be tested
+before production.
+
+This module is also the ``pytest11`` entry point ``edgesim``. Since every pytest run
+of a project with edgesim installed imports it, it imports only the standard library,
+pytest and edgesim's light value modules at the top; trio, numpy and the shells load
+when a network opens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+from urllib.parse import quote, urlsplit
+
+import pytest
+
+from edgesim.errors import EdgesimError
+from edgesim.http import Request, Response
+from edgesim.topology import Site, Topology
+
+if TYPE_CHECKING:
+    import trio
+
+    from edgesim._client import OriginPool
+    from edgesim._server import HttpServer
+    from edgesim.metrics import RunResult
+    from edgesim.node import EdgeNode
+    from origin.core import OriginCore
+
+__all__ = [
+    "Mode",
+    "Network",
+    "NetworkError",
+    "build_origin_core",
+    "edge_network",
+    "open_network",
+    "site_config_text",
+    "write_sites",
+]
+
+Mode = Literal["trio", "live", "virtual"]
+Handler = Callable[[Request], Awaitable[Response]]
+MODES = ("trio", "live", "virtual")
+# Balancer policies: the topology's three plus a plain rotation.
+BALANCERS = ("random", "least-connections", "consistent-hash", "round-robin")
+
+# Seconds the origin subprocess gets to load its sites and announce its port: loading
+# is a few ms per synthetic site; a slow CI machine's interpreter start dominates.
+ORIGIN_START_TIMEOUT = 30.0
+# Seconds it gets to drain and exit after SIGTERM before it is killed.
+ORIGIN_STOP_TIMEOUT = 10.0
+# Client -> edge and edge -> origin read timeouts. Generous: in trio mode they run on
+# virtual time (a test that parks the origin should not trip them by accident), and in
+# live mode a loaded CI machine can be slow; tests bound their own waits.
+READ_TIMEOUT = 120.0
+
+
+class NetworkError(EdgesimError, RuntimeError):
+    """A network could not start, or was asked something its mode cannot answer."""
+
+
+# --------------------------------------------------------------------------
+# The origin of a topology
+# --------------------------------------------------------------------------
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, Mapping):
+        return "{" + ", ".join(f"{json.dumps(str(k))} = {_toml_value(x)}" for k, x in v.items()) + "}"
+    raise TypeError(f"no TOML form for {v!r}")
+
+
+def site_config_text(site: Site) -> str:
+    """The ``_edgesim.toml`` of a synthetic topology site: its ``[cache]`` classes and its
+    ``[catalog]``, converted exactly as the capacity engine converts them.
+
+    The in-process origin (trio mode) and the origin subprocess (live mode) both parse
+    this text, so the two serve identical sites.
+    """
+    # The engine's converters are private (edgesim/engine.py builds its OriginCore
+    # inline in _Engine.__init__); they are reused rather than copied so that the
+    # plugin's origin cannot drift from the engine's.
+    from edgesim.engine import _origin_size, _site_config_text
+    from origin.core import CatalogSpec
+
+    cat = site.catalog
+    if cat is None:
+        raise ValueError(f"site {site.name}: not synthetic (it has a directory)")
+    spec = CatalogSpec(
+        cat.objects,
+        cat.seed,
+        _origin_size(cat.size),
+        tuple((k, _origin_size(d)) for k, d in cat.sizes),
+        cat.types,
+    )
+    lines = [_site_config_text(site).rstrip("\n"), "[catalog]"]
+    lines.extend(f"{k} = {_toml_value(v)}" for k, v in spec.as_dict().items())
+    return "\n".join(line for line in lines if line) + "\n"
+
+
+def _rule_texts(site: Site) -> dict[str, str]:
+    """The site's rule files by origin file name (as the engine reads them)."""
+    return {
+        "netlify.toml" if p.name.endswith(".toml") else "_redirects": p.read_text(encoding="utf-8")
+        for p in site.rules_files
+    }
+
+
+def build_origin_core(topology: Topology, *, now: float, bodies: bool = True) -> OriginCore:
+    """An :class:`~origin.core.OriginCore` serving the topology's sites: site folders as
+    they are, synthetic sites from their catalogs and rule files (as the engine does).
+    """
+    from origin.core import OriginCore
+
+    core = OriginCore(bodies=bodies)
+    for s in topology.sites:
+        host = s.name.lower()
+        if s.directory is not None:
+            core.add_folder(s.directory, now=now, name=host)
+        else:
+            core.add_synthetic(host, site_config_text(s), now=now, rules=_rule_texts(s) or None)
+    return core
+
+
+def write_sites(topology: Topology, sites_dir: Path) -> Path:
+    """Lay out the topology's sites as a ``python -m origin --sites`` directory: one
+    folder per host with ``_edgesim.toml`` and the rule files (synthetic sites), or a
+    link to (else a copy of) the site's own folder."""
+    sites_dir.mkdir(parents=True, exist_ok=True)
+    for s in topology.sites:
+        dest = sites_dir / s.name.lower()
+        if s.directory is not None:
+            try:
+                dest.symlink_to(s.directory.resolve(), target_is_directory=True)
+            except OSError:
+                shutil.copytree(s.directory, dest)
+            continue
+        dest.mkdir()
+        (dest / "_edgesim.toml").write_text(site_config_text(s), encoding="utf-8")
+        for name, text in _rule_texts(s).items():
+            (dest / name).write_text(text, encoding="utf-8")
+    return sites_dir
+
+
+# --------------------------------------------------------------------------
+# The network
+# --------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class _Member:
+    """One edge node of a running network and the client that talks to it."""
+
+    name: str
+    region: str
+    node: EdgeNode
+    server: HttpServer
+    client: OriginPool
+    origin: OriginPool
+    port: int | None = None
+    inflight: int = 0
+
+
+@dataclass(eq=False)
+class _Origin:
+    """What the edges fetch from."""
+
+    url: str  # "memory" in trio mode
+    core: OriginCore | None = None  # edgesim's origin in this process
+    client: OriginPool | None = None  # for deploys (edgesim's origin only)
+    process: trio.Process | None = None
+    server: HttpServer | None = None  # a handler the network serves
+
+
+@dataclass(eq=False)
+class Network:
+    """A running topology (see :func:`open_network`).
+
+    Attributes:
+        topology: the topology.
+        mode: ``"trio"``, ``"live"`` or ``"virtual"``.
+        report: the engine's :class:`~edgesim.metrics.RunResult` (virtual mode), else None.
+        origin_url: where the edges send misses (``"memory"`` in trio mode; None in
+            virtual mode).
+        default_host: the Host of requests that name none (the first site).
+    """
+
+    topology: Topology
+    mode: str
+    default_host: str
+    report: RunResult | None = None
+    origin_url: str | None = None
+    _members: dict[str, list[_Member]] = field(default_factory=dict)
+    _policies: dict[str, str] = field(default_factory=dict)
+    _origin: _Origin | None = None
+    _rng: random.Random = field(default_factory=random.Random)
+    _turn: itertools.count[int] = field(default_factory=itertools.count)
+
+    # ---- lookups --------------------------------------------------------------
+
+    def regions(self) -> list[str]:
+        """Region names, in topology order."""
+        return [r.name for r in self.topology.regions]
+
+    def nodes(self, region: str | None = None) -> list[str]:
+        """Node names (``eu-west-0``, ...) of ``region``, or of every region."""
+        self._require_nodes("nodes")
+        if region is None:
+            return [m.name for ms in self._members.values() for m in ms]
+        return [m.name for m in self._region(region)]
+
+    def node(self, name: str) -> EdgeNode:
+        """The sans-IO :class:`~edgesim.node.EdgeNode` behind node ``name``."""
+        return self._member(name).node
+
+    def port(self, name: str) -> int | None:
+        """The TCP port of node ``name`` (live mode), else None."""
+        return self._member(name).port
+
+    # ---- requests -------------------------------------------------------------
+
+    async def get(
+        self,
+        region: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
+        node: str | int | None = None,
+    ) -> Response:
+        """GET ``url`` from an edge node of ``region``.
+
+        Args:
+            region: the region whose balancer picks the node.
+            url: a path (``/index.html?x=1``; Host: the topology's first site) or an
+                absolute URL whose host names the site (``https://news.example/``).
+            headers: extra request headers (a ``host`` header wins over the URL's).
+            node: a node name or index within the region, instead of the balancer.
+
+        Returns:
+            The edge's response with its whole body.
+
+        Raises:
+            NetworkError: virtual mode, or an unknown region or node.
+            edgesim._client.OriginError: the edge could not be reached.
+        """
+        return await self.request(region, "GET", url, headers=headers, node=node)
+
+    async def request(
+        self,
+        region: str,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
+        body: bytes = b"",
+        node: str | int | None = None,
+    ) -> Response:
+        """Like :meth:`get`, with any method and a body."""
+        self._require_nodes("get")
+        host, target = self._split(url)
+        pairs = list(headers.items()) if isinstance(headers, Mapping) else list(headers or ())
+        hdrs = [(k.lower(), v) for k, v in pairs]
+        if not any(k == "host" for k, _ in hdrs):
+            hdrs.insert(0, ("host", host))
+        host = next(v for k, v in hdrs if k == "host").lower()
+        m = self._pick(region, host, target, node)
+        m.inflight += 1
+        try:
+            return await m.client.request(Request(method, target, hdrs, body))
+        finally:
+            m.inflight -= 1
+
+    async def purge(self, site: str, url: str | None = None) -> int:
+        """Purge ``site`` (or one ``url`` path of it) on every node, through each node's
+        admin endpoint. Returns the sum of the nodes' ``purged`` counts (a URL purge
+        counts 1 per node, whether or not the node held it)."""
+        self._require_nodes("purge")
+        q = f"site={quote(site.lower(), safe='')}" + (f"&url={quote(url, safe='')}" if url else "")
+        removed = 0
+        for ms in self._members.values():
+            for m in ms:
+                req = Request("POST", f"/.edgesim/edge/purge?{q}", [("host", site)], b"")
+                resp = await m.client.request(req)
+                if resp.status != 200:
+                    raise NetworkError(f"purge on {m.name}: {resp.status} {resp.body!r}")
+                removed += int(json.loads(resp.body or b"{}").get("purged", 0))
+        return removed
+
+    async def deploy(self, site: str, *, seed: int | None = None, new_fraction: float | None = None) -> str:
+        """Publish a new deploy of ``site`` at the origin, then purge the site on every
+        node (as a CDN does on deploy, and as the engine's deploy events do).
+
+        Args:
+            seed, new_fraction: for synthetic sites, which objects change (origin
+                defaults: the next seed, 10%).
+
+        Returns:
+            The new deploy id.
+
+        Raises:
+            NetworkError: the origin is not edgesim's, or refused the deploy.
+        """
+        self._require_nodes("deploy")
+        o = self._origin
+        if o is None or o.client is None:
+            raise NetworkError("deploy() needs edgesim's origin; this network uses " + str(self.origin_url))
+        opts: dict[str, Any] = {}
+        if seed is not None:
+            opts["seed"] = seed
+        if new_fraction is not None:
+            opts["new_fraction"] = new_fraction
+        body = json.dumps(opts).encode()
+        headers = [("host", site), ("content-type", "application/json")]
+        resp = await o.client.request(Request("POST", "/.edgesim/deploy", headers, body))
+        if resp.status != 200:
+            raise NetworkError(
+                f"deploy of {site}: {resp.status} {(resp.body or b'').decode(errors='replace')}"
+            )
+        deploy_id = str(json.loads(resp.body or b"{}")["deploy_id"])
+        await self.purge(site)
+        return deploy_id
+
+    # ---- metrics --------------------------------------------------------------
+
+    def metrics(self) -> dict[str, Any]:
+        """Counters now: ``nodes`` (each node's ``EdgeNode.statistics()``), ``regions``
+        and ``totals`` (sums of the numeric counters plus ``hit_ratio``), and ``origin``
+        (the in-process origin's load counters, else None).
+
+        In virtual mode: the report's ``totals``, ``regions``, ``nodes`` and ``origin``.
+        """
+        if self.report is not None:
+            r = self.report.report
+            return {
+                "mode": self.mode,
+                "totals": r["totals"],
+                "regions": r["regions"],
+                "nodes": r["nodes"],
+                "origin": r["origin"],
+            }
+        nodes = {m.name: m.node.statistics() for ms in self._members.values() for m in ms}
+        regions = {region: _totals([nodes[m.name] for m in ms]) for region, ms in self._members.items()}
+        core = self._origin.core if self._origin is not None else None
+        return {
+            "mode": self.mode,
+            "totals": _totals(list(nodes.values())),
+            "regions": regions,
+            "nodes": nodes,
+            "origin": core.stats.as_dict() if core is not None else None,
+        }
+
+    # ---- internals ------------------------------------------------------------
+
+    def _require_nodes(self, what: str) -> None:
+        if self.mode == "virtual":
+            raise NetworkError(
+                f"net.{what}() is not available in virtual mode: the capacity engine answers whole "
+                "runs, not single requests; read net.report or net.metrics(), or open the network "
+                'with mode="trio" or mode="live" to send requests'
+            )
+
+    def _region(self, region: str) -> list[_Member]:
+        ms = self._members.get(region)
+        if ms is None:
+            raise NetworkError(f"no region {region!r} (regions: {', '.join(self._members)})")
+        return ms
+
+    def _member(self, name: str) -> _Member:
+        for ms in self._members.values():
+            for m in ms:
+                if m.name == name:
+                    return m
+        raise NetworkError(f"no node {name!r} (nodes: {', '.join(self.nodes())})")
+
+    def _split(self, url: str) -> tuple[str, str]:
+        if "://" not in url:
+            return self.default_host, url if url.startswith("/") else "/" + url
+        parts = urlsplit(url)
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        return (parts.hostname or self.default_host), target
+
+    def _pick(self, region: str, host: str, target: str, node: str | int | None) -> _Member:
+        ms = self._region(region)
+        if isinstance(node, int):
+            if not 0 <= node < len(ms):
+                raise NetworkError(f"region {region} has nodes 0..{len(ms) - 1}, not {node}")
+            return ms[node]
+        if node is not None:
+            m = self._member(node)
+            if m.region != region:
+                raise NetworkError(f"node {node} is in region {m.region}, not {region}")
+            return m
+        policy = self._policies[region]
+        if policy == "consistent-hash":
+            return ms[zlib.crc32(f"{host}{target}".encode()) % len(ms)]
+        if policy == "random":
+            return self._rng.choice(ms)
+        start = next(self._turn) % len(ms)
+        rotated = ms[start:] + ms[:start]
+        if policy == "least-connections":
+            return min(rotated, key=lambda m: m.inflight)  # ties: the rotation's order
+        return rotated[0]
+
+
+def _totals(stats: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for s in stats:
+        for k, v in s.items():
+            if isinstance(v, int) and not isinstance(v, bool):
+                out[k] = out.get(k, 0) + v
+    served = out.get("hits", 0) + out.get("misses", 0) + out.get("stale", 0) + out.get("revalidated", 0)
+    out["hit_ratio"] = (
+        (out.get("hits", 0) + out.get("stale", 0) + out.get("revalidated", 0)) / served if served else None
+    )
+    return out
+
+
+# --------------------------------------------------------------------------
+# Starting a network
+# --------------------------------------------------------------------------
+
+
+def _load(topology: str | os.PathLike[str] | Topology) -> Topology:
+    if isinstance(topology, Topology):
+        return topology
+    from edgesim._topoload import load_topology, resolve_topology_arg
+
+    return load_topology(resolve_topology_arg(os.fspath(topology)))
+
+
+def _virtual_clock(topology: Topology) -> Callable[[], float]:
+    import trio
+
+    from edgesim.engine import EPOCH
+
+    epoch = EPOCH + topology.traffic.start_hour_utc * 3600.0
+
+    def clock() -> float:
+        return epoch + trio.current_time()
+
+    return clock
+
+
+def _memory_opener(
+    nursery: trio.Nursery, server: HttpServer
+) -> Callable[[str, int], Awaitable[trio.abc.Stream]]:
+    import trio.testing
+
+    async def open_stream(host: str, port: int) -> trio.abc.Stream:
+        client_side, server_side = trio.testing.memory_stream_pair()
+        nursery.start_soon(server.serve_stream, server_side)
+        await trio.lowlevel.checkpoint()
+        return client_side
+
+    return open_stream
+
+
+def _core_handler(core: OriginCore, clock: Callable[[], float]) -> Handler:
+    import trio
+
+    async def handle(req: Request) -> Response:
+        await trio.lowlevel.checkpoint()
+        return core.handle(req, clock())
+
+    return handle
+
+
+def _origin_command(sites_dir: Path) -> tuple[list[str], dict[str, str]]:
+    import edgesim
+
+    env = dict(os.environ)
+    root = str(Path(edgesim.__file__).resolve().parent.parent)  # where `origin` lives too
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    return [sys.executable, "-m", "origin", "--sites", str(sites_dir), "--port", "0"], env
+
+
+def _tail(path: Path, limit: int = 2000) -> str:
+    try:
+        return path.read_text(errors="replace").strip()[-limit:]
+    except OSError:
+        return ""
+
+
+async def _start_origin_process(sites_dir: Path, log_path: Path) -> tuple[trio.Process, str]:
+    """``python -m origin --sites DIR --port 0``; returns it and its URL once listening.
+    Its stderr goes to ``log_path`` (quoted in the error when it fails to start)."""
+    import trio
+
+    cmd, env = _origin_command(sites_dir)
+    log = log_path.open("wb")  # the child writes it; we only pass the descriptor
+    try:
+        proc = await trio.lowlevel.open_process(cmd, stdout=subprocess.PIPE, stderr=log, env=env)
+    finally:
+        log.close()
+    assert proc.stdout is not None
+    line = b""
+    with trio.move_on_after(ORIGIN_START_TIMEOUT):
+        while not line.endswith(b"\n"):
+            chunk = await proc.stdout.receive_some(1024)
+            if not chunk:
+                break
+            line += chunk
+    text = line.decode(errors="replace").strip()
+    if not text.startswith("origin listening on "):
+        await _stop_process(proc)
+        raise NetworkError(f"origin subprocess did not start ({text or 'no output'}): {_tail(log_path)}")
+    return proc, text.split()[-1]
+
+
+async def _stop_process(proc: trio.Process) -> None:
+    import trio
+
+    with trio.CancelScope(shield=True):
+        if proc.returncode is None:
+            proc.terminate()  # SIGTERM: the origin drains and exits
+            with trio.move_on_after(ORIGIN_STOP_TIMEOUT):
+                await proc.wait()
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        if proc.stdout is not None:
+            await proc.stdout.aclose()
+
+
+def _check_live_clock() -> None:
+    import trio
+    import trio.testing
+
+    clock = trio.lowlevel.current_clock()
+    if isinstance(clock, trio.testing.MockClock) and clock.autojump_threshold != float("inf"):
+        raise NetworkError(
+            'mode="live" uses real sockets and a real subprocess: under autojump_clock virtual '
+            'timeouts fire while they work. Drop autojump_clock, or use mode="trio".'
+        )
+
+
+async def _start(
+    nursery: trio.Nursery,
+    topo: Topology,
+    mode: str,
+    origin: str | Handler | None,
+    rules: Mapping[str, str | os.PathLike[str]] | None,
+    clock: Callable[[], float] | None,
+    balancer: str | None,
+    workdir: Path,
+) -> Network:
+    from edgesim._client import OriginPool
+    from edgesim._server import HttpServer
+    from edgesim.serve import EdgeService, build_node
+
+    now = clock or (_virtual_clock(topo) if mode == "trio" else time.time)
+    if not topo.sites:
+        raise NetworkError(f"topology {topo.name} has no sites")
+    net = Network(topo, mode, topo.sites[0].name.lower(), _rng=random.Random(topo.seed))
+
+    # The origin.
+    o: _Origin
+    opener: Callable[[str, int], Awaitable[trio.abc.Stream]] | None = None
+    if origin is None:
+        if mode == "trio":
+            core = build_origin_core(topo, now=now())
+            server = HttpServer(_core_handler(core, now), server_name="edgesim-origin")
+            opener = _memory_opener(nursery, server)
+            o = _Origin("memory", core=core, server=server)
+        else:
+            sites = write_sites(topo, workdir / "sites")
+            proc, url = await _start_origin_process(sites, workdir / "origin.log")
+            o = _Origin(url, process=proc)
+    elif isinstance(origin, str):
+        o = _Origin(origin)
+    else:  # the user's handler, served by the network
+        server = HttpServer(origin, server_name="user-origin")
+        if mode == "trio":
+            opener = _memory_opener(nursery, server)
+            o = _Origin("memory", server=server)
+        else:
+            port = await nursery.start(server.serve_tcp, "127.0.0.1", 0)
+            o = _Origin(f"http://127.0.0.1:{port}", server=server)
+    base = o.url if o.url != "memory" else "http://origin.invalid:80"
+
+    def origin_pool() -> OriginPool:
+        return OriginPool(base, read_timeout=READ_TIMEOUT, open_stream=opener)
+
+    if origin is None:
+        o.client = origin_pool()
+    net._origin = o
+    net.origin_url = o.url
+    manifests = origin is None
+    rule_files = {h.lower(): os.fspath(p) for h, p in (rules or {}).items()}
+
+    # The edge nodes.
+    for r in topo.regions:
+        policy = balancer or r.edge.balancer
+        if policy not in BALANCERS:
+            raise NetworkError(f"balancer {policy!r}: expected one of {', '.join(BALANCERS)}")
+        net._policies[r.name] = policy
+        members = net._members[r.name] = []
+        for k in range(r.edge.nodes):
+            name = f"{r.name}-{k}"
+            node = build_node(
+                name=name, memory_bytes=r.edge.memory_cache, rules=rule_files, manifests=manifests
+            )
+            pool = origin_pool()
+            service = EdgeService(node, pool, clock=now)
+            await nursery.start(service.run)  # closes ``pool`` when it ends
+            edge = HttpServer(service.handle, server_name=name)
+            if mode == "trio":
+                client = OriginPool(
+                    f"http://{name}.edge.invalid:80",
+                    read_timeout=READ_TIMEOUT,
+                    open_stream=_memory_opener(nursery, edge),
+                )
+                members.append(_Member(name, r.name, node, edge, client, pool))
+            else:
+                port = await nursery.start(edge.serve_tcp, "127.0.0.1", 0)
+                client = OriginPool(f"http://127.0.0.1:{port}", read_timeout=READ_TIMEOUT)
+                members.append(_Member(name, r.name, node, edge, client, pool, port))
+    return net
+
+
+@contextlib.asynccontextmanager
+async def open_network(
+    topology: str | os.PathLike[str] | Topology,
+    *,
+    mode: Mode = "trio",
+    origin: str | Handler | None = None,
+    rules: Mapping[str, str | os.PathLike[str]] | None = None,
+    clock: Callable[[], float] | None = None,
+    balancer: str | None = None,
+    workdir: str | os.PathLike[str] | None = None,
+    seed: int | None = None,
+    duration: float | None = None,
+) -> AsyncIterator[Network]:
+    """Start a topology's edge network for the body of an ``async with``.
+
+    Args:
+        topology: a topology file, a bundled topology's name (``"demo"``) or a
+            :class:`~edgesim.topology.Topology`.
+        mode: ``"trio"`` (in-process, memory streams, Trio's clock), ``"live"`` (real
+            sockets, origin subprocess, wall clock) or ``"virtual"`` (capacity engine).
+        origin: None for edgesim's origin serving the topology's sites; else any HTTP
+            origin as ``"http://HOST:PORT"``, or an ``async (Request) -> Response``
+            handler the network serves itself. Edges fetch manifests only from
+            edgesim's origin.
+        rules: host -> rule file (``_redirects`` or ``netlify.toml``) given to every
+            node; they win over the origin's manifest rules.
+        clock: seconds for the nodes' and origin's ``now`` (default: trio mode a fixed
+            epoch plus ``trio.current_time()``; live mode ``time.time``).
+        balancer: ``round-robin``, ``random``, ``least-connections`` or
+            ``consistent-hash`` for every region (default: each region's own).
+        workdir: where live mode writes the origin's sites and log (default: a
+            temporary directory, removed afterwards).
+        seed, duration: virtual mode: the run's seed and where arrivals stop (seconds;
+            default the topology's whole traffic duration).
+
+    Yields:
+        The running :class:`Network`.
+
+    Resource handling:
+        Every node, server, client pool and the origin subprocess belong to the
+        network and are closed or stopped (SIGTERM, then kill) when the block exits,
+        also on error or cancellation.
+
+    Error handling:
+        ``TopologyError`` for a bad topology file, :class:`NetworkError` when the
+        origin cannot start or the mode cannot do what is asked.
+    """
+    import trio
+
+    if mode not in MODES:
+        raise NetworkError(f"mode {mode!r}: expected one of {', '.join(MODES)}")
+    topo = _load(topology)
+    if mode == "live":
+        _check_live_clock()
+    if mode == "virtual":
+        from edgesim.engine import simulate
+
+        if origin is not None or rules is not None:
+            raise NetworkError("virtual mode models edgesim's origin and the topology's rules only")
+        result = await trio.to_thread.run_sync(lambda: simulate(topo, seed=seed, stop_at=duration))
+        yield Network(topo, mode, topo.sites[0].name.lower() if topo.sites else "", report=result)
+        return
+
+    async with contextlib.AsyncExitStack() as stack:
+        if workdir is None:
+            workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="edgesim-net-"))
+        work = Path(workdir)
+        async with trio.open_nursery() as nursery:
+            net: Network | None = None
+            try:
+                net = await _start(nursery, topo, mode, origin, rules, clock, balancer, work)
+                yield net
+            finally:
+                with trio.CancelScope(shield=True):
+                    if net is not None:
+                        for ms in net._members.values():
+                            for m in ms:
+                                await m.client.aclose()
+                        if net._origin is not None:
+                            if net._origin.client is not None:
+                                await net._origin.client.aclose()
+                            if net._origin.process is not None:
+                                await _stop_process(net._origin.process)
+                nursery.cancel_scope.cancel()
+
+
+# --------------------------------------------------------------------------
+# pytest
+# --------------------------------------------------------------------------
+
+
+class NetworkFactory(Protocol):
+    """The ``edge_network`` fixture: :func:`open_network` with a per-test workdir."""
+
+    def __call__(
+        self, topology: str | os.PathLike[str] | Topology, **kwargs: Any
+    ) -> contextlib.AbstractAsyncContextManager[Network]: ...
+
+
+@pytest.fixture
+def edge_network(tmp_path_factory: pytest.TempPathFactory) -> NetworkFactory:
+    """A factory of edge networks: ``async with edge_network("demo", mode="trio") as net``.
+
+    Takes :func:`open_network`'s arguments; live mode's files go to a pytest temporary
+    directory (kept for inspection, like ``tmp_path``).
+    """
+
+    def factory(
+        topology: str | os.PathLike[str] | Topology, **kwargs: Any
+    ) -> contextlib.AbstractAsyncContextManager[Network]:
+        if kwargs.get("mode", "trio") == "live":
+            kwargs.setdefault("workdir", tmp_path_factory.mktemp("edgesim-net"))
+        return open_network(topology, **kwargs)
+
+    return factory
