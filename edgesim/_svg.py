@@ -24,7 +24,7 @@ def _fmt(v: float) -> str:
         return f"{v:.0f}"
     if abs(v) >= 1:
         return f"{v:.1f}"
-    return f"{v:.2f}"
+    return "0" if v == 0 else f"{v:.2g}"
 
 
 def line_chart(

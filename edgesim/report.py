@@ -212,6 +212,7 @@ def render_html(report: dict[str, Any], topology_text: str = "") -> str:
     ][:1]
     regions = _items(report["regions"])
     nodes = _items(report["nodes"])
+    util = [float(g.get("utilisation") or 0) for _, g in nodes]
     charts = [
         line_chart("Latency over time", lat_series, y_label="ms", markers=markers),
         line_chart("Origin load over time", origin_series, y_label="requests/s", markers=markers),
@@ -224,8 +225,9 @@ def render_html(report: dict[str, Any], topology_text: str = "") -> str:
         bar_chart(
             "Utilisation per node",
             [n for n, _ in nodes],
-            [float(g.get("utilisation") or 0) for _, g in nodes],
-            y_max=1.0,
+            util,
+            # Lightly loaded nodes stay visible: the axis ends just above the busiest one.
+            y_max=min(1.0, max([0.01, *util]) * 1.25),
         ),
     ]
     rows = "".join(
