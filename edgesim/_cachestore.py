@@ -93,7 +93,6 @@ class CacheEntry:
         headers: Headers,
         body: bytes | None,
         size: int,
-        *,
         request_time: float,
         response_time: float,
         initial_age: float,
@@ -132,25 +131,26 @@ class CacheEntry:
 
     def without_body(self) -> CacheEntry:
         """A metadata-only copy (``body=None``, same ``size``)."""
-        return CacheEntry(
-            self.status,
-            self.headers,
-            None,
-            self.size,
-            request_time=self.request_time,
-            response_time=self.response_time,
-            initial_age=self.initial_age,
-            lifetime=self.lifetime,
-            no_cache=self.no_cache,
-            no_stale=self.no_stale,
-            swr=self.swr,
-            sie=self.sie,
-            etag=self.etag,
-            last_modified=self.last_modified,
-            vary_names=self.vary_names,
-            vary_values=self.vary_values,
-            tag=self.tag,
-        )
+        e = CacheEntry.__new__(CacheEntry)
+        e.status = self.status
+        e.headers = self.headers
+        e.body = None
+        e.size = self.size
+        e.request_time = self.request_time
+        e.response_time = self.response_time
+        e.initial_age = self.initial_age
+        e.lifetime = self.lifetime
+        e.no_cache = self.no_cache
+        e.no_stale = self.no_stale
+        e.swr = self.swr
+        e.sie = self.sie
+        e.etag = self.etag
+        e.last_modified = self.last_modified
+        e.vary_names = self.vary_names
+        e.vary_values = self.vary_values
+        e.tag = self.tag
+        e.nbytes = self.nbytes  # depends only on size and headers
+        return e
 
     def __repr__(self) -> str:
         return f"CacheEntry({self.status}, {self.size} bytes, lifetime={self.lifetime})"

@@ -511,11 +511,14 @@ def parse_age(headers: Headers) -> int:
     a trailing parameter is dropped; negative, fractional and non-numeric values are
     ignored; values beyond 2^31 clamp to 2147483648 (§1.2.2).
     """
-    v = get_header(headers, "age")
+    return _age_value(get_header(headers, "age"))
+
+
+def _age_value(v: str | None) -> int:
+    """``parse_age`` of the first Age field line's value."""
     if v is None:
         return 0
-    v = v.partition(",")[0].partition(";")[0].strip()
-    n = _delta(v)
+    n = _delta(v.partition(",")[0].partition(";")[0].strip())
     return 0 if n is None else n
 
 
@@ -529,9 +532,14 @@ def _vary_value(headers: Headers, name: str) -> str | None:
     return v.lower() if name in _CASE_FOLD_VARY else v
 
 
-def _vary_names(headers: Headers) -> tuple[str, ...] | None:
-    """The Vary field names, lower-case; None for ``Vary: *`` (matches nothing)."""
-    v = joined(headers, "vary")
+def _vary_names_idx(idx: dict[str, list[str]]) -> tuple[str, ...] | None:
+    vals = idx.get("vary")
+    if vals is None:
+        return ()
+    return _vary_names_of(vals[0] if len(vals) == 1 else ", ".join(vals))
+
+
+def _vary_names_of(v: str | None) -> tuple[str, ...] | None:
     if not v:
         return ()
     names = []
@@ -576,6 +584,21 @@ def _directives(headers: Headers, policy: CachePolicy) -> tuple[Directives, bool
     return (parse_cache_control(cc) if cc else _EMPTY), False
 
 
+def _directives_idx(idx: dict[str, list[str]], policy: CachePolicy) -> tuple[Directives, bool]:
+    """``_directives`` over an ``_index`` of the headers."""
+    for name in policy.targeted_fields:
+        vals = idx.get(name)
+        if vals is not None:
+            d = parse_targeted_cache_control(vals[0] if len(vals) == 1 else ", ".join(vals))
+            if d is not None:
+                return d, True
+    vals = idx.get("cache-control")
+    if vals is None:
+        return _EMPTY, False
+    cc = vals[0] if len(vals) == 1 else ", ".join(vals)
+    return (parse_cache_control(cc) if cc else _EMPTY), False
+
+
 def _request_no_store(req: Request) -> bool:
     cc = joined(req.headers, "cache-control")
     return cc is not None and "no-store" in cc.lower() and parse_cache_control(cc).no_store
@@ -584,12 +607,13 @@ def _request_no_store(req: Request) -> bool:
 def is_storable(req: Request, resp: Response, policy: CachePolicy | None = None) -> bool:
     """Whether a shared cache may store ``resp`` to ``req`` (RFC 9111 §3)."""
     p = policy or _DEFAULT_POLICY
-    d, targeted = _directives(resp.headers, p)
-    return _storable(req, resp.status, resp.headers, d, targeted, _vary_names(resp.headers) is None)
+    idx = _index(resp.headers, _indexed(p))
+    d, targeted = _directives_idx(idx, p)
+    return _storable(req, resp.status, idx, d, targeted, _vary_names_idx(idx) is None)
 
 
 def _storable(
-    req: Request, status: int, headers: Headers, d: Directives, targeted: bool, vary_star: bool
+    req: Request, status: int, idx: dict[str, list[str]], d: Directives, targeted: bool, vary_star: bool
 ) -> bool:
     if req.method != "GET":  # choice: HEAD responses never create entries
         return False
@@ -617,7 +641,7 @@ def _storable(
         d.public
         or d.max_age is not None
         or d.s_maxage is not None
-        or (not targeted and get_header(headers, "expires") is not None)
+        or (not targeted and "expires" in idx)
         or status in HEURISTIC_STATUSES
     )
 
@@ -627,33 +651,68 @@ def freshness_lifetime(
 ) -> float:
     """RFC 9111 §4.2.1 (shared cache): s-maxage, then max-age, then Expires - Date, then
     the §4.2.2 heuristic; an invalid Expires means already expired."""
+    return _lifetime(
+        status,
+        d,
+        targeted,
+        date_value,
+        get_header(headers, "expires"),
+        get_header(headers, "last-modified"),
+        policy,
+    )
+
+
+def _lifetime(
+    status: int,
+    d: Directives,
+    targeted: bool,
+    date_value: float,
+    expires: str | None,
+    last_modified: str | None,
+    policy: CachePolicy,
+) -> float:
+    """``freshness_lifetime`` from the first Expires and Last-Modified values."""
     if d.s_maxage is not None:
         return float(d.s_maxage)
     if d.max_age is not None:
         return float(d.max_age)
-    if not targeted:
-        exp = get_header(headers, "expires")
-        if exp is not None:
-            t = parse_http_date(exp)
-            return max(0.0, t - date_value) if t is not None else 0.0
-    if status in HEURISTIC_STATUSES or d.public:
-        lm = get_header(headers, "last-modified")
-        if lm is not None:
-            t = parse_http_date(lm)
-            if t is not None and t < date_value:
-                return min((date_value - t) * policy.heuristic_fraction, policy.heuristic_max)
+    if not targeted and expires is not None:
+        t = parse_http_date(expires)
+        return max(0.0, t - date_value) if t is not None else 0.0
+    if (status in HEURISTIC_STATUSES or d.public) and last_modified is not None:
+        t = parse_http_date(last_modified)
+        if t is not None and t < date_value:
+            return min((date_value - t) * policy.heuristic_fraction, policy.heuristic_max)
     return 0.0
-
-
-def _date_value(headers: Headers, response_time: float) -> float:
-    v = get_header(headers, "date")
-    t = parse_http_date(v) if v is not None else None
-    return response_time if t is None else t  # RFC 9110 §6.6.1: no Date -> receipt time
 
 
 def current_age(entry: CacheEntry, now: float) -> float:
     """RFC 9111 §4.2.3 ``current_age = corrected_initial_age + resident_time``."""
     return entry.initial_age + (now - entry.response_time)
+
+
+# Response fields that ``HttpCache.store`` reads (besides the policy's targeted fields).
+_INDEXED: Final = frozenset(
+    {"age", "cache-control", "connection", "date", "etag", "expires", "last-modified", "vary"}
+)
+
+
+def _indexed(policy: CachePolicy) -> frozenset[str]:
+    return _INDEXED | frozenset(policy.targeted_fields)
+
+
+def _index(headers: Headers, wanted: frozenset[str]) -> dict[str, list[str]]:
+    """The values of each ``wanted`` field, in order, by name: one pass over the headers
+    instead of one scan per field."""
+    idx: dict[str, list[str]] = {}
+    for k, v in headers:
+        if k in wanted:
+            vals = idx.get(k)
+            if vals is None:
+                idx[k] = [v]
+            else:
+                vals.append(v)
+    return idx
 
 
 def _make_entry(
@@ -673,32 +732,82 @@ def _make_entry(
     """Pre-compute everything lookups need. ``stored`` are the headers kept (freshness
     comes from them); ``received`` is the message just received (its Date and Age give
     the initial age)."""
+    return _build_entry(
+        status,
+        stored,
+        body,
+        size,
+        request_time,
+        response_time,
+        vary_names,
+        vary_values,
+        tag,
+        policy,
+        directives,
+        get_header(stored, "date"),
+        get_header(stored, "expires"),
+        get_header(stored, "last-modified"),
+        get_header(stored, "etag"),
+        get_header(received, "date"),
+        get_header(received, "age"),
+    )
+
+
+def _build_entry(
+    status: int,
+    stored: Headers,
+    body: bytes | None,
+    size: int,
+    request_time: float,
+    response_time: float,
+    vary_names: tuple[str, ...],
+    vary_values: tuple[str | None, ...],
+    tag: str,
+    policy: CachePolicy,
+    directives: tuple[Directives, bool],
+    date: str | None,
+    expires: str | None,
+    last_modified: str | None,
+    etag: str | None,
+    received_date: str | None,
+    received_age: str | None,
+) -> CacheEntry:
+    """``_make_entry`` from the field values already looked up (first line of each):
+    ``date``/``expires``/``last_modified``/``etag`` of the stored headers, and Date and
+    Age of the received message."""
     d, targeted = directives
-    date_value = _date_value(stored, response_time)
+    t = parse_http_date(date) if date is not None else None
+    date_value = response_time if t is None else t  # RFC 9110 §6.6.1: no Date -> receipt time
     # §4.2.3 age calculation.
-    apparent_age = max(0.0, response_time - _date_value(received, response_time))
-    corrected_age_value = parse_age(received) + (response_time - request_time)
+    if received_date == date:
+        received_value = date_value
+    else:
+        t = parse_http_date(received_date) if received_date is not None else None
+        received_value = response_time if t is None else t
+    apparent_age = max(0.0, response_time - received_value)
+    corrected_age_value = _age_value(received_age) + (response_time - request_time)
     initial_age = max(apparent_age, corrected_age_value)
+    lifetime = _lifetime(status, d, targeted, date_value, expires, last_modified, policy)
     no_cache = d.no_cache
     return CacheEntry(
         status,
         stored,
         body,
         size,
-        request_time=request_time,
-        response_time=response_time,
-        initial_age=initial_age,
-        lifetime=freshness_lifetime(status, stored, d, targeted, date_value, policy),
-        no_cache=no_cache,
+        request_time,
+        response_time,
+        initial_age,
+        lifetime,
+        no_cache,
         # §4.2.4, §5.2.2.2, §5.2.2.8, §5.2.2.10: directives that forbid serving stale.
-        no_stale=no_cache or d.must_revalidate or d.proxy_revalidate or d.s_maxage is not None,
-        swr=_NO_STALE if d.swr is None else float(d.swr),
-        sie=_NO_STALE if d.sie is None else float(d.sie),
-        etag=get_header(stored, "etag"),
-        last_modified=get_header(stored, "last-modified"),
-        vary_names=vary_names,
-        vary_values=vary_values,
-        tag=tag,
+        no_cache or d.must_revalidate or d.proxy_revalidate or d.s_maxage is not None,
+        _NO_STALE if d.swr is None else float(d.swr),
+        _NO_STALE if d.sie is None else float(d.sie),
+        etag,
+        last_modified,
+        vary_names,
+        vary_values,
+        tag,
     )
 
 
@@ -934,6 +1043,7 @@ class HttpCache:
         "_disk",
         "_disk_hits",
         "_fresh_hits",
+        "_indexed",
         "_invalidations",
         "_lookups",
         "_memory",
@@ -951,6 +1061,7 @@ class HttpCache:
         self._memory = memory
         self._disk = disk
         self._policy = policy or _DEFAULT_POLICY
+        self._indexed = _indexed(self._policy)
         self._lookups = 0
         self._fresh_hits = 0
         self._stale_hits = 0
@@ -1048,22 +1159,35 @@ class HttpCache:
         replaces any stored variant that ``req`` selects (§4.1).
         """
         p = self._policy
-        dt = _directives(resp.headers, p)
+        headers = resp.headers
+        idx = _index(headers, self._indexed)
+        dt = _directives_idx(idx, p)
         d, targeted = dt
-        vary = _vary_names(resp.headers)
-        if not _storable(req, resp.status, resp.headers, d, targeted, vary is None):
+        vary = _vary_names_idx(idx)
+        if not _storable(req, resp.status, idx, d, targeted, vary is None):
             self._not_stored += 1
             if d.no_store or d.private:
                 self._remove_variant(key, req.headers)
             return None
-        stored = _storable_headers(resp.headers)
+        # §3.1: the stored headers (as ``_storable_headers``).
+        named: frozenset[str] = NOT_STORED
+        conn = idx.get("connection")
+        if conn is not None:
+            for v in conn:
+                named = named | {t.strip().lower() for t in v.split(",")}
+        stored = [h for h in headers if h[0] not in named]
         names = vary or ()
         rh = req.headers
-        values = tuple([_vary_value(rh, n) for n in names])
-        entry = _make_entry(
+        values = tuple([_vary_value(rh, n) for n in names]) if names else ()
+        get = idx.get
+        date = get("date")
+        expires = get("expires")
+        lm = get("last-modified")
+        etag = get("etag")
+        age = get("age")
+        entry = _build_entry(
             resp.status,
             stored,
-            resp.headers,
             resp.body,
             resp.size,
             request_time,
@@ -1073,6 +1197,12 @@ class HttpCache:
             tag,
             p,
             dt,
+            None if date is None or "date" in named else date[0],
+            None if expires is None or "expires" in named else expires[0],
+            None if lm is None or "last-modified" in named else lm[0],
+            None if etag is None or "etag" in named else etag[0],
+            None if date is None else date[0],
+            None if age is None else age[0],
         )
         if self._put_variant(key, rh, entry):
             self._stores += 1

@@ -384,7 +384,7 @@ class EdgeNode:
         f.stored = entry
         self.stats.misses += 1
         if entry is not None:
-            return self._finish(self.cache.serve(entry, now, f.client), MISS)
+            return self._finish(self.cache.serve(entry, now, f.client), MISS, owned=True)
         return self._finish(_relay(resp), MISS)
 
     def _revalidation_done(self, f: Fetch, now: float) -> Step:
@@ -408,7 +408,7 @@ class EdgeNode:
         f.stored = fresh
         self.stats.misses += 1
         if fresh is not None:
-            return self._finish(self.cache.serve(fresh, now, f.client), MISS)
+            return self._finish(self.cache.serve(fresh, now, f.client), MISS, owned=True)
         return self._finish(_relay(resp), MISS)
 
     def _pass_done(self, f: Fetch, now: float) -> Step:
@@ -472,22 +472,35 @@ class EdgeNode:
 
     def _serve_entry(self, entry: Any, now: float, outcome: str, req: Request) -> Response:
         resp = self.cache.serve(entry, now, req)
-        self._headers(resp, outcome)
+        self._headers(resp, outcome, owned=True)
         self.stats.bytes_served += resp.size
         self.stats.bytes_from_cache += resp.size
         return resp
 
-    def _finish(self, resp: Response, outcome: str, *, age: int | None = None) -> Reply:
+    def _finish(self, resp: Response, outcome: str, *, age: int | None = None, owned: bool = False) -> Reply:
         if age is not None or get_header(resp.headers, "age") is None:
             self._headers(resp, outcome, str(age or 0))
         else:
-            self._headers(resp, outcome)
+            self._headers(resp, outcome, owned=owned)
         self.stats.bytes_served += resp.size
         return Reply(resp, outcome)
 
-    def _headers(self, resp: Response, outcome: str, age: str | None = None) -> None:
+    def _headers(self, resp: Response, outcome: str, age: str | None = None, *, owned: bool = False) -> None:
         """Drop X-Cache and Via (and Age when ``age`` is given: it is then appended),
-        then append X-Cache and Via with this node added; one pass over the fields."""
+        then append X-Cache and Via with this node added; one pass over the fields.
+
+        ``owned``: ``resp.headers`` is a list nobody else holds (``HttpCache.serve`` built
+        it), so without X-Cache and Via it is appended to in place instead of rebuilt."""
+        if owned and age is None:
+            hs = resp.headers
+            for h in hs:
+                k = h[0]
+                if k == "via" or k == "x-cache":
+                    break
+            else:
+                hs.append(("x-cache", outcome))
+                hs.append(("via", self._via))
+                return
         via = None
         out: Headers = []
         add = out.append
