@@ -41,6 +41,7 @@ Invariants:
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import math
@@ -68,6 +69,7 @@ from edgesim.metrics import (
     Recorder,
     RunResult,
     build_report,
+    scale_report,
 )
 from edgesim.node import EdgeConfig, EdgeNode, Fetch, Join, Reply
 from edgesim.topology import Deploy, Distribution, Latency, Site, Topology
@@ -326,7 +328,7 @@ class _Up:
 class _SiteModel:
     """What clients request of one site: current URLs, Zipf sampler, redirect sources."""
 
-    __slots__ = ("cdf", "gen", "host", "index", "objbuf", "redirect_share", "redirects", "urls")
+    __slots__ = ("cdf", "gen", "host", "index", "kept", "objbuf", "redirect_share", "redirects", "urls")
 
     def __init__(self, index: int, host: str, urls: list[str], zipf: float, gen: np.random.Generator) -> None:
         self.index = index
@@ -339,6 +341,8 @@ class _SiteModel:
         self.objbuf: list[int] = []
         self.redirects: list[str] = []
         self.redirect_share = 0.0
+        # With spatial sampling: the request targets whose key is in the sample.
+        self.kept: set[str] = set()
 
     def url(self) -> str:
         buf = self.objbuf
@@ -346,6 +350,15 @@ class _SiteModel:
             idx = np.searchsorted(self.cdf, self.gen.random(_BATCH), side="right")
             buf.extend(np.minimum(idx, len(self.urls) - 1).tolist())
         return self.urls[buf.pop()]
+
+
+def _key_sample(host: str, url: str) -> float:
+    """A stable hash of the cache key (site + URL) mapped to [0, 1), for spatial sampling.
+
+    blake2b, not ``zlib.crc32``: the balancers' rings hash URLs with crc32, and a linear
+    hash would correlate the sample with the nodes that own its keys."""
+    d = hashlib.blake2b(f"{host}{url}".encode(), digest_size=8, person=b"edgesim-shards").digest()
+    return int.from_bytes(d, "big") / 18446744073709551616.0
 
 
 def _site_config_text(site: Site) -> str:
@@ -442,11 +455,14 @@ def _diurnal(curve: tuple[float, ...], hour: float) -> float:
 
 
 class _Engine:
-    def __init__(self, topo: Topology, seed: int, stop_at: float | None) -> None:
+    def __init__(self, topo: Topology, seed: int, stop_at: float | None, sample_rate: float = 1.0) -> None:
         from origin.core import OriginCore, parse_config
 
         self.topo = topo
         self.seed = seed
+        self.rate = sample_rate
+        self.sampled = sample_rate < 1.0
+        self.skipped = 0
         tr = topo.traffic
         self.end = tr.duration if stop_at is None else max(0.0, min(tr.duration, stop_at))
         self.epoch0 = EPOCH + tr.start_hour_utc * 3600.0
@@ -505,6 +521,8 @@ class _Engine:
             if s.redirect_share > 0 and dep.rules is not None:
                 m.redirects = _static_redirects(dep.rules, host)
                 m.redirect_share = s.redirect_share if m.redirects else 0.0
+            if self.sampled:
+                self._sample_site(m)
             self.sites.append(m)
             self.site_index[host] = i
         self.site_shares = [max(0.0, s.share) for s in topo.sites]
@@ -530,11 +548,13 @@ class _Engine:
 
                 def make(name: str = name, g: Any = g) -> EdgeNode:
                     store = MetadataStore(
-                        g.memory_cache, eviction=g.eviction, max_object_bytes=g.max_object or None
+                        self._cap(g.memory_cache), eviction=g.eviction, max_object_bytes=g.max_object or None
                     )
                     disk = (
                         MetadataStore(
-                            g.disk_cache, eviction=g.eviction, max_object_bytes=g.max_object or None
+                            self._cap(g.disk_cache),
+                            eviction=g.eviction,
+                            max_object_bytes=g.max_object or None,
                         )
                         if g.disk_cache > 0
                         else None
@@ -567,8 +587,10 @@ class _Engine:
                 name = f"shield-{sh.region}-{k}"
 
                 def make_shield(name: str = name, sh: Any = sh) -> EdgeNode:
-                    disk = MetadataStore(sh.disk_cache) if sh.disk_cache > 0 else None
-                    return EdgeNode(HttpCache(MetadataStore(sh.memory_cache), disk), EdgeConfig(name=name))
+                    disk = MetadataStore(self._cap(sh.disk_cache)) if sh.disk_cache > 0 else None
+                    return EdgeNode(
+                        HttpCache(MetadataStore(self._cap(sh.memory_cache)), disk), EdgeConfig(name=name)
+                    )
 
                 n = _Node(
                     len(self.nodes),
@@ -625,6 +647,18 @@ class _Engine:
         self.jobs = 0
         self.arrivals = 0
 
+    def _cap(self, capacity: int) -> int:
+        """A cache capacity, scaled by the sample rate (SHARDS: the sample of keys gets
+        the same share of the cache)."""
+        if not self.sampled:
+            return capacity
+        return max(1, int(capacity * self.rate))
+
+    def _sample_site(self, m: _SiteModel) -> None:
+        """Keys (site + URL) of ``m``'s current URLs and redirect sources in the sample."""
+        r = self.rate
+        m.kept = {u for u in (*m.urls, *m.redirects) if _key_sample(m.host, u) < r}
+
     def _gen(self) -> np.random.Generator:
         """A new independent generator (links, in creation order)."""
         return np.random.Generator(np.random.PCG64(self._link_seeds.spawn(1)[0]))
@@ -660,6 +694,8 @@ class _Engine:
         out_scdf: list[list[list[float]]] = []
         start = 0.0
         cache: dict[tuple[Any, ...], tuple[float, list[float], list[list[float]]]] = {}
+        # site CDFs by their weights: the same few lists for most segments
+        scache: dict[tuple[float, ...], list[float]] = {}
         for end in ends:
             t = start  # rates at the segment's start
             rates = []
@@ -676,8 +712,12 @@ class _Engine:
                     mult.append(self.site_shares[si] * m)
                 wsum = sum(mult)
                 rates.append(tr.peak_rps * r.client_share * _diurnal(tr.diurnal, hour) * wsum / total_share)
-                site_cdfs.append(_norm_cdf(mult))
-            key = (tuple(rates), tuple(tuple(c) for c in site_cdfs))
+                mkey = tuple(mult)
+                sc = scache.get(mkey)
+                if sc is None:
+                    sc = scache[mkey] = _norm_cdf(mult)
+                site_cdfs.append(sc)
+            key = (tuple(rates), tuple(id(c) for c in site_cdfs))
             hit = cache.get(key)
             if hit is None:
                 total = sum(rates)
@@ -795,6 +835,8 @@ class _Engine:
         d = self.origin.publish(prepared, self.epoch0 + t)
         if d.catalog is not None:
             self.sites[si].urls = self._catalog_urls(host)
+            if self.sampled:
+                self._sample_site(self.sites[si])
         purges = []
         for n in self.nodes:
             at = t + dep.propagation * self.u_misc()
@@ -1040,6 +1082,8 @@ class _Engine:
         a_size = rec.r_size.append
         retries = rec.r_retries
         outcome_code = _OUTCOME
+        sampled = self.sampled
+        skipped = 0
         rows: list[list[float]] = []
         seg = 0
         t_arr = math.inf
@@ -1159,6 +1203,16 @@ class _Engine:
                 url = reds[min(int(u3 / sm.redirect_share * len(reds)), len(reds) - 1)]
             else:
                 url = sm.url()
+            if sampled and url not in sm.kept:
+                # spatial sampling: a key outside the sample costs only its draws
+                skipped += 1
+                rate = rates[seg]
+                t_arr = t + gap / rate if rate > 0 else math.inf
+                if t_arr >= ends[seg]:
+                    t_arr, seg = next_arrival(t, seg, gap)
+                if not skipped & 0xFFFFF and progress is not None:
+                    progress(t, end, jid)
+                continue
             nv = nvisitors[ri]
             vi = min(bisect_right(visitors[ri], u4), nv - 1) if nv > 1 else 0
             jid += 1
@@ -1185,6 +1239,7 @@ class _Engine:
                 if progress is not None:
                     progress(t, end, jid)
         self.arrivals = jid
+        self.skipped = skipped
         if progress is not None:
             progress(end, end, jid)
 
@@ -1204,6 +1259,7 @@ def simulate(
     seed: int | None = None,
     progress: Callable[[float, float, int], None] | None = None,
     stop_at: float | None = None,
+    sample_rate: float = 1.0,
 ) -> RunResult:
     """Run ``topology`` in virtual time and return its report.
 
@@ -1215,6 +1271,12 @@ def simulate(
             65,536 arrivals and once at the end.
         stop_at: end client arrivals at this virtual time (default: the traffic's
             duration); requests in flight then run to completion.
+        sample_rate: spatial sampling (SHARDS-style, docs/sampling.md): only requests
+            whose cache key (site + URL) hashes below ``sample_rate`` are simulated, and
+            every cache's capacity is scaled by it. Counts in the report are scaled back
+            by ``1 / sample_rate``, ratios are as measured, and latency, queueing and
+            utilisation are null (not available); ``meta.sampled`` says so. 1.0 (the
+            default) simulates every request.
 
     Returns:
         The :class:`~edgesim.metrics.RunResult`.
@@ -1222,9 +1284,11 @@ def simulate(
     Error handling:
         Raises ``ValueError`` for faults or deploys naming unknown nodes or sites.
     """
+    if not 0.0 < sample_rate <= 1.0 or math.isnan(sample_rate):
+        raise ValueError(f"sample_rate must be in (0, 1], not {sample_rate!r}")
     s = topology.seed if seed is None else seed
     wall0 = time.perf_counter()
-    eng = _Engine(topology, s, stop_at)
+    eng = _Engine(topology, s, stop_at, sample_rate)
     wall_setup = time.perf_counter() - wall0
     reached = [0.0, 0.0]
 
@@ -1274,6 +1338,8 @@ def simulate(
         origin={"workers": eng.o_workers, "busy": eng.o_busy_steady},
         events=sorted(eng.events, key=lambda e: (e["at"], e["kind"])),
     )
+    if eng.sampled:
+        report = scale_report(report, sample_rate, skipped=eng.skipped)
     wall = time.perf_counter() - wall0
     timing = {
         "wall_seconds": wall,

@@ -50,6 +50,7 @@ __all__ = [
     "Recorder",
     "RunResult",
     "build_report",
+    "scale_report",
 ]
 
 O_HIT = 0
@@ -462,3 +463,81 @@ def build_report(
         "timeseries": timeseries,
         "events": [{k: (_r(v) if isinstance(v, float) else v) for k, v in e.items()} for e in events],
     }
+
+
+# Spatial sampling (scale_report): fields that are counts (scaled by 1 / rate), rates
+# per second (scaled too), and queueing-model figures (not available: null).
+_COUNT_KEYS = frozenset(
+    (
+        *_NAMES,
+        "requests",
+        "retries",
+        "bytes_served",
+        "bytes_from_cache",
+        "origin_requests",
+        "origin_bytes",
+        "revalidations",
+        "origin_errors",
+        "bytes",
+        "refused_outage",
+        "rejected_503",
+        "status_5xx",
+        "keys",
+        "used_bytes",
+        "evictions",
+        "stores",
+    )
+)
+_RATE_KEYS = frozenset(("requests_per_second", "peak_requests_per_second", "origin_requests_per_second"))
+_NA_KEYS = frozenset(
+    ("latency", "queueing", "utilisation", "max_queue", "latency_p50", "latency_p99", "queueing_p99")
+)
+
+
+def scale_report(report: dict[str, Any], rate: float, *, skipped: int = 0) -> dict[str, Any]:
+    """A sampled run's report at full scale (docs/sampling.md).
+
+    Counts (requests, outcomes, bytes, origin requests, cache keys and bytes) and rates
+    per second are divided by ``rate``; ratios stay as measured. Latency, queueing,
+    utilisation and queue lengths come from a queueing model the sampled run did not
+    run at the full rate: they become null. ``meta`` keeps the sampled run's own
+    request counts and gains ``sampled``: the rate, ``latency: "not available"``, and
+    the arrivals drawn but skipped (keys outside the sample).
+    """
+    k = 1.0 / rate
+
+    def count(v: Any) -> Any:
+        if isinstance(v, list):
+            return [count(x) for x in v]
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            return v
+        return round(v * k) if isinstance(v, int) else _r(v * k)
+
+    def na(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {x: None for x in v}
+        if isinstance(v, list):
+            return [None] * len(v)
+        return None
+
+    def walk(d: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, v in d.items():
+            if key in _NA_KEYS:
+                out[key] = na(v)
+            elif key in _COUNT_KEYS or key in _RATE_KEYS:
+                out[key] = count(v)
+            elif key == "sites" and isinstance(v, dict) and all(isinstance(x, int) for x in v.values()):
+                out[key] = {s: count(x) for s, x in v.items()}  # the origin's requests per site
+            elif isinstance(v, dict):
+                out[key] = walk(v)
+            else:
+                out[key] = v
+        return out
+
+    out = {key: (v if key in ("meta", "events") else walk(v)) for key, v in report.items()}
+    out["meta"] = {
+        **report["meta"],
+        "sampled": {"rate": _r(rate), "latency": "not available", "skipped_requests": skipped},
+    }
+    return out

@@ -1,0 +1,62 @@
+"""Spatial sampling of cache keys (SHARDS-style): ``simulate(..., sample_rate=R)``."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from test_engine import topo
+
+from edgesim.cli import cli
+from edgesim.engine import _key_sample, simulate
+
+
+def test_key_hash_is_stable_and_uniform() -> None:
+    assert _key_sample("a.test", "/x") == _key_sample("a.test", "/x")
+    assert _key_sample("a.test", "/x") != _key_sample("b.test", "/x")
+    xs = [_key_sample("s.test", f"/o/{i}") for i in range(20000)]
+    assert all(0.0 <= x < 1.0 for x in xs)
+    assert abs(sum(x < 0.1 for x in xs) / len(xs) - 0.1) < 0.01
+
+
+def test_sampled_hit_ratio_close_to_full_and_counts_scaled() -> None:
+    t = topo(rps=2000.0, duration=20.0, objects=20000, memory=8 * 2**20)
+    full = simulate(t).to_dict(deterministic=True)
+    samp = simulate(t, sample_rate=0.25).to_dict(deterministic=True)
+    ft, st = full["totals"], samp["totals"]
+    assert abs(ft["object_hit_ratio"] - st["object_hit_ratio"]) < 0.05
+    # counts are scaled back by 1/R: close to the full run's
+    assert abs(st["requests"] - ft["requests"]) / ft["requests"] < 0.15
+    assert abs(st["origin_requests"] - ft["origin_requests"]) / ft["origin_requests"] < 0.2
+    assert samp["meta"]["simulated_requests"] < 0.4 * full["meta"]["simulated_requests"]
+    assert samp["meta"]["sampled"]["rate"] == 0.25
+    assert samp["meta"]["sampled"]["latency"] == "not available"
+    assert samp["meta"]["sampled"]["skipped_requests"] > 0
+
+
+def test_sampled_report_has_no_latency_and_is_deterministic() -> None:
+    t = topo(duration=5.0, objects=2000)
+    a = simulate(t, sample_rate=0.5).to_dict(deterministic=True)
+    b = simulate(t, sample_rate=0.5).to_dict(deterministic=True)
+    assert json.dumps(a) == json.dumps(b)
+    assert set(a["totals"]["latency"].values()) == {None}
+    assert set(a["totals"]["queueing"].values()) == {None}
+    assert a["origin"]["utilisation"] is None and set(a["origin"]["queueing"].values()) == {None}
+    for n in a["nodes"].values():
+        assert n["utilisation"] is None and n["max_queue"] is None
+    assert set(a["timeseries"]["latency_p99"]) == {None}
+    assert "sampled" not in simulate(t).to_dict(deterministic=True)["meta"]
+
+
+@pytest.mark.parametrize("bad", [0.0, -0.1, 1.5, float("nan")])
+def test_bad_sample_rates_are_refused(bad: float) -> None:
+    with pytest.raises(ValueError, match="sample_rate"):
+        simulate(topo(duration=1.0), sample_rate=bad)
+
+
+@pytest.mark.parametrize("bad", ["0", "1.01", "-1", "x"])
+def test_cli_refuses_bad_sample_rate(bad: str) -> None:
+    result = CliRunner().invoke(cli, ["run", "demo", "--quiet", "--sample-rate", bad])
+    assert result.exit_code == 2
+    assert "--sample-rate" in result.output
