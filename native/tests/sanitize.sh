@@ -34,7 +34,11 @@ echo "== Python binding tests against a sanitizer build =="
 # Build from a copy so that objects left in build/ by a normal install are not reused.
 mkdir -p "$out/src"
 (cd "$root" && tar --exclude=./build --exclude=./.venv --exclude=./.git -cf - .) | tar -xf - -C "$out/src"
-(cd "$out/src" && EDGESIM_SANITIZE=1 python -m pip install -q --no-deps --target "$out/py" .)
+# No build products of a normal build may leak in: no in-place extension, no egg-info,
+# no cached wheel (one CI run once got an uninstrumented extension).
+find "$out/src" \( -name '*.so' -o -name '*.o' \) -delete
+rm -rf "$out/src"/*.egg-info "$out/src/build"
+(cd "$out/src" && EDGESIM_SANITIZE=1 python -m pip install -q --no-cache-dir --no-deps --target "$out/py" .)
 asan="$(gcc -print-file-name=libasan.so)"
 ubsan="$(gcc -print-file-name=libubsan.so)"
 so="$(ls "$out"/py/edgesim/_redirects_cffi*.so)"
