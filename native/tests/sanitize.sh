@@ -38,12 +38,18 @@ mkdir -p "$out/src"
 # no cached wheel (one CI run once got an uninstrumented extension).
 find "$out/src" \( -name '*.so' -o -name '*.o' \) -delete
 rm -rf "$out/src"/*.egg-info "$out/src/build"
-(cd "$out/src" && EDGESIM_SANITIZE=1 python -m pip install -q --no-cache-dir --no-deps --target "$out/py" .)
+(cd "$out/src" && EDGESIM_SANITIZE=1 python -m pip install -v --no-cache-dir --no-deps --target "$out/py" . > "$out/pip.log" 2>&1) \
+  || { tail -n 40 "$out/pip.log"; exit 1; }
 asan="$(gcc -print-file-name=libasan.so)"
 ubsan="$(gcc -print-file-name=libubsan.so)"
 so="$(ls "$out"/py/edgesim/_redirects_cffi*.so)"
-if ! ldd "$so" | grep -q libasan; then
+# Not `ldd | grep -q`: under pipefail, grep -q exiting early can SIGPIPE ldd and fail
+# the check at random.
+ldd "$so" > "$out/ldd.txt"
+if ! grep -q libasan "$out/ldd.txt"; then
   echo "sanitize.sh: $so is not linked against libasan" >&2
+  ls -la "$out"/py/edgesim/ >&2
+  grep -nE "gcc|skipping|up to date|Created wheel" "$out/pip.log" | tail -n 20 >&2
   exit 1
 fi
 # Run from $out so that the source tree's edgesim/ does not shadow the sanitizer build.
