@@ -515,17 +515,17 @@ def _number(
     return conv
 
 
-def _duration(*, positive: bool = False) -> Callable[[Any], float]:
-    what = f"a duration {'> 0' if positive else '>= 0'} such as 200ms, 1.5s, 30m or 2h (a number is seconds)"
+def _unit(parse: Callable[[str], float], cast: Callable[[float], Any], what: str, positive: bool) -> Any:
+    """A converter for a quantity written with units (a string) or as a plain number."""
 
-    def conv(v: Any) -> float:
+    def conv(v: Any) -> Any:
         if isinstance(v, str):
             try:
-                x = parse_duration(v)
+                x = cast(parse(v))
             except ValueError:
                 raise _Expected(what) from None
         elif _is_number(v):
-            x = float(v)
+            x = cast(v)
         else:
             raise _Expected(what)
         if x < 0 or (positive and x == 0):
@@ -533,26 +533,16 @@ def _duration(*, positive: bool = False) -> Callable[[Any], float]:
         return x
 
     return conv
+
+
+def _duration(*, positive: bool = False) -> Callable[[Any], float]:
+    what = f"a duration {'> 0' if positive else '>= 0'} such as 200ms, 1.5s, 30m or 2h (a number is seconds)"
+    return _unit(parse_duration, float, what, positive)  # type: ignore[no-any-return]
 
 
 def _size(*, positive: bool = False) -> Callable[[Any], int]:
     what = f"a size {'> 0' if positive else '>= 0'} such as 512MB or 1GiB (a number is bytes)"
-
-    def conv(v: Any) -> int:
-        if isinstance(v, str):
-            try:
-                x = parse_size(v)
-            except ValueError:
-                raise _Expected(what) from None
-        elif _is_number(v):
-            x = int(v)
-        else:
-            raise _Expected(what)
-        if x < 0 or (positive and x == 0):
-            raise _Expected(what)
-        return x
-
-    return conv
+    return _unit(parse_size, int, what, positive)  # type: ignore[no-any-return]
 
 
 def _rate(v: Any) -> float:

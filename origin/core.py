@@ -852,8 +852,23 @@ class OriginCore:
     ) -> Response:
         """A short text answer; in metadata-only mode a content answer (``req`` given)
         has no body."""
+        return self._small(status, _TEXT, text, cache_control, now, deploy_id, extra, req, not self.bodies)
+
+    def _small(
+        self,
+        status: int,
+        content_type: str,
+        text: str,
+        cache_control: str,
+        now: float,
+        deploy_id: str | None,
+        extra: Headers | None,
+        req: Request | None,
+        metadata_only: bool,
+    ) -> Response:
+        """A small generated answer (text or JSON) with the origin's usual headers."""
         body = text.encode()
-        headers: Headers = [("content-type", _TEXT), ("cache-control", cache_control)]
+        headers: Headers = [("content-type", content_type), ("cache-control", cache_control)]
         if deploy_id is not None:
             headers.append((DEPLOY_HEADER, deploy_id))
         if extra:
@@ -861,8 +876,8 @@ class OriginCore:
         headers.append(("date", self._date_header(now)))
         headers.append(("content-length", str(len(body))))
         if req is not None and req.method == "HEAD":
-            return Response(status, headers, b"" if self.bodies else None, 0)
-        if req is not None and not self.bodies:
+            return Response(status, headers, None if metadata_only else b"", 0)
+        if req is not None and metadata_only:
             return Response(status, headers, None, len(body))
         return Response(status, headers, body, len(body))
 
@@ -889,17 +904,7 @@ class OriginCore:
         """A JSON answer; reserved endpoints always carry real bodies (``req`` only
         matters for HEAD)."""
         text = json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
-        body = text.encode()
-        headers: Headers = [("content-type", _JSON), ("cache-control", NO_STORE)]
-        if deploy_id is not None:
-            headers.append((DEPLOY_HEADER, deploy_id))
-        if extra:
-            headers.extend(extra)
-        headers.append(("date", self._date_header(now)))
-        headers.append(("content-length", str(len(body))))
-        if req is not None and req.method == "HEAD":
-            return Response(status, headers, b"", 0)
-        return Response(status, headers, body, len(body))
+        return self._small(status, _JSON, text, NO_STORE, now, deploy_id, extra, req, False)
 
     def _reserved(self, req: Request, path: str, now: float) -> Response:
         name = path[len(RESERVED_PREFIX) :]
