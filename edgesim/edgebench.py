@@ -219,6 +219,7 @@ def _pyload(url: str, seconds: float, connections: int, cpu: int | None, unique:
     cmd = [
         *_pin(cpu),
         sys.executable,
+        "-P",
         "-m",
         "edgesim._loadgen",
         url,
@@ -251,16 +252,27 @@ def live(seconds: float = 5.0, connections: int = 32, *, use_wrk: bool | None = 
 
         bare_port, origin_port, edge_port = _free_port(), _free_port(), _free_port()
         h11_port = _free_port()
-        start([*_pin(0), sys.executable, "-c", _MINIMAL_H11, str(h11_port), "1024"], h11_port)
-        start([*_pin(0), sys.executable, "-c", _BARE, str(bare_port), "1024"], bare_port)
+        start([*_pin(0), sys.executable, "-P", "-c", _MINIMAL_H11, str(h11_port), "1024"], h11_port)
+        start([*_pin(0), sys.executable, "-P", "-c", _BARE, str(bare_port), "1024"], bare_port)
         start(
-            [*_pin(1), sys.executable, "-m", "origin", "--sites", str(root), "--port", str(origin_port)],
+            [
+                *_pin(1),
+                sys.executable,
+                "-P",
+                "-m",
+                "origin",
+                "--sites",
+                str(root),
+                "--port",
+                str(origin_port),
+            ],
             origin_port,
         )
         start(
             [
                 *_pin(0),
                 sys.executable,
+                "-P",
                 "-m",
                 "edgesim",
                 "edge",

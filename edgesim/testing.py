@@ -516,7 +516,7 @@ def _origin_command(sites_dir: Path) -> tuple[list[str], dict[str, str]]:
     env = dict(os.environ)
     root = str(Path(edgesim.__file__).resolve().parent.parent)  # where `origin` lives too
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
-    return [sys.executable, "-m", "origin", "--sites", str(sites_dir), "--port", "0"], env
+    return [sys.executable, "-P", "-m", "origin", "--sites", str(sites_dir), "--port", "0"], env
 
 
 def _tail(path: Path, limit: int = 2000) -> str:

@@ -151,7 +151,7 @@ def test_bench_json(tmp_path: Path) -> None:
 
 def test_entry_point_subprocess() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "edgesim", "redirects", "check", str(EXAMPLE)],
+        [sys.executable, "-P", "-m", "edgesim", "redirects", "check", str(EXAMPLE)],
         capture_output=True,
         text=True,
         timeout=60,

@@ -61,7 +61,7 @@ def sites(tmp_path: Path) -> Path:
 class OriginProcess:
     def __init__(self, sites: Path, *extra: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "origin", "--sites", str(sites), "--port", "0", *extra],
+            [sys.executable, "-P", "-m", "origin", "--sites", str(sites), "--port", "0", *extra],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -283,6 +283,7 @@ def test_cli_edge_serve_end_to_end(origin: OriginProcess, tmp_path: Path) -> Non
     proc = subprocess.Popen(
         [
             sys.executable,
+            "-P",
             "-m",
             "edgesim",
             "edge",
@@ -321,7 +322,7 @@ def test_cli_edge_serve_end_to_end(origin: OriginProcess, tmp_path: Path) -> Non
 
 def test_cli_edge_serve_bad_arguments(tmp_path: Path) -> None:
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        cmd = [sys.executable, "-m", "edgesim", "edge", "serve", *args]
+        cmd = [sys.executable, "-P", "-m", "edgesim", "edge", "serve", *args]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
 
     bad = run("--origin", "ftp://x")

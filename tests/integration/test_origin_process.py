@@ -4,7 +4,6 @@ deploys, modelled load and a graceful SIGTERM. Waits are on real I/O, under dead
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -15,8 +14,6 @@ import h11
 import pytest
 import trio
 
-ROOT = Path(__file__).resolve().parents[2]
-ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 # Generous bounds: a loaded CI machine may start Python slowly.
 START_TIMEOUT = 20.0
 REQUEST_TIMEOUT = 10.0
@@ -76,10 +73,8 @@ async def request(
 async def start_origin(sites: Path, *extra: str) -> Origin:
     """Start ``python -m origin`` and read the port from its first stdout line."""
     proc = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "origin", "--sites", str(sites), "--port", "0", *extra],
+        [sys.executable, "-P", "-m", "origin", "--sites", str(sites), "--port", "0", *extra],
         stdout=subprocess.PIPE,
-        env=ENV,
-        cwd=ROOT,
     )
     assert proc.stdout is not None
     line = b""
@@ -213,12 +208,10 @@ async def test_bad_site_config_exits_with_a_clear_error(tmp_path: Path) -> None:
     (site / "_edgesim.toml").write_text("[load]\nservice_time = 'slow'\n")
     with trio.fail_after(START_TIMEOUT):
         done = await trio.run_process(
-            [sys.executable, "-m", "origin", "--sites", str(tmp_path), "--port", "0"],
+            [sys.executable, "-P", "-m", "origin", "--sites", str(tmp_path), "--port", "0"],
             capture_stdout=True,
             capture_stderr=True,
             check=False,
-            env=ENV,
-            cwd=ROOT,
         )
     assert done.returncode == 2
     assert done.stdout == b""

@@ -919,5 +919,7 @@ def test_clear() -> None:
 
 def test_core_imports_no_io_modules() -> None:
     code = "import sys, edgesim.cache; print({'trio', 'diskcache'} & set(sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-P", "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert "trio" not in out and "diskcache" not in out

@@ -294,5 +294,7 @@ def test_head_served_from_get(origin: FakeOrigin) -> None:
 
 def test_core_imports_no_trio() -> None:
     code = "import sys, edgesim.node, edgesim.cache; print('trio' in sys.modules, 'socket' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-P", "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert out.split()[0] == "False"

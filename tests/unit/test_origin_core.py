@@ -667,8 +667,7 @@ def test_core_imports_no_trio_socket_or_clock() -> None:
         "import sys, origin.core, origin._catalog, origin._config\n"
         "print([m for m in ('trio', 'socket', 'email.utils') if m in sys.modules])\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    out = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
     origin_dir = Path(__file__).resolve().parents[2] / "origin"
     for name in ("core.py", "_catalog.py", "_config.py"):
