@@ -540,17 +540,25 @@ def validate_command(files: tuple[str, ...]) -> None:
     `FILE: ok (...)`, or one line per problem with its file, line, key path and what
     was expected. Exits 1 when any file has problems."""
     from edgesim._topoload import load_topology, resolve_topology_arg
-    from edgesim.errors import TopologyError
+    from edgesim.errors import TopologyError, TraceError
 
     failed = False
     for arg in files:
         path = resolve_topology_arg(arg)
         try:
             topo = load_topology(path)
+            if topo.traffic.trace is not None:
+                from edgesim._tracetraffic import load_trace_traffic
+
+                load_trace_traffic(topo)  # the trace's own problems (lines, names)
         except TopologyError as exc:
             failed = True
             for problem in exc.problems:
                 click.echo(str(problem))
+            continue
+        except TraceError as exc:
+            failed = True
+            click.echo(str(exc))
             continue
         nodes = sum(r.edge.nodes for r in topo.regions)
         click.echo(f"{path}: ok ({len(topo.regions)} regions, {nodes} nodes, {len(topo.sites)} sites)")

@@ -59,6 +59,7 @@ from typing import Any
 import numpy as np
 
 from edgesim import __version__
+from edgesim._tracetraffic import load_trace_traffic
 from edgesim.cache import HttpCache, MetadataStore
 from edgesim.http import Request, Response
 from edgesim.metrics import (
@@ -482,6 +483,9 @@ class _Engine:
         node_ss = gens[6]
         site_ss = np.random.SeedSequence([seed, 7]).spawn(max(1, len(topo.sites)))
 
+        # a trace replaces the synthetic arrivals (edgesim._tracetraffic)
+        self.trace = load_trace_traffic(topo) if tr.trace is not None else None
+
         # origin
         now0 = self.epoch0
         self.origin = OriginCore(bodies=False)
@@ -500,12 +504,14 @@ class _Engine:
                 cfg = parse_config(_site_config_text(s) or None, f"{host}/_edgesim.toml")
                 from origin.core import CatalogSpec
 
+                fixed = self.trace.site_sizes[i] if self.trace is not None else ()
                 spec = CatalogSpec(
-                    cat.objects,
+                    len(fixed) or cat.objects,
                     cat.seed,
                     _origin_size(cat.size),
                     tuple((k, _origin_size(d)) for k, d in cat.sizes),
                     cat.types,
+                    fixed,
                 )
                 cfg = replace(cfg, catalog=spec)
                 texts = {
@@ -1102,7 +1108,18 @@ class _Engine:
                 gap = self._exp()
             return math.inf, seg
 
-        t_arr, seg = next_arrival(0.0, 0, self._exp())
+        trace = self.trace
+        if trace is None:
+            t_arr, seg = next_arrival(0.0, 0, self._exp())
+        else:
+            # the trace is the traffic: its times, regions (or draws by client share),
+            # sites and objects, in order
+            tr_times, tr_regions = trace.times, trace.regions
+            tr_sites, tr_objects = trace.sites, trace.objects
+            tn = len(tr_times)
+            ti = 0
+            share_cdf = _norm_cdf([max(0.0, r.client_share) for r in self.topo.regions])
+            t_arr = tr_times[0] if tn and tr_times[0] < end else math.inf
         jid = 0
         report_at = _PROGRESS_EVERY
         while True:
@@ -1187,23 +1204,36 @@ class _Engine:
             if not rows:
                 rows = self._arrival_rows()
             gap, u1, u2, u3, u4, u5 = rows.pop()
-            ri = 0
-            if nregions > 1:
-                ri = bisect_right(rcdfs[seg], u1)
-                if ri >= nregions:
-                    ri = nregions - 1
-            si = 0
-            if nsites > 1:
-                si = bisect_right(scdfs[seg][ri], u2)
-                if si >= nsites:
-                    si = nsites - 1
-            sm = sites[si]
-            if sm.redirect_share and u3 < sm.redirect_share:
-                reds = sm.redirects
-                url = reds[min(int(u3 / sm.redirect_share * len(reds)), len(reds) - 1)]
+            if trace is not None:
+                ri = tr_regions[ti]
+                if ri < 0:
+                    ri = min(bisect_right(share_cdf, u1), nregions - 1)
+                si = tr_sites[ti]
+                sm = sites[si]
+                url = sm.urls[tr_objects[ti]]
+                ti += 1
+                t_arr = tr_times[ti] if ti < tn and tr_times[ti] < end else math.inf
+                if sampled and url not in sm.kept:
+                    skipped += 1
+                    continue
             else:
-                url = sm.url()
-            if sampled and url not in sm.kept:
+                ri = 0
+                if nregions > 1:
+                    ri = bisect_right(rcdfs[seg], u1)
+                    if ri >= nregions:
+                        ri = nregions - 1
+                si = 0
+                if nsites > 1:
+                    si = bisect_right(scdfs[seg][ri], u2)
+                    if si >= nsites:
+                        si = nsites - 1
+                sm = sites[si]
+                if sm.redirect_share and u3 < sm.redirect_share:
+                    reds = sm.redirects
+                    url = reds[min(int(u3 / sm.redirect_share * len(reds)), len(reds) - 1)]
+                else:
+                    url = sm.url()
+            if trace is None and sampled and url not in sm.kept:
                 # spatial sampling: a key outside the sample costs only its draws
                 skipped += 1
                 rate = rates[seg]
@@ -1230,10 +1260,11 @@ class _Engine:
                 link = client_links[ri]
                 lb = link.fast
                 heappush(heap, (t + (lb.pop() if lb else link(t)), nseq(), _NODE_ARRIVE, job))
-            rate = rates[seg]
-            t_arr = t + gap / rate if rate > 0 else math.inf
-            if t_arr >= ends[seg]:
-                t_arr, seg = next_arrival(t, seg, gap)
+            if trace is None:
+                rate = rates[seg]
+                t_arr = t + gap / rate if rate > 0 else math.inf
+                if t_arr >= ends[seg]:
+                    t_arr, seg = next_arrival(t, seg, gap)
             if jid >= report_at:
                 report_at += _PROGRESS_EVERY
                 if progress is not None:

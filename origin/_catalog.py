@@ -36,7 +36,7 @@ from functools import lru_cache
 from hashlib import blake2b
 from typing import Any
 
-from origin._config import KINDS, CatalogSpec
+from origin._config import KINDS, MAX_SIZE, CatalogSpec
 
 _KIND_NAMES = tuple(KINDS)
 _CONTENT_TYPES = tuple(KINDS[k][0] for k in _KIND_NAMES)
@@ -274,7 +274,9 @@ def _layout(spec: CatalogSpec) -> tuple[bytes, array[int]]:
         while j < last and r >= cum[j]:
             j += 1
         kinds[i] = kind_ids[j]
-        sizes[i] = max(0, round(dists[j].sample(rng)))
+        sizes[i] = max(0, round(dists[j].sample(rng)))  # drawn even when fixed: same kinds
+    if spec.fixed_sizes:
+        sizes = array("Q", (min(max(0, s), MAX_SIZE) for s in spec.fixed_sizes))
     return bytes(kinds), sizes
 
 

@@ -186,6 +186,10 @@ class CatalogSpec:
         size: default size distribution (bytes).
         sizes: per-kind overrides of ``size``.
         types: (kind, weight) mix; weights need not sum to 1.
+        fixed_sizes: when given (one size per object), the objects' sizes, in place of
+            draws from ``size``/``sizes``: a replayed trace's sizes. Kinds and URLs do
+            not depend on it (the layout still makes the same draws), so it is left out
+            of :meth:`as_dict` and of manifests: an edge rebuilds the same file set.
     """
 
     objects: int
@@ -193,6 +197,11 @@ class CatalogSpec:
     size: Distribution = DEFAULT_SIZE
     sizes: tuple[tuple[str, Distribution], ...] = ()
     types: tuple[tuple[str, float], ...] = DEFAULT_TYPES
+    fixed_sizes: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.fixed_sizes and len(self.fixed_sizes) != self.objects:
+            raise ValueError(f"fixed_sizes has {len(self.fixed_sizes)} sizes for {self.objects} objects")
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -111,3 +111,19 @@ def test_run_bad_topology_lists_problems(tmp_path: Path) -> None:
     assert code == 1 and "missing.toml" in err and "Traceback" not in err
     code, out, _ = _run("validate", str(bad))
     assert code == 1 and "regions[0].edge.nodes" in out
+
+
+def test_trace_problems_are_one_line_each(tmp_path: Path) -> None:
+    topo = tmp_path / "t.toml"
+    topo.write_text(SMALL.replace("peak_rps = 40", 'trace = "t.csv"'))
+    (tmp_path / "t.csv").write_text("time,key,size,region,site\n1,x,10,mars,small.example\n")
+    code, out, _ = _run("validate", str(topo))
+    assert code == 1
+    assert out.strip() == (
+        f"{tmp_path / 't.csv'}: region 'mars' is not a region of the topology (expected one of: eu, us)"
+    )
+    code, _, err = _run("run", str(topo), "--quiet")
+    assert code == 1 and "region 'mars'" in err and "Traceback" not in err
+    (tmp_path / "t.csv").write_text("time,key,size\n1,x,10\n2,y,-3\n")
+    code, out, _ = _run("validate", str(topo))
+    assert code == 1 and f"{tmp_path / 't.csv'}:3" in out and "Traceback" not in out
