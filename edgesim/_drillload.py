@@ -150,7 +150,10 @@ class _Region:
     def __init__(self, doc: dict[str, Any], read_timeout: float) -> None:
         self.name = doc["name"]
         self.nodes = [n["name"] for n in doc["nodes"]]
-        self.pools = [OriginPool(n["url"], connect_timeout=read_timeout, read_timeout=read_timeout) for n in doc["nodes"]]
+        self.pools = [
+            OriginPool(n["url"], connect_timeout=read_timeout, read_timeout=read_timeout)
+            for n in doc["nodes"]
+        ]
         self.dead_until = [0.0] * len(self.nodes)
 
 

@@ -46,6 +46,8 @@ from typing import Any
 
 import trio
 
+from edgesim.errors import EdgesimError
+
 log = logging.getLogger("edgesim.supervisor")
 
 __all__ = ["EdgeSpec", "Restart", "Supervisor", "SupervisorError", "free_ports", "open_supervisor"]
@@ -67,7 +69,7 @@ FLUSH_INTERVAL = 1.0
 STATS_PATH = "/.edgesim/edge/stats"
 
 
-class SupervisorError(RuntimeError):
+class SupervisorError(EdgesimError, RuntimeError):
     """A node could not be started at all (bad arguments, port taken, no interpreter)."""
 
 
@@ -260,32 +262,20 @@ class Supervisor:
         p.send_signal(sig)
         return True
 
-    async def wait_all_up(self, timeout: float = START_TIMEOUT) -> None:
-        """Wait until every node accepts connections.
+    async def wait_all_up(self) -> None:
+        """Wait until every node accepts connections (bound it with ``trio.fail_after``)."""
+        while not all(n.up for n in self._nodes):
+            await self._wait_changed()
 
-        Raises:
-            SupervisorError: not within ``timeout`` seconds.
-        """
-        with trio.move_on_after(timeout):
-            while not all(n.up for n in self._nodes):
-                await self._wait_changed()
-            return
-        down = [n.spec.name for n in self._nodes if not n.up]
-        raise SupervisorError(f"edge nodes not up after {timeout:g} s: {', '.join(down)}")
+    def down(self) -> list[str]:
+        """Names of the nodes not accepting connections now."""
+        return [n.spec.name for n in self._nodes if not n.up]
 
-    async def wait_restarts(self, count: int, timeout: float) -> bool:
-        """Wait until ``count`` restarts are recorded and those nodes are up again.
-
-        Returns:
-            Whether that happened within ``timeout`` seconds.
-        """
-        with trio.move_on_after(timeout):
-            while not (
-                len(self.restarts) >= count and all(r.up_at is not None for r in self.restarts[:count])
-            ):
-                await self._wait_changed()
-            return True
-        return False
+    async def wait_restarts(self, count: int) -> None:
+        """Wait until ``count`` restarts are recorded and those nodes are up again
+        (bound it with ``trio.move_on_after``)."""
+        while not (len(self.restarts) >= count and all(r.up_at is not None for r in self.restarts[:count])):
+            await self._wait_changed()
 
     async def flush(self) -> None:
         """Collect every live node's counters now (as the periodic scraper does)."""
@@ -437,7 +427,7 @@ async def open_supervisor(
     if len(set(ports)) != len(ports):
         raise ValueError("every edge needs its own port")
     logs = Path(log_dir)
-    logs.mkdir(parents=True, exist_ok=True)
+    await trio.Path(logs).mkdir(parents=True, exist_ok=True)
     sup = Supervisor(
         specs,
         log_dir=logs,
@@ -450,13 +440,11 @@ async def open_supervisor(
         try:
             for n in sup._nodes:
                 await nursery.start(sup._run_node, n)
-            try:
+            with trio.move_on_after(START_TIMEOUT):
                 await sup.wait_all_up()
-            except SupervisorError as exc:
-                tails = "; ".join(
-                    f"{n.spec.name}: {_tail(logs / f'{n.spec.name}.log')}" for n in sup._nodes if not n.up
-                )
-                raise SupervisorError(f"{exc} ({tails})") from None
+            if sup.down():
+                tails = "; ".join(f"{name}: {_tail(logs / f'{name}.log')}" for name in sup.down())
+                raise SupervisorError(f"edge nodes not up after {START_TIMEOUT:g} s ({tails})")
             nursery.start_soon(sup._scraper)
             yield sup
             with trio.move_on_after(max(1.0, flush_interval)):

@@ -180,10 +180,9 @@ def edge_specs(topo: Topology, origin_url: str, *, module: str = "edgesim") -> l
 
 async def site_paths(origin_url: str, host: str, limit: int = MAX_PATHS) -> list[str]:
     """The site's paths, most popular first, from the origin's manifest."""
-    from origin.core import Catalog
-
     from edgesim._client import OriginPool
     from edgesim.http import Request
+    from origin.core import Catalog
 
     pool = OriginPool(origin_url)
     try:
@@ -270,7 +269,9 @@ async def _faults(
         log.append({"t": round(s.at * scale, 3), "kind": "latency_spike_skipped", "link": s.link})
 
 
-def _bucket_sum(buckets: list[dict[str, Any]], lo: float, hi: float, key: Callable[[dict[str, Any]], int]) -> int:
+def _bucket_sum(
+    buckets: list[dict[str, Any]], lo: float, hi: float, key: Callable[[dict[str, Any]], int]
+) -> int:
     return sum(key(b) for b in buckets if lo <= b["t"] < hi)
 
 
@@ -414,7 +415,9 @@ async def run_drill(
                 fault_log: list[dict[str, Any]] = []
                 extra: list[Any] = []
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(_faults, topology, sup, origin, start_at, scale, opts, fault_log, progress)
+                    nursery.start_soon(
+                        _faults, topology, sup, origin, start_at, scale, opts, fault_log, progress
+                    )
                     if during is not None:
 
                         async def run_during(fn: Any = during) -> None:
@@ -425,7 +428,8 @@ async def run_drill(
                 # a restart still under way gets its chance to finish before the report
                 pending = [r for r in sup.restarts if r.up_at is None]
                 if pending:
-                    await sup.wait_restarts(len(sup.restarts), timeout=10.0)
+                    with trio.move_on_after(10.0):
+                        await sup.wait_restarts(len(sup.restarts))
                 await sup.flush()
                 edges = {
                     "flush_interval": opts.flush_interval,
@@ -437,6 +441,9 @@ async def run_drill(
                     ),
                 }
                 restarts = [r.as_dict() for r in sup.restarts]
+            # an origin that died on its own (not stopped by a fault) is a finding
+            p = origin.process
+            origin_exit = p.returncode if p is not None and p.returncode is not None else None
         finally:
             await origin.stop()
     report: dict[str, Any] = {
@@ -448,6 +455,7 @@ async def run_drill(
         "clients": clients,
         "faults": fault_log,
         "edges": edges,
+        "origin_exit": origin_exit,
         "extra": extra[0] if extra else None,
     }
     outages = [(o.at * scale, (o.at + o.duration) * scale, o.mode) for o in topology.faults.outages]
@@ -464,7 +472,11 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         f"{t['requests']:,} requests, {c['throughput_rps']:,.0f} answers/s",
         f"clients: ok {t['ok']:,}, http 5xx {t['http_5xx']:,}, retried {t['retried']:,}, "
         f"failed {t['failed']:,}; failed attempts {t['attempts_failed']:,} "
-        + (f"({', '.join(f'{k} {v}' for k, v in sorted(c['attempt_errors'].items()))})" if c["attempt_errors"] else ""),
+        + (
+            f"({', '.join(f'{k} {v}' for k, v in sorted(c['attempt_errors'].items()))})"
+            if c["attempt_errors"]
+            else ""
+        ),
     ]
     for f in report["faults"]:
         extra = " ".join(f"{k}={v}" for k, v in f.items() if k not in ("t", "kind"))
@@ -484,8 +496,8 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         )
     for o in report["origin_outages"]:
         lines.append(
-            f"origin {o['mode']} {o['at']:.1f}-{o['until']:.1f}s: stale served {o['stale']}, hits {o['hits']}, "
-            f"edge errors {o['errors']}, 5xx {o['http_5xx']}, failed {o['failed']}"
+            f"origin {o['mode']} {o['at']:.1f}-{o['until']:.1f}s: stale served {o['stale']}, "
+            f"hits {o['hits']}, edge errors {o['errors']}, 5xx {o['http_5xx']}, failed {o['failed']}"
         )
     lines.append(report["edges"]["lost_window_note"])
     return lines
