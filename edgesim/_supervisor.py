@@ -130,7 +130,8 @@ class Restart:
         died_at: when the supervisor saw the process exit (seconds since open).
         returncode: the exit status, or ``-N`` for death by signal N (subprocess style).
         signal: the signal's name (``SIGKILL``) when it died by a signal, else None.
-        killed_by_drill: the supervisor itself sent the signal (:meth:`Supervisor.kill`).
+        killed_by_drill: the supervisor had sent it a signal (:meth:`Supervisor.kill`);
+            after SIGTERM an edge drains and exits 0.
         backoff: seconds waited before starting it again (the hold included).
         up_at: when the new process accepted connections again (None: it never did
             before the supervisor closed).
@@ -333,7 +334,7 @@ class Supervisor:
             was_up = n.up
             n.up = False
             sig_name = _signal_name(rc)
-            by_drill = n.drill_signal is not None and rc == -n.drill_signal
+            by_drill = n.drill_signal is not None  # it may exit 0 on SIGTERM (it drains)
             unflushed = died - (n.last_flush if n.last_flush is not None else n.started_at)
             n.folded = _add(n.folded, n.current)
             n.current = {}
