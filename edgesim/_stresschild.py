@@ -40,6 +40,9 @@ FATAL_THREAD_EXIT = 70
 # starving the threads doing the work.
 GC_PAUSE = 0.005
 EDGE_GC_PAUSE = 0.02
+# Set to N (seconds) to make every edge process segfault N seconds after it starts: a
+# check that ``edgesim stress`` sees, counts and logs crashes (docs/stress.md).
+SELFTEST_CRASH_ENV = "EDGESIM_STRESS_SELFTEST_CRASH"
 
 
 def _gc_loop(stop: threading.Event, counter: list[int], pause: float = GC_PAUSE) -> None:
@@ -61,6 +64,12 @@ def _edge(argv: list[str]) -> int:
     from edgesim.cli import main
 
     threading.excepthook = _fatal_hook
+    crash_after = os.environ.get(SELFTEST_CRASH_ENV)
+    if crash_after:
+        # a deliberate segfault, to check that a crash is seen, counted and logged
+        timer = threading.Timer(float(crash_after), faulthandler._sigsegv)  # type: ignore[attr-defined]
+        timer.daemon = True
+        timer.start()
     threading.Thread(
         target=_gc_loop, args=(threading.Event(), [0], EDGE_GC_PAUSE), name="gc-loop", daemon=True
     ).start()

@@ -4,6 +4,7 @@ the matcher process, for 20 s."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -71,3 +72,24 @@ def test_stress_rejects_bad_arguments_in_one_line(tmp_path: Path) -> None:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
         assert proc.returncode != 0
         assert expect in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_stress_counts_a_crashing_edge_and_exits_1(tmp_path: Path) -> None:
+    topo = tmp_path / "stress.toml"
+    topo.write_text(TOPOLOGY.format(rules=SHOP_RULES.as_posix()))
+    env = dict(os.environ, EDGESIM_STRESS_SELFTEST_CRASH="2")
+    work = tmp_path / "work"
+    cmd = [
+        sys.executable, "-P", "-m", "edgesim", "stress", str(topo),
+        "--duration", "4s", "--threads", "1", "--connections", "4", "--workdir", str(work),
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    last = proc.stdout.strip().splitlines()[-1]
+    n = int(last.split("crashes: ")[1].split(",")[0])
+    assert n >= 2  # both edges died at least once
+    assert "crash: edge eu-0 died (SIGSEGV)" in proc.stderr
+    # faulthandler left the dying process's Python stacks in its log
+    log = (work / "logs" / "eu-0.log").read_text()
+    assert "Fatal Python error: Segmentation fault" in log
