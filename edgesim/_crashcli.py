@@ -125,6 +125,11 @@ def drill_command(
 @click.option("--duration", type=DURATION, default="60s", show_default=True)
 @click.option("--threads", type=click.IntRange(1, 64), default=4, show_default=True, help="Matcher threads.")
 @click.option("--connections", type=click.IntRange(1, 1024), default=32, show_default=True)
+@click.option(
+    "--baseline",
+    is_flag=True,
+    help="First run the same load without gc thread, reloads and matcher (throughput ratio).",
+)
 @click.option("--workdir", type=click.Path(file_okay=False), help="Keep sites and logs here.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the result as JSON.")
 def stress_command(
@@ -132,6 +137,7 @@ def stress_command(
     duration: float,
     threads: int,
     connections: int,
+    baseline: bool,
     workdir: str | None,
     json_path: str | None,
 ) -> None:
@@ -142,7 +148,15 @@ def stress_command(
 
     topo = _topology(topology)
     result = _run(
-        lambda: run_stress(topo, duration, threads=threads, connections=connections, workdir=workdir)
+        lambda: run_stress(
+            topo,
+            duration,
+            threads=threads,
+            connections=connections,
+            workdir=workdir,
+            baseline=baseline,
+            progress=lambda m: click.echo(m, err=True),
+        )
     )
     _write(json_path, result)
     for d in result["crash_details"]:

@@ -428,7 +428,7 @@ async def run_drill(
                 # a restart still under way gets its chance to finish before the report
                 pending = [r for r in sup.restarts if r.up_at is None]
                 if pending:
-                    with trio.move_on_after(10.0):
+                    with trio.move_on_after(5.0):
                         await sup.wait_restarts(len(sup.restarts))
                 await sup.flush()
                 edges = {

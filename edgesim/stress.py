@@ -120,6 +120,7 @@ async def run_stress(
     connections: int = 32,
     workdir: str | os.PathLike[str] | None = None,
     progress: Callable[[str], None] | None = None,
+    baseline: bool = False,
 ) -> dict[str, Any]:
     """Stress ``topology``'s edges, origin and matcher for ``duration`` seconds.
 
@@ -132,11 +133,15 @@ async def run_stress(
             stderr is kept there: ``logs/NODE.log``, ``origin.log``, ``load.log``,
             ``matcher.log``; ``faulthandler`` writes a crashing child's stacks there.
         progress: called with a line now and then.
+        baseline: first run the same load for ``duration`` without the extras (plain
+            edge processes, no reloads, no matcher process), for a same-run baseline
+            of the throughput.
 
     Returns:
         ``crashes`` (must be 0), ``crash_details``, ``errors``, ``throughput_rps``,
-        ``matcher`` (the threads' counts), ``deploys``, and the underlying ``drill``
-        report (restarts, client outcomes, edge counters).
+        ``matcher`` (the threads' counts), ``deploys``, the restarts, client outcomes
+        and edge counters, and with ``baseline`` the plain run's ``baseline`` figures
+        and ``throughput_vs_baseline``.
     """
     quiet = dataclasses.replace(topology, faults=Faults())
     files = _rule_files(topology)
@@ -163,6 +168,16 @@ async def run_stress(
                 nursery.start_soon(deployer)
             return out
 
+        plain: dict[str, Any] | None = None
+        if baseline:
+            if progress:
+                progress(f"baseline: {duration:g} s of plain load")
+            base_opts = DrillOptions(
+                duration=duration, rate=0.0, connections=connections, honor_down_for=False
+            )
+            plain = await run_drill(quiet, base_opts, workdir=work / "baseline")
+            if progress:
+                progress(f"stress: {duration:g} s")
         opts = DrillOptions(
             duration=duration,
             rate=0.0,
@@ -184,6 +199,20 @@ async def run_stress(
     if drill.get("origin_exit") is not None:
         details.append(f"origin died (status {drill['origin_exit']})")
     t = drill["clients"]["totals"]
+    extras: dict[str, Any] = {}
+    if plain is not None:
+        pc = plain["clients"]
+        extras["baseline"] = {
+            "throughput_rps": pc["throughput_rps"],
+            "p50_ms": pc["p50_ms"],
+            "p99_ms": pc["p99_ms"],
+            "restarts": len(plain["restarts"]),
+        }
+        if plain["restarts"]:
+            details.extend(f"baseline: edge {r['name']} died" for r in plain["restarts"])
+        extras["throughput_vs_baseline"] = round(
+            drill["clients"]["throughput_rps"] / max(1e-9, pc["throughput_rps"]), 3
+        )
     return {
         "topology": topology.name,
         "duration": duration,
@@ -204,6 +233,7 @@ async def run_stress(
         "edges": drill["edges"],
         "restarts": drill["restarts"],
         "clients": drill["clients"],
+        **extras,
     }
 
 
@@ -216,4 +246,9 @@ def summary_line(result: dict[str, Any]) -> str:
         f"throughput: {result['throughput_rps']:,.0f} req/s (p99 {result['p99_ms']} ms), "
         f"matches: {m.get('matches_per_s', 0):,}/s on {m.get('threads', 0)} threads, "
         f"reloads: {m.get('reloads', 0)} + {result['deploys']} deploys, gc: {m.get('gc_collections', 0)}"
+        + (
+            f", vs plain load: {result['throughput_vs_baseline']}x"
+            if "throughput_vs_baseline" in result
+            else ""
+        )
     )
