@@ -39,7 +39,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,7 +50,15 @@ from edgesim.errors import EdgesimError
 
 log = logging.getLogger("edgesim.supervisor")
 
-__all__ = ["EdgeSpec", "Restart", "Supervisor", "SupervisorError", "free_ports", "open_supervisor"]
+__all__ = [
+    "EdgeSpec",
+    "Restart",
+    "Supervisor",
+    "SupervisorError",
+    "child_env",
+    "free_ports",
+    "open_supervisor",
+]
 
 # Seconds a (re)started edge process gets to accept connections: an interpreter start
 # plus imports take well under a second here, but a loaded 2-core CI machine running
@@ -200,8 +208,10 @@ class Supervisor:
         backoff_max: float,
         stable_after: float,
         flush_interval: float,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.specs = tuple(specs)
+        self._env = dict(env) if env is not None else child_env()
         self.restarts: list[Restart] = []
         self.flush_interval = flush_interval
         self._log_dir = log_dir
@@ -296,29 +306,38 @@ class Supervisor:
 
     async def _start(self, n: _Node) -> None:
         """Start node ``n`` and wait until its port accepts connections."""
+        if self._closing:
+            return
         n.incarnation += 1
         logf = (self._log_dir / f"{n.spec.name}.log").open("ab")
         try:
-            n.process = await trio.lowlevel.open_process(
-                n.spec.command(), stdout=subprocess.DEVNULL, stderr=logf
+            proc = await trio.lowlevel.open_process(
+                n.spec.command(), stdout=subprocess.DEVNULL, stderr=logf, env=self._env
             )
         finally:
             logf.close()
+        n.process = proc
         n.started_at = self.now()
         n.current = {}
         n.last_flush = None
-        with trio.move_on_after(START_TIMEOUT):
-            while n.process.returncode is None:
-                if await _accepts(n.spec.port):
-                    n.up = True
-                    n.last_flush = self.now()  # a fresh process has counted nothing yet
-                    self._notify()
-                    return
-                await trio.sleep(0.02)
+        try:
+            with trio.move_on_after(START_TIMEOUT):
+                while proc.returncode is None:
+                    if await _accepts(n.spec.port):
+                        n.up = True
+                        n.last_flush = self.now()  # a fresh process has counted nothing yet
+                        self._notify()
+                        return
+                    await trio.sleep(0.02)
+        except BaseException:  # cancelled while starting (the supervisor is closing)
+            with trio.CancelScope(shield=True):
+                proc.kill()
+                await proc.wait()
+            raise
         # exited early or never listened: the run loop's wait() sees it (or we kill it)
-        if n.process.returncode is None:
+        if proc.returncode is None:
             log.warning("%s: not listening after %g s; killing it", n.spec.name, START_TIMEOUT)
-            n.process.kill()
+            proc.kill()
 
     async def _run_node(self, n: _Node, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         backoff = self._backoff_initial
@@ -351,6 +370,8 @@ class Supervisor:
             await trio.sleep(wait)
             backoff = min(self._backoff_max, backoff * 2)
             await self._start(n)
+            if self._closing:
+                return
             if n.up:
                 up = self.now()
                 r = self.restarts[record_at]
@@ -396,6 +417,7 @@ async def open_supervisor(
     backoff_max: float = BACKOFF_MAX,
     stable_after: float = STABLE_AFTER,
     flush_interval: float = FLUSH_INTERVAL,
+    env: Mapping[str, str] | None = None,
 ) -> AsyncIterator[Supervisor]:
     """Run edge nodes as separate processes, restarting any that die.
 
@@ -406,6 +428,7 @@ async def open_supervisor(
             second while a node keeps dying within ``stable_after`` seconds of starting.
         stable_after: seconds of uptime after which a death starts a fresh backoff.
         flush_interval: seconds between collections of every node's counters.
+        env: the nodes' environment (default: :func:`child_env`).
 
     Yields:
         The :class:`Supervisor`, once every node accepts connections.
@@ -436,6 +459,7 @@ async def open_supervisor(
         backoff_max=backoff_max,
         stable_after=stable_after,
         flush_interval=flush_interval,
+        env=env,
     )
     async with trio.open_nursery() as nursery:
         try:
@@ -451,9 +475,25 @@ async def open_supervisor(
             with trio.move_on_after(max(1.0, flush_interval)):
                 await sup.flush()
         finally:
+            # Stop the node tasks first (one may be in a backoff sleep, about to start a
+            # process), then stop every process still running.
+            sup._closing = True
+            nursery.cancel_scope.cancel()
             with trio.CancelScope(shield=True):
                 await sup._stop_all()
-            nursery.cancel_scope.cancel()
+
+
+def child_env() -> dict[str, str]:
+    """The environment for edgesim's child processes: this one's, plus the folder that
+    holds the ``edgesim`` and ``origin`` packages in use on ``PYTHONPATH`` (needed in a
+    source checkout, where ``python -P`` does not look in the current folder; harmless
+    when installed), as the live test network does."""
+    import edgesim
+
+    env = dict(os.environ)
+    root = str(Path(edgesim.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    return env
 
 
 def free_ports(n: int) -> list[int]:

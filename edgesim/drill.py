@@ -45,7 +45,7 @@ from typing import Any
 
 import trio
 
-from edgesim._supervisor import EdgeSpec, Supervisor, free_ports, open_supervisor
+from edgesim._supervisor import EdgeSpec, Supervisor, child_env, free_ports, open_supervisor
 from edgesim.errors import EdgesimError
 from edgesim.topology import Topology
 
@@ -87,18 +87,6 @@ class DrillOptions:
     honor_down_for: bool = True
     edge_module: str = "edgesim"
     seed: int | None = None
-
-
-def child_env() -> dict[str, str]:
-    """The environment for edgesim's child processes: this one's, plus the folder that
-    holds the ``edgesim`` and ``origin`` packages in use on ``PYTHONPATH`` (needed in a
-    source checkout; harmless when installed), as the live test network does."""
-    import edgesim
-
-    env = dict(os.environ)
-    root = str(Path(edgesim.__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
-    return env
 
 
 class OriginProcess:

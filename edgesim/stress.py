@@ -38,8 +38,8 @@ from typing import Any
 
 import trio
 
-from edgesim._supervisor import Supervisor
-from edgesim.drill import DrillOptions, OriginProcess, child_env, run_drill
+from edgesim._supervisor import Supervisor, child_env
+from edgesim.drill import DrillOptions, OriginProcess, run_drill
 from edgesim.topology import Faults, Topology
 
 __all__ = ["DEFAULT_RULES", "run_stress", "summary_line"]

@@ -77,18 +77,21 @@ def test_stress_rejects_bad_arguments_in_one_line(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_stress_counts_a_crashing_edge_and_exits_1(tmp_path: Path) -> None:
     topo = tmp_path / "stress.toml"
-    topo.write_text(TOPOLOGY.format(rules=SHOP_RULES.as_posix()))
-    env = dict(os.environ, EDGESIM_STRESS_SELFTEST_CRASH="2")
+    # one node: it must have been up once before its first crash (a loaded machine can
+    # take seconds to start an interpreter), which N seconds after its start allows
+    topo.write_text(TOPOLOGY.format(rules=SHOP_RULES.as_posix()).replace("nodes = 2", "nodes = 1"))
+    env = dict(os.environ, EDGESIM_STRESS_SELFTEST_CRASH="3")
     work = tmp_path / "work"
     cmd = [
         sys.executable, "-P", "-m", "edgesim", "stress", str(topo),
-        "--duration", "4s", "--threads", "1", "--connections", "4", "--workdir", str(work),
+        "--duration", "5s", "--threads", "1", "--connections", "4", "--workdir", str(work),
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "crashes: " in proc.stdout, proc.stderr  # a summary, not an error line
     last = proc.stdout.strip().splitlines()[-1]
     n = int(last.split("crashes: ")[1].split(",")[0])
-    assert n >= 2  # both edges died at least once
+    assert n >= 1
     assert "crash: edge eu-0 died (SIGSEGV)" in proc.stderr
     # faulthandler left the dying process's Python stacks in its log
     log = (work / "logs" / "eu-0.log").read_text()
