@@ -138,7 +138,8 @@ FLASH_KEYS = ("site", "start", "duration", "multiplier", "region")
 DEPLOY_KEYS = ("site", "at", "new_fraction", "propagation")
 FAULT_KEYS = ("health_check_delay", "client_timeout", "crashes", "origin_outages", "latency_spikes")
 CRASH_KEYS = ("region", "node", "at", "down_for")
-OUTAGE_KEYS = ("at", "duration")
+OUTAGE_KEYS = ("at", "duration", "mode")
+OUTAGE_MODES = ("stop", "stall")
 SPIKE_KEYS = ("link", "at", "duration", "extra")
 
 EVICTIONS = ("lru", "fifo")
@@ -1325,6 +1326,7 @@ class _Checker:
                     duration=self.get(
                         o, "duration", ow, 0.0, _duration(positive=True), required=_DURATION_HINT
                     ),
+                    mode=self.get(o, "mode", ow, "stop", _choice(OUTAGE_MODES)),
                 )
             )
         spikes = []

@@ -688,6 +688,12 @@ def _stderr_console() -> Any:
     return Console(stderr=True)
 
 
+from edgesim._crashcli import drill_command, stress_command  # noqa: E402
+
+cli.add_command(drill_command)
+cli.add_command(stress_command)
+
+
 def main() -> None:
     """Entry point of the ``edgesim`` script."""
     cli(prog_name="edgesim", auto_envvar_prefix="EDGESIM")

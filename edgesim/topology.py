@@ -220,8 +220,13 @@ class NodeCrash:
 
 @dataclass(frozen=True, slots=True)
 class OriginOutage:
+    """The origin away for ``duration`` from ``at``. ``mode``: ``stop`` (the process is
+    stopped, so connections are refused) or ``stall`` (it is frozen, so connections hang).
+    The capacity engine models both as an outage; the crash drill runs them for real."""
+
     at: float
     duration: float
+    mode: str = "stop"
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,8 @@
 #   2. a fuzz run of the parser and matcher (libFuzzer with clang when available,
 #      else the standalone driver built with gcc), bounded by FUZZ_SECONDS;
 #   3. the Python binding tests (tests/native, minus the slow property tests) against
-#      an EDGESIM_SANITIZE=1 build of the extension, with the ASan runtime preloaded.
+#      an EDGESIM_SANITIZE=1 build of the extension, with the ASan runtime preloaded;
+#   4. a short `edgesim stress` run (STRESS_SECONDS, default 20) against that build.
 # Run from anywhere; needs gcc and the project's virtualenv active (python, pytest).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -31,29 +32,14 @@ else
 fi
 
 echo "== Python binding tests against a sanitizer build =="
-# Build from a copy so that objects left in build/ by a normal install are not reused.
-mkdir -p "$out/src"
-(cd "$root" && tar --exclude=./build --exclude=./.venv --exclude=./.git -cf - .) | tar -xf - -C "$out/src"
-# No build products of a normal build may leak in: no in-place extension, no egg-info,
-# no cached wheel (one CI run once got an uninstrumented extension).
-find "$out/src" \( -name '*.so' -o -name '*.o' \) -delete
-rm -rf "$out/src"/*.egg-info "$out/src/build"
-(cd "$out/src" && EDGESIM_SANITIZE=1 python -m pip install -v --no-cache-dir --no-deps --target "$out/py" . > "$out/pip.log" 2>&1) \
-  || { tail -n 40 "$out/pip.log"; exit 1; }
+bash "$here/sanitized_build.sh" "$out"
 asan="$(gcc -print-file-name=libasan.so)"
 ubsan="$(gcc -print-file-name=libubsan.so)"
-so="$(ls "$out"/py/edgesim/_redirects_cffi*.so)"
-# Not `ldd | grep -q`: under pipefail, grep -q exiting early can SIGPIPE ldd and fail
-# the check at random.
-ldd "$so" > "$out/ldd.txt"
-if ! grep -q libasan "$out/ldd.txt"; then
-  echo "sanitize.sh: $so is not linked against libasan" >&2
-  ls -la "$out"/py/edgesim/ >&2
-  grep -nE "gcc|skipping|up to date|Created wheel" "$out/pip.log" | tail -n 20 >&2
-  exit 1
-fi
 # Run from $out so that the source tree's edgesim/ does not shadow the sanitizer build.
 (cd "$out" && PYTHONPATH="$out/py" LD_PRELOAD="$asan:$ubsan" \
   ASAN_OPTIONS="detect_leaks=0:abort_on_error=1" UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
   python -m pytest -q -p no:cacheprovider --rootdir "$root" "$root/tests/native" \
     -k "not test_native_agrees_with_reference and not test_arbitrary_bytes_agree")
+
+echo "== edgesim stress against the sanitizer build, ${STRESS_SECONDS:-20}s =="
+SANITIZED_PY="$out/py" bash "$here/stress_sanitized.sh" crash-drill "${STRESS_SECONDS:-20}s"

@@ -26,7 +26,15 @@ from edgesim.topology import Distribution, Latency
 
 REPO = Path(__file__).resolve().parents[2]
 TOPOLOGIES = REPO / "topologies"
-BUNDLED = ["demo", "global-5-regions", "flash-crowd", "deploy-storm", "edge-crash", "redirect-heavy"]
+BUNDLED = [
+    "demo",
+    "global-5-regions",
+    "flash-crowd",
+    "deploy-storm",
+    "edge-crash",
+    "redirect-heavy",
+    "crash-drill",
+]
 
 MINIMAL = """\
 [[regions]]
@@ -108,6 +116,13 @@ def test_bundled_topology_validates(name: str) -> None:
     assert topo.traffic.duration <= 6 * 3600
     for site in topo.sites:
         assert all(p.is_file() for p in site.rules_files)
+
+
+def test_outage_mode_defaults_to_stop() -> None:
+    text = MINIMAL + '[[faults.origin_outages]]\nat = 0\nduration = "1m"\n'
+    text += '[[faults.origin_outages]]\nat = "2m"\nduration = "1m"\nmode = "stall"\n'
+    topo = parse_topology(text, path=TOPOLOGIES / "t.toml")
+    assert [o.mode for o in topo.faults.outages] == ["stop", "stall"]
 
 
 def test_bundled_set_is_complete() -> None:
@@ -548,6 +563,13 @@ BAD = [
         7,
         'or "REGION->REGION" with regions eu-west, got "eu-west->moon"',
         id="bad-link",
+    ),
+    pytest.param(
+        MINIMAL + '[[faults.origin_outages]]\nat = 0\nduration = "1m"\nmode = "nap"\n',
+        "faults.origin_outages[0].mode",
+        9,
+        'expected one of "stop", "stall", got "nap"',
+        id="bad-outage-mode",
     ),
     pytest.param(
         """\

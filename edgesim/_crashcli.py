@@ -1,0 +1,168 @@
+"""The ``edgesim drill`` and ``edgesim stress`` commands (logic in edgesim.drill and
+edgesim.stress)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from edgesim.errors import EdgesimError
+
+
+class DurationType(click.ParamType):  # type: ignore[type-arg]
+    """A duration such as 60s, 1.5m or 90 (seconds)."""
+
+    name = "duration"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        from edgesim._units import parse_duration
+
+        if isinstance(value, int | float):
+            seconds = float(value)
+        else:
+            try:
+                seconds = parse_duration(value)
+            except ValueError as exc:
+                self.fail(str(exc), param, ctx)
+        if seconds <= 0:
+            self.fail(f"expected a duration > 0, got {value!r}", param, ctx)
+        return seconds
+
+
+DURATION = DurationType()
+
+
+def _topology(arg: str) -> Any:
+    from edgesim._topoload import load_topology, resolve_topology_arg
+    from edgesim.errors import TopologyError
+
+    try:
+        return load_topology(resolve_topology_arg(arg))
+    except TopologyError as exc:
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        sys.exit(1)
+    except EdgesimError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _write(path: str | None, doc: Any) -> None:
+    if not path:
+        return
+    from edgesim._atomic import write_atomic
+
+    try:
+        write_atomic(path, json.dumps(doc, indent=2) + "\n")
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _run(fn: Any) -> Any:
+    import trio
+
+    from edgesim._supervisor import SupervisorError
+
+    try:
+        return trio.run(fn)
+    except (EdgesimError, SupervisorError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.command("drill", short_help="Run a topology's faults for real against separate processes.")
+@click.argument("topology", default="crash-drill")
+@click.option(
+    "--duration",
+    type=DURATION,
+    help="Wall time the topology's traffic is scaled into (default: its traffic.duration).",
+)
+@click.option("--rate", type=click.FloatRange(0), help="Total requests/s (default: peak_rps; 0: flat out).")
+@click.option("--connections", type=click.IntRange(1, 1024), default=16, show_default=True)
+@click.option(
+    "--flush-interval",
+    type=click.FloatRange(0.1, 60),
+    default=1.0,
+    show_default=True,
+    help="Seconds between collections of the edges' counters (the most a killed edge loses).",
+)
+@click.option("--ignore-down-for", is_flag=True, help="Restart crashed edges after the backoff only.")
+@click.option("--workdir", type=click.Path(file_okay=False), help="Keep sites and logs here.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the report as JSON.")
+def drill_command(
+    topology: str,
+    duration: float | None,
+    rate: float | None,
+    connections: int,
+    flush_interval: float,
+    ignore_down_for: bool,
+    workdir: str | None,
+    json_path: str | None,
+) -> None:
+    """Start TOPOLOGY's origin and edge nodes as processes on loopback, send load from
+    a separate process whose clients fail over within their region, and run the
+    topology's [faults] for real: kill -9 of edges, origin stopped or stalled. Prints
+    every restart, failed and retried requests, cold-cache spikes and stale serving."""
+    from edgesim.drill import DrillOptions, run_drill, summary_lines
+
+    topo = _topology(topology)
+    opts = DrillOptions(
+        duration=duration,
+        rate=rate,
+        connections=connections,
+        flush_interval=flush_interval,
+        honor_down_for=not ignore_down_for,
+    )
+    report = _run(lambda: run_drill(topo, opts, workdir=workdir, progress=lambda m: click.echo(m, err=True)))
+    _write(json_path, report)
+    for line in summary_lines(report):
+        click.echo(line)
+
+
+@click.command("stress", short_help="Full-speed live traffic plus gc, reloads and threaded matching.")
+@click.argument("topology", default="demo")
+@click.option("--duration", type=DURATION, default="60s", show_default=True)
+@click.option("--threads", type=click.IntRange(1, 64), default=4, show_default=True, help="Matcher threads.")
+@click.option("--connections", type=click.IntRange(1, 1024), default=32, show_default=True)
+@click.option(
+    "--baseline",
+    is_flag=True,
+    help="First run the same load without gc thread, reloads and matcher (throughput ratio).",
+)
+@click.option("--workdir", type=click.Path(file_okay=False), help="Keep sites and logs here.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the result as JSON.")
+def stress_command(
+    topology: str,
+    duration: float,
+    threads: int,
+    connections: int,
+    baseline: bool,
+    workdir: str | None,
+    json_path: str | None,
+) -> None:
+    """Run TOPOLOGY live at the highest rate the machine allows, with forced garbage
+    collection, rule-set reloads during traffic and matching from worker threads. Ends
+    with a summary line (crashes, errors, throughput); exits 1 if anything crashed."""
+    from edgesim.stress import run_stress, summary_line
+
+    topo = _topology(topology)
+    result = _run(
+        lambda: run_stress(
+            topo,
+            duration,
+            threads=threads,
+            connections=connections,
+            workdir=workdir,
+            baseline=baseline,
+            progress=lambda m: click.echo(m, err=True),
+        )
+    )
+    _write(json_path, result)
+    for d in result["crash_details"]:
+        click.echo(f"crash: {d}", err=True)
+    if result.get("matcher_log_tail"):
+        click.echo(result["matcher_log_tail"], err=True)
+    click.echo(summary_line(result))
+    if result["crashes"]:
+        sys.exit(1)

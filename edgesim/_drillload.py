@@ -1,0 +1,293 @@
+"""The load generator of the crash drill and of ``edgesim stress``, in its own process.
+
+Run as ``python -P -m edgesim._drillload CONFIG.json RESULT.json``. It reads a
+:func:`make_config` document, sends GET requests to the edge nodes of each region for
+``duration`` seconds and writes its outcome (:func:`run` returns the same dict)
+atomically to RESULT.json; every client-side outcome lives here, so a dying edge node
+cannot take any of them with it.
+
+Clients and failover: ``connections`` clients, spread over the regions by their share.
+Each client has a home node in its region and sends there. When an attempt fails at the
+connection level (refused, reset, closed mid-response, or no answer within
+``client_timeout``), the client marks that node dead for ``health_check_delay`` seconds
+(as the topology's balancer would), and retries the same request on the next live node
+of the region, up to ``max_attempts`` attempts in all. A request is *retried* when it
+needed more than one attempt, *failed* when every attempt failed. HTTP error statuses
+(5xx) are answers, not failures: they are counted apart and not retried.
+
+Pacing: ``rate`` requests/s in total, shared by the clients (a client that falls behind
+does not burst to catch up); ``rate = 0`` sends as fast as the answers come.
+
+Per ``interval`` bucket the result holds ok/failed/retried/5xx counts and, per node,
+the ``X-Cache`` outcomes (``MISS`` per second on a node is its origin fetch rate;
+``STALE`` is stale content served, such as stale-if-error during an origin outage).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import sys
+import time
+from bisect import bisect
+from collections.abc import Sequence
+from itertools import accumulate
+from typing import Any
+
+import trio
+
+from edgesim._atomic import write_atomic
+from edgesim._client import OriginError, OriginPool, OriginTimeout
+from edgesim.http import Request, get_header
+
+
+def make_config(
+    *,
+    regions: Sequence[tuple[str, float, Sequence[tuple[str, str]]]],
+    hosts: Sequence[tuple[str, float, Sequence[str]]],
+    duration: float,
+    rate: float,
+    connections: int,
+    client_timeout: float = 2.0,
+    health_check_delay: float = 5.0,
+    max_attempts: int = 3,
+    zipf: float = 0.9,
+    seed: int = 1,
+    interval: float = 1.0,
+    start_at: float | None = None,
+) -> dict[str, Any]:
+    """The load generator's configuration document.
+
+    Args:
+        regions: (region name, client share, [(node name, node URL), ...]).
+        hosts: (Host header, share of requests, [paths, most popular first]).
+        duration: seconds of load.
+        rate: total requests/s; 0 for as fast as possible.
+        connections: concurrent clients.
+        client_timeout: seconds an attempt may take before the client gives up on it.
+        health_check_delay: seconds a client avoids a node after a failed attempt.
+        max_attempts: attempts per request (the first one included).
+        zipf: popularity skew over each host's paths.
+        seed: the request mix's seed.
+        interval: the time-series bucket in seconds.
+        start_at: wall-clock time (``time.time()``) to start at, so that the
+            controller's fault times and the buckets share one origin; default: now.
+    """
+    return {
+        "regions": [
+            {"name": r, "share": share, "nodes": [{"name": n, "url": u} for n, u in nodes]}
+            for r, share, nodes in regions
+        ],
+        "hosts": [{"host": h, "share": share, "paths": list(paths)} for h, share, paths in hosts],
+        "duration": duration,
+        "rate": rate,
+        "connections": connections,
+        "client_timeout": client_timeout,
+        "health_check_delay": health_check_delay,
+        "max_attempts": max_attempts,
+        "zipf": zipf,
+        "seed": seed,
+        "interval": interval,
+        "start_at": start_at,
+    }
+
+
+class _Mix:
+    """Draws (host, path) pairs: hosts by share, paths by a Zipf law."""
+
+    def __init__(self, hosts: list[dict[str, Any]], zipf: float, rng: random.Random) -> None:
+        self.rng = rng
+        self.hosts = [h["host"] for h in hosts]
+        self.host_cum = list(accumulate(float(h["share"]) for h in hosts))
+        self.paths = [list(h["paths"]) for h in hosts]
+        self.path_cum = [list(accumulate(1.0 / (i + 1) ** zipf for i in range(len(p)))) for p in self.paths]
+
+    def draw(self) -> tuple[str, str]:
+        r = self.rng.random() * self.host_cum[-1]
+        h = min(bisect(self.host_cum, r), len(self.hosts) - 1)
+        cum = self.path_cum[h]
+        i = min(bisect(cum, self.rng.random() * cum[-1]), len(cum) - 1)
+        return self.hosts[h], self.paths[h][i]
+
+
+class _Stats:
+    def __init__(self, interval: float, t0: float) -> None:
+        self.interval = interval
+        self.t0 = t0
+        self.buckets: dict[int, dict[str, Any]] = {}
+        self.totals = {"requests": 0, "ok": 0, "failed": 0, "retried": 0, "http_5xx": 0, "attempts_failed": 0}
+        self.attempt_errors: dict[str, int] = {}
+        self.latencies: list[float] = []
+
+    def bucket(self) -> dict[str, Any]:
+        k = max(0, int((time.time() - self.t0) // self.interval))
+        b = self.buckets.get(k)
+        if b is None:
+            b = self.buckets[k] = {
+                "ok": 0,
+                "failed": 0,
+                "retried": 0,
+                "http_5xx": 0,
+                "attempts_failed": 0,
+                "nodes": {},
+            }
+        return b
+
+    def count(self, key: str) -> None:
+        self.totals[key] += 1
+        self.bucket()[key] += 1
+
+    def cache(self, node: str, outcome: str) -> None:
+        nodes = self.bucket()["nodes"]
+        per = nodes.get(node)
+        if per is None:
+            per = nodes[node] = {}
+        per[outcome] = per.get(outcome, 0) + 1
+
+
+class _Region:
+    def __init__(self, doc: dict[str, Any], read_timeout: float) -> None:
+        self.name = doc["name"]
+        self.nodes = [n["name"] for n in doc["nodes"]]
+        self.pools = [
+            OriginPool(n["url"], connect_timeout=read_timeout, read_timeout=read_timeout)
+            for n in doc["nodes"]
+        ]
+        self.dead_until = [0.0] * len(self.nodes)
+
+
+async def _client(
+    cid: int,
+    region: _Region,
+    cfg: dict[str, Any],
+    mix: _Mix,
+    stats: _Stats,
+    deadline: float,
+    per_client_rate: float,
+) -> None:
+    home = cid % len(region.nodes)
+    timeout = float(cfg["client_timeout"])
+    hc_delay = float(cfg["health_check_delay"])
+    attempts_max = int(cfg["max_attempts"])
+    gap = 1.0 / per_client_rate if per_client_rate > 0 else 0.0
+    next_at = time.monotonic() + (mix.rng.random() * gap if gap else 0.0)
+    while True:
+        if gap:
+            delay = next_at - time.monotonic()
+            if delay > 0:
+                await trio.sleep(delay)
+            next_at = max(next_at + gap, time.monotonic())
+        if time.time() >= deadline:
+            return
+        host, path = mix.draw()
+        stats.totals["requests"] += 1
+        tried: set[int] = set()
+        t = time.perf_counter()
+        for attempt in range(attempts_max):
+            now = time.monotonic()
+            order = [(home + k) % len(region.nodes) for k in range(len(region.nodes))]
+            live = [i for i in order if i not in tried and region.dead_until[i] <= now]
+            pick = live[0] if live else next((i for i in order if i not in tried), order[0])
+            tried.add(pick)
+            try:
+                with trio.fail_after(timeout):
+                    resp = await region.pools[pick].request(Request("GET", path, [("host", host)]))
+            except (OriginError, trio.TooSlowError) as exc:
+                kind = "timeout" if isinstance(exc, OriginTimeout | trio.TooSlowError) else type(exc).__name__
+                stats.attempt_errors[kind] = stats.attempt_errors.get(kind, 0) + 1
+                stats.count("attempts_failed")
+                region.dead_until[pick] = time.monotonic() + hc_delay
+                continue
+            node = region.nodes[pick]
+            stats.cache(node, (get_header(resp.headers, "x-cache") or "NONE").upper())
+            if resp.status >= 500:
+                stats.count("http_5xx")
+            else:
+                stats.count("ok")
+            if attempt:
+                stats.count("retried")
+            stats.latencies.append(time.perf_counter() - t)
+            break
+        else:
+            stats.count("failed")
+
+
+async def run(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Send the configured load; returns the outcome document."""
+    for r in cfg["regions"]:
+        for n in r["nodes"]:
+            if not n["url"].startswith(("http://127.0.0.1:", "http://localhost:", "http://[::1]:")):
+                raise SystemExit(f"the load generator only targets loopback addresses, not {n['url']}")
+    start_at = cfg.get("start_at") or time.time()
+    delay = start_at - time.time()
+    if delay > 0:
+        await trio.sleep(delay)
+    rng = random.Random(cfg["seed"])
+    mix = _Mix(cfg["hosts"], float(cfg["zipf"]), rng)
+    stats = _Stats(float(cfg["interval"]), start_at)
+    # The attempt's read timeout is the client timeout; the pool's own is a backstop.
+    regions = [_Region(r, float(cfg["client_timeout"]) + 1.0) for r in cfg["regions"]]
+    shares = [float(r["share"]) for r in cfg["regions"]]
+    conns = max(len(regions), int(cfg["connections"]))
+    per_region = _spread(conns, shares)
+    rate = float(cfg["rate"])
+    deadline = start_at + float(cfg["duration"])
+    cid = 0
+    try:
+        async with trio.open_nursery() as nursery:
+            for region, k in zip(regions, per_region, strict=True):
+                for _ in range(k):
+                    nursery.start_soon(_client, cid, region, cfg, mix, stats, deadline, rate / conns)
+                    cid += 1
+    finally:
+        with trio.CancelScope(shield=True):
+            for region in regions:
+                for pool in region.pools:
+                    await pool.aclose()
+    elapsed = max(1e-9, time.time() - start_at)
+    lat = sorted(stats.latencies)
+
+    def pct(p: float) -> float | None:
+        return round(lat[min(len(lat) - 1, int(p * len(lat)))] * 1000, 3) if lat else None
+
+    answered = stats.totals["ok"] + stats.totals["http_5xx"]
+    return {
+        "started_at": start_at,
+        "elapsed": round(elapsed, 3),
+        "connections": conns,
+        "totals": stats.totals,
+        "attempt_errors": stats.attempt_errors,
+        "throughput_rps": round(answered / elapsed, 1),
+        "p50_ms": pct(0.5),
+        "p99_ms": pct(0.99),
+        "interval": stats.interval,
+        "buckets": [{"t": k * stats.interval, **stats.buckets[k]} for k in sorted(stats.buckets)],
+    }
+
+
+def _spread(total: int, shares: list[float]) -> list[int]:
+    """``total`` clients over regions by share, at least one each."""
+    s = sum(shares) or 1.0
+    out = [max(1, math.floor(total * x / s)) for x in shares]
+    i = 0
+    while sum(out) < total:
+        out[i % len(out)] += 1
+        i += 1
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2:
+        print("usage: python -m edgesim._drillload CONFIG.json RESULT.json", file=sys.stderr)
+        return 2
+    with open(args[0], encoding="utf-8") as f:
+        cfg = json.load(f)
+    result = trio.run(run, cfg)
+    write_atomic(args[1], json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

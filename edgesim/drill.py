@@ -1,0 +1,491 @@
+"""The crash drill: a topology's faults run for real against separate processes.
+
+Theory of operation
+-------------------
+:func:`run_drill` lays out the topology's sites, starts ``python -m origin`` on a fixed
+loopback port, starts every edge node of every region as its own process under
+:mod:`edgesim._supervisor` (fixed ports, restarts with backoff), and runs the load
+generator (:mod:`edgesim._drillload`) in a third kind of process, whose clients fail over
+to the other nodes of their region when one stops answering. Meanwhile this process
+runs the topology's ``[faults]`` on the wall clock, scaled so that the topology's
+``traffic.duration`` lasts the drill's ``duration``:
+
+* ``[[faults.crashes]]``: ``SIGKILL`` of that node's process at ``at``; the supervisor
+  restarts it, no sooner than ``down_for`` later (the node's repair time) and after its
+  backoff;
+* ``[[faults.origin_outages]]`` with ``mode = "stop"``: the origin gets SIGTERM at
+  ``at`` and is started again on the same port after ``duration``; edges serve stale
+  content meanwhile where ``stale-if-error`` allows it;
+* ``mode = "stall"``: the origin is frozen with ``SIGSTOP`` and thawed with ``SIGCONT``;
+* ``[[faults.latency_spikes]]`` have no process-level equivalent and are listed as
+  skipped.
+
+The report (:func:`run_drill`'s return value) joins three sources: the supervisor's
+restart records and edge counters (collected every ``flush_interval``: a killed edge
+loses at most what it counted since its last collection, and the report says how long
+that was), the load generator's client-side outcomes (all of them: they live in its own
+process), and the controller's fault log. Derived: the cold-cache origin spike of each
+restarted node (its ``MISS`` answers per second after the restart against before the
+crash) and the stale serving during each origin outage.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from edgesim._supervisor import EdgeSpec, Supervisor, child_env, free_ports, open_supervisor
+from edgesim.errors import EdgesimError
+from edgesim.topology import Topology
+
+__all__ = ["DrillError", "DrillOptions", "child_env", "run_drill", "start_origin"]
+
+# Seconds of traffic before the first fault can matter: the processes are up, and the
+# load generator's interpreter has started.
+LEAD_IN = 1.5
+# Window (seconds) before a crash and after a restart over which miss rates are compared.
+SPIKE_WINDOW = 3.0
+# Paths per site handed to the load generator (the most popular ones).
+MAX_PATHS = 5000
+ORIGIN_START_TIMEOUT = 30.0
+
+
+class DrillError(EdgesimError, RuntimeError):
+    """The drill could not run (a process did not start, the load generator failed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DrillOptions:
+    """How to run a drill.
+
+    Attributes:
+        duration: wall seconds the topology's traffic is compressed (or stretched) into;
+            None: the topology's own ``traffic.duration`` (in real time).
+        rate: total requests/s; None: the topology's ``peak_rps``; 0: as fast as possible.
+        connections: concurrent clients of the load generator.
+        flush_interval: seconds between collections of the edges' counters.
+        honor_down_for: keep a crashed node down for its ``down_for`` (scaled).
+        edge_module: module run as each edge process (``edgesim``, or the stress wrapper).
+        seed: the request mix's seed (default: the topology's).
+    """
+
+    duration: float | None = None
+    rate: float | None = None
+    connections: int = 16
+    flush_interval: float = 1.0
+    honor_down_for: bool = True
+    edge_module: str = "edgesim"
+    seed: int | None = None
+
+
+class OriginProcess:
+    """``python -m origin`` on a fixed port that can be stopped, started and frozen."""
+
+    def __init__(self, sites_dir: Path, port: int, log_path: Path) -> None:
+        self.sites_dir = sites_dir
+        self.port = port
+        self.log_path = log_path
+        self.process: trio.Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        """Start it and wait until it accepts connections (raises :class:`DrillError`)."""
+        cmd = [sys.executable, "-P", "-m", "origin", "--sites", str(self.sites_dir), "--port", str(self.port)]
+        log = self.log_path.open("ab")
+        try:
+            self.process = await trio.lowlevel.open_process(
+                cmd, stdout=subprocess.DEVNULL, stderr=log, env=child_env()
+            )
+        finally:
+            log.close()
+        with trio.move_on_after(ORIGIN_START_TIMEOUT):
+            while self.process.returncode is None:
+                try:
+                    stream = await trio.open_tcp_stream("127.0.0.1", self.port)
+                except OSError:
+                    await trio.sleep(0.02)
+                    continue
+                await stream.aclose()
+                return
+        tail = self.log_path.read_text(errors="replace")[-400:] if self.log_path.exists() else ""
+        await self.stop()
+        raise DrillError(f"origin did not start on port {self.port}: {tail.strip() or 'no output'}")
+
+    async def stop(self) -> None:
+        """SIGTERM (it drains), SIGKILL after 5 s; a frozen origin is thawed first."""
+        p = self.process
+        if p is None:
+            return
+        with trio.CancelScope(shield=True):
+            if p.returncode is None:
+                p.send_signal(signal.SIGCONT)
+                p.terminate()
+                with trio.move_on_after(5.0):
+                    await p.wait()
+                if p.returncode is None:
+                    p.kill()
+                    await p.wait()
+
+    def freeze(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.send_signal(signal.SIGCONT)
+
+
+async def start_origin(sites_dir: Path, port: int, log_path: Path) -> OriginProcess:
+    """An origin process serving ``sites_dir`` on ``port``, accepting connections."""
+    o = OriginProcess(sites_dir, port, log_path)
+    await o.start()
+    return o
+
+
+def edge_specs(topo: Topology, origin_url: str, *, module: str = "edgesim") -> list[EdgeSpec]:
+    """One :class:`EdgeSpec` per node of the topology (``REGION-K``), on fresh ports."""
+    names = [(r, f"{r.name}-{k}") for r in topo.regions for k in range(r.edge.nodes)]
+    ports = free_ports(len(names))
+    return [
+        EdgeSpec(name, origin_url, port, memory_cache=r.edge.memory_cache, module=module)
+        for (r, name), port in zip(names, ports, strict=True)
+    ]
+
+
+async def site_paths(origin_url: str, host: str, limit: int = MAX_PATHS) -> list[str]:
+    """The site's paths, most popular first, from the origin's manifest."""
+    from edgesim._client import OriginPool
+    from edgesim.http import Request
+    from origin.core import Catalog
+
+    pool = OriginPool(origin_url)
+    try:
+        resp = await pool.request(Request("GET", "/.edgesim/manifest", [("host", host)]))
+    finally:
+        await pool.aclose()
+    if resp.status != 200:
+        raise DrillError(f"origin has no manifest for {host}: {resp.status}")
+    doc = json.loads(resp.body or b"{}")
+    if doc.get("catalog"):
+        cat = Catalog.from_manifest(doc["catalog"])
+        return [cat.path(i) for i in range(min(limit, len(cat)))]
+    files = doc.get("files") or {}
+    paths = sorted(p for p in files if not p.rsplit("/", 1)[-1].startswith("_"))
+    return paths[:limit] or ["/"]
+
+
+async def _run_loadgen(cfg: dict[str, Any], work: Path) -> dict[str, Any]:
+    cfg_path, out_path, log_path = work / "load.json", work / "load-result.json", work / "load.log"
+    cfg_path.write_text(json.dumps(cfg), encoding="utf-8")
+    cmd = [sys.executable, "-P", "-m", "edgesim._drillload", str(cfg_path), str(out_path)]
+    with log_path.open("wb") as log:
+        proc = await trio.run_process(cmd, check=False, stdout=log, stderr=log, env=child_env())
+    if proc.returncode != 0:
+        raise DrillError(
+            f"load generator exited with status {proc.returncode}: "
+            f"{log_path.read_text(errors='replace')[-400:].strip()}"
+        )
+    result: dict[str, Any] = json.loads(out_path.read_text(encoding="utf-8"))
+    return result
+
+
+async def _sleep_until(wall: float) -> None:
+    await trio.sleep(max(0.0, wall - time.time()))
+
+
+async def _faults(
+    topo: Topology,
+    sup: Supervisor,
+    origin: OriginProcess,
+    start_at: float,
+    scale: float,
+    opts: DrillOptions,
+    log: list[dict[str, Any]],
+    progress: Callable[[str], None] | None,
+) -> None:
+    index = {spec.name: i for i, spec in enumerate(sup.specs)}
+
+    def note(kind: str, **kw: Any) -> None:
+        entry = {"t": round(time.time() - start_at, 3), "kind": kind, **kw}
+        log.append(entry)
+        if progress:
+            progress(f"t={entry['t']:.1f}s {kind} {' '.join(f'{k}={v}' for k, v in kw.items())}")
+
+    async def crash(region: str, node: int, at: float, down_for: float) -> None:
+        name = f"{region}-{node}"
+        await _sleep_until(start_at + at)
+        hold = down_for if opts.honor_down_for else 0.0
+        ok = sup.kill(index[name], signal.SIGKILL, hold=hold)
+        note("edge_killed" if ok else "edge_kill_skipped", node=name, hold=round(hold, 3))
+
+    async def outage(at: float, duration: float, mode: str) -> None:
+        await _sleep_until(start_at + at)
+        if mode == "stall":
+            origin.freeze()
+            note("origin_stalled", until=round(at + duration, 3))
+            await _sleep_until(start_at + at + duration)
+            origin.thaw()
+            note("origin_resumed")
+            return
+        await origin.stop()
+        note("origin_stopped", until=round(at + duration, 3))
+        await _sleep_until(start_at + at + duration)
+        t = time.time()
+        await origin.start()
+        note("origin_started", startup=round(time.time() - t, 3))
+
+    async with trio.open_nursery() as nursery:
+        for c in topo.faults.crashes:
+            nursery.start_soon(crash, c.region, c.node, c.at * scale, c.down_for * scale)
+        for o in topo.faults.outages:
+            nursery.start_soon(outage, o.at * scale, o.duration * scale, o.mode)
+    for s in topo.faults.spikes:
+        log.append({"t": round(s.at * scale, 3), "kind": "latency_spike_skipped", "link": s.link})
+
+
+def _bucket_sum(
+    buckets: list[dict[str, Any]], lo: float, hi: float, key: Callable[[dict[str, Any]], int]
+) -> int:
+    return sum(key(b) for b in buckets if lo <= b["t"] < hi)
+
+
+def _analyse(
+    report: dict[str, Any], sup_offset: float, outages: list[tuple[float, float, str]], interval: float
+) -> None:
+    """Add the cold-cache spikes and the stale serving during outages to ``report``."""
+    buckets = report["clients"]["buckets"]
+    spikes = []
+    for r in report["restarts"]:
+        if r["up_at"] is None:
+            continue
+        died, up = r["died_at"] + sup_offset, r["up_at"] + sup_offset
+        w = max(SPIKE_WINDOW, interval)
+
+        def misses(lo: float, hi: float, name: str = r["name"]) -> int:
+            return _bucket_sum(buckets, lo, hi, lambda b: int(b["nodes"].get(name, {}).get("MISS", 0)))
+
+        def answers(lo: float, hi: float, name: str = r["name"]) -> int:
+            return _bucket_sum(buckets, lo, hi, lambda b: sum(b["nodes"].get(name, {}).values()))
+
+        # whole buckets only: the one holding the crash and the one holding the return
+        # are mixed, so the windows start one bucket away from each event
+        b_lo, b_hi = (died // interval) * interval - w, (died // interval) * interval
+        a_lo = (up // interval + 1) * interval
+        a_hi = a_lo + w
+        before_m, after_m = misses(b_lo, b_hi), misses(a_lo, a_hi)
+        before_n, after_n = answers(b_lo, b_hi), answers(a_lo, a_hi)
+        spikes.append(
+            {
+                "node": r["name"],
+                "restart_at": round(up, 3),
+                "window": w,
+                "misses_per_s_before": round(before_m / w, 2),
+                "misses_per_s_after": round(after_m / w, 2),
+                "miss_ratio_before": round(before_m / before_n, 3) if before_n else None,
+                "miss_ratio_after": round(after_m / after_n, 3) if after_n else None,
+            }
+        )
+    report["cold_cache_spikes"] = spikes
+    served = []
+    for at, until, mode in outages:
+        lo, hi = (at // interval) * interval, until
+
+        def total(name: str, lo: float = lo, hi: float = hi) -> int:
+            return _bucket_sum(
+                buckets, lo, hi, lambda b: sum(int(v.get(name, 0)) for v in b["nodes"].values())
+            )
+
+        served.append(
+            {
+                "at": round(at, 3),
+                "until": round(until, 3),
+                "mode": mode,
+                "stale": total("STALE"),
+                "hits": total("HIT"),
+                "errors": total("ERROR"),
+                "http_5xx": _bucket_sum(buckets, lo, hi, lambda b: int(b["http_5xx"])),
+                "failed": _bucket_sum(buckets, lo, hi, lambda b: int(b["failed"])),
+            }
+        )
+    report["origin_outages"] = served
+
+
+async def run_drill(
+    topology: Topology,
+    options: DrillOptions | None = None,
+    *,
+    workdir: str | os.PathLike[str] | None = None,
+    progress: Callable[[str], None] | None = None,
+    during: Callable[[Supervisor, OriginProcess, float, float], Awaitable[Any]] | None = None,
+) -> dict[str, Any]:
+    """Run ``topology``'s faults against real processes and report what happened.
+
+    Args:
+        topology: the topology (its regions, sites, traffic and ``[faults]``).
+        options: see :class:`DrillOptions`.
+        workdir: where the sites, logs and the load generator's files go (default: a
+            temporary folder, removed afterwards).
+        progress: called with one line per fault as it runs.
+        during: ``async fn(supervisor, origin, start_at, end_at)`` run beside the
+            faults (wall-clock times; ``edgesim stress`` uses it); it must return by
+            ``end_at``, and what it returns is the report's ``extra``.
+
+    Returns:
+        The report: ``restarts`` (every death and restart), ``clients`` (the load
+        generator's outcome: totals, failed and retried requests, per-bucket counts by
+        node and ``X-Cache``), ``faults`` (what ran when), ``edges`` (the nodes'
+        counters over all incarnations and the flush interval), ``cold_cache_spikes``
+        and ``origin_outages``. Times are seconds from the start of the load.
+
+    Resource handling:
+        Every process it starts is stopped before it returns, also on error.
+
+    Error handling:
+        :class:`DrillError` when a process cannot start or the load generator fails;
+        ``SupervisorError`` when the edges do not come up.
+    """
+    from edgesim._drillload import make_config
+    from edgesim.testing import write_sites
+
+    opts = options or DrillOptions()
+    duration = opts.duration if opts.duration is not None else topology.traffic.duration
+    if duration <= 0:
+        raise ValueError("duration must be > 0")
+    scale = duration / topology.traffic.duration
+    rate = topology.traffic.peak_rps if opts.rate is None else opts.rate
+    with tempfile.TemporaryDirectory(prefix="edgesim-drill-") as tmp:
+        work = Path(workdir) if workdir is not None else Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        sites = write_sites(topology, work / "sites")
+        (origin_port,) = free_ports(1)
+        origin = await start_origin(sites, origin_port, work / "origin.log")
+        try:
+            specs = edge_specs(topology, origin.url, module=opts.edge_module)
+            async with open_supervisor(
+                specs, log_dir=work / "logs", flush_interval=opts.flush_interval
+            ) as sup:
+                hosts = []
+                for s in topology.sites:
+                    share = s.share
+                    hosts.append((s.name.lower(), share, await site_paths(origin.url, s.name.lower())))
+                regions = []
+                for r in topology.regions:
+                    nodes = [(sp.name, sp.url) for sp in specs if sp.name.rsplit("-", 1)[0] == r.name]
+                    regions.append((r.name, r.client_share, nodes))
+                start_at = time.time() + LEAD_IN
+                sup_offset = (time.time() - sup.now()) - start_at  # supervisor time -> drill time
+                cfg = make_config(
+                    regions=regions,
+                    hosts=hosts,
+                    duration=duration,
+                    rate=rate,
+                    connections=opts.connections,
+                    client_timeout=topology.faults.client_timeout,
+                    health_check_delay=topology.faults.health_check_delay,
+                    seed=topology.seed if opts.seed is None else opts.seed,
+                    interval=1.0,
+                    start_at=start_at,
+                )
+                fault_log: list[dict[str, Any]] = []
+                extra: list[Any] = []
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(
+                        _faults, topology, sup, origin, start_at, scale, opts, fault_log, progress
+                    )
+                    if during is not None:
+
+                        async def run_during(fn: Any = during) -> None:
+                            extra.append(await fn(sup, origin, start_at, start_at + duration))
+
+                        nursery.start_soon(run_during)
+                    clients = await _run_loadgen(cfg, work)
+                # a restart still under way gets its chance to finish before the report
+                pending = [r for r in sup.restarts if r.up_at is None]
+                if pending:
+                    with trio.move_on_after(5.0):
+                        await sup.wait_restarts(len(sup.restarts))
+                await sup.flush()
+                edges = {
+                    "flush_interval": opts.flush_interval,
+                    "totals": sup.totals(),
+                    "nodes": {sp.name: sup.node_totals(i) for i, sp in enumerate(specs)},
+                    "lost_window_note": (
+                        f"a killed edge loses at most the counters of its last flush interval "
+                        f"({opts.flush_interval:g} s); each restart's 'unflushed' gives the actual window"
+                    ),
+                }
+                restarts = [r.as_dict() for r in sup.restarts]
+            # an origin that died on its own (not stopped by a fault) is a finding
+            p = origin.process
+            origin_exit = p.returncode if p is not None and p.returncode is not None else None
+        finally:
+            await origin.stop()
+    report: dict[str, Any] = {
+        "topology": topology.name,
+        "duration": duration,
+        "time_scale": scale,
+        "rate": rate,
+        "restarts": restarts,
+        "clients": clients,
+        "faults": fault_log,
+        "edges": edges,
+        "origin_exit": origin_exit,
+        "extra": extra[0] if extra else None,
+    }
+    outages = [(o.at * scale, (o.at + o.duration) * scale, o.mode) for o in topology.faults.outages]
+    _analyse(report, sup_offset, outages, clients["interval"])
+    return report
+
+
+def summary_lines(report: dict[str, Any]) -> list[str]:
+    """The drill's report as a few human-readable lines."""
+    c = report["clients"]
+    t = c["totals"]
+    lines = [
+        f"drill {report['topology']}: {report['duration']:g} s (time scale {report['time_scale']:.4g}), "
+        f"{t['requests']:,} requests, {c['throughput_rps']:,.0f} answers/s",
+        f"clients: ok {t['ok']:,}, http 5xx {t['http_5xx']:,}, retried {t['retried']:,}, "
+        f"failed {t['failed']:,}; failed attempts {t['attempts_failed']:,} "
+        + (
+            f"({', '.join(f'{k} {v}' for k, v in sorted(c['attempt_errors'].items()))})"
+            if c["attempt_errors"]
+            else ""
+        ),
+    ]
+    for f in report["faults"]:
+        extra = " ".join(f"{k}={v}" for k, v in f.items() if k not in ("t", "kind"))
+        lines.append(f"fault t={f['t']:.1f}s {f['kind']} {extra}".rstrip())
+    for r in report["restarts"]:
+        down = f"down {r['downtime']:.2f} s" if r["downtime"] is not None else "not back"
+        lines.append(
+            f"restart {r['name']}: died {r['signal'] or 'exit ' + str(r['returncode'])}"
+            f"{' (drill)' if r['killed_by_drill'] else ''}, backoff {r['backoff']:.2f} s, {down}, "
+            f"counters of the last {r['unflushed']:.2f} s lost"
+        )
+    for s in report["cold_cache_spikes"]:
+        lines.append(
+            f"cold cache {s['node']}: misses/s {s['misses_per_s_before']} before the crash, "
+            f"{s['misses_per_s_after']} after the restart (miss ratio {s['miss_ratio_before']} -> "
+            f"{s['miss_ratio_after']})"
+        )
+    for o in report["origin_outages"]:
+        lines.append(
+            f"origin {o['mode']} {o['at']:.1f}-{o['until']:.1f}s: stale served {o['stale']}, "
+            f"hits {o['hits']}, edge errors {o['errors']}, 5xx {o['http_5xx']}, failed {o['failed']}"
+        )
+    lines.append(report["edges"]["lost_window_note"])
+    return lines
