@@ -189,13 +189,21 @@ def load_topology(path: str | Path) -> Topology:
     return parse_topology(text, path=p)
 
 
-def parse_topology(text: str, *, path: str | Path | None = None) -> Topology:
+def parse_topology(
+    text: str,
+    *,
+    path: str | Path | None = None,
+    patch: Callable[[dict[str, Any]], None] | None = None,
+) -> Topology:
     """Validate topology ``text``.
 
     Args:
         text: the TOML text.
         path: where it came from: names the file in problems, gives the default
             ``name`` and the folder relative paths start from (else the current one).
+        patch: called with the parsed TOML data before it is checked, to change values
+            in place (``edgesim sweep`` sets its grid parameters this way, so a bad
+            value is reported with its key path like any other).
 
     Raises:
         TopologyError: with every problem found.
@@ -206,6 +214,8 @@ def parse_topology(text: str, *, path: str | Path | None = None) -> Topology:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise TopologyError([_syntax_problem(file, text, exc)]) from None
+    if patch is not None:
+        patch(data)
     checker = _Checker(file, _lines(text), p.parent if p is not None else Path.cwd())
     topology = checker.topology(data, p, text)
     if checker.problems:

@@ -688,6 +688,11 @@ def _stderr_console() -> Any:
     return Console(stderr=True)
 
 
+from edgesim._cli_capacity import sweep_command  # noqa: E402
+
+cli.add_command(sweep_command)
+
+
 def main() -> None:
     """Entry point of the ``edgesim`` script."""
     cli(prog_name="edgesim", auto_envvar_prefix="EDGESIM")
