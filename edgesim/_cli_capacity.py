@@ -156,3 +156,110 @@ def _print_table(rows: list[dict[str, Any]], params: list[str]) -> None:
     for r in rows:
         t.add_row(*("-" if r.get(c) is None or r.get(c) == "" else str(r.get(c)) for c in cols))
     con.print(t)
+
+
+@click.command("calibrate", short_help="Measure the edge's CPU time per request; write a cost model.")
+@click.option(
+    "--topology",
+    "topology_arg",
+    default="demo",
+    show_default=True,
+    metavar="FILE",
+    help="Measure rule matching for each site of this topology (a file or bundled name).",
+)
+@click.option(
+    "--out",
+    "out_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="The cost file (TOML) to write; other profiles already in it are kept.",
+)
+@click.option(
+    "--profile",
+    default="default",
+    show_default=True,
+    help="Name of the hardware profile this machine stands for (the model's name in the file).",
+)
+@click.option(
+    "--samples",
+    type=click.IntRange(5, 1_000_000),
+    default=1000,
+    show_default=True,
+    help="Requests per outcome class and round.",
+)
+@click.option(
+    "--rounds", type=click.IntRange(1, 50), default=3, show_default=True, help="Median of this many."
+)
+@click.option("--json", "as_json", is_flag=True, help="Also print the figures as JSON.")
+def calibrate_command(
+    topology_arg: str, out_path: str, profile: str, samples: int, rounds: int, as_json: bool
+) -> None:
+    """Measure the CPU time per request of a real edge node on this machine (live, on
+    loopback, in front of a real origin process): a memory hit, a disk hit, a miss, a
+    304 revalidation, a redirect, and rule matching for each site of --topology.
+    Writes them to --out as the cost model of --profile (docs/calibrate.md); a topology
+    uses it with `calibration = "FILE"` in [profiles.NAME] or an edge group."""
+    import json
+
+    from edgesim._topoload import _REGION_NAME, load_topology, resolve_topology_arg
+    from edgesim.calibrate import CalibrationError, calibrate, write_cost_file
+    from edgesim.errors import TopologyError
+
+    if not _REGION_NAME.fullmatch(profile):
+        raise click.BadParameter(
+            f"expected letters, digits, '-' and '_', got {profile!r}", param_hint="--profile"
+        )
+    try:
+        topo = load_topology(resolve_topology_arg(topology_arg))
+    except TopologyError as exc:
+        _problems(exc.problems)
+    if Path(out_path).exists():
+        from edgesim._costs import read_cost_file
+
+        try:
+            read_cost_file(Path(out_path))
+        except TopologyError as exc:
+            _problems(exc.problems)
+    try:
+        model, info, details = calibrate(
+            topo,
+            profile=profile,
+            samples=samples,
+            rounds=rounds,
+            progress=lambda m: click.echo(m, err=True),
+        )
+        write_cost_file(out_path, model, info)
+    except CalibrationError as exc:
+        raise _Fail(f"calibration failed: {exc}") from None
+    except OSError as exc:
+        raise _Fail(f"cannot write {out_path}: {exc.strerror or exc}") from None
+    us = 1e6
+    click.echo(f"profile {profile} on {info['machine']}: CPU per request (rule matching apart)")
+    for name, value in zip(
+        ("memory hit", "disk hit", "miss", "revalidation (304)", "redirect"),
+        model.outcome_times(),
+        strict=True,
+    ):
+        click.echo(f"  {name:<20} {value * us:9.1f} us")
+    for site, value in model.rules:
+        click.echo(f"  rules of {site:<11} {value * us:9.2f} us")
+    click.echo(f"wrote {out_path}")
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "profile": profile,
+                    **info,
+                    "service_time": dict(
+                        zip(
+                            ("hit_memory", "hit_disk", "miss", "revalidate", "redirect"),
+                            model.outcome_times(),
+                            strict=True,
+                        )
+                    ),
+                    "rules": dict(model.rules),
+                    "details": details,
+                },
+                indent=2,
+            )
+        )
