@@ -190,9 +190,22 @@ def _print_table(rows: list[dict[str, Any]], params: list[str]) -> None:
 @click.option(
     "--rounds", type=click.IntRange(1, 50), default=3, show_default=True, help="Median of this many."
 )
+@click.option(
+    "--connections",
+    type=click.IntRange(1, 64),
+    default=8,
+    show_default=True,
+    help="Client connections sending at once (1: one request at a time, an idle node).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Also print the figures as JSON.")
 def calibrate_command(
-    topology_arg: str, out_path: str, profile: str, samples: int, rounds: int, as_json: bool
+    topology_arg: str,
+    out_path: str,
+    profile: str,
+    samples: int,
+    rounds: int,
+    connections: int,
+    as_json: bool,
 ) -> None:
     """Measure the CPU time per request of a real edge node on this machine (live, on
     loopback, in front of a real origin process): a memory hit, a disk hit, a miss, a
@@ -226,6 +239,7 @@ def calibrate_command(
             profile=profile,
             samples=samples,
             rounds=rounds,
+            connections=connections,
             progress=lambda m: click.echo(m, err=True),
         )
         write_cost_file(out_path, model, info)

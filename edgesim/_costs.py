@@ -38,7 +38,7 @@ __all__ = ["CLASSES", "OutcomeTimes", "format_costs", "read_cost_file"]
 CLASSES = ("hit_memory", "hit_disk", "miss", "revalidate", "redirect")
 FORMAT = 1
 _C_HIT_MEMORY, _C_HIT_DISK, _C_MISS, _C_REVALIDATE, _C_REDIRECT = range(5)
-_PROFILE_INFO = ("measured", "machine", "python", "edgesim", "samples", "note")
+_PROFILE_INFO = ("measured", "machine", "python", "edgesim", "samples", "connections", "note")
 _PROFILE_KEYS = (*_PROFILE_INFO, "service_time", "rules", "rules_default")
 
 

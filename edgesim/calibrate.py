@@ -54,12 +54,16 @@ _RULES = "/old/*  /new/:splat  301\n"
 # Object size of the hit, miss and revalidation classes: a small page, so that the
 # figures are per-request work rather than copying bytes.
 OBJECT_BYTES = 1024
+# Client connections sending at once: under load an edge process serves many requests
+# per event-loop wake-up, so its CPU per request is lower than one request at a time.
+DEFAULT_CONNECTIONS = 8
+MAX_CONNECTIONS = 64
 # Phases and the X-Cache every response must carry.
 _PHASES = (
     ("hit_memory", "/small.bin", "HIT"),
     ("redirect", "/old/page-{i}", "REDIRECT"),
     ("miss", "/small.bin?r={r}&n={i}", "MISS"),
-    ("revalidate", "/reval.bin", "REVALIDATED"),
+    ("revalidate", "/reval-{c}.bin", "REVALIDATED"),
     ("hit_disk", "/small.bin", "HIT"),
 )
 
@@ -73,10 +77,11 @@ def _make_site(root: Path) -> None:
     site = root / HOST
     site.mkdir(parents=True)
     (site / "small.bin").write_bytes(b"x" * OBJECT_BYTES)
-    (site / "reval.bin").write_bytes(b"r" * OBJECT_BYTES)
+    for c in range(MAX_CONNECTIONS):  # one per connection: concurrent revalidations never collapse
+        (site / f"reval-{c}.bin").write_bytes(b"r" * OBJECT_BYTES)
     (site / "_redirects").write_text(_RULES)
     (site / "_edgesim.toml").write_text(
-        '[cache]\ndefault = "public, max-age=86400"\n\n[cache.paths]\n"/reval.bin" = "public, no-cache"\n'
+        '[cache]\ndefault = "public, max-age=86400"\n\n[cache.paths]\n"/reval-*" = "public, no-cache"\n'
     )
 
 
@@ -134,8 +139,18 @@ class _Edges:
         self._thread.join(10)
 
 
-def _client(port: int, path: str, n: int) -> dict[str, dict[str, int]]:
-    cmd = [sys.executable, "-P", "-m", "edgesim._calibclient", str(port), HOST, path, str(n)]
+def _client(port: int, path: str, n: int, connections: int = 1) -> dict[str, dict[str, int]]:
+    cmd = [
+        sys.executable,
+        "-P",
+        "-m",
+        "edgesim._calibclient",
+        str(port),
+        HOST,
+        path,
+        str(n),
+        str(connections),
+    ]
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=60 + n * 0.1, check=True)
     except subprocess.CalledProcessError as exc:
@@ -146,7 +161,7 @@ def _client(port: int, path: str, n: int) -> dict[str, dict[str, int]]:
     return result
 
 
-def _live(samples: int, rounds: int, progress: Callable[[str], None]) -> dict[str, float]:
+def _live(samples: int, rounds: int, connections: int, progress: Callable[[str], None]) -> dict[str, float]:
     """Seconds of edge CPU per request of each class (rule matching of the
     calibration site included)."""
     from edgesim._cachestore import DiskStore, MemoryStore
@@ -184,8 +199,9 @@ def _live(samples: int, rounds: int, progress: Callable[[str], None]) -> dict[st
         edges.start()
         mem_port, disk_port = edges.ports
         # warm up: manifests, fills, the revalidated object, the disk tier
-        for p, path in ((mem_port, "/small.bin"), (mem_port, "/reval.bin"), (disk_port, "/small.bin")):
+        for p, path in ((mem_port, "/small.bin"), (disk_port, "/small.bin")):
             _client(p, path, 2)
+        _client(mem_port, "/reval-{c}.bin", 2 * connections, connections)
         _client(mem_port, "/small.bin?warm={i}", 20)
         _client(mem_port, "/old/warm-{i}", 20)
         figures: dict[str, list[float]] = {c: [] for c in CLASSES}
@@ -195,7 +211,7 @@ def _live(samples: int, rounds: int, progress: Callable[[str], None]) -> dict[st
                 target_port = disk_port if name == "hit_disk" else mem_port
                 disk_hits = disk_node.cache.disk_hits
                 c0 = edges.cpu()
-                got = _client(target_port, path.replace("{r}", str(r)), samples)
+                got = _client(target_port, path.replace("{r}", str(r)), samples, connections)
                 cpu = edges.cpu() - c0
                 if got["x_cache"] != {expect: samples}:
                     raise CalibrationError(
@@ -262,6 +278,7 @@ def calibrate(
     profile: str = "default",
     samples: int = 1000,
     rounds: int = 3,
+    connections: int = DEFAULT_CONNECTIONS,
     progress: Callable[[str], None] | None = None,
 ) -> tuple[CostModel, dict[str, Any], dict[str, Any]]:
     """Measure this machine's edge CPU costs.
@@ -271,6 +288,7 @@ def calibrate(
         profile: the hardware profile's name the model gets.
         samples: requests per class and round (and per site for matching).
         rounds: passes per class; the median is kept.
+        connections: client connections sending at once (1 to MAX_CONNECTIONS).
         progress: called with a line per step.
 
     Returns:
@@ -282,7 +300,9 @@ def calibrate(
     """
     say = progress or (lambda _m: None)
     say("live edge nodes in front of a real origin on loopback")
-    live = _live(samples, rounds, say)
+    if not 1 <= connections <= MAX_CONNECTIONS:
+        raise ValueError(f"connections must be from 1 to {MAX_CONNECTIONS}, not {connections}")
+    live = _live(samples, rounds, connections, say)
     from edgesim.http import Request
     from edgesim.redirects import RuleSet
 
@@ -314,6 +334,7 @@ def calibrate(
         "python": platform.python_version(),
         "edgesim": __version__,
         "samples": samples,
+        "connections": connections,
         "note": f"per class: median of {rounds} rounds; object {OBJECT_BYTES} bytes; loopback",
     }
     details = {
