@@ -580,7 +580,15 @@ class _LocalExecutor:
                 self._free.append(pool)
         return out
 
-    def close(self) -> None:
+    def close(self, *, abort: bool = False) -> None:
+        """Shut the pools down; with ``abort`` (an interrupted sweep) end the runs still
+        going instead of waiting for them (their rows were never written)."""
+        for pool in self._busy.values():
+            if abort:
+                # ProcessPoolExecutor has no public way to end a running call (3.14 adds
+                # terminate_workers); its process table is the only handle
+                for proc in list(getattr(pool, "_processes", {}).values()):
+                    proc.terminate()
         for pool in [*self._free, *self._busy.values()]:
             pool.shutdown(wait=True, cancel_futures=True)
         self._free.clear()
@@ -652,8 +660,8 @@ class _DaskExecutor:
             fut.release()
         return out
 
-    def close(self) -> None:
-        self._client.close()
+    def close(self, *, abort: bool = False) -> None:
+        self._client.close()  # cancels whatever is still queued or running
         if self._cluster is not None:
             self._cluster.close()
 
@@ -872,6 +880,7 @@ def run_sweep(
     ex = _executor(check_executor(executor), min(n, len(todo)))
     attempts: dict[int, int] = {}
     inflight: dict[Any, Run] = {}
+    finished = False
     try:
         while todo or inflight:
             while todo and ex.capacity() > 0:
@@ -897,7 +906,8 @@ def run_sweep(
                 outputs.write(ordered(), meta)
                 if on_row is not None:
                     on_row(row, len(rows), total)
+        finished = True
     finally:
-        ex.close()
+        ex.close(abort=not finished)
     result.rows = ordered()
     return result

@@ -269,3 +269,45 @@ def test_plan_orders_cells_and_seeds(spec_file: Path) -> None:
     assert len({r.run_id for r in runs}) == 4
     with pytest.raises(SweepError):
         load_spec(spec_file.parent / "missing.toml")
+
+
+def test_a_killed_sweep_keeps_every_finished_row_and_resumes(spec_file: Path, tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    spec_file.write_text(SPEC.replace("seeds = [1, 2]", "seeds = 6"))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-P", "-m", "edgesim", "sweep", str(spec_file), "--out", str(out)]
+    proc = subprocess.Popen(
+        [*cmd, "--workers", "1", "--quiet"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: the kill takes its workers too
+    )
+    rows: list[dict[str, Any]] = []
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            if (out / "sweep.json").exists():
+                rows = json.loads((out / "sweep.json").read_text())["rows"]  # never half-written
+                if len(rows) >= 2:
+                    break
+            time.sleep(0.01)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert len(rows) >= 2
+    kept = json.loads((out / "sweep.json").read_text())["rows"]
+    with (out / "sweep.csv").open() as f:
+        in_csv = [r["run_id"] for r in csv.DictReader(f)]
+    # each file is whole; the kill may fall between the two writes (JSON is written first)
+    assert set(in_csv) <= {r["run_id"] for r in kept} and len(kept) - len(in_csv) in (0, 1)
+    result = run_sweep(
+        load_spec(spec_file), workers=2, outputs=Outputs(out / "sweep.csv", out / "sweep.json")
+    )
+    assert result.kept == len(kept) and result.ran == 12 - len(kept) and result.failed == 0
+    assert [r["run_id"] for r in result.rows] == [r.run_id for r in plan(load_spec(spec_file))]
