@@ -199,12 +199,13 @@ class OutcomeTimes:
     the ``base`` drawn when it started.
     """
 
-    __slots__ = ("extra",)
+    __slots__ = ("extra", "plain")
 
     def __init__(self, model: CostModel, sites: Sequence[Site]) -> None:
         base = model.base()
         times = model.outcome_times()
         self.extra = [[t - base + rules_time(model, s) for t in times] for s in sites]
+        self.plain = [t - base for t in times]  # a site the topology does not list (traces)
 
     def decide(self, core: Any, req: Any, site: int, now: float) -> tuple[Any, float]:
         """``core.handle(req, now)`` and the rest of its CPU time, by the step's outcome:
@@ -229,5 +230,5 @@ class OutcomeTimes:
             c = _C_REVALIDATE if step.kind == "revalidate" else _C_MISS
         else:
             c = _C_HIT_MEMORY
-        row = self.extra[site] if 0 <= site < len(self.extra) else self.extra[0]
+        row = self.extra[site] if 0 <= site < len(self.extra) else self.plain
         return step, row[c]
