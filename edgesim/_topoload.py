@@ -31,6 +31,7 @@ from edgesim._units import parse_duration, parse_rate, parse_size
 from edgesim.errors import TopologyError, TopologyProblem
 from edgesim.topology import (
     Catalog,
+    CostModel,
     Deploy,
     Distribution,
     EdgeGroup,
@@ -106,6 +107,7 @@ PROFILE_KEYS = (
     "egress",
     "service_time",
     "cost_per_hour",
+    "calibration",
 )
 EDGE_KEYS = ("nodes", "profile", *PROFILE_KEYS, "balancer", "cost_per_gb_egress")
 NETWORK_KEYS = ("region_latency",)
@@ -190,13 +192,21 @@ def load_topology(path: str | Path) -> Topology:
     return parse_topology(text, path=p)
 
 
-def parse_topology(text: str, *, path: str | Path | None = None) -> Topology:
+def parse_topology(
+    text: str,
+    *,
+    path: str | Path | None = None,
+    patch: Callable[[dict[str, Any]], None] | None = None,
+) -> Topology:
     """Validate topology ``text``.
 
     Args:
         text: the TOML text.
         path: where it came from: names the file in problems, gives the default
             ``name`` and the folder relative paths start from (else the current one).
+        patch: called with the parsed TOML data before it is checked, to change values
+            in place (``edgesim sweep`` sets its grid parameters this way, so a bad
+            value is reported with its key path like any other).
 
     Raises:
         TopologyError: with every problem found.
@@ -207,6 +217,8 @@ def parse_topology(text: str, *, path: str | Path | None = None) -> Topology:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise TopologyError([_syntax_problem(file, text, exc)]) from None
+    if patch is not None:
+        patch(data)
     checker = _Checker(file, _lines(text), p.parent if p is not None else Path.cwd())
     topology = checker.topology(data, p, text)
     if checker.problems:
@@ -603,6 +615,7 @@ class _Checker:
         self.lines = lines
         self.base = base
         self.problems: list[TopologyProblem] = []
+        self.cost_files: dict[Path, dict[str, CostModel] | None] = {}
 
     # -- reporting --------------------------------------------------------
 
@@ -830,6 +843,7 @@ class _Checker:
             where = _join("profiles", name)
             t = self.table(t, where, PROFILE_KEYS)
             d = HardwareProfile(name)
+            service_time, costs = self.service(t, where, d.service_time, None, name)
             out.append(
                 HardwareProfile(
                     name,
@@ -839,8 +853,9 @@ class _Checker:
                     eviction=self.get(t, "eviction", where, d.eviction, _choice(EVICTIONS)),
                     max_object=self.get(t, "max_object", where, d.max_object, _size()),
                     egress=self.get(t, "egress", where, d.egress, _rate),
-                    service_time=self.dist(t, "service_time", where, d.service_time, "duration"),
+                    service_time=service_time,
                     cost_per_hour=self.get(t, "cost_per_hour", where, d.cost_per_hour, _number(0.0)),
+                    costs=costs,
                 )
             )
         return out
@@ -917,6 +932,9 @@ class _Checker:
                 _join(where, "profile"), f"expected a profile from [profiles] ({known}), got {_show(pname)}"
             )
         profile = profiles.get(pname) or profiles.get("default") or HardwareProfile("")
+        service_time, costs = self.service(
+            t, where, profile.service_time, profile.costs, profile.name or "default"
+        )
         return EdgeGroup(
             nodes=self.get(t, "nodes", where, 1, _whole(1, 10_000)),
             workers=self.get(t, "workers", where, profile.workers, _whole(1)),
@@ -925,12 +943,75 @@ class _Checker:
             eviction=self.get(t, "eviction", where, profile.eviction, _choice(EVICTIONS)),
             max_object=self.get(t, "max_object", where, profile.max_object, _size()),
             egress=self.get(t, "egress", where, profile.egress, _rate),
-            service_time=self.dist(t, "service_time", where, profile.service_time, "duration"),
+            service_time=service_time,
             balancer=self.get(t, "balancer", where, "random", _choice(BALANCERS)),
             cost_per_hour=self.get(t, "cost_per_hour", where, profile.cost_per_hour, _number(0.0)),
             profile=profile.name,
             cost_per_gb_egress=self.get(t, "cost_per_gb_egress", where, 0.0, _number(0.0)),
+            costs=costs,
         )
+
+    def service(
+        self,
+        t: Mapping[str, Any],
+        where: str,
+        service_time: Distribution,
+        costs: CostModel | None,
+        profile: str,
+    ) -> tuple[Distribution, CostModel | None]:
+        """``service_time`` or ``calibration`` of a profile or edge group (the nearer
+        table wins over the profile it starts from; one table may not give both).
+
+        With a cost model the service time drawn at the start of a request is
+        ``costs.base()``; the engine adds the rest by outcome (edgesim._costs)."""
+        if "calibration" in t and "service_time" in t:
+            self.bad(
+                _join(where, "service_time"),
+                "expected either service_time or calibration (measured service times), not both",
+            )
+        if "service_time" in t:
+            return self.dist(t, "service_time", where, service_time, "duration"), None
+        if "calibration" in t:
+            model = self.calibration(t["calibration"], _join(where, "calibration"), profile)
+            if model is not None:
+                return Distribution("fixed", value=model.base()), model
+        return service_time, costs
+
+    def calibration(self, v: Any, where: str, profile: str) -> CostModel | None:
+        """``calibration = "costs.toml"`` (the model named after the profile) or
+        ``{ file = "costs.toml", profile = "NAME" }``."""
+        from edgesim._costs import read_cost_file
+
+        if isinstance(v, dict):
+            t = self.table(v, where, ("file", "profile"))
+            file_v = t.get("file")
+            if "file" not in t:
+                self.bad(_join(where, "file"), "missing (the cost file written by edgesim calibrate)")
+                return None
+            profile = self.get(t, "profile", where, profile, _text)
+            path = self.path_value(file_v, _join(where, "file"), directory=False)
+        else:
+            path = self.path_value(v, where, directory=False)
+        if path is None:
+            return None
+        if path not in self.cost_files:
+            try:
+                self.cost_files[path] = read_cost_file(path)
+            except TopologyError as exc:
+                self.problems.extend(exc.problems)
+                self.cost_files[path] = None
+        models = self.cost_files[path]
+        if models is None:
+            return None
+        model = models.get(profile)
+        if model is None:
+            self.bad(
+                where,
+                f'expected a cost file with a model for profile "{profile}" '
+                f"({path.name} has: {', '.join(models) or 'none'}; "
+                'name another with { file = "...", profile = "NAME" })',
+            )
+        return model
 
     def region_latency(self, value: Any, regions: list[str]) -> tuple[tuple[str, str, float], ...]:
         network = self.table(value, "network", NETWORK_KEYS)

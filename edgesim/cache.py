@@ -1076,6 +1076,11 @@ class HttpCache:
     def policy(self) -> CachePolicy:
         return self._policy
 
+    @property
+    def disk_hits(self) -> int:
+        """Lookups answered by the disk tier so far (a cheap counter, no snapshot)."""
+        return self._disk_hits
+
     # -- lookup ---------------------------------------------------------------------
 
     def lookup(self, key: str, req: Request, now: float) -> Lookup | None:

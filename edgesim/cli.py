@@ -688,10 +688,13 @@ def _stderr_console() -> Any:
     return Console(stderr=True)
 
 
+from edgesim._cli_capacity import calibrate_command, sweep_command  # noqa: E402
 from edgesim._crashcli import drill_command, stress_command  # noqa: E402
 
 cli.add_command(drill_command)
 cli.add_command(stress_command)
+cli.add_command(sweep_command)
+cli.add_command(calibrate_command)
 
 
 def main() -> None:

@@ -59,6 +59,7 @@ from typing import Any
 import numpy as np
 
 from edgesim import __version__
+from edgesim._costs import OutcomeTimes
 from edgesim._tracetraffic import load_trace_traffic
 from edgesim.cache import HttpCache, MetadataStore
 from edgesim.http import Request, Response
@@ -208,6 +209,7 @@ class _Node:
         "busy_steady",
         "conns",
         "core",
+        "costs",
         "crashes",
         "egress",
         "epoch",
@@ -258,6 +260,7 @@ class _Node:
         # Requests on the node, kept only for nodes that crash (to fail them).
         self.track = False
         self.active: dict[int, _Job] = {}
+        self.costs: OutcomeTimes | None = None  # calibrated service times (edgesim._costs)
 
 
 class _Job:
@@ -274,6 +277,7 @@ class _Job:
         "req",
         "retries",
         "site",
+        "step",
         "t0",
         "t_in",
         "t_sent",
@@ -293,6 +297,7 @@ class _Job:
         self.queued = 0.0
         self.retries = 0
         self.collapsed = False
+        self.step: Any = None  # decided, waiting for the rest of a calibrated service time
 
 
 class _Up:
@@ -578,6 +583,8 @@ class _Engine:
                     uplink,
                     False,
                 )
+                if g.costs is not None:
+                    n.costs = OutcomeTimes(g.costs, topo.sites)
                 self.nodes.append(n)
                 group.append(n)
             self.region_nodes.append(group)
@@ -1129,6 +1136,18 @@ class _Engine:
                     node = job.node
                     if job.epoch != node.epoch:
                         continue
+                    step = job.step
+                    if step is not None:  # the outcome's share of a calibrated service time ended
+                        job.step = None
+                    elif node.costs is None:
+                        step = node.core.handle(job.req, epoch0 + t)
+                    else:  # calibrated (edgesim._costs): the worker stays busy for the outcome's rest
+                        step, extra = node.costs.decide(node.core, job.req, job.site, epoch0 + t)
+                        if extra > 0:
+                            node.busy_steady += busy_fn(t, extra)
+                            job.step = step
+                            heappush(heap, (t + extra, nseq(), _SERVICE_DONE, job))
+                            continue
                     q = node.queue
                     if q:
                         nxt = q.popleft()
@@ -1139,7 +1158,6 @@ class _Engine:
                         heappush(heap, (t + s, nseq(), _SERVICE_DONE, nxt))
                     else:
                         node.busy -= 1
-                    step = node.core.handle(job.req, epoch0 + t)
                     if type(step) is Reply and step.background is None and job.parent is None:
                         resp = step.response
                         size = resp.size

@@ -43,6 +43,40 @@ class Latency:
 
 
 @dataclass(frozen=True, slots=True)
+class CostModel:
+    """Measured CPU time per request of one kind of edge node, by outcome: the cost
+    model ``edgesim calibrate`` writes (docs/calibrate.md), named after the hardware
+    profile it was measured on.
+
+    Attributes:
+        profile: the profile's name in the cost file.
+        file: the cost file.
+        hit_memory, hit_disk, miss, revalidate, redirect: seconds of CPU per request
+            with that outcome, rule matching left out.
+        rules: (site, seconds) per request for matching that site's rules.
+        rules_default: per request for a site with rules that was not measured.
+    """
+
+    profile: str
+    file: Path | None = None
+    hit_memory: float = 0.0
+    hit_disk: float = 0.0
+    miss: float = 0.0
+    revalidate: float = 0.0
+    redirect: float = 0.0
+    rules: tuple[tuple[str, float], ...] = ()
+    rules_default: float = 0.0
+
+    def outcome_times(self) -> tuple[float, float, float, float, float]:
+        """(hit_memory, hit_disk, miss, revalidate, redirect)."""
+        return (self.hit_memory, self.hit_disk, self.miss, self.revalidate, self.redirect)
+
+    def base(self) -> float:
+        """The part every request costs before its outcome is known: the cheapest outcome."""
+        return min(self.outcome_times())
+
+
+@dataclass(frozen=True, slots=True)
 class EdgeGroup:
     """The edge nodes of one region.
 
@@ -53,11 +87,13 @@ class EdgeGroup:
         eviction: ``lru`` (default) or ``fifo``.
         max_object: admission limit in bytes (0: any object that fits).
         egress: bytes/s per node (0: unlimited); transfer time = size / egress.
-        service_time: CPU time per request (seconds).
+        service_time: CPU time per request (seconds). With ``costs``, only the part spent
+            before the outcome is known (``costs.base()``); the rest depends on the outcome.
         balancer: ``random``, ``least-connections`` or ``consistent-hash`` (by URL).
         cost_per_hour: cost of one node-hour (for plans).
         profile: name of the hardware profile the group was built from ("" if none).
         cost_per_gb_egress: cost of one GB (10**9 bytes) sent from these nodes to clients.
+        costs: measured CPU time per request by outcome (``calibration``), or None.
     """
 
     nodes: int = 1
@@ -72,6 +108,7 @@ class EdgeGroup:
     cost_per_hour: float = 0.0
     profile: str = ""
     cost_per_gb_egress: float = 0.0
+    costs: CostModel | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +128,7 @@ class HardwareProfile:
     egress: float = 0.0
     service_time: Distribution = field(default_factory=lambda: Distribution("fixed", value=0.0005))
     cost_per_hour: float = 0.0
+    costs: CostModel | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,313 @@
+"""`edgesim sweep`: grids on a real process pool and on a Dask cluster on loopback,
+resuming, retry-once with workers that fail or die, and bad specs."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sweep_runners
+from click.testing import CliRunner
+
+from edgesim._topoload import parse_topology
+from edgesim.cli import cli
+from edgesim.engine import simulate
+from edgesim.sweep import Outputs, SweepError, load_spec, metrics, plan, run_sweep
+
+# A tiny topology: one region, one site; 40 s of traffic at 40 req/s (~1,500 requests).
+TINY = """
+name = "tiny"
+interval = "10s"
+
+[[regions]]
+name = "eu"
+[regions.edge]
+nodes = 1
+workers = 4
+cost_per_hour = 0.5
+
+[[sites]]
+name = "a.example"
+[sites.catalog]
+objects = 200
+
+[traffic]
+duration = "1m"
+warmup = "5s"
+peak_rps = 40
+"""
+
+SPEC = """
+topology = "tiny.toml"
+seeds = [1, 2]
+
+[grid]
+regions.eu.edge.nodes = [1, 2]
+
+[set]
+traffic.duration = "40s"
+"""
+
+
+@pytest.fixture
+def spec_file(tmp_path: Path) -> Path:
+    (tmp_path / "tiny.toml").write_text(TINY)
+    spec = tmp_path / "spec.toml"
+    spec.write_text(SPEC)
+    return spec
+
+
+@pytest.fixture
+def marks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    d = tmp_path / "marks"
+    d.mkdir()
+    monkeypatch.setenv(sweep_runners.MARKS, str(d))
+    return d
+
+
+def _direct(spec_file: Path, nodes: int, seed: int) -> dict[str, Any]:
+    """The same run in this process, without the sweep."""
+    text = (spec_file.parent / "tiny.toml").read_text().replace("nodes = 1", f"nodes = {nodes}")
+    text = text.replace('duration = "1m"', 'duration = "40s"')
+    topo = parse_topology(text, path=spec_file.parent / "tiny.toml")
+    return metrics(simulate(topo, seed=seed).to_dict(deterministic=True), topo)
+
+
+def _without_wall(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in r.items() if k != "wall_seconds"} for r in rows]
+
+
+def test_process_pool_sweep_has_a_row_per_run_equal_to_direct_runs(spec_file: Path, tmp_path: Path) -> None:
+    out = Outputs(tmp_path / "s.csv", tmp_path / "s.json")
+    result = run_sweep(load_spec(spec_file), workers=2, outputs=out)
+    assert (result.ran, result.kept, result.failed) == (4, 0, 0)
+    rows = result.rows
+    assert [(r["regions.eu.edge.nodes"], r["seed"]) for r in rows] == [(1, 1), (1, 2), (2, 1), (2, 2)]
+    assert all(r["status"] == "ok" and r["attempts"] == 1 for r in rows)
+    for r in rows:
+        direct = _direct(spec_file, r["regions.eu.edge.nodes"], r["seed"])
+        assert {k: r[k] for k in direct} == direct
+    # two nodes at 0.5 per hour for 40 s
+    assert rows[2]["cost"] == pytest.approx(2 * 0.5 * 40 / 3600, abs=1e-6)
+    assert rows[0]["p99_ms"] > 0 and rows[0]["requests"] > 1000
+    doc = json.loads((tmp_path / "s.json").read_text())
+    assert doc["sweep"]["parameters"] == ["regions.eu.edge.nodes"]
+    assert _without_wall(doc["rows"]) == _without_wall(rows)
+    with (tmp_path / "s.csv").open() as f:
+        table = list(csv.DictReader(f))
+    assert [t["run_id"] for t in table] == [r["run_id"] for r in rows]
+    assert table[3]["p99_ms"] == str(rows[3]["p99_ms"])
+
+
+def test_dask_local_cluster_gives_the_same_rows(spec_file: Path, tmp_path: Path) -> None:
+    pytest.importorskip("distributed", reason="the dask extra is part of the test extra")
+    local = run_sweep(load_spec(spec_file), workers=2)
+    dask = run_sweep(
+        load_spec(spec_file), executor="dask-local", workers=2, outputs=Outputs(None, tmp_path / "d.json")
+    )
+    assert dask.failed == 0
+    assert _without_wall(dask.rows) == _without_wall(local.rows)
+
+
+def test_resume_keeps_finished_rows_and_runs_only_the_rest(
+    spec_file: Path, tmp_path: Path, marks: Path
+) -> None:
+    out = Outputs(tmp_path / "s.csv", None)
+    spec = load_spec(spec_file)
+
+    def stop_after_two(row: dict[str, Any], done: int, total: int) -> None:
+        if done == 2:
+            raise KeyboardInterrupt  # as Ctrl-C in the parent while runs are in flight
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(spec, workers=1, outputs=out, on_row=stop_after_two)
+    with (tmp_path / "s.csv").open() as f:
+        kept = list(csv.DictReader(f))
+    assert len(kept) == 2 and all(r["status"] == "ok" for r in kept)
+
+    result = run_sweep(spec, workers=2, outputs=out, runner=sweep_runners.record)
+    assert (result.kept, result.ran) == (2, 2)
+    ran = sorted(p.name for p in marks.iterdir())
+    finished = {(int(r["regions.eu.edge.nodes"]), int(r["seed"])) for r in kept}
+    expected = sorted(f"ran-nodes{n}-seed{s}" for n in (1, 2) for s in (1, 2) if (n, s) not in finished)
+    assert ran == expected
+    fresh = run_sweep(spec, workers=2)
+    assert _without_wall(result.rows) == _without_wall(fresh.rows)
+    # a third run has nothing left to do
+    again = run_sweep(spec, workers=2, outputs=out, runner=sweep_runners.die_on_two_nodes)
+    assert (again.kept, again.ran, again.failed) == (4, 0, 0)
+
+
+def test_a_dead_worker_is_retried_once_then_reported(spec_file: Path, tmp_path: Path, marks: Path) -> None:
+    spec = load_spec(spec_file)
+    once = run_sweep(spec, workers=2, runner=sweep_runners.die_once)
+    assert once.failed == 0
+    assert [(r["regions.eu.edge.nodes"], r["attempts"]) for r in once.rows] == [
+        (1, 1),
+        (1, 1),
+        (2, 2),
+        (2, 2),
+    ]
+
+    out = Outputs(None, tmp_path / "s.json")
+    always = run_sweep(spec, workers=2, runner=sweep_runners.die_on_two_nodes, outputs=out)
+    assert always.failed == 2
+    by_nodes = {(r["regions.eu.edge.nodes"], r["seed"]): r for r in always.rows}
+    for seed in (1, 2):
+        assert by_nodes[(1, seed)]["status"] == "ok"
+        failed = by_nodes[(2, seed)]
+        assert (failed["status"], failed["attempts"], failed["error"]) == ("failed", 2, "worker process died")
+        assert "p99_ms" not in failed
+    assert len(json.loads((tmp_path / "s.json").read_text())["rows"]) == 4
+
+    raised = run_sweep(spec, workers=1, runner=sweep_runners.raise_on_two_nodes)
+    errors = {r["error"] for r in raised.rows if r["status"] == "failed"}
+    assert errors == {"RuntimeError: deliberate failure"}
+
+
+def test_dask_retries_a_killed_worker_once(spec_file: Path, marks: Path) -> None:
+    pytest.importorskip("distributed", reason="the dask extra is part of the test extra")
+    spec = load_spec(spec_file)
+    result = run_sweep(spec, executor="dask-local", workers=2, runner=sweep_runners.die_on_two_nodes)
+    failed = [r for r in result.rows if r["status"] == "failed"]
+    assert [(r["regions.eu.edge.nodes"], r["attempts"], r["error"]) for r in failed] == [
+        (2, 2, "worker process died"),
+        (2, 2, "worker process died"),
+    ]
+    assert sum(r["status"] == "ok" for r in result.rows) == 2
+
+
+# ---- bad input ------------------------------------------------------------------------
+
+
+def _cli(*args: str) -> tuple[int, str]:
+    r = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return r.exit_code, r.stderr
+
+
+def test_spec_problems_are_one_line_each_with_file_line_and_key_path(spec_file: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('topology = "tiny.toml"\nseed = [1]\n[grid]\nregions.eu.edge.nodes = [2]\n')
+    code, err = _cli("sweep", str(bad))
+    assert code == 1
+    assert err.strip() == f'{bad}:2: seed: unknown key (did you mean "seeds"?)'
+
+    bad.write_text(
+        'topology = "tiny.toml"\n[grid]\nregions.eu.edge.nodes = [1, 0]\ntraffic.peak_rsp = [3]\n'
+        "regions.us.edge.nodes = [1]\n"
+    )
+    code, err = _cli("sweep", str(bad))
+    assert code == 1
+    assert (
+        err.strip() == f"{bad}:5: grid.regions.us.edge.nodes: "
+        'regions has no element named "us" (names: eu); use a name or an index from 0'
+    )
+    bad.write_text('topology = "tiny.toml"\n[grid]\nregions.eu.edge.nodes = [1, 0]\ntraffic.peak_rsp = [3]\n')
+    code, err = _cli("sweep", str(bad))
+    assert code == 1
+    assert err.splitlines() == [
+        f"{bad}:3: grid.regions.eu.edge.nodes: value 0: regions[0].edge.nodes: "
+        "expected a whole number from 1 to 10000, got 0",
+        f'{bad}:4: grid.traffic.peak_rsp: value 3: traffic.peak_rsp: unknown key (did you mean "peak_rps"?)',
+    ]
+    bad.write_text('topology = "nope.toml"\n[grid]\nseed = 3\n')
+    code, err = _cli("sweep", str(bad))
+    assert err.splitlines() == [
+        f"{bad}:1: topology: nope.toml is neither a file (relative to {tmp_path}) nor a bundled topology",
+        f"{bad}:3: grid.seed: expected a non-empty array of values to try, got 3",
+    ]
+
+
+def test_cli_writes_rows_resumes_and_refuses_foreign_files(spec_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    code, err = _cli("sweep", str(spec_file), "--out", str(out), "--workers", "2")
+    assert code == 0, err
+    assert "4 runs: 4 run now, 0 kept" in err
+    code, err = _cli("sweep", str(spec_file), "--out", str(out), "--workers", "2", "--quiet")
+    assert code == 0 and err == ""
+    assert len(json.loads((out / "sweep.json").read_text())["rows"]) == 4
+    foreign = tmp_path / "notes.csv"
+    foreign.write_text("a,b\n1,2\n")
+    code, err = _cli("sweep", str(spec_file), "--csv", str(foreign))
+    assert code == 1
+    assert (
+        err.strip() == f"{foreign}: exists and is not a sweep result file (CSV with a run_id column); "
+        "choose another output or delete it"
+    )
+    assert foreign.read_text() == "a,b\n1,2\n"
+    code, err = _cli("sweep", str(spec_file), "--executor", "udp://x")
+    assert code == 2 and "expected local, dask-local or tcp://HOST:PORT" in err
+
+
+def test_a_run_that_fails_twice_is_reported_and_the_exit_status_says_so(
+    spec_file: Path, tmp_path: Path
+) -> None:
+    # The rule file exists (validation passes) but is not UTF-8: the run itself fails.
+    (tmp_path / "r.toml").write_bytes(b"\xff\xfe")
+    (tmp_path / "tiny.toml").write_text(
+        TINY.replace('name = "a.example"', 'name = "a.example"\nrules = "r.toml"\nredirect_share = 0.1')
+    )
+    code, err = _cli("sweep", str(spec_file), "--json", str(tmp_path / "s.json"), "--workers", "2")
+    assert code == 1
+    assert "4 runs failed twice" in err
+    rows = json.loads((tmp_path / "s.json").read_text())["rows"]
+    assert [r["status"] for r in rows] == ["failed"] * 4
+    assert all(r["attempts"] == 2 and "UnicodeDecodeError" in r["error"] for r in rows)
+
+
+def test_plan_orders_cells_and_seeds(spec_file: Path) -> None:
+    runs = plan(load_spec(spec_file))
+    assert [(dict(r.params)["regions.eu.edge.nodes"], r.seed) for r in runs] == [
+        (1, 1),
+        (1, 2),
+        (2, 1),
+        (2, 2),
+    ]
+    assert len({r.run_id for r in runs}) == 4
+    with pytest.raises(SweepError):
+        load_spec(spec_file.parent / "missing.toml")
+
+
+def test_a_killed_sweep_keeps_every_finished_row_and_resumes(spec_file: Path, tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    spec_file.write_text(SPEC.replace("seeds = [1, 2]", "seeds = 6"))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-P", "-m", "edgesim", "sweep", str(spec_file), "--out", str(out)]
+    proc = subprocess.Popen(
+        [*cmd, "--workers", "1", "--quiet"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: the kill takes its workers too
+    )
+    rows: list[dict[str, Any]] = []
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            if (out / "sweep.json").exists():
+                rows = json.loads((out / "sweep.json").read_text())["rows"]  # never half-written
+                if len(rows) >= 2:
+                    break
+            time.sleep(0.01)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert len(rows) >= 2
+    kept = json.loads((out / "sweep.json").read_text())["rows"]
+    with (out / "sweep.csv").open() as f:
+        in_csv = [r["run_id"] for r in csv.DictReader(f)]
+    # each file is whole; the kill may fall between the two writes (JSON is written first)
+    assert set(in_csv) <= {r["run_id"] for r in kept} and len(kept) - len(in_csv) in (0, 1)
+    result = run_sweep(
+        load_spec(spec_file), workers=2, outputs=Outputs(out / "sweep.csv", out / "sweep.json")
+    )
+    assert result.kept == len(kept) and result.ran == 12 - len(kept) and result.failed == 0
+    assert [r["run_id"] for r in result.rows] == [r.run_id for r in plan(load_spec(spec_file))]
