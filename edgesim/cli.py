@@ -344,6 +344,18 @@ def edge_group() -> None:
     help="Rules for a site, for origins without manifests (no shadowing applies).",
 )
 @click.option("--no-manifests", is_flag=True, help="Do not ask the origin for site manifests.")
+@click.option(
+    "--shadow",
+    "shadow_specs",
+    multiple=True,
+    metavar="reference|rules:HOST=FILE|origin:URL",
+    help="Evaluate a candidate beside the primary and compare (docs/shadow.md).",
+)
+@click.option(
+    "--rollout", type=click.FloatRange(0, 1), help="Hand this fraction of requests to the candidate."
+)
+@click.option("--shadow-timeout", metavar="DURATION", help="Longest wait for the candidate (default 50ms).")
+@click.option("--shadow-samples", type=click.IntRange(0, 10_000), help="Mismatches kept (default 20).")
 def edge_serve_command(
     origin_spec: str,
     host: str,
@@ -353,11 +365,15 @@ def edge_serve_command(
     disk_cache: str | None,
     rules: tuple[str, ...],
     no_manifests: bool,
+    shadow_specs: tuple[str, ...],
+    rollout: float | None,
+    shadow_timeout: str | None,
+    shadow_samples: int | None,
 ) -> None:
     """Serve an edge node until SIGTERM or Ctrl-C (in-flight requests are drained)."""
     import trio
 
-    from edgesim._units import parse_size
+    from edgesim._units import parse_duration, parse_size
     from edgesim.serve import build_node, make_origin, serve_edge
 
     disk = None
@@ -375,6 +391,15 @@ def edge_serve_command(
             name=name, memory_bytes=memory_cache, disk=disk, rules=rule_files, manifests=not no_manifests
         )
         origin = make_origin(origin_spec)
+        from edgesim._shadowlive import attach_shadow, parse_shadow_options
+
+        try:
+            timeout = None if shadow_timeout is None else parse_duration(shadow_timeout)
+        except ValueError as exc:
+            raise ValueError(f"--shadow-timeout: {exc}") from None
+        shadow = parse_shadow_options(shadow_specs, rollout, timeout, shadow_samples)
+        if shadow is not None:
+            origin = attach_shadow(node, origin, shadow)
     except (EdgesimError, OSError, ValueError) as exc:
         _fail(str(exc))
 

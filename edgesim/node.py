@@ -34,12 +34,15 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from edgesim.cache import FRESH, HttpCache
 from edgesim.http import HOP_BY_HOP, Headers, Request, Response, get_header, strip_hop_by_hop
 from edgesim.redirects import RuleSet, request_path, resolve_file
+
+if TYPE_CHECKING:
+    from edgesim.shadow import Shadow
 
 # The origin's header naming the deploy that produced a response (origin/core.py).
 DEPLOY_HEADER = "x-edgesim-deploy"
@@ -207,6 +210,8 @@ class EdgeNode:
         self._sites: dict[str, _Site] = {}
         self._inflight: dict[str, Fetch] = {}
         self._via = f"1.1 {self.config.name}"
+        # A candidate evaluated beside the rules (edgesim.shadow); None costs one test.
+        self.shadow: Shadow | None = None
 
     # ---- the protocol --------------------------------------------------------
 
@@ -286,9 +291,12 @@ class EdgeNode:
         assert rules is not None
         url = "https://" + host + req.target if req.target.startswith("/") else req.target
         try:
-            m = rules.match(
-                url, headers=req.headers, country=get_header(req.headers, COUNTRY_HEADER), now=now
-            )
+            if self.shadow is None:
+                m = rules.match(
+                    url, headers=req.headers, country=get_header(req.headers, COUNTRY_HEADER), now=now
+                )
+            else:
+                m = self.shadow.match(rules, req, host, url, now, site.exists)
         except ValueError:
             return None
         if m is None:
@@ -553,6 +561,8 @@ class EdgeNode:
             return self._json(200, {"purged": removed, "site": site, "url": url or None})
         if path == EDGE_ADMIN_PREFIX + "stats" and req.method in _SAFE:
             return self._json(200, self.statistics())
+        if path == EDGE_ADMIN_PREFIX + "shadow" and req.method in _SAFE and self.shadow is not None:
+            return self._json(200, self.shadow.statistics())
         return self._json(404, {"error": f"unknown edge endpoint {path}"})
 
     def _json(self, status: int, doc: object) -> Reply:
@@ -579,6 +589,7 @@ class EdgeNode:
                 h: {"deploy": s.deploy, "rules": len(s.rules) if s.rules else 0}
                 for h, s in self._sites.items()
             },
+            **({"shadow": self.shadow.statistics()} if self.shadow is not None else {}),
         }
 
 

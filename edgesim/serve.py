@@ -89,12 +89,15 @@ class EdgeService:
     async def handle(self, req: Request) -> Response:
         """Answer one client request (the HTTP server's handler)."""
         node, clock = self.node, self.clock
+        shadow = node.shadow
+        if shadow is not None:
+            shadow.begin()
         step = node.handle(req, clock())
         while True:
             if isinstance(step, Reply):
                 if step.background is not None and self._nursery is not None:
                     self._nursery.start_soon(self._background, step.background)
-                return step.response
+                return step.response if shadow is None else shadow.finish(step.response)
             if isinstance(step, Fetch):
                 done = step.token = trio.Event()
                 # 1xx responses (103 Early Hints) from the origin go to this client

@@ -1,0 +1,547 @@
+"""Shadow comparison and rollout: a *candidate* evaluated beside the *primary*.
+
+Theory of operation
+-------------------
+An edge node may carry a :class:`Shadow` (``EdgeNode.shadow``). It compares, for each
+request, the decision of the primary with that of a candidate:
+
+* ``reference``: the pure-Python reference matcher on the same rules as the native one;
+* ``rules``: a second rule set per site (v2 against the v1 the node uses);
+* ``origin``: a second origin (the live shell wraps the origin, see
+  ``edgesim._shadowlive.ShadowOrigin``; the comparison lives here).
+
+A decision is ``(status, target, cache)`` (:class:`Decision`): for rules, the rule's
+status, the URL it sends the visitor to or serves, and the way the request then goes
+(``redirect``: answered at the edge, never cached; ``rewrite``: served through the cache
+under the rule's target; ``origin``: a proxy rule, passed to the origin; ``lookup``: no
+rule applies, served through the cache under the request's own URL). An unforced rule
+shadowed by a file of the deploy counts as ``lookup``, exactly as the node treats it.
+For origins: the response status, its ``Location`` and its ``Cache-Control``.
+
+Modes. **Shadow** (``rollout`` is None): every request runs the candidate, the primary's
+answer is served. **Rollout** (``rollout = f``): the requests whose stable hash (site and
+URL, so one URL always goes the same way) falls below ``f`` go to the candidate; the
+primary still runs and the candidate's answer is served only when both agree. Requests
+outside the fraction never run the candidate.
+
+Safety. The candidate runs under :class:`Guard`: an exception becomes an ``error``
+event, a value of the wrong shape a ``garbage`` event, and a call that has not returned
+after ``timeout`` seconds a ``timeout`` event. In each case the primary's answer is
+served and the event is counted and sampled. A call that times out leaves its worker
+thread behind (Python cannot stop a thread); after :data:`MAX_STUCK` of them the
+candidate is switched off (``disabled``) rather than leak threads.
+
+Time: the node gives ``now`` as always; the latency cost (the seconds spent in the
+candidate, which is what shadowing adds to a request) is measured only when the driver
+passes a ``timer`` (the live shell and the engine pass ``time.perf_counter``). Nothing
+here reads a clock by itself, and with no timer a run is deterministic.
+
+Cost when not configured: the node tests ``self.shadow is None`` once per rule
+evaluation, nothing else.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+import zlib
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from edgesim.http import Request, Response, get_header
+from edgesim.redirects import Match, request_path, resolve_file
+
+__all__ = [
+    "ANSWERED_BY",
+    "CANDIDATES",
+    "DEFAULT_SAMPLES",
+    "DEFAULT_TIMEOUT",
+    "MAX_STUCK",
+    "Decision",
+    "Guard",
+    "Shadow",
+    "ShadowConfig",
+    "rollout_bucket",
+]
+
+# Response header naming who answered: "primary" or "candidate".
+ANSWERED_BY = "x-edgesim-answered-by"
+CANDIDATES = ("reference", "rules", "origin")
+# 50 ms: a native match costs microseconds and a reference match well under a
+# millisecond on real rule sets, so a candidate still busy after 50 ms is broken, and a
+# request that waits for it is still within a typical edge latency budget.
+DEFAULT_TIMEOUT = 0.05
+# Samples kept per node: enough to see the pattern of a mismatch, small enough for the
+# stats endpoint and the report.
+DEFAULT_SAMPLES = 20
+# Worker threads abandoned by timed-out calls before the candidate is switched off.
+MAX_STUCK = 4
+
+PRIMARY = "primary"
+CANDIDATE = "candidate"
+
+# The answer of the request being handled, for the live shell's header (a contextvar:
+# one Trio task per request, and the node runs inside it).
+_answered: contextvars.ContextVar[str] = contextvars.ContextVar("edgesim_answered_by", default=PRIMARY)
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowConfig:
+    """What a node compares, and how.
+
+    Attributes:
+        candidate: ``reference``, ``rules`` or ``origin``.
+        rollout: None for shadow mode, else the fraction (0-1) of requests handed to
+            the candidate.
+        timeout: seconds a candidate call may take; 0 runs it inline with no bound
+            (only for a trusted candidate, e.g. v2 rules on the native matcher).
+        samples: mismatches and failures kept (the most recent).
+        rules: host -> candidate rule set (``candidate = "rules"``); sites without one
+            are not compared.
+        origin: the candidate origin (``candidate = "origin"``), for the live shell.
+    """
+
+    candidate: str
+    rollout: float | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    samples: int = DEFAULT_SAMPLES
+    rules: Mapping[str, Any] = field(default_factory=dict)
+    origin: str = ""
+
+    def __post_init__(self) -> None:
+        if self.candidate not in CANDIDATES:
+            raise ValueError(
+                f"shadow candidate must be one of {', '.join(CANDIDATES)}, not {self.candidate!r}"
+            )
+        if self.rollout is not None and not 0.0 <= self.rollout <= 1.0:
+            raise ValueError(f"rollout must be between 0 and 1, not {self.rollout!r}")
+        if not self.timeout >= 0.0:
+            raise ValueError(f"shadow timeout must be >= 0 seconds, not {self.timeout!r}")
+        if self.samples < 0:
+            raise ValueError(f"shadow samples must be >= 0, not {self.samples!r}")
+        if self.candidate == "origin" and not self.origin:
+            raise ValueError("an origin candidate needs the candidate origin's URL")
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What an answer decides: status, target, and the way it goes through the cache."""
+
+    status: int
+    target: str
+    cache: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "target": self.target, "cache": self.cache}
+
+
+_LOOKUP = Decision(0, "", "lookup")
+
+
+def rule_decision(m: Match | None, target: str, exists: Callable[[str], bool] | None) -> Decision:
+    """The decision a node takes on match ``m`` for request target ``target``."""
+    if m is None:
+        return _LOOKUP
+    if m.denied:
+        return Decision(404, "/404.html", "rewrite")
+    if not m.force and exists is not None and resolve_file(request_path(target), exists):
+        return _LOOKUP  # the deploy's file wins (spec R2.20)
+    if m.is_redirect:
+        return Decision(m.status, m.location, "redirect")
+    if m.is_rewrite:
+        return Decision(m.status, m.location, "rewrite")
+    return Decision(m.status, m.location, "origin")
+
+
+def response_decision(resp: Response) -> Decision:
+    """An origin response's decision: status, Location, normalised Cache-Control."""
+    cc = get_header(resp.headers, "cache-control") or ""
+    directives = sorted({d.strip().lower() for d in cc.split(",") if d.strip()})
+    return Decision(resp.status, get_header(resp.headers, "location") or "", ", ".join(directives))
+
+
+def rollout_bucket(host: str, target: str) -> float:
+    """The request's stable position in [0, 1): CRC-32 of site and URL.
+
+    CRC-32 rather than a seeded hash: the same URL goes the same way on every node and
+    in every run (a visitor who got the candidate's answer keeps getting it)."""
+    return zlib.crc32(f"{host}\x00{target}".encode("utf-8", "surrogatepass")) / 4294967296.0
+
+
+class _Garbage(Exception):
+    """The candidate returned a value of the wrong shape."""
+
+
+class _Job:
+    __slots__ = ("args", "done", "error", "fn", "value")
+
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self.fn = fn
+        self.args = args
+        self.done = threading.Lock()
+        self.done.acquire()
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+
+class Guard:
+    """Runs candidate calls with a deadline on a worker thread.
+
+    Resource handling: the worker is a daemon thread, started on first use. A call that
+    overruns its deadline keeps its thread (it cannot be stopped); a new worker takes
+    over. After ``max_stuck`` such threads :attr:`disabled` is set and calls return
+    ``("disabled", None)`` at once.
+
+    Error handling: :meth:`call` never raises for the candidate's failures; it returns
+    ``(kind, value)`` with kind ``ok``, ``error`` (value: the exception's text),
+    ``timeout`` or ``disabled``.
+    """
+
+    def __init__(self, timeout: float, *, max_stuck: int = MAX_STUCK) -> None:
+        self.timeout = timeout
+        self.max_stuck = max_stuck
+        self.stuck = 0
+        self.disabled = False
+        self._queue: deque[_Job] = deque()
+        self._wake = threading.Semaphore(0)
+        self._worker: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> tuple[str, Any]:
+        if self.disabled:
+            return "disabled", None
+        if self.timeout <= 0:
+            try:
+                return "ok", fn(*args)
+            except Exception as exc:
+                return "error", _describe(exc)
+        job = _Job(fn, args)
+        with self._lock:
+            if self._worker is None:
+                self._start_worker()
+            self._queue.append(job)
+        self._wake.release()
+        if not job.done.acquire(timeout=self.timeout):
+            with self._lock:
+                # The worker is stuck in this job: it exits when (if) the call returns.
+                self.stuck += 1
+                self._worker = None
+                self._wake = threading.Semaphore(0)
+                pending = list(self._queue)
+                self._queue.clear()
+                if self.stuck >= self.max_stuck:
+                    self.disabled = True
+                elif pending:
+                    self._start_worker()
+                    self._queue.extend(pending)
+                    for _ in pending:
+                        self._wake.release()
+            return "timeout", None
+        if job.error is not None:
+            return "error", _describe(job.error)
+        return "ok", job.value
+
+    def _start_worker(self) -> None:
+        t = threading.Thread(
+            target=self._work, args=(self._queue, self._wake), name="edgesim-shadow", daemon=True
+        )
+        self._worker = t
+        t.start()
+
+    def _work(self, queue: deque[_Job], wake: threading.Semaphore) -> None:
+        while True:
+            wake.acquire()
+            with self._lock:
+                if wake is not self._wake:
+                    return  # replaced after a timeout: a newer worker owns the queue
+                if not queue:
+                    continue
+                job = queue.popleft()
+            try:
+                job.value = job.fn(*job.args)
+            except BaseException as exc:  # the candidate's failure, reported to the caller
+                job.error = exc
+            job.done.release()
+            if wake is not self._wake:
+                return
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
+
+
+@dataclass(slots=True)
+class ShadowStats:
+    """Counters of one node's shadow (a live object; see :meth:`Shadow.statistics`).
+
+    ``compared``: requests whose candidate was evaluated; of them ``agreed`` and
+    ``mismatches`` (both answered, differently), ``errors``, ``timeouts`` and
+    ``garbage``. ``skipped``: requests with no candidate (no candidate rules for the
+    site, or the candidate disabled). ``selected``: requests the rollout handed to the
+    candidate; ``answered_candidate`` of them were answered by it, and
+    ``fallbacks`` fell back to the primary (mismatch, error, timeout, garbage).
+    ``candidate_seconds`` / ``primary_seconds``: time spent evaluating each (with a
+    timer).
+    """
+
+    compared: int = 0
+    agreed: int = 0
+    mismatches: int = 0
+    errors: int = 0
+    timeouts: int = 0
+    garbage: int = 0
+    skipped: int = 0
+    selected: int = 0
+    answered_candidate: int = 0
+    fallbacks: int = 0
+    candidate_seconds: float = 0.0
+    primary_seconds: float = 0.0
+
+    def snapshot(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+
+class Shadow:
+    """The comparison state of one node (see the module docstring).
+
+    Args:
+        config: what to compare and how.
+        timer: seconds (``time.perf_counter``) for measuring the cost; None: not measured.
+    """
+
+    def __init__(self, config: ShadowConfig, *, timer: Callable[[], float] | None = None) -> None:
+        self.config = config
+        self.stats = ShadowStats()
+        self.samples: deque[dict[str, Any]] = deque(maxlen=config.samples)
+        self.guard = Guard(config.timeout)
+        self._timer = timer
+        self._rollout = config.rollout
+        # primary rule set (by identity) -> its reference twin, compiled once per deploy
+        self._refs: dict[int, tuple[Any, Any]] = {}
+        self._ref_lock = threading.Lock()
+
+    # ---- who answers ---------------------------------------------------------
+
+    def selected(self, host: str, target: str) -> bool:
+        """Does this request run the candidate (always in shadow mode)?"""
+        r = self._rollout
+        return r is None or rollout_bucket(host, target) < r
+
+    @property
+    def rollout(self) -> float | None:
+        return self._rollout
+
+    def begin(self) -> None:
+        """The live shell, before handling a request: no answer recorded yet."""
+        _answered.set(PRIMARY)
+
+    def finish(self, resp: Response) -> Response:
+        """The live shell, on the final response: add the answered-by header."""
+        label = _answered.get()
+        _answered.set(PRIMARY)
+        resp.headers = [*resp.headers, (ANSWERED_BY, label)]
+        return resp
+
+    # ---- rules (the node's hook) ---------------------------------------------
+
+    def match(
+        self,
+        rules: Any,
+        req: Request,
+        host: str,
+        url: str,
+        now: float,
+        exists: Callable[[str], bool] | None,
+    ) -> Match | None:
+        """The node's rule evaluation with the candidate beside it; returns the match
+        the node goes on with. A ``ValueError`` of the primary propagates as without
+        shadowing; nothing the candidate does does."""
+        country = get_header(req.headers, "x-country")
+        if self.config.candidate == "origin" or not self.selected(host, req.target):
+            return rules.match(url, headers=req.headers, country=country, now=now)  # type: ignore[no-any-return]
+        cand = self._candidate_rules(rules, host)
+        timer = self._timer
+        t0 = timer() if timer is not None else 0.0
+        m = rules.match(url, headers=req.headers, country=country, now=now)
+        t1 = timer() if timer is not None else 0.0
+        if cand is None:
+            self.stats.skipped += 1
+            return m  # type: ignore[no-any-return]
+        kind, value = self.guard.call(self._candidate_match, cand, rules, url, req.headers, country, now)
+        if timer is not None:
+            t2 = timer()
+            self.stats.primary_seconds += t1 - t0
+            self.stats.candidate_seconds += t2 - t1
+        if kind == "disabled":
+            self.stats.skipped += 1
+            return m  # type: ignore[no-any-return]
+        primary = rule_decision(m, req.target, exists)
+        if kind == "ok":
+            try:
+                value = _check_match(value)
+            except _Garbage as exc:
+                kind, value = "garbage", str(exc)
+        request = {"method": req.method, "url": url, "country": country}
+        if kind == "ok":
+            other = rule_decision(value, req.target, exists)
+            if self._record(primary, other, request, now):
+                return value  # type: ignore[no-any-return]
+            return m  # type: ignore[no-any-return]
+        self._record_failure(kind, str(value or ""), primary, request, now)
+        return m  # type: ignore[no-any-return]
+
+    def _candidate_rules(self, rules: Any, host: str) -> Any:
+        c = self.config.candidate
+        if c == "rules":
+            return self.config.rules.get(host)
+        return rules  # reference: the twin is built (guarded) on the worker
+
+    def _candidate_match(
+        self, cand: Any, rules: Any, url: str, headers: Any, country: str | None, now: float
+    ) -> Any:
+        if self.config.candidate == "reference":
+            cand = self._reference(rules)
+        return cand.match(url, headers=headers, country=country, now=now)
+
+    def _reference(self, rules: Any) -> Any:
+        from edgesim.redirects import ReferenceRuleSet
+
+        with self._ref_lock:
+            hit = self._refs.get(id(rules))
+            if hit is not None and hit[0] is rules:
+                return hit[1]
+        # The same sources, secret and role claim, compiled by the reference matcher.
+        ref = ReferenceRuleSet._from_sources(rules._files, rules._secret, ".".join(rules._claim), False, 0, 0)
+        with self._ref_lock:
+            if len(self._refs) >= 64:  # old deploys' twins: drop them all, rebuilt on demand
+                self._refs.clear()
+            self._refs[id(rules)] = (rules, ref)
+        return ref
+
+    # ---- origins (the live shell's hook) ---------------------------------------
+
+    def compare_responses(
+        self, req: Request, primary: Response, candidate: tuple[str, Any], now: float, seconds: float = 0.0
+    ) -> Response:
+        """Compare an origin answer with the candidate origin's (``(kind, value)`` as
+        :meth:`Guard.call` returns it); returns the response to use."""
+        self.stats.candidate_seconds += seconds
+        kind, value = candidate
+        if kind == "ok" and not _valid_response(value):
+            kind, value = "garbage", f"not a response: {type(value).__name__}"
+        p = response_decision(primary)
+        request = {"method": req.method, "url": req.target, "host": get_header(req.headers, "host")}
+        if kind == "ok":
+            if self._record(p, response_decision(value), request, now):
+                return value  # type: ignore[no-any-return]
+            return primary
+        self._record_failure(kind, str(value or ""), p, request, now)
+        return primary
+
+    # ---- bookkeeping -----------------------------------------------------------
+
+    def _record(self, primary: Decision, other: Decision, request: dict[str, Any], now: float) -> bool:
+        """Count one comparison; True when the candidate's answer is served."""
+        st = self.stats
+        st.compared += 1
+        rollout = self._rollout is not None
+        if rollout:
+            st.selected += 1
+        if primary == other:
+            st.agreed += 1
+            if rollout:
+                st.answered_candidate += 1
+                _answered.set(CANDIDATE)
+                return True
+            return False
+        st.mismatches += 1
+        if rollout:
+            st.fallbacks += 1
+        self.samples.append(
+            {
+                "event": "mismatch",
+                "at": now,
+                "request": request,
+                "primary": primary.as_dict(),
+                "candidate": other.as_dict(),
+            }
+        )
+        return False
+
+    def _record_failure(
+        self, kind: str, detail: str, primary: Decision, request: dict[str, Any], now: float
+    ) -> None:
+        st = self.stats
+        st.compared += 1
+        if self._rollout is not None:
+            st.selected += 1
+            st.fallbacks += 1
+        if kind == "timeout":
+            st.timeouts += 1
+            detail = f"no answer within {self.config.timeout:g}s"
+        elif kind == "garbage":
+            st.garbage += 1
+        else:
+            st.errors += 1
+        self.samples.append(
+            {
+                "event": kind,
+                "at": now,
+                "request": request,
+                "primary": primary.as_dict(),
+                "candidate": {"error": detail},
+            }
+        )
+
+    def statistics(self, *, timing: bool = True) -> dict[str, Any]:
+        """Counters, samples and configuration (JSON-ready). ``timing=False`` leaves out
+        the wall-clock figures (for deterministic reports)."""
+        st = self.stats.snapshot()
+        cost = {
+            "candidate_seconds": st.pop("candidate_seconds"),
+            "primary_seconds": st.pop("primary_seconds"),
+        }
+        out: dict[str, Any] = {
+            "candidate": self.config.candidate,
+            "mode": "shadow" if self._rollout is None else "rollout",
+            "rollout": self._rollout,
+            "timeout": self.config.timeout,
+            **st,
+            "disabled": self.guard.disabled,
+            "stuck_threads": self.guard.stuck,
+            "samples": list(self.samples),
+        }
+        if timing:
+            out.update(cost)
+            n = self.stats.compared
+            out["candidate_us_per_request"] = cost["candidate_seconds"] / n * 1e6 if n else None
+        return out
+
+
+def _check_match(value: Any) -> Match | None:
+    if value is None:
+        return None
+    if not isinstance(value, Match):
+        raise _Garbage(f"not a match: {type(value).__name__}")
+    if (
+        not isinstance(value.status, int)
+        or not 100 <= value.status <= 999
+        or not isinstance(value.to, str)
+        or not isinstance(value.query, str)
+    ):
+        raise _Garbage(f"malformed match: status {value.status!r}, to {value.to!r}")
+    return value
+
+
+def _valid_response(value: Any) -> bool:
+    if not isinstance(value, Response) or not isinstance(value.status, int):
+        return False
+    if not 100 <= value.status <= 999 or not isinstance(value.headers, list):
+        return False
+    return all(
+        isinstance(h, tuple) and len(h) == 2 and isinstance(h[0], str) and isinstance(h[1], str)
+        for h in value.headers
+    )
