@@ -58,7 +58,10 @@ class ShadowOrigin:
     async def request(self, req: Request, *, on_interim: InterimCallback | None = None) -> Response:
         shadow = self.shadow
         host = next((v for k, v in req.headers if k == "host"), "")
-        if not _comparable(req) or not shadow.selected(host, req.target):
+        if not _comparable(req):
+            return await self._primary(req, on_interim)
+        shadow.stats.seen += 1
+        if not shadow.selected(host, req.target):
             return await self._primary(req, on_interim)
         timeout = shadow.config.timeout or float("inf")
         outcome: list[tuple[str, Any]] = [("timeout", None)]

@@ -44,6 +44,7 @@ from edgesim.topology import (
     Origin,
     OriginOutage,
     Region,
+    ShadowSpec,
     Shield,
     Site,
     Topology,
@@ -87,6 +88,7 @@ TOP_KEYS = (
     "sites",
     "traffic",
     "faults",
+    "shadow",
 )
 REGION_KEYS = (
     "name",
@@ -143,6 +145,7 @@ CRASH_KEYS = ("region", "node", "at", "down_for")
 OUTAGE_KEYS = ("at", "duration", "mode")
 OUTAGE_MODES = ("stop", "stall")
 SPIKE_KEYS = ("link", "at", "duration", "extra")
+SHADOW_KEYS = ("candidate", "rollout", "timeout", "samples", "regions", "rules")
 
 EVICTIONS = ("lru", "fifo")
 BALANCERS = ("random", "least-connections", "consistent-hash")
@@ -811,6 +814,7 @@ class _Checker:
         sites = self.sites(data)
         traffic = self.traffic(data.get("traffic", {}), [s.name for s in sites], names)
         faults = self.faults(data.get("faults", {}), regions, traffic.duration, shield is not None)
+        shadow = self.shadow(data["shadow"], names, sites) if "shadow" in data else None
         if interval > traffic.duration:
             if "interval" in data:
                 shown = _show(data["interval"])
@@ -832,6 +836,7 @@ class _Checker:
             faults=faults,
             source_text=text,
             profiles=tuple(profiles),
+            shadow=shadow,
         )
 
     def profiles(self, value: Any) -> list[HardwareProfile]:
@@ -1089,6 +1094,68 @@ class _Checker:
             latency_to_origin=self.latency(t, "latency_to_origin", "shield", d.latency_to_origin),
             cost_per_hour=self.get(t, "cost_per_hour", "shield", d.cost_per_hour, _number(0.0)),
         )
+
+    def shadow(self, value: Any, regions: list[str], sites: list[Site]) -> ShadowSpec:
+        t = self.table(value, "shadow", SHADOW_KEYS)
+        kinds = ("reference", "rules", "origin")
+        candidate = self.get(
+            t, "candidate", "shadow", "reference", _choice(kinds), required="reference or rules"
+        )
+        if candidate == "origin":
+            self.bad(
+                "shadow.candidate",
+                "expected reference or rules: an origin candidate runs live only "
+                "(edgesim edge serve --shadow origin:URL)",
+            )
+        d = ShadowSpec(candidate)
+        rollout = self.get(t, "rollout", "shadow", None, _number(0.0, 1.0))
+        timeout = self.get(t, "timeout", "shadow", d.timeout, _duration())
+        samples = self.get(t, "samples", "shadow", d.samples, _whole(0, 10_000))
+        picked: list[str] = []
+        rv = t.get("regions", [])
+        if not isinstance(rv, list) or not all(isinstance(x, str) for x in rv):
+            self.bad("shadow.regions", f"expected an array of region names, got {_show(rv)}")
+        else:
+            for i, name in enumerate(rv):
+                if name not in regions:
+                    close = difflib.get_close_matches(name, regions, n=1)
+                    hint = f' (did you mean "{close[0]}"?)' if close else ""
+                    self.bad(
+                        _index("shadow.regions", i),
+                        f"expected a region ({', '.join(regions)}), got {_show(name)}{hint}",
+                    )
+                picked.append(name)
+        rules: list[tuple[str, tuple[Path, ...]]] = []
+        rt = t.get("rules", {})
+        if not isinstance(rt, dict):
+            self.bad("shadow.rules", f"expected a table of site = rule file(s), got {_show(rt)}")
+            rt = {}
+        site_names = [s.name for s in sites]
+        for host, v in rt.items():
+            where = _join("shadow.rules", host)
+            if host not in site_names:
+                close = difflib.get_close_matches(host, site_names, n=1)
+                hint = f' (did you mean "{close[0]}"?)' if close else ""
+                self.bad(where, f"expected a site ({', '.join(site_names)}){hint}")
+            items: list[tuple[str, Any]] | None = None
+            if isinstance(v, str):
+                items = [(where, v)]
+            elif isinstance(v, list) and v:
+                items = [(_index(where, i), x) for i, x in enumerate(v)]
+            if items is None:
+                self.bad(where, f"expected a rule file or an array of them, got {_show(v)}")
+                continue
+            files = [f for f in (self.path_value(x, p, directory=False) for p, x in items) if f is not None]
+            # the site order of the spec: _redirects first, then netlify.toml (R1.1)
+            files.sort(key=lambda f: f.suffix == ".toml")
+            rules.append((host, tuple(files)))
+        if candidate == "rules" and not rt:
+            self.bad("shadow.rules", 'missing (candidate = "rules" needs [shadow.rules] SITE = FILE)')
+        if candidate == "reference" and rt:
+            self.bad(
+                "shadow.rules", 'expected no rules for candidate = "reference" (it uses the sites\' own)'
+            )
+        return ShadowSpec(candidate, rollout, timeout, samples, tuple(picked), tuple(rules))
 
     def sites(self, data: Mapping[str, Any]) -> list[Site]:
         if "sites" not in data:

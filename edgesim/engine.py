@@ -619,6 +619,7 @@ class _Engine:
                 self.nodes.append(n)
                 self.shield_nodes.append(n)
             self.shield_ring = _ring(self.shield_nodes)
+        self.shadows = self._attach_shadows(topo)
         self.balancers = [r.edge.balancer for r in topo.regions]
         self.rr = 0
 
@@ -659,6 +660,24 @@ class _Engine:
                 self.headers[si].append(rows)
         self.jobs = 0
         self.arrivals = 0
+
+    def _attach_shadows(self, topo: Topology) -> dict[str, Any]:
+        """One shadow per edge node of the ``[shadow]`` regions, kept across restarts
+        (docs/shadow.md); nothing at all without a ``[shadow]`` table."""
+        spec = topo.shadow
+        if spec is None:
+            return {}
+        from edgesim.shadow import Shadow, config_from_spec
+
+        config = config_from_spec(spec)
+        out: dict[str, Any] = {}
+        for n in self.nodes:
+            if n.shield or (spec.regions and topo.regions[n.region].name not in spec.regions):
+                continue
+            shadow = out[n.name] = Shadow(config, timer=time.perf_counter)
+            n.core.shadow = shadow
+            n.make_core = partial(_with_shadow, n.make_core, shadow)
+        return out
 
     def _cap(self, capacity: int) -> int:
         """A cache capacity, scaled by the sample rate (SHARDS: the sample of keys gets
@@ -1293,6 +1312,12 @@ class _Engine:
             progress(end, end, jid)
 
 
+def _with_shadow(make: Callable[[], EdgeNode], shadow: Any) -> EdgeNode:
+    node = make()
+    node.shadow = shadow
+    return node
+
+
 def _norm_cdf(weights: list[float]) -> list[float]:
     total = sum(weights)
     if total <= 0:
@@ -1387,6 +1412,10 @@ def simulate(
         origin={"workers": eng.o_workers, "busy": eng.o_busy_steady},
         events=sorted(eng.events, key=lambda e: (e["at"], e["kind"])),
     )
+    if eng.shadows:
+        from edgesim.shadow import summarize
+
+        report["shadow"] = summarize(eng.shadows, timing=False)
     if eng.sampled:
         report = scale_report(report, sample_rate, skipped=eng.skipped)
     wall = time.perf_counter() - wall0
@@ -1396,6 +1425,11 @@ def simulate(
         "loop_seconds": wall_run,
         "simulated_requests_per_second": eng.arrivals / wall_run if wall_run > 0 else 0.0,
     }
+    if eng.shadows:
+        # wall-clock cost of the candidate (not deterministic: kept out of the report)
+        cost = summarize(eng.shadows, timing=True)["totals"]
+        timing["shadow_candidate_seconds"] = cost["candidate_seconds"]
+        timing["shadow_primary_seconds"] = cost["primary_seconds"]
     return RunResult(report, timing)
 
 

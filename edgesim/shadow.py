@@ -46,12 +46,16 @@ import contextvars
 import threading
 import zlib
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from edgesim.http import Request, Response, get_header
 from edgesim.redirects import Match, request_path, resolve_file
+
+if TYPE_CHECKING:
+    from edgesim.topology import ShadowSpec
 
 __all__ = [
     "ANSWERED_BY",
@@ -277,7 +281,8 @@ def _describe(exc: BaseException) -> str:
 class ShadowStats:
     """Counters of one node's shadow (a live object; see :meth:`Shadow.statistics`).
 
-    ``compared``: requests whose candidate was evaluated; of them ``agreed`` and
+    ``seen``: requests the shadow saw (rule evaluations; for an origin candidate,
+    comparable origin requests). ``compared``: those whose candidate was evaluated; of them ``agreed`` and
     ``mismatches`` (both answered, differently), ``errors``, ``timeouts`` and
     ``garbage``. ``skipped``: requests with no candidate (no candidate rules for the
     site, or the candidate disabled). ``selected``: requests the rollout handed to the
@@ -287,6 +292,7 @@ class ShadowStats:
     timer).
     """
 
+    seen: int = 0
     compared: int = 0
     agreed: int = 0
     mismatches: int = 0
@@ -360,7 +366,10 @@ class Shadow:
         the node goes on with. A ``ValueError`` of the primary propagates as without
         shadowing; nothing the candidate does does."""
         country = get_header(req.headers, "x-country")
-        if self.config.candidate == "origin" or not self.selected(host, req.target):
+        if self.config.candidate == "origin":
+            return rules.match(url, headers=req.headers, country=country, now=now)  # type: ignore[no-any-return]
+        self.stats.seen += 1
+        if not self.selected(host, req.target):
             return rules.match(url, headers=req.headers, country=country, now=now)  # type: ignore[no-any-return]
         cand = self._candidate_rules(rules, host)
         timer = self._timer
@@ -545,3 +554,53 @@ def _valid_response(value: Any) -> bool:
         isinstance(h, tuple) and len(h) == 2 and isinstance(h[0], str) and isinstance(h[1], str)
         for h in value.headers
     )
+
+
+def compile_rule_files(paths: Sequence[str | Path]) -> Any:
+    """One site's candidate rules from its files (``_redirects`` first, then a
+    ``*.toml`` netlify file), on the native matcher.
+
+    Raises:
+        RuleFileError: a file cannot be read.
+    """
+    from edgesim.redirects import RuleSet
+
+    if len(paths) == 1:
+        return RuleSet.from_file(paths[0])
+    from edgesim._rulefiles import redirects_source, toml_source
+
+    sources = []
+    for p in paths:
+        data = Path(p).read_bytes()
+        make = toml_source if str(p).endswith(".toml") else redirects_source
+        sources.append(make(str(p), data))
+    return RuleSet._from_sources(sources, None, "app_metadata.authorization.roles", False, 0, 0)
+
+
+def config_from_spec(spec: ShadowSpec) -> ShadowConfig:
+    """The :class:`ShadowConfig` of a topology's ``[shadow]`` table (rules compiled)."""
+    rules = {host: compile_rule_files(files) for host, files in spec.rules}
+    return ShadowConfig(
+        spec.candidate, rollout=spec.rollout, timeout=spec.timeout, samples=spec.samples, rules=rules
+    )
+
+
+def summarize(shadows: Mapping[str, Shadow], *, timing: bool) -> dict[str, Any]:
+    """A report section: the totals over nodes, then each node's counters and samples."""
+    nodes = {name: s.statistics(timing=timing) for name, s in shadows.items()}
+    first = next(iter(shadows.values()))
+    totals: dict[str, Any] = {
+        k: sum(n[k] for n in nodes.values()) for k in ShadowStats.__slots__ if not k.endswith("_seconds")
+    }
+    if timing:
+        for k in ("candidate_seconds", "primary_seconds"):
+            totals[k] = sum(n[k] for n in nodes.values())
+    totals["disabled_nodes"] = sum(1 for n in nodes.values() if n["disabled"])
+    return {
+        "candidate": first.config.candidate,
+        "mode": "shadow" if first.rollout is None else "rollout",
+        "rollout": first.rollout,
+        "timeout": first.config.timeout,
+        "totals": totals,
+        "nodes": nodes,
+    }

@@ -306,6 +306,29 @@ class Faults:
 
 
 @dataclass(frozen=True, slots=True)
+class ShadowSpec:
+    """The ``[shadow]`` table: a candidate evaluated beside each edge node's primary
+    (docs/shadow.md).
+
+    Attributes:
+        candidate: ``reference`` (the reference matcher on the same rules) or ``rules``
+            (a second rule set per site).
+        rollout: None for shadow mode, else the fraction handed to the candidate.
+        timeout: seconds a candidate call may take (0: inline, unbounded).
+        samples: mismatches kept per node.
+        regions: the regions whose edge nodes shadow (empty: all of them).
+        rules: (site, rule files) for ``candidate = "rules"``.
+    """
+
+    candidate: str
+    rollout: float | None = None
+    timeout: float = 0.05
+    samples: int = 20
+    regions: tuple[str, ...] = ()
+    rules: tuple[tuple[str, tuple[Path, ...]], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Topology:
     """A whole topology file, validated."""
 
@@ -322,6 +345,7 @@ class Topology:
     faults: Faults
     source_text: str = ""  # the file as read, embedded in reports
     profiles: tuple[HardwareProfile, ...] = ()
+    shadow: ShadowSpec | None = None
 
     def region(self, name: str) -> Region:
         for r in self.regions:

@@ -1,0 +1,145 @@
+"""Shadowing in the capacity engine: a topology's [shadow] table, run in virtual time,
+and its validation errors (file, line, key path)."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from edgesim._topoload import parse_topology
+from edgesim.engine import simulate
+from edgesim.errors import TopologyError
+
+V1 = "/old-shop /page-1.html 301\n/promo/* /page-2.html 302\n"
+V2 = "/old-shop /page-3.html 301\n/promo/* /page-2.html 302\n"
+
+TOPOLOGY = """\
+name = "shadowed"
+seed = 3
+
+[[regions]]
+name = "eu-west"
+client_share = 0.5
+
+[regions.edge]
+nodes = 2
+workers = 16
+service_time = "0.5ms"
+
+[[regions]]
+name = "us-east"
+client_share = 0.5
+
+[regions.edge]
+nodes = 1
+workers = 16
+service_time = "0.5ms"
+
+[[sites]]
+name = "shop.test"
+rules = "v1/_redirects"
+redirect_share = 0.3
+
+[sites.catalog]
+objects = 300
+
+[traffic]
+duration = "4s"
+peak_rps = 300
+diurnal = "flat"
+
+[shadow]
+{shadow}
+"""
+
+
+def _topology(tmp_path: Path, shadow: str) -> str:
+    for name, text in (("v1", V1), ("v2", V2)):
+        (tmp_path / name).mkdir(exist_ok=True)
+        (tmp_path / name / "_redirects").write_text(text)
+    path = tmp_path / "t.toml"
+    path.write_text(TOPOLOGY.format(shadow=textwrap.dedent(shadow)))
+    return str(path)
+
+
+def _run(tmp_path: Path, shadow: str) -> dict:  # type: ignore[type-arg]
+    path = _topology(tmp_path, shadow)
+    topo = parse_topology(Path(path).read_text(), path=path)
+    return simulate(topo).to_dict(deterministic=True)
+
+
+def test_rules_candidate_mismatches_are_reported_per_node(tmp_path: Path) -> None:
+    shadow = """\
+    candidate = "rules"
+    regions = ["eu-west"]
+    samples = 4
+    [shadow.rules]
+    "shop.test" = "v2/_redirects"
+    """
+    r = _run(tmp_path, shadow)
+    sh = r["shadow"]
+    assert sh["candidate"] == "rules" and sh["mode"] == "shadow"
+    assert sorted(sh["nodes"]) == ["eu-west-0", "eu-west-1"]  # us-east does not shadow
+    tot = sh["totals"]
+    assert tot["mismatches"] > 0 and tot["agreed"] > 0 and tot["errors"] == tot["timeouts"] == 0
+    assert tot["compared"] == tot["seen"] == tot["agreed"] + tot["mismatches"]
+    for node in sh["nodes"].values():
+        assert len(node["samples"]) <= 4
+        for s in node["samples"]:
+            assert s["request"]["url"].startswith("https://shop.test/old-shop")
+            assert (s["primary"]["target"], s["candidate"]["target"]) == ("/page-1.html", "/page-3.html")
+    # the primary is served: redirects counted as without shadowing
+    plain = _run(tmp_path, 'candidate = "reference"\nregions = ["us-east"]')
+    assert r["totals"]["redirects"] == plain["totals"]["redirects"]
+    assert "candidate_seconds" not in sh["totals"]  # wall-clock figures stay in timing
+    again = _run(tmp_path, shadow)
+    assert again == r  # deterministic
+
+
+def test_rollout_in_the_engine(tmp_path: Path) -> None:
+    path = _topology(tmp_path, 'candidate = "reference"\nrollout = 0.6\ntimeout = "200ms"')
+    topo = parse_topology(Path(path).read_text(), path=path)
+    result = simulate(topo)
+    tot = result.report["shadow"]["totals"]
+    assert tot["seen"] > 500
+    # The hash is per URL (sticky), so the share of *traffic* follows the URLs' popularity:
+    # here one redirect source carries 30% of it. The fraction itself is tested on
+    # distinct URLs in test_shadow.py.
+    assert 0.3 < tot["selected"] / tot["seen"] < 0.9
+    assert tot["answered_candidate"] == tot["agreed"] == tot["selected"]  # reference == native
+    assert result.timing["shadow_candidate_seconds"] > 0
+
+
+RULES = 'candidate = "rules"\n[shadow.rules]\n'
+REF_RULES = 'candidate = "reference"\n[shadow.rules]\n'
+
+
+@pytest.mark.parametrize(
+    ("shadow", "key_path", "message"),
+    [
+        ('candidate = "nope"', "shadow.candidate", 'expected one of "reference", "rules", "origin"'),
+        ('candidate = "origin"', "shadow.candidate", "runs live only"),
+        ('candidate = "rules"', "shadow.rules", "missing"),
+        ('candidate = "reference"\nrollout = 1.5', "shadow.rollout", "expected"),
+        ('candidate = "reference"\ntimeout = "soon"', "shadow.timeout", "expected"),
+        ('candidate = "reference"\nregions = ["eu-wst"]', "shadow.regions[0]", 'did you mean "eu-west"'),
+        ('candidate = "reference"\nrolout = 0.5', "shadow.rolout", 'did you mean "rollout"'),
+        (RULES + '"shop.tst" = "v2/_redirects"', 'shadow.rules."shop.tst"', "expected a site"),
+        (RULES + '"shop.test" = "v3/_redirects"', 'shadow.rules."shop.test"', "does not exist"),
+        (REF_RULES + '"shop.test" = "v2/_redirects"', "shadow.rules", "expected no rules"),
+    ],
+)  # fmt: skip
+def test_bad_shadow_tables_name_file_line_and_key_path(
+    tmp_path: Path, shadow: str, key_path: str, message: str
+) -> None:
+    path = _topology(tmp_path, shadow)
+    text = Path(path).read_text()
+    with pytest.raises(TopologyError) as info:
+        parse_topology(text, path=path)
+    probs = [p for p in info.value.problems if p.key_path == key_path]
+    assert probs, [str(p) for p in info.value.problems]
+    assert message in probs[0].message
+    assert probs[0].line >= text.splitlines().index("[shadow]") + 1
+    assert str(probs[0]).startswith(f"{path}:{probs[0].line}: {key_path}: ")
