@@ -689,7 +689,7 @@ def run_command(
     except OSError as exc:
         _fail(f"cannot write the report: {exc.strerror or exc}: {exc.filename or ''}")
     if not quiet:
-        rep.print_summary(report)
+        rep.print_summary(report, timing=result.timing)
         if sample_rate < 1.0:
             click.echo(
                 f"sampled run (rate {sample_rate:g}): counts scaled by 1/{sample_rate:g}; "
@@ -705,6 +705,11 @@ def run_command(
     if report["meta"].get("partial"):
         click.echo("run interrupted: the report is partial", err=True)
         sys.exit(130)
+
+
+from edgesim.shadowbench import shadow_bench_command  # noqa: E402 (registered with its group)
+
+bench_group.add_command(shadow_bench_command)
 
 
 def _stderr_console() -> Any:

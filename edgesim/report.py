@@ -41,8 +41,11 @@ def _pct(v: Any) -> str:
     return "-" if v is None else f"{float(v):.1%}"
 
 
-def print_summary(report: dict[str, Any], *, console: Any = None) -> None:
-    """Terminal summary with rich tables (regions, sites, nodes, origin)."""
+def print_summary(
+    report: dict[str, Any], *, console: Any = None, timing: dict[str, float] | None = None
+) -> None:
+    """Terminal summary with rich tables (regions, sites, nodes, origin, and the shadow
+    comparison when there is one; ``timing`` adds its measured cost)."""
     import sys
 
     from rich.console import Console
@@ -107,6 +110,82 @@ def print_summary(report: dict[str, Any], *, console: Any = None) -> None:
         f"peak {o.get('peak_requests_per_second', 0):.1f}/s at t={o.get('peak_at', 0):.0f} s, "
         f"utilisation {_pct(o.get('utilisation'))}, 5xx {o.get('status_5xx', 0)}"
     )
+    shadow = report.get("shadow")
+    if shadow:
+        _print_shadow(con, shadow, timing or report.get("timing") or {})
+
+
+_SHADOW_COLUMNS = (
+    ("seen", "seen"),
+    ("compared", "compared"),
+    ("agreed", "agreed"),
+    ("mismatches", "mismatch"),
+    ("errors", "errors"),
+    ("timeouts", "timeouts"),
+    ("garbage", "garbage"),
+    ("skipped", "skipped"),
+    ("selected", "rollout"),
+    ("answered_candidate", "by candidate"),
+    ("fallbacks", "fallbacks"),
+)
+
+
+def _shadow_title(shadow: dict[str, Any]) -> str:
+    mode = shadow.get("mode", "shadow")
+    if mode == "rollout":
+        mode = f"rollout {float(shadow.get('rollout') or 0):.0%}"
+    return f"Shadow: candidate {shadow.get('candidate')}, {mode}, timeout {shadow.get('timeout')} s"
+
+
+def shadow_cost(shadow: dict[str, Any], timing: dict[str, Any]) -> str | None:
+    """One line on what the candidate cost (wall clock), or None without figures."""
+    cand = timing.get("shadow_candidate_seconds")
+    prim = timing.get("shadow_primary_seconds")
+    n = (shadow.get("totals") or {}).get("compared") or 0
+    if cand is None or not n:
+        return None
+    line = f"candidate cost {cand / n * 1e6:.1f} us per compared request (wall clock)"
+    if prim:
+        line += f", {cand / prim:.1f}x the primary's rule evaluation ({prim / n * 1e6:.1f} us)"
+    return line
+
+
+def _sample_cells(s: dict[str, Any]) -> tuple[str, str, str, str]:
+    def show(d: dict[str, Any]) -> str:
+        if "error" in d:
+            return str(d["error"])
+        return f"{d.get('status')} {d.get('target') or '-'} ({d.get('cache')})"
+
+    req = s.get("request") or {}
+    return (
+        str(s.get("event")),
+        str(req.get("url")),
+        show(s.get("primary") or {}),
+        show(s.get("candidate") or {}),
+    )
+
+
+def _print_shadow(con: Any, shadow: dict[str, Any], timing: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    t = Table(title=_shadow_title(shadow), title_justify="left")
+    t.add_column("")
+    for _, label in _SHADOW_COLUMNS:
+        t.add_column(label, justify="right")
+    for name, g in [("all", shadow.get("totals") or {}), *_items(shadow.get("nodes") or {})]:
+        t.add_row(name, *(f"{g.get(k, 0):,}" for k, _ in _SHADOW_COLUMNS))
+    con.print(t)
+    cost = shadow_cost(shadow, timing)
+    if cost:
+        con.print(f"Shadow: {cost}")
+    samples = [s for g in (shadow.get("nodes") or {}).values() for s in g.get("samples", [])][:8]
+    if samples:
+        st = Table(title="Shadow samples (first 8)", title_justify="left")
+        for col in ("event", "request", "primary", "candidate"):
+            st.add_column(col)
+        for s in samples:
+            st.add_row(*_sample_cells(s))
+        con.print(st)
 
 
 def _items(section: Any) -> list[tuple[str, dict[str, Any]]]:
@@ -240,6 +319,7 @@ def render_html(report: dict[str, Any], topology_text: str = "") -> str:
     partial = (
         "<p><strong>Partial report: the run was interrupted.</strong></p>" if meta.get("partial") else ""
     )
+    shadow_html = _shadow_html(report)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>edgesim: {escape(str(meta["topology"]))}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:24px;max-width:1000px}}
@@ -254,10 +334,38 @@ td:first-child,th:first-child{{text-align:left}}pre{{background:#f6f6f6;padding:
 <h2>Summary</h2>
 <table><tr><th></th><th>requests</th><th>hit</th><th>byte hit</th><th>origin req</th><th>p50 ms</th>
 <th>p99 ms</th><th>queue p99 ms</th><th>errors</th></tr>{rows}</table>
-<h2>Topology</h2><pre>{escape(topology_text)}</pre>
+{shadow_html}<h2>Topology</h2><pre>{escape(topology_text)}</pre>
 <script type="application/json" id="report">{escape(json.dumps(report))}</script>
 </body></html>
 """
+
+
+def _shadow_html(report: dict[str, Any]) -> str:
+    shadow = report.get("shadow")
+    if not shadow:
+        return ""
+    head = "".join(f"<th>{escape(label)}</th>" for _, label in _SHADOW_COLUMNS)
+    rows = "".join(
+        f"<tr><td>{escape(name)}</td>"
+        + "".join(f"<td>{g.get(k, 0):,}</td>" for k, _ in _SHADOW_COLUMNS)
+        + "</tr>"
+        for name, g in [("all", shadow.get("totals") or {}), *_items(shadow.get("nodes") or {})]
+    )
+    cost = shadow_cost(shadow, report.get("timing") or {})
+    samples = [s for g in (shadow.get("nodes") or {}).values() for s in g.get("samples", [])][:20]
+    sample_rows = "".join(
+        "<tr>" + "".join(f"<td>{escape(c)}</td>" for c in _sample_cells(s)) + "</tr>" for s in samples
+    )
+    return (
+        f"<h2>{escape(_shadow_title(shadow))}</h2>\n<table><tr><th></th>{head}</tr>{rows}</table>\n"
+        + (f"<p>{escape(cost)}</p>\n" if cost else "")
+        + (
+            "<h3>Samples</h3><table><tr><th>event</th><th>request</th><th>primary</th>"
+            f"<th>candidate</th></tr>{sample_rows}</table>\n"
+            if samples
+            else ""
+        )
+    )
 
 
 def write_html(report: dict[str, Any], path: str | Path, topology_text: str = "") -> None:

@@ -47,7 +47,7 @@ def test_edge_serve_process_with_v2_rules(tmp_path: Path) -> None:
     v2.write_text("/old /about-us 301\n")
     proc = subprocess.Popen(
         [sys.executable, "-P", "-m", "edgesim", "edge", "serve", "--origin", f"embedded:{site.parent}",
-         "--port", "0", "--shadow", f"rules:{SITE}={v2}", "--rollout", "1"],
+         "--port", "0", "--shadow", f"rules:{SITE}={v2}", "--rollout", "1", "--shadow-timeout", "5s"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:

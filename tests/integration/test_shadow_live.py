@@ -97,10 +97,10 @@ class Client:
 
 
 async def _edge(nursery: trio.Nursery, origin_url: str, *specs: str, rollout: float | None = None,
-                candidate_timeout: float | None = None) -> Client:  # fmt: skip
+                candidate_timeout: float = 5.0) -> Client:  # fmt: skip
     node = build_node(name="e1", memory_bytes=10 * 2**20)
     origin = make_origin(origin_url)
-    config = parse_shadow_options(specs, rollout, candidate_timeout, None)
+    config = parse_shadow_options(specs, rollout, candidate_timeout if specs else None, None)
     if config is not None:
         origin = attach_shadow(node, origin, config)
     port = await nursery.start(serve_edge, node, origin)

@@ -36,6 +36,12 @@ def _origin(req: Request) -> Response:
     return Response(200, [("cache-control", "public, max-age=60"), ("content-length", str(len(body)))], body)
 
 
+def _cfg(candidate: str, **kw: Any) -> ShadowConfig:
+    """A config whose timeout no loaded CI machine reaches (unless a test sets one)."""
+    kw.setdefault("timeout", 5.0)
+    return ShadowConfig(candidate, **kw)
+
+
 def _node(candidate: ShadowConfig | None, rules: str = V1) -> EdgeNode:
     node = EdgeNode(
         HttpCache(MemoryStore(2**20)),
@@ -64,7 +70,7 @@ def _v2() -> dict[str, Any]:
 
 
 def test_shadow_mode_detects_mismatches_and_serves_the_primary() -> None:
-    node = _node(ShadowConfig("rules", rules=_v2(), samples=5))
+    node = _node(_cfg("rules", rules=_v2(), samples=5))
     moved = _serve(node, "/old")
     assert moved.status == 301 and get_header(moved.headers, "location") == "/about"  # v1's answer
     assert get_header(moved.headers, ANSWERED_BY) == "primary"
@@ -84,20 +90,20 @@ def test_shadow_mode_detects_mismatches_and_serves_the_primary() -> None:
 
 
 def test_samples_are_bounded_and_sites_without_candidate_rules_are_skipped() -> None:
-    node = _node(ShadowConfig("rules", rules=_v2(), samples=3))
+    node = _node(_cfg("rules", rules=_v2(), samples=3))
     for i in range(10):
         _serve(node, f"/old?i={i}")
     assert node.shadow is not None
     assert node.shadow.stats.mismatches == 10
     assert [s["request"]["url"][-4:] for s in node.shadow.samples] == ["?i=7", "?i=8", "?i=9"]
-    other = _node(ShadowConfig("rules", rules={"elsewhere.test": RuleSet.parse(V2)}))
+    other = _node(_cfg("rules", rules={"elsewhere.test": RuleSet.parse(V2)}))
     _serve(other, "/old")
     assert other.shadow is not None
     assert other.shadow.stats.skipped == 1 and other.shadow.stats.compared == 0
 
 
 def test_reference_candidate_agrees_with_the_native_matcher() -> None:
-    node = _node(ShadowConfig("reference"))
+    node = _node(_cfg("reference"))
     for path in ("/old", "/docs/x/y", "/spa/deep/link", "/nothing", "/old?q=1"):
         _serve(node, path)
     st = node.shadow.stats if node.shadow else None
@@ -107,7 +113,7 @@ def test_reference_candidate_agrees_with_the_native_matcher() -> None:
 def test_rollout_fraction_is_within_tolerance_and_stable() -> None:
     n = 4000
     paths = [f"/docs/p{i}" for i in range(n)]
-    node = _node(ShadowConfig("rules", rollout=0.6, rules={HOST: RuleSet.parse(V1)}))
+    node = _node(_cfg("rules", rollout=0.6, rules={HOST: RuleSet.parse(V1)}))
     answered = [get_header(_serve(node, p).headers, ANSWERED_BY) for p in paths]
     st = node.shadow.stats if node.shadow else None
     assert st is not None
@@ -123,7 +129,7 @@ def test_rollout_fraction_is_within_tolerance_and_stable() -> None:
 
 
 def test_rollout_falls_back_to_the_primary_on_disagreement() -> None:
-    node = _node(ShadowConfig("rules", rollout=1.0, rules=_v2()))
+    node = _node(_cfg("rules", rollout=1.0, rules=_v2()))
     moved = _serve(node, "/old")
     assert get_header(moved.headers, "location") == "/about"
     assert get_header(moved.headers, ANSWERED_BY) == "primary"
@@ -192,7 +198,7 @@ def _answers(node: EdgeNode) -> list[tuple[int, list[tuple[str, str]], bytes | N
     ids=["raises", "garbage-str", "garbage-status", "garbage-target"],
 )
 def test_a_failing_candidate_never_changes_the_answer(bad: Any, rollout: float | None) -> None:
-    node = _node(ShadowConfig("rules", rollout=rollout, rules={HOST: bad}))
+    node = _node(_cfg("rules", rollout=rollout, rules={HOST: bad}))
     assert _answers(node) == _plain_answers()
     st = node.shadow.stats if node.shadow else None
     assert st is not None and st.compared == len(PATHS) and st.agreed == 0 and st.answered_candidate == 0
@@ -203,7 +209,7 @@ def test_a_failing_candidate_never_changes_the_answer(bad: Any, rollout: float |
 
 
 def test_a_hanging_candidate_times_out_then_is_switched_off(hanging: _Hangs) -> None:
-    node = _node(ShadowConfig("rules", rollout=1.0, timeout=0.02, rules={HOST: hanging}))
+    node = _node(_cfg("rules", rollout=1.0, timeout=0.02, rules={HOST: hanging}))
     assert _answers(node) == _plain_answers()
     st = node.shadow.stats if node.shadow else None
     assert st is not None and node.shadow is not None
@@ -242,7 +248,7 @@ def test_origin_decisions_compare_status_location_and_cache_control() -> None:
 def test_stats_endpoint_exposes_the_counters() -> None:
     import json
 
-    node = _node(ShadowConfig("rules", rules=_v2()))
+    node = _node(_cfg("rules", rules=_v2()))
     _serve(node, "/old")
     doc = json.loads(_serve(node, "/.edgesim/edge/shadow").body or b"")
     assert doc["mismatches"] == 1 and doc["samples"][0]["candidate"]["target"] == "/about-us"

@@ -75,6 +75,7 @@ def test_rules_candidate_mismatches_are_reported_per_node(tmp_path: Path) -> Non
     candidate = "rules"
     regions = ["eu-west"]
     samples = 4
+    timeout = "5s"
     [shadow.rules]
     "shop.test" = "v2/_redirects"
     """
@@ -99,7 +100,7 @@ def test_rules_candidate_mismatches_are_reported_per_node(tmp_path: Path) -> Non
 
 
 def test_rollout_in_the_engine(tmp_path: Path) -> None:
-    path = _topology(tmp_path, 'candidate = "reference"\nrollout = 0.6\ntimeout = "200ms"')
+    path = _topology(tmp_path, 'candidate = "reference"\nrollout = 0.6\ntimeout = "5s"')
     topo = parse_topology(Path(path).read_text(), path=path)
     result = simulate(topo)
     tot = result.report["shadow"]["totals"]
