@@ -131,7 +131,8 @@ def engine_costs(rounds: int = 3) -> dict[str, Any]:
         topo_path = Path(d) / "t.toml"
         texts = {
             "baseline": base,
-            "reference": base + '[shadow]\ncandidate = "reference"\ntimeout = "1s"\n',
+            "rules_shadow": base
+            + '[shadow]\ncandidate = "rules"\n[shadow.rules]\n"shop.test" = "_redirects"\n',
             "rules_rollout_0.6": base + '[shadow]\ncandidate = "rules"\nrollout = 0.6\n'
             '[shadow.rules]\n"shop.test" = "_redirects"\n',
         }

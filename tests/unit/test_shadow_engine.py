@@ -144,3 +144,28 @@ def test_bad_shadow_tables_name_file_line_and_key_path(
     assert message in probs[0].message
     assert probs[0].line >= text.splitlines().index("[shadow]") + 1
     assert str(probs[0]).startswith(f"{path}:{probs[0].line}: {key_path}: ")
+
+
+def test_run_command_prints_and_writes_the_shadow_section(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from edgesim.cli import cli
+
+    path = _topology(
+        tmp_path, 'candidate = "rules"\ntimeout = "5s"\n[shadow.rules]\n"shop.test" = "v2/_redirects"'
+    )
+    html = tmp_path / "r.html"
+    out = tmp_path / "r.json"
+    r = CliRunner().invoke(
+        cli, ["run", path, "--html", str(html), "--json", str(out)], catch_exceptions=False
+    )
+    assert r.exit_code == 0, r.output
+    assert "Shadow: candidate rules, shadow" in r.output
+    assert "candidate cost" in r.output and "x the primary's rule evaluation" in r.output
+    assert "/page-1.html (redirect)" in r.output and "/page-3.html (redirect)" in r.output
+    page = html.read_text()
+    assert "<h2>Shadow: candidate rules, shadow" in page and "https://shop.test/old-shop" in page
+    import json
+
+    doc = json.loads(out.read_text())
+    assert doc["shadow"]["totals"]["mismatches"] > 0
