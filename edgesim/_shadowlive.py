@@ -18,20 +18,9 @@ import trio
 from edgesim._client import InterimCallback
 from edgesim.http import Request, Response
 from edgesim.node import EdgeNode
-from edgesim.shadow import DEFAULT_SAMPLES, DEFAULT_TIMEOUT, Shadow, ShadowConfig
+from edgesim.shadow import DEFAULT_SAMPLES, DEFAULT_TIMEOUT, Shadow, ShadowConfig, comparable_origin_request
 
 __all__ = ["ShadowOrigin", "attach_shadow", "parse_shadow_options"]
-
-# Requests whose answers can be compared: a revalidation's answer depends on the
-# validators the primary origin issued (a candidate would answer 200 where it said 304),
-# and unsafe methods must reach one origin only.
-_CONDITIONAL = ("if-none-match", "if-modified-since")
-
-
-def _comparable(req: Request) -> bool:
-    if req.method not in ("GET", "HEAD") or req.target.startswith("/.edgesim/"):
-        return False
-    return not any(k in _CONDITIONAL for k, _ in req.headers)
 
 
 class ShadowOrigin:
@@ -58,7 +47,7 @@ class ShadowOrigin:
     async def request(self, req: Request, *, on_interim: InterimCallback | None = None) -> Response:
         shadow = self.shadow
         host = next((v for k, v in req.headers if k == "host"), "")
-        if not _comparable(req):
+        if not comparable_origin_request(req):
             return await self._primary(req, on_interim)
         shadow.stats.seen += 1
         if not shadow.selected(host, req.target):

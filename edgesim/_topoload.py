@@ -145,7 +145,7 @@ CRASH_KEYS = ("region", "node", "at", "down_for")
 OUTAGE_KEYS = ("at", "duration", "mode")
 OUTAGE_MODES = ("stop", "stall")
 SPIKE_KEYS = ("link", "at", "duration", "extra")
-SHADOW_KEYS = ("candidate", "rollout", "timeout", "samples", "regions", "rules")
+SHADOW_KEYS = ("candidate", "rollout", "timeout", "samples", "regions", "rules", "origin")
 
 EVICTIONS = ("lru", "fifo")
 BALANCERS = ("random", "least-connections", "consistent-hash")
@@ -1098,15 +1098,7 @@ class _Checker:
     def shadow(self, value: Any, regions: list[str], sites: list[Site]) -> ShadowSpec:
         t = self.table(value, "shadow", SHADOW_KEYS)
         kinds = ("reference", "rules", "origin")
-        candidate = self.get(
-            t, "candidate", "shadow", "reference", _choice(kinds), required="reference or rules"
-        )
-        if candidate == "origin":
-            self.bad(
-                "shadow.candidate",
-                "expected reference or rules: an origin candidate runs live only "
-                "(edgesim edge serve --shadow origin:URL)",
-            )
+        candidate = self.get(t, "candidate", "shadow", "reference", _choice(kinds), required=", ".join(kinds))
         d = ShadowSpec(candidate)
         rollout = self.get(t, "rollout", "shadow", None, _number(0.0, 1.0))
         timeout = self.get(t, "timeout", "shadow", d.timeout, _duration())
@@ -1151,11 +1143,33 @@ class _Checker:
             rules.append((host, tuple(files)))
         if candidate == "rules" and not rt:
             self.bad("shadow.rules", 'missing (candidate = "rules" needs [shadow.rules] SITE = FILE)')
-        if candidate == "reference" and rt:
+        if candidate != "rules" and rt:
             self.bad(
-                "shadow.rules", 'expected no rules for candidate = "reference" (it uses the sites\' own)'
+                "shadow.rules", f'expected no rules for candidate = "{candidate}" (only "rules" takes them)'
             )
-        return ShadowSpec(candidate, rollout, timeout, samples, tuple(picked), tuple(rules))
+        origin: list[tuple[str, tuple[tuple[str, str], ...]]] = []
+        ot = t.get("origin", {})
+        if not isinstance(ot, dict):
+            self.bad(
+                "shadow.origin", f"expected a table of site = {{Cache-Control classes}}, got {_show(ot)}"
+            )
+            ot = {}
+        if candidate != "origin" and ot:
+            self.bad(
+                "shadow.origin", f'expected no origin for candidate = "{candidate}" (only "origin" takes it)'
+            )
+        by_name = {s.name: s for s in sites}
+        for host, v in ot.items():
+            where = _join("shadow.origin", host)
+            site = by_name.get(host)
+            if site is None:
+                close = difflib.get_close_matches(host, list(by_name), n=1)
+                hint = f' (did you mean "{close[0]}"?)' if close else ""
+                self.bad(where, f"expected a site ({', '.join(by_name)}){hint}")
+            elif site.directory is not None:
+                self.bad(where, "expected a synthetic site (a site directory brings its own _edgesim.toml)")
+            origin.append((host, self.cache(v, where)))
+        return ShadowSpec(candidate, rollout, timeout, samples, tuple(picked), tuple(rules), tuple(origin))
 
     def sites(self, data: Mapping[str, Any]) -> list[Site]:
         if "sites" not in data:

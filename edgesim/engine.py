@@ -619,6 +619,7 @@ class _Engine:
                 self.nodes.append(n)
                 self.shield_nodes.append(n)
             self.shield_ring = _ring(self.shield_nodes)
+        self.cand_origin: Any = None  # a [shadow] candidate origin (OriginCore)
         self.shadows = self._attach_shadows(topo)
         self.balancers = [r.edge.balancer for r in topo.regions]
         self.rr = 0
@@ -667,9 +668,11 @@ class _Engine:
         spec = topo.shadow
         if spec is None:
             return {}
-        from edgesim.shadow import Shadow, config_from_spec
+        from edgesim.shadow import Shadow, candidate_origin, config_from_spec
 
         config = config_from_spec(spec)
+        if spec.candidate == "origin":
+            self.cand_origin = candidate_origin(topo, dict(spec.origin), self.epoch0)
         out: dict[str, Any] = {}
         for n in self.nodes:
             if n.shield or (spec.regions and topo.regions[n.region].name not in spec.regions):
@@ -865,6 +868,8 @@ class _Engine:
             opts = {"seed": int(self.u_misc() * 2**31), "new_fraction": dep.new_fraction}
         prepared = self.origin.prepare_deploy(host, options=opts)
         d = self.origin.publish(prepared, self.epoch0 + t)
+        if self.cand_origin is not None:  # the candidate origin gets the same deploy
+            self.cand_origin.publish(self.cand_origin.prepare_deploy(host, options=opts), self.epoch0 + t)
         if d.catalog is not None:
             self.sites[si].urls = self._catalog_urls(host)
             if self.sampled:
@@ -1054,6 +1059,8 @@ class _Engine:
         else:
             self.rec.f_error[up.log] = 1
         now = self.epoch0 + t
+        if self.cand_origin is not None and resp is not None and node.core.shadow is not None:
+            resp = node.core.shadow.origin(f.request, resp, partial(self.cand_origin.handle, now=now), now)
         step = node.core.complete(f, resp, up.error, now)
         job = up.job
         if job is not None:

@@ -57,7 +57,7 @@ from edgesim.http import Request, Response, get_header
 from edgesim.redirects import Match, request_path, resolve_file
 
 if TYPE_CHECKING:
-    from edgesim.topology import ShadowSpec
+    from edgesim.topology import ShadowSpec, Topology
 
 __all__ = [
     "ANSWERED_BY",
@@ -414,7 +414,26 @@ class Shadow:
             self._refs[id(rules)] = (rules, ref)
         return ref
 
-    # ---- origins (the live shell's hook) ---------------------------------------
+    # ---- origins (the live shell's and the engine's hook) ------------------------
+
+    def origin(
+        self, req: Request, primary: Response, candidate: Callable[[Request], Any], now: float
+    ) -> Response:
+        """Sync drivers (the capacity engine): the primary origin answered ``req``; ask
+        ``candidate(req)`` under the guard, compare, and return the response to use."""
+        if not comparable_origin_request(req):
+            return primary
+        self.stats.seen += 1
+        if not self.selected(get_header(req.headers, "host") or "", req.target):
+            return primary
+        timer = self._timer
+        t0 = timer() if timer is not None else 0.0
+        outcome = self.guard.call(candidate, req)
+        seconds = timer() - t0 if timer is not None else 0.0
+        if outcome[0] == "disabled":
+            self.stats.skipped += 1
+            return primary
+        return self.compare_responses(req, primary, outcome, now, seconds)
 
     def compare_responses(
         self, req: Request, primary: Response, candidate: tuple[str, Any], now: float, seconds: float = 0.0
@@ -429,7 +448,7 @@ class Shadow:
         request = {"method": req.method, "url": req.target, "host": get_header(req.headers, "host")}
         if kind == "ok":
             if self._record(p, response_decision(value), request, now):
-                return value  # type: ignore[no-any-return]
+                return _under_primary_deploy(value, primary)
             return primary
         self._record_failure(kind, str(value or ""), p, request, now)
         return primary
@@ -514,6 +533,64 @@ class Shadow:
         return out
 
 
+# A revalidation's answer depends on the validators the primary origin issued (a
+# candidate would answer 200 where it said 304), and an unsafe method must reach one
+# origin only: only these requests are compared.
+_CONDITIONAL = ("if-none-match", "if-modified-since")
+_DEPLOY_HEADER = "x-edgesim-deploy"  # edgesim.node.DEPLOY_HEADER (no import: no cycle)
+
+
+def comparable_origin_request(req: Request) -> bool:
+    """Is ``req`` an origin request whose answers may be compared (and replaced)?"""
+    if req.method not in ("GET", "HEAD") or req.target.startswith("/.edgesim/"):
+        return False
+    return not any(k in _CONDITIONAL for k, _ in req.headers)
+
+
+def _under_primary_deploy(candidate: Response, primary: Response) -> Response:
+    """The candidate's response with the primary's deploy header: the node tracks the
+    primary origin's deploys, and another id would look like a new deploy (a manifest
+    refetch and a purge)."""
+    deploy = get_header(primary.headers, _DEPLOY_HEADER)
+    headers = [h for h in candidate.headers if h[0] != _DEPLOY_HEADER]
+    if deploy is not None:
+        headers.append((_DEPLOY_HEADER, deploy))
+    return Response(candidate.status, headers, candidate.body, candidate.size)
+
+
+def candidate_origin(
+    topology: Topology, overrides: Mapping[str, tuple[tuple[str, str], ...]], now: float
+) -> Any:
+    """The capacity engine's candidate origin: an ``OriginCore`` serving the topology's
+    sites like the engine's own, with the ``[shadow.origin]`` Cache-Control classes of
+    each listed (synthetic) site in place of its own."""
+    from dataclasses import replace
+
+    from edgesim.engine import _origin_size, _site_config_text
+    from origin.core import CatalogSpec, OriginCore, parse_config
+
+    core = OriginCore(bodies=False)
+    for s in topology.sites:
+        host = s.name.lower()
+        if s.directory is not None:
+            core.add_folder(s.directory, now=now, name=host)
+            continue
+        site = replace(s, cache=overrides[s.name]) if s.name in overrides else s
+        cat = site.catalog
+        assert cat is not None
+        cfg = parse_config(_site_config_text(site) or None, f"{host}/_edgesim.toml")
+        sizes = tuple((k, _origin_size(d)) for k, d in cat.sizes)
+        cfg = replace(
+            cfg, catalog=CatalogSpec(cat.objects, cat.seed, _origin_size(cat.size), sizes, cat.types)
+        )
+        texts = {
+            "netlify.toml" if p.name.endswith(".toml") else "_redirects": p.read_text(encoding="utf-8")
+            for p in site.rules_files
+        }
+        core.add_synthetic(host, cfg, now=now, rules=texts or None)
+    return core
+
+
 def _check_match(value: Any) -> Match | None:
     if value is None:
         return None
@@ -565,7 +642,12 @@ def config_from_spec(spec: ShadowSpec) -> ShadowConfig:
     """The :class:`ShadowConfig` of a topology's ``[shadow]`` table (rules compiled)."""
     rules = {host: compile_rule_files(files) for host, files in spec.rules}
     return ShadowConfig(
-        spec.candidate, rollout=spec.rollout, timeout=spec.timeout, samples=spec.samples, rules=rules
+        spec.candidate,
+        rollout=spec.rollout,
+        timeout=spec.timeout,
+        samples=spec.samples,
+        rules=rules,
+        origin="virtual" if spec.candidate == "origin" else "",
     )
 
 

@@ -318,6 +318,8 @@ class ShadowSpec:
         samples: mismatches kept per node.
         regions: the regions whose edge nodes shadow (empty: all of them).
         rules: (site, rule files) for ``candidate = "rules"``.
+        origin: (site, Cache-Control classes and paths) of the candidate origin for
+            ``candidate = "origin"`` (sites not listed: as the primary origin).
     """
 
     candidate: str
@@ -326,6 +328,7 @@ class ShadowSpec:
     samples: int = 20
     regions: tuple[str, ...] = ()
     rules: tuple[tuple[str, tuple[Path, ...]], ...] = ()
+    origin: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

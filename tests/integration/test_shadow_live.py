@@ -152,10 +152,15 @@ async def test_second_origin_mismatches_fall_back_to_the_primary(
         assert (about.body, _by(about)) == (b"about us", "primary")
         page = await client.get("/page.txt")  # same decision (status, cache-control): v2 answers
         assert (page.body, _by(page)) == (b"v2 page", "candidate")
+        # stored under the primary's deploy id: no phantom deploy, no purge
+        again = await client.get("/page.txt")
+        assert (again.body, again.header("x-cache")) == (b"v2 page", "HIT")
         doc = await client.shadow()
         assert (doc["compared"], doc["mismatches"], doc["answered_candidate"]) == (2, 1, 1)
         sample = doc["samples"][0]
         assert sample["primary"]["cache"] != sample["candidate"]["cache"] == "no-store"
+        stats = json.loads((await client.get("/.edgesim/edge/stats")).body or b"{}")
+        assert stats["deploys_seen"] == stats["purges"] == 0
         nursery.cancel_scope.cancel()
 
 

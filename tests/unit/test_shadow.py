@@ -229,14 +229,18 @@ def test_guard_recovers_after_one_stuck_call(hanging: _Hangs) -> None:
 
 
 def test_origin_decisions_compare_status_location_and_cache_control() -> None:
-    a = Response(200, [("cache-control", "public, max-age=60")])
-    b = Response(200, [("cache-control", "max-age=60,public")])
+    a = Response(200, [("cache-control", "public, max-age=60"), ("x-edgesim-deploy", "d1")], b"one")
+    b = Response(200, [("cache-control", "max-age=60,public"), ("x-edgesim-deploy", "d9")], b"two")
     c = Response(200, [("cache-control", "no-store")])
     assert response_decision(a) == response_decision(b) == Decision(200, "", "max-age=60, public")
     assert response_decision(a) != response_decision(c)
     shadow = Shadow(ShadowConfig("origin", rollout=1.0, origin="http://127.0.0.1:1"))
     req = Request("GET", "/x", [("host", HOST)])
-    assert shadow.compare_responses(req, a, ("ok", b), T0) is b  # agree: the candidate answers
+    served = shadow.compare_responses(req, a, ("ok", b), T0)  # agree: the candidate answers,
+    assert served.body == b"two" and served.headers == [  # under the primary's deploy id
+        ("cache-control", "max-age=60,public"),
+        ("x-edgesim-deploy", "d1"),
+    ]
     assert shadow.compare_responses(req, a, ("ok", c), T0) is a
     assert shadow.compare_responses(req, a, ("ok", "junk"), T0) is a
     assert shadow.compare_responses(req, a, ("ok", Response(200, [("x", 1)])), T0) is a  # type: ignore[list-item]

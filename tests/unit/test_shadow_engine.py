@@ -113,6 +113,31 @@ def test_rollout_in_the_engine(tmp_path: Path) -> None:
     assert result.timing["shadow_candidate_seconds"] > 0
 
 
+ORIGIN = 'candidate = "origin"\n[shadow.origin]\n'
+ORIGIN_ROLLOUT = 'candidate = "origin"\nrollout = 1.0\ntimeout = "5s"\n[shadow.origin]\n'
+
+
+def test_origin_candidate_in_the_engine(tmp_path: Path) -> None:
+    plain = _run(tmp_path, 'candidate = "reference"\nsamples = 0')  # the rule candidate serves no answer
+    same = _run(tmp_path, 'candidate = "origin"\nrollout = 1.0\ntimeout = "5s"')
+    tot = same["shadow"]["totals"]
+    assert tot["compared"] > 100 and tot["agreed"] == tot["answered_candidate"] == tot["compared"]
+    # the candidate's answers, served under the primary's deploy id, change nothing
+    for key in ("requests", "hits", "misses", "origin_requests", "redirects", "errors"):
+        assert same["totals"][key] == plain["totals"][key], key
+    differs = _run(
+        tmp_path,
+        ORIGIN_ROLLOUT + '"shop.test" = { html = "no-store" }',
+    )
+    d = differs["shadow"]["totals"]
+    assert d["mismatches"] > 0 and d["agreed"] > 0 and d["fallbacks"] == d["mismatches"]
+    sample = next(iter(differs["shadow"]["nodes"].values()))["samples"][0]
+    assert sample["candidate"]["cache"] == "no-store" != sample["primary"]["cache"]
+    assert sample["request"]["url"].endswith(".html")
+    for key in ("requests", "hits", "misses", "origin_requests"):
+        assert differs["totals"][key] == plain["totals"][key], key  # the primary's answers
+
+
 RULES = 'candidate = "rules"\n[shadow.rules]\n'
 REF_RULES = 'candidate = "reference"\n[shadow.rules]\n'
 
@@ -121,7 +146,9 @@ REF_RULES = 'candidate = "reference"\n[shadow.rules]\n'
     ("shadow", "key_path", "message"),
     [
         ('candidate = "nope"', "shadow.candidate", 'expected one of "reference", "rules", "origin"'),
-        ('candidate = "origin"', "shadow.candidate", "runs live only"),
+        (ORIGIN + '"shop.tst" = {}', 'shadow.origin."shop.tst"', "expected a site"),
+        (ORIGIN + '"shop.test" = { htm = "x" }', 'shadow.origin."shop.test".htm', "unknown key"),
+        ('candidate = "reference"\n[shadow.origin]\n"shop.test" = {}', "shadow.origin", "expected no origin"),
         ('candidate = "rules"', "shadow.rules", "missing"),
         ('candidate = "reference"\nrollout = 1.5', "shadow.rollout", "expected"),
         ('candidate = "reference"\ntimeout = "soon"', "shadow.timeout", "expected"),
