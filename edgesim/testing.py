@@ -55,7 +55,7 @@ import pytest
 
 from edgesim.errors import EdgesimError
 from edgesim.http import Request, Response
-from edgesim.topology import Site, Topology
+from edgesim.topology import ShadowSpec, Site, Topology
 
 if TYPE_CHECKING:
     import trio
@@ -215,6 +215,7 @@ class _Origin:
     client: OriginPool | None = None  # for deploys (edgesim's origin only)
     process: trio.Process | None = None
     server: HttpServer | None = None  # a handler the network serves
+    candidate_process: trio.Process | None = None  # a [shadow] candidate origin (live)
 
 
 @dataclass(eq=False)
@@ -632,6 +633,12 @@ async def _start(
     net.origin_url = o.url
     manifests = origin is None
     rule_files = {h.lower(): os.fspath(p) for h, p in (rules or {}).items()}
+    spec = topo.shadow  # docs/shadow.md: the [shadow] table applies to these nodes too
+    candidate_pool = None
+    if spec is not None and spec.candidate == "origin":
+        if origin is not None:
+            raise NetworkError('a [shadow] candidate = "origin" needs edgesim\'s origin (origin=None)')
+        candidate_pool = await _start_candidate_origin(nursery, topo, mode, now, workdir, o)
 
     # The edge nodes.
     for r in topo.regions:
@@ -646,7 +653,10 @@ async def _start(
                 name=name, memory_bytes=r.edge.memory_cache, rules=rule_files, manifests=manifests
             )
             pool = origin_pool()
-            service = EdgeService(node, pool, clock=now)
+            upstream: Any = pool
+            if spec is not None and (not spec.regions or r.name in spec.regions):
+                upstream = _shadow_node(node, pool, spec, candidate_pool)
+            service = EdgeService(node, upstream, clock=now)
             await nursery.start(service.run)  # closes ``pool`` when it ends
             edge = HttpServer(service.handle, server_name=name)
             if mode == "trio":
@@ -661,6 +671,44 @@ async def _start(
                 client = OriginPool(f"http://127.0.0.1:{port}", read_timeout=READ_TIMEOUT)
                 members.append(_Member(name, r.name, node, edge, client, pool, port))
     return net
+
+
+async def _start_candidate_origin(
+    nursery: trio.Nursery, topo: Topology, mode: str, now: Callable[[], float], workdir: Path, o: _Origin
+) -> Callable[[], OriginPool]:
+    """The [shadow] candidate origin: the topology's sites with the ``[shadow.origin]``
+    cache settings, in memory (trio) or as a second origin process (live)."""
+    from dataclasses import replace
+
+    from edgesim._client import OriginPool
+    from edgesim._server import HttpServer
+
+    assert topo.shadow is not None
+    overrides = dict(topo.shadow.origin)
+    sites = tuple(replace(s, cache=overrides[s.name]) if s.name in overrides else s for s in topo.sites)
+    cand = replace(topo, sites=sites)
+    if mode == "trio":
+        server = HttpServer(_core_handler(build_origin_core(cand, now=now()), now), server_name="candidate")
+        opener = _memory_opener(nursery, server)
+        return lambda: OriginPool(
+            "http://candidate.invalid:80", read_timeout=READ_TIMEOUT, open_stream=opener
+        )
+    proc, url = await _start_origin_process(
+        write_sites(cand, workdir / "candidate-sites"), workdir / "cand.log"
+    )
+    o.candidate_process = proc
+    return lambda: OriginPool(url, read_timeout=READ_TIMEOUT)
+
+
+def _shadow_node(
+    node: EdgeNode, pool: OriginPool, spec: ShadowSpec, candidate_pool: Callable[[], OriginPool] | None
+) -> Any:
+    """Give ``node`` its [shadow]; returns the origin it fetches from."""
+    from edgesim._shadowlive import ShadowOrigin
+    from edgesim.shadow import Shadow, config_from_spec
+
+    shadow = node.shadow = Shadow(config_from_spec(spec), timer=time.perf_counter)
+    return pool if candidate_pool is None else ShadowOrigin(pool, candidate_pool(), shadow)
 
 
 @contextlib.asynccontextmanager
@@ -746,6 +794,8 @@ async def open_network(
                                 await net._origin.client.aclose()
                             if net._origin.process is not None:
                                 await _stop_process(net._origin.process)
+                            if net._origin.candidate_process is not None:
+                                await _stop_process(net._origin.candidate_process)
                 nursery.cancel_scope.cancel()
 
 
