@@ -1423,6 +1423,8 @@ def simulate(
         from edgesim.shadow import summarize
 
         report["shadow"] = summarize(eng.shadows, timing=False)
+        for sh in eng.shadows.values():
+            sh.close()
     if eng.sampled:
         report = scale_report(report, sample_rate, skipped=eng.skipped)
     wall = time.perf_counter() - wall0

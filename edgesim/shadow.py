@@ -211,11 +211,12 @@ class Guard:
         self.timeout = timeout
         self.max_stuck = max_stuck
         self.stuck = 0
-        self.disabled = False
-        self._queue: queue.SimpleQueue[_Job] | None = None
+        self.disabled = False  # switched off after max_stuck timeouts
+        self.closed = False
+        self._queue: queue.SimpleQueue[_Job | None] | None = None
 
     def call(self, fn: Callable[..., Any], *args: Any) -> tuple[str, Any]:
-        if self.disabled:
+        if self.disabled or self.closed:
             return "disabled", None
         if self.timeout <= 0:
             try:
@@ -240,9 +241,19 @@ class Guard:
             return "error", _describe(job.error)
         return "ok", job.value
 
-    def _work(self, q: queue.SimpleQueue[_Job]) -> None:
+    def close(self) -> None:
+        """Let the worker thread end; later calls return ``("disabled", None)``.
+        Idempotent."""
+        self.closed = True
+        q, self._queue = self._queue, None
+        if q is not None:
+            q.put(None)
+
+    def _work(self, q: queue.SimpleQueue[_Job | None]) -> None:
         while True:
             job = q.get()
+            if job is None:
+                return  # closed
             try:
                 job.value = job.fn(*job.args)
             except BaseException as exc:  # the candidate's failure, reported to the caller
@@ -308,6 +319,11 @@ class Shadow:
         # primary rule set (by identity) -> its reference twin, compiled once per deploy
         self._refs: dict[int, tuple[Any, Any]] = {}
         self._ref_lock = threading.Lock()
+
+    def close(self) -> None:
+        """End the guard's worker thread (the engine calls it at the end of a run, the
+        test networks on exit). The shadow then skips every request."""
+        self.guard.close()
 
     # ---- who answers ---------------------------------------------------------
 

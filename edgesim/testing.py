@@ -789,6 +789,8 @@ async def open_network(
                         for ms in net._members.values():
                             for m in ms:
                                 await m.client.aclose()
+                                if m.node.shadow is not None:
+                                    m.node.shadow.close()
                         if net._origin is not None:
                             if net._origin.client is not None:
                                 await net._origin.client.aclose()

@@ -228,6 +228,19 @@ def test_guard_recovers_after_one_stuck_call(hanging: _Hangs) -> None:
     assert (g.stuck, g.disabled) == (1, False)
 
 
+def test_closing_a_guard_ends_its_worker_thread() -> None:
+    before = set(threading.enumerate())
+    g = Guard(5.0)
+    assert g.call(lambda: 1) == ("ok", 1)
+    (worker,) = set(threading.enumerate()) - before
+    g.close()
+    g.close()  # idempotent
+    worker.join(timeout=5.0)
+    assert not worker.is_alive()
+    assert g.call(lambda: 2) == ("disabled", None)
+    assert not g.disabled  # closed, not switched off by timeouts
+
+
 def test_origin_decisions_compare_status_location_and_cache_control() -> None:
     a = Response(200, [("cache-control", "public, max-age=60"), ("x-edgesim-deploy", "d1")], b"one")
     b = Response(200, [("cache-control", "max-age=60,public"), ("x-edgesim-deploy", "d9")], b"two")
