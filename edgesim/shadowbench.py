@@ -151,7 +151,78 @@ def engine_costs(rounds: int = 3) -> dict[str, Any]:
     return out
 
 
-def run(parts: str = "core,engine", emit: Callable[[str], None] = print) -> dict[str, Any]:
+def live_costs(requests: int = 1500, rounds: int = 5) -> dict[str, Any]:
+    """Mean latency of sequential keep-alive requests to a live edge on loopback (the
+    origin embedded, the client in the same process), without and with a candidate."""
+    import tempfile
+    from functools import partial
+    from pathlib import Path
+
+    import trio
+
+    from edgesim._client import OriginPool
+    from edgesim._shadowlive import attach_shadow
+    from edgesim.http import Request
+    from edgesim.redirects import RuleSet
+    from edgesim.serve import EmbeddedOrigin, build_node, serve_edge
+    from edgesim.shadow import ShadowConfig
+
+    with tempfile.TemporaryDirectory() as d:
+        site = Path(d) / HOST
+        site.mkdir()
+        for i in range(50):
+            (site / f"page-{i}.html").write_text(f"page {i}\n" * 100)
+        (site / "_redirects").write_text(_rules_text(1000))
+        n_old = 1000 - 100
+        targets = [f"/old/{(i * 7919) % n_old}" if i % 2 else f"/page-{i % 50}.html" for i in range(requests)]
+        v2 = {HOST: RuleSet.parse(_rules_text(1000))}
+        variants: dict[str, ShadowConfig | None] = {
+            "baseline": None,
+            "rules_inline": ShadowConfig("rules", rules=v2, timeout=0.0),
+            "rules_guarded": ShadowConfig("rules", rules=v2),
+            "reference_guarded": ShadowConfig("reference", timeout=1.0),
+        }
+
+        async def one(cfg: ShadowConfig | None) -> float:
+            node = build_node(name="bench", memory_bytes=64 * 2**20)
+            origin: Any = EmbeddedOrigin(d)
+            if cfg is not None:
+                origin = attach_shadow(node, origin, cfg)
+            async with trio.open_nursery() as nursery:
+                port = await nursery.start(partial(serve_edge, node, origin, port=0))
+                pool = OriginPool(f"http://127.0.0.1:{port}", read_timeout=30)
+                for t in targets[:200]:  # warm: manifest, fills, reference compile
+                    await pool.request(Request("GET", t, [("host", HOST)]))
+                t0 = time.perf_counter()
+                for t in targets:
+                    await pool.request(Request("GET", t, [("host", HOST)]))
+                elapsed = time.perf_counter() - t0
+                await pool.aclose()
+                if node.shadow is not None:
+                    node.shadow.close()
+                nursery.cancel_scope.cancel()
+            return elapsed / len(targets) * 1e6
+
+        samples: dict[str, list[float]] = {k: [] for k in variants}
+
+        async def main() -> None:
+            for _ in range(rounds):
+                for k, cfg in variants.items():
+                    samples[k].append(await one(cfg))
+
+        trio.run(main)
+    base = statistics.median(samples["baseline"])
+    out: dict[str, Any] = {"requests_per_round": requests, "rounds": rounds}
+    for k, v in samples.items():
+        med = statistics.median(v)
+        out[k] = {"us_per_request": round(med, 1), "ratio": round(med / base, 2)}
+    return out
+
+
+PARTS = ("core", "engine", "live")
+
+
+def run(parts: str = "core,engine,live", emit: Callable[[str], None] = print) -> dict[str, Any]:
     import platform
 
     doc: dict[str, Any] = {
@@ -163,21 +234,30 @@ def run(parts: str = "core,engine", emit: Callable[[str], None] = print) -> dict
         doc["core"] = core_costs()
     if "engine" in parts:
         doc["engine"] = engine_costs()
+    if "live" in parts:
+        doc["live"] = live_costs()
     emit(json.dumps(doc, indent=1))
     return doc
 
 
 def _command() -> Any:
-    @click.command("shadow", short_help="Shadowing: cost per request vs no shadow (core, engine).")
+    def check_parts(ctx: click.Context, param: click.Parameter, value: str) -> str:
+        bad = [p for p in value.split(",") if p not in PARTS]
+        if bad or not value:
+            raise click.BadParameter(f"expected a comma-separated list of {', '.join(PARTS)}, got {value!r}")
+        return value
+
+    @click.command("shadow", short_help="Shadowing: cost per request vs no shadow (core, engine, live).")
     @click.option(
         "--parts",
-        type=click.Choice(["core", "engine", "core,engine"]),
-        default="core,engine",
+        default="core,engine,live",
         show_default=True,
+        callback=check_parts,
+        help="Comma-separated: core, engine, live.",
     )
     def shadow_bench_command(parts: str) -> None:
-        """Print JSON: the node core's and the engine's cost with each candidate, as a
-        ratio against no shadowing measured in the same process."""
+        """Print JSON: the node core's, the engine's and a live edge's cost with each
+        candidate, as a ratio against no shadowing measured in the same process."""
         run(parts, emit=click.echo)
 
     return shadow_bench_command

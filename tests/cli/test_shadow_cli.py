@@ -77,3 +77,16 @@ def test_edge_serve_process_with_v2_rules(tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def test_bench_shadow_rejects_unknown_parts_and_runs_the_core_part() -> None:
+    r = CliRunner().invoke(cli, ["bench", "shadow", "--parts", "core,bogus"])
+    assert r.exit_code == 2 and "expected a comma-separated list of core, engine, live" in r.output
+    from edgesim.shadowbench import core_costs
+
+    doc = core_costs(rules_count=50, requests=40, rounds=1)
+    assert doc["baseline"]["ratio"] == 1.0
+    for name in ("rules_inline", "rules_guarded", "reference_guarded"):
+        # an identical candidate: every request compared, none differs
+        assert doc[name]["compared"] == 2 * 40 and doc[name]["mismatches"] == 0, name
+    assert 0 < doc["rollout_0.6_rules_guarded"]["compared"] < 2 * 40
