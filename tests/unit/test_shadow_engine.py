@@ -196,3 +196,26 @@ def test_run_command_prints_and_writes_the_shadow_section(tmp_path: Path) -> Non
 
     doc = json.loads(out.read_text())
     assert doc["shadow"]["totals"]["mismatches"] > 0
+
+
+CRASH = '[faults]\n[[faults.crashes]]\nregion = "eu-west"\nnode = 0\nat = "1s"\ndown_for = "1s"\n\n'
+
+
+def test_a_node_keeps_its_shadow_across_a_crash(tmp_path: Path) -> None:
+    shadow = 'candidate = "reference"\ntimeout = "5s"\nregions = ["eu-west"]'
+    path = _topology(tmp_path, shadow)
+    text = (
+        Path(path)
+        .read_text()
+        .replace(
+            "[shadow]",
+            CRASH + "[shadow]",
+        )
+    )
+    topo = parse_topology(text, path=path)
+    r = simulate(topo).to_dict(deterministic=True)
+    assert any(e["kind"] == "node_restart" for e in r["events"])
+    nodes = r["shadow"]["nodes"]
+    # down for a quarter of the run: without its shadow after the restart, it would
+    # have seen about a third of its twin's requests
+    assert nodes["eu-west-0"]["seen"] > 0.5 * nodes["eu-west-1"]["seen"] > 0
