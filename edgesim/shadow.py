@@ -627,6 +627,9 @@ def _valid_response(value: Any) -> bool:
         return False
     if not 100 <= value.status <= 999 or not isinstance(value.headers, list):
         return False
+    body, size = value.body, value.size
+    if not isinstance(size, int) or not (body is None or (isinstance(body, bytes) and len(body) == size)):
+        return False
     return all(
         isinstance(h, tuple) and len(h) == 2 and isinstance(h[0], str) and isinstance(h[1], str)
         for h in value.headers

@@ -258,8 +258,12 @@ def test_origin_decisions_compare_status_location_and_cache_control() -> None:
     assert shadow.compare_responses(req, a, ("ok", "junk"), T0) is a
     assert shadow.compare_responses(req, a, ("ok", Response(200, [("x", 1)])), T0) is a  # type: ignore[list-item]
     assert shadow.compare_responses(req, a, ("timeout", None), T0) is a
+    bad_body = Response(200, [("cache-control", "public, max-age=60")], b"x")
+    bad_body.body = "not bytes"  # type: ignore[assignment]
+    assert shadow.compare_responses(req, a, ("ok", bad_body), T0) is a
+    assert shadow.compare_responses(req, a, ("ok", Response(200, [], b"abc", 7)), T0) is a  # size lies
     st = shadow.stats
-    assert (st.agreed, st.mismatches, st.garbage, st.timeouts, st.fallbacks) == (1, 1, 2, 1, 4)
+    assert (st.agreed, st.mismatches, st.garbage, st.timeouts, st.fallbacks) == (1, 1, 4, 1, 6)
 
 
 def test_stats_endpoint_exposes_the_counters() -> None:
