@@ -367,22 +367,38 @@ class Shadow:
         self.stats.seen += 1
         if not self.selected(host, req.target):
             return rules.match(url, headers=req.headers, country=country, now=now)  # type: ignore[no-any-return]
-        cand = self._candidate_rules(rules, host)
         timer = self._timer
-        t0 = timer() if timer is not None else 0.0
+        if timer is None:
+            m = rules.match(url, headers=req.headers, country=country, now=now)
+            return self._compare_rules(m, rules, req, host, url, country, now, exists)
+        t0 = timer()
         m = rules.match(url, headers=req.headers, country=country, now=now)
-        t1 = timer() if timer is not None else 0.0
+        t1 = timer()
+        out = self._compare_rules(m, rules, req, host, url, country, now, exists)
+        # the candidate's cost: all that shadowing adds (candidate, decisions, records)
+        self.stats.candidate_seconds += timer() - t1
+        self.stats.primary_seconds += t1 - t0
+        return out
+
+    def _compare_rules(
+        self,
+        m: Match | None,
+        rules: Any,
+        req: Request,
+        host: str,
+        url: str,
+        country: str | None,
+        now: float,
+        exists: Callable[[str], bool] | None,
+    ) -> Match | None:
+        cand = self._candidate_rules(rules, host)
         if cand is None:
             self.stats.skipped += 1
-            return m  # type: ignore[no-any-return]
-        kind, value = self.guard.call(self._candidate_match, cand, rules, url, req.headers, country, now)
-        if timer is not None:
-            t2 = timer()
-            self.stats.primary_seconds += t1 - t0
-            self.stats.candidate_seconds += t2 - t1
+            return m
+        kind, value = self.guard.call(self._candidate_match, cand, url, req.headers, country, now)
         if kind == "disabled":
             self.stats.skipped += 1
-            return m  # type: ignore[no-any-return]
+            return m
         primary = rule_decision(m, req.target, exists)
         if kind == "ok":
             try:
@@ -391,12 +407,11 @@ class Shadow:
                 kind, value = "garbage", str(exc)
         request = {"method": req.method, "url": url, "country": country}
         if kind == "ok":
-            other = rule_decision(value, req.target, exists)
-            if self._record(primary, other, request, now):
+            if self._record(primary, rule_decision(value, req.target, exists), request, now):
                 return value  # type: ignore[no-any-return]
-            return m  # type: ignore[no-any-return]
+            return m
         self._record_failure(kind, str(value or ""), primary, request, now)
-        return m  # type: ignore[no-any-return]
+        return m
 
     def _candidate_rules(self, rules: Any, host: str) -> Any:
         if self.config.candidate == "rules":
@@ -410,9 +425,7 @@ class Shadow:
             return None  # cannot be built (counted as skipped)
 
     @staticmethod
-    def _candidate_match(
-        cand: Any, rules: Any, url: str, headers: Any, country: str | None, now: float
-    ) -> Any:
+    def _candidate_match(cand: Any, url: str, headers: Any, country: str | None, now: float) -> Any:
         return cand.match(url, headers=headers, country=country, now=now)
 
     def _reference(self, rules: Any) -> Any:
