@@ -314,7 +314,10 @@ class ShadowSpec:
         candidate: ``reference`` (the reference matcher on the same rules) or ``rules``
             (a second rule set per site).
         rollout: None for shadow mode, else the fraction handed to the candidate.
-        timeout: seconds a candidate call may take (0: inline, unbounded).
+        timeout: seconds a candidate call may take (0: inline, unbounded). 1 s, not the
+            live edge's 50 ms: in virtual time a deadline only has to catch hangs, and a
+            loaded machine must not turn slow calls into timeouts (wall-clock events
+            that would make two runs of one seed differ).
         samples: mismatches kept per node.
         regions: the regions whose edge nodes shadow (empty: all of them).
         rules: (site, rule files) for ``candidate = "rules"``.
@@ -324,7 +327,7 @@ class ShadowSpec:
 
     candidate: str
     rollout: float | None = None
-    timeout: float = 0.05
+    timeout: float = 1.0
     samples: int = 20
     regions: tuple[str, ...] = ()
     rules: tuple[tuple[str, tuple[Path, ...]], ...] = ()
