@@ -16,11 +16,20 @@ from typing import Any
 import trio
 
 from edgesim._client import InterimCallback
+from edgesim.errors import EdgesimError
 from edgesim.http import Request, Response
 from edgesim.node import EdgeNode
-from edgesim.shadow import DEFAULT_SAMPLES, DEFAULT_TIMEOUT, Shadow, ShadowConfig, comparable_origin_request
+from edgesim.shadow import (
+    DEFAULT_SAMPLES,
+    DEFAULT_TIMEOUT,
+    Shadow,
+    ShadowConfig,
+    comparable_origin_request,
+    compile_rule_files,
+)
+from edgesim.topology import Topology
 
-__all__ = ["ShadowOrigin", "attach_shadow", "parse_shadow_options"]
+__all__ = ["ShadowOptionError", "ShadowOrigin", "attach_shadow", "parse_shadow_options", "shadow_args"]
 
 
 class ShadowOrigin:
@@ -96,7 +105,8 @@ class ShadowOrigin:
 def parse_shadow_options(
     specs: Sequence[str], rollout: float | None, timeout: float | None, samples: int | None
 ) -> ShadowConfig | None:
-    """``--shadow`` values (``reference``, ``rules:HOST=FILE`` (repeatable) or
+    """``--shadow`` values (``reference``, ``rules:HOST=FILE`` (repeatable; a host twice
+    gives its _redirects and its netlify.toml) or
     ``origin:URL``) plus ``--rollout``/``--shadow-timeout``/``--shadow-samples``.
 
     Raises:
@@ -117,15 +127,18 @@ def parse_shadow_options(
         if any(s != "reference" for s in specs) or len(specs) > 1:
             raise ValueError("--shadow reference takes no value and is given once")
     elif kind == "rules":
-        from edgesim.redirects import RuleSet
-
+        files: dict[str, list[str]] = {}
         for s in specs:
             host, eq, path = s.partition(":")[2].partition("=")
             if not eq or not host or not path:
                 raise ValueError(f"--shadow: expected rules:HOST=FILE, got {s!r}")
-            if host.lower() in rules:
-                raise ValueError(f"--shadow: rules for {host} given twice")
-            rules[host.lower()] = RuleSet.from_file(path)
+            files.setdefault(host.lower(), []).append(path)
+        for host, paths in files.items():
+            # a site's _redirects and netlify.toml: at most one of each (spec R1.1)
+            tomls = [p for p in paths if p.endswith(".toml")]
+            if len(tomls) > 1 or len(paths) - len(tomls) > 1:
+                raise ValueError(f"--shadow: at most one _redirects and one .toml file for {host}")
+            rules[host] = compile_rule_files([p for p in paths if p not in tomls] + tomls)
     elif kind == "origin":
         if len(specs) > 1:
             raise ValueError("--shadow origin:URL is given once")
@@ -144,6 +157,36 @@ def parse_shadow_options(
         rules=rules,
         origin=origin,
     )
+
+
+class ShadowOptionError(EdgesimError, ValueError):
+    """A topology's [shadow] table cannot be given to separate edge processes."""
+
+
+def shadow_args(topology: Topology, region: str) -> tuple[str, ...]:
+    """``edgesim edge serve`` options for an edge of ``region`` from the topology's
+    ``[shadow]`` table (the crash drill starts its edges with them); () without one.
+
+    Raises:
+        ShadowOptionError: an origin candidate (the drill starts one origin only).
+    """
+    spec = topology.shadow
+    if spec is None or (spec.regions and region not in spec.regions):
+        return ()
+    if spec.candidate == "origin":
+        raise ShadowOptionError(
+            '[shadow] candidate = "origin" runs in the engine and in edgesim.testing networks; '
+            "separate edge processes take rule candidates only (or edge serve --shadow origin:URL)"
+        )
+    args = ["--shadow-timeout", f"{spec.timeout}s", "--shadow-samples", str(spec.samples)]
+    if spec.rollout is not None:
+        args += ["--rollout", repr(spec.rollout)]
+    if spec.candidate == "reference":
+        return ("--shadow", "reference", *args)
+    for host, paths in spec.rules:
+        for path in paths:
+            args += ["--shadow", f"rules:{host}={path}"]
+    return tuple(args)
 
 
 def attach_shadow(node: EdgeNode, origin: Any, config: ShadowConfig) -> Any:

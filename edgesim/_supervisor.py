@@ -571,4 +571,10 @@ async def _get_stats(port: int) -> dict[str, int] | None:
         doc = json.loads(body)
     except ValueError:
         return None
-    return {k: v for k, v in doc.items() if isinstance(v, int) and not isinstance(v, bool)}
+    out = {k: v for k, v in doc.items() if isinstance(v, int) and not isinstance(v, bool)}
+    shadow = doc.get("shadow")  # a shadowing edge's comparison counters (docs/shadow.md)
+    if isinstance(shadow, dict):
+        out.update(
+            {f"shadow_{k}": v for k, v in shadow.items() if isinstance(v, int) and not isinstance(v, bool)}
+        )
+    return out

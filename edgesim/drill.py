@@ -158,10 +158,19 @@ async def start_origin(sites_dir: Path, port: int, log_path: Path) -> OriginProc
 
 def edge_specs(topo: Topology, origin_url: str, *, module: str = "edgesim") -> list[EdgeSpec]:
     """One :class:`EdgeSpec` per node of the topology (``REGION-K``), on fresh ports."""
+    from edgesim._shadowlive import shadow_args  # a [shadow] table: the edges shadow too
+
     names = [(r, f"{r.name}-{k}") for r in topo.regions for k in range(r.edge.nodes)]
     ports = free_ports(len(names))
     return [
-        EdgeSpec(name, origin_url, port, memory_cache=r.edge.memory_cache, module=module)
+        EdgeSpec(
+            name,
+            origin_url,
+            port,
+            memory_cache=r.edge.memory_cache,
+            module=module,
+            extra_args=shadow_args(topo, r.name),
+        )
         for (r, name), port in zip(names, ports, strict=True)
     ]
 
@@ -486,6 +495,14 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         lines.append(
             f"origin {o['mode']} {o['at']:.1f}-{o['until']:.1f}s: stale served {o['stale']}, "
             f"hits {o['hits']}, edge errors {o['errors']}, 5xx {o['http_5xx']}, failed {o['failed']}"
+        )
+    et = report["edges"]["totals"]
+    if "shadow_compared" in et:  # edges with a [shadow] table (docs/shadow.md)
+        lines.append(
+            f"shadow: compared {et['shadow_compared']:,}, mismatches {et.get('shadow_mismatches', 0):,}, "
+            f"errors {et.get('shadow_errors', 0):,}, timeouts {et.get('shadow_timeouts', 0):,}, "
+            f"answered by the candidate {et.get('shadow_answered_candidate', 0):,}, "
+            f"fallbacks {et.get('shadow_fallbacks', 0):,}"
         )
     lines.append(report["edges"]["lost_window_note"])
     return lines
