@@ -55,6 +55,7 @@ import pytest
 
 from edgesim.errors import EdgesimError
 from edgesim.http import Request, Response
+from edgesim.topology import Origin as OriginModel
 from edgesim.topology import ShadowSpec, Site, Topology
 
 if TYPE_CHECKING:
@@ -115,12 +116,14 @@ def _toml_value(v: Any) -> str:
     raise TypeError(f"no TOML form for {v!r}")
 
 
-def site_config_text(site: Site) -> str:
+def site_config_text(site: Site, *, origin: OriginModel | None = None) -> str:
     """The ``_edgesim.toml`` of a synthetic topology site: its ``[cache]`` classes and its
     ``[catalog]``, converted exactly as the capacity engine converts them.
 
     The in-process origin (trio mode) and the origin subprocess (live mode) both parse
-    this text, so the two serve identical sites.
+    this text, so the two serve identical sites. With ``origin`` (the topology's
+    ``[origin]``), a ``[load]`` table adds its modelled service time, so a real origin
+    server sleeps what the engine's origin model draws.
     """
     # The engine's converters are private (edgesim/engine.py builds its OriginCore
     # inline in _Engine.__init__); they are reused rather than copied so that the
@@ -140,6 +143,10 @@ def site_config_text(site: Site) -> str:
     )
     lines = [_site_config_text(site).rstrip("\n"), "[catalog]"]
     lines.extend(f"{k} = {_toml_value(v)}" for k, v in spec.as_dict().items())
+    if origin is not None:
+        from edgesim.engine import _origin_dist
+
+        lines += ["[load]", f"service_time = {_toml_value(_origin_dist(origin.service_time).as_dict())}"]
     return "\n".join(line for line in lines if line) + "\n"
 
 
@@ -151,9 +158,13 @@ def _rule_texts(site: Site) -> dict[str, str]:
     }
 
 
-def build_origin_core(topology: Topology, *, now: float, bodies: bool = True) -> OriginCore:
+def build_origin_core(
+    topology: Topology, *, now: float, bodies: bool = True, model_load: bool = False
+) -> OriginCore:
     """An :class:`~origin.core.OriginCore` serving the topology's sites: site folders as
     they are, synthetic sites from their catalogs and rule files (as the engine does).
+    ``model_load`` gives synthetic sites the topology's origin service time
+    (:func:`site_config_text`).
     """
     from origin.core import OriginCore
 
@@ -163,14 +174,16 @@ def build_origin_core(topology: Topology, *, now: float, bodies: bool = True) ->
         if s.directory is not None:
             core.add_folder(s.directory, now=now, name=host)
         else:
-            core.add_synthetic(host, site_config_text(s), now=now, rules=_rule_texts(s) or None)
+            text = site_config_text(s, origin=topology.origin if model_load else None)
+            core.add_synthetic(host, text, now=now, rules=_rule_texts(s) or None)
     return core
 
 
-def write_sites(topology: Topology, sites_dir: Path) -> Path:
+def write_sites(topology: Topology, sites_dir: Path, *, model_load: bool = False) -> Path:
     """Lay out the topology's sites as a ``python -m origin --sites`` directory: one
     folder per host with ``_edgesim.toml`` and the rule files (synthetic sites), or a
-    link to (else a copy of) the site's own folder."""
+    link to (else a copy of) the site's own folder. ``model_load``: as in
+    :func:`build_origin_core`."""
     sites_dir.mkdir(parents=True, exist_ok=True)
     for s in topology.sites:
         dest = sites_dir / s.name.lower()
@@ -181,7 +194,8 @@ def write_sites(topology: Topology, sites_dir: Path) -> Path:
                 shutil.copytree(s.directory, dest)
             continue
         dest.mkdir()
-        (dest / "_edgesim.toml").write_text(site_config_text(s), encoding="utf-8")
+        text = site_config_text(s, origin=topology.origin if model_load else None)
+        (dest / "_edgesim.toml").write_text(text, encoding="utf-8")
         for name, text in _rule_texts(s).items():
             (dest / name).write_text(text, encoding="utf-8")
     return sites_dir

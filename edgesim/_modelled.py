@@ -1,0 +1,240 @@
+"""The capacity model injected into the real Trio shells (Trio engine and live mode).
+
+The capacity engine models link latency, per-node CPU (``workers`` slots and a service
+time per request) and the origin's queue; the shells have none of that on their own.
+These wrappers add it around the real parts, so that the shells run the same model:
+
+* :class:`ModelledEdge` wraps an :class:`~edgesim.serve.EdgeService` handler: the
+  client->edge latency, a FIFO wait for one of the node's ``workers`` slots, the
+  service time, the real handler, then the edge->client latency plus transfer time
+  (size / egress). It tells the client what the wait was and whether the request
+  collapsed onto another's fill, in response headers (:data:`QUEUE_HEADER`,
+  :data:`COLLAPSED_HEADER`), since the client records the request.
+* :class:`ModelledUplink` is the edge's :class:`~edgesim.serve.Origin`: it records each
+  upstream fetch and what the origin answered (the report's fetch and origin rows),
+  sleeps the edge<->origin latency each way, and refuses requests during a modelled
+  origin outage.
+
+Time is ``trio.current_time() - t0`` seconds: virtual under the Trio engine's mock
+clock, wall-clock in live mode. Link latencies, service times and the balancers come
+from the capacity engine's own state (:class:`edgesim._traffic.ArrivalStream`).
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+
+from edgesim._client import InterimCallback, OriginConnectError, OriginError
+from edgesim.http import Request, Response
+from edgesim.metrics import O_COLLAPSED, O_ERROR, O_HIT, OUTCOME_CODES, Recorder
+from edgesim.node import EdgeNode, Join, Step
+
+__all__ = [
+    "COLLAPSED_HEADER",
+    "QUEUE_HEADER",
+    "CollapseAwareNode",
+    "ModelledEdge",
+    "ModelledUplink",
+    "outcome_code",
+]
+
+# Seconds the request waited for a worker slot (edge) plus for the origin's queue.
+QUEUE_HEADER = "x-edgesim-queued"
+# Present when the request joined another request's origin fetch.
+COLLAPSED_HEADER = "x-edgesim-collapsed"
+# The origin's header giving its queue wait (origin/server.py QUEUE_WAIT_HEADER).
+ORIGIN_WAIT_HEADER = "x-edgesim-queue-wait"
+_RESERVED = "/.edgesim/"
+
+
+class _RequestNotes:
+    """What happened to one client request inside the edge (per handler task)."""
+
+    __slots__ = ("collapsed", "origin_wait")
+
+    def __init__(self) -> None:
+        self.collapsed = False
+        self.origin_wait = 0.0
+
+
+_NOTES: contextvars.ContextVar[_RequestNotes | None] = contextvars.ContextVar("edgesim_notes", default=None)
+
+
+class CollapseAwareNode(EdgeNode):
+    """An :class:`EdgeNode` that notes when a client request joins another's content
+    fetch (the engine's "collapsed" outcome); behaviour is unchanged."""
+
+    def joined(self, join: Join, now: float) -> Step:
+        notes = _NOTES.get()
+        if notes is not None and join.fetch.kind != "manifest":
+            notes.collapsed = True
+        return super().joined(join, now)
+
+
+def outcome_code(resp: Response, queued: float | None = None) -> tuple[int, float]:
+    """The report's outcome code of a client response (from ``X-Cache``, the status and
+    :data:`COLLAPSED_HEADER`) and its queueing seconds (:data:`QUEUE_HEADER`)."""
+    code = OUTCOME_CODES.get(resp.header("x-cache") or "", O_ERROR)
+    if resp.status >= 500:
+        code = O_ERROR
+    elif code == O_HIT and resp.header(COLLAPSED_HEADER) is not None:
+        code = O_COLLAPSED
+    q = resp.header(QUEUE_HEADER)
+    return code, float(q) if q else 0.0
+
+
+class _Clock:
+    """Seconds since the run started, on Trio's clock."""
+
+    __slots__ = ("t0",)
+
+    def __init__(self, t0: float) -> None:
+        self.t0 = t0
+
+    def __call__(self) -> float:
+        return trio.current_time() - self.t0
+
+
+class ModelledEdge:
+    """The modelled CPU and client link of one edge node around its real handler.
+
+    Args:
+        handler: the node's :meth:`EdgeService.handle`.
+        node: the engine's model of the node (``workers``, ``service`` sampler,
+            ``egress``; ``busy_steady`` and ``max_queue`` are updated here).
+        client_link: the region's client link: ``link(t)`` draws a one-way latency.
+        clock: run seconds.
+        busy: ``busy(t, s)``: the part of [t, t + s) inside the steady-state window.
+    """
+
+    def __init__(
+        self,
+        handler: Callable[[Request], Awaitable[Response]],
+        node: Any,
+        client_link: Callable[[float], float],
+        clock: Callable[[], float],
+        busy: Callable[[float, float], float],
+    ) -> None:
+        self._handler = handler
+        self._node = node
+        self._link = client_link
+        self._clock = clock
+        self._busy = busy
+        self._slots = trio.Semaphore(max(1, node.workers))  # FIFO, as the engine's queue
+        self._waiting = 0
+
+    async def handle(self, req: Request) -> Response:
+        clock, node = self._clock, self._node
+        await trio.sleep(self._link(clock()))
+        notes = _RequestNotes()
+        token = _NOTES.set(notes)
+        try:
+            t_in = clock()
+            waits = self._slots.value == 0
+            if waits:
+                self._waiting += 1
+                node.max_queue = max(node.max_queue, self._waiting)
+            async with self._slots:
+                if waits:
+                    self._waiting -= 1
+                t = clock()
+                s = node.service()
+                node.busy_steady += self._busy(t, s)
+                await trio.sleep(s)
+            queued = t - t_in
+            resp = await self._handler(req)
+        finally:
+            _NOTES.reset(token)
+        back = self._link(clock())
+        if node.egress:
+            back += resp.size / node.egress
+        await trio.sleep(back)
+        extra = [(QUEUE_HEADER, f"{queued + notes.origin_wait:.6f}")]
+        if notes.collapsed:
+            extra.append((COLLAPSED_HEADER, "1"))
+        # A new Response: the handler's may share its header list with a cache entry.
+        return Response(resp.status, [*resp.headers, *extra], resp.body, resp.size)
+
+
+class ModelledUplink:
+    """An edge node's origin (:class:`edgesim.serve.Origin`) with the modelled link.
+
+    Args:
+        origin: the real client (an :class:`~edgesim._client.OriginPool`).
+        node_index: the node's index in the report.
+        uplink: the region's edge->origin link: ``link(t)`` draws a one-way latency.
+        rec: where fetch and origin rows go.
+        site_index: host -> site index.
+        clock: run seconds.
+        outages: (start, end) run seconds of modelled origin outages.
+        origin_busy: adds steady-state origin busy seconds ``(t, s)``.
+    """
+
+    def __init__(
+        self,
+        origin: Any,
+        node_index: int,
+        uplink: Callable[[float], float],
+        rec: Recorder,
+        site_index: dict[str, int],
+        clock: Callable[[], float],
+        outages: list[tuple[float, float]],
+        origin_busy: Callable[[float, float], None],
+    ) -> None:
+        self._origin = origin
+        self._node = node_index
+        self._uplink = uplink
+        self._rec = rec
+        self._sites = site_index
+        self._clock = clock
+        self._outages = outages
+        self._origin_busy = origin_busy
+
+    async def request(self, req: Request, *, on_interim: InterimCallback | None = None) -> Response:
+        clock, rec = self._clock, self._rec
+        t = clock()
+        si = self._sites.get((req.header("host") or "").lower().split(":")[0], -1)
+        if req.path.startswith(_RESERVED):
+            kind = "manifest"
+        elif req.header("if-none-match") is not None or req.header("if-modified-since") is not None:
+            kind = "revalidate"
+        else:
+            kind = "fill"
+        row = rec.fetch(t, self._node, si, kind)
+        up = self._uplink(t)
+        await trio.sleep(up)
+        t_at = clock()
+        if any(a <= t_at < b for a, b in self._outages):
+            rec.origin(t_at, si, -1, 0, 0.0)
+            await trio.sleep(self._uplink(t_at))
+            rec.f_error[row] = 1
+            raise OriginConnectError("origin outage (modelled)")
+        try:
+            if on_interim is None:
+                resp: Response = await self._origin.request(req)
+            else:
+                resp = await self._origin.request(req, on_interim=on_interim)
+        except OriginError:
+            rec.f_error[row] = 1
+            raise
+        t_out = clock()
+        wait_h = resp.header(ORIGIN_WAIT_HEADER)
+        wait = float(wait_h) if wait_h else 0.0
+        rejected = resp.status == 503 and resp.header("retry-after") is not None and wait_h is None
+        rec.origin(t_out, si, resp.status, resp.size, -1.0 if rejected else wait)
+        if not rejected:
+            self._origin_busy(t_at + wait, max(0.0, t_out - t_at - wait))
+        back = self._uplink(t_out)
+        await trio.sleep(back)
+        rec.f_bytes[row] = resp.size
+        notes = _NOTES.get()
+        if notes is not None:
+            notes.origin_wait += wait
+        return resp
+
+    async def aclose(self) -> None:
+        await self._origin.aclose()

@@ -1,0 +1,209 @@
+"""The traffic model as a stream of arrivals, for drivers other than the capacity engine.
+
+The capacity engine (edgesim/engine.py) draws its arrivals inline in its hot loop. The
+Trio engine (edgesim/trioengine.py) and live mode (edgesim/live.py) need the same
+arrivals one at a time: :class:`ArrivalStream` builds the engine's own traffic state
+(sites and their Zipf samplers, redirect sources, piecewise-constant rates, visitor
+mixes, link latencies, balancer rings) and draws from it in the engine's order, so a
+given (topology, seed) yields the arrivals the engine would see. This module is the
+one place outside engine.py that reads the engine's private state.
+
+:func:`window_topology` cuts a window out of a topology's traffic curve and scales its
+rate: live mode runs such a window, and a virtual run of the same derived topology is
+its comparison.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+from dataclasses import replace
+from typing import Any, NamedTuple
+
+from edgesim.topology import Topology
+
+__all__ = ["Arrival", "ArrivalStream", "window_topology"]
+
+
+class Arrival(NamedTuple):
+    """One client request of the traffic model.
+
+    ``t`` is virtual seconds from the run's start; ``region`` and ``site`` are indexes
+    (topology order); ``headers`` include ``host`` and the visitor's country and
+    language; ``u_balance`` is the uniform draw a ``random`` balancer uses.
+    """
+
+    t: float
+    region: int
+    site: int
+    target: str
+    headers: list[tuple[str, str]]
+    u_balance: float
+
+
+def window_topology(topology: Topology, start: float, duration: float, rate_scale: float = 1.0) -> Topology:
+    """The topology restricted to ``[start, start + duration)`` of its traffic curve,
+    with every rate multiplied by ``rate_scale``.
+
+    Virtual time 0 of the result is ``start`` of the original: the diurnal curve,
+    flash crowds, deploys and faults are shifted (events that end before the window
+    are dropped, ones that overlap its start are clipped). The warm-up counts from
+    the original start (a window after it has none). Caches start cold.
+
+    Raises:
+        ValueError: a window outside the traffic's duration, or a non-positive scale.
+    """
+    tr = topology.traffic
+    if not (start >= 0 and duration > 0 and start + duration <= tr.duration + 1e-9):
+        raise ValueError(
+            f"window {start:g},{duration:g}: expected START >= 0 and DURATION > 0 within the "
+            f"traffic's {tr.duration:g} s"
+        )
+    if not rate_scale > 0 or math.isinf(rate_scale):
+        raise ValueError(f"rate scale {rate_scale!r}: expected a number > 0")
+    end = start + duration
+
+    def clip(at: float, length: float) -> tuple[float, float] | None:
+        a, b = max(at, start), min(at + length, end)
+        return (a - start, b - a) if b > a else None
+
+    crowds = []
+    for fc in tr.flash_crowds:
+        c = clip(fc.start, fc.duration)
+        if c is not None:
+            crowds.append(replace(fc, start=c[0], duration=c[1]))
+    deploys = tuple(replace(d, at=d.at - start) for d in tr.deploys if start <= d.at < end)
+    f = topology.faults
+    crashes = tuple(replace(c, at=c.at - start) for c in f.crashes if start <= c.at < end)
+    outages = []
+    for o in f.outages:
+        c = clip(o.at, o.duration)
+        if c is not None:
+            outages.append(replace(o, at=c[0], duration=c[1]))
+    spikes = []
+    for s in f.spikes:
+        c = clip(s.at, s.duration)
+        if c is not None:
+            spikes.append(replace(s, at=c[0], duration=c[1]))
+    traffic = replace(
+        tr,
+        duration=duration,
+        peak_rps=tr.peak_rps * rate_scale,
+        warmup=max(0.0, min(tr.warmup - start, duration)),
+        start_hour_utc=tr.start_hour_utc + start / 3600.0,
+        flash_crowds=tuple(crowds),
+        deploys=deploys,
+    )
+    faults = replace(f, crashes=crashes, outages=tuple(outages), spikes=tuple(spikes))
+    return replace(topology, traffic=traffic, faults=faults)
+
+
+class ArrivalStream:
+    """The arrivals of a topology's traffic, in time order, one :meth:`next` at a time.
+
+    Args:
+        topology: the topology (synthetic traffic; traces are not supported).
+        seed: the run's seed.
+        stop_at: end arrivals here (default: the traffic's duration).
+
+    Attributes:
+        engine: the capacity engine's state the stream draws from (its sites, links,
+            nodes and balancers); drivers use it to choose nodes (:meth:`choose`),
+            draw latencies and service times, and publish deploys.
+    """
+
+    def __init__(self, topology: Topology, seed: int, stop_at: float | None = None) -> None:
+        from edgesim.engine import _Engine
+
+        if topology.traffic.trace is not None:
+            raise ValueError("trace replay is not supported here: use the default engine")
+        self.topology = topology
+        self.engine: Any = _Engine(topology, seed, stop_at)
+        eng = self.engine
+        eng.warmup = topology.traffic.warmup
+        self._ends, self._rates, self._rcdfs, self._scdfs = eng._segments()
+        self._rows: list[list[float]] = []
+        self._t, self._seg = self._advance(0.0, 0, eng._exp())
+
+    @property
+    def end(self) -> float:
+        """Where arrivals stop (virtual seconds)."""
+        return float(self.engine.end)
+
+    def peek(self) -> float:
+        """The time of the next arrival (``inf`` when there are no more)."""
+        return self._t
+
+    def _advance(self, t: float, seg: int, gap: float) -> tuple[float, int]:
+        # As the engine: an Exp(1) gap at the segment's rate; past a segment edge, a
+        # fresh gap at the next rate (memoryless, so exact for piecewise rates).
+        ends, rates = self._ends, self._rates
+        while seg < len(ends):
+            rate = rates[seg]
+            if rate > 0:
+                t2 = t + gap / rate
+                if t2 < ends[seg]:
+                    return t2, seg
+            t = ends[seg]
+            seg += 1
+            gap = self.engine._exp()
+        return math.inf, seg
+
+    def next(self) -> Arrival | None:
+        """The next arrival, or None after the last."""
+        t, seg = self._t, self._seg
+        if t == math.inf:
+            return None
+        eng = self.engine
+        if not self._rows:
+            self._rows = eng._arrival_rows()
+        gap, u1, u2, u3, u4, u5 = self._rows.pop()
+        nregions = len(self.topology.regions)
+        ri = min(bisect_right(self._rcdfs[seg], u1), nregions - 1) if nregions > 1 else 0
+        nsites = len(eng.sites)
+        si = min(bisect_right(self._scdfs[seg][ri], u2), nsites - 1) if nsites > 1 else 0
+        sm = eng.sites[si]
+        if sm.redirect_share and u3 < sm.redirect_share:
+            reds = sm.redirects
+            target = reds[min(int(u3 / sm.redirect_share * len(reds)), len(reds) - 1)]
+        else:
+            target = sm.url()
+        vis = eng.visitors[ri]
+        vi = min(bisect_right(vis, u4), len(vis) - 1) if len(vis) > 1 else 0
+        headers = list(eng.headers[si][ri][vi])
+        rate = self._rates[seg]
+        nt = t + gap / rate if rate > 0 else math.inf
+        if nt >= self._ends[seg]:
+            nt, seg = self._advance(t, seg, gap)
+        self._t, self._seg = nt, seg
+        return Arrival(t, ri, si, target, headers, u5)
+
+    def choose(self, arrival: Arrival) -> Any:
+        """The engine's node (``_Node``) for ``arrival`` by its region's balancer, among
+        the region's live nodes (None when none is left). ``least-connections`` reads
+        each node's ``conns``: the driver keeps it up to date."""
+        eng = self.engine
+        ri = arrival.region
+        group = eng.alive[ri]
+        if eng.balancers[ri] == "random" and group:
+            return group[min(int(arrival.u_balance * len(group)), len(group) - 1)]
+        return eng._choose(ri, arrival.target, None)
+
+    def publish_deploy(self, site: str, new_fraction: float, now: float) -> dict[str, Any]:
+        """Publish a new deploy of ``site`` on the stream's origin model, so later
+        arrivals request its new URLs; returns the deploy options (``seed``,
+        ``new_fraction``) for the driver's real origin, which then builds the same
+        catalog."""
+        eng = self.engine
+        host = site.lower()
+        si = eng.site_index.get(host)
+        if si is None:
+            raise ValueError(f"deploy of unknown site {site!r}")
+        opts: dict[str, Any] = {}
+        if eng.origin.sites[host].deploy.catalog is not None:
+            opts = {"seed": int(eng.u_misc() * 2**31), "new_fraction": new_fraction}
+        prepared = eng.origin.prepare_deploy(host, options=opts)
+        d = eng.origin.publish(prepared, now)
+        if d.catalog is not None:
+            eng.sites[si].urls = eng._catalog_urls(host)
+        return opts

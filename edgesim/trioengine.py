@@ -1,0 +1,317 @@
+"""The Trio engine: a topology through the real Trio shells, on Trio's mock clock.
+
+Theory of operation
+-------------------
+:func:`simulate_trio` runs the same topology, traffic model and report as
+:func:`edgesim.engine.simulate`, but every request goes through the real services:
+the client side of :class:`~edgesim._client.OriginPool` sends HTTP/1.1 bytes over a
+Trio memory stream to the edge's :class:`~edgesim._server.HttpServer`, whose
+:class:`~edgesim.serve.EdgeService` drives the edge core and fetches through another
+pool from the real :class:`origin.server.OriginServer` (its concurrency limit, queue
+bound and modelled service time). Everything runs under ``trio.testing.MockClock``
+with autojump, so time is virtual: the modelled link latencies and edge service times
+(:mod:`edgesim._modelled`) are ``trio.sleep`` calls that cost no wall time.
+
+Arrivals come from :class:`edgesim._traffic.ArrivalStream`, which draws them exactly
+as the capacity engine does, so for the same seed both engines see the same requests;
+balancers, link latencies and service times come from the engine's state too. What
+differs is only what the shells add: HTTP framing, real bodies, real concurrency.
+
+It is slow (every request is several Trio tasks and real HTTP parsing): for small
+topologies and for checking the fast engine (docs/live.md).
+
+Not modelled here (rejected with a clear error): shield tiers and node crashes. Origin
+outages, latency spikes, flash crowds and deploys are.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+from edgesim import __version__
+from edgesim.metrics import O_FAILED, Recorder, RunResult, build_report
+from edgesim.topology import Topology
+
+__all__ = ["TrioEngineError", "simulate_trio"]
+
+# Client read timeout (virtual seconds): long enough for the origin's worst queue.
+_READ_TIMEOUT = 600.0
+# Progress callbacks every this many arrivals.
+_PROGRESS_EVERY = 256
+
+
+class TrioEngineError(ValueError):
+    """The topology uses something the Trio engine does not model."""
+
+
+def check_supported(topology: Topology) -> None:
+    """Raise :class:`TrioEngineError` for parts the shells-based drivers don't model."""
+    if topology.shield is not None:
+        raise TrioEngineError("a shield tier is modelled only by the default engine (--engine fast)")
+    if topology.faults.crashes:
+        raise TrioEngineError("node crashes are modelled only by the default engine (--engine fast)")
+    if topology.traffic.trace is not None:
+        raise TrioEngineError("trace replay is modelled only by the default engine (--engine fast)")
+
+
+class _Run:
+    """The state of one Trio-engine run (built and driven inside ``trio.run``)."""
+
+    def __init__(self, topology: Topology, seed: int, stop_at: float | None) -> None:
+        from edgesim._traffic import ArrivalStream
+
+        self.topo = topology
+        self.seed = seed
+        self.stream = ArrivalStream(topology, seed, stop_at)
+        self.eng = self.stream.engine
+        self.rec = Recorder()
+        self.events: list[dict[str, Any]] = []
+        self.origin_busy = 0.0
+        self.cores: list[Any] = []
+        self.reached = 0.0
+        self.arrivals = 0
+
+    def busy(self, t: float, s: float) -> float:
+        return float(self.eng._busy(t, s))
+
+    def add_origin_busy(self, t: float, s: float) -> None:
+        self.origin_busy += self.busy(t, s)
+
+    async def main(self, progress: Callable[[float, float, int], None] | None) -> None:
+        import trio
+
+        from edgesim._client import OriginError, OriginPool
+        from edgesim._modelled import CollapseAwareNode, ModelledEdge, ModelledUplink, _Clock, outcome_code
+        from edgesim._server import HttpServer
+        from edgesim.cache import HttpCache, MemoryStore
+        from edgesim.http import Request
+        from edgesim.node import EdgeConfig
+        from edgesim.serve import EdgeService
+        from edgesim.testing import _memory_opener, build_origin_core
+        from origin.server import OriginServer
+
+        eng, rec, topo = self.eng, self.rec, self.topo
+        clock = _Clock(trio.current_time())
+        epoch0 = float(eng.epoch0)
+
+        def now() -> float:
+            return epoch0 + clock()
+
+        outages = [(float(a), float(b)) for a, b in eng.outages]
+        for a, b in outages:
+            if a < eng.end:
+                self.events.append({"at": a, "kind": "origin_outage", "until": b})
+        for sp in topo.faults.spikes:
+            if sp.at < eng.end:
+                self.events.append(
+                    {"at": sp.at, "kind": "latency_spike", "link": sp.link, "until": sp.at + sp.duration}
+                )
+        for fc in topo.traffic.flash_crowds:
+            if fc.start < eng.end:
+                self.events.append(
+                    {
+                        "at": fc.start,
+                        "kind": "flash_crowd",
+                        "site": fc.site,
+                        "region": fc.region or "*",
+                        "until": fc.start + fc.duration,
+                        "multiplier": fc.multiplier,
+                    }
+                )
+
+        o = topo.origin
+        core = build_origin_core(topo, now=epoch0, bodies=True, model_load=True)
+        origin = OriginServer(
+            core, concurrency=max(1, o.workers), max_queue=o.max_queue, rng=random.Random(self.seed)
+        )
+        async with trio.open_nursery() as servers:
+            members: dict[int, tuple[Any, OriginPool]] = {}
+            for n in eng.nodes:
+                g = topo.regions[n.region].edge
+                # The engine's tiers, with real bodies (MemoryStore, not MetadataStore).
+                store = partial(MemoryStore, eviction=g.eviction, max_object_bytes=g.max_object or None)
+                disk = store(g.disk_cache) if g.disk_cache > 0 else None
+                node_core = CollapseAwareNode(HttpCache(store(g.memory_cache), disk), EdgeConfig(name=n.name))
+                self.cores.append(node_core)
+                pool = OriginPool(
+                    "http://origin.invalid:80",
+                    read_timeout=_READ_TIMEOUT,
+                    open_stream=_memory_opener(servers, origin.http),
+                )
+                up = ModelledUplink(
+                    pool, n.index, n.uplink, rec, eng.site_index, clock, outages, self.add_origin_busy
+                )
+                service = EdgeService(node_core, up, clock=now)
+                await servers.start(service.run)
+                edge = ModelledEdge(service.handle, n, eng.client_links[n.region], clock, self.busy)
+                http = HttpServer(edge.handle, server_name=n.name)
+                client = OriginPool(
+                    f"http://{n.name}.edge.invalid:80",
+                    read_timeout=_READ_TIMEOUT,
+                    open_stream=_memory_opener(servers, http),
+                )
+                members[n.index] = (n, client)
+
+            async def client_request(arrival: Any, n: Any, pool: OriginPool) -> None:
+                t0 = arrival.t
+                try:
+                    resp = await pool.request(Request("GET", arrival.target, arrival.headers))
+                except OriginError:
+                    n.conns -= 1
+                    rec.add(t0, clock() - t0, 0.0, n.index, arrival.site, O_FAILED, 0, 0)
+                    return
+                n.conns -= 1
+                code, queued = outcome_code(resp)
+                rec.add(t0, clock() - t0, queued, n.index, arrival.site, code, resp.size, 0)
+
+            deploys = sorted(topo.traffic.deploys, key=lambda d: d.at)
+            async with trio.open_nursery() as clients:
+                stream = self.stream
+                report_at = _PROGRESS_EVERY
+                while True:
+                    t_next = stream.peek()
+                    if deploys and deploys[0].at <= t_next and deploys[0].at < eng.end:
+                        dep = deploys.pop(0)
+                        await trio.sleep_until(clock.t0 + dep.at)
+                        self._deploy(dep, core, now(), servers)
+                        continue
+                    arr = stream.next()
+                    if arr is None:
+                        break
+                    await trio.sleep_until(clock.t0 + arr.t)
+                    self.reached = arr.t
+                    self.arrivals += 1
+                    n = stream.choose(arr)
+                    if n is None:
+                        first = eng.region_nodes[arr.region][0].index
+                        rec.add(arr.t, 0.0, 0.0, first, arr.site, O_FAILED, 0, 0)
+                    else:
+                        n.conns += 1
+                        clients.start_soon(client_request, arr, n, members[n.index][1])
+                    if self.arrivals >= report_at and progress is not None:
+                        report_at += _PROGRESS_EVERY
+                        progress(arr.t, eng.end, self.arrivals)
+            for _, pool in members.values():
+                await pool.aclose()
+            servers.cancel_scope.cancel()
+        if progress is not None:
+            progress(eng.end, eng.end, self.arrivals)
+
+    def _deploy(self, dep: Any, core: Any, now: float, nursery: Any) -> None:
+        import trio
+
+        host = dep.site.lower()
+        opts = self.stream.publish_deploy(dep.site, dep.new_fraction, now)
+        d = core.publish(core.prepare_deploy(host, options=opts), now)
+        purges = []
+        for node_core in self.cores:
+            delay = dep.propagation * self.eng.u_misc()
+            purges.append(dep.at + delay)
+
+            async def purge(node_core: Any = node_core, delay: float = delay) -> None:
+                await trio.sleep(delay)
+                node_core.cache.purge_tag(host)
+
+            nursery.start_soon(purge)
+        self.events.append(
+            {
+                "at": dep.at,
+                "kind": "deploy",
+                "site": host,
+                "deploy_id": d.id,
+                "new_fraction": dep.new_fraction,
+                "purged_by": max(purges) if purges else dep.at,
+            }
+        )
+
+
+def simulate_trio(
+    topology: Topology,
+    *,
+    seed: int | None = None,
+    progress: Callable[[float, float, int], None] | None = None,
+    stop_at: float | None = None,
+) -> RunResult:
+    """Run ``topology`` through the real Trio shells on Trio's mock clock.
+
+    Args:
+        topology: the validated topology (no shield, no node crashes, no trace).
+        seed: the run's seed (default: the topology's); the arrivals are the ones the
+            capacity engine draws for this seed.
+        progress: called as ``progress(virtual_time, end_time, requests)`` now and
+            then, and once at the end.
+        stop_at: end client arrivals here (default: the traffic's duration).
+
+    Returns:
+        The :class:`~edgesim.metrics.RunResult`, shaped as the capacity engine's
+        (``meta.engine`` is ``"trio"``). Ctrl-C returns what was recorded so far,
+        marked ``meta.partial``.
+
+    Error handling:
+        :class:`TrioEngineError` (a ``ValueError``) for parts of the topology it
+        does not model.
+    """
+    import trio
+    import trio.testing
+
+    check_supported(topology)
+    s = topology.seed if seed is None else seed
+    wall0 = time.perf_counter()
+    run = _Run(topology, s, stop_at)
+    partial = False
+    try:
+        trio.run(run.main, progress, clock=trio.testing.MockClock(autojump_threshold=0))
+    except KeyboardInterrupt:
+        partial = True
+    wall = time.perf_counter() - wall0
+    eng = run.eng
+    end = eng.end if not partial else max(run.reached, 1e-9)
+    report = build_report(
+        run.rec,
+        meta={
+            "topology": topology.name,
+            "seed": s,
+            "edgesim_version": __version__,
+            "engine": "trio",
+            "duration": end,
+            "warmup": topology.traffic.warmup,
+            "interval": topology.interval,
+            "start_utc": _iso(eng.epoch0),
+            "simulated_requests": run.arrivals,
+            "partial": partial,
+        },
+        nodes=[
+            {
+                "name": n.name,
+                "region": topology.regions[n.region].name,
+                "tier": "edge",
+                "workers": n.workers,
+                "busy": n.busy_steady,
+                "max_queue": n.max_queue,
+                "crashes": 0,
+                "cache": run.cores[n.index].cache.statistics()
+                if n.index < len(run.cores)
+                else n.core.cache.statistics(),
+            }
+            for n in eng.nodes
+        ],
+        regions=[r.name for r in topology.regions],
+        sites=[m.host for m in eng.sites],
+        origin={"workers": max(1, topology.origin.workers), "busy": run.origin_busy},
+        events=sorted(run.events, key=lambda e: (e["at"], e["kind"])),
+    )
+    timing = {
+        "wall_seconds": wall,
+        "simulated_requests_per_second": run.arrivals / wall if wall > 0 else 0.0,
+    }
+    return RunResult(report, timing)
+
+
+def _iso(t: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
