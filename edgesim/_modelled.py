@@ -24,14 +24,17 @@ from __future__ import annotations
 
 import contextvars
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import trio
 
 from edgesim._client import InterimCallback, OriginConnectError, OriginError
+from edgesim.cache import HttpCache, MemoryStore
 from edgesim.http import Request, Response
 from edgesim.metrics import O_COLLAPSED, O_ERROR, O_HIT, OUTCOME_CODES, Recorder
-from edgesim.node import EdgeNode, Join, Step
+from edgesim.node import EdgeConfig, EdgeNode, Join, Step
+from edgesim.topology import Topology
 
 __all__ = [
     "COLLAPSED_HEADER",
@@ -39,6 +42,7 @@ __all__ = [
     "CollapseAwareNode",
     "ModelledEdge",
     "ModelledUplink",
+    "build_edge_core",
     "outcome_code",
 ]
 
@@ -73,6 +77,15 @@ class CollapseAwareNode(EdgeNode):
         if notes is not None and join.fetch.kind != "manifest":
             notes.collapsed = True
         return super().joined(join, now)
+
+
+def build_edge_core(topology: Topology, node: Any) -> CollapseAwareNode:
+    """The edge core of the engine's node ``node``: the engine's memory and disk tiers
+    (size, eviction, admission), holding real bodies (``MemoryStore`` for both)."""
+    g = topology.regions[node.region].edge
+    store = partial(MemoryStore, eviction=g.eviction, max_object_bytes=g.max_object or None)
+    disk = store(g.disk_cache) if g.disk_cache > 0 else None
+    return CollapseAwareNode(HttpCache(store(g.memory_cache), disk), EdgeConfig(name=node.name))
 
 
 def outcome_code(resp: Response, queued: float | None = None) -> tuple[int, float]:

@@ -541,12 +541,16 @@ def _tail(path: Path, limit: int = 2000) -> str:
         return ""
 
 
-async def _start_origin_process(sites_dir: Path, log_path: Path) -> tuple[trio.Process, str]:
-    """``python -m origin --sites DIR --port 0``; returns it and its URL once listening.
-    Its stderr goes to ``log_path`` (quoted in the error when it fails to start)."""
+async def _start_origin_process(
+    sites_dir: Path, log_path: Path, extra_args: Sequence[str] = ()
+) -> tuple[trio.Process, str]:
+    """``python -m origin --sites DIR --port 0 [extra_args]``; returns it and its URL once
+    listening. Its stderr goes to ``log_path`` (quoted in the error when it fails to
+    start)."""
     import trio
 
     cmd, env = _origin_command(sites_dir)
+    cmd += extra_args
     log = log_path.open("wb")  # the child writes it; we only pass the descriptor
     try:
         proc = await trio.lowlevel.open_process(cmd, stdout=subprocess.PIPE, stderr=log, env=env)

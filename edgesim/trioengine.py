@@ -29,7 +29,6 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 from edgesim import __version__
@@ -85,11 +84,10 @@ class _Run:
         import trio
 
         from edgesim._client import OriginError, OriginPool
-        from edgesim._modelled import CollapseAwareNode, ModelledEdge, ModelledUplink, _Clock, outcome_code
+        from edgesim._modelled import ModelledEdge, ModelledUplink, _Clock, build_edge_core, outcome_code
         from edgesim._server import HttpServer
-        from edgesim.cache import HttpCache, MemoryStore
+        from edgesim._traffic import model_events
         from edgesim.http import Request
-        from edgesim.node import EdgeConfig
         from edgesim.serve import EdgeService
         from edgesim.testing import _memory_opener, build_origin_core
         from origin.server import OriginServer
@@ -102,26 +100,7 @@ class _Run:
             return epoch0 + clock()
 
         outages = [(float(a), float(b)) for a, b in eng.outages]
-        for a, b in outages:
-            if a < eng.end:
-                self.events.append({"at": a, "kind": "origin_outage", "until": b})
-        for sp in topo.faults.spikes:
-            if sp.at < eng.end:
-                self.events.append(
-                    {"at": sp.at, "kind": "latency_spike", "link": sp.link, "until": sp.at + sp.duration}
-                )
-        for fc in topo.traffic.flash_crowds:
-            if fc.start < eng.end:
-                self.events.append(
-                    {
-                        "at": fc.start,
-                        "kind": "flash_crowd",
-                        "site": fc.site,
-                        "region": fc.region or "*",
-                        "until": fc.start + fc.duration,
-                        "multiplier": fc.multiplier,
-                    }
-                )
+        self.events.extend(model_events(topo, eng.end))
 
         o = topo.origin
         core = build_origin_core(topo, now=epoch0, bodies=True, model_load=True)
@@ -131,11 +110,7 @@ class _Run:
         async with trio.open_nursery() as servers:
             members: dict[int, tuple[Any, OriginPool]] = {}
             for n in eng.nodes:
-                g = topo.regions[n.region].edge
-                # The engine's tiers, with real bodies (MemoryStore, not MetadataStore).
-                store = partial(MemoryStore, eviction=g.eviction, max_object_bytes=g.max_object or None)
-                disk = store(g.disk_cache) if g.disk_cache > 0 else None
-                node_core = CollapseAwareNode(HttpCache(store(g.memory_cache), disk), EdgeConfig(name=n.name))
+                node_core = build_edge_core(topo, n)
                 self.cores.append(node_core)
                 pool = OriginPool(
                     "http://origin.invalid:80",

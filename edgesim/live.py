@@ -1,0 +1,455 @@
+"""Live mode: a window of a topology's traffic as real HTTP over loopback.
+
+Theory of operation
+-------------------
+:func:`run_live` runs a topology (usually a :func:`~edgesim._traffic.window_topology`
+cut of a real one, at a rate this machine can carry) with real parts and wall time:
+
+* the origin is its own OS process, ``python -P -m origin``, serving the topology's
+  sites with the topology's origin model (``--concurrency`` workers, ``--max-queue``,
+  and the service time as each site's ``[load]``);
+* the edge nodes are real HTTP servers on 127.0.0.1, started by an :class:`EdgeFleet`
+  (:class:`InProcessEdges`: Trio servers in this process). The modelled link latencies,
+  worker slots and service times are injected in the shells (:mod:`edgesim._modelled`),
+  which also record each node's origin fetches;
+* a load generator, its own process (``python -P -m edgesim._liveload``), sends the
+  arrivals of the traffic model (:class:`~edgesim._traffic.ArrivalStream`, the same
+  requests the capacity engine draws for the seed) at their times, chooses nodes as
+  the regions' balancers do, and appends one line per finished request to a file,
+  flushed as it goes: nothing already answered is lost if a node or the run dies.
+
+The parent reads that file and builds the report with :func:`edgesim.metrics.build_report`,
+so it has the virtual report's shape; ``meta.virtual_comparison`` holds the capacity
+engine's figures for the same topology and seed (docs/live.md).
+
+Time base: both processes use ``time.time() - start`` with ``start`` sent by the
+parent once the load generator is ready.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from bisect import bisect_right
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from edgesim import __version__
+from edgesim.errors import EdgesimError
+from edgesim.metrics import Recorder, RunResult, build_report
+from edgesim.topology import Topology
+
+if TYPE_CHECKING:
+    import trio
+
+__all__ = [
+    "DEFAULT_LIVE_PEAK_RPS",
+    "DEFAULT_WINDOW",
+    "EdgeFleet",
+    "FleetResults",
+    "InProcessEdges",
+    "LiveError",
+    "auto_rate_scale",
+    "run_live",
+]
+
+# Default peak requests/s of a live run (--rate-scale auto): three Python processes
+# (origin, edges, load generator) on a shared 2-core machine keep up with this with
+# room to spare, so measured latency is the model's, not the machine's backlog.
+DEFAULT_LIVE_PEAK_RPS = 40.0
+# Default window length (seconds): long enough for caches to fill past the first
+# requests, short enough for a quick check.
+DEFAULT_WINDOW = 60.0
+# Seconds requests still in flight get after the last arrival before they count as
+# failed: covers the origin's worst queue at live rates.
+DRAIN_SECONDS = 30.0
+# Read timeout of every live HTTP client (seconds).
+READ_TIMEOUT = 30.0
+
+
+class LiveError(EdgesimError, RuntimeError):
+    """A live run could not start or run (one line for the CLI)."""
+
+
+def auto_rate_scale(topology: Topology) -> float:
+    """The rate scale that brings the topology's peak to :data:`DEFAULT_LIVE_PEAK_RPS`
+    (1.0 when it is already below)."""
+    peak = topology.traffic.peak_rps
+    return min(1.0, DEFAULT_LIVE_PEAK_RPS / peak) if peak > 0 else 1.0
+
+
+# --------------------------------------------------------------------------
+# Edge fleets
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class FleetResults:
+    """What the edge nodes measured: fetch and origin rows (``rec``), one dict per node
+    for :func:`~edgesim.metrics.build_report`, and the origin's steady busy seconds."""
+
+    rec: Recorder
+    nodes: list[dict[str, Any]] = field(default_factory=list)
+    origin_busy: float = 0.0
+
+
+class EdgeFleet(Protocol):
+    """Starts a topology's edge nodes for a live run: "start N edge nodes, give me their
+    URLs". :class:`InProcessEdges` runs them in this process; a fleet of edge processes
+    only has to implement the same two methods.
+    """
+
+    async def start(self, nursery: trio.Nursery, origin_url: str, clock: Callable[[], float]) -> list[str]:
+        """Start one node per edge node of the topology, in the engine's node order,
+        serving until ``nursery`` is cancelled; return their base URLs
+        (``http://127.0.0.1:PORT``). ``clock`` gives the run's seconds (for records)."""
+        ...
+
+    def results(self) -> FleetResults:
+        """What the nodes recorded (call after they stopped)."""
+        ...
+
+
+class InProcessEdges:
+    """Edge nodes as Trio HTTP servers on 127.0.0.1 in this process, with the model of
+    :mod:`edgesim._modelled` injected (link latency, worker slots, service time).
+
+    Args:
+        topology: the topology.
+        engine: the capacity engine's state (``ArrivalStream.engine``): node models,
+            links and the steady-state window.
+    """
+
+    def __init__(self, topology: Topology, engine: Any) -> None:
+        self.topology = topology
+        self.engine = engine
+        self.rec = Recorder()
+        self.cores: list[Any] = []
+        self.origin_busy = 0.0
+
+    def _busy(self, t: float, s: float) -> float:
+        return float(self.engine._busy(t, s))
+
+    def _add_origin_busy(self, t: float, s: float) -> None:
+        self.origin_busy += self._busy(t, s)
+
+    async def start(self, nursery: trio.Nursery, origin_url: str, clock: Callable[[], float]) -> list[str]:
+        from edgesim._client import OriginPool
+        from edgesim._modelled import ModelledEdge, ModelledUplink, build_edge_core
+        from edgesim._server import HttpServer
+        from edgesim.serve import EdgeService
+
+        eng = self.engine
+        outages = [(float(a), float(b)) for a, b in eng.outages]
+        urls = []
+        for n in eng.nodes:
+            core = build_edge_core(self.topology, n)
+            self.cores.append(core)
+            pool = OriginPool(origin_url, read_timeout=READ_TIMEOUT)
+            up = ModelledUplink(
+                pool, n.index, n.uplink, self.rec, eng.site_index, clock, outages, self._add_origin_busy
+            )
+            service = EdgeService(core, up)  # the core's clock: wall time, as the origin's
+            await nursery.start(service.run)
+            edge = ModelledEdge(service.handle, n, eng.client_links[n.region], clock, self._busy)
+            http = HttpServer(edge.handle, server_name=n.name)
+            port = await nursery.start(http.serve_tcp, "127.0.0.1", 0)
+            urls.append(f"http://127.0.0.1:{port}")
+        return urls
+
+    def results(self) -> FleetResults:
+        nodes = [
+            {
+                "name": n.name,
+                "region": self.topology.regions[n.region].name,
+                "tier": "edge",
+                "workers": n.workers,
+                "busy": n.busy_steady,
+                "max_queue": n.max_queue,
+                "crashes": 0,
+                "cache": (self.cores[n.index] if n.index < len(self.cores) else n.core).cache.statistics(),
+            }
+            for n in self.engine.nodes
+        ]
+        return FleetResults(self.rec, nodes, self.origin_busy)
+
+
+# --------------------------------------------------------------------------
+# The run
+# --------------------------------------------------------------------------
+
+
+class _RunClock:
+    """Seconds since the run's start (wall clock; the load generator uses the same)."""
+
+    def __init__(self) -> None:
+        self.start_at = time.time()
+
+    def __call__(self) -> float:
+        return time.time() - self.start_at
+
+
+def _check(topology: Topology) -> None:
+    from edgesim.trioengine import TrioEngineError, check_supported
+
+    try:
+        check_supported(topology)
+    except TrioEngineError as exc:
+        raise LiveError(str(exc).replace("(--engine fast)", "(--mode virtual)")) from None
+    if topology.traffic.deploys:
+        raise LiveError("live mode does not replay deploys: choose a --window without them")
+
+
+def _schedule(stream: Any) -> list[list[Any]]:
+    """Every arrival as ``[t, region, site, target, headers, node]`` (node -1: the load
+    generator balances by least connections)."""
+    eng = stream.engine
+    out: list[list[Any]] = []
+    while (a := stream.next()) is not None:
+        if eng.balancers[a.region] == "least-connections":
+            node = -1
+        else:
+            n = stream.choose(a)
+            node = n.index if n is not None else -1
+        out.append([round(a.t, 6), a.region, a.site, a.target, a.headers, node])
+    return out
+
+
+def _tail(path: Path, limit: int = 600) -> str:
+    try:
+        return path.read_text(errors="replace").strip()[-limit:]
+    except OSError:
+        return ""
+
+
+def _read_records(path: Path, rec: Recorder) -> int:
+    """Add the load generator's request lines to ``rec``; returns how many. A line
+    cut short by a kill is skipped."""
+    n = 0
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return 0
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) != 7:
+            continue
+        t0, lat, queued = float(parts[0]), float(parts[1]), float(parts[2])
+        node, site, code, size = (int(x) for x in parts[3:])
+        rec.add(t0, lat, queued, node, site, code, size, 0)
+        n += 1
+    return n
+
+
+async def _drive(
+    topology: Topology,
+    seed: int,
+    fleet: EdgeFleet,
+    schedule: list[list[Any]],
+    work: Path,
+    clock: _RunClock,
+    progress: Callable[[float, float, int], None] | None,
+    end: float,
+    node_regions: list[int],
+) -> None:
+    import trio
+
+    from edgesim.testing import (
+        NetworkError,
+        _origin_command,
+        _start_origin_process,
+        _stop_process,
+        write_sites,
+    )
+
+    o = topology.origin
+    sites = write_sites(topology, work / "sites", model_load=True)
+    extra = ["--concurrency", str(max(1, o.workers)), "--max-queue", str(o.max_queue), "--seed", str(seed)]
+    try:
+        origin, origin_url = await _start_origin_process(sites, work / "origin.log", extra)
+    except NetworkError as exc:
+        raise LiveError(str(exc)) from None
+    load: trio.Process | None = None
+    try:
+        async with trio.open_nursery() as nursery:
+            urls = await fleet.start(nursery, origin_url, clock)
+            spec = {
+                "nodes": [{"url": u, "region": r} for u, r in zip(urls, node_regions, strict=True)],
+                "drain": DRAIN_SECONDS,
+                "read_timeout": READ_TIMEOUT,
+                "arrivals": schedule,
+            }
+            (work / "schedule.json").write_text(json.dumps(spec), encoding="utf-8")
+            _, env = _origin_command(work)  # the origin's environment: the same package paths
+            cmd = [sys.executable, "-P", "-m", "edgesim._liveload", str(work / "schedule.json")]
+            cmd.append(str(work / "records.txt"))
+            with (work / "load.log").open("wb") as log:
+                load = await trio.lowlevel.open_process(
+                    cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env
+                )
+            assert load.stdout is not None and load.stdin is not None
+            line = b""
+            with trio.move_on_after(60):
+                while not line.endswith(b"\n"):
+                    chunk = await load.stdout.receive_some(64)
+                    if not chunk:
+                        break
+                    line += chunk
+            if line.strip() != b"ready":
+                raise LiveError(f"the load generator did not start: {_tail(work / 'load.log')}")
+            clock.start_at = time.time() + 0.05
+            await load.stdin.send_all(f"{clock.start_at!r}\n".encode())
+            times = [a[0] for a in schedule]
+            while load.returncode is None:
+                with trio.move_on_after(0.5):
+                    await load.wait()
+                if progress is not None:
+                    t = min(clock(), end)
+                    progress(t, end, bisect_right(times, t))
+            if load.returncode != 0:
+                raise LiveError(f"the load generator failed ({load.returncode}): {_tail(work / 'load.log')}")
+            nursery.cancel_scope.cancel()
+    finally:
+        with trio.CancelScope(shield=True):
+            if load is not None:
+                await _stop_process(load)
+            await _stop_process(origin)
+
+
+def run_live(
+    topology: Topology,
+    *,
+    seed: int | None = None,
+    progress: Callable[[float, float, int], None] | None = None,
+    workdir: str | os.PathLike[str] | None = None,
+    fleet: EdgeFleet | None = None,
+    compare: bool = True,
+) -> RunResult:
+    """Run ``topology`` live: origin process, edge servers on loopback, load generator
+    process, wall time (the whole traffic duration: pass a window topology).
+
+    Args:
+        topology: the topology to run (see :func:`edgesim._traffic.window_topology`).
+        seed: the run's seed (default: the topology's); the arrivals are the ones the
+            capacity engine draws for it.
+        progress: ``progress(seconds, end, requests_sent)`` about twice a second.
+        workdir: where the origin's sites, the schedule, the records and the logs go
+            (default: a temporary directory, removed afterwards).
+        fleet: the edge nodes (default: :class:`InProcessEdges`).
+        compare: also run the capacity engine on the same topology and seed, and put
+            its headline figures in ``meta.virtual_comparison``.
+
+    Returns:
+        A :class:`~edgesim.metrics.RunResult` shaped as a virtual run's
+        (``meta.engine`` is ``"live"``). Ctrl-C stops the run and returns what was
+        recorded, marked ``meta.partial``.
+
+    Resource handling:
+        Both subprocesses are stopped (SIGTERM, then kill) and the servers closed when
+        the run ends, also on error or Ctrl-C.
+
+    Error handling:
+        :class:`LiveError` when a part cannot start or the topology has something live
+        mode does not model (shield, crashes, deploys, traces).
+    """
+    import trio
+
+    from edgesim._traffic import ArrivalStream, model_events
+
+    _check(topology)
+    s = topology.seed if seed is None else seed
+    stream = ArrivalStream(topology, s)
+    stream.engine.warmup = topology.traffic.warmup
+    eng = stream.engine
+    edges: EdgeFleet = fleet if fleet is not None else InProcessEdges(topology, eng)
+    schedule = _schedule(stream)
+    end = float(eng.end)
+    clock = _RunClock()
+    wall0 = time.perf_counter()
+    partial = False
+    with tempfile.TemporaryDirectory(prefix="edgesim-live-") as tmp:
+        work = Path(workdir) if workdir is not None else Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        try:
+            regions = [n.region for n in eng.nodes]
+            trio.run(_drive, topology, s, edges, schedule, work, clock, progress, end, regions)
+        except KeyboardInterrupt:
+            partial = True
+        except BaseExceptionGroup as group:
+            raise _one(group) from None
+        results = edges.results()
+        rec = results.rec
+        answered = _read_records(work / "records.txt", rec)
+    reached = min(end, max(clock(), 1e-9)) if partial else end
+    wall = time.perf_counter() - wall0
+    meta: dict[str, Any] = {
+        "topology": topology.name,
+        "seed": s,
+        "edgesim_version": __version__,
+        "engine": "live",
+        "duration": reached,
+        "warmup": topology.traffic.warmup,
+        "interval": topology.interval,
+        "start_utc": _iso(eng.epoch0),
+        "simulated_requests": answered,
+        "partial": partial,
+    }
+    report = build_report(
+        rec,
+        meta=meta,
+        nodes=results.nodes,
+        regions=[r.name for r in topology.regions],
+        sites=[m.host for m in eng.sites],
+        origin={"workers": max(1, topology.origin.workers), "busy": results.origin_busy},
+        events=model_events(topology, end),
+    )
+    if compare and not partial:
+        from edgesim.engine import simulate
+
+        virtual = simulate(topology, seed=s).report
+        report["meta"]["virtual_comparison"] = comparison(report, virtual)
+    timing = {"wall_seconds": wall, "scheduled_requests": float(len(schedule))}
+    return RunResult(report, timing)
+
+
+def comparison(live: dict[str, Any], virtual: dict[str, Any]) -> dict[str, Any]:
+    """Headline figures of a live and a virtual report side by side, with the live
+    minus virtual difference of the hit ratio and the relative difference of origin
+    requests/s."""
+    lt, vt = live["totals"], virtual["totals"]
+    lo, vo = live["origin"]["requests_per_second"], virtual["origin"]["requests_per_second"]
+    hl, hv = lt["object_hit_ratio"], vt["object_hit_ratio"]
+    return {
+        "requests": {"live": lt["requests"], "virtual": vt["requests"]},
+        "object_hit_ratio": {
+            "live": hl,
+            "virtual": hv,
+            "difference": round(hl - hv, 6) if hl is not None and hv is not None else None,
+        },
+        "origin_requests_per_second": {
+            "live": lo,
+            "virtual": vo,
+            "relative_difference": round((lo - vo) / vo, 6) if vo else None,
+        },
+        "latency_p50": {"live": lt["latency"]["p50"], "virtual": vt["latency"]["p50"]},
+        "latency_p99": {"live": lt["latency"]["p99"], "virtual": vt["latency"]["p99"]},
+    }
+
+
+def _one(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _iso(t: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
