@@ -251,3 +251,23 @@ class ModelledUplink:
 
     async def aclose(self) -> None:
         await self._origin.aclose()
+
+
+def run_until_interrupted(fn: Callable[..., Awaitable[None]], *args: Any, **kwargs: Any) -> bool:
+    """``trio.run(fn, *args, **kwargs)``; True when Ctrl-C stopped it (KeyboardInterrupt,
+    also inside exception groups), so the caller can report what it has as partial.
+
+    Any other failure is raised unwrapped when it is a group's only exception.
+    """
+    try:
+        trio.run(fn, *args, **kwargs)
+    except KeyboardInterrupt:
+        return True
+    except BaseExceptionGroup as group:
+        if group.subgroup(KeyboardInterrupt) is not None:
+            return True
+        exc: BaseException = group
+        while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+            exc = exc.exceptions[0]
+        raise exc from None
+    return False

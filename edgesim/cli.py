@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 import click
 
 import edgesim
+from edgesim import _runmodes
 from edgesim.errors import EdgesimError
 
 # Exit codes: 0 fine, 1 the checked input has errors, 2 usage errors (click's own).
@@ -596,10 +597,29 @@ def validate_command(files: tuple[str, ...]) -> None:
 @click.option("--seed", type=int, help="Seed (default: the topology's).")
 @click.option(
     "--mode",
-    type=click.Choice(["virtual"]),
+    type=click.Choice(["virtual", "live"]),
     default="virtual",
     show_default=True,
-    help="virtual: one process on virtual time (live mode: to come).",
+    help="virtual: one process on virtual time; live: origin process, edges on loopback and a "
+    "load generator process, wall time (docs/live.md).",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(["fast", "trio"]),
+    default="fast",
+    show_default=True,
+    help="Virtual mode's engine: fast (the event loop) or trio (the real shells on Trio's mock "
+    "clock; slow, for small topologies).",
+)
+@click.option(
+    "--window",
+    type=_runmodes.WINDOW,
+    help="Run only this part of the traffic curve, e.g. 10m,60s (live default: 60 s after the warm-up).",
+)
+@click.option(
+    "--rate-scale",
+    type=_runmodes.RATE_SCALE,
+    help="Multiply every arrival rate by X (live default: auto, a peak of 40 requests/s).",
 )
 @click.option(
     "--json", "json_path", type=click.Path(dir_okay=False, writable=True), help="Write the report as JSON."
@@ -626,6 +646,9 @@ def run_command(
     topology: str,
     seed: int | None,
     mode: str,
+    engine: str,
+    window: tuple[float, float] | None,
+    rate_scale: float | None,
     json_path: str | None,
     csv_dir: str | None,
     html_path: str | None,
@@ -639,7 +662,6 @@ def run_command(
     """
     from edgesim import report as rep
     from edgesim._topoload import load_topology, resolve_topology_arg
-    from edgesim.engine import simulate
     from edgesim.errors import TopologyError
 
     try:
@@ -650,6 +672,9 @@ def run_command(
         sys.exit(1)
     except EdgesimError as exc:
         _fail(str(exc))
+    topo, cut = _runmodes.prepare(
+        topo, mode=mode, engine=engine, window=window, rate_scale=rate_scale, sample_rate=sample_rate
+    )
     progress_cb: Any = None
     bar: Any = None
     if not quiet:
@@ -670,14 +695,17 @@ def run_command(
 
         bar.start()
     try:
-        result = simulate(topo, seed=seed, progress=progress_cb, sample_rate=sample_rate)
-    except ValueError as exc:
+        result = _runmodes.run(
+            topo, mode=mode, engine=engine, seed=seed, sample_rate=sample_rate, progress=progress_cb
+        )
+    except (ValueError, EdgesimError) as exc:
         _fail(f"{topo.path or topo.name}: {exc}")
     finally:
         if bar is not None:
             bar.stop()
     # Files hold only deterministic fields: same topology and seed, same bytes.
     report = result.to_dict(deterministic=True)
+    report["meta"].update(cut)
     report["meta"]["topology_text"] = topo.source_text
     try:
         if json_path:
@@ -696,6 +724,9 @@ def run_command(
                 "latency, queueing and utilisation not available",
                 err=True,
             )
+        line = _runmodes.comparison_line(report)
+        if line:
+            click.echo(line, err=True)
         timing = result.timing
         rate = timing.get("simulated_requests_per_second")
         if rate:

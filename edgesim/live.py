@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -279,41 +280,51 @@ async def _drive(
     try:
         async with trio.open_nursery() as nursery:
             urls = await fleet.start(nursery, origin_url, clock)
-            spec = {
-                "nodes": [{"url": u, "region": r} for u, r in zip(urls, node_regions, strict=True)],
-                "drain": DRAIN_SECONDS,
-                "read_timeout": READ_TIMEOUT,
-                "arrivals": schedule,
-            }
-            (work / "schedule.json").write_text(json.dumps(spec), encoding="utf-8")
-            _, env = _origin_command(work)  # the origin's environment: the same package paths
-            cmd = [sys.executable, "-P", "-m", "edgesim._liveload", str(work / "schedule.json")]
-            cmd.append(str(work / "records.txt"))
-            with (work / "load.log").open("wb") as log:
-                load = await trio.lowlevel.open_process(
-                    cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env
-                )
-            assert load.stdout is not None and load.stdin is not None
-            line = b""
-            with trio.move_on_after(60):
-                while not line.endswith(b"\n"):
-                    chunk = await load.stdout.receive_some(64)
-                    if not chunk:
-                        break
-                    line += chunk
-            if line.strip() != b"ready":
-                raise LiveError(f"the load generator did not start: {_tail(work / 'load.log')}")
-            clock.start_at = time.time() + 0.05
-            await load.stdin.send_all(f"{clock.start_at!r}\n".encode())
-            times = [a[0] for a in schedule]
-            while load.returncode is None:
-                with trio.move_on_after(0.5):
-                    await load.wait()
-                if progress is not None:
-                    t = min(clock(), end)
-                    progress(t, end, bisect_right(times, t))
-            if load.returncode != 0:
-                raise LiveError(f"the load generator failed ({load.returncode}): {_tail(work / 'load.log')}")
+            try:
+                spec = {
+                    "nodes": [{"url": u, "region": r} for u, r in zip(urls, node_regions, strict=True)],
+                    "drain": DRAIN_SECONDS,
+                    "read_timeout": READ_TIMEOUT,
+                    "arrivals": schedule,
+                }
+                (work / "schedule.json").write_text(json.dumps(spec), encoding="utf-8")
+                _, env = _origin_command(work)  # the origin's environment: the same package paths
+                cmd = [sys.executable, "-P", "-m", "edgesim._liveload", str(work / "schedule.json")]
+                cmd.append(str(work / "records.txt"))
+                with (work / "load.log").open("wb") as log:
+                    load = await trio.lowlevel.open_process(
+                        cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env
+                    )
+                assert load.stdout is not None and load.stdin is not None
+                line = b""
+                with trio.move_on_after(60):
+                    while not line.endswith(b"\n"):
+                        chunk = await load.stdout.receive_some(64)
+                        if not chunk:
+                            break
+                        line += chunk
+                if line.strip() != b"ready":
+                    raise LiveError(f"the load generator did not start: {_tail(work / 'load.log')}")
+                clock.start_at = time.time() + 0.05
+                await load.stdin.send_all(f"{clock.start_at!r}\n".encode())
+                times = [a[0] for a in schedule]
+                while load.returncode is None:
+                    with trio.move_on_after(0.5):
+                        await load.wait()
+                    if progress is not None:
+                        t = min(clock(), end)
+                        progress(t, end, bisect_right(times, t))
+                if load.returncode in (130, -signal.SIGINT):
+                    raise KeyboardInterrupt  # Ctrl-C reached it first (one process group)
+                if load.returncode != 0:
+                    why = _tail(work / "load.log")
+                    raise LiveError(f"the load generator failed (exit {load.returncode}): {why}")
+            finally:
+                # The load generator stops before the edges: requests still in flight
+                # at Ctrl-C are not recorded as failures of the nodes.
+                if load is not None:
+                    with trio.CancelScope(shield=True):
+                        await _stop_process(load)
             nursery.cancel_scope.cancel()
     finally:
         with trio.CancelScope(shield=True):
@@ -358,8 +369,7 @@ def run_live(
         :class:`LiveError` when a part cannot start or the topology has something live
         mode does not model (shield, crashes, deploys, traces).
     """
-    import trio
-
+    from edgesim._modelled import run_until_interrupted
     from edgesim._traffic import ArrivalStream, model_events
 
     _check(topology)
@@ -372,17 +382,13 @@ def run_live(
     end = float(eng.end)
     clock = _RunClock()
     wall0 = time.perf_counter()
-    partial = False
     with tempfile.TemporaryDirectory(prefix="edgesim-live-") as tmp:
         work = Path(workdir) if workdir is not None else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        try:
-            regions = [n.region for n in eng.nodes]
-            trio.run(_drive, topology, s, edges, schedule, work, clock, progress, end, regions)
-        except KeyboardInterrupt:
-            partial = True
-        except BaseExceptionGroup as group:
-            raise _one(group) from None
+        regions = [n.region for n in eng.nodes]
+        partial = run_until_interrupted(
+            _drive, topology, s, edges, schedule, work, clock, progress, end, regions
+        )
         results = edges.results()
         rec = results.rec
         answered = _read_records(work / "records.txt", rec)
@@ -440,13 +446,6 @@ def comparison(live: dict[str, Any], virtual: dict[str, Any]) -> dict[str, Any]:
         "latency_p50": {"live": lt["latency"]["p50"], "virtual": vt["latency"]["p50"]},
         "latency_p99": {"live": lt["latency"]["p99"], "virtual": vt["latency"]["p99"]},
     }
-
-
-def _one(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    exc: BaseException = group
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return exc
 
 
 def _iso(t: float) -> str:

@@ -230,18 +230,15 @@ def simulate_trio(
         :class:`TrioEngineError` (a ``ValueError``) for parts of the topology it
         does not model.
     """
-    import trio
     import trio.testing
+
+    from edgesim._modelled import run_until_interrupted
 
     check_supported(topology)
     s = topology.seed if seed is None else seed
     wall0 = time.perf_counter()
     run = _Run(topology, s, stop_at)
-    partial = False
-    try:
-        trio.run(run.main, progress, clock=trio.testing.MockClock(autojump_threshold=0))
-    except KeyboardInterrupt:
-        partial = True
+    partial = run_until_interrupted(run.main, progress, clock=trio.testing.MockClock(autojump_threshold=0))
     wall = time.perf_counter() - wall0
     eng = run.eng
     end = eng.end if not partial else max(run.reached, 1e-9)
