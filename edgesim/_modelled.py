@@ -23,6 +23,7 @@ from the capacity engine's own state (:class:`edgesim._traffic.ArrivalStream`).
 from __future__ import annotations
 
 import contextvars
+import logging
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
@@ -259,6 +260,11 @@ def run_until_interrupted(fn: Callable[..., Awaitable[None]], *args: Any, **kwar
 
     Any other failure is raised unwrapped when it is a group's only exception.
     """
+    # Origin errors are modelled events here (outages, a refused 503): the shell's
+    # per-request warnings would drown the terminal; the report counts them instead.
+    serve_log = logging.getLogger("edgesim.serve")
+    level = serve_log.level
+    serve_log.setLevel(logging.ERROR)
     try:
         trio.run(fn, *args, **kwargs)
     except KeyboardInterrupt:
@@ -270,4 +276,6 @@ def run_until_interrupted(fn: Callable[..., Awaitable[None]], *args: Any, **kwar
         while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
             exc = exc.exceptions[0]
         raise exc from None
+    finally:
+        serve_log.setLevel(level)
     return False

@@ -54,6 +54,7 @@ def window_topology(topology: Topology, start: float, duration: float, rate_scal
         ValueError: a window outside the traffic's duration, or a non-positive scale.
     """
     tr = topology.traffic
+    start, duration = float(start), float(duration)
     if not (start >= 0 and duration > 0 and start + duration <= tr.duration + 1e-9):
         raise ValueError(
             f"window {start:g},{duration:g}: expected START >= 0 and DURATION > 0 within the "

@@ -1,0 +1,134 @@
+"""The two other ways to run a topology, checked against the capacity engine.
+
+* ``--engine trio``: the real edge and origin shells on Trio's mock clock must agree
+  with the fast engine on ``demo`` (hit ratio within 0.01, origin requests/s within 5%).
+* ``--mode live``: an origin process, edges on loopback and a load-generator process
+  must agree with a virtual run of the same window, rate and seed (hit ratio within
+  0.02, origin requests/s within 10%), and record every request.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edgesim._topoload import load_topology, resolve_topology_arg
+from edgesim._traffic import window_topology
+from edgesim.engine import simulate
+from edgesim.live import auto_rate_scale, run_live
+from edgesim.topology import Deploy, FlashCrowd, LatencySpike, NodeCrash, OriginOutage, Topology
+from edgesim.trioengine import TrioEngineError, simulate_trio
+
+
+def _demo() -> Topology:
+    return load_topology(resolve_topology_arg("demo"))
+
+
+def _shape(d: Any, depth: int = 0) -> Any:
+    """The keys of a report, two levels deep (dicts keyed by name are kept whole)."""
+    if isinstance(d, dict) and depth < 2:
+        return {k: _shape(v, depth + 1) for k, v in d.items()}
+    return type(d).__name__ if not isinstance(d, dict) else sorted(d)
+
+
+def test_trio_engine_agrees_with_the_fast_engine_on_demo() -> None:
+    # 30 s of demo's evening traffic at full rate: about 5,400 requests, cold caches.
+    topo = window_topology(_demo(), 600, 30)
+    fast = simulate(topo, seed=1).report
+    trio = simulate_trio(topo, seed=1).report
+    assert trio["meta"]["engine"] == "trio"
+    assert trio["meta"]["simulated_requests"] == fast["meta"]["simulated_requests"] > 4000
+    assert trio["totals"]["requests"] == fast["totals"]["requests"]
+    assert trio["totals"]["failed"] == trio["totals"]["errors"] == 0
+    assert abs(trio["totals"]["object_hit_ratio"] - fast["totals"]["object_hit_ratio"]) <= 0.01
+    fo, to = fast["origin"]["requests_per_second"], trio["origin"]["requests_per_second"]
+    assert abs(to - fo) <= 0.05 * fo
+    # The modelled latencies and service times reach the shells.
+    for pct in ("p50", "p95"):
+        ft, tt = fast["totals"]["latency"][pct], trio["totals"]["latency"][pct]
+        assert abs(tt - ft) <= 0.1 * ft
+    assert _shape(trio) == _shape(fast)
+
+
+def test_trio_engine_carries_out_deploys_outages_spikes_and_flash_crowds() -> None:
+    base = window_topology(_demo(), 600, 40, 0.4)
+    topo = replace(
+        base,
+        traffic=replace(
+            base.traffic,
+            deploys=(Deploy("shop.example", 12.0, 0.5, 2.0),),
+            flash_crowds=(FlashCrowd("news.example", 5.0, 10.0, 3.0),),
+        ),
+        faults=replace(
+            base.faults,
+            outages=(OriginOutage(25.0, 4.0),),
+            spikes=(LatencySpike("eu-west->origin", 30.0, 5.0, 0.2),),
+        ),
+    )
+    fast = simulate(topo, seed=2).report
+    trio = simulate_trio(topo, seed=2).report
+    kinds = [e["kind"] for e in trio["events"]]
+    assert kinds == [e["kind"] for e in fast["events"]]
+    assert {"deploy", "origin_outage", "latency_spike", "flash_crowd"} <= set(kinds)
+    # Misses during the outage get errors in both, in about the same number.
+    assert trio["origin"]["refused_outage"] > 50
+    assert abs(trio["origin"]["refused_outage"] - fast["origin"]["refused_outage"]) <= 10
+    assert trio["totals"]["errors"] > 50
+    assert abs(trio["totals"]["object_hit_ratio"] - fast["totals"]["object_hit_ratio"]) <= 0.01
+
+
+def test_trio_engine_refuses_what_it_does_not_model() -> None:
+    topo = window_topology(_demo(), 600, 10)
+    crashing = replace(topo, faults=replace(topo.faults, crashes=(NodeCrash("eu-west", 0, 5.0, 2.0),)))
+    with pytest.raises(TrioEngineError, match="node crashes"):
+        simulate_trio(crashing)
+
+
+def test_window_topology_shifts_the_curve_and_scales_the_rate() -> None:
+    demo = _demo()
+    cut = window_topology(demo, 900, 60, 0.5)
+    assert cut.traffic.duration == 60
+    assert cut.traffic.peak_rps == demo.traffic.peak_rps * 0.5
+    assert cut.traffic.start_hour_utc == demo.traffic.start_hour_utc + 0.25
+    assert cut.traffic.warmup == 0  # demo's 5 min warm-up is over by then
+    # The same window at half the rate has about half the arrivals.
+    full = simulate(window_topology(demo, 900, 60), seed=4).report["meta"]["simulated_requests"]
+    half = simulate(cut, seed=4).report["meta"]["simulated_requests"]
+    assert 0.45 * full < half < 0.55 * full
+    with pytest.raises(ValueError, match="window"):
+        window_topology(demo, 3590, 60)
+
+
+@pytest.mark.slow
+def test_live_demo_agrees_with_its_virtual_run(tmp_path: Path) -> None:
+    # 30 s of demo at 40 requests/s peak (about 1,000 requests): the origin, the edges
+    # and the load generator share the machine with the test runner.
+    demo = _demo()
+    topo = window_topology(demo, 600, 30, auto_rate_scale(demo))
+    result = run_live(topo, seed=1, workdir=tmp_path)
+    live = result.report
+    virtual = simulate(topo, seed=1).report
+    assert live["meta"]["engine"] == "live"
+    assert not live["meta"]["partial"]
+    # Every scheduled request was sent and recorded, once, by the load generator.
+    scheduled = int(result.timing["scheduled_requests"])
+    lines = (tmp_path / "records.txt").read_text().splitlines()
+    assert len(lines) == scheduled == virtual["meta"]["simulated_requests"] > 700
+    assert live["totals"]["requests"] == scheduled
+    assert live["totals"]["failed"] == 0
+    assert abs(live["totals"]["object_hit_ratio"] - virtual["totals"]["object_hit_ratio"]) <= 0.02
+    lo, vo = live["origin"]["requests_per_second"], virtual["origin"]["requests_per_second"]
+    assert abs(lo - vo) <= 0.10 * vo
+    cmp = live["meta"]["virtual_comparison"]
+    assert cmp["object_hit_ratio"]["virtual"] == virtual["totals"]["object_hit_ratio"]
+    assert cmp["origin_requests_per_second"]["live"] == lo
+    # Real HTTP over real links: the modelled 2 x 40 ms eu-west -> origin round trip
+    # shows in eu-west's latency, and the report has the virtual one's shape.
+    assert live["regions"]["eu-west"]["latency"]["p50"] > 0.08
+    del live["meta"]["virtual_comparison"]
+    assert _shape(live) == _shape(virtual), (sorted(live["meta"]), sorted(virtual["meta"]))
+    assert json.loads(json.dumps(live)) == live
