@@ -106,10 +106,15 @@ class EdgeFleet(Protocol):
     only has to implement the same two methods.
     """
 
-    async def start(self, nursery: trio.Nursery, origin_url: str, clock: Callable[[], float]) -> list[str]:
+    async def start(self, nursery: trio.Nursery, origin_url: str) -> list[str]:
         """Start one node per edge node of the topology, in the engine's node order,
-        serving until ``nursery`` is cancelled; return their base URLs
-        (``http://127.0.0.1:PORT``). ``clock`` gives the run's seconds (for records)."""
+        fetching from ``origin_url`` and serving until ``nursery`` is cancelled; return
+        their base URLs (``http://127.0.0.1:PORT``)."""
+        ...
+
+    def set_start(self, start_at: float) -> None:
+        """The run's time 0 (Unix seconds), set before the first request: nodes record
+        times as ``time.time() - start_at``, as the load generator does."""
         ...
 
     def results(self) -> FleetResults:
@@ -133,6 +138,10 @@ class InProcessEdges:
         self.rec = Recorder()
         self.cores: list[Any] = []
         self.origin_busy = 0.0
+        self.clock = _RunClock()
+
+    def set_start(self, start_at: float) -> None:
+        self.clock.start_at = start_at
 
     def _busy(self, t: float, s: float) -> float:
         return float(self.engine._busy(t, s))
@@ -140,13 +149,13 @@ class InProcessEdges:
     def _add_origin_busy(self, t: float, s: float) -> None:
         self.origin_busy += self._busy(t, s)
 
-    async def start(self, nursery: trio.Nursery, origin_url: str, clock: Callable[[], float]) -> list[str]:
+    async def start(self, nursery: trio.Nursery, origin_url: str) -> list[str]:
         from edgesim._client import OriginPool
         from edgesim._modelled import ModelledEdge, ModelledUplink, build_edge_core
         from edgesim._server import HttpServer
         from edgesim.serve import EdgeService
 
-        eng = self.engine
+        eng, clock = self.engine, self.clock
         outages = [(float(a), float(b)) for a, b in eng.outages]
         urls = []
         for n in eng.nodes:
@@ -279,7 +288,7 @@ async def _drive(
     load: trio.Process | None = None
     try:
         async with trio.open_nursery() as nursery:
-            urls = await fleet.start(nursery, origin_url, clock)
+            urls = await fleet.start(nursery, origin_url)
             try:
                 spec = {
                     "nodes": [{"url": u, "region": r} for u, r in zip(urls, node_regions, strict=True)],
@@ -306,6 +315,7 @@ async def _drive(
                 if line.strip() != b"ready":
                     raise LiveError(f"the load generator did not start: {_tail(work / 'load.log')}")
                 clock.start_at = time.time() + 0.05
+                fleet.set_start(clock.start_at)
                 await load.stdin.send_all(f"{clock.start_at!r}\n".encode())
                 times = [a[0] for a in schedule]
                 while load.returncode is None:

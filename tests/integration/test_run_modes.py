@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from edgesim._topoload import load_topology, resolve_topology_arg
-from edgesim._traffic import window_topology
+from edgesim._traffic import ArrivalStream, window_topology
 from edgesim.engine import simulate
-from edgesim.live import auto_rate_scale, run_live
+from edgesim.live import FleetResults, InProcessEdges, auto_rate_scale, run_live
 from edgesim.topology import Deploy, FlashCrowd, LatencySpike, NodeCrash, OriginOutage, Topology
 from edgesim.trioengine import TrioEngineError, simulate_trio
 
@@ -35,6 +35,7 @@ def _shape(d: Any, depth: int = 0) -> Any:
     return type(d).__name__ if not isinstance(d, dict) else sorted(d)
 
 
+@pytest.mark.slow
 def test_trio_engine_agrees_with_the_fast_engine_on_demo() -> None:
     # 30 s of demo's evening traffic at full rate: about 5,400 requests, cold caches.
     topo = window_topology(_demo(), 600, 30)
@@ -103,13 +104,37 @@ def test_window_topology_shifts_the_curve_and_scales_the_rate() -> None:
         window_topology(demo, 3590, 60)
 
 
+class _WatchedFleet:
+    """An EdgeFleet that passes everything to another and notes what it was asked."""
+
+    def __init__(self, inner: InProcessEdges) -> None:
+        self.inner = inner
+        self.urls: list[str] = []
+        self.start_at: float | None = None
+
+    async def start(self, nursery: Any, origin_url: str) -> list[str]:
+        self.urls = await self.inner.start(nursery, origin_url)
+        return self.urls
+
+    def set_start(self, start_at: float) -> None:
+        self.start_at = start_at
+        self.inner.set_start(start_at)
+
+    def results(self) -> FleetResults:
+        return self.inner.results()
+
+
 @pytest.mark.slow
 def test_live_demo_agrees_with_its_virtual_run(tmp_path: Path) -> None:
     # 30 s of demo at 40 requests/s peak (about 1,000 requests): the origin, the edges
     # and the load generator share the machine with the test runner.
     demo = _demo()
     topo = window_topology(demo, 600, 30, auto_rate_scale(demo))
-    result = run_live(topo, seed=1, workdir=tmp_path)
+    fleet = _WatchedFleet(InProcessEdges(topo, ArrivalStream(topo, 1).engine))
+    result = run_live(topo, seed=1, workdir=tmp_path, fleet=fleet)
+    # The driver used the fleet it was given: six nodes, their URLs, time 0 set.
+    assert len(fleet.urls) == 6 and all(u.startswith("http://127.0.0.1:") for u in fleet.urls)
+    assert fleet.start_at is not None
     live = result.report
     virtual = simulate(topo, seed=1).report
     assert live["meta"]["engine"] == "live"
