@@ -117,6 +117,10 @@ class EdgeFleet(Protocol):
         times as ``time.time() - start_at``, as the load generator does."""
         ...
 
+    async def purge(self, node: int, site: str) -> None:
+        """Drop everything cached for ``site`` on node ``node`` (a deploy reached it)."""
+        ...
+
     def results(self) -> FleetResults:
         """What the nodes recorded (call after they stopped)."""
         ...
@@ -142,6 +146,12 @@ class InProcessEdges:
 
     def set_start(self, start_at: float) -> None:
         self.clock.start_at = start_at
+
+    async def purge(self, node: int, site: str) -> None:
+        import trio
+
+        await trio.lowlevel.checkpoint()
+        self.cores[node].cache.purge_tag(site)
 
     def _busy(self, t: float, s: float) -> float:
         return float(self.engine._busy(t, s))
@@ -212,23 +222,113 @@ def _check(topology: Topology) -> None:
         check_supported(topology)
     except TrioEngineError as exc:
         raise LiveError(str(exc).replace("(--engine fast)", "(--mode virtual)")) from None
-    if topology.traffic.deploys:
-        raise LiveError("live mode does not replay deploys: choose a --window without them")
 
 
-def _schedule(stream: Any) -> list[list[Any]]:
+@dataclass
+class _Plan:
+    """What a live run will do: the arrivals (see :func:`_schedule`), the deploys, each
+    node's region (engine order) and the window's end (run seconds)."""
+
+    arrivals: list[list[Any]]
+    deploys: list[_Deploy]
+    node_regions: list[int]
+    end: float
+
+
+@dataclass
+class _Deploy:
+    """A deploy of the window: when, the origin's options (the same new catalog as the
+    model's), and when the purge reaches each node (run seconds)."""
+
+    at: float
+    site: str
+    new_fraction: float
+    options: dict[str, Any]
+    purges: list[float]
+
+
+def _schedule(stream: Any) -> tuple[list[list[Any]], list[_Deploy]]:
     """Every arrival as ``[t, region, site, target, headers, node]`` (node -1: the load
-    generator balances by least connections)."""
+    generator balances by least connections), and the deploys. A deploy is published on
+    the model's origin when the arrivals reach its time, so later arrivals request its
+    new URLs, as in the other engines."""
     eng = stream.engine
     out: list[list[Any]] = []
-    while (a := stream.next()) is not None:
+    deploys = sorted((d for d in stream.topology.traffic.deploys if d.at < eng.end), key=lambda d: d.at)
+    done: list[_Deploy] = []
+    while True:
+        if deploys and deploys[0].at <= stream.peek():
+            d = deploys.pop(0)
+            opts = stream.publish_deploy(d.site, d.new_fraction, eng.epoch0 + d.at)
+            purges = [d.at + d.propagation * eng.u_misc() for _ in eng.nodes]
+            done.append(_Deploy(d.at, d.site.lower(), d.new_fraction, opts, purges))
+            continue
+        a = stream.next()
+        if a is None:
+            break
         if eng.balancers[a.region] == "least-connections":
             node = -1
         else:
             n = stream.choose(a)
             node = n.index if n is not None else -1
         out.append([round(a.t, 6), a.region, a.site, a.target, a.headers, node])
-    return out
+    return out, done
+
+
+async def _carry_out_deploys(
+    deploys: list[_Deploy],
+    origin_url: str,
+    fleet: EdgeFleet,
+    clock: _RunClock,
+    events: list[dict[str, Any]],
+) -> None:
+    """POST each deploy to the origin at its time, then purge the site on each node
+    when the purge reaches it."""
+    import trio
+
+    from edgesim._client import OriginError, OriginPool
+    from edgesim.http import Request
+
+    pool = OriginPool(origin_url, read_timeout=READ_TIMEOUT)
+    try:
+        async with trio.open_nursery() as nursery:
+            for d in deploys:
+                await trio.sleep(max(0.0, d.at - clock()))
+                body = json.dumps(d.options).encode()
+                req = Request(
+                    "POST",
+                    "/.edgesim/deploy",
+                    [("host", d.site), ("content-type", "application/json")],
+                    body,
+                )
+                deploy_id = None
+                try:
+                    resp = await pool.request(req)
+                    if resp.status == 200 and resp.body:
+                        deploy_id = json.loads(resp.body).get("deploy_id")
+                except (OriginError, ValueError):
+                    pass  # the event says so (no deploy id); requests carry on
+                for node, at in enumerate(d.purges):
+                    nursery.start_soon(_purge_at, fleet, node, d.site, at, clock)
+                events.append(
+                    {
+                        "at": d.at,
+                        "kind": "deploy",
+                        "site": d.site,
+                        "deploy_id": deploy_id,
+                        "new_fraction": d.new_fraction,
+                        "purged_by": max(d.purges, default=d.at),
+                    }
+                )
+    finally:
+        await pool.aclose()
+
+
+async def _purge_at(fleet: EdgeFleet, node: int, site: str, at: float, clock: _RunClock) -> None:
+    import trio
+
+    await trio.sleep(max(0.0, at - clock()))
+    await fleet.purge(node, site)
 
 
 def _tail(path: Path, limit: int = 600) -> str:
@@ -261,14 +361,15 @@ async def _drive(
     topology: Topology,
     seed: int,
     fleet: EdgeFleet,
-    schedule: list[list[Any]],
+    plan: _Plan,
     work: Path,
     clock: _RunClock,
     progress: Callable[[float, float, int], None] | None,
-    end: float,
-    node_regions: list[int],
+    events: list[dict[str, Any]],
 ) -> None:
     import trio
+
+    schedule, end = plan.arrivals, plan.end
 
     from edgesim.testing import (
         NetworkError,
@@ -291,7 +392,7 @@ async def _drive(
             urls = await fleet.start(nursery, origin_url)
             try:
                 spec = {
-                    "nodes": [{"url": u, "region": r} for u, r in zip(urls, node_regions, strict=True)],
+                    "nodes": [{"url": u, "region": r} for u, r in zip(urls, plan.node_regions, strict=True)],
                     "drain": DRAIN_SECONDS,
                     "read_timeout": READ_TIMEOUT,
                     "arrivals": schedule,
@@ -316,6 +417,8 @@ async def _drive(
                     raise LiveError(f"the load generator did not start: {_tail(work / 'load.log')}")
                 clock.start_at = time.time() + 0.05
                 fleet.set_start(clock.start_at)
+                if plan.deploys:
+                    nursery.start_soon(_carry_out_deploys, plan.deploys, origin_url, fleet, clock, events)
                 await load.stdin.send_all(f"{clock.start_at!r}\n".encode())
                 times = [a[0] for a in schedule]
                 while load.returncode is None:
@@ -377,7 +480,7 @@ def run_live(
 
     Error handling:
         :class:`LiveError` when a part cannot start or the topology has something live
-        mode does not model (shield, crashes, deploys, traces).
+        mode does not model (shield, crashes, traces).
     """
     from edgesim._modelled import run_until_interrupted
     from edgesim._traffic import ArrivalStream, model_events
@@ -388,17 +491,16 @@ def run_live(
     stream.engine.warmup = topology.traffic.warmup
     eng = stream.engine
     edges: EdgeFleet = fleet if fleet is not None else InProcessEdges(topology, eng)
-    schedule = _schedule(stream)
+    arrivals, deploys = _schedule(stream)
+    plan = _Plan(arrivals, deploys, [n.region for n in eng.nodes], float(eng.end))
+    events = model_events(topology, plan.end)
     end = float(eng.end)
     clock = _RunClock()
     wall0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="edgesim-live-") as tmp:
         work = Path(workdir) if workdir is not None else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        regions = [n.region for n in eng.nodes]
-        partial = run_until_interrupted(
-            _drive, topology, s, edges, schedule, work, clock, progress, end, regions
-        )
+        partial = run_until_interrupted(_drive, topology, s, edges, plan, work, clock, progress, events)
         results = edges.results()
         rec = results.rec
         answered = _read_records(work / "records.txt", rec)
@@ -423,14 +525,14 @@ def run_live(
         regions=[r.name for r in topology.regions],
         sites=[m.host for m in eng.sites],
         origin={"workers": max(1, topology.origin.workers), "busy": results.origin_busy},
-        events=model_events(topology, end),
+        events=sorted(events, key=lambda e: (e["at"], e["kind"])),
     )
     if compare and not partial:
         from edgesim.engine import simulate
 
         virtual = simulate(topology, seed=s).report
         report["meta"]["virtual_comparison"] = comparison(report, virtual)
-    timing = {"wall_seconds": wall, "scheduled_requests": float(len(schedule))}
+    timing = {"wall_seconds": wall, "scheduled_requests": float(len(arrivals))}
     return RunResult(report, timing)
 
 

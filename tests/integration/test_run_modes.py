@@ -157,3 +157,31 @@ def test_live_demo_agrees_with_its_virtual_run(tmp_path: Path) -> None:
     del live["meta"]["virtual_comparison"]
     assert _shape(live) == _shape(virtual), (sorted(live["meta"]), sorted(virtual["meta"]))
     assert json.loads(json.dumps(live)) == live
+
+
+@pytest.mark.slow
+def test_live_deploy_and_outage_match_the_virtual_run(tmp_path: Path) -> None:
+    # 15 s at demo's live rate: a deploy of half of shop's URLs at 4 s (purged within
+    # 2 s), then a 3 s origin outage. The origin process builds the same new catalog
+    # the model does, so the arrivals after the deploy find their URLs.
+    demo = _demo()
+    base = window_topology(demo, 600, 15, auto_rate_scale(demo))
+    topo = replace(
+        base,
+        traffic=replace(base.traffic, deploys=(Deploy("shop.example", 4.0, 0.5, 2.0),)),
+        faults=replace(base.faults, outages=(OriginOutage(9.0, 3.0),)),
+    )
+    live = run_live(topo, seed=3, workdir=tmp_path, compare=False).report
+    virtual = simulate(topo, seed=3).report
+    assert [e["kind"] for e in live["events"]] == ["deploy", "origin_outage"]
+    assert live["events"][0]["deploy_id"]  # the origin process published it
+    assert live["events"][0]["purged_by"] == virtual["events"][0]["purged_by"]
+    assert live["origin"]["refused_outage"] > 20
+    assert abs(live["origin"]["refused_outage"] - virtual["origin"]["refused_outage"]) <= 5
+    assert abs(live["totals"]["object_hit_ratio"] - virtual["totals"]["object_hit_ratio"]) <= 0.02
+    lo, vo = live["origin"]["requests_per_second"], virtual["origin"]["requests_per_second"]
+    assert abs(lo - vo) <= 0.10 * vo
+    assert live["totals"]["failed"] == 0
+    # The same objects, the same bytes: URLs missing at the origin would be small 404s.
+    lb, vb = live["totals"]["bytes_served"], virtual["totals"]["bytes_served"]
+    assert abs(lb - vb) <= 0.02 * vb
