@@ -103,7 +103,8 @@ class FleetResults:
 class EdgeFleet(Protocol):
     """Starts a topology's edge nodes for a live run: "start N edge nodes, give me their
     URLs". :class:`InProcessEdges` runs them in this process; a fleet of edge processes
-    only has to implement the same two methods.
+    implements the same four methods (its nodes inject the same model and send back
+    their fetch rows and per-node figures).
     """
 
     async def start(self, nursery: trio.Nursery, origin_url: str) -> list[str]:
@@ -488,7 +489,6 @@ def run_live(
     _check(topology)
     s = topology.seed if seed is None else seed
     stream = ArrivalStream(topology, s)
-    stream.engine.warmup = topology.traffic.warmup
     eng = stream.engine
     edges: EdgeFleet = fleet if fleet is not None else InProcessEdges(topology, eng)
     arrivals, deploys = _schedule(stream)
