@@ -185,3 +185,37 @@ def test_live_deploy_and_outage_match_the_virtual_run(tmp_path: Path) -> None:
     # The same objects, the same bytes: URLs missing at the origin would be small 404s.
     lb, vb = live["totals"]["bytes_served"], virtual["totals"]["bytes_served"]
     assert abs(lb - vb) <= 0.02 * vb
+
+
+class _CtrlC:
+    """A progress callback that raises KeyboardInterrupt, as Ctrl-C would, once the run
+    has reached ``at`` seconds."""
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+
+    def __call__(self, t: float, end: float, n: int) -> None:
+        if t >= self.at and t < end:
+            raise KeyboardInterrupt
+
+
+def test_interrupted_trio_run_reports_what_it_has() -> None:
+    topo = window_topology(_demo(), 600, 60)
+    result = simulate_trio(topo, seed=1, progress=_CtrlC(5.0))
+    meta = result.report["meta"]
+    assert meta["partial"] is True
+    assert 5.0 <= meta["duration"] < 10.0
+    assert 500 < result.report["totals"]["requests"] <= meta["simulated_requests"]
+
+
+def test_interrupted_live_run_keeps_every_answered_request(tmp_path: Path) -> None:
+    demo = _demo()
+    topo = window_topology(demo, 600, 30, auto_rate_scale(demo))
+    result = run_live(topo, seed=1, workdir=tmp_path, progress=_CtrlC(3.0))
+    report = result.report
+    assert report["meta"]["partial"] is True
+    assert "virtual_comparison" not in report["meta"]
+    assert 3.0 <= report["meta"]["duration"] < 10.0
+    lines = (tmp_path / "records.txt").read_text().splitlines()
+    assert len(lines) == report["totals"]["requests"] > 50
+    assert report["totals"]["requests"] < result.timing["scheduled_requests"]
