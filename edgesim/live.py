@@ -481,7 +481,7 @@ def run_live(
 
     Error handling:
         :class:`LiveError` when a part cannot start or the topology has something live
-        mode does not model (shield, crashes, traces).
+        mode does not model (shield, crashes, [shadow], traces).
     """
     from edgesim._modelled import run_until_interrupted
     from edgesim._traffic import ArrivalStream, model_events

@@ -20,7 +20,8 @@ differs is only what the shells add: HTTP framing, real bodies, real concurrency
 It is slow (every request is several Trio tasks and real HTTP parsing): for small
 topologies and for checking the fast engine (docs/live.md).
 
-Not modelled here (rejected with a clear error): shield tiers and node crashes. Origin
+Not modelled here (rejected with a clear error): shield tiers, node crashes, rule
+shadowing (``[shadow]``) and trace replay. Origin
 outages, latency spikes, flash crowds and deploys are.
 """
 
@@ -53,6 +54,8 @@ def check_supported(topology: Topology) -> None:
         raise TrioEngineError("a shield tier is modelled only by the default engine (--engine fast)")
     if topology.faults.crashes:
         raise TrioEngineError("node crashes are modelled only by the default engine (--engine fast)")
+    if topology.shadow is not None:
+        raise TrioEngineError("[shadow] is modelled only by the default engine (--engine fast)")
     if topology.traffic.trace is not None:
         raise TrioEngineError("trace replay is modelled only by the default engine (--engine fast)")
 
