@@ -76,19 +76,31 @@ def _write(path: str, text: str) -> None:
 
 @click.command("plan", short_help="Find the cheapest node counts meeting a latency objective.")
 @click.argument("topology")
-@click.option("--slo", required=True, help="Latency objective per region, e.g. 'p99<=80ms' or 'p50<=20ms,p99<=80ms'.")
-@click.option("--origin-max-rps", type=float, help="The origin's request ceiling (requests/s at peak).")
-@click.option("--n-plus-1", "n_plus_1", is_flag=True, help="Hold the objective with one node down in each region.")
 @click.option(
-    "--region-failure", is_flag=True, help="Hold it with any one region down, its clients sent to the nearest region."
+    "--slo", required=True, help="Latency objective per region, e.g. 'p99<=80ms' or 'p50<=20ms,p99<=80ms'."
+)
+@click.option("--origin-max-rps", type=float, help="The origin's request ceiling (requests/s at peak).")
+@click.option(
+    "--n-plus-1", "n_plus_1", is_flag=True, help="Hold the objective with one node down in each region."
+)
+@click.option(
+    "--region-failure",
+    is_flag=True,
+    help="Hold it with any one region down, its clients sent to the nearest region.",
 )
 @click.option("--cache-sizes", help="Memory-tier sizes per node to choose from, e.g. 1GB,4GB,16GB.")
-@click.option("--seeds", type=int, default=3, show_default=True, help="K: seeds every candidate must pass on.")
+@click.option(
+    "--seeds", type=int, default=3, show_default=True, help="K: seeds every candidate must pass on."
+)
 @click.option("--seed", "seed0", type=int, default=1, show_default=True, help="The first of the K seeds.")
 @click.option("--window", default="300s", show_default=True, help="Measured part of the peak window.")
 @click.option("--warmup", help="Warm-up before the measured window (default: the topology's).")
-@click.option("--min-nodes", type=int, default=1, show_default=True, help="Search bound: fewest nodes per region.")
-@click.option("--max-nodes", type=int, default=64, show_default=True, help="Search bound: most nodes per region.")
+@click.option(
+    "--min-nodes", type=int, default=1, show_default=True, help="Search bound: fewest nodes per region."
+)
+@click.option(
+    "--max-nodes", type=int, default=64, show_default=True, help="Search bound: most nodes per region."
+)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the plan as JSON.")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 def plan_command(
@@ -219,8 +231,15 @@ def _print_plan(d: dict[str, Any]) -> None:
 @click.argument("source")
 @click.option("--region", help="Only this region's requests.")
 @click.option("--site", help="Only this site's requests.")
-@click.option("--sizes", help="Cache sizes, e.g. 16MB,64MB,256MB,1GB (default: powers of two up to the footprint).")
-@click.option("--requests", "n_requests", type=click.IntRange(1), help="Topology: requests to draw (default: a day's duration at peak).")
+@click.option(
+    "--sizes", help="Cache sizes, e.g. 16MB,64MB,256MB,1GB (default: powers of two up to the footprint)."
+)
+@click.option(
+    "--requests",
+    "n_requests",
+    type=click.IntRange(1),
+    help="Topology: requests to draw (default: a day's duration at peak).",
+)
 @click.option(
     "--sample-rate",
     type=click.FloatRange(0.0, 1.0, min_open=True),
@@ -233,7 +252,9 @@ def _print_plan(d: dict[str, Any]) -> None:
     help="Trace format (default: by extension, else by content).",
 )
 @click.option("--seed", type=int, default=1, show_default=True, help="Topology: seed of the drawn requests.")
-@click.option("--html", "html_path", type=click.Path(dir_okay=False), help="Write a self-contained HTML chart.")
+@click.option(
+    "--html", "html_path", type=click.Path(dir_okay=False), help="Write a self-contained HTML chart."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the table.")
 def mrc_command(
     source: str,
@@ -290,7 +311,8 @@ def mrc_command(
     console.print(t)
     sampled = f", SHARDS sample at rate {curve.sample_rate:g}" if curve.sample_rate < 1 else ""
     console.print(
-        f"{curve.requests:,} requests, {curve.objects:,} objects, footprint {_bytes(curve.footprint)}{sampled}"
+        f"{curve.requests:,} requests, {curve.objects:,} objects, "
+        f"footprint {_bytes(curve.footprint)}{sampled}"
     )
 
 
@@ -314,7 +336,8 @@ def _mrc_html(title: str, curve: Any) -> str:
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>edgesim mrc: {escape(title)}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:24px;max-width:1000px}}
-table{{border-collapse:collapse}}td,th{{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}}</style>
+table{{border-collapse:collapse}}
+td,th{{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}}</style>
 </head><body>
 <h1>Miss-ratio curve: {escape(title)}</h1>
 <p>{curve.requests:,} requests, {curve.objects:,} objects, SHARDS rate {curve.sample_rate:g}</p>

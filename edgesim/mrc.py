@@ -123,7 +123,9 @@ def _mix64(x: int) -> int:
     return x ^ (x >> 31)
 
 
-def lru_curve(keys: Sequence[int], sizes: Sequence[int], capacities: Sequence[int], *, sample_rate: float = 1.0) -> Curve:
+def lru_curve(
+    keys: Sequence[int], sizes: Sequence[int], capacities: Sequence[int], *, sample_rate: float = 1.0
+) -> Curve:
     """Hit ratios of LRU caches of each capacity on one request stream, in one pass.
 
     Args:
@@ -267,7 +269,9 @@ def default_sizes(footprint: int, *, smallest: int = 2**20, points: int = 16) ->
     return sizes[-points:]
 
 
-def trace_curve(trace: Trace, capacities: Sequence[int] | None = None, *, sample_rate: float | None = None) -> Curve:
+def trace_curve(
+    trace: Trace, capacities: Sequence[int] | None = None, *, sample_rate: float | None = None
+) -> Curve:
     """:func:`lru_curve` of a whole trace (default sizes from its footprint; SHARDS
     at ``SAMPLE_ABOVE / len`` above :data:`SAMPLE_ABOVE` requests unless ``sample_rate``
     is given)."""
@@ -385,7 +389,11 @@ def topology_trace(
         cat = s.catalog
         assert cat is not None
         spec = CatalogSpec(
-            cat.objects, cat.seed, _origin_size(cat.size), tuple((k, _origin_size(d)) for k, d in cat.sizes), cat.types
+            cat.objects,
+            cat.seed,
+            _origin_size(cat.size),
+            tuple((k, _origin_size(d)) for k, d in cat.sizes),
+            cat.types,
         )
         from dataclasses import replace
 

@@ -282,7 +282,9 @@ def peak_window(topo: Topology, window: float, warmup: float | None = None) -> T
         deploys=(),
         trace=None,
     )
-    faults = Faults(health_check_delay=topo.faults.health_check_delay, client_timeout=topo.faults.client_timeout)
+    faults = Faults(
+        health_check_delay=topo.faults.health_check_delay, client_timeout=topo.faults.client_timeout
+    )
     return replace(topo, traffic=traffic, faults=faults, interval=max(window, 1.0))
 
 
@@ -302,7 +304,9 @@ def failover_shares(topo: Topology, down: str) -> dict[str, float]:
         PlanError: no latency is given from ``down`` to any other region.
     """
     lat = _latency_map(topo)
-    options = [(lat[(down, r.name)], r.name) for r in topo.regions if r.name != down and (down, r.name) in lat]
+    options = [
+        (lat[(down, r.name)], r.name) for r in topo.regions if r.name != down and (down, r.name) in lat
+    ]
     if not options:
         raise PlanError(
             f"{topo.name}: region failure needs [network.region_latency] from {down} to another region"
@@ -436,7 +440,9 @@ class _Runner:
         self.progress = progress
         self.seeds = [opts.seed0 + i for i in range(opts.seeds)]
 
-    def topology(self, nodes: dict[str, int], cache: dict[str, int], shares: dict[str, float] | None = None) -> Topology:
+    def topology(
+        self, nodes: dict[str, int], cache: dict[str, int], shares: dict[str, float] | None = None
+    ) -> Topology:
         regions: list[Region] = []
         for r in self.base.regions:
             edge = replace(r.edge, nodes=nodes[r.name], memory_cache=cache.get(r.name, r.edge.memory_cache))
@@ -517,7 +523,9 @@ def plan(
             "(need 1 <= min <= max)"
         )
     if opts.n_plus_1 and opts.max_nodes < 2:
-        raise PlanError(f"impossible search bounds: --n-plus-1 needs --max-nodes of at least 2, not {opts.max_nodes}")
+        raise PlanError(
+            f"impossible search bounds: --n-plus-1 needs --max-nodes of at least 2, not {opts.max_nodes}"
+        )
     if opts.window <= 0:
         raise PlanError(f"the window must be longer than 0 s, not {opts.window:g}")
     if opts.origin_max_rps is not None and not opts.origin_max_rps > 0:
@@ -598,7 +606,9 @@ def plan(
                     cand[n] = (lo[n] + h) // 2
             rounds += 1
             v = runner.run(runner.topology(cand, cache_of(), shares), open_regions)
-            log.append({"round": rounds, "nodes": dict(cand), "passed": dict(v.ok), "simulations": runner.count})
+            log.append(
+                {"round": rounds, "nodes": dict(cand), "passed": dict(v.ok), "simulations": runner.count}
+            )
             for n in open_regions:
                 c = cand[n]
                 if v.ok[n]:
@@ -614,9 +624,14 @@ def plan(
                         fail_slack[n] = slack
                         if c >= lo_max or flat:
                             p99 = _worst(v.reports, n, "p99")
-                            bound = f"--max-nodes {opts.max_nodes}" if c >= lo_max else "more nodes did not lower it"
+                            bound = (
+                                f"--max-nodes {opts.max_nodes}"
+                                if c >= lo_max
+                                else "more nodes did not lower it"
+                            )
                             why = (
-                                "the latency floor binds (misses to the origin and network latency), not node count"
+                                "the latency floor binds (misses to the origin and network latency), "
+                                "not node count"
                                 if util < 0.5
                                 else "queueing binds"
                             )
@@ -641,7 +656,9 @@ def plan(
             topo_s, judge = make(runner.topology(final, cache_of()))
             v = runner.run(topo_s, judge, stop_when_all_fail=False)
             verdicts.append((label, v))
-            log.append({"verify": label, "nodes": dict(final), "passed": dict(v.ok), "simulations": runner.count})
+            log.append(
+                {"verify": label, "nodes": dict(final), "passed": dict(v.ok), "simulations": runner.count}
+            )
             for n, good in v.ok.items():
                 if not good:
                     if final[n] >= opts.max_nodes:
@@ -650,7 +667,8 @@ def plan(
                             opts,
                             runner,
                             t0,
-                            f"{n}: the objective fails in scenario {label} even at --max-nodes {opts.max_nodes}",
+                            f"{n}: the objective fails in scenario {label} "
+                            f"even at --max-nodes {opts.max_nodes}",
                             log,
                         )
                     lo[n] = int(hi[n])  # type: ignore[arg-type]
@@ -667,7 +685,9 @@ def plan(
             worst_origin = max(max(v.origin_rps) for _, v in verdicts)
             if worst_origin > opts.origin_max_rps:
                 region_origin = _region_origin([r for _, v in verdicts for r in v.reports], names)
-                grow = _grow_cache(base, sizes, cache_idx, region_origin, final, opts.origin_max_rps, worst_origin)
+                grow = _grow_cache(
+                    base, sizes, cache_idx, region_origin, final, opts.origin_max_rps, worst_origin
+                )
                 if grow is None:
                     hint = "" if sizes else " (give --cache-sizes to let the plan grow caches)"
                     return _infeasible(
@@ -811,7 +831,11 @@ def _infeasible(
 
 def _window_info(base: Topology) -> dict[str, float]:
     tr = base.traffic
-    return {"warmup": tr.warmup, "measured": tr.duration - tr.warmup, "peak_rps": tr.peak_rps * (tr.diurnal[0] if tr.diurnal else 1.0)}
+    return {
+        "warmup": tr.warmup,
+        "measured": tr.duration - tr.warmup,
+        "peak_rps": tr.peak_rps * (tr.diurnal[0] if tr.diurnal else 1.0),
+    }
 
 
 def _found(
@@ -838,7 +862,7 @@ def _found(
     for r in base.regions:
         n = r.name
         lat = {m: _worst_from(every, n, m) for m in _METRICS}
-        ok, metric, slack = opts.objective.check(lat)
+        _, metric, slack = opts.objective.check(lat)
         hits = [float(rep["regions"][n]["object_hit_ratio"] or 0.0) for rep in normal]
         egress = []
         for rep in normal:

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from edgesim._topoload import parse_topology
 from edgesim.cli import cli
-from edgesim.mrc import default_sizes, lru_curve, topology_trace, trace_curve
+from edgesim.mrc import default_sizes, lru_curve, topology_trace
 from edgesim.replay import replay, zipf_trace
 from edgesim.traces import Trace, write_trace
 
@@ -53,7 +53,7 @@ def test_objects_larger_than_the_cache_do_not_push_others_out() -> None:
     # A(10) B(1000) A(10): B never fits 100 bytes, so A stays and its second request hits
     t = Trace(array("d", [0, 1, 2]), array("Q", [1, 2, 1]), array("q", [10, 1000, 10]))
     c = lru_curve(t.keys, t.sizes, [100, 1010])
-    assert c.hit_ratio == (pytest.approx(1 / 3), pytest.approx(1 / 3))
+    assert c.hit_ratio == pytest.approx((1 / 3, 1 / 3))
     assert c.hit_ratio[0] == replay(t, 100).hit_ratio
     # 1009 bytes: B is stored, A (10 + 1000 > 1009) is evicted
     c2 = lru_curve(t.keys, t.sizes, [1009])
