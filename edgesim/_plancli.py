@@ -219,7 +219,7 @@ def _print_plan(d: dict[str, Any]) -> None:
         console.print(f"no plan for {d['topology']}: {d['reason']}")
     w = s["window"]
     console.print(
-        f"search: {s['simulations']} simulations ({s['rounds']} rounds x up to {len(s['seeds'])} seeds, "
+        f"search: {s['simulations']} simulations (search rounds: {s['rounds']}, seeds: {len(s['seeds'])}, "
         f"plus verification) of a {w['warmup']:g} s + {w['measured']:g} s peak window, {s['seconds']:.1f} s"
     )
 

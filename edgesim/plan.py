@@ -326,14 +326,22 @@ def _without(topo: Topology, down: str) -> Topology:
     return replace(topo, regions=regions)
 
 
-def coincident_origin_peak(topo: Topology, origin_rps: dict[str, float]) -> float:
-    """The origin's peak over a day when each region's origin load follows its own
-    diurnal curve: sum over regions of (load at its peak) x diurnal(local hour) /
-    max(diurnal), maximised over UTC time in 1-minute steps."""
+def coincident_origin_peak(topo: Topology, origin_rps: float, by_region: dict[str, float]) -> float:
+    """The origin's peak over a day when each region's share of the origin load follows
+    its own diurnal curve.
+
+    ``origin_rps`` is the origin's load with every region at its peak (the window's);
+    ``by_region`` weighs the regions (their edges' upstream requests, which with a
+    shield are not the origin's own). The estimate is ``origin_rps`` times the maximum
+    over UTC time (1-minute steps) of the weighted mean of diurnal(local hour) / max.
+    """
     tr = topo.traffic
     curve = tr.diurnal or (1.0,)
     top = max(curve) or 1.0
     n = len(curve)
+    total = sum(by_region.get(r.name, 0.0) for r in topo.regions)
+    if total <= 0:
+        return 0.0
 
     def d(hour: float) -> float:
         h = (hour % 24.0) * n / 24.0
@@ -344,9 +352,9 @@ def coincident_origin_peak(topo: Topology, origin_rps: dict[str, float]) -> floa
     best = 0.0
     for minute in range(24 * 60):
         t = minute / 60.0
-        total = sum(origin_rps.get(r.name, 0.0) * d(t + r.utc_offset) / top for r in topo.regions)
-        best = max(best, total)
-    return best
+        w = sum(by_region.get(r.name, 0.0) * d(t + r.utc_offset) / top for r in topo.regions)
+        best = max(best, w / total)
+    return origin_rps * best
 
 
 # ---- cheap models ---------------------------------------------------------------------
@@ -479,7 +487,7 @@ class _Runner:
 
 
 def _nodes_text(topo: Topology) -> str:
-    return " ".join(f"{r.name}={r.edge.nodes}" for r in topo.regions)
+    return " ".join(f"{r.name}={r.edge.nodes}x{r.edge.memory_cache}B" for r in topo.regions)
 
 
 def _region_passes(stats: dict[str, Any] | None, objective: Objective) -> bool:
@@ -607,7 +615,13 @@ def plan(
             rounds += 1
             v = runner.run(runner.topology(cand, cache_of(), shares), open_regions)
             log.append(
-                {"round": rounds, "nodes": dict(cand), "passed": dict(v.ok), "simulations": runner.count}
+                {
+                    "round": rounds,
+                    "nodes": dict(cand),
+                    "memory_cache": cache_of(),
+                    "passed": dict(v.ok),
+                    "simulations": runner.count,
+                }
             )
             for n in open_regions:
                 c = cand[n]
@@ -657,7 +671,14 @@ def plan(
             v = runner.run(topo_s, judge, stop_when_all_fail=False)
             verdicts.append((label, v))
             log.append(
-                {"verify": label, "nodes": dict(final), "passed": dict(v.ok), "simulations": runner.count}
+                {
+                    "verify": label,
+                    "nodes": dict(final),
+                    "memory_cache": cache_of(),
+                    "passed": dict(v.ok),
+                    "origin_rps": max(v.origin_rps),
+                    "simulations": runner.count,
+                }
             )
             for n, good in v.ok.items():
                 if not good:
@@ -908,7 +929,7 @@ def _found(
         reason="",
         regions=regions,
         origin_rps=o_worst,
-        origin_rps_coincident=coincident_origin_peak(topo, origin_by_region),
+        origin_rps_coincident=coincident_origin_peak(topo, o_rps, origin_by_region),
         origin_max_rps=opts.origin_max_rps,
         costs=costs,
         simulations=runner.count,

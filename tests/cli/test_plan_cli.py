@@ -128,3 +128,29 @@ def test_bad_input_is_one_line() -> None:
         assert r.exit_code not in (0, 3), args
         lines = [x for x in r.stderr.splitlines() if x.strip()]
         assert len(lines) == 1 and message in lines[0], (args, r.stderr)
+
+
+def test_origin_ceiling_grows_caches_until_it_holds() -> None:
+    # 40 KB of memory per node holds a handful of the 40 objects: the origin ceiling
+    # forces larger caches, chosen from --cache-sizes and verified by simulation
+    topo = load_topology(SMALL)
+    tiny = replace(
+        topo,
+        regions=tuple(replace(r, edge=replace(r.edge, memory_cache=40_000)) for r in topo.regions),
+    )
+    ceiling = 5.0
+    opts = PlanOptions(
+        objective=parse_objective("p99<=80ms"),
+        window=15.0,
+        warmup=10.0,
+        seeds=1,
+        origin_max_rps=ceiling,
+        cache_sizes=(40_000, 150_000, 2_000_000),
+    )
+    result = plan(tiny, opts)
+    assert result.found, result.reason
+    assert result.origin_rps <= ceiling
+    assert any(r.memory_cache > 40_000 for r in result.regions)
+    # the smallest size was tried and broke the ceiling
+    first = next(e for e in result.log if "verify" in e)
+    assert first["memory_cache"] == {"north": 40_000, "south": 40_000} and first["origin_rps"] > ceiling

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -79,7 +80,9 @@ def test_failover_goes_to_the_nearest_region() -> None:
     assert failover_shares(topo, "eu-west") == {"us-east": pytest.approx(0.28)}
     # regions peaking at different hours: the coincident peak is below the sum of peaks
     loads = {r.name: 10.0 for r in topo.regions}
-    assert coincident_origin_peak(topo, loads) < 50.0
+    assert 0.5 * 50.0 < coincident_origin_peak(topo, 50.0, loads) < 50.0
+    flat = replace(topo, traffic=replace(topo.traffic, diurnal=(1.0,) * 24))
+    assert coincident_origin_peak(flat, 50.0, loads) == pytest.approx(50.0)
 
 
 @pytest.mark.parametrize(
