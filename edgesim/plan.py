@@ -23,7 +23,9 @@ candidate per unresolved region, simulated on K seeds. Per region:
    quarter of the objective.
 2. Bracket: a failing count doubles until one passes (up to ``max_nodes``); a passing
    count is bisected down towards the highest count known to fail (simulated, or
-   pruned as unstable).
+   pruned as unstable). Two failing probes in a row without improvement at low
+   utilisation mean that misses, not queueing, set the latency: the stability floor is
+   tried once (fewer nodes keep warmer caches), then the search gives up (exit 3).
 3. Verify: the final configuration is simulated again on the same seeds as a whole
    (regions were judged beside other regions' candidates), and with ``--n-plus-1`` or
    ``--region-failure`` in every failure scenario. A region that fails there gets one
@@ -597,6 +599,8 @@ def plan(
     rounds = 0
     # the worst objective slack of each region's last failing probe while expanding
     fail_slack: dict[str, float] = {}
+    # regions whose stability floor was probed after more nodes stopped helping
+    floor_probed: set[str] = set()
     while True:
         # bracket and bisect, all regions side by side
         while True:
@@ -636,7 +640,14 @@ def plan(
                         # origin or the network set the latency, so stop expanding
                         flat = n in fail_slack and slack <= fail_slack[n] + 0.01 and util < 0.3
                         fail_slack[n] = slack
-                        if c >= lo_max or flat:
+                        if flat and n not in floor_probed and start[n] > floor[n]:
+                            # fewer nodes than the first probe keep warmer caches: try the
+                            # stability floor once before giving up
+                            floor_probed.add(n)
+                            lo[n] = floor[n] - 1
+                            probe[n] = floor[n]
+                            continue
+                        if n in floor_probed or c >= lo_max or flat:
                             p99 = _worst(v.reports, n, "p99")
                             bound = (
                                 f"--max-nodes {opts.max_nodes}"
