@@ -600,7 +600,7 @@ def plan(
     # the worst objective slack of each region's last failing probe while expanding
     fail_slack: dict[str, float] = {}
     # regions whose stability floor was probed after more nodes stopped helping
-    floor_probed: set[str] = set()
+    floor_probed: dict[str, str] = {}  # region -> why it was given up on above the floor
     while True:
         # bracket and bisect, all regions side by side
         while True:
@@ -640,15 +640,18 @@ def plan(
                         # origin or the network set the latency, so stop expanding
                         flat = n in fail_slack and slack <= fail_slack[n] + 0.01 and util < 0.3
                         fail_slack[n] = slack
-                        if flat and n not in floor_probed and start[n] > floor[n]:
-                            # fewer nodes than the first probe keep warmer caches: try the
-                            # stability floor once before giving up
-                            floor_probed.add(n)
-                            lo[n] = floor[n] - 1
-                            probe[n] = floor[n]
-                            continue
-                        if n in floor_probed or c >= lo_max or flat:
-                            p99 = _worst(v.reports, n, "p99")
+                        p99 = _worst(v.reports, n, "p99")
+                        if n in floor_probed:
+                            return _infeasible(
+                                topo,
+                                opts,
+                                runner,
+                                t0,
+                                f"{floor_probed[n]}; the stability floor of {c + spare} nodes fails too "
+                                f"(p99 {p99 * 1000:.1f} ms)",
+                                log,
+                            )
+                        if c >= lo_max or flat:
                             bound = (
                                 f"--max-nodes {opts.max_nodes}"
                                 if c >= lo_max
@@ -660,16 +663,18 @@ def plan(
                                 if util < 0.5
                                 else "queueing binds"
                             )
-                            return _infeasible(
-                                topo,
-                                opts,
-                                runner,
-                                t0,
+                            reason = (
                                 f"{n}: the objective {opts.objective.text} is not met with {c + spare} nodes "
-                                f"({bound}): p99 {p99 * 1000:.1f} ms at utilisation "
-                                f"{util:.0%}; {why}",
-                                log,
+                                f"({bound}): p99 {p99 * 1000:.1f} ms at utilisation {util:.0%}; {why}"
                             )
+                            if flat and c < lo_max and start[n] > floor[n]:
+                                # fewer nodes than the first probe keep warmer caches: try
+                                # the stability floor once before giving up
+                                floor_probed[n] = reason
+                                lo[n] = floor[n] - 1
+                                probe[n] = floor[n]
+                                continue
+                            return _infeasible(topo, opts, runner, t0, reason, log)
                         probe[n] = min(lo_max, max(c + 1, c * 2))
 
         # verify the whole configuration in every scenario
