@@ -154,3 +154,21 @@ def test_origin_ceiling_grows_caches_until_it_holds() -> None:
     # the smallest size was tried and broke the ceiling
     first = next(e for e in result.log if "verify" in e)
     assert first["memory_cache"] == {"north": 40_000, "south": 40_000} and first["origin_rps"] > ceiling
+
+
+def test_region_failure_plan_carries_the_failed_regions_clients() -> None:
+    topo = load_topology(SMALL)
+    objective = parse_objective(SLO)
+    result = plan(topo, PlanOptions(objective=objective, window=20.0, seeds=1, region_failure=True))
+    assert result.found, result.reason
+    assert result.scenarios == ["all nodes up", "north down", "south down"]
+    nodes = {r.name: r.nodes for r in result.regions}
+    # south alone, with north's clients (north's only neighbour is south), on a fresh seed
+    window = peak_window(topo, 20.0)
+    south = replace(window.region("south"), client_share=1.0)
+    south = replace(south, edge=replace(south.edge, nodes=nodes["south"]))
+    alone = replace(window, regions=(south,))
+    assert _passes(alone, 103, objective)["south"]
+    # it needs more nodes than its own clients alone would
+    plain = plan(topo, PlanOptions(objective=objective, window=20.0, seeds=1))
+    assert nodes["south"] > next(r.nodes for r in plain.regions if r.name == "south")
