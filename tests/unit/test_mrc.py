@@ -154,6 +154,11 @@ def test_cli_trace_agrees_with_edgesim_replay(tmp_path: Path) -> None:
         code, rout, _ = _cli("replay", str(path), "--cache-size", str(p["cache_size"]), "--json")
         assert code == 0
         assert abs(json.loads(rout)["hit_ratio"] - p["hit_ratio"]) <= TOL
+    # the same requests as libCacheSim oracleGeneral give the same curve
+    binary = tmp_path / "t.oracleGeneral"
+    write_trace(binary, trace, "oracle-general")
+    code, bout, _ = _cli("mrc", str(binary), "--sizes", "60KB,2MB,40MB", "--json")
+    assert code == 0 and json.loads(bout)["points"] == points
     page = html.read_text()
     assert page.startswith("<!doctype html>") and "<svg" in page and "http" not in page.split("<svg", 1)[0]
 
