@@ -107,3 +107,10 @@ def test_impossible_bounds_fail_before_simulating(changes: dict[str, object], me
         return
     with pytest.raises(PlanError, match=message):
         plan(topo, opts)
+
+
+def test_trace_driven_topologies_are_refused() -> None:
+    topo = load_topology(SMALL)
+    traced = replace(topo, traffic=replace(topo.traffic, trace=Path("requests.csv")))
+    with pytest.raises(PlanError, match="replays a trace"):
+        plan(traced, PlanOptions(objective=parse_objective("p99<=30ms")))
