@@ -757,6 +757,11 @@ cli.add_command(stress_command)
 cli.add_command(sweep_command)
 cli.add_command(calibrate_command)
 
+from edgesim._plancli import mrc_command, plan_command  # noqa: E402
+
+cli.add_command(plan_command)
+cli.add_command(mrc_command)
+
 
 def main() -> None:
     """Entry point of the ``edgesim`` script."""

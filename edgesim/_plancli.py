@@ -1,0 +1,348 @@
+"""``edgesim plan`` and ``edgesim mrc``: click commands over :mod:`edgesim.plan` and
+:mod:`edgesim.mrc` (parse, call, print; no logic of their own)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from edgesim.errors import EdgesimError
+
+# plan: 0 a plan was found, 3 the objective cannot be met inside the search bounds.
+EXIT_NO_PLAN = 3
+
+
+class _Error(click.ClickException):
+    """One line (``Error: ...``), exit status 1."""
+
+
+def _fail(message: str) -> NoReturn:
+    raise _Error(message)
+
+
+def _topology(arg: str) -> Any:
+    from edgesim._topoload import load_topology, resolve_topology_arg
+    from edgesim.errors import TopologyError
+
+    try:
+        return load_topology(resolve_topology_arg(arg))
+    except TopologyError as exc:
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        sys.exit(1)
+    except EdgesimError as exc:
+        _fail(str(exc))
+
+
+def _sizes(text: str | None, option: str) -> tuple[int, ...]:
+    from edgesim._units import parse_size
+
+    if not text:
+        return ()
+    out = []
+    for part in text.split(","):
+        try:
+            v = parse_size(part.strip())
+        except ValueError as exc:
+            _fail(f"{option}: {exc}")
+        if v <= 0:
+            _fail(f"{option}: sizes must be above 0 bytes, not {part.strip()!r}")
+        out.append(v)
+    return tuple(out)
+
+
+def _bytes(n: float) -> str:
+    for unit, f in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= f:
+            return f"{n / f:.3g}{unit}"
+    return f"{n:.0f}B"
+
+
+def _write(path: str, text: str) -> None:
+    from edgesim._atomic import write_atomic
+
+    try:
+        write_atomic(path, text)
+    except OSError as exc:
+        _fail(f"cannot write {path}: {exc.strerror or exc}")
+
+
+# ---- plan -------------------------------------------------------------------------------
+
+
+@click.command("plan", short_help="Find the cheapest node counts meeting a latency objective.")
+@click.argument("topology")
+@click.option(
+    "--slo", required=True, help="Latency objective per region, e.g. 'p99<=80ms' or 'p50<=20ms,p99<=80ms'."
+)
+@click.option("--origin-max-rps", type=float, help="The origin's request ceiling (requests/s at peak).")
+@click.option(
+    "--n-plus-1", "n_plus_1", is_flag=True, help="Hold the objective with one node down in each region."
+)
+@click.option(
+    "--region-failure",
+    is_flag=True,
+    help="Hold it with any one region down, its clients sent to the nearest region.",
+)
+@click.option("--cache-sizes", help="Memory-tier sizes per node to choose from, e.g. 1GB,4GB,16GB.")
+@click.option(
+    "--seeds", type=int, default=3, show_default=True, help="K: seeds every candidate must pass on."
+)
+@click.option("--seed", "seed0", type=int, default=1, show_default=True, help="The first of the K seeds.")
+@click.option("--window", default="300s", show_default=True, help="Measured part of the peak window.")
+@click.option("--warmup", help="Warm-up before the measured window (default: the topology's).")
+@click.option(
+    "--min-nodes", type=int, default=1, show_default=True, help="Search bound: fewest nodes per region."
+)
+@click.option(
+    "--max-nodes", type=int, default=64, show_default=True, help="Search bound: most nodes per region."
+)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the plan as JSON.")
+@click.option("--quiet", is_flag=True, help="No progress lines.")
+def plan_command(
+    topology: str,
+    slo: str,
+    origin_max_rps: float | None,
+    n_plus_1: bool,
+    region_failure: bool,
+    cache_sizes: str | None,
+    seeds: int,
+    seed0: int,
+    window: str,
+    warmup: str | None,
+    min_nodes: int,
+    max_nodes: int,
+    json_path: str | None,
+    quiet: bool,
+) -> None:
+    """Search, per region of TOPOLOGY, the smallest edge node count that meets --slo at
+    the traffic peak on every one of --seeds seeds (docs/plan.md). Exits 0 with a plan,
+    3 when the objective cannot be met inside the search bounds (saying which
+    constraint binds)."""
+    from edgesim._units import parse_duration
+    from edgesim.plan import PlanError, PlanOptions, parse_objective, plan
+
+    try:
+        objective = parse_objective(slo)
+    except PlanError as exc:
+        _fail(str(exc))
+    try:
+        win = parse_duration(window)
+        warm = parse_duration(warmup) if warmup is not None else None
+    except ValueError as exc:
+        _fail(f"--window/--warmup: {exc}")
+    sizes = _sizes(cache_sizes, "--cache-sizes")
+    topo = _topology(topology)
+    opts = PlanOptions(
+        objective=objective,
+        origin_max_rps=origin_max_rps,
+        n_plus_1=n_plus_1,
+        region_failure=region_failure,
+        cache_sizes=sizes,
+        seeds=seeds,
+        seed0=seed0,
+        window=win,
+        warmup=warm,
+        min_nodes=min_nodes,
+        max_nodes=max_nodes,
+    )
+
+    def progress(line: str) -> None:
+        click.echo(line, err=True)
+
+    try:
+        result = plan(topo, opts, progress=None if quiet else progress)
+    except PlanError as exc:
+        _fail(str(exc))
+    data = result.as_dict()
+    if json_path:
+        _write(json_path, json.dumps(data, indent=1) + "\n")
+    _print_plan(data)
+    if not result.found:
+        click.echo(f"no plan: {result.reason}", err=True)
+        sys.exit(EXIT_NO_PLAN)
+
+
+def _print_plan(d: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    # a pipe or file gets a wide table (rich would wrap it at 80 columns)
+    console = Console() if sys.stdout.isatty() else Console(width=160)
+    s = d["search"]
+    if d["found"]:
+        t = Table(title=f"plan for {d['topology']}: {d['objective']} at peak", title_justify="left")
+        for col in (
+            "region",
+            "nodes",
+            "cache/node",
+            "peak rps",
+            "peak util",
+            "p99 at peak",
+            "hit ratio",
+            "origin rps",
+            "headroom",
+            "node $/h",
+        ):
+            t.add_column(col, justify="left" if col == "region" else "right")
+        for name, r in d["regions"].items():
+            t.add_row(
+                name,
+                str(r["nodes"]),
+                _bytes(r["memory_cache"]) + (f"+{_bytes(r['disk_cache'])} disk" if r["disk_cache"] else ""),
+                f"{r['peak_rps']:.1f}",
+                f"{r['peak_utilisation']:.1%}",
+                f"{r['latency_at_peak']['p99'] * 1000:.1f} ms",
+                f"{r['hit_ratio']:.3f}",
+                f"{r['origin_rps']:.1f}",
+                f"{r['headroom']:.0%} ({r['binding']})",
+                f"{r['cost_per_hour']:.3f}",
+            )
+        console.print(t)
+        o = d["origin"]
+        ceiling = f" (ceiling {o['max_rps']:g})" if o["max_rps"] is not None else ""
+        console.print(
+            f"origin at peak: {o['peak_rps_window']:.1f} requests/s with every region at its peak{ceiling}; "
+            f"{o['peak_rps_coincident']:.1f} requests/s at the day's coincident peak (estimate)"
+        )
+        c = d["costs_per_hour"]
+        console.print(
+            f"cost per hour at peak: {c['total']:.4f} = nodes {c['nodes']:.4f} + shield {c['shield']:.4f} "
+            f"+ origin requests {c['origin_requests']:.4f} + egress {c['egress']:.4f}"
+        )
+        console.print("scenarios verified: " + "; ".join(s["scenarios"]))
+    else:
+        console.print(f"no plan for {d['topology']}: {d['reason']}")
+    w = s["window"]
+    console.print(
+        f"search: {s['simulations']} simulations (search rounds: {s['rounds']}, seeds: {len(s['seeds'])}, "
+        f"plus verification) of a {w['warmup']:g} s + {w['measured']:g} s peak window, {s['seconds']:.1f} s"
+    )
+
+
+# ---- mrc --------------------------------------------------------------------------------
+
+
+@click.command("mrc", short_help="Hit ratio vs LRU cache size of a topology or trace, in one pass.")
+@click.argument("source")
+@click.option("--region", help="Only this region's requests.")
+@click.option("--site", help="Only this site's requests.")
+@click.option(
+    "--sizes", help="Cache sizes, e.g. 16MB,64MB,256MB,1GB (default: powers of two up to the footprint)."
+)
+@click.option(
+    "--requests",
+    "n_requests",
+    type=click.IntRange(1),
+    help="Topology: requests to draw (default: a day's duration at peak).",
+)
+@click.option(
+    "--sample-rate",
+    type=click.FloatRange(0.0, 1.0, min_open=True),
+    help="SHARDS sampling rate (default: 1 up to 1,000,000 requests, then 1,000,000/requests).",
+)
+@click.option(
+    "--format",
+    "trace_format",
+    type=click.Choice(["csv", "oracle-general"]),
+    help="Trace format (default: by extension, else by content).",
+)
+@click.option("--seed", type=int, default=1, show_default=True, help="Topology: seed of the drawn requests.")
+@click.option(
+    "--html", "html_path", type=click.Path(dir_okay=False), help="Write a self-contained HTML chart."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the table.")
+def mrc_command(
+    source: str,
+    region: str | None,
+    site: str | None,
+    sizes: str | None,
+    n_requests: int | None,
+    sample_rate: float | None,
+    trace_format: str | None,
+    seed: int,
+    html_path: str | None,
+    as_json: bool,
+) -> None:
+    """Miss-ratio curve of SOURCE: a topology (file or bundled name, its synthetic
+    request stream) or a trace (CSV `time,key,size[,region,site]` or oracleGeneral).
+    Exact byte-capacity LRU hit ratios by stack distance (docs/mrc.md)."""
+    from edgesim.mrc import select, topology_trace, trace_curve
+    from edgesim.traces import read_trace
+
+    caps = _sizes(sizes, "--sizes") or None
+    is_topology = source.endswith(".toml") or not Path(source).exists()
+    try:
+        if is_topology:
+            topo = _topology(source)
+            trace = topology_trace(topo, region=region, site=site, requests=n_requests, seed=seed)
+            label = topo.name
+        else:
+            trace = select(read_trace(source, trace_format), region, site)
+            label = source
+    except EdgesimError as exc:
+        _fail(str(exc))
+    except ValueError as exc:
+        _fail(f"{source}: {exc}")
+    if not len(trace):
+        _fail(f"{source}: no requests to compute a curve from")
+    curve = trace_curve(trace, caps, sample_rate=sample_rate)
+    where = " ".join(x for x in (f"region {region}" if region else "", f"site {site}" if site else "") if x)
+    title = f"{label}{' (' + where + ')' if where else ''}"
+    data = {"source": source, "region": region, "site": site, **curve.as_dict()}
+    if html_path:
+        _write(html_path, _mrc_html(title, curve))
+    if as_json:
+        click.echo(json.dumps(data))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"LRU hit ratio by cache size: {title}", title_justify="left")
+    for col in ("cache size", "hit ratio", "byte hit ratio"):
+        t.add_column(col, justify="right")
+    for p in data["points"]:
+        t.add_row(_bytes(p["cache_size"]), f"{p['hit_ratio']:.4f}", f"{p['byte_hit_ratio']:.4f}")
+    console = Console()
+    console.print(t)
+    sampled = f", SHARDS sample at rate {curve.sample_rate:g}" if curve.sample_rate < 1 else ""
+    console.print(
+        f"{curve.requests:,} requests, {curve.objects:,} objects, "
+        f"footprint {_bytes(curve.footprint)}{sampled}"
+    )
+
+
+def _mrc_html(title: str, curve: Any) -> str:
+    import math
+    from html import escape
+
+    from edgesim._svg import line_chart
+
+    xs = [math.log2(s / 2**20) if s > 0 else 0.0 for s in curve.sizes]
+    chart = line_chart(
+        f"Hit ratio vs cache size: {title}",
+        [("object hit ratio", xs, list(curve.hit_ratio)), ("byte hit ratio", xs, list(curve.byte_hit_ratio))],
+        y_label="hit ratio",
+        x_label="cache size (log2 of MiB)",
+    )
+    rows = "".join(
+        f"<tr><td>{_bytes(s)}</td><td>{h:.4f}</td><td>{b:.4f}</td></tr>"
+        for s, h, b in zip(curve.sizes, curve.hit_ratio, curve.byte_hit_ratio, strict=True)
+    )
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>edgesim mrc: {escape(title)}</title>
+<style>body{{font-family:system-ui,sans-serif;margin:24px;max-width:1000px}}
+table{{border-collapse:collapse}}
+td,th{{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}}</style>
+</head><body>
+<h1>Miss-ratio curve: {escape(title)}</h1>
+<p>{curve.requests:,} requests, {curve.objects:,} objects, SHARDS rate {curve.sample_rate:g}</p>
+<figure>{chart}</figure>
+<table><tr><th>cache size</th><th>hit ratio</th><th>byte hit ratio</th></tr>{rows}</table>
+<script type="application/json" id="curve">{escape(json.dumps(curve.as_dict()))}</script>
+</body></html>
+"""

@@ -1,0 +1,419 @@
+"""Miss-ratio curves: LRU hit ratio as a function of cache size, in one pass.
+
+Theory of operation
+-------------------
+A byte-capacity LRU cache (the semantics of :mod:`edgesim.replay`: capacity in bytes,
+an object larger than the cache is never stored and evicts nothing) always holds the
+longest prefix of the recency stack whose sizes fit, counting only objects that are
+small enough to be stored at all. (Proof sketch: a hit reorders inside that prefix; a
+miss puts the object on top and evicts from the bottom of the cached prefix only as
+far as needed, which is again the longest fitting prefix.) So a request for key ``k``
+hits a cache of ``C`` bytes exactly when its *byte stack distance* fits:
+
+    size(k) + sum of sizes of the distinct storable objects requested since the
+    previous request for k  <=  C
+
+One pass computes that distance for every request with Fenwick trees (binary indexed
+trees) over request positions: each object's size sits at the position of its latest
+request, so the distinct objects since ``k``'s previous request at ``p`` weigh
+``total - prefix(p)``, in O(log n). Objects too large for some of the requested
+capacities are kept in separate trees by size class (one per capacity interval that
+actually has objects), so that each capacity counts exactly the objects it could store.
+Usually every object fits the smallest capacity and there is one tree.
+
+Large inputs use SHARDS (Waldspurger et al., FAST '15) fixed-rate spatial sampling:
+only requests whose key hashes below ``rate`` are processed, and the sampled objects
+above ``k`` in the stack stand for ``1 / rate`` times their bytes (``k``'s own size is
+exact). Hit ratios are then estimates
+(within about 0.01 at rates of 0.01 and above on web-like traces, per the paper).
+
+Assumption: an object's size is the size of its latest request. ``edgesim replay``
+keeps the size stored at insertion while a copy stays cached, so traces in which the
+same key changes size can differ slightly; fixed-size keys agree exactly.
+
+Curves of synthetic topologies (:func:`topology_trace`) model the request stream of
+one region (or one site in it); docs/mrc.md explains how they relate to the
+multi-tier, TTL-bound caches of a full run.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from array import array
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from edgesim.topology import Distribution, Topology
+from edgesim.traces import Trace
+
+__all__ = [
+    "Curve",
+    "default_sizes",
+    "lru_curve",
+    "topology_trace",
+]
+
+# Above this many requests a curve is computed on a SHARDS sample by default: the
+# exact pass runs at a few hundred thousand requests per second in pure Python.
+SAMPLE_ABOVE = 1_000_000
+# The SHARDS hash threshold's resolution (the paper uses a modulus of 2**24).
+_MODULUS = 1 << 24
+_MASK64 = (1 << 64) - 1
+
+
+@dataclass(frozen=True, slots=True)
+class Curve:
+    """Hit ratios of one request stream at a list of LRU cache sizes.
+
+    Attributes:
+        sizes: cache sizes in bytes, ascending.
+        hit_ratio, byte_hit_ratio: one value per size.
+        requests: requests in the stream (all of them, even with sampling).
+        sampled_requests: requests the pass looked at (= ``requests`` without sampling).
+        objects: distinct keys looked at.
+        footprint: bytes of the distinct objects looked at (scaled up when sampled).
+        sample_rate: SHARDS rate (1.0: exact).
+    """
+
+    sizes: tuple[int, ...]
+    hit_ratio: tuple[float, ...]
+    byte_hit_ratio: tuple[float, ...]
+    requests: int
+    sampled_requests: int
+    objects: int
+    footprint: int
+    sample_rate: float
+
+    def at(self, size: int) -> float:
+        """The hit ratio at ``size`` bytes, interpolated linearly in log(size) between
+        the computed sizes (clamped at the ends)."""
+        s = self.sizes
+        if not s:
+            return 0.0
+        if size <= s[0]:
+            return self.hit_ratio[0] if size == s[0] else self.hit_ratio[0] * max(size, 0) / s[0]
+        if size >= s[-1]:
+            return self.hit_ratio[-1]
+        i = bisect.bisect_right(s, size)
+        lo, hi = s[i - 1], s[i]
+        f = (math.log(size) - math.log(lo)) / (math.log(hi) - math.log(lo))
+        return self.hit_ratio[i - 1] * (1 - f) + self.hit_ratio[i] * f
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "sampled_requests": self.sampled_requests,
+            "sample_rate": self.sample_rate,
+            "objects": self.objects,
+            "footprint_bytes": self.footprint,
+            "points": [
+                {"cache_size": s, "hit_ratio": round(h, 6), "byte_hit_ratio": round(b, 6)}
+                for s, h, b in zip(self.sizes, self.hit_ratio, self.byte_hit_ratio, strict=True)
+            ],
+        }
+
+
+def _mix64(x: int) -> int:
+    """splitmix64's finaliser: a cheap, well-spread hash of a 64-bit key."""
+    x = (x + 0x9E3779B97F4A7C15) & _MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return x ^ (x >> 31)
+
+
+def lru_curve(
+    keys: Sequence[int], sizes: Sequence[int], capacities: Sequence[int], *, sample_rate: float = 1.0
+) -> Curve:
+    """Hit ratios of LRU caches of each capacity on one request stream, in one pass.
+
+    Args:
+        keys, sizes: the requests (object ids and sizes in bytes), in order.
+        capacities: cache sizes in bytes (>= 0; sorted and deduplicated here).
+        sample_rate: SHARDS rate in (0, 1]; 1.0 computes exact ratios.
+
+    Returns:
+        The :class:`Curve`.
+
+    Raises:
+        ValueError: no capacities, a negative one, or a rate outside (0, 1].
+    """
+    if not 0.0 < sample_rate <= 1.0:
+        raise ValueError(f"sample rate must be in (0, 1], not {sample_rate!r}")
+    caps = sorted(set(int(c) for c in capacities))
+    if not caps:
+        raise ValueError("no cache sizes given")
+    if caps[0] < 0:
+        raise ValueError(f"cache sizes must be >= 0 bytes, not {caps[0]}")
+    ncap = len(caps)
+    rate = sample_rate
+    threshold = int(rate * _MODULUS)
+    if rate < 1.0:
+        pairs = [(k, s) for k, s in zip(keys, sizes, strict=True) if _mix64(k) % _MODULUS < threshold]
+        skeys: Sequence[int] = [k for k, _ in pairs]
+        ssizes: Sequence[int] = [s for _, s in pairs]
+    else:
+        skeys, ssizes = keys, sizes
+    # the sampled objects above k stand for 1 / rate times their bytes (SHARDS); k's
+    # own size is known exactly, so it is not scaled (that biases small caches)
+    inv = 1.0 / rate
+    n = len(skeys)
+    # size class of an object: how many capacities it exceeds (it is storable at
+    # capacity index m exactly when class <= m)
+    trees: dict[int, array[float]] = {}
+    totals: dict[int, float] = {}
+    hits_from = [0] * (ncap + 1)  # difference arrays over capacity indices
+    bytes_from = [0] * (ncap + 1)
+    hits_at = [0] * ncap  # the general case (several classes): direct counts
+    bytes_at = [0] * ncap
+    last: dict[int, int] = {}  # key -> 1-based position of its latest request
+    cls_of: dict[int, int] = {}
+    size_of: dict[int, int] = {}
+    total_bytes = 0
+    for i in range(n):
+        k = skeys[i]
+        s = ssizes[i]
+        total_bytes += s
+        q = bisect.bisect_left(caps, s)
+        pos = i + 1
+        p = last.get(k)
+        if p is not None:
+            oq = cls_of[k]
+            if q < ncap:  # else: too large for every capacity, a miss at all
+                # distance per populated class <= m, cumulative in class order
+                classes = sorted(trees) if len(trees) > 1 else list(trees)
+                # bytes of the other objects above k, cumulative in class order
+                others = 0.0
+                acc: list[tuple[int, float]] = []
+                for c in classes:
+                    t = trees[c]
+                    j = p
+                    pre = 0.0
+                    while j > 0:
+                        pre += t[j]
+                        j -= j & -j
+                    others += (totals[c] - pre) * inv  # k's own old entry is at p: not counted
+                    acc.append((c, s + others))
+                if len(acc) == 1 and acc[0][0] <= q:
+                    # one class, storable from q on: hits from the first fitting capacity
+                    m0 = max(q, bisect.bisect_left(caps, acc[0][1]))
+                    hits_from[m0] += 1
+                    bytes_from[m0] += s
+                else:
+                    for m in range(q, ncap):
+                        dm = float(s)
+                        for c, cum in acc:
+                            if c <= m:
+                                dm = cum
+                        if dm <= caps[m]:
+                            hits_at[m] += 1
+                            bytes_at[m] += s
+            # remove k from its old position
+            t = trees[oq]
+            w = -size_of[k]
+            j = p
+            while j <= n:
+                t[j] += w
+                j += j & -j
+            totals[oq] += w
+        t2 = trees.get(q)
+        if t2 is None:
+            t2 = trees[q] = array("d", bytes(8 * (n + 1)))
+            totals[q] = 0.0
+        j = pos
+        while j <= n:
+            t2[j] += s
+            j += j & -j
+        totals[q] += s
+        last[k] = pos
+        cls_of[k] = q
+        size_of[k] = s
+    hr: list[float] = []
+    bhr: list[float] = []
+    run_h = run_b = 0
+    denom = n
+    if rate < 1.0 and keys:
+        # SHARDS-adj (the paper's section 4.3): hot keys make the sampled request count
+        # differ from its expectation; the difference goes to the smallest distances, and
+        # ratios are taken over the expected count.
+        expected = len(keys) * rate
+        hits_from[0] += round(expected - n)
+        denom = max(1, round(expected))
+    for m in range(ncap):
+        run_h += hits_from[m]
+        run_b += bytes_from[m]
+        h = run_h + hits_at[m]
+        b = run_b + bytes_at[m]
+        hr.append(min(1.0, max(0.0, h / denom)) if denom else 0.0)
+        bhr.append(b / total_bytes if total_bytes else 0.0)
+    footprint = sum(size_of.values())
+    return Curve(
+        sizes=tuple(caps),
+        hit_ratio=tuple(hr),
+        byte_hit_ratio=tuple(bhr),
+        requests=len(keys),
+        sampled_requests=n,
+        objects=len(last),
+        footprint=int(footprint / rate),
+        sample_rate=rate,
+    )
+
+
+def default_sizes(footprint: int, *, smallest: int = 2**20, points: int = 16) -> list[int]:
+    """Cache sizes for a curve: powers of two from ``smallest`` up to the first one at
+    or above ``footprint`` (at most ``points`` sizes, the largest ones kept)."""
+    sizes = [smallest]
+    while sizes[-1] < footprint:
+        sizes.append(sizes[-1] * 2)
+    return sizes[-points:]
+
+
+def trace_curve(
+    trace: Trace, capacities: Sequence[int] | None = None, *, sample_rate: float | None = None
+) -> Curve:
+    """:func:`lru_curve` of a whole trace (default sizes from its footprint; SHARDS
+    at ``SAMPLE_ABOVE / len`` above :data:`SAMPLE_ABOVE` requests unless ``sample_rate``
+    is given)."""
+    n = len(trace)
+    rate = sample_rate if sample_rate is not None else min(1.0, SAMPLE_ABOVE / n) if n else 1.0
+    if capacities is None:
+        foot = sum(dict(zip(trace.keys, trace.sizes, strict=True)).values())
+        capacities = default_sizes(max(foot, 1))
+    return lru_curve(trace.keys, trace.sizes, capacities, sample_rate=rate)
+
+
+def select(trace: Trace, region: str | None, site: str | None) -> Trace:
+    """The requests of ``trace`` placed in ``region`` and/or ``site``.
+
+    Raises:
+        ValueError: the trace has no placement columns, or no such region or site.
+    """
+    if region is None and site is None:
+        return trace
+    if trace.regions is None or trace.sites is None:
+        raise ValueError("the trace has no region and site columns (CSV time,key,size,region,site)")
+    keep = [True] * len(trace)
+    for name, names, col, what in (
+        (region, trace.region_names, trace.regions, "region"),
+        (site, trace.site_names, trace.sites, "site"),
+    ):
+        if name is None:
+            continue
+        if name not in names:
+            known = ", ".join(names) or "none"
+            raise ValueError(f"no {what} {name!r} in the trace (it has: {known})")
+        idx = names.index(name)
+        keep = [a and b == idx for a, b in zip(keep, col, strict=True)]
+    pick = [i for i, ok in enumerate(keep) if ok]
+    return Trace(
+        array("d", (trace.times[i] for i in pick)),
+        array("Q", (trace.keys[i] for i in pick)),
+        array("q", (trace.sizes[i] for i in pick)),
+    )
+
+
+# ---- synthetic streams of a topology ---------------------------------------------------
+
+
+def _origin_size(d: Distribution) -> Any:
+    """The topology's size distribution as the origin catalog's (sizes are laid out by
+    the origin, so the stream uses exactly the engine's object sizes)."""
+    from origin._config import MAX_SIZE
+    from origin._config import Distribution as ODist
+
+    k = d.kind
+    if k == "fixed":
+        od = ODist("fixed", d.value, 0.0, d.cap)
+    elif k == "lognormal":
+        od = ODist("lognormal", d.median, d.sigma, d.cap)
+    elif k == "exponential":
+        od = ODist("exponential", d.mean, 0.0, d.cap)
+    elif k == "pareto":
+        od = ODist("pareto", d.alpha, d.minimum, d.cap)
+    else:
+        od = ODist("uniform", d.minimum, d.maximum, d.cap)
+    if not od.limit or od.limit > MAX_SIZE:
+        from dataclasses import replace
+
+        od = replace(od, limit=float(MAX_SIZE))
+    return od
+
+
+def topology_trace(
+    topo: Topology,
+    *,
+    region: str | None = None,
+    site: str | None = None,
+    requests: int | None = None,
+    seed: int = 1,
+) -> Trace:
+    """A synthetic request stream of ``topo``'s cacheable catalog requests.
+
+    Sites are mixed by their ``share``; within a site, object ``i`` of the catalog
+    (the origin's layout, so sizes match a run) has Zipf weight ``1 / (i + 1) ** zipf``,
+    as in the capacity engine. Redirect requests (answered at the edge) and sites
+    backed by a directory (no catalog) are left out. Every region sees the same
+    popularity, so ``region`` only sets the default length: the region's requests over
+    the traffic's duration at its peak rate. Keys are ``site << 40 | object``.
+
+    Raises:
+        ValueError: an unknown region or site, or no synthetic site to draw from.
+    """
+    import numpy as np
+
+    from origin.core import CatalogSpec, OriginCore, parse_config
+
+    if region is not None and region not in {r.name for r in topo.regions}:
+        known = ", ".join(r.name for r in topo.regions)
+        raise ValueError(f"no region {region!r} in {topo.name} (it has: {known})")
+    names = [s.name for s in topo.sites]
+    if site is not None and site not in names:
+        raise ValueError(f"no site {site!r} in {topo.name} (it has: {', '.join(names)})")
+    chosen = [
+        (i, s) for i, s in enumerate(topo.sites) if s.catalog is not None and (site is None or s.name == site)
+    ]
+    if not chosen:
+        raise ValueError(f"{topo.name}: no synthetic site (with a catalog) to draw requests from")
+    tr = topo.traffic
+    peak = tr.peak_rps * (max(tr.diurnal) if tr.diurnal else 1.0)
+    if requests is None:
+        share = topo.region(region).client_share if region is not None else 1.0
+        site_share = sum(s.share for _, s in chosen) / (sum(s.share for s in topo.sites) or 1.0)
+        requests = max(1000, int(peak * share * site_share * tr.duration))
+    gen = np.random.Generator(np.random.PCG64(seed))
+    core = OriginCore(bodies=False)
+    cols: list[tuple[int, Any, Any]] = []
+    weights = []
+    for i, s in chosen:
+        cat = s.catalog
+        assert cat is not None
+        spec = CatalogSpec(
+            cat.objects,
+            cat.seed,
+            _origin_size(cat.size),
+            tuple((k, _origin_size(d)) for k, d in cat.sizes),
+            cat.types,
+        )
+        from dataclasses import replace
+
+        cfg = replace(parse_config(None, f"{s.name}/_edgesim.toml"), catalog=spec)
+        dep = core.add_synthetic(s.name.lower(), cfg, now=0.0)
+        catalog = dep.catalog
+        assert catalog is not None
+        sizes = np.array([catalog.size(j) for j in range(len(catalog))], dtype=np.int64)
+        w = 1.0 / np.power(np.arange(1, len(sizes) + 1, dtype=np.float64), cat.zipf)
+        cdf = np.cumsum(w)
+        cols.append((i, cdf / cdf[-1], sizes))
+        weights.append(max(0.0, s.share * (1.0 - s.redirect_share)))
+    wsum = sum(weights) or 1.0
+    site_pick = gen.choice(len(cols), size=requests, p=[w / wsum for w in weights])
+    keys = np.zeros(requests, dtype=np.uint64)
+    out_sizes = np.zeros(requests, dtype=np.int64)
+    for j, (si, cdf, sizes) in enumerate(cols):
+        rows = np.nonzero(site_pick == j)[0]
+        idx = np.minimum(np.searchsorted(cdf, gen.random(len(rows)), side="right"), len(sizes) - 1)
+        keys[rows] = (np.uint64(si) << np.uint64(40)) | idx.astype(np.uint64)
+        out_sizes[rows] = sizes[idx]
+    times = array("d", (np.arange(requests, dtype=np.float64) / max(peak, 1e-9)).tolist())
+    return Trace(times, array("Q", keys.tolist()), array("q", out_sizes.tolist()))

@@ -1,0 +1,174 @@
+"""`edgesim plan` soundness, by simulation, on a small topology whose node counts matter.
+
+The plan must meet the objective on fresh seeds, and one node fewer in any region must
+fail on at least one of the plan's seeds (with --n-plus-1: the one-node-down case of
+one node fewer fails).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from edgesim._topoload import load_topology
+from edgesim.cli import cli
+from edgesim.engine import simulate
+from edgesim.plan import Objective, PlanOptions, parse_objective, peak_window, plan
+from edgesim.topology import Topology
+
+SMALL = Path(__file__).parent.parent / "data" / "plan" / "small.toml"
+SLO = "p99<=44ms"
+WINDOW = 40.0
+FRESH = (101, 102)
+
+
+def _with_nodes(topo: Topology, nodes: dict[str, int]) -> Topology:
+    return replace(
+        topo, regions=tuple(replace(r, edge=replace(r.edge, nodes=nodes[r.name])) for r in topo.regions)
+    )
+
+
+def _passes(topo: Topology, seed: int, objective: Objective) -> dict[str, bool]:
+    rep = simulate(topo, seed=seed).to_dict(deterministic=True)
+    out = {}
+    for name, g in rep["regions"].items():
+        out[name] = objective.check(g["latency"])[0] and g["errors"] + g["failed"] == 0
+    return out
+
+
+def test_plan_meets_the_objective_on_fresh_seeds_and_one_node_fewer_fails() -> None:
+    topo = load_topology(SMALL)
+    objective = parse_objective(SLO)
+    result = plan(topo, PlanOptions(objective=objective, window=WINDOW, seeds=3))
+    assert result.found, result.reason
+    nodes = {r.name: r.nodes for r in result.regions}
+    # the search costs fewer simulations than trying every count on every seed
+    assert result.simulations < 3 * 2 * 6
+    window = peak_window(topo, WINDOW)
+    for seed in FRESH:
+        assert all(_passes(_with_nodes(window, nodes), seed, objective).values()), seed
+    checked = 0
+    for name in nodes:
+        fewer = dict(nodes, **{name: nodes[name] - 1})
+        if fewer[name] == 0:
+            continue  # no node: nothing is served
+        verdicts = [_passes(_with_nodes(window, fewer), s, objective)[name] for s in result.seeds]
+        assert not all(verdicts), (name, fewer)
+        checked += 1
+    assert checked  # the topology is sized so that node counts matter
+
+
+def test_n_plus_1_plan_survives_a_node_down_and_is_tight(tmp_path: Path) -> None:
+    out = tmp_path / "plan.json"
+    r = CliRunner().invoke(
+        cli,
+        ["plan", str(SMALL), "--slo", SLO, "--window", "40s", "--n-plus-1", "--json", str(out), "--quiet"],
+        catch_exceptions=False,
+    )
+    assert r.exit_code == 0, r.output
+    data = json.loads(out.read_text())
+    assert data["found"] and "one node down in each region" in data["search"]["scenarios"]
+    nodes = {name: g["nodes"] for name, g in data["regions"].items()}
+    assert all(n >= 2 for n in nodes.values())
+    # the table shows the same plan, and the search cost
+    assert f"{data['search']['simulations']} simulations" in r.stdout
+    for name in nodes:
+        assert name in r.stdout
+    topo = load_topology(SMALL)
+    objective = parse_objective(SLO)
+    window = peak_window(topo, WINDOW)
+    down = {name: n - 1 for name, n in nodes.items()}
+    for seed in FRESH:
+        assert all(_passes(_with_nodes(window, down), seed, objective).values()), seed
+    seeds = data["search"]["seeds"]
+    checked = 0
+    for name in nodes:
+        fewer_down = dict(down, **{name: down[name] - 1})
+        if fewer_down[name] == 0:
+            continue
+        verdicts = [_passes(_with_nodes(window, fewer_down), s, objective)[name] for s in seeds]
+        assert not all(verdicts), (name, fewer_down)
+        checked += 1
+    assert checked
+
+
+def test_unreachable_objective_exits_3_and_names_what_binds(tmp_path: Path) -> None:
+    out = tmp_path / "plan.json"
+    r = CliRunner().invoke(
+        cli,
+        ["plan", str(SMALL), "--slo", "p99<=20ms", "--window", "20s", "--json", str(out), "--quiet"],
+        catch_exceptions=False,
+    )
+    assert r.exit_code == 3
+    data = json.loads(out.read_text())
+    assert not data["found"]
+    assert "latency floor binds" in data["reason"] and data["reason"] in r.stderr
+
+
+def test_origin_ceiling_binds_without_cache_choices() -> None:
+    # every miss counts: a ceiling below the cold-start misses cannot be met
+    topo = load_topology(SMALL)
+    opts = PlanOptions(objective=parse_objective("p99<=100ms"), window=20.0, seeds=1, origin_max_rps=0.01)
+    result = plan(replace(topo, traffic=replace(topo.traffic, warmup=0.0)), opts)
+    assert not result.found
+    assert "origin ceiling binds" in result.reason and "--cache-sizes" in result.reason
+
+
+def test_bad_input_is_one_line() -> None:
+    for args, message in (
+        (["--slo", "p99 under 80ms"], "cannot read"),
+        (["--slo", "p99<=80ms", "--min-nodes", "4", "--max-nodes", "2"], "impossible search bounds"),
+        (["--slo", "p99<=80ms", "--cache-sizes", "1GB,lots"], "--cache-sizes"),
+        (["--slo", "p99<=80ms", "--window", "soon"], "--window"),
+    ):
+        r = CliRunner().invoke(cli, ["plan", str(SMALL), *args], catch_exceptions=False)
+        assert r.exit_code not in (0, 3), args
+        lines = [x for x in r.stderr.splitlines() if x.strip()]
+        assert len(lines) == 1 and message in lines[0], (args, r.stderr)
+
+
+def test_origin_ceiling_grows_caches_until_it_holds() -> None:
+    # 40 KB of memory per node holds a handful of the 40 objects: the origin ceiling
+    # forces larger caches, chosen from --cache-sizes and verified by simulation
+    topo = load_topology(SMALL)
+    tiny = replace(
+        topo,
+        regions=tuple(replace(r, edge=replace(r.edge, memory_cache=40_000)) for r in topo.regions),
+    )
+    ceiling = 5.0
+    opts = PlanOptions(
+        objective=parse_objective("p99<=80ms"),
+        window=15.0,
+        warmup=10.0,
+        seeds=1,
+        origin_max_rps=ceiling,
+        cache_sizes=(40_000, 150_000, 2_000_000),
+    )
+    result = plan(tiny, opts)
+    assert result.found, result.reason
+    assert result.origin_rps <= ceiling
+    assert any(r.memory_cache > 40_000 for r in result.regions)
+    # the smallest size was tried and broke the ceiling
+    first = next(e for e in result.log if "verify" in e)
+    assert first["memory_cache"] == {"north": 40_000, "south": 40_000} and first["origin_rps"] > ceiling
+
+
+def test_region_failure_plan_carries_the_failed_regions_clients() -> None:
+    topo = load_topology(SMALL)
+    objective = parse_objective(SLO)
+    result = plan(topo, PlanOptions(objective=objective, window=20.0, seeds=1, region_failure=True))
+    assert result.found, result.reason
+    assert result.scenarios == ["all nodes up", "north down", "south down"]
+    nodes = {r.name: r.nodes for r in result.regions}
+    # south alone, with north's clients (north's only neighbour is south), on a fresh seed
+    window = peak_window(topo, 20.0)
+    south = replace(window.region("south"), client_share=1.0)
+    south = replace(south, edge=replace(south.edge, nodes=nodes["south"]))
+    alone = replace(window, regions=(south,))
+    assert _passes(alone, 103, objective)["south"]
+    # it needs more nodes than its own clients alone would
+    plain = plan(topo, PlanOptions(objective=objective, window=20.0, seeds=1))
+    assert nodes["south"] > next(r.nodes for r in plain.regions if r.name == "south")
