@@ -641,6 +641,12 @@ def validate_command(files: tuple[str, ...]) -> None:
     help="Spatial sampling of cache keys (SHARDS-style; docs/sampling.md): simulate only keys "
     "hashing below R, with caches scaled by R. Counts are scaled back; latency is not available.",
 )
+@click.option(
+    "--edge-processes",
+    is_flag=True,
+    help="Live mode: run each edge node as its own supervised OS process and the topology's "
+    "[faults] for real (kill -9, origin stop/stall); prints the crash-drill report (docs/stress.md).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar and no tables.")
 def run_command(
     topology: str,
@@ -653,6 +659,7 @@ def run_command(
     csv_dir: str | None,
     html_path: str | None,
     sample_rate: float,
+    edge_processes: bool,
     quiet: bool,
 ) -> None:
     """Simulate TOPOLOGY (a file, or a bundled name; default: demo) and report.
@@ -672,6 +679,11 @@ def run_command(
         sys.exit(1)
     except EdgesimError as exc:
         _fail(str(exc))
+    if edge_processes:
+        _run_edge_processes(
+            topo, mode, engine, window, rate_scale, sample_rate, json_path, csv_dir, html_path
+        )
+        return
     topo, cut = _runmodes.prepare(
         topo, mode=mode, engine=engine, window=window, rate_scale=rate_scale, sample_rate=sample_rate
     )
@@ -736,6 +748,56 @@ def run_command(
     if report["meta"].get("partial"):
         click.echo("run interrupted: the report is partial", err=True)
         sys.exit(130)
+
+
+def _run_edge_processes(
+    topo: Any,
+    mode: str,
+    engine: str,
+    window: tuple[float, float] | None,
+    rate_scale: float | None,
+    sample_rate: float,
+    json_path: str | None,
+    csv_dir: str | None,
+    html_path: str | None,
+) -> None:
+    """``run --mode live --edge-processes``: the crash drill (edgesim.drill) over the
+    window's wall time: edges as supervised processes, faults run for real."""
+    if mode != "live":
+        _fail("--edge-processes needs --mode live")
+    for given, option in (
+        (engine != "fast", "--engine"),
+        (sample_rate < 1.0, "--sample-rate"),
+        (csv_dir, "--csv"),
+        (html_path, "--html"),
+    ):
+        if given:
+            _fail(f"{option} does not apply with --edge-processes (its report is the drill's: --json)")
+    import trio
+
+    from edgesim._atomic import write_atomic
+    from edgesim._supervisor import SupervisorError
+    from edgesim.drill import DrillOptions, run_drill, summary_lines
+
+    if window is not None and window[0] != 0.0:
+        _fail(
+            "--window with --edge-processes must start at 0: "
+            "the drill runs the whole traffic curve in the window's duration"
+        )
+    duration = window[1] if window is not None else 60.0
+    rate = topo.traffic.peak_rps * rate_scale if rate_scale is not None else None
+    opts = DrillOptions(duration=duration, rate=rate)
+    try:
+        report = trio.run(lambda: run_drill(topo, opts, progress=lambda m: click.echo(m, err=True)))
+    except (ValueError, EdgesimError, SupervisorError) as exc:
+        _fail(f"{topo.path or topo.name}: {exc}")
+    if json_path:
+        try:
+            write_atomic(json_path, json.dumps(report, indent=2) + "\n")
+        except OSError as exc:
+            _fail(f"cannot write the report: {exc.strerror or exc}: {json_path}")
+    for line in summary_lines(report):
+        click.echo(line)
 
 
 from edgesim.shadowbench import shadow_bench_command  # noqa: E402 (registered with its group)
