@@ -530,6 +530,11 @@ def bench_replay_command(
     click.echo(json.dumps(bench(n_requests, n_objects, alpha, cache_fraction, repeats), indent=2))
 
 
+from edgesim.simbench import engine_command, sampling_command  # noqa: E402
+
+bench_group.add_command(engine_command)
+bench_group.add_command(sampling_command)
+
 # --- edgesim validate (topology files) -------------------------------------------
 
 
