@@ -159,7 +159,9 @@ def engine_command(
     import json
 
     topo = _topology_or_fail(topology)
-    click.echo(json.dumps(engine_bench(topo, seconds, peak_rps=peak_rps, seed=seed, repeats=repeats), indent=2))
+    click.echo(
+        json.dumps(engine_bench(topo, seconds, peak_rps=peak_rps, seed=seed, repeats=repeats), indent=2)
+    )
 
 
 @click.command("sampling", short_help="Accuracy and speed-up of --sample-rate against full runs.")
