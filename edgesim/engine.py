@@ -693,6 +693,11 @@ class _Engine:
         out_rcdf: list[list[float]] = []
         out_scdf: list[list[list[float]]] = []
         start = 0.0
+        # the flash crowds that can touch each region; none: the site weights are fixed
+        region_crowds = [
+            [fc for fc in tr.flash_crowds if not fc.region or fc.region == r.name] for r in regions
+        ]
+        base_mult = [self.site_shares[si] * 1.0 for si in range(len(self.topo.sites))]
         cache: dict[tuple[Any, ...], tuple[float, list[float], list[list[float]]]] = {}
         # site CDFs by their weights: the same few lists for most segments
         scache: dict[tuple[float, ...], list[float]] = {}
@@ -700,16 +705,19 @@ class _Engine:
             t = start  # rates at the segment's start
             rates = []
             site_cdfs = []
-            for r in regions:
+            for ri, r in enumerate(regions):
                 hour = tr.start_hour_utc + r.utc_offset + t / 3600.0
-                mult = []
-                for si in range(len(self.topo.sites)):
-                    m = 1.0
-                    for fc in tr.flash_crowds:
-                        applies = fc.site == names[si] and (not fc.region or fc.region == r.name)
-                        if applies and fc.start <= t < fc.start + fc.duration:
-                            m *= fc.multiplier
-                    mult.append(self.site_shares[si] * m)
+                crowds = region_crowds[ri]
+                if not crowds:
+                    mult = base_mult
+                else:
+                    mult = []
+                    for si in range(len(self.topo.sites)):
+                        m = 1.0
+                        for fc in crowds:
+                            if fc.site == names[si] and fc.start <= t < fc.start + fc.duration:
+                                m *= fc.multiplier
+                        mult.append(self.site_shares[si] * m)
                 wsum = sum(mult)
                 rates.append(tr.peak_rps * r.client_share * _diurnal(tr.diurnal, hour) * wsum / total_share)
                 mkey = tuple(mult)
@@ -1202,7 +1210,8 @@ class _Engine:
                 reds = sm.redirects
                 url = reds[min(int(u3 / sm.redirect_share * len(reds)), len(reds) - 1)]
             else:
-                url = sm.url()
+                ob = sm.objbuf
+                url = sm.urls[ob.pop()] if ob else sm.url()
             if sampled and url not in sm.kept:
                 # spatial sampling: a key outside the sample costs only its draws
                 skipped += 1
