@@ -593,6 +593,13 @@ def validate_command(files: tuple[str, ...]) -> None:
     help="Spatial sampling of cache keys (SHARDS-style; docs/sampling.md): simulate only keys "
     "hashing below R, with caches scaled by R. Counts are scaled back; latency is not available.",
 )
+@click.option(
+    "--sample-head",
+    type=click.IntRange(0, 20),
+    default=3,
+    show_default=True,
+    help="With --sample-rate: always simulate the 2^N-1 most popular objects of each site.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar and no tables.")
 def run_command(
     topology: str,
@@ -602,6 +609,7 @@ def run_command(
     csv_dir: str | None,
     html_path: str | None,
     sample_rate: float,
+    sample_head: int,
     quiet: bool,
 ) -> None:
     """Simulate TOPOLOGY (a file, or a bundled name; default: demo) and report.
@@ -642,7 +650,9 @@ def run_command(
 
         bar.start()
     try:
-        result = simulate(topo, seed=seed, progress=progress_cb, sample_rate=sample_rate)
+        result = simulate(
+            topo, seed=seed, progress=progress_cb, sample_rate=sample_rate, sample_head=sample_head
+        )
     except ValueError as exc:
         _fail(f"{topo.path or topo.name}: {exc}")
     finally:
