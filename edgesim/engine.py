@@ -1361,7 +1361,8 @@ def _stratum_weights(eng: _Engine) -> tuple[dict[str, Any], dict[str, Any]]:
     not, so these are exact) over the steady-state client rows the sampled run recorded
     for it: each recorded row stands for that many requests. A stratum with arrivals
     but no recorded row is shared between the nearest recorded strata of its site and
-    class on either side in popularity (half each; all to the one at an end). Fetch
+    class on either side in popularity (linearly in the bucket; all to the one at an
+    end). Fetch
     and origin rows take the weight of the client request that caused them; manifests
     (one per node and site) weigh 1.
     """
@@ -1385,15 +1386,18 @@ def _stratum_weights(eng: _Engine) -> tuple[dict[str, Any], dict[str, Any]]:
             unrepresented += float(np.sum(arrivals[sids]))
             continue
         # arrivals each recorded stratum stands for: its own, plus a share of the empty
-        # strata around it (half of each gap to its neighbours; all of an end gap)
+        # strata around it (linear in the popularity bucket between the two recorded
+        # neighbours; all of an end gap to the one neighbour)
         stands = {i: float(arrivals[sids[i]]) for i in full}
         for k, i in enumerate(full):
             prev = full[k - 1] if k else -1
+            lo = members[prev][0] if prev >= 0 else 0
+            hi = members[i][0]
             for j in range(prev + 1, i):
-                share = 0.5 if prev >= 0 else 1.0
+                share = (members[j][0] - lo) / (hi - lo) if prev >= 0 and hi > lo else 1.0
                 stands[i] += share * float(arrivals[sids[j]])
                 if prev >= 0:
-                    stands[prev] += 0.5 * float(arrivals[sids[j]])
+                    stands[prev] += (1.0 - share) * float(arrivals[sids[j]])
                 pooled += 1 if arrivals[sids[j]] > 0 else 0
         for j in range(full[-1] + 1, len(sids)):
             stands[full[-1]] += float(arrivals[sids[j]])
