@@ -674,8 +674,8 @@ def run_command(
         rep.print_summary(report)
         if sample_rate < 1.0:
             click.echo(
-                f"sampled run (rate {sample_rate:g}): counts scaled by 1/{sample_rate:g}; "
-                "latency, queueing and utilisation not available",
+                f"sampled run (rate {sample_rate:g}, census {2**sample_head - 1} objects per site): "
+                "counts estimated per stratum; latency, queueing and utilisation not available",
                 err=True,
             )
         timing = result.timing
