@@ -121,6 +121,7 @@ def run(
     seed: int | None,
     sample_rate: float,
     progress: Callable[[float, float, int], None] | None,
+    sample_head: int = 3,
 ) -> RunResult:
     """Run a prepared topology in the chosen mode and engine.
 
@@ -139,7 +140,7 @@ def run(
         return simulate_trio(topology, seed=seed, progress=progress)
     from edgesim.engine import simulate
 
-    return simulate(topology, seed=seed, progress=progress, sample_rate=sample_rate)
+    return simulate(topology, seed=seed, progress=progress, sample_rate=sample_rate, sample_head=sample_head)
 
 
 def comparison_line(report: dict[str, Any]) -> str | None:

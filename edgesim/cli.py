@@ -556,6 +556,11 @@ def bench_replay_command(
     click.echo(json.dumps(bench(n_requests, n_objects, alpha, cache_fraction, repeats), indent=2))
 
 
+from edgesim.simbench import engine_command, sampling_command  # noqa: E402
+
+bench_group.add_command(engine_command)
+bench_group.add_command(sampling_command)
+
 # --- edgesim validate (topology files) -------------------------------------------
 
 
@@ -642,6 +647,13 @@ def validate_command(files: tuple[str, ...]) -> None:
     "hashing below R, with caches scaled by R. Counts are scaled back; latency is not available.",
 )
 @click.option(
+    "--sample-head",
+    type=click.IntRange(0, 20),
+    default=3,
+    show_default=True,
+    help="With --sample-rate: always simulate the 2^N-1 most popular objects of each site.",
+)
+@click.option(
     "--edge-processes",
     is_flag=True,
     help="Live mode: run each edge node as its own supervised OS process and the topology's "
@@ -659,6 +671,7 @@ def run_command(
     csv_dir: str | None,
     html_path: str | None,
     sample_rate: float,
+    sample_head: int,
     edge_processes: bool,
     quiet: bool,
 ) -> None:
@@ -708,7 +721,13 @@ def run_command(
         bar.start()
     try:
         result = _runmodes.run(
-            topo, mode=mode, engine=engine, seed=seed, sample_rate=sample_rate, progress=progress_cb
+            topo,
+            mode=mode,
+            engine=engine,
+            seed=seed,
+            sample_rate=sample_rate,
+            sample_head=sample_head,
+            progress=progress_cb,
         )
     except (ValueError, EdgesimError) as exc:
         _fail(f"{topo.path or topo.name}: {exc}")
@@ -732,8 +751,8 @@ def run_command(
         rep.print_summary(report, timing=result.timing)
         if sample_rate < 1.0:
             click.echo(
-                f"sampled run (rate {sample_rate:g}): counts scaled by 1/{sample_rate:g}; "
-                "latency, queueing and utilisation not available",
+                f"sampled run (rate {sample_rate:g}, census {2**sample_head - 1} objects per site): "
+                "counts estimated per stratum; latency, queueing and utilisation not available",
                 err=True,
             )
         line = _runmodes.comparison_line(report)

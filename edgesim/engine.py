@@ -47,6 +47,7 @@ import json
 import math
 import time
 import zlib
+from array import array
 from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable
@@ -278,6 +279,7 @@ class _Job:
         "retries",
         "site",
         "step",
+        "stratum",
         "t0",
         "t_in",
         "t_sent",
@@ -298,6 +300,7 @@ class _Job:
         self.retries = 0
         self.collapsed = False
         self.step: Any = None  # decided, waiting for the rest of a calibrated service time
+        self.stratum = -1  # sampled runs: the stratum of the client's key
 
 
 class _Up:
@@ -312,6 +315,7 @@ class _Up:
         "node",
         "response",
         "site",
+        "stratum",
         "t_in",
         "to_shield",
         "wait",
@@ -329,12 +333,24 @@ class _Up:
         self.wait = 0.0
         self.site = -1
         self.to_shield = False
+        self.stratum = _NO_STRATUM
 
 
 class _SiteModel:
     """What clients request of one site: current URLs, Zipf sampler, redirect sources."""
 
-    __slots__ = ("cdf", "gen", "host", "index", "kept", "objbuf", "redirect_share", "redirects", "urls")
+    __slots__ = (
+        "cdf",
+        "gen",
+        "host",
+        "index",
+        "kept",
+        "objbuf",
+        "redirect_share",
+        "redirects",
+        "strata",
+        "urls",
+    )
 
     def __init__(self, index: int, host: str, urls: list[str], zipf: float, gen: np.random.Generator) -> None:
         self.index = index
@@ -347,8 +363,10 @@ class _SiteModel:
         self.objbuf: list[int] = []
         self.redirects: list[str] = []
         self.redirect_share = 0.0
-        # With spatial sampling: the request targets whose key is in the sample.
+        # With spatial sampling: the request targets whose key is in the sample, and the
+        # stratum of every request target.
         self.kept: set[str] = set()
+        self.strata: dict[str, int] = {}
 
     def url(self) -> str:
         buf = self.objbuf
@@ -365,6 +383,23 @@ def _key_sample(host: str, url: str) -> float:
     hash would correlate the sample with the nodes that own its keys."""
     d = hashlib.blake2b(f"{host}{url}".encode(), digest_size=8, person=b"edgesim-shards").digest()
     return int.from_bytes(d, "big") / 18446744073709551616.0
+
+
+# Strata of sampled runs that are not a key's: per-node requests (manifests; weight 1),
+# and a key outside every stratum (weight 1 / rate).
+_PER_NODE = -2
+_NO_STRATUM = -1
+
+
+def _url_class(url: str) -> str:
+    """The content class of a request target for stratified sampling: its first path
+    segment (when it has more than one) and its file extension, e.g. ``assets/*.jpg``.
+    Objects of one class share their cache policy, so their hit ratios are alike."""
+    path = url.partition("?")[0]
+    parts = path.strip("/").split("/")
+    last = parts[-1]
+    ext = last.rsplit(".", 1)[1] if "." in last else ""
+    return f"{parts[0] if len(parts) > 1 else ''}/*.{ext}"
 
 
 def _site_config_text(site: Site) -> str:
@@ -461,7 +496,9 @@ def _diurnal(curve: tuple[float, ...], hour: float) -> float:
 
 
 class _Engine:
-    def __init__(self, topo: Topology, seed: int, stop_at: float | None, sample_rate: float = 1.0) -> None:
+    def __init__(
+        self, topo: Topology, seed: int, stop_at: float | None, sample_rate: float = 1.0, sample_head: int = 0
+    ) -> None:
         from origin.core import OriginCore, parse_config
 
         self.topo = topo
@@ -469,6 +506,15 @@ class _Engine:
         self.rate = sample_rate
         self.sampled = sample_rate < 1.0
         self.skipped = 0
+        # stratified sampling (docs/sampling.md): the census of the most popular objects
+        # (catalog index below 2 ** head - 1), strata (site, class, popularity bucket),
+        # steady-state arrivals per stratum, and the stratum of every recorded row
+        self.head = max(0, sample_head) if self.sampled else 0
+        self.strata_ids: dict[tuple[int, str, int], int] = {}
+        self.arrivals_by_stratum: list[int] = []
+        self.r_strat = array("i")
+        self.f_strat = array("i")
+        self.o_strat = array("i")
         tr = topo.traffic
         self.end = tr.duration if stop_at is None else max(0.0, min(tr.duration, stop_at))
         self.epoch0 = EPOCH + tr.start_hour_utc * 3600.0
@@ -689,10 +735,36 @@ class _Engine:
             return capacity
         return max(1, int(capacity * self.rate))
 
+    def _stratum(self, site: int, cls: str, bucket: int) -> int:
+        key = (site, cls, bucket)
+        sid = self.strata_ids.get(key)
+        if sid is None:
+            sid = self.strata_ids[key] = len(self.strata_ids)
+            self.arrivals_by_stratum.append(0)
+        return sid
+
     def _sample_site(self, m: _SiteModel) -> None:
-        """Keys (site + URL) of ``m``'s current URLs and redirect sources in the sample."""
+        """Keys (site + URL) of ``m``'s current URLs and redirect sources in the sample,
+        and the stratum of each: (site, content class, popularity bucket), the bucket
+        being the bit length of the catalog index + 1 (Zipf rank 1, 2-3, 4-7, ...) and 0
+        for redirect sources. Objects of the census (the first ``2 ** head - 1``) are
+        always kept."""
         r = self.rate
-        m.kept = {u for u in (*m.urls, *m.redirects) if _key_sample(m.host, u) < r}
+        census = (1 << self.head) - 1
+        kept: set[str] = set()
+        strata: dict[str, int] = {}
+        for i, u in enumerate(m.urls):
+            strata[u] = self._stratum(m.index, _url_class(u), (i + 1).bit_length())
+            if i < census or _key_sample(m.host, u) < r:
+                kept.add(u)
+        if m.redirects:
+            sid = self._stratum(m.index, "redirect", 0)
+            for u in m.redirects:
+                strata.setdefault(u, sid)
+                if _key_sample(m.host, u) < r:
+                    kept.add(u)
+        m.kept = kept
+        m.strata = strata
 
     def _gen(self) -> np.random.Generator:
         """A new independent generator (links, in creation order)."""
@@ -728,6 +800,11 @@ class _Engine:
         out_rcdf: list[list[float]] = []
         out_scdf: list[list[list[float]]] = []
         start = 0.0
+        # the flash crowds that can touch each region; none: the site weights are fixed
+        region_crowds = [
+            [fc for fc in tr.flash_crowds if not fc.region or fc.region == r.name] for r in regions
+        ]
+        base_mult = [self.site_shares[si] * 1.0 for si in range(len(self.topo.sites))]
         cache: dict[tuple[Any, ...], tuple[float, list[float], list[list[float]]]] = {}
         # site CDFs by their weights: the same few lists for most segments
         scache: dict[tuple[float, ...], list[float]] = {}
@@ -735,16 +812,19 @@ class _Engine:
             t = start  # rates at the segment's start
             rates = []
             site_cdfs = []
-            for r in regions:
+            for ri, r in enumerate(regions):
                 hour = tr.start_hour_utc + r.utc_offset + t / 3600.0
-                mult = []
-                for si in range(len(self.topo.sites)):
-                    m = 1.0
-                    for fc in tr.flash_crowds:
-                        applies = fc.site == names[si] and (not fc.region or fc.region == r.name)
-                        if applies and fc.start <= t < fc.start + fc.duration:
-                            m *= fc.multiplier
-                    mult.append(self.site_shares[si] * m)
+                crowds = region_crowds[ri]
+                if not crowds:
+                    mult = base_mult
+                else:
+                    mult = []
+                    for si in range(len(self.topo.sites)):
+                        m = 1.0
+                        for fc in crowds:
+                            if fc.site == names[si] and fc.start <= t < fc.start + fc.duration:
+                                m *= fc.multiplier
+                        mult.append(self.site_shares[si] * m)
                 wsum = sum(mult)
                 rates.append(tr.peak_rps * r.client_share * _diurnal(tr.diurnal, hour) * wsum / total_share)
                 mkey = tuple(mult)
@@ -930,6 +1010,8 @@ class _Engine:
         """A client request that got no answer at all."""
         node = job.node if job.node is not None else self.region_nodes[job.region][0]
         self.rec.add(job.t0, end - job.t0, job.queued, node.index, job.site, O_FAILED, 0, job.retries)
+        if self.sampled:
+            self.r_strat.append(job.stratum)
 
     def _dead_node(self, job: _Job, t: float) -> None:
         """A request sent to a crashed node: the client times out, then retries."""
@@ -993,12 +1075,22 @@ class _Engine:
         elif job.collapsed and code == 0:
             code = O_COLLAPSED
         self.rec.add(job.t0, end - job.t0, job.queued, node.index, job.site, code, size, job.retries)
+        if self.sampled:
+            self.r_strat.append(job.stratum)
 
     def _send_up(self, node: _Node, fetch: Fetch, job: _Job | None, t: float) -> None:
         fetch.token = []
         si = self.site_index.get(fetch.site, -1)
         up = _Up(fetch, node, job, self.rec.fetch(t, node.index, si, fetch.kind))
         up.site = si
+        if self.sampled:
+            if fetch.kind == "manifest":
+                up.stratum = _PER_NODE
+            elif job is not None:
+                up.stratum = job.stratum
+            elif si >= 0:
+                up.stratum = self.sites[si].strata.get(fetch.client.target, _NO_STRATUM)
+            self.f_strat.append(up.stratum)
         if not node.shield and self.shield_ring is not None:
             points, owners = self.shield_ring
             h = zlib.crc32((fetch.site + fetch.request.target).encode())
@@ -1006,6 +1098,7 @@ class _Engine:
             up.to_shield = True
             sj = _Job(-1, t, target.region, si, fetch.request, up)
             sj.node = target
+            sj.stratum = up.stratum
             self.push(t + node.uplink(t), _NODE_ARRIVE, sj)
             return
         self.push(t + node.uplink(t), _UP_ARRIVE, up)
@@ -1015,6 +1108,8 @@ class _Engine:
             if a <= t < b:
                 up.error = "connect"
                 self.rec.origin(t, up.site, -1, 0, 0.0)
+                if self.sampled:
+                    self.o_strat.append(up.stratum)
                 self.push(t + up.node.uplink(t), _FETCH_BACK, up)
                 return
         up.t_in = t
@@ -1026,6 +1121,8 @@ class _Engine:
         elif self.o_max_queue and len(self.o_queue) >= self.o_max_queue:
             up.response = Response(503, [("cache-control", "no-store"), ("content-length", "0")], None, 0)
             self.rec.origin(t, up.site, 503, 0, -1.0)
+            if self.sampled:
+                self.o_strat.append(up.stratum)
             self.push(t + up.node.uplink(t), _FETCH_BACK, up)
         else:
             self.o_queue.append(up)
@@ -1044,6 +1141,8 @@ class _Engine:
         resp = self.origin.handle(up.fetch.request, self.epoch0 + t)
         up.response = resp
         self.rec.origin(t, up.site, resp.status, resp.size, wait)
+        if self.sampled:
+            self.o_strat.append(up.stratum)
         if up.job is not None:
             up.job.queued += wait
         self.push(t + up.node.uplink(t), _FETCH_BACK, up)
@@ -1123,6 +1222,8 @@ class _Engine:
         outcome_code = _OUTCOME
         sampled = self.sampled
         skipped = 0
+        a_strat = self.r_strat.append
+        by_stratum = self.arrivals_by_stratum
         rows: list[list[float]] = []
         seg = 0
         t_arr = math.inf
@@ -1206,6 +1307,8 @@ class _Engine:
                         a_queue(job.queued)
                         a_key((node.index << 24) | (job.site << 4) | code)
                         a_size(size)
+                        if sampled:
+                            a_strat(job.stratum)
                         if job.retries:
                             retries[len(rec.r_t0) - 1] = job.retries
                     else:
@@ -1257,9 +1360,6 @@ class _Engine:
                 url = sm.urls[tr_objects[ti]]
                 ti += 1
                 t_arr = tr_times[ti] if ti < tn and tr_times[ti] < end else math.inf
-                if sampled and url not in sm.kept:
-                    skipped += 1
-                    continue
             else:
                 ri = 0
                 if nregions > 1:
@@ -1276,21 +1376,29 @@ class _Engine:
                     reds = sm.redirects
                     url = reds[min(int(u3 / sm.redirect_share * len(reds)), len(reds) - 1)]
                 else:
-                    url = sm.url()
-            if trace is None and sampled and url not in sm.kept:
-                # spatial sampling: a key outside the sample costs only its draws
-                skipped += 1
-                rate = rates[seg]
-                t_arr = t + gap / rate if rate > 0 else math.inf
-                if t_arr >= ends[seg]:
-                    t_arr, seg = next_arrival(t, seg, gap)
-                if not skipped & 0xFFFFF and progress is not None:
-                    progress(t, end, jid)
-                continue
+                    ob = sm.objbuf
+                    url = sm.urls[ob.pop()] if ob else sm.url()
+            sid = _NO_STRATUM
+            if sampled:
+                sid = sm.strata.get(url, _NO_STRATUM)
+                if sid >= 0 and t >= warmup:
+                    by_stratum[sid] += 1
+                if url not in sm.kept:
+                    # spatial sampling: a key outside the sample costs only its draws
+                    skipped += 1
+                    if trace is None:
+                        rate = rates[seg]
+                        t_arr = t + gap / rate if rate > 0 else math.inf
+                        if t_arr >= ends[seg]:
+                            t_arr, seg = next_arrival(t, seg, gap)
+                    if not skipped & 0xFFFFF and progress is not None:
+                        progress(t, end, jid)
+                    continue
             nv = nvisitors[ri]
             vi = min(bisect_right(visitors[ri], u4), nv - 1) if nv > 1 else 0
             jid += 1
             job = _Job(jid, t, ri, si, Request("GET", url, headers[si][ri][vi]), None)
+            job.stratum = sid
             group = alive[ri]
             if random_balanced[ri] and group:
                 node = group[int(u5 * len(group))] if len(group) > 1 else group[0]
@@ -1319,6 +1427,73 @@ class _Engine:
             progress(end, end, jid)
 
 
+def _stratum_weights(eng: _Engine) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Per-row weights of a sampled run's recorded rows (stratified ratio estimator).
+
+    A stratum's weight is its steady-state arrivals (every arrival is drawn, kept or
+    not, so these are exact) over the steady-state client rows the sampled run recorded
+    for it: each recorded row stands for that many requests. A stratum with arrivals
+    but no recorded row is shared between the nearest recorded strata of its site and
+    class on either side in popularity (linearly in the bucket; all to the one at an
+    end). Fetch
+    and origin rows take the weight of the client request that caused them; manifests
+    (one per node and site) weigh 1.
+    """
+    n = len(eng.strata_ids)
+    arrivals = np.asarray(eng.arrivals_by_stratum, dtype=np.float64)
+    t0 = np.frombuffer(eng.rec.r_t0, dtype=np.float64) if len(eng.rec.r_t0) else np.zeros(0)
+    rs = np.frombuffer(eng.r_strat, dtype=np.int32) if len(eng.r_strat) else np.zeros(0, np.int32)
+    steady = (t0 >= eng.topo.traffic.warmup) & (rs >= 0)
+    recorded = np.bincount(rs[steady], minlength=n).astype(np.float64)[:n]
+    w = np.full(n, 1.0 / eng.rate)
+    groups: dict[tuple[int, str], list[tuple[int, int]]] = {}
+    for (site, cls, bucket), sid in eng.strata_ids.items():
+        groups.setdefault((site, cls), []).append((bucket, sid))
+    unrepresented = 0.0
+    pooled = 0
+    for members in groups.values():
+        members.sort()
+        sids = [sid for _, sid in members]
+        full = [i for i, sid in enumerate(sids) if recorded[sid] > 0]
+        if not full:
+            unrepresented += float(np.sum(arrivals[sids]))
+            continue
+        # arrivals each recorded stratum stands for: its own, plus a share of the empty
+        # strata around it (linear in the popularity bucket between the two recorded
+        # neighbours; all of an end gap to the one neighbour)
+        stands = {i: float(arrivals[sids[i]]) for i in full}
+        for k, i in enumerate(full):
+            prev = full[k - 1] if k else -1
+            lo = members[prev][0] if prev >= 0 else 0
+            hi = members[i][0]
+            for j in range(prev + 1, i):
+                share = (members[j][0] - lo) / (hi - lo) if prev >= 0 and hi > lo else 1.0
+                stands[i] += share * float(arrivals[sids[j]])
+                if prev >= 0:
+                    stands[prev] += (1.0 - share) * float(arrivals[sids[j]])
+                pooled += 1 if arrivals[sids[j]] > 0 else 0
+        for j in range(full[-1] + 1, len(sids)):
+            stands[full[-1]] += float(arrivals[sids[j]])
+            pooled += 1 if arrivals[sids[j]] > 0 else 0
+        for i in full:
+            w[sids[i]] = stands[i] / float(recorded[sids[i]])
+    table = np.concatenate((w, [1.0, 1.0 / eng.rate]))  # then _PER_NODE, _NO_STRATUM
+
+    def rows(col: array[int]) -> Any:
+        idx = np.frombuffer(col, dtype=np.int32) if len(col) else np.zeros(0, np.int32)
+        return table[np.where(idx == _PER_NODE, n, np.where(idx < 0, n + 1, idx))]
+
+    weights = {"requests": rows(eng.r_strat), "fetches": rows(eng.f_strat), "origin": rows(eng.o_strat)}
+    meta = {
+        "kind": "stratified",
+        "census_objects_per_site": (1 << eng.head) - 1,
+        "strata": int(np.sum(arrivals > 0)),
+        "pooled_strata": pooled,
+        "unrepresented_requests": round(unrepresented),
+    }
+    return weights, meta
+
+
 def _with_shadow(make: Callable[[], EdgeNode], shadow: Any) -> EdgeNode:
     node = make()
     node.shadow = shadow
@@ -1341,6 +1516,7 @@ def simulate(
     progress: Callable[[float, float, int], None] | None = None,
     stop_at: float | None = None,
     sample_rate: float = 1.0,
+    sample_head: int = 3,
 ) -> RunResult:
     """Run ``topology`` in virtual time and return its report.
 
@@ -1358,6 +1534,10 @@ def simulate(
             by ``1 / sample_rate``, ratios are as measured, and latency, queueing and
             utilisation are null (not available); ``meta.sampled`` says so. 1.0 (the
             default) simulates every request.
+        sample_head: with ``sample_rate`` < 1, the census: the ``2 ** sample_head - 1``
+            most popular objects of each site are always simulated (0: none). Their
+            requests are a large share of a Zipf workload, and a key sample of them
+            decides the hit ratio by chance (docs/sampling.md).
 
     Returns:
         The :class:`~edgesim.metrics.RunResult`.
@@ -1369,7 +1549,9 @@ def simulate(
         raise ValueError(f"sample_rate must be in (0, 1], not {sample_rate!r}")
     s = topology.seed if seed is None else seed
     wall0 = time.perf_counter()
-    eng = _Engine(topology, s, stop_at, sample_rate)
+    if sample_head < 0 or sample_head > 20:
+        raise ValueError(f"sample_head must be in [0, 20], not {sample_head!r}")
+    eng = _Engine(topology, s, stop_at, sample_rate, sample_head)
     wall_setup = time.perf_counter() - wall0
     reached = [0.0, 0.0]
 
@@ -1387,6 +1569,7 @@ def simulate(
         eng.end = max(reached[0], 1e-9)
         eng.arrivals = int(reached[1])
     wall_run = time.perf_counter() - wall0 - wall_setup
+    weights, estimator = _stratum_weights(eng) if eng.sampled else (None, None)
     report = build_report(
         eng.rec,
         meta={
@@ -1418,6 +1601,7 @@ def simulate(
         sites=[m.host for m in eng.sites],
         origin={"workers": eng.o_workers, "busy": eng.o_busy_steady},
         events=sorted(eng.events, key=lambda e: (e["at"], e["kind"])),
+        weights=weights,
     )
     if eng.shadows:
         from edgesim.shadow import summarize
@@ -1426,7 +1610,7 @@ def simulate(
         for sh in eng.shadows.values():
             sh.close()
     if eng.sampled:
-        report = scale_report(report, sample_rate, skipped=eng.skipped)
+        report = scale_report(report, sample_rate, skipped=eng.skipped, weighted=estimator)
     wall = time.perf_counter() - wall0
     timing = {
         "wall_seconds": wall,

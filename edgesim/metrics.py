@@ -220,7 +220,7 @@ def _pcts(sorted_vals: Any) -> dict[str, float | None]:
 class _Cols:
     """Client-request columns as numpy arrays (one selection: steady state or all)."""
 
-    def __init__(self, rec: Recorder, mask: Any | None = None) -> None:
+    def __init__(self, rec: Recorder, mask: Any | None = None, weights: Any | None = None) -> None:
         def col(a: array[Any], dtype: Any) -> Any:
             x = np.frombuffer(a, dtype=dtype) if len(a) else np.zeros(0, dtype=dtype)
             return x[mask] if mask is not None else x
@@ -237,6 +237,8 @@ class _Cols:
         for i, n in rec.r_retries.items():
             r[i] = n
         self.retries = r[mask] if mask is not None else r
+        # per-row weights (a stratified sampled run), or None: every row counts once
+        self.w = None if weights is None else (weights[mask] if mask is not None else weights)
 
 
 def _group_stats(c: _Cols, ids: Any, ngroups: int) -> list[dict[str, Any]]:
@@ -245,30 +247,47 @@ def _group_stats(c: _Cols, ids: Any, ngroups: int) -> list[dict[str, Any]]:
     g = ids[ok]
     outcome = c.outcome[ok].astype(np.int64)
     size = c.size[ok]
-    counts = np.zeros((ngroups, len(_NAMES)), dtype=np.int64)
-    if len(g):
-        np.add.at(counts, (g, outcome), 1)
-    requests = np.bincount(g, minlength=ngroups)
-    served = np.bincount(g, weights=size, minlength=ngroups)
     cached = np.isin(outcome, (O_HIT, O_COLLAPSED, O_STALE, O_REVALIDATED))
-    from_cache = np.bincount(g[cached], weights=size[cached], minlength=ngroups)
-    retries = np.bincount(g, weights=c.retries[ok], minlength=ngroups)
+    if c.w is None:
+        counts = np.zeros((ngroups, len(_NAMES)), dtype=np.int64)
+        if len(g):
+            np.add.at(counts, (g, outcome), 1)
+        requests = np.bincount(g, minlength=ngroups)
+        served = np.bincount(g, weights=size, minlength=ngroups)
+        from_cache = np.bincount(g[cached], weights=size[cached], minlength=ngroups)
+        retries = np.bincount(g, weights=c.retries[ok], minlength=ngroups)
+    else:
+        # estimates of a stratified sample: weighted sums, rounded to whole requests
+        w = c.w[ok]
+        wc = np.zeros((ngroups, len(_NAMES)))
+        if len(g):
+            np.add.at(wc, (g, outcome), w)
+        counts = np.rint(wc).astype(np.int64)
+        requests = np.rint(np.bincount(g, weights=w, minlength=ngroups)).astype(np.int64)
+        served = np.bincount(g, weights=size * w, minlength=ngroups)
+        from_cache = np.bincount(g[cached], weights=(size * w)[cached], minlength=ngroups)
+        retries = np.bincount(g, weights=c.retries[ok] * w, minlength=ngroups)
     lat_sorted = _sorted_by_group(g, c.lat[ok], ngroups)
     queue_sorted = _sorted_by_group(g, c.queue[ok], ngroups)
     out = []
     for i in range(ngroups):
         k = counts[i]
         n = int(requests[i])
-        cache_step = n - int(k[O_REDIRECT]) - int(k[O_FAILED])
-        hits = int(k[O_HIT] + k[O_COLLAPSED] + k[O_STALE])
+        if c.w is None:
+            cache_step: float = n - int(k[O_REDIRECT]) - int(k[O_FAILED])
+            hits: float = int(k[O_HIT] + k[O_COLLAPSED] + k[O_STALE])
+        else:  # the ratio of the unrounded estimates
+            wk = wc[i]
+            cache_step = float(np.sum(wk)) - float(wk[O_REDIRECT]) - float(wk[O_FAILED])
+            hits = float(wk[O_HIT] + wk[O_COLLAPSED] + wk[O_STALE])
         d: dict[str, Any] = {"requests": n}
         for j, name in enumerate(_NAMES):
             d[name] = int(k[j])
         d["retries"] = int(retries[i])
         d["object_hit_ratio"] = _ratio(hits, cache_step)
         d["byte_hit_ratio"] = _ratio(float(from_cache[i]), float(served[i]))
-        d["bytes_served"] = int(served[i])
-        d["bytes_from_cache"] = int(from_cache[i])
+        d["bytes_served"] = round(float(served[i]))
+        d["bytes_from_cache"] = round(float(from_cache[i]))
         d["latency"] = _pcts(lat_sorted[i])
         d["queueing"] = _pcts(queue_sorted[i])
         out.append(d)
@@ -282,7 +301,9 @@ def _sorted_by_group(g: Any, vals: Any, ngroups: int) -> list[Any]:
     return [sv[bounds[i] : bounds[i + 1]] for i in range(ngroups)]
 
 
-def _fetch_stats(rec: Recorder, ids_of_node: Any, ngroups: int, warmup: float, by_site: bool) -> list[Any]:
+def _fetch_stats(
+    rec: Recorder, ids_of_node: Any, ngroups: int, warmup: float, by_site: bool, weights: Any | None = None
+) -> list[Any]:
     t = np.frombuffer(rec.f_t, dtype=np.float64) if len(rec.f_t) else np.zeros(0)
     node = np.frombuffer(rec.f_node, dtype=np.int32) if len(rec.f_node) else np.zeros(0, np.int32)
     site = np.frombuffer(rec.f_site, dtype=np.int32) if len(rec.f_site) else np.zeros(0, np.int32)
@@ -293,12 +314,17 @@ def _fetch_stats(rec: Recorder, ids_of_node: Any, ngroups: int, warmup: float, b
     gid = site if by_site else ids_of_node[node] if len(node) else node
     keep &= gid >= 0
     g = gid[keep]
-    reqs = np.bincount(g, minlength=ngroups)
-    byts = np.bincount(g, weights=nbytes[keep], minlength=ngroups)
+    w = None if weights is None else weights[keep]
+    reqs = np.bincount(g, weights=w, minlength=ngroups)
+    byts = np.bincount(g, weights=nbytes[keep] if w is None else nbytes[keep] * w, minlength=ngroups)
     reval = np.isin(kind[keep], (_FETCH_CODE["revalidate"], _FETCH_CODE["background"]))
-    revs = np.bincount(g[reval], minlength=ngroups)
-    errs = np.bincount(g[err[keep] != 0], minlength=ngroups)
-    return [(int(reqs[i]), int(byts[i]), int(revs[i]), int(errs[i])) for i in range(ngroups)]
+    revs = np.bincount(g[reval], weights=None if w is None else w[reval], minlength=ngroups)
+    bad = err[keep] != 0
+    errs = np.bincount(g[bad], weights=None if w is None else w[bad], minlength=ngroups)
+    return [
+        (round(float(reqs[i])), round(float(byts[i])), round(float(revs[i])), round(float(errs[i])))
+        for i in range(ngroups)
+    ]
 
 
 def _with_fetches(stats: dict[str, Any], f: tuple[int, int, int, int]) -> dict[str, Any]:
@@ -325,6 +351,7 @@ def build_report(
     sites: Sequence[str],
     origin: dict[str, Any],
     events: list[dict[str, Any]],
+    weights: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The report dict of a run (see the module docstring for definitions).
 
@@ -337,14 +364,20 @@ def build_report(
         regions, sites: names in index order.
         origin: ``workers`` and ``busy`` (steady-state busy seconds).
         events: the run's events, in time order.
+        weights: for a stratified sampled run, what each recorded row stands for:
+            numpy arrays ``requests``, ``fetches`` and ``origin`` (one weight per row of
+            each); counts become weighted sums (docs/sampling.md). None: each row is one.
     """
     duration = float(meta["duration"])
     warmup = min(float(meta["warmup"]), duration)
     interval = float(meta["interval"]) or 60.0
     steady_span = max(duration - warmup, 1e-9)
-    all_cols = _Cols(rec)
+    rw = fw = ow = None
+    if weights is not None:
+        rw, fw, ow = weights["requests"], weights["fetches"], weights["origin"]
+    all_cols = _Cols(rec, None, rw)
     steady = all_cols.t0 >= warmup
-    c = _Cols(rec, steady)
+    c = _Cols(rec, steady, rw)
     region_index = {r: i for i, r in enumerate(regions)}
     node_region = np.array([region_index.get(n["region"], -1) for n in nodes] or [0], dtype=np.int64)
     edge_ids = np.array(
@@ -358,12 +391,12 @@ def build_report(
     # totals: client requests, and what the edge tier asked upstream
     totals = _group_stats(c, np.zeros(len(c.t0), dtype=np.int64), 1)[0]
     zero_ids = np.where(edge_ids >= 0, 0, -1)
-    _with_fetches(totals, _fetch_stats(rec, zero_ids, 1, warmup, False)[0])
+    _with_fetches(totals, _fetch_stats(rec, zero_ids, 1, warmup, False, fw)[0])
     totals["requests_per_second"] = _r(totals["requests"] / steady_span)
 
     reg_stats = _group_stats(c, region_of(c.node.astype(np.int64)), len(regions))
     edge_region = np.where(edge_ids >= 0, node_region, -1)
-    reg_f = _fetch_stats(rec, edge_region, len(regions), warmup, False)
+    reg_f = _fetch_stats(rec, edge_region, len(regions), warmup, False, fw)
     regions_out = {}
     for i, name in enumerate(regions):
         s = _with_fetches(reg_stats[i], reg_f[i])
@@ -371,7 +404,7 @@ def build_report(
         regions_out[name] = s
 
     node_stats = _group_stats(c, c.node.astype(np.int64), len(nodes))
-    node_f = _fetch_stats(rec, node_ids, len(nodes), warmup, False)
+    node_f = _fetch_stats(rec, node_ids, len(nodes), warmup, False, fw)
     # shield nodes serve the edges' fetches, not clients: count those as their requests
     nodes_out = {}
     for i, n in enumerate(nodes):
@@ -390,7 +423,7 @@ def build_report(
         nodes_out[n["name"]] = s
 
     site_stats = _group_stats(c, c.site.astype(np.int64), len(sites))
-    site_f = _fetch_stats(rec, node_ids, len(sites), warmup, True)
+    site_f = _fetch_stats(rec, node_ids, len(sites), warmup, True, fw)
     sites_out = {name: _with_fetches(site_stats[i], site_f[i]) for i, name in enumerate(sites)}
     # per site, what the origin itself saw (differs from the edges' fetches with a shield)
     o_t = np.frombuffer(rec.o_t, dtype=np.float64) if len(rec.o_t) else np.zeros(0)
@@ -398,6 +431,7 @@ def build_report(
     o_status = np.frombuffer(rec.o_status, dtype=np.int32) if len(rec.o_status) else np.zeros(0, np.int32)
     o_bytes = np.frombuffer(rec.o_bytes, dtype=np.int64) if len(rec.o_bytes) else np.zeros(0, np.int64)
     o_wait = np.frombuffer(rec.o_wait, dtype=np.float64) if len(rec.o_wait) else np.zeros(0)
+    o_w = np.ones(len(o_t)) if ow is None else ow
 
     # time series over the whole run
     nint = max(1, int(np.ceil(duration / interval)))
@@ -405,8 +439,14 @@ def build_report(
     ts_stats = _group_stats(all_cols, bucket, nint)
     o_bucket = np.minimum((o_t // interval).astype(np.int64), nint - 1) if len(o_t) else np.zeros(0, np.int64)
     o_ok = o_status >= 0
-    o_req = np.bincount(o_bucket[o_ok], minlength=nint)[:nint] if len(o_t) else np.zeros(nint, np.int64)
-    o_by = np.bincount(o_bucket, weights=o_bytes, minlength=nint)[:nint] if len(o_t) else np.zeros(nint)
+    o_req = (
+        np.bincount(o_bucket[o_ok], weights=None if ow is None else o_w[o_ok], minlength=nint)[:nint]
+        if len(o_t)
+        else np.zeros(nint, np.int64)
+    )
+    o_by = np.bincount(o_bucket, weights=o_bytes * o_w, minlength=nint)[:nint] if len(o_t) else np.zeros(nint)
+    if ow is not None:
+        o_req = np.rint(o_req).astype(np.int64)
     starts = [_r(i * interval) for i in range(nint)]
     spans = [min(interval, duration - i * interval) or interval for i in range(nint)]
     timeseries = {
@@ -434,22 +474,33 @@ def build_report(
     steady_rps = [x for x, s in zip(o_rps, starts, strict=True) if s >= warmup] or o_rps
     peak = max(steady_rps) if steady_rps else 0.0
     peak_i = o_rps.index(peak) if o_rps else 0
+    so = ok & (o_site >= 0)
     site_o = (
-        np.bincount(o_site[ok & (o_site >= 0)], minlength=len(sites)) if len(o_t) else np.zeros(len(sites))
+        np.bincount(o_site[so], weights=None if ow is None else o_w[so], minlength=len(sites))
+        if len(o_t)
+        else np.zeros(len(sites))
     )
+
+    def wsum(sel: Any) -> int:
+        return int(np.sum(sel)) if ow is None else round(float(np.sum(o_w[sel])))
+
     origin_out = {
-        "requests": int(np.sum(ok)),
-        "bytes": int(np.sum(o_bytes[steady_o])),
-        "requests_per_second": _r(float(np.sum(ok)) / steady_span),
+        "requests": wsum(ok),
+        "bytes": (
+            int(np.sum(o_bytes[steady_o]))
+            if ow is None
+            else round(float(np.sum(o_bytes[steady_o] * o_w[steady_o])))
+        ),
+        "requests_per_second": _r(wsum(ok) / steady_span),
         "peak_requests_per_second": _r(peak),
         "peak_at": starts[peak_i] if o_rps else 0.0,
-        "refused_outage": int(np.sum(steady_o & (o_status == -1))),
-        "rejected_503": int(np.sum(steady_o & (o_status == 503) & (o_wait < 0))),
-        "status_5xx": int(np.sum(ok & (o_status >= 500))),
+        "refused_outage": wsum(steady_o & (o_status == -1)),
+        "rejected_503": wsum(steady_o & (o_status == 503) & (o_wait < 0)),
+        "status_5xx": wsum(ok & (o_status >= 500)),
         "queueing": _pcts(np.sort(np.maximum(o_wait[ok], 0.0))),
         "utilisation": _r(origin["busy"] / (origin["workers"] * steady_span)),
         "workers": origin["workers"],
-        "sites": {name: int(site_o[i]) for i, name in enumerate(sites)},
+        "sites": {name: round(float(site_o[i])) for i, name in enumerate(sites)},
     }
     meta_out = {k: (_r(v) if isinstance(v, float) else v) for k, v in meta.items()}
     meta_out["steady_requests"] = totals["requests"]
@@ -494,7 +545,9 @@ _NA_KEYS = frozenset(
 )
 
 
-def scale_report(report: dict[str, Any], rate: float, *, skipped: int = 0) -> dict[str, Any]:
+def scale_report(
+    report: dict[str, Any], rate: float, *, skipped: int = 0, weighted: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """A sampled run's report at full scale (docs/sampling.md).
 
     Counts (requests, outcomes, bytes, origin requests, cache keys and bytes) and rates
@@ -503,6 +556,11 @@ def scale_report(report: dict[str, Any], rate: float, *, skipped: int = 0) -> di
     run at the full rate: they become null. ``meta`` keeps the sampled run's own
     request counts and gains ``sampled``: the rate, ``latency: "not available"``, and
     the arrivals drawn but skipped (keys outside the sample).
+
+    ``weighted``: the report was built with per-row weights (a stratified sample,
+    docs/sampling.md), so its request, fetch and origin counts are already estimates at
+    full scale; only the nodes' cache contents (keys, bytes, evictions, stores) are
+    scaled by ``1 / rate``. The dict is added to ``meta.sampled`` as ``estimator``.
     """
     k = 1.0 / rate
 
@@ -520,24 +578,25 @@ def scale_report(report: dict[str, Any], rate: float, *, skipped: int = 0) -> di
             return [None] * len(v)
         return None
 
-    def walk(d: dict[str, Any]) -> dict[str, Any]:
+    def walk(d: dict[str, Any], scale: bool) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for key, v in d.items():
             if key in _NA_KEYS:
                 out[key] = na(v)
             elif key in _COUNT_KEYS or key in _RATE_KEYS:
-                out[key] = count(v)
+                out[key] = count(v) if scale else v
             elif key == "sites" and isinstance(v, dict) and all(isinstance(x, int) for x in v.values()):
-                out[key] = {s: count(x) for s, x in v.items()}  # the origin's requests per site
+                # the origin's requests per site
+                out[key] = {s: count(x) for s, x in v.items()} if scale else dict(v)
             elif isinstance(v, dict):
-                out[key] = walk(v)
+                out[key] = walk(v, scale or (weighted is not None and key == "cache"))
             else:
                 out[key] = v
         return out
 
-    out = {key: (v if key in ("meta", "events") else walk(v)) for key, v in report.items()}
-    out["meta"] = {
-        **report["meta"],
-        "sampled": {"rate": _r(rate), "latency": "not available", "skipped_requests": skipped},
-    }
+    out = {key: (v if key in ("meta", "events") else walk(v, weighted is None)) for key, v in report.items()}
+    sampled: dict[str, Any] = {"rate": _r(rate), "latency": "not available", "skipped_requests": skipped}
+    if weighted is not None:
+        sampled["estimator"] = weighted
+    out["meta"] = {**report["meta"], "sampled": sampled}
     return out

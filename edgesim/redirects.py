@@ -70,6 +70,9 @@ _FUNCTIONS = "/.netlify/functions/"
 _TARGET_BUF = 4096
 # Memoised visitor contexts per rule set (distinct visitors are few; bounded anyway).
 _CONTEXT_CACHE = 4096
+# Match results memoised per rule set (RuleSet.match), then the memo starts over.
+_MATCH_MEMO = 65536
+_MISSING = object()
 
 
 class Match(NamedTuple):
@@ -498,6 +501,7 @@ class RuleSet(_RuleSetBase):
         self._where = list(zip(ffi.unpack(source, n), ffi.unpack(line, n), strict=True))
         self._srcs = _sources(sources, self._where)
         self._contexts: dict[tuple[str | None, ...], tuple[Any, tuple[Any, ...]]] = {}
+        self._matches: dict[tuple[str | None, ...], Match | None] = {}
         # One tuple per rule: the hot loops touch one list entry, not four.
         self._info = list(zip(self._status, self._force, self._srcs, self._static, strict=True))
         cls = type(self)
@@ -636,7 +640,43 @@ class RuleSet(_RuleSetBase):
 
         Raises:
             ValueError: the rule set is closed, or ``url`` is not a URL or path.
+
+        With a visitor (country, language or a header list; cookies only from the
+        headers, without ``nf_jwt``), results are memoised per (URL, country, language,
+        Cookie, Accept-Language): a rule set never changes, and only a token's roles
+        depend on ``now``. A miss runs the native matcher; the memo holds at most
+        65,536 requests, then starts over. Without a visitor nothing is memoised (the
+        native call needs no context then).
         """
+        key: tuple[str | None, ...] | None = None
+        visitor = headers is not None or country is not None or language is not None
+        if visitor and cookies is None and type(url) is str and (headers is None or type(headers) is list):
+            cookie_header, accept_language = _cookie_and_language(headers) if headers else (None, None)
+            if cookie_header is None or "nf_jwt" not in cookie_header:
+                key = (url, country, language, cookie_header, accept_language)
+                hit = self._matches.get(key, _MISSING)
+                if hit is not _MISSING:
+                    if self._h is None:
+                        raise ValueError("RuleSet is closed")
+                    return hit  # type: ignore[return-value]
+        result = self._match(url, country, language, cookies, headers, now)
+        if key is not None:
+            memo = self._matches
+            if len(memo) >= _MATCH_MEMO:
+                memo.clear()
+            memo[key] = result
+        return result
+
+    def _match(
+        self,
+        url: str,
+        country: str | None,
+        language: str | None,
+        cookies: Mapping[str, str] | None,
+        headers: HeadersLike | None,
+        now: float | None,
+    ) -> Match | None:
+        """One native match (see :meth:`match`)."""
         h = self._h  # held for the whole call: see the module docstring
         if h is None:
             raise ValueError("RuleSet is closed")

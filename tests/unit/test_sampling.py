@@ -60,3 +60,44 @@ def test_cli_refuses_bad_sample_rate(bad: str) -> None:
     result = CliRunner().invoke(cli, ["run", "demo", "--quiet", "--sample-rate", bad])
     assert result.exit_code == 2
     assert "--sample-rate" in result.output
+
+
+def test_stratified_estimate_counts_every_arrival() -> None:
+    # every arrival is drawn, kept or not, so the estimate of the steady-state requests
+    # is exact: each recorded row stands for its stratum's share of them
+    t = topo(rps=2000.0, duration=10.0, objects=5000, warmup=2.0)
+    full = simulate(t).to_dict(deterministic=True)
+    for head in (0, 3):
+        samp = simulate(t, sample_rate=0.1, sample_head=head).to_dict(deterministic=True)
+        est = samp["meta"]["sampled"]["estimator"]
+        assert est["kind"] == "stratified"
+        assert est["census_objects_per_site"] == 2**head - 1
+        assert samp["totals"]["requests"] + est["unrepresented_requests"] == full["totals"]["requests"]
+        assert abs(samp["totals"]["object_hit_ratio"] - full["totals"]["object_hit_ratio"]) < 0.02
+        assert samp["meta"]["simulated_requests"] < 0.5 * full["meta"]["simulated_requests"]
+
+
+def test_census_of_the_whole_catalog_reproduces_the_full_run() -> None:
+    # 2**9 - 1 >= 500 objects: every key is kept, each stratum's weight is 1, and the
+    # caches (scaled by R) still hold everything, so the counts are the full run's
+    t = topo(rps=400.0, duration=10.0, objects=500)
+    full = simulate(t).to_dict(deterministic=True)
+    samp = simulate(t, sample_rate=0.5, sample_head=9).to_dict(deterministic=True)
+    assert samp["meta"]["simulated_requests"] == full["meta"]["simulated_requests"]
+    for k in ("requests", "hits", "misses", "object_hit_ratio", "origin_requests", "bytes_served"):
+        assert samp["totals"][k] == full["totals"][k], k
+    assert samp["meta"]["sampled"]["estimator"]["pooled_strata"] == 0
+
+
+@pytest.mark.parametrize("bad", [-1, 21])
+def test_bad_sample_heads_are_refused(bad: int) -> None:
+    with pytest.raises(ValueError, match="sample_head"):
+        simulate(topo(duration=1.0), sample_rate=0.5, sample_head=bad)
+
+
+def test_cli_refuses_bad_sample_head() -> None:
+    result = CliRunner().invoke(
+        cli, ["run", "demo", "--quiet", "--sample-rate", "0.1", "--sample-head", "-2"]
+    )
+    assert result.exit_code == 2
+    assert "--sample-head" in result.output

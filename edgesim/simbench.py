@@ -1,0 +1,203 @@
+"""Benchmarks of the capacity engine: ``edgesim bench engine`` and ``edgesim bench sampling``.
+
+Both print one JSON object (docs/benchmarks.md, docs/sampling.md) and are commands, never
+tests: figures on a shared machine are noisy, so each comes with a baseline measured in
+the same process.
+
+* ``engine``: simulated requests per second of the whole pipeline (native matcher, cache,
+  queueing, metrics) on a topology, over ``--repeats`` runs (median and best), beside a
+  bare M/M/c queue in SimPy (:func:`edgesim.engine.bench`'s baseline) run in the same
+  process for the same number of customers.
+* ``sampling``: for each seed, a full run and a ``--sample-rate`` run of the same
+  topology; the object and byte hit-ratio errors (absolute, and their mean over seeds)
+  and the wall-time speed-up of the sampled run.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any
+
+import click
+
+__all__ = ["engine_bench", "engine_command", "sampling_bench", "sampling_command"]
+
+
+def _load(topology: str | None) -> Any:
+    from edgesim._topoload import load_topology, resolve_topology_arg
+
+    return load_topology(resolve_topology_arg(topology or "global-5-regions"))
+
+
+def engine_bench(
+    topo: Any, seconds: float, *, peak_rps: float | None, seed: int | None, repeats: int
+) -> dict[str, Any]:
+    """``repeats`` runs of :func:`edgesim.engine.bench` (each with its own SimPy
+    baseline); the median and best of both rates, and their ratio."""
+    from edgesim.engine import bench
+
+    runs = [bench(topo, seconds, seed=seed, peak_rps=peak_rps) for _ in range(repeats)]
+    eng = [r["engine"]["requests_per_second"] for r in runs]
+    base = [r["baseline"]["requests_per_second"] for r in runs]
+    first = runs[0]
+    med_e, med_b = statistics.median(eng), statistics.median(base)
+    return {
+        "topology": first["topology"],
+        "virtual_seconds": seconds,
+        "peak_rps": first["peak_rps"],
+        "seed": seed,
+        "requests": first["engine"]["requests"],
+        "object_hit_ratio": first["object_hit_ratio"],
+        "engine_requests_per_second": {"median": round(med_e), "best": max(eng), "runs": eng},
+        "baseline": {
+            "kind": first["baseline"]["kind"],
+            "requests_per_second": {"median": round(med_b), "best": max(base), "runs": base},
+        },
+        "engine_vs_baseline": round(med_e / med_b, 3) if med_b else None,
+        "target_requests_per_second": 100_000,
+    }
+
+
+def _totals(report: dict[str, Any]) -> dict[str, Any]:
+    t = report["totals"]
+    keys = ("object_hit_ratio", "byte_hit_ratio", "requests", "origin_requests")
+    return {k: t[k] for k in keys}
+
+
+def sampling_bench(topo: Any, rate: float, seeds: list[int], heads: list[int]) -> dict[str, Any]:
+    """Full and sampled runs of ``topo`` per seed (one sampled run per census size in
+    ``heads``): hit-ratio errors, and speed-ups in wall and CPU time."""
+    from edgesim.engine import simulate
+
+    per_head: dict[int, list[dict[str, Any]]] = {h: [] for h in heads}
+    fulls = []
+    for s in seeds:
+        w0, c0 = time.perf_counter(), time.process_time()
+        full = simulate(topo, seed=s)
+        fw, fc = time.perf_counter() - w0, time.process_time() - c0
+        ft = full.report["totals"]
+        fulls.append(
+            {"seed": s, **_totals(full.report), "wall_seconds": round(fw, 3), "cpu_seconds": round(fc, 3)}
+        )
+        for h in heads:
+            w0, c0 = time.perf_counter(), time.process_time()
+            samp = simulate(topo, seed=s, sample_rate=rate, sample_head=h)
+            sw, sc = time.perf_counter() - w0, time.process_time() - c0
+            st = samp.report["totals"]
+            per_head[h].append(
+                {
+                    "seed": s,
+                    **_totals(samp.report),
+                    "simulated_requests": samp.report["meta"]["simulated_requests"],
+                    "object_hit_ratio_error": round(abs(st["object_hit_ratio"] - ft["object_hit_ratio"]), 6),
+                    "byte_hit_ratio_error": round(abs(st["byte_hit_ratio"] - ft["byte_hit_ratio"]), 6),
+                    "origin_requests_vs_full": round(st["origin_requests"] / ft["origin_requests"], 4),
+                    "wall_seconds": round(sw, 3),
+                    "cpu_seconds": round(sc, 3),
+                    "speedup_wall": round(fw / sw, 2),
+                    "speedup_cpu": round(fc / sc, 2),
+                }
+            )
+    sampled = []
+    for h, rows in per_head.items():
+        sampled.append(
+            {
+                "sample_head": h,
+                "mean_abs_object_hit_ratio_error": round(
+                    statistics.fmean(r["object_hit_ratio_error"] for r in rows), 6
+                ),
+                "mean_abs_byte_hit_ratio_error": round(
+                    statistics.fmean(r["byte_hit_ratio_error"] for r in rows), 6
+                ),
+                "speedup_cpu_median": round(statistics.median(r["speedup_cpu"] for r in rows), 2),
+                "speedup_wall_median": round(statistics.median(r["speedup_wall"] for r in rows), 2),
+                "runs": rows,
+            }
+        )
+    return {
+        "topology": topo.name,
+        "sample_rate": rate,
+        "seeds": seeds,
+        "targets": {"mean_abs_object_hit_ratio_error": 0.01, "speedup": 20},
+        "full": fulls,
+        "sampled": sampled,
+    }
+
+
+def _seed_list(text: str) -> list[int]:
+    """``"1-5"`` or ``"1,2,7"`` to a list of seeds."""
+    out: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        a, sep, b = part.partition("-")
+        if not a.isdigit() or (sep and not b.isdigit()):
+            raise click.BadParameter(f"expected seeds like 1-5 or 1,2,7, got {text!r}", param_hint="--seeds")
+        lo, hi = int(a), int(b) if sep else int(a)
+        if hi < lo or hi - lo >= 100:
+            raise click.BadParameter(f"bad seed range {part!r}", param_hint="--seeds")
+        out.extend(range(lo, hi + 1))
+    return out
+
+
+def _topology_or_fail(topology: str | None) -> Any:
+    from edgesim.errors import EdgesimError
+
+    try:
+        return _load(topology)
+    except EdgesimError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.command("engine", short_help="Capacity engine: simulated requests/s vs a bare SimPy model.")
+@click.argument("topology", required=False)
+@click.option(
+    "--seconds",
+    type=click.FloatRange(1, 86400),
+    default=120.0,
+    show_default=True,
+    help="Virtual seconds simulated per run (no warm-up).",
+)
+@click.option("--peak-rps", type=click.FloatRange(0.001), help="Override the traffic's peak requests/s.")
+@click.option("--seed", type=int, help="Seed (default: the topology's).")
+@click.option("--repeats", type=click.IntRange(1, 20), default=3, show_default=True)
+def engine_command(
+    topology: str | None, seconds: float, peak_rps: float | None, seed: int | None, repeats: int
+) -> None:
+    """Simulated requests/s of TOPOLOGY (default global-5-regions) through the full
+    pipeline, median and best of --repeats runs, beside a bare M/M/c SimPy queue run in
+    the same process for as many customers."""
+    import json
+
+    topo = _topology_or_fail(topology)
+    click.echo(
+        json.dumps(engine_bench(topo, seconds, peak_rps=peak_rps, seed=seed, repeats=repeats), indent=2)
+    )
+
+
+@click.command("sampling", short_help="Accuracy and speed-up of --sample-rate against full runs.")
+@click.argument("topology", required=False)
+@click.option(
+    "--rate",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=0.01,
+    show_default=True,
+    help="The sample rate to check.",
+)
+@click.option(
+    "--head",
+    "heads",
+    type=click.IntRange(0, 20),
+    multiple=True,
+    help="Census size (--sample-head) to check; repeat for several (default: 3).",
+)
+@click.option("--seeds", default="1-5", show_default=True, help="Seeds: a range (1-5) or a list (1,2,7).")
+def sampling_command(topology: str | None, rate: float, heads: tuple[int, ...], seeds: str) -> None:
+    """For each seed, a full run and a --rate sampled run of TOPOLOGY (default
+    global-5-regions): object and byte hit-ratio errors, their mean over the seeds, and
+    the sampled run's wall-time speed-up."""
+    import json
+
+    seed_list = _seed_list(seeds)
+    topo = _topology_or_fail(topology)
+    click.echo(json.dumps(sampling_bench(topo, rate, seed_list, list(heads) or [3]), indent=2))

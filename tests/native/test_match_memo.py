@@ -1,0 +1,58 @@
+"""RuleSet.match memoises results per visitor: same answers as the native matcher."""
+
+from __future__ import annotations
+
+import pytest
+
+from edgesim._visitor import mint_jwt
+from edgesim.redirects import RuleSet
+
+SECRET = "s3cret"
+NOW = 1_800_000_000.0
+RULES = (
+    "/a /b 302\n"
+    "/home /de/home 302 Country=DE\n"
+    "/home /en/home 302 Language=en\n"
+    "/news/* /blog/:splat\n"
+    "/admin/* /admin/:splat 200! Role=admin\n"
+    "/admin/* /login 302!\n"
+)
+
+
+def _fresh(url: str, headers: list[tuple[str, str]], country: str | None) -> object:
+    return RuleSet.parse(RULES, jwt_secret=SECRET).match(url, headers=headers, country=country, now=NOW)
+
+
+def test_memoised_answers_equal_fresh_ones() -> None:
+    rs = RuleSet.parse(RULES, jwt_secret=SECRET)
+    cases = [
+        ("/home", [("host", "a.test"), ("accept-language", "en")], None),
+        ("/home", [("host", "a.test"), ("accept-language", "en")], "DE"),
+        ("/home", [("host", "a.test"), ("accept-language", "fr")], None),
+        ("/news/x?y=1", [("host", "a.test")], "US"),
+        ("/a", [("host", "a.test"), ("cookie", "nf_country=DE")], None),
+        ("/nothing", [("host", "a.test")], None),
+    ]
+    for _ in range(3):  # the first pass fills the memo, the others read it
+        for url, headers, country in cases:
+            assert rs.match(url, headers=headers, country=country, now=NOW) == _fresh(url, headers, country)
+    assert rs.match("/home", headers=[("accept-language", "en")]).location == "/en/home"  # type: ignore[union-attr]
+    assert rs.match("/home", headers=[("accept-language", "en")], country="DE").location == "/de/home"  # type: ignore[union-attr]
+
+
+def test_tokens_are_never_memoised() -> None:
+    # a token's roles depend on the time: the same request gets a new answer later
+    rs = RuleSet.parse(RULES, jwt_secret=SECRET)
+    tok = mint_jwt(SECRET, ["admin"], exp=NOW + 60)
+    headers = [("host", "a.test"), ("cookie", f"nf_jwt={tok}")]
+    assert rs.match("/admin/x", headers=headers, now=NOW).to == "/admin/x"  # type: ignore[union-attr]
+    assert rs.match("/admin/x", headers=headers, now=NOW + 61).to == "/login"  # type: ignore[union-attr]
+
+
+def test_a_closed_rule_set_refuses_even_memoised_requests() -> None:
+    rs = RuleSet.parse(RULES)
+    headers = [("host", "a.test")]
+    assert rs.match("/a", headers=headers) is not None
+    rs.close()
+    with pytest.raises(ValueError, match="closed"):
+        rs.match("/a", headers=headers)
