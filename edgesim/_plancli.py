@@ -101,6 +101,12 @@ def _write(path: str, text: str) -> None:
 @click.option(
     "--max-nodes", type=int, default=64, show_default=True, help="Search bound: most nodes per region."
 )
+@click.option(
+    "--profiles",
+    "profiles_arg",
+    help="Hardware profiles to weigh in every region: NAME,NAME, 'all' or 'none' (default: all the "
+    "topology's [profiles] when it defines two or more).",
+)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the plan as JSON.")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 def plan_command(
@@ -116,6 +122,7 @@ def plan_command(
     warmup: str | None,
     min_nodes: int,
     max_nodes: int,
+    profiles_arg: str | None,
     json_path: str | None,
     quiet: bool,
 ) -> None:
@@ -137,6 +144,19 @@ def plan_command(
         _fail(f"--window/--warmup: {exc}")
     sizes = _sizes(cache_sizes, "--cache-sizes")
     topo = _topology(topology)
+    profiles: tuple[str, ...] | None = None
+    if profiles_arg is not None:
+        names = tuple(p.strip() for p in profiles_arg.split(",") if p.strip())
+        if names == ("all",):
+            profiles = tuple(p.name for p in topo.profiles)
+            if not profiles:
+                _fail(f"--profiles all: {topo.name} defines no [profiles.NAME]")
+        elif names == ("none",):
+            profiles = ()
+        elif not names:
+            _fail("--profiles: expected NAME,NAME, 'all' or 'none'")
+        else:
+            profiles = names
     opts = PlanOptions(
         objective=objective,
         origin_max_rps=origin_max_rps,
@@ -149,6 +169,7 @@ def plan_command(
         warmup=warm,
         min_nodes=min_nodes,
         max_nodes=max_nodes,
+        profiles=profiles,
     )
 
     def progress(line: str) -> None:
@@ -176,8 +197,10 @@ def _print_plan(d: dict[str, Any]) -> None:
     s = d["search"]
     if d["found"]:
         t = Table(title=f"plan for {d['topology']}: {d['objective']} at peak", title_justify="left")
+        profiled = any(r["profile"] for r in d["regions"].values())
         for col in (
             "region",
+            *(("profile",) if profiled else ()),
             "nodes",
             "cache/node",
             "peak rps",
@@ -192,6 +215,7 @@ def _print_plan(d: dict[str, Any]) -> None:
         for name, r in d["regions"].items():
             t.add_row(
                 name,
+                *((r["profile"] or "-",) if profiled else ()),
                 str(r["nodes"]),
                 _bytes(r["memory_cache"]) + (f"+{_bytes(r['disk_cache'])} disk" if r["disk_cache"] else ""),
                 f"{r['peak_rps']:.1f}",
@@ -203,6 +227,15 @@ def _print_plan(d: dict[str, Any]) -> None:
                 f"{r['cost_per_hour']:.3f}",
             )
         console.print(t)
+        if s["profiles"]:
+            for name, r in d["regions"].items():
+                alts = [
+                    f"{a['profile']} {a['nodes']} nodes {a['cost_per_hour']:.4f}/h"
+                    if a["found"]
+                    else f"{a['profile']} no ({a['reason']})"
+                    for a in r["alternatives"]
+                ]
+                console.print(f"{name}: profiles weighed (nodes, region cost per hour): " + "; ".join(alts))
         o = d["origin"]
         ceiling = f" (ceiling {o['max_rps']:g})" if o["max_rps"] is not None else ""
         console.print(

@@ -58,7 +58,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from edgesim.topology import Distribution, Faults, Region, Topology
+from edgesim.pricing import hourly_cost
+from edgesim.topology import Distribution, EdgeGroup, Faults, HardwareProfile, Region, Topology
 
 __all__ = [
     "Objective",
@@ -163,6 +164,9 @@ class PlanOptions:
         window: measured seconds of the peak window (after the warm-up).
         warmup: warm-up seconds (None: the topology's).
         min_nodes, max_nodes: search bounds per region.
+        profiles: hardware profiles to weigh in every region (None: all the
+            topology's ``[profiles]`` when it defines two or more, else none; empty:
+            none, each region keeps its edge group).
     """
 
     objective: Objective
@@ -176,6 +180,7 @@ class PlanOptions:
     warmup: float | None = None
     min_nodes: int = 1
     max_nodes: int = 64
+    profiles: tuple[str, ...] | None = None
 
 
 @dataclass(slots=True)
@@ -197,6 +202,10 @@ class RegionPlan:
     stability_floor: int
     cost_per_hour: float
     egress_gb_per_hour: float
+    region_cost_per_hour: float = 0.0
+    profile: str = ""
+    # the profiles weighed: {"profile", "nodes", "cost_per_hour", "found", "reason"}
+    alternatives: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -219,6 +228,7 @@ class Plan:
     window: dict[str, float]
     scenarios: list[str]
     log: list[dict[str, Any]] = field(default_factory=list)
+    profiles: list[str] = field(default_factory=list)  # the hardware profiles weighed
 
     def as_dict(self) -> dict[str, Any]:
         def r6(x: float) -> float:
@@ -244,6 +254,12 @@ class Plan:
                     "stability_floor": r.stability_floor,
                     "cost_per_hour": r6(r.cost_per_hour),
                     "egress_gb_per_hour": r6(r.egress_gb_per_hour),
+                    "region_cost_per_hour": r6(r.region_cost_per_hour),
+                    "profile": r.profile,
+                    "alternatives": [
+                        {k: r6(v) if isinstance(v, float) else v for k, v in a.items()}
+                        for a in r.alternatives
+                    ],
                 }
                 for r in self.regions
             },
@@ -260,6 +276,7 @@ class Plan:
                 "seeds": self.seeds,
                 "window": self.window,
                 "scenarios": self.scenarios,
+                "profiles": self.profiles,
                 "log": self.log,
             },
         }
@@ -501,7 +518,45 @@ def _region_passes(stats: dict[str, Any] | None, objective: Objective) -> bool:
     return objective.check(stats["latency"])[0]
 
 
-# ---- the search ---------------------------------------------------------------------------
+# ---- hardware profiles ---------------------------------------------------------------
+
+
+def profile_edge(region: Region, profile: HardwareProfile) -> EdgeGroup:
+    """``region``'s edge group on ``profile``: the region's own group when it was built
+    from that profile (its own overrides, such as a regional ``cost_per_hour``, kept),
+    else the profile's values with the region's node count, balancer and egress price."""
+    if region.edge.profile == profile.name:
+        return region.edge
+    e = region.edge
+    return EdgeGroup(
+        nodes=e.nodes,
+        workers=profile.workers,
+        memory_cache=profile.memory_cache,
+        disk_cache=profile.disk_cache,
+        eviction=profile.eviction,
+        max_object=profile.max_object,
+        egress=profile.egress,
+        service_time=profile.service_time,
+        balancer=e.balancer,
+        cost_per_hour=profile.cost_per_hour,
+        profile=profile.name,
+        cost_per_gb_egress=e.cost_per_gb_egress,
+        costs=profile.costs,
+    )
+
+
+def _profiles_to_weigh(topo: Topology, opts: PlanOptions) -> list[HardwareProfile]:
+    known = {p.name: p for p in topo.profiles}
+    if opts.profiles is None:
+        return list(topo.profiles) if len(topo.profiles) >= 2 else []
+    out: list[HardwareProfile] = []
+    for name in opts.profiles:
+        if name not in known:
+            have = ", ".join(known) or "none"
+            raise PlanError(f"--profiles: {topo.name} defines no profile {name!r} ([profiles] has: {have})")
+        if known[name] not in out:
+            out.append(known[name])
+    return out
 
 
 def plan(
@@ -510,7 +565,142 @@ def plan(
     *,
     progress: Callable[[str], None] | None = None,
 ) -> Plan:
-    """Search the smallest node count per region (and cache sizes) meeting ``opts``.
+    """Search the smallest node count per region (and cache sizes, and hardware
+    profile) meeting ``opts`` at the least cost.
+
+    With hardware profiles to weigh (``opts.profiles``), every region is searched on
+    each profile (one search per profile, the regions side by side as usual), each
+    region takes the profile whose passing configuration costs least per hour at peak
+    (its nodes, egress and its part of the origin requests), and the assembled
+    configuration is searched again from those counts and verified.
+
+    Args:
+        topo: the validated topology (its node counts are ignored; the rest is kept).
+        opts: objective, failure modes, search bounds, profiles.
+        progress: called with a short line after each simulation.
+
+    Returns:
+        The :class:`Plan`; ``found`` is False when no configuration inside the bounds
+        meets the objective, and ``reason`` names the constraint that binds.
+
+    Error handling:
+        Raises :class:`PlanError` for impossible bounds or options (before simulating).
+    """
+    t0 = time.perf_counter()
+    profiles = _profiles_to_weigh(topo, opts)
+    if not profiles:
+        return _search(topo, opts, progress)
+    names = [r.name for r in topo.regions]
+    by_name = {p.name: p for p in profiles}
+    alts: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
+    whole: dict[str, Plan] = {}  # profile -> its plan when every region passed on it
+    simulations = rounds = 0
+    log: list[dict[str, Any]] = []
+    last: Plan | None = None
+
+    def no(region: str, profile: str, reason: str) -> None:
+        why = reason[len(region) + 2 :] if reason.startswith(region + ": ") else reason
+        alts[region].append(
+            {"profile": profile, "nodes": 0, "cost_per_hour": 0.0, "found": False, "reason": why}
+        )
+
+    for p in profiles:
+        excluded: list[str] = []
+        while True:
+            regions = tuple(
+                replace(r, edge=profile_edge(r, p)) for r in topo.regions if r.name not in excluded
+            )
+            if opts.region_failure and len(regions) < 2:
+                for r in regions:
+                    no(r.name, p.name, "not searched alone (--region-failure needs two regions)")
+                break
+            if progress is not None:
+                without = f" (without {', '.join(excluded)})" if excluded else ""
+                progress(f"profile {p.name}{without}")
+            sub = _search(replace(topo, regions=regions), opts, progress)
+            last = sub
+            simulations += sub.simulations
+            rounds += sub.rounds
+            log.extend({"profile": p.name, **e} for e in sub.log)
+            if sub.found:
+                for rp in sub.regions:
+                    alts[rp.name].append(
+                        {
+                            "profile": p.name,
+                            "nodes": rp.nodes,
+                            "cost_per_hour": rp.region_cost_per_hour,
+                            "found": True,
+                            "reason": "",
+                        }
+                    )
+                if not excluded:
+                    whole[p.name] = sub
+                break
+            left = [r.name for r in regions]
+            blamed = next((n for n in left if sub.reason.startswith(n + ": ")), None)
+            if blamed is None:  # the origin ceiling, or verdicts that do not settle
+                for n in left:
+                    no(n, p.name, sub.reason)
+                break
+            no(blamed, p.name, sub.reason)
+            excluded.append(blamed)
+            if len(excluded) == len(names):
+                break
+    assert last is not None
+
+    def finish(result: Plan) -> Plan:
+        result.simulations = simulations
+        result.rounds = rounds
+        result.seconds = time.perf_counter() - t0
+        result.log = log
+        result.profiles = [p.name for p in profiles]
+        for rp in result.regions:
+            rp.alternatives = alts[rp.name]
+        return result
+
+    chosen: dict[str, dict[str, Any]] = {}
+    for n in names:
+        ok = [a for a in alts[n] if a["found"]]
+        if not ok:
+            why = "; ".join(f"{a['profile']}: {a['reason']}" for a in alts[n])
+            return finish(replace(last, found=False, reason=f"{n}: no profile meets the objective ({why})"))
+        chosen[n] = min(ok, key=lambda a: (a["cost_per_hour"], a["nodes"]))
+    picks = {chosen[n]["profile"] for n in names}
+    if len(picks) == 1 and next(iter(picks)) in whole:
+        return finish(whole[next(iter(picks))])
+    # mixed profiles: search the assembled configuration from the counts found (one
+    # round when they hold beside each other), then verify it
+    spare = 1 if opts.n_plus_1 else 0
+    mixed = replace(
+        topo,
+        regions=tuple(
+            replace(r, edge=profile_edge(r, by_name[chosen[r.name]["profile"]])) for r in topo.regions
+        ),
+    )
+    if progress is not None:
+        progress("profiles " + ", ".join(f"{n}={chosen[n]['profile']}" for n in names))
+    sub = _search(mixed, opts, progress, hint={n: int(chosen[n]["nodes"]) - spare for n in names})
+    simulations += sub.simulations
+    rounds += sub.rounds
+    log.extend({"profile": "chosen", **e} for e in sub.log)
+    return finish(sub)
+
+
+# ---- the search ---------------------------------------------------------------------------
+
+
+def _search(
+    topo: Topology,
+    opts: PlanOptions,
+    progress: Callable[[str], None] | None,
+    hint: dict[str, int] | None = None,
+) -> Plan:
+    """Search the smallest node count per region (and cache sizes) meeting ``opts``,
+    each region with the edge group it has in ``topo``.
+
+    ``hint`` (region -> a count already found to pass, with one fewer found to fail, in
+    the searched scenario) starts the bracket there, so that a configuration assembled
+    from earlier searches costs one round plus its verification.
 
     Args:
         topo: the validated topology (its node counts are ignored; the rest is kept).
@@ -593,6 +783,11 @@ def plan(
         start[r.name] = max(f, _erlang_start(lam, es, r.edge.workers, limit, f, lo_max))
         lo[r.name] = f - 1
         hi[r.name] = None
+    for name, known in (hint or {}).items():
+        if name in start:
+            first = min(lo_max, max(floor[name], known))
+            start[name] = first
+            lo[name] = max(lo[name], first - 1)
 
     # cache sizes: the topology's, or the smallest choice; grown below if the origin binds
     sizes = sorted(set(opts.cache_sizes))
@@ -753,14 +948,14 @@ def plan(
                     base, sizes, cache_idx, region_origin, final, opts.origin_max_rps, worst_origin
                 )
                 if grow is None:
-                    hint = "" if sizes else " (give --cache-sizes to let the plan grow caches)"
+                    advice = "" if sizes else " (give --cache-sizes to let the plan grow caches)"
                     return _infeasible(
                         topo,
                         opts,
                         runner,
                         t0,
                         f"the origin ceiling binds: {worst_origin:.1f} requests/s at peak > --origin-max-rps "
-                        f"{opts.origin_max_rps:g} with the largest cache sizes tried{hint}",
+                        f"{opts.origin_max_rps:g} with the largest cache sizes tried{advice}",
                         log,
                     )
                 # a larger cache may let a smaller count pass: search that region again
@@ -922,20 +1117,18 @@ def _found(
     tr = base.traffic
     peak = tr.peak_rps * (tr.diurnal[0] if tr.diurnal else 1.0)
     regions: list[RegionPlan] = []
-    node_cost = egress_cost = 0.0
+    # one hour at peak, priced as sweep prices a run (mean over the seeds)
+    priced = runner.topology(final, cache)
+    hourly = [hourly_cost(rep, priced) for rep in normal]
+
+    def mean(xs: list[float]) -> float:
+        return sum(xs) / len(xs)
+
     for r in base.regions:
         n = r.name
         lat = {m: _worst_from(every, n, m) for m in _METRICS}
         _, metric, slack = opts.objective.check(lat)
         hits = [float(rep["regions"][n]["object_hit_ratio"] or 0.0) for rep in normal]
-        egress = []
-        for rep in normal:
-            span = max(float(rep["meta"]["duration"]) - float(rep["meta"]["warmup"]), 1e-9)
-            egress.append(float(rep["regions"][n]["bytes_served"]) / span * 3600 / 1e9)
-        gb = sum(egress) / len(egress)
-        cost_nodes = final[n] * r.edge.cost_per_hour
-        node_cost += cost_nodes
-        egress_cost += gb * r.edge.cost_per_gb_egress
         regions.append(
             RegionPlan(
                 name=n,
@@ -950,20 +1143,20 @@ def _found(
                 headroom=slack,
                 binding=metric,
                 stability_floor=floor[n] + (1 if opts.n_plus_1 else 0),
-                cost_per_hour=cost_nodes,
-                egress_gb_per_hour=gb,
+                cost_per_hour=hourly[0].nodes[n],
+                egress_gb_per_hour=mean([h.egress_gb[n] for h in hourly]),
+                region_cost_per_hour=mean([h.region(n) for h in hourly]),
+                profile=r.edge.profile,
             )
         )
     o_rps = sum(verdicts[0][1].origin_rps) / len(verdicts[0][1].origin_rps)
     o_worst = max(max(v.origin_rps) for _, v in verdicts)
-    shield = topo.shield.nodes * topo.shield.cost_per_hour if topo.shield is not None else 0.0
-    origin_cost = o_rps * 3600 * topo.origin.cost_per_request
     costs = {
-        "nodes": node_cost,
-        "shield": shield,
-        "origin_requests": origin_cost,
-        "egress": egress_cost,
-        "total": node_cost + shield + origin_cost + egress_cost,
+        "nodes": mean([sum(h.nodes.values()) for h in hourly]),
+        "shield": hourly[0].shield,
+        "origin_requests": mean([h.origin_requests for h in hourly]),
+        "egress": mean([sum(h.egress.values()) for h in hourly]),
+        "total": mean([h.total for h in hourly]),
     }
     return Plan(
         topology=topo.name,

@@ -58,6 +58,7 @@ from edgesim._topoload import (
     resolve_topology_arg,
 )
 from edgesim.errors import EdgesimError, TopologyError, TopologyProblem
+from edgesim.pricing import run_cost
 from edgesim.topology import Topology
 
 __all__ = [
@@ -496,27 +497,6 @@ def metrics(report: Mapping[str, Any], topo: Topology) -> dict[str, Any]:
         row[f"{name}.utilisation_max"] = max(util) if util else None
         row[f"{name}.object_hit_ratio"] = reg["object_hit_ratio"]
     return row
-
-
-def run_cost(report: Mapping[str, Any], topo: Topology) -> float | None:
-    """Cost of the simulated span: node-hours (edge and shield), origin requests and
-    edge egress at the topology's prices; None when it gives no prices at all."""
-    hours = float(report["meta"]["duration"]) / 3600.0
-    steady = max(float(report["meta"]["duration"]) - float(report["meta"]["warmup"]), 1e-9)
-    priced = topo.origin.cost_per_request > 0 or (topo.shield is not None and topo.shield.cost_per_hour > 0)
-    total = 0.0
-    for r in topo.regions:
-        g = r.edge
-        priced = priced or g.cost_per_hour > 0 or g.cost_per_gb_egress > 0
-        total += g.nodes * g.cost_per_hour * hours
-        served = report["regions"].get(r.name, {}).get("bytes_served", 0)
-        # the report's byte counts cover the steady state: scale them to the whole span
-        total += served * (float(report["meta"]["duration"]) / steady) / 1e9 * g.cost_per_gb_egress
-    if topo.shield is not None:
-        total += topo.shield.nodes * topo.shield.cost_per_hour * hours
-    origin_requests = float(report["origin"]["requests_per_second"]) * float(report["meta"]["duration"])
-    total += origin_requests * topo.origin.cost_per_request
-    return round(total, 6) if priced else None
 
 
 # --------------------------------------------------------------------------
