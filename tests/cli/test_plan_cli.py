@@ -8,6 +8,7 @@ one node fewer fails).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,10 +17,11 @@ from click.testing import CliRunner
 from edgesim._topoload import load_topology
 from edgesim.cli import cli
 from edgesim.engine import simulate
-from edgesim.plan import Objective, PlanOptions, parse_objective, peak_window, plan
+from edgesim.plan import Objective, PlanOptions, parse_objective, peak_window, plan, profile_edge
 from edgesim.topology import Topology
 
 SMALL = Path(__file__).parent.parent / "data" / "plan" / "small.toml"
+PROFILES = Path(__file__).parent.parent / "data" / "plan" / "profiles.toml"
 SLO = "p99<=44ms"
 WINDOW = 40.0
 FRESH = (101, 102)
@@ -123,6 +125,8 @@ def test_bad_input_is_one_line() -> None:
         (["--slo", "p99<=80ms", "--min-nodes", "4", "--max-nodes", "2"], "impossible search bounds"),
         (["--slo", "p99<=80ms", "--cache-sizes", "1GB,lots"], "--cache-sizes"),
         (["--slo", "p99<=80ms", "--window", "soon"], "--window"),
+        (["--slo", "p99<=80ms", "--profiles", "all"], "defines no [profiles"),
+        (["--slo", "p99<=80ms", "--profiles", "fast"], "defines no profile 'fast'"),
     ):
         r = CliRunner().invoke(cli, ["plan", str(SMALL), *args], catch_exceptions=False)
         assert r.exit_code not in (0, 3), args
@@ -172,3 +176,81 @@ def test_region_failure_plan_carries_the_failed_regions_clients() -> None:
     # it needs more nodes than its own clients alone would
     plain = plan(topo, PlanOptions(objective=objective, window=20.0, seeds=1))
     assert nodes["south"] > next(r.nodes for r in plain.regions if r.name == "south")
+
+
+def test_profiles_plan_takes_the_cheapest_passing_profile_per_region() -> None:
+    # "small" nodes cost less each but need more of them; "large" nodes cost less per
+    # worker. The plan weighs both in each region and takes the cheaper passing one.
+    topo = load_topology(PROFILES)
+    objective = parse_objective(SLO)
+    result = plan(topo, PlanOptions(objective=objective, window=20.0, warmup=10.0, seeds=2))
+    assert result.found, result.reason
+    assert result.profiles == ["small", "large"]
+    prices = {p.name: p.cost_per_hour for p in topo.profiles}
+    window = peak_window(topo, 20.0, 10.0)
+    by_name = {p.name: p for p in topo.profiles}
+    chosen = {r.name: (r.profile, r.nodes) for r in result.regions}
+    for r in result.regions:
+        weighed = {a["profile"]: a for a in r.alternatives}
+        assert set(weighed) == {"small", "large"} and all(a["found"] for a in weighed.values())
+        # the choice is the cheapest alternative the search found, and is what it costs
+        assert r.region_cost_per_hour <= min(a["cost_per_hour"] for a in weighed.values()) + 0.01
+        assert r.cost_per_hour == r.nodes * prices[r.profile]
+    # the premise: the cheaper node needs more of them somewhere
+    assert any(
+        a["profile"] == "small" and a["nodes"] > b["nodes"]
+        for r in result.regions
+        for a in r.alternatives
+        for b in r.alternatives
+        if b["profile"] == "large"
+    )
+    assert len({p for p, _ in chosen.values()}) == 2, chosen  # the regions differ
+
+    def on(profile: str, nodes: dict[str, int]) -> Topology:
+        regions = tuple(
+            replace(x, edge=replace(profile_edge(x, by_name[profile]), nodes=nodes[x.name]))
+            for x in window.regions
+        )
+        return replace(window, regions=regions)
+
+    # every cheaper option (any profile, any count costing less per node-hour than the
+    # choice) fails on at least one of the plan's seeds: the choice is the cheapest pass
+    for profile, price in prices.items():
+        cheaper = {
+            name: math.ceil(round(chosen[name][1] * prices[chosen[name][0]] / price, 9)) - 1
+            for name in chosen
+        }
+        for n in range(1, max(cheaper.values()) + 1):
+            judged = [name for name in chosen if n <= cheaper[name]]
+            topo_n = on(profile, {name: n for name in chosen})
+            verdicts = [_passes(topo_n, s, objective) for s in result.seeds]
+            for name in judged:
+                assert not all(v[name] for v in verdicts), (name, profile, n)
+    # the mixed plan holds on fresh seeds
+    mixed = replace(
+        window,
+        regions=tuple(
+            replace(x, edge=replace(profile_edge(x, by_name[chosen[x.name][0]]), nodes=chosen[x.name][1]))
+            for x in window.regions
+        ),
+    )
+    for seed in FRESH:
+        assert all(_passes(mixed, seed, objective).values()), seed
+
+
+def test_profiles_option_restricts_the_choice_and_shows_it(tmp_path: Path) -> None:
+    out = tmp_path / "plan.json"
+    r = CliRunner().invoke(
+        cli,
+        [
+            *("plan", str(PROFILES), "--slo", SLO, "--window", "20s", "--warmup", "10s", "--seeds", "1"),
+            *("--profiles", "large", "--json", str(out), "--quiet"),
+        ],
+        catch_exceptions=False,
+    )
+    assert r.exit_code == 0, r.output
+    data = json.loads(out.read_text())
+    assert data["search"]["profiles"] == ["large"]
+    for g in data["regions"].values():
+        assert g["profile"] == "large" and [a["profile"] for a in g["alternatives"]] == ["large"]
+    assert "profiles weighed" in r.stdout and "large" in r.stdout
