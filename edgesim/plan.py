@@ -45,8 +45,15 @@ in the curve). The smallest sizes predicted to meet the ceiling are tried first 
 simulation has the last word; a region whose verified origin load is over the ceiling
 moves up one size and is searched again.
 
+Hardware profiles (``profiles``): the search above runs once per profile with every
+region on it; each region takes the profile whose passing count costs least per hour
+(its nodes, egress and part of the origin requests, priced by
+:func:`edgesim.pricing.hourly_cost`), and a mix of profiles is searched once more from
+the counts found and verified.
+
 A plan costs about ``K x (rounds + verification scenarios)`` simulations of the
-window; :class:`Plan` records the exact count.
+window, times the profiles weighed plus one verification of their mix;
+:class:`Plan` records the exact count.
 """
 
 from __future__ import annotations

@@ -34,6 +34,7 @@ BUNDLED = [
     "edge-crash",
     "redirect-heavy",
     "crash-drill",
+    "capacity",
 ]
 
 MINIMAL = """\
