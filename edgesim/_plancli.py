@@ -254,6 +254,7 @@ def _print_plan(d: dict[str, Any]) -> None:
     console.print(
         f"search: {s['simulations']} simulations (search rounds: {s['rounds']}, seeds: {len(s['seeds'])}, "
         f"plus verification) of a {w['warmup']:g} s + {w['measured']:g} s peak window, {s['seconds']:.1f} s"
+        + (f"; profiles weighed: {', '.join(s['profiles'])}" if s["profiles"] else "")
     )
 
 

@@ -254,3 +254,20 @@ def test_profiles_option_restricts_the_choice_and_shows_it(tmp_path: Path) -> No
     for g in data["regions"].values():
         assert g["profile"] == "large" and [a["profile"] for a in g["alternatives"]] == ["large"]
     assert "profiles weighed" in r.stdout and "large" in r.stdout
+
+
+def test_a_profile_that_cannot_serve_a_region_is_searched_without_it() -> None:
+    # at most 2 nodes: "small" cannot carry north (it needs 3), so north takes "large",
+    # while south still gets its answer on "small"; with "small" alone there is no plan
+    topo = load_topology(PROFILES)
+    objective = parse_objective(SLO)
+    opts = PlanOptions(objective=objective, window=20.0, warmup=10.0, seeds=2, max_nodes=2)
+    result = plan(topo, opts)
+    assert result.found, result.reason
+    by = {r.name: r for r in result.regions}
+    assert by["north"].profile == "large"
+    small_north = next(a for a in by["north"].alternatives if a["profile"] == "small")
+    assert not small_north["found"] and "--max-nodes 2" in small_north["reason"]
+    assert any(a["profile"] == "small" and a["found"] for a in by["south"].alternatives)
+    alone = plan(topo, replace(opts, profiles=("small",)))
+    assert not alone.found and alone.reason.startswith("north: no profile meets the objective (small: ")
