@@ -226,6 +226,10 @@ def calibrate_command(
         topo = load_topology(resolve_topology_arg(topology_arg))
     except TopologyError as exc:
         _problems(exc.problems)
+    folder = Path(out_path).parent
+    if not folder.is_dir():
+        # Measuring takes a while: say so now, not after it.
+        raise _Fail(f"cannot write {out_path}: {folder} is not a directory")
     if Path(out_path).exists():
         from edgesim._costs import read_cost_file
 

@@ -24,6 +24,7 @@ This module never imports the engine; the engine calls :meth:`OutcomeTimes.decid
 
 from __future__ import annotations
 
+import math
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
@@ -75,7 +76,7 @@ def read_cost_file(path: Path) -> dict[str, CostModel]:
             x = parse_duration(v) if isinstance(v, str) else float(v)
         except (TypeError, ValueError):
             x = -1.0
-        if isinstance(v, bool) or not (x >= 0 if zero else x > 0):
+        if isinstance(v, bool) or not math.isfinite(x) or not (x >= 0 if zero else x > 0):
             what = ">= 0" if zero else "> 0"
             bad(_join(where, key), f"expected a duration {what} such as 212.4us, got {_show(v)}")
             return 0.0

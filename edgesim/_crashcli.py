@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from edgesim._clitypes import FiniteFloatRange
 from edgesim.errors import EdgesimError
 
 
@@ -78,11 +79,11 @@ def _run(fn: Any) -> Any:
     type=DURATION,
     help="Wall time the topology's traffic is scaled into (default: its traffic.duration).",
 )
-@click.option("--rate", type=click.FloatRange(0), help="Total requests/s (default: peak_rps; 0: flat out).")
+@click.option("--rate", type=FiniteFloatRange(0), help="Total requests/s (default: peak_rps; 0: flat out).")
 @click.option("--connections", type=click.IntRange(1, 1024), default=16, show_default=True)
 @click.option(
     "--flush-interval",
-    type=click.FloatRange(0.1, 60),
+    type=FiniteFloatRange(0.1, 60),
     default=1.0,
     show_default=True,
     help="Seconds between collections of the edges' counters (the most a killed edge loses).",

@@ -10,6 +10,7 @@ from typing import Any, NoReturn
 
 import click
 
+from edgesim._clitypes import FiniteFloatRange
 from edgesim.errors import EdgesimError
 
 # plan: 0 a plan was found, 3 the objective cannot be met inside the search bounds.
@@ -237,12 +238,12 @@ def _print_plan(d: dict[str, Any]) -> None:
 @click.option(
     "--requests",
     "n_requests",
-    type=click.IntRange(1),
+    type=click.IntRange(1, 10**9),
     help="Topology: requests to draw (default: a day's duration at peak).",
 )
 @click.option(
     "--sample-rate",
-    type=click.FloatRange(0.0, 1.0, min_open=True),
+    type=FiniteFloatRange(0.0, 1.0, min_open=True),
     help="SHARDS sampling rate (default: 1 up to 1,000,000 requests, then 1,000,000/requests).",
 )
 @click.option(
@@ -251,7 +252,13 @@ def _print_plan(d: dict[str, Any]) -> None:
     type=click.Choice(["csv", "oracle-general"]),
     help="Trace format (default: by extension, else by content).",
 )
-@click.option("--seed", type=int, default=1, show_default=True, help="Topology: seed of the drawn requests.")
+@click.option(
+    "--seed",
+    type=click.IntRange(0),
+    default=1,
+    show_default=True,
+    help="Topology: seed of the drawn requests.",
+)
 @click.option(
     "--html", "html_path", type=click.Path(dir_okay=False), help="Write a self-contained HTML chart."
 )

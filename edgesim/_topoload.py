@@ -60,6 +60,8 @@ T = TypeVar("T")
 SHARE_TOLERANCE = 1e-6
 # Synthetic catalogs larger than this are typos (same bound as the origin's).
 MAX_OBJECTS = 10_000_000
+MAX_PEAK_RPS = 1e9  # beyond it a run would never end
+MAX_BUCKETS = 1_000_000  # time-series buckets (traffic.duration / interval)
 # Object kinds of synthetic catalogs (docs/origin.md, synthetic sites).
 KINDS = ("html", "js", "css", "img", "font", "json")
 # Names that mean something else on the right of a latency spike's ``A->B`` link.
@@ -531,6 +533,18 @@ def _number(
     return conv
 
 
+def _number_upto(lo: float, hi: float) -> Callable[[Any], float]:
+    """A number > lo and <= hi."""
+    what = f"a number > {lo:g} and at most {hi:g}"
+
+    def conv(v: Any) -> float:
+        if not _is_number(v) or not lo < v <= hi:
+            raise _Expected(what)
+        return float(v)
+
+    return conv
+
+
 def _unit(parse: Callable[[str], float], cast: Callable[[float], Any], what: str, positive: bool) -> Any:
     """A converter for a quantity written with units (a string) or as a plain number."""
 
@@ -723,7 +737,9 @@ class _Checker:
         vals: dict[str, float] = {}
         for name in names:
             need = f"a {kind} distribution needs {', '.join(names)}"
-            if name in ("sigma", "alpha"):
+            if name == "sigma":  # e^(20 x 8 standard deviations) is still a finite float
+                vals[name] = self.get(v, name, path, 1.0, _number_upto(0.0, 20.0), required=need)
+            elif name == "alpha":
                 vals[name] = self.get(v, name, path, 1.0, _number(0.0, above=True), required=need)
             else:
                 vals[name] = self.get(v, name, path, 0.0, scalar, required=need)
@@ -804,7 +820,9 @@ class _Checker:
         self.table(data, "", TOP_KEYS)
         name = self.get(data, "name", "", path.stem if path is not None else "topology", _text)
         seed = self.get(data, "seed", "", 1, _whole(0))
+        bad_before = len(self.problems)
         interval = self.get(data, "interval", "", 60.0, _duration(positive=True))
+        interval_ok = len(self.problems) == bad_before
         profiles = self.profiles(data.get("profiles", {}))
         regions = self.regions(data, {p.name: p for p in profiles})
         names = [r.name for r in regions]
@@ -815,8 +833,15 @@ class _Checker:
         traffic = self.traffic(data.get("traffic", {}), [s.name for s in sites], names)
         faults = self.faults(data.get("faults", {}), regions, traffic.duration, shield is not None)
         shadow = self.shadow(data["shadow"], names, sites) if "shadow" in data else None
+        if interval_ok and traffic.duration / interval > MAX_BUCKETS:
+            shown = _show(data["interval"]) if "interval" in data else "60s (the default)"
+            least = traffic.duration / MAX_BUCKETS
+            self.bad(
+                "interval", f"expected at least traffic.duration / {MAX_BUCKETS:,} ({least:g}s), got {shown}"
+            )
+            interval = traffic.duration / MAX_BUCKETS
         if interval > traffic.duration:
-            if "interval" in data:
+            if "interval" in data and interval_ok:
                 shown = _show(data["interval"])
                 self.bad(
                     "interval", f"expected at most traffic.duration ({traffic.duration:g}s), got {shown}"
@@ -1402,7 +1427,7 @@ class _Checker:
             )
         return Traffic(
             duration=duration,
-            peak_rps=self.get(t, "peak_rps", w, d.peak_rps, _number(0.0, above=True)),
+            peak_rps=self.get(t, "peak_rps", w, d.peak_rps, _number_upto(0.0, MAX_PEAK_RPS)),
             warmup=warmup,
             start_hour_utc=self.get(t, "start_hour_utc", w, 0.0, _number(0.0, 23.999999)),
             diurnal=diurnal,
