@@ -535,11 +535,12 @@ def _number(
 
 def _number_upto(lo: float, hi: float) -> Callable[[Any], float]:
     """A number > lo and <= hi."""
-    what = f"a number > {lo:g} and at most {hi:g}"
 
     def conv(v: Any) -> float:
-        if not _is_number(v) or not lo < v <= hi:
-            raise _Expected(what)
+        if not _is_number(v) or not v > lo:
+            raise _Expected(f"a number > {lo:g}")
+        if v > hi:
+            raise _Expected(f"a number > {lo:g} and at most {hi:g}")
         return float(v)
 
     return conv
