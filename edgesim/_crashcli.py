@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from edgesim._clitypes import FiniteFloatRange
+from edgesim._clitypes import FiniteFloatRange, OutputFile
 from edgesim.errors import EdgesimError
 
 
@@ -90,7 +90,7 @@ def _run(fn: Any) -> Any:
 )
 @click.option("--ignore-down-for", is_flag=True, help="Restart crashed edges after the backoff only.")
 @click.option("--workdir", type=click.Path(file_okay=False), help="Keep sites and logs here.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the report as JSON.")
+@click.option("--json", "json_path", type=OutputFile(), help="Write the report as JSON.")
 def drill_command(
     topology: str,
     duration: float | None,
@@ -132,7 +132,7 @@ def drill_command(
     help="First run the same load without gc thread, reloads and matcher (throughput ratio).",
 )
 @click.option("--workdir", type=click.Path(file_okay=False), help="Keep sites and logs here.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the result as JSON.")
+@click.option("--json", "json_path", type=OutputFile(), help="Write the result as JSON.")
 def stress_command(
     topology: str,
     duration: float,

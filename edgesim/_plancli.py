@@ -10,7 +10,7 @@ from typing import Any, NoReturn
 
 import click
 
-from edgesim._clitypes import FiniteFloatRange
+from edgesim._clitypes import FiniteFloatRange, OutputFile
 from edgesim.errors import EdgesimError
 
 # plan: 0 a plan was found, 3 the objective cannot be met inside the search bounds.
@@ -102,7 +102,7 @@ def _write(path: str, text: str) -> None:
 @click.option(
     "--max-nodes", type=int, default=64, show_default=True, help="Search bound: most nodes per region."
 )
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the plan as JSON.")
+@click.option("--json", "json_path", type=OutputFile(), help="Write the plan as JSON.")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 def plan_command(
     topology: str,
@@ -259,9 +259,7 @@ def _print_plan(d: dict[str, Any]) -> None:
     show_default=True,
     help="Topology: seed of the drawn requests.",
 )
-@click.option(
-    "--html", "html_path", type=click.Path(dir_okay=False), help="Write a self-contained HTML chart."
-)
+@click.option("--html", "html_path", type=OutputFile(), help="Write a self-contained HTML chart.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the table.")
 def mrc_command(
     source: str,

@@ -16,7 +16,7 @@ import click
 
 import edgesim
 from edgesim import _runmodes
-from edgesim._clitypes import FiniteFloatRange
+from edgesim._clitypes import FiniteFloatRange, OutputFile
 from edgesim.errors import EdgesimError
 
 # Exit codes: 0 fine, 1 the checked input has errors, 2 usage errors (click's own).
@@ -630,16 +630,14 @@ def validate_command(files: tuple[str, ...]) -> None:
     type=_runmodes.RATE_SCALE,
     help="Multiply every arrival rate by X (live default: auto, a peak of 40 requests/s).",
 )
-@click.option(
-    "--json", "json_path", type=click.Path(dir_okay=False, writable=True), help="Write the report as JSON."
-)
+@click.option("--json", "json_path", type=OutputFile(writable=True), help="Write the report as JSON.")
 @click.option(
     "--csv", "csv_dir", type=click.Path(file_okay=False), help="Write summary.csv and timeseries.csv here."
 )
 @click.option(
     "--html",
     "html_path",
-    type=click.Path(dir_okay=False, writable=True),
+    type=OutputFile(writable=True),
     help="Write a self-contained HTML report with charts.",
 )
 @click.option(

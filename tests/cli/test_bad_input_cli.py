@@ -57,6 +57,7 @@ def files(tmp_path: Path) -> Path:
     (tmp_path / "good.csv").write_text("time,key,size\n0,/a,100\n1,/b,200\n")
     (tmp_path / "huge.csv").write_text("time,key,size\n0,/a,100\n1,/b,99999999999999999999999\n")
     (tmp_path / "inf-costs.toml").write_text(COSTS.replace("MISS", "inf"))
+    (tmp_path / "sweep.toml").write_text('topology = "tiny.toml"\n[grid]\ntraffic.peak_rps = [5, 10]\n')
     return tmp_path
 
 
@@ -117,7 +118,18 @@ CLI_CASES = [
         ["edge", "serve", "--origin", "http://127.0.0.1:1", "--disk-cache", "@good.csv"],
         "good.csv exists and is not a directory",
     ),
+    # output files that cannot be written: refused before the run, not after it
     (["calibrate", "--out", "@missing/costs.toml"], "missing is not a directory"),
+    (["run", "@tiny.toml", "--quiet", "--json", "@missing/r.json"], "'--json': "),
+    (["run", "@tiny.toml", "--quiet", "--json", ""], "'--json': expected a file name, got ''"),
+    (["run", "@tiny.toml", "--quiet", "--html", "@good.csv/r.html"], "good.csv is not a directory"),
+    (["run", "@tiny.toml", "--mode", "live", "--json", "@missing/r.json"], "missing is not a directory"),
+    (["plan", "@tiny.toml", "--slo", "p99<=80ms", "--json", "@missing/p.json"], "missing is not a directory"),
+    (["mrc", "@good.csv", "--html", "@missing/m.html"], "missing is not a directory"),
+    (["drill", "@tiny.toml", "--json", "@missing/d.json"], "missing is not a directory"),
+    (["stress", "@tiny.toml", "--json", "@missing/s.json"], "missing is not a directory"),
+    (["sweep", "@sweep.toml", "--csv", "@missing/s.csv"], "missing is not a directory"),
+    (["sweep", "@sweep.toml", "--json", "@missing/s.json"], "missing is not a directory"),
 ]
 
 
