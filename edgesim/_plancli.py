@@ -284,6 +284,9 @@ def mrc_command(
     try:
         if is_topology:
             topo = _topology(source)
+            if topo.traffic.trace is not None:
+                # its synthetic stream is not its traffic: say so rather than draw it
+                _fail(f"{source}: its traffic is the trace {topo.traffic.trace}; run edgesim mrc on it")
             trace = topology_trace(topo, region=region, site=site, requests=n_requests, seed=seed)
             label = topo.name
         else:

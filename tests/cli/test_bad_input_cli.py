@@ -57,6 +57,7 @@ def files(tmp_path: Path) -> Path:
     (tmp_path / "good.csv").write_text("time,key,size\n0,/a,100\n1,/b,200\n")
     (tmp_path / "huge.csv").write_text("time,key,size\n0,/a,100\n1,/b,99999999999999999999999\n")
     (tmp_path / "inf-costs.toml").write_text(COSTS.replace("MISS", "inf"))
+    (tmp_path / "traced.toml").write_text(TINY.replace('warmup = "2s"', 'warmup = "2s"\ntrace = "good.csv"'))
     (tmp_path / "sweep.toml").write_text('topology = "tiny.toml"\n[grid]\ntraffic.peak_rps = [5, 10]\n')
     return tmp_path
 
@@ -126,6 +127,8 @@ CLI_CASES = [
     (["run", "@tiny.toml", "--mode", "live", "--json", "@missing/r.json"], "missing is not a directory"),
     (["plan", "@tiny.toml", "--slo", "p99<=80ms", "--json", "@missing/p.json"], "missing is not a directory"),
     (["mrc", "@good.csv", "--html", "@missing/m.html"], "missing is not a directory"),
+    # a topology's synthetic stream is not the curve of its [traffic] trace
+    (["mrc", "@traced.toml"], "its traffic is the trace"),
     (["drill", "@tiny.toml", "--json", "@missing/d.json"], "missing is not a directory"),
     (["stress", "@tiny.toml", "--json", "@missing/s.json"], "missing is not a directory"),
     (["sweep", "@sweep.toml", "--csv", "@missing/s.csv"], "missing is not a directory"),
