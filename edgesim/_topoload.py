@@ -193,6 +193,9 @@ def load_topology(path: str | Path) -> Topology:
         raise TopologyError([TopologyProblem(str(path), 0, "", f"not UTF-8 text ({exc.reason})")]) from None
     except OSError as exc:
         reason = exc.strerror or str(exc)
+        if isinstance(exc, FileNotFoundError) and len(p.parts) == 1 and bundled_names():
+            # a bare name: perhaps a mistyped bundled topology
+            reason += f" (nor a bundled topology: {', '.join(bundled_names())})"
         raise TopologyError([TopologyProblem(str(path), 0, "", f"cannot read: {reason}")]) from None
     return parse_topology(text, path=p)
 
