@@ -56,8 +56,11 @@ def read_cost_file(path: Path) -> dict[str, CostModel]:
     file = str(path)
     try:
         text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    except UnicodeDecodeError as exc:
+        problem = TopologyProblem(file, 0, "", f"not UTF-8 text ({exc.reason}); not a cost file")
+        raise TopologyError([problem]) from None
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
         raise TopologyError([TopologyProblem(file, 0, "", f"cannot read: {reason}")]) from None
     try:
         data = tomllib.loads(text)

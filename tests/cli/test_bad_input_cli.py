@@ -57,6 +57,7 @@ def files(tmp_path: Path) -> Path:
     (tmp_path / "good.csv").write_text("time,key,size\n0,/a,100\n1,/b,200\n")
     (tmp_path / "huge.csv").write_text("time,key,size\n0,/a,100\n1,/b,99999999999999999999999\n")
     (tmp_path / "inf-costs.toml").write_text(COSTS.replace("MISS", "inf"))
+    (tmp_path / "binary.toml").write_bytes(b"\x00\xc0\xff" * 10)
     (tmp_path / "traced.toml").write_text(TINY.replace('warmup = "2s"', 'warmup = "2s"\ntrace = "good.csv"'))
     (tmp_path / "sweep.toml").write_text('topology = "tiny.toml"\n[grid]\ntraffic.peak_rps = [5, 10]\n')
     return tmp_path
@@ -120,6 +121,10 @@ CLI_CASES = [
     (
         ["edge", "serve", "--origin", "http://127.0.0.1:1", "--disk-cache", "@good.csv"],
         "good.csv exists and is not a directory",
+    ),
+    (
+        ["calibrate", "--out", "@binary.toml"],
+        "binary.toml: not UTF-8 text (invalid start byte); not a cost file",
     ),
     # output files that cannot be written: refused before the run, not after it
     (["calibrate", "--out", "@missing/costs.toml"], "missing is not a directory"),
