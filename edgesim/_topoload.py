@@ -62,6 +62,8 @@ SHARE_TOLERANCE = 1e-6
 MAX_OBJECTS = 10_000_000
 MAX_PEAK_RPS = 1e9  # beyond it a run would never end
 MAX_BUCKETS = 1_000_000  # time-series buckets (traffic.duration / interval)
+MAX_SECONDS = 1e9  # any duration (~32 years): more overflows the clocks and dates
+MAX_MULTIPLIER = 1e6  # a flash crowd's: more is a run that never ends
 # Object kinds of synthetic catalogs (docs/origin.md, synthetic sites).
 KINDS = ("html", "js", "css", "img", "font", "json")
 # Names that mean something else on the right of a latency spike's ``A->B`` link.
@@ -549,8 +551,15 @@ def _number_upto(lo: float, hi: float) -> Callable[[Any], float]:
     return conv
 
 
-def _unit(parse: Callable[[str], float], cast: Callable[[float], Any], what: str, positive: bool) -> Any:
-    """A converter for a quantity written with units (a string) or as a plain number."""
+def _unit(
+    parse: Callable[[str], float],
+    cast: Callable[[float], Any],
+    what: str,
+    positive: bool,
+    most: float = math.inf,
+) -> Any:
+    """A converter for a quantity written with units (a string) or as a plain number,
+    at most ``most``."""
 
     def conv(v: Any) -> Any:
         if isinstance(v, str):
@@ -564,6 +573,8 @@ def _unit(parse: Callable[[str], float], cast: Callable[[float], Any], what: str
             raise _Expected(what)
         if x < 0 or (positive and x == 0):
             raise _Expected(what)
+        if x > most:
+            raise _Expected(f"{what}, at most {most:g}s")
         return x
 
     return conv
@@ -571,7 +582,7 @@ def _unit(parse: Callable[[str], float], cast: Callable[[float], Any], what: str
 
 def _duration(*, positive: bool = False) -> Callable[[Any], float]:
     what = f"a duration {'> 0' if positive else '>= 0'} such as 200ms, 1.5s, 30m or 2h (a number is seconds)"
-    return _unit(parse_duration, float, what, positive)  # type: ignore[no-any-return]
+    return _unit(parse_duration, float, what, positive, MAX_SECONDS)  # type: ignore[no-any-return]
 
 
 def _size(*, positive: bool = False) -> Callable[[Any], int]:
@@ -1410,7 +1421,7 @@ class _Checker:
                         c, "duration", cw, 0.0, _duration(positive=True), required=_DURATION_HINT
                     ),
                     multiplier=self.get(
-                        c, "multiplier", cw, 1.0, _number(0.0, above=True), required="a number > 0"
+                        c, "multiplier", cw, 1.0, _number_upto(0.0, MAX_MULTIPLIER), required="a number > 0"
                     ),
                     region=self.get(c, "region", cw, "", _text),
                 )
