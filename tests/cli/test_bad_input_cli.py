@@ -140,6 +140,8 @@ CLI_CASES = [
     (["stress", "@tiny.toml", "--json", "@missing/s.json"], "missing is not a directory"),
     (["sweep", "@sweep.toml", "--csv", "@missing/s.csv"], "missing is not a directory"),
     (["sweep", "@sweep.toml", "--json", "@missing/s.json"], "missing is not a directory"),
+    (["drill", "@tiny.toml", "--workdir", "@good.csv/w"], "cannot create"),
+    (["stress", "@tiny.toml", "--workdir", "@good.csv/w"], "cannot create"),
 ]
 
 
