@@ -11,6 +11,8 @@ from typing import Any
 
 import click
 
+from edgesim._clitypes import OutputFile
+
 
 class _Fail(click.ClickException):
     """One error line and exit status 1."""
@@ -51,10 +53,8 @@ def _executor(ctx: click.Context, param: click.Parameter, value: str) -> str:
     type=click.Path(file_okay=False),
     help="Write DIR/sweep.csv and DIR/sweep.json (and resume from them).",
 )
-@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Write (and resume from) this CSV.")
-@click.option(
-    "--json", "json_path", type=click.Path(dir_okay=False), help="Write (and resume from) this JSON."
-)
+@click.option("--csv", "csv_path", type=OutputFile(), help="Write (and resume from) this CSV.")
+@click.option("--json", "json_path", type=OutputFile(), help="Write (and resume from) this JSON.")
 @click.option("--quiet", is_flag=True, help="No progress lines and no table.")
 def sweep_command(
     spec: str,
@@ -171,7 +171,7 @@ def _print_table(rows: list[dict[str, Any]], params: list[str]) -> None:
     "--out",
     "out_path",
     required=True,
-    type=click.Path(dir_okay=False),
+    type=OutputFile(),
     help="The cost file (TOML) to write; other profiles already in it are kept.",
 )
 @click.option(

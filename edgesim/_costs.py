@@ -24,6 +24,7 @@ This module never imports the engine; the engine calls :meth:`OutcomeTimes.decid
 
 from __future__ import annotations
 
+import math
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
@@ -55,8 +56,11 @@ def read_cost_file(path: Path) -> dict[str, CostModel]:
     file = str(path)
     try:
         text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    except UnicodeDecodeError as exc:
+        problem = TopologyProblem(file, 0, "", f"not UTF-8 text ({exc.reason}); not a cost file")
+        raise TopologyError([problem]) from None
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
         raise TopologyError([TopologyProblem(file, 0, "", f"cannot read: {reason}")]) from None
     try:
         data = tomllib.loads(text)
@@ -75,7 +79,7 @@ def read_cost_file(path: Path) -> dict[str, CostModel]:
             x = parse_duration(v) if isinstance(v, str) else float(v)
         except (TypeError, ValueError):
             x = -1.0
-        if isinstance(v, bool) or not (x >= 0 if zero else x > 0):
+        if isinstance(v, bool) or not math.isfinite(x) or not (x >= 0 if zero else x > 0):
             what = ">= 0" if zero else "> 0"
             bad(_join(where, key), f"expected a duration {what} such as 212.4us, got {_show(v)}")
             return 0.0

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
 
+from edgesim._clitypes import FiniteFloatRange, OutputFile
 from edgesim.errors import EdgesimError
 
 
@@ -71,6 +73,16 @@ def _run(fn: Any) -> Any:
         raise click.ClickException(str(exc)) from None
 
 
+def _make_workdir(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Create --workdir now: a path that cannot be a folder is one error line."""
+    if value is not None:
+        try:
+            Path(value).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise click.BadParameter(f"cannot create {value}: {exc.strerror or exc}") from None
+    return value
+
+
 @click.command("drill", short_help="Run a topology's faults for real against separate processes.")
 @click.argument("topology", default="crash-drill")
 @click.option(
@@ -78,18 +90,20 @@ def _run(fn: Any) -> Any:
     type=DURATION,
     help="Wall time the topology's traffic is scaled into (default: its traffic.duration).",
 )
-@click.option("--rate", type=click.FloatRange(0), help="Total requests/s (default: peak_rps; 0: flat out).")
+@click.option("--rate", type=FiniteFloatRange(0), help="Total requests/s (default: peak_rps; 0: flat out).")
 @click.option("--connections", type=click.IntRange(1, 1024), default=16, show_default=True)
 @click.option(
     "--flush-interval",
-    type=click.FloatRange(0.1, 60),
+    type=FiniteFloatRange(0.1, 60),
     default=1.0,
     show_default=True,
     help="Seconds between collections of the edges' counters (the most a killed edge loses).",
 )
 @click.option("--ignore-down-for", is_flag=True, help="Restart crashed edges after the backoff only.")
-@click.option("--workdir", type=click.Path(file_okay=False), help="Keep sites and logs here.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the report as JSON.")
+@click.option(
+    "--workdir", type=click.Path(file_okay=False), callback=_make_workdir, help="Keep sites and logs here."
+)
+@click.option("--json", "json_path", type=OutputFile(), help="Write the report as JSON.")
 def drill_command(
     topology: str,
     duration: float | None,
@@ -130,8 +144,10 @@ def drill_command(
     is_flag=True,
     help="First run the same load without gc thread, reloads and matcher (throughput ratio).",
 )
-@click.option("--workdir", type=click.Path(file_okay=False), help="Keep sites and logs here.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the result as JSON.")
+@click.option(
+    "--workdir", type=click.Path(file_okay=False), callback=_make_workdir, help="Keep sites and logs here."
+)
+@click.option("--json", "json_path", type=OutputFile(), help="Write the result as JSON.")
 def stress_command(
     topology: str,
     duration: float,

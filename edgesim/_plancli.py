@@ -10,6 +10,7 @@ from typing import Any, NoReturn
 
 import click
 
+from edgesim._clitypes import FiniteFloatRange, OutputFile
 from edgesim.errors import EdgesimError
 
 # plan: 0 a plan was found, 3 the objective cannot be met inside the search bounds.
@@ -107,7 +108,7 @@ def _write(path: str, text: str) -> None:
     help="Hardware profiles to weigh in every region: NAME,NAME, 'all' or 'none' (default: all the "
     "topology's [profiles] when it defines two or more).",
 )
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the plan as JSON.")
+@click.option("--json", "json_path", type=OutputFile(), help="Write the plan as JSON.")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 def plan_command(
     topology: str,
@@ -271,12 +272,12 @@ def _print_plan(d: dict[str, Any]) -> None:
 @click.option(
     "--requests",
     "n_requests",
-    type=click.IntRange(1),
+    type=click.IntRange(1, 10**9),
     help="Topology: requests to draw (default: a day's duration at peak).",
 )
 @click.option(
     "--sample-rate",
-    type=click.FloatRange(0.0, 1.0, min_open=True),
+    type=FiniteFloatRange(0.0, 1.0, min_open=True),
     help="SHARDS sampling rate (default: 1 up to 1,000,000 requests, then 1,000,000/requests).",
 )
 @click.option(
@@ -285,10 +286,14 @@ def _print_plan(d: dict[str, Any]) -> None:
     type=click.Choice(["csv", "oracle-general"]),
     help="Trace format (default: by extension, else by content).",
 )
-@click.option("--seed", type=int, default=1, show_default=True, help="Topology: seed of the drawn requests.")
 @click.option(
-    "--html", "html_path", type=click.Path(dir_okay=False), help="Write a self-contained HTML chart."
+    "--seed",
+    type=click.IntRange(0),
+    default=1,
+    show_default=True,
+    help="Topology: seed of the drawn requests.",
 )
+@click.option("--html", "html_path", type=OutputFile(), help="Write a self-contained HTML chart.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the table.")
 def mrc_command(
     source: str,
@@ -313,6 +318,9 @@ def mrc_command(
     try:
         if is_topology:
             topo = _topology(source)
+            if topo.traffic.trace is not None:
+                # its synthetic stream is not its traffic: say so rather than draw it
+                _fail(f"{source}: its traffic is the trace {topo.traffic.trace}; run edgesim mrc on it")
             trace = topology_trace(topo, region=region, site=site, requests=n_requests, seed=seed)
             label = topo.name
         else:

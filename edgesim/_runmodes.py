@@ -86,6 +86,7 @@ def prepare(
         click.UsageError: options that don't go together, or a window outside the
             traffic (one line).
     """
+    from edgesim._topoload import MAX_PEAK_RPS
     from edgesim._traffic import window_topology
     from edgesim.live import DEFAULT_WINDOW, auto_rate_scale
 
@@ -102,6 +103,11 @@ def prepare(
             rate_scale = auto_rate_scale(topology)
     elif rate_scale is None:
         rate_scale = 1.0
+    if topology.traffic.peak_rps * rate_scale > MAX_PEAK_RPS:
+        raise click.UsageError(
+            f"--rate-scale {rate_scale:g}: a peak of {topology.traffic.peak_rps * rate_scale:.3g} "
+            f"requests/s (at most {MAX_PEAK_RPS:g})"
+        )
     if window is None and rate_scale == 1.0:
         return topology, {}
     if window is None:

@@ -60,6 +60,10 @@ T = TypeVar("T")
 SHARE_TOLERANCE = 1e-6
 # Synthetic catalogs larger than this are typos (same bound as the origin's).
 MAX_OBJECTS = 10_000_000
+MAX_PEAK_RPS = 1e9  # beyond it a run would never end
+MAX_BUCKETS = 1_000_000  # time-series buckets (traffic.duration / interval)
+MAX_SECONDS = 1e9  # any duration (~32 years): more overflows the clocks and dates
+MAX_MULTIPLIER = 1e6  # a flash crowd's: more is a run that never ends
 # Object kinds of synthetic catalogs (docs/origin.md, synthetic sites).
 KINDS = ("html", "js", "css", "img", "font", "json")
 # Names that mean something else on the right of a latency spike's ``A->B`` link.
@@ -191,6 +195,9 @@ def load_topology(path: str | Path) -> Topology:
         raise TopologyError([TopologyProblem(str(path), 0, "", f"not UTF-8 text ({exc.reason})")]) from None
     except OSError as exc:
         reason = exc.strerror or str(exc)
+        if isinstance(exc, FileNotFoundError) and len(p.parts) == 1 and bundled_names():
+            # a bare name: perhaps a mistyped bundled topology
+            reason += f" (nor a bundled topology: {', '.join(bundled_names())})"
         raise TopologyError([TopologyProblem(str(path), 0, "", f"cannot read: {reason}")]) from None
     return parse_topology(text, path=p)
 
@@ -531,8 +538,28 @@ def _number(
     return conv
 
 
-def _unit(parse: Callable[[str], float], cast: Callable[[float], Any], what: str, positive: bool) -> Any:
-    """A converter for a quantity written with units (a string) or as a plain number."""
+def _number_upto(lo: float, hi: float) -> Callable[[Any], float]:
+    """A number > lo and <= hi."""
+
+    def conv(v: Any) -> float:
+        if not _is_number(v) or not v > lo:
+            raise _Expected(f"a number > {lo:g}")
+        if v > hi:
+            raise _Expected(f"a number > {lo:g} and at most {hi:g}")
+        return float(v)
+
+    return conv
+
+
+def _unit(
+    parse: Callable[[str], float],
+    cast: Callable[[float], Any],
+    what: str,
+    positive: bool,
+    most: float = math.inf,
+) -> Any:
+    """A converter for a quantity written with units (a string) or as a plain number,
+    at most ``most``."""
 
     def conv(v: Any) -> Any:
         if isinstance(v, str):
@@ -546,6 +573,8 @@ def _unit(parse: Callable[[str], float], cast: Callable[[float], Any], what: str
             raise _Expected(what)
         if x < 0 or (positive and x == 0):
             raise _Expected(what)
+        if x > most:
+            raise _Expected(f"{what}, at most {most:g}s")
         return x
 
     return conv
@@ -553,7 +582,7 @@ def _unit(parse: Callable[[str], float], cast: Callable[[float], Any], what: str
 
 def _duration(*, positive: bool = False) -> Callable[[Any], float]:
     what = f"a duration {'> 0' if positive else '>= 0'} such as 200ms, 1.5s, 30m or 2h (a number is seconds)"
-    return _unit(parse_duration, float, what, positive)  # type: ignore[no-any-return]
+    return _unit(parse_duration, float, what, positive, MAX_SECONDS)  # type: ignore[no-any-return]
 
 
 def _size(*, positive: bool = False) -> Callable[[Any], int]:
@@ -723,7 +752,9 @@ class _Checker:
         vals: dict[str, float] = {}
         for name in names:
             need = f"a {kind} distribution needs {', '.join(names)}"
-            if name in ("sigma", "alpha"):
+            if name == "sigma":  # e^(20 x 8 standard deviations) is still a finite float
+                vals[name] = self.get(v, name, path, 1.0, _number_upto(0.0, 20.0), required=need)
+            elif name == "alpha":
                 vals[name] = self.get(v, name, path, 1.0, _number(0.0, above=True), required=need)
             else:
                 vals[name] = self.get(v, name, path, 0.0, scalar, required=need)
@@ -804,7 +835,9 @@ class _Checker:
         self.table(data, "", TOP_KEYS)
         name = self.get(data, "name", "", path.stem if path is not None else "topology", _text)
         seed = self.get(data, "seed", "", 1, _whole(0))
+        bad_before = len(self.problems)
         interval = self.get(data, "interval", "", 60.0, _duration(positive=True))
+        interval_ok = len(self.problems) == bad_before
         profiles = self.profiles(data.get("profiles", {}))
         regions = self.regions(data, {p.name: p for p in profiles})
         names = [r.name for r in regions]
@@ -815,8 +848,15 @@ class _Checker:
         traffic = self.traffic(data.get("traffic", {}), [s.name for s in sites], names)
         faults = self.faults(data.get("faults", {}), regions, traffic.duration, shield is not None)
         shadow = self.shadow(data["shadow"], names, sites) if "shadow" in data else None
+        if interval_ok and traffic.duration / interval > MAX_BUCKETS:
+            shown = _show(data["interval"]) if "interval" in data else "60s (the default)"
+            least = traffic.duration / MAX_BUCKETS
+            self.bad(
+                "interval", f"expected at least traffic.duration / {MAX_BUCKETS:,} ({least:g}s), got {shown}"
+            )
+            interval = traffic.duration / MAX_BUCKETS
         if interval > traffic.duration:
-            if "interval" in data:
+            if "interval" in data and interval_ok:
                 shown = _show(data["interval"])
                 self.bad(
                     "interval", f"expected at most traffic.duration ({traffic.duration:g}s), got {shown}"
@@ -1381,7 +1421,7 @@ class _Checker:
                         c, "duration", cw, 0.0, _duration(positive=True), required=_DURATION_HINT
                     ),
                     multiplier=self.get(
-                        c, "multiplier", cw, 1.0, _number(0.0, above=True), required="a number > 0"
+                        c, "multiplier", cw, 1.0, _number_upto(0.0, MAX_MULTIPLIER), required="a number > 0"
                     ),
                     region=self.get(c, "region", cw, "", _text),
                 )
@@ -1402,7 +1442,7 @@ class _Checker:
             )
         return Traffic(
             duration=duration,
-            peak_rps=self.get(t, "peak_rps", w, d.peak_rps, _number(0.0, above=True)),
+            peak_rps=self.get(t, "peak_rps", w, d.peak_rps, _number_upto(0.0, MAX_PEAK_RPS)),
             warmup=warmup,
             start_hour_utc=self.get(t, "start_hour_utc", w, 0.0, _number(0.0, 23.999999)),
             diurnal=diurnal,

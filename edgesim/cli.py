@@ -7,6 +7,7 @@ logic of their own. Domain errors become one-line messages with a non-zero exit.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -15,6 +16,7 @@ import click
 
 import edgesim
 from edgesim import _runmodes
+from edgesim._clitypes import FiniteFloatRange, OutputFile
 from edgesim.errors import EdgesimError
 
 # Exit codes: 0 fine, 1 the checked input has errors, 2 usage errors (click's own).
@@ -247,7 +249,7 @@ def _print_match(url: str, m: Any, rules: Any) -> None:
 @click.option("--urls", "urls_file", type=click.File("r"), help="URL mix, one per line (default: generated).")
 @click.option(
     "--seconds",
-    type=click.FloatRange(0.05, 600),
+    type=FiniteFloatRange(0.05, 600),
     default=1.0,
     show_default=True,
     help="Measuring time per figure.",
@@ -353,7 +355,7 @@ def edge_group() -> None:
     help="Evaluate a candidate beside the primary and compare (docs/shadow.md).",
 )
 @click.option(
-    "--rollout", type=click.FloatRange(0, 1), help="Hand this fraction of requests to the candidate."
+    "--rollout", type=FiniteFloatRange(0, 1), help="Hand this fraction of requests to the candidate."
 )
 @click.option("--shadow-timeout", metavar="DURATION", help="Longest wait for the candidate (default 50ms).")
 @click.option("--shadow-samples", type=click.IntRange(0, 10_000), help="Mismatches kept (default 20).")
@@ -380,6 +382,8 @@ def edge_serve_command(
     disk = None
     if disk_cache:
         path, _, size = disk_cache.partition(":")
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise click.BadParameter(f"{path} exists and is not a directory", param_hint="--disk-cache")
         try:
             disk = (path, parse_size(size) if size else 10**9)
         except ValueError as exc:
@@ -480,7 +484,7 @@ def bench_group() -> None:
 @bench_group.command("edge", short_help="Edge node: core cost per decision and loopback throughput.")
 @click.option(
     "--seconds",
-    type=click.FloatRange(1, 300),
+    type=FiniteFloatRange(1, 300),
     default=5.0,
     show_default=True,
     help="Duration of each live run.",
@@ -537,10 +541,10 @@ def replay_command(trace: str, cache_size: int, policy: str, trace_format: str |
 @bench_group.command("replay", short_help="Trace replay: requests/s per policy on a Zipf trace.")
 @click.option("--requests", "n_requests", type=click.IntRange(1000), default=2_000_000, show_default=True)
 @click.option("--objects", "n_objects", type=click.IntRange(1), default=200_000, show_default=True)
-@click.option("--alpha", type=click.FloatRange(0, 3), default=0.9, show_default=True, help="Zipf skew.")
+@click.option("--alpha", type=FiniteFloatRange(0, 3), default=0.9, show_default=True, help="Zipf skew.")
 @click.option(
     "--cache-fraction",
-    type=click.FloatRange(0, 1),
+    type=FiniteFloatRange(0, 1),
     default=0.1,
     show_default=True,
     help="Cache size as a fraction of the working set.",
@@ -599,7 +603,7 @@ def validate_command(files: tuple[str, ...]) -> None:
 
 @cli.command("run", short_help="Run a topology and report on its capacity.")
 @click.argument("topology", required=False, default="demo")
-@click.option("--seed", type=int, help="Seed (default: the topology's).")
+@click.option("--seed", type=click.IntRange(0), help="Seed (default: the topology's).")
 @click.option(
     "--mode",
     type=click.Choice(["virtual", "live"]),
@@ -626,21 +630,19 @@ def validate_command(files: tuple[str, ...]) -> None:
     type=_runmodes.RATE_SCALE,
     help="Multiply every arrival rate by X (live default: auto, a peak of 40 requests/s).",
 )
-@click.option(
-    "--json", "json_path", type=click.Path(dir_okay=False, writable=True), help="Write the report as JSON."
-)
+@click.option("--json", "json_path", type=OutputFile(writable=True), help="Write the report as JSON.")
 @click.option(
     "--csv", "csv_dir", type=click.Path(file_okay=False), help="Write summary.csv and timeseries.csv here."
 )
 @click.option(
     "--html",
     "html_path",
-    type=click.Path(dir_okay=False, writable=True),
+    type=OutputFile(writable=True),
     help="Write a self-contained HTML report with charts.",
 )
 @click.option(
     "--sample-rate",
-    type=click.FloatRange(0.0, 1.0, min_open=True),
+    type=FiniteFloatRange(0.0, 1.0, min_open=True),
     default=1.0,
     show_default=True,
     help="Spatial sampling of cache keys (SHARDS-style; docs/sampling.md): simulate only keys "

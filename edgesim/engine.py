@@ -144,6 +144,9 @@ def _clamp(x: float, cap: float) -> float:
     return min(x, cap) if cap > 0 else x
 
 
+_LONGEST = 1e9  # seconds (~32 years): longer than any run
+
+
 def _draw(d: Distribution, g: np.random.Generator, n: int) -> Any:
     k = d.kind
     if k == "fixed":
@@ -158,9 +161,9 @@ def _draw(d: Distribution, g: np.random.Generator, n: int) -> Any:
         x = g.uniform(d.minimum, d.maximum, n)
     else:
         raise ValueError(f"unknown distribution {k!r}")
-    x = np.maximum(x, 0.0)
-    if d.cap > 0:
-        x = np.minimum(x, d.cap)
+    # A draw beyond _LONGEST (heavy tails, huge parameters; inf) would only overflow
+    # clocks and dates: no run is that long, so it is held there.
+    x = np.clip(x, 0.0, min(d.cap, _LONGEST) if d.cap > 0 else _LONGEST)
     return x
 
 

@@ -722,8 +722,10 @@ def _search(
         Raises :class:`PlanError` for impossible bounds or options (before simulating).
     """
     t0 = time.perf_counter()
-    if opts.seeds < 1:
-        raise PlanError(f"--seeds must be at least 1, not {opts.seeds}")
+    if not 1 <= opts.seeds <= 1000:
+        raise PlanError(f"--seeds must be from 1 to 1000, not {opts.seeds}")
+    if opts.seed0 < 0:
+        raise PlanError(f"--seed must be 0 or more, not {opts.seed0}")
     if opts.min_nodes < 1 or opts.max_nodes < opts.min_nodes:
         raise PlanError(
             f"impossible search bounds: nodes from {opts.min_nodes} to {opts.max_nodes} "

@@ -21,6 +21,8 @@ from typing import Any
 
 import click
 
+from edgesim._clitypes import FiniteFloatRange
+
 __all__ = ["engine_bench", "engine_command", "sampling_bench", "sampling_command"]
 
 
@@ -153,13 +155,13 @@ def _topology_or_fail(topology: str | None) -> Any:
 @click.argument("topology", required=False)
 @click.option(
     "--seconds",
-    type=click.FloatRange(1, 86400),
+    type=FiniteFloatRange(1, 86400),
     default=120.0,
     show_default=True,
     help="Virtual seconds simulated per run (no warm-up).",
 )
-@click.option("--peak-rps", type=click.FloatRange(0.001), help="Override the traffic's peak requests/s.")
-@click.option("--seed", type=int, help="Seed (default: the topology's).")
+@click.option("--peak-rps", type=FiniteFloatRange(0.001, 1e9), help="Override the traffic's peak requests/s.")
+@click.option("--seed", type=click.IntRange(0), help="Seed (default: the topology's).")
 @click.option("--repeats", type=click.IntRange(1, 20), default=3, show_default=True)
 def engine_command(
     topology: str | None, seconds: float, peak_rps: float | None, seed: int | None, repeats: int
@@ -179,7 +181,7 @@ def engine_command(
 @click.argument("topology", required=False)
 @click.option(
     "--rate",
-    type=click.FloatRange(0, 1, min_open=True),
+    type=FiniteFloatRange(0, 1, min_open=True),
     default=0.01,
     show_default=True,
     help="The sample rate to check.",

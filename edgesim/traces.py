@@ -340,7 +340,7 @@ def _parse_csv(name: str, f: Iterable[str]) -> Trace:
                         k_append(kid)
                         s_append(size)
                 break
-            except (ValueError, TypeError):
+            except (ValueError, TypeError, OverflowError):
                 if any(field.strip() for field in row):
                     raise _diagnose(name, reader.line_num, row, len(fields)) from None
     except csv.Error as exc:
@@ -384,6 +384,8 @@ def _diagnose(name: str, line: int, row: list[str], width: int) -> TraceError:
         return err(f"size {s!r} is not a whole number of bytes")
     if size < 0:
         return err(f"size {s!r} is negative")
+    if size >= 2**63:
+        return err(f"size {s!r} is too large (at most {2**63 - 1} bytes)")
     for label, value in zip(("region", "site"), row[3:], strict=False):
         if not value:
             return err(f"empty {label}")

@@ -1,0 +1,214 @@
+"""Bad input across the CLI: one clear error line and a non-zero exit, never a traceback
+or a run that cannot end.
+
+Each case was a traceback, a hang or a silent acceptance before it was fixed. The
+commands run in-process (click's runner): any exception other than the exit itself is a
+failure, and every case fails before anything is measured, served or simulated.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from edgesim.cli import cli
+
+TINY = """
+name = "tiny"
+seed = 1
+interval = "10s"
+
+[[regions]]
+name = "north"
+[regions.edge]
+nodes = 1
+workers = 2
+memory_cache = "4MB"
+
+[[sites]]
+name = "small.example"
+[sites.catalog]
+objects = 20
+
+[traffic]
+duration = "20s"
+peak_rps = 10
+warmup = "2s"
+"""
+
+COSTS = """
+format = 1
+[profiles.default]
+rules_default = "1us"
+[profiles.default.service_time]
+hit_memory = "100us"
+hit_disk = "150us"
+miss = MISS
+revalidate = "300us"
+redirect = "100us"
+"""
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> Path:
+    (tmp_path / "tiny.toml").write_text(TINY)
+    (tmp_path / "good.csv").write_text("time,key,size\n0,/a,100\n1,/b,200\n")
+    (tmp_path / "huge.csv").write_text("time,key,size\n0,/a,100\n1,/b,99999999999999999999999\n")
+    (tmp_path / "inf-costs.toml").write_text(COSTS.replace("MISS", "inf"))
+    (tmp_path / "binary.toml").write_bytes(b"\x00\xc0\xff" * 10)
+    (tmp_path / "traced.toml").write_text(TINY.replace('warmup = "2s"', 'warmup = "2s"\ntrace = "good.csv"'))
+    (tmp_path / "sweep.toml").write_text('topology = "tiny.toml"\n[grid]\ntraffic.peak_rps = [5, 10]\n')
+    return tmp_path
+
+
+def _invoke(args: list[str], cwd: Path) -> tuple[int, str]:
+    # "@NAME" in a case is the file NAME in `cwd`
+    result = CliRunner().invoke(cli, [a.replace("@", str(cwd) + "/") for a in args])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise AssertionError(f"{args}: raised {result.exception!r}\n{result.output}")
+    return result.exit_code, result.output
+
+
+def _one_error(args: list[str], cwd: Path, expected: str) -> None:
+    code, output = _invoke(args, cwd)
+    assert code != 0, output
+    assert "Traceback" not in output
+    assert expected in output, output
+    # click's usage errors add "Usage: ..." and "Try ... --help" around the one line
+    lines = [line for line in output.splitlines() if line.strip() and not line.startswith(("Usage:", "Try "))]
+    assert len(lines) == 1, output
+
+
+CLI_CASES = [
+    # nan passed click's FloatRange (every comparison with it is false)
+    (["run", "@tiny.toml", "--quiet", "--sample-rate", "nan"], "'--sample-rate': 'nan' is not a finite"),
+    (["mrc", "@good.csv", "--sample-rate", "nan"], "'--sample-rate': 'nan' is not a finite"),
+    (["drill", "@tiny.toml", "--rate", "nan"], "'--rate': 'nan' is not a finite"),
+    (["drill", "@tiny.toml", "--rate", "inf"], "'--rate': 'inf' is not a finite"),
+    (["drill", "@tiny.toml", "--flush-interval", "nan"], "'--flush-interval': 'nan'"),
+    (["bench", "engine", "@tiny.toml", "--seconds", "nan"], "'--seconds': 'nan'"),
+    (["bench", "sampling", "@tiny.toml", "--rate", "nan"], "'--rate': 'nan'"),
+    (["bench", "replay", "--alpha", "nan"], "'--alpha': 'nan'"),
+    (["bench", "replay", "--cache-fraction", "nan"], "'--cache-fraction': 'nan'"),
+    (["bench", "edge", "--seconds", "nan"], "'--seconds': 'nan'"),
+    (["edge", "serve", "--origin", "http://127.0.0.1:1", "--rollout", "nan"], "'--rollout': 'nan'"),
+    # rates no run could ever finish
+    (["bench", "engine", "@tiny.toml", "--peak-rps", "1e300"], "'--peak-rps': 1e+300 is not in the range"),
+    (["run", "@tiny.toml", "--quiet", "--rate-scale", "1e308"], "--rate-scale 1e+308: a peak of inf"),
+    (
+        ["run", "@tiny.toml", "--quiet", "--mode", "live", "--rate-scale", "1e12", "--window", "0s,1s"],
+        "--rate-scale 1e+12: a peak of 1e+13 requests/s (at most 1e+09)",
+    ),
+    (
+        ["plan", "@tiny.toml", "--slo", "p99<=80ms", "--seeds", "999999999999"],
+        "--seeds must be from 1 to 1000",
+    ),
+    (["mrc", "@tiny.toml", "--requests", "99999999999999999999999"], "'--requests'"),
+    # negative seeds reached numpy
+    (["run", "@tiny.toml", "--quiet", "--seed", "-1"], "'--seed': -1 is not in the range x>=0"),
+    (["mrc", "@tiny.toml", "--seed", "-1"], "'--seed': -1 is not in the range x>=0"),
+    (["bench", "engine", "@tiny.toml", "--seed", "-1"], "'--seed': -1 is not in the range x>=0"),
+    (["plan", "@tiny.toml", "--slo", "p99<=80ms", "--seed", "-5"], "--seed must be 0 or more, not -5"),
+    # files
+    (["run", "nosuchtopo", "--quiet"], "nosuchtopo: cannot read: No such file or directory (nor a bundled"),
+    (["plan", "nosuchtopo", "--slo", "p99<=80ms"], "(nor a bundled topology: crash-drill, demo,"),
+    (
+        ["replay", "@huge.csv", "--cache-size", "1MB"],
+        "huge.csv:3: size '99999999999999999999999' is too large",
+    ),
+    (
+        ["edge", "serve", "--origin", "http://127.0.0.1:1", "--disk-cache", "@good.csv"],
+        "good.csv exists and is not a directory",
+    ),
+    (
+        ["calibrate", "--out", "@binary.toml"],
+        "binary.toml: not UTF-8 text (invalid start byte); not a cost file",
+    ),
+    # output files that cannot be written: refused before the run, not after it
+    (["calibrate", "--out", "@missing/costs.toml"], "missing is not a directory"),
+    (["run", "@tiny.toml", "--quiet", "--json", "@missing/r.json"], "'--json': "),
+    (["run", "@tiny.toml", "--quiet", "--json", ""], "'--json': expected a file name, got ''"),
+    (["run", "@tiny.toml", "--quiet", "--html", "@good.csv/r.html"], "good.csv is not a directory"),
+    (["run", "@tiny.toml", "--mode", "live", "--json", "@missing/r.json"], "missing is not a directory"),
+    (["plan", "@tiny.toml", "--slo", "p99<=80ms", "--json", "@missing/p.json"], "missing is not a directory"),
+    (["mrc", "@good.csv", "--html", "@missing/m.html"], "missing is not a directory"),
+    # a topology's synthetic stream is not the curve of its [traffic] trace
+    (["mrc", "@traced.toml"], "its traffic is the trace"),
+    (["drill", "@tiny.toml", "--json", "@missing/d.json"], "missing is not a directory"),
+    (["stress", "@tiny.toml", "--json", "@missing/s.json"], "missing is not a directory"),
+    (["sweep", "@sweep.toml", "--csv", "@missing/s.csv"], "missing is not a directory"),
+    (["sweep", "@sweep.toml", "--json", "@missing/s.json"], "missing is not a directory"),
+    (["drill", "@tiny.toml", "--workdir", "@good.csv/w"], "cannot create"),
+    (["stress", "@tiny.toml", "--workdir", "@good.csv/w"], "cannot create"),
+]
+
+
+@pytest.mark.parametrize(("args", "expected"), CLI_CASES, ids=[" ".join(a) for a, _ in CLI_CASES])
+def test_bad_option_gives_one_error_line(files: Path, args: list[str], expected: str) -> None:
+    _one_error(args, files, expected)
+
+
+TOPOLOGY_CASES = [
+    # (replace in TINY, new text, the expected problem)
+    ('memory_cache = "4MB"', 'calibration = "@inf-costs.toml"', "service_time.miss: expected a duration > 0"),
+    (
+        "workers = 2",
+        'service_time = { distribution = "lognormal", median = "1ms", sigma = 1e300 }',
+        "regions[0].edge.service_time.sigma: expected a number > 0 and at most 20, got 1e+300",
+    ),
+    ("peak_rps = 10", "peak_rps = 1e300", "traffic.peak_rps: expected a number > 0 and at most 1e+09"),
+    (
+        'interval = "10s"',
+        'interval = "1us"',
+        'interval: expected at least traffic.duration / 1,000,000 (2e-05s), got "1us"',
+    ),
+    # one problem, not a second "at most traffic.duration" about the same nan
+    ('interval = "10s"', "interval = nan", "interval: expected a duration > 0"),
+    # durations past ~32 years overflowed the simulated clock's dates
+    (
+        'name = "north"',
+        'name = "north"\nclient_latency = 1e300',
+        "regions[0].client_latency: expected a duration >= 0 such as 200ms, 1.5s, 30m or 2h "
+        "(a number is seconds), at most 1e+09s, got 1e+300",
+    ),
+    (
+        'warmup = "2s"',
+        'warmup = "2s"\n[[traffic.flash_crowds]]\nsite = "small.example"\n'
+        'start = "1s"\nduration = "5s"\nmultiplier = 1e300',
+        "traffic.flash_crowds[0].multiplier: expected a number > 0 and at most 1e+06, got 1e+300",
+    ),
+    ('warmup = "2s"', 'warmup = "2s"\ntrace = "@huge.csv"', "huge.csv:3: size '99999999999999999999999'"),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "expected"), TOPOLOGY_CASES, ids=[c[1] for c in TOPOLOGY_CASES])
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_bad_topology_value_gives_one_problem_line(
+    files: Path, command: str, old: str, new: str, expected: str
+) -> None:
+    assert old in TINY
+    (files / "bad.toml").write_text(TINY.replace(old, new.replace("@", str(files) + "/")))
+    args = [command, "@bad.toml"] + (["--quiet"] if command == "run" else [])
+    code, output = _invoke(args, files)
+    assert code == 1, output
+    assert expected in output, output
+    assert len(output.strip().splitlines()) == 1, output
+
+
+@pytest.mark.parametrize(
+    "service_time",
+    [
+        '{ distribution = "pareto", min = "1ms", alpha = 0.1 }',
+        '{ distribution = "exponential", mean = 1e9 }',
+        '{ distribution = "lognormal", median = 1e9, sigma = 20 }',
+    ],
+)
+def test_extreme_service_times_still_run(files: Path, service_time: str) -> None:
+    """Valid, if absurd: draws past any run's length are held there, not overflowed."""
+    (files / "slow.toml").write_text(
+        TINY.replace("workers = 2", f"workers = 2\nservice_time = {service_time}")
+    )
+    code, output = _invoke(["run", "@slow.toml", "--quiet"], files)
+    assert code == 0, output
