@@ -113,7 +113,7 @@ CLI_CASES = [
     (["plan", "@tiny.toml", "--slo", "p99<=80ms", "--seed", "-5"], "--seed must be 0 or more, not -5"),
     # files
     (["run", "nosuchtopo", "--quiet"], "nosuchtopo: cannot read: No such file or directory (nor a bundled"),
-    (["plan", "nosuchtopo", "--slo", "p99<=80ms"], "(nor a bundled topology: crash-drill, demo,"),
+    (["plan", "nosuchtopo", "--slo", "p99<=80ms"], "(nor a bundled topology: capacity, crash-drill, demo,"),
     (
         ["replay", "@huge.csv", "--cache-size", "1MB"],
         "huge.csv:3: size '99999999999999999999999' is too large",
