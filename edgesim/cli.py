@@ -595,10 +595,35 @@ def validate_command(files: tuple[str, ...]) -> None:
             failed = True
             click.echo(str(exc))
             continue
+        rule_errors = _rule_errors(topo)
+        if rule_errors:
+            failed = True
+            for line in rule_errors:
+                click.echo(line)
+            continue
         nodes = sum(r.edge.nodes for r in topo.regions)
         click.echo(f"{path}: ok ({len(topo.regions)} regions, {nodes} nodes, {len(topo.sites)} sites)")
     if failed:
         sys.exit(EXIT_FINDINGS)
+
+
+def _rule_errors(topo: Any) -> list[str]:
+    """Error diagnostics of the rule files a topology's sites name (as `redirects check`
+    prints them): a broken line is skipped at run time, so validation is where it shows."""
+    from edgesim.redirects import RuleSet
+
+    out: list[str] = []
+    for site in topo.sites:
+        sources = list(site.rules_files) or ([site.directory] if site.directory is not None else [])
+        for src in sources:
+            try:
+                rules = RuleSet.from_site(src) if src.is_dir() else RuleSet.from_file(src)
+            except EdgesimError as exc:
+                out.append(str(exc))
+                continue
+            with rules:
+                out.extend(str(d) for d in rules.diagnostics if d.severity == "error")
+    return out
 
 
 @cli.command("run", short_help="Run a topology and report on its capacity.")

@@ -127,3 +127,20 @@ def test_trace_problems_are_one_line_each(tmp_path: Path) -> None:
     (tmp_path / "t.csv").write_text("time,key,size\n1,x,10\n2,y,-3\n")
     code, out, _ = _run("validate", str(topo))
     assert code == 1 and f"{tmp_path / 't.csv'}:3" in out and "Traceback" not in out
+
+
+def test_validate_reports_the_errors_of_the_rule_files_a_topology_names(tmp_path: Path) -> None:
+    (tmp_path / "_redirects").write_text("/a /b 301\n/broken\n/x /y 999\n")
+    topo = tmp_path / "t.toml"
+    topo.write_text(SMALL.replace("[sites.catalog]", 'rules = "_redirects"\n\n[sites.catalog]', 1))
+    code, out, _ = _run("validate", str(topo))
+    assert code == 1
+    lines = out.strip().splitlines()
+    assert lines == [
+        f'{tmp_path / "_redirects"}:2:1: error: "/broken" has no target [MISSING_TO]',
+        f"{tmp_path / '_redirects'}:3:7: error: status 999 is outside 200-299, 301-303, 307, 308, "
+        "400-599 [BAD_STATUS]",
+    ]
+    (tmp_path / "_redirects").write_text("/a /b 301\n")
+    code, out, _ = _run("validate", str(topo))
+    assert code == 0 and out.strip().endswith("ok (2 regions, 3 nodes, 1 sites)")
