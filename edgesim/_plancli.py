@@ -57,10 +57,9 @@ def _sizes(text: str | None, option: str) -> tuple[int, ...]:
 
 
 def _bytes(n: float) -> str:
-    for unit, f in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
-        if n >= f:
-            return f"{n / f:.3g}{unit}"
-    return f"{n:.0f}B"
+    from edgesim._units import format_size
+
+    return format_size(n)
 
 
 def _write(path: str, text: str) -> None:

@@ -90,3 +90,11 @@ def parse_rate(text: str) -> float:
                 factor = (_IPREFIX if binary else _PREFIX)[prefix.lower()]
                 return float(number) * factor / (8 if bits else 1)
     raise ValueError(f"expected a rate such as 1Gbps, 100Mbit/s, 100MB/s or 125000000, not {text!r}")
+
+
+def format_size(n: float) -> str:
+    """Bytes as a short decimal size: ``1GB``, ``64MB``, ``2.5KB``, ``512B``."""
+    for unit, f in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= f:
+            return f"{n / f:.3g}{unit}"
+    return f"{n:.0f}B"

@@ -513,7 +513,9 @@ class _Runner:
 
 
 def _nodes_text(topo: Topology) -> str:
-    return " ".join(f"{r.name}={r.edge.nodes}x{r.edge.memory_cache}B" for r in topo.regions)
+    from edgesim._units import format_size
+
+    return " ".join(f"{r.name}={r.edge.nodes}x{format_size(r.edge.memory_cache)}" for r in topo.regions)
 
 
 def _region_passes(stats: dict[str, Any] | None, objective: Objective) -> bool:
