@@ -20,6 +20,7 @@ from bisect import bisect_right
 from dataclasses import replace
 from typing import Any, NamedTuple
 
+from edgesim.engine import model_events
 from edgesim.topology import Topology
 
 __all__ = ["Arrival", "ArrivalStream", "model_events", "window_topology"]
@@ -208,37 +209,3 @@ class ArrivalStream:
         if d.catalog is not None:
             eng.sites[si].urls = eng._catalog_urls(host)
         return opts
-
-
-def model_events(topology: Topology, end: float) -> list[dict[str, Any]]:
-    """The report's events of the modelled faults and flash crowds before ``end``, as
-    the capacity engine words them (deploys and crashes are added by the drivers
-    that carry them out)."""
-    out: list[dict[str, Any]] = []
-    for o in topology.faults.outages:
-        if o.at < end:
-            out.append({"at": o.at, "kind": "origin_outage", "until": o.at + o.duration})
-    for sp in topology.faults.spikes:
-        if sp.at < end:
-            out.append(
-                {
-                    "at": sp.at,
-                    "kind": "latency_spike",
-                    "link": sp.link,
-                    "until": sp.at + sp.duration,
-                    "extra": sp.extra,
-                }
-            )
-    for fc in topology.traffic.flash_crowds:
-        if fc.start < end:
-            out.append(
-                {
-                    "at": fc.start,
-                    "kind": "flash_crowd",
-                    "site": fc.site,
-                    "region": fc.region or "*",
-                    "until": fc.start + fc.duration,
-                    "multiplier": fc.multiplier,
-                }
-            )
-    return sorted(out, key=lambda e: (e["at"], e["kind"]))

@@ -77,7 +77,7 @@ from edgesim.metrics import (
 from edgesim.node import EdgeConfig, EdgeNode, Fetch, Join, Reply
 from edgesim.topology import Deploy, Distribution, Latency, Site, Topology
 
-__all__ = ["EPOCH", "RATE_STEP", "bench", "simulate"]
+__all__ = ["EPOCH", "RATE_STEP", "bench", "model_events", "simulate"]
 
 # 2026-01-01T00:00:00Z: virtual time 0 (plus traffic.start_hour_utc) in Unix seconds.
 EPOCH = 1767225600.0
@@ -869,32 +869,7 @@ class _Engine:
                 raise ValueError(f"crash of unknown node {c.region}[{c.node}]") from None
             node.track = True
             self.control(c.at, partial(self._crash, node, down_for=c.down_for))
-        for at, until in self.outages:
-            if at < end:
-                self.events.append({"at": at, "kind": "origin_outage", "until": until})
-        for sp in f.spikes:
-            if sp.at < end:
-                self.events.append(
-                    {
-                        "at": sp.at,
-                        "kind": "latency_spike",
-                        "link": sp.link,
-                        "until": sp.at + sp.duration,
-                        "extra": sp.extra,
-                    }
-                )
-        for fc in topo.traffic.flash_crowds:
-            if fc.start < end:
-                self.events.append(
-                    {
-                        "at": fc.start,
-                        "kind": "flash_crowd",
-                        "site": fc.site,
-                        "region": fc.region or "*",
-                        "until": fc.start + fc.duration,
-                        "multiplier": fc.multiplier,
-                    }
-                )
+        self.events.extend(model_events(topo, end))
         for dep in topo.traffic.deploys:
             if dep.at < end:
                 self.control(dep.at, partial(self._deploy, dep))
@@ -1501,6 +1476,40 @@ def _with_shadow(make: Callable[[], EdgeNode], shadow: Any) -> EdgeNode:
     node = make()
     node.shadow = shadow
     return node
+
+
+def model_events(topology: Topology, end: float) -> list[dict[str, Any]]:
+    """The report's events of the modelled faults and flash crowds before ``end``
+    (origin outages, latency spikes, flash crowds), in time order. Deploys and crashes
+    are added by the drivers that carry them out; every engine words these the same."""
+    out: list[dict[str, Any]] = []
+    for o in topology.faults.outages:
+        if o.at < end:
+            out.append({"at": o.at, "kind": "origin_outage", "until": o.at + o.duration})
+    for sp in topology.faults.spikes:
+        if sp.at < end:
+            out.append(
+                {
+                    "at": sp.at,
+                    "kind": "latency_spike",
+                    "link": sp.link,
+                    "until": sp.at + sp.duration,
+                    "extra": sp.extra,
+                }
+            )
+    for fc in topology.traffic.flash_crowds:
+        if fc.start < end:
+            out.append(
+                {
+                    "at": fc.start,
+                    "kind": "flash_crowd",
+                    "site": fc.site,
+                    "region": fc.region or "*",
+                    "until": fc.start + fc.duration,
+                    "multiplier": fc.multiplier,
+                }
+            )
+    return sorted(out, key=lambda e: (e["at"], e["kind"]))
 
 
 def _norm_cdf(weights: list[float]) -> list[float]:
