@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from typing import Any
 
 import click
 
-__all__ = ["FiniteFloatRange", "OutputFile"]
+__all__ = ["FiniteFloatRange", "OutputFile", "load_topology_arg"]
 
 
 class FiniteFloatRange(click.FloatRange):
@@ -42,3 +43,20 @@ class OutputFile(click.Path):
         if not os.path.isdir(folder):
             self.fail(f"{folder} is not a directory", param, ctx)
         return path
+
+
+def load_topology_arg(arg: str) -> Any:
+    """The topology a command names (a file or a bundled name). Its problems are printed
+    one per line (file, line, key path) and the exit status is 1; any other error is one
+    ``Error:`` line."""
+    from edgesim._topoload import load_topology, resolve_topology_arg
+    from edgesim.errors import EdgesimError, TopologyError
+
+    try:
+        return load_topology(resolve_topology_arg(arg))
+    except TopologyError as exc:
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        sys.exit(1)
+    except EdgesimError as exc:
+        raise click.ClickException(str(exc)) from None

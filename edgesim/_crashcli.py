@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from edgesim._clitypes import FiniteFloatRange, OutputFile
+from edgesim._clitypes import FiniteFloatRange, OutputFile, load_topology_arg
 from edgesim.errors import EdgesimError
 
 
@@ -35,20 +35,6 @@ class DurationType(click.ParamType):  # type: ignore[type-arg]
 
 
 DURATION = DurationType()
-
-
-def _topology(arg: str) -> Any:
-    from edgesim._topoload import load_topology, resolve_topology_arg
-    from edgesim.errors import TopologyError
-
-    try:
-        return load_topology(resolve_topology_arg(arg))
-    except TopologyError as exc:
-        for problem in exc.problems:
-            click.echo(str(problem), err=True)
-        sys.exit(1)
-    except EdgesimError as exc:
-        raise click.ClickException(str(exc)) from None
 
 
 def _write(path: str | None, doc: Any) -> None:
@@ -120,7 +106,7 @@ def drill_command(
     every restart, failed and retried requests, cold-cache spikes and stale serving."""
     from edgesim.drill import DrillOptions, run_drill, summary_lines
 
-    topo = _topology(topology)
+    topo = load_topology_arg(topology)
     opts = DrillOptions(
         duration=duration,
         rate=rate,
@@ -162,7 +148,7 @@ def stress_command(
     with a summary line (crashes, errors, throughput); exits 1 if anything crashed."""
     from edgesim.stress import run_stress, summary_line
 
-    topo = _topology(topology)
+    topo = load_topology_arg(topology)
     result = _run(
         lambda: run_stress(
             topo,

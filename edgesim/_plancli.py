@@ -10,7 +10,7 @@ from typing import Any, NoReturn
 
 import click
 
-from edgesim._clitypes import FiniteFloatRange, OutputFile
+from edgesim._clitypes import FiniteFloatRange, OutputFile, load_topology_arg
 from edgesim.errors import EdgesimError
 
 # plan: 0 a plan was found, 3 the objective cannot be met inside the search bounds.
@@ -23,20 +23,6 @@ class _Error(click.ClickException):
 
 def _fail(message: str) -> NoReturn:
     raise _Error(message)
-
-
-def _topology(arg: str) -> Any:
-    from edgesim._topoload import load_topology, resolve_topology_arg
-    from edgesim.errors import TopologyError
-
-    try:
-        return load_topology(resolve_topology_arg(arg))
-    except TopologyError as exc:
-        for problem in exc.problems:
-            click.echo(str(problem), err=True)
-        sys.exit(1)
-    except EdgesimError as exc:
-        _fail(str(exc))
 
 
 def _sizes(text: str | None, option: str) -> tuple[int, ...]:
@@ -143,7 +129,7 @@ def plan_command(
     except ValueError as exc:
         _fail(f"--window/--warmup: {exc}")
     sizes = _sizes(cache_sizes, "--cache-sizes")
-    topo = _topology(topology)
+    topo = load_topology_arg(topology)
     profiles: tuple[str, ...] | None = None
     if profiles_arg is not None:
         names = tuple(p.strip() for p in profiles_arg.split(",") if p.strip())
@@ -316,7 +302,7 @@ def mrc_command(
     is_topology = source.endswith(".toml") or not Path(source).exists()
     try:
         if is_topology:
-            topo = _topology(source)
+            topo = load_topology_arg(source)
             if topo.traffic.trace is not None:
                 # its synthetic stream is not its traffic: say so rather than draw it
                 _fail(f"{source}: its traffic is the trace {topo.traffic.trace}; run edgesim mrc on it")
