@@ -75,7 +75,7 @@ from edgesim.metrics import (
     scale_report,
 )
 from edgesim.node import EdgeConfig, EdgeNode, Fetch, Join, Reply
-from edgesim.topology import Deploy, Distribution, Latency, Site, Topology
+from edgesim.topology import Catalog, Deploy, Distribution, Latency, Site, Topology
 
 __all__ = ["EPOCH", "RATE_STEP", "bench", "model_events", "simulate"]
 
@@ -434,6 +434,22 @@ def _origin_size(d: Distribution) -> Any:
     return od
 
 
+def origin_catalog_spec(cat: Catalog, fixed_sizes: tuple[int, ...] = ()) -> Any:
+    """The origin's ``CatalogSpec`` of a topology site's catalog (sizes clamped as the
+    origin clamps them), so that every driver lays out the same objects; with
+    ``fixed_sizes`` (a replayed trace's), one object per size."""
+    from origin.core import CatalogSpec
+
+    return CatalogSpec(
+        len(fixed_sizes) or cat.objects,
+        cat.seed,
+        _origin_size(cat.size),
+        tuple((k, _origin_size(d)) for k, d in cat.sizes),
+        cat.types,
+        fixed_sizes,
+    )
+
+
 def _origin_dist(d: Distribution) -> Any:
     from origin._config import Distribution as ODist
 
@@ -556,18 +572,8 @@ class _Engine:
                 cat = s.catalog
                 assert cat is not None
                 cfg = parse_config(_site_config_text(s) or None, f"{host}/_edgesim.toml")
-                from origin.core import CatalogSpec
-
                 fixed = self.trace.site_sizes[i] if self.trace is not None else ()
-                spec = CatalogSpec(
-                    len(fixed) or cat.objects,
-                    cat.seed,
-                    _origin_size(cat.size),
-                    tuple((k, _origin_size(d)) for k, d in cat.sizes),
-                    cat.types,
-                    fixed,
-                )
-                cfg = replace(cfg, catalog=spec)
+                cfg = replace(cfg, catalog=origin_catalog_spec(cat, fixed))
                 texts = {
                     "netlify.toml" if p.name.endswith(".toml") else "_redirects": p.read_text(
                         encoding="utf-8"

@@ -45,7 +45,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from edgesim.topology import Distribution, Topology
+from edgesim.topology import Topology
 from edgesim.traces import Trace
 
 __all__ = [
@@ -316,30 +316,6 @@ def select(trace: Trace, region: str | None, site: str | None) -> Trace:
 # ---- synthetic streams of a topology ---------------------------------------------------
 
 
-def _origin_size(d: Distribution) -> Any:
-    """The topology's size distribution as the origin catalog's (sizes are laid out by
-    the origin, so the stream uses exactly the engine's object sizes)."""
-    from origin._config import MAX_SIZE
-    from origin._config import Distribution as ODist
-
-    k = d.kind
-    if k == "fixed":
-        od = ODist("fixed", d.value, 0.0, d.cap)
-    elif k == "lognormal":
-        od = ODist("lognormal", d.median, d.sigma, d.cap)
-    elif k == "exponential":
-        od = ODist("exponential", d.mean, 0.0, d.cap)
-    elif k == "pareto":
-        od = ODist("pareto", d.alpha, d.minimum, d.cap)
-    else:
-        od = ODist("uniform", d.minimum, d.maximum, d.cap)
-    if not od.limit or od.limit > MAX_SIZE:
-        from dataclasses import replace
-
-        od = replace(od, limit=float(MAX_SIZE))
-    return od
-
-
 def topology_trace(
     topo: Topology,
     *,
@@ -362,7 +338,8 @@ def topology_trace(
     """
     import numpy as np
 
-    from origin.core import CatalogSpec, OriginCore, parse_config
+    from edgesim.engine import origin_catalog_spec
+    from origin.core import OriginCore, parse_config
 
     if region is not None and region not in {r.name for r in topo.regions}:
         known = ", ".join(r.name for r in topo.regions)
@@ -388,13 +365,7 @@ def topology_trace(
     for i, s in chosen:
         cat = s.catalog
         assert cat is not None
-        spec = CatalogSpec(
-            cat.objects,
-            cat.seed,
-            _origin_size(cat.size),
-            tuple((k, _origin_size(d)) for k, d in cat.sizes),
-            cat.types,
-        )
+        spec = origin_catalog_spec(cat)
         from dataclasses import replace
 
         cfg = replace(parse_config(None, f"{s.name}/_edgesim.toml"), catalog=spec)

@@ -595,8 +595,8 @@ def candidate_origin(
     each listed (synthetic) site in place of its own."""
     from dataclasses import replace
 
-    from edgesim.engine import _origin_size, _site_config_text
-    from origin.core import CatalogSpec, OriginCore, parse_config
+    from edgesim.engine import _site_config_text, origin_catalog_spec
+    from origin.core import OriginCore, parse_config
 
     core = OriginCore(bodies=False)
     for s in topology.sites:
@@ -608,10 +608,7 @@ def candidate_origin(
         cat = site.catalog
         assert cat is not None
         cfg = parse_config(_site_config_text(site) or None, f"{host}/_edgesim.toml")
-        sizes = tuple((k, _origin_size(d)) for k, d in cat.sizes)
-        cfg = replace(
-            cfg, catalog=CatalogSpec(cat.objects, cat.seed, _origin_size(cat.size), sizes, cat.types)
-        )
+        cfg = replace(cfg, catalog=origin_catalog_spec(cat))
         texts = {
             "netlify.toml" if p.name.endswith(".toml") else "_redirects": p.read_text(encoding="utf-8")
             for p in site.rules_files

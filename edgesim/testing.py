@@ -128,19 +128,12 @@ def site_config_text(site: Site, *, origin: OriginModel | None = None) -> str:
     # The engine's converters are private (edgesim/engine.py builds its OriginCore
     # inline in _Engine.__init__); they are reused rather than copied so that the
     # plugin's origin cannot drift from the engine's.
-    from edgesim.engine import _origin_size, _site_config_text
-    from origin.core import CatalogSpec
+    from edgesim.engine import _site_config_text, origin_catalog_spec
 
     cat = site.catalog
     if cat is None:
         raise ValueError(f"site {site.name}: not synthetic (it has a directory)")
-    spec = CatalogSpec(
-        cat.objects,
-        cat.seed,
-        _origin_size(cat.size),
-        tuple((k, _origin_size(d)) for k, d in cat.sizes),
-        cat.types,
-    )
+    spec = origin_catalog_spec(cat)
     lines = [_site_config_text(site).rstrip("\n"), "[catalog]"]
     lines.extend(f"{k} = {_toml_value(v)}" for k, v in spec.as_dict().items())
     if origin is not None:
