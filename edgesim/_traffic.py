@@ -16,7 +16,6 @@ its comparison.
 from __future__ import annotations
 
 import math
-from bisect import bisect_right
 from dataclasses import replace
 from typing import Any, NamedTuple
 
@@ -115,7 +114,7 @@ class ArrivalStream:
     """
 
     def __init__(self, topology: Topology, seed: int, stop_at: float | None = None) -> None:
-        from edgesim.engine import _Engine
+        from edgesim.engine import _Arrivals, _Engine
 
         if topology.traffic.trace is not None:
             raise ValueError("trace replay is not supported here: use the default engine")
@@ -123,9 +122,16 @@ class ArrivalStream:
         self.engine: Any = _Engine(topology, seed, stop_at)
         eng = self.engine
         eng.warmup = topology.traffic.warmup
-        self._ends, self._rates, self._rcdfs, self._scdfs = eng._segments()
-        self._rows: list[list[float]] = []
-        self._t, self._seg = self._advance(0.0, 0, eng._exp())
+        self._src = _Arrivals(eng)
+        self._block: tuple[list[Any], ...] = ([],)
+        self._i = 0
+        self._fill()
+
+    def _fill(self) -> None:
+        # the engine's blocks, in order, until one has arrivals or they are over
+        while self._i >= len(self._block[0]) and self._src.start() < math.inf:
+            self._block = tuple(a.tolist() for a in self._src.block())
+            self._i = 0
 
     @property
     def end(self) -> float:
@@ -134,50 +140,21 @@ class ArrivalStream:
 
     def peek(self) -> float:
         """The time of the next arrival (``inf`` when there are no more)."""
-        return self._t
-
-    def _advance(self, t: float, seg: int, gap: float) -> tuple[float, int]:
-        # As the engine: an Exp(1) gap at the segment's rate; past a segment edge, a
-        # fresh gap at the next rate (memoryless, so exact for piecewise rates).
-        ends, rates = self._ends, self._rates
-        while seg < len(ends):
-            rate = rates[seg]
-            if rate > 0:
-                t2 = t + gap / rate
-                if t2 < ends[seg]:
-                    return t2, seg
-            t = ends[seg]
-            seg += 1
-            gap = self.engine._exp()
-        return math.inf, seg
+        i = self._i
+        return float(self._block[0][i]) if i < len(self._block[0]) else math.inf
 
     def next(self) -> Arrival | None:
         """The next arrival, or None after the last."""
-        t, seg = self._t, self._seg
-        if t == math.inf:
+        i = self._i
+        if i >= len(self._block[0]):
             return None
+        t, ri, si, oi, vi, u5 = (col[i] for col in self._block)
+        self._i = i + 1
+        self._fill()
         eng = self.engine
-        if not self._rows:
-            self._rows = eng._arrival_rows()
-        gap, u1, u2, u3, u4, u5 = self._rows.pop()
-        nregions = len(self.topology.regions)
-        ri = min(bisect_right(self._rcdfs[seg], u1), nregions - 1) if nregions > 1 else 0
-        nsites = len(eng.sites)
-        si = min(bisect_right(self._scdfs[seg][ri], u2), nsites - 1) if nsites > 1 else 0
         sm = eng.sites[si]
-        if sm.redirect_share and u3 < sm.redirect_share:
-            reds = sm.redirects
-            target = reds[min(int(u3 / sm.redirect_share * len(reds)), len(reds) - 1)]
-        else:
-            target = sm.url()
-        vis = eng.visitors[ri]
-        vi = min(bisect_right(vis, u4), len(vis) - 1) if len(vis) > 1 else 0
+        target = sm.urls[oi] if oi >= 0 else sm.redirects[-1 - oi]
         headers = list(eng.headers[si][ri][vi])
-        rate = self._rates[seg]
-        nt = t + gap / rate if rate > 0 else math.inf
-        if nt >= self._ends[seg]:
-            nt, seg = self._advance(t, seg, gap)
-        self._t, self._seg = nt, seg
         return Arrival(t, ri, si, target, headers, u5)
 
     def choose(self, arrival: Arrival) -> Any:

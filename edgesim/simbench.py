@@ -15,6 +15,7 @@ the same process.
 
 from __future__ import annotations
 
+import gc
 import statistics
 import time
 from typing import Any
@@ -75,6 +76,7 @@ def sampling_bench(topo: Any, rate: float, seeds: list[int], heads: list[int]) -
     per_head: dict[int, list[dict[str, Any]]] = {h: [] for h in heads}
     fulls = []
     for s in seeds:
+        gc.collect()  # the previous run's garbage is not this run's cost
         w0, c0 = time.perf_counter(), time.process_time()
         full = simulate(topo, seed=s)
         fw, fc = time.perf_counter() - w0, time.process_time() - c0
@@ -83,6 +85,7 @@ def sampling_bench(topo: Any, rate: float, seeds: list[int], heads: list[int]) -
             {"seed": s, **_totals(full.report), "wall_seconds": round(fw, 3), "cpu_seconds": round(fc, 3)}
         )
         for h in heads:
+            gc.collect()
             w0, c0 = time.perf_counter(), time.process_time()
             samp = simulate(topo, seed=s, sample_rate=rate, sample_head=h)
             sw, sc = time.perf_counter() - w0, time.process_time() - c0
