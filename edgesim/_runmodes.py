@@ -127,7 +127,7 @@ def run(
     seed: int | None,
     sample_rate: float,
     progress: Callable[[float, float, int], None] | None,
-    sample_head: int = 3,
+    sample_keys: float | None = None,
 ) -> RunResult:
     """Run a prepared topology in the chosen mode and engine.
 
@@ -144,9 +144,10 @@ def run(
         from edgesim.trioengine import simulate_trio
 
         return simulate_trio(topology, seed=seed, progress=progress)
-    from edgesim.engine import simulate
+    from edgesim.engine import DEFAULT_SAMPLE_KEYS, simulate
 
-    return simulate(topology, seed=seed, progress=progress, sample_rate=sample_rate, sample_head=sample_head)
+    keys = DEFAULT_SAMPLE_KEYS if sample_keys is None else sample_keys
+    return simulate(topology, seed=seed, progress=progress, sample_rate=sample_rate, sample_keys=keys)
 
 
 def comparison_line(report: dict[str, Any]) -> str | None:

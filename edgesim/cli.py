@@ -674,11 +674,12 @@ def _rule_errors(topo: Any) -> list[str]:
     "hashing below R, with caches scaled by R. Counts are scaled back; latency is not available.",
 )
 @click.option(
-    "--sample-head",
-    type=click.IntRange(0, 20),
-    default=3,
+    "--sample-keys",
+    type=FiniteFloatRange(0.0, 1_000_000.0),
+    default=2.0,
     show_default=True,
-    help="With --sample-rate: always simulate the 2^N-1 most popular objects of each site.",
+    help="With --sample-rate: keep about K keys of every popularity bucket of a site (ranks 1, "
+    "2-3, 4-7, ...), so the most popular objects are always simulated; 0: a plain key sample.",
 )
 @click.option(
     "--edge-processes",
@@ -698,7 +699,7 @@ def run_command(
     csv_dir: str | None,
     html_path: str | None,
     sample_rate: float,
-    sample_head: int,
+    sample_keys: float,
     edge_processes: bool,
     quiet: bool,
 ) -> None:
@@ -753,7 +754,7 @@ def run_command(
             engine=engine,
             seed=seed,
             sample_rate=sample_rate,
-            sample_head=sample_head,
+            sample_keys=sample_keys,
             progress=progress_cb,
         )
     except (ValueError, EdgesimError) as exc:
@@ -778,7 +779,7 @@ def run_command(
         rep.print_summary(report, timing=result.timing)
         if sample_rate < 1.0:
             click.echo(
-                f"sampled run (rate {sample_rate:g}, census {2**sample_head - 1} objects per site): "
+                f"sampled run (rate {sample_rate:g}, about {sample_keys:g} keys per popularity bucket): "
                 "counts estimated per stratum; latency, queueing and utilisation not available",
                 err=True,
             )

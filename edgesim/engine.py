@@ -534,6 +534,9 @@ def _key_sample(host: str, url: str) -> float:
     return int.from_bytes(d, "big") / 18446744073709551616.0
 
 
+# Sampled runs: keys of every popularity bucket in the sample (simulate's sample_keys).
+DEFAULT_SAMPLE_KEYS = 2.0
+MAX_SAMPLE_KEYS = 1_000_000.0
 # Strata of sampled runs that are not a key's: per-node requests (manifests; weight 1),
 # and a key outside every stratum (weight 1 / rate).
 _PER_NODE = -2
@@ -674,7 +677,12 @@ def _cdf_rows(weights: np.ndarray) -> np.ndarray:
 
 class _Engine:
     def __init__(
-        self, topo: Topology, seed: int, stop_at: float | None, sample_rate: float = 1.0, sample_head: int = 0
+        self,
+        topo: Topology,
+        seed: int,
+        stop_at: float | None,
+        sample_rate: float = 1.0,
+        sample_keys: float = 0.0,
     ) -> None:
         from origin.core import OriginCore, parse_config
 
@@ -683,10 +691,11 @@ class _Engine:
         self.rate = sample_rate
         self.sampled = sample_rate < 1.0
         self.skipped = 0
-        # stratified sampling (docs/sampling.md): the census of the most popular objects
-        # (catalog index below 2 ** head - 1), strata (site, class, popularity bucket),
+        # stratified sampling (docs/sampling.md): about ``bucket_keys`` keys of every
+        # popularity bucket in the sample, strata (site, class, popularity bucket),
         # steady-state arrivals per stratum, and the stratum of every recorded row
-        self.head = max(0, sample_head) if self.sampled else 0
+        self.bucket_keys = max(0.0, sample_keys) if self.sampled else 0.0
+        self.always_kept = 0
         self.strata_ids: dict[tuple[int, str, int], int] = {}
         self.arrivals_by_stratum: list[int] = []
         self.r_strat = array("i")
@@ -912,17 +921,20 @@ class _Engine:
         """Keys (site + URL) of ``m``'s current URLs and redirect sources in the sample,
         and the stratum of each: (site, content class, popularity bucket), the bucket
         being the bit length of the catalog index + 1 (Zipf rank 1, 2-3, 4-7, ...) and 0
-        for redirect sources. Objects of the census (the first ``2 ** head - 1``) are
-        always kept."""
+        for redirect sources. A key of bucket ``b`` (``2 ** (b - 1)`` objects) is in the
+        sample when its hash falls below ``max(rate, bucket_keys / 2 ** (b - 1))``: about
+        ``bucket_keys`` keys of every bucket, so the most popular buckets are simulated
+        whole, and buckets of more than ``bucket_keys / rate`` objects at the rate."""
         r = self.rate
-        census = (1 << self.head) - 1
+        k = self.bucket_keys
         strata: dict[str, int] = {}
         kept: list[bool] = []
         sids: list[int] = []
         for i, u in enumerate(m.urls):
-            sid = strata[u] = self._stratum(m.index, _url_class(u), (i + 1).bit_length())
+            bucket = (i + 1).bit_length()
+            sid = strata[u] = self._stratum(m.index, _url_class(u), bucket)
             sids.append(sid)
-            kept.append(i < census or _key_sample(m.host, u) < r)
+            kept.append(_key_sample(m.host, u) < max(r, k / (1 << (bucket - 1))))
         if m.redirects:
             rsid = self._stratum(m.index, "redirect", 0)
             for u in m.redirects:
@@ -1558,12 +1570,22 @@ def _stratum_weights(eng: _Engine) -> tuple[dict[str, Any], dict[str, Any]]:
     weights = {"requests": rows(eng.r_strat), "fetches": rows(eng.f_strat), "origin": rows(eng.o_strat)}
     meta = {
         "kind": "stratified",
-        "census_objects_per_site": (1 << eng.head) - 1,
+        "keys_per_bucket": eng.bucket_keys,
+        "whole_objects_per_site": _whole_objects(eng.bucket_keys),
         "strata": int(np.sum(arrivals > 0)),
         "pooled_strata": pooled,
         "unrepresented_requests": round(unrepresented),
     }
     return weights, meta
+
+
+def _whole_objects(bucket_keys: float) -> int:
+    """How many of a site's most popular objects a sample always holds: the buckets
+    (1, 2, 4, ... objects) no larger than ``bucket_keys``."""
+    n = 0
+    while (1 << n) <= bucket_keys:
+        n += 1
+    return (1 << n) - 1
 
 
 def _with_shadow(make: Callable[[], EdgeNode], shadow: Any) -> EdgeNode:
@@ -1622,7 +1644,7 @@ def simulate(
     progress: Callable[[float, float, int], None] | None = None,
     stop_at: float | None = None,
     sample_rate: float = 1.0,
-    sample_head: int = 3,
+    sample_keys: float = DEFAULT_SAMPLE_KEYS,
 ) -> RunResult:
     """Run ``topology`` in virtual time and return its report.
 
@@ -1635,15 +1657,18 @@ def simulate(
         stop_at: end client arrivals at this virtual time (default: the traffic's
             duration); requests in flight then run to completion.
         sample_rate: spatial sampling (SHARDS-style, docs/sampling.md): only requests
-            whose cache key (site + URL) hashes below ``sample_rate`` are simulated, and
-            every cache's capacity is scaled by it. Counts in the report are scaled back
-            by ``1 / sample_rate``, ratios are as measured, and latency, queueing and
-            utilisation are null (not available); ``meta.sampled`` says so. 1.0 (the
-            default) simulates every request.
-        sample_head: with ``sample_rate`` < 1, the census: the ``2 ** sample_head - 1``
-            most popular objects of each site are always simulated (0: none). Their
-            requests are a large share of a Zipf workload, and a key sample of them
-            decides the hit ratio by chance (docs/sampling.md).
+            whose cache key (site + URL) is in the sample are simulated, and every
+            cache's capacity is scaled by ``sample_rate``. Counts in the report are
+            estimated per stratum (site, content class, popularity bucket), hit ratios
+            are ratios of those estimates, and latency, queueing and utilisation are
+            null (not available); ``meta.sampled`` says so. 1.0 (the default)
+            simulates every request.
+        sample_keys: with ``sample_rate`` < 1, about this many keys of every
+            popularity bucket of a site (Zipf rank 1, 2-3, 4-7, ...) are in the sample:
+            a key of a bucket of ``n`` objects is kept when its hash falls below
+            ``max(sample_rate, sample_keys / n)``. The few most popular objects carry a
+            large share of a Zipf workload, and a plain key sample of them would decide
+            the hit ratio by chance. 0: a plain sample at ``sample_rate``.
 
     Returns:
         The :class:`~edgesim.metrics.RunResult`.
@@ -1655,9 +1680,9 @@ def simulate(
         raise ValueError(f"sample_rate must be in (0, 1], not {sample_rate!r}")
     s = topology.seed if seed is None else seed
     wall0 = time.perf_counter()
-    if sample_head < 0 or sample_head > 20:
-        raise ValueError(f"sample_head must be in [0, 20], not {sample_head!r}")
-    eng = _Engine(topology, s, stop_at, sample_rate, sample_head)
+    if not 0.0 <= sample_keys <= MAX_SAMPLE_KEYS:
+        raise ValueError(f"sample_keys must be in [0, {MAX_SAMPLE_KEYS:g}], not {sample_keys!r}")
+    eng = _Engine(topology, s, stop_at, sample_rate, sample_keys)
     wall_setup = time.perf_counter() - wall0
     reached = [0.0, 0.0]
 

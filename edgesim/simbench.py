@@ -68,12 +68,12 @@ def _totals(report: dict[str, Any]) -> dict[str, Any]:
     return {k: t[k] for k in keys}
 
 
-def sampling_bench(topo: Any, rate: float, seeds: list[int], heads: list[int]) -> dict[str, Any]:
-    """Full and sampled runs of ``topo`` per seed (one sampled run per census size in
-    ``heads``): hit-ratio errors, and speed-ups in wall and CPU time."""
+def sampling_bench(topo: Any, rate: float, seeds: list[int], keys: list[float]) -> dict[str, Any]:
+    """Full and sampled runs of ``topo`` per seed (one sampled run per ``sample_keys``
+    value in ``keys``): hit-ratio errors, and speed-ups in wall and CPU time."""
     from edgesim.engine import simulate
 
-    per_head: dict[int, list[dict[str, Any]]] = {h: [] for h in heads}
+    per_keys: dict[float, list[dict[str, Any]]] = {k: [] for k in keys}
     fulls = []
     for s in seeds:
         gc.collect()  # the previous run's garbage is not this run's cost
@@ -84,13 +84,13 @@ def sampling_bench(topo: Any, rate: float, seeds: list[int], heads: list[int]) -
         fulls.append(
             {"seed": s, **_totals(full.report), "wall_seconds": round(fw, 3), "cpu_seconds": round(fc, 3)}
         )
-        for h in heads:
+        for k in keys:
             gc.collect()
             w0, c0 = time.perf_counter(), time.process_time()
-            samp = simulate(topo, seed=s, sample_rate=rate, sample_head=h)
+            samp = simulate(topo, seed=s, sample_rate=rate, sample_keys=k)
             sw, sc = time.perf_counter() - w0, time.process_time() - c0
             st = samp.report["totals"]
-            per_head[h].append(
+            per_keys[k].append(
                 {
                     "seed": s,
                     **_totals(samp.report),
@@ -105,10 +105,10 @@ def sampling_bench(topo: Any, rate: float, seeds: list[int], heads: list[int]) -
                 }
             )
     sampled = []
-    for h, rows in per_head.items():
+    for k, rows in per_keys.items():
         sampled.append(
             {
-                "sample_head": h,
+                "sample_keys": k,
                 "mean_abs_object_hit_ratio_error": round(
                     statistics.fmean(r["object_hit_ratio_error"] for r in rows), 6
                 ),
@@ -190,14 +190,14 @@ def engine_command(
     help="The sample rate to check.",
 )
 @click.option(
-    "--head",
-    "heads",
-    type=click.IntRange(0, 20),
+    "--keys",
+    "keys",
+    type=FiniteFloatRange(0.0, 1_000_000.0),
     multiple=True,
-    help="Census size (--sample-head) to check; repeat for several (default: 3).",
+    help="Keys per popularity bucket (--sample-keys) to check; repeat for several (default: 2).",
 )
 @click.option("--seeds", default="1-5", show_default=True, help="Seeds: a range (1-5) or a list (1,2,7).")
-def sampling_command(topology: str | None, rate: float, heads: tuple[int, ...], seeds: str) -> None:
+def sampling_command(topology: str | None, rate: float, keys: tuple[float, ...], seeds: str) -> None:
     """For each seed, a full run and a --rate sampled run of TOPOLOGY (default
     global-5-regions): object and byte hit-ratio errors, their mean over the seeds, and
     the sampled run's wall-time speed-up."""
@@ -205,4 +205,4 @@ def sampling_command(topology: str | None, rate: float, heads: tuple[int, ...], 
 
     seed_list = _seed_list(seeds)
     topo = _topology_or_fail(topology)
-    click.echo(json.dumps(sampling_bench(topo, rate, seed_list, list(heads) or [3]), indent=2))
+    click.echo(json.dumps(sampling_bench(topo, rate, seed_list, list(keys) or [2.0]), indent=2))

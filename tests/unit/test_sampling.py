@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from test_engine import topo
 
 from edgesim.cli import cli
-from edgesim.engine import _key_sample, simulate
+from edgesim.engine import _Engine, _key_sample, simulate
 
 
 def test_key_hash_is_stable_and_uniform() -> None:
@@ -67,37 +67,50 @@ def test_stratified_estimate_counts_every_arrival() -> None:
     # is exact: each recorded row stands for its stratum's share of them
     t = topo(rps=2000.0, duration=10.0, objects=5000, warmup=2.0)
     full = simulate(t).to_dict(deterministic=True)
-    for head in (0, 3):
-        samp = simulate(t, sample_rate=0.1, sample_head=head).to_dict(deterministic=True)
+    for keys, whole in ((0.0, 0), (2.0, 3), (4.0, 7)):
+        samp = simulate(t, sample_rate=0.1, sample_keys=keys).to_dict(deterministic=True)
         est = samp["meta"]["sampled"]["estimator"]
         assert est["kind"] == "stratified"
-        assert est["census_objects_per_site"] == 2**head - 1
+        assert est["keys_per_bucket"] == keys
+        assert est["whole_objects_per_site"] == whole
         assert samp["totals"]["requests"] + est["unrepresented_requests"] == full["totals"]["requests"]
         assert abs(samp["totals"]["object_hit_ratio"] - full["totals"]["object_hit_ratio"]) < 0.02
         assert samp["meta"]["simulated_requests"] < 0.5 * full["meta"]["simulated_requests"]
 
 
-def test_census_of_the_whole_catalog_reproduces_the_full_run() -> None:
-    # 2**9 - 1 >= 500 objects: every key is kept, each stratum's weight is 1, and the
-    # caches (scaled by R) still hold everything, so the counts are the full run's
+def test_every_popularity_bucket_gets_about_k_keys() -> None:
+    # a bucket of n objects is sampled at max(R, K / n): the top buckets whole, the
+    # middle ones at K keys each (in expectation), the long tail at R
+    eng = _Engine(topo(duration=1.0, objects=20000), 1, None, 0.01, 4.0)
+    kept = eng.sites[0].kept_of[:20000]
+    assert kept[:7].all()  # buckets of 1, 2 and 4 objects
+    mid = [int(kept[(1 << b) - 1 : (1 << (b + 1)) - 1].sum()) for b in range(3, 9)]  # 8 ... 256 objects
+    assert 12 <= sum(mid) <= 36, mid  # 6 buckets x 4 keys
+    tail = kept[4095:]  # buckets of 4096 objects and more: rate 0.01 (K / n < R)
+    assert 0.005 < tail.mean() < 0.02
+
+
+def test_keys_for_the_whole_catalog_reproduce_the_full_run() -> None:
+    # with K >= the largest bucket (256 of 500 objects) every key is kept, each
+    # stratum's weight is 1, and the caches (scaled by R) still hold everything, so the
+    # counts are the full run's
     t = topo(rps=400.0, duration=10.0, objects=500)
     full = simulate(t).to_dict(deterministic=True)
-    samp = simulate(t, sample_rate=0.5, sample_head=9).to_dict(deterministic=True)
+    samp = simulate(t, sample_rate=0.5, sample_keys=256).to_dict(deterministic=True)
     assert samp["meta"]["simulated_requests"] == full["meta"]["simulated_requests"]
     for k in ("requests", "hits", "misses", "object_hit_ratio", "origin_requests", "bytes_served"):
         assert samp["totals"][k] == full["totals"][k], k
     assert samp["meta"]["sampled"]["estimator"]["pooled_strata"] == 0
 
 
-@pytest.mark.parametrize("bad", [-1, 21])
-def test_bad_sample_heads_are_refused(bad: int) -> None:
-    with pytest.raises(ValueError, match="sample_head"):
-        simulate(topo(duration=1.0), sample_rate=0.5, sample_head=bad)
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), 2e6])
+def test_bad_sample_keys_are_refused(bad: float) -> None:
+    with pytest.raises(ValueError, match="sample_keys"):
+        simulate(topo(duration=1.0), sample_rate=0.5, sample_keys=bad)
 
 
-def test_cli_refuses_bad_sample_head() -> None:
-    result = CliRunner().invoke(
-        cli, ["run", "demo", "--quiet", "--sample-rate", "0.1", "--sample-head", "-2"]
-    )
+@pytest.mark.parametrize("bad", ["-2", "nan", "x"])
+def test_cli_refuses_bad_sample_keys(bad: str) -> None:
+    result = CliRunner().invoke(cli, ["run", "demo", "--quiet", "--sample-rate", "0.1", "--sample-keys", bad])
     assert result.exit_code == 2
-    assert "--sample-head" in result.output
+    assert "--sample-keys" in result.output
