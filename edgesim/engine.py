@@ -534,6 +534,16 @@ def _key_sample(host: str, url: str) -> float:
     return int.from_bytes(d, "big") / 18446744073709551616.0
 
 
+def _key_samples(host: str, urls: list[str]) -> np.ndarray:
+    """:func:`_key_sample` of every URL of ``urls`` (the same values, as an array)."""
+    b2 = hashlib.blake2b
+    digests = b"".join(
+        [b2(f"{host}{u}".encode(), digest_size=8, person=b"edgesim-shards").digest() for u in urls]
+    )
+    out: np.ndarray = np.frombuffer(digests, dtype=">u8").astype(np.float64) / 18446744073709551616.0
+    return out
+
+
 # Sampled runs: keys of every popularity bucket in the sample (simulate's sample_keys).
 DEFAULT_SAMPLE_KEYS = 2.0
 MAX_SAMPLE_KEYS = 1_000_000.0
@@ -925,23 +935,19 @@ class _Engine:
         sample when its hash falls below ``max(rate, bucket_keys / 2 ** (b - 1))``: about
         ``bucket_keys`` keys of every bucket, so the most popular buckets are simulated
         whole, and buckets of more than ``bucket_keys / rate`` objects at the rate."""
-        r = self.rate
-        k = self.bucket_keys
-        strata: dict[str, int] = {}
-        kept: list[bool] = []
-        sids: list[int] = []
-        for i, u in enumerate(m.urls):
-            bucket = (i + 1).bit_length()
-            sid = strata[u] = self._stratum(m.index, _url_class(u), bucket)
-            sids.append(sid)
-            kept.append(_key_sample(m.host, u) < max(r, k / (1 << (bucket - 1))))
+        urls = m.urls
+        buckets = [(i + 1).bit_length() for i in range(len(urls))]
+        stratum = self._stratum
+        sids = [stratum(m.index, _url_class(u), b) for u, b in zip(urls, buckets, strict=True)]
+        strata = dict(zip(urls, sids, strict=True))
+        rates = [max(self.rate, self.bucket_keys / (1 << (b - 1))) for b in buckets]
         if m.redirects:
-            rsid = self._stratum(m.index, "redirect", 0)
+            rsid = stratum(m.index, "redirect", 0)
             for u in m.redirects:
                 sids.append(strata.setdefault(u, rsid))
-                kept.append(_key_sample(m.host, u) < r)
+                rates.append(self.rate)
         m.strata = strata
-        m.kept_of = np.array(kept, dtype=bool)
+        m.kept_of = _key_samples(m.host, urls + m.redirects) < np.array(rates)
         m.stratum_of = np.array(sids, dtype=np.int64)
 
     def _gen(self) -> np.random.Generator:
