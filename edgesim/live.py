@@ -220,7 +220,7 @@ def _check(topology: Topology) -> None:
     from edgesim.trioengine import TrioEngineError, check_supported
 
     try:
-        check_supported(topology)
+        check_supported(topology, live=True)
     except TrioEngineError as exc:
         raise LiveError(str(exc).replace("(--engine fast)", "(--mode virtual)")) from None
 

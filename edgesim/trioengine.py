@@ -48,16 +48,17 @@ class TrioEngineError(ValueError):
     """The topology uses something the Trio engine does not model."""
 
 
-def check_supported(topology: Topology) -> None:
-    """Raise :class:`TrioEngineError` for parts the shells-based drivers don't model."""
-    if topology.shield is not None:
-        raise TrioEngineError("a shield tier is modelled only by the default engine (--engine fast)")
+def check_supported(topology: Topology, *, live: bool = False) -> None:
+    """Raise :class:`TrioEngineError` for parts of ``topology`` that the Trio engine (or,
+    with ``live``, live mode, which runs the same shells on loopback) does not model."""
     if topology.faults.crashes:
         raise TrioEngineError("node crashes are modelled only by the default engine (--engine fast)")
     if topology.shadow is not None:
         raise TrioEngineError("[shadow] is modelled only by the default engine (--engine fast)")
-    if topology.traffic.trace is not None:
-        raise TrioEngineError("trace replay is modelled only by the default engine (--engine fast)")
+    if live and topology.shield is not None:
+        raise TrioEngineError("a shield tier is not run by live mode: use --mode virtual (either engine)")
+    if live and topology.traffic.trace is not None:
+        raise TrioEngineError("trace replay is not run by live mode: use --mode virtual (either engine)")
 
 
 class _Run:
@@ -73,7 +74,7 @@ class _Run:
         self.rec = Recorder()
         self.events: list[dict[str, Any]] = []
         self.origin_busy = 0.0
-        self.cores: list[Any] = []
+        self.cores: dict[int, Any] = {}  # node index -> its core
         self.reached = 0.0
         self.arrivals = 0
 
@@ -87,12 +88,20 @@ class _Run:
         import trio
 
         from edgesim._client import OriginError, OriginPool
-        from edgesim._modelled import ModelledEdge, ModelledUplink, _Clock, build_edge_core, outcome_code
+        from edgesim._modelled import (
+            ModelledEdge,
+            ModelledUplink,
+            ShieldUplink,
+            _Clock,
+            build_edge_core,
+            build_shield_core,
+            outcome_code,
+        )
         from edgesim._server import HttpServer
         from edgesim._traffic import model_events
         from edgesim.http import Request
         from edgesim.serve import EdgeService
-        from edgesim.testing import _memory_opener, build_origin_core
+        from edgesim.testing import _memory_opener
         from origin.server import OriginServer
 
         eng, rec, topo = self.eng, self.rec, self.topo
@@ -106,23 +115,50 @@ class _Run:
         self.events.extend(model_events(topo, eng.end))
 
         o = topo.origin
-        core = build_origin_core(topo, now=epoch0, bodies=True, model_load=True)
+        core = _origin_core(topo, eng.trace, epoch0)
         origin = OriginServer(
             core, concurrency=max(1, o.workers), max_queue=o.max_queue, rng=random.Random(self.seed)
         )
         async with trio.open_nursery() as servers:
-            members: dict[int, tuple[Any, OriginPool]] = {}
-            for n in eng.nodes:
-                node_core = build_edge_core(topo, n)
-                self.cores.append(node_core)
+
+            def to_origin(n: Any) -> ModelledUplink:
                 pool = OriginPool(
                     "http://origin.invalid:80",
                     read_timeout=_READ_TIMEOUT,
                     open_stream=_memory_opener(servers, origin.http),
                 )
-                up = ModelledUplink(
+                return ModelledUplink(
                     pool, n.index, n.uplink, rec, eng.site_index, clock, outages, self.add_origin_busy
                 )
+
+            # Shield nodes: edge services whose origin is the origin, with their own
+            # workers and service time; no client link (the edge's uplink is theirs).
+            shield_servers: dict[int, HttpServer] = {}
+            for n in eng.shield_nodes:
+                self.cores[n.index] = node_core = build_shield_core(topo, n)
+                service = EdgeService(node_core, to_origin(n), clock=now)
+                await servers.start(service.run)
+                edge = ModelledEdge(service.handle, n, _no_link, clock, self.busy)
+                shield_servers[n.index] = HttpServer(edge.handle, server_name=n.name)
+
+            members: dict[int, tuple[Any, OriginPool]] = {}
+            for n in eng.nodes:
+                if n.shield:
+                    continue
+                self.cores[n.index] = node_core = build_edge_core(topo, n)
+                up: Any
+                if eng.shield_ring is None:
+                    up = to_origin(n)
+                else:
+                    pools = {
+                        i: OriginPool(
+                            f"http://shield-{i}.invalid:80",
+                            read_timeout=_READ_TIMEOUT,
+                            open_stream=_memory_opener(servers, http),
+                        )
+                        for i, http in shield_servers.items()
+                    }
+                    up = ShieldUplink(pools, eng.shield_ring, n.index, n.uplink, rec, eng.site_index, clock)
                 service = EdgeService(node_core, up, clock=now)
                 await servers.start(service.run)
                 edge = ModelledEdge(service.handle, n, eng.client_links[n.region], clock, self.busy)
@@ -186,7 +222,8 @@ class _Run:
         opts = self.stream.publish_deploy(dep.site, dep.new_fraction, now)
         d = core.publish(core.prepare_deploy(host, options=opts), now)
         purges = []
-        for node_core in self.cores:
+        for n in self.eng.nodes:  # in the engine's order: one draw per node, as it draws
+            node_core = self.cores[n.index]
             delay = dep.propagation * self.eng.u_misc()
             purges.append(dep.at + delay)
 
@@ -262,15 +299,13 @@ def simulate_trio(
         nodes=[
             {
                 "name": n.name,
-                "region": topology.regions[n.region].name,
-                "tier": "edge",
+                "region": topology.regions[n.region].name if not n.shield else "shield",
+                "tier": "shield" if n.shield else "edge",
                 "workers": n.workers,
                 "busy": n.busy_steady,
                 "max_queue": n.max_queue,
                 "crashes": 0,
-                "cache": run.cores[n.index].cache.statistics()
-                if n.index < len(run.cores)
-                else n.core.cache.statistics(),
+                "cache": run.cores.get(n.index, n.core).cache.statistics(),
             }
             for n in eng.nodes
         ],
@@ -284,6 +319,39 @@ def simulate_trio(
         "simulated_requests_per_second": run.arrivals / wall if wall > 0 else 0.0,
     }
     return RunResult(report, timing)
+
+
+def _no_link(t: float) -> float:
+    """A shield's client link: none (the edge's uplink carries the latency)."""
+    return 0.0
+
+
+def _origin_core(topology: Topology, trace: Any, now: float) -> Any:
+    """The real origin's core: the topology's sites (as :func:`edgesim.testing.build_origin_core`
+    builds them, with the modelled service time); with a replayed trace, the synthetic
+    sites it asks for get one object per trace key, sized as in the trace, as the
+    capacity engine lays them out."""
+    from edgesim.testing import build_origin_core
+
+    if trace is None:
+        return build_origin_core(topology, now=now, bodies=True, model_load=True)
+    from dataclasses import replace
+
+    from edgesim.engine import origin_catalog_spec
+    from edgesim.testing import _rule_texts, site_config_text
+    from origin.core import OriginCore, parse_config
+
+    core = OriginCore(bodies=True)
+    for i, s in enumerate(topology.sites):
+        host = s.name.lower()
+        if s.directory is not None:
+            core.add_folder(s.directory, now=now, name=host)
+            continue
+        assert s.catalog is not None
+        cfg = parse_config(site_config_text(s, origin=topology.origin), f"{host}/_edgesim.toml")
+        cfg = replace(cfg, catalog=origin_catalog_spec(s.catalog, trace.site_sizes[i]))
+        core.add_synthetic(host, cfg, now=now, rules=_rule_texts(s) or None)
+    return core
 
 
 def _iso(t: float) -> str:
