@@ -168,8 +168,14 @@ class ModelledEdge:
         self._waiting = 0
 
     async def handle(self, req: Request) -> Response:
+        await trio.sleep(self._link(self._clock()))
+        return await self.reply(*await self.serve(req))
+
+    async def serve(self, req: Request) -> tuple[Response, float, bool]:
+        """The node's part of a request that has reached it: the worker slot, the
+        service time, the real handler. Returns the handler's response, the seconds the
+        request queued (for a worker and upstream) and whether it joined another's fill."""
         clock, node = self._clock, self._node
-        await trio.sleep(self._link(clock()))
         notes = _RequestNotes()
         token = _NOTES.set(notes)
         try:
@@ -189,12 +195,18 @@ class ModelledEdge:
             resp = await self._handler(req)
         finally:
             _NOTES.reset(token)
-        back = self._link(clock())
+        return resp, queued + notes.origin_wait, notes.collapsed
+
+    async def reply(self, resp: Response, queued: float, collapsed: bool) -> Response:
+        """The way back to the client: link latency plus transfer time; the response
+        carries the model's headers."""
+        node = self._node
+        back = self._link(self._clock())
         if node.egress:
             back += resp.size / node.egress
         await trio.sleep(back)
-        extra = [(QUEUE_HEADER, f"{queued + notes.origin_wait:.6f}")]
-        if notes.collapsed:
+        extra = [(QUEUE_HEADER, f"{queued:.6f}")]
+        if collapsed:
             extra.append((COLLAPSED_HEADER, "1"))
         # A new Response: the handler's may share its header list with a cache entry.
         return Response(resp.status, [*resp.headers, *extra], resp.body, resp.size)
