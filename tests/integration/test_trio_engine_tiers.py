@@ -1,4 +1,5 @@
-"""The Trio engine on a shield tier and on a replayed trace, against the fast engine.
+"""The Trio engine on a shield tier, a replayed trace and node crashes, against the
+fast engine.
 
 Same bar as demo's (tests/integration/test_run_modes.py): object hit ratio within
 0.01 and origin requests/s within 5% of the fast engine for the same seed.
@@ -16,7 +17,7 @@ from edgesim._topoload import load_topology, parse_topology, resolve_topology_ar
 from edgesim._traffic import window_topology
 from edgesim.engine import simulate
 from edgesim.live import LiveError, run_live
-from edgesim.topology import Latency, Shield, Topology
+from edgesim.topology import Latency, NodeCrash, Shield, Topology
 from edgesim.trioengine import simulate_trio
 
 
@@ -118,6 +119,44 @@ def test_trio_engine_replays_a_trace(tmp_path: Path) -> None:
     assert trio["totals"]["failed"] == trio["totals"]["errors"] == 0
     assert 0.2 < trio["totals"]["object_hit_ratio"] < 0.9  # the 1 MB caches evict
     assert abs(trio["totals"]["object_hit_ratio"] - fast["totals"]["object_hit_ratio"]) <= 0.01
+    fo, to = fast["origin"]["requests_per_second"], trio["origin"]["requests_per_second"]
+    assert abs(to - fo) <= 0.05 * fo
+
+
+def test_trio_engine_crashes_and_restarts_nodes_as_the_fast_engine_does() -> None:
+    # 15 s of demo at 0.6 of its rate (about 1,600 requests): eu-west-0 is down from
+    # 6 s to 12 s, eu-west-1 from 9 s to 11 s (clients time out after 2 s, the
+    # balancer drops a node after 5 s).
+    base = window_topology(load_topology(resolve_topology_arg("demo")), 600, 15, 0.6)
+    crashes = (NodeCrash("eu-west", 0, 6.0, 6.0), NodeCrash("eu-west", 1, 9.0, 2.0))
+    topo = replace(base, faults=replace(base.faults, crashes=crashes))
+    fast = simulate(topo, seed=3).report
+    trio = simulate_trio(topo, seed=3).report
+    assert trio["totals"]["requests"] == fast["totals"]["requests"] > 1200
+    assert [(e["at"], e["kind"], e.get("node")) for e in trio["events"]] == [
+        (6.0, "node_crash", "eu-west-0"),
+        (9.0, "node_crash", "eu-west-1"),
+        (11.0, "node_restart", "eu-west-1"),
+        (12.0, "node_restart", "eu-west-0"),
+    ]
+    # requests in a node when it crashes get no answer; those sent to it while it is
+    # down time out and are retried on another node
+    ft, tt = fast["totals"], trio["totals"]
+    assert tt["failed"] > 0 and abs(tt["failed"] - ft["failed"]) <= 3
+    assert tt["retries"] > 100 and abs(tt["retries"] - ft["retries"]) <= 0.05 * ft["retries"]
+    assert tt["errors"] == 0
+    # a retried request waited out the client timeout (2 s; twice for some)
+    for pct in ("p95", "p99"):
+        f_lat, t_lat = ft["latency"][pct], tt["latency"][pct]
+        assert t_lat > 2.0 and abs(t_lat - f_lat) <= 0.05 * f_lat
+    for name in ("eu-west-0", "eu-west-1"):
+        f, t = fast["nodes"][name], trio["nodes"][name]
+        assert t["crashes"] == 1
+        # restarted cold: the cache holds only what was stored after the restart
+        assert t["cache"]["stores"] < 0.5 * t["origin_requests"]
+        assert abs(t["cache"]["stores"] - f["cache"]["stores"]) <= 0.1 * f["cache"]["stores"]
+    assert trio["nodes"]["eu-west-2"]["crashes"] == 0
+    assert abs(tt["object_hit_ratio"] - ft["object_hit_ratio"]) <= 0.01
     fo, to = fast["origin"]["requests_per_second"], trio["origin"]["requests_per_second"]
     assert abs(to - fo) <= 0.05 * fo
 
