@@ -55,8 +55,6 @@ def check_supported(topology: Topology, *, live: bool = False) -> None:
         raise TrioEngineError("node crashes are not run by live mode: use --mode virtual (either engine)")
     if topology.shadow is not None:
         raise TrioEngineError("[shadow] is modelled only by the default engine (--engine fast)")
-    if live and topology.shield is not None:
-        raise TrioEngineError("a shield tier is not run by live mode: use --mode virtual (either engine)")
     if live and topology.traffic.trace is not None:
         raise TrioEngineError("trace replay is not run by live mode: use --mode virtual (either engine)")
 

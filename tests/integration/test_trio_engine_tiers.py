@@ -16,7 +16,7 @@ import pytest
 from edgesim._topoload import load_topology, parse_topology, resolve_topology_arg
 from edgesim._traffic import window_topology
 from edgesim.engine import simulate
-from edgesim.live import LiveError, run_live
+from edgesim.live import auto_rate_scale, run_live
 from edgesim.topology import Latency, NodeCrash, Shield, Topology
 from edgesim.trioengine import simulate_trio
 
@@ -161,6 +161,21 @@ def test_trio_engine_crashes_and_restarts_nodes_as_the_fast_engine_does() -> Non
     assert abs(to - fo) <= 0.05 * fo
 
 
-def test_live_mode_refuses_a_shield_with_its_own_message(tmp_path: Path) -> None:
-    with pytest.raises(LiveError, match="shield tier is not run by live mode: use --mode virtual"):
-        run_live(_shielded(), seed=1, workdir=tmp_path)
+@pytest.mark.slow
+def test_live_mode_runs_a_shield_tier(tmp_path: Path) -> None:
+    # 10 s at live mode's default rate (about 350 requests): the shield nodes are
+    # loopback servers too, between the edge servers and the origin process.
+    demo = load_topology(resolve_topology_arg("demo"))
+    topo = replace(_shielded(), traffic=window_topology(demo, 600, 10, auto_rate_scale(demo)).traffic)
+    report = run_live(topo, seed=1, workdir=tmp_path).report
+    cmp = report["meta"]["virtual_comparison"]
+    assert cmp["requests"]["live"] == cmp["requests"]["virtual"] > 250
+    assert report["totals"]["failed"] == report["totals"]["errors"] == 0
+    assert abs(cmp["object_hit_ratio"]["difference"]) <= 0.02
+    assert abs(cmp["origin_requests_per_second"]["relative_difference"]) <= 0.10
+    shields = {name: n for name, n in report["nodes"].items() if n["tier"] == "shield"}
+    assert sorted(shields) == ["shield-us-east-0", "shield-us-east-1"]
+    assert all(n["origin_requests"] > 20 for n in shields.values())
+    # every origin request came through a shield, which answered some fetches itself
+    assert report["origin"]["requests"] == sum(n["origin_requests"] for n in shields.values())
+    assert report["origin"]["requests"] < report["totals"]["origin_requests"]
