@@ -11,7 +11,8 @@ cut of a real one, at a rate this machine can carry) with real parts and wall ti
 * the edge nodes are real HTTP servers on 127.0.0.1, started by an :class:`EdgeFleet`
   (:class:`InProcessEdges`: Trio servers in this process). The modelled link latencies,
   worker slots and service times are injected in the shells (:mod:`edgesim._modelled`),
-  which also record each node's origin fetches;
+  which also record each node's origin fetches; with a ``[shield]``, the shield nodes
+  are such servers too, between the edges and the origin;
 * a load generator, its own process (``python -P -m edgesim._liveload``), sends the
   arrivals of the traffic model (:class:`~edgesim._traffic.ArrivalStream`, the same
   requests the capacity engine draws for the seed) at their times, chooses nodes as

@@ -17,12 +17,23 @@ as the capacity engine does, so for the same seed both engines see the same requ
 balancers, link latencies and service times come from the engine's state too. What
 differs is only what the shells add: HTTP framing, real bodies, real concurrency.
 
+With a ``[shield]``, the shield nodes are edge services too (their own cores, workers
+and service time, no client link) whose origin is the origin server; each edge fetches
+a miss from the shield node the engine's consistent hash of site + URL picks
+(:class:`~edgesim._modelled.ShieldUplink`), with the edge's uplink latency each way,
+and the shield from the origin with ``latency_to_origin``. A replayed trace
+(``[traffic] trace``) gives the arrivals, and the origin lays out one object per trace
+key with the trace's size, as the capacity engine does. A node crash
+(``[[faults.crashes]]``) ends a life of the node (:class:`_CrashableEdge`): the
+requests in it get no answer, requests sent to it while it is down are retried on
+another node of the region after the client timeout, the balancer drops it after the
+health check delay, and it restarts after ``down_for`` with a cold cache.
+
 It is slow (every request is several Trio tasks and real HTTP parsing): for small
 topologies and for checking the fast engine (docs/live.md).
 
-Not modelled here (rejected with a clear error): shield tiers, node crashes, rule
-shadowing (``[shadow]``) and trace replay. Origin
-outages, latency spikes, flash crowds and deploys are.
+Not modelled here (rejected with a clear error): rule shadowing (``[shadow]``).
+Origin outages, latency spikes, flash crowds and deploys are.
 """
 
 from __future__ import annotations
@@ -246,7 +257,7 @@ class _Run:
             progress(eng.end, eng.end, self.arrivals)
 
     async def _crash(self, crash: Any, gate: _CrashableEdge, nursery: Any) -> None:
-        """Carry out one ``[[faults.crash]]`` as the capacity engine does: the node's
+        """Carry out one ``[[faults.crashes]]`` as the capacity engine does: the node's
         life ends (the requests in it get no answer), the region's balancer drops it
         after the health check delay, and it restarts with a cold cache after
         ``down_for``."""
@@ -331,7 +342,7 @@ class _Life:
 
 
 class _CrashableEdge:
-    """The HTTP handler of an edge node that crashes (``[[faults.crash]]``).
+    """The HTTP handler of an edge node that crashes (``[[faults.crashes]]``).
 
     While the node is up, a request that reaches it (after the client link) is served
     by its current life: a core, an :class:`~edgesim.serve.EdgeService`, the modelled
@@ -417,7 +428,7 @@ class _CrashableEdge:
 
 
 def _crashes_by_node(topology: Topology, eng: Any) -> dict[int, list[Any]]:
-    """The ``[[faults.crash]]`` entries before the run's end, by the engine's node index."""
+    """The ``[[faults.crashes]]`` entries before the run's end, by the engine's node index."""
     out: dict[int, list[Any]] = {}
     names = [r.name for r in topology.regions]
     for c in topology.faults.crashes:
@@ -441,7 +452,7 @@ def simulate_trio(
     """Run ``topology`` through the real Trio shells on Trio's mock clock.
 
     Args:
-        topology: the validated topology (no shield, no node crashes, no trace).
+        topology: the validated topology (no ``[shadow]``).
         seed: the run's seed (default: the topology's); the arrivals are the ones the
             capacity engine draws for this seed.
         progress: called as ``progress(virtual_time, end_time, requests)`` now and
