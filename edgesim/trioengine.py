@@ -189,10 +189,6 @@ class _Run:
                 )
                 members[n.index] = (n, client)
 
-            for index, node_crashes in crashes.items():
-                for c in node_crashes:
-                    servers.start_soon(self._crash, c, gates[index], servers)
-
             async def client_request(arrival: Any, n: Any) -> None:
                 t0, si = arrival.t, arrival.site
                 retries = 0
@@ -224,7 +220,12 @@ class _Run:
                     return
 
             deploys = sorted(topo.traffic.deploys, key=lambda d: d.at)
-            async with trio.open_nursery() as clients:
+            # Crashes run to their restarts, also past the last request (as the fast
+            # engine's do): the faults nursery waits for them, in virtual time.
+            async with trio.open_nursery() as faults, trio.open_nursery() as clients:
+                for index, node_crashes in crashes.items():
+                    for c in node_crashes:
+                        faults.start_soon(self._crash, c, gates[index], servers)
                 stream = self.stream
                 report_at = _PROGRESS_EVERY
                 while True:
