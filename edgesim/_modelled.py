@@ -13,7 +13,11 @@ These wrappers add it around the real parts, so that the shells run the same mod
 * :class:`ModelledUplink` is the edge's :class:`~edgesim.serve.Origin`: it records each
   upstream fetch and what the origin answered (the report's fetch and origin rows),
   sleeps the edge<->origin latency each way, and refuses requests during a modelled
-  origin outage.
+  origin outage. A shield node's origin is one too.
+* :class:`ShieldUplink` is an edge's :class:`~edgesim.serve.Origin` when the topology
+  has a shield tier: each fetch goes to the shield node that the engine's consistent
+  hash of site + URL picks (a shield is an :class:`~edgesim.serve.EdgeService` behind a
+  :class:`ModelledEdge` with no client link), with the edge<->shield latency each way.
 
 Time is ``trio.current_time() - t0`` seconds: virtual under the Trio engine's mock
 clock, wall-clock in live mode. Link latencies, service times and the balancers come
@@ -24,6 +28,8 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import zlib
+from bisect import bisect_right
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
@@ -43,7 +49,9 @@ __all__ = [
     "CollapseAwareNode",
     "ModelledEdge",
     "ModelledUplink",
+    "ShieldUplink",
     "build_edge_core",
+    "build_shield_core",
     "outcome_code",
 ]
 
@@ -89,6 +97,15 @@ def build_edge_core(topology: Topology, node: Any) -> CollapseAwareNode:
     return CollapseAwareNode(HttpCache(store(g.memory_cache), disk), EdgeConfig(name=node.name))
 
 
+def build_shield_core(topology: Topology, node: Any) -> CollapseAwareNode:
+    """The core of the engine's shield node ``node``: the ``[shield]`` memory and disk
+    tiers (default eviction, no object size limit, as the engine's), holding real bodies."""
+    sh = topology.shield
+    assert sh is not None
+    disk = MemoryStore(sh.disk_cache) if sh.disk_cache > 0 else None
+    return CollapseAwareNode(HttpCache(MemoryStore(sh.memory_cache), disk), EdgeConfig(name=node.name))
+
+
 def outcome_code(resp: Response, queued: float | None = None) -> tuple[int, float]:
     """The report's outcome code of a client response (from ``X-Cache``, the status and
     :data:`COLLAPSED_HEADER`) and its queueing seconds (:data:`QUEUE_HEADER`)."""
@@ -99,6 +116,15 @@ def outcome_code(resp: Response, queued: float | None = None) -> tuple[int, floa
         code = O_COLLAPSED
     q = resp.header(QUEUE_HEADER)
     return code, float(q) if q else 0.0
+
+
+def _fetch_kind(req: Request) -> str:
+    """The report's kind of an upstream fetch: manifest, revalidate or fill."""
+    if req.path.startswith(_RESERVED):
+        return "manifest"
+    if req.header("if-none-match") is not None or req.header("if-modified-since") is not None:
+        return "revalidate"
+    return "fill"
 
 
 class _Clock:
@@ -142,8 +168,14 @@ class ModelledEdge:
         self._waiting = 0
 
     async def handle(self, req: Request) -> Response:
+        await trio.sleep(self._link(self._clock()))
+        return await self.reply(*await self.serve(req))
+
+    async def serve(self, req: Request) -> tuple[Response, float, bool]:
+        """The node's part of a request that has reached it: the worker slot, the
+        service time, the real handler. Returns the handler's response, the seconds the
+        request queued (for a worker and upstream) and whether it joined another's fill."""
         clock, node = self._clock, self._node
-        await trio.sleep(self._link(clock()))
         notes = _RequestNotes()
         token = _NOTES.set(notes)
         try:
@@ -163,12 +195,18 @@ class ModelledEdge:
             resp = await self._handler(req)
         finally:
             _NOTES.reset(token)
-        back = self._link(clock())
+        return resp, queued + notes.origin_wait, notes.collapsed
+
+    async def reply(self, resp: Response, queued: float, collapsed: bool) -> Response:
+        """The way back to the client: link latency plus transfer time; the response
+        carries the model's headers."""
+        node = self._node
+        back = self._link(self._clock())
         if node.egress:
             back += resp.size / node.egress
         await trio.sleep(back)
-        extra = [(QUEUE_HEADER, f"{queued + notes.origin_wait:.6f}")]
-        if notes.collapsed:
+        extra = [(QUEUE_HEADER, f"{queued:.6f}")]
+        if collapsed:
             extra.append((COLLAPSED_HEADER, "1"))
         # A new Response: the handler's may share its header list with a cache entry.
         return Response(resp.status, [*resp.headers, *extra], resp.body, resp.size)
@@ -212,13 +250,7 @@ class ModelledUplink:
         clock, rec = self._clock, self._rec
         t = clock()
         si = self._sites.get((req.header("host") or "").lower().split(":")[0], -1)
-        if req.path.startswith(_RESERVED):
-            kind = "manifest"
-        elif req.header("if-none-match") is not None or req.header("if-modified-since") is not None:
-            kind = "revalidate"
-        else:
-            kind = "fill"
-        row = rec.fetch(t, self._node, si, kind)
+        row = rec.fetch(t, self._node, si, _fetch_kind(req))
         up = self._uplink(t)
         await trio.sleep(up)
         t_at = clock()
@@ -252,6 +284,80 @@ class ModelledUplink:
 
     async def aclose(self) -> None:
         await self._origin.aclose()
+
+
+class ShieldUplink:
+    """An edge node's origin (:class:`edgesim.serve.Origin`) when there is a shield tier.
+
+    Each fetch goes to one shield node, chosen as the capacity engine chooses it (the
+    crc32 of site + request target on the shield ring), after the edge->shield latency;
+    the answer comes back after the same link's latency. It records the edge's fetch
+    rows (the shield's own origin fetches are its :class:`ModelledUplink`'s). The
+    shield's answer says how long the request queued there (its worker queue plus its
+    origin's queue): that counts as this request's upstream wait, and the shield's
+    model headers are taken off before the edge caches the response.
+
+    Args:
+        shields: the real clients (:class:`~edgesim._client.OriginPool`) of the shield
+            nodes, by the engine's node index.
+        ring: the engine's shield ring: sorted hash points and the owning nodes.
+        node_index: the edge node's index in the report.
+        uplink: the edge's region link: ``link(t)`` draws a one-way latency.
+        rec: where fetch rows go.
+        site_index: host -> site index.
+        clock: run seconds.
+    """
+
+    def __init__(
+        self,
+        shields: dict[int, Any],
+        ring: tuple[list[int], list[Any]],
+        node_index: int,
+        uplink: Callable[[float], float],
+        rec: Recorder,
+        site_index: dict[str, int],
+        clock: Callable[[], float],
+    ) -> None:
+        self._shields = shields
+        self._points = ring[0]
+        self._owners: list[int] = [n.index for n in ring[1]]
+        self._node = node_index
+        self._uplink = uplink
+        self._rec = rec
+        self._sites = site_index
+        self._clock = clock
+
+    def shield_for(self, req: Request) -> int:
+        """The engine index of the shield node that serves ``req``."""
+        h = zlib.crc32((req.host + req.target).encode())
+        return self._owners[bisect_right(self._points, h) % len(self._points)]
+
+    async def request(self, req: Request, *, on_interim: InterimCallback | None = None) -> Response:
+        clock, rec = self._clock, self._rec
+        t = clock()
+        row = rec.fetch(t, self._node, self._sites.get(req.host, -1), _fetch_kind(req))
+        pool = self._shields[self.shield_for(req)]
+        await trio.sleep(self._uplink(t))
+        try:
+            if on_interim is None:
+                resp: Response = await pool.request(req)
+            else:
+                resp = await pool.request(req, on_interim=on_interim)
+        except OriginError:
+            rec.f_error[row] = 1
+            raise
+        queued = resp.header(QUEUE_HEADER)
+        headers = [(k, v) for k, v in resp.headers if k != QUEUE_HEADER and k != COLLAPSED_HEADER]
+        await trio.sleep(self._uplink(clock()))
+        rec.f_bytes[row] = resp.size
+        notes = _NOTES.get()
+        if notes is not None and queued:
+            notes.origin_wait += float(queued)
+        return Response(resp.status, headers, resp.body, resp.size)
+
+    async def aclose(self) -> None:
+        for pool in self._shields.values():
+            await pool.aclose()
 
 
 def run_until_interrupted(fn: Callable[..., Awaitable[None]], *args: Any, **kwargs: Any) -> bool:

@@ -103,7 +103,7 @@ class ArrivalStream:
     """The arrivals of a topology's traffic, in time order, one :meth:`next` at a time.
 
     Args:
-        topology: the topology (synthetic traffic; traces are not supported).
+        topology: the topology (synthetic traffic, or a replayed trace).
         seed: the run's seed.
         stop_at: end arrivals here (default: the traffic's duration).
 
@@ -116,8 +116,6 @@ class ArrivalStream:
     def __init__(self, topology: Topology, seed: int, stop_at: float | None = None) -> None:
         from edgesim.engine import _Arrivals, _Engine
 
-        if topology.traffic.trace is not None:
-            raise ValueError("trace replay is not supported here: use the default engine")
         self.topology = topology
         self.engine: Any = _Engine(topology, seed, stop_at)
         eng = self.engine

@@ -11,7 +11,8 @@ cut of a real one, at a rate this machine can carry) with real parts and wall ti
 * the edge nodes are real HTTP servers on 127.0.0.1, started by an :class:`EdgeFleet`
   (:class:`InProcessEdges`: Trio servers in this process). The modelled link latencies,
   worker slots and service times are injected in the shells (:mod:`edgesim._modelled`),
-  which also record each node's origin fetches;
+  which also record each node's origin fetches; with a ``[shield]``, the shield nodes
+  are such servers too, between the edges and the origin;
 * a load generator, its own process (``python -P -m edgesim._liveload``), sends the
   arrivals of the traffic model (:class:`~edgesim._traffic.ArrivalStream`, the same
   requests the capacity engine draws for the seed) at their times, chooses nodes as
@@ -109,8 +110,9 @@ class EdgeFleet(Protocol):
 
     async def start(self, nursery: trio.Nursery, origin_url: str) -> list[str]:
         """Start one node per edge node of the topology, in the engine's node order,
-        fetching from ``origin_url`` and serving until ``nursery`` is cancelled; return
-        their base URLs (``http://127.0.0.1:PORT``)."""
+        fetching from ``origin_url`` (or, with a ``[shield]``, from shield nodes it
+        starts too, which fetch from ``origin_url``) and serving until ``nursery`` is
+        cancelled; return the edge nodes' base URLs (``http://127.0.0.1:PORT``)."""
         ...
 
     def set_start(self, start_at: float) -> None:
@@ -119,7 +121,8 @@ class EdgeFleet(Protocol):
         ...
 
     async def purge(self, node: int, site: str) -> None:
-        """Drop everything cached for ``site`` on node ``node`` (a deploy reached it)."""
+        """Drop everything cached for ``site`` on node ``node`` (a deploy reached it);
+        ``node`` is the engine's index (shield nodes come after the edge nodes)."""
         ...
 
     def results(self) -> FleetResults:
@@ -141,7 +144,7 @@ class InProcessEdges:
         self.topology = topology
         self.engine = engine
         self.rec = Recorder()
-        self.cores: list[Any] = []
+        self.cores: dict[int, Any] = {}  # engine node index -> core (edges and shields)
         self.origin_busy = 0.0
         self.clock = _RunClock()
 
@@ -162,43 +165,71 @@ class InProcessEdges:
 
     async def start(self, nursery: trio.Nursery, origin_url: str) -> list[str]:
         from edgesim._client import OriginPool
-        from edgesim._modelled import ModelledEdge, ModelledUplink, build_edge_core
+        from edgesim._modelled import (
+            ModelledEdge,
+            ModelledUplink,
+            ShieldUplink,
+            build_edge_core,
+            build_shield_core,
+        )
         from edgesim._server import HttpServer
         from edgesim.serve import EdgeService
 
         eng, clock = self.engine, self.clock
         outages = [(float(a), float(b)) for a, b in eng.outages]
-        urls = []
-        for n in eng.nodes:
-            core = build_edge_core(self.topology, n)
-            self.cores.append(core)
+
+        def to_origin(n: Any) -> ModelledUplink:
             pool = OriginPool(origin_url, read_timeout=READ_TIMEOUT)
-            up = ModelledUplink(
+            return ModelledUplink(
                 pool, n.index, n.uplink, self.rec, eng.site_index, clock, outages, self._add_origin_busy
             )
+
+        async def serve(n: Any, core: Any, up: Any, link: Any) -> str:
+            self.cores[n.index] = core
             service = EdgeService(core, up)  # the core's clock: wall time, as the origin's
             await nursery.start(service.run)
-            edge = ModelledEdge(service.handle, n, eng.client_links[n.region], clock, self._busy)
+            edge = ModelledEdge(service.handle, n, link, clock, self._busy)
             http = HttpServer(edge.handle, server_name=n.name)
             port = await nursery.start(http.serve_tcp, "127.0.0.1", 0)
-            urls.append(f"http://127.0.0.1:{port}")
+            return f"http://127.0.0.1:{port}"
+
+        # Shield nodes first (the edges fetch from them): servers on loopback too, whose
+        # origin is the origin process; no client link (the edge's uplink is theirs).
+        shields = {
+            n.index: await serve(n, build_shield_core(self.topology, n), to_origin(n), _no_link)
+            for n in eng.shield_nodes
+        }
+        urls = []
+        for n in eng.nodes:
+            if n.shield:
+                continue
+            up: Any = to_origin(n)
+            if eng.shield_ring is not None:
+                pools = {i: OriginPool(url, read_timeout=READ_TIMEOUT) for i, url in shields.items()}
+                up = ShieldUplink(pools, eng.shield_ring, n.index, n.uplink, self.rec, eng.site_index, clock)
+            urls.append(await serve(n, build_edge_core(self.topology, n), up, eng.client_links[n.region]))
         return urls
 
     def results(self) -> FleetResults:
         nodes = [
             {
                 "name": n.name,
-                "region": self.topology.regions[n.region].name,
-                "tier": "edge",
+                "region": self.topology.regions[n.region].name if not n.shield else "shield",
+                "tier": "shield" if n.shield else "edge",
                 "workers": n.workers,
                 "busy": n.busy_steady,
                 "max_queue": n.max_queue,
                 "crashes": 0,
-                "cache": (self.cores[n.index] if n.index < len(self.cores) else n.core).cache.statistics(),
+                "cache": self.cores.get(n.index, n.core).cache.statistics(),
             }
             for n in self.engine.nodes
         ]
         return FleetResults(self.rec, nodes, self.origin_busy)
+
+
+def _no_link(t: float) -> float:
+    """A shield's client link: none (the edge's uplink carries the latency)."""
+    return 0.0
 
 
 # --------------------------------------------------------------------------
@@ -220,7 +251,7 @@ def _check(topology: Topology) -> None:
     from edgesim.trioengine import TrioEngineError, check_supported
 
     try:
-        check_supported(topology)
+        check_supported(topology, live=True)
     except TrioEngineError as exc:
         raise LiveError(str(exc).replace("(--engine fast)", "(--mode virtual)")) from None
 
@@ -481,7 +512,7 @@ def run_live(
 
     Error handling:
         :class:`LiveError` when a part cannot start or the topology has something live
-        mode does not model (shield, crashes, [shadow], traces).
+        mode does not model (crashes, [shadow], traces).
     """
     from edgesim._modelled import run_until_interrupted
     from edgesim._traffic import ArrivalStream, model_events
@@ -492,7 +523,7 @@ def run_live(
     eng = stream.engine
     edges: EdgeFleet = fleet if fleet is not None else InProcessEdges(topology, eng)
     arrivals, deploys = _schedule(stream)
-    plan = _Plan(arrivals, deploys, [n.region for n in eng.nodes], float(eng.end))
+    plan = _Plan(arrivals, deploys, [n.region for n in eng.nodes if not n.shield], float(eng.end))
     events = model_events(topology, plan.end)
     end = float(eng.end)
     clock = _RunClock()

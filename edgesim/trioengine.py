@@ -17,12 +17,23 @@ as the capacity engine does, so for the same seed both engines see the same requ
 balancers, link latencies and service times come from the engine's state too. What
 differs is only what the shells add: HTTP framing, real bodies, real concurrency.
 
+With a ``[shield]``, the shield nodes are edge services too (their own cores, workers
+and service time, no client link) whose origin is the origin server; each edge fetches
+a miss from the shield node the engine's consistent hash of site + URL picks
+(:class:`~edgesim._modelled.ShieldUplink`), with the edge's uplink latency each way,
+and the shield from the origin with ``latency_to_origin``. A replayed trace
+(``[traffic] trace``) gives the arrivals, and the origin lays out one object per trace
+key with the trace's size, as the capacity engine does. A node crash
+(``[[faults.crashes]]``) ends a life of the node (:class:`_CrashableEdge`): the
+requests in it get no answer, requests sent to it while it is down are retried on
+another node of the region after the client timeout, the balancer drops it after the
+health check delay, and it restarts after ``down_for`` with a cold cache.
+
 It is slow (every request is several Trio tasks and real HTTP parsing): for small
 topologies and for checking the fast engine (docs/live.md).
 
-Not modelled here (rejected with a clear error): shield tiers, node crashes, rule
-shadowing (``[shadow]``) and trace replay. Origin
-outages, latency spikes, flash crowds and deploys are.
+Not modelled here (rejected with a clear error): rule shadowing (``[shadow]``).
+Origin outages, latency spikes, flash crowds and deploys are.
 """
 
 from __future__ import annotations
@@ -48,16 +59,15 @@ class TrioEngineError(ValueError):
     """The topology uses something the Trio engine does not model."""
 
 
-def check_supported(topology: Topology) -> None:
-    """Raise :class:`TrioEngineError` for parts the shells-based drivers don't model."""
-    if topology.shield is not None:
-        raise TrioEngineError("a shield tier is modelled only by the default engine (--engine fast)")
-    if topology.faults.crashes:
-        raise TrioEngineError("node crashes are modelled only by the default engine (--engine fast)")
+def check_supported(topology: Topology, *, live: bool = False) -> None:
+    """Raise :class:`TrioEngineError` for parts of ``topology`` that the Trio engine (or,
+    with ``live``, live mode, which runs the same shells on loopback) does not model."""
+    if live and topology.faults.crashes:
+        raise TrioEngineError("node crashes are not run by live mode: use --mode virtual (either engine)")
     if topology.shadow is not None:
         raise TrioEngineError("[shadow] is modelled only by the default engine (--engine fast)")
-    if topology.traffic.trace is not None:
-        raise TrioEngineError("trace replay is modelled only by the default engine (--engine fast)")
+    if live and topology.traffic.trace is not None:
+        raise TrioEngineError("trace replay is not run by live mode: use --mode virtual (either engine)")
 
 
 class _Run:
@@ -73,7 +83,7 @@ class _Run:
         self.rec = Recorder()
         self.events: list[dict[str, Any]] = []
         self.origin_busy = 0.0
-        self.cores: list[Any] = []
+        self.cores: dict[int, Any] = {}  # node index -> its core
         self.reached = 0.0
         self.arrivals = 0
 
@@ -87,12 +97,20 @@ class _Run:
         import trio
 
         from edgesim._client import OriginError, OriginPool
-        from edgesim._modelled import ModelledEdge, ModelledUplink, _Clock, build_edge_core, outcome_code
+        from edgesim._modelled import (
+            ModelledEdge,
+            ModelledUplink,
+            ShieldUplink,
+            _Clock,
+            build_edge_core,
+            build_shield_core,
+            outcome_code,
+        )
         from edgesim._server import HttpServer
         from edgesim._traffic import model_events
         from edgesim.http import Request
         from edgesim.serve import EdgeService
-        from edgesim.testing import _memory_opener, build_origin_core
+        from edgesim.testing import _memory_opener
         from origin.server import OriginServer
 
         eng, rec, topo = self.eng, self.rec, self.topo
@@ -106,27 +124,64 @@ class _Run:
         self.events.extend(model_events(topo, eng.end))
 
         o = topo.origin
-        core = build_origin_core(topo, now=epoch0, bodies=True, model_load=True)
+        core = _origin_core(topo, eng.trace, epoch0)
         origin = OriginServer(
             core, concurrency=max(1, o.workers), max_queue=o.max_queue, rng=random.Random(self.seed)
         )
         async with trio.open_nursery() as servers:
-            members: dict[int, tuple[Any, OriginPool]] = {}
-            for n in eng.nodes:
-                node_core = build_edge_core(topo, n)
-                self.cores.append(node_core)
+
+            def to_origin(n: Any) -> ModelledUplink:
                 pool = OriginPool(
                     "http://origin.invalid:80",
                     read_timeout=_READ_TIMEOUT,
                     open_stream=_memory_opener(servers, origin.http),
                 )
-                up = ModelledUplink(
+                return ModelledUplink(
                     pool, n.index, n.uplink, rec, eng.site_index, clock, outages, self.add_origin_busy
                 )
-                service = EdgeService(node_core, up, clock=now)
+
+            # Shield nodes: edge services whose origin is the origin, with their own
+            # workers and service time; no client link (the edge's uplink is theirs).
+            shield_servers: dict[int, HttpServer] = {}
+            for n in eng.shield_nodes:
+                self.cores[n.index] = node_core = build_shield_core(topo, n)
+                service = EdgeService(node_core, to_origin(n), clock=now)
                 await servers.start(service.run)
-                edge = ModelledEdge(service.handle, n, eng.client_links[n.region], clock, self.busy)
-                http = HttpServer(edge.handle, server_name=n.name)
+                edge = ModelledEdge(service.handle, n, _no_link, clock, self.busy)
+                shield_servers[n.index] = HttpServer(edge.handle, server_name=n.name)
+
+            def make_uplink(n: Any) -> Any:
+                if eng.shield_ring is None:
+                    return to_origin(n)
+                pools = {
+                    i: OriginPool(
+                        f"http://shield-{i}.invalid:80",
+                        read_timeout=_READ_TIMEOUT,
+                        open_stream=_memory_opener(servers, http),
+                    )
+                    for i, http in shield_servers.items()
+                }
+                return ShieldUplink(pools, eng.shield_ring, n.index, n.uplink, rec, eng.site_index, clock)
+
+            crashes = _crashes_by_node(topo, eng)
+            gates: dict[int, _CrashableEdge] = {}
+            members: dict[int, tuple[Any, OriginPool]] = {}
+            for n in eng.nodes:
+                if n.shield:
+                    continue
+                self.cores[n.index] = node_core = build_edge_core(topo, n)
+                link = eng.client_links[n.region]
+                if n.index in crashes:
+                    gate = gates[n.index] = _CrashableEdge(
+                        n, link, clock, now, self.busy, make_uplink, topo.faults.client_timeout
+                    )
+                    await servers.start(gate.live, node_core)
+                    handler = gate.handle
+                else:
+                    service = EdgeService(node_core, make_uplink(n), clock=now)
+                    await servers.start(service.run)
+                    handler = ModelledEdge(service.handle, n, link, clock, self.busy).handle
+                http = HttpServer(handler, server_name=n.name)
                 client = OriginPool(
                     f"http://{n.name}.edge.invalid:80",
                     read_timeout=_READ_TIMEOUT,
@@ -134,20 +189,43 @@ class _Run:
                 )
                 members[n.index] = (n, client)
 
-            async def client_request(arrival: Any, n: Any, pool: OriginPool) -> None:
-                t0 = arrival.t
-                try:
-                    resp = await pool.request(Request("GET", arrival.target, arrival.headers))
-                except OriginError:
+            async def client_request(arrival: Any, n: Any) -> None:
+                t0, si = arrival.t, arrival.site
+                retries = 0
+                while True:
+                    try:
+                        resp = await members[n.index][1].request(
+                            Request("GET", arrival.target, arrival.headers)
+                        )
+                    except OriginError:
+                        n.conns -= 1
+                        rec.add(t0, clock() - t0, 0.0, n.index, si, O_FAILED, 0, retries)
+                        return
                     n.conns -= 1
-                    rec.add(t0, clock() - t0, 0.0, n.index, arrival.site, O_FAILED, 0, 0)
+                    if resp.header(NO_ANSWER_HEADER) is not None:
+                        # the node was down: the client gave up on it, and tries another
+                        retries += 1
+                        other = eng._choose(arrival.region, arrival.target, n)
+                        if other is None:
+                            rec.add(t0, clock() - t0, 0.0, n.index, si, O_FAILED, 0, retries)
+                            return
+                        n = other
+                        n.conns += 1
+                        continue
+                    if resp.header(CRASHED_HEADER) is not None:
+                        rec.add(t0, clock() - t0, 0.0, n.index, si, O_FAILED, 0, retries)
+                        return
+                    code, queued = outcome_code(resp)
+                    rec.add(t0, clock() - t0, queued, n.index, si, code, resp.size, retries)
                     return
-                n.conns -= 1
-                code, queued = outcome_code(resp)
-                rec.add(t0, clock() - t0, queued, n.index, arrival.site, code, resp.size, 0)
 
             deploys = sorted(topo.traffic.deploys, key=lambda d: d.at)
-            async with trio.open_nursery() as clients:
+            # Crashes run to their restarts, also past the last request (as the fast
+            # engine's do): the faults nursery waits for them, in virtual time.
+            async with trio.open_nursery() as faults, trio.open_nursery() as clients:
+                for index, node_crashes in crashes.items():
+                    for c in node_crashes:
+                        faults.start_soon(self._crash, c, gates[index], servers)
                 stream = self.stream
                 report_at = _PROGRESS_EVERY
                 while True:
@@ -169,7 +247,7 @@ class _Run:
                         rec.add(arr.t, 0.0, 0.0, first, arr.site, O_FAILED, 0, 0)
                     else:
                         n.conns += 1
-                        clients.start_soon(client_request, arr, n, members[n.index][1])
+                        clients.start_soon(client_request, arr, n)
                     if self.arrivals >= report_at and progress is not None:
                         report_at += _PROGRESS_EVERY
                         progress(arr.t, eng.end, self.arrivals)
@@ -179,6 +257,45 @@ class _Run:
         if progress is not None:
             progress(eng.end, eng.end, self.arrivals)
 
+    async def _crash(self, crash: Any, gate: _CrashableEdge, nursery: Any) -> None:
+        """Carry out one ``[[faults.crashes]]`` as the capacity engine does: the node's
+        life ends (the requests in it get no answer), the region's balancer drops it
+        after the health check delay, and it restarts with a cold cache after
+        ``down_for``."""
+        import trio
+
+        from edgesim._modelled import build_edge_core
+
+        eng, n, t0 = self.eng, gate.node, gate.t0
+        await trio.sleep_until(t0 + crash.at)
+        n.crashes += 1
+        failed, epoch = gate.crash()
+        self.cores[n.index] = build_edge_core(self.topo, n)  # the cache is gone
+        self.events.append(
+            {
+                "at": crash.at,
+                "kind": "node_crash",
+                "node": n.name,
+                "failed_in_flight": failed,
+                "restart": crash.at + crash.down_for,
+            }
+        )
+        alive = eng.alive[n.region]
+        steps = sorted([(self.topo.faults.health_check_delay, 0), (crash.down_for, 1)])
+        for after, what in steps:
+            await trio.sleep_until(t0 + crash.at + after)
+            if gate.epoch != epoch:  # crashed again meanwhile: that crash decides
+                return
+            if what == 0:
+                if gate.life is None and n in alive:
+                    alive.remove(n)
+            else:
+                await nursery.start(gate.live, self.cores[n.index])
+                if n not in alive:
+                    alive.append(n)
+                    alive.sort(key=lambda m: m.index)
+                self.events.append({"at": crash.at + crash.down_for, "kind": "node_restart", "node": n.name})
+
     def _deploy(self, dep: Any, core: Any, now: float, nursery: Any) -> None:
         import trio
 
@@ -186,13 +303,13 @@ class _Run:
         opts = self.stream.publish_deploy(dep.site, dep.new_fraction, now)
         d = core.publish(core.prepare_deploy(host, options=opts), now)
         purges = []
-        for node_core in self.cores:
+        for n in self.eng.nodes:  # in the engine's order: one draw per node, as it draws
             delay = dep.propagation * self.eng.u_misc()
             purges.append(dep.at + delay)
 
-            async def purge(node_core: Any = node_core, delay: float = delay) -> None:
+            async def purge(index: int = n.index, delay: float = delay) -> None:
                 await trio.sleep(delay)
-                node_core.cache.purge_tag(host)
+                self.cores[index].cache.purge_tag(host)  # the core of then (a crash replaces it)
 
             nursery.start_soon(purge)
         self.events.append(
@@ -207,6 +324,125 @@ class _Run:
         )
 
 
+# Marks of the two ways a client gets no answer from a crashing node (a modelling
+# device, as the queue header is: the client driver records them).
+NO_ANSWER_HEADER = "x-edgesim-no-answer"  # down when the request came: the client timed out
+CRASHED_HEADER = "x-edgesim-crashed"  # crashed with the request in it
+
+
+class _Life:
+    """One life of a crashing node, from a start to its crash: the cancel scope of its
+    edge service and the requests being served."""
+
+    __slots__ = ("edge", "requests", "scope")
+
+    def __init__(self, scope: Any, edge: Any) -> None:
+        self.scope = scope
+        self.edge = edge
+        self.requests: set[Any] = set()
+
+
+class _CrashableEdge:
+    """The HTTP handler of an edge node that crashes (``[[faults.crashes]]``).
+
+    While the node is up, a request that reaches it (after the client link) is served
+    by its current life: a core, an :class:`~edgesim.serve.EdgeService`, the modelled
+    CPU (:class:`~edgesim._modelled.ModelledEdge`) and an uplink. :meth:`crash` cancels
+    all of that life at once: requests queued or in service with their upstream fetches
+    and joins, background revalidations, the uplink's connections. Their clients get no
+    answer; a request that reaches the node while it is down gets none either, and its
+    client gives up ``client_timeout`` seconds after sending it. The client driver sees
+    these as responses marked :data:`CRASHED_HEADER` and :data:`NO_ANSWER_HEADER`.
+    :meth:`live` starts a life (the first, and each restart with a cold core).
+    """
+
+    def __init__(
+        self,
+        node: Any,
+        link: Callable[[float], float],
+        clock: Any,
+        now: Callable[[], float],
+        busy: Callable[[float, float], float],
+        make_uplink: Callable[[Any], Any],
+        client_timeout: float,
+    ) -> None:
+        self.node = node
+        self.t0: float = clock.t0
+        self.life: _Life | None = None
+        self.epoch = 0
+        self._link = link
+        self._clock = clock
+        self._now = now
+        self._busy = busy
+        self._make_uplink = make_uplink
+        self._timeout = client_timeout
+
+    async def live(self, core: Any, *, task_status: Any) -> None:
+        """Run one life of the node on ``core`` until :meth:`crash` (or the run) ends it."""
+        import trio
+
+        from edgesim._modelled import ModelledEdge
+        from edgesim.serve import EdgeService
+
+        with trio.CancelScope() as scope:
+            service = EdgeService(core, self._make_uplink(self.node), clock=self._now)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(service.run)
+                edge = ModelledEdge(service.handle, self.node, self._link, self._clock, self._busy)
+                self.life = _Life(scope, edge)
+                task_status.started()
+
+    def crash(self) -> tuple[int, int]:
+        """End the current life; returns the requests it was serving and the new epoch."""
+        self.epoch += 1
+        life, self.life = self.life, None
+        if life is None:
+            return 0, self.epoch
+        for cs in life.requests:
+            cs.cancel()
+        life.scope.cancel()
+        return len(life.requests), self.epoch
+
+    async def handle(self, req: Any) -> Any:
+        import trio
+
+        from edgesim.http import Response
+
+        clock = self._clock
+        t_sent = clock()
+        await trio.sleep(self._link(t_sent))
+        life = self.life
+        if life is None:
+            await trio.sleep_until(self.t0 + t_sent + self._timeout)
+            return Response(504, [(NO_ANSWER_HEADER, "1")], b"")
+        served = None
+        with trio.CancelScope() as cs:
+            life.requests.add(cs)
+            try:
+                served = await life.edge.serve(req)
+            finally:
+                life.requests.discard(cs)
+        if served is None:
+            await trio.sleep(self._link(clock()))
+            return Response(502, [(CRASHED_HEADER, "1")], b"")
+        return await life.edge.reply(*served)
+
+
+def _crashes_by_node(topology: Topology, eng: Any) -> dict[int, list[Any]]:
+    """The ``[[faults.crashes]]`` entries before the run's end, by the engine's node index."""
+    out: dict[int, list[Any]] = {}
+    names = [r.name for r in topology.regions]
+    for c in topology.faults.crashes:
+        if c.at >= eng.end:
+            continue
+        try:
+            node = eng.region_nodes[names.index(c.region)][c.node]
+        except (ValueError, IndexError):
+            raise ValueError(f"crash of unknown node {c.region}[{c.node}]") from None
+        out.setdefault(node.index, []).append(c)
+    return out
+
+
 def simulate_trio(
     topology: Topology,
     *,
@@ -217,7 +453,7 @@ def simulate_trio(
     """Run ``topology`` through the real Trio shells on Trio's mock clock.
 
     Args:
-        topology: the validated topology (no shield, no node crashes, no trace).
+        topology: the validated topology (no ``[shadow]``).
         seed: the run's seed (default: the topology's); the arrivals are the ones the
             capacity engine draws for this seed.
         progress: called as ``progress(virtual_time, end_time, requests)`` now and
@@ -262,15 +498,13 @@ def simulate_trio(
         nodes=[
             {
                 "name": n.name,
-                "region": topology.regions[n.region].name,
-                "tier": "edge",
+                "region": topology.regions[n.region].name if not n.shield else "shield",
+                "tier": "shield" if n.shield else "edge",
                 "workers": n.workers,
                 "busy": n.busy_steady,
                 "max_queue": n.max_queue,
-                "crashes": 0,
-                "cache": run.cores[n.index].cache.statistics()
-                if n.index < len(run.cores)
-                else n.core.cache.statistics(),
+                "crashes": n.crashes,
+                "cache": run.cores.get(n.index, n.core).cache.statistics(),
             }
             for n in eng.nodes
         ],
@@ -284,6 +518,39 @@ def simulate_trio(
         "simulated_requests_per_second": run.arrivals / wall if wall > 0 else 0.0,
     }
     return RunResult(report, timing)
+
+
+def _no_link(t: float) -> float:
+    """A shield's client link: none (the edge's uplink carries the latency)."""
+    return 0.0
+
+
+def _origin_core(topology: Topology, trace: Any, now: float) -> Any:
+    """The real origin's core: the topology's sites (as :func:`edgesim.testing.build_origin_core`
+    builds them, with the modelled service time); with a replayed trace, the synthetic
+    sites it asks for get one object per trace key, sized as in the trace, as the
+    capacity engine lays them out."""
+    from edgesim.testing import build_origin_core
+
+    if trace is None:
+        return build_origin_core(topology, now=now, bodies=True, model_load=True)
+    from dataclasses import replace
+
+    from edgesim.engine import origin_catalog_spec
+    from edgesim.testing import _rule_texts, site_config_text
+    from origin.core import OriginCore, parse_config
+
+    core = OriginCore(bodies=True)
+    for i, s in enumerate(topology.sites):
+        host = s.name.lower()
+        if s.directory is not None:
+            core.add_folder(s.directory, now=now, name=host)
+            continue
+        assert s.catalog is not None
+        cfg = parse_config(site_config_text(s, origin=topology.origin), f"{host}/_edgesim.toml")
+        cfg = replace(cfg, catalog=origin_catalog_spec(s.catalog, trace.site_sizes[i]))
+        core.add_synthetic(host, cfg, now=now, rules=_rule_texts(s) or None)
+    return core
 
 
 def _iso(t: float) -> str:

@@ -125,9 +125,14 @@ def test_bad_options_get_one_error_line(tmp_path: Path, args: list[str], message
 
 
 def test_what_the_shells_do_not_model_is_one_error_line(tmp_path: Path) -> None:
-    topo = tmp_path / "crash.toml"
-    topo.write_text(SMALL + '\n[[faults.crashes]]\nregion = "eu"\nnode = 0\nat = "20s"\ndown_for = "30s"\n')
-    for mode in (["--engine", "trio"], ["--mode", "live", "--window", "0,60s"]):
+    shadow = tmp_path / "shadow.toml"
+    shadow.write_text(SMALL + '\n[shadow]\ncandidate = "reference"\n')
+    crash = tmp_path / "crash.toml"
+    crash.write_text(SMALL + '\n[[faults.crashes]]\nregion = "eu"\nnode = 0\nat = "20s"\ndown_for = "30s"\n')
+    for topo, mode, message in (
+        (shadow, ["--engine", "trio"], "[shadow] is modelled only by the default engine"),
+        (crash, ["--mode", "live", "--window", "0,60s"], "node crashes are not run by live mode"),
+    ):
         code, _, err = _run("run", str(topo), "--quiet", *mode)
         assert code == 1
-        assert err.count("\n") == 1 and "node crashes are modelled only by" in err, err
+        assert err.count("\n") == 1 and message in err, err

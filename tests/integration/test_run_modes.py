@@ -19,8 +19,16 @@ import pytest
 from edgesim._topoload import load_topology, resolve_topology_arg
 from edgesim._traffic import ArrivalStream, window_topology
 from edgesim.engine import simulate
-from edgesim.live import FleetResults, InProcessEdges, auto_rate_scale, run_live
-from edgesim.topology import Deploy, FlashCrowd, LatencySpike, NodeCrash, OriginOutage, Topology
+from edgesim.live import FleetResults, InProcessEdges, LiveError, auto_rate_scale, run_live
+from edgesim.topology import (
+    Deploy,
+    FlashCrowd,
+    LatencySpike,
+    NodeCrash,
+    OriginOutage,
+    ShadowSpec,
+    Topology,
+)
 from edgesim.trioengine import TrioEngineError, simulate_trio
 
 
@@ -84,9 +92,11 @@ def test_trio_engine_carries_out_deploys_outages_spikes_and_flash_crowds() -> No
 
 def test_trio_engine_refuses_what_it_does_not_model() -> None:
     topo = window_topology(_demo(), 600, 10)
+    with pytest.raises(TrioEngineError, match=r"\[shadow\] is modelled only by the default engine"):
+        simulate_trio(replace(topo, shadow=ShadowSpec("reference")))
     crashing = replace(topo, faults=replace(topo.faults, crashes=(NodeCrash("eu-west", 0, 5.0, 2.0),)))
-    with pytest.raises(TrioEngineError, match="node crashes"):
-        simulate_trio(crashing)
+    with pytest.raises(LiveError, match="node crashes are not run by live mode"):
+        run_live(crashing, seed=1)
 
 
 def test_window_topology_shifts_the_curve_and_scales_the_rate() -> None:
@@ -119,6 +129,9 @@ class _WatchedFleet:
     def set_start(self, start_at: float) -> None:
         self.start_at = start_at
         self.inner.set_start(start_at)
+
+    async def purge(self, node: int, site: str) -> None:
+        await self.inner.purge(node, site)
 
     def results(self) -> FleetResults:
         return self.inner.results()
