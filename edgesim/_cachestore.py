@@ -276,8 +276,13 @@ class _BoundedIndex:
             return False
         self._slots[key] = slot
         self._used += slot.nbytes
-        if slot.tag:
-            self._tags.setdefault(slot.tag, set()).add(key)
+        tag = slot.tag
+        if tag:
+            keys = self._tags.get(tag)
+            if keys is None:  # not setdefault: that builds a set on every put
+                self._tags[tag] = {key}
+            else:
+                keys.add(key)
         # The new key sits at the end, and nbytes <= capacity, so it is never the victim.
         while self._used > self._capacity:
             victim, vslot = self._slots.popitem(last=False)

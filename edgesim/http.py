@@ -47,8 +47,13 @@ def get_all(headers: Headers, name: str) -> list[str]:
 
 def joined(headers: Headers, name: str) -> str | None:
     """All values of a list-valued header joined with ", " (RFC 9110 §5.3)."""
-    vals = [v for k, v in headers if k == name]
-    return ", ".join(vals) if vals else None
+    # One pass with no list built: most fields have no line or one line (this runs per
+    # stored response and per served request).
+    out = None
+    for k, v in headers:
+        if k == name:
+            out = v if out is None else f"{out}, {v}"
+    return out
 
 
 def without(headers: Headers, names: Iterable[str]) -> Headers:
