@@ -65,7 +65,7 @@ from edgesim._cachestore import (
     decode_entries,
     encode_entries,
 )
-from edgesim.http import HOP_BY_HOP, Headers, Request, Response, get_header, joined
+from edgesim.http import HOP_BY_HOP, FrozenHeaders, Headers, Request, Response, get_header, joined
 
 __all__ = [
     "FRESH",
@@ -816,13 +816,13 @@ def _build_entry(
     )
 
 
-def merge_304_headers(stored: Headers, received: Headers) -> Headers:
+def merge_304_headers(stored: Headers | FrozenHeaders, received: Headers) -> Headers:
     """RFC 9111 §3.2: every field in the 304 replaces all stored lines of that name,
     except Content-Length, hop-by-hop (incl. Connection-listed) fields and Age."""
     fresh = _storable_headers(received)
     names = {k for k, _ in fresh} - NOT_UPDATED_BY_304
     if not names:
-        return stored
+        return list(stored)
     return [h for h in stored if h[0] not in names] + [h for h in fresh if h[0] in names]
 
 
@@ -1343,16 +1343,12 @@ class HttpCache:
                 hs.append(("age", a))
                 return Response(304, hs, b"", 0)
             if req.method == "HEAD":
-                hs = e.headers.copy()
-                hs.append(("age", a))
-                return Response(e.status, hs, b"", 0)
+                return Response(e.status, [*e.headers, ("age", a)], b"", 0)
             if ranged and e.status == 200 and req.method == "GET":
                 rng = _range_request(e, req)
                 if rng is not None:
                     return _partial(e, rng, a)
-        hs = e.headers.copy()
-        hs.append(("age", a))
-        return Response(e.status, hs, e.body, e.size)
+        return Response(e.status, [*e.headers, ("age", a)], e.body, e.size)
 
     def stale_if_error_ok(self, entry: CacheEntry | Lookup, now: float) -> bool:
         """Whether ``stale-if-error`` allows serving ``entry`` at ``now`` after an origin

@@ -15,6 +15,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 Headers = list[tuple[str, str]]
+# Headers kept unchanged for long (stored cache entries, an origin's per-file fields): a
+# tuple of (str, str) pairs, which Python's cyclic garbage collector stops tracking once
+# it has seen it, unlike a list that it rescans on every full collection.
+FrozenHeaders = tuple[tuple[str, str], ...]
 
 # Hop-by-hop headers (RFC 9110 §7.6.1): never stored, never forwarded.
 HOP_BY_HOP = frozenset(
@@ -32,7 +36,7 @@ HOP_BY_HOP = frozenset(
 )
 
 
-def get_header(headers: Headers, name: str) -> str | None:
+def get_header(headers: Headers | FrozenHeaders, name: str) -> str | None:
     """First value of ``name`` (lower-case), or None."""
     for k, v in headers:
         if k == name:
