@@ -370,12 +370,19 @@ class EdgeNode:
         rh = req.headers
         named = _NOT_FORWARDED_SAFE if req.method in _SAFE else _NOT_FORWARDED
         via = None
-        for k, v in rh:
-            if k == "connection":
-                named = named.union(t.strip().lower() for t in v.split(",") if t.strip())
-            elif k == "via" and via is None:
-                via = v
-        headers = [h for h in rh if h[0] not in named]
+        headers: Headers = []
+        keep = headers.append
+        for h in rh:
+            k = h[0]
+            if k not in named:
+                keep(h)
+            elif k == "connection":
+                named = named.union(t.strip().lower() for t in h[1].split(",") if t.strip())
+            if k == "via" and via is None:
+                via = h[1]
+        if named is not _NOT_FORWARDED_SAFE and named is not _NOT_FORWARDED:
+            # Connection named more fields, maybe some already kept: filter again (rare)
+            headers = [h for h in headers if h[0] not in named]
         headers.append(("via", f"{via}, {self._via}" if via else self._via))
         return Request(req.method, req.target, headers, req.body, "1.1")
 

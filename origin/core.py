@@ -374,7 +374,9 @@ class Deploy:
         else:
             assert prepared.catalog is not None
             self.files = None
-            self.exists = self._synthetic_exists
+            # the catalog's test is memoised, misses included (rules ask for pretty-URL
+            # candidates such as /page-3.html.html on every request)
+            self.exists = prepared.catalog.exists
         self._recent: dict[str, FileInfo] = {}
 
     def file(self, path: str) -> FileInfo | None:
@@ -396,9 +398,6 @@ class Deploy:
             self._recent.clear()  # cheaper than LRU bookkeeping; popular files return fast
         self._recent[path] = f
         return f
-
-    def _synthetic_exists(self, path: str) -> bool:
-        return self.file(path) is not None
 
     def body(self, f: FileInfo) -> bytes:
         """The body of ``f`` (generated for synthetic sites)."""
