@@ -60,6 +60,7 @@ __all__ = [
     "mint_jwt",
     "resolve",
     "resolve_file",
+    "visitor_fields",
 ]
 
 _T = TypeVar("_T", bound="_RuleSetBase")
@@ -656,9 +657,9 @@ class RuleSet(_RuleSetBase):
         cl = None  # read once here, reused by the native context on a memo miss
         visitor = headers is not None or country is not None or language is not None
         if visitor and cookies is None and type(url) is str and (headers is None or type(headers) is list):
-            cl = cookie_header, accept_language = _cookie_and_language(headers) if headers else (None, None)
-            if cookie_header is None or "nf_jwt" not in cookie_header:
-                key = (url, country, language, cookie_header, accept_language)
+            cl = visitor_fields(headers)
+            if cl is not None:
+                key = (url, country, language, cl[0], cl[1])
                 hit = self._matches.get(key, _MISSING)
                 if hit is not _MISSING:
                     if self._h is None:
@@ -1000,6 +1001,16 @@ _ASSET_EXTENSIONS = (
     ".map",
     ".wasm",
 )
+
+
+def visitor_fields(headers: list[tuple[str, str]] | None) -> tuple[str | None, str | None] | None:
+    """What a match depends on in a request's headers: the first Cookie and
+    Accept-Language values (names case-insensitive). None when a match must not be
+    memoised: an ``nf_jwt`` cookie, whose roles depend on the time. With the URL, the
+    country and the language, this is the memo key of :meth:`RuleSet.match`."""
+    cl = _cookie_and_language(headers) if headers else (None, None)
+    cookie = cl[0]
+    return cl if cookie is None or "nf_jwt" not in cookie else None
 
 
 def _cookie_and_language(headers: list[tuple[str, str]]) -> tuple[str | None, str | None]:

@@ -50,7 +50,7 @@ from typing import Any
 
 from edgesim.errors import RuleFileError
 from edgesim.http import Headers, Request, Response, joined
-from edgesim.redirects import DEFAULT_ROLE_CLAIM, RuleSet, resolve
+from edgesim.redirects import DEFAULT_ROLE_CLAIM, Resolution, RuleSet, resolve, visitor_fields
 from origin._catalog import DEFAULT_NEW_FRACTION, Catalog
 from origin._config import (
     CONFIG_NAME,
@@ -100,6 +100,8 @@ _ALLOW_CONTENT = "GET, HEAD"
 # Synthetic files built on demand are kept per deploy up to this many (the working set
 # of a Zipf workload fits; the memory stays bounded at a few MB).
 _RECENT_FILES = 16384
+# Resolutions memoised per deploy (Deploy.resolve), then the memo starts over.
+_RESOLVED_MEMO = 65536
 _TEXT = "text/plain; charset=utf-8"
 _JSON = "application/json"
 
@@ -332,6 +334,7 @@ class Deploy:
     __slots__ = (
         "_manifest",
         "_recent",
+        "_resolved",
         "catalog",
         "config",
         "created",
@@ -378,6 +381,33 @@ class Deploy:
             # candidates such as /page-3.html.html on every request)
             self.exists = prepared.catalog.exists
         self._recent: dict[str, FileInfo] = {}
+        self._resolved: dict[tuple[str | bool | None, ...], Resolution] = {}
+
+    def resolve(self, url: str, req: Request, now: float, *, rules: bool = True) -> Resolution:
+        """``edgesim.redirects.resolve`` of ``url`` (for ``req``'s visitor, and with this
+        deploy's rules unless ``rules`` is false) against this deploy's files.
+
+        Memoised per (URL, visitor): a deploy never changes, and a match depends on the
+        request only through what its rule set's own memo is keyed by
+        (``edgesim.redirects.visitor_fields``). A request whose roles depend on the time
+        (an ``nf_jwt`` cookie) is resolved every time.
+
+        Raises:
+            ValueError: ``url`` is not a URL or path the matcher accepts.
+        """
+        ruleset = self.rules if rules else None
+        visitor = _visitor_kwargs(req, now) if ruleset is not None else {}
+        fields = visitor_fields(req.headers) if visitor else (None, None)
+        if fields is None:
+            return resolve(ruleset, url, exists=self.exists, **visitor)
+        key = (url, ruleset is not None, bool(visitor), visitor.get("country"), fields[0], fields[1])
+        res = self._resolved.get(key)
+        if res is None:
+            res = resolve(ruleset, url, exists=self.exists, **visitor)
+            if len(self._resolved) >= _RESOLVED_MEMO:
+                self._resolved.clear()  # cheaper than LRU bookkeeping
+            self._resolved[key] = res
+        return res
 
     def file(self, path: str) -> FileInfo | None:
         """The file at decoded ``path``, or None."""
@@ -782,7 +812,7 @@ class OriginCore:
         if deploy.rules is None or req.header(REWRITE_HEADER) is not None:
             # No rules, or an edge already applied them (a rewrite's target): rewrites
             # are not recursive (spec R2.22), so the path is served as a file.
-            res = resolve(None, req.target, exists=deploy.exists)
+            res = deploy.resolve(req.target, req, now, rules=False)
         else:
             q = req.query
             scheme = req.header("x-forwarded-proto") or "https"
@@ -790,7 +820,7 @@ class OriginCore:
             if not host:
                 url = f"{path}?{q}" if q else path
             try:
-                res = resolve(deploy.rules, url, exists=deploy.exists, **_visitor_kwargs(req, now))
+                res = deploy.resolve(url, req, now)
             except ValueError:
                 return self._text(400, "bad request target\n", now, deploy.id, NO_STORE)
         action = res.action
