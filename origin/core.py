@@ -102,6 +102,8 @@ _ALLOW_CONTENT = "GET, HEAD"
 _RECENT_FILES = 16384
 # Resolutions memoised per deploy (Deploy.resolve), then the memo starts over.
 _RESOLVED_MEMO = 65536
+# Builds a Resolution from its fields without NamedTuple.__new__'s Python frame.
+_new_resolution = tuple.__new__
 _TEXT = "text/plain; charset=utf-8"
 _JSON = "application/json"
 
@@ -381,7 +383,7 @@ class Deploy:
             # candidates such as /page-3.html.html on every request)
             self.exists = prepared.catalog.exists
         self._recent: dict[str, FileInfo] = {}
-        self._resolved: dict[tuple[str | bool | None, ...], Resolution] = {}
+        self._resolved: dict[tuple[str | bool | None, ...], tuple[Any, ...]] = {}
 
     def resolve(self, url: str, req: Request, now: float, *, rules: bool = True) -> Resolution:
         """``edgesim.redirects.resolve`` of ``url`` (for ``req``'s visitor, and with this
@@ -401,12 +403,16 @@ class Deploy:
         if fields is None:
             return resolve(ruleset, url, exists=self.exists, **visitor)
         key = (url, ruleset is not None, bool(visitor), visitor.get("country"), fields[0], fields[1])
-        res = self._resolved.get(key)
-        if res is None:
-            res = resolve(ruleset, url, exists=self.exists, **visitor)
-            if len(self._resolved) >= _RESOLVED_MEMO:
-                self._resolved.clear()  # cheaper than LRU bookkeeping
-            self._resolved[key] = res
+        memo = self._resolved
+        fields_of = memo.get(key)
+        if fields_of is not None:
+            return _new_resolution(Resolution, fields_of)
+        res = resolve(ruleset, url, exists=self.exists, **visitor)
+        if len(memo) >= _RESOLVED_MEMO:
+            memo.clear()  # cheaper than LRU bookkeeping
+        # Kept as a plain tuple: Python's cyclic GC stops scanning a plain tuple of plain
+        # values (most answers have no Match), but never a NamedTuple.
+        memo[key] = tuple(res)
         return res
 
     def file(self, path: str) -> FileInfo | None:
