@@ -379,10 +379,10 @@ class Deploy:
         else:
             assert prepared.catalog is not None
             self.files = None
-            # the catalog's test is memoised, misses included (rules ask for pretty-URL
-            # candidates such as /page-3.html.html on every request)
-            self.exists = prepared.catalog.exists
-        self._recent: dict[str, FileInfo] = {}
+            self.exists = self._synthetic_exists
+        # synthetic files by path, None for paths that name none (pretty-URL candidates
+        # such as /page-3.html.html are asked for on every request)
+        self._recent: dict[str, FileInfo | None] = {}
         self._resolved: dict[tuple[str | bool | None, ...], tuple[Any, ...]] = {}
 
     def resolve(self, url: str, req: Request, now: float, *, rules: bool = True) -> Resolution:
@@ -419,21 +419,24 @@ class Deploy:
         """The file at decoded ``path``, or None."""
         if self.files is not None:
             return self.files.get(path)
-        f = self._recent.get(path)
-        if f is not None:
-            return f
+        recent = self._recent
+        if path in recent:
+            return recent[path]
         cat = self.catalog
         assert cat is not None
         e = cat.lookup(path)
-        if e is None:
-            return None
-        ct = e.content_type
-        cc = self.config.cache.for_file(path, ct)
-        f = FileInfo(path, e.etag, e.size, ct, e.last_modified, cc, None, self.id)
-        if len(self._recent) >= _RECENT_FILES:
-            self._recent.clear()  # cheaper than LRU bookkeeping; popular files return fast
-        self._recent[path] = f
+        f = None
+        if e is not None:
+            ct = e.content_type
+            cc = self.config.cache.for_file(path, ct)
+            f = FileInfo(path, e.etag, e.size, ct, e.last_modified, cc, None, self.id)
+        if len(recent) >= _RECENT_FILES:
+            recent.clear()  # cheaper than LRU bookkeeping; popular files return fast
+        recent[path] = f
         return f
+
+    def _synthetic_exists(self, path: str) -> bool:
+        return self.file(path) is not None
 
     def body(self, f: FileInfo) -> bytes:
         """The body of ``f`` (generated for synthetic sites)."""
