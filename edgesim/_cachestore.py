@@ -35,7 +35,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from edgesim.http import Headers
+from edgesim.http import FrozenHeaders, Headers
 
 Eviction = Literal["lru", "fifo"]
 
@@ -52,7 +52,8 @@ class CacheEntry:
 
     Attributes:
         status, headers, body, size: the stored response (headers without hop-by-hop
-            fields and without ``Age``; ``body`` is None for metadata-only entries).
+            fields and without ``Age``, as a tuple; ``body`` is None for metadata-only
+            entries).
         request_time, response_time: RFC 9111 §4.2.3, in the caller's ``now`` clock.
         initial_age: ``corrected_initial_age`` (§4.2.3).
         lifetime: freshness lifetime in seconds (§4.2.1).
@@ -90,7 +91,7 @@ class CacheEntry:
     def __init__(
         self,
         status: int,
-        headers: Headers,
+        headers: Headers | FrozenHeaders,
         body: bytes | None,
         size: int,
         request_time: float,
@@ -108,7 +109,7 @@ class CacheEntry:
         tag: str,
     ) -> None:
         self.status = status
-        self.headers = headers
+        self.headers: FrozenHeaders = headers if isinstance(headers, tuple) else tuple(headers)
         self.body = body
         self.size = size
         self.request_time = request_time
@@ -125,7 +126,7 @@ class CacheEntry:
         self.vary_values = vary_values
         self.tag = tag
         n = size + ENTRY_OVERHEAD
-        for k, v in headers:
+        for k, v in self.headers:
             n += len(k) + len(v) + 4
         self.nbytes = n
 
@@ -197,19 +198,20 @@ class Store(Protocol):
     def statistics(self) -> StoreStats: ...
 
 
-class _Slot:
-    __slots__ = ("entries", "nbytes", "tag")
-
-    def __init__(self, entries: list[CacheEntry] | None, nbytes: int, tag: str) -> None:
-        self.entries = entries
-        self.nbytes = nbytes
-        self.tag = tag
+# What a store keeps per key: a lone variant, a variant list, or None (on disk).
+_Value = CacheEntry | list[CacheEntry] | None
 
 
 class _BoundedIndex:
     """Byte accounting, eviction order and tag index shared by all stores.
 
-    Subclasses override ``_dropped(key)`` to release whatever backs an evicted key.
+    Per key it keeps a value (the variants of a memory store, None for the disk store),
+    the bytes charged and the tag, in flat dicts rather than a record object per key: a
+    simulated cache holds hundreds of thousands of keys, and every container object
+    kept alive that long is one more for each full pass of Python's cyclic garbage
+    collector.
+
+    Subclasses override ``_dropped(key)`` to release whatever else backs an evicted key.
     """
 
     __slots__ = (
@@ -219,9 +221,11 @@ class _BoundedIndex:
         "_lru",
         "_max_object",
         "_rejected",
-        "_slots",
+        "_sizes",
+        "_tag_of",
         "_tags",
         "_used",
+        "_values",
     )
 
     def __init__(
@@ -236,7 +240,10 @@ class _BoundedIndex:
             capacity_bytes if max_object_bytes is None else min(max_object_bytes, capacity_bytes)
         )
         self._lru = eviction == "lru"
-        self._slots: OrderedDict[str, _Slot] = OrderedDict()
+        # key -> value, in eviction order (oldest first); bytes and tags by key beside it
+        self._values: OrderedDict[str, _Value] = OrderedDict()
+        self._sizes: dict[str, int] = {}
+        self._tag_of: dict[str, str] = {}
         self._tags: dict[str, set[str]] = {}
         self._used = 0
         self._evictions = 0
@@ -252,54 +259,67 @@ class _BoundedIndex:
         return self._capacity
 
     def __len__(self) -> int:
-        return len(self._slots)
+        return len(self._values)
 
     def __contains__(self, key: object) -> bool:
-        return key in self._slots
+        return key in self._values
 
     def _dropped(self, key: str) -> None:
         """Hook: ``key`` left the index (evicted, deleted, purged)."""
 
     def _touch(self, key: str) -> None:
         if self._lru:
-            self._slots.move_to_end(key)
+            self._values.move_to_end(key)
 
-    def _admit(self, key: str, slot: _Slot) -> bool:
-        """Account ``slot`` under ``key``; evict others until within capacity."""
-        old = self._slots.pop(key, None)
+    def _admit(self, key: str, value: _Value, nbytes: int, tag: str) -> bool:
+        """Account ``value`` (``nbytes``, ``tag``) under ``key``; evict others until
+        within capacity."""
+        values = self._values
+        old = self._sizes.pop(key, None)
         if old is not None:
+            del values[key]
             self._forget(key, old)
-        if slot.nbytes > self._max_object:
+        if nbytes > self._max_object:
             self._rejected += 1
             if old is not None:
                 self._dropped(key)
             return False
-        self._slots[key] = slot
-        self._used += slot.nbytes
-        if slot.tag:
-            self._tags.setdefault(slot.tag, set()).add(key)
+        values[key] = value
+        self._sizes[key] = nbytes
+        self._used += nbytes
+        if tag:
+            self._tag_of[key] = tag
+            keys = self._tags.get(tag)
+            if keys is None:  # not setdefault: that builds a set on every put
+                self._tags[tag] = {key}
+            else:
+                keys.add(key)
         # The new key sits at the end, and nbytes <= capacity, so it is never the victim.
         while self._used > self._capacity:
-            victim, vslot = self._slots.popitem(last=False)
-            self._forget(victim, vslot)
+            victim = values.popitem(last=False)[0]
+            self._forget(victim, self._sizes.pop(victim))
             self._dropped(victim)
             self._evictions += 1
         return True
 
-    def _forget(self, key: str, slot: _Slot) -> None:
-        self._used -= slot.nbytes
-        if slot.tag:
-            keys = self._tags.get(slot.tag)
+    def _forget(self, key: str, nbytes: int) -> None:
+        """Release the bytes and the tag of ``key`` (already out of ``_values`` and
+        ``_sizes``)."""
+        self._used -= nbytes
+        tag = self._tag_of.pop(key, None)
+        if tag is not None:
+            keys = self._tags.get(tag)
             if keys is not None:
                 keys.discard(key)
                 if not keys:
-                    del self._tags[slot.tag]
+                    del self._tags[tag]
 
     def delete(self, key: str) -> bool:
-        slot = self._slots.pop(key, None)
-        if slot is None:
+        nbytes = self._sizes.pop(key, None)
+        if nbytes is None:
             return False
-        self._forget(key, slot)
+        del self._values[key]
+        self._forget(key, nbytes)
         self._dropped(key)
         return True
 
@@ -309,9 +329,16 @@ class _BoundedIndex:
             self.delete(key)
         return keys
 
+    def _clear_index(self) -> None:
+        self._values.clear()
+        self._sizes.clear()
+        self._tag_of.clear()
+        self._tags.clear()
+        self._used = 0
+
     def statistics(self) -> StoreStats:
         return StoreStats(
-            keys=len(self._slots),
+            keys=len(self._values),
             used_bytes=self._used,
             capacity_bytes=self._capacity,
             evictions=self._evictions,
@@ -332,23 +359,23 @@ class MemoryStore(_BoundedIndex):
     __slots__ = ()
 
     def get(self, key: str) -> list[CacheEntry] | None:
-        slot = self._slots.get(key)
-        if slot is None:
+        v = self._values.get(key)
+        if v is None:
             return None
         if self._lru:
-            self._slots.move_to_end(key)
-        return slot.entries
+            self._values.move_to_end(key)
+        return [v] if isinstance(v, CacheEntry) else v
 
     def put(self, key: str, entries: list[CacheEntry], tag: str = "") -> bool:
         n = 0
         for e in entries:
             n += e.nbytes
-        return self._admit(key, _Slot(entries, n, tag))
+        # A lone variant (nearly every key) is kept bare, not in a one-item list: one
+        # long-lived object fewer per key for the cyclic GC; ``get`` wraps it again.
+        return self._admit(key, entries[0] if len(entries) == 1 else entries, n, tag)
 
     def clear(self) -> None:
-        self._slots.clear()
-        self._tags.clear()
-        self._used = 0
+        self._clear_index()
 
 
 class MetadataStore(MemoryStore):
@@ -525,14 +552,14 @@ class DiskStore(_BoundedIndex):
             else:
                 with value:
                     n = value.seek(0, 2)
-            self._admit(key, _Slot(None, n, tag or ""))
+            self._admit(key, None, n, tag or "")
 
     def _dropped(self, key: str) -> None:
         with contextlib.suppress(OSError, sqlite3.Error):
             self._cache.delete(key)
 
     def get(self, key: str) -> list[CacheEntry] | None:
-        if key not in self._slots:
+        if key not in self._values:
             return None
         try:
             blob = self._cache.get(key, default=None)
@@ -554,13 +581,11 @@ class DiskStore(_BoundedIndex):
             self.delete(key)
             return False
         self._cache.set(key, blob, tag=tag or None)
-        return self._admit(key, _Slot(None, n, tag))
+        return self._admit(key, None, n, tag)
 
     def clear(self) -> None:
         self._cache.clear()
-        self._slots.clear()
-        self._tags.clear()
-        self._used = 0
+        self._clear_index()
 
     def close(self) -> None:
         """Close the underlying diskcache (safe to repeat)."""

@@ -65,7 +65,7 @@ from edgesim._cachestore import (
     decode_entries,
     encode_entries,
 )
-from edgesim.http import HOP_BY_HOP, Headers, Request, Response, get_header, joined
+from edgesim.http import HOP_BY_HOP, FrozenHeaders, Headers, Request, Response, get_header, joined
 
 __all__ = [
     "FRESH",
@@ -701,17 +701,22 @@ def _indexed(policy: CachePolicy) -> frozenset[str]:
     return _INDEXED | frozenset(policy.targeted_fields)
 
 
-def _index(headers: Headers, wanted: frozenset[str]) -> dict[str, list[str]]:
+def _index(headers: Headers, wanted: frozenset[str], kept: Headers | None = None) -> dict[str, list[str]]:
     """The values of each ``wanted`` field, in order, by name: one pass over the headers
-    instead of one scan per field."""
+    instead of one scan per field. With ``kept``, the same pass also appends to it every
+    field not in ``NOT_STORED`` (the stored headers, before any Connection-listed names
+    are dropped)."""
     idx: dict[str, list[str]] = {}
-    for k, v in headers:
+    for h in headers:
+        k = h[0]
         if k in wanted:
             vals = idx.get(k)
             if vals is None:
-                idx[k] = [v]
+                idx[k] = [h[1]]
             else:
-                vals.append(v)
+                vals.append(h[1])
+        if kept is not None and k not in NOT_STORED:
+            kept.append(h)
     return idx
 
 
@@ -811,13 +816,13 @@ def _build_entry(
     )
 
 
-def merge_304_headers(stored: Headers, received: Headers) -> Headers:
+def merge_304_headers(stored: Headers | FrozenHeaders, received: Headers) -> Headers:
     """RFC 9111 §3.2: every field in the 304 replaces all stored lines of that name,
     except Content-Length, hop-by-hop (incl. Connection-listed) fields and Age."""
     fresh = _storable_headers(received)
     names = {k for k, _ in fresh} - NOT_UPDATED_BY_304
     if not names:
-        return stored
+        return list(stored)
     return [h for h in stored if h[0] not in names] + [h for h in fresh if h[0] in names]
 
 
@@ -1165,7 +1170,9 @@ class HttpCache:
         """
         p = self._policy
         headers = resp.headers
-        idx = _index(headers, self._indexed)
+        # §3.1: the stored headers (as ``_storable_headers``), gathered in the index pass.
+        stored: Headers = []
+        idx = _index(headers, self._indexed, stored)
         dt = _directives_idx(idx, p)
         d, targeted = dt
         vary = _vary_names_idx(idx)
@@ -1174,13 +1181,12 @@ class HttpCache:
             if d.no_store or d.private:
                 self._remove_variant(key, req.headers)
             return None
-        # §3.1: the stored headers (as ``_storable_headers``).
         named: frozenset[str] = NOT_STORED
         conn = idx.get("connection")
         if conn is not None:
             for v in conn:
                 named = named | {t.strip().lower() for t in v.split(",")}
-        stored = [h for h in headers if h[0] not in named]
+            stored = [h for h in stored if h[0] not in named]
         names = vary or ()
         rh = req.headers
         values = tuple([_vary_value(rh, n) for n in names]) if names else ()
@@ -1337,16 +1343,12 @@ class HttpCache:
                 hs.append(("age", a))
                 return Response(304, hs, b"", 0)
             if req.method == "HEAD":
-                hs = e.headers.copy()
-                hs.append(("age", a))
-                return Response(e.status, hs, b"", 0)
+                return Response(e.status, [*e.headers, ("age", a)], b"", 0)
             if ranged and e.status == 200 and req.method == "GET":
                 rng = _range_request(e, req)
                 if rng is not None:
                     return _partial(e, rng, a)
-        hs = e.headers.copy()
-        hs.append(("age", a))
-        return Response(e.status, hs, e.body, e.size)
+        return Response(e.status, [*e.headers, ("age", a)], e.body, e.size)
 
     def stale_if_error_ok(self, entry: CacheEntry | Lookup, now: float) -> bool:
         """Whether ``stale-if-error`` allows serving ``entry`` at ``now`` after an origin

@@ -15,6 +15,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 Headers = list[tuple[str, str]]
+# Headers kept unchanged for long (stored cache entries, an origin's per-file fields): a
+# tuple of (str, str) pairs, which Python's cyclic garbage collector stops tracking once
+# it has seen it, unlike a list that it rescans on every full collection.
+FrozenHeaders = tuple[tuple[str, str], ...]
 
 # Hop-by-hop headers (RFC 9110 §7.6.1): never stored, never forwarded.
 HOP_BY_HOP = frozenset(
@@ -32,7 +36,7 @@ HOP_BY_HOP = frozenset(
 )
 
 
-def get_header(headers: Headers, name: str) -> str | None:
+def get_header(headers: Headers | FrozenHeaders, name: str) -> str | None:
     """First value of ``name`` (lower-case), or None."""
     for k, v in headers:
         if k == name:
@@ -47,8 +51,13 @@ def get_all(headers: Headers, name: str) -> list[str]:
 
 def joined(headers: Headers, name: str) -> str | None:
     """All values of a list-valued header joined with ", " (RFC 9110 §5.3)."""
-    vals = [v for k, v in headers if k == name]
-    return ", ".join(vals) if vals else None
+    # One pass with no list built: most fields have no line or one line (this runs per
+    # stored response and per served request).
+    out = None
+    for k, v in headers:
+        if k == name:
+            out = v if out is None else f"{out}, {v}"
+    return out
 
 
 def without(headers: Headers, names: Iterable[str]) -> Headers:

@@ -370,12 +370,19 @@ class EdgeNode:
         rh = req.headers
         named = _NOT_FORWARDED_SAFE if req.method in _SAFE else _NOT_FORWARDED
         via = None
-        for k, v in rh:
-            if k == "connection":
-                named = named.union(t.strip().lower() for t in v.split(",") if t.strip())
-            elif k == "via" and via is None:
-                via = v
-        headers = [h for h in rh if h[0] not in named]
+        headers: Headers = []
+        keep = headers.append
+        for h in rh:
+            k = h[0]
+            if k not in named:
+                keep(h)
+            elif k == "connection":
+                named = named.union(t.strip().lower() for t in h[1].split(",") if t.strip())
+            if k == "via" and via is None:
+                via = h[1]
+        if named is not _NOT_FORWARDED_SAFE and named is not _NOT_FORWARDED:
+            # Connection named more fields, maybe some already kept: filter again (rare)
+            headers = [h for h in headers if h[0] not in named]
         headers.append(("via", f"{via}, {self._via}" if via else self._via))
         return Request(req.method, req.target, headers, req.body, "1.1")
 
@@ -385,9 +392,7 @@ class EdgeNode:
         resp = f.response
         if resp is None:
             return self._error_reply(f.error or "connect")
-        self._track_deploy(f.site, resp, now)
-        key = _key(f.site, _deploy_of(resp, self._sites[f.site].deploy), f.client.target)
-        f.key = key
+        key = f.key = self._fill_key(f, resp)
         entry = self.cache.store(key, f.client, resp, f.started, now, tag=f.site)
         f.stored = entry
         self.stats.misses += 1
@@ -405,14 +410,13 @@ class EdgeNode:
             if resp is None:
                 return self._error_reply(f.error or "connect")
         assert resp is not None
-        self._track_deploy(f.site, resp, now)
         if resp.status == 304 and lk is not None:
+            self._track_deploy(f.site, resp)
             entry = self.cache.revalidated(f.key, lk, resp, f.started, now)
             f.stored = entry
             self.stats.revalidated += 1
             return Reply(self._serve_entry(entry, now, REVALIDATED, f.client), REVALIDATED)
-        key = _key(f.site, _deploy_of(resp, self._sites[f.site].deploy), f.client.target)
-        fresh = self.cache.store(key, f.client, resp, f.started, now, tag=f.site)
+        fresh = self.cache.store(self._fill_key(f, resp), f.client, resp, f.started, now, tag=f.site)
         f.stored = fresh
         self.stats.misses += 1
         if fresh is not None:
@@ -423,7 +427,7 @@ class EdgeNode:
         resp = f.response
         if resp is None:
             return self._error_reply(f.error or "connect")
-        self._track_deploy(f.site, resp, now)
+        self._track_deploy(f.site, resp)
         site = self._sites[f.site]
         self.cache.invalidate_after(lambda target: _key(f.site, site.deploy, target), f.client, resp)
         self.stats.passes += 1
@@ -466,12 +470,20 @@ class EdgeNode:
                     parts.append((name, text))
         site.rules = _compile_rules(parts) if parts else None
 
-    def _track_deploy(self, host: str, resp: Response, now: float) -> None:
-        """A response from a deploy we have not seen: refetch the manifest next time."""
+    def _track_deploy(self, host: str, resp: Response) -> str | None:
+        """A response from a deploy we have not seen: refetch the manifest next time.
+        Returns the response's deploy header (None when absent)."""
         deploy = get_header(resp.headers, DEPLOY_HEADER)
         site = self._sites.get(host)
         if deploy and site is not None and site.deploy and deploy != site.deploy and self.config.manifests:
             site.manifest = False  # the next request fetches the new manifest and purges
+        return deploy
+
+    def _fill_key(self, f: Fetch, resp: Response) -> str:
+        """Track the deploy of a fill's response and return the key to store it under:
+        that of the deploy which produced it (see the invariants), else the site's."""
+        deploy = self._track_deploy(f.site, resp)
+        return _key(f.site, deploy or self._sites[f.site].deploy, f.client.target)
 
     # ---- responses -------------------------------------------------------------
 
@@ -486,7 +498,8 @@ class EdgeNode:
         return resp
 
     def _finish(self, resp: Response, outcome: str, *, age: int | None = None, owned: bool = False) -> Reply:
-        if age is not None or get_header(resp.headers, "age") is None:
+        # an owned response comes from ``HttpCache.serve``, which always sets Age
+        if age is not None or (not owned and get_header(resp.headers, "age") is None):
             self._headers(resp, outcome, str(age or 0))
         else:
             self._headers(resp, outcome, owned=owned)
@@ -604,10 +617,6 @@ def _asdict(obj: Any) -> Any:
 
 def _key(host: str, deploy: str, target: str) -> str:
     return f"{host}\x00{deploy}\x00{target}"
-
-
-def _deploy_of(resp: Response, default: str) -> str:
-    return get_header(resp.headers, DEPLOY_HEADER) or default
 
 
 def _relay(resp: Response) -> Response:

@@ -60,6 +60,7 @@ __all__ = [
     "mint_jwt",
     "resolve",
     "resolve_file",
+    "visitor_fields",
 ]
 
 _T = TypeVar("_T", bound="_RuleSetBase")
@@ -577,13 +578,17 @@ class RuleSet(_RuleSetBase):
         cookies: Mapping[str, str] | None,
         headers: HeadersLike | None,
         now: float | None,
+        cookie_and_language: tuple[str | None, str | None] | None = None,
     ) -> tuple[Any, tuple[Any, ...]]:
         """The native context for a request, memoised per (country, language, Cookie,
         Accept-Language) when no JWT is involved: visitors repeat, and deriving the
         context costs more than matching. A token's roles depend on ``now``, so requests
-        with ``nf_jwt`` are derived every time."""
+        with ``nf_jwt`` are derived every time. ``cookie_and_language``: the Cookie and
+        Accept-Language values when the caller already read them from ``headers``."""
         if cookies is None:
-            if type(headers) is list:
+            if cookie_and_language is not None:
+                cookie_header, accept_language = cookie_and_language
+            elif type(headers) is list:
                 cookie_header, accept_language = _cookie_and_language(headers)
             else:
                 cookie_header = header(headers, "cookie")
@@ -649,17 +654,18 @@ class RuleSet(_RuleSetBase):
         native call needs no context then).
         """
         key: tuple[str | None, ...] | None = None
+        cl = None  # read once here, reused by the native context on a memo miss
         visitor = headers is not None or country is not None or language is not None
         if visitor and cookies is None and type(url) is str and (headers is None or type(headers) is list):
-            cookie_header, accept_language = _cookie_and_language(headers) if headers else (None, None)
-            if cookie_header is None or "nf_jwt" not in cookie_header:
-                key = (url, country, language, cookie_header, accept_language)
+            cl = visitor_fields(headers)
+            if cl is not None:
+                key = (url, country, language, cl[0], cl[1])
                 hit = self._matches.get(key, _MISSING)
                 if hit is not _MISSING:
                     if self._h is None:
                         raise ValueError("RuleSet is closed")
                     return hit  # type: ignore[return-value]
-        result = self._match(url, country, language, cookies, headers, now)
+        result = self._match(url, country, language, cookies, headers, now, cl)
         if key is not None:
             memo = self._matches
             if len(memo) >= _MATCH_MEMO:
@@ -675,8 +681,10 @@ class RuleSet(_RuleSetBase):
         cookies: Mapping[str, str] | None,
         headers: HeadersLike | None,
         now: float | None,
+        cookie_and_language: tuple[str | None, str | None] | None = None,
     ) -> Match | None:
-        """One native match (see :meth:`match`)."""
+        """One native match (see :meth:`match`; ``cookie_and_language`` as for
+        ``_native_context``)."""
         h = self._h  # held for the whole call: see the module docstring
         if h is None:
             raise ValueError("RuleSet is closed")
@@ -684,7 +692,7 @@ class RuleSet(_RuleSetBase):
         if country is None and language is None and cookies is None and headers is None:
             ctx: Any = ffi.NULL
         else:
-            ctx, _keep = self._native_context(country, language, cookies, headers, now)
+            ctx, _keep = self._native_context(country, language, cookies, headers, now, cookie_and_language)
         try:
             ub = url.encode()
         except UnicodeEncodeError:
@@ -993,6 +1001,16 @@ _ASSET_EXTENSIONS = (
     ".map",
     ".wasm",
 )
+
+
+def visitor_fields(headers: list[tuple[str, str]] | None) -> tuple[str | None, str | None] | None:
+    """What a match depends on in a request's headers: the first Cookie and
+    Accept-Language values (names case-insensitive). None when a match must not be
+    memoised: an ``nf_jwt`` cookie, whose roles depend on the time. With the URL, the
+    country and the language, this is the memo key of :meth:`RuleSet.match`."""
+    cl = _cookie_and_language(headers) if headers else (None, None)
+    cookie = cl[0]
+    return cl if cookie is None or "nf_jwt" not in cookie else None
 
 
 def _cookie_and_language(headers: list[tuple[str, str]]) -> tuple[str | None, str | None]:

@@ -176,13 +176,13 @@ class Catalog:
         kind = self._kinds[i]
         v = self._version[i]
         h = self._hash(i, v)
-        shape = _SHAPES[kind]
-        path = shape.format(i=i, h=h[:10]) if _HASHED_KIND[kind] else shape.format(i=i)
-        return Entry(i, path, kind, self._sizes[i], v, f'"{h}"', self._times[v])
+        return Entry(i, _path_of(kind, i, h), kind, self._sizes[i], v, f'"{h}"', self._times[v])
 
     def path(self, i: int) -> str:
-        """URL path of object ``i`` in this deploy."""
-        return self.entry(i).path
+        """URL path of object ``i`` in this deploy (hashes only hashed kinds' names:
+        the engine lists every object's path at start-up)."""
+        kind = self._kinds[i]
+        return _path_of(kind, i, self._hash(i, self._version[i]) if _HASHED_KIND[kind] else "")
 
     def kind(self, i: int) -> str:
         """Kind name of object ``i`` (``html``, ``js``, ...)."""
@@ -281,6 +281,14 @@ def _layout(spec: CatalogSpec) -> tuple[bytes, array[int]]:
 
 
 _EXISTS_MEMO = 65536
+
+
+def _path_of(kind: int, i: int, h: str) -> str:
+    """URL path of object ``i`` of ``kind`` whose content hash is ``h`` (unused by
+    kinds whose names carry no hash)."""
+    shape = _SHAPES[kind]
+    return shape.format(i=i, h=h[:10]) if _HASHED_KIND[kind] else shape.format(i=i)
+
 
 _SPEC_KEYS = ("objects", "seed", "size", "sizes", "types")
 

@@ -50,7 +50,7 @@ from typing import Any
 
 from edgesim.errors import RuleFileError
 from edgesim.http import Headers, Request, Response, joined
-from edgesim.redirects import DEFAULT_ROLE_CLAIM, RuleSet, resolve
+from edgesim.redirects import DEFAULT_ROLE_CLAIM, Resolution, RuleSet, resolve, visitor_fields
 from origin._catalog import DEFAULT_NEW_FRACTION, Catalog
 from origin._config import (
     CONFIG_NAME,
@@ -100,6 +100,10 @@ _ALLOW_CONTENT = "GET, HEAD"
 # Synthetic files built on demand are kept per deploy up to this many (the working set
 # of a Zipf workload fits; the memory stays bounded at a few MB).
 _RECENT_FILES = 16384
+# Resolutions memoised per deploy (Deploy.resolve), then the memo starts over.
+_RESOLVED_MEMO = 65536
+# Builds a Resolution from its fields without NamedTuple.__new__'s Python frame.
+_new_resolution = tuple.__new__
 _TEXT = "text/plain; charset=utf-8"
 _JSON = "application/json"
 
@@ -209,7 +213,10 @@ class FileInfo:
         cache_control: the Cache-Control value of a 2xx answer serving this file.
         body: the bytes, or None (metadata-only deploys, synthetic sites).
         headers: content-type, etag, last-modified, cache-control, deploy id: the
-            headers every answer with this file's body starts from.
+            headers every answer with this file's body starts from (a tuple: it is
+            never changed, and unlike a list, Python's cyclic garbage collector stops
+            scanning it once it has seen it hold only strings; an origin keeps tens of
+            thousands of these).
     """
 
     __slots__ = ("body", "cache_control", "content_type", "etag", "headers", "last_modified", "path", "size")
@@ -232,13 +239,13 @@ class FileInfo:
         self.last_modified = last_modified
         self.cache_control = cache_control
         self.body = body
-        self.headers: Headers = [
+        self.headers: tuple[tuple[str, str], ...] = (
             ("content-type", content_type),
             ("etag", etag),
             ("last-modified", http_date(last_modified)),
             ("cache-control", cache_control),
             (DEPLOY_HEADER, deploy_id),
-        ]
+        )
 
     def __repr__(self) -> str:
         return f"FileInfo({self.path!r}, {self.etag}, {self.size} bytes)"
@@ -329,6 +336,7 @@ class Deploy:
     __slots__ = (
         "_manifest",
         "_recent",
+        "_resolved",
         "catalog",
         "config",
         "created",
@@ -372,26 +380,59 @@ class Deploy:
             assert prepared.catalog is not None
             self.files = None
             self.exists = self._synthetic_exists
-        self._recent: dict[str, FileInfo] = {}
+        # synthetic files by path, None for paths that name none (pretty-URL candidates
+        # such as /page-3.html.html are asked for on every request)
+        self._recent: dict[str, FileInfo | None] = {}
+        self._resolved: dict[tuple[str | bool | None, ...], tuple[Any, ...]] = {}
+
+    def resolve(self, url: str, req: Request, now: float, *, rules: bool = True) -> Resolution:
+        """``edgesim.redirects.resolve`` of ``url`` (for ``req``'s visitor, and with this
+        deploy's rules unless ``rules`` is false) against this deploy's files.
+
+        Memoised per (URL, visitor): a deploy never changes, and a match depends on the
+        request only through what its rule set's own memo is keyed by
+        (``edgesim.redirects.visitor_fields``). A request whose roles depend on the time
+        (an ``nf_jwt`` cookie) is resolved every time.
+
+        Raises:
+            ValueError: ``url`` is not a URL or path the matcher accepts.
+        """
+        ruleset = self.rules if rules else None
+        visitor = _visitor_kwargs(req, now) if ruleset is not None else {}
+        fields = visitor_fields(req.headers) if visitor else (None, None)
+        if fields is None:
+            return resolve(ruleset, url, exists=self.exists, **visitor)
+        key = (url, ruleset is not None, bool(visitor), visitor.get("country"), fields[0], fields[1])
+        memo = self._resolved
+        fields_of = memo.get(key)
+        if fields_of is not None:
+            return _new_resolution(Resolution, fields_of)
+        res = resolve(ruleset, url, exists=self.exists, **visitor)
+        if len(memo) >= _RESOLVED_MEMO:
+            memo.clear()  # cheaper than LRU bookkeeping
+        # Kept as a plain tuple: Python's cyclic GC stops scanning a plain tuple of plain
+        # values (most answers have no Match), but never a NamedTuple.
+        memo[key] = tuple(res)
+        return res
 
     def file(self, path: str) -> FileInfo | None:
         """The file at decoded ``path``, or None."""
         if self.files is not None:
             return self.files.get(path)
-        f = self._recent.get(path)
-        if f is not None:
-            return f
+        recent = self._recent
+        if path in recent:
+            return recent[path]
         cat = self.catalog
         assert cat is not None
         e = cat.lookup(path)
-        if e is None:
-            return None
-        ct = e.content_type
-        cc = self.config.cache.for_file(path, ct)
-        f = FileInfo(path, e.etag, e.size, ct, e.last_modified, cc, None, self.id)
-        if len(self._recent) >= _RECENT_FILES:
-            self._recent.clear()  # cheaper than LRU bookkeeping; popular files return fast
-        self._recent[path] = f
+        f = None
+        if e is not None:
+            ct = e.content_type
+            cc = self.config.cache.for_file(path, ct)
+            f = FileInfo(path, e.etag, e.size, ct, e.last_modified, cc, None, self.id)
+        if len(recent) >= _RECENT_FILES:
+            recent.clear()  # cheaper than LRU bookkeeping; popular files return fast
+        recent[path] = f
         return f
 
     def _synthetic_exists(self, path: str) -> bool:
@@ -780,7 +821,7 @@ class OriginCore:
         if deploy.rules is None or req.header(REWRITE_HEADER) is not None:
             # No rules, or an edge already applied them (a rewrite's target): rewrites
             # are not recursive (spec R2.22), so the path is served as a file.
-            res = resolve(None, req.target, exists=deploy.exists)
+            res = deploy.resolve(req.target, req, now, rules=False)
         else:
             q = req.query
             scheme = req.header("x-forwarded-proto") or "https"
@@ -788,7 +829,7 @@ class OriginCore:
             if not host:
                 url = f"{path}?{q}" if q else path
             try:
-                res = resolve(deploy.rules, url, exists=deploy.exists, **_visitor_kwargs(req, now))
+                res = deploy.resolve(url, req, now)
             except ValueError:
                 return self._text(400, "bad request target\n", now, deploy.id, NO_STORE)
         action = res.action
@@ -818,8 +859,7 @@ class OriginCore:
         )
 
     def _serve(self, req: Request, deploy: Deploy, f: FileInfo, status: int, now: float) -> Response:
-        headers = list(f.headers)
-        headers.append(("date", self._date_header(now)))
+        headers = [*f.headers, ("date", self._date_header(now))]
         if status == 200 and _not_modified(req, f):
             # RFC 9110 §15.4.5: the headers a 200 would carry that matter to caches.
             # Content-Length of a 304 is that of the 200 (RFC 9110 §8.6), or absent.

@@ -187,7 +187,7 @@ def test_consistent_hash_puts_each_url_on_one_node() -> None:
     eng.run(None)
     seen: dict[str, str] = {}
     for n in eng.nodes:
-        for key in n.core.cache._memory._slots:  # type: ignore[attr-defined]
+        for key in n.core.cache._memory._values:  # type: ignore[attr-defined]
             url = key.split("\x00")[-1]
             assert seen.setdefault(url, n.name) == n.name
     assert len({v for v in seen.values()}) == 3

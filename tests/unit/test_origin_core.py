@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from edgesim.http import Request, Response
+from edgesim.redirects import mint_jwt
 from origin._catalog import Catalog
 from origin._config import CatalogSpec, Distribution, is_hashed, parse_config
 from origin.core import DEPLOY_HEADER, OriginCore, SiteConfigError
@@ -213,6 +214,31 @@ def test_conditions_from_headers(core: OriginCore) -> None:
     assert (au.status, au.header("location")) == (302, "/au/")
     cookie = get(core, "/", headers=[("cookie", "nf_country=au")])
     assert cookie.header("location") == "/au/"
+
+
+def test_memoised_answers_stay_per_visitor_and_never_outlive_a_token(tmp_path: Path) -> None:
+    # Deploy.resolve memoises per (URL, visitor): interleaved visitors of one URL must
+    # each keep their own answer, and a token's roles (time-dependent) are never memoised.
+    write_site(
+        tmp_path,
+        "m.test",
+        {"index.html": "home", "fr/index.html": "fr", "admin/index.html": "admin"},
+        _redirects="/ /fr/ 302! Language=fr\n/ /au/ 302! Country=au\n/admin/* /index.html 200! Role=staff\n",
+        **{"_edgesim.toml": '[rules]\njwt_secret = "s3cret"\n'},
+    )
+    core = OriginCore.from_directory(tmp_path, now=NOW)
+    fr = [("accept-language", "fr")]
+    au = [("x-country", "AU")]
+    for _ in range(3):
+        assert get(core, "/", "m.test").status == 200
+        assert get(core, "/", "m.test", headers=fr).header("location") == "/fr/"
+        assert get(core, "/", "m.test", headers=au).header("location") == "/au/"
+        assert get(core, "/", "m.test", headers=[("cookie", "nf_lang=fr")]).header("location") == "/fr/"
+    token = [("cookie", "nf_jwt=" + mint_jwt("s3cret", ["staff"], exp=NOW + 60))]
+    req = Request("GET", "/admin/x", [("host", "m.test"), *token])
+    assert core.handle(req, NOW).status == 200  # the role holds: rewritten to /index.html
+    req = Request("GET", "/admin/x", [("host", "m.test"), *token])
+    assert core.handle(req, NOW + 120).status == 404  # expired: denied, not the memo's 200
 
 
 def test_proxy_targets_are_not_fetched(core: OriginCore) -> None:
