@@ -270,7 +270,10 @@ def test_edges_rebuild_the_origins_catalog_exactly() -> None:
             continue
         body = eng.origin.handle(Request("GET", "/.edgesim/manifest", [("host", site.name)]), eng.epoch0).body
         manifest = json.loads(body or b"{}")
-        origin_catalog = eng.origin.site_for(site.name).deploy.catalog
+        origin_site = eng.origin.site_for(site.name)
+        assert origin_site is not None
+        origin_catalog = origin_site.deploy.catalog
+        assert origin_catalog is not None
         assert Catalog.from_manifest(manifest["catalog"]).spec == origin_catalog.spec
         exists = _file_oracle(manifest)
         assert exists is not None
