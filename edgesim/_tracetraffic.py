@@ -6,9 +6,11 @@ With a trace, the trace *is* the traffic: each record becomes one client request
 its time (relative to the trace's first record), and the diurnal curve, ``peak_rps``
 and redirect shares play no part. Deploys and faults still apply.
 
-- **Keys become URLs of a synthetic site.** Each site's distinct keys are numbered in
-  order of first appearance and become the objects of that site's catalog: object ``i``
-  is key ``i``, its size the key's first size in the trace. Kinds (html, img, ...)
+- **Keys become URLs of a synthetic site.** Each site's distinct keys are numbered by
+  popularity (most requested first; ties in order of first appearance) and become the
+  objects of that site's catalog: object ``i`` is the key of rank ``i``, its size the
+  key's first size in the trace. The object index is thus a popularity rank, as in a
+  synthetic catalog (sampled runs bucket keys by it, docs/sampling.md). Kinds (html, img, ...)
   still come from the site's type mix, so cacheability and TTL come from the site's
   cache policy exactly as for synthetic traffic. A site's ``catalog.objects`` is
   replaced by its key count.
@@ -28,6 +30,8 @@ import hashlib
 from array import array
 from bisect import bisect_right
 from dataclasses import dataclass
+
+import numpy as np
 
 from edgesim.errors import TopologyError, TopologyProblem
 from edgesim.topology import Topology
@@ -157,6 +161,7 @@ def load_trace_traffic(topo: Topology) -> TraceTraffic:
         regions.append(ri)
         sites.append(si)
         objects.append(obj)
+    _rank_by_popularity(sites, objects, sizes)
     for si, s in enumerate(topo.sites):
         if sizes[si] and s.catalog is None:
             raise bad(
@@ -164,3 +169,24 @@ def load_trace_traffic(topo: Topology) -> TraceTraffic:
                 "sites with a [sites.catalog] (its keys become the catalog's objects)"
             )
     return TraceTraffic(times, regions, sites, objects, tuple(tuple(x) for x in sizes), dropped, path)
+
+
+def _rank_by_popularity(sites: array[int], objects: array[int], sizes: list[list[int]]) -> None:
+    """Renumber each site's objects (numbered by first appearance) by request count,
+    most requested first, ties kept in first-appearance order; in place."""
+    if not objects:
+        return
+    site_arr = np.frombuffer(sites, dtype=np.int64)
+    obj_arr = np.frombuffer(objects, dtype=np.int64).copy()
+    for si, site_sizes in enumerate(sizes):
+        n = len(site_sizes)
+        if n < 2:
+            continue
+        sel = site_arr == si
+        counts = np.bincount(obj_arr[sel], minlength=n)
+        order = np.argsort(-counts, kind="stable")  # stable: ties by first appearance
+        rank = np.empty(n, dtype=np.int64)
+        rank[order] = np.arange(n)
+        obj_arr[sel] = rank[obj_arr[sel]]
+        sizes[si] = [site_sizes[i] for i in order.tolist()]
+    objects[:] = array("q", obj_arr.tolist())

@@ -134,3 +134,12 @@ def test_fixed_sizes_keep_kinds_and_urls() -> None:
     assert all(rebuilt.exists(b.path(i)) for i in range(50))
     with pytest.raises(ValueError, match="3 sizes for 50 objects"):
         CatalogSpec(50, fixed_sizes=(1, 2, 3))
+
+
+def test_objects_are_numbered_by_popularity(tmp_path: Path) -> None:
+    # z is requested most, then x; y and w once each (ties keep first appearance)
+    rows = ["0,x,10", "1,y,20", "2,z,30", "3,z,31", "4,x,11", "5,z,32", "6,w,40"]
+    topo = topology(tmp_path, "time,key,size,region,site\n" + "".join(f"{r},eu,a.example\n" for r in rows))
+    tt = load_trace_traffic(topo)
+    assert list(tt.objects) == [1, 2, 0, 0, 1, 0, 3]
+    assert tt.site_sizes[0] == (30, 10, 20, 40)  # each key's first size, by rank
