@@ -61,6 +61,7 @@ from typing import Any
 import numpy as np
 
 from edgesim import __version__
+from edgesim._cachestore import CacheEntry, Eviction
 from edgesim._costs import OutcomeTimes
 from edgesim._tracetraffic import load_trace_traffic
 from edgesim.cache import HttpCache, MetadataStore
@@ -388,6 +389,31 @@ class _SiteModel:
         return self.urls[buf.pop()]
 
 
+class _SampledStore(MetadataStore):
+    """A cache tier of a sampled run.
+
+    SHARDS scales every cache by the rate R because the sample holds a share R of the
+    keys. A key of a bucket sampled at ``p`` > R (docs/sampling.md) stands for
+    ``1 / p`` keys, so it is charged ``R / p`` of its bytes: then the cache's
+    expected occupancy by the sample is R times the full run's, and a small scaled
+    cache is not crowded out by the few popular keys sampled whole."""
+
+    __slots__ = ("_charge",)
+
+    def __init__(self, capacity_bytes: int, charge: dict[tuple[str, str], float], **kw: Any) -> None:
+        super().__init__(capacity_bytes, **kw)
+        self._charge = charge
+
+    def put(self, key: str, entries: list[CacheEntry], tag: str = "") -> bool:
+        host, _, rest = key.partition("\x00")
+        w = self._charge.get((host, rest.partition("\x00")[2])) if self._charge else None
+        if w is None:
+            return super().put(key, entries, tag)
+        entries = [e if e.body is None else e.without_body() for e in entries]
+        n = sum(e.nbytes for e in entries)
+        return self._admit(key, entries[0] if len(entries) == 1 else entries, max(1, int(n * w)), tag)
+
+
 # The expected number of arrivals in one block of draws (whole rate segments).
 _BLOCK = 8192
 
@@ -705,7 +731,9 @@ class _Engine:
         # popularity bucket in the sample, strata (site, class, popularity bucket),
         # steady-state arrivals per stratum, and the stratum of every recorded row
         self.bucket_keys = max(0.0, sample_keys) if self.sampled else 0.0
-        self.always_kept = 0
+        # (host, target) -> the share of its bytes a key sampled above the rate is
+        # charged in the caches (_SampledStore); shared by every cache of the run
+        self.charge: dict[tuple[str, str], float] = {}
         self.strata_ids: dict[tuple[int, str, int], int] = {}
         self.arrivals_by_stratum: list[int] = []
         self.r_strat = array("i")
@@ -788,18 +816,8 @@ class _Engine:
                 name = f"{r.name}-{k}"
 
                 def make(name: str = name, g: Any = g) -> EdgeNode:
-                    store = MetadataStore(
-                        self._cap(g.memory_cache), eviction=g.eviction, max_object_bytes=g.max_object or None
-                    )
-                    disk = (
-                        MetadataStore(
-                            self._cap(g.disk_cache),
-                            eviction=g.eviction,
-                            max_object_bytes=g.max_object or None,
-                        )
-                        if g.disk_cache > 0
-                        else None
-                    )
+                    store = self._store(g.memory_cache, g.eviction, g.max_object)
+                    disk = self._store(g.disk_cache, g.eviction, g.max_object) if g.disk_cache > 0 else None
                     return EdgeNode(HttpCache(store, disk), EdgeConfig(name=name))
 
                 n = _Node(
@@ -830,10 +848,8 @@ class _Engine:
                 name = f"shield-{sh.region}-{k}"
 
                 def make_shield(name: str = name, sh: Any = sh) -> EdgeNode:
-                    disk = MetadataStore(self._cap(sh.disk_cache)) if sh.disk_cache > 0 else None
-                    return EdgeNode(
-                        HttpCache(MetadataStore(self._cap(sh.memory_cache)), disk), EdgeConfig(name=name)
-                    )
+                    disk = self._store(sh.disk_cache) if sh.disk_cache > 0 else None
+                    return EdgeNode(HttpCache(self._store(sh.memory_cache), disk), EdgeConfig(name=name))
 
                 n = _Node(
                     len(self.nodes),
@@ -912,12 +928,16 @@ class _Engine:
             n.make_core = partial(_with_shadow, n.make_core, shadow)
         return out
 
-    def _cap(self, capacity: int) -> int:
-        """A cache capacity, scaled by the sample rate (SHARDS: the sample of keys gets
-        the same share of the cache)."""
+    def _store(self, capacity: int, eviction: str = "lru", max_object: int = 0) -> MetadataStore:
+        ev: Eviction = "fifo" if eviction == "fifo" else "lru"  # validated: one of the two
+        """A cache tier of a node. In a sampled run its capacity is scaled by the rate
+        (SHARDS: the sample of keys gets the same share of the cache), and keys of
+        buckets sampled above the rate weigh less (:class:`_SampledStore`)."""
+        limit = max_object or None
         if not self.sampled:
-            return capacity
-        return max(1, int(capacity * self.rate))
+            return MetadataStore(capacity, eviction=ev, max_object_bytes=limit)
+        cap = max(1, int(capacity * self.rate))
+        return _SampledStore(cap, self.charge, eviction=ev, max_object_bytes=limit)
 
     def _stratum(self, site: int, cls: str, bucket: int) -> int:
         key = (site, cls, bucket)
@@ -940,7 +960,7 @@ class _Engine:
         stratum = self._stratum
         sids = [stratum(m.index, _url_class(u), b) for u, b in zip(urls, buckets, strict=True)]
         strata = dict(zip(urls, sids, strict=True))
-        rates = [max(self.rate, self.bucket_keys / (1 << (b - 1))) for b in buckets]
+        rates = [max(self.rate, min(1.0, self.bucket_keys / (1 << (b - 1)))) for b in buckets]
         if m.redirects:
             rsid = stratum(m.index, "redirect", 0)
             for u in m.redirects:
@@ -948,6 +968,12 @@ class _Engine:
                 rates.append(self.rate)
         m.strata = strata
         m.kept_of = _key_samples(m.host, urls + m.redirects) < np.array(rates)
+        charge = self.charge
+        for key in [key for key in charge if key[0] == m.host]:
+            del charge[key]
+        for i in np.flatnonzero(m.kept_of[: len(urls)]).tolist():
+            if rates[i] > self.rate:
+                charge[m.host, urls[i]] = self.rate / rates[i]
         m.stratum_of = np.array(sids, dtype=np.int64)
 
     def _gen(self) -> np.random.Generator:

@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 from test_engine import topo
 
+from edgesim._cachestore import CacheEntry
 from edgesim.cli import cli
 from edgesim.engine import _Engine, _key_sample, simulate
 from edgesim.topology import Deploy
@@ -136,3 +137,23 @@ def test_sampled_run_follows_deploys() -> None:
     before = sum(v for at, v in per_second.items() if 4.0 <= at < 6.0)
     after = sum(v for at, v in per_second.items() if 6.0 <= at < 8.0)
     assert after > 1.5 * before
+
+
+def test_keys_sampled_above_the_rate_weigh_less_in_small_caches() -> None:
+    # 20,000 objects, edges of 2 MB scaled to 100 KB: the popular keys sampled whole
+    # would crowd such a cache. Charged R / p of their bytes, the cache's occupancy by
+    # the sample is R times the full run's, and the estimate stays close (charged in
+    # full, it was 0.057 low).
+    t = topo(rps=2000.0, duration=20.0, objects=20000, memory=2 * 2**20)
+    full = simulate(t).to_dict(deterministic=True)["totals"]["object_hit_ratio"]
+    samp = simulate(t, sample_rate=0.05, sample_keys=2.0).to_dict(deterministic=True)
+    assert abs(samp["totals"]["object_hit_ratio"] - full) < 0.025
+    eng = _Engine(t, 1, None, 0.05, 2.0)
+    m = eng.sites[0]
+    assert eng.charge[(m.host, m.urls[0])] == 0.05  # rank 1: sampled at 1, charged R
+    store = eng.nodes[0].core.cache._memory
+    entry = CacheEntry(
+        200, (), None, 10_000, 0.0, 0.0, 0.0, 60.0, False, False, 0.0, 0.0, None, None, (), (), ""
+    )
+    store.put(f"{m.host}\x00d\x00{m.urls[0]}", [entry], m.host)
+    assert store.used_bytes == max(1, int(entry.nbytes * 0.05))
