@@ -588,17 +588,22 @@ def _under_primary_deploy(candidate: Response, primary: Response) -> Response:
 
 
 def candidate_origin(
-    topology: Topology, overrides: Mapping[str, tuple[tuple[str, str], ...]], now: float
+    topology: Topology,
+    overrides: Mapping[str, tuple[tuple[str, str], ...]],
+    now: float,
+    *,
+    bodies: bool = False,
 ) -> Any:
     """The capacity engine's candidate origin: an ``OriginCore`` serving the topology's
     sites like the engine's own, with the ``[shadow.origin]`` Cache-Control classes of
-    each listed (synthetic) site in place of its own."""
+    each listed (synthetic) site in place of its own. ``bodies``: real bodies (the Trio
+    engine serves the candidate's answers over HTTP), else sizes only."""
     from dataclasses import replace
 
     from edgesim.engine import _site_config_text, origin_catalog_spec
     from origin.core import OriginCore, parse_config
 
-    core = OriginCore(bodies=False)
+    core = OriginCore(bodies=bodies)
     for s in topology.sites:
         host = s.name.lower()
         if s.directory is not None:

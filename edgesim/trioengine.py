@@ -29,11 +29,19 @@ requests in it get no answer, requests sent to it while it is down are retried o
 another node of the region after the client timeout, the balancer drops it after the
 health check delay, and it restarts after ``down_for`` with a cold cache.
 
+A ``[shadow]`` table gives each edge node of its regions a
+:class:`~edgesim.shadow.Shadow`, as the capacity engine does (kept across crash
+restarts; shields never shadow): rule candidates run inside the node core, and
+``EdgeService`` marks who answered. A candidate origin (``candidate = "origin"``) is an
+in-process ``OriginCore`` (:func:`edgesim.shadow.candidate_origin`, with bodies) that
+gets the same deploys; the node's uplink is wrapped (:class:`_ShadowedUplink`) so each
+origin answer that comes back is compared with the candidate's, synchronously at that
+virtual instant, as the capacity engine compares them at fetch-back. The report gets
+the same ``"shadow"`` section.
+
+Origin outages, latency spikes, flash crowds and deploys are modelled too.
 It is slow (every request is several Trio tasks and real HTTP parsing): for small
 topologies and for checking the fast engine (docs/live.md).
-
-Not modelled here (rejected with a clear error): rule shadowing (``[shadow]``).
-Origin outages, latency spikes, flash crowds and deploys are.
 """
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from edgesim import __version__
@@ -64,8 +73,8 @@ def check_supported(topology: Topology, *, live: bool = False) -> None:
     with ``live``, live mode, which runs the same shells on loopback) does not model."""
     if live and topology.faults.crashes:
         raise TrioEngineError("node crashes are not run by live mode: use --mode virtual (either engine)")
-    if topology.shadow is not None:
-        raise TrioEngineError("[shadow] is modelled only by the default engine (--engine fast)")
+    if live and topology.shadow is not None:
+        raise TrioEngineError("[shadow] is not run by live mode: use --mode virtual (either engine)")
     if live and topology.traffic.trace is not None:
         raise TrioEngineError("trace replay is not run by live mode: use --mode virtual (either engine)")
 
@@ -84,6 +93,8 @@ class _Run:
         self.events: list[dict[str, Any]] = []
         self.origin_busy = 0.0
         self.cores: dict[int, Any] = {}  # node index -> its core
+        self.shadows: dict[str, Any] = {}  # edge node name -> its Shadow ([shadow])
+        self.cand_origin: Any = None  # the [shadow] candidate origin (an OriginCore)
         self.reached = 0.0
         self.arrivals = 0
 
@@ -92,6 +103,31 @@ class _Run:
 
     def add_origin_busy(self, t: float, s: float) -> None:
         self.origin_busy += self.busy(t, s)
+
+    def attach_shadows(self) -> None:
+        """One shadow per edge node of the ``[shadow]`` regions (as the capacity engine's
+        ``_attach_shadows``), and the candidate origin for ``candidate = "origin"``."""
+        spec = self.topo.shadow
+        if spec is None:
+            return
+        from edgesim.shadow import Shadow, candidate_origin, config_from_spec
+
+        config = config_from_spec(spec)
+        if spec.candidate == "origin":
+            epoch0 = float(self.eng.epoch0)
+            self.cand_origin = candidate_origin(self.topo, dict(spec.origin), epoch0, bodies=True)
+        for n in self.eng.nodes:
+            if n.shield or (spec.regions and self.topo.regions[n.region].name not in spec.regions):
+                continue
+            self.shadows[n.name] = Shadow(config, timer=time.perf_counter)
+
+    def edge_core(self, n: Any) -> Any:
+        """A new core for edge node ``n`` (a start or a restart), with its shadow."""
+        from edgesim._modelled import build_edge_core
+
+        core = build_edge_core(self.topo, n)
+        core.shadow = self.shadows.get(n.name)
+        return core
 
     async def main(self, progress: Callable[[float, float, int], None] | None) -> None:
         import trio
@@ -102,7 +138,6 @@ class _Run:
             ModelledUplink,
             ShieldUplink,
             _Clock,
-            build_edge_core,
             build_shield_core,
             outcome_code,
         )
@@ -151,6 +186,13 @@ class _Run:
                 shield_servers[n.index] = HttpServer(edge.handle, server_name=n.name)
 
             def make_uplink(n: Any) -> Any:
+                shadow = self.shadows.get(n.name)
+                uplink = plain_uplink(n)
+                if shadow is None or self.cand_origin is None:
+                    return uplink
+                return _ShadowedUplink(uplink, shadow, self.cand_origin, now)
+
+            def plain_uplink(n: Any) -> Any:
                 if eng.shield_ring is None:
                     return to_origin(n)
                 pools = {
@@ -169,7 +211,7 @@ class _Run:
             for n in eng.nodes:
                 if n.shield:
                     continue
-                self.cores[n.index] = node_core = build_edge_core(topo, n)
+                self.cores[n.index] = node_core = self.edge_core(n)
                 link = eng.client_links[n.region]
                 if n.index in crashes:
                     gate = gates[n.index] = _CrashableEdge(
@@ -264,13 +306,11 @@ class _Run:
         ``down_for``."""
         import trio
 
-        from edgesim._modelled import build_edge_core
-
         eng, n, t0 = self.eng, gate.node, gate.t0
         await trio.sleep_until(t0 + crash.at)
         n.crashes += 1
         failed, epoch = gate.crash()
-        self.cores[n.index] = build_edge_core(self.topo, n)  # the cache is gone
+        self.cores[n.index] = self.edge_core(n)  # the cache is gone (the shadow stays)
         self.events.append(
             {
                 "at": crash.at,
@@ -302,6 +342,9 @@ class _Run:
         host = dep.site.lower()
         opts = self.stream.publish_deploy(dep.site, dep.new_fraction, now)
         d = core.publish(core.prepare_deploy(host, options=opts), now)
+        cand = self.cand_origin
+        if cand is not None:  # the candidate origin gets the same deploy
+            cand.publish(cand.prepare_deploy(host, options=opts), now)
         purges = []
         for n in self.eng.nodes:  # in the engine's order: one draw per node, as it draws
             delay = dep.propagation * self.eng.u_misc()
@@ -322,6 +365,32 @@ class _Run:
                 "purged_by": max(purges) if purges else dep.at,
             }
         )
+
+
+class _ShadowedUplink:
+    """An edge node's uplink (``edgesim.serve.Origin``) whose answers are compared with
+    a ``[shadow]`` candidate origin's: when the node's origin (or shield) answers, the
+    candidate ``OriginCore`` is asked the same request at that virtual instant, through
+    the shadow's guard (:meth:`edgesim.shadow.Shadow.origin`, the capacity engine's
+    hook), and the shadow decides which answer the node gets. Failed fetches are not
+    compared (the capacity engine's aren't either)."""
+
+    def __init__(self, uplink: Any, shadow: Any, candidate: Any, now: Callable[[], float]) -> None:
+        self._uplink = uplink
+        self._shadow = shadow
+        self._candidate = candidate
+        self._now = now
+
+    async def request(self, req: Any, *, on_interim: Any = None) -> Any:
+        if on_interim is None:
+            resp = await self._uplink.request(req)
+        else:
+            resp = await self._uplink.request(req, on_interim=on_interim)
+        t = self._now()
+        return self._shadow.origin(req, resp, partial(self._candidate.handle, now=t), t)
+
+    async def aclose(self) -> None:
+        await self._uplink.aclose()
 
 
 # Marks of the two ways a client gets no answer from a crashing node (a modelling
@@ -453,7 +522,7 @@ def simulate_trio(
     """Run ``topology`` through the real Trio shells on Trio's mock clock.
 
     Args:
-        topology: the validated topology (no ``[shadow]``).
+        topology: the validated topology.
         seed: the run's seed (default: the topology's); the arrivals are the ones the
             capacity engine draws for this seed.
         progress: called as ``progress(virtual_time, end_time, requests)`` now and
@@ -477,10 +546,16 @@ def simulate_trio(
     s = topology.seed if seed is None else seed
     wall0 = time.perf_counter()
     run = _Run(topology, s, stop_at)
-    partial = run_until_interrupted(run.main, progress, clock=trio.testing.MockClock(autojump_threshold=0))
+    run.attach_shadows()
+    try:
+        clock = trio.testing.MockClock(autojump_threshold=0)
+        was_partial = run_until_interrupted(run.main, progress, clock=clock)
+    finally:
+        for sh in run.shadows.values():
+            sh.close()  # the guards' worker threads; the counters stay readable
     wall = time.perf_counter() - wall0
     eng = run.eng
-    end = eng.end if not partial else max(run.reached, 1e-9)
+    end = eng.end if not was_partial else max(run.reached, 1e-9)
     report = build_report(
         run.rec,
         meta={
@@ -493,7 +568,7 @@ def simulate_trio(
             "interval": topology.interval,
             "start_utc": _iso(eng.epoch0),
             "simulated_requests": run.arrivals,
-            "partial": partial,
+            "partial": was_partial,
         },
         nodes=[
             {
@@ -517,6 +592,14 @@ def simulate_trio(
         "wall_seconds": wall,
         "simulated_requests_per_second": run.arrivals / wall if wall > 0 else 0.0,
     }
+    if run.shadows:
+        from edgesim.shadow import summarize
+
+        report["shadow"] = summarize(run.shadows, timing=False)
+        # wall-clock cost of the candidate (not deterministic: kept out of the report)
+        cost = summarize(run.shadows, timing=True)["totals"]
+        timing["shadow_candidate_seconds"] = cost["candidate_seconds"]
+        timing["shadow_primary_seconds"] = cost["primary_seconds"]
     return RunResult(report, timing)
 
 
