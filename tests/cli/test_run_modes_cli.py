@@ -130,7 +130,7 @@ def test_what_the_shells_do_not_model_is_one_error_line(tmp_path: Path) -> None:
     crash = tmp_path / "crash.toml"
     crash.write_text(SMALL + '\n[[faults.crashes]]\nregion = "eu"\nnode = 0\nat = "20s"\ndown_for = "30s"\n')
     for topo, mode, message in (
-        (shadow, ["--engine", "trio"], "[shadow] is modelled only by the default engine"),
+        (shadow, ["--mode", "live", "--window", "0,60s"], "[shadow] is not run by live mode"),
         (crash, ["--mode", "live", "--window", "0,60s"], "node crashes are not run by live mode"),
     ):
         code, _, err = _run("run", str(topo), "--quiet", *mode)

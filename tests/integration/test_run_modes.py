@@ -29,7 +29,7 @@ from edgesim.topology import (
     ShadowSpec,
     Topology,
 )
-from edgesim.trioengine import TrioEngineError, simulate_trio
+from edgesim.trioengine import simulate_trio
 
 
 def _demo() -> Topology:
@@ -90,10 +90,10 @@ def test_trio_engine_carries_out_deploys_outages_spikes_and_flash_crowds() -> No
     assert abs(trio["totals"]["object_hit_ratio"] - fast["totals"]["object_hit_ratio"]) <= 0.01
 
 
-def test_trio_engine_refuses_what_it_does_not_model() -> None:
+def test_live_mode_refuses_what_it_does_not_run() -> None:
     topo = window_topology(_demo(), 600, 10)
-    with pytest.raises(TrioEngineError, match=r"\[shadow\] is modelled only by the default engine"):
-        simulate_trio(replace(topo, shadow=ShadowSpec("reference")))
+    with pytest.raises(LiveError, match=r"\[shadow\] is not run by live mode: use --mode virtual"):
+        run_live(replace(topo, shadow=ShadowSpec("reference")), seed=1)
     crashing = replace(topo, faults=replace(topo.faults, crashes=(NodeCrash("eu-west", 0, 5.0, 2.0),)))
     with pytest.raises(LiveError, match="node crashes are not run by live mode"):
         run_live(crashing, seed=1)
