@@ -14,50 +14,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from shadow_topo import write_topology
+
 from edgesim._topoload import parse_topology
 from edgesim.engine import simulate
 from edgesim.topology import Deploy, NodeCrash, Topology
 from edgesim.trioengine import simulate_trio
-
-# tests/unit/test_shadow_engine.py's topology: 3 edge nodes, v1/v2 rules.
-V1 = "/old-shop /page-1.html 301\n/promo/* /page-2.html 302\n"
-V2 = "/old-shop /page-3.html 301\n/promo/* /page-2.html 302\n"
-TOPOLOGY = """\
-name = "shadowed"
-seed = 3
-
-[[regions]]
-name = "eu-west"
-client_share = 0.5
-[regions.edge]
-nodes = 2
-workers = 16
-service_time = "0.5ms"
-
-[[regions]]
-name = "us-east"
-client_share = 0.5
-[regions.edge]
-nodes = 1
-workers = 16
-service_time = "0.5ms"
-
-[[sites]]
-name = "shop.test"
-rules = "v1/_redirects"
-redirect_share = 0.3
-[sites.catalog]
-objects = 300
-
-[traffic]
-duration = "4s"
-peak_rps = 300
-diurnal = "flat"
-
-[shadow]
-timeout = "5s"
-{shadow}
-"""
 
 _COUNTS = (
     "seen",
@@ -72,11 +34,7 @@ _COUNTS = (
 
 
 def _topology(tmp_path: Path, shadow: str) -> Topology:
-    for name, text in (("v1", V1), ("v2", V2)):
-        (tmp_path / name).mkdir(exist_ok=True)
-        (tmp_path / name / "_redirects").write_text(text)
-    path = tmp_path / "t.toml"
-    path.write_text(TOPOLOGY.format(shadow=shadow))
+    path = write_topology(tmp_path, 'timeout = "5s"\n' + shadow)
     return parse_topology(path.read_text(), path=str(path))
 
 

@@ -7,61 +7,15 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from shadow_topo import write_topology
 
 from edgesim._topoload import parse_topology
 from edgesim.engine import simulate
 from edgesim.errors import TopologyError
 
-V1 = "/old-shop /page-1.html 301\n/promo/* /page-2.html 302\n"
-V2 = "/old-shop /page-3.html 301\n/promo/* /page-2.html 302\n"
-
-TOPOLOGY = """\
-name = "shadowed"
-seed = 3
-
-[[regions]]
-name = "eu-west"
-client_share = 0.5
-
-[regions.edge]
-nodes = 2
-workers = 16
-service_time = "0.5ms"
-
-[[regions]]
-name = "us-east"
-client_share = 0.5
-
-[regions.edge]
-nodes = 1
-workers = 16
-service_time = "0.5ms"
-
-[[sites]]
-name = "shop.test"
-rules = "v1/_redirects"
-redirect_share = 0.3
-
-[sites.catalog]
-objects = 300
-
-[traffic]
-duration = "4s"
-peak_rps = 300
-diurnal = "flat"
-
-[shadow]
-{shadow}
-"""
-
 
 def _topology(tmp_path: Path, shadow: str) -> str:
-    for name, text in (("v1", V1), ("v2", V2)):
-        (tmp_path / name).mkdir(exist_ok=True)
-        (tmp_path / name / "_redirects").write_text(text)
-    path = tmp_path / "t.toml"
-    path.write_text(TOPOLOGY.format(shadow=textwrap.dedent(shadow)))
-    return str(path)
+    return str(write_topology(tmp_path, textwrap.dedent(shadow)))
 
 
 def _run(tmp_path: Path, shadow: str) -> dict:  # type: ignore[type-arg]
