@@ -51,7 +51,7 @@ import zlib
 from array import array
 from bisect import bisect_right
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from functools import partial
 from heapq import heappop, heappush
@@ -79,7 +79,7 @@ from edgesim.metrics import (
 from edgesim.node import EdgeConfig, EdgeNode, Fetch, Join, Reply
 from edgesim.topology import Catalog, Deploy, Distribution, Latency, Site, Topology
 
-__all__ = ["EPOCH", "RATE_STEP", "bench", "model_events", "simulate"]
+__all__ = ["EPOCH", "RATE_STEP", "bench", "model_events", "node_rows", "run_meta", "run_report", "simulate"]
 
 # 2026-01-01T00:00:00Z: virtual time 0 (plus traffic.start_hour_utc) in Unix seconds.
 EPOCH = 1767225600.0
@@ -1742,45 +1742,21 @@ def simulate(
             gc.enable()
     wall_run = time.perf_counter() - wall0 - wall_setup
     weights, estimator = _stratum_weights(eng) if eng.sampled else (None, None)
-    report = build_report(
+    shadow_cost: dict[str, float] = {}
+    report = run_report(
+        topology,
         eng.rec,
-        meta={
-            "topology": topology.name,
-            "seed": s,
-            "edgesim_version": __version__,
-            "engine": "virtual",
-            "duration": eng.end,
-            "warmup": topology.traffic.warmup,
-            "interval": topology.interval,
-            "start_utc": _iso(eng.epoch0),
-            "simulated_requests": eng.arrivals,
-            "partial": partial,
-        },
-        nodes=[
-            {
-                "name": n.name,
-                "region": topology.regions[n.region].name if not n.shield else "shield",
-                "tier": "shield" if n.shield else "edge",
-                "workers": n.workers,
-                "busy": n.busy_steady,
-                "max_queue": n.max_queue,
-                "crashes": n.crashes,
-                "cache": n.core.cache.statistics(),
-            }
-            for n in eng.nodes
-        ],
-        regions=[r.name for r in topology.regions],
+        run_meta(topology, "virtual", s, eng.epoch0, eng.end, eng.arrivals, partial),
+        nodes=node_rows(topology, eng.nodes, lambda n: n.core.cache.statistics()),
         sites=[m.host for m in eng.sites],
         origin={"workers": eng.o_workers, "busy": eng.o_busy_steady},
-        events=sorted(eng.events, key=lambda e: (e["at"], e["kind"])),
+        events=eng.events,
         weights=weights,
+        shadows=eng.shadows,
+        timing=shadow_cost,
     )
-    if eng.shadows:
-        from edgesim.shadow import summarize
-
-        report["shadow"] = summarize(eng.shadows, timing=False)
-        for sh in eng.shadows.values():
-            sh.close()
+    for sh in eng.shadows.values():
+        sh.close()  # the guards' worker threads; the counters stay readable
     if eng.sampled:
         report = scale_report(report, sample_rate, skipped=eng.skipped, weighted=estimator)
     wall = time.perf_counter() - wall0
@@ -1789,19 +1765,93 @@ def simulate(
         "setup_seconds": wall_setup,
         "loop_seconds": wall_run,
         "simulated_requests_per_second": eng.arrivals / wall_run if wall_run > 0 else 0.0,
+        **shadow_cost,
     }
-    if eng.shadows:
-        # wall-clock cost of the candidate (not deterministic: kept out of the report)
-        cost = summarize(eng.shadows, timing=True)["totals"]
-        timing["shadow_candidate_seconds"] = cost["candidate_seconds"]
-        timing["shadow_primary_seconds"] = cost["primary_seconds"]
     return RunResult(report, timing)
 
 
-def _iso(t: float) -> str:
+# ---- reports (shared by the engines and live mode) ------------------------------------
+
+
+def run_meta(
+    topology: Topology,
+    engine: str,
+    seed: int,
+    epoch0: float,
+    duration: float,
+    simulated: int,
+    partial: bool,
+) -> dict[str, Any]:
+    """The ``meta`` of a run's report (docs/reports.md), whichever driver ran it."""
     from datetime import UTC, datetime
 
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "topology": topology.name,
+        "seed": seed,
+        "edgesim_version": __version__,
+        "engine": engine,
+        "duration": duration,
+        "warmup": topology.traffic.warmup,
+        "interval": topology.interval,
+        "start_utc": datetime.fromtimestamp(epoch0, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "simulated_requests": simulated,
+        "partial": partial,
+    }
+
+
+def node_rows(topology: Topology, nodes: list[Any], cache: Callable[[Any], Any]) -> list[dict[str, Any]]:
+    """The node rows of a report for the engine's nodes (``_Node``), ``cache(node)``
+    giving each one's cache statistics."""
+    return [
+        {
+            "name": n.name,
+            "region": topology.regions[n.region].name if not n.shield else "shield",
+            "tier": "shield" if n.shield else "edge",
+            "workers": n.workers,
+            "busy": n.busy_steady,
+            "max_queue": n.max_queue,
+            "crashes": n.crashes,
+            "cache": cache(n),
+        }
+        for n in nodes
+    ]
+
+
+def run_report(
+    topology: Topology,
+    rec: Recorder,
+    meta: dict[str, Any],
+    *,
+    nodes: list[dict[str, Any]],
+    sites: list[str],
+    origin: dict[str, Any],
+    events: list[dict[str, Any]],
+    weights: dict[str, Any] | None = None,
+    shadows: Mapping[str, Any] | None = None,
+    timing: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    """:func:`~edgesim.metrics.build_report` as every driver calls it (regions in
+    topology order, events by time), plus the ``[shadow]`` section when ``shadows``
+    ran; their wall-clock cost, which is not deterministic, goes into ``timing``."""
+    report = build_report(
+        rec,
+        meta=meta,
+        nodes=nodes,
+        regions=[r.name for r in topology.regions],
+        sites=sites,
+        origin=origin,
+        events=sorted(events, key=lambda e: (e["at"], e["kind"])),
+        weights=weights,
+    )
+    if shadows:
+        from edgesim.shadow import summarize
+
+        report["shadow"] = summarize(shadows, timing=False)
+        if timing is not None:
+            cost = summarize(shadows, timing=True)["totals"]
+            timing["shadow_candidate_seconds"] = cost["candidate_seconds"]
+            timing["shadow_primary_seconds"] = cost["primary_seconds"]
+    return report
 
 
 # ---- benchmark -------------------------------------------------------------------------

@@ -42,9 +42,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from edgesim import __version__
+from edgesim.engine import run_meta, run_report
 from edgesim.errors import EdgesimError
-from edgesim.metrics import Recorder, RunResult, build_report
+from edgesim.metrics import Recorder, RunResult
 from edgesim.topology import Topology
 
 if TYPE_CHECKING:
@@ -537,26 +537,14 @@ def run_live(
         answered = _read_records(work / "records.txt", rec)
     reached = min(end, max(clock(), 1e-9)) if partial else end
     wall = time.perf_counter() - wall0
-    meta: dict[str, Any] = {
-        "topology": topology.name,
-        "seed": s,
-        "edgesim_version": __version__,
-        "engine": "live",
-        "duration": reached,
-        "warmup": topology.traffic.warmup,
-        "interval": topology.interval,
-        "start_utc": _iso(eng.epoch0),
-        "simulated_requests": answered,
-        "partial": partial,
-    }
-    report = build_report(
+    report = run_report(
+        topology,
         rec,
-        meta=meta,
+        run_meta(topology, "live", s, eng.epoch0, reached, answered, partial),
         nodes=results.nodes,
-        regions=[r.name for r in topology.regions],
         sites=[m.host for m in eng.sites],
         origin={"workers": max(1, topology.origin.workers), "busy": results.origin_busy},
-        events=sorted(events, key=lambda e: (e["at"], e["kind"])),
+        events=events,
     )
     if compare and not partial:
         from edgesim.engine import simulate
@@ -589,9 +577,3 @@ def comparison(live: dict[str, Any], virtual: dict[str, Any]) -> dict[str, Any]:
         "latency_p50": {"live": lt["latency"]["p50"], "virtual": vt["latency"]["p50"]},
         "latency_p99": {"live": lt["latency"]["p99"], "virtual": vt["latency"]["p99"]},
     }
-
-
-def _iso(t: float) -> str:
-    from datetime import UTC, datetime
-
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -52,8 +52,8 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from edgesim import __version__
-from edgesim.metrics import O_FAILED, Recorder, RunResult, build_report
+from edgesim.engine import node_rows, run_meta, run_report
+from edgesim.metrics import O_FAILED, Recorder, RunResult
 from edgesim.topology import Topology
 
 __all__ = ["TrioEngineError", "simulate_trio"]
@@ -556,50 +556,21 @@ def simulate_trio(
     wall = time.perf_counter() - wall0
     eng = run.eng
     end = eng.end if not was_partial else max(run.reached, 1e-9)
-    report = build_report(
-        run.rec,
-        meta={
-            "topology": topology.name,
-            "seed": s,
-            "edgesim_version": __version__,
-            "engine": "trio",
-            "duration": end,
-            "warmup": topology.traffic.warmup,
-            "interval": topology.interval,
-            "start_utc": _iso(eng.epoch0),
-            "simulated_requests": run.arrivals,
-            "partial": was_partial,
-        },
-        nodes=[
-            {
-                "name": n.name,
-                "region": topology.regions[n.region].name if not n.shield else "shield",
-                "tier": "shield" if n.shield else "edge",
-                "workers": n.workers,
-                "busy": n.busy_steady,
-                "max_queue": n.max_queue,
-                "crashes": n.crashes,
-                "cache": run.cores.get(n.index, n.core).cache.statistics(),
-            }
-            for n in eng.nodes
-        ],
-        regions=[r.name for r in topology.regions],
-        sites=[m.host for m in eng.sites],
-        origin={"workers": max(1, topology.origin.workers), "busy": run.origin_busy},
-        events=sorted(run.events, key=lambda e: (e["at"], e["kind"])),
-    )
     timing = {
         "wall_seconds": wall,
         "simulated_requests_per_second": run.arrivals / wall if wall > 0 else 0.0,
     }
-    if run.shadows:
-        from edgesim.shadow import summarize
-
-        report["shadow"] = summarize(run.shadows, timing=False)
-        # wall-clock cost of the candidate (not deterministic: kept out of the report)
-        cost = summarize(run.shadows, timing=True)["totals"]
-        timing["shadow_candidate_seconds"] = cost["candidate_seconds"]
-        timing["shadow_primary_seconds"] = cost["primary_seconds"]
+    report = run_report(
+        topology,
+        run.rec,
+        run_meta(topology, "trio", s, eng.epoch0, end, run.arrivals, was_partial),
+        nodes=node_rows(topology, eng.nodes, lambda n: run.cores.get(n.index, n.core).cache.statistics()),
+        sites=[m.host for m in eng.sites],
+        origin={"workers": max(1, topology.origin.workers), "busy": run.origin_busy},
+        events=run.events,
+        shadows=run.shadows,
+        timing=timing,
+    )
     return RunResult(report, timing)
 
 
@@ -634,9 +605,3 @@ def _origin_core(topology: Topology, trace: Any, now: float) -> Any:
         cfg = replace(cfg, catalog=origin_catalog_spec(s.catalog, trace.site_sizes[i]))
         core.add_synthetic(host, cfg, now=now, rules=_rule_texts(s) or None)
     return core
-
-
-def _iso(t: float) -> str:
-    from datetime import UTC, datetime
-
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
