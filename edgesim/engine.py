@@ -61,7 +61,7 @@ from typing import Any
 import numpy as np
 
 from edgesim import __version__
-from edgesim._cachestore import CacheEntry, Eviction
+from edgesim._cachestore import Eviction
 from edgesim._costs import OutcomeTimes
 from edgesim._tracetraffic import load_trace_traffic
 from edgesim.cache import HttpCache, MetadataStore
@@ -404,14 +404,13 @@ class _SampledStore(MetadataStore):
         super().__init__(capacity_bytes, **kw)
         self._charge = charge
 
-    def put(self, key: str, entries: list[CacheEntry], tag: str = "") -> bool:
-        host, _, rest = key.partition("\x00")
-        w = self._charge.get((host, rest.partition("\x00")[2])) if self._charge else None
-        if w is None:
-            return super().put(key, entries, tag)
-        entries = [e if e.body is None else e.without_body() for e in entries]
-        n = sum(e.nbytes for e in entries)
-        return self._admit(key, entries[0] if len(entries) == 1 else entries, max(1, int(n * w)), tag)
+    def _admit(self, key: str, value: Any, nbytes: int, tag: str) -> bool:
+        if self._charge:
+            host, _, rest = key.partition("\x00")  # node keys: host, deploy, target
+            w = self._charge.get((host, rest.partition("\x00")[2]))
+            if w is not None:
+                nbytes = max(1, int(nbytes * w))
+        return super()._admit(key, value, nbytes, tag)
 
 
 # The expected number of arrivals in one block of draws (whole rate segments).
@@ -551,17 +550,12 @@ _EMPTY_BLOCK: tuple[np.ndarray, ...] = (
 )
 
 
-def _key_sample(host: str, url: str) -> float:
-    """A stable hash of the cache key (site + URL) mapped to [0, 1), for spatial sampling.
+def _key_samples(host: str, urls: list[str]) -> np.ndarray:
+    """A stable hash of each cache key (site + URL) of ``urls`` mapped to [0, 1), for
+    spatial sampling.
 
     blake2b, not ``zlib.crc32``: the balancers' rings hash URLs with crc32, and a linear
     hash would correlate the sample with the nodes that own its keys."""
-    d = hashlib.blake2b(f"{host}{url}".encode(), digest_size=8, person=b"edgesim-shards").digest()
-    return int.from_bytes(d, "big") / 18446744073709551616.0
-
-
-def _key_samples(host: str, urls: list[str]) -> np.ndarray:
-    """:func:`_key_sample` of every URL of ``urls`` (the same values, as an array)."""
     b2 = hashlib.blake2b
     digests = b"".join(
         [b2(f"{host}{u}".encode(), digest_size=8, person=b"edgesim-shards").digest() for u in urls]
