@@ -1389,9 +1389,7 @@ class _Engine:
         b_bal: list[float] = []
         bi = bn = 0
         take = True
-        t_arr = src.start()
-        if t_arr >= end:
-            t_arr = math.inf
+        t_arr = src.start()  # block times are all before ``end``
         jid = 0
         report_at = _PROGRESS_EVERY
         while True:
@@ -1489,8 +1487,6 @@ class _Engine:
                 bi, bn = 0, len(b_t)
                 take = bn == 0
                 t_arr = b_t[0] if bn else src.start()
-                if t_arr >= end:
-                    t_arr = math.inf
                 if sampled and progress is not None:  # few arrivals may be kept
                     progress(min(t_arr, end), end, jid)
                 continue
@@ -1508,8 +1504,6 @@ class _Engine:
             else:
                 take = True
                 t_arr = src.start()
-                if t_arr >= end:
-                    t_arr = math.inf
             si = sm.index
             jid += 1
             job = _Job(jid, t, ri, si, Request("GET", url, headers[si][ri][vi]), None)
