@@ -132,8 +132,7 @@ def run(
     """Run a prepared topology in the chosen mode and engine.
 
     Error handling:
-        ``ValueError`` (the engines' topology errors, including
-        :class:`~edgesim.trioengine.TrioEngineError`) and
+        ``ValueError`` (the engines' topology errors) and
         :class:`~edgesim.live.LiveError` propagate for the CLI to word.
     """
     if mode == "live":

@@ -56,27 +56,12 @@ from edgesim.engine import node_rows, run_meta, run_report
 from edgesim.metrics import O_FAILED, Recorder, RunResult
 from edgesim.topology import Topology
 
-__all__ = ["TrioEngineError", "simulate_trio"]
+__all__ = ["simulate_trio"]
 
 # Client read timeout (virtual seconds): long enough for the origin's worst queue.
 _READ_TIMEOUT = 600.0
 # Progress callbacks every this many arrivals.
 _PROGRESS_EVERY = 256
-
-
-class TrioEngineError(ValueError):
-    """The topology uses something the Trio engine does not model."""
-
-
-def check_supported(topology: Topology, *, live: bool = False) -> None:
-    """Raise :class:`TrioEngineError` for parts of ``topology`` that the Trio engine (or,
-    with ``live``, live mode, which runs the same shells on loopback) does not model."""
-    if live and topology.faults.crashes:
-        raise TrioEngineError("node crashes are not run by live mode: use --mode virtual (either engine)")
-    if live and topology.shadow is not None:
-        raise TrioEngineError("[shadow] is not run by live mode: use --mode virtual (either engine)")
-    if live and topology.traffic.trace is not None:
-        raise TrioEngineError("trace replay is not run by live mode: use --mode virtual (either engine)")
 
 
 class _Run:
@@ -535,14 +520,13 @@ def simulate_trio(
         marked ``meta.partial``.
 
     Error handling:
-        :class:`TrioEngineError` (a ``ValueError``) for parts of the topology it
-        does not model.
+        ``ValueError`` for faults or deploys naming unknown nodes or sites, as
+        :func:`edgesim.engine.simulate`.
     """
     import trio.testing
 
     from edgesim._modelled import run_until_interrupted
 
-    check_supported(topology)
     s = topology.seed if seed is None else seed
     wall0 = time.perf_counter()
     run = _Run(topology, s, stop_at)
