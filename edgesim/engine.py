@@ -550,18 +550,25 @@ _EMPTY_BLOCK: tuple[np.ndarray, ...] = (
 )
 
 
-def _key_samples(host: str, urls: list[str]) -> np.ndarray:
+def _key_samples(host: str, urls: list[str], salt: bytes = b"") -> np.ndarray:
     """A stable hash of each cache key (site + URL) of ``urls`` mapped to [0, 1), for
-    spatial sampling.
+    spatial sampling; ``salt`` (at most 16 bytes: :func:`_sample_salt`) picks another,
+    independent sample.
 
     blake2b, not ``zlib.crc32``: the balancers' rings hash URLs with crc32, and a linear
     hash would correlate the sample with the nodes that own its keys."""
     b2 = hashlib.blake2b
     digests = b"".join(
-        [b2(f"{host}{u}".encode(), digest_size=8, person=b"edgesim-shards").digest() for u in urls]
+        [b2(f"{host}{u}".encode(), digest_size=8, person=b"edgesim-shards", salt=salt).digest() for u in urls]
     )
     out: np.ndarray = np.frombuffer(digests, dtype=">u8").astype(np.float64) / 18446744073709551616.0
     return out
+
+
+def _sample_salt(seed: int) -> bytes:
+    """The key hash's salt of a run with ``seed``: each seed samples other keys, so that
+    runs over several seeds average over samples as well as over traffic."""
+    return hashlib.blake2b(b"%d" % seed, digest_size=16).digest()
 
 
 # Sampled runs: keys of every popularity bucket in the sample (simulate's sample_keys).
@@ -573,15 +580,30 @@ _PER_NODE = -2
 _NO_STRATUM = -1
 
 
-def _url_class(url: str) -> str:
-    """The content class of a request target for stratified sampling: its first path
-    segment (when it has more than one) and its file extension, e.g. ``assets/*.jpg``.
-    Objects of one class share their cache policy, so their hit ratios are alike."""
-    path = url.partition("?")[0]
-    parts = path.strip("/").split("/")
-    last = parts[-1]
-    ext = last.rsplit(".", 1)[1] if "." in last else ""
-    return f"{parts[0] if len(parts) > 1 else ''}/*.{ext}"
+def _policy_classes(dep: Any, urls: list[str]) -> list[str]:
+    """The content class of each of ``urls`` (files of the origin deploy ``dep``) for
+    stratified sampling: the Cache-Control value the origin serves it with. Keys of one
+    policy share their freshness lifetime and revalidation, which set their hit ratios
+    far more than their file type does (hashed images, scripts and styles all hit
+    alike); a finer class only leaves more strata empty in a sample."""
+    files = dep.files
+    if files is not None:  # a folder site
+        out = []
+        for u in urls:
+            f = files.get(u)
+            out.append(f.cache_control if f is not None else "")
+        return out
+    from origin._config import KINDS
+
+    policy = dep.config.cache
+    kinds = dep.catalog.kinds()
+    if policy.paths:  # path overrides: per URL
+        return [policy.for_file(u, KINDS[k][0]) for u, k in zip(urls, kinds, strict=True)]
+    by_kind: dict[str, str] = {}  # else a kind's URLs share one shape, so one policy
+    for u, k in zip(urls, kinds, strict=True):
+        if k not in by_kind:
+            by_kind[k] = policy.for_file(u, KINDS[k][0])
+    return [by_kind[k] for k in kinds]
 
 
 def _site_config_text(site: Site) -> str:
@@ -725,6 +747,7 @@ class _Engine:
         # popularity bucket in the sample, strata (site, class, popularity bucket),
         # steady-state arrivals per stratum, and the stratum of every recorded row
         self.bucket_keys = max(0.0, sample_keys) if self.sampled else 0.0
+        self.salt = _sample_salt(seed)
         # (host, target) -> the share of its bytes a key sampled above the rate is
         # charged in the caches (_SampledStore); shared by every cache of the run
         self.charge: dict[tuple[str, str], float] = {}
@@ -943,32 +966,39 @@ class _Engine:
 
     def _sample_site(self, m: _SiteModel) -> None:
         """Keys (site + URL) of ``m``'s current URLs and redirect sources in the sample,
-        and the stratum of each: (site, content class, popularity bucket), the bucket
+        and the stratum of each: (site, cache policy, popularity bucket), the bucket
         being the bit length of the catalog index + 1 (Zipf rank 1, 2-3, 4-7, ...) and 0
         for redirect sources. A key of bucket ``b`` (``2 ** (b - 1)`` objects) is in the
         sample when its hash falls below ``max(rate, bucket_keys / 2 ** (b - 1))``: about
         ``bucket_keys`` keys of every bucket, so the most popular buckets are simulated
         whole, and buckets of more than ``bucket_keys / rate`` objects at the rate."""
         urls = m.urls
-        buckets = [(i + 1).bit_length() for i in range(len(urls))]
-        stratum = self._stratum
-        sids = [stratum(m.index, _url_class(u), b) for u, b in zip(urls, buckets, strict=True)]
-        strata = dict(zip(urls, sids, strict=True))
-        rates = [max(self.rate, min(1.0, self.bucket_keys / (1 << (b - 1)))) for b in buckets]
+        n = len(urls)
+        buckets = np.frexp(np.arange(1, n + 1, dtype=np.float64))[1].astype(np.int64)  # bit lengths
+        classes = _policy_classes(self.origin.sites[m.host].deploy, urls)
+        class_ids: dict[str, int] = {}
+        cls = np.fromiter((class_ids.setdefault(c, len(class_ids)) for c in classes), dtype=np.int64, count=n)
+        names = list(class_ids)
+        _, first, inverse = np.unique(cls * 256 + buckets, return_index=True, return_inverse=True)
+        sid_of = np.array(
+            [self._stratum(m.index, names[cls[i]], int(buckets[i])) for i in first.tolist()], dtype=np.int64
+        )
+        sids = sid_of[inverse].reshape(-1)
+        rates = np.maximum(self.rate, np.minimum(1.0, self.bucket_keys / np.ldexp(1.0, buckets - 1)))
+        strata = dict(zip(urls, sids.tolist(), strict=True))
         if m.redirects:
-            rsid = stratum(m.index, "redirect", 0)
-            for u in m.redirects:
-                sids.append(strata.setdefault(u, rsid))
-                rates.append(self.rate)
+            rsid = self._stratum(m.index, "redirect", 0)
+            extra = [strata.setdefault(u, rsid) for u in m.redirects]
+            sids = np.concatenate((sids, np.array(extra, dtype=np.int64)))
+            rates = np.concatenate((rates, np.full(len(m.redirects), self.rate)))
         m.strata = strata
-        m.kept_of = _key_samples(m.host, urls + m.redirects) < np.array(rates)
+        m.kept_of = _key_samples(m.host, urls + m.redirects, self.salt) < rates
         charge = self.charge
         for key in [key for key in charge if key[0] == m.host]:
             del charge[key]
-        for i in np.flatnonzero(m.kept_of[: len(urls)]).tolist():
-            if rates[i] > self.rate:
-                charge[m.host, urls[i]] = self.rate / rates[i]
-        m.stratum_of = np.array(sids, dtype=np.int64)
+        for i in np.flatnonzero(m.kept_of[:n] & (rates[:n] > self.rate)).tolist():
+            charge[m.host, urls[i]] = self.rate / float(rates[i])
+        m.stratum_of = sids
 
     def _gen(self) -> np.random.Generator:
         """A new independent generator (links, in creation order)."""

@@ -188,6 +188,11 @@ class Catalog:
         """Kind name of object ``i`` (``html``, ``js``, ...)."""
         return _KIND_NAMES[self._kinds[i]]
 
+    def kinds(self) -> list[str]:
+        """Kind name of every object, by index (``kind(i)`` for all ``i`` at once)."""
+        names = _KIND_NAMES
+        return [names[k] for k in self._kinds]
+
     def size(self, i: int) -> int:
         """Size in bytes of object ``i``."""
         return self._sizes[i]

@@ -92,6 +92,40 @@ def test_every_popularity_bucket_gets_about_k_keys() -> None:
     assert 0.005 < tail.mean() < 0.02
 
 
+def test_each_seed_samples_other_keys() -> None:
+    # the key hash is salted with the run's seed: a seed's sample is stable, and runs
+    # over several seeds average over independent samples of the tail
+    t = topo(duration=1.0, objects=20000)
+    a = _Engine(t, 1, None, 0.01, 2.0).sites[0].kept_of
+    b = _Engine(t, 1, None, 0.01, 2.0).sites[0].kept_of
+    c = _Engine(t, 2, None, 0.01, 2.0).sites[0].kept_of
+    assert (a == b).all()
+    assert a[:3].all() and c[:3].all()  # the buckets sampled whole
+    tail_a, tail_c = a[4095:20000], c[4095:20000]  # sampled at R = 0.01
+    assert 80 < tail_a.sum() < 240 and 80 < tail_c.sum() < 240
+    assert (tail_a & tail_c).sum() < 0.25 * tail_a.sum()  # independent: about 1% in common
+
+
+def test_strata_are_the_origins_cache_policies() -> None:
+    # a key's class is the Cache-Control value the origin serves it with: hashed
+    # scripts, styles and images share their strata, HTML pages have their own
+    eng = _Engine(topo(duration=1.0, objects=2000), 1, None, 0.1, 2.0)
+    m = eng.sites[0]
+    dep = eng.origin.sites[m.host].deploy
+    policies = {}
+    for u in m.urls:
+        info = dep.file(u)
+        assert info is not None
+        policies[u] = info.cache_control
+    assert {cls for (_, cls, _) in eng.strata_ids} == set(policies.values())
+    assert len(set(policies.values())) == 2  # hashed assets, HTML
+    kinds = dep.catalog.kinds()
+    assert set(kinds) == {"html", "js", "css", "img"}
+    for lo in range(511, 1023, 64):  # one popularity bucket (ranks 512 - 1023)
+        group = {k: m.strata[u] for u, k in zip(m.urls[lo : lo + 64], kinds[lo : lo + 64], strict=True)}
+        assert group["js"] == group["css"] == group["img"] != group["html"]
+
+
 def test_keys_for_the_whole_catalog_reproduce_the_full_run() -> None:
     # with K >= the largest bucket (256 of 500 objects) every key is kept, each
     # stratum's weight is 1, and the caches (scaled by R) still hold everything, so the
