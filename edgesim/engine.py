@@ -1007,7 +1007,7 @@ class _Engine:
     def _catalog_urls(self, host: str) -> list[str]:
         cat = self.origin.sites[host].deploy.catalog
         assert cat is not None
-        return [cat.path(i) for i in range(len(cat))]
+        return cat.paths()
 
     # ---- scheduling ------------------------------------------------------------
 

@@ -687,6 +687,25 @@ def test_distribution_limits() -> None:
     assert all(5 <= cat.size(i) <= 6 for i in range(3))
 
 
+def test_catalog_lists_every_path_and_kind_at_once() -> None:
+    # paths() and kinds() are path(i) and kind(i) for every object, also after
+    # a redeploy changed some hashed names, and every listed path is found by lookup
+    spec = CatalogSpec.from_dict(
+        {"objects": 3000, "seed": 5, "types": {"html": 1, "js": 1, "css": 1, "img": 1, "font": 1, "json": 1}}
+    )
+    for cat in (Catalog(spec), Catalog(spec).redeploy(9, 0.4, now=10.0)):
+        paths, kinds = cat.paths(), cat.kinds()
+        assert paths == [cat.path(i) for i in range(len(cat))]
+        assert kinds == [cat.kind(i) for i in range(len(cat))]
+        assert set(kinds) == {"html", "js", "css", "img", "font", "json"}
+        for i in range(0, len(cat), 97):
+            e = cat.lookup(paths[i])
+            assert e is not None and e.index == i
+    before, after = Catalog(spec).paths(), Catalog(spec).redeploy(9, 0.4, now=10.0).paths()
+    changed = sum(a != b for a, b in zip(before, after, strict=True))
+    assert 0.2 * 3000 < changed < 0.4 * 3000  # 40% redeployed; only hashed names change
+
+
 def test_core_imports_no_trio_socket_or_clock() -> None:
     """The core must be drivable in virtual time: no trio, no sockets, no clock."""
     code = (
