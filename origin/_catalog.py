@@ -206,7 +206,7 @@ class Catalog:
         seed = self.spec.seed
         version = self._version
         parts = _SHAPE_PARTS
-        out = []
+        out: list[str] = []
         add = out.append
         for i, kind in enumerate(self._kinds):
             head, mid, tail = parts[kind]
