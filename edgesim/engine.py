@@ -572,7 +572,7 @@ def _sample_salt(seed: int) -> bytes:
 
 
 # Sampled runs: keys of every popularity bucket in the sample (simulate's sample_keys).
-DEFAULT_SAMPLE_KEYS = 2.0
+DEFAULT_SAMPLE_KEYS = 1.0
 MAX_SAMPLE_KEYS = 1_000_000.0
 # Strata of sampled runs that are not a key's: per-node requests (manifests; weight 1),
 # and a key outside every stratum (weight 1 / rate).
@@ -748,6 +748,7 @@ class _Engine:
         # steady-state arrivals per stratum, and the stratum of every recorded row
         self.bucket_keys = max(0.0, sample_keys) if self.sampled else 0.0
         self.salt = _sample_salt(seed)
+        self.policy_heads: dict[int, int] = {}  # site -> its cache policies (each one's top key is kept)
         # (host, target) -> the share of its bytes a key sampled above the rate is
         # charged in the caches (_SampledStore); shared by every cache of the run
         self.charge: dict[tuple[str, str], float] = {}
@@ -971,7 +972,8 @@ class _Engine:
         for redirect sources. A key of bucket ``b`` (``2 ** (b - 1)`` objects) is in the
         sample when its hash falls below ``max(rate, bucket_keys / 2 ** (b - 1))``: about
         ``bucket_keys`` keys of every bucket, so the most popular buckets are simulated
-        whole, and buckets of more than ``bucket_keys / rate`` objects at the rate."""
+        whole, and buckets of more than ``bucket_keys / rate`` objects at the rate. With
+        ``bucket_keys`` > 0 the most popular key of each cache policy is kept too."""
         urls = m.urls
         n = len(urls)
         buckets = np.frexp(np.arange(1, n + 1, dtype=np.float64))[1].astype(np.int64)  # bit lengths
@@ -985,6 +987,12 @@ class _Engine:
         )
         sids = sid_of[inverse].reshape(-1)
         rates = np.maximum(self.rate, np.minimum(1.0, self.bucket_keys / np.ldexp(1.0, buckets - 1)))
+        if self.bucket_keys > 0 and n:
+            # and each policy's most popular key: without it, a policy whose top keys
+            # fall in buckets otherwise sampled at K / n often has none of them in the
+            # sample, and its empty top strata take the hit ratio of less popular keys
+            rates[np.unique(cls, return_index=True)[1]] = 1.0
+            self.policy_heads[m.index] = len(class_ids)
         strata = dict(zip(urls, sids.tolist(), strict=True))
         if m.redirects:
             rsid = self._stratum(m.index, "redirect", 0)
@@ -1622,6 +1630,7 @@ def _stratum_weights(eng: _Engine) -> tuple[dict[str, Any], dict[str, Any]]:
         "kind": "stratified",
         "keys_per_bucket": eng.bucket_keys,
         "whole_objects_per_site": _whole_objects(eng.bucket_keys),
+        "policy_heads": sum(eng.policy_heads.values()),
         "strata": int(np.sum(arrivals > 0)),
         "pooled_strata": pooled,
         "unrepresented_requests": round(unrepresented),
@@ -1716,9 +1725,11 @@ def simulate(
         sample_keys: with ``sample_rate`` < 1, about this many keys of every
             popularity bucket of a site (Zipf rank 1, 2-3, 4-7, ...) are in the sample:
             a key of a bucket of ``n`` objects is kept when its hash falls below
-            ``max(sample_rate, sample_keys / n)``. The few most popular objects carry a
-            large share of a Zipf workload, and a plain key sample of them would decide
-            the hit ratio by chance. 0: a plain sample at ``sample_rate``.
+            ``max(sample_rate, sample_keys / n)``, and the most popular object of
+            each cache policy of a site is kept as well. The few most popular objects
+            carry a large share of a Zipf workload, and a plain key sample of them would
+            decide the hit ratio by chance. 0: a plain sample at ``sample_rate``. The
+            sample depends on the seed (the key hash is salted with it).
 
     Returns:
         The :class:`~edgesim.metrics.RunResult`.

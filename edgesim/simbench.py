@@ -194,7 +194,7 @@ def engine_command(
     "keys",
     type=FiniteFloatRange(0.0, 1_000_000.0),
     multiple=True,
-    help="Keys per popularity bucket (--sample-keys) to check; repeat for several (default: 2).",
+    help="Keys per popularity bucket (--sample-keys) to check; repeat for several (default: 1).",
 )
 @click.option("--seeds", default="1-5", show_default=True, help="Seeds: a range (1-5) or a list (1,2,7).")
 def sampling_command(topology: str | None, rate: float, keys: tuple[float, ...], seeds: str) -> None:
@@ -205,4 +205,4 @@ def sampling_command(topology: str | None, rate: float, keys: tuple[float, ...],
 
     seed_list = _seed_list(seeds)
     topo = _topology_or_fail(topology)
-    click.echo(json.dumps(sampling_bench(topo, rate, seed_list, list(keys) or [2.0]), indent=2))
+    click.echo(json.dumps(sampling_bench(topo, rate, seed_list, list(keys) or [1.0]), indent=2))

@@ -11,7 +11,7 @@ from test_engine import topo
 from edgesim._cachestore import CacheEntry
 from edgesim.cli import cli
 from edgesim.engine import _Engine, _key_samples, simulate
-from edgesim.topology import Deploy
+from edgesim.topology import Catalog, Deploy, Site
 
 
 def test_key_hash_is_stable_and_uniform() -> None:
@@ -75,6 +75,7 @@ def test_stratified_estimate_counts_every_arrival() -> None:
         assert est["kind"] == "stratified"
         assert est["keys_per_bucket"] == keys
         assert est["whole_objects_per_site"] == whole
+        assert est["policy_heads"] == (2 if keys else 0)  # hashed assets, HTML
         assert samp["totals"]["requests"] + est["unrepresented_requests"] == full["totals"]["requests"]
         assert abs(samp["totals"]["object_hit_ratio"] - full["totals"]["object_hit_ratio"]) < 0.02
         assert samp["meta"]["simulated_requests"] < 0.5 * full["meta"]["simulated_requests"]
@@ -119,11 +120,32 @@ def test_strata_are_the_origins_cache_policies() -> None:
         policies[u] = info.cache_control
     assert {cls for (_, cls, _) in eng.strata_ids} == set(policies.values())
     assert len(set(policies.values())) == 2  # hashed assets, HTML
+    assert dep.catalog is not None
     kinds = dep.catalog.kinds()
     assert set(kinds) == {"html", "js", "css", "img"}
     for lo in range(511, 1023, 64):  # one popularity bucket (ranks 512 - 1023)
         group = {k: m.strata[u] for u, k in zip(m.urls[lo : lo + 64], kinds[lo : lo + 64], strict=True)}
         assert group["js"] == group["css"] == group["img"] != group["html"]
+
+
+def test_the_most_popular_key_of_each_policy_is_kept() -> None:
+    # HTML is 0.5% of this catalog, so its most popular page ranks far below the buckets
+    # sampled whole; it is kept anyway (else the HTML strata near the top would be
+    # empty and take the hit ratio of less popular pages), and only it and the top
+    # bucket are certain to be in the sample
+    site = Site(
+        "shop.test", catalog=Catalog(objects=20000, zipf=0.9, seed=2, types=(("html", 0.005), ("img", 0.995)))
+    )
+    for seed in (1, 2, 3):
+        eng = _Engine(topo(duration=1.0, sites=(site,), seed=seed), seed, None, 0.01, 1.0)
+        m = eng.sites[0]
+        cat = eng.origin.sites[m.host].deploy.catalog
+        assert cat is not None
+        kinds = cat.kinds()
+        top_html = kinds.index("html")
+        assert top_html > 200  # bucket of 256 objects, sampled at 1 / 256 without the rule
+        assert m.kept_of[0] and m.kept_of[top_html]
+        assert eng.policy_heads == {0: 2}
 
 
 def test_keys_for_the_whole_catalog_reproduce_the_full_run() -> None:
@@ -191,3 +213,11 @@ def test_keys_sampled_above_the_rate_weigh_less_in_small_caches() -> None:
     )
     store.put(f"{m.host}\x00d\x00{m.urls[0]}", [entry], m.host)
     assert store.used_bytes == max(1, int(entry.nbytes * 0.05))
+
+
+def test_cli_defaults_are_the_engines() -> None:
+    from edgesim.engine import DEFAULT_SAMPLE_KEYS, MAX_SAMPLE_KEYS
+
+    opt = next(p for p in cli.commands["run"].params if p.name == "sample_keys")
+    assert opt.default == DEFAULT_SAMPLE_KEYS
+    assert opt.type.max == MAX_SAMPLE_KEYS  # type: ignore[attr-defined]
