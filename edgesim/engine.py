@@ -1788,6 +1788,8 @@ def simulate(
         sh.close()  # the guards' worker threads; the counters stay readable
     if eng.sampled:
         report = scale_report(report, sample_rate, skipped=eng.skipped, weighted=estimator)
+        if "shadow" in report:  # compared per simulated request; no weights are kept
+            report["shadow"]["counts"] = "simulated requests only (sampled run; not scaled)"
     wall = time.perf_counter() - wall0
     timing = {
         "wall_seconds": wall,

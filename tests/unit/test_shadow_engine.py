@@ -173,3 +173,14 @@ def test_a_node_keeps_its_shadow_across_a_crash(tmp_path: Path) -> None:
     # down for a quarter of the run: without its shadow after the restart, it would
     # have seen about a third of its twin's requests
     assert nodes["eu-west-0"]["seen"] > 0.5 * nodes["eu-west-1"]["seen"] > 0
+
+
+def test_a_sampled_run_says_its_shadow_counts_are_of_the_sample(tmp_path: Path) -> None:
+    shadow = 'candidate = "reference"\nregions = ["eu-west"]'
+    path = _topology(tmp_path, shadow)
+    topo = parse_topology(Path(path).read_text(), path=path)
+    full = simulate(topo).to_dict(deterministic=True)["shadow"]
+    samp = simulate(topo, sample_rate=0.1).to_dict(deterministic=True)["shadow"]
+    assert "counts" not in full
+    assert samp["counts"].startswith("simulated requests only")
+    assert 0 < samp["totals"]["seen"] < full["totals"]["seen"]  # the sample's, unscaled
