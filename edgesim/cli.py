@@ -780,8 +780,8 @@ def run_command(
         rep.print_summary(report, timing=result.timing)
         if sample_rate < 1.0:
             click.echo(
-                f"sampled run (rate {sample_rate:g}, about {sample_keys:g} keys per popularity bucket): "
-                "counts estimated per stratum; latency, queueing and utilisation not available",
+                f"sampled run (rate {sample_rate:g}, --sample-keys {sample_keys:g}): counts estimated "
+                "per stratum; latency, queueing and utilisation not available",
                 err=True,
             )
         line = _runmodes.comparison_line(report)
