@@ -353,6 +353,7 @@ class _SiteModel:
         "objbuf",
         "redirect_share",
         "redirects",
+        "size_of",
         "strata",
         "stratum_of",
         "urls",
@@ -371,10 +372,11 @@ class _SiteModel:
         self.redirect_share = 0.0
         # With spatial sampling: the stratum of every request target, and by arrival
         # object (catalog index i, then redirect source k at len(urls) + k) whether its
-        # key is in the sample and its stratum.
+        # key is in the sample, its stratum and its size in bytes.
         self.strata: dict[str, int] = {}
         self.kept_of = np.zeros(0, dtype=bool)
         self.stratum_of = np.zeros(0, dtype=np.int64)
+        self.size_of = np.zeros(0)
 
     def draw(self, n: int) -> np.ndarray:
         """``n`` catalog indexes by Zipf popularity (the site's own generator)."""
@@ -754,6 +756,7 @@ class _Engine:
         self.charge: dict[tuple[str, str], float] = {}
         self.strata_ids: dict[tuple[int, str, int], int] = {}
         self.arrivals_by_stratum: list[int] = []
+        self.bytes_by_stratum: list[float] = []  # the sizes of those arrivals' objects
         self.r_strat = array("i")
         self.f_strat = array("i")
         self.o_strat = array("i")
@@ -963,6 +966,7 @@ class _Engine:
         if sid is None:
             sid = self.strata_ids[key] = len(self.strata_ids)
             self.arrivals_by_stratum.append(0)
+            self.bytes_by_stratum.append(0.0)
         return sid
 
     def _sample_site(self, m: _SiteModel) -> None:
@@ -976,8 +980,15 @@ class _Engine:
         ``bucket_keys`` > 0 the most popular key of each cache policy is kept too."""
         urls = m.urls
         n = len(urls)
+        dep = self.origin.sites[m.host].deploy
+        if dep.files is not None:
+            sizes = np.array([dep.files[u].size for u in urls], dtype=np.float64)
+        else:
+            assert dep.catalog is not None
+            sizes = np.frombuffer(dep.catalog.sizes(), dtype=np.uint64).astype(np.float64)
+        m.size_of = np.concatenate((sizes, np.zeros(len(m.redirects))))
         buckets = np.frexp(np.arange(1, n + 1, dtype=np.float64))[1].astype(np.int64)  # bit lengths
-        classes = _policy_classes(self.origin.sites[m.host].deploy, urls)
+        classes = _policy_classes(dep, urls)
         class_ids: dict[str, int] = {}
         cls = np.fromiter((class_ids.setdefault(c, len(class_ids)) for c in classes), dtype=np.int64, count=n)
         names = list(class_ids)
@@ -1376,6 +1387,7 @@ class _Engine:
             keep = np.zeros(len(t), dtype=bool)
             steady = t >= self.warmup
             counts = np.zeros(len(self.arrivals_by_stratum), dtype=np.int64)
+            nbytes = np.zeros(len(counts))
             for m in self.sites:
                 sel = np.flatnonzero(si == m.index)
                 if not len(sel):
@@ -1383,10 +1395,15 @@ class _Engine:
                 o = obj[sel]
                 ext = np.where(o >= 0, o, len(m.urls) - 1 - o)  # redirect k: len(urls) + k
                 keep[sel] = m.kept_of[ext]
-                counts += np.bincount(m.stratum_of[ext[steady[sel]]], minlength=len(counts))
+                e = ext[steady[sel]]
+                sids = m.stratum_of[e]
+                counts += np.bincount(sids, minlength=len(counts))
+                nbytes += np.bincount(sids, weights=m.size_of[e], minlength=len(counts))
             by_stratum = self.arrivals_by_stratum
+            bytes_by = self.bytes_by_stratum
             for sid in np.flatnonzero(counts).tolist():
                 by_stratum[sid] += int(counts[sid])
+                bytes_by[sid] += float(nbytes[sid])
             self.skipped += len(t) - int(keep.sum())
             t, ri, si, obj, vi, ub = t[keep], ri[keep], si[keep], obj[keep], vi[keep], ub[keep]
         return t.tolist(), ri.tolist(), si.tolist(), obj.tolist(), vi.tolist(), ub.tolist()
@@ -1576,18 +1593,28 @@ def _stratum_weights(eng: _Engine) -> tuple[dict[str, Any], dict[str, Any]]:
     not, so these are exact) over the steady-state client rows the sampled run recorded
     for it: each recorded row stands for that many requests. A stratum with arrivals
     but no recorded row is shared between the nearest recorded strata of its site and
-    class on either side in popularity (linearly in the bucket; all to the one at an
-    end). Fetch
-    and origin rows take the weight of the client request that caused them; manifests
-    (one per node and site) weigh 1.
+    policy on either side in popularity (linearly in the bucket; all to the one at an
+    end). Fetch and origin rows take the weight of the client request that caused them;
+    manifests (one per node and site) weigh 1.
+
+    Bytes served to clients have weights of their own (``request_bytes``), found the
+    same way from the size of each arrival's object: a stratum's recorded bytes stand
+    for the bytes of all its arrivals, which are known exactly. Object sizes are
+    heavy-tailed, so which sizes the sampled keys happen to have would otherwise set
+    the byte hit ratio as much as their hits do.
     """
     n = len(eng.strata_ids)
     arrivals = np.asarray(eng.arrivals_by_stratum, dtype=np.float64)
-    t0 = np.frombuffer(eng.rec.r_t0, dtype=np.float64) if len(eng.rec.r_t0) else np.zeros(0)
+    arrival_bytes = np.asarray(eng.bytes_by_stratum, dtype=np.float64)
+    rec = eng.rec
+    t0 = np.frombuffer(rec.r_t0, dtype=np.float64) if len(rec.r_t0) else np.zeros(0)
+    size = np.frombuffer(rec.r_size, dtype=np.int64) if len(rec.r_size) else np.zeros(0, np.int64)
     rs = np.frombuffer(eng.r_strat, dtype=np.int32) if len(eng.r_strat) else np.zeros(0, np.int32)
     steady = (t0 >= eng.topo.traffic.warmup) & (rs >= 0)
     recorded = np.bincount(rs[steady], minlength=n).astype(np.float64)[:n]
+    recorded_bytes = np.bincount(rs[steady], weights=size[steady], minlength=n)[:n]
     w = np.full(n, 1.0 / eng.rate)
+    wb = w.copy()
     groups: dict[tuple[int, str], list[tuple[int, int]]] = {}
     for (site, cls, bucket), sid in eng.strata_ids.items():
         groups.setdefault((site, cls), []).append((bucket, sid))
@@ -1600,32 +1627,26 @@ def _stratum_weights(eng: _Engine) -> tuple[dict[str, Any], dict[str, Any]]:
         if not full:
             unrepresented += float(np.sum(arrivals[sids]))
             continue
-        # arrivals each recorded stratum stands for: its own, plus a share of the empty
-        # strata around it (linear in the popularity bucket between the two recorded
-        # neighbours; all of an end gap to the one neighbour)
-        stands = {i: float(arrivals[sids[i]]) for i in full}
-        for k, i in enumerate(full):
-            prev = full[k - 1] if k else -1
-            lo = members[prev][0] if prev >= 0 else 0
-            hi = members[i][0]
-            for j in range(prev + 1, i):
-                share = (members[j][0] - lo) / (hi - lo) if prev >= 0 and hi > lo else 1.0
-                stands[i] += share * float(arrivals[sids[j]])
-                if prev >= 0:
-                    stands[prev] += (1.0 - share) * float(arrivals[sids[j]])
-                pooled += 1 if arrivals[sids[j]] > 0 else 0
-        for j in range(full[-1] + 1, len(sids)):
-            stands[full[-1]] += float(arrivals[sids[j]])
-            pooled += 1 if arrivals[sids[j]] > 0 else 0
+        pooled += sum(1 for i, sid in enumerate(sids) if recorded[sid] == 0 and arrivals[sid] > 0)
+        stands = _spread(members, full, arrivals)
+        stands_bytes = _spread(members, full, arrival_bytes)
         for i in full:
-            w[sids[i]] = stands[i] / float(recorded[sids[i]])
-    table = np.concatenate((w, [1.0, 1.0 / eng.rate]))  # then _PER_NODE, _NO_STRATUM
+            sid = sids[i]
+            w[sid] = stands[i] / float(recorded[sid])
+            # no bytes recorded (redirects, errors): the count's weight
+            wb[sid] = stands_bytes[i] / float(recorded_bytes[sid]) if recorded_bytes[sid] > 0 else w[sid]
 
-    def rows(col: array[int]) -> Any:
+    def rows(col: array[int], weight: np.ndarray) -> Any:
+        table = np.concatenate((weight, [1.0, 1.0 / eng.rate]))  # then _PER_NODE, _NO_STRATUM
         idx = np.frombuffer(col, dtype=np.int32) if len(col) else np.zeros(0, np.int32)
         return table[np.where(idx == _PER_NODE, n, np.where(idx < 0, n + 1, idx))]
 
-    weights = {"requests": rows(eng.r_strat), "fetches": rows(eng.f_strat), "origin": rows(eng.o_strat)}
+    weights = {
+        "requests": rows(eng.r_strat, w),
+        "request_bytes": rows(eng.r_strat, wb),
+        "fetches": rows(eng.f_strat, w),
+        "origin": rows(eng.o_strat, w),
+    }
     meta = {
         "kind": "stratified",
         "keys_per_bucket": eng.bucket_keys,
@@ -1636,6 +1657,28 @@ def _stratum_weights(eng: _Engine) -> tuple[dict[str, Any], dict[str, Any]]:
         "unrepresented_requests": round(unrepresented),
     }
     return weights, meta
+
+
+def _spread(members: list[tuple[int, int]], full: list[int], values: np.ndarray) -> dict[int, float]:
+    """What each recorded stratum of one site and policy stands for: its own ``values``
+    (arrivals, or their bytes), plus a share of the empty strata around it, linear in
+    the popularity bucket between the two recorded neighbours, and all of an end gap to
+    the one neighbour. ``members``: (bucket, stratum id) by bucket; ``full``: the
+    positions in ``members`` of the strata with recorded rows."""
+    sids = [sid for _, sid in members]
+    stands = {i: float(values[sids[i]]) for i in full}
+    for k, i in enumerate(full):
+        prev = full[k - 1] if k else -1
+        lo = members[prev][0] if prev >= 0 else 0
+        hi = members[i][0]
+        for j in range(prev + 1, i):
+            share = (members[j][0] - lo) / (hi - lo) if prev >= 0 and hi > lo else 1.0
+            stands[i] += share * float(values[sids[j]])
+            if prev >= 0:
+                stands[prev] += (1.0 - share) * float(values[sids[j]])
+    for j in range(full[-1] + 1, len(sids)):
+        stands[full[-1]] += float(values[sids[j]])
+    return stands
 
 
 def _whole_objects(bucket_keys: float) -> int:

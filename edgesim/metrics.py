@@ -220,7 +220,13 @@ def _pcts(sorted_vals: Any) -> dict[str, float | None]:
 class _Cols:
     """Client-request columns as numpy arrays (one selection: steady state or all)."""
 
-    def __init__(self, rec: Recorder, mask: Any | None = None, weights: Any | None = None) -> None:
+    def __init__(
+        self,
+        rec: Recorder,
+        mask: Any | None = None,
+        weights: Any | None = None,
+        byte_weights: Any | None = None,
+    ) -> None:
         def col(a: array[Any], dtype: Any) -> Any:
             x = np.frombuffer(a, dtype=dtype) if len(a) else np.zeros(0, dtype=dtype)
             return x[mask] if mask is not None else x
@@ -237,8 +243,11 @@ class _Cols:
         for i, n in rec.r_retries.items():
             r[i] = n
         self.retries = r[mask] if mask is not None else r
-        # per-row weights (a stratified sampled run), or None: every row counts once
+        # per-row weights (a stratified sampled run), or None: every row counts once;
+        # bytes served have their own (the count's when not given)
         self.w = None if weights is None else (weights[mask] if mask is not None else weights)
+        bw = weights if byte_weights is None else byte_weights
+        self.wb = None if bw is None else (bw[mask] if mask is not None else bw)
 
 
 def _group_stats(c: _Cols, ids: Any, ngroups: int) -> list[dict[str, Any]]:
@@ -264,8 +273,9 @@ def _group_stats(c: _Cols, ids: Any, ngroups: int) -> list[dict[str, Any]]:
             np.add.at(wc, (g, outcome), w)
         counts = np.rint(wc).astype(np.int64)
         requests = np.rint(np.bincount(g, weights=w, minlength=ngroups)).astype(np.int64)
-        served = np.bincount(g, weights=size * w, minlength=ngroups)
-        from_cache = np.bincount(g[cached], weights=(size * w)[cached], minlength=ngroups)
+        sized = size * (w if c.wb is None else c.wb[ok])
+        served = np.bincount(g, weights=sized, minlength=ngroups)
+        from_cache = np.bincount(g[cached], weights=sized[cached], minlength=ngroups)
         retries = np.bincount(g, weights=c.retries[ok] * w, minlength=ngroups)
     lat_sorted = _sorted_by_group(g, c.lat[ok], ngroups)
     queue_sorted = _sorted_by_group(g, c.queue[ok], ngroups)
@@ -366,18 +376,21 @@ def build_report(
         events: the run's events, in time order.
         weights: for a stratified sampled run, what each recorded row stands for:
             numpy arrays ``requests``, ``fetches`` and ``origin`` (one weight per row of
-            each); counts become weighted sums (docs/sampling.md). None: each row is one.
+            each), and optionally ``request_bytes`` (the client rows' weights for bytes
+            served, else ``requests``); counts become weighted sums
+            (docs/sampling.md). None: each row is one.
     """
     duration = float(meta["duration"])
     warmup = min(float(meta["warmup"]), duration)
     interval = float(meta["interval"]) or 60.0
     steady_span = max(duration - warmup, 1e-9)
-    rw = fw = ow = None
+    rw = rbw = fw = ow = None
     if weights is not None:
         rw, fw, ow = weights["requests"], weights["fetches"], weights["origin"]
-    all_cols = _Cols(rec, None, rw)
+        rbw = weights.get("request_bytes")
+    all_cols = _Cols(rec, None, rw, rbw)
     steady = all_cols.t0 >= warmup
-    c = _Cols(rec, steady, rw)
+    c = _Cols(rec, steady, rw, rbw)
     region_index = {r: i for i, r in enumerate(regions)}
     node_region = np.array([region_index.get(n["region"], -1) for n in nodes] or [0], dtype=np.int64)
     edge_ids = np.array(

@@ -222,6 +222,10 @@ class Catalog:
         names = _KIND_NAMES
         return [names[k] for k in self._kinds]
 
+    def sizes(self) -> array[int]:
+        """Size in bytes of every object, by index (shared: never write to it)."""
+        return self._sizes
+
     def size(self, i: int) -> int:
         """Size in bytes of object ``i``."""
         return self._sizes[i]
