@@ -128,6 +128,7 @@ def run(
     sample_rate: float,
     progress: Callable[[float, float, int], None] | None,
     sample_keys: float | None = None,
+    sample_seed: int | None = None,
 ) -> RunResult:
     """Run a prepared topology in the chosen mode and engine.
 
@@ -146,7 +147,14 @@ def run(
     from edgesim.engine import DEFAULT_SAMPLE_KEYS, simulate
 
     keys = DEFAULT_SAMPLE_KEYS if sample_keys is None else sample_keys
-    return simulate(topology, seed=seed, progress=progress, sample_rate=sample_rate, sample_keys=keys)
+    return simulate(
+        topology,
+        seed=seed,
+        progress=progress,
+        sample_rate=sample_rate,
+        sample_keys=keys,
+        sample_seed=sample_seed,
+    )
 
 
 def comparison_line(report: dict[str, Any]) -> str | None:

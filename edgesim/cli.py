@@ -683,6 +683,12 @@ def _rule_errors(topo: Any) -> list[str]:
     "objects are always simulated; 0: a plain key sample.",
 )
 @click.option(
+    "--sample-seed",
+    type=click.IntRange(0),
+    help="With --sample-rate: which keys are sampled (default: the run's seed); another value "
+    "samples other keys under the same traffic.",
+)
+@click.option(
     "--edge-processes",
     is_flag=True,
     help="Live mode: run each edge node as its own supervised OS process and the topology's "
@@ -701,6 +707,7 @@ def run_command(
     html_path: str | None,
     sample_rate: float,
     sample_keys: float,
+    sample_seed: int | None,
     edge_processes: bool,
     quiet: bool,
 ) -> None:
@@ -756,6 +763,7 @@ def run_command(
             seed=seed,
             sample_rate=sample_rate,
             sample_keys=sample_keys,
+            sample_seed=sample_seed,
             progress=progress_cb,
         )
     except (ValueError, EdgesimError) as exc:

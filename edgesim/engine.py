@@ -737,6 +737,7 @@ class _Engine:
         stop_at: float | None,
         sample_rate: float = 1.0,
         sample_keys: float = 0.0,
+        sample_seed: int | None = None,
     ) -> None:
         from origin.core import OriginCore, parse_config
 
@@ -749,7 +750,8 @@ class _Engine:
         # popularity bucket in the sample, strata (site, class, popularity bucket),
         # steady-state arrivals per stratum, and the stratum of every recorded row
         self.bucket_keys = max(0.0, sample_keys) if self.sampled else 0.0
-        self.salt = _sample_salt(seed)
+        self.sample_seed = seed if sample_seed is None else sample_seed
+        self.salt = _sample_salt(self.sample_seed)
         self.policy_heads: dict[int, int] = {}  # site -> its cache policies (each one's top key is kept)
         # (host, target) -> the share of its bytes a key sampled above the rate is
         # charged in the caches (_SampledStore); shared by every cache of the run
@@ -1652,6 +1654,7 @@ def _stratum_weights(eng: _Engine) -> tuple[dict[str, Any], dict[str, Any]]:
         "keys_per_bucket": eng.bucket_keys,
         "whole_objects_per_site": _whole_objects(eng.bucket_keys),
         "policy_heads": sum(eng.policy_heads.values()),
+        "sample_seed": eng.sample_seed,
         "strata": int(np.sum(arrivals > 0)),
         "pooled_strata": pooled,
         "unrepresented_requests": round(unrepresented),
@@ -1747,6 +1750,7 @@ def simulate(
     stop_at: float | None = None,
     sample_rate: float = 1.0,
     sample_keys: float = DEFAULT_SAMPLE_KEYS,
+    sample_seed: int | None = None,
 ) -> RunResult:
     """Run ``topology`` in virtual time and return its report.
 
@@ -1771,8 +1775,9 @@ def simulate(
             ``max(sample_rate, sample_keys / n)``, and the most popular object of
             each cache policy of a site is kept as well. The few most popular objects
             carry a large share of a Zipf workload, and a plain key sample of them would
-            decide the hit ratio by chance. 0: a plain sample at ``sample_rate``. The
-            sample depends on the seed (the key hash is salted with it).
+            decide the hit ratio by chance. 0: a plain sample at ``sample_rate``.
+        sample_seed: which keys are sampled (the key hash's salt; default: the run's
+            seed). Another value samples other keys under the same traffic.
 
     Returns:
         The :class:`~edgesim.metrics.RunResult`.
@@ -1786,7 +1791,7 @@ def simulate(
     wall0 = time.perf_counter()
     if not 0.0 <= sample_keys <= MAX_SAMPLE_KEYS:
         raise ValueError(f"sample_keys must be in [0, {MAX_SAMPLE_KEYS:g}], not {sample_keys!r}")
-    eng = _Engine(topology, s, stop_at, sample_rate, sample_keys)
+    eng = _Engine(topology, s, stop_at, sample_rate, sample_keys, sample_seed)
     wall_setup = time.perf_counter() - wall0
     reached = [0.0, 0.0]
 

@@ -68,9 +68,12 @@ def _totals(report: dict[str, Any]) -> dict[str, Any]:
     return {k: t[k] for k in keys}
 
 
-def sampling_bench(topo: Any, rate: float, seeds: list[int], keys: list[float]) -> dict[str, Any]:
-    """Full and sampled runs of ``topo`` per seed (one sampled run per ``sample_keys``
-    value in ``keys``): hit-ratio errors, and speed-ups in wall and CPU time."""
+def sampling_bench(
+    topo: Any, rate: float, seeds: list[int], keys: list[float], samples: int = 1
+) -> dict[str, Any]:
+    """Full and sampled runs of ``topo`` per seed (``samples`` sampled runs per
+    ``sample_keys`` value in ``keys``, each with other keys: sample seeds ``seed``,
+    ``seed + 1000000``, ...): hit-ratio errors, and speed-ups in wall and CPU time."""
     from edgesim.engine import simulate
 
     per_keys: dict[float, list[dict[str, Any]]] = {k: [] for k in keys}
@@ -85,25 +88,8 @@ def sampling_bench(topo: Any, rate: float, seeds: list[int], keys: list[float]) 
             {"seed": s, **_totals(full.report), "wall_seconds": round(fw, 3), "cpu_seconds": round(fc, 3)}
         )
         for k in keys:
-            gc.collect()
-            w0, c0 = time.perf_counter(), time.process_time()
-            samp = simulate(topo, seed=s, sample_rate=rate, sample_keys=k)
-            sw, sc = time.perf_counter() - w0, time.process_time() - c0
-            st = samp.report["totals"]
-            per_keys[k].append(
-                {
-                    "seed": s,
-                    **_totals(samp.report),
-                    "simulated_requests": samp.report["meta"]["simulated_requests"],
-                    "object_hit_ratio_error": round(abs(st["object_hit_ratio"] - ft["object_hit_ratio"]), 6),
-                    "byte_hit_ratio_error": round(abs(st["byte_hit_ratio"] - ft["byte_hit_ratio"]), 6),
-                    "origin_requests_vs_full": round(st["origin_requests"] / ft["origin_requests"], 4),
-                    "wall_seconds": round(sw, 3),
-                    "cpu_seconds": round(sc, 3),
-                    "speedup_wall": round(fw / sw, 2),
-                    "speedup_cpu": round(fc / sc, 2),
-                }
-            )
+            for j in range(samples):
+                per_keys[k].append(_sampled_run(topo, rate, k, s, s + SAMPLE_SEED_STEP * j, fw, fc, ft))
     sampled = []
     for k, rows in per_keys.items():
         sampled.append(
@@ -127,6 +113,36 @@ def sampling_bench(topo: Any, rate: float, seeds: list[int], keys: list[float]) 
         "targets": {"mean_abs_object_hit_ratio_error": 0.01, "speedup": 20},
         "full": fulls,
         "sampled": sampled,
+    }
+
+
+# Sample seeds of a seed's further sampled runs: seed + j * SAMPLE_SEED_STEP.
+SAMPLE_SEED_STEP = 1_000_000
+
+
+def _sampled_run(
+    topo: Any, rate: float, keys: float, seed: int, sample_seed: int, fw: float, fc: float, ft: dict[str, Any]
+) -> dict[str, Any]:
+    """One sampled run, compared with the full run's totals ``ft`` and times."""
+    from edgesim.engine import simulate
+
+    gc.collect()
+    w0, c0 = time.perf_counter(), time.process_time()
+    samp = simulate(topo, seed=seed, sample_rate=rate, sample_keys=keys, sample_seed=sample_seed)
+    sw, sc = time.perf_counter() - w0, time.process_time() - c0
+    st = samp.report["totals"]
+    return {
+        "seed": seed,
+        "sample_seed": sample_seed,
+        **_totals(samp.report),
+        "simulated_requests": samp.report["meta"]["simulated_requests"],
+        "object_hit_ratio_error": round(abs(st["object_hit_ratio"] - ft["object_hit_ratio"]), 6),
+        "byte_hit_ratio_error": round(abs(st["byte_hit_ratio"] - ft["byte_hit_ratio"]), 6),
+        "origin_requests_vs_full": round(st["origin_requests"] / ft["origin_requests"], 4),
+        "wall_seconds": round(sw, 3),
+        "cpu_seconds": round(sc, 3),
+        "speedup_wall": round(fw / sw, 2),
+        "speedup_cpu": round(fc / sc, 2),
     }
 
 
@@ -197,12 +213,21 @@ def engine_command(
     help="Keys per popularity bucket (--sample-keys) to check; repeat for several (default: 1).",
 )
 @click.option("--seeds", default="1-5", show_default=True, help="Seeds: a range (1-5) or a list (1,2,7).")
-def sampling_command(topology: str | None, rate: float, keys: tuple[float, ...], seeds: str) -> None:
-    """For each seed, a full run and a --rate sampled run of TOPOLOGY (default
-    global-5-regions): object and byte hit-ratio errors, their mean over the seeds, and
-    the sampled run's wall-time speed-up."""
+@click.option(
+    "--samples",
+    type=click.IntRange(1, 20),
+    default=1,
+    show_default=True,
+    help="Sampled runs per seed and K, each with other keys (--sample-seed seed, seed + 1000000, ...).",
+)
+def sampling_command(
+    topology: str | None, rate: float, keys: tuple[float, ...], seeds: str, samples: int
+) -> None:
+    """For each seed, a full run and --samples sampled runs at --rate of TOPOLOGY
+    (default global-5-regions): object and byte hit-ratio errors, their mean over all
+    sampled runs, and the sampled runs' speed-ups in CPU and wall time."""
     import json
 
     seed_list = _seed_list(seeds)
     topo = _topology_or_fail(topology)
-    click.echo(json.dumps(sampling_bench(topo, rate, seed_list, list(keys) or [1.0]), indent=2))
+    click.echo(json.dumps(sampling_bench(topo, rate, seed_list, list(keys) or [1.0], samples), indent=2))

@@ -22,6 +22,53 @@ def test_bench_engine_prints_rates_beside_the_simpy_baseline() -> None:
     assert out["engine_vs_baseline"] > 0
 
 
+SMALL = """
+name = "small"
+seed = 1
+interval = "10s"
+
+[[regions]]
+name = "north"
+[regions.edge]
+nodes = 2
+memory_cache = "64MB"
+
+[[sites]]
+name = "small.example"
+[sites.catalog]
+objects = 3000
+zipf = 0.9
+
+[traffic]
+duration = "30s"
+peak_rps = 300
+warmup = "5s"
+"""
+
+
+def test_bench_sampling_compares_sampled_runs_with_full_ones(tmp_path: Path) -> None:
+    (tmp_path / "small.toml").write_text(SMALL)
+    args = ["bench", "sampling", str(tmp_path / "small.toml"), "--rate", "0.1", "--seeds", "1-2"]
+    result = CliRunner().invoke(cli, [*args, "--keys", "0", "--keys", "1", "--samples", "2"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["sample_rate"] == 0.1 and out["seeds"] == [1, 2]
+    assert [f["seed"] for f in out["full"]] == [1, 2]
+    assert [s["sample_keys"] for s in out["sampled"]] == [0.0, 1.0]
+    for s in out["sampled"]:
+        runs = s["runs"]
+        # two sampled runs per seed, each with its own keys
+        assert [(r["seed"], r["sample_seed"]) for r in runs] == [(1, 1), (1, 1000001), (2, 2), (2, 1000002)]
+        assert len({r["simulated_requests"] for r in runs}) > 1
+        full = {f["seed"]: f for f in out["full"]}
+        for r in runs:
+            err = abs(r["object_hit_ratio"] - full[r["seed"]]["object_hit_ratio"])
+            assert r["object_hit_ratio_error"] == round(err, 6)
+            assert r["simulated_requests"] < full[r["seed"]]["requests"]
+        errors = [r["object_hit_ratio_error"] for r in runs]
+        assert s["mean_abs_object_hit_ratio_error"] == round(sum(errors) / len(errors), 6)
+
+
 def test_bench_sampling_refuses_bad_seeds() -> None:
     result = CliRunner().invoke(cli, ["bench", "sampling", "demo", "--seeds", "3-1"])
     assert result.exit_code == 2

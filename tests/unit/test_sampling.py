@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -237,3 +238,41 @@ def test_bytes_served_are_calibrated_to_every_arrivals_size() -> None:
         assert abs(samp["bytes_served"] / full["bytes_served"] - 1.0) < 0.005
         assert abs(samp["byte_hit_ratio"] - full["byte_hit_ratio"]) < 0.03
         assert samp["requests"] == full["requests"]
+
+
+def test_sample_seed_picks_other_keys_under_the_same_traffic(tmp_path: Path) -> None:
+    t = topo(rps=1000.0, duration=5.0, objects=5000)
+    default = simulate(t, sample_rate=0.1).to_dict(deterministic=True)
+    same = simulate(t, sample_rate=0.1, sample_seed=t.seed).to_dict(deterministic=True)
+    other = simulate(t, sample_rate=0.1, sample_seed=99).to_dict(deterministic=True)
+    assert json.dumps(default) == json.dumps(same)
+    assert default["meta"]["sampled"]["estimator"]["sample_seed"] == t.seed
+    assert other["meta"]["sampled"]["estimator"]["sample_seed"] == 99
+    assert other["meta"]["simulated_requests"] != default["meta"]["simulated_requests"]
+    assert other["totals"]["requests"] == default["totals"]["requests"]  # same arrivals
+    path = tmp_path / "t.toml"
+    path.write_text(TINY_TOPOLOGY)
+    out = tmp_path / "r.json"
+    args = ["run", str(path), "--quiet", "--sample-rate", "0.5", "--sample-seed", "7", "--json", str(out)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["meta"]["sampled"]["estimator"]["sample_seed"] == 7
+    bad = CliRunner().invoke(cli, [*args[:-2], "--sample-seed", "-1"])
+    assert bad.exit_code == 2 and "--sample-seed" in bad.output
+
+
+TINY_TOPOLOGY = """
+name = "tiny"
+seed = 1
+[[regions]]
+name = "north"
+[regions.edge]
+nodes = 1
+[[sites]]
+name = "small.example"
+[sites.catalog]
+objects = 200
+[traffic]
+duration = "10s"
+peak_rps = 50
+"""
