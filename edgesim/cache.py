@@ -559,15 +559,6 @@ def _variant_matches(e: CacheEntry, req_headers: Headers) -> bool:
     return all(_vary_value(req_headers, n) == v for n, v in zip(names, e.vary_values, strict=True))
 
 
-def _storable_headers(headers: Headers) -> Headers:
-    """Headers without hop-by-hop fields, Connection-listed fields, or Age (§3.1)."""
-    named: frozenset[str] = NOT_STORED
-    for k, v in headers:
-        if k == "connection":
-            named = named | {t.strip().lower() for t in v.split(",")}
-    return [h for h in headers if h[0] not in named]
-
-
 # --- freshness and storability (pure functions) ----------------------------------------
 
 
@@ -783,15 +774,7 @@ def _build_entry(
     d, targeted = directives
     t = parse_http_date(date) if date is not None else None
     date_value = response_time if t is None else t  # RFC 9110 §6.6.1: no Date -> receipt time
-    # §4.2.3 age calculation.
-    if received_date == date:
-        received_value = date_value
-    else:
-        t = parse_http_date(received_date) if received_date is not None else None
-        received_value = response_time if t is None else t
-    apparent_age = max(0.0, response_time - received_value)
-    corrected_age_value = _age_value(received_age) + (response_time - request_time)
-    initial_age = max(apparent_age, corrected_age_value)
+    initial_age = _initial_age(date, date_value, received_date, received_age, request_time, response_time)
     lifetime = _lifetime(status, d, targeted, date_value, expires, last_modified, policy)
     no_cache = d.no_cache
     return CacheEntry(
@@ -816,14 +799,89 @@ def _build_entry(
     )
 
 
+def _initial_age(
+    date: str | None,
+    date_value: float,
+    received_date: str | None,
+    received_age: str | None,
+    request_time: float,
+    response_time: float,
+) -> float:
+    """§4.2.3 ``corrected_initial_age`` of a message received at ``response_time``:
+    ``date``/``date_value`` are the stored Date line and its value (the receipt time
+    without a valid one); ``received_date``/``received_age`` the message's own lines."""
+    if received_date == date:
+        received_value = date_value
+    else:
+        t = parse_http_date(received_date) if received_date is not None else None
+        received_value = response_time if t is None else t
+    apparent_age = max(0.0, response_time - received_value)
+    corrected_age_value = _age_value(received_age) + (response_time - request_time)
+    return max(apparent_age, corrected_age_value)
+
+
+def _renewed(
+    old: CacheEntry, merged: Headers, received: Headers, request_time: float, response_time: float
+) -> CacheEntry | None:
+    """The entry ``_make_entry`` builds from a 304 whose merge left the stored lines as
+    they were (the common case: a 304 repeats the validator, Cache-Control and Date
+    already stored), without redoing what depends on those lines only: a copy of
+    ``old`` (kept by the same cache, so under the same policy) with the new exchange's
+    times and initial age, sharing its headers and its memo. None when the lines
+    changed, or when the stored Date is missing or invalid (then the lifetime depends
+    on the receipt time, which changed)."""
+    stored = old.headers
+    if len(merged) != len(stored) or tuple(merged) != stored:
+        return None
+    date = get_header(stored, "date")
+    if date is None:
+        return None
+    date_value = parse_http_date(date)
+    if date_value is None:
+        return None
+    e = CacheEntry.__new__(CacheEntry)
+    e.status = old.status
+    e.headers = stored
+    e.body = old.body
+    e.size = old.size
+    e.request_time = request_time
+    e.response_time = response_time
+    e.initial_age = _initial_age(
+        date,
+        date_value,
+        get_header(received, "date"),
+        get_header(received, "age"),
+        request_time,
+        response_time,
+    )
+    e.lifetime = old.lifetime
+    e.no_cache = old.no_cache
+    e.no_stale = old.no_stale
+    e.swr = old.swr
+    e.sie = old.sie
+    e.etag = old.etag
+    e.last_modified = old.last_modified
+    e.vary_names = old.vary_names
+    e.vary_values = old.vary_values
+    e.tag = old.tag
+    e.nbytes = old.nbytes
+    e.memo = old.memo
+    return e
+
+
 def merge_304_headers(stored: Headers | FrozenHeaders, received: Headers) -> Headers:
     """RFC 9111 §3.2: every field in the 304 replaces all stored lines of that name,
     except Content-Length, hop-by-hop (incl. Connection-listed) fields and Age."""
-    fresh = _storable_headers(received)
-    names = {k for k, _ in fresh} - NOT_UPDATED_BY_304
-    if not names:
+    named: frozenset[str] = NOT_UPDATED_BY_304
+    for h in received:
+        if h[0] == "connection":
+            named = named | {t.strip().lower() for t in h[1].split(",")}
+    # the 304's lines that update (in order; the stored headers drop those names)
+    fresh = [h for h in received if h[0] not in named]
+    if not fresh:
         return list(stored)
-    return [h for h in stored if h[0] not in names] + [h for h in fresh if h[0] in names]
+    names = {h[0] for h in fresh}
+    return [h for h in stored if h[0] not in names] + fresh
 
 
 def _weak_match(tag: str, candidates: str) -> bool:
@@ -1170,7 +1228,8 @@ class HttpCache:
         """
         p = self._policy
         headers = resp.headers
-        # §3.1: the stored headers (as ``_storable_headers``), gathered in the index pass.
+        # §3.1: the stored headers (without hop-by-hop fields and Age; Connection-listed
+        # fields are dropped below), gathered in the index pass.
         stored: Headers = []
         idx = _index(headers, self._indexed, stored)
         dt = _directives_idx(idx, p)
@@ -1272,7 +1331,8 @@ class HttpCache:
         request_time: float,
         response_time: float,
     ) -> CacheEntry:
-        """Merge a 304 into the entry that was validated (RFC 9111 §4.3.4) and store it.
+        """Merge a 304 into the entry that was validated (an entry of this cache; RFC 9111
+        §4.3.4) and store it.
 
         The 304's fields replace the stored ones (§3.2) and the entry's age starts again
         from this exchange. Returns the updated entry, ready for ``serve``; if the merged
@@ -1281,22 +1341,25 @@ class HttpCache:
         validation, call ``store`` instead.)
         """
         old = lookup_or_entry.entry if isinstance(lookup_or_entry, Lookup) else lookup_or_entry
-        merged = merge_304_headers(old.headers, resp304.headers)
+        received = resp304.headers
+        merged = merge_304_headers(old.headers, received)
         dt = _directives(merged, self._policy)
-        new = _make_entry(
-            old.status,
-            merged,
-            resp304.headers,
-            old.body,
-            old.size,
-            request_time,
-            response_time,
-            old.vary_names,
-            old.vary_values,
-            old.tag,
-            self._policy,
-            dt,
-        )
+        new = _renewed(old, merged, received, request_time, response_time)
+        if new is None:
+            new = _make_entry(
+                old.status,
+                merged,
+                received,
+                old.body,
+                old.size,
+                request_time,
+                response_time,
+                old.vary_names,
+                old.vary_values,
+                old.tag,
+                self._policy,
+                dt,
+            )
         self._revalidations += 1
         d = dt[0]
         current = self._current(key) or []
@@ -1318,7 +1381,13 @@ class HttpCache:
 
     # -- serve -----------------------------------------------------------------------
 
-    def serve(self, entry: CacheEntry | Lookup, now: float, req: Request | None = None) -> Response:
+    def serve(
+        self,
+        entry: CacheEntry | Lookup,
+        now: float,
+        req: Request | None = None,
+        fields: FrozenHeaders | None = None,
+    ) -> Response:
         """The response to send from cache: stored status, headers and body plus ``Age``.
 
         With ``req``: a HEAD gets an empty body (``size`` 0; stored Content-Length kept),
@@ -1327,6 +1396,12 @@ class HttpCache:
         ``Range`` (and a matching ``If-Range``, if any) of a stored 200 yields a 206 with
         ``Content-Range`` (an unsatisfiable one a 416). Metadata entries give ``body=None`` and
         the stored ``size``. The caller adds X-Cache and Via, and frames the body.
+
+        ``fields`` (default: the entry's headers) are the header lines of the stored
+        response itself, the answer whose status is the entry's (a GET, or a HEAD): a
+        caller that rewrites some stored fields on every such answer passes its rewrite,
+        kept from one hit to the next. The 304, 206 and 416 answers, whose status is never
+        a stored one, are always built from the entry's headers.
         """
         e = entry.entry if isinstance(entry, Lookup) else entry
         age = e.initial_age + (now - e.response_time)
@@ -1343,12 +1418,12 @@ class HttpCache:
                 hs.append(("age", a))
                 return Response(304, hs, b"", 0)
             if req.method == "HEAD":
-                return Response(e.status, [*e.headers, ("age", a)], b"", 0)
+                return Response(e.status, [*(e.headers if fields is None else fields), ("age", a)], b"", 0)
             if ranged and e.status == 200 and req.method == "GET":
                 rng = _range_request(e, req)
                 if rng is not None:
                     return _partial(e, rng, a)
-        return Response(e.status, [*e.headers, ("age", a)], e.body, e.size)
+        return Response(e.status, [*(e.headers if fields is None else fields), ("age", a)], e.body, e.size)
 
     def stale_if_error_ok(self, entry: CacheEntry | Lookup, now: float) -> bool:
         """Whether ``stale-if-error`` allows serving ``entry`` at ``now`` after an origin
