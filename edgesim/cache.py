@@ -496,10 +496,19 @@ def parse_http_date(value: str) -> float | None:
             mon, day, hh, mm, ss, year = m.groups()
             if day[0] == " ":
                 day = day[1]
+    hour, minute = int(hh), int(mm)
+    if hour > 23 or minute > 59:
+        return None
+    start = _day_start(int(year), _MONTHS[mon.lower()], int(day))
+    # exact: whole seconds, far below 2**53
+    return None if start is None else start + (hour * 3600 + minute * 60 + min(int(ss), 59))
+
+
+@lru_cache(maxsize=1024)
+def _day_start(year: int, month: int, day: int) -> float | None:
+    """Unix time of 00:00:00 UTC on that day, or None when there is no such day."""
     try:
-        return datetime(
-            int(year), _MONTHS[mon.lower()], int(day), int(hh), int(mm), min(int(ss), 59), tzinfo=UTC
-        ).timestamp()
+        return datetime(year, month, day, tzinfo=UTC).timestamp()
     except ValueError:
         return None
 
@@ -774,7 +783,15 @@ def _build_entry(
     d, targeted = directives
     t = parse_http_date(date) if date is not None else None
     date_value = response_time if t is None else t  # RFC 9110 §6.6.1: no Date -> receipt time
-    initial_age = _initial_age(date, date_value, received_date, received_age, request_time, response_time)
+    # §4.2.3 age calculation.
+    if received_date == date:
+        received_value = date_value
+    else:
+        t = parse_http_date(received_date) if received_date is not None else None
+        received_value = response_time if t is None else t
+    apparent_age = max(0.0, response_time - received_value)
+    corrected_age_value = _age_value(received_age) + (response_time - request_time)
+    initial_age = max(apparent_age, corrected_age_value)
     lifetime = _lifetime(status, d, targeted, date_value, expires, last_modified, policy)
     no_cache = d.no_cache
     return CacheEntry(
@@ -797,76 +814,6 @@ def _build_entry(
         vary_values,
         tag,
     )
-
-
-def _initial_age(
-    date: str | None,
-    date_value: float,
-    received_date: str | None,
-    received_age: str | None,
-    request_time: float,
-    response_time: float,
-) -> float:
-    """§4.2.3 ``corrected_initial_age`` of a message received at ``response_time``:
-    ``date``/``date_value`` are the stored Date line and its value (the receipt time
-    without a valid one); ``received_date``/``received_age`` the message's own lines."""
-    if received_date == date:
-        received_value = date_value
-    else:
-        t = parse_http_date(received_date) if received_date is not None else None
-        received_value = response_time if t is None else t
-    apparent_age = max(0.0, response_time - received_value)
-    corrected_age_value = _age_value(received_age) + (response_time - request_time)
-    return max(apparent_age, corrected_age_value)
-
-
-def _renewed(
-    old: CacheEntry, merged: Headers, received: Headers, request_time: float, response_time: float
-) -> CacheEntry | None:
-    """The entry ``_make_entry`` builds from a 304 whose merge left the stored lines as
-    they were (the common case: a 304 repeats the validator, Cache-Control and Date
-    already stored), without redoing what depends on those lines only: a copy of
-    ``old`` (kept by the same cache, so under the same policy) with the new exchange's
-    times and initial age, sharing its headers and its memo. None when the lines
-    changed, or when the stored Date is missing or invalid (then the lifetime depends
-    on the receipt time, which changed)."""
-    stored = old.headers
-    if len(merged) != len(stored) or tuple(merged) != stored:
-        return None
-    date = get_header(stored, "date")
-    if date is None:
-        return None
-    date_value = parse_http_date(date)
-    if date_value is None:
-        return None
-    e = CacheEntry.__new__(CacheEntry)
-    e.status = old.status
-    e.headers = stored
-    e.body = old.body
-    e.size = old.size
-    e.request_time = request_time
-    e.response_time = response_time
-    e.initial_age = _initial_age(
-        date,
-        date_value,
-        get_header(received, "date"),
-        get_header(received, "age"),
-        request_time,
-        response_time,
-    )
-    e.lifetime = old.lifetime
-    e.no_cache = old.no_cache
-    e.no_stale = old.no_stale
-    e.swr = old.swr
-    e.sie = old.sie
-    e.etag = old.etag
-    e.last_modified = old.last_modified
-    e.vary_names = old.vary_names
-    e.vary_values = old.vary_values
-    e.tag = old.tag
-    e.nbytes = old.nbytes
-    e.memo = old.memo
-    return e
 
 
 def merge_304_headers(stored: Headers | FrozenHeaders, received: Headers) -> Headers:
@@ -1343,23 +1290,33 @@ class HttpCache:
         old = lookup_or_entry.entry if isinstance(lookup_or_entry, Lookup) else lookup_or_entry
         received = resp304.headers
         merged = merge_304_headers(old.headers, received)
-        dt = _directives(merged, self._policy)
-        new = _renewed(old, merged, received, request_time, response_time)
-        if new is None:
-            new = _make_entry(
-                old.status,
-                merged,
-                received,
-                old.body,
-                old.size,
-                request_time,
-                response_time,
-                old.vary_names,
-                old.vary_values,
-                old.tag,
-                self._policy,
-                dt,
-            )
+        # one pass over the merged lines for what ``_make_entry`` reads of them
+        idx = _index(merged, self._indexed)
+        dt = _directives_idx(idx, self._policy)
+        get = idx.get
+        date = get("date")
+        expires = get("expires")
+        lm = get("last-modified")
+        etag = get("etag")
+        new = _build_entry(
+            old.status,
+            merged,
+            old.body,
+            old.size,
+            request_time,
+            response_time,
+            old.vary_names,
+            old.vary_values,
+            old.tag,
+            self._policy,
+            dt,
+            None if date is None else date[0],
+            None if expires is None else expires[0],
+            None if lm is None else lm[0],
+            None if etag is None else etag[0],
+            get_header(received, "date"),
+            get_header(received, "age"),
+        )
         self._revalidations += 1
         d = dt[0]
         current = self._current(key) or []

@@ -220,7 +220,8 @@ class EdgeNode:
         """First step for a client request."""
         self.stats.requests += 1
         path = req.path
-        if path.startswith(EDGE_ADMIN_PREFIX):
+        reserved = path.startswith("/.edgesim/")
+        if reserved and path.startswith(EDGE_ADMIN_PREFIX):
             return self._admin(req, path)
         host = req.host
         site = self._sites.get(host)
@@ -229,7 +230,9 @@ class EdgeNode:
             rules = self.config.rules.get(host)
             if rules is not None:
                 site.rules = rules
-        if self.config.manifests and not site.manifest and not path.startswith("/.edgesim/"):
+        if reserved:
+            return self._cache_step(req, host, site, now)
+        if not site.manifest and self.config.manifests:
             if site.pending is not None:
                 return Join(site.pending, req)
             mreq = Request("GET", MANIFEST_PATH, [("host", get_header(req.headers, "host") or host)])
@@ -237,7 +240,12 @@ class EdgeNode:
             site.pending = f
             self.stats.origin_requests += 1
             return f
-        return self._after_manifest(req, host, site, now)
+        # _after_manifest, for a path known not to be reserved
+        if site.rules is not None and req.method in _SAFE:
+            step = self._apply_rules(req, host, site, now)
+            if step is not None:
+                return step
+        return self._cache_step(req, host, site, now)
 
     def complete(self, fetch: Fetch, response: Response | None, error: str | None, now: float) -> Step:
         """Report the outcome of ``fetch`` (a response, or an error: ``"connect"``,
@@ -334,7 +342,7 @@ class EdgeNode:
         return step
 
     def _cache_step(self, req: Request, host: str, site: _Site, now: float, join: bool = True) -> Step:
-        key = _key(host, site.deploy, req.target)
+        key = f"{host}\x00{site.deploy}\x00{req.target}"  # _key
         if req.method not in _CACHEABLE_METHODS:
             f = Fetch("pass", self._origin_request(req), req, host, key, now)
             self.stats.origin_requests += 1
@@ -343,7 +351,7 @@ class EdgeNode:
         if lk is not None:
             if lk.state == FRESH:
                 self.stats.hits += 1
-                return self._from_cache(lk.entry, now, HIT, req)
+                return Reply(self._serve_entry(lk.entry, now, HIT, req), HIT)  # _from_cache
             if lk.can_serve_stale_while_revalidate and key not in self._inflight:
                 self.stats.stale += 1
                 bg = self._fetch("background", req, host, key, now, lk)
