@@ -127,6 +127,9 @@ _304_FIELDS: Final = frozenset(
     {"cache-control", "cdn-cache-control", "content-location", "date", "etag", "expires", "vary"}
 )
 
+# Request fields that can make a stored response's answer something else (§4.3.2, Range).
+_SERVE_FIELDS: Final = frozenset({"if-none-match", "if-modified-since", "range"})
+
 # Request fields whose values are case-insensitive lists, so Vary matching may fold case
 # (RFC 9111 §4.1 allows normalising selecting fields by their semantics).
 _CASE_FOLD_VARY: Final = frozenset({"accept-encoding", "accept-language", "accept-charset"})
@@ -1366,10 +1369,12 @@ class HttpCache:
         if req is not None:
             conditional = ranged = False
             for h in req.headers:
-                if h[0] == "if-none-match" or h[0] == "if-modified-since":
-                    conditional = True
-                elif h[0] == "range":
-                    ranged = True
+                if h[0] in _SERVE_FIELDS:  # mostly none: one set test per line
+                    k = h[0]
+                    if k == "range":
+                        ranged = True
+                    else:
+                        conditional = True
             if conditional and _not_modified(e, req):
                 hs = [h for h in e.headers if h[0] in _304_FIELDS]
                 hs.append(("age", a))

@@ -527,25 +527,30 @@ class EdgeNode:
         """What ``_headers`` makes of stored lines, for ``_render``: this node's Via (the
         memo's owner), the lines without X-Cache and Via, and the Via value to append."""
         via = None
+        lines: Headers = []
+        keep = lines.append
+        found = False
         for h in stored:
-            if h[0] == "via" or h[0] == "x-cache":
-                break
-        else:
-            return self._via, stored, self._via
-        for k, v in stored:
+            k = h[0]
             if k == "via":
-                via = v
-                break
-        lines = tuple([h for h in stored if h[0] != "via" and h[0] != "x-cache"])
+                found = True
+                if via is None:
+                    via = h[1]
+            elif k == "x-cache":
+                found = True
+            else:
+                keep(h)
+        if not found:
+            return self._via, stored, self._via
         if not via:
-            return self._via, lines, self._via
+            return self._via, tuple(lines), self._via
         vias = self._vias
         merged = vias.get(via)
         if merged is None:
             if len(vias) >= 256:  # an upstream sending many Via values: start over
                 vias.clear()
             merged = vias[via] = f"{via}, {self._via}"
-        return self._via, lines, merged
+        return self._via, tuple(lines), merged
 
     def _finish(
         self,
