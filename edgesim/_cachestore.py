@@ -376,7 +376,7 @@ class MemoryStore(_BoundedIndex):
             return None
         if self._lru:
             self._values.move_to_end(key)
-        return v if type(v) is list else [v]  # a lone variant is kept bare (put)
+        return [v] if isinstance(v, CacheEntry) else v
 
     def put(self, key: str, entries: list[CacheEntry], tag: str = "") -> bool:
         n = 0
