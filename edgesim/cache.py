@@ -526,8 +526,10 @@ def parse_age(headers: Headers) -> int:
     return _age_value(get_header(headers, "age"))
 
 
+@lru_cache(maxsize=1024)
 def _age_value(v: str | None) -> int:
-    """``parse_age`` of the first Age field line's value."""
+    """``parse_age`` of the first Age field line's value (memoised: a shield's answers
+    carry few distinct Age values, one per store and per revalidation)."""
     if v is None:
         return 0
     n = _delta(v.partition(",")[0].partition(";")[0].strip())
