@@ -65,6 +65,8 @@ class CacheEntry:
             values of those request fields when stored (None for absent).
         tag: the purge tag (site name).
         nbytes: bytes charged to a store for this entry.
+        memo: free for the cache's user, for a value derived from the fields above
+            (the edge node keeps its rendering of ``headers`` there); None until set.
     """
 
     __slots__ = (
@@ -74,6 +76,7 @@ class CacheEntry:
         "initial_age",
         "last_modified",
         "lifetime",
+        "memo",
         "nbytes",
         "no_cache",
         "no_stale",
@@ -125,6 +128,7 @@ class CacheEntry:
         self.vary_names = vary_names
         self.vary_values = vary_values
         self.tag = tag
+        self.memo: Any = None
         n = size + ENTRY_OVERHEAD
         for k, v in self.headers:
             n += len(k) + len(v) + 4
@@ -151,6 +155,7 @@ class CacheEntry:
         e.vary_values = self.vary_values
         e.tag = self.tag
         e.nbytes = self.nbytes  # depends only on size and headers
+        e.memo = self.memo  # derived from fields the copy shares
         return e
 
     def __repr__(self) -> str:
@@ -275,7 +280,14 @@ class _BoundedIndex:
         """Account ``value`` (``nbytes``, ``tag``) under ``key``; evict others until
         within capacity."""
         values = self._values
-        old = self._sizes.pop(key, None)
+        sizes = self._sizes
+        if sizes.get(key) == nbytes and nbytes <= self._max_object and self._tag_of.get(key, "") == tag:
+            # the same charge and tag again (a revalidated entry): what taking the old
+            # value out and admitting the new one leaves, without the bookkeeping
+            values[key] = value
+            values.move_to_end(key)
+            return True
+        old = sizes.pop(key, None)
         if old is not None:
             del values[key]
             self._forget(key, old)
@@ -285,7 +297,7 @@ class _BoundedIndex:
                 self._dropped(key)
             return False
         values[key] = value
-        self._sizes[key] = nbytes
+        sizes[key] = nbytes
         self._used += nbytes
         if tag:
             self._tag_of[key] = tag

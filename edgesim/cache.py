@@ -127,6 +127,9 @@ _304_FIELDS: Final = frozenset(
     {"cache-control", "cdn-cache-control", "content-location", "date", "etag", "expires", "vary"}
 )
 
+# Request fields that can make a stored response's answer something else (§4.3.2, Range).
+_SERVE_FIELDS: Final = frozenset({"if-none-match", "if-modified-since", "range"})
+
 # Request fields whose values are case-insensitive lists, so Vary matching may fold case
 # (RFC 9111 §4.1 allows normalising selecting fields by their semantics).
 _CASE_FOLD_VARY: Final = frozenset({"accept-encoding", "accept-language", "accept-charset"})
@@ -496,10 +499,19 @@ def parse_http_date(value: str) -> float | None:
             mon, day, hh, mm, ss, year = m.groups()
             if day[0] == " ":
                 day = day[1]
+    hour, minute = int(hh), int(mm)
+    if hour > 23 or minute > 59:
+        return None
+    start = _day_start(int(year), _MONTHS[mon.lower()], int(day))
+    # exact: whole seconds, far below 2**53
+    return None if start is None else start + (hour * 3600 + minute * 60 + min(int(ss), 59))
+
+
+@lru_cache(maxsize=1024)
+def _day_start(year: int, month: int, day: int) -> float | None:
+    """Unix time of 00:00:00 UTC on that day, or None when there is no such day."""
     try:
-        return datetime(
-            int(year), _MONTHS[mon.lower()], int(day), int(hh), int(mm), min(int(ss), 59), tzinfo=UTC
-        ).timestamp()
+        return datetime(year, month, day, tzinfo=UTC).timestamp()
     except ValueError:
         return None
 
@@ -514,8 +526,10 @@ def parse_age(headers: Headers) -> int:
     return _age_value(get_header(headers, "age"))
 
 
+@lru_cache(maxsize=1024)
 def _age_value(v: str | None) -> int:
-    """``parse_age`` of the first Age field line's value."""
+    """``parse_age`` of the first Age field line's value (memoised: a shield's answers
+    carry few distinct Age values, one per store and per revalidation)."""
     if v is None:
         return 0
     n = _delta(v.partition(",")[0].partition(";")[0].strip())
@@ -557,15 +571,6 @@ def _variant_matches(e: CacheEntry, req_headers: Headers) -> bool:
     if not names:
         return True
     return all(_vary_value(req_headers, n) == v for n, v in zip(names, e.vary_values, strict=True))
-
-
-def _storable_headers(headers: Headers) -> Headers:
-    """Headers without hop-by-hop fields, Connection-listed fields, or Age (§3.1)."""
-    named: frozenset[str] = NOT_STORED
-    for k, v in headers:
-        if k == "connection":
-            named = named | {t.strip().lower() for t in v.split(",")}
-    return [h for h in headers if h[0] not in named]
 
 
 # --- freshness and storability (pure functions) ----------------------------------------
@@ -819,11 +824,16 @@ def _build_entry(
 def merge_304_headers(stored: Headers | FrozenHeaders, received: Headers) -> Headers:
     """RFC 9111 §3.2: every field in the 304 replaces all stored lines of that name,
     except Content-Length, hop-by-hop (incl. Connection-listed) fields and Age."""
-    fresh = _storable_headers(received)
-    names = {k for k, _ in fresh} - NOT_UPDATED_BY_304
-    if not names:
+    named: frozenset[str] = NOT_UPDATED_BY_304
+    for h in received:
+        if h[0] == "connection":
+            named = named | {t.strip().lower() for t in h[1].split(",")}
+    # the 304's lines that update (in order; the stored headers drop those names)
+    fresh = [h for h in received if h[0] not in named]
+    if not fresh:
         return list(stored)
-    return [h for h in stored if h[0] not in names] + [h for h in fresh if h[0] in names]
+    names = {h[0] for h in fresh}
+    return [h for h in stored if h[0] not in names] + fresh
 
 
 def _weak_match(tag: str, candidates: str) -> bool:
@@ -1170,7 +1180,8 @@ class HttpCache:
         """
         p = self._policy
         headers = resp.headers
-        # §3.1: the stored headers (as ``_storable_headers``), gathered in the index pass.
+        # §3.1: the stored headers (without hop-by-hop fields and Age; Connection-listed
+        # fields are dropped below), gathered in the index pass.
         stored: Headers = []
         idx = _index(headers, self._indexed, stored)
         dt = _directives_idx(idx, p)
@@ -1272,7 +1283,8 @@ class HttpCache:
         request_time: float,
         response_time: float,
     ) -> CacheEntry:
-        """Merge a 304 into the entry that was validated (RFC 9111 §4.3.4) and store it.
+        """Merge a 304 into the entry that was validated (an entry of this cache; RFC 9111
+        §4.3.4) and store it.
 
         The 304's fields replace the stored ones (§3.2) and the entry's age starts again
         from this exchange. Returns the updated entry, ready for ``serve``; if the merged
@@ -1281,12 +1293,19 @@ class HttpCache:
         validation, call ``store`` instead.)
         """
         old = lookup_or_entry.entry if isinstance(lookup_or_entry, Lookup) else lookup_or_entry
-        merged = merge_304_headers(old.headers, resp304.headers)
-        dt = _directives(merged, self._policy)
-        new = _make_entry(
+        received = resp304.headers
+        merged = merge_304_headers(old.headers, received)
+        # one pass over the merged lines for what ``_make_entry`` reads of them
+        idx = _index(merged, self._indexed)
+        dt = _directives_idx(idx, self._policy)
+        get = idx.get
+        date = get("date")
+        expires = get("expires")
+        lm = get("last-modified")
+        etag = get("etag")
+        new = _build_entry(
             old.status,
             merged,
-            resp304.headers,
             old.body,
             old.size,
             request_time,
@@ -1296,6 +1315,12 @@ class HttpCache:
             old.tag,
             self._policy,
             dt,
+            None if date is None else date[0],
+            None if expires is None else expires[0],
+            None if lm is None else lm[0],
+            None if etag is None else etag[0],
+            get_header(received, "date"),
+            get_header(received, "age"),
         )
         self._revalidations += 1
         d = dt[0]
@@ -1318,7 +1343,13 @@ class HttpCache:
 
     # -- serve -----------------------------------------------------------------------
 
-    def serve(self, entry: CacheEntry | Lookup, now: float, req: Request | None = None) -> Response:
+    def serve(
+        self,
+        entry: CacheEntry | Lookup,
+        now: float,
+        req: Request | None = None,
+        fields: FrozenHeaders | None = None,
+    ) -> Response:
         """The response to send from cache: stored status, headers and body plus ``Age``.
 
         With ``req``: a HEAD gets an empty body (``size`` 0; stored Content-Length kept),
@@ -1327,6 +1358,12 @@ class HttpCache:
         ``Range`` (and a matching ``If-Range``, if any) of a stored 200 yields a 206 with
         ``Content-Range`` (an unsatisfiable one a 416). Metadata entries give ``body=None`` and
         the stored ``size``. The caller adds X-Cache and Via, and frames the body.
+
+        ``fields`` (default: the entry's headers) are the header lines of the stored
+        response itself, the answer whose status is the entry's (a GET, or a HEAD): a
+        caller that rewrites some stored fields on every such answer passes its rewrite,
+        kept from one hit to the next. The 304, 206 and 416 answers, whose status is never
+        a stored one, are always built from the entry's headers.
         """
         e = entry.entry if isinstance(entry, Lookup) else entry
         age = e.initial_age + (now - e.response_time)
@@ -1334,21 +1371,23 @@ class HttpCache:
         if req is not None:
             conditional = ranged = False
             for h in req.headers:
-                if h[0] == "if-none-match" or h[0] == "if-modified-since":
-                    conditional = True
-                elif h[0] == "range":
-                    ranged = True
+                if h[0] in _SERVE_FIELDS:  # mostly none: one set test per line
+                    k = h[0]
+                    if k == "range":
+                        ranged = True
+                    else:
+                        conditional = True
             if conditional and _not_modified(e, req):
                 hs = [h for h in e.headers if h[0] in _304_FIELDS]
                 hs.append(("age", a))
                 return Response(304, hs, b"", 0)
             if req.method == "HEAD":
-                return Response(e.status, [*e.headers, ("age", a)], b"", 0)
+                return Response(e.status, [*(e.headers if fields is None else fields), ("age", a)], b"", 0)
             if ranged and e.status == 200 and req.method == "GET":
                 rng = _range_request(e, req)
                 if rng is not None:
                     return _partial(e, rng, a)
-        return Response(e.status, [*e.headers, ("age", a)], e.body, e.size)
+        return Response(e.status, [*(e.headers if fields is None else fields), ("age", a)], e.body, e.size)
 
     def stale_if_error_ok(self, entry: CacheEntry | Lookup, now: float) -> bool:
         """Whether ``stale-if-error`` allows serving ``entry`` at ``now`` after an origin

@@ -156,7 +156,12 @@ class Request:
             rest = t.split("://", 1)[1]
             i = rest.find("/")
             t = rest[i:] if i >= 0 else "/"
-        path = self._path = t.partition("?")[0].partition("#")[0] or "/"
+        # cut at the first "?" or "#" (most targets have neither: no copy then)
+        if "?" in t:
+            t = t.partition("?")[0]
+        if "#" in t:
+            t = t.partition("#")[0]
+        path = self._path = t or "/"
         return path
 
     @property

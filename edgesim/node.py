@@ -37,8 +37,8 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
-from edgesim.cache import FRESH, HttpCache
-from edgesim.http import HOP_BY_HOP, Headers, Request, Response, get_header, strip_hop_by_hop
+from edgesim.cache import FRESH, CacheEntry, HttpCache
+from edgesim.http import HOP_BY_HOP, FrozenHeaders, Headers, Request, Response, get_header, strip_hop_by_hop
 from edgesim.redirects import RuleSet, request_path, resolve_file
 
 if TYPE_CHECKING:
@@ -210,6 +210,7 @@ class EdgeNode:
         self._sites: dict[str, _Site] = {}
         self._inflight: dict[str, Fetch] = {}
         self._via = f"1.1 {self.config.name}"
+        self._vias: dict[str, str] = {}  # a Via value received -> it with this node added
         # A candidate evaluated beside the rules (edgesim.shadow); None costs one test.
         self.shadow: Shadow | None = None
 
@@ -219,7 +220,8 @@ class EdgeNode:
         """First step for a client request."""
         self.stats.requests += 1
         path = req.path
-        if path.startswith(EDGE_ADMIN_PREFIX):
+        reserved = path.startswith("/.edgesim/")
+        if reserved and path.startswith(EDGE_ADMIN_PREFIX):
             return self._admin(req, path)
         host = req.host
         site = self._sites.get(host)
@@ -228,7 +230,9 @@ class EdgeNode:
             rules = self.config.rules.get(host)
             if rules is not None:
                 site.rules = rules
-        if self.config.manifests and not site.manifest and not path.startswith("/.edgesim/"):
+        if reserved:
+            return self._cache_step(req, host, site, now)
+        if not site.manifest and self.config.manifests:
             if site.pending is not None:
                 return Join(site.pending, req)
             mreq = Request("GET", MANIFEST_PATH, [("host", get_header(req.headers, "host") or host)])
@@ -236,7 +240,12 @@ class EdgeNode:
             site.pending = f
             self.stats.origin_requests += 1
             return f
-        return self._after_manifest(req, host, site, now)
+        # _after_manifest, for a path known not to be reserved
+        if site.rules is not None and req.method in _SAFE:
+            step = self._apply_rules(req, host, site, now)
+            if step is not None:
+                return step
+        return self._cache_step(req, host, site, now)
 
     def complete(self, fetch: Fetch, response: Response | None, error: str | None, now: float) -> Step:
         """Report the outcome of ``fetch`` (a response, or an error: ``"connect"``,
@@ -333,7 +342,7 @@ class EdgeNode:
         return step
 
     def _cache_step(self, req: Request, host: str, site: _Site, now: float, join: bool = True) -> Step:
-        key = _key(host, site.deploy, req.target)
+        key = f"{host}\x00{site.deploy}\x00{req.target}"  # _key
         if req.method not in _CACHEABLE_METHODS:
             f = Fetch("pass", self._origin_request(req), req, host, key, now)
             self.stats.origin_requests += 1
@@ -342,7 +351,7 @@ class EdgeNode:
         if lk is not None:
             if lk.state == FRESH:
                 self.stats.hits += 1
-                return self._from_cache(lk.entry, now, HIT, req)
+                return Reply(self._serve_entry(lk.entry, now, HIT, req), HIT)  # _from_cache
             if lk.can_serve_stale_while_revalidate and key not in self._inflight:
                 self.stats.stale += 1
                 bg = self._fetch("background", req, host, key, now, lk)
@@ -397,7 +406,7 @@ class EdgeNode:
         f.stored = entry
         self.stats.misses += 1
         if entry is not None:
-            return self._finish(self.cache.serve(entry, now, f.client), MISS, owned=True)
+            return self._finish(self._render(entry, now, MISS, f.client), MISS, rendered=True)
         return self._finish(_relay(resp), MISS)
 
     def _revalidation_done(self, f: Fetch, now: float) -> Step:
@@ -420,7 +429,7 @@ class EdgeNode:
         f.stored = fresh
         self.stats.misses += 1
         if fresh is not None:
-            return self._finish(self.cache.serve(fresh, now, f.client), MISS, owned=True)
+            return self._finish(self._render(fresh, now, MISS, f.client), MISS, rendered=True)
         return self._finish(_relay(resp), MISS)
 
     def _pass_done(self, f: Fetch, now: float) -> Step:
@@ -491,18 +500,74 @@ class EdgeNode:
         return Reply(self._serve_entry(entry, now, outcome, req), outcome)
 
     def _serve_entry(self, entry: Any, now: float, outcome: str, req: Request) -> Response:
-        resp = self.cache.serve(entry, now, req)
-        self._headers(resp, outcome, owned=True)
+        resp = self._render(entry, now, outcome, req)
         self.stats.bytes_served += resp.size
         self.stats.bytes_from_cache += resp.size
         return resp
 
-    def _finish(self, resp: Response, outcome: str, *, age: int | None = None, owned: bool = False) -> Reply:
-        # an owned response comes from ``HttpCache.serve``, which always sets Age
-        if age is not None or (not owned and get_header(resp.headers, "age") is None):
-            self._headers(resp, outcome, str(age or 0))
-        else:
-            self._headers(resp, outcome, owned=owned)
+    def _render(self, entry: CacheEntry, now: float, outcome: str, req: Request) -> Response:
+        """``cache.serve`` then ``_headers(owned=True)``, with the stored fields' share of
+        that work done once per entry: its lines without X-Cache and Via, and the Via
+        value (theirs plus this node), kept in ``entry.memo`` for the next hits."""
+        memo = entry.memo
+        if memo is None or memo[0] is not self._via:
+            memo = entry.memo = self._rendering(entry.headers)
+        resp = self.cache.serve(entry, now, req, memo[1])
+        if resp.status == entry.status:
+            # the stored response itself: its lines (from the memo), then Age, as
+            # ``_headers`` would leave them, and X-Cache and Via to append
+            hs = resp.headers
+            hs.append(("x-cache", outcome))
+            hs.append(("via", memo[2]))
+        else:  # a 304, 206 or 416, built from the entry's own lines
+            self._headers(resp, outcome, owned=True)
+        return resp
+
+    def _rendering(self, stored: FrozenHeaders) -> tuple[str, FrozenHeaders, str]:
+        """What ``_headers`` makes of stored lines, for ``_render``: this node's Via (the
+        memo's owner), the lines without X-Cache and Via, and the Via value to append."""
+        via = None
+        lines: Headers = []
+        keep = lines.append
+        found = False
+        for h in stored:
+            k = h[0]
+            if k == "via":
+                found = True
+                if via is None:
+                    via = h[1]
+            elif k == "x-cache":
+                found = True
+            else:
+                keep(h)
+        if not found:
+            return self._via, stored, self._via
+        if not via:
+            return self._via, tuple(lines), self._via
+        vias = self._vias
+        merged = vias.get(via)
+        if merged is None:
+            if len(vias) >= 256:  # an upstream sending many Via values: start over
+                vias.clear()
+            merged = vias[via] = f"{via}, {self._via}"
+        return self._via, tuple(lines), merged
+
+    def _finish(
+        self,
+        resp: Response,
+        outcome: str,
+        *,
+        age: int | None = None,
+        owned: bool = False,
+        rendered: bool = False,
+    ) -> Reply:
+        # an owned response comes from ``HttpCache.serve``, which always sets Age; a
+        # rendered one from ``_render``, which set X-Cache and Via too
+        if not rendered:
+            if age is not None or (not owned and get_header(resp.headers, "age") is None):
+                self._headers(resp, outcome, str(age or 0))
+            else:
+                self._headers(resp, outcome, owned=owned)
         self.stats.bytes_served += resp.size
         return Reply(resp, outcome)
 
