@@ -747,7 +747,7 @@ class _Engine:
         self.sampled = sample_rate < 1.0
         self.skipped = 0
         # stratified sampling (docs/sampling.md): about ``bucket_keys`` keys of every
-        # popularity bucket in the sample, strata (site, class, popularity bucket),
+        # popularity bucket in the sample, strata (site, cache policy, popularity bucket),
         # steady-state arrivals per stratum, and the stratum of every recorded row
         self.bucket_keys = max(0.0, sample_keys) if self.sampled else 0.0
         self.sample_seed = seed if sample_seed is None else sample_seed
