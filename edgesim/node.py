@@ -393,7 +393,7 @@ class EdgeNode:
             # Connection named more fields, maybe some already kept: filter again (rare)
             headers = [h for h in headers if h[0] not in named]
         headers.append(("via", f"{via}, {self._via}" if via else self._via))
-        return Request(req.method, req.target, headers, req.body, "1.1")
+        return req.forwarded(headers)
 
     # ---- fetch outcomes --------------------------------------------------------
 
@@ -725,6 +725,15 @@ def _catalog_oracle(catalog_json: str) -> Callable[[str], bool] | None:
 
 def _compile_rules(parts: list[tuple[str, str]]) -> RuleSet:
     """Compile manifest rule texts in site order (_redirects, then netlify.toml)."""
+    return _shared_rules(tuple(parts))
+
+
+@lru_cache(maxsize=64)
+def _shared_rules(parts: tuple[tuple[str, str], ...]) -> RuleSet:
+    """The rule set of a manifest's rule texts, compiled once per distinct texts: a rule
+    set never changes, so the nodes of one process (the capacity engine runs dozens)
+    share it, and with it its match memo. A shield then finds the match of the request
+    an edge forwards already made; nodes never close their rule sets."""
     from edgesim._rulefiles import redirects_source, toml_source
 
     sources = [
