@@ -491,8 +491,14 @@ class EdgeNode:
     def _fill_key(self, f: Fetch, resp: Response) -> str:
         """Track the deploy of a fill's response and return the key to store it under:
         that of the deploy which produced it (see the invariants), else the site's."""
-        deploy = self._track_deploy(f.site, resp)
-        return _key(f.site, deploy or self._sites[f.site].deploy, f.client.target)
+        # _track_deploy, with the site looked up once
+        deploy = get_header(resp.headers, DEPLOY_HEADER)
+        site = self._sites[f.site]
+        if deploy:
+            if site.deploy and deploy != site.deploy and self.config.manifests:
+                site.manifest = False  # the next request fetches the new manifest and purges
+            return _key(f.site, deploy, f.client.target)
+        return _key(f.site, site.deploy, f.client.target)
 
     # ---- responses -------------------------------------------------------------
 
