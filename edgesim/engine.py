@@ -1260,7 +1260,9 @@ class _Engine:
             up.response = resp
             if up.job is not None:
                 up.job.queued += job.queued
-            self.push(t + up.node.uplink(t), _FETCH_BACK, up)
+            link = up.node.uplink  # push(t + link(t), ...), drawn from the buffer when it can
+            lb = link.fast
+            heappush(self.heap, (t + (lb.pop() if lb else link(t)), self.nseq(), _FETCH_BACK, up))
             return
         size = resp.size
         end = t + self.client_links[job.region](t)
@@ -1299,9 +1301,13 @@ class _Engine:
             sj = _Job(-1, t, target.region, si, fetch.request, up)
             sj.node = target
             sj.stratum = up.stratum
-            self.push(t + node.uplink(t), _NODE_ARRIVE, sj)
+            link = node.uplink  # push(t + link(t), ...), drawn from the buffer when it can
+            lb = link.fast
+            heappush(self.heap, (t + (lb.pop() if lb else link(t)), self.nseq(), _NODE_ARRIVE, sj))
             return
-        self.push(t + node.uplink(t), _UP_ARRIVE, up)
+        link = node.uplink
+        lb = link.fast
+        heappush(self.heap, (t + (lb.pop() if lb else link(t)), self.nseq(), _UP_ARRIVE, up))
 
     def _origin_arrive(self, up: _Up, t: float) -> None:
         for a, b in self.outages:
@@ -1345,7 +1351,9 @@ class _Engine:
             self.o_strat.append(up.stratum)
         if up.job is not None:
             up.job.queued += wait
-        self.push(t + up.node.uplink(t), _FETCH_BACK, up)
+        link = up.node.uplink  # push(t + link(t), ...), drawn from the buffer when it can
+        lb = link.fast
+        heappush(self.heap, (t + (lb.pop() if lb else link(t)), self.nseq(), _FETCH_BACK, up))
 
     def _fetch_back(self, up: _Up, t: float) -> None:
         node = up.node
