@@ -821,6 +821,8 @@ class _Engine:
 
         # nodes
         self.nodes: list[_Node] = []
+        # the rule sets the nodes compile from manifests, shared (EdgeConfig.shared_rules)
+        self.shared_rules: dict[str, Any] = {}
         self.region_nodes: list[list[_Node]] = []
         self.alive: list[list[_Node]] = []
         self.rings: list[tuple[list[int], list[_Node]]] = []
@@ -841,7 +843,8 @@ class _Engine:
                 def make(name: str = name, g: Any = g) -> EdgeNode:
                     store = self._store(g.memory_cache, g.eviction, g.max_object)
                     disk = self._store(g.disk_cache, g.eviction, g.max_object) if g.disk_cache > 0 else None
-                    return EdgeNode(HttpCache(store, disk), EdgeConfig(name=name))
+                    config = EdgeConfig(name=name, shared_rules=self.shared_rules)
+                    return EdgeNode(HttpCache(store, disk), config)
 
                 n = _Node(
                     len(self.nodes),
@@ -872,7 +875,8 @@ class _Engine:
 
                 def make_shield(name: str = name, sh: Any = sh) -> EdgeNode:
                     disk = self._store(sh.disk_cache) if sh.disk_cache > 0 else None
-                    return EdgeNode(HttpCache(self._store(sh.memory_cache), disk), EdgeConfig(name=name))
+                    config = EdgeConfig(name=name, shared_rules=self.shared_rules)
+                    return EdgeNode(HttpCache(self._store(sh.memory_cache), disk), config)
 
                 n = _Node(
                     len(self.nodes),

@@ -81,11 +81,17 @@ class EdgeConfig:
             off for an origin without manifests.
         rules: host -> compiled rules given by the operator (``--rules HOST=FILE``); they
             win over manifest rules, and no shadowing applies to them.
+        shared_rules: nodes given the same dict share the rule sets they compile from
+            manifests (per host, the latest deploy's set, and with it its match memo: a
+            shield then finds the match of a request an edge forwarded already made).
+            None (default): each node compiles its own. The capacity engine gives the
+            nodes of a run one dict.
     """
 
     name: str = "edge"
     manifests: bool = True
     rules: dict[str, RuleSet] = field(default_factory=dict)
+    shared_rules: dict[str, tuple[str, tuple[tuple[str, str], ...], RuleSet]] | None = None
 
 
 class Reply:
@@ -477,7 +483,7 @@ class EdgeNode:
                 text = rules.get(name)
                 if isinstance(text, str) and text:
                     parts.append((name, text))
-        site.rules = _compile_rules(parts) if parts else None
+        site.rules = _compile_rules(parts, self.config.shared_rules, host, deploy) if parts else None
 
     def _track_deploy(self, host: str, resp: Response) -> str | None:
         """A response from a deploy we have not seen: refetch the manifest next time.
@@ -729,17 +735,30 @@ def _catalog_oracle(catalog_json: str) -> Callable[[str], bool] | None:
     return Catalog.from_manifest(json.loads(catalog_json)).exists
 
 
-def _compile_rules(parts: list[tuple[str, str]]) -> RuleSet:
-    """Compile manifest rule texts in site order (_redirects, then netlify.toml)."""
-    return _shared_rules(tuple(parts))
+def _compile_rules(
+    parts: list[tuple[str, str]],
+    shared: dict[str, tuple[str, tuple[tuple[str, str], ...], RuleSet]] | None = None,
+    host: str = "",
+    deploy: str = "",
+) -> RuleSet:
+    """Compile manifest rule texts in site order (_redirects, then netlify.toml).
+
+    With ``shared`` (``EdgeConfig.shared_rules``), the set compiled for ``host`` at
+    ``deploy`` from the same texts by another node is reused (rule sets never change,
+    and nodes never close theirs); only each host's latest set is kept there.
+    """
+    texts = tuple(parts)
+    if shared is None:
+        return _compile_rule_texts(texts)
+    latest = shared.get(host)
+    if latest is not None and latest[0] == deploy and latest[1] == texts:
+        return latest[2]
+    rules = _compile_rule_texts(texts)
+    shared[host] = (deploy, texts, rules)
+    return rules
 
 
-@lru_cache(maxsize=64)
-def _shared_rules(parts: tuple[tuple[str, str], ...]) -> RuleSet:
-    """The rule set of a manifest's rule texts, compiled once per distinct texts: a rule
-    set never changes, so the nodes of one process (the capacity engine runs dozens)
-    share it, and with it its match memo. A shield then finds the match of the request
-    an edge forwards already made; nodes never close their rule sets."""
+def _compile_rule_texts(parts: tuple[tuple[str, str], ...]) -> RuleSet:
     from edgesim._rulefiles import redirects_source, toml_source
 
     sources = [
