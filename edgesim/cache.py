@@ -604,11 +604,6 @@ def _directives_idx(idx: dict[str, list[str]], policy: CachePolicy) -> tuple[Dir
     return (parse_cache_control(cc) if cc else _EMPTY), False
 
 
-def _request_no_store(req: Request) -> bool:
-    cc = joined(req.headers, "cache-control")
-    return cc is not None and "no-store" in cc.lower() and parse_cache_control(cc).no_store
-
-
 def is_storable(req: Request, resp: Response, policy: CachePolicy | None = None) -> bool:
     """Whether a shared cache may store ``resp`` to ``req`` (RFC 9111 §3)."""
     p = policy or _DEFAULT_POLICY
@@ -630,15 +625,20 @@ def _storable(
             return False
     elif d.no_store:
         return False
-    if d.private or _request_no_store(req):
+    if d.private:
+        return False
+    # the request's Cache-Control (joined) and Authorization, in one pass
+    cc = None
+    authorized = False
+    for k, v in req.headers:
+        if k == "cache-control":
+            cc = v if cc is None else f"{cc}, {v}"
+        elif k == "authorization":
+            authorized = True
+    if cc is not None and "no-store" in cc.lower() and parse_cache_control(cc).no_store:
         return False
     # §3.5: responses to authorized requests need an explicit permission.
-    if (
-        get_header(req.headers, "authorization") is not None
-        and not d.public
-        and d.s_maxage is None
-        and not d.must_revalidate
-    ):
+    if authorized and not d.public and d.s_maxage is None and not d.must_revalidate:
         return False
     if vary_star:  # choice: Vary: * can never be reused, so not stored
         return False
@@ -1239,15 +1239,18 @@ class HttpCache:
         return entries
 
     def _put_variant(self, key: str, req_headers: Headers, entry: CacheEntry) -> bool:
-        old = self._current(key)
+        disk = self._disk
+        old = self._memory.get(key)  # _current
+        if old is None and disk is not None:
+            old = disk.get(key)
         if old:
             keep = [e for e in old if not _variant_matches(e, req_headers)]
             new = [entry, *keep[: self._policy.max_variants - 1]]
         else:
             new = [entry]
         ok = self._memory.put(key, new, entry.tag)
-        if self._disk is not None:
-            ok = self._disk.put(key, new, entry.tag) or ok
+        if disk is not None:
+            ok = disk.put(key, new, entry.tag) or ok
         return ok
 
     def _remove_variant(self, key: str, req_headers: Headers) -> None:

@@ -821,6 +821,8 @@ class _Engine:
 
         # nodes
         self.nodes: list[_Node] = []
+        # the rule sets the nodes compile from manifests, shared (EdgeConfig.shared_rules)
+        self.shared_rules: dict[str, Any] = {}
         self.region_nodes: list[list[_Node]] = []
         self.alive: list[list[_Node]] = []
         self.rings: list[tuple[list[int], list[_Node]]] = []
@@ -841,7 +843,8 @@ class _Engine:
                 def make(name: str = name, g: Any = g) -> EdgeNode:
                     store = self._store(g.memory_cache, g.eviction, g.max_object)
                     disk = self._store(g.disk_cache, g.eviction, g.max_object) if g.disk_cache > 0 else None
-                    return EdgeNode(HttpCache(store, disk), EdgeConfig(name=name))
+                    config = EdgeConfig(name=name, shared_rules=self.shared_rules)
+                    return EdgeNode(HttpCache(store, disk), config)
 
                 n = _Node(
                     len(self.nodes),
@@ -872,7 +875,8 @@ class _Engine:
 
                 def make_shield(name: str = name, sh: Any = sh) -> EdgeNode:
                     disk = self._store(sh.disk_cache) if sh.disk_cache > 0 else None
-                    return EdgeNode(HttpCache(self._store(sh.memory_cache), disk), EdgeConfig(name=name))
+                    config = EdgeConfig(name=name, shared_rules=self.shared_rules)
+                    return EdgeNode(HttpCache(self._store(sh.memory_cache), disk), config)
 
                 n = _Node(
                     len(self.nodes),
@@ -1260,7 +1264,9 @@ class _Engine:
             up.response = resp
             if up.job is not None:
                 up.job.queued += job.queued
-            self.push(t + up.node.uplink(t), _FETCH_BACK, up)
+            link = up.node.uplink  # push(t + link(t), ...), drawn from the buffer when it can
+            lb = link.fast
+            heappush(self.heap, (t + (lb.pop() if lb else link(t)), self.nseq(), _FETCH_BACK, up))
             return
         size = resp.size
         end = t + self.client_links[job.region](t)
@@ -1299,9 +1305,13 @@ class _Engine:
             sj = _Job(-1, t, target.region, si, fetch.request, up)
             sj.node = target
             sj.stratum = up.stratum
-            self.push(t + node.uplink(t), _NODE_ARRIVE, sj)
+            link = node.uplink  # push(t + link(t), ...), drawn from the buffer when it can
+            lb = link.fast
+            heappush(self.heap, (t + (lb.pop() if lb else link(t)), self.nseq(), _NODE_ARRIVE, sj))
             return
-        self.push(t + node.uplink(t), _UP_ARRIVE, up)
+        link = node.uplink
+        lb = link.fast
+        heappush(self.heap, (t + (lb.pop() if lb else link(t)), self.nseq(), _UP_ARRIVE, up))
 
     def _origin_arrive(self, up: _Up, t: float) -> None:
         for a, b in self.outages:
@@ -1345,7 +1355,9 @@ class _Engine:
             self.o_strat.append(up.stratum)
         if up.job is not None:
             up.job.queued += wait
-        self.push(t + up.node.uplink(t), _FETCH_BACK, up)
+        link = up.node.uplink  # push(t + link(t), ...), drawn from the buffer when it can
+        lb = link.fast
+        heappush(self.heap, (t + (lb.pop() if lb else link(t)), self.nseq(), _FETCH_BACK, up))
 
     def _fetch_back(self, up: _Up, t: float) -> None:
         node = up.node

@@ -130,6 +130,18 @@ class Request:
     def header(self, name: str) -> str | None:
         return get_header(self.headers, name)
 
+    def forwarded(self, headers: Headers) -> Request:
+        """This request as HTTP/1.1 with ``headers`` instead (what a node sends
+        upstream). It keeps what :attr:`host` and :attr:`path` derived so far: both
+        are still checked against the Host value and the target by identity, so
+        they are recomputed if ``headers`` carry another Host line."""
+        r = Request(self.method, self.target, headers, self.body, "1.1")
+        r._host_of = self._host_of
+        r._host = self._host
+        r._path_of = self._path_of
+        r._path = self._path
+        return r
+
     @property
     def host(self) -> str:
         """The Host header, lower-cased, without a port or trailing dot."""

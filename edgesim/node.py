@@ -81,11 +81,17 @@ class EdgeConfig:
             off for an origin without manifests.
         rules: host -> compiled rules given by the operator (``--rules HOST=FILE``); they
             win over manifest rules, and no shadowing applies to them.
+        shared_rules: nodes given the same dict share the rule sets they compile from
+            manifests (per host, the latest deploy's set, and with it its match memo: a
+            shield then finds the match of a request an edge forwarded already made).
+            None (default): each node compiles its own. The capacity engine gives the
+            nodes of a run one dict.
     """
 
     name: str = "edge"
     manifests: bool = True
     rules: dict[str, RuleSet] = field(default_factory=dict)
+    shared_rules: dict[str, tuple[str, tuple[tuple[str, str], ...], RuleSet]] | None = None
 
 
 class Reply:
@@ -393,7 +399,7 @@ class EdgeNode:
             # Connection named more fields, maybe some already kept: filter again (rare)
             headers = [h for h in headers if h[0] not in named]
         headers.append(("via", f"{via}, {self._via}" if via else self._via))
-        return Request(req.method, req.target, headers, req.body, "1.1")
+        return req.forwarded(headers)
 
     # ---- fetch outcomes --------------------------------------------------------
 
@@ -477,7 +483,7 @@ class EdgeNode:
                 text = rules.get(name)
                 if isinstance(text, str) and text:
                     parts.append((name, text))
-        site.rules = _compile_rules(parts) if parts else None
+        site.rules = _compile_rules(parts, self.config.shared_rules, host, deploy) if parts else None
 
     def _track_deploy(self, host: str, resp: Response) -> str | None:
         """A response from a deploy we have not seen: refetch the manifest next time.
@@ -491,8 +497,14 @@ class EdgeNode:
     def _fill_key(self, f: Fetch, resp: Response) -> str:
         """Track the deploy of a fill's response and return the key to store it under:
         that of the deploy which produced it (see the invariants), else the site's."""
-        deploy = self._track_deploy(f.site, resp)
-        return _key(f.site, deploy or self._sites[f.site].deploy, f.client.target)
+        # _track_deploy, with the site looked up once
+        deploy = get_header(resp.headers, DEPLOY_HEADER)
+        site = self._sites[f.site]
+        if deploy:
+            if site.deploy and deploy != site.deploy and self.config.manifests:
+                site.manifest = False  # the next request fetches the new manifest and purges
+            return _key(f.site, deploy, f.client.target)
+        return _key(f.site, site.deploy, f.client.target)
 
     # ---- responses -------------------------------------------------------------
 
@@ -723,8 +735,30 @@ def _catalog_oracle(catalog_json: str) -> Callable[[str], bool] | None:
     return Catalog.from_manifest(json.loads(catalog_json)).exists
 
 
-def _compile_rules(parts: list[tuple[str, str]]) -> RuleSet:
-    """Compile manifest rule texts in site order (_redirects, then netlify.toml)."""
+def _compile_rules(
+    parts: list[tuple[str, str]],
+    shared: dict[str, tuple[str, tuple[tuple[str, str], ...], RuleSet]] | None = None,
+    host: str = "",
+    deploy: str = "",
+) -> RuleSet:
+    """Compile manifest rule texts in site order (_redirects, then netlify.toml).
+
+    With ``shared`` (``EdgeConfig.shared_rules``), the set compiled for ``host`` at
+    ``deploy`` from the same texts by another node is reused (rule sets never change,
+    and nodes never close theirs); only each host's latest set is kept there.
+    """
+    texts = tuple(parts)
+    if shared is None:
+        return _compile_rule_texts(texts)
+    latest = shared.get(host)
+    if latest is not None and latest[0] == deploy and latest[1] == texts:
+        return latest[2]
+    rules = _compile_rule_texts(texts)
+    shared[host] = (deploy, texts, rules)
+    return rules
+
+
+def _compile_rule_texts(parts: tuple[tuple[str, str], ...]) -> RuleSet:
     from edgesim._rulefiles import redirects_source, toml_source
 
     sources = [

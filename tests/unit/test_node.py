@@ -12,6 +12,7 @@ import pytest
 from edgesim.cache import HttpCache, MemoryStore
 from edgesim.http import Request, Response, get_header
 from edgesim.node import EdgeConfig, EdgeNode, Fetch, Join, Reply, Step
+from edgesim.redirects import RuleSet
 
 T0 = 1_800_000_000.0  # Unix time: Date/Expires arithmetic needs real epochs
 HOST = "site.test"
@@ -206,6 +207,27 @@ def test_new_deploy_refetches_manifest_and_purges(origin: FakeOrigin) -> None:
     assert len([r for r in origin.requests if r.path == "/.edgesim/manifest"]) == len(manifests) + 1
     assert r.outcome == "MISS"  # the old deploy's copy was purged
     assert node.stats.deploys_seen == 1
+
+
+def test_shared_rules_one_set_per_host_and_deploy(origin: FakeOrigin) -> None:
+    origin.rules = "/old /a 301\n"
+    shared: dict[str, tuple[str, tuple[tuple[str, str], ...], RuleSet]] = {}
+    n1, n2 = make(origin, shared_rules=shared), make(origin, shared_rules=shared)
+    alone = make(origin)
+    for n in (n1, n2, alone):
+        r = drive(n, get("/old"), origin, T0)
+        assert r.response.status == 301
+        assert (get_header(r.response.headers, "location") or "").endswith("/a")
+    deploy, _, first = shared[HOST]
+    assert deploy == "d1"
+    assert n1._sites[HOST].rules is first and n2._sites[HOST].rules is first
+    assert alone._sites[HOST].rules is not None and alone._sites[HOST].rules is not first
+    origin.deploy = "d2"  # same rule texts, new deploy: compiled anew
+    drive(n1, get("/a?x"), origin, T0 + 1)  # n1 learns about d2 ...
+    assert drive(n1, get("/old"), origin, T0 + 2).response.status == 301  # ... and installs it
+    deploy, _, second = shared[HOST]
+    assert deploy == "d2" and second is not first and n1._sites[HOST].rules is second
+    assert n2._sites[HOST].rules is first  # n2 has not seen d2 yet
 
 
 def test_fill_in_flight_during_deploy_is_keyed_by_its_deploy(origin: FakeOrigin) -> None:
