@@ -759,6 +759,7 @@ class _Engine:
         self.strata_ids: dict[tuple[int, str, int], int] = {}
         self.arrivals_by_stratum: list[int] = []
         self.bytes_by_stratum: list[float] = []  # the sizes of those arrivals' objects
+        self.kept_bytes_by_stratum: list[float] = []  # the same over the kept arrivals
         self.r_strat = array("i")
         self.f_strat = array("i")
         self.o_strat = array("i")
@@ -973,6 +974,7 @@ class _Engine:
             sid = self.strata_ids[key] = len(self.strata_ids)
             self.arrivals_by_stratum.append(0)
             self.bytes_by_stratum.append(0.0)
+            self.kept_bytes_by_stratum.append(0.0)
         return sid
 
     def _sample_site(self, m: _SiteModel) -> None:
@@ -1402,6 +1404,7 @@ class _Engine:
             steady = t >= self.warmup
             counts = np.zeros(len(self.arrivals_by_stratum), dtype=np.int64)
             nbytes = np.zeros(len(counts))
+            kept_bytes = np.zeros(len(counts))
             for m in self.sites:
                 sel = np.flatnonzero(si == m.index)
                 if not len(sel):
@@ -1411,13 +1414,17 @@ class _Engine:
                 keep[sel] = m.kept_of[ext]
                 e = ext[steady[sel]]
                 sids = m.stratum_of[e]
+                sizes = m.size_of[e]
                 counts += np.bincount(sids, minlength=len(counts))
-                nbytes += np.bincount(sids, weights=m.size_of[e], minlength=len(counts))
+                nbytes += np.bincount(sids, weights=sizes, minlength=len(counts))
+                kept_bytes += np.bincount(sids, weights=sizes * m.kept_of[e], minlength=len(counts))
             by_stratum = self.arrivals_by_stratum
             bytes_by = self.bytes_by_stratum
+            kept_by = self.kept_bytes_by_stratum
             for sid in np.flatnonzero(counts).tolist():
                 by_stratum[sid] += int(counts[sid])
                 bytes_by[sid] += float(nbytes[sid])
+                kept_by[sid] += float(kept_bytes[sid])
             self.skipped += len(t) - int(keep.sum())
             t, ri, si, obj, vi, ub = t[keep], ri[keep], si[keep], obj[keep], vi[keep], ub[keep]
         return t.tolist(), ri.tolist(), si.tolist(), obj.tolist(), vi.tolist(), ub.tolist()
@@ -1612,21 +1619,23 @@ def _stratum_weights(eng: _Engine) -> tuple[dict[str, Any], dict[str, Any]]:
     manifests (one per node and site) weigh 1.
 
     Bytes served to clients have weights of their own (``request_bytes``), found the
-    same way from the size of each arrival's object: a stratum's recorded bytes stand
-    for the bytes of all its arrivals, which are known exactly. Object sizes are
-    heavy-tailed, so which sizes the sampled keys happen to have would otherwise set
-    the byte hit ratio as much as their hits do.
+    same way from the size of each arrival's object, known for every arrival: a
+    stratum's weight is the object bytes of all its arrivals over those of its kept
+    (simulated) arrivals, so its served bytes are estimated as the object bytes of all
+    its arrivals times the served share the sample measured (errors and empty answers
+    serve less than the object). Object sizes are heavy-tailed, so which sizes the
+    sampled keys happen to have would otherwise set the byte hit ratio as much as their
+    hits do.
     """
     n = len(eng.strata_ids)
     arrivals = np.asarray(eng.arrivals_by_stratum, dtype=np.float64)
     arrival_bytes = np.asarray(eng.bytes_by_stratum, dtype=np.float64)
+    kept_bytes = np.asarray(eng.kept_bytes_by_stratum, dtype=np.float64)
     rec = eng.rec
     t0 = np.frombuffer(rec.r_t0, dtype=np.float64) if len(rec.r_t0) else np.zeros(0)
-    size = np.frombuffer(rec.r_size, dtype=np.int64) if len(rec.r_size) else np.zeros(0, np.int64)
     rs = np.frombuffer(eng.r_strat, dtype=np.int32) if len(eng.r_strat) else np.zeros(0, np.int32)
     steady = (t0 >= eng.topo.traffic.warmup) & (rs >= 0)
     recorded = np.bincount(rs[steady], minlength=n).astype(np.float64)[:n]
-    recorded_bytes = np.bincount(rs[steady], weights=size[steady], minlength=n)[:n]
     w = np.full(n, 1.0 / eng.rate)
     wb = w.copy()
     groups: dict[tuple[int, str], list[tuple[int, int]]] = {}
@@ -1647,8 +1656,8 @@ def _stratum_weights(eng: _Engine) -> tuple[dict[str, Any], dict[str, Any]]:
         for i in full:
             sid = sids[i]
             w[sid] = stands[i] / float(recorded[sid])
-            # no bytes recorded (redirects, errors): the count's weight
-            wb[sid] = stands_bytes[i] / float(recorded_bytes[sid]) if recorded_bytes[sid] > 0 else w[sid]
+            # no object bytes kept (redirect sources): the count's weight
+            wb[sid] = stands_bytes[i] / float(kept_bytes[sid]) if kept_bytes[sid] > 0 else w[sid]
 
     def rows(col: array[int], weight: np.ndarray) -> Any:
         table = np.concatenate((weight, [1.0, 1.0 / eng.rate]))  # then _PER_NODE, _NO_STRATUM
