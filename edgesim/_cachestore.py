@@ -400,18 +400,11 @@ class MetadataStore(MemoryStore):
     __slots__ = ()
 
     def put(self, key: str, entries: list[CacheEntry], tag: str = "") -> bool:
-        # ``MemoryStore.put`` with the body test in the same pass (this runs for every
-        # fill of every tier of the simulator's nodes)
-        n = 0
         for e in entries:
             if e.body is not None:
                 entries = [x if x.body is None else x.without_body() for x in entries]
-                n = 0
-                for x in entries:
-                    n += x.nbytes
                 break
-            n += e.nbytes
-        return self._admit(key, entries[0] if len(entries) == 1 else entries, n, tag)
+        return super().put(key, entries, tag)
 
 
 # --- DiskStore ------------------------------------------------------------------------

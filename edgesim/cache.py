@@ -1239,18 +1239,15 @@ class HttpCache:
         return entries
 
     def _put_variant(self, key: str, req_headers: Headers, entry: CacheEntry) -> bool:
-        disk = self._disk
-        old = self._memory.get(key)  # _current
-        if old is None and disk is not None:
-            old = disk.get(key)
+        old = self._current(key)
         if old:
             keep = [e for e in old if not _variant_matches(e, req_headers)]
             new = [entry, *keep[: self._policy.max_variants - 1]]
         else:
             new = [entry]
         ok = self._memory.put(key, new, entry.tag)
-        if disk is not None:
-            ok = disk.put(key, new, entry.tag) or ok
+        if self._disk is not None:
+            ok = self._disk.put(key, new, entry.tag) or ok
         return ok
 
     def _remove_variant(self, key: str, req_headers: Headers) -> None:

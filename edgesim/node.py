@@ -226,8 +226,7 @@ class EdgeNode:
         """First step for a client request."""
         self.stats.requests += 1
         path = req.path
-        reserved = path.startswith("/.edgesim/")
-        if reserved and path.startswith(EDGE_ADMIN_PREFIX):
+        if path.startswith(EDGE_ADMIN_PREFIX):
             return self._admin(req, path)
         host = req.host
         site = self._sites.get(host)
@@ -236,9 +235,7 @@ class EdgeNode:
             rules = self.config.rules.get(host)
             if rules is not None:
                 site.rules = rules
-        if reserved:
-            return self._cache_step(req, host, site, now)
-        if not site.manifest and self.config.manifests:
+        if self.config.manifests and not site.manifest and not path.startswith("/.edgesim/"):
             if site.pending is not None:
                 return Join(site.pending, req)
             mreq = Request("GET", MANIFEST_PATH, [("host", get_header(req.headers, "host") or host)])
@@ -246,12 +243,7 @@ class EdgeNode:
             site.pending = f
             self.stats.origin_requests += 1
             return f
-        # _after_manifest, for a path known not to be reserved
-        if site.rules is not None and req.method in _SAFE:
-            step = self._apply_rules(req, host, site, now)
-            if step is not None:
-                return step
-        return self._cache_step(req, host, site, now)
+        return self._after_manifest(req, host, site, now)
 
     def complete(self, fetch: Fetch, response: Response | None, error: str | None, now: float) -> Step:
         """Report the outcome of ``fetch`` (a response, or an error: ``"connect"``,
@@ -348,7 +340,7 @@ class EdgeNode:
         return step
 
     def _cache_step(self, req: Request, host: str, site: _Site, now: float, join: bool = True) -> Step:
-        key = f"{host}\x00{site.deploy}\x00{req.target}"  # _key
+        key = _key(host, site.deploy, req.target)
         if req.method not in _CACHEABLE_METHODS:
             f = Fetch("pass", self._origin_request(req), req, host, key, now)
             self.stats.origin_requests += 1
@@ -357,7 +349,7 @@ class EdgeNode:
         if lk is not None:
             if lk.state == FRESH:
                 self.stats.hits += 1
-                return Reply(self._serve_entry(lk.entry, now, HIT, req), HIT)  # _from_cache
+                return self._from_cache(lk.entry, now, HIT, req)
             if lk.can_serve_stale_while_revalidate and key not in self._inflight:
                 self.stats.stale += 1
                 bg = self._fetch("background", req, host, key, now, lk)
@@ -497,14 +489,8 @@ class EdgeNode:
     def _fill_key(self, f: Fetch, resp: Response) -> str:
         """Track the deploy of a fill's response and return the key to store it under:
         that of the deploy which produced it (see the invariants), else the site's."""
-        # _track_deploy, with the site looked up once
-        deploy = get_header(resp.headers, DEPLOY_HEADER)
-        site = self._sites[f.site]
-        if deploy:
-            if site.deploy and deploy != site.deploy and self.config.manifests:
-                site.manifest = False  # the next request fetches the new manifest and purges
-            return _key(f.site, deploy, f.client.target)
-        return _key(f.site, site.deploy, f.client.target)
+        deploy = self._track_deploy(f.site, resp)
+        return _key(f.site, deploy or self._sites[f.site].deploy, f.client.target)
 
     # ---- responses -------------------------------------------------------------
 

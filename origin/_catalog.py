@@ -43,17 +43,6 @@ _CONTENT_TYPES = tuple(KINDS[k][0] for k in _KIND_NAMES)
 _SHAPES = tuple(KINDS[k][1] for k in _KIND_NAMES)
 _HASHED_KIND = tuple("{h}" in s for s in _SHAPES)
 
-
-def _shape_parts(shape: str) -> tuple[str, str | None, str]:
-    """A URL shape cut around ``{i}`` (and ``{h}``): (before, between or None, after)."""
-    head, _, rest = shape.partition("{i}")
-    if "{h}" not in rest:
-        return head, None, rest
-    mid, _, tail = rest.partition("{h}")
-    return head, mid, tail
-
-
-_SHAPE_PARTS = tuple(_shape_parts(s) for s in _SHAPES)
 # URL extension of each hashed kind (the part after the hash).
 _EXT = {k: KINDS[k][1].rsplit(".", 1)[1] for k in _KIND_NAMES if "{h}" in KINDS[k][1]}
 _HTML = _KIND_NAMES.index("html")
@@ -203,19 +192,13 @@ class Catalog:
     def paths(self) -> list[str]:
         """URL path of every object, by index (``path(i)`` for all ``i`` at once: the
         engine lists them at start-up and after each deploy)."""
-        seed = self.spec.seed
         version = self._version
-        parts = _SHAPE_PARTS
-        out: list[str] = []
-        add = out.append
-        for i, kind in enumerate(self._kinds):
-            head, mid, tail = parts[kind]
-            if mid is None:
-                add(f"{head}{i}{tail}")
-            else:
-                h = blake2b(b"%d:%d:%d" % (seed, i, version[i]), digest_size=8).hexdigest()
-                add(f"{head}{i}{mid}{h[:10]}{tail}")
-        return out
+        hashed = _HASHED_KIND
+        hash_of = self._hash
+        return [
+            _path_of(kind, i, hash_of(i, version[i]) if hashed[kind] else "")
+            for i, kind in enumerate(self._kinds)
+        ]
 
     def kinds(self) -> list[str]:
         """Kind name of every object, by index (``kind(i)`` for all ``i`` at once)."""
