@@ -398,16 +398,25 @@ class _SampledStore(MetadataStore):
     keys. A key of a bucket sampled at ``p`` > R (docs/sampling.md) stands for
     ``1 / p`` keys, so it is charged ``R / p`` of its bytes: then the cache's
     expected occupancy by the sample is R times the full run's, and a small scaled
-    cache is not crowded out by the few popular keys sampled whole."""
+    cache is not crowded out by the few popular keys sampled whole. The object size
+    limit (``max_object``, never scaled) still applies to the whole object."""
 
-    __slots__ = ("_charge",)
+    __slots__ = ("_charge", "_limit")
 
-    def __init__(self, capacity_bytes: int, charge: dict[tuple[str, str], float], **kw: Any) -> None:
-        super().__init__(capacity_bytes, **kw)
+    def __init__(
+        self,
+        capacity_bytes: int,
+        charge: dict[tuple[str, str], float],
+        *,
+        eviction: Eviction = "lru",
+        max_object_bytes: int | None = None,
+    ) -> None:
+        super().__init__(capacity_bytes, eviction=eviction, max_object_bytes=max_object_bytes)
         self._charge = charge
+        self._limit = max_object_bytes or 0
 
     def _admit(self, key: str, value: Any, nbytes: int, tag: str) -> bool:
-        if self._charge:
+        if self._charge and not (self._limit and nbytes > self._limit):  # else refused whole
             host, _, rest = key.partition("\x00")  # node keys: host, deploy, target
             w = self._charge.get((host, rest.partition("\x00")[2]))
             if w is not None:
@@ -946,7 +955,8 @@ class _Engine:
 
         config = config_from_spec(spec)
         if spec.candidate == "origin":
-            self.cand_origin = candidate_origin(topo, dict(spec.origin), self.epoch0)
+            sizes = self.trace.site_sizes if self.trace is not None else ()
+            self.cand_origin = candidate_origin(topo, dict(spec.origin), self.epoch0, site_sizes=sizes)
         out: dict[str, Any] = {}
         for n in self.nodes:
             if n.shield or (spec.regions and topo.regions[n.region].name not in spec.regions):
@@ -957,10 +967,10 @@ class _Engine:
         return out
 
     def _store(self, capacity: int, eviction: str = "lru", max_object: int = 0) -> MetadataStore:
-        ev: Eviction = "fifo" if eviction == "fifo" else "lru"  # validated: one of the two
         """A cache tier of a node. In a sampled run its capacity is scaled by the rate
         (SHARDS: the sample of keys gets the same share of the cache), and keys of
         buckets sampled above the rate weigh less (:class:`_SampledStore`)."""
+        ev: Eviction = "fifo" if eviction == "fifo" else "lru"  # validated: one of the two
         limit = max_object or None
         if not self.sampled:
             return MetadataStore(capacity, eviction=ev, max_object_bytes=limit)

@@ -273,7 +273,8 @@ def _group_stats(c: _Cols, ids: Any, ngroups: int) -> list[dict[str, Any]]:
             np.add.at(wc, (g, outcome), w)
         counts = np.rint(wc).astype(np.int64)
         requests = np.rint(np.bincount(g, weights=w, minlength=ngroups)).astype(np.int64)
-        sized = size * (w if c.wb is None else c.wb[ok])
+        assert c.wb is not None  # set whenever ``w`` is (the count's weights by default)
+        sized = size * c.wb[ok]
         served = np.bincount(g, weights=sized, minlength=ngroups)
         from_cache = np.bincount(g[cached], weights=sized[cached], minlength=ngroups)
         retries = np.bincount(g, weights=c.retries[ok] * w, minlength=ngroups)

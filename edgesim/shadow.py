@@ -593,18 +593,20 @@ def candidate_origin(
     now: float,
     *,
     bodies: bool = False,
+    site_sizes: Sequence[tuple[int, ...]] = (),
 ) -> Any:
     """The capacity engine's candidate origin: an ``OriginCore`` serving the topology's
     sites like the engine's own, with the ``[shadow.origin]`` Cache-Control classes of
     each listed (synthetic) site in place of its own. ``bodies``: real bodies (the Trio
-    engine serves the candidate's answers over HTTP), else sizes only."""
+    engine serves the candidate's answers over HTTP), else sizes only. ``site_sizes``:
+    per site, a replayed trace's object sizes (as the engine's own origin has them)."""
     from dataclasses import replace
 
     from edgesim.engine import _site_config_text, origin_catalog_spec
     from origin.core import OriginCore, parse_config
 
     core = OriginCore(bodies=bodies)
-    for s in topology.sites:
+    for i, s in enumerate(topology.sites):
         host = s.name.lower()
         if s.directory is not None:
             core.add_folder(s.directory, now=now, name=host)
@@ -613,7 +615,7 @@ def candidate_origin(
         cat = site.catalog
         assert cat is not None
         cfg = parse_config(_site_config_text(site) or None, f"{host}/_edgesim.toml")
-        cfg = replace(cfg, catalog=origin_catalog_spec(cat))
+        cfg = replace(cfg, catalog=origin_catalog_spec(cat, site_sizes[i] if site_sizes else ()))
         texts = {
             "netlify.toml" if p.name.endswith(".toml") else "_redirects": p.read_text(encoding="utf-8")
             for p in site.rules_files

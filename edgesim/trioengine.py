@@ -100,7 +100,11 @@ class _Run:
         config = config_from_spec(spec)
         if spec.candidate == "origin":
             epoch0 = float(self.eng.epoch0)
-            self.cand_origin = candidate_origin(self.topo, dict(spec.origin), epoch0, bodies=True)
+            trace = self.eng.trace
+            sizes = trace.site_sizes if trace is not None else ()
+            self.cand_origin = candidate_origin(
+                self.topo, dict(spec.origin), epoch0, bodies=True, site_sizes=sizes
+            )
         for n in self.eng.nodes:
             if n.shield or (spec.regions and self.topo.regions[n.region].name not in spec.regions):
                 continue

@@ -292,3 +292,18 @@ def test_byte_weights_keep_errors_out_of_the_bytes_served() -> None:
     assert full["errors"] > 0.1 * full["requests"]
     assert abs(samp["bytes_served"] / full["bytes_served"] - 1.0) < 0.02
     assert abs(samp["byte_hit_ratio"] - full["byte_hit_ratio"]) < 0.02
+
+
+def test_a_key_charged_less_is_still_refused_above_max_object() -> None:
+    # a popular key is charged R / p of its bytes, but the object size limit is the
+    # full run's: an object over max_object is never stored, sampled or not
+    from edgesim.engine import _SampledStore
+
+    entry = CacheEntry(
+        200, (), None, 50_000, 0.0, 0.0, 0.0, 60.0, False, False, 0.0, 0.0, None, None, (), (), ""
+    )
+    key = "a.test\x00d\x00/big"
+    store = _SampledStore(10**6, {("a.test", "/big"): 0.01}, max_object_bytes=20_000)
+    assert not store.put(key, [entry], "a.test") and store.used_bytes == 0
+    roomy = _SampledStore(10**6, {("a.test", "/big"): 0.01}, max_object_bytes=100_000)
+    assert roomy.put(key, [entry], "a.test") and roomy.used_bytes == max(1, int(entry.nbytes * 0.01))
