@@ -129,6 +129,7 @@ def run(
     progress: Callable[[float, float, int], None] | None,
     sample_keys: float | None = None,
     sample_seed: int | None = None,
+    sample_thin: float | None = None,
 ) -> RunResult:
     """Run a prepared topology in the chosen mode and engine.
 
@@ -144,9 +145,10 @@ def run(
         from edgesim.trioengine import simulate_trio
 
         return simulate_trio(topology, seed=seed, progress=progress)
-    from edgesim.engine import DEFAULT_SAMPLE_KEYS, simulate
+    from edgesim.engine import DEFAULT_SAMPLE_KEYS, THIN_ARRIVALS, simulate
 
     keys = DEFAULT_SAMPLE_KEYS if sample_keys is None else sample_keys
+    thin = THIN_ARRIVALS if sample_thin is None else sample_thin
     return simulate(
         topology,
         seed=seed,
@@ -154,6 +156,7 @@ def run(
         sample_rate=sample_rate,
         sample_keys=keys,
         sample_seed=sample_seed,
+        sample_thin=thin,
     )
 
 

@@ -689,6 +689,14 @@ def _rule_errors(topo: Any) -> list[str]:
     "samples other keys under the same traffic.",
 )
 @click.option(
+    "--sample-thin",
+    type=FiniteFloatRange(0.0, 1_000_000.0),
+    default=20.0,
+    show_default=True,
+    help="With --sample-rate: simulate only a share q of a hot key's arrivals when even the edge "
+    "node seeing the fewest of them gets about N / q per freshness lifetime; 0: never thin.",
+)
+@click.option(
     "--edge-processes",
     is_flag=True,
     help="Live mode: run each edge node as its own supervised OS process and the topology's "
@@ -708,6 +716,7 @@ def run_command(
     sample_rate: float,
     sample_keys: float,
     sample_seed: int | None,
+    sample_thin: float,
     edge_processes: bool,
     quiet: bool,
 ) -> None:
@@ -764,6 +773,7 @@ def run_command(
             sample_rate=sample_rate,
             sample_keys=sample_keys,
             sample_seed=sample_seed,
+            sample_thin=sample_thin,
             progress=progress_cb,
         )
     except (ValueError, EdgesimError) as exc:

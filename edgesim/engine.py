@@ -67,9 +67,13 @@ from edgesim._tracetraffic import load_trace_traffic
 from edgesim.cache import HttpCache, MetadataStore
 from edgesim.http import Request, Response
 from edgesim.metrics import (
+    FETCH_KINDS,
     O_COLLAPSED,
     O_ERROR,
     O_FAILED,
+    O_MISS,
+    O_REVALIDATED,
+    O_STALE,
     OUTCOME_CODES,
     Recorder,
     RunResult,
@@ -356,6 +360,7 @@ class _SiteModel:
         "size_of",
         "strata",
         "stratum_of",
+        "thin_of",
         "urls",
     )
 
@@ -377,6 +382,7 @@ class _SiteModel:
         self.kept_of = np.zeros(0, dtype=bool)
         self.stratum_of = np.zeros(0, dtype=np.int64)
         self.size_of = np.zeros(0)
+        self.thin_of: np.ndarray | None = None  # the share of each one's arrivals kept
 
     def draw(self, n: int) -> np.ndarray:
         """``n`` catalog indexes by Zipf popularity (the site's own generator)."""
@@ -585,6 +591,11 @@ def _sample_salt(seed: int) -> bytes:
 # Sampled runs: keys of every popularity bucket in the sample (simulate's sample_keys).
 DEFAULT_SAMPLE_KEYS = 1.0
 MAX_SAMPLE_KEYS = 1_000_000.0
+# Sampled runs thin a key kept whole when a node still sees about this many of its
+# arrivals within the key's freshness lifetime (docs/sampling.md, "Thinned keys").
+THIN_ARRIVALS = 20.0
+_PASS_FETCH = FETCH_KINDS.index("pass")
+MAX_SAMPLE_THIN = 1_000_000.0
 # Strata of sampled runs that are not a key's: per-node requests (manifests; weight 1),
 # and a key outside every stratum (weight 1 / rate).
 _PER_NODE = -2
@@ -615,6 +626,21 @@ def _policy_classes(dep: Any, urls: list[str]) -> list[str]:
         if k not in by_kind:
             by_kind[k] = policy.for_file(u, KINDS[k][0])
     return [by_kind[k] for k in kinds]
+
+
+def _policy_lifetime(cache_control: str) -> float | None:
+    """How long an edge keeps a response served with ``cache_control`` fresh (the
+    cache core's freshness lifetime: s-maxage, then max-age; 0 for no-cache or none
+    given), or None when a shared cache does not store it at all (no-store, private)."""
+    from edgesim.cache import CachePolicy, freshness_lifetime, is_storable, parse_cache_control
+
+    headers = [("cache-control", cache_control)] if cache_control else []
+    if not is_storable(Request("GET", "/"), Response(200, headers)):
+        return None
+    d = parse_cache_control(cache_control)
+    if d.no_cache:
+        return 0.0
+    return freshness_lifetime(200, headers, d, False, 0.0, CachePolicy())
 
 
 def _site_config_text(site: Site) -> str:
@@ -747,6 +773,7 @@ class _Engine:
         sample_rate: float = 1.0,
         sample_keys: float = 0.0,
         sample_seed: int | None = None,
+        sample_thin: float = 0.0,
     ) -> None:
         from origin.core import OriginCore, parse_config
 
@@ -766,6 +793,15 @@ class _Engine:
         # charged in the caches (_SampledStore); shared by every cache of the run
         self.charge: dict[tuple[str, str], float] = {}
         self.strata_ids: dict[tuple[int, str, int], int] = {}
+        # thinned keys (a key kept whole but hot enough that a share of its arrivals
+        # tells its misses: docs/sampling.md): stratum id -> the share of its arrivals
+        # simulated; the draws come from a generator of their own, so that the arrival
+        # streams stay the full run's
+        self.thin_arrivals = max(0.0, sample_thin) if self.sampled and self.bucket_keys > 0 else 0.0
+        self.thinned: dict[int, tuple[float, int]] = {}  # ... -> (that share, its bucket)
+        self.thin_gen = np.random.Generator(np.random.PCG64(np.random.SeedSequence([self.sample_seed, 17])))
+        self._node_arrivals: list[float] = []
+        self._fill_time = math.inf
         self.arrivals_by_stratum: list[int] = []
         self.bytes_by_stratum: list[float] = []  # the sizes of those arrivals' objects
         self.kept_bytes_by_stratum: list[float] = []  # the same over the kept arrivals
@@ -823,11 +859,13 @@ class _Engine:
             if s.redirect_share > 0 and dep.rules is not None:
                 m.redirects = _static_redirects(dep.rules, host)
                 m.redirect_share = s.redirect_share if m.redirects else 0.0
-            if self.sampled:
-                self._sample_site(m)
             self.sites.append(m)
             self.site_index[host] = i
         self.site_shares = [max(0.0, s.share) for s in topo.sites]
+        if self.sampled:
+            self._node_arrivals = self._thin_horizon()
+            for m in self.sites:
+                self._sample_site(m)
 
         # nodes
         self.nodes: list[_Node] = []
@@ -999,12 +1037,7 @@ class _Engine:
         urls = m.urls
         n = len(urls)
         dep = self.origin.sites[m.host].deploy
-        if dep.files is not None:
-            sizes = np.array([dep.files[u].size for u in urls], dtype=np.float64)
-        else:
-            assert dep.catalog is not None
-            sizes = np.frombuffer(dep.catalog.sizes(), dtype=np.uint64).astype(np.float64)
-        m.size_of = np.concatenate((sizes, np.zeros(len(m.redirects))))
+        m.size_of = np.concatenate((self._sizes(m), np.zeros(len(m.redirects))))
         buckets = np.frexp(np.arange(1, n + 1, dtype=np.float64))[1].astype(np.int64)  # bit lengths
         classes = _policy_classes(dep, urls)
         class_ids: dict[str, int] = {}
@@ -1016,26 +1049,124 @@ class _Engine:
         )
         sids = sid_of[inverse].reshape(-1)
         rates = np.maximum(self.rate, np.minimum(1.0, self.bucket_keys / np.ldexp(1.0, buckets - 1)))
+        lifetimes = [_policy_lifetime(c) for c in names]
+        stored = np.array([life is not None for life in lifetimes], dtype=bool)
         if self.bucket_keys > 0 and n:
             # and each policy's most popular key: without it, a policy whose top keys
             # fall in buckets otherwise sampled at K / n often has none of them in the
             # sample, and its empty top strata take the hit ratio of less popular keys
-            rates[np.unique(cls, return_index=True)[1]] = 1.0
-            self.policy_heads[m.index] = len(class_ids)
+            heads = np.unique(cls, return_index=True)[1]
+            rates[heads[stored]] = 1.0
+            self.policy_heads[m.index] = int(stored.sum())
+            # a policy that no shared cache stores never hits, whatever the key: its
+            # keys are sampled at the rate, none favoured
+            rates[~stored[cls]] = self.rate
+        if m.redirects:
+            rates = np.concatenate((rates, np.full(len(m.redirects), self.rate)))
+        m.kept_of = kept = _key_samples(m.host, urls + m.redirects, self.salt) < rates
+        thin = self._thinning(m, kept[:n], cls, lifetimes)
+        for i in np.flatnonzero(thin < 1.0).tolist():
+            sid = self._stratum(m.index, names[cls[i]], -1 - i)  # a stratum of its own
+            self.thinned[sid] = (float(thin[i]), int(buckets[i]))
+            sids[i] = sid
         strata = dict(zip(urls, sids.tolist(), strict=True))
         if m.redirects:
             rsid = self._stratum(m.index, "redirect", 0)
             extra = [strata.setdefault(u, rsid) for u in m.redirects]
             sids = np.concatenate((sids, np.array(extra, dtype=np.int64)))
-            rates = np.concatenate((rates, np.full(len(m.redirects), self.rate)))
+            thin = np.concatenate((thin, np.ones(len(m.redirects))))
         m.strata = strata
-        m.kept_of = _key_samples(m.host, urls + m.redirects, self.salt) < rates
+        m.thin_of = thin if bool((thin < 1.0).any()) else None
         charge = self.charge
         for key in [key for key in charge if key[0] == m.host]:
             del charge[key]
         for i in np.flatnonzero(m.kept_of[:n] & (rates[:n] > self.rate)).tolist():
             charge[m.host, urls[i]] = self.rate / float(rates[i])
         m.stratum_of = sids
+
+    def _thinning(
+        self, m: _SiteModel, kept: np.ndarray, cls: np.ndarray, lifetimes: list[float | None]
+    ) -> np.ndarray:
+        """The share of its arrivals that a sampled run simulates of each of ``m``'s
+        catalog keys: 1, or for a thinned key q <= 1/2.
+
+        A kept key whose policy keeps it fresh long enough that even the edge node
+        seeing the fewest of its arrivals gets about ``thin_arrivals`` / q of them
+        within one freshness lifetime (and within the time the smallest cache takes
+        to fill, so that it is not evicted between them) is simulated at a share q of
+        its arrivals: its misses and revalidations come once per lifetime (and per
+        purge or crash) whatever its request rate, so the thinned arrivals still see
+        every one of them (docs/sampling.md, "Thinned keys")."""
+        n = len(m.urls)
+        thin = np.ones(n)
+        per_node = self._node_arrivals[m.index] if self._node_arrivals else 0.0
+        if not self.thin_arrivals or per_node <= 0.0 or self.end <= 0.0 or not n:
+            return thin
+        horizon = min(self.end, self._fill_time)
+        life = np.array([min(x or 0.0, horizon) for x in lifetimes], dtype=np.float64)[cls]
+        popularity = np.diff(m.cdf, prepend=0.0) * (1.0 - m.redirect_share)
+        per_lifetime = popularity * per_node * life / self.end
+        with np.errstate(divide="ignore"):
+            q = np.where(per_lifetime > 0.0, self.thin_arrivals / per_lifetime, np.inf)
+        pick = kept & (q <= 0.5)
+        thin[pick] = q[pick]
+        return thin
+
+    def _sizes(self, m: _SiteModel) -> np.ndarray:
+        """The object size of each of ``m``'s current URLs, in bytes."""
+        dep = self.origin.sites[m.host].deploy
+        if dep.files is not None:
+            return np.array([dep.files[u].size for u in m.urls], dtype=np.float64)
+        assert dep.catalog is not None
+        return np.frombuffer(dep.catalog.sizes(), dtype=np.uint64).astype(np.float64)
+
+    def _thin_horizon(self) -> list[float]:
+        """What thinning needs to know of the traffic (docs/sampling.md, "Thinned
+        keys"): per site, the arrivals over the whole run expected at the edge node that
+        sees the fewest of them (a region's arrivals spread over its nodes), and in
+        ``self._fill_time`` how long the smallest cache of a node takes at least to
+        fill with the bytes its arrivals ask for (capacity over the busiest node's
+        byte rate): a key asked for more often than that is not evicted between its
+        requests. Zeros for a replayed trace, whose keys are never thinned."""
+        nsites = len(self.sites)
+        if self.trace is not None or not nsites or self.end <= 0.0:
+            return [0.0] * nsites
+        ends, rates, rcdf, scdf = self._segments()
+        lens = np.diff(ends, prepend=0.0)
+        region_p = np.diff(rcdf, axis=1, prepend=0.0)  # segments x regions
+        site_p = np.diff(scdf, axis=2, prepend=0.0)  # segments x regions x sites
+        per_region = np.einsum("s,sr,srk->rk", rates * lens, region_p, site_p)
+        regions = self.topo.regions
+        nodes = np.array([max(1, r.edge.nodes) for r in regions], dtype=np.float64)
+        per_node = per_region / nodes[:, None]
+        # bytes per arrival of each site (redirects ask for none), and of every object
+        sizes = [self._sizes(m) for m in self.sites]
+        mean_bytes = np.array(
+            [
+                float(np.dot(np.diff(m.cdf, prepend=0.0), z)) * (1.0 - m.redirect_share)
+                for m, z in zip(self.sites, sizes, strict=True)
+            ]
+        )
+        everything = sum(float(z.sum()) for z in sizes)
+
+        def fill_time(capacity: float, byte_rate: float) -> float:
+            # a cache that holds every object never evicts one
+            return math.inf if capacity >= everything else capacity / max(1e-9, byte_rate)
+
+        fill = [
+            fill_time(r.edge.memory_cache + r.edge.disk_cache, float(per_node[ri] @ mean_bytes) / self.end)
+            for ri, r in enumerate(regions)
+        ]
+        sh = self.topo.shield
+        if sh is not None:
+            rate = float(per_region.sum(axis=0) @ mean_bytes) / self.end
+            fill.append(fill_time(sh.memory_cache + sh.disk_cache, rate))
+        self._fill_time = min(fill) if fill else math.inf
+        out = []
+        for k in range(nsites):
+            seen = per_node[per_region[:, k] > 0.0, k]
+            out.append(float(seen.min()) if len(seen) else 0.0)
+        return out
 
     def _gen(self) -> np.random.Generator:
         """A new independent generator (links, in creation order)."""
@@ -1421,13 +1552,17 @@ class _Engine:
                     continue
                 o = obj[sel]
                 ext = np.where(o >= 0, o, len(m.urls) - 1 - o)  # redirect k: len(urls) + k
-                keep[sel] = m.kept_of[ext]
-                e = ext[steady[sel]]
+                kept = m.kept_of[ext]
+                if m.thin_of is not None:  # a share of the thinned keys' arrivals
+                    kept &= self.thin_gen.random(len(ext)) < m.thin_of[ext]
+                keep[sel] = kept
+                st = steady[sel]
+                e = ext[st]
                 sids = m.stratum_of[e]
                 sizes = m.size_of[e]
                 counts += np.bincount(sids, minlength=len(counts))
                 nbytes += np.bincount(sids, weights=sizes, minlength=len(counts))
-                kept_bytes += np.bincount(sids, weights=sizes * m.kept_of[e], minlength=len(counts))
+                kept_bytes += np.bincount(sids, weights=sizes * kept[st], minlength=len(counts))
             by_stratum = self.arrivals_by_stratum
             bytes_by = self.bytes_by_stratum
             kept_by = self.kept_bytes_by_stratum
@@ -1650,9 +1785,21 @@ def _stratum_weights(eng: _Engine) -> tuple[dict[str, Any], dict[str, Any]]:
     wb = w.copy()
     groups: dict[tuple[int, str], list[tuple[int, int]]] = {}
     for (site, cls, bucket), sid in eng.strata_ids.items():
-        groups.setdefault((site, cls), []).append((bucket, sid))
+        b = eng.thinned[sid][1] if sid in eng.thinned else bucket  # a thinned key's own
+        groups.setdefault((site, cls), []).append((b, sid))
     unrepresented = 0.0
     pooled = 0
+    # A thinned key: its misses, revalidations and stale answers come once per
+    # freshness lifetime (or purge, crash, eviction) whatever its request rate, so each
+    # stands for itself, and its other rows (hits above all) for the rest of its
+    # arrivals. Empty strata pooled into it take its outcomes in proportion.
+    outcome = (np.frombuffer(rec.r_key, dtype=np.int64) & 0xF) if len(rec.r_key) else np.zeros(0, np.int64)
+    per_lifetime = np.isin(outcome, (O_MISS, O_REVALIDATED, O_STALE))
+    once = steady & per_lifetime
+    once_rows = np.bincount(rs[once], minlength=n).astype(np.float64)[:n]
+    thinned = np.zeros(n + 2, dtype=bool)
+    w_once = np.ones(n)
+    wb_once = np.ones(n)
     for members in groups.values():
         members.sort()
         sids = [sid for _, sid in members]
@@ -1665,6 +1812,16 @@ def _stratum_weights(eng: _Engine) -> tuple[dict[str, Any], dict[str, Any]]:
         stands_bytes = _spread(members, full, arrival_bytes)
         for i in full:
             sid = sids[i]
+            if sid in eng.thinned:
+                thinned[sid] = True
+                own, rest = float(arrivals[sid]), float(recorded[sid] - once_rows[sid])
+                hit, one = (
+                    (max(0.0, own - once_rows[sid]) / rest, 1.0) if rest > 0 else ((own / recorded[sid],) * 2)
+                )
+                k = stands[i] / own
+                kb = stands_bytes[i] / arrival_bytes[sid] if arrival_bytes[sid] > 0 else k
+                w[sid], wb[sid], w_once[sid], wb_once[sid] = k * hit, kb * hit, k * one, kb * one
+                continue
             w[sid] = stands[i] / float(recorded[sid])
             # no object bytes kept (redirect sources): the count's weight
             wb[sid] = stands_bytes[i] / float(kept_bytes[sid]) if kept_bytes[sid] > 0 else w[sid]
@@ -1674,17 +1831,32 @@ def _stratum_weights(eng: _Engine) -> tuple[dict[str, Any], dict[str, Any]]:
         idx = np.frombuffer(col, dtype=np.int32) if len(col) else np.zeros(0, np.int32)
         return table[np.where(idx == _PER_NODE, n, np.where(idx < 0, n + 1, idx))]
 
-    weights = {
-        "requests": rows(eng.r_strat, w),
-        "request_bytes": rows(eng.r_strat, wb),
-        "fetches": rows(eng.f_strat, w),
-        "origin": rows(eng.o_strat, w),
-    }
+    req, req_bytes = rows(eng.r_strat, w), rows(eng.r_strat, wb)
+    fetches, origin = rows(eng.f_strat, w), rows(eng.o_strat, w)
+    if thinned.any():
+        # a thinned key's rows that stand for themselves (warm-up rows too), and what
+        # they caused upstream
+        col = np.frombuffer(eng.r_strat, dtype=np.int32) if len(eng.r_strat) else np.zeros(0, np.int32)
+        alone = thinned[np.where(col < 0, n, col)] & per_lifetime
+        req[alone] = w_once[col[alone]]
+        req_bytes[alone] = wb_once[col[alone]]
+        passes = (
+            np.frombuffer(rec.f_kind, dtype=np.int8) == _PASS_FETCH if len(rec.f_kind) else np.zeros(0, bool)
+        )
+        for arr, upstream, rate_bound in ((fetches, eng.f_strat, passes), (origin, eng.o_strat, None)):
+            col = np.frombuffer(upstream, dtype=np.int32) if len(upstream) else np.zeros(0, np.int32)
+            up = thinned[np.where(col < 0, n, col)]
+            if rate_bound is not None:  # a pass goes upstream for each request
+                up &= ~rate_bound
+            arr[up] = w_once[col[up]]
+    weights = {"requests": req, "request_bytes": req_bytes, "fetches": fetches, "origin": origin}
     meta = {
         "kind": "stratified",
         "keys_per_bucket": eng.bucket_keys,
         "whole_objects_per_site": _whole_objects(eng.bucket_keys),
         "policy_heads": sum(eng.policy_heads.values()),
+        "thin_arrivals": eng.thin_arrivals,
+        "thinned_keys": len(eng.thinned),
         "sample_seed": eng.sample_seed,
         "strata": int(np.sum(arrivals > 0)),
         "pooled_strata": pooled,
@@ -1782,6 +1954,7 @@ def simulate(
     sample_rate: float = 1.0,
     sample_keys: float = DEFAULT_SAMPLE_KEYS,
     sample_seed: int | None = None,
+    sample_thin: float = THIN_ARRIVALS,
 ) -> RunResult:
     """Run ``topology`` in virtual time and return its report.
 
@@ -1809,6 +1982,12 @@ def simulate(
             decide the hit ratio by chance. 0: a plain sample at ``sample_rate``.
         sample_seed: which keys are sampled (the key hash's salt; default: the run's
             seed). Another value samples other keys under the same traffic.
+        sample_thin: with ``sample_rate`` < 1 and ``sample_keys`` > 0, a key kept
+            whole is thinned (a share q <= 1/2 of its arrivals simulated) when even the
+            edge node that sees the fewest of its arrivals gets about
+            ``sample_thin / q`` of them per freshness lifetime; its misses and
+            revalidations then count once and its hits stand for the rest. 0: no key
+            is thinned.
 
     Returns:
         The :class:`~edgesim.metrics.RunResult`.
@@ -1822,7 +2001,9 @@ def simulate(
     wall0 = time.perf_counter()
     if not 0.0 <= sample_keys <= MAX_SAMPLE_KEYS:
         raise ValueError(f"sample_keys must be in [0, {MAX_SAMPLE_KEYS:g}], not {sample_keys!r}")
-    eng = _Engine(topology, s, stop_at, sample_rate, sample_keys, sample_seed)
+    if not 0.0 <= sample_thin <= MAX_SAMPLE_THIN:
+        raise ValueError(f"sample_thin must be in [0, {MAX_SAMPLE_THIN:g}], not {sample_thin!r}")
+    eng = _Engine(topology, s, stop_at, sample_rate, sample_keys, sample_seed, sample_thin)
     wall_setup = time.perf_counter() - wall0
     reached = [0.0, 0.0]
 

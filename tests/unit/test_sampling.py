@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from test_engine import topo
@@ -150,12 +151,12 @@ def test_the_most_popular_key_of_each_policy_is_kept() -> None:
 
 
 def test_keys_for_the_whole_catalog_reproduce_the_full_run() -> None:
-    # with K >= the largest bucket (256 of 500 objects) every key is kept, each
-    # stratum's weight is 1, and the caches (scaled by R) still hold everything, so the
-    # counts are the full run's
+    # with K >= the largest bucket (256 of 500 objects) and no thinned key, every
+    # arrival is simulated, each stratum's weight is 1, and the caches (scaled by R)
+    # still hold everything, so the counts are the full run's
     t = topo(rps=400.0, duration=10.0, objects=500)
     full = simulate(t).to_dict(deterministic=True)
-    samp = simulate(t, sample_rate=0.5, sample_keys=256).to_dict(deterministic=True)
+    samp = simulate(t, sample_rate=0.5, sample_keys=256, sample_thin=0).to_dict(deterministic=True)
     assert samp["meta"]["simulated_requests"] == full["meta"]["simulated_requests"]
     for k in ("requests", "hits", "misses", "object_hit_ratio", "origin_requests", "bytes_served"):
         assert samp["totals"][k] == full["totals"][k], k
@@ -217,11 +218,14 @@ def test_keys_sampled_above_the_rate_weigh_less_in_small_caches() -> None:
 
 
 def test_cli_defaults_are_the_engines() -> None:
-    from edgesim.engine import DEFAULT_SAMPLE_KEYS, MAX_SAMPLE_KEYS
+    from edgesim.engine import DEFAULT_SAMPLE_KEYS, MAX_SAMPLE_KEYS, MAX_SAMPLE_THIN, THIN_ARRIVALS
 
     opt = next(p for p in cli.commands["run"].params if p.name == "sample_keys")
     assert opt.default == DEFAULT_SAMPLE_KEYS
     assert opt.type.max == MAX_SAMPLE_KEYS  # type: ignore[attr-defined]
+    thin = next(p for p in cli.commands["run"].params if p.name == "sample_thin")
+    assert thin.default == THIN_ARRIVALS
+    assert thin.type.max == MAX_SAMPLE_THIN  # type: ignore[attr-defined]
 
 
 def test_bytes_served_are_calibrated_to_every_arrivals_size() -> None:
@@ -307,3 +311,135 @@ def test_a_key_charged_less_is_still_refused_above_max_object() -> None:
     assert not store.put(key, [entry], "a.test") and store.used_bytes == 0
     roomy = _SampledStore(10**6, {("a.test", "/big"): 0.01}, max_object_bytes=100_000)
     assert roomy.put(key, [entry], "a.test") and roomy.used_bytes == max(1, int(entry.nbytes * 0.01))
+
+
+@pytest.mark.parametrize(
+    ("value", "lifetime"),
+    [
+        ("public, max-age=31536000, immutable", 31536000.0),
+        ("public, max-age=0, s-maxage=30", 30.0),  # a shared cache takes s-maxage
+        ("public, max-age=3600", 3600.0),
+        ("no-cache, max-age=60", 0.0),  # stored, but revalidated on every request
+        ("", 0.0),  # stored (heuristically), no lifetime given
+        ("private, no-store", None),
+        ("no-store", None),
+        ("private, max-age=60", None),
+    ],
+)
+def test_policy_lifetime_is_the_cache_cores(value: str, lifetime: float | None) -> None:
+    from edgesim.engine import _policy_lifetime
+
+    assert _policy_lifetime(value) == lifetime
+
+
+def _hashed_site(cache: tuple[tuple[str, str], ...] = ()) -> Site:
+    # every object a hashed image: one immutable policy (unless ``cache`` says otherwise)
+    return Site("img.test", catalog=Catalog(objects=300, zipf=1.1, seed=3, types=(("img", 1.0),)), cache=cache)
+
+
+def test_hot_long_lived_keys_are_thinned_and_their_misses_count_once() -> None:
+    # one node and a cache that holds everything: each key misses exactly once (its
+    # first request), whatever its request rate. Every key is kept (K >= the largest
+    # bucket), and the hot ones are thinned: their misses count once and their hits
+    # stand for the rest, so the estimate is the full run's exactly. Weighted like the
+    # other rows (1 / q), each thinned key's one miss would count 1 / q times.
+    t = topo(rps=800.0, duration=30.0, objects=300, nodes=1, regions=1, sites=(_hashed_site(),))
+    full = simulate(t).to_dict(deterministic=True)
+    samp = simulate(t, sample_rate=0.5, sample_keys=256).to_dict(deterministic=True)
+    est = samp["meta"]["sampled"]["estimator"]
+    assert est["thinned_keys"] >= 5 and est["thin_arrivals"] == 20.0
+    assert samp["meta"]["simulated_requests"] < 0.7 * full["meta"]["simulated_requests"]
+    ft, st = full["totals"], samp["totals"]
+    assert st["requests"] == ft["requests"]
+    assert st["misses"] == ft["misses"] and st["origin_requests"] == ft["origin_requests"]
+    assert abs(st["object_hit_ratio"] - ft["object_hit_ratio"]) < 1e-5
+    assert abs(st["bytes_served"] / ft["bytes_served"] - 1.0) < 0.02
+
+
+def test_thinned_share_follows_the_arrivals_per_lifetime() -> None:
+    t = topo(rps=800.0, duration=30.0, objects=300, nodes=1, regions=1, sites=(_hashed_site(),))
+    eng = _Engine(t, 1, None, 0.5, 256.0, None, 20.0)
+    m = eng.sites[0]
+    assert m.thin_of is not None
+    thinned = [i for i in range(len(m.urls)) if m.thin_of[i] < 1.0]
+    # the most popular keys, each at most half simulated; more popular, thinner
+    assert thinned == list(range(len(thinned))) and len(thinned) == len(eng.thinned)
+    assert all(m.thin_of[i] <= 0.5 for i in thinned)
+    assert list(m.thin_of[: len(thinned)]) == sorted(m.thin_of[: len(thinned)])
+    # rank 1: about 800 / s x 30 s x p1 arrivals; a 20th of those per lifetime (the run)
+    p1 = float(m.cdf[0])
+    assert m.thin_of[0] == pytest.approx(20.0 / (800.0 * 30.0 * p1), rel=0.05)
+    # a lifetime of 1 s: only keys with 40 or more arrivals a second are thinned, to
+    # 20 of them per second
+    short = topo(
+        rps=800.0,
+        duration=30.0,
+        objects=300,
+        nodes=1,
+        regions=1,
+        sites=(_hashed_site((("hashed", "public, max-age=1"),)),),
+    )
+    ms = _Engine(short, 1, None, 0.5, 256.0, None, 20.0).sites[0]
+    assert ms.thin_of is not None
+    per_second = 800.0 * np.diff(ms.cdf, prepend=0.0)
+    assert [i for i, q in enumerate(ms.thin_of) if q < 1.0] == np.flatnonzero(per_second >= 40.0).tolist()
+    assert ms.thin_of[0] == pytest.approx(20.0 / per_second[0], rel=0.05)
+    # lifetime 0 (revalidated every time): never thinned
+    never = topo(
+        rps=800.0,
+        duration=30.0,
+        objects=300,
+        nodes=1,
+        regions=1,
+        sites=(_hashed_site((("hashed", "public, max-age=0"),)),),
+    )
+    assert not _Engine(never, 1, None, 0.5, 256.0, None, 20.0).thinned
+    # nor in a cache that fills faster than a thinned key comes back: 2 MB edges fill
+    # with 20,000 objects' bytes in about a second, and a key whose thinned arrivals
+    # were further apart would be evicted in between more often than in the full run
+    small = topo(rps=2000.0, duration=20.0, objects=20000, memory=2 * 2**20)
+    assert not _Engine(small, 1, None, 0.05, 2.0, None, 20.0).thinned
+    roomy = topo(rps=2000.0, duration=20.0, objects=20000, memory=2**30)  # holds them all
+    assert _Engine(roomy, 1, None, 0.05, 2.0, None, 20.0).thinned
+    # and none when thinning is off, or in a plain key sample (K = 0)
+    assert not _Engine(t, 1, None, 0.5, 256.0, None, 0.0).thinned
+    assert not _Engine(t, 1, None, 0.5, 0.0, None, 20.0).thinned
+
+
+def test_keys_no_shared_cache_stores_are_sampled_at_the_rate() -> None:
+    # a policy that is never stored never hits, whatever the key: no key of it is
+    # favoured (no policy head, no bucket sampled above the rate)
+    site = Site(
+        "shop.test",
+        catalog=Catalog(objects=20000, zipf=0.9, seed=2, types=(("html", 0.5), ("img", 0.5))),
+        cache=(("html", "private, no-store"),),
+    )
+    eng = _Engine(topo(duration=1.0, sites=(site,)), 1, None, 0.01, 1.0)
+    m = eng.sites[0]
+    cat = eng.origin.sites[m.host].deploy.catalog
+    assert cat is not None
+    html = [u for u, k in zip(m.urls, cat.kinds(), strict=True) if k == "html"]
+    assert eng.policy_heads == {0: 1}  # the images' only
+    assert not any((m.host, u) in eng.charge for u in html)
+    kept = sum(bool(m.kept_of[m.urls.index(u)]) for u in html[:2000])
+    assert kept < 60  # about 1% of them (20 expected), not the top buckets whole
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), 2e6])
+def test_bad_sample_thin_is_refused(bad: float) -> None:
+    with pytest.raises(ValueError, match="sample_thin"):
+        simulate(topo(duration=1.0), sample_rate=0.5, sample_thin=bad)
+
+
+def test_cli_sample_thin(tmp_path: Path) -> None:
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY_TOPOLOGY)
+    bad = CliRunner().invoke(cli, ["run", str(path), "--sample-rate", "0.5", "--sample-thin", "-1", "--quiet"])
+    assert bad.exit_code == 2 and "--sample-thin" in bad.output
+    out = tmp_path / "r.json"
+    ok = CliRunner().invoke(
+        cli, ["run", str(path), "--sample-rate", "0.5", "--sample-thin", "0", "--quiet", "--json", str(out)]
+    )
+    assert ok.exit_code == 0, ok.output
+    est = json.loads(out.read_text())["meta"]["sampled"]["estimator"]
+    assert est["thin_arrivals"] == 0.0 and est["thinned_keys"] == 0
