@@ -240,6 +240,18 @@ def test_stop_at_and_progress() -> None:
     assert calls[-1][2] == d["meta"]["simulated_requests"]
 
 
+@pytest.mark.parametrize("part", ["regions", "sites"])
+def test_a_topology_without_regions_or_sites_is_refused(part: str) -> None:
+    # only possible through the API (the loader refuses such a file): one clear error,
+    # not an IndexError from deep inside the engine's set-up
+    t = topo()
+    empty = dataclasses.replace(t, regions=()) if part == "regions" else dataclasses.replace(t, sites=())
+    with pytest.raises(
+        ValueError, match=rf"^topology has no {part} \(expected at least one \[\[{part}\]\] table\)$"
+    ):
+        simulate(empty)
+
+
 def test_shield_tier_reduces_origin_load() -> None:
     from edgesim.topology import Shield
 
