@@ -506,7 +506,7 @@ async def test_handler_sends_interim_responses(nursery: trio.Nursery) -> None:
     client = Client(connect(nursery, server))
     await client.send()
     response, body, informational = await client.receive()
-    assert [(i.status_code, i.headers) for i in informational] == [
+    assert [(i.status_code, list(i.headers)) for i in informational] == [
         (103, [(b"link", b"</s.css>; rel=preload")])
     ]
     assert (response.status_code, body) == (200, b"final")
