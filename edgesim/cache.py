@@ -725,44 +725,6 @@ def _index(headers: Headers, wanted: frozenset[str], kept: Headers | None = None
     return idx
 
 
-def _make_entry(
-    status: int,
-    stored: Headers,
-    received: Headers,
-    body: bytes | None,
-    size: int,
-    request_time: float,
-    response_time: float,
-    vary_names: tuple[str, ...],
-    vary_values: tuple[str | None, ...],
-    tag: str,
-    policy: CachePolicy,
-    directives: tuple[Directives, bool],
-) -> CacheEntry:
-    """Pre-compute everything lookups need. ``stored`` are the headers kept (freshness
-    comes from them); ``received`` is the message just received (its Date and Age give
-    the initial age)."""
-    return _build_entry(
-        status,
-        stored,
-        body,
-        size,
-        request_time,
-        response_time,
-        vary_names,
-        vary_values,
-        tag,
-        policy,
-        directives,
-        get_header(stored, "date"),
-        get_header(stored, "expires"),
-        get_header(stored, "last-modified"),
-        get_header(stored, "etag"),
-        get_header(received, "date"),
-        get_header(received, "age"),
-    )
-
-
 def _build_entry(
     status: int,
     stored: Headers,
@@ -782,9 +744,11 @@ def _build_entry(
     received_date: str | None,
     received_age: str | None,
 ) -> CacheEntry:
-    """``_make_entry`` from the field values already looked up (first line of each):
-    ``date``/``expires``/``last_modified``/``etag`` of the stored headers, and Date and
-    Age of the received message."""
+    """The entry, with everything lookups need pre-computed. ``stored`` are the headers
+    kept (freshness comes from them) and ``date``/``expires``/``last_modified``/``etag``
+    the first line of each of those fields in them, as the caller looked them up;
+    ``received_date``/``received_age`` are the Date and Age of the message just
+    received (they give the initial age)."""
     d, targeted = directives
     t = parse_http_date(date) if date is not None else None
     date_value = response_time if t is None else t  # RFC 9110 §6.6.1: no Date -> receipt time
@@ -1295,7 +1259,7 @@ class HttpCache:
         old = lookup_or_entry.entry if isinstance(lookup_or_entry, Lookup) else lookup_or_entry
         received = resp304.headers
         merged = merge_304_headers(old.headers, received)
-        # one pass over the merged lines for what ``_make_entry`` reads of them
+        # one pass over the merged lines for what ``_build_entry`` needs of them
         idx = _index(merged, self._indexed)
         dt = _directives_idx(idx, self._policy)
         get = idx.get

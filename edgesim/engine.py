@@ -1993,8 +1993,13 @@ def simulate(
         The :class:`~edgesim.metrics.RunResult`.
 
     Error handling:
-        Raises ``ValueError`` for faults or deploys naming unknown nodes or sites.
+        Raises ``ValueError`` for a topology without regions or sites (possible
+        through the API; the loader refuses such files) and for faults or deploys
+        naming unknown nodes or sites.
     """
+    for part in ("regions", "sites"):
+        if not getattr(topology, part):
+            raise ValueError(f"topology has no {part} (expected at least one [[{part}]] table)")
     if not 0.0 < sample_rate <= 1.0 or math.isnan(sample_rate):
         raise ValueError(f"sample_rate must be in (0, 1], not {sample_rate!r}")
     s = topology.seed if seed is None else seed

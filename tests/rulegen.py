@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 _SECTIONS = ["blog", "news", "docs", "shop", "api", "img", "fr", "de", "v1", "v2", "help"]
 
@@ -29,24 +30,39 @@ def _plan(n: int, seed: int) -> list[tuple[str, str, int]]:
     return plan
 
 
+# Each kind of rule, and a URL that it matches: (rule, url) of a rule's section and
+# number. Either may draw from the generator it is given.
+_Make = Callable[[str, int, random.Random], str]
+_STATUSES = ["301", "302", "200", "301!", "404"]
+_KINDS: dict[str, tuple[_Make, _Make]] = {
+    "static": (
+        lambda sec, i, rng: f"/{sec}/page-{i} /new/{sec}/page-{i} {rng.choice(_STATUSES)}",
+        lambda sec, i, rng: f"https://example.com/{sec}/page-{i}{rng.choice(['', '/', '?ref=mail'])}",
+    ),
+    "splat": (
+        lambda sec, i, rng: f"/{sec}/tree-{i}/* /moved/{sec}/{i}/:splat 301",
+        lambda sec, i, rng: f"https://example.com/{sec}/tree-{i}/a/b{'/' if rng.random() < 0.3 else ''}",
+    ),
+    "placeholder": (
+        lambda sec, i, rng: f"/{sec}/item-{i}/:a/:b /p/{sec}/{i}/:b/:a 302",
+        lambda sec, i, rng: f"https://example.com/{sec}/item-{i}/x{i}/y",
+    ),
+    "geo": (
+        lambda sec, i, rng: f"/{sec}/geo-{i} /geo/{sec}/{i} 302 Country=de,fr Language=fr",
+        lambda sec, i, rng: f"https://example.com/{sec}/geo-{i}",
+    ),
+    "query": (
+        lambda sec, i, rng: f"/{sec}/q-{i} id=:id /q/{sec}/{i}/:id 301",
+        lambda sec, i, rng: f"/{sec}/q-{i}?id={rng.randrange(100)}&utm=z",
+    ),
+}
+
+
 def mixed_rules(n: int, seed: int = 7) -> str:
     """A `_redirects` text of ``n`` rules, mixed like real sites: about 85% static,
     8% splats, 5% placeholders, 2% conditions or query pairs."""
     rng = random.Random(seed + 1)
-    lines = []
-    for kind, sec, i in _plan(n, seed):
-        if kind == "static":
-            status = rng.choice(["301", "302", "200", "301!", "404"])
-            lines.append(f"/{sec}/page-{i} /new/{sec}/page-{i} {status}")
-        elif kind == "splat":
-            lines.append(f"/{sec}/tree-{i}/* /moved/{sec}/{i}/:splat 301")
-        elif kind == "placeholder":
-            lines.append(f"/{sec}/item-{i}/:a/:b /p/{sec}/{i}/:b/:a 302")
-        elif kind == "geo":
-            lines.append(f"/{sec}/geo-{i} /geo/{sec}/{i} 302 Country=de,fr Language=fr")
-        else:
-            lines.append(f"/{sec}/q-{i} id=:id /q/{sec}/{i}/:id 301")
-    return "\n".join(lines) + "\n"
+    return "\n".join(_KINDS[kind][0](sec, i, rng) for kind, sec, i in _plan(n, seed)) + "\n"
 
 
 def mixed_urls(n_rules: int, count: int, seed: int = 11, rules_seed: int = 7) -> list[str]:
@@ -58,14 +74,6 @@ def mixed_urls(n_rules: int, count: int, seed: int = 11, rules_seed: int = 7) ->
         kind, sec, i = rng.choice(plan)
         if rng.random() < 0.15:
             urls.append(f"https://example.com/{sec}/unknown-{i}")
-        elif kind == "static":
-            urls.append(f"https://example.com/{sec}/page-{i}{rng.choice(['', '/', '?ref=mail'])}")
-        elif kind == "splat":
-            urls.append(f"https://example.com/{sec}/tree-{i}/a/b{'/' if rng.random() < 0.3 else ''}")
-        elif kind == "placeholder":
-            urls.append(f"https://example.com/{sec}/item-{i}/x{i}/y")
-        elif kind == "geo":
-            urls.append(f"https://example.com/{sec}/geo-{i}")
         else:
-            urls.append(f"/{sec}/q-{i}?id={rng.randrange(100)}&utm=z")
+            urls.append(_KINDS[kind][1](sec, i, rng))
     return urls

@@ -8,22 +8,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-
-from edgesim.cli import cli
+from helpers import run_cli
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "topologies" / "sites" / "example"
-
-
-def run(*args: str, input: str | None = None) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
 
 
 def test_check_reports_in_spec_format(tmp_path: Path) -> None:
     f = tmp_path / "_redirects"
     f.write_text("/a /b\n/x /y 302 Foo=bar\n/c /d 307\n/* /all 200\n/late /never\n/a /b\n")
-    code, out, err = run("redirects", "check", str(f))
+    code, out, err = run_cli("redirects", "check", str(f))
     assert code == 1
     lines = out.splitlines()
     assert f'{f}:2:11: error: unknown condition "Foo" [UNKNOWN_CONDITION]' in lines
@@ -36,10 +29,10 @@ def test_check_reports_in_spec_format(tmp_path: Path) -> None:
 def test_check_clean_file_exits_zero_and_strict_warnings(tmp_path: Path) -> None:
     f = tmp_path / "_redirects"
     f.write_text("/a /b 301\n")
-    assert run("redirects", "check", str(f))[0] == 0
+    assert run_cli("redirects", "check", str(f))[0] == 0
     f.write_text("/a /b 308\n")
-    assert run("redirects", "check", str(f))[0] == 0
-    assert run("redirects", "check", "--strict", str(f))[0] == 1
+    assert run_cli("redirects", "check", str(f))[0] == 0
+    assert run_cli("redirects", "check", "--strict", str(f))[0] == 1
 
 
 def test_check_lint_warnings(tmp_path: Path) -> None:
@@ -53,7 +46,7 @@ def test_check_lint_warnings(tmp_path: Path) -> None:
         "/new/* /new/:splat 302\n"
         "  /blog/:year/:slug /posts/:slug 301\n"
     )
-    code, out, _ = run("redirects", "check", "--json", str(f))
+    code, out, _ = run_cli("redirects", "check", "--json", str(f))
     assert code == 0
     found = {(d["code"], d["line"]) for d in map(json.loads, out.splitlines())}
     assert {
@@ -70,34 +63,34 @@ def test_check_lint_warnings(tmp_path: Path) -> None:
 
 
 def test_check_site_directory_and_missing_file(tmp_path: Path) -> None:
-    code, out, err = run("redirects", "check", str(EXAMPLE))
+    code, out, err = run_cli("redirects", "check", str(EXAMPLE))
     assert code == 0, out
-    code, out, err = run("redirects", "check", str(tmp_path / "nope"))
+    code, out, err = run_cli("redirects", "check", str(tmp_path / "nope"))
     assert code == 1
     assert "Error:" in err and "cannot read" in err and "Traceback" not in err
 
 
 def test_match_human_output() -> None:
-    code, out, _ = run("redirects", "match", str(EXAMPLE), "https://example.com/store?id=42")
+    code, out, _ = run_cli("redirects", "match", str(EXAMPLE), "https://example.com/store?id=42")
     assert code == 0
     assert "_redirects:8: /store id=:id      /products/:id             301" in out
     assert "status:   301 (redirect)" in out
     assert "location: /products/42?id=42" in out
-    code, out, _ = run("redirects", "match", str(EXAMPLE), "/nothing/here")
+    code, out, _ = run_cli("redirects", "match", str(EXAMPLE), "/nothing/here")
     assert code == 0 and out.strip() == "no rule matches /nothing/here"
 
 
 def test_match_context_options() -> None:
-    code, out, _ = run("redirects", "match", str(EXAMPLE), "/", "--country", "nz", "--json")
+    code, out, _ = run_cli("redirects", "match", str(EXAMPLE), "/", "--country", "nz", "--json")
     assert json.loads(out)["match"]["to"] == "/en-au/"
-    code, out, _ = run(
+    code, out, _ = run_cli(
         "redirects", "match", str(EXAMPLE), "/", "--header", "Accept-Language: fr-FR", "--json"
     )
     assert code == 0
     assert json.loads(out)["match"]["to"] == "/fr/"
-    code, out, _ = run("redirects", "match", str(EXAMPLE), "/members/x", "--json")
+    code, out, _ = run_cli("redirects", "match", str(EXAMPLE), "/members/x", "--json")
     assert json.loads(out)["match"]["to"] == "/login"
-    code, out, _ = run(
+    code, out, _ = run_cli(
         "redirects", "match", str(EXAMPLE), "/members/x", "--jwt-secret", "k", "--role", "member", "--json"
     )
     got = json.loads(out)["match"]
@@ -114,7 +107,7 @@ def test_match_requests_jsonl(tmp_path: Path) -> None:
         '{"nourl": 1}\n'
         '{"url": "ftp://x"}\n'
     )
-    code, out, _ = run("redirects", "match", str(EXAMPLE), "--requests", str(reqs))
+    code, out, _ = run_cli("redirects", "match", str(EXAMPLE), "--requests", str(reqs))
     assert code == 0
     rows = [json.loads(line) for line in out.splitlines()]
     assert len(rows) == 6
@@ -127,18 +120,18 @@ def test_match_requests_jsonl(tmp_path: Path) -> None:
 
 
 def test_match_usage_errors() -> None:
-    code, _, err = run("redirects", "match", str(EXAMPLE))
+    code, _, err = run_cli("redirects", "match", str(EXAMPLE))
     assert code == 2 and "give either URL or --requests" in err
-    code, _, err = run("redirects", "match", str(EXAMPLE), "/x", "--cookie", "novalue")
+    code, _, err = run_cli("redirects", "match", str(EXAMPLE), "/x", "--cookie", "novalue")
     assert code == 2 and "NAME=VALUE" in err
-    code, _, err = run("redirects", "match", str(EXAMPLE), "not a url")
+    code, _, err = run_cli("redirects", "match", str(EXAMPLE), "not a url")
     assert code == 1 and "not an http" in err
 
 
 def test_bench_json(tmp_path: Path) -> None:
     urls = tmp_path / "urls.txt"
     urls.write_text("/news/a\n/store?id=1\n/nothing\n")
-    code, out, _ = run(
+    code, out, _ = run_cli(
         "redirects", "bench", str(EXAMPLE / "_redirects"), "--urls", str(urls), "--seconds", "0.05", "--json"
     )
     assert code == 0

@@ -6,60 +6,15 @@ import csv
 import json
 from pathlib import Path
 
-from click.testing import CliRunner
+from helpers import run_cli, small_topology
 
-from edgesim.cli import cli
-
-SMALL = """
-name = "small"
-seed = 3
-interval = "30s"
-
-[[regions]]
-name = "eu"
-utc_offset = 1
-client_share = 0.6
-countries = { DE = 0.5, FR = 0.5 }
-languages = { de = 0.5, fr = 0.5 }
-[regions.edge]
-nodes = 2
-workers = 8
-memory_cache = "64MB"
-
-[[regions]]
-name = "us"
-utc_offset = -5
-client_share = 0.4
-[regions.edge]
-nodes = 1
-
-[origin]
-region = "us"
-workers = 8
-
-[[sites]]
-name = "small.example"
-share = 1.0
-[sites.catalog]
-objects = 500
-zipf = 0.9
-
-[traffic]
-duration = "4m"
-warmup = "30s"
-peak_rps = 40
-"""
-
-
-def _run(*args: str) -> tuple[int, str, str]:
-    r = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-    return r.exit_code, r.stdout, r.stderr
+SMALL = small_topology(name="small", seed=3, eu="languages = { de = 0.5, fr = 0.5 }")
 
 
 def test_run_writes_every_report_deterministically(tmp_path: Path) -> None:
     topo = tmp_path / "small.toml"
     topo.write_text(SMALL)
-    code, _, err = _run(
+    code, _, err = run_cli(
         "run",
         str(topo),
         "--quiet",
@@ -78,10 +33,10 @@ def test_run_writes_every_report_deterministically(tmp_path: Path) -> None:
     assert report["totals"]["requests"] > 1000
     assert 0 < report["totals"]["object_hit_ratio"] < 1
     assert set(report["regions"]) == {"eu", "us"}
-    code, _, _ = _run("run", str(topo), "--quiet", "--json", str(tmp_path / "b.json"))
+    code, _, _ = run_cli("run", str(topo), "--quiet", "--json", str(tmp_path / "b.json"))
     assert code == 0
     assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
-    code, _, _ = _run("run", str(topo), "--quiet", "--seed", "4", "--json", str(tmp_path / "c.json"))
+    code, _, _ = run_cli("run", str(topo), "--quiet", "--seed", "4", "--json", str(tmp_path / "c.json"))
     assert (tmp_path / "a.json").read_bytes() != (tmp_path / "c.json").read_bytes()
     rows = list(csv.DictReader((tmp_path / "csv" / "summary.csv").open()))
     assert {r["kind"] for r in rows} == {"total", "region", "site", "node"}
@@ -95,7 +50,7 @@ def test_run_writes_every_report_deterministically(tmp_path: Path) -> None:
 def test_run_prints_tables(tmp_path: Path) -> None:
     topo = tmp_path / "small.toml"
     topo.write_text(SMALL)
-    code, out, _ = _run("run", str(topo))
+    code, out, _ = run_cli("run", str(topo))
     assert code == 0
     assert "Regions" in out and "Nodes" in out and "Origin:" in out
 
@@ -103,13 +58,13 @@ def test_run_prints_tables(tmp_path: Path) -> None:
 def test_run_bad_topology_lists_problems(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text(SMALL.replace("nodes = 2", "nodes = 0").replace("peak_rps = 40", "peak_rps = -1"))
-    code, _, err = _run("run", str(bad), "--quiet")
+    code, _, err = run_cli("run", str(bad), "--quiet")
     assert code == 1
     assert "regions[0].edge.nodes" in err and "traffic.peak_rps" in err
     assert "Traceback" not in err
-    code, _, err = _run("run", str(tmp_path / "missing.toml"), "--quiet")
+    code, _, err = run_cli("run", str(tmp_path / "missing.toml"), "--quiet")
     assert code == 1 and "missing.toml" in err and "Traceback" not in err
-    code, out, _ = _run("validate", str(bad))
+    code, out, _ = run_cli("validate", str(bad))
     assert code == 1 and "regions[0].edge.nodes" in out
 
 
@@ -117,15 +72,15 @@ def test_trace_problems_are_one_line_each(tmp_path: Path) -> None:
     topo = tmp_path / "t.toml"
     topo.write_text(SMALL.replace("peak_rps = 40", 'trace = "t.csv"'))
     (tmp_path / "t.csv").write_text("time,key,size,region,site\n1,x,10,mars,small.example\n")
-    code, out, _ = _run("validate", str(topo))
+    code, out, _ = run_cli("validate", str(topo))
     assert code == 1
     assert out.strip() == (
         f"{tmp_path / 't.csv'}: region 'mars' is not a region of the topology (expected one of: eu, us)"
     )
-    code, _, err = _run("run", str(topo), "--quiet")
+    code, _, err = run_cli("run", str(topo), "--quiet")
     assert code == 1 and "region 'mars'" in err and "Traceback" not in err
     (tmp_path / "t.csv").write_text("time,key,size\n1,x,10\n2,y,-3\n")
-    code, out, _ = _run("validate", str(topo))
+    code, out, _ = run_cli("validate", str(topo))
     assert code == 1 and f"{tmp_path / 't.csv'}:3" in out and "Traceback" not in out
 
 
@@ -133,7 +88,7 @@ def test_validate_reports_the_errors_of_the_rule_files_a_topology_names(tmp_path
     (tmp_path / "_redirects").write_text("/a /b 301\n/broken\n/x /y 999\n")
     topo = tmp_path / "t.toml"
     topo.write_text(SMALL.replace("[sites.catalog]", 'rules = "_redirects"\n\n[sites.catalog]', 1))
-    code, out, _ = _run("validate", str(topo))
+    code, out, _ = run_cli("validate", str(topo))
     assert code == 1
     lines = out.strip().splitlines()
     assert lines == [
@@ -142,5 +97,5 @@ def test_validate_reports_the_errors_of_the_rule_files_a_topology_names(tmp_path
         "400-599 [BAD_STATUS]",
     ]
     (tmp_path / "_redirects").write_text("/a /b 301\n")
-    code, out, _ = _run("validate", str(topo))
+    code, out, _ = run_cli("validate", str(topo))
     assert code == 0 and out.strip().endswith("ok (2 regions, 3 nodes, 1 sites)")

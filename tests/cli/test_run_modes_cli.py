@@ -10,64 +10,23 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from helpers import run_cli, small_topology
 
-from edgesim.cli import cli
-
-# Two regions (one per balancer kind that needs state), one site, four minutes.
-SMALL = """
-name = "small-modes"
-seed = 5
-interval = "30s"
-
-[[regions]]
-name = "eu"
-utc_offset = 1
-client_share = 0.6
-countries = { DE = 0.5, FR = 0.5 }
-[regions.edge]
-nodes = 2
-workers = 8
-memory_cache = "64MB"
-balancer = "consistent-hash"
-
-[[regions]]
-name = "us"
-utc_offset = -5
-client_share = 0.4
-[regions.edge]
-nodes = 2
-balancer = "least-connections"
-
-[origin]
-region = "us"
-workers = 8
-
-[[sites]]
-name = "small.example"
-share = 1.0
-[sites.catalog]
-objects = 500
-zipf = 0.9
-
-[traffic]
-duration = "4m"
-warmup = "30s"
-peak_rps = 40
-"""
-
-
-def _run(*args: str) -> tuple[int, str, str]:
-    r = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-    return r.exit_code, r.stdout, r.stderr
+# One balancer kind that needs state in each region.
+SMALL = small_topology(
+    name="small-modes",
+    seed=5,
+    eu_edge='balancer = "consistent-hash"',
+    us_edge='nodes = 2\nbalancer = "least-connections"',
+)
 
 
 def test_virtual_window_and_rate_scale_are_in_the_report(tmp_path: Path) -> None:
     topo = tmp_path / "small.toml"
     topo.write_text(SMALL)
     whole, part = tmp_path / "whole.json", tmp_path / "part.json"
-    assert _run("run", str(topo), "--quiet", "--json", str(whole))[0] == 0
-    code, _, err = _run(
+    assert run_cli("run", str(topo), "--quiet", "--json", str(whole))[0] == 0
+    code, _, err = run_cli(
         "run", str(topo), "--quiet", "--window", "1m,90s", "--rate-scale", "0.5", "--json", str(part)
     )
     assert code == 0, err
@@ -84,10 +43,10 @@ def test_trio_engine_from_the_cli(tmp_path: Path) -> None:
     topo = tmp_path / "small.toml"
     topo.write_text(SMALL)
     out = tmp_path / "trio.json"
-    code, _, err = _run("run", str(topo), "--engine", "trio", "--window", "0,40s", "--json", str(out))
+    code, _, err = run_cli("run", str(topo), "--engine", "trio", "--window", "0,40s", "--json", str(out))
     assert code == 0, err
     fast = tmp_path / "fast.json"
-    assert _run("run", str(topo), "--quiet", "--window", "0,40s", "--json", str(fast))[0] == 0
+    assert run_cli("run", str(topo), "--quiet", "--window", "0,40s", "--json", str(fast))[0] == 0
     r, f = json.loads(out.read_text()), json.loads(fast.read_text())
     assert r["meta"]["engine"] == "trio" and r["meta"]["window"] == [0.0, 40.0]
     assert f["meta"]["engine"] == "virtual"
@@ -117,7 +76,7 @@ def test_trio_engine_from_the_cli(tmp_path: Path) -> None:
 def test_bad_options_get_one_error_line(tmp_path: Path, args: list[str], message: str) -> None:
     topo = tmp_path / "small.toml"
     topo.write_text(SMALL)
-    code, _, err = _run("run", str(topo), "--quiet", *args)
+    code, _, err = run_cli("run", str(topo), "--quiet", *args)
     assert code == 2
     errors = [line for line in err.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and message in errors[0], err
@@ -133,6 +92,6 @@ def test_what_the_shells_do_not_model_is_one_error_line(tmp_path: Path) -> None:
         (shadow, ["--mode", "live", "--window", "0,60s"], "[shadow] is not run by live mode"),
         (crash, ["--mode", "live", "--window", "0,60s"], "node crashes are not run by live mode"),
     ):
-        code, _, err = _run("run", str(topo), "--quiet", *mode)
+        code, _, err = run_cli("run", str(topo), "--quiet", *mode)
         assert code == 1
         assert err.count("\n") == 1 and message in err, err

@@ -6,11 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from click.testing import CliRunner
+from helpers import run_cli
 
 from edgesim._costs import read_cost_file
 from edgesim._topoload import parse_topology
-from edgesim.cli import cli
 from edgesim.engine import simulate
 
 # Fixed latencies and no queueing: a memory hit's latency is 2 x 10 ms plus the node's
@@ -43,14 +42,9 @@ peak_rps = 40
 """
 
 
-def _cli(*args: str) -> tuple[int, str, str]:
-    r = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-    return r.exit_code, r.stdout, r.stderr
-
-
 def test_calibrate_writes_a_cost_file_that_a_topology_uses(tmp_path: Path) -> None:
     out = tmp_path / "costs.toml"
-    code, stdout, stderr = _cli(
+    code, stdout, stderr = run_cli(
         "calibrate", "--out", str(out), "--samples", "12", "--rounds", "1", "--topology", "demo", "--json"
     )
     assert code == 0, stderr
@@ -77,18 +71,18 @@ def test_calibrate_writes_a_cost_file_that_a_topology_uses(tmp_path: Path) -> No
 
 
 def test_calibrate_bad_input_is_one_line(tmp_path: Path) -> None:
-    code, _, err = _cli("calibrate", "--out", str(tmp_path / "c.toml"), "--profile", "a b")
+    code, _, err = run_cli("calibrate", "--out", str(tmp_path / "c.toml"), "--profile", "a b")
     assert code == 2 and "expected letters, digits, '-' and '_', got 'a b'" in err
     bad = tmp_path / "bad.toml"
     bad.write_text("format = 1\n[profiles.x.service_time]\nhit_memory = 3\n")
-    code, _, err = _cli("calibrate", "--out", str(bad), "--samples", "5")
+    code, _, err = run_cli("calibrate", "--out", str(bad), "--samples", "5")
     assert code == 1
     assert (
         err.splitlines()[0]
         == f"{bad}:2: profiles.x.service_time.hit_disk: missing (CPU time per request of a hit disk)"
     )
     assert bad.read_text() == "format = 1\n[profiles.x.service_time]\nhit_memory = 3\n"
-    code, _, err = _cli(
+    code, _, err = run_cli(
         "calibrate", "--out", str(tmp_path / "c.toml"), "--topology", str(tmp_path / "none.toml")
     )
     assert code == 1 and err.strip() == f"{tmp_path / 'none.toml'}: cannot read: No such file or directory"

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import trio
+from helpers import OriginProcess
 
 from edgesim._client import OriginPool
 from edgesim.http import Request, Response
@@ -56,31 +57,6 @@ def sites(tmp_path: Path) -> Path:
     root = tmp_path / "sites"
     _write_site(root)
     return root
-
-
-class OriginProcess:
-    def __init__(self, sites: Path, *extra: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-P", "-m", "origin", "--sites", str(sites), "--port", "0", *extra],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        assert line.startswith("origin listening on "), line + (
-            self.proc.stderr.read() if self.proc.stderr else ""
-        )
-        self.url = line.split()[-1]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 @pytest.fixture

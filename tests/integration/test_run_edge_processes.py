@@ -7,21 +7,14 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-
-from edgesim.cli import cli
-
-
-def _run(*args: str) -> tuple[int, str, str]:
-    r = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-    return r.exit_code, r.stdout, r.stderr
+from helpers import run_cli
 
 
 @pytest.mark.slow
 def test_live_run_with_edge_processes_restarts_the_killed_edge(tmp_path: Path) -> None:
     out = tmp_path / "drill.json"
     # crash-drill's 60 s curve in 15 s: the kill of eu-west-0 comes at 2.5 s
-    code, stdout, _ = _run(
+    code, stdout, _ = run_cli(
         "run", "crash-drill", "--mode", "live", "--edge-processes", "--window", "0,15s", "--json", str(out)
     )
     assert code == 0, stdout
@@ -45,7 +38,7 @@ def test_live_run_with_edge_processes_restarts_the_killed_edge(tmp_path: Path) -
     ],
 )
 def test_edge_processes_option_errors(args: tuple[str, ...], message: str) -> None:
-    code, _, err = _run("run", "crash-drill", *args)
+    code, _, err = run_cli("run", "crash-drill", *args)
     assert code != 0
     assert message in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1

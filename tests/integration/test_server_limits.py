@@ -399,6 +399,18 @@ async def test_head_500_has_no_body(nursery: trio.Nursery) -> None:
 # -- graceful shutdown (real sockets) ---------------------------------------------------
 
 
+async def _serve_tcp(nursery: trio.Nursery, server: HttpServer) -> tuple[int, trio.Event]:
+    """Start ``server.serve_tcp`` in ``nursery``: its port, and an event set when it
+    returns."""
+    finished = trio.Event()
+
+    async def run(task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        await server.serve_tcp(task_status=task_status)
+        finished.set()
+
+    return await nursery.start(run), finished
+
+
 async def test_graceful_shutdown_drains_in_flight(nursery: trio.Nursery) -> None:
     entered = trio.Event()
     release = trio.Event()
@@ -411,13 +423,7 @@ async def test_graceful_shutdown_drains_in_flight(nursery: trio.Nursery) -> None
         return Response(200, [], b"quick")
 
     server = HttpServer(handler)
-    finished = trio.Event()
-
-    async def run(task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
-        await server.serve_tcp(task_status=task_status)
-        finished.set()
-
-    port = await nursery.start(run)
+    port, finished = await _serve_tcp(nursery, server)
     idle = Client(await trio.open_tcp_stream("127.0.0.1", port))
     assert (await idle.request())[1] == b"quick"
     busy = Client(await trio.open_tcp_stream("127.0.0.1", port))
@@ -453,13 +459,7 @@ async def test_shutdown_drain_timeout_cancels_stuck_handlers(
         raise AssertionError
 
     server = HttpServer(handler)
-    finished = trio.Event()
-
-    async def run(task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
-        await server.serve_tcp(task_status=task_status)
-        finished.set()
-
-    port = await nursery.start(run)
+    port, finished = await _serve_tcp(nursery, server)
     stuck = Client(await trio.open_tcp_stream("127.0.0.1", port))
     await stuck.send()
     await entered.wait()
@@ -506,7 +506,7 @@ async def test_handler_sends_interim_responses(nursery: trio.Nursery) -> None:
     client = Client(connect(nursery, server))
     await client.send()
     response, body, informational = await client.receive()
-    assert [(i.status_code, i.headers) for i in informational] == [
+    assert [(i.status_code, list(i.headers)) for i in informational] == [
         (103, [(b"link", b"</s.css>; rel=preload")])
     ]
     assert (response.status_code, body) == (200, b"final")

@@ -5,15 +5,13 @@ mode, plus candidates that fail, hang or answer garbage."""
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
 import pytest
 import trio
+from helpers import OriginProcess
 
 from edgesim._client import OriginPool
 from edgesim._shadowlive import attach_shadow, parse_shadow_options
@@ -35,29 +33,6 @@ def _write_sites(root: Path, cache: str, page: bytes) -> Path:
     (site / "_redirects").write_text(V1)
     (site / "_edgesim.toml").write_text(f'[cache]\ndefault = "public, max-age=600"\nhtml = "{cache}"\n')
     return root
-
-
-class OriginProcess:
-    def __init__(self, sites: Path) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-P", "-m", "origin", "--sites", str(sites), "--port", "0"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        assert line.startswith("origin listening on "), line
-        self.url = line.split()[-1]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 @pytest.fixture(scope="module")

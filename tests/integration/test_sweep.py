@@ -10,10 +10,9 @@ from typing import Any
 
 import pytest
 import sweep_runners
-from click.testing import CliRunner
+from helpers import run_cli
 
 from edgesim._topoload import parse_topology
-from edgesim.cli import cli
 from edgesim.engine import simulate
 from edgesim.sweep import Outputs, SweepError, load_spec, metrics, plan, run_sweep
 
@@ -183,15 +182,10 @@ def test_dask_retries_a_killed_worker_once(spec_file: Path, marks: Path) -> None
 # ---- bad input ------------------------------------------------------------------------
 
 
-def _cli(*args: str) -> tuple[int, str]:
-    r = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-    return r.exit_code, r.stderr
-
-
 def test_spec_problems_are_one_line_each_with_file_line_and_key_path(spec_file: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text('topology = "tiny.toml"\nseed = [1]\n[grid]\nregions.eu.edge.nodes = [2]\n')
-    code, err = _cli("sweep", str(bad))
+    code, _, err = run_cli("sweep", str(bad))
     assert code == 1
     assert err.strip() == f'{bad}:2: seed: unknown key (did you mean "seeds"?)'
 
@@ -199,14 +193,14 @@ def test_spec_problems_are_one_line_each_with_file_line_and_key_path(spec_file: 
         'topology = "tiny.toml"\n[grid]\nregions.eu.edge.nodes = [1, 0]\ntraffic.peak_rsp = [3]\n'
         "regions.us.edge.nodes = [1]\n"
     )
-    code, err = _cli("sweep", str(bad))
+    code, _, err = run_cli("sweep", str(bad))
     assert code == 1
     assert (
         err.strip() == f"{bad}:5: grid.regions.us.edge.nodes: "
         'regions has no element named "us" (names: eu); use a name or an index from 0'
     )
     bad.write_text('topology = "tiny.toml"\n[grid]\nregions.eu.edge.nodes = [1, 0]\ntraffic.peak_rsp = [3]\n')
-    code, err = _cli("sweep", str(bad))
+    code, _, err = run_cli("sweep", str(bad))
     assert code == 1
     assert err.splitlines() == [
         f"{bad}:3: grid.regions.eu.edge.nodes: value 0: regions[0].edge.nodes: "
@@ -214,7 +208,7 @@ def test_spec_problems_are_one_line_each_with_file_line_and_key_path(spec_file: 
         f'{bad}:4: grid.traffic.peak_rsp: value 3: traffic.peak_rsp: unknown key (did you mean "peak_rps"?)',
     ]
     bad.write_text('topology = "nope.toml"\n[grid]\nseed = 3\n')
-    code, err = _cli("sweep", str(bad))
+    code, _, err = run_cli("sweep", str(bad))
     assert err.splitlines() == [
         f"{bad}:1: topology: nope.toml is neither a file (relative to {tmp_path}) nor a bundled topology",
         f"{bad}:3: grid.seed: expected a non-empty array of values to try, got 3",
@@ -223,22 +217,22 @@ def test_spec_problems_are_one_line_each_with_file_line_and_key_path(spec_file: 
 
 def test_cli_writes_rows_resumes_and_refuses_foreign_files(spec_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    code, err = _cli("sweep", str(spec_file), "--out", str(out), "--workers", "2")
+    code, _, err = run_cli("sweep", str(spec_file), "--out", str(out), "--workers", "2")
     assert code == 0, err
     assert "4 runs: 4 run now, 0 kept" in err
-    code, err = _cli("sweep", str(spec_file), "--out", str(out), "--workers", "2", "--quiet")
+    code, _, err = run_cli("sweep", str(spec_file), "--out", str(out), "--workers", "2", "--quiet")
     assert code == 0 and err == ""
     assert len(json.loads((out / "sweep.json").read_text())["rows"]) == 4
     foreign = tmp_path / "notes.csv"
     foreign.write_text("a,b\n1,2\n")
-    code, err = _cli("sweep", str(spec_file), "--csv", str(foreign))
+    code, _, err = run_cli("sweep", str(spec_file), "--csv", str(foreign))
     assert code == 1
     assert (
         err.strip() == f"{foreign}: exists and is not a sweep result file (CSV with a run_id column); "
         "choose another output or delete it"
     )
     assert foreign.read_text() == "a,b\n1,2\n"
-    code, err = _cli("sweep", str(spec_file), "--executor", "udp://x")
+    code, _, err = run_cli("sweep", str(spec_file), "--executor", "udp://x")
     assert code == 2 and "expected local, dask-local or tcp://HOST:PORT" in err
 
 
@@ -250,7 +244,7 @@ def test_a_run_that_fails_twice_is_reported_and_the_exit_status_says_so(
     (tmp_path / "tiny.toml").write_text(
         TINY.replace('name = "a.example"', 'name = "a.example"\nrules = "r.toml"\nredirect_share = 0.1')
     )
-    code, err = _cli("sweep", str(spec_file), "--json", str(tmp_path / "s.json"), "--workers", "2")
+    code, _, err = run_cli("sweep", str(spec_file), "--json", str(tmp_path / "s.json"), "--workers", "2")
     assert code == 1
     assert "4 runs failed twice" in err
     rows = json.loads((tmp_path / "s.json").read_text())["rows"]

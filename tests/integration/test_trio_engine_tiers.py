@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pytest
+from helpers import trace_topology, write_zipf_trace
 
 from edgesim._topoload import load_topology, parse_topology, resolve_topology_arg
 from edgesim._traffic import window_topology
@@ -54,60 +54,9 @@ def test_trio_engine_runs_a_shield_tier_as_the_fast_engine_does() -> None:
     assert abs(tt - ft) <= 0.1 * ft
 
 
-def _write_trace(path: Path, n: int) -> list[tuple[float, str, int, str, str]]:
-    """``n`` Zipf-distributed requests over 300 keys, 20 ms apart, placed in regions
-    ``eu``/``us`` and sites ``a.example``/``b.example``."""
-    rng = np.random.default_rng(7)
-    nobj = 300
-    w = 1 / np.arange(1, nobj + 1) ** 0.9
-    keys = rng.choice(nobj, size=n, p=w / w.sum())
-    sizes = rng.lognormal(np.log(20_000), 1.0, nobj).astype(int) + 1
-    regions = rng.choice(["eu", "us"], size=n)
-    rows = [
-        (i * 0.02, f"k{k}", int(sizes[k]), str(regions[i]), "a.example" if k % 3 else "b.example")
-        for i, k in enumerate(keys)
-    ]
-    with path.open("w") as f:
-        f.write("time,key,size,region,site\n")
-        f.writelines(f"{t},{k},{s},{r},{site}\n" for t, k, s, r, site in rows)
-    return rows
-
-
-_TRACE_TOPO = """\
-[[regions]]
-name = "eu"
-[regions.edge]
-nodes = 2
-memory_cache = "1MB"
-
-[[regions]]
-name = "us"
-[regions.edge]
-nodes = 1
-memory_cache = "1MB"
-
-[[sites]]
-name = "a.example"
-[sites.catalog]
-objects = 10
-types = { img = 1 }
-
-[[sites]]
-name = "b.example"
-[sites.catalog]
-objects = 10
-types = { img = 1 }
-
-[traffic]
-duration = "1h"
-warmup = "0s"
-trace = "t.csv"
-"""
-
-
 def test_trio_engine_replays_a_trace(tmp_path: Path) -> None:
-    rows = _write_trace(tmp_path / "t.csv", 1200)
-    topo = parse_topology(_TRACE_TOPO, path=tmp_path / "t.toml")
+    rows = write_zipf_trace(tmp_path / "t.csv", 1200, objects=300, gap=0.02, seed=7)
+    topo = parse_topology(trace_topology({"eu": 2, "us": 1}, cache="1MB"), path=tmp_path / "t.toml")
     fast = simulate(topo, seed=1).report
     trio = simulate_trio(topo, seed=1).report
     # every record is one request, in its region, with its size

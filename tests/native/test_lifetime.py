@@ -12,6 +12,7 @@ import gc
 import threading
 import time
 import weakref
+from collections.abc import Callable
 
 import pytest
 from rulegen import mixed_rules, mixed_urls
@@ -33,6 +34,21 @@ def expected() -> list[tuple[int, str] | None]:
 
 def _key(m: object) -> tuple[int, str] | None:
     return None if m is None else (m.rule, m.to)  # type: ignore[attr-defined]
+
+
+def _run_matchers_beside(
+    background: Callable[[], None], matcher: Callable[[int], None], stop: threading.Event
+) -> None:
+    """Run ``background`` and six ``matcher(i)`` threads; when the matchers are done,
+    set ``stop`` and wait for ``background`` to end."""
+    bg = threading.Thread(target=background)
+    matchers = [threading.Thread(target=matcher, args=(i,)) for i in range(6)]
+    for t in [bg, *matchers]:
+        t.start()
+    for t in matchers:
+        t.join()
+    stop.set()
+    bg.join()
 
 
 def test_double_close_and_use_after_close() -> None:
@@ -94,15 +110,7 @@ def test_many_threads_share_one_set_under_forced_gc(expected: list[object]) -> N
         except Exception as exc:  # pragma: no cover - reported below
             failures.append(f"thread {seed}: {exc!r}")
 
-    threads = [threading.Thread(target=collector)] + [
-        threading.Thread(target=matcher, args=(i,)) for i in range(6)
-    ]
-    for t in threads:
-        t.start()
-    for t in threads[1:]:
-        t.join()
-    stop.set()
-    threads[0].join()
+    _run_matchers_beside(collector, matcher, stop)
     assert not failures
     assert done[0] >= 6
 
@@ -143,15 +151,7 @@ def test_reload_and_close_while_threads_match(expected: list[object]) -> None:
                 return
             ok_rounds[0] += 1
 
-    threads = [threading.Thread(target=reloader)] + [
-        threading.Thread(target=matcher, args=(i,)) for i in range(6)
-    ]
-    for t in threads:
-        t.start()
-    for t in threads[1:]:
-        t.join()
-    stop.set()
-    threads[0].join()
+    _run_matchers_beside(reloader, matcher, stop)
     assert not failures
     assert ok_rounds[0] > 0
 

@@ -8,80 +8,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import topo
 
 from edgesim.engine import _Engine, simulate
 from edgesim.topology import (
     Catalog,
     Deploy,
     Distribution,
-    EdgeGroup,
     Faults,
-    Latency,
     NodeCrash,
-    Origin,
     OriginOutage,
-    Region,
     Site,
-    Topology,
-    Traffic,
 )
-
-
-def topo(
-    *,
-    rps: float = 400.0,
-    duration: float = 10.0,
-    warmup: float = 0.0,
-    nodes: int = 2,
-    workers: int = 16,
-    memory: int = 256 * 2**20,
-    balancer: str = "random",
-    objects: int = 500,
-    service: float = 0.0005,
-    origin_service: Distribution | None = None,
-    sites: tuple[Site, ...] | None = None,
-    faults: Faults | None = None,
-    deploys: tuple[Deploy, ...] = (),
-    regions: int = 2,
-    seed: int = 7,
-    interval: float = 1.0,
-) -> Topology:
-    regs = tuple(
-        Region(
-            f"r{i}",
-            utc_offset=float(i),
-            client_share=1.0 / regions,
-            countries=(("US", 0.5), ("DE", 0.5)),
-            languages=(("en", 0.7), ("de", 0.3)),
-            client_latency=Latency(0.01, 0.002),
-            origin_latency=Latency(0.03, 0.005),
-            edge=EdgeGroup(
-                nodes=nodes,
-                workers=workers,
-                memory_cache=memory,
-                service_time=Distribution("fixed", value=service),
-                balancer=balancer,
-            ),
-        )
-        for i in range(regions)
-    )
-    return Topology(
-        name="test",
-        path=None,
-        seed=seed,
-        interval=interval,
-        regions=regs,
-        region_latency=(),
-        origin=Origin(
-            region="r0",
-            workers=64,
-            service_time=origin_service or Distribution("lognormal", median=0.01, sigma=0.3),
-        ),
-        shield=None,
-        sites=sites or (Site("shop.test", catalog=Catalog(objects=objects, zipf=0.9, seed=1)),),
-        traffic=Traffic(duration=duration, peak_rps=rps, warmup=warmup, deploys=deploys),
-        faults=faults or Faults(),
-    )
 
 
 def outcomes(d: dict[str, Any]) -> int:
@@ -238,6 +176,18 @@ def test_stop_at_and_progress() -> None:
     assert d["meta"]["duration"] == 2.0
     assert calls[-1][0] == 2.0
     assert calls[-1][2] == d["meta"]["simulated_requests"]
+
+
+@pytest.mark.parametrize("part", ["regions", "sites"])
+def test_a_topology_without_regions_or_sites_is_refused(part: str) -> None:
+    # only possible through the API (the loader refuses such a file): one clear error,
+    # not an IndexError from deep inside the engine's set-up
+    t = topo()
+    empty = dataclasses.replace(t, regions=()) if part == "regions" else dataclasses.replace(t, sites=())
+    with pytest.raises(
+        ValueError, match=rf"^topology has no {part} \(expected at least one \[\[{part}\]\] table\)$"
+    ):
+        simulate(empty)
 
 
 def test_shield_tier_reduces_origin_load() -> None:

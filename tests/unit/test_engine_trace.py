@@ -7,89 +7,31 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from helpers import trace_topology, write_zipf_trace
 
 from edgesim._topoload import parse_topology
 from edgesim.engine import simulate
 from edgesim.replay import replay
 from edgesim.traces import read_trace
 
-TOPO = """\
-[[regions]]
-name = "eu"
-client_share = 0.6
-[regions.edge]
-nodes = 1
-memory_cache = "{cache}"
 
-[[regions]]
-name = "us"
-client_share = 0.4
-[regions.edge]
-nodes = 1
-memory_cache = "{cache}"
-
-[[sites]]
-name = "a.example"
-share = 0.7
-[sites.catalog]
-objects = 10
-types = {{ img = 1 }}
-
-[[sites]]
-name = "b.example"
-share = 0.3
-[sites.catalog]
-objects = 10
-types = {{ img = 1 }}
-
-[traffic]
-duration = "2h"
-warmup = "0s"
-trace = "t.csv"
-"""
+def two_regions(cache: str) -> str:
+    """Regions eu and us (one node each), sites a.example and b.example, two hours."""
+    return trace_topology(
+        {"eu": 1, "us": 1},
+        cache=cache,
+        duration="2h",
+        client_shares={"eu": 0.6, "us": 0.4},
+        site_shares={"a.example": 0.7, "b.example": 0.3},
+    )
 
 
-ONE_NODE = """\
-[[regions]]
-name = "eu"
-[regions.edge]
-nodes = 1
-memory_cache = "3MB"
-
-[[sites]]
-name = "a.example"
-[sites.catalog]
-objects = 10
-types = { img = 1 }
-
-[traffic]
-duration = "1h"
-warmup = "0s"
-trace = "t.csv"
-"""
-
-
-def write_trace(path: Path, n: int, *, placed: bool, seed: int = 1) -> list[tuple[float, str, int, str, str]]:
-    rng = np.random.default_rng(seed)
-    nobj = 600
-    w = 1 / np.arange(1, nobj + 1) ** 0.9
-    keys = rng.choice(nobj, size=n, p=w / w.sum())
-    sizes = rng.lognormal(np.log(20_000), 1.0, nobj).astype(int) + 1
-    regions = rng.choice(["eu", "us"], size=n)
-    rows = []
-    for i, k in enumerate(keys):
-        site = "a.example" if k % 3 else "b.example"
-        rows.append((i * 0.5, f"k{k}", int(sizes[k]), str(regions[i]), site))
-    with path.open("w") as f:
-        f.write("time,key,size,region,site\n" if placed else "time,key,size\n")
-        for t, k, s, r, site in rows:
-            f.write(f"{t},{k},{s},{r},{site}\n" if placed else f"{t},{k},{s}\n")
-    return rows
+def write_trace(path: Path, n: int, *, placed: bool) -> list[tuple[float, str, int, str, str]]:
+    return write_zipf_trace(path, n, objects=600, gap=0.5, seed=1, placed=placed)
 
 
 def run(tmp_path: Path, cache: str) -> dict[str, Any]:
-    topo = parse_topology(TOPO.format(cache=cache), path=tmp_path / "t.toml")
+    topo = parse_topology(two_regions(cache), path=tmp_path / "t.toml")
     return simulate(topo, seed=1).to_dict(deterministic=True)
 
 
@@ -112,7 +54,9 @@ def test_one_lru_node_matches_textbook_lru_within_overheads(tmp_path: Path) -> N
     """One region, one node: the engine's hit ratio on the trace is the LRU replay's,
     up to the per-entry header and bookkeeping bytes the edge cache counts."""
     write_trace(tmp_path / "t.csv", 6000, placed=False)
-    topo = parse_topology(ONE_NODE, path=tmp_path / "t.toml")
+    topo = parse_topology(
+        trace_topology({"eu": 1}, cache="3MB", sites=("a.example",)), path=tmp_path / "t.toml"
+    )
     rep = simulate(topo, seed=3).to_dict(deterministic=True)
     lru = replay(read_trace(tmp_path / "t.csv"), 3_000_000, policy="lru")
     assert rep["totals"]["requests"] == lru.requests == 6000
@@ -132,7 +76,7 @@ def test_an_origin_candidate_serves_the_traces_sizes(tmp_path: Path) -> None:
     write_trace(tmp_path / "t.csv", 1500, placed=True)
     shadow = '\n[shadow]\ncandidate = "origin"\n[shadow.origin]\n"a.example" = { html = "no-store" }\n'
     path = tmp_path / "topo.toml"
-    path.write_text(TOPO.format(cache="64MB") + shadow)
+    path.write_text(two_regions("64MB") + shadow)
     report = simulate(parse_topology(path.read_text(), path=str(path))).to_dict(deterministic=True)
     tot = report["shadow"]["totals"]
     assert tot["seen"] > 300  # the fetches that reached the origin

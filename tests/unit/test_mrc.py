@@ -8,10 +8,9 @@ from array import array
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from helpers import run_cli
 
 from edgesim._topoload import parse_topology
-from edgesim.cli import cli
 from edgesim.mrc import default_sizes, lru_curve, topology_trace
 from edgesim.replay import replay, zipf_trace
 from edgesim.traces import Trace, write_trace
@@ -136,28 +135,23 @@ def test_topology_stream_uses_catalog_sizes_and_site_mix() -> None:
         topology_trace(topo, site="x.example")
 
 
-def _cli(*args: str) -> tuple[int, str, str]:
-    r = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-    return r.exit_code, r.stdout, r.stderr
-
-
 def test_cli_trace_agrees_with_edgesim_replay(tmp_path: Path) -> None:
     trace = _mixed_trace(8_000, seed=9)
     path = tmp_path / "t.csv"
     write_trace(path, trace, "csv")
     html = tmp_path / "curve.html"
-    code, out, _ = _cli("mrc", str(path), "--sizes", "60KB,2MB,40MB", "--json", "--html", str(html))
+    code, out, _ = run_cli("mrc", str(path), "--sizes", "60KB,2MB,40MB", "--json", "--html", str(html))
     assert code == 0
     points = json.loads(out)["points"]
     assert [p["cache_size"] for p in points] == [60_000, 2_000_000, 40_000_000]
     for p in points:
-        code, rout, _ = _cli("replay", str(path), "--cache-size", str(p["cache_size"]), "--json")
+        code, rout, _ = run_cli("replay", str(path), "--cache-size", str(p["cache_size"]), "--json")
         assert code == 0
         assert abs(json.loads(rout)["hit_ratio"] - p["hit_ratio"]) <= TOL
     # the same requests as libCacheSim oracleGeneral give the same curve
     binary = tmp_path / "t.oracleGeneral"
     write_trace(binary, trace, "oracle-general")
-    code, bout, _ = _cli("mrc", str(binary), "--sizes", "60KB,2MB,40MB", "--json")
+    code, bout, _ = run_cli("mrc", str(binary), "--sizes", "60KB,2MB,40MB", "--json")
     assert code == 0 and json.loads(bout)["points"] == points
     page = html.read_text()
     assert page.startswith("<!doctype html>") and "<svg" in page and "http" not in page.split("<svg", 1)[0]
@@ -166,7 +160,7 @@ def test_cli_trace_agrees_with_edgesim_replay(tmp_path: Path) -> None:
 def test_cli_table_for_a_topology(tmp_path: Path) -> None:
     topo = tmp_path / "t.toml"
     topo.write_text(TOPO)
-    code, out, _ = _cli("mrc", str(topo), "--region", "a", "--sizes", "1MB,8MB", "--requests", "3000")
+    code, out, _ = run_cli("mrc", str(topo), "--region", "a", "--sizes", "1MB,8MB", "--requests", "3000")
     assert code == 0
     assert "LRU hit ratio by cache size" in out and "3,000 requests" in out
 
@@ -180,7 +174,7 @@ def test_cli_table_for_a_topology(tmp_path: Path) -> None:
     ],
 )
 def test_cli_bad_input_is_one_line(args: list[str], message: str) -> None:
-    code, out, err = _cli(*args)
+    code, out, err = run_cli(*args)
     assert code != 0
     lines = [x for x in err.splitlines() if x.strip()]
     assert len(lines) == 1 and message in lines[0], err

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from test_engine import topo
+from helpers import topo
 
 from edgesim._cachestore import CacheEntry
 from edgesim.cli import cli

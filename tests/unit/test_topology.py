@@ -238,43 +238,30 @@ def test_docs_examples_validate() -> None:
 # Bad files: key path, line, message
 # --------------------------------------------------------------------------
 
+
+def eu_west(region: str = "", *, after: str = "") -> str:
+    """Region eu-west with the lines ``region`` in its table (from line 3), one site
+    a.example, then the lines ``after``."""
+    return f'[[regions]]\nname = "eu-west"\n{region}[[sites]]\nname = "a.example"\n{textwrap.dedent(after)}'
+
+
 BAD = [
     pytest.param(
-        """\
-        [[regions]]
-        name = "eu-west"
-        [regions.edge]
-        nodes = 0
-        [[sites]]
-        name = "a.example"
-        """,
+        eu_west("[regions.edge]\nnodes = 0\n"),
         "regions[0].edge.nodes",
         4,
         "expected a whole number from 1 to 10000, got 0",
         id="range",
     ),
     pytest.param(
-        """\
-        [[regions]]
-        name = "eu-west"
-        edge = { nodes = "three" }
-        [[sites]]
-        name = "a.example"
-        """,
+        eu_west('edge = { nodes = "three" }\n'),
         "regions[0].edge.nodes",
         3,
         'got "three"',
         id="wrong-type-inline",
     ),
     pytest.param(
-        """\
-        [[regions]]
-        name = "eu-west"
-        [regions.edge]
-        node = 3
-        [[sites]]
-        name = "a.example"
-        """,
+        eu_west("[regions.edge]\nnode = 3\n"),
         "regions[0].edge.node",
         4,
         'unknown key (did you mean "nodes"?)',
@@ -288,28 +275,14 @@ BAD = [
         id="unknown-top-level",
     ),
     pytest.param(
-        """\
-        [[regions]]
-        name = "eu-west"
-        [regions.edge]
-        memory_cache = "12 parsecs"
-        [[sites]]
-        name = "a.example"
-        """,
+        eu_west('[regions.edge]\nmemory_cache = "12 parsecs"\n'),
         "regions[0].edge.memory_cache",
         4,
         'expected a size >= 0 such as 512MB or 1GiB (a number is bytes), got "12 parsecs"',
         id="bad-size-unit",
     ),
     pytest.param(
-        """\
-        [[regions]]
-        name = "eu-west"
-        [regions.edge]
-        egress = "1 GB"
-        [[sites]]
-        name = "a.example"
-        """,
+        eu_west('[regions.edge]\negress = "1 GB"\n'),
         "regions[0].edge.egress",
         4,
         "expected a rate >= 0",
@@ -355,86 +328,71 @@ BAD = [
         id="shares-not-summing",
     ),
     pytest.param(
-        """\
-        [[regions]]
-        name = "eu-west"
-        countries = { GB = 0.5, DE = 0.4 }
-        [[sites]]
-        name = "a.example"
-        """,
+        eu_west("countries = { GB = 0.5, DE = 0.4 }\n"),
         "regions[0].countries",
         3,
         "expected the shares to sum to 1, got 0.9",
         id="country-mix-not-summing",
     ),
     pytest.param(
-        """\
-        [[regions]]
-        name = "eu-west"
-        [regions.edge]
-        nodes = 2
-        [[sites]]
-        name = "a.example"
-        [[faults.crashes]]
-        region = "eu-west"
-        node = 2
-        at = "10m"
-        down_for = "1m"
-        """,
+        eu_west(
+            "[regions.edge]\nnodes = 2\n",
+            after="""\
+            [[faults.crashes]]
+            region = "eu-west"
+            node = 2
+            at = "10m"
+            down_for = "1m"
+            """,
+        ),
         "faults.crashes[0].node",
         9,
         "expected a node index from 0 to 1 (eu-west has 2 nodes), got 2",
         id="node-index-out-of-range",
     ),
     pytest.param(
-        """\
-        [[regions]]
-        name = "eu-west"
-        [[sites]]
-        name = "a.example"
-        [[faults.crashes]]
-        region = "eu-west"
-        node = 0
-        at = "10m"
-        down_for = "5m"
-        [[faults.crashes]]
-        region = "eu-west"
-        node = 0
-        at = "12m"
-        down_for = "1m"
-        """,
+        eu_west(
+            after="""\
+            [[faults.crashes]]
+            region = "eu-west"
+            node = 0
+            at = "10m"
+            down_for = "5m"
+            [[faults.crashes]]
+            region = "eu-west"
+            node = 0
+            at = "12m"
+            down_for = "1m"
+            """,
+        ),
         "faults.crashes[1].at",
         13,
         "eu-west node 0 is up (it is down from 600s to 900s)",
         id="overlapping-crashes",
     ),
     pytest.param(
-        """\
-        [[regions]]
-        name = "eu-west"
-        [[sites]]
-        name = "a.example"
-        [[traffic.flash_crowds]]
-        site = "b.example"
-        start = "1m"
-        duration = "1m"
-        multiplier = 3
-        """,
+        eu_west(
+            after="""\
+            [[traffic.flash_crowds]]
+            site = "b.example"
+            start = "1m"
+            duration = "1m"
+            multiplier = 3
+            """,
+        ),
         "traffic.flash_crowds[0].site",
         6,
         'expected a site (a.example), got "b.example"',
         id="unknown-site",
     ),
     pytest.param(
-        """\
-        [[regions]]
-        name = "eu-west"
-        [[sites]]
-        name = "a.example"
-        [[traffic.deploys]]
-        site = "a.example"
-        at = "2h"
-        """,
+        eu_west(
+            after="""\
+            [[traffic.deploys]]
+            site = "a.example"
+            at = "2h"
+            """,
+        ),
         "traffic.deploys[0].at",
         7,
         'expected a time before the end of traffic (3600s), got "2h"',
@@ -453,28 +411,14 @@ BAD = [
         id="missing-required",
     ),
     pytest.param(
-        """\
-        [[regions]]
-        name = "eu-west"
-        [regions.edge]
-        service_time = { distribution = "gauss", mean = 1 }
-        [[sites]]
-        name = "a.example"
-        """,
+        eu_west('[regions.edge]\nservice_time = { distribution = "gauss", mean = 1 }\n'),
         "regions[0].edge.service_time.distribution",
         4,
         'expected one of "fixed", "lognormal", "exponential", "pareto", "uniform", got "gauss"',
         id="bad-distribution",
     ),
     pytest.param(
-        """\
-        [[regions]]
-        name = "eu-west"
-        [[sites]]
-        name = "a.example"
-        [sites.catalog]
-        size = { distribution = "uniform", min = "10KB", max = "1KB" }
-        """,
+        eu_west(after='[sites.catalog]\nsize = { distribution = "uniform", min = "10KB", max = "1KB" }\n'),
         "sites[0].catalog.size.max",
         6,
         'expected a value >= min, got "1KB"',
@@ -518,40 +462,21 @@ BAD = [
         id="matrix-unknown-region",
     ),
     pytest.param(
-        """\
-        [[regions]]
-        name = "eu-west"
-        utc_offset = 15
-        client_latency = { base = "10ms", jitter = "20ms" }
-        [[sites]]
-        name = "a.example"
-        """,
+        eu_west('utc_offset = 15\nclient_latency = { base = "10ms", jitter = "20ms" }\n'),
         "regions[0].utc_offset",
         3,
         "expected hours from UTC from -12 to 14",
         id="utc-offset-range",
     ),
     pytest.param(
-        """\
-        [[regions]]
-        name = "eu-west"
-        client_latency = { base = "10ms", jitter = "20ms" }
-        [[sites]]
-        name = "a.example"
-        """,
+        eu_west('client_latency = { base = "10ms", jitter = "20ms" }\n'),
         "regions[0].client_latency.jitter",
         3,
         'expected at most base (10ms), got "20ms"',
         id="jitter-above-base",
     ),
     pytest.param(
-        """\
-        [[regions]]
-        name = "eu-west"
-        edge = { profile = "huge" }
-        [[sites]]
-        name = "a.example"
-        """,
+        eu_west('edge = { profile = "huge" }\n'),
         "regions[0].edge.profile",
         3,
         'expected a profile from [profiles] (none defined), got "huge"',
