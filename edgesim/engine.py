@@ -465,10 +465,10 @@ class _Arrivals:
         self.vcdf = np.full((max(1, len(vis)), width), np.inf)
         for ri, v in enumerate(vis):
             self.vcdf[ri, : len(v)] = v
-        deploys = sorted({d.at for d in eng.topo.traffic.deploys if 0.0 < d.at < eng.end})
+        deploys = eng.deploy_times()
         self.trace = eng.trace
         if self.trace is None:
-            self.ends, rates, self.rcdf, self.scdf = eng._segments(deploys)
+            self.ends, rates, self.rcdf, self.scdf = eng.arrival_segments()
             self.starts = np.concatenate(([0.0], self.ends[:-1]))
             self.lens = self.ends - self.starts
             self.lam = rates * self.lens
@@ -572,14 +572,36 @@ def _key_samples(host: str, urls: list[str], salt: bytes = b"") -> np.ndarray:
     spatial sampling; ``salt`` (at most 16 bytes: :func:`_sample_salt`) picks another,
     independent sample.
 
-    blake2b, not ``zlib.crc32``: the balancers' rings hash URLs with crc32, and a linear
-    hash would correlate the sample with the nodes that own its keys."""
-    b2 = hashlib.blake2b
-    digests = b"".join(
-        [b2(f"{host}{u}".encode(), digest_size=8, person=b"edgesim-shards", salt=salt).digest() for u in urls]
-    )
-    out: np.ndarray = np.frombuffer(digests, dtype=">u8").astype(np.float64) / 18446744073709551616.0
+    FNV-1a over the bytes of each URL, all URLs at once (numpy, one column of bytes at a
+    time), started from a blake2b digest of the site and the salt, and finished with
+    the splitmix64 mixer; 53 bits of it make the fraction. Not ``zlib.crc32``: the
+    balancers' rings hash URLs with crc32, and a linear hash would correlate the
+    sample with the nodes that own its keys."""
+    n = len(urls)
+    if not n:
+        return np.zeros(0)
+    encoded = [u.encode() for u in urls]
+    width = max(1, max(map(len, encoded)))
+    columns = np.ascontiguousarray(np.array(encoded, dtype=f"S{width}").view(np.uint8).reshape(n, width).T)
+    start = hashlib.blake2b(host.encode(), digest_size=8, person=b"edgesim-shards", salt=salt).digest()
+    h = np.full(n, int.from_bytes(start, "big"), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for col in columns:  # zero padding past a URL's end mixes in like its bytes
+            h ^= col
+            h *= _FNV_PRIME
+        h ^= np.fromiter(map(len, encoded), dtype=np.uint64, count=n)
+        h ^= h >> np.uint64(30)
+        h *= _MIX1
+        h ^= h >> np.uint64(27)
+        h *= _MIX2
+        h ^= h >> np.uint64(31)
+    out: np.ndarray = (h >> np.uint64(11)).astype(np.float64) / 9007199254740992.0
     return out
+
+
+_FNV_PRIME = np.uint64(0x100000001B3)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
 
 
 def _sample_salt(seed: int) -> bytes:
@@ -802,6 +824,7 @@ class _Engine:
         self.thin_gen = np.random.Generator(np.random.PCG64(np.random.SeedSequence([self.sample_seed, 17])))
         self._node_arrivals: list[float] = []
         self._fill_time = math.inf
+        self._arrival_segments: tuple[np.ndarray, ...] | None = None
         self.arrivals_by_stratum: list[int] = []
         self.bytes_by_stratum: list[float] = []  # the sizes of those arrivals' objects
         self.kept_bytes_by_stratum: list[float] = []  # the same over the kept arrivals
@@ -1131,7 +1154,7 @@ class _Engine:
         nsites = len(self.sites)
         if self.trace is not None or not nsites or self.end <= 0.0:
             return [0.0] * nsites
-        ends, rates, rcdf, scdf = self._segments()
+        ends, rates, rcdf, scdf = self.arrival_segments()
         lens = np.diff(ends, prepend=0.0)
         region_p = np.diff(rcdf, axis=1, prepend=0.0)  # segments x regions
         site_p = np.diff(scdf, axis=2, prepend=0.0)  # segments x regions x sites
@@ -1186,6 +1209,17 @@ class _Engine:
         self.push(t, _CONTROL, fn)
 
     # ---- arrivals ----------------------------------------------------------------
+
+    def deploy_times(self) -> list[float]:
+        """The instants of the deploys within the run, in order."""
+        return sorted({d.at for d in self.topo.traffic.deploys if 0.0 < d.at < self.end})
+
+    def arrival_segments(self) -> tuple[np.ndarray, ...]:
+        """:meth:`_segments` cut at the deploys: the arrival blocks' rates (computed
+        once; a sampled run's thinning reads them too)."""
+        if self._arrival_segments is None:
+            self._arrival_segments = self._segments(self.deploy_times())
+        return self._arrival_segments
 
     def _segments(self, extra_cuts: Iterable[float] = ()) -> tuple[np.ndarray, ...]:
         """Piecewise-constant rates, one row per segment: segment ends, total rate,

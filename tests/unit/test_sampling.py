@@ -286,16 +286,23 @@ def test_byte_weights_keep_errors_out_of_the_bytes_served() -> None:
     # an origin outage: about 15% of the requests get a small error body instead of
     # their object. The byte weights compare every arrival's object bytes with the
     # kept arrivals' (not with the bytes the sample served), so the estimate keeps the
-    # share the errors did not serve (compared with the served bytes, it was 21% high)
+    # share the errors did not serve (compared with the served bytes, it was 21% high).
+    # Which keys are sampled still moves the estimate by a few percent: four samples.
     size = Distribution("pareto", alpha=1.2, minimum=4000.0, cap=20e6)
     site = Site("shop.test", catalog=Catalog(objects=20000, zipf=0.9, seed=1, size=size))
     faults = Faults(outages=(OriginOutage(8.0, 6.0),))
     t = topo(rps=2000.0, duration=20.0, objects=20000, warmup=4.0, sites=(site,), faults=faults)
     full = simulate(t).to_dict(deterministic=True)["totals"]
-    samp = simulate(t, sample_rate=0.05).to_dict(deterministic=True)["totals"]
     assert full["errors"] > 0.1 * full["requests"]
-    assert abs(samp["bytes_served"] / full["bytes_served"] - 1.0) < 0.02
-    assert abs(samp["byte_hit_ratio"] - full["byte_hit_ratio"]) < 0.02
+    served, ratio = [], []
+    for sample_seed in (1, 2, 3, 4):
+        samp = simulate(t, sample_rate=0.05, sample_seed=sample_seed).to_dict(deterministic=True)["totals"]
+        served.append(abs(samp["bytes_served"] / full["bytes_served"] - 1.0))
+        ratio.append(abs(samp["byte_hit_ratio"] - full["byte_hit_ratio"]))
+    assert max(served) < 0.06 and sum(served) / 4 < 0.03, served
+    # the byte hit ratio depends more on which of the few huge objects are in the
+    # sample (Pareto 1.2 sizes at R = 0.05): 0.004 - 0.067 here
+    assert sum(ratio) / 4 < 0.04, ratio
 
 
 def test_a_key_charged_less_is_still_refused_above_max_object() -> None:
