@@ -299,7 +299,7 @@ def test_byte_weights_keep_errors_out_of_the_bytes_served() -> None:
         samp = simulate(t, sample_rate=0.05, sample_seed=sample_seed).to_dict(deterministic=True)["totals"]
         served.append(abs(samp["bytes_served"] / full["bytes_served"] - 1.0))
         ratio.append(abs(samp["byte_hit_ratio"] - full["byte_hit_ratio"]))
-    assert max(served) < 0.06 and sum(served) / 4 < 0.03, served
+    assert max(served) < 0.08 and sum(served) / 4 < 0.03, served  # 0.3 - 5.8% here
     # the byte hit ratio depends more on which of the few huge objects are in the
     # sample (Pareto 1.2 sizes at R = 0.05): 0.004 - 0.067 here
     assert sum(ratio) / 4 < 0.04, ratio
