@@ -69,14 +69,21 @@ def _totals(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def sampling_bench(
-    topo: Any, rate: float, seeds: list[int], keys: list[float], samples: int = 1
+    topo: Any,
+    rate: float,
+    seeds: list[int],
+    keys: list[float],
+    samples: int = 1,
+    thins: list[float] | None = None,
 ) -> dict[str, Any]:
     """Full and sampled runs of ``topo`` per seed (``samples`` sampled runs per
-    ``sample_keys`` value in ``keys``, each with other keys: sample seeds ``seed``,
-    ``seed + 1000000``, ...): hit-ratio errors, and speed-ups in wall and CPU time."""
-    from edgesim.engine import simulate
+    ``sample_keys`` value in ``keys`` and ``sample_thin`` value in ``thins``, each
+    with other keys: sample seeds ``seed``, ``seed + 1000000``, ...): hit-ratio
+    errors, and speed-ups in wall and CPU time."""
+    from edgesim.engine import THIN_ARRIVALS, simulate
 
-    per_keys: dict[float, list[dict[str, Any]]] = {k: [] for k in keys}
+    combos = [(k, n) for k in keys for n in (thins or [THIN_ARRIVALS])]
+    per_keys: dict[tuple[float, float], list[dict[str, Any]]] = {c: [] for c in combos}
     fulls = []
     for s in seeds:
         gc.collect()  # the previous run's garbage is not this run's cost
@@ -87,14 +94,15 @@ def sampling_bench(
         fulls.append(
             {"seed": s, **_totals(full.report), "wall_seconds": round(fw, 3), "cpu_seconds": round(fc, 3)}
         )
-        for k in keys:
+        for k, n in combos:
             for j in range(samples):
-                per_keys[k].append(_sampled_run(topo, rate, k, s, s + SAMPLE_SEED_STEP * j, fw, fc, ft))
+                per_keys[k, n].append(_sampled_run(topo, rate, k, n, s, s + SAMPLE_SEED_STEP * j, fw, fc, ft))
     sampled = []
-    for k, rows in per_keys.items():
+    for (k, n), rows in per_keys.items():
         sampled.append(
             {
                 "sample_keys": k,
+                "sample_thin": n,
                 "mean_abs_object_hit_ratio_error": round(
                     statistics.fmean(r["object_hit_ratio_error"] for r in rows), 6
                 ),
@@ -121,14 +129,24 @@ SAMPLE_SEED_STEP = 1_000_000
 
 
 def _sampled_run(
-    topo: Any, rate: float, keys: float, seed: int, sample_seed: int, fw: float, fc: float, ft: dict[str, Any]
+    topo: Any,
+    rate: float,
+    keys: float,
+    thin: float,
+    seed: int,
+    sample_seed: int,
+    fw: float,
+    fc: float,
+    ft: dict[str, Any],
 ) -> dict[str, Any]:
     """One sampled run, compared with the full run's totals ``ft`` and times."""
     from edgesim.engine import simulate
 
     gc.collect()
     w0, c0 = time.perf_counter(), time.process_time()
-    samp = simulate(topo, seed=seed, sample_rate=rate, sample_keys=keys, sample_seed=sample_seed)
+    samp = simulate(
+        topo, seed=seed, sample_rate=rate, sample_keys=keys, sample_seed=sample_seed, sample_thin=thin
+    )
     sw, sc = time.perf_counter() - w0, time.process_time() - c0
     st = samp.report["totals"]
     return {
@@ -212,6 +230,13 @@ def engine_command(
     multiple=True,
     help="Keys per popularity bucket (--sample-keys) to check; repeat for several (default: 1).",
 )
+@click.option(
+    "--thin",
+    "thins",
+    type=FiniteFloatRange(0.0, 1_000_000.0),
+    multiple=True,
+    help="Arrivals per lifetime that thin a key (--sample-thin) to check; repeat for several (default: 20).",
+)
 @click.option("--seeds", default="1-5", show_default=True, help="Seeds: a range (1-5) or a list (1,2,7).")
 @click.option(
     "--samples",
@@ -221,7 +246,12 @@ def engine_command(
     help="Sampled runs per seed and K, each with other keys (--sample-seed seed, seed + 1000000, ...).",
 )
 def sampling_command(
-    topology: str | None, rate: float, keys: tuple[float, ...], seeds: str, samples: int
+    topology: str | None,
+    rate: float,
+    keys: tuple[float, ...],
+    thins: tuple[float, ...],
+    seeds: str,
+    samples: int,
 ) -> None:
     """For each seed, a full run and --samples sampled runs at --rate of TOPOLOGY
     (default global-5-regions): object and byte hit-ratio errors, their mean over all
@@ -230,4 +260,5 @@ def sampling_command(
 
     seed_list = _seed_list(seeds)
     topo = _topology_or_fail(topology)
-    click.echo(json.dumps(sampling_bench(topo, rate, seed_list, list(keys) or [1.0], samples), indent=2))
+    result = sampling_bench(topo, rate, seed_list, list(keys) or [1.0], samples, list(thins) or None)
+    click.echo(json.dumps(result, indent=2))

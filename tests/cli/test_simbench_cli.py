@@ -69,6 +69,20 @@ def test_bench_sampling_compares_sampled_runs_with_full_ones(tmp_path: Path) -> 
         assert s["mean_abs_object_hit_ratio_error"] == round(sum(errors) / len(errors), 6)
 
 
+def test_bench_sampling_compares_thinning_settings(tmp_path: Path) -> None:
+    (tmp_path / "small.toml").write_text(SMALL)
+    args = ["bench", "sampling", str(tmp_path / "small.toml"), "--rate", "0.1", "--seeds", "1"]
+    result = CliRunner().invoke(cli, [*args, "--thin", "0", "--thin", "5"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert [(s["sample_keys"], s["sample_thin"]) for s in out["sampled"]] == [(1.0, 0.0), (1.0, 5.0)]
+    off, on = (s["runs"][0] for s in out["sampled"])
+    # thinning keeps a share of the hot keys' arrivals only: fewer simulated requests
+    assert on["simulated_requests"] < off["simulated_requests"]
+    bad = CliRunner().invoke(cli, [*args, "--thin", "-1"])
+    assert bad.exit_code == 2 and "--thin" in bad.output
+
+
 def test_bench_sampling_refuses_bad_seeds() -> None:
     result = CliRunner().invoke(cli, ["bench", "sampling", "demo", "--seeds", "3-1"])
     assert result.exit_code == 2
