@@ -492,13 +492,15 @@ class _Arrivals:
             return float(self.starts[self.pos]) if self.pos < len(self.ends) else math.inf
         return float(self.times[self.pos]) if self.pos < self.n else math.inf
 
-    def block(self) -> tuple[np.ndarray, ...]:
+    def block(self, visitors: bool = True) -> tuple[np.ndarray, ...]:
         """The next block: arrays of time, region, site, object, visitor and balancer draw.
 
         ``object`` is the catalog index, or ``-1 - k`` for the site's redirect source
-        ``k``. Empty arrays when the blocks are over."""
+        ``k``. Empty arrays when the blocks are over. With ``visitors`` False, the
+        visitor column holds the uniform draws that :meth:`visitors` turns into
+        visitors (a sampled run resolves only the arrivals it keeps)."""
         if self.trace is not None:
-            return self._trace_block()
+            return self._trace_block(visitors)
         s0 = self.pos
         nseg = len(self.ends)
         if s0 >= nseg:
@@ -518,9 +520,9 @@ class _Arrivals:
         ri = np.minimum((self.rcdf[seg] <= u[0][:, None]).sum(axis=1), nreg - 1)
         si = np.minimum((self.scdf[seg, ri] <= u[1][:, None]).sum(axis=1), len(self.sites) - 1)
         obj = self._objects(si, u[2])
-        return t, ri, si, obj, self._visitors(ri, u[3]), u[4]
+        return t, ri, si, obj, self.visitors(ri, u[3]) if visitors else u[3], u[4]
 
-    def _trace_block(self) -> tuple[np.ndarray, ...]:
+    def _trace_block(self, visitors: bool) -> tuple[np.ndarray, ...]:
         a = self.pos
         if a >= self.n:
             return _EMPTY_BLOCK
@@ -537,7 +539,7 @@ class _Arrivals:
             ri = np.where(drawn, by_share, ri)
         si = np.asarray(tr.sites[a:b], dtype=np.int64)
         obj = np.asarray(tr.objects[a:b], dtype=np.int64)
-        return self.times[a:b], ri, si, obj, self._visitors(ri, u[1]), u[2]
+        return self.times[a:b], ri, si, obj, self.visitors(ri, u[1]) if visitors else u[1], u[2]
 
     def _objects(self, si: np.ndarray, u: np.ndarray) -> np.ndarray:
         obj = np.empty(len(si), dtype=np.int64)
@@ -555,7 +557,9 @@ class _Arrivals:
             obj[sel] = o
         return obj
 
-    def _visitors(self, ri: np.ndarray, u: np.ndarray) -> np.ndarray:
+    def visitors(self, ri: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """The visitor (country and language pair) of each arrival of region ``ri``
+        for its uniform draw ``u``."""
         vi: np.ndarray = np.minimum((self.vcdf[ri] <= u[:, None]).sum(axis=1), self.nvisitors[ri] - 1)
         return vi
 
@@ -1573,7 +1577,7 @@ class _Engine:
         """The next block of arrivals as lists for the loop; in a sampled run only the
         arrivals whose key is in the sample, after counting every steady-state arrival
         of each stratum (docs/sampling.md)."""
-        t, ri, si, obj, vi, ub = src.block()
+        t, ri, si, obj, vi, ub = src.block(visitors=not self.sampled)
         if self.sampled and len(t):
             keep = np.zeros(len(t), dtype=bool)
             steady = t >= self.warmup
@@ -1605,7 +1609,8 @@ class _Engine:
                 bytes_by[sid] += float(nbytes[sid])
                 kept_by[sid] += float(kept_bytes[sid])
             self.skipped += len(t) - int(keep.sum())
-            t, ri, si, obj, vi, ub = t[keep], ri[keep], si[keep], obj[keep], vi[keep], ub[keep]
+            t, ri, si, obj, ub = t[keep], ri[keep], si[keep], obj[keep], ub[keep]
+            vi = src.visitors(ri, vi[keep])
         return t.tolist(), ri.tolist(), si.tolist(), obj.tolist(), vi.tolist(), ub.tolist()
 
     def run(self, progress: Callable[[float, float, int], None] | None) -> None:
