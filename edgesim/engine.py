@@ -951,12 +951,11 @@ class _Engine:
         spec = topo.shadow
         if spec is None:
             return {}
-        from edgesim.shadow import Shadow, candidate_origin, config_from_spec
+        from edgesim.shadow import Shadow, config_from_spec
 
         config = config_from_spec(spec)
         if spec.candidate == "origin":
-            sizes = self.trace.site_sizes if self.trace is not None else ()
-            self.cand_origin = candidate_origin(topo, dict(spec.origin), self.epoch0, site_sizes=sizes)
+            self.cand_origin = self.new_candidate_origin()
         out: dict[str, Any] = {}
         for n in self.nodes:
             if n.shield or (spec.regions and topo.regions[n.region].name not in spec.regions):
@@ -965,6 +964,19 @@ class _Engine:
             n.core.shadow = shadow
             n.make_core = partial(_with_shadow, n.make_core, shadow)
         return out
+
+    def new_candidate_origin(self, *, bodies: bool = False) -> Any:
+        """A ``[shadow]`` candidate origin of this run (``candidate = "origin"``): the
+        topology's sites with the ``[shadow.origin]`` classes, at the run's epoch, with a
+        replayed trace's object sizes. ``bodies``: real bodies (the Trio engine, which
+        serves the candidate's answers over HTTP, builds its own so); the engine's own
+        (:attr:`cand_origin`) has sizes only."""
+        from edgesim.shadow import candidate_origin
+
+        spec = self.topo.shadow
+        assert spec is not None
+        sizes = self.trace.site_sizes if self.trace is not None else ()
+        return candidate_origin(self.topo, dict(spec.origin), self.epoch0, bodies=bodies, site_sizes=sizes)
 
     def _store(self, capacity: int, eviction: str = "lru", max_object: int = 0) -> MetadataStore:
         """A cache tier of a node. In a sampled run its capacity is scaled by the rate

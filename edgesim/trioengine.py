@@ -29,12 +29,12 @@ requests in it get no answer, requests sent to it while it is down are retried o
 another node of the region after the client timeout, the balancer drops it after the
 health check delay, and it restarts after ``down_for`` with a cold cache.
 
-A ``[shadow]`` table gives each edge node of its regions a
-:class:`~edgesim.shadow.Shadow`, as the capacity engine does (kept across crash
+A ``[shadow]`` table gives each edge node of its regions the
+:class:`~edgesim.shadow.Shadow` the capacity engine built for it (kept across crash
 restarts; shields never shadow): rule candidates run inside the node core, and
 ``EdgeService`` marks who answered. A candidate origin (``candidate = "origin"``) is an
-in-process ``OriginCore`` (:func:`edgesim.shadow.candidate_origin`, with bodies) that
-gets the same deploys; the node's uplink is wrapped (:class:`_ShadowedUplink`) so each
+in-process ``OriginCore`` built as the engine's (``new_candidate_origin``, with bodies)
+that gets the same deploys; the node's uplink is wrapped (:class:`_ShadowedUplink`) so each
 origin answer that comes back is compared with the candidate's, synchronously at that
 virtual instant, as the capacity engine compares them at fetch-back. The report gets
 the same ``"shadow"`` section.
@@ -90,25 +90,12 @@ class _Run:
         self.origin_busy += self.busy(t, s)
 
     def attach_shadows(self) -> None:
-        """One shadow per edge node of the ``[shadow]`` regions (as the capacity engine's
-        ``_attach_shadows``), and the candidate origin for ``candidate = "origin"``."""
-        spec = self.topo.shadow
-        if spec is None:
-            return
-        from edgesim.shadow import Shadow, candidate_origin, config_from_spec
-
-        config = config_from_spec(spec)
-        if spec.candidate == "origin":
-            epoch0 = float(self.eng.epoch0)
-            trace = self.eng.trace
-            sizes = trace.site_sizes if trace is not None else ()
-            self.cand_origin = candidate_origin(
-                self.topo, dict(spec.origin), epoch0, bodies=True, site_sizes=sizes
-            )
-        for n in self.eng.nodes:
-            if n.shield or (spec.regions and self.topo.regions[n.region].name not in spec.regions):
-                continue
-            self.shadows[n.name] = Shadow(config, timer=time.perf_counter)
+        """The engine's shadows (one per edge node of the ``[shadow]`` regions, built by
+        the capacity engine's ``_attach_shadows``), and for ``candidate = "origin"`` a
+        candidate origin built as the engine's, with bodies."""
+        self.shadows = self.eng.shadows
+        if self.eng.cand_origin is not None:
+            self.cand_origin = self.eng.new_candidate_origin(bodies=True)
 
     def edge_core(self, n: Any) -> Any:
         """A new core for edge node ``n`` (a start or a restart), with its shadow."""
