@@ -77,7 +77,7 @@ from edgesim.metrics import (
     scale_report,
 )
 from edgesim.node import EdgeConfig, EdgeNode, Fetch, Join, Reply
-from edgesim.topology import Catalog, Deploy, Distribution, Latency, Site, Topology
+from edgesim.topology import Catalog, Deploy, Distribution, Latency, NodeCrash, Site, Topology
 
 __all__ = ["EPOCH", "RATE_STEP", "bench", "model_events", "node_rows", "run_meta", "run_report", "simulate"]
 
@@ -1105,18 +1105,29 @@ class _Engine:
 
     # ---- faults and deploys ------------------------------------------------------
 
-    def _schedule_faults(self) -> None:
-        topo = self.topo
-        f = topo.faults
-        end = self.end
-        for c in f.crashes:
-            if c.at >= end:
+    def crash_schedule(self) -> list[tuple[NodeCrash, _Node]]:
+        """The ``[[faults.crashes]]`` that start before the run's end, in the topology's
+        order, each with the node it names (the Trio engine crashes the same ones).
+
+        Raises:
+            ValueError: a crash names a region or node that does not exist.
+        """
+        names = [r.name for r in self.topo.regions]
+        out = []
+        for c in self.topo.faults.crashes:
+            if c.at >= self.end:
                 continue
             try:
-                ri = [r.name for r in topo.regions].index(c.region)
-                node = self.region_nodes[ri][c.node]
+                node = self.region_nodes[names.index(c.region)][c.node]
             except (ValueError, IndexError):
                 raise ValueError(f"crash of unknown node {c.region}[{c.node}]") from None
+            out.append((c, node))
+        return out
+
+    def _schedule_faults(self) -> None:
+        topo = self.topo
+        end = self.end
+        for c, node in self.crash_schedule():
             node.track = True
             self.control(c.at, partial(self._crash, node, down_for=c.down_for))
         self.events.extend(model_events(topo, end))

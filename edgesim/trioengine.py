@@ -181,7 +181,9 @@ class _Run:
                 }
                 return ShieldUplink(pools, eng.shield_ring, n.index, n.uplink, rec, eng.site_index, clock)
 
-            crashes = _crashes_by_node(topo, eng)
+            crashes: dict[int, list[Any]] = {}  # engine node index -> its crashes
+            for c, crashing in eng.crash_schedule():
+                crashes.setdefault(crashing.index, []).append(c)
             gates: dict[int, _CrashableEdge] = {}
             members: dict[int, tuple[Any, OriginPool]] = {}
             for n in eng.nodes:
@@ -471,21 +473,6 @@ class _CrashableEdge:
             await trio.sleep(self._link(clock()))
             return Response(502, [(CRASHED_HEADER, "1")], b"")
         return await life.edge.reply(*served)
-
-
-def _crashes_by_node(topology: Topology, eng: Any) -> dict[int, list[Any]]:
-    """The ``[[faults.crashes]]`` entries before the run's end, by the engine's node index."""
-    out: dict[int, list[Any]] = {}
-    names = [r.name for r in topology.regions]
-    for c in topology.faults.crashes:
-        if c.at >= eng.end:
-            continue
-        try:
-            node = eng.region_nodes[names.index(c.region)][c.node]
-        except (ValueError, IndexError):
-            raise ValueError(f"crash of unknown node {c.region}[{c.node}]") from None
-        out.setdefault(node.index, []).append(c)
-    return out
 
 
 def simulate_trio(
