@@ -703,6 +703,15 @@ def _ring(nodes: list[_Node]) -> tuple[list[int], list[_Node]]:
     return [p[0] for p in points], [p[2] for p in points]
 
 
+def ring_owner(ring: tuple[list[int], list[Any]], host: str, target: str) -> Any:
+    """The node of a consistent-hash ring (:func:`_ring`) that owns a request: the owner
+    of the first point after the crc32 of ``host + target``, wrapping. Which shield node
+    an edge's miss goes to, in the capacity engine and in the shells
+    (:class:`edgesim._modelled.ShieldUplink`) alike."""
+    points, owners = ring
+    return owners[bisect_right(points, zlib.crc32((host + target).encode())) % len(points)]
+
+
 def _mix_cdf(mix: tuple[tuple[str, float], ...]) -> tuple[list[str], list[float]]:
     if not mix:
         return [""], [1.0]
@@ -1333,9 +1342,7 @@ class _Engine:
                 up.stratum = self.sites[si].strata.get(fetch.client.target, _NO_STRATUM)
             self.f_strat.append(up.stratum)
         if not node.shield and self.shield_ring is not None:
-            points, owners = self.shield_ring
-            h = zlib.crc32((fetch.site + fetch.request.target).encode())
-            target = owners[bisect_right(points, h) % len(points)]
+            target = ring_owner(self.shield_ring, fetch.site, fetch.request.target)
             up.to_shield = True
             sj = _Job(-1, t, target.region, si, fetch.request, up)
             sj.node = target
