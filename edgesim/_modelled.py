@@ -138,6 +138,12 @@ class _Clock:
         return trio.current_time() - self.t0
 
 
+def no_link(t: float) -> float:
+    """The client link of a shield node (for :class:`ModelledEdge`): none, the edge's
+    uplink carries the latency."""
+    return 0.0
+
+
 class ModelledEdge:
     """The modelled CPU and client link of one edge node around its real handler.
 

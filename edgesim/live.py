@@ -171,6 +171,7 @@ class InProcessEdges:
             ShieldUplink,
             build_edge_core,
             build_shield_core,
+            no_link,
         )
         from edgesim._server import HttpServer
         from edgesim.serve import EdgeService
@@ -196,7 +197,7 @@ class InProcessEdges:
         # Shield nodes first (the edges fetch from them): servers on loopback too, whose
         # origin is the origin process; no client link (the edge's uplink is theirs).
         shields = {
-            n.index: await serve(n, build_shield_core(self.topology, n), to_origin(n), _no_link)
+            n.index: await serve(n, build_shield_core(self.topology, n), to_origin(n), no_link)
             for n in eng.shield_nodes
         }
         urls = []
@@ -225,11 +226,6 @@ class InProcessEdges:
             for n in self.engine.nodes
         ]
         return FleetResults(self.rec, nodes, self.origin_busy)
-
-
-def _no_link(t: float) -> float:
-    """A shield's client link: none (the edge's uplink carries the latency)."""
-    return 0.0
 
 
 # --------------------------------------------------------------------------

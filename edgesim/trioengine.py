@@ -115,6 +115,7 @@ class _Run:
             ShieldUplink,
             _Clock,
             build_shield_core,
+            no_link,
             outcome_code,
         )
         from edgesim._server import HttpServer
@@ -158,7 +159,7 @@ class _Run:
                 self.cores[n.index] = node_core = build_shield_core(topo, n)
                 service = EdgeService(node_core, to_origin(n), clock=now)
                 await servers.start(service.run)
-                edge = ModelledEdge(service.handle, n, _no_link, clock, self.busy)
+                edge = ModelledEdge(service.handle, n, no_link, clock, self.busy)
                 shield_servers[n.index] = HttpServer(edge.handle, server_name=n.name)
 
             def make_uplink(n: Any) -> Any:
@@ -534,11 +535,6 @@ def simulate_trio(
         timing=timing,
     )
     return RunResult(report, timing)
-
-
-def _no_link(t: float) -> float:
-    """A shield's client link: none (the edge's uplink carries the latency)."""
-    return 0.0
 
 
 def _origin_core(topology: Topology, trace: Any, now: float) -> Any:
