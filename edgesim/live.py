@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from edgesim.engine import run_meta, run_report
+from edgesim.engine import node_rows, run_meta, run_report
 from edgesim.errors import EdgesimError
 from edgesim.metrics import Recorder, RunResult
 from edgesim.topology import Topology
@@ -212,19 +212,10 @@ class InProcessEdges:
         return urls
 
     def results(self) -> FleetResults:
-        nodes = [
-            {
-                "name": n.name,
-                "region": self.topology.regions[n.region].name if not n.shield else "shield",
-                "tier": "shield" if n.shield else "edge",
-                "workers": n.workers,
-                "busy": n.busy_steady,
-                "max_queue": n.max_queue,
-                "crashes": 0,
-                "cache": self.cores.get(n.index, n.core).cache.statistics(),
-            }
-            for n in self.engine.nodes
-        ]
+        # the engine's rows (its nodes' "crashes" stay 0: live mode refuses crashes)
+        nodes = node_rows(
+            self.topology, self.engine.nodes, lambda n: self.cores.get(n.index, n.core).cache.statistics()
+        )
         return FleetResults(self.rec, nodes, self.origin_busy)
 
 
