@@ -51,12 +51,12 @@ import zlib
 from array import array
 from bisect import bisect_right
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from functools import partial
 from heapq import heappop, heappush
 from itertools import accumulate
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -78,6 +78,9 @@ from edgesim.metrics import (
 )
 from edgesim.node import EdgeConfig, EdgeNode, Fetch, Join, Reply
 from edgesim.topology import Catalog, Deploy, Distribution, Latency, NodeCrash, Site, Topology
+
+if TYPE_CHECKING:
+    from origin.core import OriginCore
 
 __all__ = ["EPOCH", "RATE_STEP", "bench", "model_events", "node_rows", "run_meta", "run_report", "simulate"]
 
@@ -662,6 +665,62 @@ def origin_catalog_spec(cat: Catalog, fixed_sizes: tuple[int, ...] = ()) -> Any:
     )
 
 
+def site_rule_texts(site: Site) -> dict[str, str]:
+    """A synthetic site's rule files by origin file name (``_redirects``,
+    ``netlify.toml``), as every origin of a topology compiles them."""
+    return {
+        "netlify.toml" if p.name.endswith(".toml") else "_redirects": p.read_text(encoding="utf-8")
+        for p in site.rules_files
+    }
+
+
+def origin_core(
+    topology: Topology,
+    now: float,
+    *,
+    bodies: bool = False,
+    site_sizes: Sequence[tuple[int, ...]] = (),
+    cache: Mapping[str, tuple[tuple[str, str], ...]] | None = None,
+    config_text: Callable[[Site], str | None] | None = None,
+) -> OriginCore:
+    """An ``OriginCore`` serving the topology's sites, laid out as every driver lays
+    them out: a site folder as it is; a synthetic site from its catalog (sizes clamped
+    as the origin clamps them, :func:`origin_catalog_spec`) and its rule files.
+
+    Args:
+        now: the time of the sites' first deploys.
+        bodies: real bodies (origins that answer over HTTP), else sizes only.
+        site_sizes: per site, a replayed trace's object sizes (one object per size).
+        cache: by site name, Cache-Control classes in place of the site's own (a
+            ``[shadow]`` candidate origin's).
+        config_text: a synthetic site's ``_edgesim.toml`` text (default: its ``[cache]``
+            table alone, the capacity engine's); the shells' origins pass the file a
+            real origin process reads (:func:`edgesim.testing.site_config_text`), whose
+            ``[catalog]`` is then kept (parsed as that process parses it; without
+            ``site_sizes``), so that the two serve the same deploys. The text and the
+            catalog as parsed are part of each deploy's content hash: origins built
+            from different texts give different deploy ids. A ``[load]`` table in the
+            text models the origin's service time.
+    """
+    from origin.core import OriginCore, parse_config
+
+    core = OriginCore(bodies=bodies)
+    for i, s in enumerate(topology.sites):
+        host = s.name.lower()
+        if s.directory is not None:
+            core.add_folder(s.directory, now=now, name=host)
+            continue
+        site = replace(s, cache=cache[s.name]) if cache and s.name in cache else s
+        cat = site.catalog
+        assert cat is not None
+        text = config_text(site) if config_text is not None else _site_config_text(site) or None
+        cfg = parse_config(text, f"{host}/_edgesim.toml")
+        if cfg.catalog is None or site_sizes:
+            cfg = replace(cfg, catalog=origin_catalog_spec(cat, site_sizes[i] if site_sizes else ()))
+        core.add_synthetic(host, cfg, now=now, rules=site_rule_texts(site) or None)
+    return core
+
+
 def _origin_dist(d: Distribution) -> Any:
     from origin._config import Distribution as ODist
 
@@ -757,8 +816,6 @@ class _Engine:
         sample_keys: float = 0.0,
         sample_seed: int | None = None,
     ) -> None:
-        from origin.core import OriginCore, parse_config
-
         self.topo = topo
         self.seed = seed
         self.rate = sample_rate
@@ -802,32 +859,21 @@ class _Engine:
         self.trace = load_trace_traffic(topo) if tr.trace is not None else None
 
         # origin
-        now0 = self.epoch0
-        self.origin = OriginCore(bodies=False)
+        sizes = self.trace.site_sizes if self.trace is not None else ()
+        self.origin = origin_core(topo, self.epoch0, site_sizes=sizes)
         self.sites: list[_SiteModel] = []
         self.site_index: dict[str, int] = {}
         for i, s in enumerate(topo.sites):
             host = s.name.lower()
+            dep = self.origin.sites[host].deploy
             if s.directory is not None:
-                dep = self.origin.add_folder(s.directory, now=now0, name=host)
                 assert dep.files is not None
                 urls = [p for p in dep.files if p.endswith(".html") or "." in p.rsplit("/", 1)[-1]]
                 zipf = 0.8
             else:
-                cat = s.catalog
-                assert cat is not None
-                cfg = parse_config(_site_config_text(s) or None, f"{host}/_edgesim.toml")
-                fixed = self.trace.site_sizes[i] if self.trace is not None else ()
-                cfg = replace(cfg, catalog=origin_catalog_spec(cat, fixed))
-                texts = {
-                    "netlify.toml" if p.name.endswith(".toml") else "_redirects": p.read_text(
-                        encoding="utf-8"
-                    )
-                    for p in s.rules_files
-                }
-                dep = self.origin.add_synthetic(host, cfg, now=now0, rules=texts or None)
+                assert s.catalog is not None
                 urls = self._catalog_urls(host)
-                zipf = cat.zipf
+                zipf = s.catalog.zipf
             m = _SiteModel(i, host, urls, zipf, np.random.Generator(np.random.PCG64(site_ss[i])))
             if s.redirect_share > 0 and dep.rules is not None:
                 m.redirects = _static_redirects(dep.rules, host)

@@ -52,7 +52,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from edgesim.engine import node_rows, run_meta, run_report
+from edgesim.engine import node_rows, origin_core, run_meta, run_report
 from edgesim.metrics import O_FAILED, Recorder, RunResult
 from edgesim.topology import Topology
 
@@ -122,7 +122,7 @@ class _Run:
         from edgesim._traffic import model_events
         from edgesim.http import Request
         from edgesim.serve import EdgeService
-        from edgesim.testing import _memory_opener
+        from edgesim.testing import _memory_opener, site_config_text
         from origin.server import OriginServer
 
         eng, rec, topo = self.eng, self.rec, self.topo
@@ -136,7 +136,11 @@ class _Run:
         self.events.extend(model_events(topo, eng.end))
 
         o = topo.origin
-        core = _origin_core(topo, eng.trace, epoch0)
+        # the real origin's core: the sites a real origin process gets (site_config_text,
+        # with the modelled service time), a replayed trace's sizes as the engine's
+        sizes = eng.trace.site_sizes if eng.trace is not None else ()
+        text = partial(site_config_text, origin=topo.origin)
+        core = origin_core(topo, epoch0, bodies=True, site_sizes=sizes, config_text=text)
         origin = OriginServer(
             core, concurrency=max(1, o.workers), max_queue=o.max_queue, rng=random.Random(self.seed)
         )
@@ -535,31 +539,3 @@ def simulate_trio(
         timing=timing,
     )
     return RunResult(report, timing)
-
-
-def _origin_core(topology: Topology, trace: Any, now: float) -> Any:
-    """The real origin's core: the topology's sites (as :func:`edgesim.testing.build_origin_core`
-    builds them, with the modelled service time); with a replayed trace, the synthetic
-    sites it asks for get one object per trace key, sized as in the trace, as the
-    capacity engine lays them out."""
-    from edgesim.testing import build_origin_core
-
-    if trace is None:
-        return build_origin_core(topology, now=now, bodies=True, model_load=True)
-    from dataclasses import replace
-
-    from edgesim.engine import origin_catalog_spec
-    from edgesim.testing import _rule_texts, site_config_text
-    from origin.core import OriginCore, parse_config
-
-    core = OriginCore(bodies=True)
-    for i, s in enumerate(topology.sites):
-        host = s.name.lower()
-        if s.directory is not None:
-            core.add_folder(s.directory, now=now, name=host)
-            continue
-        assert s.catalog is not None
-        cfg = parse_config(site_config_text(s, origin=topology.origin), f"{host}/_edgesim.toml")
-        cfg = replace(cfg, catalog=origin_catalog_spec(s.catalog, trace.site_sizes[i]))
-        core.add_synthetic(host, cfg, now=now, rules=_rule_texts(s) or None)
-    return core
