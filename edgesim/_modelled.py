@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import contextvars
 import logging
-import zlib
-from bisect import bisect_right
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
@@ -38,6 +36,7 @@ import trio
 
 from edgesim._client import InterimCallback, OriginConnectError, OriginError
 from edgesim.cache import HttpCache, MemoryStore
+from edgesim.engine import ring_owner
 from edgesim.http import Request, Response
 from edgesim.metrics import O_COLLAPSED, O_ERROR, O_HIT, OUTCOME_CODES, Recorder
 from edgesim.node import EdgeConfig, EdgeNode, Join, Step
@@ -137,6 +136,12 @@ class _Clock:
 
     def __call__(self) -> float:
         return trio.current_time() - self.t0
+
+
+def no_link(t: float) -> float:
+    """The client link of a shield node (for :class:`ModelledEdge`): none, the edge's
+    uplink carries the latency."""
+    return 0.0
 
 
 class ModelledEdge:
@@ -289,8 +294,9 @@ class ModelledUplink:
 class ShieldUplink:
     """An edge node's origin (:class:`edgesim.serve.Origin`) when there is a shield tier.
 
-    Each fetch goes to one shield node, chosen as the capacity engine chooses it (the
-    crc32 of site + request target on the shield ring), after the edge->shield latency;
+    Each fetch goes to one shield node, chosen by the capacity engine's own function
+    (:func:`edgesim.engine.ring_owner` of site + request target on the shield ring),
+    after the edge->shield latency;
     the answer comes back after the same link's latency. It records the edge's fetch
     rows (the shield's own origin fetches are its :class:`ModelledUplink`'s). The
     shield's answer says how long the request queued there (its worker queue plus its
@@ -319,8 +325,7 @@ class ShieldUplink:
         clock: Callable[[], float],
     ) -> None:
         self._shields = shields
-        self._points = ring[0]
-        self._owners: list[int] = [n.index for n in ring[1]]
+        self._ring = ring
         self._node = node_index
         self._uplink = uplink
         self._rec = rec
@@ -329,8 +334,7 @@ class ShieldUplink:
 
     def shield_for(self, req: Request) -> int:
         """The engine index of the shield node that serves ``req``."""
-        h = zlib.crc32((req.host + req.target).encode())
-        return self._owners[bisect_right(self._points, h) % len(self._points)]
+        return int(ring_owner(self._ring, req.host, req.target).index)
 
     async def request(self, req: Request, *, on_interim: InterimCallback | None = None) -> Response:
         clock, rec = self._clock, self._rec

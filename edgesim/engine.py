@@ -51,12 +51,12 @@ import zlib
 from array import array
 from bisect import bisect_right
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from functools import partial
 from heapq import heappop, heappush
 from itertools import accumulate
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -81,7 +81,10 @@ from edgesim.metrics import (
     scale_report,
 )
 from edgesim.node import EdgeConfig, EdgeNode, Fetch, Join, Reply
-from edgesim.topology import Catalog, Deploy, Distribution, Latency, Site, Topology
+from edgesim.topology import Catalog, Deploy, Distribution, Latency, NodeCrash, Site, Topology
+
+if TYPE_CHECKING:
+    from origin.core import OriginCore
 
 __all__ = ["EPOCH", "RATE_STEP", "bench", "model_events", "node_rows", "run_meta", "run_report", "simulate"]
 
@@ -714,6 +717,62 @@ def origin_catalog_spec(cat: Catalog, fixed_sizes: tuple[int, ...] = ()) -> Any:
     )
 
 
+def site_rule_texts(site: Site) -> dict[str, str]:
+    """A synthetic site's rule files by origin file name (``_redirects``,
+    ``netlify.toml``), as every origin of a topology compiles them."""
+    return {
+        "netlify.toml" if p.name.endswith(".toml") else "_redirects": p.read_text(encoding="utf-8")
+        for p in site.rules_files
+    }
+
+
+def origin_core(
+    topology: Topology,
+    now: float,
+    *,
+    bodies: bool = False,
+    site_sizes: Sequence[tuple[int, ...]] = (),
+    cache: Mapping[str, tuple[tuple[str, str], ...]] | None = None,
+    config_text: Callable[[Site], str | None] | None = None,
+) -> OriginCore:
+    """An ``OriginCore`` serving the topology's sites, laid out as every driver lays
+    them out: a site folder as it is; a synthetic site from its catalog (sizes clamped
+    as the origin clamps them, :func:`origin_catalog_spec`) and its rule files.
+
+    Args:
+        now: the time of the sites' first deploys.
+        bodies: real bodies (origins that answer over HTTP), else sizes only.
+        site_sizes: per site, a replayed trace's object sizes (one object per size).
+        cache: by site name, Cache-Control classes in place of the site's own (a
+            ``[shadow]`` candidate origin's).
+        config_text: a synthetic site's ``_edgesim.toml`` text (default: its ``[cache]``
+            table alone, the capacity engine's); the shells' origins pass the file a
+            real origin process reads (:func:`edgesim.testing.site_config_text`), whose
+            ``[catalog]`` is then kept (parsed as that process parses it; without
+            ``site_sizes``), so that the two serve the same deploys. The text and the
+            catalog as parsed are part of each deploy's content hash: origins built
+            from different texts give different deploy ids. A ``[load]`` table in the
+            text models the origin's service time.
+    """
+    from origin.core import OriginCore, parse_config
+
+    core = OriginCore(bodies=bodies)
+    for i, s in enumerate(topology.sites):
+        host = s.name.lower()
+        if s.directory is not None:
+            core.add_folder(s.directory, now=now, name=host)
+            continue
+        site = replace(s, cache=cache[s.name]) if cache and s.name in cache else s
+        cat = site.catalog
+        assert cat is not None
+        text = config_text(site) if config_text is not None else _site_config_text(site) or None
+        cfg = parse_config(text, f"{host}/_edgesim.toml")
+        if cfg.catalog is None or site_sizes:
+            cfg = replace(cfg, catalog=origin_catalog_spec(cat, site_sizes[i] if site_sizes else ()))
+        core.add_synthetic(host, cfg, now=now, rules=site_rule_texts(site) or None)
+    return core
+
+
 def _origin_dist(d: Distribution) -> Any:
     from origin._config import Distribution as ODist
 
@@ -753,6 +812,15 @@ def _static_redirects(rules: Any, host: str) -> list[str]:
 def _ring(nodes: list[_Node]) -> tuple[list[int], list[_Node]]:
     points = sorted((zlib.crc32(f"{n.name}#{v}".encode()), n.index, n) for n in nodes for v in range(_VNODES))
     return [p[0] for p in points], [p[2] for p in points]
+
+
+def ring_owner(ring: tuple[list[int], list[Any]], host: str, target: str) -> Any:
+    """The node of a consistent-hash ring (:func:`_ring`) that owns a request: the owner
+    of the first point after the crc32 of ``host + target``, wrapping. Which shield node
+    an edge's miss goes to, in the capacity engine and in the shells
+    (:class:`edgesim._modelled.ShieldUplink`) alike."""
+    points, owners = ring
+    return owners[bisect_right(points, zlib.crc32((host + target).encode())) % len(points)]
 
 
 def _mix_cdf(mix: tuple[tuple[str, float], ...]) -> tuple[list[str], list[float]]:
@@ -801,8 +869,6 @@ class _Engine:
         sample_seed: int | None = None,
         sample_thin: float = 0.0,
     ) -> None:
-        from origin.core import OriginCore, parse_config
-
         self.topo = topo
         self.seed = seed
         self.rate = sample_rate
@@ -856,32 +922,21 @@ class _Engine:
         self.trace = load_trace_traffic(topo) if tr.trace is not None else None
 
         # origin
-        now0 = self.epoch0
-        self.origin = OriginCore(bodies=False)
+        sizes = self.trace.site_sizes if self.trace is not None else ()
+        self.origin = origin_core(topo, self.epoch0, site_sizes=sizes)
         self.sites: list[_SiteModel] = []
         self.site_index: dict[str, int] = {}
         for i, s in enumerate(topo.sites):
             host = s.name.lower()
+            dep = self.origin.sites[host].deploy
             if s.directory is not None:
-                dep = self.origin.add_folder(s.directory, now=now0, name=host)
                 assert dep.files is not None
                 urls = [p for p in dep.files if p.endswith(".html") or "." in p.rsplit("/", 1)[-1]]
                 zipf = 0.8
             else:
-                cat = s.catalog
-                assert cat is not None
-                cfg = parse_config(_site_config_text(s) or None, f"{host}/_edgesim.toml")
-                fixed = self.trace.site_sizes[i] if self.trace is not None else ()
-                cfg = replace(cfg, catalog=origin_catalog_spec(cat, fixed))
-                texts = {
-                    "netlify.toml" if p.name.endswith(".toml") else "_redirects": p.read_text(
-                        encoding="utf-8"
-                    )
-                    for p in s.rules_files
-                }
-                dep = self.origin.add_synthetic(host, cfg, now=now0, rules=texts or None)
+                assert s.catalog is not None
                 urls = self._catalog_urls(host)
-                zipf = cat.zipf
+                zipf = s.catalog.zipf
             m = _SiteModel(i, host, urls, zipf, np.random.Generator(np.random.PCG64(site_ss[i])))
             if s.redirect_share > 0 and dep.rules is not None:
                 m.redirects = _static_redirects(dep.rules, host)
@@ -1016,12 +1071,11 @@ class _Engine:
         spec = topo.shadow
         if spec is None:
             return {}
-        from edgesim.shadow import Shadow, candidate_origin, config_from_spec
+        from edgesim.shadow import Shadow, config_from_spec
 
         config = config_from_spec(spec)
         if spec.candidate == "origin":
-            sizes = self.trace.site_sizes if self.trace is not None else ()
-            self.cand_origin = candidate_origin(topo, dict(spec.origin), self.epoch0, site_sizes=sizes)
+            self.cand_origin = self.new_candidate_origin()
         out: dict[str, Any] = {}
         for n in self.nodes:
             if n.shield or (spec.regions and topo.regions[n.region].name not in spec.regions):
@@ -1030,6 +1084,19 @@ class _Engine:
             n.core.shadow = shadow
             n.make_core = partial(_with_shadow, n.make_core, shadow)
         return out
+
+    def new_candidate_origin(self, *, bodies: bool = False) -> Any:
+        """A ``[shadow]`` candidate origin of this run (``candidate = "origin"``): the
+        topology's sites with the ``[shadow.origin]`` classes, at the run's epoch, with a
+        replayed trace's object sizes. ``bodies``: real bodies (the Trio engine, which
+        serves the candidate's answers over HTTP, builds its own so); the engine's own
+        (:attr:`cand_origin`) has sizes only."""
+        from edgesim.shadow import candidate_origin
+
+        spec = self.topo.shadow
+        assert spec is not None
+        sizes = self.trace.site_sizes if self.trace is not None else ()
+        return candidate_origin(self.topo, dict(spec.origin), self.epoch0, bodies=bodies, site_sizes=sizes)
 
     def _store(self, capacity: int, eviction: str = "lru", max_object: int = 0) -> MetadataStore:
         """A cache tier of a node. In a sampled run its capacity is scaled by the rate
@@ -1262,18 +1329,29 @@ class _Engine:
 
     # ---- faults and deploys ------------------------------------------------------
 
-    def _schedule_faults(self) -> None:
-        topo = self.topo
-        f = topo.faults
-        end = self.end
-        for c in f.crashes:
-            if c.at >= end:
+    def crash_schedule(self) -> list[tuple[NodeCrash, _Node]]:
+        """The ``[[faults.crashes]]`` that start before the run's end, in the topology's
+        order, each with the node it names (the Trio engine crashes the same ones).
+
+        Raises:
+            ValueError: a crash names a region or node that does not exist.
+        """
+        names = [r.name for r in self.topo.regions]
+        out = []
+        for c in self.topo.faults.crashes:
+            if c.at >= self.end:
                 continue
             try:
-                ri = [r.name for r in topo.regions].index(c.region)
-                node = self.region_nodes[ri][c.node]
+                node = self.region_nodes[names.index(c.region)][c.node]
             except (ValueError, IndexError):
                 raise ValueError(f"crash of unknown node {c.region}[{c.node}]") from None
+            out.append((c, node))
+        return out
+
+    def _schedule_faults(self) -> None:
+        topo = self.topo
+        end = self.end
+        for c, node in self.crash_schedule():
             node.track = True
             self.control(c.at, partial(self._crash, node, down_for=c.down_for))
         self.events.extend(model_events(topo, end))
@@ -1479,9 +1557,7 @@ class _Engine:
                 up.stratum = self.sites[si].strata.get(fetch.client.target, _NO_STRATUM)
             self.f_strat.append(up.stratum)
         if not node.shield and self.shield_ring is not None:
-            points, owners = self.shield_ring
-            h = zlib.crc32((fetch.site + fetch.request.target).encode())
-            target = owners[bisect_right(points, h) % len(points)]
+            target = ring_owner(self.shield_ring, fetch.site, fetch.request.target)
             up.to_shield = True
             sj = _Job(-1, t, target.region, si, fetch.request, up)
             sj.node = target

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from edgesim.engine import run_meta, run_report
+from edgesim.engine import node_rows, run_meta, run_report
 from edgesim.errors import EdgesimError
 from edgesim.metrics import Recorder, RunResult
 from edgesim.topology import Topology
@@ -171,6 +171,7 @@ class InProcessEdges:
             ShieldUplink,
             build_edge_core,
             build_shield_core,
+            no_link,
         )
         from edgesim._server import HttpServer
         from edgesim.serve import EdgeService
@@ -196,7 +197,7 @@ class InProcessEdges:
         # Shield nodes first (the edges fetch from them): servers on loopback too, whose
         # origin is the origin process; no client link (the edge's uplink is theirs).
         shields = {
-            n.index: await serve(n, build_shield_core(self.topology, n), to_origin(n), _no_link)
+            n.index: await serve(n, build_shield_core(self.topology, n), to_origin(n), no_link)
             for n in eng.shield_nodes
         }
         urls = []
@@ -211,25 +212,11 @@ class InProcessEdges:
         return urls
 
     def results(self) -> FleetResults:
-        nodes = [
-            {
-                "name": n.name,
-                "region": self.topology.regions[n.region].name if not n.shield else "shield",
-                "tier": "shield" if n.shield else "edge",
-                "workers": n.workers,
-                "busy": n.busy_steady,
-                "max_queue": n.max_queue,
-                "crashes": 0,
-                "cache": self.cores.get(n.index, n.core).cache.statistics(),
-            }
-            for n in self.engine.nodes
-        ]
+        # the engine's rows (its nodes' "crashes" stay 0: live mode refuses crashes)
+        nodes = node_rows(
+            self.topology, self.engine.nodes, lambda n: self.cores.get(n.index, n.core).cache.statistics()
+        )
         return FleetResults(self.rec, nodes, self.origin_busy)
-
-
-def _no_link(t: float) -> float:
-    """A shield's client link: none (the edge's uplink carries the latency)."""
-    return 0.0
 
 
 # --------------------------------------------------------------------------

@@ -600,28 +600,9 @@ def candidate_origin(
     each listed (synthetic) site in place of its own. ``bodies``: real bodies (the Trio
     engine serves the candidate's answers over HTTP), else sizes only. ``site_sizes``:
     per site, a replayed trace's object sizes (as the engine's own origin has them)."""
-    from dataclasses import replace
+    from edgesim.engine import origin_core
 
-    from edgesim.engine import _site_config_text, origin_catalog_spec
-    from origin.core import OriginCore, parse_config
-
-    core = OriginCore(bodies=bodies)
-    for i, s in enumerate(topology.sites):
-        host = s.name.lower()
-        if s.directory is not None:
-            core.add_folder(s.directory, now=now, name=host)
-            continue
-        site = replace(s, cache=overrides[s.name]) if s.name in overrides else s
-        cat = site.catalog
-        assert cat is not None
-        cfg = parse_config(_site_config_text(site) or None, f"{host}/_edgesim.toml")
-        cfg = replace(cfg, catalog=origin_catalog_spec(cat, site_sizes[i] if site_sizes else ()))
-        texts = {
-            "netlify.toml" if p.name.endswith(".toml") else "_redirects": p.read_text(encoding="utf-8")
-            for p in site.rules_files
-        }
-        core.add_synthetic(host, cfg, now=now, rules=texts or None)
-    return core
+    return origin_core(topology, now, bodies=bodies, site_sizes=site_sizes, cache=overrides)
 
 
 def _check_match(value: Any) -> Match | None:

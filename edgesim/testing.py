@@ -125,9 +125,8 @@ def site_config_text(site: Site, *, origin: OriginModel | None = None) -> str:
     ``[origin]``), a ``[load]`` table adds its modelled service time, so a real origin
     server sleeps what the engine's origin model draws.
     """
-    # The engine's converters are private (edgesim/engine.py builds its OriginCore
-    # inline in _Engine.__init__); they are reused rather than copied so that the
-    # plugin's origin cannot drift from the engine's.
+    # The engine's converters are reused rather than copied so that the plugin's
+    # origin cannot drift from the engine's.
     from edgesim.engine import _site_config_text, origin_catalog_spec
 
     cat = site.catalog
@@ -143,33 +142,21 @@ def site_config_text(site: Site, *, origin: OriginModel | None = None) -> str:
     return "\n".join(line for line in lines if line) + "\n"
 
 
-def _rule_texts(site: Site) -> dict[str, str]:
-    """The site's rule files by origin file name (as the engine reads them)."""
-    return {
-        "netlify.toml" if p.name.endswith(".toml") else "_redirects": p.read_text(encoding="utf-8")
-        for p in site.rules_files
-    }
-
-
 def build_origin_core(
     topology: Topology, *, now: float, bodies: bool = True, model_load: bool = False
 ) -> OriginCore:
     """An :class:`~origin.core.OriginCore` serving the topology's sites: site folders as
-    they are, synthetic sites from their catalogs and rule files (as the engine does).
-    ``model_load`` gives synthetic sites the topology's origin service time
-    (:func:`site_config_text`).
+    they are, synthetic sites from their catalogs and rule files
+    (:func:`edgesim.engine.origin_core`), each parsed from the ``_edgesim.toml`` an
+    origin process would read (:func:`site_config_text`). ``model_load`` gives
+    synthetic sites the topology's origin service time.
     """
-    from origin.core import OriginCore
+    from functools import partial
 
-    core = OriginCore(bodies=bodies)
-    for s in topology.sites:
-        host = s.name.lower()
-        if s.directory is not None:
-            core.add_folder(s.directory, now=now, name=host)
-        else:
-            text = site_config_text(s, origin=topology.origin if model_load else None)
-            core.add_synthetic(host, text, now=now, rules=_rule_texts(s) or None)
-    return core
+    from edgesim.engine import origin_core
+
+    text = partial(site_config_text, origin=topology.origin if model_load else None)
+    return origin_core(topology, now, bodies=bodies, config_text=text)
 
 
 def write_sites(topology: Topology, sites_dir: Path, *, model_load: bool = False) -> Path:
@@ -177,6 +164,8 @@ def write_sites(topology: Topology, sites_dir: Path, *, model_load: bool = False
     folder per host with ``_edgesim.toml`` and the rule files (synthetic sites), or a
     link to (else a copy of) the site's own folder. ``model_load``: as in
     :func:`build_origin_core`."""
+    from edgesim.engine import site_rule_texts
+
     sites_dir.mkdir(parents=True, exist_ok=True)
     for s in topology.sites:
         dest = sites_dir / s.name.lower()
@@ -189,7 +178,7 @@ def write_sites(topology: Topology, sites_dir: Path, *, model_load: bool = False
         dest.mkdir()
         text = site_config_text(s, origin=topology.origin if model_load else None)
         (dest / "_edgesim.toml").write_text(text, encoding="utf-8")
-        for name, text in _rule_texts(s).items():
+        for name, text in site_rule_texts(s).items():
             (dest / name).write_text(text, encoding="utf-8")
     return sites_dir
 

@@ -29,12 +29,12 @@ requests in it get no answer, requests sent to it while it is down are retried o
 another node of the region after the client timeout, the balancer drops it after the
 health check delay, and it restarts after ``down_for`` with a cold cache.
 
-A ``[shadow]`` table gives each edge node of its regions a
-:class:`~edgesim.shadow.Shadow`, as the capacity engine does (kept across crash
+A ``[shadow]`` table gives each edge node of its regions the
+:class:`~edgesim.shadow.Shadow` the capacity engine built for it (kept across crash
 restarts; shields never shadow): rule candidates run inside the node core, and
 ``EdgeService`` marks who answered. A candidate origin (``candidate = "origin"``) is an
-in-process ``OriginCore`` (:func:`edgesim.shadow.candidate_origin`, with bodies) that
-gets the same deploys; the node's uplink is wrapped (:class:`_ShadowedUplink`) so each
+in-process ``OriginCore`` built as the engine's (``new_candidate_origin``, with bodies)
+that gets the same deploys; the node's uplink is wrapped (:class:`_ShadowedUplink`) so each
 origin answer that comes back is compared with the candidate's, synchronously at that
 virtual instant, as the capacity engine compares them at fetch-back. The report gets
 the same ``"shadow"`` section.
@@ -52,7 +52,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from edgesim.engine import node_rows, run_meta, run_report
+from edgesim.engine import node_rows, origin_core, run_meta, run_report
 from edgesim.metrics import O_FAILED, Recorder, RunResult
 from edgesim.topology import Topology
 
@@ -90,25 +90,12 @@ class _Run:
         self.origin_busy += self.busy(t, s)
 
     def attach_shadows(self) -> None:
-        """One shadow per edge node of the ``[shadow]`` regions (as the capacity engine's
-        ``_attach_shadows``), and the candidate origin for ``candidate = "origin"``."""
-        spec = self.topo.shadow
-        if spec is None:
-            return
-        from edgesim.shadow import Shadow, candidate_origin, config_from_spec
-
-        config = config_from_spec(spec)
-        if spec.candidate == "origin":
-            epoch0 = float(self.eng.epoch0)
-            trace = self.eng.trace
-            sizes = trace.site_sizes if trace is not None else ()
-            self.cand_origin = candidate_origin(
-                self.topo, dict(spec.origin), epoch0, bodies=True, site_sizes=sizes
-            )
-        for n in self.eng.nodes:
-            if n.shield or (spec.regions and self.topo.regions[n.region].name not in spec.regions):
-                continue
-            self.shadows[n.name] = Shadow(config, timer=time.perf_counter)
+        """The engine's shadows (one per edge node of the ``[shadow]`` regions, built by
+        the capacity engine's ``_attach_shadows``), and for ``candidate = "origin"`` a
+        candidate origin built as the engine's, with bodies."""
+        self.shadows = self.eng.shadows
+        if self.eng.cand_origin is not None:
+            self.cand_origin = self.eng.new_candidate_origin(bodies=True)
 
     def edge_core(self, n: Any) -> Any:
         """A new core for edge node ``n`` (a start or a restart), with its shadow."""
@@ -128,13 +115,14 @@ class _Run:
             ShieldUplink,
             _Clock,
             build_shield_core,
+            no_link,
             outcome_code,
         )
         from edgesim._server import HttpServer
         from edgesim._traffic import model_events
         from edgesim.http import Request
         from edgesim.serve import EdgeService
-        from edgesim.testing import _memory_opener
+        from edgesim.testing import _memory_opener, site_config_text
         from origin.server import OriginServer
 
         eng, rec, topo = self.eng, self.rec, self.topo
@@ -148,7 +136,11 @@ class _Run:
         self.events.extend(model_events(topo, eng.end))
 
         o = topo.origin
-        core = _origin_core(topo, eng.trace, epoch0)
+        # the real origin's core: the sites a real origin process gets (site_config_text,
+        # with the modelled service time), a replayed trace's sizes as the engine's
+        sizes = eng.trace.site_sizes if eng.trace is not None else ()
+        text = partial(site_config_text, origin=topo.origin)
+        core = origin_core(topo, epoch0, bodies=True, site_sizes=sizes, config_text=text)
         origin = OriginServer(
             core, concurrency=max(1, o.workers), max_queue=o.max_queue, rng=random.Random(self.seed)
         )
@@ -171,7 +163,7 @@ class _Run:
                 self.cores[n.index] = node_core = build_shield_core(topo, n)
                 service = EdgeService(node_core, to_origin(n), clock=now)
                 await servers.start(service.run)
-                edge = ModelledEdge(service.handle, n, _no_link, clock, self.busy)
+                edge = ModelledEdge(service.handle, n, no_link, clock, self.busy)
                 shield_servers[n.index] = HttpServer(edge.handle, server_name=n.name)
 
             def make_uplink(n: Any) -> Any:
@@ -194,7 +186,9 @@ class _Run:
                 }
                 return ShieldUplink(pools, eng.shield_ring, n.index, n.uplink, rec, eng.site_index, clock)
 
-            crashes = _crashes_by_node(topo, eng)
+            crashes: dict[int, list[Any]] = {}  # engine node index -> its crashes
+            for c, crashing in eng.crash_schedule():
+                crashes.setdefault(crashing.index, []).append(c)
             gates: dict[int, _CrashableEdge] = {}
             members: dict[int, tuple[Any, OriginPool]] = {}
             for n in eng.nodes:
@@ -486,21 +480,6 @@ class _CrashableEdge:
         return await life.edge.reply(*served)
 
 
-def _crashes_by_node(topology: Topology, eng: Any) -> dict[int, list[Any]]:
-    """The ``[[faults.crashes]]`` entries before the run's end, by the engine's node index."""
-    out: dict[int, list[Any]] = {}
-    names = [r.name for r in topology.regions]
-    for c in topology.faults.crashes:
-        if c.at >= eng.end:
-            continue
-        try:
-            node = eng.region_nodes[names.index(c.region)][c.node]
-        except (ValueError, IndexError):
-            raise ValueError(f"crash of unknown node {c.region}[{c.node}]") from None
-        out.setdefault(node.index, []).append(c)
-    return out
-
-
 def simulate_trio(
     topology: Topology,
     *,
@@ -560,36 +539,3 @@ def simulate_trio(
         timing=timing,
     )
     return RunResult(report, timing)
-
-
-def _no_link(t: float) -> float:
-    """A shield's client link: none (the edge's uplink carries the latency)."""
-    return 0.0
-
-
-def _origin_core(topology: Topology, trace: Any, now: float) -> Any:
-    """The real origin's core: the topology's sites (as :func:`edgesim.testing.build_origin_core`
-    builds them, with the modelled service time); with a replayed trace, the synthetic
-    sites it asks for get one object per trace key, sized as in the trace, as the
-    capacity engine lays them out."""
-    from edgesim.testing import build_origin_core
-
-    if trace is None:
-        return build_origin_core(topology, now=now, bodies=True, model_load=True)
-    from dataclasses import replace
-
-    from edgesim.engine import origin_catalog_spec
-    from edgesim.testing import _rule_texts, site_config_text
-    from origin.core import OriginCore, parse_config
-
-    core = OriginCore(bodies=True)
-    for i, s in enumerate(topology.sites):
-        host = s.name.lower()
-        if s.directory is not None:
-            core.add_folder(s.directory, now=now, name=host)
-            continue
-        assert s.catalog is not None
-        cfg = parse_config(site_config_text(s, origin=topology.origin), f"{host}/_edgesim.toml")
-        cfg = replace(cfg, catalog=origin_catalog_spec(s.catalog, trace.site_sizes[i]))
-        core.add_synthetic(host, cfg, now=now, rules=_rule_texts(s) or None)
-    return core

@@ -128,3 +128,14 @@ def test_live_mode_runs_a_shield_tier(tmp_path: Path) -> None:
     # every origin request came through a shield, which answered some fetches itself
     assert report["origin"]["requests"] == sum(n["origin_requests"] for n in shields.values())
     assert report["origin"]["requests"] < report["totals"]["origin_requests"]
+
+
+@pytest.mark.parametrize("crash", [NodeCrash("eu-west", 9, 1.0, 1.0), NodeCrash("nowhere", 0, 1.0, 1.0)])
+def test_both_engines_refuse_a_crash_of_an_unknown_node(crash: NodeCrash) -> None:
+    base = window_topology(load_topology(resolve_topology_arg("demo")), 600, 3, 0.1)
+    topo = replace(base, faults=replace(base.faults, crashes=(crash,)))
+    message = f"crash of unknown node {crash.region}\\[{crash.node}\\]"
+    with pytest.raises(ValueError, match=message):
+        simulate(topo, seed=1)
+    with pytest.raises(ValueError, match=message):
+        simulate_trio(topo, seed=1)
