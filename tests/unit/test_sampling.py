@@ -341,7 +341,9 @@ def test_policy_lifetime_is_the_cache_cores(value: str, lifetime: float | None) 
 
 def _hashed_site(cache: tuple[tuple[str, str], ...] = ()) -> Site:
     # every object a hashed image: one immutable policy (unless ``cache`` says otherwise)
-    return Site("img.test", catalog=Catalog(objects=300, zipf=1.1, seed=3, types=(("img", 1.0),)), cache=cache)
+    return Site(
+        "img.test", catalog=Catalog(objects=300, zipf=1.1, seed=3, types=(("img", 1.0),)), cache=cache
+    )
 
 
 def test_hot_long_lived_keys_are_thinned_and_their_misses_count_once() -> None:
@@ -441,7 +443,9 @@ def test_bad_sample_thin_is_refused(bad: float) -> None:
 def test_cli_sample_thin(tmp_path: Path) -> None:
     path = tmp_path / "tiny.toml"
     path.write_text(TINY_TOPOLOGY)
-    bad = CliRunner().invoke(cli, ["run", str(path), "--sample-rate", "0.5", "--sample-thin", "-1", "--quiet"])
+    bad = CliRunner().invoke(
+        cli, ["run", str(path), "--sample-rate", "0.5", "--sample-thin", "-1", "--quiet"]
+    )
     assert bad.exit_code == 2 and "--sample-thin" in bad.output
     out = tmp_path / "r.json"
     ok = CliRunner().invoke(
