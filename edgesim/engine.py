@@ -945,7 +945,8 @@ class _Engine:
             self.site_index[host] = i
         self.site_shares = [max(0.0, s.share) for s in topo.sites]
         if self.sampled:
-            self._node_arrivals = self._thin_horizon()
+            if self.thin_arrivals:
+                self._node_arrivals = self._thin_horizon()
             for m in self.sites:
                 self._sample_site(m)
 
@@ -1234,10 +1235,12 @@ class _Engine:
         nodes = np.array([max(1, r.edge.nodes) for r in regions], dtype=np.float64)
         per_node = per_region / nodes[:, None]
         # bytes per arrival of each site (redirects ask for none), and of every object
+        # (elementwise sums, not np.dot: a BLAS call leaves OpenBLAS's worker threads
+        # spinning, about 0.1 CPU-seconds for nothing)
         sizes = [self._sizes(m) for m in self.sites]
         mean_bytes = np.array(
             [
-                float(np.dot(np.diff(m.cdf, prepend=0.0), z)) * (1.0 - m.redirect_share)
+                float((np.diff(m.cdf, prepend=0.0) * z).sum()) * (1.0 - m.redirect_share)
                 for m, z in zip(self.sites, sizes, strict=True)
             ]
         )
@@ -1248,12 +1251,14 @@ class _Engine:
             return math.inf if capacity >= everything else capacity / max(1e-9, byte_rate)
 
         fill = [
-            fill_time(r.edge.memory_cache + r.edge.disk_cache, float(per_node[ri] @ mean_bytes) / self.end)
+            fill_time(
+                r.edge.memory_cache + r.edge.disk_cache, float((per_node[ri] * mean_bytes).sum()) / self.end
+            )
             for ri, r in enumerate(regions)
         ]
         sh = self.topo.shield
         if sh is not None:
-            rate = float(per_region.sum(axis=0) @ mean_bytes) / self.end
+            rate = float((per_region.sum(axis=0) * mean_bytes).sum()) / self.end
             fill.append(fill_time(sh.memory_cache + sh.disk_cache, rate))
         self._fill_time = min(fill) if fill else math.inf
         out = []
