@@ -13,7 +13,7 @@ from helpers import topo
 from edgesim._cachestore import CacheEntry
 from edgesim.cli import cli
 from edgesim.engine import _Engine, _key_samples, simulate
-from edgesim.topology import Catalog, Deploy, Distribution, Faults, OriginOutage, Site
+from edgesim.topology import Catalog, Deploy, Distribution, Faults, OriginOutage, Site, Topology
 
 
 def test_key_hash_is_stable_and_uniform() -> None:
@@ -339,10 +339,18 @@ def test_policy_lifetime_is_the_cache_cores(value: str, lifetime: float | None) 
     assert _policy_lifetime(value) == lifetime
 
 
-def _hashed_site(cache: tuple[tuple[str, str], ...] = ()) -> Site:
-    # every object a hashed image: one immutable policy (unless ``cache`` says otherwise)
-    return Site(
-        "img.test", catalog=Catalog(objects=300, zipf=1.1, seed=3, types=(("img", 1.0),)), cache=cache
+def _one_node(hashed: str | None = None) -> Topology:
+    """One node at 800 requests/s for 30 s, of a site whose every object is a hashed
+    image: one immutable policy (or the Cache-Control ``hashed``)."""
+    cache = () if hashed is None else (("hashed", hashed),)
+    catalog = Catalog(objects=300, zipf=1.1, seed=3, types=(("img", 1.0),))
+    return topo(
+        rps=800.0,
+        duration=30.0,
+        objects=300,
+        nodes=1,
+        regions=1,
+        sites=(Site("img.test", catalog=catalog, cache=cache),),
     )
 
 
@@ -352,7 +360,7 @@ def test_hot_long_lived_keys_are_thinned_and_their_misses_count_once() -> None:
     # bucket), and the hot ones are thinned: their misses count once and their hits
     # stand for the rest, so the estimate is the full run's exactly. Weighted like the
     # other rows (1 / q), each thinned key's one miss would count 1 / q times.
-    t = topo(rps=800.0, duration=30.0, objects=300, nodes=1, regions=1, sites=(_hashed_site(),))
+    t = _one_node()
     full = simulate(t).to_dict(deterministic=True)
     samp = simulate(t, sample_rate=0.5, sample_keys=256).to_dict(deterministic=True)
     est = samp["meta"]["sampled"]["estimator"]
@@ -366,7 +374,7 @@ def test_hot_long_lived_keys_are_thinned_and_their_misses_count_once() -> None:
 
 
 def test_thinned_share_follows_the_arrivals_per_lifetime() -> None:
-    t = topo(rps=800.0, duration=30.0, objects=300, nodes=1, regions=1, sites=(_hashed_site(),))
+    t = _one_node()
     eng = _Engine(t, 1, None, 0.5, 256.0, None, 20.0)
     m = eng.sites[0]
     assert m.thin_of is not None
@@ -380,29 +388,13 @@ def test_thinned_share_follows_the_arrivals_per_lifetime() -> None:
     assert m.thin_of[0] == pytest.approx(20.0 / (800.0 * 30.0 * p1), rel=0.05)
     # a lifetime of 1 s: only keys with 40 or more arrivals a second are thinned, to
     # 20 of them per second
-    short = topo(
-        rps=800.0,
-        duration=30.0,
-        objects=300,
-        nodes=1,
-        regions=1,
-        sites=(_hashed_site((("hashed", "public, max-age=1"),)),),
-    )
-    ms = _Engine(short, 1, None, 0.5, 256.0, None, 20.0).sites[0]
+    ms = _Engine(_one_node("public, max-age=1"), 1, None, 0.5, 256.0, None, 20.0).sites[0]
     assert ms.thin_of is not None
     per_second = 800.0 * np.diff(ms.cdf, prepend=0.0)
     assert [i for i, q in enumerate(ms.thin_of) if q < 1.0] == np.flatnonzero(per_second >= 40.0).tolist()
     assert ms.thin_of[0] == pytest.approx(20.0 / per_second[0], rel=0.05)
     # lifetime 0 (revalidated every time): never thinned
-    never = topo(
-        rps=800.0,
-        duration=30.0,
-        objects=300,
-        nodes=1,
-        regions=1,
-        sites=(_hashed_site((("hashed", "public, max-age=0"),)),),
-    )
-    assert not _Engine(never, 1, None, 0.5, 256.0, None, 20.0).thinned
+    assert not _Engine(_one_node("public, max-age=0"), 1, None, 0.5, 256.0, None, 20.0).thinned
     # nor in a cache that fills faster than a thinned key comes back: 2 MB edges fill
     # with 20,000 objects' bytes in about a second, and a key whose thinned arrivals
     # were further apart would be evicted in between more often than in the full run
