@@ -895,6 +895,9 @@ class _Engine:
         self._node_arrivals: list[float] = []
         self._fill_time = math.inf
         self._arrival_segments: tuple[np.ndarray, ...] | None = None
+        # a sampled run's current block of arrivals, per site: the steady arrivals'
+        # times, strata, sizes and whether each is simulated (see ``interrupted``)
+        self._last_block: list[tuple[np.ndarray, ...]] = []
         self.arrivals_by_stratum: list[int] = []
         self.bytes_by_stratum: list[float] = []  # the sizes of those arrivals' objects
         self.kept_bytes_by_stratum: list[float] = []  # the same over the kept arrivals
@@ -1648,6 +1651,33 @@ class _Engine:
 
     # ---- the loop ------------------------------------------------------------------
 
+    def interrupted(self, reached: float, arrivals: int) -> None:
+        """The loop was stopped (Ctrl-C) after the progress point ``reached`` (virtual
+        time) and ``arrivals``: the report covers what was recorded up to there. A
+        sampled run also stops counting its strata's arrivals at the last client request
+        recorded, as it had counted the whole of its current block of arrivals when it
+        took it (the stratum weights would otherwise be too high)."""
+        self.end = max(reached, 1e-9)
+        self.arrivals = arrivals
+        if not self.sampled or not self._last_block:
+            return
+        rec = self.rec
+        cut = float(np.frombuffer(rec.r_t0, dtype=np.float64).max()) if len(rec.r_t0) else -math.inf
+        n = len(self.arrivals_by_stratum)
+        for t, sids, sizes, kept in self._last_block:
+            late = t > cut
+            if not late.any():
+                continue
+            s = sids[late]
+            counts = np.bincount(s, minlength=n)
+            nbytes = np.bincount(s, weights=sizes[late], minlength=n)
+            kbytes = np.bincount(s, weights=sizes[late] * kept[late], minlength=n)
+            for sid in np.flatnonzero(counts).tolist():
+                self.arrivals_by_stratum[sid] -= int(counts[sid])
+                self.bytes_by_stratum[sid] -= float(nbytes[sid])
+                self.kept_bytes_by_stratum[sid] -= float(kbytes[sid])
+        self._last_block = []
+
     def _busy(self, t: float, s: float) -> float:
         """The part of [t, t + s) inside the steady-state window [warmup, end)."""
         a = t if t > self.warmup else self.warmup
@@ -1665,6 +1695,7 @@ class _Engine:
             counts = np.zeros(len(self.arrivals_by_stratum), dtype=np.int64)
             nbytes = np.zeros(len(counts))
             kept_bytes = np.zeros(len(counts))
+            last: list[tuple[np.ndarray, ...]] = []
             for m in self.sites:
                 sel = np.flatnonzero(si == m.index)
                 if not len(sel):
@@ -1682,6 +1713,8 @@ class _Engine:
                 counts += np.bincount(sids, minlength=len(counts))
                 nbytes += np.bincount(sids, weights=sizes, minlength=len(counts))
                 kept_bytes += np.bincount(sids, weights=sizes * kept[st], minlength=len(counts))
+                last.append((t[sel][st], sids, sizes, kept[st]))
+            self._last_block = last
             by_stratum = self.arrivals_by_stratum
             bytes_by = self.bytes_by_stratum
             kept_by = self.kept_bytes_by_stratum
@@ -2149,8 +2182,7 @@ def simulate(
     except KeyboardInterrupt:
         # Ctrl-C: report what was recorded up to the last progress point, marked partial.
         partial = True
-        eng.end = max(reached[0], 1e-9)
-        eng.arrivals = int(reached[1])
+        eng.interrupted(reached[0], int(reached[1]))
     finally:
         if gc_was_on:
             gc.enable()
