@@ -1986,6 +1986,7 @@ def _stratum_weights(eng: _Engine) -> tuple[dict[str, Any], dict[str, Any]]:
 
     req, req_bytes = rows(eng.r_strat, w), rows(eng.r_strat, wb)
     fetches, origin = rows(eng.f_strat, w), rows(eng.o_strat, w)
+    fetch_bytes, origin_bytes = rows(eng.f_strat, wb), rows(eng.o_strat, wb)
     if thinned.any():
         # a thinned key's rows that stand for themselves (warm-up rows too), and what
         # they caused upstream
@@ -1996,13 +1997,24 @@ def _stratum_weights(eng: _Engine) -> tuple[dict[str, Any], dict[str, Any]]:
         passes = (
             np.frombuffer(rec.f_kind, dtype=np.int8) == _PASS_FETCH if len(rec.f_kind) else np.zeros(0, bool)
         )
-        for arr, upstream, rate_bound in ((fetches, eng.f_strat, passes), (origin, eng.o_strat, None)):
+        for arr, arr_bytes, upstream, rate_bound in (
+            (fetches, fetch_bytes, eng.f_strat, passes),
+            (origin, origin_bytes, eng.o_strat, None),
+        ):
             col = np.frombuffer(upstream, dtype=np.int32) if len(upstream) else np.zeros(0, np.int32)
             up = thinned[np.where(col < 0, n, col)]
             if rate_bound is not None:  # a pass goes upstream for each request
                 up &= ~rate_bound
             arr[up] = w_once[col[up]]
-    weights = {"requests": req, "request_bytes": req_bytes, "fetches": fetches, "origin": origin}
+            arr_bytes[up] = wb_once[col[up]]
+    weights = {
+        "requests": req,
+        "request_bytes": req_bytes,
+        "fetches": fetches,
+        "fetch_bytes": fetch_bytes,
+        "origin": origin,
+        "origin_bytes": origin_bytes,
+    }
     meta = {
         "kind": "stratified",
         "keys_per_bucket": eng.bucket_keys,

@@ -313,7 +313,13 @@ def _sorted_by_group(g: Any, vals: Any, ngroups: int) -> list[Any]:
 
 
 def _fetch_stats(
-    rec: Recorder, ids_of_node: Any, ngroups: int, warmup: float, by_site: bool, weights: Any | None = None
+    rec: Recorder,
+    ids_of_node: Any,
+    ngroups: int,
+    warmup: float,
+    by_site: bool,
+    weights: Any | None = None,
+    byte_weights: Any | None = None,
 ) -> list[Any]:
     t = np.frombuffer(rec.f_t, dtype=np.float64) if len(rec.f_t) else np.zeros(0)
     node = np.frombuffer(rec.f_node, dtype=np.int32) if len(rec.f_node) else np.zeros(0, np.int32)
@@ -326,8 +332,9 @@ def _fetch_stats(
     keep &= gid >= 0
     g = gid[keep]
     w = None if weights is None else weights[keep]
+    wb = w if byte_weights is None else byte_weights[keep]
     reqs = np.bincount(g, weights=w, minlength=ngroups)
-    byts = np.bincount(g, weights=nbytes[keep] if w is None else nbytes[keep] * w, minlength=ngroups)
+    byts = np.bincount(g, weights=nbytes[keep] if wb is None else nbytes[keep] * wb, minlength=ngroups)
     reval = np.isin(kind[keep], (_FETCH_CODE["revalidate"], _FETCH_CODE["background"]))
     revs = np.bincount(g[reval], weights=None if w is None else w[reval], minlength=ngroups)
     bad = err[keep] != 0
@@ -377,18 +384,19 @@ def build_report(
         events: the run's events, in time order.
         weights: for a stratified sampled run, what each recorded row stands for:
             numpy arrays ``requests``, ``fetches`` and ``origin`` (one weight per row of
-            each), and optionally ``request_bytes`` (the client rows' weights for bytes
-            served, else ``requests``); counts become weighted sums
+            each), and optionally ``request_bytes``, ``fetch_bytes`` and
+            ``origin_bytes`` (the weights of the bytes served, fetched upstream and
+            sent by the origin, else the rows' count weights); counts become weighted sums
             (docs/sampling.md). None: each row is one.
     """
     duration = float(meta["duration"])
     warmup = min(float(meta["warmup"]), duration)
     interval = float(meta["interval"]) or 60.0
     steady_span = max(duration - warmup, 1e-9)
-    rw = rbw = fw = ow = None
+    rw = rbw = fw = fbw = ow = obw = None
     if weights is not None:
         rw, fw, ow = weights["requests"], weights["fetches"], weights["origin"]
-        rbw = weights.get("request_bytes")
+        rbw, fbw, obw = weights.get("request_bytes"), weights.get("fetch_bytes"), weights.get("origin_bytes")
     all_cols = _Cols(rec, None, rw, rbw)
     steady = all_cols.t0 >= warmup
     c = _Cols(rec, steady, rw, rbw)
@@ -405,12 +413,12 @@ def build_report(
     # totals: client requests, and what the edge tier asked upstream
     totals = _group_stats(c, np.zeros(len(c.t0), dtype=np.int64), 1)[0]
     zero_ids = np.where(edge_ids >= 0, 0, -1)
-    _with_fetches(totals, _fetch_stats(rec, zero_ids, 1, warmup, False, fw)[0])
+    _with_fetches(totals, _fetch_stats(rec, zero_ids, 1, warmup, False, fw, fbw)[0])
     totals["requests_per_second"] = _r(totals["requests"] / steady_span)
 
     reg_stats = _group_stats(c, region_of(c.node.astype(np.int64)), len(regions))
     edge_region = np.where(edge_ids >= 0, node_region, -1)
-    reg_f = _fetch_stats(rec, edge_region, len(regions), warmup, False, fw)
+    reg_f = _fetch_stats(rec, edge_region, len(regions), warmup, False, fw, fbw)
     regions_out = {}
     for i, name in enumerate(regions):
         s = _with_fetches(reg_stats[i], reg_f[i])
@@ -418,7 +426,7 @@ def build_report(
         regions_out[name] = s
 
     node_stats = _group_stats(c, c.node.astype(np.int64), len(nodes))
-    node_f = _fetch_stats(rec, node_ids, len(nodes), warmup, False, fw)
+    node_f = _fetch_stats(rec, node_ids, len(nodes), warmup, False, fw, fbw)
     # shield nodes serve the edges' fetches, not clients: count those as their requests
     nodes_out = {}
     for i, n in enumerate(nodes):
@@ -437,7 +445,7 @@ def build_report(
         nodes_out[n["name"]] = s
 
     site_stats = _group_stats(c, c.site.astype(np.int64), len(sites))
-    site_f = _fetch_stats(rec, node_ids, len(sites), warmup, True, fw)
+    site_f = _fetch_stats(rec, node_ids, len(sites), warmup, True, fw, fbw)
     sites_out = {name: _with_fetches(site_stats[i], site_f[i]) for i, name in enumerate(sites)}
     # per site, what the origin itself saw (differs from the edges' fetches with a shield)
     o_t = np.frombuffer(rec.o_t, dtype=np.float64) if len(rec.o_t) else np.zeros(0)
@@ -446,6 +454,7 @@ def build_report(
     o_bytes = np.frombuffer(rec.o_bytes, dtype=np.int64) if len(rec.o_bytes) else np.zeros(0, np.int64)
     o_wait = np.frombuffer(rec.o_wait, dtype=np.float64) if len(rec.o_wait) else np.zeros(0)
     o_w = np.ones(len(o_t)) if ow is None else ow
+    o_bw = o_w if obw is None else obw
 
     # time series over the whole run
     nint = max(1, int(np.ceil(duration / interval)))
@@ -458,7 +467,9 @@ def build_report(
         if len(o_t)
         else np.zeros(nint, np.int64)
     )
-    o_by = np.bincount(o_bucket, weights=o_bytes * o_w, minlength=nint)[:nint] if len(o_t) else np.zeros(nint)
+    o_by = (
+        np.bincount(o_bucket, weights=o_bytes * o_bw, minlength=nint)[:nint] if len(o_t) else np.zeros(nint)
+    )
     if ow is not None:
         o_req = np.rint(o_req).astype(np.int64)
     starts = [_r(i * interval) for i in range(nint)]
@@ -503,7 +514,7 @@ def build_report(
         "bytes": (
             int(np.sum(o_bytes[steady_o]))
             if ow is None
-            else round(float(np.sum(o_bytes[steady_o] * o_w[steady_o])))
+            else round(float(np.sum(o_bytes[steady_o] * o_bw[steady_o])))
         ),
         "requests_per_second": _r(wsum(ok) / steady_span),
         "peak_requests_per_second": _r(peak),

@@ -228,20 +228,41 @@ def test_cli_defaults_are_the_engines() -> None:
     assert thin.type.max == MAX_SAMPLE_THIN  # type: ignore[attr-defined]
 
 
+def _heavy_tailed(faults: Faults | None = None) -> Topology:
+    """20,000 objects of Pareto 1.2 sizes (4 KB up), 2,000 requests/s for 20 s."""
+    size = Distribution("pareto", alpha=1.2, minimum=4000.0, cap=20e6)
+    site = Site("shop.test", catalog=Catalog(objects=20000, zipf=0.9, seed=1, size=size))
+    return topo(rps=2000.0, duration=20.0, objects=20000, warmup=4.0, sites=(site,), faults=faults)
+
+
 def test_bytes_served_are_calibrated_to_every_arrivals_size() -> None:
     # heavy-tailed sizes (Pareto 1.2): which sizes the sampled keys happen to have
     # would set the byte figures; weighted by the bytes of all arrivals of their
     # stratum instead (known exactly), the bytes served are the full run's
     # (weighted by request counts they were 6 - 8% low here)
-    size = Distribution("pareto", alpha=1.2, minimum=4000.0, cap=20e6)
-    site = Site("shop.test", catalog=Catalog(objects=20000, zipf=0.9, seed=1, size=size))
-    t = topo(rps=2000.0, duration=20.0, objects=20000, warmup=4.0, sites=(site,))
+    t = _heavy_tailed()
     full = simulate(t).to_dict(deterministic=True)["totals"]
     for keys in (0.0, 1.0):
         samp = simulate(t, sample_rate=0.05, sample_keys=keys).to_dict(deterministic=True)["totals"]
         assert abs(samp["bytes_served"] / full["bytes_served"] - 1.0) < 0.005
         assert abs(samp["byte_hit_ratio"] - full["byte_hit_ratio"]) < 0.03
         assert samp["requests"] == full["requests"]
+
+
+def test_bytes_fetched_upstream_are_calibrated_like_the_bytes_served() -> None:
+    # the bytes the edges fetch and the origin sends take the byte weights too: over
+    # six samples the estimates err by 3.7% and 4.0% on average (by 7.5% and 7.6% with
+    # the rows' count weights), and the bytes from cache and from upstream move together
+    t = _heavy_tailed()
+    full = simulate(t).to_dict(deterministic=True)
+    fetched, sent = [], []
+    for sample_seed in range(1, 7):
+        samp = simulate(t, sample_rate=0.05, sample_seed=sample_seed).to_dict(deterministic=True)
+        fetched.append(samp["totals"]["origin_bytes"] / full["totals"]["origin_bytes"] - 1.0)
+        sent.append(samp["origin"]["bytes"] / full["origin"]["bytes"] - 1.0)
+        cached = samp["totals"]["bytes_from_cache"] / full["totals"]["bytes_from_cache"] - 1.0
+        assert fetched[-1] * cached <= 0.0  # more fetched, less from cache, and back
+    assert sum(map(abs, fetched)) / 6 < 0.05 and sum(map(abs, sent)) / 6 < 0.05, (fetched, sent)
 
 
 def test_sample_seed_picks_other_keys_under_the_same_traffic(tmp_path: Path) -> None:
@@ -288,10 +309,7 @@ def test_byte_weights_keep_errors_out_of_the_bytes_served() -> None:
     # kept arrivals' (not with the bytes the sample served), so the estimate keeps the
     # share the errors did not serve (compared with the served bytes, it was 21% high).
     # Which keys are sampled still moves the estimate by a few percent: four samples.
-    size = Distribution("pareto", alpha=1.2, minimum=4000.0, cap=20e6)
-    site = Site("shop.test", catalog=Catalog(objects=20000, zipf=0.9, seed=1, size=size))
-    faults = Faults(outages=(OriginOutage(8.0, 6.0),))
-    t = topo(rps=2000.0, duration=20.0, objects=20000, warmup=4.0, sites=(site,), faults=faults)
+    t = _heavy_tailed(Faults(outages=(OriginOutage(8.0, 6.0),)))
     full = simulate(t).to_dict(deterministic=True)["totals"]
     assert full["errors"] > 0.1 * full["requests"]
     served, ratio = [], []
