@@ -471,7 +471,7 @@ class _Arrivals:
         deploys = eng.deploy_times()
         self.trace = eng.trace
         if self.trace is None:
-            self.ends, rates, self.rcdf, self.scdf = eng.arrival_segments()
+            self.ends, rates, self.rcdf, self.scdf, self.epoch_of = eng.arrival_segments()
             self.starts = np.concatenate(([0.0], self.ends[:-1]))
             self.lens = self.ends - self.starts
             self.lam = rates * self.lens
@@ -521,9 +521,21 @@ class _Arrivals:
         u = gen.random((5, n))
         nreg = self.nregions
         ri = np.minimum((self.rcdf[seg] <= u[0][:, None]).sum(axis=1), nreg - 1)
-        si = np.minimum((self.scdf[seg, ri] <= u[1][:, None]).sum(axis=1), len(self.sites) - 1)
+        si = np.minimum(self._site_draws(seg, ri, u[1]), len(self.sites) - 1)
         obj = self._objects(si, u[2])
         return t, ri, si, obj, self.visitors(ri, u[3]) if visitors else u[3], u[4]
+
+    def _site_draws(self, seg: np.ndarray, ri: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """The site of each arrival (segment ``seg``, region ``ri``) for its uniform
+        draw ``u``: how many entries of its epoch and region's site CDF are <= ``u``,
+        by one binary search per (epoch, region) pair of the block."""
+        nreg = self.nregions
+        pair = self.epoch_of[seg] * nreg + ri
+        out = np.empty(len(u), dtype=np.int64)
+        for k in np.unique(pair).tolist():
+            sel = np.flatnonzero(pair == k)
+            out[sel] = np.searchsorted(self.scdf[k // nreg, k % nreg], u[sel], side="right")
+        return out
 
     def _trace_block(self, visitors: bool) -> tuple[np.ndarray, ...]:
         a = self.pos
@@ -1229,11 +1241,13 @@ class _Engine:
         nsites = len(self.sites)
         if self.trace is not None or not nsites or self.end <= 0.0:
             return [0.0] * nsites
-        ends, rates, rcdf, scdf = self.arrival_segments()
+        ends, rates, rcdf, scdf, epoch_of = self.arrival_segments()
         lens = np.diff(ends, prepend=0.0)
         region_p = np.diff(rcdf, axis=1, prepend=0.0)  # segments x regions
-        site_p = np.diff(scdf, axis=2, prepend=0.0)  # segments x regions x sites
-        per_region = np.einsum("s,sr,srk->rk", rates * lens, region_p, site_p)
+        site_p = np.diff(scdf, axis=2, prepend=0.0)  # epochs x regions x sites
+        by_epoch = np.zeros((len(scdf), len(rcdf[0]) if len(rcdf) else 0))
+        np.add.at(by_epoch, epoch_of, (rates * lens)[:, None] * region_p)  # arrivals, epochs x regions
+        per_region = np.einsum("er,erk->rk", by_epoch, site_p)
         regions = self.topo.regions
         nodes = np.array([max(1, r.edge.nodes) for r in regions], dtype=np.float64)
         per_node = per_region / nodes[:, None]
@@ -1301,10 +1315,12 @@ class _Engine:
         return self._arrival_segments
 
     def _segments(self, extra_cuts: Iterable[float] = ()) -> tuple[np.ndarray, ...]:
-        """Piecewise-constant rates, one row per segment: segment ends, total rate,
-        region CDF (segments x regions) and site CDFs (segments x regions x sites), all
-        taken at each segment's start. Segments end every ``RATE_STEP``, at flash
-        crowds' edges and at ``extra_cuts``."""
+        """Piecewise-constant rates, one row per segment: segment ends, total rate and
+        region CDF (segments x regions), all taken at each segment's start; then the
+        site CDFs per flash-crowd epoch (epochs x regions x sites: an epoch is a set of
+        flash crowds running, so the table does not grow with the run's length) and
+        each segment's epoch. Segments end every ``RATE_STEP``, at flash crowds' edges
+        and at ``extra_cuts``."""
         tr = self.topo.traffic
         regions = self.topo.regions
         cuts = {float(k) * RATE_STEP for k in range(1, math.ceil(self.end / RATE_STEP) + 1)}
@@ -1317,23 +1333,32 @@ class _Engine:
         names = [s.name for s in self.topo.sites]
         shares = np.array(self.site_shares, dtype=np.float64)
         total_share = float(shares.sum()) or 1.0
-        # site weights per segment and region: shares times the flash crowds running
-        mult = np.broadcast_to(shares, (len(ends), len(regions), len(shares))).copy()
-        for fc in tr.flash_crowds:
-            on = (fc.start <= starts) & (starts < fc.start + fc.duration)
+        crowds = tr.flash_crowds
+        if crowds:
+            begin = np.array([fc.start for fc in crowds])
+            finish = begin + np.array([fc.duration for fc in crowds])
+            running = (begin <= starts[:, None]) & (starts[:, None] < finish)  # segments x crowds
+            epochs, epoch_of = np.unique(running, axis=0, return_inverse=True)
+            epoch_of = epoch_of.reshape(-1)
+        else:
+            epochs, epoch_of = np.zeros((1, 0), dtype=bool), np.zeros(len(ends), dtype=np.int64)
+        # site weights per epoch and region: shares times the flash crowds running
+        mult = np.broadcast_to(shares, (len(epochs), len(regions), len(shares))).copy()
+        for c, fc in enumerate(crowds):
+            on = epochs[:, c]
             for ri, r in enumerate(regions):
                 if fc.region and fc.region != r.name:
                     continue
                 for si, name in enumerate(names):
                     if name == fc.site:
                         mult[on, ri, si] *= fc.multiplier
-        wsum = mult.sum(axis=2)
+        wsum = mult.sum(axis=2)[epoch_of]
         rates = np.empty((len(ends), len(regions)))
         for ri, r in enumerate(regions):
             hours = tr.start_hour_utc + r.utc_offset + starts / 3600.0
             rates[:, ri] = tr.peak_rps * r.client_share * _diurnal_at(tr.diurnal, hours)
         rates *= wsum / total_share
-        return ends, rates.sum(axis=1), _cdf_rows(rates), _cdf_rows(mult)
+        return ends, rates.sum(axis=1), _cdf_rows(rates), _cdf_rows(mult), epoch_of.astype(np.int64)
 
     # ---- faults and deploys ------------------------------------------------------
 

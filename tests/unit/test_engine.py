@@ -16,9 +16,11 @@ from edgesim.topology import (
     Deploy,
     Distribution,
     Faults,
+    FlashCrowd,
     NodeCrash,
     OriginOutage,
     Site,
+    Traffic,
 )
 
 
@@ -231,3 +233,34 @@ def test_edges_rebuild_the_origins_catalog_exactly() -> None:
             origin_catalog.path(i) for i in range(0, len(origin_catalog), max(1, len(origin_catalog) // 50))
         ]
         assert all(exists(p) for p in paths)
+
+
+def test_site_mix_tables_do_not_grow_with_the_run() -> None:
+    # 60 sites over 6 hours (21,600 one-second rate segments): the site CDFs are one
+    # table per set of flash crowds running, not per segment (60 sites x 2 regions x
+    # 21,600 segments was 21 MB, and grows with every site and hour)
+    from edgesim.engine import _Arrivals
+
+    sites = tuple(Site(f"s{i}.test", catalog=Catalog(objects=10, seed=i)) for i in range(60))
+    crowd = FlashCrowd("s7.test", start=3600.0, duration=600.0, multiplier=30.0)
+    t = dataclasses.replace(
+        topo(duration=6 * 3600.0, rps=20.0, sites=sites),
+        traffic=Traffic(duration=6 * 3600.0, peak_rps=20.0, flash_crowds=(crowd,)),
+    )
+    eng = _Engine(t, 1, None)
+    ends, _, _, scdf, epoch_of = eng.arrival_segments()
+    assert len(ends) >= 21600 and scdf.shape == (2, 2, 60)
+    assert set(epoch_of.tolist()) == {0, 1}
+    # and the draws follow them: site 7 takes about 30 / 89 of the arrivals during
+    # its crowd, 1 / 60 outside it
+    src = _Arrivals(eng)
+    during = outside = seven_during = seven_outside = 0
+    while src.start() < 6 * 3600.0:
+        tt, _, si, *_ = src.block()
+        on = (tt >= 3600.0) & (tt < 4200.0)
+        during += int(on.sum())
+        outside += int((~on).sum())
+        seven_during += int((si[on] == 7).sum())
+        seven_outside += int((si[~on] == 7).sum())
+    assert seven_during / during == pytest.approx(30.0 / 89.0, abs=0.03)
+    assert seven_outside / outside == pytest.approx(1.0 / 60.0, abs=0.005)
