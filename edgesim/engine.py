@@ -821,6 +821,22 @@ def _static_redirects(rules: Any, host: str) -> list[str]:
     return plain or conditional
 
 
+def _file_positions(dep: Any, urls: list[str], targets: list[str]) -> list[int]:
+    """The position in ``urls`` (the files of the origin deploy ``dep``) of each of
+    ``targets`` that is one of them, else -1."""
+    if not targets:
+        return []
+    if dep.files is None:  # a catalog finds its own paths
+        out = []
+        for t in targets:
+            e = dep.catalog.lookup(t)
+            i = e.index if e is not None else -1
+            out.append(i if 0 <= i < len(urls) and urls[i] == t else -1)
+        return out
+    pos = {u: i for i, u in enumerate(urls)}
+    return [pos.get(t, -1) for t in targets]
+
+
 def _ring(nodes: list[_Node]) -> tuple[list[int], list[_Node]]:
     points = sorted((zlib.crc32(f"{n.name}#{v}".encode()), n.index, n) for n in nodes for v in range(_VNODES))
     return [p[0] for p in points], [p[2] for p in points]
@@ -1171,8 +1187,11 @@ class _Engine:
             # a policy that no shared cache stores never hits, whatever the key: its
             # keys are sampled at the rate, none favoured
             rates[~stored[cls]] = self.rate
+        # a redirect source that is also a file of the deploy is one key either way:
+        # its arrivals as a redirect source take the file's rate, thinning and stratum
+        also = _file_positions(dep, urls, m.redirects)
         if m.redirects:
-            rates = np.concatenate((rates, np.full(len(m.redirects), self.rate)))
+            rates = np.concatenate((rates, [rates[i] if i >= 0 else self.rate for i in also]))
         m.kept_of = kept = _key_samples(m.host, urls + m.redirects, self.salt) < rates
         thin = self._thinning(m, kept[:n], cls, lifetimes)
         for i in np.flatnonzero(thin < 1.0).tolist():
@@ -1184,7 +1203,7 @@ class _Engine:
             rsid = self._stratum(m.index, "redirect", 0)
             extra = [strata.setdefault(u, rsid) for u in m.redirects]
             sids = np.concatenate((sids, np.array(extra, dtype=np.int64)))
-            thin = np.concatenate((thin, np.ones(len(m.redirects))))
+            thin = np.concatenate((thin, [thin[i] if i >= 0 else 1.0 for i in also]))
         m.strata = strata
         m.thin_of = thin if bool((thin < 1.0).any()) else None
         charge = self.charge

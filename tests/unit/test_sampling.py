@@ -491,3 +491,24 @@ def test_an_interrupted_sampled_run_counts_the_arrivals_it_reached() -> None:
     came = sum(1 for x in times if x < reached[-1])
     assert came > 10_000
     assert abs(res["totals"]["requests"] / came - 1.0) < 0.05
+
+
+def test_a_redirect_source_that_is_a_file_is_one_key(tmp_path: Path) -> None:
+    # "/page-0.html" is both the most popular file (kept whole) and a redirect source
+    # (drawn for a share of the arrivals, sampled at R): its arrivals either way are one
+    # key's, kept or skipped together, in the file's stratum
+    rules = tmp_path / "_redirects"
+    rules.write_text("/page-0.html /moved.html 301\n/gone.html /moved.html 301\n")
+    site = Site(
+        "pages.test",
+        catalog=Catalog(objects=200, zipf=1.0, seed=4, types=(("html", 1.0),)),
+        rules_files=(rules,),
+        redirect_share=0.3,
+    )
+    eng = _Engine(topo(duration=1.0, sites=(site,)), 1, None, 0.01, 1.0)
+    m = eng.sites[0]
+    n = len(m.urls)
+    assert m.urls[0] == "/page-0.html" and m.redirects == ["/page-0.html", "/gone.html"]
+    assert m.kept_of[0] and m.kept_of[n]  # kept with the file
+    assert m.stratum_of[n] == m.stratum_of[0] == m.strata["/page-0.html"]
+    assert m.stratum_of[n + 1] != m.stratum_of[0]  # a source that is no file: its own
