@@ -43,6 +43,17 @@ _CONTENT_TYPES = tuple(KINDS[k][0] for k in _KIND_NAMES)
 _SHAPES = tuple(KINDS[k][1] for k in _KIND_NAMES)
 _HASHED_KIND = tuple("{h}" in s for s in _SHAPES)
 
+
+def _cut(shape: str) -> tuple[str, str | None, str]:
+    """A URL shape around its fields: (before ``{i}``, between ``{i}`` and ``{h}``
+    (None: no hash), after the last field)."""
+    before, _, rest = shape.partition("{i}")
+    between, hashed, after = rest.partition("{h}")
+    return (before, between, after) if hashed else (before, None, rest)
+
+
+_SHAPE_PARTS = tuple(_cut(s) for s in _SHAPES)
+
 # URL extension of each hashed kind (the part after the hash).
 _EXT = {k: KINDS[k][1].rsplit(".", 1)[1] for k in _KIND_NAMES if "{h}" in KINDS[k][1]}
 _HTML = _KIND_NAMES.index("html")
@@ -191,14 +202,19 @@ class Catalog:
 
     def paths(self) -> list[str]:
         """URL path of every object, by index (``path(i)`` for all ``i`` at once: the
-        engine lists them at start-up and after each deploy)."""
+        engine lists them at start-up and after each deploy). :func:`_path_of`'s
+        shapes, filled in place."""
         version = self._version
-        hashed = _HASHED_KIND
+        parts = _SHAPE_PARTS
         hash_of = self._hash
-        return [
-            _path_of(kind, i, hash_of(i, version[i]) if hashed[kind] else "")
-            for i, kind in enumerate(self._kinds)
-        ]
+        out = []
+        for i, kind in enumerate(self._kinds):
+            before, between, after = parts[kind]
+            if between is None:
+                out.append(f"{before}{i}{after}")
+            else:
+                out.append(f"{before}{i}{between}{hash_of(i, version[i])[:10]}{after}")
+        return out
 
     def kinds(self) -> list[str]:
         """Kind name of every object, by index (``kind(i)`` for all ``i`` at once)."""
@@ -307,8 +323,8 @@ _EXISTS_MEMO = 65536
 def _path_of(kind: int, i: int, h: str) -> str:
     """URL path of object ``i`` of ``kind`` whose content hash is ``h`` (unused by
     kinds whose names carry no hash)."""
-    shape = _SHAPES[kind]
-    return shape.format(i=i, h=h[:10]) if _HASHED_KIND[kind] else shape.format(i=i)
+    before, between, after = _SHAPE_PARTS[kind]
+    return f"{before}{i}{after}" if between is None else f"{before}{i}{between}{h[:10]}{after}"
 
 
 _SPEC_KEYS = ("objects", "seed", "size", "sizes", "types")
