@@ -798,7 +798,8 @@ def run_command(
         rep.print_summary(report, timing=result.timing)
         if sample_rate < 1.0:
             click.echo(
-                f"sampled run (rate {sample_rate:g}, --sample-keys {sample_keys:g}): counts estimated "
+                f"sampled run (rate {sample_rate:g}, --sample-keys {sample_keys:g}, "
+                f"--sample-thin {sample_thin:g}): counts estimated "
                 "per stratum; latency, queueing and utilisation not available",
                 err=True,
             )
