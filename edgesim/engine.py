@@ -435,6 +435,9 @@ class _SampledStore(MetadataStore):
 
 # The expected number of arrivals in one block of draws (whole rate segments).
 _BLOCK = 8192
+# Up to this many sites, an arrival's site is drawn by comparing with its whole CDF row
+# (cheapest for a few); beyond, by binary search (a block's rows would be large).
+_FEW_SITES = 32
 
 
 class _Arrivals:
@@ -528,9 +531,14 @@ class _Arrivals:
     def _site_draws(self, seg: np.ndarray, ri: np.ndarray, u: np.ndarray) -> np.ndarray:
         """The site of each arrival (segment ``seg``, region ``ri``) for its uniform
         draw ``u``: how many entries of its epoch and region's site CDF are <= ``u``,
-        by one binary search per (epoch, region) pair of the block."""
+        by comparing with the whole row, or with many sites by one binary search per
+        (epoch, region) pair of the block."""
+        epoch = self.epoch_of[seg]
+        if self.scdf.shape[2] <= _FEW_SITES:  # one comparison of every arrival with its row
+            few: np.ndarray = (self.scdf[epoch, ri] <= u[:, None]).sum(axis=1)
+            return few
         nreg = self.nregions
-        pair = self.epoch_of[seg] * nreg + ri
+        pair = epoch * nreg + ri
         out = np.empty(len(u), dtype=np.int64)
         for k in np.unique(pair).tolist():
             sel = np.flatnonzero(pair == k)

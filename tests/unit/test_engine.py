@@ -235,7 +235,7 @@ def test_edges_rebuild_the_origins_catalog_exactly() -> None:
         assert all(exists(p) for p in paths)
 
 
-def test_site_mix_tables_do_not_grow_with_the_run() -> None:
+def test_site_mix_tables_do_not_grow_with_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
     # 60 sites over 6 hours (21,600 one-second rate segments): the site CDFs are one
     # table per set of flash crowds running, not per segment (60 sites x 2 regions x
     # 21,600 segments was 21 MB, and grows with every site and hour)
@@ -264,3 +264,13 @@ def test_site_mix_tables_do_not_grow_with_the_run() -> None:
         seven_outside += int((si[~on] == 7).sum())
     assert seven_during / during == pytest.approx(30.0 / 89.0, abs=0.03)
     assert seven_outside / outside == pytest.approx(1.0 / 60.0, abs=0.005)
+    # 60 sites are drawn by binary search; comparing with whole rows (the way for a
+    # few sites) draws the very same sites
+    import edgesim.engine as engine_module
+
+    blocks = []
+    for few in (0, 1000):
+        monkeypatch.setattr(engine_module, "_FEW_SITES", few)
+        src = _Arrivals(_Engine(t, 1, None))
+        blocks.append([src.block()[2].tolist() for _ in range(20)])
+    assert blocks[0] == blocks[1]
