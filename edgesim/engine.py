@@ -73,7 +73,6 @@ from edgesim.metrics import (
     O_FAILED,
     O_MISS,
     O_REVALIDATED,
-    O_STALE,
     OUTCOME_CODES,
     Recorder,
     RunResult,
@@ -608,15 +607,16 @@ def _key_samples(host: str, urls: list[str], salt: bytes = b"") -> np.ndarray:
     if not n:
         return np.zeros(0)
     encoded = [u.encode() for u in urls]
-    width = max(1, max(map(len, encoded)))
+    lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=n)
+    width = max(1, int(lengths.max()))
     columns = np.ascontiguousarray(np.array(encoded, dtype=f"S{width}").view(np.uint8).reshape(n, width).T)
     start = hashlib.blake2b(host.encode(), digest_size=8, person=b"edgesim-shards", salt=salt).digest()
     h = np.full(n, int.from_bytes(start, "big"), dtype=np.uint64)
     with np.errstate(over="ignore"):
-        for col in columns:  # zero padding past a URL's end mixes in like its bytes
-            h ^= col
-            h *= _FNV_PRIME
-        h ^= np.fromiter(map(len, encoded), dtype=np.uint64, count=n)
+        for j, col in enumerate(columns):
+            # only a URL's own bytes: its hash must not depend on the longest URL beside it
+            h = np.where(lengths > j, (h ^ col) * _FNV_PRIME, h)
+        h ^= lengths.astype(np.uint64)
         h ^= h >> np.uint64(30)
         h *= _MIX1
         h ^= h >> np.uint64(27)
@@ -1230,7 +1230,8 @@ class _Engine:
         A kept key whose policy keeps it fresh long enough that even the edge node
         seeing the fewest of its arrivals gets about ``thin_arrivals`` / q of them
         within one freshness lifetime (and within the time the smallest cache takes
-        to fill, so that it is not evicted between them) is simulated at a share q of
+        to fill, so that it is not evicted between them, and between two purges or
+        crashes, each of which costs it a miss) is simulated at a share q of
         its arrivals: its misses and revalidations come once per lifetime (and per
         purge or crash) whatever its request rate, so the thinned arrivals still see
         every one of them (docs/sampling.md, "Thinned keys")."""
@@ -1239,7 +1240,7 @@ class _Engine:
         per_node = self._node_arrivals[m.index] if self._node_arrivals else 0.0
         if not self.thin_arrivals or per_node <= 0.0 or self.end <= 0.0 or not n:
             return thin
-        horizon = min(self.end, self._fill_time)
+        horizon = min(self.end, self._fill_time, self._reset_gap(m.host))
         life = np.array([min(x or 0.0, horizon) for x in lifetimes], dtype=np.float64)[cls]
         popularity = np.diff(m.cdf, prepend=0.0) * (1.0 - m.redirect_share)
         per_lifetime = popularity * per_node * life / self.end
@@ -1256,6 +1257,20 @@ class _Engine:
             return np.array([dep.files[u].size for u in m.urls], dtype=np.float64)
         assert dep.catalog is not None
         return np.frombuffer(dep.catalog.sizes(), dtype=np.uint64).astype(np.float64)
+
+    def _reset_gap(self, host: str) -> float:
+        """The shortest time between two events that empty a cache of ``host``'s keys
+        (its deploys' purges, any node's crash and restart; the run's start and end):
+        each window costs a thinned key one more miss per node, which the thinned
+        arrivals must still see."""
+        events = {0.0, self.end}
+        events.update(
+            d.at for d in self.topo.traffic.deploys if d.site.lower() == host and 0.0 < d.at < self.end
+        )
+        for c in self.topo.faults.crashes:
+            events.update(x for x in (c.at, c.at + c.down_for) if 0.0 < x < self.end)
+        times = sorted(events)
+        return min((b - a for a, b in itertools.pairwise(times)), default=self.end)
 
     def _thin_horizon(self) -> list[float]:
         """What thinning needs to know of the traffic (docs/sampling.md, "Thinned
@@ -1766,7 +1781,6 @@ class _Engine:
                 nbytes += np.bincount(sids, weights=sizes, minlength=len(counts))
                 kept_bytes += np.bincount(sids, weights=sizes * kept[st], minlength=len(counts))
                 last.append((t[sel][st], sids, sizes, kept[st]))
-            self._last_block = last
             by_stratum = self.arrivals_by_stratum
             bytes_by = self.bytes_by_stratum
             kept_by = self.kept_bytes_by_stratum
@@ -1774,6 +1788,7 @@ class _Engine:
                 by_stratum[sid] += int(counts[sid])
                 bytes_by[sid] += float(nbytes[sid])
                 kept_by[sid] += float(kept_bytes[sid])
+            self._last_block = last  # once counted (``interrupted`` takes it back)
             self.skipped += len(t) - int(keep.sum())
             t, ri, si, obj, ub = t[keep], ri[keep], si[keep], obj[keep], ub[keep]
             vi = src.visitors(ri, vi[keep])
@@ -1994,12 +2009,15 @@ def _stratum_weights(eng: _Engine) -> tuple[dict[str, Any], dict[str, Any]]:
         groups.setdefault((site, cls), []).append((b, sid))
     unrepresented = 0.0
     pooled = 0
-    # A thinned key: its misses, revalidations and stale answers come once per
-    # freshness lifetime (or purge, crash, eviction) whatever its request rate, so each
-    # stands for itself, and its other rows (hits above all) for the rest of its
-    # arrivals. Empty strata pooled into it take its outcomes in proportion.
+    # A thinned key: its misses and revalidations (answered: an error is not a MISS)
+    # come once per freshness lifetime (or purge, crash) whatever its request rate, so
+    # each stands for itself with the upstream requests it caused, and its other rows
+    # (hits above all) stand for the rest of its arrivals. Not during an origin outage,
+    # when every request for an expired key goes upstream (and may be answered stale).
+    # Empty strata pooled into it take its outcomes in proportion.
     outcome = (np.frombuffer(rec.r_key, dtype=np.int64) & 0xF) if len(rec.r_key) else np.zeros(0, np.int64)
-    per_lifetime = np.isin(outcome, (O_MISS, O_REVALIDATED, O_STALE))
+    in_outage = _outage_mask(eng.topo)
+    per_lifetime = np.isin(outcome, (O_MISS, O_REVALIDATED)) & ~in_outage(t0)
     once = steady & per_lifetime
     once_rows = np.bincount(rs[once], minlength=n).astype(np.float64)[:n]
     thinned = np.zeros(n + 2, dtype=bool)
@@ -2046,17 +2064,21 @@ def _stratum_weights(eng: _Engine) -> tuple[dict[str, Any], dict[str, Any]]:
         alone = thinned[np.where(col < 0, n, col)] & per_lifetime
         req[alone] = w_once[col[alone]]
         req_bytes[alone] = wb_once[col[alone]]
-        passes = (
-            np.frombuffer(rec.f_kind, dtype=np.int8) == _PASS_FETCH if len(rec.f_kind) else np.zeros(0, bool)
-        )
-        for arr, arr_bytes, upstream, rate_bound in (
-            (fetches, fetch_bytes, eng.f_strat, passes),
-            (origin, origin_bytes, eng.o_strat, None),
+        # upstream: answered fills and revalidations (not passes, which go upstream
+        # for every request, nor refused or failed ones, nor during an outage)
+        f_t = np.frombuffer(rec.f_t, dtype=np.float64) if len(rec.f_t) else np.zeros(0)
+        f_kind = np.frombuffer(rec.f_kind, dtype=np.int8) if len(rec.f_kind) else np.zeros(0, np.int8)
+        f_err = np.frombuffer(rec.f_error, dtype=np.int8) if len(rec.f_error) else np.zeros(0, np.int8)
+        o_t = np.frombuffer(rec.o_t, dtype=np.float64) if len(rec.o_t) else np.zeros(0)
+        o_status = np.frombuffer(rec.o_status, dtype=np.int32) if len(rec.o_status) else np.zeros(0, np.int32)
+        fetch_once = (f_kind != _PASS_FETCH) & (f_err == 0) & ~in_outage(f_t)
+        origin_once = (o_status >= 0) & (o_status < 500) & ~in_outage(o_t)
+        for arr, arr_bytes, upstream, answered in (
+            (fetches, fetch_bytes, eng.f_strat, fetch_once),
+            (origin, origin_bytes, eng.o_strat, origin_once),
         ):
             col = np.frombuffer(upstream, dtype=np.int32) if len(upstream) else np.zeros(0, np.int32)
-            up = thinned[np.where(col < 0, n, col)]
-            if rate_bound is not None:  # a pass goes upstream for each request
-                up &= ~rate_bound
+            up = thinned[np.where(col < 0, n, col)] & answered
             arr[up] = w_once[col[up]]
             arr_bytes[up] = wb_once[col[up]]
     weights = {
@@ -2080,6 +2102,20 @@ def _stratum_weights(eng: _Engine) -> tuple[dict[str, Any], dict[str, Any]]:
         "unrepresented_requests": round(unrepresented),
     }
     return weights, meta
+
+
+def _outage_mask(topology: Topology) -> Callable[[np.ndarray], np.ndarray]:
+    """Whether each of a column of virtual times falls in an origin outage (or within
+    a client timeout after one, while its failed requests are still answered)."""
+    spans = [(o.at, o.at + o.duration + topology.faults.client_timeout) for o in topology.faults.outages]
+
+    def mask(times: np.ndarray) -> np.ndarray:
+        out = np.zeros(len(times), dtype=bool)
+        for a, b in spans:
+            out |= (times >= a) & (times < b)
+        return out
+
+    return mask
 
 
 def _spread(members: list[tuple[int, int]], full: list[int], values: np.ndarray) -> dict[int, float]:
