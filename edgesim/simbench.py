@@ -82,7 +82,8 @@ def sampling_bench(
     errors, and speed-ups in wall and CPU time."""
     from edgesim.engine import THIN_ARRIVALS, simulate
 
-    combos = [(k, n) for k in keys for n in (thins or [THIN_ARRIVALS])]
+    # each setting once, in order; thinning needs K > 0 (a plain sample thins nothing)
+    combos = list(dict.fromkeys((k, n if k > 0 else 0.0) for k in keys for n in (thins or [THIN_ARRIVALS])))
     per_keys: dict[tuple[float, float], list[dict[str, Any]]] = {c: [] for c in combos}
     fulls = []
     for s in seeds:

@@ -79,6 +79,11 @@ def test_bench_sampling_compares_thinning_settings(tmp_path: Path) -> None:
     off, on = (s["runs"][0] for s in out["sampled"])
     # thinning keeps a share of the hot keys' arrivals only: fewer simulated requests
     assert on["simulated_requests"] < off["simulated_requests"]
+    # each setting once; a plain key sample (K = 0) thins nothing
+    both = CliRunner().invoke(cli, [*args, "--keys", "0", "--keys", "1", "--thin", "5", "--thin", "5"])
+    assert both.exit_code == 0, both.output
+    rows = [(s["sample_keys"], s["sample_thin"]) for s in json.loads(both.output)["sampled"]]
+    assert rows == [(0.0, 0.0), (1.0, 5.0)]
     bad = CliRunner().invoke(cli, [*args, "--thin", "-1"])
     assert bad.exit_code == 2 and "--thin" in bad.output
 
