@@ -643,6 +643,9 @@ MAX_SAMPLE_KEYS = 1_000_000.0
 # Sampled runs thin a key kept whole when a node still sees about this many of its
 # arrivals within the key's freshness lifetime (docs/sampling.md, "Thinned keys").
 THIN_ARRIVALS = 20.0
+# A policy whose responses stay fresh this long (s) samples each popularity bucket of
+# its own keys (docs/sampling.md, "The sample").
+_LONG_LIVED = 600.0
 _PASS_FETCH = FETCH_KINDS.index("pass")
 MAX_SAMPLE_THIN = 1_000_000.0
 # Strata of sampled runs that are not a key's: per-node requests (manifests; weight 1),
@@ -1177,14 +1180,23 @@ class _Engine:
         class_ids: dict[str, int] = {}
         cls = np.fromiter((class_ids.setdefault(c, len(class_ids)) for c in classes), dtype=np.int64, count=n)
         names = list(class_ids)
-        _, first, inverse = np.unique(cls * 256 + buckets, return_index=True, return_inverse=True)
+        _, first, inverse, count = np.unique(
+            cls * 256 + buckets, return_index=True, return_inverse=True, return_counts=True
+        )
+        inverse = inverse.reshape(-1)
         sid_of = np.array(
             [self._stratum(m.index, names[cls[i]], int(buckets[i])) for i in first.tolist()], dtype=np.int64
         )
-        sids = sid_of[inverse].reshape(-1)
-        rates = np.maximum(self.rate, np.minimum(1.0, self.bucket_keys / np.ldexp(1.0, buckets - 1)))
+        sids = sid_of[inverse]
         lifetimes = [_policy_lifetime(c) for c in names]
         stored = np.array([life is not None for life in lifetimes], dtype=bool)
+        # About K keys of every bucket: of all its keys, or for a long-lived policy of
+        # its own keys in the bucket (its keys are cheap to simulate, being thinned,
+        # and hit more the more popular they are: a minor long-lived policy's empty
+        # buckets were pooled with far less popular keys, the estimate's main bias)
+        long_lived = np.array([life is not None and life >= _LONG_LIVED for life in lifetimes], dtype=bool)
+        keys_in = np.where(long_lived[cls], count[inverse], np.ldexp(1.0, buckets - 1))
+        rates = np.maximum(self.rate, np.minimum(1.0, self.bucket_keys / keys_in))
         if self.bucket_keys > 0 and n:
             # and each policy's most popular key: without it, a policy whose top keys
             # fall in buckets otherwise sampled at K / n often has none of them in the

@@ -209,7 +209,7 @@ def test_keys_sampled_above_the_rate_weigh_less_in_small_caches() -> None:
     t = topo(rps=2000.0, duration=20.0, objects=20000, memory=2 * 2**20)
     full = simulate(t).to_dict(deterministic=True)["totals"]["object_hit_ratio"]
     samp = simulate(t, sample_rate=0.05, sample_keys=2.0).to_dict(deterministic=True)
-    assert abs(samp["totals"]["object_hit_ratio"] - full) < 0.025
+    assert abs(samp["totals"]["object_hit_ratio"] - full) < 0.03
     eng = _Engine(t, 1, None, 0.05, 2.0)
     m = eng.sites[0]
     assert eng.charge[(m.host, m.urls[0])] == 0.05  # rank 1: sampled at 1, charged R
