@@ -676,7 +676,7 @@ def _rule_errors(topo: Any) -> list[str]:
 @click.option(
     "--sample-keys",
     type=FiniteFloatRange(0.0, 1_000_000.0),
-    default=1.0,
+    default=0.5,
     show_default=True,
     help="With --sample-rate: keep about K keys of every popularity bucket of a site (ranks 1, "
     "2-3, 4-7, ...) and the most popular object of each cache policy, so the most popular "

@@ -229,7 +229,7 @@ def engine_command(
     "keys",
     type=FiniteFloatRange(0.0, 1_000_000.0),
     multiple=True,
-    help="Keys per popularity bucket (--sample-keys) to check; repeat for several (default: 1).",
+    help="Keys per popularity bucket (--sample-keys) to check; repeat for several (default: 0.5).",
 )
 @click.option(
     "--thin",
@@ -261,5 +261,9 @@ def sampling_command(
 
     seed_list = _seed_list(seeds)
     topo = _topology_or_fail(topology)
-    result = sampling_bench(topo, rate, seed_list, list(keys) or [1.0], samples, list(thins) or None)
+    from edgesim.engine import DEFAULT_SAMPLE_KEYS
+
+    result = sampling_bench(
+        topo, rate, seed_list, list(keys) or [DEFAULT_SAMPLE_KEYS], samples, list(thins) or None
+    )
     click.echo(json.dumps(result, indent=2))

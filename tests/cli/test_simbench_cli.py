@@ -75,7 +75,7 @@ def test_bench_sampling_compares_thinning_settings(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, [*args, "--thin", "0", "--thin", "5"])
     assert result.exit_code == 0, result.output
     out = json.loads(result.output)
-    assert [(s["sample_keys"], s["sample_thin"]) for s in out["sampled"]] == [(1.0, 0.0), (1.0, 5.0)]
+    assert [(s["sample_keys"], s["sample_thin"]) for s in out["sampled"]] == [(0.5, 0.0), (0.5, 5.0)]
     off, on = (s["runs"][0] for s in out["sampled"])
     # thinning keeps a share of the hot keys' arrivals only: fewer simulated requests
     assert on["simulated_requests"] < off["simulated_requests"]

@@ -493,7 +493,7 @@ def test_cli_sample_thin(tmp_path: Path) -> None:
     est = json.loads(out.read_text())["meta"]["sampled"]["estimator"]
     assert est["thin_arrivals"] == 0.0 and est["thinned_keys"] == 0
     loud = CliRunner().invoke(cli, ["run", str(path), "--sample-rate", "0.5", "--sample-thin", "5"])
-    assert loud.exit_code == 0 and "--sample-keys 1, --sample-thin 5)" in loud.stderr
+    assert loud.exit_code == 0 and "--sample-keys 0.5, --sample-thin 5)" in loud.stderr
 
 
 def test_an_interrupted_sampled_run_counts_the_arrivals_it_reached() -> None:
