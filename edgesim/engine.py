@@ -1290,9 +1290,10 @@ class _Engine:
         keys"): per site, the arrivals over the whole run expected at the edge node that
         sees the fewest of them (a region's arrivals spread over its nodes), and in
         ``self._fill_time`` how long the smallest cache of a node takes at least to
-        fill with the bytes its arrivals ask for (capacity over the busiest node's
-        byte rate): a key asked for more often than that is not evicted between its
-        requests. Zeros for a replayed trace, whose keys are never thinned."""
+        fill with the bytes its arrivals ask for (an edge's capacity over its region's
+        byte rate per node, a shield's over all regions'; unlimited for a cache that
+        holds every object): a key asked for more often than that is not evicted
+        between its requests. Zeros for a replayed trace, whose keys are never thinned."""
         nsites = len(self.sites)
         if self.trace is not None or not nsites or self.end <= 0.0:
             return [0.0] * nsites
@@ -1604,6 +1605,12 @@ class _Engine:
             f.token.append(step)
             return
 
+    def _over(self, link: _Link, t: float, kind: int, payload: Any) -> None:
+        """Push ``payload``'s event to happen when it has crossed ``link`` from ``t``
+        (the delay drawn from the link's buffer when it can: ``link(t)`` otherwise)."""
+        lb = link.fast
+        heappush(self.heap, (t + (lb.pop() if lb else link(t)), self.nseq(), kind, payload))
+
     def _reply(self, job: _Job, node: _Node, step: Reply, t: float) -> None:
         resp = step.response
         up = job.parent
@@ -1611,9 +1618,7 @@ class _Engine:
             up.response = resp
             if up.job is not None:
                 up.job.queued += job.queued
-            link = up.node.uplink  # push(t + link(t), ...), drawn from the buffer when it can
-            lb = link.fast
-            heappush(self.heap, (t + (lb.pop() if lb else link(t)), self.nseq(), _FETCH_BACK, up))
+            self._over(up.node.uplink, t, _FETCH_BACK, up)
             return
         size = resp.size
         end = t + self.client_links[job.region](t)
@@ -1650,13 +1655,9 @@ class _Engine:
             sj = _Job(-1, t, target.region, si, fetch.request, up)
             sj.node = target
             sj.stratum = up.stratum
-            link = node.uplink  # push(t + link(t), ...), drawn from the buffer when it can
-            lb = link.fast
-            heappush(self.heap, (t + (lb.pop() if lb else link(t)), self.nseq(), _NODE_ARRIVE, sj))
+            self._over(node.uplink, t, _NODE_ARRIVE, sj)
             return
-        link = node.uplink
-        lb = link.fast
-        heappush(self.heap, (t + (lb.pop() if lb else link(t)), self.nseq(), _UP_ARRIVE, up))
+        self._over(node.uplink, t, _UP_ARRIVE, up)
 
     def _origin_arrive(self, up: _Up, t: float) -> None:
         for a, b in self.outages:
@@ -1665,7 +1666,7 @@ class _Engine:
                 self.rec.origin(t, up.site, -1, 0, 0.0)
                 if self.sampled:
                     self.o_strat.append(up.stratum)
-                self.push(t + up.node.uplink(t), _FETCH_BACK, up)
+                self._over(up.node.uplink, t, _FETCH_BACK, up)
                 return
         up.t_in = t
         if self.o_busy < self.o_workers:
@@ -1678,7 +1679,7 @@ class _Engine:
             self.rec.origin(t, up.site, 503, 0, -1.0)
             if self.sampled:
                 self.o_strat.append(up.stratum)
-            self.push(t + up.node.uplink(t), _FETCH_BACK, up)
+            self._over(up.node.uplink, t, _FETCH_BACK, up)
         else:
             self.o_queue.append(up)
 
@@ -1700,9 +1701,7 @@ class _Engine:
             self.o_strat.append(up.stratum)
         if up.job is not None:
             up.job.queued += wait
-        link = up.node.uplink  # push(t + link(t), ...), drawn from the buffer when it can
-        lb = link.fast
-        heappush(self.heap, (t + (lb.pop() if lb else link(t)), self.nseq(), _FETCH_BACK, up))
+        self._over(up.node.uplink, t, _FETCH_BACK, up)
 
     def _fetch_back(self, up: _Up, t: float) -> None:
         node = up.node
