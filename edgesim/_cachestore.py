@@ -45,6 +45,30 @@ Eviction = Literal["lru", "fifo"]
 ENTRY_OVERHEAD = 256
 
 
+# CacheEntry fields (a compiled class has no __slots__ attribute to read).
+ENTRY_FIELDS = (
+    "body",
+    "etag",
+    "headers",
+    "initial_age",
+    "last_modified",
+    "lifetime",
+    "memo",
+    "nbytes",
+    "no_cache",
+    "no_stale",
+    "request_time",
+    "response_time",
+    "sie",
+    "size",
+    "status",
+    "swr",
+    "tag",
+    "vary_names",
+    "vary_values",
+)
+
+
 class CacheEntry:
     """One stored response, with its freshness facts pre-computed at store time.
 
@@ -69,27 +93,7 @@ class CacheEntry:
             (the edge node keeps its rendering of ``headers`` there); None until set.
     """
 
-    __slots__ = (
-        "body",
-        "etag",
-        "headers",
-        "initial_age",
-        "last_modified",
-        "lifetime",
-        "memo",
-        "nbytes",
-        "no_cache",
-        "no_stale",
-        "request_time",
-        "response_time",
-        "sie",
-        "size",
-        "status",
-        "swr",
-        "tag",
-        "vary_names",
-        "vary_values",
-    )
+    __slots__ = ENTRY_FIELDS
 
     def __init__(
         self,
@@ -136,25 +140,25 @@ class CacheEntry:
 
     def without_body(self) -> CacheEntry:
         """A metadata-only copy (``body=None``, same ``size``)."""
-        e = CacheEntry.__new__(CacheEntry)
-        e.status = self.status
-        e.headers = self.headers
-        e.body = None
-        e.size = self.size
-        e.request_time = self.request_time
-        e.response_time = self.response_time
-        e.initial_age = self.initial_age
-        e.lifetime = self.lifetime
-        e.no_cache = self.no_cache
-        e.no_stale = self.no_stale
-        e.swr = self.swr
-        e.sie = self.sie
-        e.etag = self.etag
-        e.last_modified = self.last_modified
-        e.vary_names = self.vary_names
-        e.vary_values = self.vary_values
-        e.tag = self.tag
-        e.nbytes = self.nbytes  # depends only on size and headers
+        e = CacheEntry(
+            self.status,
+            self.headers,
+            None,
+            self.size,
+            self.request_time,
+            self.response_time,
+            self.initial_age,
+            self.lifetime,
+            self.no_cache,
+            self.no_stale,
+            self.swr,
+            self.sie,
+            self.etag,
+            self.last_modified,
+            self.vary_names,
+            self.vary_values,
+            self.tag,
+        )
         e.memo = self.memo  # derived from fields the copy shares
         return e
 

@@ -167,6 +167,24 @@ class CachePolicy:
 # --- field parsing --------------------------------------------------------------------
 
 
+# Directives fields (a compiled class has no __slots__ attribute to read).
+_DIRECTIVE_FIELDS = (
+    "max_age",
+    "max_stale",
+    "min_fresh",
+    "must_revalidate",
+    "must_understand",
+    "no_cache",
+    "no_store",
+    "private",
+    "proxy_revalidate",
+    "public",
+    "s_maxage",
+    "sie",
+    "swr",
+)
+
+
 class Directives:
     """Parsed cache directives of one response or request (immutable by convention).
 
@@ -175,21 +193,7 @@ class Directives:
     invalid.
     """
 
-    __slots__ = (
-        "max_age",
-        "max_stale",
-        "min_fresh",
-        "must_revalidate",
-        "must_understand",
-        "no_cache",
-        "no_store",
-        "private",
-        "proxy_revalidate",
-        "public",
-        "s_maxage",
-        "sie",
-        "swr",
-    )
+    __slots__ = _DIRECTIVE_FIELDS
 
     def __init__(self) -> None:
         self.max_age: int | None = None
@@ -207,7 +211,7 @@ class Directives:
         self.must_understand = False
 
     def __repr__(self) -> str:
-        on = [s for s in self.__slots__ if getattr(self, s) not in (None, False)]
+        on = [s for s in _DIRECTIVE_FIELDS if getattr(self, s) not in (None, False)]
         return "Directives(" + ", ".join(f"{s}={getattr(self, s)!r}" for s in on) + ")"
 
 

@@ -17,6 +17,7 @@ import click
 import edgesim
 from edgesim import _runmodes
 from edgesim._clitypes import FiniteFloatRange, OutputFile
+from edgesim._compiled import cores_description
 from edgesim.errors import EdgesimError
 
 # Exit codes: 0 fine, 1 the checked input has errors, 2 usage errors (click's own).
@@ -83,7 +84,11 @@ def _pairs(values: tuple[str, ...], sep: str, what: str) -> dict[str, str]:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(edgesim.__version__, prog_name="edgesim")
+@click.version_option(
+    edgesim.__version__,
+    prog_name="edgesim",
+    message=f"%(prog)s, version %(version)s ({cores_description()})",
+)
 def cli() -> None:
     """Simulate a CDN edge network: plan its capacity, test edge software."""
 

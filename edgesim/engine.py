@@ -800,16 +800,19 @@ def origin_core(
 def _origin_dist(d: Distribution) -> Any:
     from origin._config import Distribution as ODist
 
-    k = d.kind
+    # float(): a TOML integer stays an int in a float field, and would be written so
+    # in the manifest, where compiled code (which reads the field as a float) writes
+    # 20000.0 (the deploy id hashes the manifest's catalog).
+    k, cap = d.kind, float(d.cap)
     if k == "fixed":
-        return ODist("fixed", d.value, 0.0, d.cap)
+        return ODist("fixed", float(d.value), 0.0, cap)
     if k == "lognormal":
-        return ODist("lognormal", d.median, d.sigma, d.cap)
+        return ODist("lognormal", float(d.median), float(d.sigma), cap)
     if k == "exponential":
-        return ODist("exponential", d.mean, 0.0, d.cap)
+        return ODist("exponential", float(d.mean), 0.0, cap)
     if k == "pareto":
-        return ODist("pareto", d.alpha, d.minimum, d.cap)
-    return ODist("uniform", d.minimum, d.maximum, d.cap)
+        return ODist("pareto", float(d.alpha), float(d.minimum), cap)
+    return ODist("uniform", float(d.minimum), float(d.maximum), cap)
 
 
 def _static_redirects(rules: Any, host: str) -> list[str]:

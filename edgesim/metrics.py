@@ -285,8 +285,8 @@ def _group_stats(c: _Cols, ids: Any, ngroups: int) -> list[dict[str, Any]]:
         k = counts[i]
         n = int(requests[i])
         if c.w is None:
-            cache_step: float = n - int(k[O_REDIRECT]) - int(k[O_FAILED])
-            hits: float = int(k[O_HIT] + k[O_COLLAPSED] + k[O_STALE])
+            cache_step: float = float(n - int(k[O_REDIRECT]) - int(k[O_FAILED]))
+            hits: float = float(int(k[O_HIT] + k[O_COLLAPSED] + k[O_STALE]))
         else:  # the ratio of the unrounded estimates
             wk = wc[i]
             cache_step = float(np.sum(wk)) - float(wk[O_REDIRECT]) - float(wk[O_FAILED])

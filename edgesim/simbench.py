@@ -23,6 +23,7 @@ from typing import Any
 import click
 
 from edgesim._clitypes import FiniteFloatRange
+from edgesim._compiled import cores_description
 
 __all__ = ["engine_bench", "engine_command", "sampling_bench", "sampling_command"]
 
@@ -58,6 +59,7 @@ def engine_bench(
             "requests_per_second": {"median": round(med_b), "best": max(base), "runs": base},
         },
         "engine_vs_baseline": round(med_e / med_b, 3) if med_b else None,
+        "cores": cores_description(),
         "target_requests_per_second": 100_000,
     }
 
@@ -120,6 +122,7 @@ def sampling_bench(
         "sample_rate": rate,
         "seeds": seeds,
         "targets": {"mean_abs_object_hit_ratio_error": 0.01, "speedup": 20},
+        "cores": cores_description(),
         "full": fulls,
         "sampled": sampled,
     }

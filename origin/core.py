@@ -251,6 +251,10 @@ class FileInfo:
         return f"FileInfo({self.path!r}, {self.etag}, {self.size} bytes)"
 
 
+# LoadStats fields, sorted (the compiled class has no __slots__ attribute to read).
+_LOAD_FIELDS = ("in_flight", "max_queued", "queue_wait", "queued", "rejected", "served", "total_queued")
+
+
 class LoadStats:
     """Modelled-load counters, written by the shell (or engine) and reported by the
     health endpoint. ``served`` is counted by :meth:`OriginCore.handle`.
@@ -265,7 +269,7 @@ class LoadStats:
         served: responses produced.
     """
 
-    __slots__ = ("in_flight", "max_queued", "queue_wait", "queued", "rejected", "served", "total_queued")
+    __slots__ = _LOAD_FIELDS
 
     def __init__(self) -> None:
         self.in_flight = 0
@@ -277,7 +281,7 @@ class LoadStats:
         self.served = 0
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in sorted(self.__slots__)}
+        return {k: getattr(self, k) for k in _LOAD_FIELDS}
 
 
 class PreparedDeploy:

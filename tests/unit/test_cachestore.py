@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from edgesim._cachestore import ENTRY_FIELDS
 from edgesim.cache import (
     CacheEntry,
     DiskStore,
@@ -167,7 +168,7 @@ def test_encode_decode_roundtrip() -> None:
     out = decode_entries(encode_entries(entries))
     assert out is not None and len(out) == 2
     for a, b in zip(entries, out, strict=True):
-        assert [getattr(a, f) for f in CacheEntry.__slots__] == [getattr(b, f) for f in CacheEntry.__slots__]
+        assert [getattr(a, f) for f in ENTRY_FIELDS] == [getattr(b, f) for f in ENTRY_FIELDS]
 
 
 def test_decode_rejects_corruption() -> None:

@@ -259,7 +259,10 @@ def test_origin_decisions_compare_status_location_and_cache_control() -> None:
     assert shadow.compare_responses(req, a, ("ok", Response(200, [("x", 1)])), T0) is a  # type: ignore[list-item]
     assert shadow.compare_responses(req, a, ("timeout", None), T0) is a
     bad_body = Response(200, [("cache-control", "public, max-age=60")], b"x")
-    bad_body.body = "not bytes"  # type: ignore[assignment]
+    try:
+        bad_body.body = "not bytes"  # type: ignore[assignment]
+    except TypeError:  # the compiled Response checks its fields' types itself
+        bad_body = "junk too"  # type: ignore[assignment]
     assert shadow.compare_responses(req, a, ("ok", bad_body), T0) is a
     assert shadow.compare_responses(req, a, ("ok", Response(200, [], b"abc", 7)), T0) is a  # size lies
     st = shadow.stats
