@@ -42,7 +42,7 @@ import json
 import os
 import random
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -345,7 +345,6 @@ class Deploy:
         "config",
         "created",
         "diagnostics",
-        "exists",
         "files",
         "folder",
         "id",
@@ -369,7 +368,6 @@ class Deploy:
         self.diagnostics = prepared.diagnostics
         self.catalog = prepared.catalog
         self._manifest: bytes | None = None
-        self.exists: Callable[[str], bool]
         self.files: dict[str, FileInfo] | None
         if prepared.files is not None:
             policy = self.config.cache
@@ -379,11 +377,9 @@ class Deploy:
                 )
                 for p, (etag, size, mtime, body) in prepared.files.items()
             }
-            self.exists = self.files.__contains__
         else:
             assert prepared.catalog is not None
             self.files = None
-            self.exists = self._synthetic_exists
         # synthetic files by path, None for paths that name none (pretty-URL candidates
         # such as /page-3.html.html are asked for on every request)
         self._recent: dict[str, FileInfo | None] = {}
@@ -439,8 +435,12 @@ class Deploy:
         recent[path] = f
         return f
 
-    def _synthetic_exists(self, path: str) -> bool:
-        return self.file(path) is not None
+    def exists(self, path: str) -> bool:
+        """Does ``path`` name a file of this deploy? (A method, not a bound method kept
+        in an attribute: that would make every deploy a reference cycle, freed only by
+        the cyclic collector.)"""
+        files = self.files
+        return path in files if files is not None else self.file(path) is not None
 
     def body(self, f: FileInfo) -> bytes:
         """The body of ``f`` (generated for synthetic sites)."""
