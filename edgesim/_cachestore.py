@@ -33,7 +33,7 @@ import sqlite3
 import struct
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Final, Literal, Protocol
 
 from edgesim.http import FrozenHeaders, Headers
 
@@ -42,11 +42,11 @@ Eviction = Literal["lru", "fifo"]
 # Fixed per-entry bookkeeping charged on top of body and header bytes, so that many
 # tiny (or bodyless metadata) entries still fill a store; roughly a slotted object plus
 # its list and dict slots in CPython.
-ENTRY_OVERHEAD = 256
+ENTRY_OVERHEAD: Final = 256
 
 
 # CacheEntry fields (a compiled class has no __slots__ attribute to read).
-ENTRY_FIELDS = (
+ENTRY_FIELDS: Final = (
     "body",
     "etag",
     "headers",
@@ -415,9 +415,9 @@ class MetadataStore(MemoryStore):
 
 # Blob layout: MAGIC | blake2b-128(payload) | payload, where
 # payload = u32 length of the JSON metadata | JSON | the bodies, concatenated.
-_MAGIC = b"ESC\x01"
-_DIGEST = 16
-_HEAD = len(_MAGIC) + _DIGEST
+_MAGIC: Final = b"ESC\x01"
+_DIGEST: Final = 16
+_HEAD: Final = len(_MAGIC) + _DIGEST
 
 
 def encode_entries(entries: list[CacheEntry]) -> bytes:
@@ -499,7 +499,7 @@ def decode_entries(blob: bytes) -> list[CacheEntry] | None:
 
 # diskcache culls by its own size estimate (which includes its SQLite file); we set its
 # limit well above ours so that it only acts as a backstop and our index stays exact.
-_DISKCACHE_SLACK = 64 * 1024 * 1024
+_DISKCACHE_SLACK: Final = 64 * 1024 * 1024
 
 
 class DiskStore(_BoundedIndex):

@@ -30,7 +30,7 @@ import contextvars
 import logging
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import Any
+from typing import Any, Final
 
 import trio
 
@@ -55,12 +55,12 @@ __all__ = [
 ]
 
 # Seconds the request waited for a worker slot (edge) plus for the origin's queue.
-QUEUE_HEADER = "x-edgesim-queued"
+QUEUE_HEADER: Final = "x-edgesim-queued"
 # Present when the request joined another request's origin fetch.
-COLLAPSED_HEADER = "x-edgesim-collapsed"
+COLLAPSED_HEADER: Final = "x-edgesim-collapsed"
 # The origin's header giving its queue wait (origin/server.py QUEUE_WAIT_HEADER).
-ORIGIN_WAIT_HEADER = "x-edgesim-queue-wait"
-_RESERVED = "/.edgesim/"
+ORIGIN_WAIT_HEADER: Final = "x-edgesim-queue-wait"
+_RESERVED: Final = "/.edgesim/"
 
 
 class _RequestNotes:

@@ -168,7 +168,7 @@ class CachePolicy:
 
 
 # Directives fields (a compiled class has no __slots__ attribute to read).
-_DIRECTIVE_FIELDS = (
+_DIRECTIVE_FIELDS: Final = (
     "max_age",
     "max_stale",
     "min_fresh",
@@ -320,10 +320,10 @@ def parse_cache_control(value: str) -> Directives:
 
 # RFC 8941 structured-field dictionary, just enough to parse and type-check a targeted
 # cache-control field (RFC 9213 §2.1). Any syntax error invalidates the whole field.
-_SF_KEY = re.compile(r"[a-z*][a-z0-9_\-.*]*")
-_SF_NUMBER = re.compile(r"-?[0-9]{1,15}(\.[0-9]{1,3})?")
-_SF_TOKEN = re.compile(r"[A-Za-z*][!#$%&'*+\-.^_`|~0-9A-Za-z:/]*")
-_SF_BYTES = re.compile(r":[A-Za-z0-9+/=]*:")
+_SF_KEY: Final = re.compile(r"[a-z*][a-z0-9_\-.*]*")
+_SF_NUMBER: Final = re.compile(r"-?[0-9]{1,15}(\.[0-9]{1,3})?")
+_SF_TOKEN: Final = re.compile(r"[A-Za-z*][!#$%&'*+\-.^_`|~0-9A-Za-z:/]*")
+_SF_BYTES: Final = re.compile(r":[A-Za-z0-9+/=]*:")
 _INVALID: Final = object()
 
 
@@ -457,20 +457,20 @@ _MONTHS: Final = {
         ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1
     )
 }
-_MON = r"(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)"
-_IMF_FIXDATE = re.compile(
+_MON: Final = r"(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)"
+_IMF_FIXDATE: Final = re.compile(
     r"(?:mon|tue|wed|thu|fri|sat|sun), ([0-9]{2}) "
     + _MON
     + r" ([0-9]{4}) ([0-9]{2}):([0-9]{2}):([0-9]{2}) gmt",
     re.IGNORECASE,
 )
-_RFC850 = re.compile(
+_RFC850: Final = re.compile(
     r"(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday), ([0-9]{2})-"
     + _MON
     + r"-([0-9]{2}) ([0-9]{2}):([0-9]{2}):([0-9]{2}) gmt",
     re.IGNORECASE,
 )
-_ASCTIME = re.compile(
+_ASCTIME: Final = re.compile(
     r"(?:mon|tue|wed|thu|fri|sat|sun) "
     + _MON
     + r" ([0-9 ][0-9]) ([0-9]{2}):([0-9]{2}):([0-9]{2}) ([0-9]{4})",

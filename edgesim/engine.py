@@ -56,7 +56,7 @@ from dataclasses import replace
 from functools import partial
 from heapq import heappop, heappush
 from itertools import accumulate
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
@@ -85,30 +85,30 @@ from edgesim.topology import Catalog, Deploy, Distribution, Latency, NodeCrash, 
 if TYPE_CHECKING:
     from origin.core import OriginCore
 
-__all__ = ["EPOCH", "RATE_STEP", "bench", "model_events", "node_rows", "run_meta", "run_report", "simulate"]
+__all__ = ["EPOCH", "RATE_STEP", "model_events", "node_rows", "run_meta", "run_report", "simulate"]
 
 # 2026-01-01T00:00:00Z: virtual time 0 (plus traffic.start_hour_utc) in Unix seconds.
-EPOCH = 1767225600.0
+EPOCH: Final = 1767225600.0
 # Longest segment of constant arrival rate (seconds). The diurnal curve is hourly and
 # interpolated; one second steps follow it closely and cost one rate update per second.
-RATE_STEP = 1.0
+RATE_STEP: Final = 1.0
 # Draws per numpy batch: large enough to amortise the call, small enough to stay in cache.
-_BATCH = 4096
+_BATCH: Final = 4096
 # Virtual nodes per node on a consistent-hash ring (spreads keys evenly over few nodes).
-_VNODES = 160
+_VNODES: Final = 160
 # Callbacks to ``progress`` happen every this many arrivals.
-_PROGRESS_EVERY = 1 << 16
+_PROGRESS_EVERY: Final = 1 << 16
 
 # Event kinds.
-_NODE_ARRIVE = 0  # a client request reaches its node
-_SERVICE_DONE = 1  # a node finished the CPU work of a request
-_UP_ARRIVE = 2  # an upstream request reaches the origin or a shield node
-_ORIGIN_DONE = 3  # the origin finished serving an upstream request
-_FETCH_BACK = 4  # an upstream answer (or error) reaches the node that asked
-_RETRY = 5  # a client timed out on a dead node and tries another
-_CONTROL = 6  # crashes, restarts, deploys, purges: payload is a callable
+_NODE_ARRIVE: Final = 0  # a client request reaches its node
+_SERVICE_DONE: Final = 1  # a node finished the CPU work of a request
+_UP_ARRIVE: Final = 2  # an upstream request reaches the origin or a shield node
+_ORIGIN_DONE: Final = 3  # the origin finished serving an upstream request
+_FETCH_BACK: Final = 4  # an upstream answer (or error) reaches the node that asked
+_RETRY: Final = 5  # a client timed out on a dead node and tries another
+_CONTROL: Final = 6  # crashes, restarts, deploys, purges: payload is a callable
 
-_OUTCOME = OUTCOME_CODES
+_OUTCOME: Final = OUTCOME_CODES
 
 
 # ---- random streams ------------------------------------------------------------------
@@ -152,7 +152,7 @@ def _clamp(x: float, cap: float) -> float:
     return min(x, cap) if cap > 0 else x
 
 
-_LONGEST = 1e9  # seconds (~32 years): longer than any run
+_LONGEST: Final = 1e9  # seconds (~32 years): longer than any run
 
 
 def _draw(d: Distribution, g: np.random.Generator, n: int) -> Any:
@@ -437,10 +437,10 @@ class _SampledStore(MetadataStore):
 
 
 # The expected number of arrivals in one block of draws (whole rate segments).
-_BLOCK = 8192
+_BLOCK: Final = 8192
 # Up to this many sites, an arrival's site is drawn by comparing with its whole CDF row
 # (cheapest for a few); beyond, by binary search (a block's rows would be large).
-_FEW_SITES = 32
+_FEW_SITES: Final = 32
 
 
 class _Arrivals:
@@ -630,9 +630,9 @@ def _key_samples(host: str, urls: list[str], salt: bytes = b"") -> np.ndarray:
     return out
 
 
-_FNV_PRIME = np.uint64(0x100000001B3)
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
+_FNV_PRIME: Final = np.uint64(0x100000001B3)
+_MIX1: Final = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2: Final = np.uint64(0x94D049BB133111EB)
 
 
 def _sample_salt(seed: int) -> bytes:
@@ -643,20 +643,20 @@ def _sample_salt(seed: int) -> bytes:
 
 # Sampled runs: keys of every popularity bucket in the sample (simulate's sample_keys;
 # docs/sampling.md: 0.5 measured as accurate as needed at the least cost).
-DEFAULT_SAMPLE_KEYS = 0.5
-MAX_SAMPLE_KEYS = 1_000_000.0
+DEFAULT_SAMPLE_KEYS: Final = 0.5
+MAX_SAMPLE_KEYS: Final = 1_000_000.0
 # Sampled runs thin a key kept whole when a node still sees about this many of its
 # arrivals within the key's freshness lifetime (docs/sampling.md, "Thinned keys").
-THIN_ARRIVALS = 20.0
+THIN_ARRIVALS: Final = 20.0
 # A policy whose responses stay fresh this long (s) samples each popularity bucket of
 # its own keys (docs/sampling.md, "The sample").
-_LONG_LIVED = 600.0
-_PASS_FETCH = FETCH_KINDS.index("pass")
-MAX_SAMPLE_THIN = 1_000_000.0
+_LONG_LIVED: Final = 600.0
+_PASS_FETCH: Final = FETCH_KINDS.index("pass")
+MAX_SAMPLE_THIN: Final = 1_000_000.0
 # Strata of sampled runs that are not a key's: per-node requests (manifests; weight 1),
 # and a key outside every stratum (weight 1 / rate).
-_PER_NODE = -2
-_NO_STRATUM = -1
+_PER_NODE: Final = -2
+_NO_STRATUM: Final = -1
 
 
 def _policy_classes(dep: Any, urls: list[str]) -> list[str]:
@@ -2452,108 +2452,3 @@ def run_report(
 
 
 # ---- benchmark -------------------------------------------------------------------------
-
-
-def bench(
-    topology: Topology, seconds: float, *, seed: int | None = None, peak_rps: float | None = None
-) -> dict[str, Any]:
-    """Simulated requests per second of the full pipeline, beside a bare M/M/c model.
-
-    Runs ``topology`` for ``seconds`` of virtual time (no warm-up; ``peak_rps``
-    overrides the traffic's peak), then the same
-    number of requests through a bare M/M/c queue (SimPy when importable, else a plain
-    heapq loop) in the same process, so the two figures are comparable.
-
-    Returns:
-        A JSON-ready dict: ``engine`` (requests, wall seconds, requests/s) and
-        ``baseline`` (kind, requests, wall seconds, requests/s).
-    """
-    from dataclasses import replace as dc_replace
-
-    tr = topology.traffic
-    tr = dc_replace(tr, duration=seconds, warmup=0.0, peak_rps=peak_rps or tr.peak_rps)
-    topo = dc_replace(topology, traffic=tr)
-    res = simulate(topo, seed=seed)
-    n = int(res.report["meta"]["simulated_requests"])
-    out: dict[str, Any] = {
-        "topology": topology.name,
-        "virtual_seconds": seconds,
-        "peak_rps": tr.peak_rps,
-        "object_hit_ratio": res.report["totals"]["object_hit_ratio"],
-        "engine": {
-            "requests": n,
-            "wall_seconds": round(res.timing["loop_seconds"], 3),
-            "requests_per_second": round(res.timing["simulated_requests_per_second"]),
-        },
-    }
-    out["baseline"] = _mmc_baseline(max(n, 1000))
-    return out
-
-
-def _mmc_baseline(n: int, c: int = 16, rho: float = 0.8) -> dict[str, Any]:
-    """``n`` customers through an M/M/c queue: SimPy if importable, else heapq."""
-    import random
-
-    rng = random.Random(1)
-    mu = 1.0
-    lam = rho * c * mu
-    try:
-        import simpy  # type: ignore[import-not-found, unused-ignore]
-    except ImportError:
-        simpy_env = None
-    else:
-        simpy_env = simpy.Environment
-    t0 = time.perf_counter()
-    if simpy_env is not None:
-        env = simpy_env()
-        res = simpy.Resource(env, capacity=c)
-        done = [0]
-
-        def customer() -> Any:
-            with res.request() as r:
-                yield r
-                yield env.timeout(rng.expovariate(mu))
-            done[0] += 1
-
-        def source() -> Any:
-            for _ in range(n):
-                yield env.timeout(rng.expovariate(lam))
-                env.process(customer())
-
-        env.process(source())
-        env.run()
-        kind = "simpy"
-    else:
-        heap: list[tuple[float, int, int]] = []
-        t = 0.0
-        seq = 0
-        busy = 0
-        waiting: deque[float] = deque()
-        for _ in range(n):
-            t += rng.expovariate(lam)
-            seq += 1
-            heappush(heap, (t, seq, 0))
-        while heap:
-            now, _, kind_ = heappop(heap)
-            if kind_ == 0:
-                if busy < c:
-                    busy += 1
-                    seq += 1
-                    heappush(heap, (now + rng.expovariate(mu), seq, 1))
-                else:
-                    waiting.append(now)
-            else:
-                if waiting:
-                    waiting.popleft()
-                    seq += 1
-                    heappush(heap, (now + rng.expovariate(mu), seq, 1))
-                else:
-                    busy -= 1
-        kind = "heapq"
-    wall = time.perf_counter() - t0
-    return {
-        "kind": f"bare M/M/{c} ({kind})",
-        "requests": n,
-        "wall_seconds": round(wall, 3),
-        "requests_per_second": round(n / wall) if wall > 0 else 0,
-    }

@@ -13,6 +13,7 @@ A response body of ``None`` means "metadata only": ``size`` bytes that nobody st
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Final
 
 Headers = list[tuple[str, str]]
 # Headers kept unchanged for long (stored cache entries, an origin's per-file fields): a
@@ -21,7 +22,7 @@ Headers = list[tuple[str, str]]
 FrozenHeaders = tuple[tuple[str, str], ...]
 
 # Hop-by-hop headers (RFC 9110 §7.6.1): never stored, never forwarded.
-HOP_BY_HOP = frozenset(
+HOP_BY_HOP: Final = frozenset(
     {
         "connection",
         "keep-alive",

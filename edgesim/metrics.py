@@ -32,7 +32,7 @@ from __future__ import annotations
 import json
 from array import array
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
@@ -53,18 +53,28 @@ __all__ = [
     "scale_report",
 ]
 
-O_HIT = 0
-O_COLLAPSED = 1
-O_STALE = 2
-O_MISS = 3
-O_REVALIDATED = 4
-O_REDIRECT = 5
-O_PASS = 6
-O_ERROR = 7
-O_FAILED = 8
-_NAMES = ("hits", "collapsed", "stale", "misses", "revalidated", "redirects", "passes", "errors", "failed")
+O_HIT: Final = 0
+O_COLLAPSED: Final = 1
+O_STALE: Final = 2
+O_MISS: Final = 3
+O_REVALIDATED: Final = 4
+O_REDIRECT: Final = 5
+O_PASS: Final = 6
+O_ERROR: Final = 7
+O_FAILED: Final = 8
+_NAMES: Final = (
+    "hits",
+    "collapsed",
+    "stale",
+    "misses",
+    "revalidated",
+    "redirects",
+    "passes",
+    "errors",
+    "failed",
+)
 # The node's X-Cache outcomes (edgesim.node) to codes.
-OUTCOME_CODES = {
+OUTCOME_CODES: Final = {
     "HIT": O_HIT,
     "STALE": O_STALE,
     "MISS": O_MISS,
@@ -74,12 +84,12 @@ OUTCOME_CODES = {
     "ERROR": O_ERROR,
 }
 # Fetch kinds of edgesim.node.Fetch.
-FETCH_KINDS = ("fill", "revalidate", "background", "pass", "manifest")
-_FETCH_CODE = {k: i for i, k in enumerate(FETCH_KINDS)}
+FETCH_KINDS: Final = ("fill", "revalidate", "background", "pass", "manifest")
+_FETCH_CODE: Final = {k: i for i, k in enumerate(FETCH_KINDS)}
 
 # Digits kept in reports: seconds to the microsecond, ratios to 1e-6.
-DIGITS = 6
-_PCTS = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
+DIGITS: Final = 6
+_PCTS: Final = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
 
 
 class Recorder:
@@ -543,7 +553,7 @@ def build_report(
 
 # Spatial sampling (scale_report): fields that are counts (scaled by 1 / rate), rates
 # per second (scaled too), and queueing-model figures (not available: null).
-_COUNT_KEYS = frozenset(
+_COUNT_KEYS: Final = frozenset(
     (
         *_NAMES,
         "requests",
@@ -564,8 +574,10 @@ _COUNT_KEYS = frozenset(
         "stores",
     )
 )
-_RATE_KEYS = frozenset(("requests_per_second", "peak_requests_per_second", "origin_requests_per_second"))
-_NA_KEYS = frozenset(
+_RATE_KEYS: Final = frozenset(
+    ("requests_per_second", "peak_requests_per_second", "origin_requests_per_second")
+)
+_NA_KEYS: Final = frozenset(
     ("latency", "queueing", "utilisation", "max_queue", "latency_p50", "latency_p99", "queueing_p99")
 )
 

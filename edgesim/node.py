@@ -34,7 +34,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qs
 
 from edgesim.cache import FRESH, CacheEntry, HttpCache
@@ -45,30 +45,30 @@ if TYPE_CHECKING:
     from edgesim.shadow import Shadow
 
 # The origin's header naming the deploy that produced a response (origin/core.py).
-DEPLOY_HEADER = "x-edgesim-deploy"
+DEPLOY_HEADER: Final = "x-edgesim-deploy"
 # Reserved paths. The origin serves the manifest; the edge answers its own admin API.
-MANIFEST_PATH = "/.edgesim/manifest"
-EDGE_ADMIN_PREFIX = "/.edgesim/edge/"
+MANIFEST_PATH: Final = "/.edgesim/manifest"
+EDGE_ADMIN_PREFIX: Final = "/.edgesim/edge/"
 # Header telling our origin that the edge already applied a rewrite (no second pass of
 # the rules, spec R2.22); other origins ignore it.
-REWRITE_HEADER = "x-edgesim-rewrite"
+REWRITE_HEADER: Final = "x-edgesim-rewrite"
 # Visitor country, as set by a geo-IP front end or the load generator.
-COUNTRY_HEADER = "x-country"
+COUNTRY_HEADER: Final = "x-country"
 
-_SAFE = frozenset({"GET", "HEAD"})
-_CACHEABLE_METHODS = _SAFE
+_SAFE: Final = frozenset({"GET", "HEAD"})
+_CACHEABLE_METHODS: Final = _SAFE
 # request fields an edge never forwards as they are (Via is re-added with the node)
-_NOT_FORWARDED = HOP_BY_HOP | {"via"}
-_NOT_FORWARDED_SAFE = _NOT_FORWARDED | {"if-none-match", "if-modified-since"}
+_NOT_FORWARDED: Final = HOP_BY_HOP | {"via"}
+_NOT_FORWARDED_SAFE: Final = _NOT_FORWARDED | {"if-none-match", "if-modified-since"}
 
 # Outcomes, used for X-Cache and metrics.
-HIT = "HIT"
-MISS = "MISS"
-STALE = "STALE"
-REVALIDATED = "REVALIDATED"
-REDIRECT = "REDIRECT"
-PASS = "PASS"
-ERROR = "ERROR"
+HIT: Final = "HIT"
+MISS: Final = "MISS"
+STALE: Final = "STALE"
+REVALIDATED: Final = "REVALIDATED"
+REDIRECT: Final = "REDIRECT"
+PASS: Final = "PASS"
+ERROR: Final = "ERROR"
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ the same process.
 
 * ``engine``: simulated requests per second of the whole pipeline (native matcher, cache,
   queueing, metrics) on a topology, over ``--repeats`` runs (median and best), beside a
-  bare M/M/c queue in SimPy (:func:`edgesim.engine.bench`'s baseline) run in the same
+  bare M/M/c queue in SimPy (:func:`engine_run`'s baseline) run in the same
   process for the same number of customers.
 * ``sampling``: for each seed, a full run and a ``--sample-rate`` run of the same
   topology; the object and byte hit-ratio errors (absolute, and their mean over seeds)
@@ -18,12 +18,17 @@ from __future__ import annotations
 import gc
 import statistics
 import time
-from typing import Any
+from collections import deque
+from heapq import heappop, heappush
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from edgesim._clitypes import FiniteFloatRange
 from edgesim._compiled import cores_description
+
+if TYPE_CHECKING:
+    from edgesim.topology import Topology
 
 __all__ = ["engine_bench", "engine_command", "sampling_bench", "sampling_command"]
 
@@ -37,11 +42,9 @@ def _load(topology: str | None) -> Any:
 def engine_bench(
     topo: Any, seconds: float, *, peak_rps: float | None, seed: int | None, repeats: int
 ) -> dict[str, Any]:
-    """``repeats`` runs of :func:`edgesim.engine.bench` (each with its own SimPy
+    """``repeats`` runs of :func:`engine_run` (each with its own SimPy
     baseline); the median and best of both rates, and their ratio."""
-    from edgesim.engine import bench
-
-    runs = [bench(topo, seconds, seed=seed, peak_rps=peak_rps) for _ in range(repeats)]
+    runs = [engine_run(topo, seconds, seed=seed, peak_rps=peak_rps) for _ in range(repeats)]
     eng = [r["engine"]["requests_per_second"] for r in runs]
     base = [r["baseline"]["requests_per_second"] for r in runs]
     first = runs[0]
@@ -61,6 +64,115 @@ def engine_bench(
         "engine_vs_baseline": round(med_e / med_b, 3) if med_b else None,
         "cores": cores_description(),
         "target_requests_per_second": 100_000,
+    }
+
+
+def engine_run(
+    topology: Topology, seconds: float, *, seed: int | None = None, peak_rps: float | None = None
+) -> dict[str, Any]:
+    """Simulated requests per second of the full pipeline, beside a bare M/M/c model.
+
+    Runs ``topology`` for ``seconds`` of virtual time (no warm-up; ``peak_rps``
+    overrides the traffic's peak), then the same
+    number of requests through a bare M/M/c queue (SimPy when importable, else a plain
+    heapq loop) in the same process, so the two figures are comparable.
+
+    Returns:
+        A JSON-ready dict: ``engine`` (requests, wall seconds, requests/s) and
+        ``baseline`` (kind, requests, wall seconds, requests/s).
+    """
+    from dataclasses import replace as dc_replace
+
+    tr = topology.traffic
+    tr = dc_replace(tr, duration=seconds, warmup=0.0, peak_rps=peak_rps or tr.peak_rps)
+    topo = dc_replace(topology, traffic=tr)
+    from edgesim.engine import simulate
+
+    res = simulate(topo, seed=seed)
+    n = int(res.report["meta"]["simulated_requests"])
+    out: dict[str, Any] = {
+        "topology": topology.name,
+        "virtual_seconds": seconds,
+        "peak_rps": tr.peak_rps,
+        "object_hit_ratio": res.report["totals"]["object_hit_ratio"],
+        "engine": {
+            "requests": n,
+            "wall_seconds": round(res.timing["loop_seconds"], 3),
+            "requests_per_second": round(res.timing["simulated_requests_per_second"]),
+        },
+    }
+    out["baseline"] = mmc_baseline(max(n, 1000))
+    return out
+
+
+def mmc_baseline(n: int, c: int = 16, rho: float = 0.8) -> dict[str, Any]:
+    """``n`` customers through an M/M/c queue: SimPy if importable, else heapq. (Here,
+    not in the engine's module, which a wheel build compiles: the baseline is plain
+    Python, as the issue measured it.)"""
+    import random
+
+    rng = random.Random(1)
+    mu = 1.0
+    lam = rho * c * mu
+    try:
+        import simpy  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        simpy_env = None
+    else:
+        simpy_env = simpy.Environment
+    t0 = time.perf_counter()
+    if simpy_env is not None:
+        env = simpy_env()
+        res = simpy.Resource(env, capacity=c)
+        done = [0]
+
+        def customer() -> Any:
+            with res.request() as r:
+                yield r
+                yield env.timeout(rng.expovariate(mu))
+            done[0] += 1
+
+        def source() -> Any:
+            for _ in range(n):
+                yield env.timeout(rng.expovariate(lam))
+                env.process(customer())
+
+        env.process(source())
+        env.run()
+        kind = "simpy"
+    else:
+        heap: list[tuple[float, int, int]] = []
+        t = 0.0
+        seq = 0
+        busy = 0
+        waiting: deque[float] = deque()
+        for _ in range(n):
+            t += rng.expovariate(lam)
+            seq += 1
+            heappush(heap, (t, seq, 0))
+        while heap:
+            now, _, kind_ = heappop(heap)
+            if kind_ == 0:
+                if busy < c:
+                    busy += 1
+                    seq += 1
+                    heappush(heap, (now + rng.expovariate(mu), seq, 1))
+                else:
+                    waiting.append(now)
+            else:
+                if waiting:
+                    waiting.popleft()
+                    seq += 1
+                    heappush(heap, (now + rng.expovariate(mu), seq, 1))
+                else:
+                    busy -= 1
+        kind = "heapq"
+    wall = time.perf_counter() - t0
+    return {
+        "kind": f"bare M/M/{c} ({kind})",
+        "requests": n,
+        "wall_seconds": round(wall, 3),
+        "requests_per_second": round(n / wall) if wall > 0 else 0,
     }
 
 

@@ -46,7 +46,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from edgesim.errors import RuleFileError
 from edgesim.http import Headers, Request, Response, joined
@@ -80,36 +80,36 @@ __all__ = [
 ]
 
 # Response header naming the deploy a response came from (the edge keys purges on it).
-DEPLOY_HEADER = "x-edgesim-deploy"
+DEPLOY_HEADER: Final = "x-edgesim-deploy"
 # Set by an edge on the request for a rewrite's target (edgesim/node.py).
-REWRITE_HEADER = "x-edgesim-rewrite"
+REWRITE_HEADER: Final = "x-edgesim-rewrite"
 # Request header carrying the visitor's country for Country= rule conditions.
-COUNTRY_HEADER = "x-country"
+COUNTRY_HEADER: Final = "x-country"
 # Folder name of the site that answers hosts without a folder of their own.
-DEFAULT_SITE = "default"
+DEFAULT_SITE: Final = "default"
 # Paths the origin answers itself, for every site, before any rule.
-RESERVED_PREFIX = "/.edgesim/"
+RESERVED_PREFIX: Final = "/.edgesim/"
 # Files of a site folder that configure it and are never served.
-RESERVED_FILES = frozenset({"_redirects", "netlify.toml", CONFIG_NAME})
+RESERVED_FILES: Final = frozenset({"_redirects", "netlify.toml", CONFIG_NAME})
 # Hex digits of SHA-256 kept in ETags (64 bits: collisions within one site are
 # vanishingly unlikely) and in deploy ids (32 bits, next to a unique counter).
-_ETAG_HEX = 16
-_DEPLOY_HEX = 8
+_ETAG_HEX: Final = 16
+_DEPLOY_HEX: Final = 8
 
-_ALLOW_CONTENT = "GET, HEAD"
+_ALLOW_CONTENT: Final = "GET, HEAD"
 # Synthetic files built on demand are kept per deploy up to this many (the working set
 # of a Zipf workload fits; the memory stays bounded at a few MB).
-_RECENT_FILES = 16384
+_RECENT_FILES: Final = 16384
 # Resolutions memoised per deploy (Deploy.resolve), then the memo starts over.
-_RESOLVED_MEMO = 65536
+_RESOLVED_MEMO: Final = 65536
 # Builds a Resolution from its fields without NamedTuple.__new__'s Python frame.
 _new_resolution = tuple.__new__
-_TEXT = "text/plain; charset=utf-8"
-_JSON = "application/json"
+_TEXT: Final = "text/plain; charset=utf-8"
+_JSON: Final = "application/json"
 
 # Content types by extension: a fixed table, not `mimetypes`, whose answers depend on
 # the host's /etc/mime.types (the same deploy must give the same headers everywhere).
-CONTENT_TYPES = {
+CONTENT_TYPES: Final = {
     ".html": "text/html; charset=utf-8",
     ".htm": "text/html; charset=utf-8",
     ".css": "text/css; charset=utf-8",
@@ -144,7 +144,7 @@ CONTENT_TYPES = {
     ".gz": "application/gzip",
     ".wasm": "application/wasm",
 }
-DEFAULT_CONTENT_TYPE = "application/octet-stream"
+DEFAULT_CONTENT_TYPE: Final = "application/octet-stream"
 
 
 def content_type_of(path: str) -> str:
@@ -155,16 +155,16 @@ def content_type_of(path: str) -> str:
     return CONTENT_TYPES.get(path[dot:].lower(), DEFAULT_CONTENT_TYPE)
 
 
-_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-_MONTH_NUM = {m: i + 1 for i, m in enumerate(_MONTHS)}
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_DAYS: Final = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS: Final = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_MONTH_NUM: Final = {m: i + 1 for i, m in enumerate(_MONTHS)}
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 # The three date forms a recipient must accept (RFC 9110 §5.6.7): IMF-fixdate,
 # obsolete RFC 850 and asctime. (Not email.utils: it imports socket, and the core
 # must not.)
-_IMF = re.compile(r"[A-Za-z]{3}, (\d\d) ([A-Za-z]{3}) (\d{4}) (\d\d):(\d\d):(\d\d) GMT")
-_RFC850 = re.compile(r"[A-Za-z]{6,9}, (\d\d)-([A-Za-z]{3})-(\d\d) (\d\d):(\d\d):(\d\d) GMT")
-_ASCTIME = re.compile(r"[A-Za-z]{3} ([A-Za-z]{3}) ([ \d]\d) (\d\d):(\d\d):(\d\d) (\d{4})")
+_IMF: Final = re.compile(r"[A-Za-z]{3}, (\d\d) ([A-Za-z]{3}) (\d{4}) (\d\d):(\d\d):(\d\d) GMT")
+_RFC850: Final = re.compile(r"[A-Za-z]{6,9}, (\d\d)-([A-Za-z]{3})-(\d\d) (\d\d):(\d\d):(\d\d) GMT")
+_ASCTIME: Final = re.compile(r"[A-Za-z]{3} ([A-Za-z]{3}) ([ \d]\d) (\d\d):(\d\d):(\d\d) (\d{4})")
 
 
 @lru_cache(maxsize=4096)
@@ -252,7 +252,15 @@ class FileInfo:
 
 
 # LoadStats fields, sorted (the compiled class has no __slots__ attribute to read).
-_LOAD_FIELDS = ("in_flight", "max_queued", "queue_wait", "queued", "rejected", "served", "total_queued")
+_LOAD_FIELDS: Final = (
+    "in_flight",
+    "max_queued",
+    "queue_wait",
+    "queued",
+    "rejected",
+    "served",
+    "total_queued",
+)
 
 
 class LoadStats:
