@@ -18,6 +18,8 @@ COMPILED_MODULES = (
     "edgesim.metrics",
     "edgesim.engine",
     "origin.core",
+    "origin._catalog",
+    "origin._config",
 )
 
 

@@ -34,14 +34,14 @@ from array import array
 from collections.abc import Mapping
 from functools import lru_cache
 from hashlib import blake2b
-from typing import Any
+from typing import Any, Final
 
 from origin._config import KINDS, MAX_SIZE, CatalogSpec
 
-_KIND_NAMES = tuple(KINDS)
-_CONTENT_TYPES = tuple(KINDS[k][0] for k in _KIND_NAMES)
-_SHAPES = tuple(KINDS[k][1] for k in _KIND_NAMES)
-_HASHED_KIND = tuple("{h}" in s for s in _SHAPES)
+_KIND_NAMES: Final = tuple(KINDS)
+_CONTENT_TYPES: Final = tuple(KINDS[k][0] for k in _KIND_NAMES)
+_SHAPES: Final = tuple(KINDS[k][1] for k in _KIND_NAMES)
+_HASHED_KIND: Final = tuple("{h}" in s for s in _SHAPES)
 
 
 def _cut(shape: str) -> tuple[str, str | None, str]:
@@ -52,24 +52,24 @@ def _cut(shape: str) -> tuple[str, str | None, str]:
     return (before, between, after) if hashed else (before, None, rest)
 
 
-_SHAPE_PARTS = tuple(_cut(s) for s in _SHAPES)
+_SHAPE_PARTS: Final = tuple(_cut(s) for s in _SHAPES)
 
 # URL extension of each hashed kind (the part after the hash).
-_EXT = {k: KINDS[k][1].rsplit(".", 1)[1] for k in _KIND_NAMES if "{h}" in KINDS[k][1]}
-_HTML = _KIND_NAMES.index("html")
-_JSON = _KIND_NAMES.index("json")
-_TEXT_KINDS = frozenset(i for i, k in enumerate(_KIND_NAMES) if k != "img" and k != "font")
+_EXT: Final = {k: KINDS[k][1].rsplit(".", 1)[1] for k in _KIND_NAMES if "{h}" in KINDS[k][1]}
+_HTML: Final = _KIND_NAMES.index("html")
+_JSON: Final = _KIND_NAMES.index("json")
+_TEXT_KINDS: Final = frozenset(i for i, k in enumerate(_KIND_NAMES) if k != "img" and k != "font")
 
 # Fixed pages of every synthetic site: (path, size). Index -1 and -2 in lookups.
-INDEX_PAGE = ("/index.html", 8192)
-NOT_FOUND_PAGE = ("/404.html", 1024)
+INDEX_PAGE: Final = ("/index.html", 8192)
+NOT_FOUND_PAGE: Final = ("/404.html", 1024)
 
 # Filler cut into bodies: 64 KiB, so one bytes multiplication covers most objects.
-_BLOCK = 1 << 16
-_FILL_TEXT = (b"edgesim synthetic content, lorem ipsum dolor sit amet. " * (_BLOCK // 32))[:_BLOCK]
-_FILL_BIN = random.Random(0x5EED).randbytes(_BLOCK)
+_BLOCK: Final = 1 << 16
+_FILL_TEXT: Final = (b"edgesim synthetic content, lorem ipsum dolor sit amet. " * (_BLOCK // 32))[:_BLOCK]
+_FILL_BIN: Final = random.Random(0x5EED).randbytes(_BLOCK)
 # Default fraction of objects a synthetic redeploy changes.
-DEFAULT_NEW_FRACTION = 0.1
+DEFAULT_NEW_FRACTION: Final = 0.1
 
 
 class Entry:
@@ -120,14 +120,23 @@ class Catalog:
     spec: CatalogSpec
     history: tuple[tuple[int, float], ...]
     _times: tuple[float, ...]
+    _kinds: bytes
+    _sizes: array[int]
+    _version: array[int]
 
-    def __init__(self, spec: CatalogSpec, *, created: float = 0.0) -> None:
+    def __init__(self, spec: CatalogSpec, *, created: float = 0.0, _of: Catalog | None = None) -> None:
         self.spec = spec
+        self._exists: dict[str, bool] = {}
+        if _of is not None:  # a copy sharing ``_of``'s arrays (see _copy)
+            self._kinds, self._sizes = _of._kinds, _of._sizes
+            self._version = _of._version
+            self._times = _of._times
+            self.history = _of.history
+            return
         self._kinds, self._sizes = _layout(spec)
         self._version = array("I", bytes(4 * spec.objects))
         self._times = (created,)
         self.history = ()
-        self._exists: dict[str, bool] = {}
 
     @classmethod
     def from_manifest(cls, catalog: Mapping[str, Any]) -> Catalog:
@@ -148,15 +157,7 @@ class Catalog:
         return new
 
     def _copy(self) -> Catalog:
-        new = Catalog.__new__(Catalog)
-        new.spec = self.spec
-        new._kinds = self._kinds
-        new._sizes = self._sizes
-        new._version = self._version
-        new._times = self._times
-        new.history = self.history
-        new._exists = {}
-        return new
+        return Catalog(self.spec, _of=self)
 
     def redeploy(self, seed: int, new_fraction: float, *, now: float) -> Catalog:
         """A new deploy in which ``round(objects * new_fraction)`` objects, chosen with
@@ -317,7 +318,7 @@ def _layout(spec: CatalogSpec) -> tuple[bytes, array[int]]:
     return bytes(kinds), sizes
 
 
-_EXISTS_MEMO = 65536
+_EXISTS_MEMO: Final = 65536
 
 
 def _path_of(kind: int, i: int, h: str) -> str:
@@ -327,7 +328,7 @@ def _path_of(kind: int, i: int, h: str) -> str:
     return f"{before}{i}{after}" if between is None else f"{before}{i}{between}{h[:10]}{after}"
 
 
-_SPEC_KEYS = ("objects", "seed", "size", "sizes", "types")
+_SPEC_KEYS: Final = ("objects", "seed", "size", "sizes", "types")
 
 
 def _index(s: str, n: int) -> int:
@@ -346,7 +347,7 @@ def _body(path: str, etag: str, kind: int, size: int) -> bytes:
     return _make_body(path, etag, kind, size)
 
 
-_CACHED_BODY = 1 << 20
+_CACHED_BODY: Final = 1 << 20
 
 
 @lru_cache(maxsize=64)

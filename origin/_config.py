@@ -17,31 +17,31 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fnmatch import translate
-from typing import Any
+from typing import Any, Final
 
 from edgesim.errors import EdgesimError
 
-CONFIG_NAME = "_edgesim.toml"
+CONFIG_NAME: Final = "_edgesim.toml"
 
 # Default Cache-Control values (issue 3). Hashed assets never change under their name,
 # so a year plus `immutable` (RFC 8246) is safe; HTML must pick up deploys quickly, so
 # browsers revalidate every time (max-age=0) while shared caches keep it a minute.
-HASHED_CC = "public, max-age=31536000, immutable"
-HTML_CC = "public, max-age=0, s-maxage=60"
-DEFAULT_CC = "public, max-age=3600"
-NOT_FOUND_CC = "public, max-age=60"
-REDIRECT_CC = "public, max-age=300"
+HASHED_CC: Final = "public, max-age=31536000, immutable"
+HTML_CC: Final = "public, max-age=0, s-maxage=60"
+DEFAULT_CC: Final = "public, max-age=3600"
+NOT_FOUND_CC: Final = "public, max-age=60"
+REDIRECT_CC: Final = "public, max-age=300"
 # Reserved endpoints, unknown hosts and unfetched proxies are never cached.
-NO_STORE = "no-store"
+NO_STORE: Final = "no-store"
 
 # A content hash in a file name: `app.3f9c2a1b.js`, `logo.0123456789abcdef.png`.
-_HASHED = re.compile(r"\.[0-9a-fA-F]{8,}\.")
+_HASHED: Final = re.compile(r"\.[0-9a-fA-F]{8,}\.")
 
 # Synthetic catalogs: more objects than this is a typo, not a site (and would take
 # seconds and hundreds of MB to lay out).
-MAX_OBJECTS = 10_000_000
+MAX_OBJECTS: Final = 10_000_000
 # Largest synthetic object (1 GiB): sizes drawn above it are clamped.
-MAX_SIZE = 1 << 30
+MAX_SIZE: Final = 1 << 30
 
 
 class SiteConfigError(EdgesimError, ValueError):
@@ -172,8 +172,8 @@ KINDS: dict[str, tuple[str, str]] = {
     "font": ("font/woff2", "/assets/obj-{i}.{h}.woff2"),
     "json": ("application/json", "/data/obj-{i}.json"),
 }
-DEFAULT_TYPES = (("html", 0.2), ("js", 0.1), ("css", 0.1), ("img", 0.6))
-DEFAULT_SIZE = Distribution("lognormal", 20_000.0, 1.0, float(MAX_SIZE))
+DEFAULT_TYPES: Final = (("html", 0.2), ("js", 0.1), ("css", 0.1), ("img", 0.6))
+DEFAULT_SIZE: Final = Distribution("lognormal", 20_000.0, 1.0, float(MAX_SIZE))
 
 
 @dataclass(frozen=True, slots=True)
