@@ -77,6 +77,7 @@ from edgesim.metrics import (
     Recorder,
     RunResult,
     build_report,
+    column,
     scale_report,
 )
 from edgesim.node import EdgeConfig, EdgeNode, Fetch, Join, Reply
@@ -804,19 +805,16 @@ def origin_core(
 def _origin_dist(d: Distribution) -> Any:
     from origin._config import Distribution as ODist
 
-    # float(): a TOML integer stays an int in a float field, and would be written so
-    # in the manifest, where compiled code (which reads the field as a float) writes
-    # 20000.0 (the deploy id hashes the manifest's catalog).
-    k, cap = d.kind, float(d.cap)
+    k = d.kind
     if k == "fixed":
-        return ODist("fixed", float(d.value), 0.0, cap)
+        return ODist("fixed", d.value, 0.0, d.cap)
     if k == "lognormal":
-        return ODist("lognormal", float(d.median), float(d.sigma), cap)
+        return ODist("lognormal", d.median, d.sigma, d.cap)
     if k == "exponential":
-        return ODist("exponential", float(d.mean), 0.0, cap)
+        return ODist("exponential", d.mean, 0.0, d.cap)
     if k == "pareto":
-        return ODist("pareto", float(d.alpha), float(d.minimum), cap)
-    return ODist("uniform", float(d.minimum), float(d.maximum), cap)
+        return ODist("pareto", d.alpha, d.minimum, d.cap)
+    return ODist("uniform", d.minimum, d.maximum, d.cap)
 
 
 def _static_redirects(rules: Any, host: str) -> list[str]:
@@ -2025,8 +2023,8 @@ def _stratum_weights(eng: _Engine) -> tuple[dict[str, Any], dict[str, Any]]:
     arrival_bytes = np.asarray(eng.bytes_by_stratum, dtype=np.float64)
     kept_bytes = np.asarray(eng.kept_bytes_by_stratum, dtype=np.float64)
     rec = eng.rec
-    t0 = np.frombuffer(rec.r_t0, dtype=np.float64) if len(rec.r_t0) else np.zeros(0)
-    rs = np.frombuffer(eng.r_strat, dtype=np.int32) if len(eng.r_strat) else np.zeros(0, np.int32)
+    t0 = column(rec.r_t0)
+    rs = column(eng.r_strat)
     steady = (t0 >= eng.topo.traffic.warmup) & (rs >= 0)
     recorded = np.bincount(rs[steady], minlength=n).astype(np.float64)[:n]
     w = np.full(n, 1.0 / eng.rate)
@@ -2043,7 +2041,7 @@ def _stratum_weights(eng: _Engine) -> tuple[dict[str, Any], dict[str, Any]]:
     # (hits above all) stand for the rest of its arrivals. Not during an origin outage,
     # when every request for an expired key goes upstream (and may be answered stale).
     # Empty strata pooled into it take its outcomes in proportion.
-    outcome = (np.frombuffer(rec.r_key, dtype=np.int64) & 0xF) if len(rec.r_key) else np.zeros(0, np.int64)
+    outcome = column(rec.r_key) & 0xF
     in_outage = _outage_mask(eng.topo)
     per_lifetime = np.isin(outcome, (O_MISS, O_REVALIDATED)) & ~in_outage(t0)
     once = steady & per_lifetime
@@ -2079,7 +2077,7 @@ def _stratum_weights(eng: _Engine) -> tuple[dict[str, Any], dict[str, Any]]:
 
     def rows(col: array[int], weight: np.ndarray) -> Any:
         table = np.concatenate((weight, [1.0, 1.0 / eng.rate]))  # then _PER_NODE, _NO_STRATUM
-        idx = np.frombuffer(col, dtype=np.int32) if len(col) else np.zeros(0, np.int32)
+        idx = column(col)
         return table[np.where(idx == _PER_NODE, n, np.where(idx < 0, n + 1, idx))]
 
     req, req_bytes = rows(eng.r_strat, w), rows(eng.r_strat, wb)
@@ -2088,24 +2086,24 @@ def _stratum_weights(eng: _Engine) -> tuple[dict[str, Any], dict[str, Any]]:
     if thinned.any():
         # a thinned key's rows that stand for themselves (warm-up rows too), and what
         # they caused upstream
-        col = np.frombuffer(eng.r_strat, dtype=np.int32) if len(eng.r_strat) else np.zeros(0, np.int32)
+        col = column(eng.r_strat)
         alone = thinned[np.where(col < 0, n, col)] & per_lifetime
         req[alone] = w_once[col[alone]]
         req_bytes[alone] = wb_once[col[alone]]
         # upstream: answered fills and revalidations (not passes, which go upstream
         # for every request, nor refused or failed ones, nor during an outage)
-        f_t = np.frombuffer(rec.f_t, dtype=np.float64) if len(rec.f_t) else np.zeros(0)
-        f_kind = np.frombuffer(rec.f_kind, dtype=np.int8) if len(rec.f_kind) else np.zeros(0, np.int8)
-        f_err = np.frombuffer(rec.f_error, dtype=np.int8) if len(rec.f_error) else np.zeros(0, np.int8)
-        o_t = np.frombuffer(rec.o_t, dtype=np.float64) if len(rec.o_t) else np.zeros(0)
-        o_status = np.frombuffer(rec.o_status, dtype=np.int32) if len(rec.o_status) else np.zeros(0, np.int32)
+        f_t = column(rec.f_t)
+        f_kind = column(rec.f_kind)
+        f_err = column(rec.f_error)
+        o_t = column(rec.o_t)
+        o_status = column(rec.o_status)
         fetch_once = (f_kind != _PASS_FETCH) & (f_err == 0) & ~in_outage(f_t)
         origin_once = (o_status >= 0) & (o_status < 500) & ~in_outage(o_t)
         for arr, arr_bytes, upstream, answered in (
             (fetches, fetch_bytes, eng.f_strat, fetch_once),
             (origin, origin_bytes, eng.o_strat, origin_once),
         ):
-            col = np.frombuffer(upstream, dtype=np.int32) if len(upstream) else np.zeros(0, np.int32)
+            col = column(upstream)
             up = thinned[np.where(col < 0, n, col)] & answered
             arr[up] = w_once[col[up]]
             arr_bytes[up] = wb_once[col[up]]
@@ -2449,6 +2447,3 @@ def run_report(
             timing["shadow_candidate_seconds"] = cost["candidate_seconds"]
             timing["shadow_primary_seconds"] = cost["primary_seconds"]
     return report
-
-
-# ---- benchmark -------------------------------------------------------------------------

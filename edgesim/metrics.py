@@ -92,6 +92,12 @@ DIGITS: Final = 6
 _PCTS: Final = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
 
 
+def column(a: array[Any]) -> Any:
+    """A recorder column as a numpy array of its own type (``d``, ``q``, ``i`` or ``b``),
+    a view of the array; an empty one for an empty column."""
+    return np.frombuffer(a, dtype=a.typecode) if len(a) else np.zeros(0, dtype=a.typecode)
+
+
 class Recorder:
     """Columns of recorded rows (append-only; read by :func:`build_report`)."""
 
@@ -238,7 +244,7 @@ class _Cols:
         byte_weights: Any | None = None,
     ) -> None:
         def col(a: array[Any], dtype: Any) -> Any:
-            x = np.frombuffer(a, dtype=dtype) if len(a) else np.zeros(0, dtype=dtype)
+            x = column(a)
             return x[mask] if mask is not None else x
 
         self.t0 = col(rec.r_t0, np.float64)
@@ -296,7 +302,7 @@ def _group_stats(c: _Cols, ids: Any, ngroups: int) -> list[dict[str, Any]]:
         n = int(requests[i])
         if c.w is None:
             cache_step: float = float(n - int(k[O_REDIRECT]) - int(k[O_FAILED]))
-            hits: float = float(int(k[O_HIT] + k[O_COLLAPSED] + k[O_STALE]))
+            hits: float = float(k[O_HIT] + k[O_COLLAPSED] + k[O_STALE])
         else:  # the ratio of the unrounded estimates
             wk = wc[i]
             cache_step = float(np.sum(wk)) - float(wk[O_REDIRECT]) - float(wk[O_FAILED])
@@ -331,12 +337,12 @@ def _fetch_stats(
     weights: Any | None = None,
     byte_weights: Any | None = None,
 ) -> list[Any]:
-    t = np.frombuffer(rec.f_t, dtype=np.float64) if len(rec.f_t) else np.zeros(0)
-    node = np.frombuffer(rec.f_node, dtype=np.int32) if len(rec.f_node) else np.zeros(0, np.int32)
-    site = np.frombuffer(rec.f_site, dtype=np.int32) if len(rec.f_site) else np.zeros(0, np.int32)
-    kind = np.frombuffer(rec.f_kind, dtype=np.int8) if len(rec.f_kind) else np.zeros(0, np.int8)
-    nbytes = np.frombuffer(rec.f_bytes, dtype=np.int64) if len(rec.f_bytes) else np.zeros(0, np.int64)
-    err = np.frombuffer(rec.f_error, dtype=np.int8) if len(rec.f_error) else np.zeros(0, np.int8)
+    t = column(rec.f_t)
+    node = column(rec.f_node)
+    site = column(rec.f_site)
+    kind = column(rec.f_kind)
+    nbytes = column(rec.f_bytes)
+    err = column(rec.f_error)
     keep = t >= warmup
     gid = site if by_site else ids_of_node[node] if len(node) else node
     keep &= gid >= 0
@@ -458,11 +464,11 @@ def build_report(
     site_f = _fetch_stats(rec, node_ids, len(sites), warmup, True, fw, fbw)
     sites_out = {name: _with_fetches(site_stats[i], site_f[i]) for i, name in enumerate(sites)}
     # per site, what the origin itself saw (differs from the edges' fetches with a shield)
-    o_t = np.frombuffer(rec.o_t, dtype=np.float64) if len(rec.o_t) else np.zeros(0)
-    o_site = np.frombuffer(rec.o_site, dtype=np.int32) if len(rec.o_site) else np.zeros(0, np.int32)
-    o_status = np.frombuffer(rec.o_status, dtype=np.int32) if len(rec.o_status) else np.zeros(0, np.int32)
-    o_bytes = np.frombuffer(rec.o_bytes, dtype=np.int64) if len(rec.o_bytes) else np.zeros(0, np.int64)
-    o_wait = np.frombuffer(rec.o_wait, dtype=np.float64) if len(rec.o_wait) else np.zeros(0)
+    o_t = column(rec.o_t)
+    o_site = column(rec.o_site)
+    o_status = column(rec.o_status)
+    o_bytes = column(rec.o_bytes)
+    o_wait = column(rec.o_wait)
     o_w = np.ones(len(o_t)) if ow is None else ow
     o_bw = o_w if obw is None else obw
 

@@ -83,11 +83,11 @@ def engine_run(
     """
     from dataclasses import replace as dc_replace
 
+    from edgesim.engine import simulate
+
     tr = topology.traffic
     tr = dc_replace(tr, duration=seconds, warmup=0.0, peak_rps=peak_rps or tr.peak_rps)
     topo = dc_replace(topology, traffic=tr)
-    from edgesim.engine import simulate
-
     res = simulate(topo, seed=seed)
     n = int(res.report["meta"]["simulated_requests"])
     out: dict[str, Any] = {

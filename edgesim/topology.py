@@ -33,6 +33,13 @@ class Distribution:
     maximum: float = 0.0
     cap: float = 0.0
 
+    def __post_init__(self) -> None:
+        # Floats, even from integers (a topology built in code): the compiled cores
+        # read these fields as floats, plain Python would keep an int, and the two
+        # would write them differently (a synthetic site's manifest, its deploy id).
+        for name in ("value", "median", "sigma", "mean", "alpha", "minimum", "maximum", "cap"):
+            object.__setattr__(self, name, float(getattr(self, name)))
+
 
 @dataclass(frozen=True, slots=True)
 class Latency:
@@ -197,7 +204,7 @@ class Catalog:
 
     objects: int = 10_000
     zipf: float = 0.8
-    size: Distribution = field(default_factory=lambda: Distribution("lognormal", median=20_000, sigma=1.0))
+    size: Distribution = field(default_factory=lambda: Distribution("lognormal", median=20_000.0, sigma=1.0))
     sizes: tuple[tuple[str, Distribution], ...] = ()
     types: tuple[tuple[str, float], ...] = (("html", 0.2), ("js", 0.1), ("css", 0.1), ("img", 0.6))
     seed: int = 1

@@ -3,6 +3,7 @@ bundled topologies, the docs' examples and ``edgesim validate``."""
 
 from __future__ import annotations
 
+import json
 import re
 import textwrap
 from pathlib import Path
@@ -681,3 +682,11 @@ def test_any_wrong_value_is_a_problem_not_a_crash(name: str) -> None:
             else:
                 parent[path[-1]] = copy.deepcopy(bad)
             _Checker(str(f), lines, f.parent).topology(d, f, text)
+
+
+def test_distribution_parameters_are_floats_even_from_integers() -> None:
+    # the compiled cores read them as floats; an int kept here was written as 20000
+    # by plain Python and 20000.0 by compiled code (a manifest, then a deploy id)
+    d = Distribution("lognormal", median=20_000, sigma=1, cap=5)
+    assert [type(x) for x in (d.median, d.sigma, d.cap, d.value)] == [float] * 4
+    assert json.dumps([d.median, d.sigma]) == "[20000.0, 1.0]"
