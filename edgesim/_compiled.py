@@ -17,6 +17,7 @@ COMPILED_MODULES = (
     "edgesim._modelled",
     "edgesim.metrics",
     "edgesim.engine",
+    "edgesim._reqfields",
     "origin.core",
     "origin._catalog",
     "origin._config",

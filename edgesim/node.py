@@ -37,9 +37,10 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qs
 
+from edgesim._reqfields import request_path, resolve_file
 from edgesim.cache import FRESH, CacheEntry, HttpCache
 from edgesim.http import HOP_BY_HOP, FrozenHeaders, Headers, Request, Response, get_header, strip_hop_by_hop
-from edgesim.redirects import RuleSet, request_path, resolve_file
+from edgesim.redirects import RuleSet
 
 if TYPE_CHECKING:
     from edgesim.shadow import Shadow

@@ -34,8 +34,9 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
-from urllib.parse import unquote
 
+from edgesim._reqfields import cookie_and_language as _cookie_and_language
+from edgesim._reqfields import request_path, resolve_file, visitor_fields
 from edgesim._rulefiles import (
     Diagnostic,
     Source,
@@ -965,95 +966,9 @@ class ReferenceRuleSet(_RuleSetBase):
 
 
 # --------------------------------------------------------------------------
-# Shadowing and files (spec §2.9, R2.20, R2.25, R2.26)
+# Shadowing and files (spec §2.9, R2.20, R2.25, R2.26); the path and file helpers
+# are edgesim._reqfields's, compiled with the cores
 # --------------------------------------------------------------------------
-
-# Extensions that are never given pretty-URL fallbacks (netlify-cli's asset list).
-_ASSET_EXTENSIONS = (
-    ".html",
-    ".htm",
-    ".css",
-    ".js",
-    ".mjs",
-    ".json",
-    ".xml",
-    ".txt",
-    ".png",
-    ".jpg",
-    ".jpeg",
-    ".gif",
-    ".svg",
-    ".webp",
-    ".avif",
-    ".ico",
-    ".woff",
-    ".woff2",
-    ".ttf",
-    ".otf",
-    ".eot",
-    ".mp4",
-    ".webm",
-    ".mp3",
-    ".wav",
-    ".pdf",
-    ".zip",
-    ".gz",
-    ".map",
-    ".wasm",
-)
-
-
-def visitor_fields(headers: list[tuple[str, str]] | None) -> tuple[str | None, str | None] | None:
-    """What a match depends on in a request's headers: the first Cookie and
-    Accept-Language values (names case-insensitive). None when a match must not be
-    memoised: an ``nf_jwt`` cookie, whose roles depend on the time. With the URL, the
-    country and the language, this is the memo key of :meth:`RuleSet.match`."""
-    cl = _cookie_and_language(headers) if headers else (None, None)
-    cookie = cl[0]
-    return cl if cookie is None or "nf_jwt" not in cookie else None
-
-
-def _cookie_and_language(headers: list[tuple[str, str]]) -> tuple[str | None, str | None]:
-    """The first Cookie and Accept-Language values (names case-insensitive) in one pass."""
-    cookie = language = None
-    for k, v in headers:
-        lk = k.lower()
-        if lk == "cookie":
-            if cookie is None:
-                cookie = v
-                if language is not None:
-                    break
-        elif lk == "accept-language" and language is None:
-            language = v
-            if cookie is not None:
-                break
-    return cookie, language
-
-
-def resolve_file(path: str, exists: Callable[[str], bool]) -> str | None:
-    """The deploy file a request path resolves to, with pretty URLs, or None.
-
-    ``path`` is a decoded site path (``/about``); ``exists`` answers for decoded file
-    paths such as ``/about.html``. Order: the path itself; for ``/dir/``:
-    ``/dir.html``, ``/dir.htm``, ``/dir/index.html``, ``/dir/index.htm`` (only the last
-    two for ``/``); for other paths without an asset extension: ``.html``, ``.htm``,
-    ``/index.html``, ``/index.htm``. Edge and origin both use this (R2.21).
-    """
-    if path != "/" and not path.endswith("/") and exists(path):
-        return path
-    if path.endswith("/"):
-        stem = path[:-1]
-        tries = [path + "index.html", path + "index.htm"]
-        if stem:
-            tries = [stem + ".html", stem + ".htm", *tries]
-    elif path.lower().endswith(_ASSET_EXTENSIONS):
-        return None
-    else:
-        tries = [path + ".html", path + ".htm", path + "/index.html", path + "/index.htm"]
-    for t in tries:
-        if exists(t):
-            return t
-    return None
 
 
 class Resolution(NamedTuple):
@@ -1070,16 +985,6 @@ class Resolution(NamedTuple):
     status: int
     target: str
     match: Match | None = None
-
-
-def request_path(url: str) -> str:
-    """The decoded path of a URL or origin-form target."""
-    rest = url.partition("#")[0].partition("?")[0]
-    if "://" in rest:
-        after = rest.split("://", 1)[1]
-        slash = after.find("/")
-        rest = after[slash:] if slash >= 0 else "/"
-    return unquote(rest or "/", errors="surrogateescape")
 
 
 def resolve(

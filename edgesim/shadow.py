@@ -53,8 +53,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgesim._reqfields import request_path, resolve_file
 from edgesim.http import Request, Response, get_header
-from edgesim.redirects import Match, request_path, resolve_file
+from edgesim.redirects import Match
 
 if TYPE_CHECKING:
     from edgesim.topology import ShadowSpec, Topology

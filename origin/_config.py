@@ -131,9 +131,18 @@ class CachePolicy:
 
     def for_file(self, path: str, content_type: str) -> str:
         """The Cache-Control value of a 2xx response serving file ``path``."""
+        value = self.path_override(path)
+        return value if value is not None else self.by_type(path, content_type)
+
+    def path_override(self, path: str) -> str | None:
+        """The value of the first ``paths`` pattern that matches ``path``, or None."""
         for pattern, value in self._compiled:
             if pattern.match(path):
                 return value
+        return None
+
+    def by_type(self, path: str, content_type: str) -> str:
+        """:meth:`for_file` without the path overrides: by hashed name, then type."""
         if is_hashed(path):
             return self.hashed
         if content_type.startswith("text/html"):

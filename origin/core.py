@@ -48,9 +48,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Final
 
+from edgesim._reqfields import visitor_fields
 from edgesim.errors import RuleFileError
 from edgesim.http import Headers, Request, Response, joined
-from edgesim.redirects import DEFAULT_ROLE_CLAIM, Resolution, RuleSet, resolve, visitor_fields
+from edgesim.redirects import DEFAULT_ROLE_CLAIM, Resolution, RuleSet, resolve
 from origin._catalog import DEFAULT_NEW_FRACTION, Catalog
 from origin._config import (
     CONFIG_NAME,

@@ -8,8 +8,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from helpers import topo
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edgesim.engine import _Engine, simulate
 from edgesim.topology import (
@@ -275,6 +278,49 @@ def test_site_mix_tables_do_not_grow_with_the_run(monkeypatch: pytest.MonkeyPatc
         src = _Arrivals(_Engine(t, 1, None))
         blocks.append([src.block()[2].tolist() for _ in range(20)])
     assert blocks[0] == blocks[1]
+
+
+@given(
+    st.lists(st.floats(0.0, 2.0), min_size=1, max_size=8),
+    st.lists(st.sampled_from([0.0, 0.25, 0.5, 0.999]) | st.floats(0.0, 1.0, exclude_max=True), min_size=1),
+)
+@settings(max_examples=200, deadline=None)
+def test_inverse_cdf_counts_entry_by_entry_as_row_by_row(weights: list[float], draws: list[float]) -> None:
+    # The arrivals draw regions, sites and visitors by counting, per CDF entry, the
+    # draws it is <= to (_count_le): it must pick what comparing each draw with its
+    # whole row picked (capped at the last index), for ties and all-zero weights too
+    from edgesim.engine import _cdf_rows, _count_le
+
+    cdf = _cdf_rows(np.array([weights]))[0]
+    u = np.array(draws)
+    rows = np.broadcast_to(cdf, (len(u), len(cdf)))
+    expected = np.minimum((rows <= u[:, None]).sum(axis=1), len(cdf) - 1)
+    got = _count_le([np.full(len(u), cdf[c]) for c in range(len(cdf) - 1)], u)
+    assert got.tolist() == expected.tolist()
+
+
+def test_sampling_classes_take_path_overrides_url_by_url() -> None:
+    # A sampled run's content class of a URL is the Cache-Control the origin serves it
+    # with: path overrides first, else the class of its kind
+    from edgesim.engine import _policy_classes, origin_core
+    from origin._config import KINDS
+
+    site = Site(
+        "shop.test",
+        catalog=Catalog(objects=400, seed=3),
+        cache=(("/page-1*", "public, max-age=5"), ("/assets/*", "no-store"), ("html", "public, max-age=60")),
+    )
+    core = origin_core(topo(sites=(site,)), 0.0)
+    origin_site = core.site_for("shop.test")
+    assert origin_site is not None
+    dep = origin_site.deploy
+    cat = dep.catalog
+    assert cat is not None
+    urls = cat.paths()
+    classes = _policy_classes(dep, urls)
+    kinds = cat.kinds()
+    assert classes == [dep.config.cache.for_file(u, KINDS[k][0]) for u, k in zip(urls, kinds, strict=True)]
+    assert {"public, max-age=5", "no-store", "public, max-age=60"} <= set(classes)
 
 
 def test_a_finished_run_leaves_no_reference_cycles() -> None:

@@ -1,0 +1,113 @@
+"""What rule matching and shadowing read of a request (compiled with the cores).
+
+The visitor fields that a match depends on in a request's headers (the memo key of
+``edgesim.redirects.RuleSet.match``), a URL's decoded path, and the deploy file a path
+resolves to with pretty URLs (spec §2.9, R2.20). Plain functions of their arguments,
+apart from the native binding in ``edgesim.redirects``, which re-exports them: the
+edge core calls them for every request, and the origin core for every miss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Final
+from urllib.parse import unquote
+
+__all__ = ["cookie_and_language", "request_path", "resolve_file", "visitor_fields"]
+
+# Extensions that are never given pretty-URL fallbacks (netlify-cli's asset list).
+_ASSET_EXTENSIONS: Final = (
+    ".html",
+    ".htm",
+    ".css",
+    ".js",
+    ".mjs",
+    ".json",
+    ".xml",
+    ".txt",
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".gif",
+    ".svg",
+    ".webp",
+    ".avif",
+    ".ico",
+    ".woff",
+    ".woff2",
+    ".ttf",
+    ".otf",
+    ".eot",
+    ".mp4",
+    ".webm",
+    ".mp3",
+    ".wav",
+    ".pdf",
+    ".zip",
+    ".gz",
+    ".map",
+    ".wasm",
+)
+
+
+def visitor_fields(headers: list[tuple[str, str]] | None) -> tuple[str | None, str | None] | None:
+    """What a match depends on in a request's headers: the first Cookie and
+    Accept-Language values (names case-insensitive). None when a match must not be
+    memoised: an ``nf_jwt`` cookie, whose roles depend on the time. With the URL, the
+    country and the language, this is the memo key of :meth:`RuleSet.match`."""
+    cl = cookie_and_language(headers) if headers else (None, None)
+    cookie = cl[0]
+    return cl if cookie is None or "nf_jwt" not in cookie else None
+
+
+def cookie_and_language(headers: list[tuple[str, str]]) -> tuple[str | None, str | None]:
+    """The first Cookie and Accept-Language values (names case-insensitive) in one pass."""
+    cookie = language = None
+    for k, v in headers:
+        lk = k.lower()
+        if lk == "cookie":
+            if cookie is None:
+                cookie = v
+                if language is not None:
+                    break
+        elif lk == "accept-language" and language is None:
+            language = v
+            if cookie is not None:
+                break
+    return cookie, language
+
+
+def resolve_file(path: str, exists: Callable[[str], bool]) -> str | None:
+    """The deploy file a request path resolves to, with pretty URLs, or None.
+
+    ``path`` is a decoded site path (``/about``); ``exists`` answers for decoded file
+    paths such as ``/about.html``. Order: the path itself; for ``/dir/``:
+    ``/dir.html``, ``/dir.htm``, ``/dir/index.html``, ``/dir/index.htm`` (only the last
+    two for ``/``); for other paths without an asset extension: ``.html``, ``.htm``,
+    ``/index.html``, ``/index.htm``. Edge and origin both use this (R2.21).
+    """
+    if path != "/" and not path.endswith("/") and exists(path):
+        return path
+    if path.endswith("/"):
+        stem = path[:-1]
+        tries = [path + "index.html", path + "index.htm"]
+        if stem:
+            tries = [stem + ".html", stem + ".htm", *tries]
+    elif path.lower().endswith(_ASSET_EXTENSIONS):
+        return None
+    else:
+        tries = [path + ".html", path + ".htm", path + "/index.html", path + "/index.htm"]
+    for t in tries:
+        if exists(t):
+            return t
+    return None
+
+
+def request_path(url: str) -> str:
+    """The decoded path of a URL or origin-form target."""
+    rest = url.partition("#")[0].partition("?")[0]
+    if "://" in rest:
+        after = rest.split("://", 1)[1]
+        slash = after.find("/")
+        rest = after[slash:] if slash >= 0 else "/"
+    return unquote(rest or "/", errors="surrogateescape")
