@@ -299,6 +299,19 @@ def test_inverse_cdf_counts_entry_by_entry_as_row_by_row(weights: list[float], d
     assert got.tolist() == expected.tolist()
 
 
+@given(st.integers(1, 70_000), st.sampled_from([0.0, 0.6, 0.9, 1.2, 2.5]), st.integers(0, 2**32))
+@settings(max_examples=25, deadline=None)
+def test_popularity_draws_pick_what_a_search_of_the_whole_cdf_picks(n: int, zipf: float, seed: int) -> None:
+    # _SiteModel.draw bisects between two entries of a guide to the CDF: for the same
+    # uniform draws it must pick the index a binary search of the whole CDF picks
+    from edgesim.engine import _SiteModel
+
+    m = _SiteModel(0, "h.test", [f"/{i}" for i in range(n)], zipf, np.random.default_rng(seed))
+    got = m.draw(5000)
+    u = np.random.default_rng(seed).random(5000)
+    assert got.tolist() == np.minimum(np.searchsorted(m.cdf, u, side="right"), n - 1).tolist()
+
+
 def test_sampling_classes_take_path_overrides_url_by_url() -> None:
     # A sampled run's content class of a URL is the Cache-Control the origin serves it
     # with: path overrides first, else the class of its kind
