@@ -168,14 +168,23 @@ _RFC850: Final = re.compile(r"[A-Za-z]{6,9}, (\d\d)-([A-Za-z]{3})-(\d\d) (\d\d):
 _ASCTIME: Final = re.compile(r"[A-Za-z]{3} ([A-Za-z]{3}) ([ \d]\d) (\d\d):(\d\d):(\d\d) (\d{4})")
 
 
-@lru_cache(maxsize=4096)
 def http_date(t: float) -> str:
     """IMF-fixdate (RFC 9110 §5.6.7) of Unix time ``t`` (whole seconds)."""
-    d = _EPOCH + timedelta(seconds=int(t))
-    return (
-        f"{_DAYS[d.weekday()]}, {d.day:02d} {_MONTHS[d.month - 1]} {d.year:04d} "
-        f"{d.hour:02d}:{d.minute:02d}:{d.second:02d} GMT"
-    )
+    day, sec = divmod(int(t), 86400)
+    hour, sec = divmod(sec, 3600)
+    minute, sec = divmod(sec, 60)
+    two = _TWO_DIGITS
+    return f"{_date_of_day(day)} {two[hour]}:{two[minute]}:{two[sec]} GMT"
+
+
+_TWO_DIGITS: Final = tuple(f"{i:02d}" for i in range(60))
+
+
+@lru_cache(maxsize=256)
+def _date_of_day(day: int) -> str:
+    """``Sat, 28 Nov 2026``: the date part of :func:`http_date` for days since 1970."""
+    d = _EPOCH + timedelta(days=day)
+    return f"{_DAYS[d.weekday()]}, {d.day:02d} {_MONTHS[d.month - 1]} {d.year:04d}"
 
 
 def parse_http_date(value: str) -> float | None:

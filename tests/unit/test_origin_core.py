@@ -19,7 +19,7 @@ from edgesim.http import Request, Response
 from edgesim.redirects import mint_jwt
 from origin._catalog import Catalog
 from origin._config import CatalogSpec, Distribution, is_hashed, parse_config
-from origin.core import DEPLOY_HEADER, OriginCore, SiteConfigError
+from origin.core import DEPLOY_HEADER, OriginCore, SiteConfigError, http_date
 
 NOW = 1_700_000_000.0
 MTIME = 1_600_000_000
@@ -722,3 +722,13 @@ def test_core_imports_no_trio_socket_or_clock() -> None:
         }
         imported |= {(n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
         assert not imported & {"trio", "socket", "time"}, name
+
+
+def test_http_dates_are_imf_fixdates_across_days_and_before_1970() -> None:
+    # http_date formats the time of day itself and caches only the date of each day
+    rng = random.Random(5)
+    times = [0, 59, 86_399, 86_400, -1, -86_401, 951_782_400, 4_102_444_799]
+    times += [rng.randrange(-2_000_000_000, 20_000_000_000) for _ in range(5000)]
+    for t in times:
+        assert http_date(t) == formatdate(t, usegmt=True), t
+    assert http_date(86_399.99) == "Thu, 01 Jan 1970 23:59:59 GMT"
