@@ -500,12 +500,10 @@ class _Arrivals:
         vis = eng.visitors
         self.nvisitors = np.array([len(v) for v in vis], dtype=np.int64)
         width = int(self.nvisitors.max()) if len(vis) else 1
-        # visitor CDFs of all regions, padded with +inf (never counted as <= a draw),
-        # a row per CDF entry (see _count_le)
-        vcdf = np.full((max(1, len(vis)), width), np.inf)
+        # visitor CDFs of all regions, padded with +inf (never counted as <= a draw)
+        self.vcdf = np.full((max(1, len(vis)), width), np.inf)
         for ri, v in enumerate(vis):
-            vcdf[ri, : len(v)] = v
-        self.vcols = np.ascontiguousarray(vcdf.T)
+            self.vcdf[ri, : len(v)] = v
         deploys = eng.deploy_times()
         self.trace = eng.trace
         if self.trace is None:
@@ -623,10 +621,9 @@ class _Arrivals:
     def visitors(self, ri: np.ndarray, u: np.ndarray) -> np.ndarray:
         """The visitor (country and language pair) of each arrival of region ``ri``
         for its uniform draw ``u``."""
-        vcols = self.vcols
-        vi: np.ndarray = np.minimum(
-            _count_le([vcols[c][ri] for c in range(len(vcols) - 1)], u), self.nvisitors[ri] - 1
-        )
+        # row by row: a sampled run resolves the few arrivals of a block it keeps, for
+        # which one table beats a pass per entry of the widest country-language mix
+        vi: np.ndarray = np.minimum((self.vcdf[ri] <= u[:, None]).sum(axis=1), self.nvisitors[ri] - 1)
         return vi
 
 
@@ -1866,10 +1863,13 @@ class _Engine:
             by_stratum = self.arrivals_by_stratum
             bytes_by = self.bytes_by_stratum
             kept_by = self.kept_bytes_by_stratum
-            for sid in np.flatnonzero(counts).tolist():
-                by_stratum[sid] += int(counts[sid])
-                bytes_by[sid] += float(nbytes[sid])
-                kept_by[sid] += float(kept_bytes[sid])
+            nz = np.flatnonzero(counts)
+            for sid, c, b, k in zip(
+                nz.tolist(), counts[nz].tolist(), nbytes[nz].tolist(), kept_bytes[nz].tolist(), strict=True
+            ):
+                by_stratum[sid] += c
+                bytes_by[sid] += b
+                kept_by[sid] += k
             self._last_block = last  # once counted (``interrupted`` takes it back)
             self.skipped += len(t) - int(keep.sum())
             t, ri, si, obj, ub = t[keep], ri[keep], si[keep], obj[keep], ub[keep]
