@@ -323,8 +323,8 @@ def _group_stats(c: _Cols, ids: Any, ngroups: int) -> list[dict[str, Any]]:
 
 def _sorted_by_group(g: Any, vals: Any, ngroups: int) -> list[Any]:
     """``vals`` of each group ``0 .. ngroups - 1`` (``g``: the group of each), sorted:
-    grouped by a stable sort of the group ids, then each group sorted on its own (a
-    third of the time of one lexicographic sort by group and value)."""
+    grouped by a stable sort of the group ids, then each group sorted on its own (0.4
+    of the time of one lexicographic sort by group and value)."""
     sv = vals[np.argsort(g, kind="stable")]
     bounds = np.concatenate(([0], np.cumsum(np.bincount(g, minlength=ngroups))))
     return [np.sort(sv[bounds[i] : bounds[i + 1]]) for i in range(ngroups)]
