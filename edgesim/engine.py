@@ -468,8 +468,9 @@ class _SampledStore(MetadataStore):
 
 # The expected number of arrivals in one block of draws (whole rate segments).
 _BLOCK: Final = 8192
-# Up to this many sites, an arrival's site is drawn by comparing with its whole CDF row
-# (cheapest for a few); beyond, by binary search (a block's rows would be large).
+# Up to this many sites, an arrival's site is drawn entry by entry (_count_le: one pass
+# per CDF entry over the block); beyond, by one binary search per (epoch, region) pair of
+# the block (at 32 sites the two cost about the same for a block of 8,192 arrivals).
 _FEW_SITES: Final = 32
 
 

@@ -168,6 +168,9 @@ _RFC850: Final = re.compile(r"[A-Za-z]{6,9}, (\d\d)-([A-Za-z]{3})-(\d\d) (\d\d):
 _ASCTIME: Final = re.compile(r"[A-Za-z]{3} ([A-Za-z]{3}) ([ \d]\d) (\d\d):(\d\d):(\d\d) (\d{4})")
 
 
+_TWO_DIGITS: Final = tuple(f"{i:02d}" for i in range(60))
+
+
 def http_date(t: float) -> str:
     """IMF-fixdate (RFC 9110 §5.6.7) of Unix time ``t`` (whole seconds)."""
     day, sec = divmod(int(t), 86400)
@@ -175,9 +178,6 @@ def http_date(t: float) -> str:
     minute, sec = divmod(sec, 60)
     two = _TWO_DIGITS
     return f"{_date_of_day(day)} {two[hour]}:{two[minute]}:{two[sec]} GMT"
-
-
-_TWO_DIGITS: Final = tuple(f"{i:02d}" for i in range(60))
 
 
 @lru_cache(maxsize=256)
