@@ -102,7 +102,9 @@ def build_shield_core(topology: Topology, node: Any) -> CollapseAwareNode:
     sh = topology.shield
     assert sh is not None
     disk = MemoryStore(sh.disk_cache) if sh.disk_cache > 0 else None
-    return CollapseAwareNode(HttpCache(MemoryStore(sh.memory_cache), disk), EdgeConfig(name=node.name))
+    return CollapseAwareNode(
+        HttpCache(MemoryStore(sh.memory_cache), disk), EdgeConfig(name=node.name, shield=True)
+    )
 
 
 def outcome_code(resp: Response, queued: float | None = None) -> tuple[int, float]:

@@ -1108,7 +1108,7 @@ class _Engine:
 
                 def make_shield(name: str = name, sh: Any = sh) -> EdgeNode:
                     disk = self._store(sh.disk_cache) if sh.disk_cache > 0 else None
-                    config = EdgeConfig(name=name, shared_rules=self.shared_rules)
+                    config = EdgeConfig(name=name, shared_rules=self.shared_rules, shield=True)
                     return EdgeNode(HttpCache(self._store(sh.memory_cache), disk), config)
 
                 n = _Node(

@@ -87,12 +87,19 @@ class EdgeConfig:
             shield then finds the match of a request an edge forwarded already made).
             None (default): each node compiles its own. The capacity engine gives the
             nodes of a run one dict.
+        shield: a regional tier behind edge nodes. Its requests come from edges, which
+            applied the site's rules already, so it never applies them again: a
+            rewrite's target would otherwise be rewritten or redirected a second time
+            by a forced rule (rewrites are not recursive, spec R2.22), and for any other
+            request a second match finds what the edge found (nothing that stays at a
+            node: no match, a file shadowing the rule, a proxy or function rewrite).
     """
 
     name: str = "edge"
     manifests: bool = True
     rules: dict[str, RuleSet] = field(default_factory=dict)
     shared_rules: dict[str, tuple[str, tuple[tuple[str, str], ...], RuleSet]] | None = None
+    shield: bool = False
 
 
 class Reply:
@@ -288,7 +295,12 @@ class EdgeNode:
     # ---- pipeline ------------------------------------------------------------
 
     def _after_manifest(self, req: Request, host: str, site: _Site, now: float) -> Step:
-        if site.rules is not None and req.method in _SAFE and not req.path.startswith("/.edgesim/"):
+        if (
+            site.rules is not None
+            and not self.config.shield
+            and req.method in _SAFE
+            and not req.path.startswith("/.edgesim/")
+        ):
             step = self._apply_rules(req, host, site, now)
             if step is not None:
                 return step

@@ -175,6 +175,26 @@ def test_redirect_rules_yield_redirects_counted_apart(tmp_path: Path) -> None:
     assert r["sites"]["shop.test"]["redirects"] == tot["redirects"]
 
 
+def test_a_shield_serves_a_rewrite_target_without_its_rules(tmp_path: Path) -> None:
+    # Every page is rewritten (forced) to /page-0.html at the edge, and /page-0.html
+    # itself is redirected (forced). Rewrites are not recursive: the rewritten pages
+    # get page 0's content, through a shield as well as straight from the origin.
+    from edgesim.topology import Shield
+
+    rules = tmp_path / "_redirects"
+    rules.write_text("/page-0.html /elsewhere 301!\n/page-* /page-0.html 200!\n")
+    site = Site("shop.test", catalog=Catalog(objects=300, zipf=0.9, seed=1), rules_files=(rules,))
+    base = topo(sites=(site,), duration=3.0, regions=1, nodes=2)
+    direct = simulate(base).to_dict(deterministic=True)["totals"]
+    shielded = simulate(dataclasses.replace(base, shield=Shield(region="r0", nodes=1, workers=64)))
+    tot = shielded.to_dict(deterministic=True)["totals"]
+    # the same arrivals: the same redirects at the edge, and the same bytes (a shield
+    # applying the rules again answered the rewritten pages with an empty 301)
+    assert tot["requests"] == direct["requests"] and tot["redirects"] == direct["redirects"] > 50
+    assert tot["bytes_served"] == direct["bytes_served"]
+    assert tot["errors"] == direct["errors"] == 0
+
+
 def test_stop_at_and_progress() -> None:
     calls: list[tuple[float, float, int]] = []
     r = simulate(topo(duration=10.0), stop_at=2.0, progress=lambda t, end, n: calls.append((t, end, n)))

@@ -320,3 +320,30 @@ def test_core_imports_no_trio() -> None:
         [sys.executable, "-P", "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.split()[0] == "False"
+
+
+def test_a_shield_never_applies_rules_again(origin: FakeOrigin) -> None:
+    # Forced rules on a rewrite's target: an edge rewrites /r to /b, and /b itself is
+    # rewritten (forced) or redirected (forced). Rewrites are not recursive (spec R2.22):
+    # the client gets /b's file, with or without a shield tier between edge and origin.
+    origin.files["/b"] = (200, "public, max-age=60", b"file b")
+    origin.files["/b2"] = (200, "public, max-age=60", b"file b2")
+    origin.files["/c"] = (200, "public, max-age=60", b"file c")
+    origin.rules = "/r /b 200\n/b /c 200!\n/r2 /b2 200\n/b2 /x 301!\n/old /c 301\n"
+
+    def through(shield: EdgeNode) -> Callable[[Request, float], Response]:
+        return lambda req, now: drive(shield, req, origin, now).response
+
+    shield = EdgeNode(HttpCache(MemoryStore(10**7)), EdgeConfig(name="s1", shield=True))
+    behind, direct = make(origin), make(origin)
+    for target, body in (("/r", b"file b"), ("/r2", b"file b2"), ("/b", b"file c")):
+        r1 = drive(behind, get(target), through(shield), T0)
+        r2 = drive(direct, get(target), origin, T0)
+        assert (r1.response.status, r1.response.body) == (200, body) == (r2.response.status, r2.response.body)
+    # the edge still answers redirects itself; the shield saw only what edges forwarded
+    r = drive(behind, get("/old"), through(shield), T0)
+    assert (r.response.status, r.outcome) == (301, "REDIRECT")
+    assert shield.stats.redirects == 0
+    # an edge (no shield flag) in the shield's place rewrites /b a second time
+    wrong = drive(make(origin), get("/r"), through(make(origin)), T0)
+    assert wrong.response.body == b"file c"
