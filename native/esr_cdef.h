@@ -87,3 +87,4 @@ int esr_ruleset_match(const esr_ruleset *rs, const char *url, size_t url_len,
 long esr_ruleset_match_batch(const esr_ruleset *rs, const char *urls, size_t urls_len,
                              size_t n, const esr_context *ctx, int8_t *kinds,
                              int32_t *rules, uint32_t *ends, char *out, size_t out_cap);
+int esr_catalog_digests(int64_t seed, const uint32_t *version, size_t n, char *out);

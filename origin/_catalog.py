@@ -115,7 +115,7 @@ class Catalog:
     :meth:`redeploy`, which returns a new catalog and leaves this one unchanged.
     """
 
-    __slots__ = ("_exists", "_kinds", "_sizes", "_times", "_version", "history", "spec")
+    __slots__ = ("_exists", "_hex", "_kinds", "_sizes", "_times", "_version", "history", "spec")
 
     spec: CatalogSpec
     history: tuple[tuple[int, float], ...]
@@ -123,6 +123,9 @@ class Catalog:
     _kinds: bytes
     _sizes: array[int]
     _version: array[int]
+    # Every object's content digest (16 hex digits each, by index) once ``paths`` has
+    # listed them all; until then each lookup hashes its own object.
+    _hex: str | None
 
     def __init__(self, spec: CatalogSpec, *, created: float = 0.0, _of: Catalog | None = None) -> None:
         self.spec = spec
@@ -130,11 +133,13 @@ class Catalog:
         if _of is not None:  # a copy sharing ``_of``'s arrays (see _copy)
             self._kinds, self._sizes = _of._kinds, _of._sizes
             self._version = _of._version
+            self._hex = _of._hex
             self._times = _of._times
             self.history = _of.history
             return
         self._kinds, self._sizes = _layout(spec)
         self._version = array("I", bytes(4 * spec.objects))
+        self._hex = None
         self._times = (created,)
         self.history = ()
 
@@ -171,6 +176,7 @@ class Catalog:
         for i in random.Random(seed).sample(range(n), round(n * new_fraction)):
             version[i] = ordinal
         new._version = version
+        new._hex = None
         new._times = (*self._times, now)
         new.history = (*self.history, (seed, new_fraction))
         return new
@@ -184,18 +190,37 @@ class Catalog:
     def _hash(self, i: int, v: int) -> str:
         return blake2b(b"%d:%d:%d" % (self.spec.seed, i, v), digest_size=8).hexdigest()
 
+    def _digest(self, i: int) -> str:
+        """``_hash(i, version of i)``, from the digests ``paths`` made if it has run."""
+        hexes = self._hex
+        if hexes is not None:
+            k = 16 * i
+            return hexes[k : k + 16]
+        return self._hash(i, self._version[i])
+
+    def _digests(self) -> str:
+        """Every object's ``_digest``, concatenated by index (computed once)."""
+        hexes = self._hex
+        if hexes is None:
+            hexes = _bulk_digests(self.spec.seed, self._version)
+            if hexes is None:
+                version = self._version
+                hexes = "".join([self._hash(i, version[i]) for i in range(len(version))])
+            self._hex = hexes
+        return hexes
+
     def entry(self, i: int) -> Entry:
         """Object ``i`` (0 <= i < len(self)) in this deploy."""
         kind = self._kinds[i]
         v = self._version[i]
-        h = self._hash(i, v)
+        h = self._digest(i)
         return Entry(i, _path_of(kind, i, h), kind, self._sizes[i], v, f'"{h}"', self._times[v])
 
     def path(self, i: int) -> str:
         """URL path of object ``i`` in this deploy (hashes only hashed kinds' names:
         the engine lists every object's path at start-up)."""
         kind = self._kinds[i]
-        return _path_of(kind, i, self._hash(i, self._version[i]) if _HASHED_KIND[kind] else "")
+        return _path_of(kind, i, self._digest(i) if _HASHED_KIND[kind] else "")
 
     def kind(self, i: int) -> str:
         """Kind name of object ``i`` (``html``, ``js``, ...)."""
@@ -205,16 +230,16 @@ class Catalog:
         """URL path of every object, by index (``path(i)`` for all ``i`` at once: the
         engine lists them at start-up and after each deploy). :func:`_path_of`'s
         shapes, filled in place."""
-        version = self._version
         parts = _SHAPE_PARTS
-        hash_of = self._hash
+        hexes = self._digests()  # all at once, natively: a hash per call cost the most
         out = []
         for i, kind in enumerate(self._kinds):
             before, between, after = parts[kind]
             if between is None:
                 out.append(f"{before}{i}{after}")
             else:
-                out.append(f"{before}{i}{between}{hash_of(i, version[i])[:10]}{after}")
+                k = 16 * i
+                out.append(f"{before}{i}{between}{hexes[k : k + 10]}{after}")
         return out
 
     def kinds(self) -> list[str]:
@@ -319,6 +344,29 @@ def _layout(spec: CatalogSpec) -> tuple[bytes, array[int]]:
 
 
 _EXISTS_MEMO: Final = 65536
+_INT64: Final = 1 << 63
+
+
+def _bulk_digests(seed: int, version: array[int]) -> str | None:
+    """``Catalog._hash(i, version[i])`` for every i, concatenated, from the native
+    library's BLAKE2b (native/src/esr_digest.c: one call for all objects, a few percent
+    of a hashlib call each); None when the extension is not built or ``seed`` is not a
+    64-bit integer (the caller then hashes each object with hashlib)."""
+    if not -_INT64 <= seed < _INT64:
+        return None
+    try:
+        from edgesim import _redirects_cffi as native
+    except ImportError:
+        return None
+    n = len(version)
+    if not n:
+        return ""
+    ffi = native.ffi
+    out = ffi.new("char[]", 16 * n)
+    if native.lib.esr_catalog_digests(seed, ffi.from_buffer("uint32_t[]", version), n, out) != 0:
+        return None
+    text: str = ffi.buffer(out)[:].decode("ascii")
+    return text
 
 
 def _path_of(kind: int, i: int, h: str) -> str:

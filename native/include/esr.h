@@ -288,6 +288,13 @@ long esr_ruleset_match_batch(const esr_ruleset *rs, const char *urls, size_t url
                              size_t n, const esr_context *ctx, int8_t *kinds,
                              int32_t *rules, uint32_t *ends, char *out, size_t out_cap);
 
+/* Content digests of a synthetic catalog (origin/_catalog.py): for each
+ * i < n, the 16 lowercase hex digits of BLAKE2b with an 8-byte digest
+ * (RFC 7693, unkeyed) of the ASCII text "<seed>:<i>:<version[i]>" (decimal
+ * integers), written to out + 16 * i (16 * n bytes, no terminator). Returns
+ * ESR_OK, or ESR_EINVAL (a NULL pointer with n > 0). Thread-safe. */
+int esr_catalog_digests(int64_t seed, const uint32_t *version, size_t n, char *out);
+
 #ifdef __cplusplus
 }
 #endif

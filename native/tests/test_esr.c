@@ -691,6 +691,24 @@ static void test_diag_order(void)
     esr_ruleset_free(rs);
 }
 
+/* The catalog digests against hashlib's blake2b(b"%d:%d:%d" % (seed, i, v),
+ * digest_size=8).hexdigest(), computed in Python. */
+static void test_catalog_digests(void)
+{
+    const uint32_t versions[3] = {0, 5, 4000000000u};
+    char out[49];
+    memset(out, '?', sizeof out);
+    CHECK(esr_catalog_digests(1, versions, 3, out) == ESR_OK, "digests");
+    CHECK(memcmp(out, "eec95998bd415456e478a5f451c15fd8296b00adc9455b46", 48) == 0 && out[48] == '?',
+          "seed 1: %.48s", out);
+    CHECK(esr_catalog_digests(INT64_MIN, versions, 3, out) == ESR_OK, "digests");
+    CHECK(memcmp(out, "c8e73ce7c1ba8283f8ef68d0b49f9eed0a6eb01c70f4a8a6", 48) == 0,
+          "seed INT64_MIN: %.48s", out);
+    CHECK(esr_catalog_digests(7, NULL, 0, NULL) == ESR_OK, "nothing to do");
+    CHECK(esr_catalog_digests(7, NULL, 1, out) == ESR_EINVAL, "NULL versions");
+    CHECK(esr_catalog_digests(7, versions, 1, NULL) == ESR_EINVAL, "NULL out");
+}
+
 int main(void)
 {
     test_parse_diags();
@@ -700,6 +718,7 @@ int main(void)
     test_batch();
     test_long_and_garbage();
     test_diag_order();
+    test_catalog_digests();
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

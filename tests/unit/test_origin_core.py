@@ -10,14 +10,18 @@ import random
 import statistics
 import subprocess
 import sys
+from array import array
 from email.utils import formatdate
+from hashlib import blake2b
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edgesim.http import Request, Response
 from edgesim.redirects import mint_jwt
-from origin._catalog import Catalog
+from origin._catalog import Catalog, _bulk_digests
 from origin._config import CatalogSpec, Distribution, is_hashed, parse_config
 from origin.core import DEPLOY_HEADER, OriginCore, SiteConfigError, http_date
 
@@ -538,6 +542,39 @@ def test_synthetic_catalog_is_deterministic(sites: Path, syn: OriginCore) -> Non
     assert [a.path(i) for i in range(len(a))] == [b.path(i) for i in range(len(b))]
     assert [a.entry(i).etag for i in range(50)] == [b.entry(i).etag for i in range(50)]
     assert syn.sites["syn.test"].deploy.id == other.sites["syn.test"].deploy.id
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(-(2**63), 2**63 - 1),
+    versions=st.lists(st.integers(0, 2**32 - 1), max_size=40),
+)
+def test_native_bulk_digests_are_hashlib_blake2b(seed: int, versions: list[int]) -> None:
+    # every object's "<seed>:<i>:<version>" digest, as Catalog._hash makes it one by one
+    want = "".join(
+        blake2b(b"%d:%d:%d" % (seed, i, v), digest_size=8).hexdigest() for i, v in enumerate(versions)
+    )
+    assert _bulk_digests(seed, array("I", versions)) == want
+
+
+@pytest.mark.parametrize("seed", [42, 2**64 + 5])  # the second beyond 64 bits: hashed one by one
+def test_listing_every_path_changes_no_path_or_etag(seed: int) -> None:
+    spec = CatalogSpec(
+        3000, seed, Distribution("fixed", 1000.0), (), (("html", 0.3), ("js", 0.4), ("img", 0.3))
+    )
+    first = Catalog(spec)
+    for cat in (first, first.redeploy(7, 0.4, now=5.0).stamped(9.0)):
+        before = [(cat.path(i), cat.entry(i).etag) for i in range(len(cat))]
+        listed = cat.paths()  # every digest at once; later lookups read them
+        assert listed == [p for p, _ in before]
+        assert [(cat.path(i), cat.entry(i).etag) for i in range(len(cat))] == before
+        found = [cat.lookup(p) for p in listed]
+        assert [(e.path, e.etag) if e else None for e in found] == before
+    # a redeploy of a listed catalog (new versions) lists its own digests
+    again = first.redeploy(7, 0.4, now=5.0).redeploy(8, 0.5, now=12.0)
+    assert again.paths() == [
+        Catalog(spec).redeploy(7, 0.4, now=5.0).redeploy(8, 0.5, now=12.0).path(i) for i in range(3000)
+    ]
 
 
 def test_synthetic_sizes_and_types(syn: OriginCore) -> None:

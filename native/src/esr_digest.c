@@ -1,0 +1,141 @@
+/*
+ * esr_digest.c - the content digests of a synthetic catalog, in bulk.
+ *
+ * origin/_catalog.py names object i of a deploy by BLAKE2b with an 8-byte
+ * digest (unkeyed) of the text "<seed>:<i>:<version>", as hashlib computes it.
+ * The capacity engine lists every object's URL when a run starts, and one
+ * hashlib call per object cost more than the rest of that listing. This is
+ * BLAKE2b as RFC 7693 specifies it, cut down to what these texts need: the
+ * message (at most 62 bytes) fits in one block, so the hash is a single
+ * compression of the final block.
+ *
+ * Pure function over const tables; thread-safe.
+ */
+#include "esr.h"
+
+#include <string.h>
+
+static const uint64_t IV[8] = {
+    0x6a09e667f3bcc908ULL, 0xbb67ae8584caa73bULL, 0x3c6ef372fe94f82bULL,
+    0xa54ff53a5f1d36f1ULL, 0x510e527fade682d1ULL, 0x9b05688c2b3e6c1fULL,
+    0x1f83d9abfb41bd6bULL, 0x5be0cd19137e2179ULL,
+};
+
+/* The message word schedule of each of the 12 rounds (rounds 10 and 11
+ * repeat rounds 0 and 1). */
+static const uint8_t SIGMA[12][16] = {
+    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
+    {14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3},
+    {11, 8, 12, 0, 5, 2, 15, 13, 10, 14, 3, 6, 7, 1, 9, 4},
+    {7, 9, 3, 1, 13, 12, 11, 14, 2, 6, 5, 10, 4, 0, 15, 8},
+    {9, 0, 5, 7, 2, 4, 10, 15, 14, 1, 11, 12, 6, 8, 3, 13},
+    {2, 12, 6, 10, 0, 11, 8, 3, 4, 13, 7, 5, 15, 14, 1, 9},
+    {12, 5, 1, 15, 14, 13, 4, 10, 0, 7, 6, 3, 9, 2, 8, 11},
+    {13, 11, 7, 14, 12, 1, 3, 9, 5, 0, 15, 4, 8, 6, 2, 10},
+    {6, 15, 14, 9, 11, 3, 0, 8, 12, 2, 13, 7, 1, 4, 10, 5},
+    {10, 2, 8, 4, 7, 6, 1, 5, 15, 11, 9, 14, 3, 12, 13, 0},
+    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
+    {14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3},
+};
+
+static inline uint64_t rotr64(uint64_t x, unsigned n)
+{
+    return (x >> n) | (x << (64 - n));
+}
+
+#define MIX(a, b, c, d, x, y)                                                  \
+    do {                                                                       \
+        v[a] = v[a] + v[b] + (x);                                              \
+        v[d] = rotr64(v[d] ^ v[a], 32);                                        \
+        v[c] = v[c] + v[d];                                                    \
+        v[b] = rotr64(v[b] ^ v[c], 24);                                        \
+        v[a] = v[a] + v[b] + (y);                                              \
+        v[d] = rotr64(v[d] ^ v[a], 16);                                        \
+        v[c] = v[c] + v[d];                                                    \
+        v[b] = rotr64(v[b] ^ v[c], 63);                                        \
+    } while (0)
+
+/* The first 8 bytes (little-endian h[0]) of BLAKE2b-64 of `msg` (len <= 128). */
+static uint64_t blake2b64_short(const unsigned char *msg, size_t len)
+{
+    uint64_t m[16];
+    unsigned char block[128];
+    memset(block, 0, sizeof block);
+    memcpy(block, msg, len);
+    for (int i = 0; i < 16; i++) {
+        uint64_t w = 0;
+        for (int k = 7; k >= 0; k--)
+            w = (w << 8) | block[8 * i + k];
+        m[i] = w;
+    }
+    uint64_t h[8];
+    memcpy(h, IV, sizeof h);
+    h[0] ^= 0x01010000ULL ^ 8; /* fanout 1, depth 1, no key, 8-byte digest */
+    uint64_t v[16];
+    for (int i = 0; i < 8; i++) {
+        v[i] = h[i];
+        v[i + 8] = IV[i];
+    }
+    v[12] ^= (uint64_t)len; /* bytes compressed so far: the whole message */
+    v[14] = ~v[14];         /* the last block */
+    for (int r = 0; r < 12; r++) {
+        const uint8_t *s = SIGMA[r];
+        MIX(0, 4, 8, 12, m[s[0]], m[s[1]]);
+        MIX(1, 5, 9, 13, m[s[2]], m[s[3]]);
+        MIX(2, 6, 10, 14, m[s[4]], m[s[5]]);
+        MIX(3, 7, 11, 15, m[s[6]], m[s[7]]);
+        MIX(0, 5, 10, 15, m[s[8]], m[s[9]]);
+        MIX(1, 6, 11, 12, m[s[10]], m[s[11]]);
+        MIX(2, 7, 8, 13, m[s[12]], m[s[13]]);
+        MIX(3, 4, 9, 14, m[s[14]], m[s[15]]);
+    }
+    return h[0] ^ v[0] ^ v[8];
+}
+
+/* Decimal text of x at p (no terminator); returns the bytes written (<= 20). */
+static size_t put_u64(char *p, uint64_t x)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + (x % 10));
+        x /= 10;
+    } while (x);
+    for (size_t k = 0; k < n; k++)
+        p[k] = tmp[n - 1 - k];
+    return n;
+}
+
+static size_t put_i64(char *p, int64_t x)
+{
+    if (x >= 0)
+        return put_u64(p, (uint64_t)x);
+    p[0] = '-';
+    /* -(x + 1) + 1 stays in range for INT64_MIN */
+    return 1 + put_u64(p + 1, (uint64_t)(-(x + 1)) + 1u);
+}
+
+int esr_catalog_digests(int64_t seed, const uint32_t *version, size_t n, char *out)
+{
+    static const char HEXL[] = "0123456789abcdef";
+    if (n == 0)
+        return ESR_OK;
+    if (version == NULL || out == NULL)
+        return ESR_EINVAL;
+    char msg[64];
+    size_t head = put_i64(msg, seed);
+    msg[head++] = ':';
+    for (size_t i = 0; i < n; i++) {
+        size_t len = head + put_u64(msg + head, (uint64_t)i);
+        msg[len++] = ':';
+        len += put_u64(msg + len, version[i]);
+        uint64_t d = blake2b64_short((const unsigned char *)msg, len);
+        char *o = out + 16 * i;
+        for (int k = 0; k < 8; k++) { /* the digest's bytes are h[0], little-endian */
+            unsigned byte = (unsigned)(d >> (8 * k)) & 0xffu;
+            o[2 * k] = HEXL[byte >> 4];
+            o[2 * k + 1] = HEXL[byte & 0xfu];
+        }
+    }
+    return ESR_OK;
+}
