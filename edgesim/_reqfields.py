@@ -1,19 +1,32 @@
 """What rule matching and shadowing read of a request (compiled with the cores).
 
 The visitor fields that a match depends on in a request's headers (the memo key of
-``edgesim.redirects.RuleSet.match``), a URL's decoded path, and the deploy file a path
-resolves to with pretty URLs (spec §2.9, R2.20). Plain functions of their arguments,
-apart from the native binding in ``edgesim.redirects``, which re-exports them: the
-edge core calls them for every request, and the origin core for every miss.
+``edgesim.redirects.RuleSet.match``) and the memo itself (:class:`MatchMemo`), a URL's
+decoded path, and the deploy file a path resolves to with pretty URLs (spec §2.9,
+R2.20). Apart from the native binding in ``edgesim.redirects``, which re-exports them:
+the edge core calls them for every request, and the origin core for every miss.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 from urllib.parse import unquote
 
-__all__ = ["cookie_and_language", "request_path", "resolve_file", "visitor_fields"]
+__all__ = [
+    "MISSING",
+    "MatchMemo",
+    "cookie_and_language",
+    "memo_key",
+    "request_path",
+    "resolve_file",
+    "visitor_fields",
+]
+
+# Results a MatchMemo keeps; then it starts over (cheaper than LRU bookkeeping).
+MATCH_MEMO: Final = 65536
+# What MatchMemo.get and .lookup return for a request they hold no result of.
+MISSING: Final = object()
 
 # Extensions that are never given pretty-URL fallbacks (netlify-cli's asset list).
 _ASSET_EXTENSIONS: Final = (
@@ -58,6 +71,52 @@ def visitor_fields(headers: list[tuple[str, str]] | None) -> tuple[str | None, s
     cl = cookie_and_language(headers) if headers else (None, None)
     cookie = cl[0]
     return cl if cookie is None or "nf_jwt" not in cookie else None
+
+
+def memo_key(
+    url: str, country: str | None, language: str | None, fields: tuple[str | None, str | None]
+) -> tuple[str | None, ...]:
+    """The memo key of a request whose ``visitor_fields`` are ``fields``."""
+    return (url, country, language, fields[0], fields[1])
+
+
+class MatchMemo:
+    """The results of one rule set's matches, by :func:`memo_key` (a rule set never
+    changes, and a match depends on nothing else of a request without an ``nf_jwt``
+    cookie). Compiled, so that the edge core finds a repeated request's result without
+    an interpreted call (:meth:`lookup`); ``RuleSet.match`` fills it. At
+    :data:`MATCH_MEMO` results it starts over. A closed rule set clears it."""
+
+    __slots__ = ("_results",)
+
+    def __init__(self) -> None:
+        self._results: dict[tuple[str | None, ...], Any] = {}
+
+    def __len__(self) -> int:
+        return len(self._results)
+
+    def get(self, key: tuple[str | None, ...]) -> Any:
+        """The result kept under ``key``, or :data:`MISSING`."""
+        return self._results.get(key, MISSING)
+
+    def lookup(
+        self, url: str, country: str | None, language: str | None, headers: list[tuple[str, str]]
+    ) -> Any:
+        """The result kept for this request, or :data:`MISSING` (also for a request that
+        is never memoised)."""
+        fields = visitor_fields(headers)
+        if fields is None:
+            return MISSING
+        return self._results.get((url, country, language, fields[0], fields[1]), MISSING)
+
+    def put(self, key: tuple[str | None, ...], result: Any) -> None:
+        results = self._results
+        if len(results) >= MATCH_MEMO:
+            results.clear()
+        results[key] = result
+
+    def clear(self) -> None:
+        self._results.clear()
 
 
 def cookie_and_language(headers: list[tuple[str, str]]) -> tuple[str | None, str | None]:

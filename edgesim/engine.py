@@ -56,7 +56,7 @@ from dataclasses import replace
 from functools import partial
 from heapq import heappop, heappush
 from itertools import accumulate
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import numpy as np
 
@@ -80,7 +80,7 @@ from edgesim.metrics import (
     column,
     scale_report,
 )
-from edgesim.node import EdgeConfig, EdgeNode, Fetch, Join, Reply
+from edgesim.node import EdgeConfig, EdgeNode, Fetch, Join, Reply, Step
 from edgesim.topology import Catalog, Deploy, Distribution, Latency, NodeCrash, Site, Topology
 
 if TYPE_CHECKING:
@@ -1916,11 +1916,17 @@ class _Engine:
         t_arr = src.start()  # block times are all before ``end``
         jid = 0
         report_at = _PROGRESS_EVERY
+        # Typed, so that compiled code reads their fields directly: a heap entry's
+        # payload is Any, and every field read through Any is a generic attribute lookup.
+        job: _Job
+        node: _Node
+        step: Step | None
         while True:
             if heap and heap[0][0] <= t_arr:
-                t, _, kind, job = heappop(heap)
+                t, _, kind, payload = heappop(heap)
                 if kind == _SERVICE_DONE:
-                    node = job.node
+                    job = payload
+                    node = cast(_Node, job.node)  # set before its first event
                     if job.epoch != node.epoch:
                         continue
                     step = job.step
@@ -1974,7 +1980,8 @@ class _Engine:
                     else:
                         step_fn(job, node, step, t)
                 elif kind == _NODE_ARRIVE:
-                    node = job.node
+                    job = payload
+                    node = cast(_Node, job.node)
                     if not node.up:
                         self._dead_node(job, t)
                         continue
@@ -1994,15 +2001,15 @@ class _Engine:
                         if len(q) > node.max_queue:
                             node.max_queue = len(q)
                 elif kind == _FETCH_BACK:
-                    self._fetch_back(job, t)
+                    self._fetch_back(payload, t)
                 elif kind == _UP_ARRIVE:
-                    self._origin_arrive(job, t)
+                    self._origin_arrive(payload, t)
                 elif kind == _ORIGIN_DONE:
-                    self._origin_done(job, t)
+                    self._origin_done(payload, t)
                 elif kind == _RETRY:
-                    self._retry(job, t)
+                    self._retry(payload, t)
                 else:
-                    job(t)
+                    payload(t)
                 continue
             if t_arr == math.inf:
                 break
@@ -2034,15 +2041,16 @@ class _Engine:
             if sampled:
                 job.stratum = sm.strata.get(url, _NO_STRATUM)
             group = alive[ri]
+            dest: _Node | None
             if random_balanced[ri] and group:
-                node = group[int(u5 * len(group))] if len(group) > 1 else group[0]
+                dest = group[int(u5 * len(group))] if len(group) > 1 else group[0]
             else:
-                node = choose(ri, url, None)
-            if node is None:
+                dest = choose(ri, url, None)
+            if dest is None:
                 self._fail(job, t)
             else:
-                node.conns += 1
-                job.node = node
+                dest.conns += 1
+                job.node = dest
                 link = client_links[ri]
                 lb = link.fast
                 heappush(heap, (t + (lb.pop() if lb else link(t)), nseq(), _NODE_ARRIVE, job))

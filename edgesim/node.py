@@ -37,7 +37,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qs
 
-from edgesim._reqfields import request_path, resolve_file
+from edgesim._reqfields import MISSING, request_path, resolve_file
 from edgesim.cache import FRESH, CacheEntry, HttpCache
 from edgesim.http import HOP_BY_HOP, FrozenHeaders, Headers, Request, Response, get_header, strip_hop_by_hop
 from edgesim.redirects import RuleSet
@@ -312,9 +312,12 @@ class EdgeNode:
         url = "https://" + host + req.target if req.target.startswith("/") else req.target
         try:
             if self.shadow is None:
-                m = rules.match(
-                    url, headers=req.headers, country=get_header(req.headers, COUNTRY_HEADER), now=now
-                )
+                country = get_header(req.headers, COUNTRY_HEADER)
+                # a repeated request's match straight from the rule set's memo; the
+                # others through ``match``, which fills it
+                m = rules.memo.lookup(url, country, None, req.headers)
+                if m is MISSING:
+                    m = rules.match(url, headers=req.headers, country=country, now=now)
             else:
                 m = self.shadow.match(rules, req, host, url, now, site.exists)
         except ValueError:

@@ -35,8 +35,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
+from edgesim._reqfields import MISSING as _MISSING
+from edgesim._reqfields import MatchMemo, memo_key, request_path, resolve_file, visitor_fields
 from edgesim._reqfields import cookie_and_language as _cookie_and_language
-from edgesim._reqfields import request_path, resolve_file, visitor_fields
 from edgesim._rulefiles import (
     Diagnostic,
     Source,
@@ -72,9 +73,6 @@ _FUNCTIONS = "/.netlify/functions/"
 _TARGET_BUF = 4096
 # Memoised visitor contexts per rule set (distinct visitors are few; bounded anyway).
 _CONTEXT_CACHE = 4096
-# Match results memoised per rule set (RuleSet.match), then the memo starts over.
-_MATCH_MEMO = 65536
-_MISSING = object()
 
 
 class Match(NamedTuple):
@@ -503,7 +501,9 @@ class RuleSet(_RuleSetBase):
         self._where = list(zip(ffi.unpack(source, n), ffi.unpack(line, n), strict=True))
         self._srcs = _sources(sources, self._where)
         self._contexts: dict[tuple[str | None, ...], tuple[Any, tuple[Any, ...]]] = {}
-        self._matches: dict[tuple[str | None, ...], Match | None] = {}
+        # Match results by request (see ``match``); public to the edge core, which reads
+        # it without calling ``match`` (MatchMemo.lookup).
+        self.memo = MatchMemo()
         # One tuple per rule: the hot loops touch one list entry, not four.
         self._info = list(zip(self._status, self._force, self._srcs, self._static, strict=True))
         cls = type(self)
@@ -528,6 +528,7 @@ class RuleSet(_RuleSetBase):
     def close(self) -> None:
         """Release the native rule set (idempotent; see "Resource handling")."""
         self._h = None
+        self.memo.clear()  # the edge core reads it without the closed check of ``match``
 
     @property
     def closed(self) -> bool:
@@ -660,18 +661,15 @@ class RuleSet(_RuleSetBase):
         if visitor and cookies is None and type(url) is str and (headers is None or type(headers) is list):
             cl = visitor_fields(headers)
             if cl is not None:
-                key = (url, country, language, cl[0], cl[1])
-                hit = self._matches.get(key, _MISSING)
+                key = memo_key(url, country, language, cl)
+                hit = self.memo.get(key)
                 if hit is not _MISSING:
                     if self._h is None:
                         raise ValueError("RuleSet is closed")
-                    return hit  # type: ignore[return-value]
+                    return hit  # type: ignore[no-any-return]
         result = self._match(url, country, language, cookies, headers, now, cl)
         if key is not None:
-            memo = self._matches
-            if len(memo) >= _MATCH_MEMO:
-                memo.clear()
-            memo[key] = result
+            self.memo.put(key, result)
         return result
 
     def _match(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from edgesim._reqfields import MISSING
 from edgesim._visitor import mint_jwt
 from edgesim.redirects import RuleSet
 
@@ -33,9 +34,15 @@ def test_memoised_answers_equal_fresh_ones() -> None:
         ("/a", [("host", "a.test"), ("cookie", "nf_country=DE")], None),
         ("/nothing", [("host", "a.test")], None),
     ]
+    for url, headers, country in cases:  # nothing kept yet
+        assert rs.memo.lookup(url, country, None, headers) is MISSING
     for _ in range(3):  # the first pass fills the memo, the others read it
         for url, headers, country in cases:
             assert rs.match(url, headers=headers, country=country, now=NOW) == _fresh(url, headers, country)
+    # what the edge core reads without calling match (MatchMemo.lookup): the same answers
+    for url, headers, country in cases:
+        assert rs.memo.lookup(url, country, None, headers) == _fresh(url, headers, country)
+    assert len(rs.memo) == len(cases)
     assert rs.match("/home", headers=[("accept-language", "en")]).location == "/en/home"  # type: ignore[union-attr]
     assert rs.match("/home", headers=[("accept-language", "en")], country="DE").location == "/de/home"  # type: ignore[union-attr]
 
@@ -47,12 +54,16 @@ def test_tokens_are_never_memoised() -> None:
     headers = [("host", "a.test"), ("cookie", f"nf_jwt={tok}")]
     assert rs.match("/admin/x", headers=headers, now=NOW).to == "/admin/x"  # type: ignore[union-attr]
     assert rs.match("/admin/x", headers=headers, now=NOW + 61).to == "/login"  # type: ignore[union-attr]
+    assert rs.memo.lookup("/admin/x", None, None, headers) is MISSING and len(rs.memo) == 0
 
 
 def test_a_closed_rule_set_refuses_even_memoised_requests() -> None:
     rs = RuleSet.parse(RULES)
     headers = [("host", "a.test")]
     assert rs.match("/a", headers=headers) is not None
+    assert rs.memo.lookup("/a", None, None, headers) is not MISSING
     rs.close()
     with pytest.raises(ValueError, match="closed"):
         rs.match("/a", headers=headers)
+    # nor does the edge core find it in the memo any more
+    assert rs.memo.lookup("/a", None, None, headers) is MISSING
