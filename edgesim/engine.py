@@ -652,37 +652,38 @@ def _key_samples(host: str, urls: list[str], salt: bytes = b"") -> np.ndarray:
     spatial sampling; ``salt`` (at most 16 bytes: :func:`_sample_salt`) picks another,
     independent sample.
 
-    FNV-1a over the bytes of each URL, all URLs at once (numpy, one column of bytes at a
-    time), started from a blake2b digest of the site and the salt, and finished with
-    the splitmix64 mixer; 53 bits of it make the fraction. Not ``zlib.crc32``: the
-    balancers' rings hash URLs with crc32, and a linear hash would correlate the
-    sample with the nodes that own its keys."""
+    FNV-1a over the bytes of each URL, all URLs in one native call
+    (native/src/esr_digest.c), started from a blake2b digest of the site and the salt,
+    and finished with the splitmix64 mixer; 53 bits of it make the fraction. Not
+    ``zlib.crc32``: the balancers' rings hash URLs with crc32, and a linear hash would
+    correlate the sample with the nodes that own its keys."""
+    from edgesim import _redirects_cffi as native
+
     n = len(urls)
     if not n:
         return np.zeros(0)
-    encoded = [u.encode() for u in urls]
-    lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=n)
-    width = max(1, int(lengths.max()))
-    columns = np.ascontiguousarray(np.array(encoded, dtype=f"S{width}").view(np.uint8).reshape(n, width).T)
+    joined = "".join(urls)
+    if joined.isascii():  # nearly always: one encoding for all, lengths as they are
+        data = joined.encode("ascii")
+        lengths = np.fromiter(map(len, urls), dtype=np.uint32, count=n)
+    else:
+        encoded = [u.encode() for u in urls]
+        data = b"".join(encoded)
+        lengths = np.fromiter(map(len, encoded), dtype=np.uint32, count=n)
     start = hashlib.blake2b(host.encode(), digest_size=8, person=b"edgesim-shards", salt=salt).digest()
-    h = np.full(n, int.from_bytes(start, "big"), dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        for j, col in enumerate(columns):
-            # only a URL's own bytes: its hash must not depend on the longest URL beside it
-            h = np.where(lengths > j, (h ^ col) * _FNV_PRIME, h)
-        h ^= lengths.astype(np.uint64)
-        h ^= h >> np.uint64(30)
-        h *= _MIX1
-        h ^= h >> np.uint64(27)
-        h *= _MIX2
-        h ^= h >> np.uint64(31)
+    h = np.empty(n, dtype=np.uint64)
+    ffi = native.ffi
+    rc = native.lib.esr_key_hashes(
+        int.from_bytes(start, "big"),
+        data,
+        ffi.from_buffer("uint32_t[]", lengths),
+        n,
+        ffi.from_buffer("uint64_t[]", h),
+    )
+    if rc != 0:
+        raise ValueError(f"cannot hash {n} keys (native error {rc})")
     out: np.ndarray = (h >> np.uint64(11)).astype(np.float64) / 9007199254740992.0
     return out
-
-
-_FNV_PRIME: Final = np.uint64(0x100000001B3)
-_MIX1: Final = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2: Final = np.uint64(0x94D049BB133111EB)
 
 
 def _sample_salt(seed: int) -> bytes:
@@ -709,35 +710,66 @@ _PER_NODE: Final = -2
 _NO_STRATUM: Final = -1
 
 
-def _policy_classes(dep: Any, urls: list[str]) -> list[str]:
+def _policy_classes(dep: Any, urls: list[str]) -> tuple[list[str], np.ndarray]:
     """The content class of each of ``urls`` (files of the origin deploy ``dep``) for
     stratified sampling: the Cache-Control value the origin serves it with. Keys of one
     policy share their freshness lifetime and revalidation, which set their hit ratios
     far more than their file type does (hashed images, scripts and styles all hit
-    alike); a finer class only leaves more strata empty in a sample."""
+    alike); a finer class only leaves more strata empty in a sample.
+
+    Returns the classes, numbered in the order of their first URL, and each URL's
+    number. A synthetic catalog's URLs take their kind's class, but for path overrides,
+    which are tried URL by URL only on the kinds whose URLs a pattern's literal start
+    allows (a kind's URLs all start alike: ``/page-``, ``/assets/obj-``, ...)."""
+    classes: list[str] = []
+    number: dict[str, int] = {}
+
+    def class_of(value: str) -> int:
+        n = number.get(value)
+        if n is None:
+            n = number[value] = len(classes)
+            classes.append(value)
+        return n
+
     files = dep.files
     if files is not None:  # a folder site
         out = []
         for u in urls:
             f = files.get(u)
-            out.append(f.cache_control if f is not None else "")
-        return out
+            out.append(class_of(f.cache_control if f is not None else ""))
+        return classes, np.array(out, dtype=np.int64)
     from origin._config import KINDS
 
     policy = dep.config.cache
-    kinds = dep.catalog.kinds()
-    by_kind: dict[str, str] = {}  # a kind's URLs share one shape, so one policy by type
-    for u, k in zip(urls, kinds, strict=True):
-        if k not in by_kind:
-            by_kind[k] = policy.by_type(u, KINDS[k][0])
-    if not policy.paths:
-        return [by_kind[k] for k in kinds]
-    out = []  # path overrides come first, URL by URL
+    names = list(KINDS)
+    codes = np.frombuffer(dep.catalog.kind_codes(), dtype=np.uint8)
+    present, first = np.unique(codes, return_index=True)
+    by_kind = np.zeros(len(names), dtype=np.int64)
+    for k, i in zip(present.tolist(), first.tolist(), strict=True):  # one shape per kind
+        by_kind[k] = class_of(policy.by_type(urls[i], KINDS[names[k]][0]))
+    cls: np.ndarray = by_kind[codes]
+    starts = [_glob_start(glob) for glob, _ in policy.paths]
     override = policy.path_override
-    for u, k in zip(urls, kinds, strict=True):
-        v = override(u)
-        out.append(v if v is not None else by_kind[k])
-    return out
+    for k in present.tolist():
+        head = KINDS[names[k]][1].split("{i}")[0]
+        if any(s.startswith(head) or head.startswith(s) for s in starts):
+            for i in np.flatnonzero(codes == k).tolist():
+                v = override(urls[i])
+                if v is not None:
+                    cls[i] = class_of(v)
+    # numbered by first URL, as a pass over the URLs would have met them
+    used, first_url = np.unique(cls, return_index=True)
+    order = used[np.argsort(first_url)]
+    renumber = np.zeros(len(classes), dtype=np.int64)
+    renumber[order] = np.arange(len(order))
+    return [classes[c] for c in order.tolist()], renumber[cls]
+
+
+def _glob_start(glob: str) -> str:
+    """The literal start of a ``fnmatch`` pattern (before its first ``*``, ``?`` or
+    ``[``): a path that does not start with it never matches."""
+    cut = [i for i in (glob.find(c) for c in "*?[") if i >= 0]
+    return glob[: min(cut)] if cut else glob
 
 
 def _policy_lifetime(cache_control: str) -> float | None:
@@ -1236,10 +1268,7 @@ class _Engine:
         dep = self.origin.sites[m.host].deploy
         m.size_of = np.concatenate((self._sizes(m), np.zeros(len(m.redirects))))
         buckets = np.frexp(np.arange(1, n + 1, dtype=np.float64))[1].astype(np.int64)  # bit lengths
-        classes = _policy_classes(dep, urls)
-        class_ids: dict[str, int] = {}
-        cls = np.fromiter((class_ids.setdefault(c, len(class_ids)) for c in classes), dtype=np.int64, count=n)
-        names = list(class_ids)
+        names, cls = _policy_classes(dep, urls)
         _, first, inverse, count = np.unique(
             cls * 256 + buckets, return_index=True, return_inverse=True, return_counts=True
         )

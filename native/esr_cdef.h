@@ -88,3 +88,4 @@ long esr_ruleset_match_batch(const esr_ruleset *rs, const char *urls, size_t url
                              size_t n, const esr_context *ctx, int8_t *kinds,
                              int32_t *rules, uint32_t *ends, char *out, size_t out_cap);
 int esr_catalog_digests(int64_t seed, const uint32_t *version, size_t n, char *out);
+int esr_key_hashes(uint64_t start, const char *data, const uint32_t *lengths, size_t n, uint64_t *out);

@@ -222,6 +222,10 @@ class Catalog:
         kind = self._kinds[i]
         return _path_of(kind, i, self._digest(i) if _HASHED_KIND[kind] else "")
 
+    def kind_codes(self) -> bytes:
+        """The kind of every object, by index, as its position in ``KINDS`` (shared)."""
+        return self._kinds
+
     def kind(self, i: int) -> str:
         """Kind name of object ``i`` (``html``, ``js``, ...)."""
         return _KIND_NAMES[self._kinds[i]]

@@ -295,6 +295,14 @@ long esr_ruleset_match_batch(const esr_ruleset *rs, const char *urls, size_t url
  * ESR_OK, or ESR_EINVAL (a NULL pointer with n > 0). Thread-safe. */
 int esr_catalog_digests(int64_t seed, const uint32_t *version, size_t n, char *out);
 
+/* Spatial-sampling hashes of n keys whose bytes lie one after another in
+ * `data` (lengths[i] bytes each): for each, FNV-1a (64-bit) over its bytes
+ * from `start`, then h ^= its length and the splitmix64 finaliser (xor-shift
+ * 30, multiply 0xbf58476d1ce4e5b9, xor-shift 27, multiply 0x94d049bb133111eb,
+ * xor-shift 31), written to out[i]. Returns ESR_OK, or ESR_EINVAL (a NULL
+ * pointer where bytes or results are due). Thread-safe. */
+int esr_key_hashes(uint64_t start, const char *data, const uint32_t *lengths, size_t n, uint64_t *out);
+
 #ifdef __cplusplus
 }
 #endif

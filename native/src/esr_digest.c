@@ -1,13 +1,16 @@
 /*
- * esr_digest.c - the content digests of a synthetic catalog, in bulk.
+ * esr_digest.c - bulk hashes of the capacity engine's set-up, one call each.
  *
- * origin/_catalog.py names object i of a deploy by BLAKE2b with an 8-byte
- * digest (unkeyed) of the text "<seed>:<i>:<version>", as hashlib computes it.
- * The capacity engine lists every object's URL when a run starts, and one
- * hashlib call per object cost more than the rest of that listing. This is
- * BLAKE2b as RFC 7693 specifies it, cut down to what these texts need: the
- * message (at most 62 bytes) fits in one block, so the hash is a single
- * compression of the final block.
+ * esr_catalog_digests: origin/_catalog.py names object i of a deploy by
+ * BLAKE2b with an 8-byte digest (unkeyed) of the text "<seed>:<i>:<version>",
+ * as hashlib computes it. The engine lists every object's URL when a run
+ * starts, and one hashlib call per object cost more than the rest of that
+ * listing. This is BLAKE2b as RFC 7693 specifies it, cut down to what these
+ * texts need: the message (at most 62 bytes) fits in one block, so the hash is
+ * a single compression of the final block.
+ *
+ * esr_key_hashes: the key hash of spatial sampling (edgesim/engine.py,
+ * _key_samples), FNV-1a over each key with a splitmix64 finish.
  *
  * Pure function over const tables; thread-safe.
  */
@@ -136,6 +139,36 @@ int esr_catalog_digests(int64_t seed, const uint32_t *version, size_t n, char *o
             o[2 * k] = HEXL[byte >> 4];
             o[2 * k + 1] = HEXL[byte & 0xfu];
         }
+    }
+    return ESR_OK;
+}
+
+/* The spatial-sampling hash of cache keys (edgesim/engine.py, _key_samples):
+ * FNV-1a (64-bit) over each key's bytes from `start`, then the key's length
+ * mixed in and the splitmix64 finaliser. */
+int esr_key_hashes(uint64_t start, const char *data, const uint32_t *lengths, size_t n, uint64_t *out)
+{
+    const uint64_t prime = 0x100000001b3ULL;
+    if (n == 0)
+        return ESR_OK;
+    if (lengths == NULL || out == NULL)
+        return ESR_EINVAL;
+    const unsigned char *p = (const unsigned char *)data;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t h = start;
+        uint32_t len = lengths[i];
+        if (len && p == NULL)
+            return ESR_EINVAL;
+        for (uint32_t k = 0; k < len; k++)
+            h = (h ^ p[k]) * prime;
+        p += len;
+        h ^= (uint64_t)len;
+        h ^= h >> 30;
+        h *= 0xbf58476d1ce4e5b9ULL;
+        h ^= h >> 27;
+        h *= 0x94d049bb133111ebULL;
+        h ^= h >> 31;
+        out[i] = h;
     }
     return ESR_OK;
 }

@@ -709,6 +709,21 @@ static void test_catalog_digests(void)
     CHECK(esr_catalog_digests(7, versions, 1, NULL) == ESR_EINVAL, "NULL out");
 }
 
+/* The key hashes against the byte-by-byte definition, computed in Python. */
+static void test_key_hashes(void)
+{
+    const char data[] = "/x/assets/y.js"; /* "/x", "", "/assets/y.js" */
+    const uint32_t lengths[3] = {2, 0, 12};
+    uint64_t out[3] = {0, 0, 0};
+    CHECK(esr_key_hashes(0x0123456789abcdefULL, data, lengths, 3, out) == ESR_OK, "hashes");
+    CHECK(out[0] == 0x8837a98bf30d92cfULL, "/x: %llx", (unsigned long long)out[0]);
+    CHECK(out[1] == 0xb2c058e4ebb5112cULL, "empty: %llx", (unsigned long long)out[1]);
+    CHECK(out[2] == 0x4269782bee40a803ULL, "/assets/y.js: %llx", (unsigned long long)out[2]);
+    CHECK(esr_key_hashes(1, NULL, lengths + 1, 1, out) == ESR_OK, "no bytes needed");
+    CHECK(esr_key_hashes(1, NULL, lengths, 1, out) == ESR_EINVAL, "NULL data");
+    CHECK(esr_key_hashes(1, data, lengths, 1, NULL) == ESR_EINVAL, "NULL out");
+}
+
 int main(void)
 {
     test_parse_diags();
@@ -719,6 +734,7 @@ int main(void)
     test_long_and_garbage();
     test_diag_order();
     test_catalog_digests();
+    test_key_hashes();
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

@@ -350,10 +350,13 @@ def test_sampling_classes_take_path_overrides_url_by_url() -> None:
     cat = dep.catalog
     assert cat is not None
     urls = cat.paths()
-    classes = _policy_classes(dep, urls)
+    names, numbers = _policy_classes(dep, urls)
+    classes = [names[n] for n in numbers.tolist()]
     kinds = cat.kinds()
     assert classes == [dep.config.cache.for_file(u, KINDS[k][0]) for u, k in zip(urls, kinds, strict=True)]
     assert {"public, max-age=5", "no-store", "public, max-age=60"} <= set(classes)
+    # numbered in the order of their first URL
+    assert names == list(dict.fromkeys(classes))
 
 
 def test_a_finished_run_leaves_no_reference_cycles() -> None:

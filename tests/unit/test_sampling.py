@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from helpers import topo
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edgesim._cachestore import CacheEntry
 from edgesim.cli import cli
@@ -26,6 +29,34 @@ def test_key_hash_is_stable_and_uniform() -> None:
     xs = _key_samples("s.test", [f"/o/{i}" for i in range(20000)]).tolist()
     assert all(0.0 <= x < 1.0 for x in xs)
     assert abs(sum(x < 0.1 for x in xs) / len(xs) - 0.1) < 0.01
+
+
+def _key_hash(host: str, url: str, salt: bytes) -> float:
+    """The key hash as docs/sampling.md defines it, one byte at a time."""
+    mask = 2**64 - 1
+    start = hashlib.blake2b(host.encode(), digest_size=8, person=b"edgesim-shards", salt=salt).digest()
+    h = int.from_bytes(start, "big")
+    data = url.encode()
+    for b in data:
+        h = ((h ^ b) * 0x100000001B3) & mask
+    h ^= len(data)
+    h ^= h >> 30
+    h = (h * 0xBF58476D1CE4E5B9) & mask
+    h ^= h >> 27
+    h = (h * 0x94D049BB133111EB) & mask
+    h ^= h >> 31
+    return (h >> 11) / 2.0**53
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    urls=st.lists(st.text(st.characters(blacklist_categories=("Cs",)), max_size=60), min_size=1, max_size=30),
+    salt=st.binary(max_size=16),
+)
+def test_key_hashes_follow_their_definition(urls: list[str], salt: bytes) -> None:
+    # all URLs in one native call, ASCII or not: each as the byte-by-byte definition
+    got = _key_samples("h.test", urls, salt).tolist()
+    assert got == [_key_hash("h.test", u, salt) for u in urls]
 
 
 def test_sampled_hit_ratio_close_to_full_and_counts_scaled() -> None:
