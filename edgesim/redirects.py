@@ -170,6 +170,7 @@ class _RuleSetBase:
     _where: list[tuple[int, int]]
     _sources: dict[int, Source]
     _infos: list[RuleInfo] | None
+    memo: MatchMemo
 
     # ---- construction -----------------------------------------------------
 
@@ -271,6 +272,10 @@ class _RuleSetBase:
         self._claim = tuple(jwt_role_claim.split(".")) if jwt_role_claim else ()
         self._sources = {}
         self._infos = None
+        # Match results by request: RuleSet.match fills it (the reference matcher
+        # never does); public to the edge core, which reads it without calling
+        # ``match`` (MatchMemo.lookup).
+        self.memo = MatchMemo()
         raw = self._compile(sources, max_line, max_rules)
         diags: list[Diagnostic] = []
         for s in sources:
@@ -501,9 +506,6 @@ class RuleSet(_RuleSetBase):
         self._where = list(zip(ffi.unpack(source, n), ffi.unpack(line, n), strict=True))
         self._srcs = _sources(sources, self._where)
         self._contexts: dict[tuple[str | None, ...], tuple[Any, tuple[Any, ...]]] = {}
-        # Match results by request (see ``match``); public to the edge core, which reads
-        # it without calling ``match`` (MatchMemo.lookup).
-        self.memo = MatchMemo()
         # One tuple per rule: the hot loops touch one list entry, not four.
         self._info = list(zip(self._status, self._force, self._srcs, self._static, strict=True))
         cls = type(self)

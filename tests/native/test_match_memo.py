@@ -67,3 +67,21 @@ def test_a_closed_rule_set_refuses_even_memoised_requests() -> None:
         rs.match("/a", headers=headers)
     # nor does the edge core find it in the memo any more
     assert rs.memo.lookup("/a", None, None, headers) is MISSING
+
+
+def test_an_edge_node_takes_the_reference_matcher_too() -> None:
+    # its memo stays empty (only RuleSet.match fills one): every request goes to match
+    from edgesim.cache import HttpCache, MemoryStore
+    from edgesim.http import Request
+    from edgesim.node import EdgeConfig, EdgeNode, Reply
+    from edgesim.redirects import ReferenceRuleSet
+
+    node = EdgeNode(
+        HttpCache(MemoryStore(10**6)),
+        EdgeConfig(name="e", manifests=False, rules={"a.test": ReferenceRuleSet.parse(RULES)}),
+    )
+    for _ in range(2):
+        step = node.handle(Request("GET", "/a", [("host", "a.test")]), NOW)
+        assert isinstance(step, Reply) and step.response.status == 302
+        assert step.response.header("location") == "/b"
+    assert node.stats.redirects == 2
