@@ -19,9 +19,13 @@ __all__ = [
     "cookie_and_language",
     "memo_key",
     "request_path",
+    "resolution_fields",
     "resolve_file",
     "visitor_fields",
 ]
+
+# The function-rewrite prefix (spec R2.18 rule 3).
+FUNCTIONS: Final = "/.netlify/functions/"
 
 # Results a MatchMemo keeps; then it starts over (cheaper than LRU bookkeeping).
 MATCH_MEMO: Final = 65536
@@ -170,3 +174,32 @@ def request_path(url: str) -> str:
         slash = after.find("/")
         rest = after[slash:] if slash >= 0 else "/"
     return unquote(rest or "/", errors="surrogateescape")
+
+
+def resolution_fields(
+    rules: Any, url: str, exists: Callable[[str], bool], match: Any, visitor: dict[str, Any]
+) -> tuple[str, int, str, Any]:
+    """The fields of ``edgesim.redirects.resolve(rules, url, exists=exists,
+    match=match, **visitor)``, its :class:`~edgesim.redirects.Resolution` (action,
+    status, target, match): rules, shadowing and pretty URLs applied to one request
+    (spec R2.20). Here, compiled, for the origin core, which resolves every miss."""
+    m = match if match is not None else (rules.match(url, **visitor) if rules is not None else None)
+    not_found = "/404.html" if exists("/404.html") else ""
+    if m is not None and m.denied:
+        return ("not_found", 404, not_found, m)
+    f = resolve_file(request_path(url), exists)
+    if m is None or (f is not None and not m.force):
+        if f is not None:
+            return ("file", 200, f, None)
+        return ("not_found", 404, not_found, None)
+    if m.is_redirect:
+        return ("redirect", m.status, m.location, m)
+    if m.is_proxy:
+        return ("proxy", m.status, m.location, m)
+    if m.to.startswith(FUNCTIONS):
+        return ("function", m.status, m.location, m)
+    target = resolve_file(request_path(m.to), exists)
+    if target is not None:
+        return ("rewrite", m.status, target, m)
+    status = m.status if m.status >= 400 else 404
+    return ("not_found", status, not_found, m)

@@ -35,8 +35,15 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
+from edgesim._reqfields import FUNCTIONS as _FUNCTIONS
 from edgesim._reqfields import MISSING as _MISSING
-from edgesim._reqfields import MatchMemo, memo_key, request_path, resolve_file, visitor_fields
+from edgesim._reqfields import (
+    MatchMemo,
+    memo_key,
+    resolution_fields,
+    resolve_file,
+    visitor_fields,
+)
 from edgesim._reqfields import cookie_and_language as _cookie_and_language
 from edgesim._rulefiles import (
     Diagnostic,
@@ -67,8 +74,6 @@ __all__ = [
 
 _T = TypeVar("_T", bound="_RuleSetBase")
 
-# The function-rewrite prefix (spec R2.18 rule 3).
-_FUNCTIONS = "/.netlify/functions/"
 # Target bytes kept per thread for single matches; longer targets get a one-off buffer.
 _TARGET_BUF = 4096
 # Memoised visitor contexts per rule set (distinct visitors are few; bounded anyway).
@@ -436,6 +441,7 @@ def _read(p: Path) -> bytes:
 
 _local = threading.local()
 _new_match = tuple.__new__  # builds a Match without NamedTuple.__new__'s Python frame
+_new_resolution = tuple.__new__
 
 
 def _lib() -> Any:
@@ -1004,23 +1010,4 @@ def resolve(
         match: a match already computed for ``url`` (skips matching).
         visitor: keyword arguments for :meth:`RuleSet.match`.
     """
-    m = match if match is not None else (rules.match(url, **visitor) if rules is not None else None)
-    not_found = "/404.html" if exists("/404.html") else ""
-    if m is not None and m.denied:
-        return Resolution("not_found", 404, not_found, m)
-    f = resolve_file(request_path(url), exists)
-    if m is None or (f is not None and not m.force):
-        if f is not None:
-            return Resolution("file", 200, f, None)
-        return Resolution("not_found", 404, not_found, None)
-    if m.is_redirect:
-        return Resolution("redirect", m.status, m.location, m)
-    if m.is_proxy:
-        return Resolution("proxy", m.status, m.location, m)
-    if m.to.startswith(_FUNCTIONS):
-        return Resolution("function", m.status, m.location, m)
-    target = resolve_file(request_path(m.to), exists)
-    if target is not None:
-        return Resolution("rewrite", m.status, target, m)
-    status = m.status if m.status >= 400 else 404
-    return Resolution("not_found", status, not_found, m)
+    return _new_resolution(Resolution, resolution_fields(rules, url, exists, match, visitor))

@@ -48,10 +48,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Final
 
-from edgesim._reqfields import visitor_fields
+from edgesim._reqfields import resolution_fields, visitor_fields
 from edgesim.errors import RuleFileError
 from edgesim.http import Headers, Request, Response, joined
-from edgesim.redirects import DEFAULT_ROLE_CLAIM, Resolution, RuleSet, resolve
+from edgesim.redirects import DEFAULT_ROLE_CLAIM, Resolution, RuleSet
 from origin._catalog import DEFAULT_NEW_FRACTION, Catalog
 from origin._config import (
     CONFIG_NAME,
@@ -419,19 +419,19 @@ class Deploy:
         visitor = _visitor_kwargs(req, now) if ruleset is not None else {}
         fields = visitor_fields(req.headers) if visitor else (None, None)
         if fields is None:
-            return resolve(ruleset, url, exists=self.exists, **visitor)
+            return _new_resolution(Resolution, resolution_fields(ruleset, url, self.exists, None, visitor))
         key = (url, ruleset is not None, bool(visitor), visitor.get("country"), fields[0], fields[1])
         memo = self._resolved
         fields_of = memo.get(key)
-        if fields_of is not None:
-            return _new_resolution(Resolution, fields_of)
-        res = resolve(ruleset, url, exists=self.exists, **visitor)
-        if len(memo) >= _RESOLVED_MEMO:
-            memo.clear()  # cheaper than LRU bookkeeping
-        # Kept as a plain tuple: Python's cyclic GC stops scanning a plain tuple of plain
-        # values (most answers have no Match), but never a NamedTuple.
-        memo[key] = tuple(res)
-        return res
+        if fields_of is None:
+            # (``edgesim.redirects.resolve``'s fields, without its interpreted call)
+            fields_of = resolution_fields(ruleset, url, self.exists, None, visitor)
+            if len(memo) >= _RESOLVED_MEMO:
+                memo.clear()  # cheaper than LRU bookkeeping
+            # Kept as a plain tuple: Python's cyclic GC stops scanning a plain tuple of
+            # plain values (most answers have no Match), but never a NamedTuple.
+            memo[key] = fields_of
+        return _new_resolution(Resolution, fields_of)
 
     def file(self, path: str) -> FileInfo | None:
         """The file at decoded ``path``, or None."""
