@@ -114,6 +114,35 @@ def test_tags_and_purge() -> None:
     assert s.used_bytes == 0 and s.purge_tag("s1") == []
 
 
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["put", "put", "put", "delete", "purge"]), st.integers(0, 30), st.integers(0, 3)
+        ),
+        max_size=400,
+    )
+)
+def test_purges_find_exactly_the_keys_that_hold_the_tag(ops: list[tuple[str, int, int]]) -> None:
+    # evictions (a small store), deletes and retagging between purges
+    s = MemoryStore(8_000)
+    sizes = {k: 500 + 37 * k for k in range(31)}
+    last_tag: dict[str, str] = {}  # the model: the tag each key was last put with
+    for op, k, t in ops:
+        key, tag = f"k{k}", f"t{t}"
+        if op == "put":
+            s.put(key, sized(sizes[k]), tag)
+            last_tag[key] = tag
+        elif op == "delete":
+            s.delete(key)
+        else:
+            held = {x for x, xt in last_tag.items() if xt == tag and x in s}
+            assert set(s.purge_tag(tag)) == held
+            assert not any(x in s for x in held)
+    stored = [s.get(x) or [] for x in last_tag if x in s]
+    assert s.used_bytes == sum(v.nbytes for entries in stored for v in entries)
+
+
 def test_delete_and_clear() -> None:
     s = MemoryStore(100_000)
     s.put("a", sized(1000), "t")
