@@ -111,7 +111,7 @@ class MatchMemo:
         fields = visitor_fields(headers)
         if fields is None:
             return MISSING
-        return self._results.get((url, country, language, fields[0], fields[1]), MISSING)
+        return self._results.get(memo_key(url, country, language, fields), MISSING)
 
     def put(self, key: tuple[str | None, ...], result: Any) -> None:
         results = self._results

@@ -721,23 +721,14 @@ def _policy_classes(dep: Any, urls: list[str]) -> tuple[list[str], np.ndarray]:
     number. A synthetic catalog's URLs take their kind's class, but for path overrides,
     which are tried URL by URL only on the kinds whose URLs a pattern's literal start
     allows (a kind's URLs all start alike: ``/page-``, ``/assets/obj-``, ...)."""
-    classes: list[str] = []
-    number: dict[str, int] = {}
-
-    def class_of(value: str) -> int:
-        n = number.get(value)
-        if n is None:
-            n = number[value] = len(classes)
-            classes.append(value)
-        return n
-
+    number: dict[str, int] = {}  # a class's number, as it is met
     files = dep.files
     if files is not None:  # a folder site
         out = []
         for u in urls:
             f = files.get(u)
-            out.append(class_of(f.cache_control if f is not None else ""))
-        return classes, np.array(out, dtype=np.int64)
+            out.append(number.setdefault(f.cache_control if f is not None else "", len(number)))
+        return list(number), np.array(out, dtype=np.int64)
     from origin._config import KINDS
 
     policy = dep.config.cache
@@ -746,7 +737,7 @@ def _policy_classes(dep: Any, urls: list[str]) -> tuple[list[str], np.ndarray]:
     present, first = np.unique(codes, return_index=True)
     by_kind = np.zeros(len(names), dtype=np.int64)
     for k, i in zip(present.tolist(), first.tolist(), strict=True):  # one shape per kind
-        by_kind[k] = class_of(policy.by_type(urls[i], KINDS[names[k]][0]))
+        by_kind[k] = number.setdefault(policy.by_type(urls[i], KINDS[names[k]][0]), len(number))
     cls: np.ndarray = by_kind[codes]
     starts = [_glob_start(glob) for glob, _ in policy.paths]
     override = policy.path_override
@@ -756,12 +747,13 @@ def _policy_classes(dep: Any, urls: list[str]) -> tuple[list[str], np.ndarray]:
             for i in np.flatnonzero(codes == k).tolist():
                 v = override(urls[i])
                 if v is not None:
-                    cls[i] = class_of(v)
+                    cls[i] = number.setdefault(v, len(number))
     # numbered by first URL, as a pass over the URLs would have met them
     used, first_url = np.unique(cls, return_index=True)
     order = used[np.argsort(first_url)]
-    renumber = np.zeros(len(classes), dtype=np.int64)
+    renumber = np.zeros(len(number), dtype=np.int64)
     renumber[order] = np.arange(len(order))
+    classes = list(number)
     return [classes[c] for c in order.tolist()], renumber[cls]
 
 

@@ -353,7 +353,7 @@ _INT64: Final = 1 << 63
 
 def _bulk_digests(seed: int, version: array[int]) -> str | None:
     """``Catalog._hash(i, version[i])`` for every i, concatenated, from the native
-    library's BLAKE2b (native/src/esr_digest.c: one call for all objects, a few percent
+    library's BLAKE2b (native/src/esr_digest.c: one call for all objects, about a third
     of a hashlib call each); None when the extension is not built or ``seed`` is not a
     64-bit integer (the caller then hashes each object with hashlib)."""
     if not -_INT64 <= seed < _INT64:

@@ -24,9 +24,8 @@ static const uint64_t IV[8] = {
     0x1f83d9abfb41bd6bULL, 0x5be0cd19137e2179ULL,
 };
 
-/* The message word schedule of each of the 12 rounds (rounds 10 and 11
- * repeat rounds 0 and 1). */
-static const uint8_t SIGMA[12][16] = {
+/* The message word schedule of the rounds: round r uses row r % 10. */
+static const uint8_t SIGMA[10][16] = {
     {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
     {14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3},
     {11, 8, 12, 0, 5, 2, 15, 13, 10, 14, 3, 6, 7, 1, 9, 4},
@@ -37,8 +36,6 @@ static const uint8_t SIGMA[12][16] = {
     {13, 11, 7, 14, 12, 1, 3, 9, 5, 0, 15, 4, 8, 6, 2, 10},
     {6, 15, 14, 9, 11, 3, 0, 8, 12, 2, 13, 7, 1, 4, 10, 5},
     {10, 2, 8, 4, 7, 6, 1, 5, 15, 11, 9, 14, 3, 12, 13, 0},
-    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
-    {14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3},
 };
 
 static inline uint64_t rotr64(uint64_t x, unsigned n)
@@ -82,7 +79,7 @@ static uint64_t blake2b64_short(const unsigned char *msg, size_t len)
     v[12] ^= (uint64_t)len; /* bytes compressed so far: the whole message */
     v[14] = ~v[14];         /* the last block */
     for (int r = 0; r < 12; r++) {
-        const uint8_t *s = SIGMA[r];
+        const uint8_t *s = SIGMA[r % 10];
         MIX(0, 4, 8, 12, m[s[0]], m[s[1]]);
         MIX(1, 5, 9, 13, m[s[2]], m[s[3]]);
         MIX(2, 6, 10, 14, m[s[4]], m[s[5]]);
