@@ -32,6 +32,7 @@ import re
 import select
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import h11
@@ -66,6 +67,9 @@ _MAX_RESPONSE_HEAD = 65536
 
 # The end of a response head; h11 accepts bare LF line endings from origins, so do we.
 _HEAD_END_RE = re.compile(rb"\r?\n\r?\n")
+
+# A field value's forbidden bytes (RFC 9110 §5.5: no CTL but HTAB; h11 refuses only NUL).
+_CTL_RE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 # Called with each 1xx response (status, headers) the origin sends before its final one.
 InterimCallback = Callable[[int, list[tuple[str, str]]], Awaitable[object]]
@@ -383,11 +387,19 @@ class OriginPool:
                         conn.receive_data(bytes(data))
                 elif isinstance(event, h11.Response):
                     status = event.status_code
+                    bad = _bad_field(event.headers)
+                    if bad is not None:
+                        # h11 refuses only NUL; a value the edge could never send on
+                        # (nor should store) makes the whole response invalid.
+                        raise OriginProtocolError(f"invalid response from origin: control character in {bad}")
                     headers = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in event.headers]
                 elif isinstance(event, h11.InformationalResponse):
                     # RFC 9110 §15.2. 100 Continue answers our own Expect (we never
                     # send one); the others are the origin's to the client.
-                    if on_interim is not None and event.status_code != 100:
+                    bad = _bad_field(event.headers)
+                    if bad is not None:
+                        log.warning("dropped a %d response: control character in %s", event.status_code, bad)
+                    elif on_interim is not None and event.status_code != 100:
                         interim = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in event.headers]
                         try:
                             await on_interim(event.status_code, strip_hop_by_hop(interim))
@@ -464,6 +476,15 @@ class OriginPool:
             raise
         await self._release(oc)
         return resp
+
+
+def _bad_field(fields: Any) -> str | None:
+    """The name of the first field whose value has a control character other than HTAB
+    (RFC 9110 §5.5), or None."""
+    for name, value in fields:
+        if _CTL_RE.search(value):
+            return str(name.decode("latin-1"))
+    return None
 
 
 def _close_delimited_head(head: bytes) -> bytes:

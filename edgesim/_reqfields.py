@@ -169,7 +169,7 @@ def resolve_file(path: str, exists: Callable[[str], bool]) -> str | None:
 def request_path(url: str) -> str:
     """The decoded path of a URL or origin-form target."""
     rest = url.partition("#")[0].partition("?")[0]
-    if "://" in rest:
+    if rest[:1] != "/" and "://" in rest:  # a URL; "/go/https://x" is a path
         after = rest.split("://", 1)[1]
         slash = after.find("/")
         rest = after[slash:] if slash >= 0 else "/"

@@ -185,8 +185,10 @@ _FIELD_LINE_RE = re.compile(rf"({_TOKEN}):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*?)[ \
 _BAD_VALUE_CHAR_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _BARE_LF_RE = re.compile(rb"(?<!\r)\n")
 _DIGITS_RE = re.compile(r"[0-9]+")
-# uri-host [ ":" port ] (RFC 9110 §7.2), loosely: reg-name / IPv4 / IP-literal chars.
-_HOST_RE = re.compile(r"[A-Za-z0-9\-._~%!$&'()*+,;=\[\]:]*")
+# uri-host [ ":" port ] (RFC 9110 §7.2; RFC 3986 §3.2.2): an IP-literal in brackets
+# or a reg-name / IPv4address, then an optional all-digit port. Empty is allowed (an
+# authority without a host).
+_HOST_RE = re.compile(r"(?:\[[0-9A-Za-z:._~%!$&'()*+,;=-]+\]|[A-Za-z0-9\-._~%!$&'()*+,;=]*)(?::[0-9]*)?")
 # chunk-size [ chunk-ext ] (RFC 9112 §7.1.1); no trailing whitespace (h11 allows it).
 _CHUNK_LINE_RE = re.compile(rb"([0-9A-Fa-f]+)(;[^\x00-\x08\x0a-\x1f\x7f]*)?")
 _TRAILER_NAME_RE = re.compile(_TOKEN.encode("ascii"))
@@ -233,6 +235,17 @@ class _Head:
     # h11's rule (``_keep_alive``); we don't implement 1.0 keep-alive either.
     close: bool
     expect_continue: bool
+
+
+def _authority(target: str) -> str:
+    """The authority of an absolute-form ``target`` (up to its path, query or fragment)."""
+    rest = target.split("://", 1)[1]
+    end = len(rest)
+    for c in "/?#":
+        i = rest.find(c)
+        if 0 <= i < end:
+            end = i
+    return rest[:end]
 
 
 def _diagnose_request_line(line: str) -> _Reject:
@@ -297,6 +310,14 @@ def _check_head(head: str, limits: Limits) -> _Head:
         or (method == "OPTIONS" and target == "*")
     ):
         raise _Reject(400, "invalid request-target form")
+    if target[0] != "/" and "://" in target:
+        # absolute-form (RFC 9112 §3.2.2): an http(s) URI whose authority is a valid
+        # host[:port] without userinfo (RFC 9110 §4.2.4: a recipient treats it as an error)
+        scheme = target.partition("://")[0]
+        if scheme.lower() not in ("http", "https"):
+            raise _Reject(400, "absolute-form target must be an http or https URI")
+        if not _HOST_RE.fullmatch(_authority(target)):  # no "@": userinfo is refused
+            raise _Reject(400, "invalid authority in absolute-form target")
 
     n_fields = len(lines) - 1
     if n_fields > limits.max_headers:
@@ -787,6 +808,10 @@ class _Connection:
         no_body = head_request or status == 204 or status == 304
         if status == 204:
             pass  # RFC 9110 §8.6: MUST NOT send Content-Length
+        elif status == 304 and handler_cl is None:
+            # RFC 9110 §8.6: a 304 may carry Content-Length only as the 200's length;
+            # a handler that gave none (a 304 built from a cache entry) sends none.
+            pass
         elif no_body:
             # RFC 9110 §9.3.2 / §15.4.5: the length the GET would have had. Keep the
             # handler's value (if it is one); else the modelled size.
@@ -899,12 +924,12 @@ class _Connection:
             self._http10 = info.http_version == "1.0"
             headers = info.headers
             target = info.target
-            if "://" in target:
+            if target[0] != "/" and "://" in target:
                 # RFC 9112 §3.2.2: with an absolute-form target the server MUST ignore
                 # Host and use the target's authority. Handlers key caches and sites
                 # on Host, so make the two agree rather than let them be played off.
-                authority = target.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0]
-                headers = replace(headers, "host", authority)
+                # (Origin-form targets may carry "://" in their path or query.)
+                headers = replace(headers, "host", _authority(target))
             req = Request(info.method, target, headers, body, info.http_version)
             head_request = info.method == "HEAD"
             try:

@@ -1367,12 +1367,14 @@ class HttpCache:
 
     # -- invalidation and purge -------------------------------------------------------
 
-    def invalidate(self, key: str) -> None:
-        """Remove every variant stored under ``key`` from both tiers."""
+    def invalidate(self, key: str) -> bool:
+        """Remove every variant stored under ``key`` from both tiers; whether any tier
+        held it."""
         self._invalidations += 1
-        self._memory.delete(key)
+        removed = self._memory.delete(key)
         if self._disk is not None:
-            self._disk.delete(key)
+            removed = self._disk.delete(key) or removed
+        return removed
 
     def invalidate_after(self, key_for: Callable[[str], str], req: Request, resp: Response) -> list[str]:
         """RFC 9111 §4.4: after an unsafe method with a 2xx/3xx response, invalidate the

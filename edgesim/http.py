@@ -67,12 +67,18 @@ def without(headers: Headers, names: Iterable[str]) -> Headers:
     return [(k, v) for k, v in headers if k not in drop]
 
 
+# Fields a request needs end to end, whatever its Connection header lists.
+_NEVER_HOP_BY_HOP: Final = frozenset({"", "host"})
+
+
 def strip_hop_by_hop(headers: Headers) -> Headers:
-    """Remove hop-by-hop headers, including those the Connection header names."""
+    """Remove hop-by-hop headers, including those the Connection header names (but never
+    Host, which a request needs end to end)."""
     named = HOP_BY_HOP
     for k, v in headers:
         if k == "connection":
-            named = named.union(t.strip().lower() for t in v.split(",") if t.strip())
+            listed = {t.strip().lower() for t in v.split(",")}
+            named = named | (listed - _NEVER_HOP_BY_HOP)
     return [h for h in headers if h[0] not in named]
 
 
@@ -165,10 +171,12 @@ class Request:
         if t is self._path_of:
             return self._path
         self._path_of = t
-        if "://" in t:
+        if t[:1] != "/" and "://" in t:  # absolute-form; "/a?next=http://b" is origin-form
             rest = t.split("://", 1)[1]
             i = rest.find("/")
-            t = rest[i:] if i >= 0 else "/"
+            q = rest.find("?")
+            # the path starts at the first "/" of the authority's end ("http://a?x=/b": none)
+            t = rest[i:] if i >= 0 and (q < 0 or i < q) else "/"
         # cut at the first "?" or "#" (most targets have neither: no copy then)
         if "?" in t:
             t = t.partition("?")[0]

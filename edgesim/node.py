@@ -61,6 +61,8 @@ _CACHEABLE_METHODS: Final = _SAFE
 # request fields an edge never forwards as they are (Via is re-added with the node)
 _NOT_FORWARDED: Final = HOP_BY_HOP | {"via"}
 _NOT_FORWARDED_SAFE: Final = _NOT_FORWARDED | {"if-none-match", "if-modified-since"}
+# ... and fields forwarded even when the client's Connection header names them
+_KEEP_FORWARDED: Final = frozenset({"host"})
 
 # Outcomes, used for X-Cache and metrics.
 HIT: Final = "HIT"
@@ -400,7 +402,9 @@ class EdgeNode:
             if k not in named:
                 keep(h)
             elif k == "connection":
-                named = named.union(t.strip().lower() for t in h[1].split(",") if t.strip())
+                # Host is never hop-by-hop: a client listing it would strip it from the
+                # fill, and the origin's answer for another host would be cached here.
+                named = named.union(t.strip().lower() for t in h[1].split(",") if t.strip()) - _KEEP_FORWARDED
             if k == "via" and via is None:
                 via = h[1]
         if named is not _NOT_FORWARDED_SAFE and named is not _NOT_FORWARDED:
@@ -645,8 +649,7 @@ class EdgeNode:
                 return self._json(400, {"error": "purge needs ?site=HOST (and optionally &url=/path)"})
             s = self._sites.get(site)
             if url:
-                self.cache.invalidate(_key(site, s.deploy if s else "", url))
-                removed = 1
+                removed = int(self.cache.invalidate(_key(site, s.deploy if s else "", url)))
             else:
                 removed = self.cache.purge_tag(site)
             self.stats.purges += 1

@@ -314,8 +314,8 @@ class Network:
 
     async def purge(self, site: str, url: str | None = None) -> int:
         """Purge ``site`` (or one ``url`` path of it) on every node, through each node's
-        admin endpoint. Returns the sum of the nodes' ``purged`` counts (a URL purge
-        counts 1 per node, whether or not the node held it)."""
+        admin endpoint. Returns the sum of the nodes' ``purged`` counts: what they held
+        (a URL purge counts 1 on each node that had the URL cached, in any variant)."""
         self._require_nodes("purge")
         q = f"site={quote(site.lower(), safe='')}" + (f"&url={quote(url, safe='')}" if url else "")
         removed = 0

@@ -846,7 +846,9 @@ class OriginCore:
             res = deploy.resolve(req.target, req, now, rules=False)
         else:
             q = req.query
-            scheme = req.header("x-forwarded-proto") or "https"
+            # the client's scheme as a proxy reports it; anything but http is https
+            xfp = req.header("x-forwarded-proto")
+            scheme = "http" if xfp is not None and xfp.strip().lower() == "http" else "https"
             url = f"{scheme}://{host}{path}?{q}" if q else f"{scheme}://{host}{path}"
             if not host:
                 url = f"{path}?{q}" if q else path

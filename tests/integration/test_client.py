@@ -235,8 +235,12 @@ async def test_never_resends_once_sent(nursery: trio.Nursery) -> None:
         b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
         b"HTTP/1.1 2000 OK\r\n\r\n",
+        # h11 refuses only NUL in a value; a control character the edge could never
+        # send on (RFC 9110 §5.5) makes the response invalid too
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Bad: a\x01b\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Del: a\x7fb\r\n\r\nok",
     ],
-    ids=["garbage", "truncated", "conflicting-cl", "bad-chunk", "bad-status"],
+    ids=["garbage", "truncated", "conflicting-cl", "bad-chunk", "bad-status", "ctl-in-value", "del-in-value"],
 )
 async def test_protocol_error(nursery: trio.Nursery, answer: bytes) -> None:
     port, heads = await start_raw_server(nursery, [answer])
@@ -392,6 +396,7 @@ async def test_interim_responses_go_to_callback_not_response(nursery: trio.Nurse
     answer = (
         b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n"
         b"HTTP/1.1 102 Processing\r\n\r\n"
+        b"HTTP/1.1 103 Early Hints\r\nLink: <\x01>\r\n\r\n"  # invalid: dropped, not relayed
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nLink: </final>\r\n\r\nok"
     )
     port, _ = await start_raw_server(nursery, [answer, OK])

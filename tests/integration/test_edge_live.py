@@ -109,6 +109,10 @@ async def test_miss_hit_headers_and_keepalive(edge: tuple[Client, object]) -> No
     assert r2.header("age") is not None and r2.header("etag") == r1.header("etag")
     r3 = await client.get("/about", if_none_match=r1.header("etag") or "")
     assert r3.status == 304 and _x(r3) == "HIT"
+    # RFC 9110 §8.6: a 304's Content-Length, if any, is the 200's; a HEAD's is the GET's
+    assert r3.header("content-length") in (None, "8") and not r3.body
+    r4 = await client.get("/about", method="HEAD")
+    assert (r4.status, _x(r4), r4.header("content-length"), r4.body) == (200, "HIT", "8", b"")
 
 
 async def test_redirects_and_rewrites_at_the_edge(edge: tuple[Client, object]) -> None:
@@ -403,3 +407,37 @@ async def test_early_hints_relayed_to_the_fetching_client_only(nursery: trio.Nur
     assert joiner == [([], 200, b"body")]
     assert later == [([], 200, b"body")]
     assert node.stats.collapsed == 1
+
+
+async def test_control_character_in_origin_header_is_a_502_never_stored(nursery: trio.Nursery) -> None:
+    """An origin response with a control character in a field value (h11 lets all but
+    NUL through) is an invalid response: 502, nothing cached, the next request goes
+    to the origin again and the service keeps serving."""
+    seen: list[bytes] = []
+
+    async def origin(stream: trio.SocketStream) -> None:
+        async with stream:
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                buf += await stream.receive_some(65536)
+            seen.append(buf.split(b" ")[1])
+            bad = b"X-Bad: a\x01b\r\n" if b"/bad" in buf else b""
+            await stream.send_all(
+                b"HTTP/1.1 200 OK\r\nCache-Control: max-age=600\r\nContent-Length: 2\r\n"
+                + bad
+                + b"Connection: close\r\n\r\nok"
+            )
+
+    listeners = await nursery.start(trio.serve_tcp, origin, 0)
+    port = listeners[0].socket.getsockname()[1]
+    node = build_node(name="e1", memory_bytes=2**20, manifests=False)
+    edge_port = await nursery.start(serve_edge, node, make_origin(f"http://127.0.0.1:{port}"))
+    client = Client(edge_port)
+    for _ in range(2):
+        r = await client.get("/bad")
+        assert (r.status, _x(r)) == (502, "ERROR")
+        assert r.header("x-bad") is None
+    good = await client.get("/good")
+    assert (good.status, good.body) == (200, b"ok")
+    assert seen == [b"/bad", b"/bad", b"/good"]
+    assert node.statistics()["errors"] == 2

@@ -75,7 +75,8 @@ async def test_trio_demo_miss_hit_redirect_purge_deploy(
         await trio.sleep(121)
         assert _x(await net.get("eu-west", "/index.html")) == "REVALIDATED"
 
-        assert await net.purge("shop.example", "/index.html") == 6  # 1 per node
+        assert await net.purge("shop.example", "/index.html") == 1  # the node that had it
+        assert await net.purge("shop.example", "/index.html") == 0
         assert _x(await net.get("eu-west", "/index.html")) == "MISS"
 
         deploy2 = await net.deploy("shop.example")
@@ -94,7 +95,7 @@ async def test_trio_user_handler_origin_with_user_rules(
 
     async def origin(req: Request) -> Response:
         seen.append(req.target)
-        body = f"page {req.path}".encode()
+        body = f"page {req.host} {req.path}".encode()
         return Response(200, [("content-type", "text/plain"), ("cache-control", "max-age=60")], body)
 
     async with edge_network("demo", mode="trio", origin=origin, rules={"app.test": rules}) as net:
@@ -103,8 +104,12 @@ async def test_trio_user_handler_origin_with_user_rules(
         assert (r.status, r.header("location"), _x(r)) == (301, "/new", "REDIRECT")
         r1 = await net.get("us-east", "https://app.test/spa/x", node=0)
         r2 = await net.get("us-east", "https://app.test/spa/y", node=0)
-        assert (r1.body, _x(r1), r2.body, _x(r2)) == (b"page /app.html", "MISS", b"page /app.html", "HIT")
+        page = b"page app.test /app.html"
+        assert (r1.body, _x(r1), r2.body, _x(r2)) == (page, "MISS", page, "HIT")
         assert seen == ["/app.html"]  # no manifest: not edgesim's origin
+        # a URL in the query is not an authority: the request stays on app.test
+        r3 = await net.get("us-east", "https://app.test/login?next=https://evil.test/x")
+        assert r3.body == b"page app.test /login"
         with pytest.raises(NetworkError, match="needs edgesim's origin"):
             await net.deploy("app.test")
 

@@ -85,6 +85,9 @@ CASES: list[tuple[str, bytes, list[int], int]] = [
     ("leading-space", b" GET / HTTP/1.1\r\nHost: a\r\n\r\n", [400], 0),
     ("invalid-method", b"G(ET / HTTP/1.1\r\nHost: a\r\n\r\n", [400], 0),
     ("target-not-origin-form", b"GET foo HTTP/1.1\r\nHost: a\r\n\r\n", [400], 0),
+    ("target-ftp-uri", b"GET ftp://a/x HTTP/1.1\r\nHost: a\r\n\r\n", [400], 0),
+    ("target-userinfo", b"GET http://u:p@a/x HTTP/1.1\r\nHost: a\r\n\r\n", [400], 0),
+    ("target-bad-port", b"GET http://a:x/ HTTP/1.1\r\nHost: a\r\n\r\n", [400], 0),
     ("target-fragment", b"GET /a#b HTTP/1.1\r\nHost: a\r\n\r\n", [400], 0),
     ("target-non-ascii", b"GET /\xff HTTP/1.1\r\nHost: a\r\n\r\n", [400], 0),
     ("target-nul", b"GET /\x00 HTTP/1.1\r\nHost: a\r\n\r\n", [400], 0),
@@ -93,6 +96,10 @@ CASES: list[tuple[str, bytes, list[int], int]] = [
     ("missing-host", b"GET / HTTP/1.1\r\n\r\n", [400], 0),
     ("two-hosts", GET + b"Host: b\r\n\r\n", [400], 0),
     ("host-with-space", b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", [400], 0),
+    ("host-port-not-digits", b"GET / HTTP/1.1\r\nHost: a:abc\r\n\r\n", [400], 0),
+    ("host-two-ports", b"GET / HTTP/1.1\r\nHost: a:1:2\r\n\r\n", [400], 0),
+    ("host-open-bracket", b"GET / HTTP/1.1\r\nHost: [\r\n\r\n", [400], 0),
+    ("host-userinfo", b"GET / HTTP/1.1\r\nHost: u@a\r\n\r\n", [400], 0),
     ("header-without-colon", GET + b"X-A b\r\n\r\n", [400], 0),
     ("space-before-colon", b"GET / HTTP/1.1\r\nHost : a\r\n\r\n", [400], 0),
     ("empty-header-name", GET + b": b\r\n\r\n", [400], 0),
@@ -204,3 +211,29 @@ async def test_accepted_edge_cases_reach_the_handler(nursery: trio.Nursery) -> N
     assert handler.seen[1].host == "a"  # absolute-form authority wins over Host
     assert handler.seen[3].http_version == "1.0"
     assert server.statistics().requests == 4
+
+
+async def test_urls_inside_an_origin_form_target_leave_host_alone(nursery: trio.Nursery) -> None:
+    """A target that starts with "/" is origin-form, whatever its path or query holds:
+    "://" in it must not be read as an absolute-form authority (which would route the
+    request to another site)."""
+    handler = Recorder()
+    server = HttpServer(handler, limits=LIMITS)
+    port = await nursery.start(server.serve_tcp)
+    raw = (
+        b"GET /login?next=https://evil.test/x HTTP/1.1\r\nHost: app.test\r\n\r\n"
+        + b"GET /go/http://evil.test/y HTTP/1.1\r\nHost: app.test:8080\r\n\r\n"
+        + b"GET HTTPS://Good.Test:443?q=http://evil.test HTTP/1.1\r\nHost: app.test\r\n\r\n"
+        + b"GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n"
+    )
+    with trio.fail_after(10):
+        answer = await exchange(port, raw)
+    assert statuses(answer) == [200, 200, 200, 200]
+    seen = handler.seen
+    assert [(r.host, r.path, r.query) for r in seen] == [
+        ("app.test", "/login", "next=https://evil.test/x"),
+        ("app.test", "/go/http://evil.test/y", ""),
+        ("good.test", "/", "q=http://evil.test"),
+        ("[::1]", "/", ""),
+    ]
+    assert seen[2].header("host") == "Good.Test:443"

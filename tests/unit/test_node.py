@@ -297,6 +297,10 @@ def test_purge_api(origin: FakeOrigin) -> None:
     drive(node, get("/exists"), origin, T0)
     r = drive(node, get(f"/.edgesim/edge/purge?site={HOST}&url=/a", method="POST"), origin, T0)
     assert json.loads(r.response.body or b"")["purged"] == 1
+    # the count is what was there: /a is gone now, /never was never cached
+    for url in ("/a", "/never"):
+        r = drive(node, get(f"/.edgesim/edge/purge?site={HOST}&url={url}", method="POST"), origin, T0)
+        assert json.loads(r.response.body or b"")["purged"] == 0
     assert drive(node, get("/a"), origin, T0).outcome == "MISS"
     assert drive(node, get("/exists"), origin, T0).outcome == "HIT"
     drive(node, get(f"/.edgesim/edge/purge?site={HOST}", method="PURGE"), origin, T0)
@@ -304,7 +308,20 @@ def test_purge_api(origin: FakeOrigin) -> None:
     bad = drive(node, get("/.edgesim/edge/purge", method="POST"), origin, T0)
     assert bad.response.status == 400
     stats = json.loads(drive(node, get("/.edgesim/edge/stats"), origin, T0).response.body or b"")
-    assert stats["node"] == "e1" and stats["purges"] == 2
+    assert stats["node"] == "e1" and stats["purges"] == 4
+
+
+def test_connection_cannot_strip_host_from_the_fill(origin: FakeOrigin) -> None:
+    # A client listing Host in Connection must not make the edge forward the fill
+    # without it (an origin would then answer for its default host, and that answer
+    # would be cached under this host for everyone). Other listed fields do go.
+    node = make(origin)
+    req = get("/a", ("connection", "host, x-private, close"), ("x-private", "1"), ("x-other", "2"))
+    drive(node, req, origin, T0)
+    fill = next(r for r in origin.requests if r.path == "/a")
+    assert fill.header("host") == HOST
+    assert fill.header("x-private") is None and fill.header("connection") is None
+    assert fill.header("x-other") == "2"
 
 
 def test_head_served_from_get(origin: FakeOrigin) -> None:

@@ -194,6 +194,15 @@ def test_redirect_passes_the_query_and_uses_redirect_policy(core: OriginCore) ->
     assert r.header("etag") is None
 
 
+@pytest.mark.parametrize("proto", ["http", "HTTPS", "a b", "ftp", ""])
+def test_any_forwarded_proto_still_resolves(core: OriginCore, proto: str) -> None:
+    # X-Forwarded-Proto is a proxy's report; a value that is not a scheme must not
+    # make the URL the rules see invalid (it read as a 400 "bad request target")
+    r = get(core, "/news/a/b?x=1", headers=[("x-forwarded-proto", proto)])
+    assert (r.status, r.header("location")) == (301, "/blog/a/b?x=1")
+    assert get(core, "/about", headers=[("x-forwarded-proto", proto)]).status == 200
+
+
 def test_rewrite_serves_the_target_file(core: OriginCore) -> None:
     r = get(core, "/blog/2024/hello")
     assert (r.status, r.body) == (200, b"<h1>hello</h1>")
