@@ -7,6 +7,7 @@ previous file.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -15,10 +16,16 @@ from pathlib import Path
 def write_atomic(path: str | os.PathLike[str], data: str | bytes) -> None:
     """Write ``data`` to ``path`` atomically (same-directory temp file + ``os.replace``).
 
+    A symlink is followed (its file is replaced, the link kept); a path that exists but is
+    not a regular file (a device, a FIFO) is refused rather than replaced.
+
     Raises:
-        OSError: the folder is missing or not writable (the target is left untouched).
+        OSError: the folder is missing or not writable, or the target is not a regular
+            file (the target is left untouched).
     """
-    target = Path(path)
+    target = Path(os.path.realpath(path))
+    if target.exists() and not target.is_file():
+        raise OSError(errno.EINVAL, "not a regular file", os.fspath(path))
     raw = data.encode("utf-8") if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
     try:

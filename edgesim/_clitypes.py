@@ -27,7 +27,8 @@ class FiniteFloatRange(click.FloatRange):
 
 
 class OutputFile(click.Path):
-    """A file to write: not a directory, in a folder that exists.
+    """A file to write: a regular file or a new one (through symlinks), in a folder that
+    exists.
 
     Checked when the options are read, so that a long run does not end in "cannot write".
     """
@@ -39,7 +40,11 @@ class OutputFile(click.Path):
         path = super().convert(value, param, ctx)
         if not os.fspath(path):
             self.fail("expected a file name, got ''", param, ctx)
-        folder = os.path.dirname(os.path.abspath(os.fsdecode(path)))
+        real = os.path.realpath(os.fsdecode(path))  # a symlink's file is the one written
+        if os.path.exists(real) and not os.path.isfile(real):
+            # results are replaced by a rename: never over a device, FIFO or socket
+            self.fail(f"{os.fsdecode(path)} is not a regular file (results are written as files)", param, ctx)
+        folder = os.path.dirname(real)
         if not os.path.isdir(folder):
             self.fail(f"{folder} is not a directory", param, ctx)
         return path

@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from edgesim._toml import load_toml
 from edgesim.errors import TopologyError, TopologyProblem
 from edgesim.topology import CostModel, Site
 
@@ -63,7 +64,7 @@ def read_cost_file(path: Path) -> dict[str, CostModel]:
         reason = exc.strerror or str(exc)
         raise TopologyError([TopologyProblem(file, 0, "", f"cannot read: {reason}")]) from None
     try:
-        data = tomllib.loads(text)
+        data = load_toml(text)
     except tomllib.TOMLDecodeError as exc:
         raise TopologyError([_syntax_problem(file, text, exc)]) from None
     lines = _lines(text)

@@ -85,7 +85,11 @@ def _write(path: str, text: str) -> None:
     "--min-nodes", type=int, default=1, show_default=True, help="Search bound: fewest nodes per region."
 )
 @click.option(
-    "--max-nodes", type=int, default=64, show_default=True, help="Search bound: most nodes per region."
+    "--max-nodes",
+    type=click.IntRange(max=10_000),  # a topology's own bound on nodes per region
+    default=64,
+    show_default=True,
+    help="Search bound: most nodes per region (at most 10,000).",
 )
 @click.option(
     "--profiles",

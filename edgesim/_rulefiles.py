@@ -17,6 +17,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from edgesim._toml import load_toml
+
 SEVERITY_NAMES = {1: "warning", 2: "error"}
 
 _FIELD_SEP = "\x1f"
@@ -145,7 +147,7 @@ def toml_source(name: str, data: bytes) -> SourceFile:
         line = data.count(b"\n", 0, exc.start) + 1
         return fail("TOML_SYNTAX", line, 1, "file is not valid UTF-8; no rules read from it")
     try:
-        doc = tomllib.loads(text)
+        doc = load_toml(text)
     except tomllib.TOMLDecodeError as exc:
         m = _TOML_POS.search(str(exc))
         line, col = (int(m.group(1)), int(m.group(2))) if m else (0, 0)

@@ -27,6 +27,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from edgesim._toml import load_toml
 from edgesim._units import parse_duration, parse_rate, parse_size
 from edgesim.errors import TopologyError, TopologyProblem
 from edgesim.topology import (
@@ -50,6 +51,7 @@ from edgesim.topology import (
     Topology,
     Traffic,
 )
+from origin._config import MIN_PARETO_ALPHA
 
 __all__ = ["DIURNAL_PROFILES", "bundled_dir", "load_topology", "parse_topology", "resolve_topology_arg"]
 
@@ -224,7 +226,7 @@ def parse_topology(
     p = Path(path) if path is not None else None
     file = str(path) if path is not None else "<topology>"
     try:
-        data = tomllib.loads(text)
+        data = load_toml(text)
     except tomllib.TOMLDecodeError as exc:
         raise TopologyError([_syntax_problem(file, text, exc)]) from None
     if patch is not None:
@@ -754,8 +756,8 @@ class _Checker:
             need = f"a {kind} distribution needs {', '.join(names)}"
             if name == "sigma":  # e^(20 x 8 standard deviations) is still a finite float
                 vals[name] = self.get(v, name, path, 1.0, _number_upto(0.0, 20.0), required=need)
-            elif name == "alpha":
-                vals[name] = self.get(v, name, path, 1.0, _number(0.0, above=True), required=need)
+            elif name == "alpha":  # below MIN_PARETO_ALPHA a draw can overflow a float
+                vals[name] = self.get(v, name, path, 1.0, _number(MIN_PARETO_ALPHA), required=need)
             else:
                 vals[name] = self.get(v, name, path, 0.0, scalar, required=need)
                 positive = name in ("median", "mean") or (kind == "pareto" and name == "min")

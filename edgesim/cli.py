@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -26,6 +27,9 @@ EXIT_FINDINGS = 1
 
 class CliError(click.ClickException):
     """A domain error shown as one line (``Error: ...``) with exit status 1."""
+
+
+_NODE_NAME = re.compile(r"[A-Za-z0-9._~-]{1,255}")
 
 
 def _fail(message: str) -> NoReturn:
@@ -192,10 +196,30 @@ def match_command(
         else:
             _print_match(url, m, rules)
         return
-    for lineno, line in enumerate(requests_file, 1):
-        if not line.strip():
-            continue
-        click.echo(json.dumps(_request_line(rules, line, lineno, requests_file.name, now)))
+    try:
+        for lineno, line in enumerate(requests_file, 1):
+            if not line.strip():
+                continue
+            click.echo(json.dumps(_request_line(rules, line, lineno, requests_file.name, now)))
+    except UnicodeDecodeError as exc:
+        _fail(_not_utf8(requests_file.name, exc))
+
+
+def _node_name(value: str) -> str:
+    """A node name goes into every response's Via header: a token (RFC 9110 §5.6.2),
+    restricted to what topologies name nodes with."""
+    if not _NODE_NAME.fullmatch(value):
+        raise click.BadParameter(f"{value!r}: expected letters, digits and . _ - ~ (1 to 255 characters)")
+    return value
+
+
+def _not_utf8(name: str, exc: UnicodeDecodeError) -> str:
+    """One error line for a text file that is not UTF-8, with the first bad line's
+    number when the file can be re-read."""
+    from edgesim.traces import first_non_utf8_line
+
+    line = first_non_utf8_line(name)
+    return f"{name}{'' if line is None else f':{line}'}: not UTF-8 text ({exc.reason})"
 
 
 def _request_line(rules: Any, line: str, lineno: int, name: str, now: float | None) -> dict[str, Any]:
@@ -272,7 +296,10 @@ def bench_command(file: str, urls_file: Any, seconds: float, reference: bool, as
 
     urls = None
     if urls_file is not None:
-        urls = [u.strip() for u in urls_file if u.strip()]
+        try:
+            urls = [u.strip() for u in urls_file if u.strip()]
+        except UnicodeDecodeError as exc:
+            _fail(_not_utf8(urls_file.name, exc))
         if not urls:
             raise click.BadParameter("no URLs in the file", param_hint="--urls")
     try:
@@ -339,7 +366,13 @@ def edge_group() -> None:
 @click.option(
     "--port", type=click.IntRange(0, 65535), default=8081, show_default=True, help="0 picks a free port."
 )
-@click.option("--name", default="edge", show_default=True, help="Node name (Via header, stats).")
+@click.option(
+    "--name",
+    default="edge",
+    show_default=True,
+    callback=lambda ctx, param, v: _node_name(v),
+    help="Node name (Via header, stats): letters, digits and . _ - ~ only.",
+)
 @click.option("--memory-cache", type=SIZE, default="256MB", show_default=True, help="Memory tier size.")
 @click.option(
     "--disk-cache", metavar="DIR[:SIZE]", help="Disk tier (diskcache) directory and size (default 1GB)."
@@ -616,18 +649,33 @@ def _rule_errors(topo: Any) -> list[str]:
     """Error diagnostics of the rule files a topology's sites name (as `redirects check`
     prints them): a broken line is skipped at run time, so validation is where it shows."""
     from edgesim.redirects import RuleSet
+    from origin._config import CONFIG_NAME, SiteConfigError, parse_config
 
     out: list[str] = []
+    sources: list[Path] = []
     for site in topo.sites:
-        sources = list(site.rules_files) or ([site.directory] if site.directory is not None else [])
-        for src in sources:
+        sources += list(site.rules_files) or ([site.directory] if site.directory is not None else [])
+        if site.directory is not None:
+            # the origin reads the site's own settings when the run starts
+            config = site.directory / CONFIG_NAME
             try:
-                rules = RuleSet.from_site(src) if src.is_dir() else RuleSet.from_file(src)
-            except EdgesimError as exc:
+                if config.is_file():
+                    # as the origin reads it (undecodable bytes replaced)
+                    parse_config(config.read_text(encoding="utf-8", errors="replace"), str(config))
+            except SiteConfigError as exc:
                 out.append(str(exc))
-                continue
-            with rules:
-                out.extend(str(d) for d in rules.diagnostics if d.severity == "error")
+            except OSError as exc:
+                out.append(f"{config}: cannot read: {exc.strerror or exc}")
+    if topo.shadow is not None:  # a shadowing candidate's rules, compiled on every node
+        sources += [f for _, files in topo.shadow.rules for f in files]
+    for src in sources:
+        try:
+            rules = RuleSet.from_site(src) if src.is_dir() else RuleSet.from_file(src)
+        except EdgesimError as exc:
+            out.append(str(exc))
+            continue
+        with rules:
+            out.extend(str(d) for d in rules.diagnostics if d.severity == "error")
     return out
 
 

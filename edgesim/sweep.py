@@ -48,6 +48,7 @@ from typing import Any
 
 from edgesim import __version__
 from edgesim._atomic import write_atomic
+from edgesim._toml import load_toml
 from edgesim._topoload import (
     _index,
     _join,
@@ -195,7 +196,7 @@ def load_spec(path: str | Path) -> SweepSpec:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise SweepError([TopologyProblem(file, 0, "", f"cannot read: {reason}")]) from None
     try:
-        data = tomllib.loads(text)
+        data = load_toml(text)
     except tomllib.TOMLDecodeError as exc:
         raise SweepError([_syntax_problem(file, text, exc)]) from None
     lines = _lines(text)
@@ -413,7 +414,7 @@ def _check_cell(
     sources: list[tuple[str, Parameter, Any, str]] = []
     data_probe: dict[str, Any] = {}
     with contextlib.suppress(tomllib.TOMLDecodeError):  # parse_topology reports it below
-        data_probe = tomllib.loads(spec.topology_text)
+        data_probe = load_toml(spec.topology_text)
     section = [(q, "set", q.values[0]) for q in spec.fixed] + [(q, "grid", v) for q, v in values]
     problems: list[TopologyProblem] = []
     for q, sec, v in section:

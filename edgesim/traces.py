@@ -340,13 +340,18 @@ def _parse_csv(name: str, f: Iterable[str]) -> Trace:
                         k_append(kid)
                         s_append(size)
                 break
+            except UnicodeDecodeError:
+                raise  # a ValueError too, but about the bytes, not the row just read
             except (ValueError, TypeError, OverflowError):
                 if any(field.strip() for field in row):
                     raise _diagnose(name, reader.line_num, row, len(fields)) from None
     except csv.Error as exc:
         raise TraceError(name, f"malformed CSV: {exc}", line=reader.line_num) from None
     except UnicodeDecodeError as exc:
-        raise TraceError(name, f"not UTF-8 text ({exc.reason} at byte {exc.start} of a read block)") from None
+        line = first_non_utf8_line(name)
+        if line is None:  # not a file to re-read (tests pass lines)
+            raise TraceError(name, f"not UTF-8 text ({exc.reason})") from None
+        raise TraceError(name, f"not UTF-8 text ({exc.reason})", line=line) from None
     if not keys:
         raise TraceError(name, "no requests after the header", line=reader.line_num + 1)
     return Trace(
@@ -359,6 +364,20 @@ def _parse_csv(name: str, f: Iterable[str]) -> Trace:
         tuple(rids),
         tuple(sids),
     )
+
+
+def first_non_utf8_line(name: str) -> int | None:
+    """The number of the first line of file ``name`` that is not UTF-8, or None."""
+    try:
+        with open(name, "rb") as f:
+            for number, raw in enumerate(f, 1):
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    return number
+    except OSError:
+        return None
+    return None
 
 
 def _diagnose(name: str, line: int, row: list[str], width: int) -> TraceError:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from fnmatch import translate
 from typing import Any, Final
 
+from edgesim._toml import load_toml
 from edgesim.errors import EdgesimError
 
 CONFIG_NAME: Final = "_edgesim.toml"
@@ -56,6 +57,10 @@ def is_hashed(path: str) -> bool:
 # --------------------------------------------------------------------------
 # Distributions (object sizes, service times)
 # --------------------------------------------------------------------------
+
+# The smallest Pareto shape accepted: a draw is min * u ** (-1 / alpha) with u >= 2**-53,
+# which overflows a float for alpha below about 0.052.
+MIN_PARETO_ALPHA: Final = 0.1
 
 _DIST_PARAMS: dict[str, tuple[str, ...]] = {
     "fixed": ("value",),
@@ -266,7 +271,7 @@ def parse_config(text: str | None, filename: str = CONFIG_NAME) -> SiteConfig:
     if text is None:
         return SiteConfig()
     try:
-        data = tomllib.loads(text)
+        data = load_toml(text)
     except tomllib.TOMLDecodeError as e:
         raise SiteConfigError(f"{filename}: {e}") from None
     try:
@@ -342,7 +347,10 @@ def _dist(v: Any, key: str, *, minimum: float) -> Distribution:
     for n in names:
         if n not in v:
             raise _Bad(f"{key}.{n}", "", raw=f"missing (a {kind} distribution needs {', '.join(names)})")
-        positive = n in ("median", "sigma", "alpha") or (kind == "pareto" and n == "min")
+        if n == "alpha":  # x = min * u ** (-1 / alpha) overflows a float below this
+            vals.append(_num(v[n], f"{key}.{n}", MIN_PARETO_ALPHA))
+            continue
+        positive = n in ("median", "sigma") or (kind == "pareto" and n == "min")
         vals.append(_num(v[n], f"{key}.{n}", 0.0 if positive else minimum, strict=positive))
     if kind == "uniform" and vals[1] < vals[0]:
         raise _Bad(f"{key}.max", f"a number >= min ({vals[0]:g})", vals[1])

@@ -8,6 +8,7 @@ failure, and every case fails before anything is measured, served or simulated.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,17 @@ def files(tmp_path: Path) -> Path:
     (tmp_path / "binary.toml").write_bytes(b"\x00\xc0\xff" * 10)
     (tmp_path / "traced.toml").write_text(TINY.replace('warmup = "2s"', 'warmup = "2s"\ntrace = "good.csv"'))
     (tmp_path / "sweep.toml").write_text('topology = "tiny.toml"\n[grid]\ntraffic.peak_rps = [5, 10]\n')
+    os.mkfifo(tmp_path / "fifo")  # a rename over it would have replaced it with a file
+    (tmp_path / "rules").write_text("/a /b 301\n")
+    (tmp_path / "requests.jsonl").write_bytes(b'{"url": "/a"}\n\xff\xfe\n')
+    (tmp_path / "urls.txt").write_bytes(b"/a\n/\xff\n")
+    (tmp_path / "deep.toml").write_text("a = " + "[" * 1000 + "]" * 1000 + "\n")
+    # a bad byte on line 613, after a blank row that once hid its whole read block
+    row = b"%05d,/k%05d,1\n"
+    rows = [row % (i, i) for i in range(510)] + [b"," * 15 + b"\n"]
+    rows += [row % (i, i) for i in range(510, 1022)]
+    rows[611] = rows[611].replace(b"/k", b"/\xff")
+    (tmp_path / "nonutf8.csv").write_bytes(b"time,key,size  \n" + b"".join(rows))
     return tmp_path
 
 
@@ -140,6 +152,23 @@ CLI_CASES = [
     (["stress", "@tiny.toml", "--json", "@missing/s.json"], "missing is not a directory"),
     (["sweep", "@sweep.toml", "--csv", "@missing/s.csv"], "missing is not a directory"),
     (["sweep", "@sweep.toml", "--json", "@missing/s.json"], "missing is not a directory"),
+    (["run", "@tiny.toml", "--quiet", "--json", "@fifo"], "fifo is not a regular file"),
+    (["plan", "@tiny.toml", "--slo", "p99<=80ms", "--json", "@fifo"], "fifo is not a regular file"),
+    # bytes that are not UTF-8: the file and line, not a traceback or lost rows
+    (["replay", "@nonutf8.csv", "--cache-size", "1KB"], "nonutf8.csv:613: not UTF-8 text"),
+    (["redirects", "match", "@rules", "--requests", "@requests.jsonl"], "requests.jsonl:2: not UTF-8 text"),
+    (
+        ["redirects", "bench", "@rules", "--urls", "@urls.txt", "--seconds", "0.05", "--no-reference"],
+        "urls.txt:2: not UTF-8 text",
+    ),
+    # tomllib's recursive parser
+    (["validate", "@deep.toml"], "invalid TOML: arrays or tables nested too deeply"),
+    (["sweep", "@deep.toml"], "invalid TOML: arrays or tables nested too deeply"),
+    # past a topology's bound on nodes per region (a run that would exhaust memory)
+    (["plan", "@tiny.toml", "--slo", "p99<=80ms", "--max-nodes", "99999999"], "'--max-nodes': 99999999"),
+    # a node name goes into every Via header
+    (["edge", "serve", "--origin", "http://127.0.0.1:1", "--name", ""], "'--name': '': expected letters"),
+    (["edge", "serve", "--origin", "http://127.0.0.1:1", "--name", "a\r\nX-Evil: 1"], "'--name': "),
     (["drill", "@tiny.toml", "--workdir", "@good.csv/w"], "cannot create"),
     (["stress", "@tiny.toml", "--workdir", "@good.csv/w"], "cannot create"),
 ]
@@ -180,6 +209,12 @@ TOPOLOGY_CASES = [
         "traffic.flash_crowds[0].multiplier: expected a number > 0 and at most 1e+06, got 1e+300",
     ),
     ('warmup = "2s"', 'warmup = "2s"\ntrace = "@huge.csv"', "huge.csv:3: size '99999999999999999999999'"),
+    # a draw min * u ** (-1 / alpha) overflowed a float
+    (
+        "objects = 20",
+        'objects = 20\nsize = { distribution = "pareto", alpha = 0.01, min = "1B" }',
+        "sites[0].catalog.size.alpha: expected a number >= 0.1, got 0.01",
+    ),
 ]
 
 
