@@ -1089,7 +1089,10 @@ class _Engine:
             spikes[sp.link].append((sp.at, sp.at + sp.duration, sp.extra))
         for ri, r in enumerate(topo.regions):
             g = r.edge
-            uplink = _Link(r.origin_latency, self._gen(), spikes.get(f"{r.name}->origin", []))
+            # with a shield the uplink is the edge <-> shield link: its spikes are
+            # "REGION->shield" ones (and "REGION->origin" ones, the path through it)
+            up_spikes = spikes.get(f"{r.name}->origin", []) + spikes.get(f"{r.name}->shield", [])
+            uplink = _Link(r.origin_latency, self._gen(), up_spikes)
             self.client_links.append(
                 _Link(r.client_latency, self._gen(), spikes.get(f"{r.name}->client", []))
             )

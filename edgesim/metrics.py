@@ -294,8 +294,12 @@ def _group_stats(c: _Cols, ids: Any, ngroups: int) -> list[dict[str, Any]]:
         served = np.bincount(g, weights=sized, minlength=ngroups)
         from_cache = np.bincount(g[cached], weights=sized[cached], minlength=ngroups)
         retries = np.bincount(g, weights=c.retries[ok] * w, minlength=ngroups)
-    lat_sorted = _sorted_by_group(g, c.lat[ok], ngroups)
-    queue_sorted = _sorted_by_group(g, c.queue[ok], ngroups)
+    # latency ends at the answer's last byte: a failed request has none, so it is
+    # counted (``failed``) but not timed
+    answered = outcome != O_FAILED
+    ga = g[answered]
+    lat_sorted = _sorted_by_group(ga, c.lat[ok][answered], ngroups)
+    queue_sorted = _sorted_by_group(ga, c.queue[ok][answered], ngroups)
     out = []
     for i in range(ngroups):
         k = counts[i]
@@ -346,7 +350,9 @@ def _fetch_stats(
     nbytes = column(rec.f_bytes)
     err = column(rec.f_error)
     keep = t >= warmup
-    gid = site if by_site else ids_of_node[node] if len(node) else node
+    # by site: the fetches of the nodes ``ids_of_node`` keeps (>= 0), grouped by site
+    of_node = ids_of_node[node] if len(node) else node
+    gid = np.where(of_node >= 0, site, -1) if by_site else of_node
     keep &= gid >= 0
     g = gid[keep]
     w = None if weights is None else weights[keep]
@@ -445,7 +451,8 @@ def build_report(
 
     node_stats = _group_stats(c, c.node.astype(np.int64), len(nodes))
     node_f = _fetch_stats(rec, node_ids, len(nodes), warmup, False, fw, fbw)
-    # shield nodes serve the edges' fetches, not clients: count those as their requests
+    # shield nodes serve the edges' fetches, not clients: their client figures are 0 and
+    # their fetches are the shield tier's origin requests (docs/reports.md)
     nodes_out = {}
     for i, n in enumerate(nodes):
         s = {"region": n["region"], "tier": n["tier"], "workers": n["workers"]}
@@ -454,16 +461,22 @@ def build_report(
         s["max_queue"] = n["max_queue"]
         s["crashes"] = n["crashes"]
         cs = n["cache"]
+        # per tier: a stored object is written to both, so their sums would count it twice
+        mem, disk = cs.memory.store, cs.disk.store if cs.disk else None
         s["cache"] = {
-            "keys": cs.memory.store.keys + (cs.disk.store.keys if cs.disk else 0),
-            "used_bytes": cs.used_bytes,
-            "evictions": cs.evictions,
+            "keys": mem.keys,
+            "used_bytes": mem.used_bytes,
+            "evictions": mem.evictions,
+            "disk_keys": disk.keys if disk else 0,
+            "disk_used_bytes": disk.used_bytes if disk else 0,
+            "disk_evictions": disk.evictions if disk else 0,
             "stores": cs.stores,
         }
         nodes_out[n["name"]] = s
 
     site_stats = _group_stats(c, c.site.astype(np.int64), len(sites))
-    site_f = _fetch_stats(rec, node_ids, len(sites), warmup, True, fw, fbw)
+    # the edge tier's fetches, as for totals and regions (a shield's own are upstream of them)
+    site_f = _fetch_stats(rec, edge_ids, len(sites), warmup, True, fw, fbw)
     sites_out = {name: _with_fetches(site_stats[i], site_f[i]) for i, name in enumerate(sites)}
     # per site, what the origin itself saw (differs from the edges' fetches with a shield)
     o_t = column(rec.o_t)
@@ -546,7 +559,8 @@ def build_report(
         "sites": {name: round(float(site_o[i])) for i, name in enumerate(sites)},
     }
     meta_out = {k: (_r(v) if isinstance(v, float) else v) for k, v in meta.items()}
-    meta_out["steady_requests"] = totals["requests"]
+    # the run's own count of steady-state requests (a sampled run's totals are scaled)
+    meta_out["steady_requests"] = int(np.count_nonzero(steady))
     return {
         "meta": meta_out,
         "totals": totals,
@@ -579,6 +593,9 @@ _COUNT_KEYS: Final = frozenset(
         "keys",
         "used_bytes",
         "evictions",
+        "disk_keys",
+        "disk_used_bytes",
+        "disk_evictions",
         "stores",
     )
 )

@@ -30,6 +30,14 @@ _GROUP_FIELDS = (
     "revalidations",
     "errors",
     "failed",
+    "hits",
+    "misses",
+    "stale",
+    "revalidated",
+    "passes",
+    "retries",
+    "bytes_served",
+    "utilisation",  # nodes only (empty for other rows)
 )
 
 

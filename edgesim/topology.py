@@ -276,7 +276,9 @@ class OriginOutage:
 
 @dataclass(frozen=True, slots=True)
 class LatencySpike:
-    """Extra latency on a link: ``link`` is ``REGION->origin`` or ``REGION->client``."""
+    """Extra latency on a link: ``link`` is ``REGION->origin``, ``REGION->client``,
+    ``REGION->shield`` (with a shield: the edges' uplink, as ``REGION->origin`` is then)
+    or ``REGION->REGION``."""
 
     link: str
     at: float

@@ -228,6 +228,69 @@ def test_shield_tier_reduces_origin_load() -> None:
     assert b["nodes"]["shield-r0-0"]["tier"] == "shield"
 
 
+def test_with_a_shield_sites_count_the_edge_tiers_fetches_only() -> None:
+    # per site as for the totals: what the edges asked upstream (the shield's own
+    # fetches were added in, and a site's request offload went negative)
+    from edgesim.topology import Shield
+
+    base = topo(duration=6.0, regions=2, nodes=2, objects=2000)
+    r = simulate(dataclasses.replace(base, shield=Shield(region="r0", nodes=1, workers=64))).to_dict(
+        deterministic=True
+    )
+    tot, sites = r["totals"], r["sites"]
+    for key in ("origin_requests", "origin_bytes", "revalidations"):
+        assert sum(s[key] for s in sites.values()) == tot[key]
+    shield = r["nodes"]["shield-r0-0"]
+    assert shield["requests"] == 0 and shield["origin_requests"] > 0
+    assert abs(r["origin"]["requests"] - shield["origin_requests"]) <= 5  # fetches in flight at the end
+    assert all(s["request_offload"] >= 0 for s in sites.values())
+
+
+def test_a_spike_on_the_edge_to_shield_link_delays_misses() -> None:
+    from edgesim.topology import LatencySpike, Shield
+
+    base = dataclasses.replace(
+        topo(duration=8.0, regions=1, nodes=1, objects=3000), shield=Shield(region="r0", nodes=1, workers=64)
+    )
+    spiked = dataclasses.replace(base, faults=Faults(spikes=(LatencySpike("r0->shield", 2.0, 4.0, 0.5),)))
+    a = simulate(base).to_dict(deterministic=True)
+    b = simulate(spiked).to_dict(deterministic=True)
+    # a miss crosses the link up and back: up to +1 s while the spike lasts, nothing before
+    assert b["totals"]["latency"]["max"] >= a["totals"]["latency"]["max"] + 0.5
+    assert b["timeseries"]["latency_p99"][:1] == a["timeseries"]["latency_p99"][:1]
+
+
+def test_failed_requests_are_counted_but_not_timed() -> None:
+    # one node, down for 4 s with a long health-check delay: requests fail; the
+    # latency percentiles are over the answered ones only
+    faults = Faults(
+        crashes=(NodeCrash("r0", 0, at=3.0, down_for=4.0),), health_check_delay=10.0, client_timeout=0.2
+    )
+    r = simulate(topo(duration=10.0, regions=1, nodes=1, objects=500, faults=faults)).to_dict(
+        deterministic=True
+    )
+    assert r["totals"]["failed"] > 0
+    # while the only node is down every request fails: nothing to time (it read the
+    # client timeout, or 0 s when no node was left)
+    assert r["timeseries"]["latency_p50"][4:6] == [None, None]
+    floor = 0.01 - 0.002  # the client link's base minus its jitter, each way
+    assert all(p is None or p >= 2 * floor for p in r["timeseries"]["latency_p50"])
+
+
+def test_node_cache_figures_are_per_tier() -> None:
+    t = topo(duration=6.0, regions=1, nodes=1, objects=2000)
+    t = dataclasses.replace(
+        t,
+        regions=(
+            dataclasses.replace(t.regions[0], edge=dataclasses.replace(t.regions[0].edge, disk_cache=2**30)),
+        ),
+    )
+    cache = simulate(t).to_dict(deterministic=True)["nodes"]["r0-0"]["cache"]
+    # every object is stored in both tiers: each tier holds at most what was stored
+    assert 0 < cache["keys"] <= cache["stores"]
+    assert 0 < cache["disk_keys"] <= cache["stores"]
+
+
 def test_edges_rebuild_the_origins_catalog_exactly() -> None:
     """An edge decides shadowing from the catalog it rebuilds out of the manifest: it
     must be the origin's catalog, key order of the kind mix and size clamps included."""

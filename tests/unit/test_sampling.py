@@ -69,6 +69,9 @@ def test_sampled_hit_ratio_close_to_full_and_counts_scaled() -> None:
     assert abs(st["requests"] - ft["requests"]) / ft["requests"] < 0.15
     assert abs(st["origin_requests"] - ft["origin_requests"]) / ft["origin_requests"] < 0.2
     assert samp["meta"]["simulated_requests"] < 0.4 * full["meta"]["simulated_requests"]
+    # no warm-up: every simulated request is a steady one; the run's own count, not scaled
+    assert samp["meta"]["steady_requests"] == samp["meta"]["simulated_requests"] < st["requests"]
+    assert full["meta"]["steady_requests"] == full["meta"]["simulated_requests"] == ft["requests"]
     assert samp["meta"]["sampled"]["rate"] == 0.25
     assert samp["meta"]["sampled"]["latency"] == "not available"
     assert samp["meta"]["sampled"]["skipped_requests"] > 0
