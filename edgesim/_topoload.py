@@ -1534,7 +1534,8 @@ class _Checker:
                 )
             )
         spikes = []
-        ends = ["origin", "client", *(("shield",) if has_shield else ()), *names]
+        # (a link between two regions carries no traffic in a run: no cross-region failover)
+        ends = ["origin", "client", *(("shield",) if has_shield else ())]
         for sw, s in self.tables(t.get("latency_spikes", []), _join(w, "latency_spikes"), SPIKE_KEYS):
             link = self.get(s, "link", sw, "", _text, required='a link such as "eu-west->origin"')
             a, arrow, b = link.partition("->")
@@ -1542,8 +1543,11 @@ class _Checker:
             if link and (not arrow or a not in names or b not in ends or a == b):
                 self.bad(
                     _join(sw, "link"),
-                    f'expected "REGION->origin", "REGION->client"{", REGION->shield" if has_shield else ""}'
-                    f' or "REGION->REGION" with regions {", ".join(names)}, got {_show(link)}',
+                    'expected "REGION->origin" or "REGION->client"'
+                    + (' or "REGION->shield"' if has_shield else "")
+                    + f" with regions {', '.join(names)}"
+                    + (" (a link between regions carries no traffic in a run)" if b in names else "")
+                    + f", got {_show(link)}",
                 )
             spikes.append(
                 LatencySpike(

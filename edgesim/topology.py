@@ -277,8 +277,7 @@ class OriginOutage:
 @dataclass(frozen=True, slots=True)
 class LatencySpike:
     """Extra latency on a link: ``link`` is ``REGION->origin``, ``REGION->client``,
-    ``REGION->shield`` (with a shield: the edges' uplink, as ``REGION->origin`` is then)
-    or ``REGION->REGION``."""
+    or ``REGION->shield`` (with a shield: the edges' uplink, as ``REGION->origin`` is then)."""
 
     link: str
     at: float

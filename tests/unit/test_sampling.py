@@ -50,7 +50,7 @@ def _key_hash(host: str, url: str, salt: bytes) -> float:
 
 @settings(max_examples=80, deadline=None)
 @given(
-    urls=st.lists(st.text(st.characters(blacklist_categories=("Cs",)), max_size=60), min_size=1, max_size=30),
+    urls=st.lists(st.text(st.characters(exclude_categories=["Cs"]), max_size=60), min_size=1, max_size=30),
     salt=st.binary(max_size=16),
 )
 def test_key_hashes_follow_their_definition(urls: list[str], salt: bytes) -> None:

@@ -488,7 +488,7 @@ BAD = [
         + '[[faults.latency_spikes]]\nlink = "eu-west->moon"\nat = 0\nduration = "1m"\nextra = "100ms"\n',
         "faults.latency_spikes[0].link",
         7,
-        'or "REGION->REGION" with regions eu-west, got "eu-west->moon"',
+        'expected "REGION->origin" or "REGION->client" with regions eu-west, got "eu-west->moon"',
         id="bad-link",
     ),
     pytest.param(
