@@ -13,6 +13,13 @@ import tempfile
 from pathlib import Path
 
 
+def is_special(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` exists but is neither a regular file nor a folder (a FIFO, a
+    device, a socket): reading one may never end, replacing one is never wanted."""
+    p = Path(path)
+    return p.exists() and not p.is_file() and not p.is_dir()
+
+
 def write_atomic(path: str | os.PathLike[str], data: str | bytes) -> None:
     """Write ``data`` to ``path`` atomically (same-directory temp file + ``os.replace``).
 

@@ -27,6 +27,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from edgesim._atomic import is_special
 from edgesim._toml import load_toml
 from edgesim._units import parse_duration, parse_rate, parse_size
 from edgesim.errors import TopologyError, TopologyProblem
@@ -191,6 +192,8 @@ def load_topology(path: str | Path) -> Topology:
             every one of them.
     """
     p = Path(path)
+    if is_special(p):
+        raise TopologyError([TopologyProblem(str(path), 0, "", "not a regular file (a FIFO or device)")])
     try:
         text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:

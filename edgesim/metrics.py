@@ -527,9 +527,10 @@ def build_report(
     steady_o = o_t >= warmup
     ok = steady_o & o_ok
     o_rps = [float(x) / spans[i] for i, x in enumerate(o_req)]
-    steady_rps = [x for x, s in zip(o_rps, starts, strict=True) if s >= warmup] or o_rps
-    peak = max(steady_rps) if steady_rps else 0.0
-    peak_i = o_rps.index(peak) if o_rps else 0
+    steady_i = [i for i, s in enumerate(starts) if s >= warmup] or list(range(len(o_rps)))
+    # the busiest steady interval (the first of equals; a warm-up one may equal it)
+    peak_i = max(steady_i, key=lambda i: (o_rps[i], -i)) if o_rps else 0
+    peak = o_rps[peak_i] if o_rps else 0.0
     so = ok & (o_site >= 0)
     site_o = (
         np.bincount(o_site[so], weights=None if ow is None else o_w[so], minlength=len(sites))

@@ -427,6 +427,10 @@ class _RuleSetBase:
 
 
 def _read(p: Path) -> bytes:
+    from edgesim._atomic import is_special
+
+    if is_special(p):
+        raise RuleFileError(f"{p}: not a regular file (a FIFO or device), expected a rule file")
     try:
         return p.read_bytes()
     except IsADirectoryError:

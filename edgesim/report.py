@@ -328,6 +328,13 @@ def render_html(report: dict[str, Any], topology_text: str = "") -> str:
         "<p><strong>Partial report: the run was interrupted.</strong></p>" if meta.get("partial") else ""
     )
     shadow_html = _shadow_html(report)
+    samp = meta.get("sampled")
+    sampled = (
+        f" simulated of a key sample at rate {samp['rate']:g}: the counts below are scaled by"
+        f" 1/{samp['rate']:g}, latency and utilisation are not available (docs/sampling.md)"
+        if samp
+        else ""
+    )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>edgesim: {escape(str(meta["topology"]))}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:24px;max-width:1000px}}
@@ -335,7 +342,7 @@ table{{border-collapse:collapse}}td,th{{padding:3px 8px;border-bottom:1px solid 
 td:first-child,th:first-child{{text-align:left}}pre{{background:#f6f6f6;padding:8px;overflow:auto}}</style>
 </head><body>
 <h1>edgesim report: {escape(str(meta["topology"]))}</h1>
-<p>seed {meta["seed"]} &middot; {meta["duration"]:.0f} s simulated &middot; {meta["simulated_requests"]:,} requests
+<p>seed {meta["seed"]} &middot; {meta["duration"]:.0f} s simulated &middot; {meta["simulated_requests"]:,} requests{sampled}
 &middot; warm-up {meta["warmup"]:.0f} s excluded &middot; edgesim {escape(str(meta["edgesim_version"]))}</p>
 {partial}
 {"".join(f"<figure>{c}</figure>" for c in charts)}

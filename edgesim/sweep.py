@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from edgesim import __version__
-from edgesim._atomic import write_atomic
+from edgesim._atomic import is_special, write_atomic
 from edgesim._toml import load_toml
 from edgesim._topoload import (
     _index,
@@ -190,6 +190,8 @@ def load_spec(path: str | Path) -> SweepSpec:
     """
     p = Path(path)
     file = str(path)
+    if is_special(p):
+        raise SweepError([TopologyProblem(file, 0, "", "not a regular file (a FIFO or device)")])
     try:
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:

@@ -234,6 +234,10 @@ def read_trace(path: str | os.PathLike[str], format: str | None = None) -> Trace
             names the file and the line (CSV) or record index (binary).
     """
     name = os.fspath(path)
+    from edgesim._atomic import is_special
+
+    if is_special(name):
+        raise TraceError(name, "not a regular file (a FIFO or device)")
     fmt = sniff_format(name) if format is None else format
     if fmt == CSV:
         return _read_csv(name)

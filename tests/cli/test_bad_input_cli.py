@@ -153,6 +153,12 @@ CLI_CASES = [
     (["sweep", "@sweep.toml", "--csv", "@missing/s.csv"], "missing is not a directory"),
     (["sweep", "@sweep.toml", "--json", "@missing/s.json"], "missing is not a directory"),
     (["run", "@tiny.toml", "--quiet", "--json", "@fifo"], "fifo is not a regular file"),
+    # reading a FIFO or a device never ended
+    (["validate", "@fifo"], "fifo: not a regular file"),
+    (["redirects", "check", "@fifo"], "fifo: not a regular file"),
+    (["redirects", "check", "/dev/zero"], "/dev/zero: not a regular file"),
+    (["replay", "@fifo", "--cache-size", "1MB"], "fifo: not a regular file"),
+    (["sweep", "@fifo"], "not a regular file"),
     (["plan", "@tiny.toml", "--slo", "p99<=80ms", "--json", "@fifo"], "fifo is not a regular file"),
     # bytes that are not UTF-8: the file and line, not a traceback or lost rows
     (["replay", "@nonutf8.csv", "--cache-size", "1KB"], "nonutf8.csv:613: not UTF-8 text"),

@@ -576,3 +576,13 @@ def test_a_redirect_source_that_is_a_file_is_one_key(tmp_path: Path) -> None:
     assert m.kept_of[0] and m.kept_of[n]  # kept with the file
     assert m.stratum_of[n] == m.stratum_of[0] == m.strata["/page-0.html"]
     assert m.stratum_of[n + 1] != m.stratum_of[0]  # a source that is no file: its own
+
+
+def test_the_html_page_of_a_sampled_run_says_so() -> None:
+    from edgesim.report import render_html
+
+    t = topo(rps=400.0, duration=4.0, objects=2000)
+    samp = render_html(simulate(t, sample_rate=0.25).to_dict(deterministic=True), "")
+    full = render_html(simulate(t).to_dict(deterministic=True), "")
+    assert "key sample at rate 0.25" in samp and "scaled by 1/0.25" in samp
+    assert "key sample" not in full
