@@ -782,6 +782,11 @@ def run_command(
     from edgesim._topoload import load_topology, resolve_topology_arg
     from edgesim.errors import TopologyError
 
+    if sample_rate >= 1.0:  # the sampling options mean nothing without a sample: say so
+        ctx = click.get_current_context()
+        for name in ("sample_keys", "sample_seed", "sample_thin"):
+            if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE:
+                _fail(f"--{name.replace('_', '-')} needs --sample-rate below 1")
     try:
         topo = load_topology(resolve_topology_arg(topology))
     except TopologyError as exc:

@@ -146,6 +146,9 @@ CLI_CASES = [
     (["run", "@tiny.toml", "--mode", "live", "--json", "@missing/r.json"], "missing is not a directory"),
     (["plan", "@tiny.toml", "--slo", "p99<=80ms", "--json", "@missing/p.json"], "missing is not a directory"),
     (["mrc", "@good.csv", "--html", "@missing/m.html"], "missing is not a directory"),
+    # sampling options without a sample were silently ignored
+    (["run", "@tiny.toml", "--quiet", "--sample-keys", "2"], "--sample-keys needs --sample-rate below 1"),
+    (["run", "@tiny.toml", "--quiet", "--sample-thin", "0"], "--sample-thin needs --sample-rate below 1"),
     # a topology's synthetic stream is not the curve of its [traffic] trace
     (["mrc", "@traced.toml"], "its traffic is the trace"),
     (["drill", "@tiny.toml", "--json", "@missing/d.json"], "missing is not a directory"),
