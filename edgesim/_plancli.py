@@ -321,7 +321,10 @@ def mrc_command(
         _fail(f"{source}: {exc}")
     if not len(trace):
         _fail(f"{source}: no requests to compute a curve from")
-    curve = trace_curve(trace, caps, sample_rate=sample_rate)
+    try:
+        curve = trace_curve(trace, caps, sample_rate=sample_rate)
+    except ValueError as exc:  # a sample rate that keeps no request
+        _fail(f"{source}: {exc}")
     where = " ".join(x for x in (f"region {region}" if region else "", f"site {site}" if site else "") if x)
     title = f"{label}{' (' + where + ')' if where else ''}"
     data = {"source": source, "region": region, "site": site, **curve.as_dict()}

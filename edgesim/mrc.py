@@ -137,7 +137,8 @@ def lru_curve(
         The :class:`Curve`.
 
     Raises:
-        ValueError: no capacities, a negative one, or a rate outside (0, 1].
+        ValueError: no capacities, a negative one, a rate outside (0, 1], or one that
+            samples none of the requests.
     """
     if not 0.0 < sample_rate <= 1.0:
         raise ValueError(f"sample rate must be in (0, 1], not {sample_rate!r}")
@@ -153,6 +154,8 @@ def lru_curve(
         pairs = [(k, s) for k, s in zip(keys, sizes, strict=True) if _mix64(k) % _MODULUS < threshold]
         skeys: Sequence[int] = [k for k, _ in pairs]
         ssizes: Sequence[int] = [s for _, s in pairs]
+        if not skeys and keys:
+            raise ValueError(f"sample rate {rate:g} kept none of the {len(keys):,} requests (raise it)")
     else:
         skeys, ssizes = keys, sizes
     # the sampled objects above k stand for 1 / rate times their bytes (SHARDS); k's

@@ -146,6 +146,8 @@ CLI_CASES = [
     (["run", "@tiny.toml", "--mode", "live", "--json", "@missing/r.json"], "missing is not a directory"),
     (["plan", "@tiny.toml", "--slo", "p99<=80ms", "--json", "@missing/p.json"], "missing is not a directory"),
     (["mrc", "@good.csv", "--html", "@missing/m.html"], "missing is not a directory"),
+    # a curve of no request at all was printed as a hit ratio of 0
+    (["mrc", "@good.csv", "--sample-rate", "1e-300"], "sample rate 1e-300 kept none of the 2 requests"),
     # sampling options without a sample were silently ignored
     (["run", "@tiny.toml", "--quiet", "--sample-keys", "2"], "--sample-keys needs --sample-rate below 1"),
     (["run", "@tiny.toml", "--quiet", "--sample-thin", "0"], "--sample-thin needs --sample-rate below 1"),
