@@ -205,6 +205,12 @@ def match_command(
         _fail(_not_utf8(requests_file.name, exc))
 
 
+def _folder_name(value: str | None) -> str | None:
+    if value is not None and not value.strip():
+        raise click.BadParameter("expected a folder name, got ''")
+    return value
+
+
 def _node_name(value: str) -> str:
     """A node name goes into every response's Via header: a token (RFC 9110 §5.6.2),
     restricted to what topologies name nodes with."""
@@ -710,7 +716,11 @@ def _rule_errors(topo: Any) -> list[str]:
 )
 @click.option("--json", "json_path", type=OutputFile(writable=True), help="Write the report as JSON.")
 @click.option(
-    "--csv", "csv_dir", type=click.Path(file_okay=False), help="Write summary.csv and timeseries.csv here."
+    "--csv",
+    "csv_dir",
+    type=click.Path(file_okay=False),
+    callback=lambda ctx, param, v: _folder_name(v),
+    help="Write summary.csv and timeseries.csv here.",
 )
 @click.option(
     "--html",
