@@ -172,7 +172,7 @@ _REGION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 _HOST = re.compile(r"[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?")
 _COUNTRY = re.compile(r"[A-Za-z]{2}")
 _LANGUAGE = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*")
-_OFFSET = re.compile(r"(?:UTC)?([+-])(\d{1,2})(?::?(\d{2}))?")
+_OFFSET = re.compile(r"(?:UTC)?([+-])(\d{1,2})(?::?([0-5]\d))?", re.ASCII)  # minutes 00-59
 _DURATION_HINT = "a duration such as 200ms, 1.5s, 30m or 2h (a number is seconds)"
 
 
@@ -1351,7 +1351,7 @@ class _Checker:
                     types = tuple(mix)
         return Catalog(
             objects=self.get(t, "objects", where, d.objects, _whole(1, MAX_OBJECTS)),
-            zipf=self.get(t, "zipf", where, d.zipf, _number(0.0)),
+            zipf=self.get(t, "zipf", where, d.zipf, _number(0.0, 20.0)),  # past 20 rank 1 takes all
             size=self.dist(t, "size", where, d.size, "size"),
             sizes=tuple(sizes),
             types=types,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
+# (ASCII: "\d" would take any script's digits, which float() reads too)
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE | re.ASCII)
 _FACTORS = {
     "": 1,
     "b": 1,
@@ -41,10 +42,10 @@ def parse_size(text: str) -> int:
 
 
 # Durations: a number with a unit, or several ("1h30m"); a bare number is seconds.
-_DURATION_PART = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(us|µs|ms|s|m|h|d)", re.IGNORECASE)
-_DURATION = re.compile(rf"(?:{_DURATION_PART.pattern})+\s*", re.IGNORECASE)
+_DURATION_PART = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(us|µs|ms|s|m|h|d)", re.IGNORECASE | re.ASCII)
+_DURATION = re.compile(rf"(?:{_DURATION_PART.pattern})+\s*", re.IGNORECASE | re.ASCII)
 _DURATION_UNITS = {"us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_NUMBER = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*")
+_NUMBER = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*", re.ASCII)
 
 
 def parse_duration(text: str) -> float:
@@ -64,7 +65,7 @@ def parse_duration(text: str) -> float:
     raise ValueError(f"expected a duration such as 200ms, 1.5s, 30m or 2h, not {text!r}")
 
 
-_RATE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([kmgt]?)(i?)(bps|bit/s|b/s)?\s*", re.IGNORECASE)
+_RATE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([kmgt]?)(i?)(bps|bit/s|b/s)?\s*", re.IGNORECASE | re.ASCII)
 _PREFIX = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
 _IPREFIX = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
 

@@ -221,6 +221,11 @@ TOPOLOGY_CASES = [
         "traffic.flash_crowds[0].multiplier: expected a number > 0 and at most 1e+06, got 1e+300",
     ),
     ('warmup = "2s"', 'warmup = "2s"\ntrace = "@huge.csv"', "huge.csv:3: size '99999999999999999999999'"),
+    # digits of other scripts (float() reads them) and minutes past 59
+    ('memory_cache = "4MB"', 'memory_cache = "\uff14MB"', "regions[0].edge.memory_cache: expected a size"),
+    ('name = "north"', 'name = "north"\nutc_offset = "+05:99"', "regions[0].utc_offset: expected hours"),
+    # numpy overflowed computing the popularity weights
+    ("objects = 20", "objects = 20\nzipf = 500", "sites[0].catalog.zipf: expected a number from 0 to 20"),
     # a draw min * u ** (-1 / alpha) overflowed a float
     (
         "objects = 20",
