@@ -38,6 +38,7 @@ from urllib.parse import urlsplit
 import h11
 import trio
 
+from edgesim._server import BAD_FIELD_VALUE_BYTES
 from edgesim.http import Request, Response, strip_hop_by_hop
 
 __all__ = [
@@ -67,9 +68,6 @@ _MAX_RESPONSE_HEAD = 65536
 
 # The end of a response head; h11 accepts bare LF line endings from origins, so do we.
 _HEAD_END_RE = re.compile(rb"\r?\n\r?\n")
-
-# A field value's forbidden bytes (RFC 9110 §5.5: no CTL but HTAB; h11 refuses only NUL).
-_CTL_RE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 # Called with each 1xx response (status, headers) the origin sends before its final one.
 InterimCallback = Callable[[int, list[tuple[str, str]]], Awaitable[object]]
@@ -482,7 +480,7 @@ def _bad_field(fields: Any) -> str | None:
     """The name of the first field whose value has a control character other than HTAB
     (RFC 9110 §5.5), or None."""
     for name, value in fields:
-        if _CTL_RE.search(value):
+        if BAD_FIELD_VALUE_BYTES.search(value):  # RFC 9110 §5.5; h11 refuses only NUL
             return str(name.decode("latin-1"))
     return None
 

@@ -192,7 +192,8 @@ _HOST_RE = re.compile(r"(?:\[[0-9A-Za-z:._~%!$&'()*+,;=-]+\]|[A-Za-z0-9\-._~%!$&
 # chunk-size [ chunk-ext ] (RFC 9112 §7.1.1); no trailing whitespace (h11 allows it).
 _CHUNK_LINE_RE = re.compile(rb"([0-9A-Fa-f]+)(;[^\x00-\x08\x0a-\x1f\x7f]*)?")
 _TRAILER_NAME_RE = re.compile(_TOKEN.encode("ascii"))
-_BAD_VALUE_CHAR_B_RE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+# (also the origin client's check of response fields: edgesim._client)
+BAD_FIELD_VALUE_BYTES = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 # What a handler's response field line must look like once written as "name: value"
 # (what h11's send() enforced: a token name, a field-value without CTLs, CR, LF or
 # leading/trailing whitespace, RFC 9110 §5.5). Anything else is a 500: a value with
@@ -494,7 +495,7 @@ class _ChunkScanner:
             if self._trailer_budget < 0:
                 raise _Reject(431, "trailer section too large")
             name, colon, value = line.partition(b":")
-            if not colon or not _TRAILER_NAME_RE.fullmatch(name) or _BAD_VALUE_CHAR_B_RE.search(value):
+            if not colon or not _TRAILER_NAME_RE.fullmatch(name) or BAD_FIELD_VALUE_BYTES.search(value):
                 raise _Reject(400, "invalid trailer field")
 
 

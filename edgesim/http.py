@@ -67,8 +67,16 @@ def without(headers: Headers, names: Iterable[str]) -> Headers:
     return [(k, v) for k, v in headers if k not in drop]
 
 
-# Fields a request needs end to end, whatever its Connection header lists.
-_NEVER_HOP_BY_HOP: Final = frozenset({"", "host"})
+# Fields a request needs end to end, whatever its Connection header lists: a client
+# listing Host would strip it from what a proxy forwards (and an origin's answer for
+# another host would be cached under this one).
+NEVER_HOP_BY_HOP: Final = frozenset({"host"})
+
+
+def connection_listed(value: str) -> frozenset[str]:
+    """The field names a Connection header value lists as hop-by-hop (lower-case),
+    without those in ``NEVER_HOP_BY_HOP``."""
+    return frozenset(t.strip().lower() for t in value.split(",") if t.strip()) - NEVER_HOP_BY_HOP
 
 
 def strip_hop_by_hop(headers: Headers) -> Headers:
@@ -77,8 +85,7 @@ def strip_hop_by_hop(headers: Headers) -> Headers:
     named = HOP_BY_HOP
     for k, v in headers:
         if k == "connection":
-            listed = {t.strip().lower() for t in v.split(",")}
-            named = named | (listed - _NEVER_HOP_BY_HOP)
+            named = named | connection_listed(v)
     return [h for h in headers if h[0] not in named]
 
 

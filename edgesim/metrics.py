@@ -528,8 +528,8 @@ def build_report(
     ok = steady_o & o_ok
     o_rps = [float(x) / spans[i] for i, x in enumerate(o_req)]
     steady_i = [i for i, s in enumerate(starts) if s >= warmup] or list(range(len(o_rps)))
-    # the busiest steady interval (the first of equals; a warm-up one may equal it)
-    peak_i = max(steady_i, key=lambda i: (o_rps[i], -i)) if o_rps else 0
+    # the busiest steady interval (max keeps the first of equals)
+    peak_i = max(steady_i, key=o_rps.__getitem__) if o_rps else 0
     peak = o_rps[peak_i] if o_rps else 0.0
     so = ok & (o_site >= 0)
     site_o = (

@@ -39,7 +39,16 @@ from urllib.parse import parse_qs
 
 from edgesim._reqfields import MISSING, request_path, resolve_file
 from edgesim.cache import FRESH, CacheEntry, HttpCache
-from edgesim.http import HOP_BY_HOP, FrozenHeaders, Headers, Request, Response, get_header, strip_hop_by_hop
+from edgesim.http import (
+    HOP_BY_HOP,
+    FrozenHeaders,
+    Headers,
+    Request,
+    Response,
+    connection_listed,
+    get_header,
+    strip_hop_by_hop,
+)
 from edgesim.redirects import RuleSet
 
 if TYPE_CHECKING:
@@ -61,8 +70,6 @@ _CACHEABLE_METHODS: Final = _SAFE
 # request fields an edge never forwards as they are (Via is re-added with the node)
 _NOT_FORWARDED: Final = HOP_BY_HOP | {"via"}
 _NOT_FORWARDED_SAFE: Final = _NOT_FORWARDED | {"if-none-match", "if-modified-since"}
-# ... and fields forwarded even when the client's Connection header names them
-_KEEP_FORWARDED: Final = frozenset({"host"})
 
 # Outcomes, used for X-Cache and metrics.
 HIT: Final = "HIT"
@@ -402,9 +409,7 @@ class EdgeNode:
             if k not in named:
                 keep(h)
             elif k == "connection":
-                # Host is never hop-by-hop: a client listing it would strip it from the
-                # fill, and the origin's answer for another host would be cached here.
-                named = named.union(t.strip().lower() for t in h[1].split(",") if t.strip()) - _KEEP_FORWARDED
+                named = named | connection_listed(h[1])  # never Host
             if k == "via" and via is None:
                 via = h[1]
         if named is not _NOT_FORWARDED_SAFE and named is not _NOT_FORWARDED:

@@ -35,6 +35,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
+from edgesim._atomic import is_special
 from edgesim._reqfields import FUNCTIONS as _FUNCTIONS
 from edgesim._reqfields import MISSING as _MISSING
 from edgesim._reqfields import (
@@ -427,8 +428,6 @@ class _RuleSetBase:
 
 
 def _read(p: Path) -> bytes:
-    from edgesim._atomic import is_special
-
     if is_special(p):
         raise RuleFileError(f"{p}: not a regular file (a FIFO or device), expected a rule file")
     try:

@@ -44,6 +44,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from edgesim._atomic import is_special
 from edgesim.errors import TraceError
 
 __all__ = ["CSV", "ORACLE_GENERAL", "Trace", "TraceFormat", "read_trace", "sniff_format", "write_trace"]
@@ -234,8 +235,6 @@ def read_trace(path: str | os.PathLike[str], format: str | None = None) -> Trace
             names the file and the line (CSV) or record index (binary).
     """
     name = os.fspath(path)
-    from edgesim._atomic import is_special
-
     if is_special(name):
         raise TraceError(name, "not a regular file (a FIFO or device)")
     fmt = sniff_format(name) if format is None else format

@@ -158,6 +158,16 @@ async def exchange(port: int, raw: bytes) -> bytes:
     return bytes(received)
 
 
+async def serve_and_send(nursery: trio.Nursery, raw: bytes) -> tuple[bytes, Recorder, HttpServer]:
+    """A server with a fresh :class:`Recorder` on a loopback port, sent ``raw``: what it
+    answered, the handler and the server."""
+    handler = Recorder()
+    server = HttpServer(handler, limits=LIMITS)
+    port = await nursery.start(server.serve_tcp)
+    with trio.fail_after(10):
+        return await exchange(port, raw), handler, server
+
+
 def statuses(response: bytes) -> list[int]:
     return [int(m.group(1)) for m in _STATUS_RE.finditer(response)]
 
@@ -190,9 +200,6 @@ def test_table_is_large_enough() -> None:
 async def test_accepted_edge_cases_reach_the_handler(nursery: trio.Nursery) -> None:
     """What the pre-parser must still accept: chunk extensions, trailers, leading CRLF,
     absolute-form targets, obs-text in values, HTTP/1.0 without Host, OPTIONS *."""
-    handler = Recorder()
-    server = HttpServer(handler, limits=LIMITS)
-    port = await nursery.start(server.serve_tcp)
     raw = (
         b"\r\n"
         + CHUNKED.replace(b"\r\n\r\n", b"\r\nX-Obs: caf\xe9\r\n\r\n")
@@ -201,8 +208,7 @@ async def test_accepted_edge_cases_reach_the_handler(nursery: trio.Nursery) -> N
         + b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n"
         + b"GET /ten HTTP/1.0\r\n\r\n"
     )
-    with trio.fail_after(10):
-        answer = await exchange(port, raw)
+    answer, handler, server = await serve_and_send(nursery, raw)
     assert statuses(answer) == [200, 200, 200, 200]
     bodies = [r.body for r in handler.seen]
     assert bodies == [b"hello world", b"", b"", b""]
@@ -217,17 +223,13 @@ async def test_urls_inside_an_origin_form_target_leave_host_alone(nursery: trio.
     """A target that starts with "/" is origin-form, whatever its path or query holds:
     "://" in it must not be read as an absolute-form authority (which would route the
     request to another site)."""
-    handler = Recorder()
-    server = HttpServer(handler, limits=LIMITS)
-    port = await nursery.start(server.serve_tcp)
     raw = (
         b"GET /login?next=https://evil.test/x HTTP/1.1\r\nHost: app.test\r\n\r\n"
         + b"GET /go/http://evil.test/y HTTP/1.1\r\nHost: app.test:8080\r\n\r\n"
         + b"GET HTTPS://Good.Test:443?q=http://evil.test HTTP/1.1\r\nHost: app.test\r\n\r\n"
         + b"GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n"
     )
-    with trio.fail_after(10):
-        answer = await exchange(port, raw)
+    answer, handler, _ = await serve_and_send(nursery, raw)
     assert statuses(answer) == [200, 200, 200, 200]
     seen = handler.seen
     assert [(r.host, r.path, r.query) for r in seen] == [
