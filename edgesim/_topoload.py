@@ -1537,7 +1537,7 @@ class _Checker:
                 )
             )
         spikes = []
-        # (a link between two regions carries no traffic in a run: no cross-region failover)
+        # (failover between regions takes [network.region_latency]; spikes on it are not modelled)
         ends = ["origin", "client", *(("shield",) if has_shield else ())]
         for sw, s in self.tables(t.get("latency_spikes", []), _join(w, "latency_spikes"), SPIKE_KEYS):
             link = self.get(s, "link", sw, "", _text, required='a link such as "eu-west->origin"')
@@ -1549,7 +1549,7 @@ class _Checker:
                     'expected "REGION->origin" or "REGION->client"'
                     + (' or "REGION->shield"' if has_shield else "")
                     + f" with regions {', '.join(names)}"
-                    + (" (a link between regions carries no traffic in a run)" if b in names else "")
+                    + (" (spikes on a link between regions are not modelled)" if b in names else "")
                     + f", got {_show(link)}",
                 )
             spikes.append(

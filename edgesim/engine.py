@@ -288,6 +288,7 @@ class _Job:
     __slots__ = (
         "collapsed",
         "epoch",
+        "extra",
         "id",
         "node",
         "parent",
@@ -319,6 +320,8 @@ class _Job:
         self.collapsed = False
         self.step: Any = None  # decided, waiting for the rest of a calibrated service time
         self.stratum = -1  # sampled runs: the stratum of the client's key
+        # failed over to another region: the region-to-region latency, each way
+        self.extra = 0.0
 
 
 class _Up:
@@ -946,6 +949,22 @@ def ring_owner(ring: tuple[list[int], list[Any]], host: str, target: str) -> Any
     return owners[bisect_right(points, zlib.crc32((host + target).encode())) % len(points)]
 
 
+def failover_order(topo: Topology) -> list[list[tuple[float, list[int]]]]:
+    """Per region (in index order), where its clients fail over when it has no live
+    node: groups of other regions at the same ``[network.region_latency]``, nearest
+    first, as ``(seconds, [region index, ...])``. A region with no listed latency to
+    another is never a failover target for it."""
+    index = {r.name: i for i, r in enumerate(topo.regions)}
+    near: list[dict[float, list[int]]] = [{} for _ in topo.regions]
+    for a, b, s in topo.region_latency:
+        if a not in index or b not in index:  # a region left out (plan --region-failure)
+            continue
+        ia, ib = index[a], index[b]
+        near[ia].setdefault(s, []).append(ib)
+        near[ib].setdefault(s, []).append(ia)
+    return [[(s, sorted(g[s])) for s in sorted(g)] for g in near]
+
+
 def _mix_cdf(mix: tuple[tuple[str, float], ...]) -> tuple[list[str], list[float]]:
     if not mix:
         return [""], [1.0]
@@ -1155,6 +1174,7 @@ class _Engine:
         self.cand_origin: Any = None  # a [shadow] candidate origin (OriginCore)
         self.shadows = self._attach_shadows(topo)
         self.balancers = [r.edge.balancer for r in topo.regions]
+        self.failover_to = failover_order(topo)
         self.rr = 0
 
         # origin model
@@ -1542,7 +1562,7 @@ class _Engine:
         node.conns -= len(failed)
         node.core = node.make_core()  # the cache is gone: the node restarts cold
         for job in failed:
-            self._fail(job, t + self.client_links[job.region](t))
+            self._fail(job, t + self._client_link(job, node, t))
         delay = self.topo.faults.health_check_delay
         self.events.append(
             {
@@ -1641,6 +1661,34 @@ class _Engine:
             return None
         return alive[int(self.u_balance() * len(alive))]
 
+    def failover(self, ri: int, url: str, exclude: _Node | None) -> tuple[_Node, float] | None:
+        """Cross-region failover, for a client of region ``ri`` whose region has no live
+        node left (but ``exclude``): a node of the nearest regions by
+        ``[network.region_latency]`` that have one, chosen by that region's balancer,
+        and the latency between the regions (None: no region is reachable). Regions at
+        the same latency share the URLs by their hash."""
+        for lat, group in self.failover_to[ri]:
+            k = len(group)
+            first = zlib.crc32(url.encode()) % k if k > 1 else 0
+            for j in range(k):
+                node = self._choose(group[(first + j) % k], url, exclude)
+                if node is not None:
+                    return node, lat
+        return None
+
+    def _failover(self, job: _Job, exclude: _Node | None) -> _Node | None:
+        """:meth:`failover` for ``job``, whose ``extra`` becomes the regions' latency."""
+        found = self.failover(job.region, job.req.target, exclude)
+        if found is None:
+            return None
+        job.extra = found[1]
+        return found[0]
+
+    def _client_link(self, job: _Job, node: _Node, t: float) -> float:
+        """One crossing of the client's link to ``node``: the client latency of the
+        node's region, plus the region-to-region latency when the client failed over."""
+        return self.client_links[node.region](t) + job.extra
+
     def _fail(self, job: _Job, end: float) -> None:
         """A client request that got no answer at all."""
         node = job.node if job.node is not None else self.region_nodes[job.region][0]
@@ -1657,14 +1705,19 @@ class _Engine:
         assert old is not None
         old.conns -= 1
         job.retries += 1
+        job.extra = 0.0
         node = self._choose(job.region, job.req.target, old)
+        if node is None:
+            node = self._failover(job, old)
         if node is None:
             self._fail(job, t)
             return
         node.conns += 1
         job.node = node
-        job.t_sent = t
-        self.push(t + self.client_links[job.region](t), _NODE_ARRIVE, job)
+        # a client that failed over times a dead node from when its request reached the
+        # node's region (as the Trio engine's clients do)
+        job.t_sent = t + job.extra
+        self.push(t + self._client_link(job, node, t), _NODE_ARRIVE, job)
 
     def _step(self, job: _Job, node: _Node, step: Any, t: float) -> None:
         while True:
@@ -1704,7 +1757,7 @@ class _Engine:
             self._over(up.node.uplink, t, _FETCH_BACK, up)
             return
         size = resp.size
-        end = t + self.client_links[job.region](t)
+        end = t + self._client_link(job, node, t)
         if node.egress > 0:
             end += size / node.egress
         node.conns -= 1
@@ -1716,6 +1769,8 @@ class _Engine:
         elif job.collapsed and code == 0:
             code = O_COLLAPSED
         self.rec.add(job.t0, end - job.t0, job.queued, node.index, job.site, code, size, job.retries)
+        if node.region != job.region:
+            self.rec.r_failover[len(self.rec.r_t0) - 1] = job.region
         if self.sampled:
             self.r_strat.append(job.stratum)
 
@@ -1924,6 +1979,7 @@ class _Engine:
         a_key = rec.r_key.append
         a_size = rec.r_size.append
         retries = rec.r_retries
+        failovers = rec.r_failover
         outcome_code = _OUTCOME
         sampled = self.sampled
         a_strat = self.r_strat.append
@@ -1978,9 +2034,9 @@ class _Engine:
                     if type(step) is Reply and step.background is None and job.parent is None:
                         resp = step.response
                         size = resp.size
-                        link = client_links[job.region]
+                        link = client_links[node.region]
                         lb = link.fast
-                        done = t + (lb.pop() if lb else link(t))
+                        done = t + (lb.pop() if lb else link(t)) + job.extra
                         if node.egress:
                             done += size / node.egress
                         node.conns -= 1
@@ -2001,6 +2057,8 @@ class _Engine:
                             a_strat(job.stratum)
                         if job.retries:
                             retries[len(rec.r_t0) - 1] = job.retries
+                        if node.region != job.region:
+                            failovers[len(rec.r_t0) - 1] = job.region
                     else:
                         step_fn(job, node, step, t)
                 elif kind == _NODE_ARRIVE:
@@ -2070,14 +2128,17 @@ class _Engine:
                 dest = group[int(u5 * len(group))] if len(group) > 1 else group[0]
             else:
                 dest = choose(ri, url, None)
+                if dest is None:
+                    dest = self._failover(job, None)
+                    job.t_sent = t + job.extra
             if dest is None:
                 self._fail(job, t)
             else:
                 dest.conns += 1
                 job.node = dest
-                link = client_links[ri]
+                link = client_links[dest.region]
                 lb = link.fast
-                heappush(heap, (t + (lb.pop() if lb else link(t)), nseq(), _NODE_ARRIVE, job))
+                heappush(heap, (t + (lb.pop() if lb else link(t)) + job.extra, nseq(), _NODE_ARRIVE, job))
             if jid >= report_at:
                 report_at += _PROGRESS_EVERY
                 if progress is not None:

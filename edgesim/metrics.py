@@ -113,6 +113,7 @@ class Recorder:
         "o_status",
         "o_t",
         "o_wait",
+        "r_failover",
         "r_key",
         "r_lat",
         "r_queue",
@@ -129,6 +130,8 @@ class Recorder:
         self.r_key = array("q")
         self.r_size = array("q")
         self.r_retries: dict[int, int] = {}  # row -> retries, for the few that retried
+        # row -> the client's region, for the few answered by another region's node
+        self.r_failover: dict[int, int] = {}
         self.f_t = array("d")
         self.f_node = array("i")
         self.f_site = array("i")
@@ -151,8 +154,10 @@ class Recorder:
         outcome: int,
         size: int,
         retries: int,
+        home: int = -1,
     ) -> None:
-        """One finished client request."""
+        """One finished client request (``home``: the client's region when it failed
+        over to a node of another region, else -1)."""
         self.r_t0.append(t0)
         self.r_lat.append(latency)
         self.r_queue.append(queued)
@@ -160,6 +165,8 @@ class Recorder:
         self.r_size.append(size)
         if retries:
             self.r_retries[len(self.r_t0) - 1] = retries
+        if home >= 0:
+            self.r_failover[len(self.r_t0) - 1] = home
 
     def fetch(self, t: float, node: int, site: int, kind: str) -> int:
         """One upstream fetch sent by a node; returns its row (bytes and errors are
@@ -259,6 +266,10 @@ class _Cols:
         for i, n in rec.r_retries.items():
             r[i] = n
         self.retries = r[mask] if mask is not None else r
+        h = np.full(len(rec.r_t0), -1, dtype=np.int64)
+        for i, region in rec.r_failover.items():
+            h[i] = region
+        self.home = h[mask] if mask is not None else h  # -1: answered in its own region
         # per-row weights (a stratified sampled run), or None: every row counts once;
         # bytes served have their own (the count's when not given)
         self.w = None if weights is None else (weights[mask] if mask is not None else weights)
@@ -281,6 +292,7 @@ def _group_stats(c: _Cols, ids: Any, ngroups: int) -> list[dict[str, Any]]:
         served = np.bincount(g, weights=size, minlength=ngroups)
         from_cache = np.bincount(g[cached], weights=size[cached], minlength=ngroups)
         retries = np.bincount(g, weights=c.retries[ok], minlength=ngroups)
+        failovers = np.bincount(g, weights=c.home[ok] >= 0, minlength=ngroups)
     else:
         # estimates of a stratified sample: weighted sums, rounded to whole requests
         w = c.w[ok]
@@ -294,6 +306,7 @@ def _group_stats(c: _Cols, ids: Any, ngroups: int) -> list[dict[str, Any]]:
         served = np.bincount(g, weights=sized, minlength=ngroups)
         from_cache = np.bincount(g[cached], weights=sized[cached], minlength=ngroups)
         retries = np.bincount(g, weights=c.retries[ok] * w, minlength=ngroups)
+        failovers = np.rint(np.bincount(g, weights=(c.home[ok] >= 0) * w, minlength=ngroups))
     # latency ends at the answer's last byte: a failed request has none, so it is
     # counted (``failed``) but not timed
     answered = outcome != O_FAILED
@@ -315,6 +328,7 @@ def _group_stats(c: _Cols, ids: Any, ngroups: int) -> list[dict[str, Any]]:
         for j, name in enumerate(_NAMES):
             d[name] = int(k[j])
         d["retries"] = int(retries[i])
+        d["failovers"] = int(failovers[i])
         d["object_hit_ratio"] = _ratio(hits, cache_step)
         d["byte_hit_ratio"] = _ratio(float(from_cache[i]), float(served[i]))
         d["bytes_served"] = round(float(served[i]))
@@ -443,10 +457,14 @@ def build_report(
     reg_stats = _group_stats(c, region_of(c.node.astype(np.int64)), len(regions))
     edge_region = np.where(edge_ids >= 0, node_region, -1)
     reg_f = _fetch_stats(rec, edge_region, len(regions), warmup, False, fw, fbw)
+    # a region's own clients answered by another region's nodes (cross-region failover)
+    moved = c.home >= 0
+    away = np.bincount(c.home[moved], weights=None if c.w is None else c.w[moved], minlength=len(regions))
     regions_out = {}
     for i, name in enumerate(regions):
         s = _with_fetches(reg_stats[i], reg_f[i])
         s["nodes"] = sum(1 for n in nodes if n["region"] == name and n["tier"] == "edge")
+        s["clients_failed_over"] = int(np.rint(away[i]))
         regions_out[name] = s
 
     node_stats = _group_stats(c, c.node.astype(np.int64), len(nodes))

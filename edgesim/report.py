@@ -36,6 +36,7 @@ _GROUP_FIELDS = (
     "revalidated",
     "passes",
     "retries",
+    "failovers",
     "bytes_served",
     "utilisation",  # nodes only (empty for other rows)
 )
@@ -118,6 +119,13 @@ def print_summary(
         f"peak {o.get('peak_requests_per_second', 0):.1f}/s at t={o.get('peak_at', 0):.0f} s, "
         f"utilisation {_pct(o.get('utilisation'))}, 5xx {o.get('status_5xx', 0)}"
     )
+    away = {name: g.get("clients_failed_over", 0) for name, g in report["regions"].items()}
+    if any(away.values()):
+        con.print(
+            "Cross-region failover: clients of "
+            + ", ".join(f"{name} ({n:,} requests)" for name, n in away.items() if n)
+            + " answered by another region's nodes"
+        )
     shadow = report.get("shadow")
     if shadow:
         _print_shadow(con, shadow, timing or report.get("timing") or {})

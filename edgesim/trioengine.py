@@ -214,34 +214,47 @@ class _Run:
                 )
                 members[n.index] = (n, client)
 
-            async def client_request(arrival: Any, n: Any) -> None:
-                t0, si = arrival.t, arrival.site
+            async def client_request(arrival: Any, n: Any, extra: float) -> None:
+                # ``extra``: the region-to-region latency of a client failed over to
+                # another region (the node's own client link is drawn in its handler)
+                t0, si, ri = arrival.t, arrival.site, arrival.region
                 retries = 0
                 while True:
+                    home = ri if n.region != ri else -1
+                    if extra:
+                        await trio.sleep(extra)
                     try:
                         resp = await members[n.index][1].request(
                             Request("GET", arrival.target, arrival.headers)
                         )
                     except OriginError:
                         n.conns -= 1
-                        rec.add(t0, clock() - t0, 0.0, n.index, si, O_FAILED, 0, retries)
+                        rec.add(t0, clock() - t0, 0.0, n.index, si, O_FAILED, 0, retries, home)
                         return
                     n.conns -= 1
                     if resp.header(NO_ANSWER_HEADER) is not None:
                         # the node was down: the client gave up on it, and tries another
+                        # of its region, else of the nearest region that has one
                         retries += 1
-                        other = eng._choose(arrival.region, arrival.target, n)
+                        extra = 0.0
+                        other = eng._choose(ri, arrival.target, n)
                         if other is None:
-                            rec.add(t0, clock() - t0, 0.0, n.index, si, O_FAILED, 0, retries)
+                            found = eng.failover(ri, arrival.target, n)
+                            if found is not None:
+                                other, extra = found
+                        if other is None:
+                            rec.add(t0, clock() - t0, 0.0, n.index, si, O_FAILED, 0, retries, home)
                             return
                         n = other
                         n.conns += 1
                         continue
                     if resp.header(CRASHED_HEADER) is not None:
-                        rec.add(t0, clock() - t0, 0.0, n.index, si, O_FAILED, 0, retries)
+                        rec.add(t0, clock() - t0, 0.0, n.index, si, O_FAILED, 0, retries, home)
                         return
+                    if extra:
+                        await trio.sleep(extra)
                     code, queued = outcome_code(resp)
-                    rec.add(t0, clock() - t0, queued, n.index, si, code, resp.size, retries)
+                    rec.add(t0, clock() - t0, queued, n.index, si, code, resp.size, retries, home)
                     return
 
             deploys = sorted(topo.traffic.deploys, key=lambda d: d.at)
@@ -267,12 +280,17 @@ class _Run:
                     self.reached = arr.t
                     self.arrivals += 1
                     n = stream.choose(arr)
+                    extra = 0.0
+                    if n is None:
+                        found = eng.failover(arr.region, arr.target, None)
+                        if found is not None:
+                            n, extra = found
                     if n is None:
                         first = eng.region_nodes[arr.region][0].index
                         rec.add(arr.t, 0.0, 0.0, first, arr.site, O_FAILED, 0, 0)
                     else:
                         n.conns += 1
-                        clients.start_soon(client_request, arr, n)
+                        clients.start_soon(client_request, arr, n, extra)
                     if self.arrivals >= report_at and progress is not None:
                         report_at += _PROGRESS_EVERY
                         progress(arr.t, eng.end, self.arrivals)

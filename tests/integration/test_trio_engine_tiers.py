@@ -1,5 +1,5 @@
-"""The Trio engine on a shield tier, a replayed trace and node crashes, against the
-fast engine.
+"""The Trio engine on a shield tier, a replayed trace, node crashes and a region's
+failover, against the fast engine.
 
 Same bar as demo's (tests/integration/test_run_modes.py): object hit ratio within
 0.01 and origin requests/s within 5% of the fast engine for the same seed.
@@ -108,6 +108,34 @@ def test_trio_engine_crashes_and_restarts_nodes_as_the_fast_engine_does() -> Non
     assert abs(tt["object_hit_ratio"] - ft["object_hit_ratio"]) <= 0.01
     fo, to = fast["origin"]["requests_per_second"], trio["origin"]["requests_per_second"]
     assert abs(to - fo) <= 0.05 * fo
+
+
+def test_trio_engine_fails_a_region_over_as_the_fast_engine_does() -> None:
+    # 15 s of demo at 0.6 of its rate: all three eu-west nodes are down from 5 s to 11 s;
+    # after the health check (5 s) its clients fail over to us-east, 40 ms away
+    base = window_topology(load_topology(resolve_topology_arg("demo")), 600, 15, 0.6)
+    crashes = tuple(NodeCrash("eu-west", k, 5.0, 6.0) for k in range(3))
+    topo = replace(base, faults=replace(base.faults, crashes=crashes))
+    fast = simulate(topo, seed=3).report
+    trio = simulate_trio(topo, seed=3).report
+    ft, tt = fast["totals"], trio["totals"]
+    assert tt["requests"] == ft["requests"] > 1200
+    moved = fast["regions"]["eu-west"]["clients_failed_over"]
+    assert moved > 100
+    for report in (fast, trio):
+        eu, us = report["regions"]["eu-west"], report["regions"]["us-east"]
+        assert eu["failovers"] == us["clients_failed_over"] == 0
+        assert us["failovers"] == eu["clients_failed_over"] == report["totals"]["failovers"]
+    assert abs(trio["regions"]["eu-west"]["clients_failed_over"] - moved) <= 0.05 * moved
+    # us-east answers them with the 40 ms each way on top of its own client latency
+    for report in (fast, trio):
+        us = report["regions"]["us-east"]["latency"]
+        assert us["max"] > 2.0  # some timed out on a dead eu-west node first
+    assert abs(tt["retries"] - ft["retries"]) <= 0.05 * ft["retries"]
+    assert abs(tt["object_hit_ratio"] - ft["object_hit_ratio"]) <= 0.01
+    for pct in ("p50", "p95"):
+        f_lat, t_lat = fast["regions"]["us-east"]["latency"][pct], trio["regions"]["us-east"]["latency"][pct]
+        assert abs(t_lat - f_lat) <= 0.05 * f_lat
 
 
 @pytest.mark.slow

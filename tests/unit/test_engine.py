@@ -14,7 +14,7 @@ from helpers import topo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edgesim.engine import _Engine, simulate
+from edgesim.engine import _Engine, _finish, simulate
 from edgesim.topology import (
     Catalog,
     Deploy,
@@ -440,3 +440,61 @@ def test_a_finished_run_leaves_no_reference_cycles() -> None:
     assert res.report["totals"]["requests"] > 4000
     assert res.report["nodes"]["r0-0"]["crashes"] == 1
     assert left < 300, f"{left} objects were freed only by the cyclic collector"
+
+
+def _region_down(region_latency: tuple[tuple[str, str, float], ...]) -> tuple[_Engine, dict[str, Any]]:
+    # three regions of one node each; r0's node is down from 4 s to 10 s (dropped by the
+    # balancer at 5 s), with clients giving up on a dead node after 0.5 s
+    faults = Faults(
+        crashes=(NodeCrash("r0", 0, at=4.0, down_for=6.0),), health_check_delay=1.0, client_timeout=0.5
+    )
+    t = dataclasses.replace(
+        topo(rps=300, duration=14.0, regions=3, nodes=1, objects=500, faults=faults),
+        region_latency=region_latency,
+    )
+    eng = _Engine(t, 1, None)
+    eng.run(None)
+    return eng, _finish(eng, t, 1, False, 0.0, 0.0, 0.0, 0.0).report
+
+
+def test_a_region_with_no_live_node_fails_over_to_the_nearest_region() -> None:
+    eng, r = _region_down((("r0", "r1", 0.05), ("r0", "r2", 0.09), ("r1", "r2", 0.02)))
+    regions, tot = r["regions"], r["totals"]
+    moved = regions["r0"]["clients_failed_over"]
+    assert moved > 300  # about a third of 6 s at 300/s
+    # all to r1, the nearest; the only failed requests were in the node when it crashed
+    assert regions["r1"]["failovers"] == moved == tot["failovers"]
+    assert regions["r2"]["failovers"] == regions["r1"]["clients_failed_over"] == 0
+    crash = next(e for e in r["events"] if e["kind"] == "node_crash")
+    assert tot["failed"] == crash["failed_in_flight"]
+    rec = eng.rec
+    assert set(rec.r_failover.values()) == {0}
+    rows = np.array(sorted(rec.r_failover))
+    node = np.frombuffer(rec.r_key, dtype=np.int64) >> 24
+    assert set(node[rows].tolist()) == {1}  # r1's node
+    # each way: r1's client latency (10 ms +- 2 ms) plus the 50 ms between the regions
+    lat = np.frombuffer(rec.r_lat, dtype=np.float64)
+    assert lat[rows].min() >= 2 * (0.05 + 0.008)
+    # sent while r0 was down (or just before, reaching it after the crash)
+    t0 = np.frombuffer(rec.r_t0, dtype=np.float64)[rows]
+    assert t0.min() > 4.0 - 0.012 and t0.max() < 10.0
+    # the requests that timed out on the dead node retried in r1
+    assert 0 < regions["r1"]["retries"] == tot["retries"]
+
+
+def test_regions_at_the_same_distance_share_the_failover_by_url() -> None:
+    eng, r = _region_down((("r0", "r1", 0.05), ("r0", "r2", 0.05)))
+    regions = r["regions"]
+    assert regions["r1"]["failovers"] > 50 and regions["r2"]["failovers"] > 50
+    assert regions["r1"]["failovers"] + regions["r2"]["failovers"] == regions["r0"]["clients_failed_over"]
+    # a URL always goes to the same one of them
+    urls = eng.sites[0].urls[:200]
+    first = [eng.failover(0, u, None) for u in urls]
+    assert [eng.failover(0, u, None) for u in urls] == first
+    assert {(n.region, lat) for n, lat in filter(None, first)} == {(1, 0.05), (2, 0.05)}
+
+
+def test_a_region_with_no_failover_path_fails_its_requests() -> None:
+    _, r = _region_down(())
+    assert r["totals"]["failovers"] == r["regions"]["r0"]["clients_failed_over"] == 0
+    assert r["regions"]["r0"]["failed"] > 300
