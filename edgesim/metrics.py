@@ -534,6 +534,7 @@ def build_report(
         "collapsed": [d["collapsed"] for d in ts_stats],
         "redirects": [d["redirects"] for d in ts_stats],
         "errors": [d["errors"] + d["failed"] for d in ts_stats],
+        "failovers": [d["failovers"] for d in ts_stats],
         "latency_p50": [d["latency"]["p50"] for d in ts_stats],
         "latency_p99": [d["latency"]["p99"] for d in ts_stats],
         "queueing_p99": [d["queueing"]["p99"] for d in ts_stats],

@@ -480,6 +480,10 @@ def test_a_region_with_no_live_node_fails_over_to_the_nearest_region() -> None:
     assert t0.min() > 4.0 - 0.012 and t0.max() < 10.0
     # the requests that timed out on the dead node retried in r1
     assert 0 < regions["r1"]["retries"] == tot["retries"]
+    # the time series shows when (intervals of 1 s)
+    series = r["timeseries"]["failovers"]
+    assert sum(series) == moved
+    assert sum(series[:3]) == sum(series[10:]) == 0  # by the time the client sent it
 
 
 def test_regions_at_the_same_distance_share_the_failover_by_url() -> None:
