@@ -300,7 +300,8 @@ class ShieldUplink:
     (:func:`edgesim.engine.ring_owner` of site + request target on the shield ring),
     after the edge->shield latency;
     the answer comes back after the same link's latency. It records the edge's fetch
-    rows (the shield's own origin fetches are its :class:`ModelledUplink`'s). The
+    rows, with the shield's answer (the shield's own origin fetches are its
+    :class:`ModelledUplink`'s). The
     shield's answer says how long the request queued there (its worker queue plus its
     origin's queue): that counts as this request's upstream wait, and the shield's
     model headers are taken off before the edge caches the response.
@@ -342,7 +343,8 @@ class ShieldUplink:
         clock, rec = self._clock, self._rec
         t = clock()
         row = rec.fetch(t, self._node, self._sites.get(req.host, -1), _fetch_kind(req))
-        pool = self._shields[self.shield_for(req)]
+        shield = self.shield_for(req)
+        pool = self._shields[shield]
         await trio.sleep(self._uplink(t))
         try:
             if on_interim is None:
@@ -353,9 +355,11 @@ class ShieldUplink:
             rec.f_error[row] = 1
             raise
         queued = resp.header(QUEUE_HEADER)
+        code, _ = outcome_code(resp)
         headers = [(k, v) for k, v in resp.headers if k != QUEUE_HEADER and k != COLLAPSED_HEADER]
         await trio.sleep(self._uplink(clock()))
         rec.f_bytes[row] = resp.size
+        rec.shield_answer(row, shield, code, clock() - t)
         notes = _NOTES.get()
         if notes is not None and queued:
             notes.origin_wait += float(queued)

@@ -71,6 +71,7 @@ from edgesim.metrics import (
     O_COLLAPSED,
     O_ERROR,
     O_FAILED,
+    O_HIT,
     O_MISS,
     O_REVALIDATED,
     OUTCOME_CODES,
@@ -328,6 +329,7 @@ class _Up:
     """An upstream request of a node (a Fetch), on its way to the origin or a shield."""
 
     __slots__ = (
+        "code",
         "epoch",
         "error",
         "fetch",
@@ -335,6 +337,7 @@ class _Up:
         "log",
         "node",
         "response",
+        "shield",
         "site",
         "stratum",
         "t_in",
@@ -354,6 +357,8 @@ class _Up:
         self.wait = 0.0
         self.site = -1
         self.to_shield = False
+        self.shield = -1  # the shield node that answered, and its outcome code
+        self.code = -1
         self.stratum = _NO_STRATUM
 
 
@@ -947,6 +952,17 @@ def ring_owner(ring: tuple[list[int], list[Any]], host: str, target: str) -> Any
     (:class:`edgesim._modelled.ShieldUplink`) alike."""
     points, owners = ring
     return owners[bisect_right(points, zlib.crc32((host + target).encode())) % len(points)]
+
+
+def _outcome_code(step: Reply, collapsed: bool) -> int:
+    """The report's outcome code of a node's reply (``collapsed``: the request waited
+    for another's fill)."""
+    code = _OUTCOME[step.outcome]
+    if step.response.status >= 500:
+        return O_ERROR
+    if collapsed and code == O_HIT:
+        return O_COLLAPSED
+    return code
 
 
 def failover_order(topo: Topology) -> list[list[tuple[float, list[int]]]]:
@@ -1752,6 +1768,8 @@ class _Engine:
         up = job.parent
         if up is not None:  # a shield's answer travels back to the edge that asked
             up.response = resp
+            up.shield = node.index
+            up.code = _outcome_code(step, job.collapsed)
             if up.job is not None:
                 up.job.queued += job.queued
             self._over(up.node.uplink, t, _FETCH_BACK, up)
@@ -1763,11 +1781,7 @@ class _Engine:
         node.conns -= 1
         if node.track:
             node.active.pop(job.id, None)
-        code = _OUTCOME[step.outcome]
-        if resp.status >= 500:
-            code = O_ERROR
-        elif job.collapsed and code == 0:
-            code = O_COLLAPSED
+        code = _outcome_code(step, job.collapsed)
         self.rec.add(job.t0, end - job.t0, job.queued, node.index, job.site, code, size, job.retries)
         if node.region != job.region:
             self.rec.r_failover[len(self.rec.r_t0) - 1] = job.region
@@ -1847,10 +1861,13 @@ class _Engine:
             return
         f = up.fetch
         resp = up.response
+        rec = self.rec
         if resp is not None:
-            self.rec.f_bytes[up.log] = resp.size
+            rec.f_bytes[up.log] = resp.size
+            if up.shield >= 0:
+                rec.shield_answer(up.log, up.shield, up.code, t - rec.f_t[up.log])
         else:
-            self.rec.f_error[up.log] = 1
+            rec.f_error[up.log] = 1
         now = self.epoch0 + t
         if self.cand_origin is not None and resp is not None and node.core.shadow is not None:
             resp = node.core.shadow.origin(f.request, resp, partial(self.cand_origin.handle, now=now), now)

@@ -105,9 +105,12 @@ class Recorder:
         "f_bytes",
         "f_error",
         "f_kind",
+        "f_lat",
         "f_node",
         "f_site",
         "f_t",
+        "f_to",
+        "f_up",
         "o_bytes",
         "o_site",
         "o_status",
@@ -138,6 +141,13 @@ class Recorder:
         self.f_kind = array("b")
         self.f_bytes = array("q")
         self.f_error = array("b")
+        # Fetches a shield node answered (the shield tier's own rows in the report):
+        # which node, its outcome code for the fetch, and the seconds until the answer
+        # was back at the node that fetched. -1, -1, 0.0 for the others (fetches to
+        # the origin, and ones not answered yet).
+        self.f_to = array("i")
+        self.f_up = array("b")
+        self.f_lat = array("d")
         self.o_t = array("d")
         self.o_site = array("i")
         self.o_status = array("i")
@@ -177,7 +187,18 @@ class Recorder:
         self.f_kind.append(_FETCH_CODE.get(kind, 0))
         self.f_bytes.append(0)
         self.f_error.append(0)
+        self.f_to.append(-1)
+        self.f_up.append(-1)
+        self.f_lat.append(0.0)
         return len(self.f_t) - 1
+
+    def shield_answer(self, row: int, shield: int, outcome: int, latency: float) -> None:
+        """Fetch ``row`` was answered by shield node ``shield`` with ``outcome`` (its
+        outcome code for the request), back at the fetching node ``latency`` seconds
+        after it was sent."""
+        self.f_to[row] = shield
+        self.f_up[row] = outcome
+        self.f_lat[row] = latency
 
     def origin(self, t: float, site: int, status: int, size: int, wait: float) -> None:
         """One request that reached the origin (``status`` -1: refused, outage)."""
@@ -241,40 +262,91 @@ def _pcts(sorted_vals: Any) -> dict[str, float | None]:
 
 
 class _Cols:
-    """Client-request columns as numpy arrays (one selection: steady state or all)."""
+    """Request columns as numpy arrays, one row per request (one selection: client
+    requests in steady state or all of them, or the fetches shield nodes answered)."""
 
     def __init__(
         self,
-        rec: Recorder,
-        mask: Any | None = None,
-        weights: Any | None = None,
-        byte_weights: Any | None = None,
+        t0: Any,
+        lat: Any,
+        queue: Any,
+        node: Any,
+        site: Any,
+        outcome: Any,
+        size: Any,
+        retries: Any,
+        home: Any,
+        w: Any | None,
+        wb: Any | None,
     ) -> None:
-        def col(a: array[Any], dtype: Any) -> Any:
-            x = column(a)
-            return x[mask] if mask is not None else x
-
-        self.t0 = col(rec.r_t0, np.float64)
-        self.lat = col(rec.r_lat, np.float64)
-        self.queue = col(rec.r_queue, np.float64)
-        key = col(rec.r_key, np.int64)
-        self.node = key >> 24
-        self.site = (key >> 4) & 0xFFFFF
-        self.outcome = key & 0xF
-        self.size = col(rec.r_size, np.int64)
-        r = np.zeros(len(rec.r_t0), dtype=np.int64)
-        for i, n in rec.r_retries.items():
-            r[i] = n
-        self.retries = r[mask] if mask is not None else r
-        h = np.full(len(rec.r_t0), -1, dtype=np.int64)
-        for i, region in rec.r_failover.items():
-            h[i] = region
-        self.home = h[mask] if mask is not None else h  # -1: answered in its own region
+        self.t0 = t0
+        self.lat = lat
+        self.queue = queue
+        self.node = node
+        self.site = site
+        self.outcome = outcome
+        self.size = size
+        self.retries = retries
+        self.home = home  # the client's region when it failed over, else -1
         # per-row weights (a stratified sampled run), or None: every row counts once;
         # bytes served have their own (the count's when not given)
-        self.w = None if weights is None else (weights[mask] if mask is not None else weights)
-        bw = weights if byte_weights is None else byte_weights
-        self.wb = None if bw is None else (bw[mask] if mask is not None else bw)
+        self.w = w
+        self.wb = wb
+
+
+def _client_cols(
+    rec: Recorder, mask: Any | None = None, weights: Any | None = None, byte_weights: Any | None = None
+) -> _Cols:
+    """The client requests (``mask``: a selection of them)."""
+
+    def sel(x: Any) -> Any:
+        return x[mask] if mask is not None else x
+
+    key = sel(column(rec.r_key))
+    r = np.zeros(len(rec.r_t0), dtype=np.int64)
+    for i, n in rec.r_retries.items():
+        r[i] = n
+    h = np.full(len(rec.r_t0), -1, dtype=np.int64)
+    for i, region in rec.r_failover.items():
+        h[i] = region
+    bw = weights if byte_weights is None else byte_weights
+    return _Cols(
+        sel(column(rec.r_t0)),
+        sel(column(rec.r_lat)),
+        sel(column(rec.r_queue)),
+        key >> 24,
+        (key >> 4) & 0xFFFFF,
+        key & 0xF,
+        sel(column(rec.r_size)),
+        sel(r),
+        sel(h),
+        None if weights is None else sel(weights),
+        None if bw is None else sel(bw),
+    )
+
+
+def _shield_cols(
+    rec: Recorder, warmup: float, weights: Any | None = None, byte_weights: Any | None = None
+) -> _Cols:
+    """The steady-state fetches that shield nodes answered, as their requests: the
+    serving shield as the node, its outcome, the bytes it sent, and the latency the
+    fetching node saw."""
+    keep = (column(rec.f_to) >= 0) & (column(rec.f_t) >= warmup)
+    n = int(np.count_nonzero(keep))
+    bw = weights if byte_weights is None else byte_weights
+    return _Cols(
+        column(rec.f_t)[keep],
+        column(rec.f_lat)[keep],
+        np.zeros(n),
+        column(rec.f_to)[keep].astype(np.int64),
+        column(rec.f_site)[keep].astype(np.int64),
+        column(rec.f_up)[keep].astype(np.int64),
+        column(rec.f_bytes)[keep],
+        np.zeros(n, dtype=np.int64),
+        np.full(n, -1, dtype=np.int64),
+        None if weights is None else weights[keep],
+        None if bw is None else bw[keep],
+    )
 
 
 def _group_stats(c: _Cols, ids: Any, ngroups: int) -> list[dict[str, Any]]:
@@ -435,9 +507,9 @@ def build_report(
     if weights is not None:
         rw, fw, ow = weights["requests"], weights["fetches"], weights["origin"]
         rbw, fbw, obw = weights.get("request_bytes"), weights.get("fetch_bytes"), weights.get("origin_bytes")
-    all_cols = _Cols(rec, None, rw, rbw)
+    all_cols = _client_cols(rec, None, rw, rbw)
     steady = all_cols.t0 >= warmup
-    c = _Cols(rec, steady, rw, rbw)
+    c = _client_cols(rec, steady, rw, rbw)
     region_index = {r: i for i, r in enumerate(regions)}
     node_region = np.array([region_index.get(n["region"], -1) for n in nodes] or [0], dtype=np.int64)
     edge_ids = np.array(
@@ -469,8 +541,14 @@ def build_report(
 
     node_stats = _group_stats(c, c.node.astype(np.int64), len(nodes))
     node_f = _fetch_stats(rec, node_ids, len(nodes), warmup, False, fw, fbw)
-    # shield nodes serve the edges' fetches, not clients: their client figures are 0 and
-    # their fetches are the shield tier's origin requests (docs/reports.md)
+    # shield nodes serve the edges' fetches, not clients: their requests are the
+    # fetches they answered, and their own fetches the shield tier's origin requests
+    if any(n["tier"] == "shield" for n in nodes):
+        sc = _shield_cols(rec, warmup, fw, fbw)
+        shield_stats = _group_stats(sc, sc.node, len(nodes))
+        node_stats = [
+            shield_stats[i] if n["tier"] == "shield" else node_stats[i] for i, n in enumerate(nodes)
+        ]
     nodes_out = {}
     for i, n in enumerate(nodes):
         s = {"region": n["region"], "tier": n["tier"], "workers": n["workers"]}

@@ -47,6 +47,13 @@ def test_trio_engine_runs_a_shield_tier_as_the_fast_engine_does() -> None:
         f, t = fast["nodes"][name]["origin_requests"], trio["nodes"][name]["origin_requests"]
         assert t > 100 and abs(t - f) <= 0.05 * f
         assert trio["nodes"][name]["utilisation"] > 0  # the shield's modelled service time
+        # its own row: the edges' fetches it answered, and how
+        fs, ts = fast["nodes"][name], trio["nodes"][name]
+        assert ts["requests"] > 300 and abs(ts["requests"] - fs["requests"]) <= 0.05 * fs["requests"]
+        assert ts["hits"] > 20 and abs(ts["object_hit_ratio"] - fs["object_hit_ratio"]) <= 0.02
+        assert abs(ts["latency"]["p50"] - fs["latency"]["p50"]) <= 0.05 * fs["latency"]["p50"]
+    # every edge fetch went to a shield node, which answered it
+    assert sum(trio["nodes"][name]["requests"] for name in shields) == trio["totals"]["origin_requests"]
     # the shield answers some of the edges' fetches itself: fewer reach the origin
     assert trio["origin"]["requests"] < 0.95 * trio["totals"]["origin_requests"]
     # the edge->shield and shield->origin latencies reach the shells
@@ -153,6 +160,19 @@ def test_live_mode_runs_a_shield_tier(tmp_path: Path) -> None:
     shields = {name: n for name, n in report["nodes"].items() if n["tier"] == "shield"}
     assert sorted(shields) == ["shield-us-east-0", "shield-us-east-1"]
     assert all(n["origin_requests"] > 20 for n in shields.values())
+    # the shield rows count the edges' fetches each answered, and how
+    assert sum(n["requests"] for n in shields.values()) == report["totals"]["origin_requests"]
+    assert all(
+        n["requests"]
+        == n["hits"]
+        + n["collapsed"]
+        + n["misses"]
+        + n["revalidated"]
+        + n["passes"]
+        + n["errors"]
+        + n["stale"]
+        for n in shields.values()
+    )
     # every origin request came through a shield, which answered some fetches itself
     assert report["origin"]["requests"] == sum(n["origin_requests"] for n in shields.values())
     assert report["origin"]["requests"] < report["totals"]["origin_requests"]
