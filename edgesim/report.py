@@ -42,6 +42,15 @@ _GROUP_FIELDS = (
 )
 
 
+def _failed_over(report: dict[str, Any]) -> str:
+    """One line on the regions whose clients failed over to another region ('' if none)."""
+    away = {name: g.get("clients_failed_over", 0) for name, g in report["regions"].items()}
+    if not any(away.values()):
+        return ""
+    names = ", ".join(f"{name} ({n:,} requests)" for name, n in away.items() if n)
+    return f"Cross-region failover: clients of {names} answered by another region's nodes"
+
+
 def _ms(v: Any) -> str:
     return "-" if v is None else f"{float(v) * 1000:.1f}"
 
@@ -119,13 +128,9 @@ def print_summary(
         f"peak {o.get('peak_requests_per_second', 0):.1f}/s at t={o.get('peak_at', 0):.0f} s, "
         f"utilisation {_pct(o.get('utilisation'))}, 5xx {o.get('status_5xx', 0)}"
     )
-    away = {name: g.get("clients_failed_over", 0) for name, g in report["regions"].items()}
-    if any(away.values()):
-        con.print(
-            "Cross-region failover: clients of "
-            + ", ".join(f"{name} ({n:,} requests)" for name, n in away.items() if n)
-            + " answered by another region's nodes"
-        )
+    away = _failed_over(report)
+    if away:
+        con.print(away)
     shadow = report.get("shadow")
     if shadow:
         _print_shadow(con, shadow, timing or report.get("timing") or {})
@@ -329,13 +334,16 @@ def render_html(report: dict[str, Any], topology_text: str = "") -> str:
         f"<tr><td>{escape(n)}</td><td>{g.get('requests', 0):,}</td><td>{_pct(g.get('object_hit_ratio'))}</td>"
         f"<td>{_pct(g.get('byte_hit_ratio'))}</td><td>{g.get('origin_requests', 0):,}</td>"
         f"<td>{_ms((g.get('latency') or {}).get('p50'))}</td><td>{_ms((g.get('latency') or {}).get('p99'))}</td>"
-        f"<td>{_ms((g.get('queueing') or {}).get('p99'))}</td><td>{g.get('errors', 0)}</td></tr>"
+        f"<td>{_ms((g.get('queueing') or {}).get('p99'))}</td>"
+        f"<td>{g.get('errors', 0) + g.get('failed', 0):,}</td></tr>"
         for n, g in [("all", report["totals"]), *regions, *_items(report["sites"]), *nodes]
     )
     partial = (
         "<p><strong>Partial report: the run was interrupted.</strong></p>" if meta.get("partial") else ""
     )
     shadow_html = _shadow_html(report)
+    away = _failed_over(report)
+    failover_html = f"<p>{escape(away)}</p>" if away else ""
     samp = meta.get("sampled")
     sampled = (
         f" simulated of a key sample at rate {samp['rate']:g}: the counts below are scaled by"
@@ -357,7 +365,7 @@ td:first-child,th:first-child{{text-align:left}}pre{{background:#f6f6f6;padding:
 <h2>Summary</h2>
 <table><tr><th></th><th>requests</th><th>hit</th><th>byte hit</th><th>origin req</th><th>p50 ms</th>
 <th>p99 ms</th><th>queue p99 ms</th><th>errors</th></tr>{rows}</table>
-{shadow_html}<h2>Topology</h2><pre>{escape(topology_text)}</pre>
+{failover_html}{shadow_html}<h2>Topology</h2><pre>{escape(topology_text)}</pre>
 <script type="application/json" id="report">{escape(json.dumps(report))}</script>
 </body></html>
 """

@@ -55,6 +55,45 @@ def test_run_prints_tables(tmp_path: Path) -> None:
     assert "Regions" in out and "Nodes" in out and "Origin:" in out
 
 
+def test_run_reports_a_regions_failover_in_every_output(tmp_path: Path) -> None:
+    # us's only node is down from 60 s to 120 s: after the health check its clients go
+    # to eu, 70 ms away
+    topo = tmp_path / "small.toml"
+    topo.write_text(
+        SMALL
+        + '[network.region_latency]\neu = { us = "70ms" }\n'
+        + '[faults]\n[[faults.crashes]]\nregion = "us"\nnode = 0\nat = "60s"\ndown_for = "60s"\n'
+    )
+    code, out, err = run_cli(
+        "run",
+        str(topo),
+        "--json",
+        str(tmp_path / "r.json"),
+        "--csv",
+        str(tmp_path / "csv"),
+        "--html",
+        str(tmp_path / "r.html"),
+    )
+    assert code == 0, err
+    report = json.loads((tmp_path / "r.json").read_text())
+    moved = report["regions"]["us"]["clients_failed_over"]
+    assert moved > 500  # about 0.4 x 40/s x 55 s
+    assert report["regions"]["eu"]["failovers"] == report["totals"]["failovers"] == moved
+    line = f"Cross-region failover: clients of us ({moved:,} requests) answered by another region's nodes"
+    assert line in " ".join(out.split())
+    assert line.replace("'", "&#x27;") in (tmp_path / "r.html").read_text()
+    rows = {r["name"]: r for r in csv.DictReader((tmp_path / "csv" / "summary.csv").open())}
+    assert rows["eu"]["failovers"] == str(moved) and rows["us"]["failovers"] == "0"
+    series = list(csv.DictReader((tmp_path / "csv" / "timeseries.csv").open()))
+    assert sum(int(r["failovers"]) for r in series) == moved  # all after the warm-up
+    # without a latency to another region, the requests fail instead
+    topo.write_text(topo.read_text().replace('eu = { us = "70ms" }', ""))
+    code, out, _ = run_cli("run", str(topo), "--json", str(tmp_path / "r.json"))
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["totals"]["failovers"] == 0 and report["regions"]["us"]["failed"] > 500
+    assert "Cross-region failover" not in out
+
+
 def test_run_bad_topology_lists_problems(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text(SMALL.replace("nodes = 2", "nodes = 0").replace("peak_rps = 40", "peak_rps = -1"))
