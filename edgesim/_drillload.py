@@ -7,18 +7,31 @@ atomically to RESULT.json; every client-side outcome lives here, so a dying edge
 cannot take any of them with it.
 
 Clients and failover: ``connections`` clients, spread over the regions by their share.
-Each client has a home node in its region and sends there. When an attempt fails at the
-connection level (refused, reset, closed mid-response, or no answer within
-``client_timeout``), the client marks that node dead for ``health_check_delay`` seconds
-(as the topology's balancer would), and retries the same request on the next live node
-of the region, up to ``max_attempts`` attempts in all. A request is *retried* when it
-needed more than one attempt, *failed* when every attempt failed. HTTP error statuses
-(5xx) are answers, not failures: they are counted apart and not retried.
+Client ``c`` has a home node in its region (``c mod`` the region's node count) and sends
+there. When an attempt fails at the connection level (refused, reset, closed
+mid-response, or no answer within ``client_timeout``), the client marks that node dead
+for ``health_check_delay`` seconds (as the topology's balancer would; the marks are
+shared by all clients), and retries the same request on the next node of the region
+that is neither marked dead nor already tried for this request. When its region has no
+such node, it fails over across regions as ``edgesim run`` does: to the nearest regions
+by the topology's ``[network.region_latency]`` (the config's ``failover`` groups,
+nearest first); regions at the same latency share the paths by ``zlib.crc32(path) %
+k`` (the first of the k tied regions, then the next ones in order), and in a region the
+client starts at node ``c mod`` its node count. When no region has such a node either,
+it tries an untried node of its own region even if marked dead (else its home node):
+the mark may be stale. :func:`choose_node` is that choice. Every attempt counts,
+whatever the region: at most ``max_attempts`` per request. No latency is added for a
+failover (everything is on loopback). A request is *retried* when it needed more than
+one attempt, *failed* when every attempt failed, *failed over* when another region's
+node answered it. HTTP error statuses (5xx) are answers, not failures: they are
+counted apart and not retried.
 
 Pacing: ``rate`` requests/s in total, shared by the clients (a client that falls behind
 does not burst to catch up); ``rate = 0`` sends as fast as the answers come.
 
-Per ``interval`` bucket the result holds ok/failed/retried/5xx counts and, per node,
+Per ``interval`` bucket the result holds ok/failed/retried/failed-over/5xx counts
+(``failed_over_regions`` gives the failed-over answers by client region and answering
+region, over the whole run) and, per node,
 the ``X-Cache`` outcomes (``MISS`` per second on a node is its origin fetch rate;
 ``STALE`` is stale content served, such as stale-if-error during an origin outage).
 """
@@ -30,8 +43,9 @@ import math
 import random
 import sys
 import time
+import zlib
 from bisect import bisect
-from collections.abc import Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from itertools import accumulate
 from typing import Any
 
@@ -56,6 +70,7 @@ def make_config(
     seed: int = 1,
     interval: float = 1.0,
     start_at: float | None = None,
+    failover: Mapping[str, Sequence[tuple[float, Sequence[str]]]] | None = None,
 ) -> dict[str, Any]:
     """The load generator's configuration document.
 
@@ -73,10 +88,26 @@ def make_config(
         interval: the time-series bucket in seconds.
         start_at: wall-clock time (``time.time()``) to start at, so that the
             controller's fault times and the buckets share one origin; default: now.
+        failover: per region name, where its clients go when it has no usable node:
+            ``[(seconds, [region names]), ...]``, nearest first, one entry per latency,
+            each group's names in the topology's region order (see
+            :func:`edgesim.drill.failover_groups`). The seconds are informative: no
+            latency is added. Default: none (clients stay in their region).
     """
+    names = {r for r, _, _ in regions}
+    groups = dict(failover or {})
+    for r, order in groups.items():
+        unknown = ({r} | {n for _, g in order for n in g}) - names
+        if unknown:
+            raise ValueError(f"failover of {r!r} names unknown regions: {sorted(unknown)}")
     return {
         "regions": [
-            {"name": r, "share": share, "nodes": [{"name": n, "url": u} for n, u in nodes]}
+            {
+                "name": r,
+                "share": share,
+                "nodes": [{"name": n, "url": u} for n, u in nodes],
+                "failover": [{"seconds": sec, "regions": list(g)} for sec, g in groups.get(r, ())],
+            }
             for r, share, nodes in regions
         ],
         "hosts": [{"host": h, "share": share, "paths": list(paths)} for h, share, paths in hosts],
@@ -116,8 +147,18 @@ class _Stats:
         self.interval = interval
         self.t0 = t0
         self.buckets: dict[int, dict[str, Any]] = {}
-        self.totals = {"requests": 0, "ok": 0, "failed": 0, "retried": 0, "http_5xx": 0, "attempts_failed": 0}
+        self.totals = {
+            "requests": 0,
+            "ok": 0,
+            "failed": 0,
+            "retried": 0,
+            "failed_over": 0,
+            "http_5xx": 0,
+            "attempts_failed": 0,
+        }
         self.attempt_errors: dict[str, int] = {}
+        # failed-over answers: client region -> answering region -> count
+        self.failed_over_regions: dict[str, dict[str, int]] = {}
         self.latencies: list[float] = []
 
     def bucket(self) -> dict[str, Any]:
@@ -128,6 +169,7 @@ class _Stats:
                 "ok": 0,
                 "failed": 0,
                 "retried": 0,
+                "failed_over": 0,
                 "http_5xx": 0,
                 "attempts_failed": 0,
                 "nodes": {},
@@ -146,6 +188,54 @@ class _Stats:
         per[outcome] = per.get(outcome, 0) + 1
 
 
+def choose_node(
+    client: int,
+    region: int,
+    path: str,
+    sizes: Sequence[int],
+    groups: Sequence[Sequence[int]],
+    dead: Callable[[int, int], bool],
+    tried: Container[tuple[int, int]],
+) -> tuple[int, int]:
+    """The node of an attempt, as ``(region index, node index)``.
+
+    Args:
+        client: the client's number; its start node in a region of ``n`` nodes is
+            ``client % n`` (its home node in its own region).
+        region: the client's region.
+        path: the request's path (the hash that shares it among tied regions).
+        sizes: the node count of each region.
+        groups: the client region's failover order: groups of region indexes at equal
+            latency, nearest first, each in region order (:func:`edgesim.engine.failover_order`
+            without the seconds); empty: no failover path.
+        dead: whether a node is marked dead (it failed an attempt lately).
+        tried: the nodes this request has already tried.
+
+    The first node, from the start node on, of the client's region that is neither
+    dead nor tried; else of the nearest failover group that has one, where a group of
+    ``k`` regions starts at its ``zlib.crc32(path) % k``-th region and goes on in order;
+    else an untried node of the client's region even if marked dead, else its home node.
+    """
+
+    def ring(r: int) -> list[tuple[int, int]]:
+        n = sizes[r]
+        return [(r, (client + k) % n) for k in range(n)]
+
+    own = ring(region)
+    for rn in own:
+        if rn not in tried and not dead(*rn):
+            return rn
+    h = zlib.crc32(path.encode())
+    for group in groups:
+        k = len(group)
+        first = h % k
+        for j in range(k):
+            for rn in ring(group[(first + j) % k]):
+                if rn not in tried and not dead(*rn):
+                    return rn
+    return next((rn for rn in own if rn not in tried), own[0])
+
+
 class _Region:
     def __init__(self, doc: dict[str, Any], read_timeout: float) -> None:
         self.name = doc["name"]
@@ -157,16 +247,24 @@ class _Region:
         self.dead_until = [0.0] * len(self.nodes)
 
 
+def _dead_at(regions: list[_Region], now: float) -> Callable[[int, int], bool]:
+    """Whether node ``n`` of region ``r`` is marked dead at ``now`` (monotonic time)."""
+    return lambda r, n: regions[r].dead_until[n] > now
+
+
 async def _client(
     cid: int,
-    region: _Region,
+    ri: int,
+    regions: list[_Region],
+    groups: list[list[int]],
     cfg: dict[str, Any],
     mix: _Mix,
     stats: _Stats,
     deadline: float,
     per_client_rate: float,
 ) -> None:
-    home = cid % len(region.nodes)
+    region = regions[ri]
+    sizes = [len(r.nodes) for r in regions]
     timeout = float(cfg["client_timeout"])
     hc_delay = float(cfg["health_check_delay"])
     attempts_max = int(cfg["max_attempts"])
@@ -182,24 +280,22 @@ async def _client(
             return
         host, path = mix.draw()
         stats.totals["requests"] += 1
-        tried: set[int] = set()
+        tried: set[tuple[int, int]] = set()
         t = time.perf_counter()
         for attempt in range(attempts_max):
-            now = time.monotonic()
-            order = [(home + k) % len(region.nodes) for k in range(len(region.nodes))]
-            live = [i for i in order if i not in tried and region.dead_until[i] <= now]
-            pick = live[0] if live else next((i for i in order if i not in tried), order[0])
-            tried.add(pick)
+            to, pick = choose_node(cid, ri, path, sizes, groups, _dead_at(regions, time.monotonic()), tried)
+            tried.add((to, pick))
+            target = regions[to]
             try:
                 with trio.fail_after(timeout):
-                    resp = await region.pools[pick].request(Request("GET", path, [("host", host)]))
+                    resp = await target.pools[pick].request(Request("GET", path, [("host", host)]))
             except (OriginError, trio.TooSlowError) as exc:
                 kind = "timeout" if isinstance(exc, OriginTimeout | trio.TooSlowError) else type(exc).__name__
                 stats.attempt_errors[kind] = stats.attempt_errors.get(kind, 0) + 1
                 stats.count("attempts_failed")
-                region.dead_until[pick] = time.monotonic() + hc_delay
+                target.dead_until[pick] = time.monotonic() + hc_delay
                 continue
-            node = region.nodes[pick]
+            node = target.nodes[pick]
             stats.cache(node, (get_header(resp.headers, "x-cache") or "NONE").upper())
             if resp.status >= 500:
                 stats.count("http_5xx")
@@ -207,6 +303,10 @@ async def _client(
                 stats.count("ok")
             if attempt:
                 stats.count("retried")
+            if to != ri:
+                stats.count("failed_over")
+                per = stats.failed_over_regions.setdefault(region.name, {})
+                per[target.name] = per.get(target.name, 0) + 1
             stats.latencies.append(time.perf_counter() - t)
             break
         else:
@@ -228,6 +328,8 @@ async def run(cfg: dict[str, Any]) -> dict[str, Any]:
     stats = _Stats(float(cfg["interval"]), start_at)
     # The attempt's read timeout is the client timeout; the pool's own is a backstop.
     regions = [_Region(r, float(cfg["client_timeout"]) + 1.0) for r in cfg["regions"]]
+    index = {r.name: i for i, r in enumerate(regions)}
+    groups = [[[index[n] for n in g["regions"]] for g in r.get("failover", ())] for r in cfg["regions"]]
     shares = [float(r["share"]) for r in cfg["regions"]]
     conns = max(len(regions), int(cfg["connections"]))
     per_region = _spread(conns, shares)
@@ -236,9 +338,11 @@ async def run(cfg: dict[str, Any]) -> dict[str, Any]:
     cid = 0
     try:
         async with trio.open_nursery() as nursery:
-            for region, k in zip(regions, per_region, strict=True):
+            for ri, k in enumerate(per_region):
                 for _ in range(k):
-                    nursery.start_soon(_client, cid, region, cfg, mix, stats, deadline, rate / conns)
+                    nursery.start_soon(
+                        _client, cid, ri, regions, groups[ri], cfg, mix, stats, deadline, rate / conns
+                    )
                     cid += 1
     finally:
         with trio.CancelScope(shield=True):
@@ -258,6 +362,7 @@ async def run(cfg: dict[str, Any]) -> dict[str, Any]:
         "connections": conns,
         "totals": stats.totals,
         "attempt_errors": stats.attempt_errors,
+        "failed_over_regions": stats.failed_over_regions,
         "throughput_rps": round(answered / elapsed, 1),
         "p50_ms": pct(0.5),
         "p99_ms": pct(0.99),

@@ -6,7 +6,9 @@ Theory of operation
 loopback port, starts every edge node of every region as its own process under
 :mod:`edgesim._supervisor` (fixed ports, restarts with backoff), and runs the load
 generator (:mod:`edgesim._drillload`) in a third kind of process, whose clients fail over
-to the other nodes of their region when one stops answering. Meanwhile this process
+to the other nodes of their region when one stops answering, and to the nearest region
+by ``[network.region_latency]`` when their region has none left (as ``edgesim run``'s
+clients do; no latency is added, it is all loopback). Meanwhile this process
 runs the topology's ``[faults]`` on the wall clock, scaled so that the topology's
 ``traffic.duration`` lasts the drill's ``duration``:
 
@@ -49,7 +51,7 @@ from edgesim._supervisor import EdgeSpec, Supervisor, child_env, free_ports, ope
 from edgesim.errors import EdgesimError
 from edgesim.topology import Topology
 
-__all__ = ["DrillError", "DrillOptions", "child_env", "run_drill", "start_origin"]
+__all__ = ["DrillError", "DrillOptions", "child_env", "failover_groups", "run_drill", "start_origin"]
 
 # Seconds of traffic before the first fault can matter: the processes are up, and the
 # load generator's interpreter has started.
@@ -173,6 +175,19 @@ def edge_specs(topo: Topology, origin_url: str, *, module: str = "edgesim") -> l
         )
         for (r, name), port in zip(names, ports, strict=True)
     ]
+
+
+def failover_groups(topo: Topology) -> dict[str, list[tuple[float, list[str]]]]:
+    """Per region name, where its clients fail over (the load generator's ``failover``):
+    :func:`edgesim.engine.failover_order` with region names, ``[(seconds, [names])]``
+    nearest first, each group in the topology's region order."""
+    from edgesim.engine import failover_order
+
+    names = [r.name for r in topo.regions]
+    return {
+        names[i]: [(sec, [names[j] for j in group]) for sec, group in order]
+        for i, order in enumerate(failover_order(topo))
+    }
 
 
 async def site_paths(origin_url: str, host: str, limit: int = MAX_PATHS) -> list[str]:
@@ -355,7 +370,8 @@ async def run_drill(
 
     Returns:
         The report: ``restarts`` (every death and restart), ``clients`` (the load
-        generator's outcome: totals, failed and retried requests, per-bucket counts by
+        generator's outcome: totals, failed, retried and failed-over requests, the
+        failed-over ones by client region and answering region, per-bucket counts by
         node and ``X-Cache``), ``faults`` (what ran when), ``edges`` (the nodes'
         counters over all incarnations and the flush interval), ``cold_cache_spikes``
         and ``origin_outages``. Times are seconds from the start of the load.
@@ -408,6 +424,7 @@ async def run_drill(
                     seed=topology.seed if opts.seed is None else opts.seed,
                     interval=1.0,
                     start_at=start_at,
+                    failover=failover_groups(topology),
                 )
                 fault_log: list[dict[str, Any]] = []
                 extra: list[Any] = []
@@ -460,6 +477,13 @@ async def run_drill(
     return report
 
 
+def _failover_detail(clients: dict[str, Any]) -> str:
+    """`` (eu->us 12, ...)``: the failed-over answers by client and answering region."""
+    per = clients.get("failed_over_regions") or {}
+    parts = [f"{a}->{b} {n:,}" for a in sorted(per) for b, n in sorted(per[a].items())]
+    return f" ({', '.join(parts)})" if parts else ""
+
+
 def summary_lines(report: dict[str, Any]) -> list[str]:
     """The drill's report as a few human-readable lines."""
     c = report["clients"]
@@ -468,6 +492,7 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         f"drill {report['topology']}: {report['duration']:g} s (time scale {report['time_scale']:.4g}), "
         f"{t['requests']:,} requests, {c['throughput_rps']:,.0f} answers/s",
         f"clients: ok {t['ok']:,}, http 5xx {t['http_5xx']:,}, retried {t['retried']:,}, "
+        f"failed over {t['failed_over']:,}{_failover_detail(c)}, "
         f"failed {t['failed']:,}; failed attempts {t['attempts_failed']:,} "
         + (
             f"({', '.join(f'{k} {v}' for k, v in sorted(c['attempt_errors'].items()))})"
