@@ -11,9 +11,10 @@ import pytest
 import trio
 
 from edgesim._client import OriginPool
+from edgesim._drillload import choose_node
 from edgesim._supervisor import EdgeSpec, Supervisor, free_ports, open_supervisor
 from edgesim._topoload import parse_topology
-from edgesim.drill import DrillOptions, OriginProcess, run_drill
+from edgesim.drill import DrillOptions, OriginProcess, failover_groups, run_drill, summary_lines
 from edgesim.http import Request
 
 
@@ -172,3 +173,130 @@ async def test_drill_kill_restart_failover_and_stale_if_error(tmp_path: Path) ->
     assert spike["node"] == "eu-0" and spike["misses_per_s_after"] > 0
     (outage,) = report["origin_outages"]
     assert outage["mode"] == "stop" and outage["stale"] > 0
+
+
+# ---- cross-region failover of the load generator's clients ----------------------------
+
+
+def _dead(*nodes: tuple[int, int]) -> Any:
+    return lambda r, n: (r, n) in nodes
+
+
+def test_choose_node_stays_in_its_region_while_it_has_a_usable_node() -> None:
+    sizes = [2, 2]
+    # client 3's home node is 3 % 2 = 1; then the region's next one
+    assert choose_node(3, 0, "/a", sizes, [[1]], _dead(), set()) == (0, 1)
+    assert choose_node(3, 0, "/a", sizes, [[1]], _dead((0, 1)), set()) == (0, 0)
+    assert choose_node(3, 0, "/a", sizes, [[1]], _dead(), {(0, 1)}) == (0, 0)
+    # neither dead nor tried left at home: the other region, from the client's start node
+    assert choose_node(3, 0, "/a", sizes, [[1]], _dead((0, 1)), {(0, 0)}) == (1, 1)
+    assert choose_node(3, 0, "/a", sizes, [[1]], _dead((0, 1), (1, 1)), {(0, 0)}) == (1, 0)
+
+
+def test_choose_node_nearest_group_first_and_ties_by_crc32_of_the_path() -> None:
+    sizes = [1, 1, 1, 1]
+    down = _dead((0, 0))
+    # nearest first: region 3 only when the group of 1 and 2 has nothing usable
+    assert choose_node(0, 0, "/a", sizes, [[1, 2], [3]], down, set())[0] in (1, 2)
+    assert choose_node(0, 0, "/a", sizes, [[1, 2], [3]], _dead((0, 0), (1, 0), (2, 0)), set()) == (3, 0)
+    # a tie of k regions: zlib.crc32(path) % k picks the first (crc32 % 2: "/a" 0, "/d" 1)
+    assert choose_node(0, 0, "/a", sizes, [[1, 2]], down, set()) == (1, 0)
+    assert choose_node(0, 0, "/d", sizes, [[1, 2]], down, set()) == (2, 0)
+    # ... then the next ones in order, wrapping
+    assert choose_node(0, 0, "/d", sizes, [[1, 2]], _dead((0, 0), (2, 0)), set()) == (1, 0)
+    assert choose_node(0, 0, "/a", sizes, [[1, 2]], down, {(1, 0)}) == (2, 0)
+    # crc32 % 3: "/a" 0, "/index.html" 1, "/x" 2
+    assert choose_node(0, 0, "/x", sizes, [[1, 2, 3]], down, set()) == (3, 0)
+    assert choose_node(0, 0, "/x", sizes, [[1, 2, 3]], _dead((0, 0), (3, 0)), set()) == (1, 0)
+
+
+def test_choose_node_without_a_usable_failover_target_stays_home() -> None:
+    # no failover path (or every target dead or tried): an untried node of the client's
+    # own region even if it is marked dead, else its home node
+    assert choose_node(1, 0, "/a", [2], [], _dead((0, 0), (0, 1)), set()) == (0, 1)
+    assert choose_node(1, 0, "/a", [2], [], _dead((0, 0), (0, 1)), {(0, 1)}) == (0, 0)
+    assert choose_node(1, 0, "/a", [2], [], _dead(), {(0, 0), (0, 1)}) == (0, 1)
+    assert choose_node(1, 0, "/a", [2, 1], [[1]], _dead((0, 0), (1, 0)), {(0, 1)}) == (0, 0)
+
+
+def test_failover_groups_are_the_engines_order_by_region_name(tmp_path: Path) -> None:
+    text = DRILL_TOPOLOGY.replace(
+        '[[regions]]\nname = "eu"\nedge = { nodes = 2, memory_cache = "32MB" }',
+        "\n".join(f'[[regions]]\nname = "{r}"\nedge = {{ nodes = 1 }}\n' for r in ("a", "b", "c", "d"))
+        + '\n[network.region_latency]\na = { b = "40ms", c = "40ms" }\nb = { c = "10ms" }\n',
+    ).replace('region = "eu"', 'region = "a"')
+    topo = parse_topology(text, path=str(tmp_path / "t.toml"))
+    assert failover_groups(topo) == {
+        "a": [(0.04, ["b", "c"])],
+        "b": [(0.01, ["c"]), (0.04, ["a"])],
+        "c": [(0.01, ["b"]), (0.04, ["a"])],
+        "d": [],  # no latency listed: no failover path
+    }
+
+
+FAILOVER_TOPOLOGY = """
+name = "drill-failover"
+seed = 3
+
+[[regions]]
+name = "eu"
+edge = { nodes = 1, memory_cache = "32MB" }
+
+[[regions]]
+name = "us"
+edge = { nodes = 1, memory_cache = "32MB" }
+
+[network.region_latency]
+eu = { us = "40ms" }
+
+[[sites]]
+name = "shop.test"
+
+[sites.catalog]
+objects = 40
+zipf = 1.1
+seed = 9
+types = { html = 1.0 }
+
+[sites.cache]
+html = "public, max-age=60"
+
+[traffic]
+duration = "6s"
+peak_rps = 40
+warmup = "1s"
+
+[faults]
+health_check_delay = "1s"
+client_timeout = "1s"
+
+[[faults.crashes]]
+region = "eu"
+node = 0
+at = "1.5s"
+down_for = "2.5s"
+"""
+
+
+@pytest.mark.slow
+async def test_drill_clients_of_a_dead_region_fail_over_to_the_nearest(tmp_path: Path) -> None:
+    topo = parse_topology(FAILOVER_TOPOLOGY, path=str(tmp_path / "failover.toml"))
+    opts = DrillOptions(rate=40, connections=4, flush_interval=0.5)
+    report = await run_drill(topo, opts, workdir=tmp_path / "work")
+
+    (r,) = report["restarts"]
+    assert r["name"] == "eu-0" and r["killed_by_drill"] and r["downtime"] >= 2.5
+    c = report["clients"]
+    t = c["totals"]
+    assert t["requests"] == t["ok"] + t["http_5xx"] + t["failed"]
+    # eu's only node was down for 2.5 s or more: its clients (about 20 requests/s) were
+    # answered by us-0, not failed
+    assert t["failed"] <= 2
+    assert t["failed_over"] >= 20
+    assert c["failed_over_regions"] == {"eu": {"us": t["failed_over"]}}
+    for key in ("ok", "failed", "retried", "failed_over", "http_5xx", "attempts_failed"):
+        assert sum(b[key] for b in c["buckets"]) == t[key]
+    # only while eu-0 was down (and its dead mark lasted): none before the crash
+    assert sum(b["failed_over"] for b in c["buckets"] if b["t"] < 1.0) == 0
+    line = summary_lines(report)[1]
+    assert f"failed over {t['failed_over']:,} (eu->us {t['failed_over']:,})" in line
