@@ -29,11 +29,11 @@ counted apart and not retried.
 Pacing: ``rate`` requests/s in total, shared by the clients (a client that falls behind
 does not burst to catch up); ``rate = 0`` sends as fast as the answers come.
 
-Per ``interval`` bucket the result holds ok/failed/retried/failed-over/5xx counts
-(``failed_over_regions`` gives the failed-over answers by client region and answering
-region, over the whole run) and, per node,
-the ``X-Cache`` outcomes (``MISS`` per second on a node is its origin fetch rate;
-``STALE`` is stale content served, such as stale-if-error during an origin outage).
+Per ``interval`` bucket the result holds ok/failed/retried/failed_over/5xx counts and,
+per node, the ``X-Cache`` outcomes (``MISS`` per second on a node is its origin fetch
+rate; ``STALE`` is stale content served, such as stale-if-error during an origin
+outage); ``failed_over_regions`` gives the failed-over answers of the whole run by
+client region and answering region.
 """
 
 from __future__ import annotations
