@@ -235,6 +235,30 @@ TOPOLOGY_CASES = [
 ]
 
 
+# "-" where standard output cannot stand in: a folder of files, an HTML page, files a
+# command reads back (sweep resumes from its outputs, calibrate keeps other profiles).
+# Each was a file or folder literally named "-" in the current folder.
+DASH_CASES = [
+    ["run", "@tiny.toml", "--quiet", "--html", "-"],
+    ["run", "@tiny.toml", "--quiet", "--csv", "-"],
+    ["mrc", "@good.csv", "--html", "-"],
+    ["calibrate", "--out", "-"],
+    ["sweep", "@sweep.toml", "--csv", "-"],
+    ["sweep", "@sweep.toml", "--json", "-"],
+    ["sweep", "@sweep.toml", "--out", "-"],
+]
+
+
+@pytest.mark.parametrize("args", DASH_CASES, ids=[" ".join(a) for a in DASH_CASES])
+def test_dash_is_refused_where_stdout_makes_no_sense(
+    files: Path, monkeypatch: pytest.MonkeyPatch, args: list[str]
+) -> None:
+    monkeypatch.chdir(files)
+    option = args[-2]
+    _one_error(args, files, f"Invalid value for '{option}': '-': expected a f")
+    assert not (files / "-").exists()
+
+
 @pytest.mark.parametrize(("old", "new", "expected"), TOPOLOGY_CASES, ids=[c[1] for c in TOPOLOGY_CASES])
 @pytest.mark.parametrize("command", ["validate", "run"])
 def test_bad_topology_value_gives_one_problem_line(
