@@ -67,6 +67,10 @@ MAX_PEAK_RPS = 1e9  # beyond it a run would never end
 MAX_BUCKETS = 1_000_000  # time-series buckets (traffic.duration / interval)
 MAX_SECONDS = 1e9  # any duration (~32 years): more overflows the clocks and dates
 MAX_MULTIPLIER = 1e6  # a flash crowd's: more is a run that never ends
+# The least egress a node may have, in bytes/s (1 Mbps), other than 0 (unlimited): a
+# real edge node has 100 Mbps or more; below 1 Mbps a value is a slip of the units
+# ("bps" for "Gbps") whose transfer times run into hours.
+MIN_EGRESS = 125_000.0
 # Object kinds of synthetic catalogs (docs/origin.md, synthetic sites).
 KINDS = ("html", "js", "css", "img", "font", "json")
 # Names that mean something else on the right of a latency spike's ``A->B`` link.
@@ -607,6 +611,16 @@ def _rate(v: Any) -> float:
     return float(v)
 
 
+def _egress(v: Any) -> float:
+    """A node's egress: 0 (unlimited) or at least :data:`MIN_EGRESS`."""
+    x = _rate(v)
+    if 0 < x < MIN_EGRESS:
+        raise _Expected(
+            f"0 (unlimited) or a rate of at least 1Mbps ({MIN_EGRESS:,.0f} bytes/s) such as 1Gbps or 100MB/s"
+        )
+    return x
+
+
 def _choice(options: Sequence[str]) -> Callable[[Any], str]:
     def conv(v: Any) -> str:
         if v in options:
@@ -902,7 +916,7 @@ class _Checker:
                     disk_cache=self.get(t, "disk_cache", where, d.disk_cache, _size()),
                     eviction=self.get(t, "eviction", where, d.eviction, _choice(EVICTIONS)),
                     max_object=self.get(t, "max_object", where, d.max_object, _size()),
-                    egress=self.get(t, "egress", where, d.egress, _rate),
+                    egress=self.get(t, "egress", where, d.egress, _egress),
                     service_time=service_time,
                     cost_per_hour=self.get(t, "cost_per_hour", where, d.cost_per_hour, _number(0.0)),
                     costs=costs,
@@ -992,7 +1006,7 @@ class _Checker:
             disk_cache=self.get(t, "disk_cache", where, profile.disk_cache, _size()),
             eviction=self.get(t, "eviction", where, profile.eviction, _choice(EVICTIONS)),
             max_object=self.get(t, "max_object", where, profile.max_object, _size()),
-            egress=self.get(t, "egress", where, profile.egress, _rate),
+            egress=self.get(t, "egress", where, profile.egress, _egress),
             service_time=service_time,
             balancer=self.get(t, "balancer", where, "random", _choice(BALANCERS)),
             cost_per_hour=self.get(t, "cost_per_hour", where, profile.cost_per_hour, _number(0.0)),

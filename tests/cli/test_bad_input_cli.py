@@ -199,6 +199,12 @@ TOPOLOGY_CASES = [
         'service_time = { distribution = "lognormal", median = "1ms", sigma = 1e300 }',
         "regions[0].edge.service_time.sigma: expected a number > 0 and at most 20, got 1e+300",
     ),
+    # an egress of a ten-thousandth of a bit per second passed, with absurd latencies
+    (
+        'memory_cache = "4MB"',
+        'memory_cache = "4MB"\negress = "0.0001bps"',
+        "regions[0].edge.egress: expected 0 (unlimited) or a rate of at least 1Mbps",
+    ),
     ("peak_rps = 10", "peak_rps = 1e300", "traffic.peak_rps: expected a number > 0 and at most 1e+09"),
     (
         'interval = "10s"',

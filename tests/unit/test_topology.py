@@ -289,6 +289,22 @@ BAD = [
         "expected a rate >= 0",
         id="bad-rate-unit",
     ),
+    # a transfer time of 1 MB at 0.0001 bit/s is two and a half thousand years
+    pytest.param(
+        eu_west('[regions.edge]\negress = "0.0001bps"\n'),
+        "regions[0].edge.egress",
+        4,
+        "expected 0 (unlimited) or a rate of at least 1Mbps (125,000 bytes/s) such as 1Gbps or 100MB/s, "
+        'got "0.0001bps"',
+        id="egress-below-floor",
+    ),
+    pytest.param(
+        "[profiles.slow]\negress = 124999\n" + MINIMAL,
+        "profiles.slow.egress",
+        2,
+        "expected 0 (unlimited) or a rate of at least 1Mbps (125,000 bytes/s)",
+        id="profile-egress-below-floor",
+    ),
     pytest.param(
         MINIMAL + '[traffic]\nduration = "-1h"\n',
         "traffic.duration",
@@ -545,6 +561,12 @@ def test_bad_file(text: str, key_path: str, line: int, message: str) -> None:
     assert match[0].line == line, str(match[0])
     assert message in match[0].message
     assert str(match[0]).startswith(f"{TOPOLOGIES / 't.toml'}:{line}: {key_path}: ")
+
+
+@pytest.mark.parametrize(("egress", "expected"), [(0, 0.0), ('"1Mbps"', 125_000.0), (125_000, 125_000.0)])
+def test_egress_floor_keeps_unlimited_and_one_mbps(egress: object, expected: float) -> None:
+    topo = parse_topology(eu_west(f"[regions.edge]\negress = {egress}\n"), path=TOPOLOGIES / "t.toml")
+    assert topo.regions[0].edge.egress == expected
 
 
 def test_toml_syntax_error_has_line_and_column() -> None:
