@@ -1514,6 +1514,18 @@ class _Checker:
                 )
             return at
 
+        def ends_within(
+            tbl: Mapping[str, Any], where: str, what: str, at: float, key: str, length: float
+        ) -> None:
+            """A fault's window ends by the end of traffic: the run cuts nothing short
+            (edgesim drill would wait out the rest of an outage after its load ends)."""
+            if key in tbl and at < duration < at + length:
+                self.bad(
+                    _join(where, key),
+                    f"expected at most {duration - at:g}s ({what} starts at {at:g}s and must end by the "
+                    f"end of traffic, {duration:g}s), got {_show(tbl[key])}",
+                )
+
         crashes: list[NodeCrash] = []
         for cw, c in self.tables(t.get("crashes", []), _join(w, "crashes"), CRASH_KEYS):
             region = self.get(c, "region", cw, "", _text, required="the region of the node")
@@ -1529,6 +1541,7 @@ class _Checker:
                 at=within(c, "at", cw),
                 down_for=self.get(c, "down_for", cw, 0.0, _duration(positive=True), required=_DURATION_HINT),
             )
+            ends_within(c, cw, "the crash", crash.at, "down_for", crash.down_for)
             for other in crashes:
                 same = (other.region, other.node) == (region, node)
                 end = other.at + other.down_for
@@ -1541,15 +1554,13 @@ class _Checker:
             crashes.append(crash)
         outages = []
         for ow, o in self.tables(t.get("origin_outages", []), _join(w, "origin_outages"), OUTAGE_KEYS):
-            outages.append(
-                OriginOutage(
-                    at=within(o, "at", ow),
-                    duration=self.get(
-                        o, "duration", ow, 0.0, _duration(positive=True), required=_DURATION_HINT
-                    ),
-                    mode=self.get(o, "mode", ow, "stop", _choice(OUTAGE_MODES)),
-                )
+            outage = OriginOutage(
+                at=within(o, "at", ow),
+                duration=self.get(o, "duration", ow, 0.0, _duration(positive=True), required=_DURATION_HINT),
+                mode=self.get(o, "mode", ow, "stop", _choice(OUTAGE_MODES)),
             )
+            ends_within(o, ow, "the outage", outage.at, "duration", outage.duration)
+            outages.append(outage)
         spikes = []
         # (a link between two regions carries no traffic in a run: no cross-region failover)
         ends = ["origin", "client", *(("shield",) if has_shield else ())]
@@ -1566,16 +1577,14 @@ class _Checker:
                     + (" (a link between regions carries no traffic in a run)" if b in names else "")
                     + f", got {_show(link)}",
                 )
-            spikes.append(
-                LatencySpike(
-                    f"{a}->{b}" if arrow else link,
-                    at=within(s, "at", sw),
-                    duration=self.get(
-                        s, "duration", sw, 0.0, _duration(positive=True), required=_DURATION_HINT
-                    ),
-                    extra=self.get(s, "extra", sw, 0.0, _duration(positive=True), required=_DURATION_HINT),
-                )
+            spike = LatencySpike(
+                f"{a}->{b}" if arrow else link,
+                at=within(s, "at", sw),
+                duration=self.get(s, "duration", sw, 0.0, _duration(positive=True), required=_DURATION_HINT),
+                extra=self.get(s, "extra", sw, 0.0, _duration(positive=True), required=_DURATION_HINT),
             )
+            ends_within(s, sw, "the spike", spike.at, "duration", spike.duration)
+            spikes.append(spike)
         return Faults(
             crashes=tuple(crashes),
             outages=tuple(outages),

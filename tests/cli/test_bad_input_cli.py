@@ -226,6 +226,12 @@ TOPOLOGY_CASES = [
         'start = "1s"\nduration = "5s"\nmultiplier = 1e300',
         "traffic.flash_crowds[0].multiplier: expected a number > 0 and at most 1e+06, got 1e+300",
     ),
+    # an origin outage past the end of traffic was accepted (a drill waited it out)
+    (
+        'warmup = "2s"',
+        'warmup = "2s"\n[[faults.origin_outages]]\nat = "15s"\nduration = "1m"',
+        "faults.origin_outages[0].duration: expected at most 5s (the outage starts at 15s",
+    ),
     ('warmup = "2s"', 'warmup = "2s"\ntrace = "@huge.csv"', "huge.csv:3: size '99999999999999999999999'"),
     # digits of other scripts (float() reads them) and minutes past 59
     ('memory_cache = "4MB"', 'memory_cache = "\uff14MB"', "regions[0].edge.memory_cache: expected a size"),
