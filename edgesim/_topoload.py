@@ -667,6 +667,7 @@ class _Checker:
         self.base = base
         self.problems: list[TopologyProblem] = []
         self.cost_files: dict[Path, dict[str, CostModel] | None] = {}
+        self.cost_file_keys: dict[Path, str] = {}  # the key that read each cost file first
 
     # -- reporting --------------------------------------------------------
 
@@ -1048,24 +1049,31 @@ class _Checker:
 
         if isinstance(v, dict):
             t = self.table(v, where, ("file", "profile"))
-            file_v = t.get("file")
             if "file" not in t:
                 self.bad(_join(where, "file"), "missing (the cost file written by edgesim calibrate)")
                 return None
             profile = self.get(t, "profile", where, profile, _text)
-            path = self.path_value(file_v, _join(where, "file"), directory=False)
+            key, file_v = _join(where, "file"), t["file"]
         else:
-            path = self.path_value(v, where, directory=False)
+            key, file_v = where, v
+        path = self.path_value(file_v, key, directory=False)
         if path is None:
             return None
         if path not in self.cost_files:
+            self.cost_file_keys[path] = key
             try:
                 self.cost_files[path] = read_cost_file(path)
             except TopologyError as exc:
-                self.problems.extend(exc.problems)
+                # each of the cost file's own problems (its file, line and key path),
+                # under the topology key that names the file
+                for problem in exc.problems:
+                    self.bad(key, str(problem))
                 self.cost_files[path] = None
+                return None
         models = self.cost_files[path]
         if models is None:
+            first = self.cost_file_keys[path]
+            self.bad(key, f"expected a valid cost file ({path.name} has problems, listed under {first})")
             return None
         model = models.get(profile)
         if model is None:
