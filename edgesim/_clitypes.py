@@ -9,7 +9,10 @@ from typing import Any
 
 import click
 
-__all__ = ["FiniteFloatRange", "OutputFile", "load_topology_arg"]
+__all__ = ["STDOUT", "FiniteFloatRange", "OutputFile", "load_topology_arg", "write_result"]
+
+STDOUT = "-"
+"""The file name that stands for standard output (``--json -``)."""
 
 
 class FiniteFloatRange(click.FloatRange):
@@ -31,12 +34,19 @@ class OutputFile(click.Path):
     exists.
 
     Checked when the options are read, so that a long run does not end in "cannot write".
+    ``-`` is standard output when ``stdout`` is true (write it with :func:`write_result`),
+    else an error: a file literally named ``-`` is never what was meant.
     """
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, stdout: bool = False, **kwargs: Any) -> None:
         super().__init__(dir_okay=False, **kwargs)
+        self.stdout = stdout
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if os.fsdecode(value) == STDOUT:
+            if self.stdout:
+                return STDOUT
+            self.fail("'-': expected a file name (this output is not written to standard output)", param, ctx)
         path = super().convert(value, param, ctx)
         if not os.fspath(path):
             self.fail("expected a file name, got ''", param, ctx)
@@ -48,6 +58,22 @@ class OutputFile(click.Path):
         if not os.path.isdir(folder):
             self.fail(f"{folder} is not a directory", param, ctx)
         return path
+
+
+def write_result(path: str, text: str) -> None:
+    """Write a result to ``path`` atomically (edgesim._atomic), or to standard output when
+    ``path`` is ``-``.
+
+    Raises:
+        OSError: as :func:`edgesim._atomic.write_atomic`.
+    """
+    if path == STDOUT:
+        click.echo(text, nl=False)
+        sys.stdout.flush()
+        return
+    from edgesim._atomic import write_atomic
+
+    write_atomic(path, text)
 
 
 def load_topology_arg(arg: str) -> Any:

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from edgesim._clitypes import FiniteFloatRange, OutputFile, load_topology_arg
+from edgesim._clitypes import STDOUT, FiniteFloatRange, OutputFile, load_topology_arg, write_result
 from edgesim.errors import EdgesimError
 
 
@@ -40,10 +40,8 @@ DURATION = DurationType()
 def _write(path: str | None, doc: Any) -> None:
     if not path:
         return
-    from edgesim._atomic import write_atomic
-
     try:
-        write_atomic(path, json.dumps(doc, indent=2) + "\n")
+        write_result(path, json.dumps(doc, indent=2) + "\n")
     except OSError as exc:
         raise click.ClickException(f"cannot write {path}: {exc.strerror or exc}") from None
 
@@ -89,7 +87,12 @@ def _make_workdir(ctx: click.Context, param: click.Parameter, value: str | None)
 @click.option(
     "--workdir", type=click.Path(file_okay=False), callback=_make_workdir, help="Keep sites and logs here."
 )
-@click.option("--json", "json_path", type=OutputFile(), help="Write the report as JSON.")
+@click.option(
+    "--json",
+    "json_path",
+    type=OutputFile(stdout=True),
+    help="Write the report as JSON ('-': to standard output, the summary to standard error).",
+)
 def drill_command(
     topology: str,
     duration: float | None,
@@ -117,7 +120,7 @@ def drill_command(
     report = _run(lambda: run_drill(topo, opts, workdir=workdir, progress=lambda m: click.echo(m, err=True)))
     _write(json_path, report)
     for line in summary_lines(report):
-        click.echo(line)
+        click.echo(line, err=json_path == STDOUT)
 
 
 @click.command("stress", short_help="Full-speed live traffic plus gc, reloads and threaded matching.")
@@ -133,7 +136,12 @@ def drill_command(
 @click.option(
     "--workdir", type=click.Path(file_okay=False), callback=_make_workdir, help="Keep sites and logs here."
 )
-@click.option("--json", "json_path", type=OutputFile(), help="Write the result as JSON.")
+@click.option(
+    "--json",
+    "json_path",
+    type=OutputFile(stdout=True),
+    help="Write the result as JSON ('-': to standard output, the summary to standard error).",
+)
 def stress_command(
     topology: str,
     duration: float,
@@ -165,6 +173,6 @@ def stress_command(
         click.echo(f"crash: {d}", err=True)
     if result.get("matcher_log_tail"):
         click.echo(result["matcher_log_tail"], err=True)
-    click.echo(summary_line(result))
+    click.echo(summary_line(result), err=json_path == STDOUT)
     if result["crashes"]:
         sys.exit(1)

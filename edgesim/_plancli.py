@@ -10,7 +10,7 @@ from typing import Any, NoReturn
 
 import click
 
-from edgesim._clitypes import FiniteFloatRange, OutputFile, load_topology_arg
+from edgesim._clitypes import STDOUT, FiniteFloatRange, OutputFile, load_topology_arg, write_result
 from edgesim.errors import EdgesimError
 
 # plan: 0 a plan was found, 3 the objective cannot be met inside the search bounds.
@@ -49,10 +49,8 @@ def _bytes(n: float) -> str:
 
 
 def _write(path: str, text: str) -> None:
-    from edgesim._atomic import write_atomic
-
     try:
-        write_atomic(path, text)
+        write_result(path, text)
     except OSError as exc:
         _fail(f"cannot write {path}: {exc.strerror or exc}")
 
@@ -97,7 +95,12 @@ def _write(path: str, text: str) -> None:
     help="Hardware profiles to weigh in every region: NAME,NAME, 'all' or 'none' (default: all the "
     "topology's [profiles] when it defines two or more).",
 )
-@click.option("--json", "json_path", type=OutputFile(), help="Write the plan as JSON.")
+@click.option(
+    "--json",
+    "json_path",
+    type=OutputFile(stdout=True),
+    help="Write the plan as JSON ('-': to standard output, the table to standard error).",
+)
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 def plan_command(
     topology: str,
@@ -172,18 +175,19 @@ def plan_command(
     data = result.as_dict()
     if json_path:
         _write(json_path, json.dumps(data, indent=1) + "\n")
-    _print_plan(data)
+    _print_plan(data, stderr=json_path == STDOUT)
     if not result.found:
         click.echo(f"no plan: {result.reason}", err=True)
         sys.exit(EXIT_NO_PLAN)
 
 
-def _print_plan(d: dict[str, Any]) -> None:
+def _print_plan(d: dict[str, Any], *, stderr: bool = False) -> None:
     from rich.console import Console
     from rich.table import Table
 
     # a pipe or file gets a wide table (rich would wrap it at 80 columns)
-    console = Console() if sys.stdout.isatty() else Console(width=160)
+    tty = (sys.stderr if stderr else sys.stdout).isatty()
+    console = Console(stderr=stderr) if tty else Console(stderr=stderr, width=160)
     s = d["search"]
     if d["found"]:
         t = Table(title=f"plan for {d['topology']}: {d['objective']} at peak", title_justify="left")

@@ -67,6 +67,10 @@ MAX_PEAK_RPS = 1e9  # beyond it a run would never end
 MAX_BUCKETS = 1_000_000  # time-series buckets (traffic.duration / interval)
 MAX_SECONDS = 1e9  # any duration (~32 years): more overflows the clocks and dates
 MAX_MULTIPLIER = 1e6  # a flash crowd's: more is a run that never ends
+# The least egress a node may have, in bytes/s (1 Mbps), other than 0 (unlimited): a
+# real edge node has 100 Mbps or more; below 1 Mbps a value is a slip of the units
+# ("bps" for "Gbps") whose transfer times run into hours.
+MIN_EGRESS = 125_000.0
 # Object kinds of synthetic catalogs (docs/origin.md, synthetic sites).
 KINDS = ("html", "js", "css", "img", "font", "json")
 # Names that mean something else on the right of a latency spike's ``A->B`` link.
@@ -607,6 +611,16 @@ def _rate(v: Any) -> float:
     return float(v)
 
 
+def _egress(v: Any) -> float:
+    """A node's egress: 0 (unlimited) or at least :data:`MIN_EGRESS`."""
+    x = _rate(v)
+    if 0 < x < MIN_EGRESS:
+        raise _Expected(
+            f"0 (unlimited) or a rate of at least 1Mbps ({MIN_EGRESS:,.0f} bytes/s) such as 1Gbps or 100MB/s"
+        )
+    return x
+
+
 def _choice(options: Sequence[str]) -> Callable[[Any], str]:
     def conv(v: Any) -> str:
         if v in options:
@@ -653,6 +667,7 @@ class _Checker:
         self.base = base
         self.problems: list[TopologyProblem] = []
         self.cost_files: dict[Path, dict[str, CostModel] | None] = {}
+        self.cost_file_keys: dict[Path, str] = {}  # the key that read each cost file first
 
     # -- reporting --------------------------------------------------------
 
@@ -902,7 +917,7 @@ class _Checker:
                     disk_cache=self.get(t, "disk_cache", where, d.disk_cache, _size()),
                     eviction=self.get(t, "eviction", where, d.eviction, _choice(EVICTIONS)),
                     max_object=self.get(t, "max_object", where, d.max_object, _size()),
-                    egress=self.get(t, "egress", where, d.egress, _rate),
+                    egress=self.get(t, "egress", where, d.egress, _egress),
                     service_time=service_time,
                     cost_per_hour=self.get(t, "cost_per_hour", where, d.cost_per_hour, _number(0.0)),
                     costs=costs,
@@ -992,7 +1007,7 @@ class _Checker:
             disk_cache=self.get(t, "disk_cache", where, profile.disk_cache, _size()),
             eviction=self.get(t, "eviction", where, profile.eviction, _choice(EVICTIONS)),
             max_object=self.get(t, "max_object", where, profile.max_object, _size()),
-            egress=self.get(t, "egress", where, profile.egress, _rate),
+            egress=self.get(t, "egress", where, profile.egress, _egress),
             service_time=service_time,
             balancer=self.get(t, "balancer", where, "random", _choice(BALANCERS)),
             cost_per_hour=self.get(t, "cost_per_hour", where, profile.cost_per_hour, _number(0.0)),
@@ -1034,24 +1049,31 @@ class _Checker:
 
         if isinstance(v, dict):
             t = self.table(v, where, ("file", "profile"))
-            file_v = t.get("file")
             if "file" not in t:
                 self.bad(_join(where, "file"), "missing (the cost file written by edgesim calibrate)")
                 return None
             profile = self.get(t, "profile", where, profile, _text)
-            path = self.path_value(file_v, _join(where, "file"), directory=False)
+            key, file_v = _join(where, "file"), t["file"]
         else:
-            path = self.path_value(v, where, directory=False)
+            key, file_v = where, v
+        path = self.path_value(file_v, key, directory=False)
         if path is None:
             return None
         if path not in self.cost_files:
+            self.cost_file_keys[path] = key
             try:
                 self.cost_files[path] = read_cost_file(path)
             except TopologyError as exc:
-                self.problems.extend(exc.problems)
+                # each of the cost file's own problems (its file, line and key path),
+                # under the topology key that names the file
+                for problem in exc.problems:
+                    self.bad(key, str(problem))
                 self.cost_files[path] = None
+                return None
         models = self.cost_files[path]
         if models is None:
+            first = self.cost_file_keys[path]
+            self.bad(key, f"expected a valid cost file ({path.name} has problems, listed under {first})")
             return None
         model = models.get(profile)
         if model is None:
@@ -1500,6 +1522,18 @@ class _Checker:
                 )
             return at
 
+        def ends_within(
+            tbl: Mapping[str, Any], where: str, what: str, at: float, key: str, length: float
+        ) -> None:
+            """A fault's window ends by the end of traffic: the run cuts nothing short
+            (edgesim drill would wait out the rest of an outage after its load ends)."""
+            if key in tbl and at < duration < at + length:
+                self.bad(
+                    _join(where, key),
+                    f"expected at most {duration - at:g}s ({what} starts at {at:g}s and must end by the "
+                    f"end of traffic, {duration:g}s), got {_show(tbl[key])}",
+                )
+
         crashes: list[NodeCrash] = []
         for cw, c in self.tables(t.get("crashes", []), _join(w, "crashes"), CRASH_KEYS):
             region = self.get(c, "region", cw, "", _text, required="the region of the node")
@@ -1515,6 +1549,7 @@ class _Checker:
                 at=within(c, "at", cw),
                 down_for=self.get(c, "down_for", cw, 0.0, _duration(positive=True), required=_DURATION_HINT),
             )
+            ends_within(c, cw, "the crash", crash.at, "down_for", crash.down_for)
             for other in crashes:
                 same = (other.region, other.node) == (region, node)
                 end = other.at + other.down_for
@@ -1527,15 +1562,13 @@ class _Checker:
             crashes.append(crash)
         outages = []
         for ow, o in self.tables(t.get("origin_outages", []), _join(w, "origin_outages"), OUTAGE_KEYS):
-            outages.append(
-                OriginOutage(
-                    at=within(o, "at", ow),
-                    duration=self.get(
-                        o, "duration", ow, 0.0, _duration(positive=True), required=_DURATION_HINT
-                    ),
-                    mode=self.get(o, "mode", ow, "stop", _choice(OUTAGE_MODES)),
-                )
+            outage = OriginOutage(
+                at=within(o, "at", ow),
+                duration=self.get(o, "duration", ow, 0.0, _duration(positive=True), required=_DURATION_HINT),
+                mode=self.get(o, "mode", ow, "stop", _choice(OUTAGE_MODES)),
             )
+            ends_within(o, ow, "the outage", outage.at, "duration", outage.duration)
+            outages.append(outage)
         spikes = []
         # (failover between regions takes [network.region_latency]; spikes on it are not modelled)
         ends = ["origin", "client", *(("shield",) if has_shield else ())]
@@ -1552,16 +1585,14 @@ class _Checker:
                     + (" (spikes on a link between regions are not modelled)" if b in names else "")
                     + f", got {_show(link)}",
                 )
-            spikes.append(
-                LatencySpike(
-                    f"{a}->{b}" if arrow else link,
-                    at=within(s, "at", sw),
-                    duration=self.get(
-                        s, "duration", sw, 0.0, _duration(positive=True), required=_DURATION_HINT
-                    ),
-                    extra=self.get(s, "extra", sw, 0.0, _duration(positive=True), required=_DURATION_HINT),
-                )
+            spike = LatencySpike(
+                f"{a}->{b}" if arrow else link,
+                at=within(s, "at", sw),
+                duration=self.get(s, "duration", sw, 0.0, _duration(positive=True), required=_DURATION_HINT),
+                extra=self.get(s, "extra", sw, 0.0, _duration(positive=True), required=_DURATION_HINT),
             )
+            ends_within(s, sw, "the spike", spike.at, "duration", spike.duration)
+            spikes.append(spike)
         return Faults(
             crashes=tuple(crashes),
             outages=tuple(outages),

@@ -17,7 +17,7 @@ import click
 
 import edgesim
 from edgesim import _runmodes
-from edgesim._clitypes import FiniteFloatRange, OutputFile
+from edgesim._clitypes import STDOUT, FiniteFloatRange, OutputFile, write_result
 from edgesim._compiled import cores_description
 from edgesim.errors import EdgesimError
 
@@ -208,6 +208,10 @@ def match_command(
 def _folder_name(value: str | None) -> str | None:
     if value is not None and not value.strip():
         raise click.BadParameter("expected a folder name, got ''")
+    if value == STDOUT:  # files go in it: standard output cannot be one
+        raise click.BadParameter(
+            "'-': expected a folder name (these files are not written to standard output)"
+        )
     return value
 
 
@@ -714,7 +718,12 @@ def _rule_errors(topo: Any) -> list[str]:
     type=_runmodes.RATE_SCALE,
     help="Multiply every arrival rate by X (live default: auto, a peak of 40 requests/s).",
 )
-@click.option("--json", "json_path", type=OutputFile(writable=True), help="Write the report as JSON.")
+@click.option(
+    "--json",
+    "json_path",
+    type=OutputFile(writable=True, stdout=True),
+    help="Write the report as JSON ('-': to standard output, the summary to standard error).",
+)
 @click.option(
     "--csv",
     "csv_dir",
@@ -854,7 +863,9 @@ def run_command(
     report["meta"].update(cut)
     report["meta"]["topology_text"] = topo.source_text
     try:
-        if json_path:
+        if json_path == STDOUT:
+            write_result(json_path, json.dumps(report, indent=1) + "\n")  # as rep.write_json
+        elif json_path:
             rep.write_json(report, json_path)
         if csv_dir:
             rep.write_csv(report, csv_dir)
@@ -863,7 +874,13 @@ def run_command(
     except OSError as exc:
         _fail(f"cannot write the report: {exc.strerror or exc}: {exc.filename or ''}")
     if not quiet:
-        rep.print_summary(report, timing=result.timing)
+        console = None
+        if json_path == STDOUT:  # the tables go to standard error, out of the JSON's way
+            from rich.console import Console
+
+            # as print_summary's own console: 150 columns into a pipe or file (not 80)
+            console = Console(stderr=True, width=None if sys.stderr.isatty() else 150)
+        rep.print_summary(report, timing=result.timing, console=console)
         if sample_rate < 1.0:
             click.echo(
                 f"sampled run (rate {sample_rate:g}, --sample-keys {sample_keys:g}, "
@@ -910,7 +927,6 @@ def _run_edge_processes(
             _fail(f"{option} does not apply with --edge-processes (its report is the drill's: --json)")
     import trio
 
-    from edgesim._atomic import write_atomic
     from edgesim._supervisor import SupervisorError
     from edgesim.drill import DrillOptions, run_drill, summary_lines
 
@@ -928,11 +944,11 @@ def _run_edge_processes(
         _fail(f"{topo.path or topo.name}: {exc}")
     if json_path:
         try:
-            write_atomic(json_path, json.dumps(report, indent=2) + "\n")
+            write_result(json_path, json.dumps(report, indent=2) + "\n")
         except OSError as exc:
             _fail(f"cannot write the report: {exc.strerror or exc}: {json_path}")
     for line in summary_lines(report):
-        click.echo(line)
+        click.echo(line, err=json_path == STDOUT)
 
 
 from edgesim.shadowbench import shadow_bench_command  # noqa: E402 (registered with its group)

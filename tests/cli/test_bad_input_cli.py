@@ -199,6 +199,12 @@ TOPOLOGY_CASES = [
         'service_time = { distribution = "lognormal", median = "1ms", sigma = 1e300 }',
         "regions[0].edge.service_time.sigma: expected a number > 0 and at most 20, got 1e+300",
     ),
+    # an egress of a ten-thousandth of a bit per second passed, with absurd latencies
+    (
+        'memory_cache = "4MB"',
+        'memory_cache = "4MB"\negress = "0.0001bps"',
+        "regions[0].edge.egress: expected 0 (unlimited) or a rate of at least 1Mbps",
+    ),
     ("peak_rps = 10", "peak_rps = 1e300", "traffic.peak_rps: expected a number > 0 and at most 1e+09"),
     (
         'interval = "10s"',
@@ -220,6 +226,12 @@ TOPOLOGY_CASES = [
         'start = "1s"\nduration = "5s"\nmultiplier = 1e300',
         "traffic.flash_crowds[0].multiplier: expected a number > 0 and at most 1e+06, got 1e+300",
     ),
+    # an origin outage past the end of traffic was accepted (a drill waited it out)
+    (
+        'warmup = "2s"',
+        'warmup = "2s"\n[[faults.origin_outages]]\nat = "15s"\nduration = "1m"',
+        "faults.origin_outages[0].duration: expected at most 5s (the outage starts at 15s",
+    ),
     ('warmup = "2s"', 'warmup = "2s"\ntrace = "@huge.csv"', "huge.csv:3: size '99999999999999999999999'"),
     # digits of other scripts (float() reads them) and minutes past 59
     ('memory_cache = "4MB"', 'memory_cache = "\uff14MB"', "regions[0].edge.memory_cache: expected a size"),
@@ -233,6 +245,30 @@ TOPOLOGY_CASES = [
         "sites[0].catalog.size.alpha: expected a number >= 0.1, got 0.01",
     ),
 ]
+
+
+# "-" where standard output cannot stand in: a folder of files, an HTML page, files a
+# command reads back (sweep resumes from its outputs, calibrate keeps other profiles).
+# Each was a file or folder literally named "-" in the current folder.
+DASH_CASES = [
+    ["run", "@tiny.toml", "--quiet", "--html", "-"],
+    ["run", "@tiny.toml", "--quiet", "--csv", "-"],
+    ["mrc", "@good.csv", "--html", "-"],
+    ["calibrate", "--out", "-"],
+    ["sweep", "@sweep.toml", "--csv", "-"],
+    ["sweep", "@sweep.toml", "--json", "-"],
+    ["sweep", "@sweep.toml", "--out", "-"],
+]
+
+
+@pytest.mark.parametrize("args", DASH_CASES, ids=[" ".join(a) for a in DASH_CASES])
+def test_dash_is_refused_where_stdout_makes_no_sense(
+    files: Path, monkeypatch: pytest.MonkeyPatch, args: list[str]
+) -> None:
+    monkeypatch.chdir(files)
+    option = args[-2]
+    _one_error(args, files, f"Invalid value for '{option}': '-': expected a f")
+    assert not (files / "-").exists()
 
 
 @pytest.mark.parametrize(("old", "new", "expected"), TOPOLOGY_CASES, ids=[c[1] for c in TOPOLOGY_CASES])

@@ -12,6 +12,7 @@ import math
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from edgesim._topoload import load_topology
@@ -108,6 +109,19 @@ def test_unreachable_objective_exits_3_and_names_what_binds(tmp_path: Path) -> N
     data = json.loads(out.read_text())
     assert not data["found"]
     assert "latency floor binds" in data["reason"] and data["reason"] in r.stderr
+
+
+def test_json_dash_is_standard_output_with_the_table_on_stderr(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    args = ["plan", str(SMALL), "--slo", "p99<=20ms", "--window", "20s", "--quiet"]
+    r = CliRunner().invoke(cli, [*args, "--json", "-"], catch_exceptions=False)
+    assert r.exit_code == 3
+    assert not (tmp_path / "-").exists()
+    data = json.loads(r.stdout)  # the plan alone
+    assert not data["found"] and "latency floor binds" in data["reason"]
+    assert f"no plan for {data['topology']}" in r.stderr and "search:" in r.stderr
 
 
 def test_origin_ceiling_binds_without_cache_choices() -> None:

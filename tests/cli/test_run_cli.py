@@ -6,6 +6,7 @@ import csv
 import json
 from pathlib import Path
 
+import pytest
 from helpers import run_cli, small_topology
 
 SMALL = small_topology(name="small", seed=3, eu="languages = { de = 0.5, fr = 0.5 }")
@@ -92,6 +93,41 @@ def test_run_reports_a_regions_failover_in_every_output(tmp_path: Path) -> None:
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["totals"]["failovers"] == 0 and report["regions"]["us"]["failed"] > 500
     assert "Cross-region failover" not in out
+
+
+def test_json_dash_is_standard_output_with_the_summary_on_stderr(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    topo = tmp_path / "small.toml"
+    topo.write_text(SMALL)
+    code, out, err = run_cli("run", str(topo), "--json", "-")
+    assert code == 0, err
+    assert not (tmp_path / "-").exists()
+    # standard output is the report alone, the same bytes as --json FILE
+    assert json.loads(out)["meta"]["topology"] == "small"
+    assert run_cli("run", str(topo), "--quiet", "--json", str(tmp_path / "r.json"))[0] == 0
+    assert out == (tmp_path / "r.json").read_text()
+    assert "Regions" in err and "Nodes" in err and "Origin:" in err
+
+
+def test_edge_processes_json_dash_is_standard_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The drill itself is tests/integration/test_drill.py; here where its report goes."""
+    import edgesim.drill
+
+    async def fake_drill(topo: object, opts: object, progress: object = None) -> dict[str, object]:
+        return {"topology": "small", "restarts": []}
+
+    monkeypatch.setattr(edgesim.drill, "run_drill", fake_drill)
+    monkeypatch.setattr(edgesim.drill, "summary_lines", lambda report: ["drill small: summary"])
+    monkeypatch.chdir(tmp_path)
+    topo = tmp_path / "small.toml"
+    topo.write_text(SMALL)
+    code, out, err = run_cli("run", str(topo), "--mode", "live", "--edge-processes", "--json", "-")
+    assert code == 0, err
+    assert json.loads(out) == {"topology": "small", "restarts": []}
+    assert "drill small: summary" in err
+    assert not (tmp_path / "-").exists()
 
 
 def test_run_bad_topology_lists_problems(tmp_path: Path) -> None:

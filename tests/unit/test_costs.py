@@ -82,7 +82,7 @@ def test_cost_file_round_trips(folder: Path) -> None:
     models = read_cost_file(folder / "costs.toml")
     m = models["big"]
     assert m.outcome_times() == pytest.approx((0.002, 0.004, 0.008, 0.016, 0.001))
-    assert m.rules == (("a.example", pytest.approx(0.0005)),)
+    assert dict(m.rules) == {"a.example": pytest.approx(0.0005)}
     assert m.rules_default == pytest.approx(0.00025)
     assert m.base() == pytest.approx(0.001)
     other = CostModel("small", None, 1e-4, 2e-4, 3e-4, 4e-4, 5e-5, (("b.example", 2e-6),), 2e-6)
@@ -136,11 +136,28 @@ def test_calibration_problems_name_file_line_and_key_path(folder: Path) -> None:
         COSTS.replace('miss = "8ms"', 'mis = "8ms"').replace('"2ms"', '"-2ms"')
     )
     c = folder / "costs.toml"
+    # the cost file's own problems (file, line, key path), under the key that names it
     assert _problems(TOPOLOGY, folder) == [
-        f"{c}:6: profiles.big.service_time.miss: missing (CPU time per request of a miss)",
-        f'{c}:7: profiles.big.service_time.hit_memory: expected a duration > 0 such as 212.4us, got "-2ms"',
-        f"{c}:9: profiles.big.service_time.mis: unknown key "
+        f"{t}:9: profiles.big.calibration: {c}:6: profiles.big.service_time.miss: missing "
+        "(CPU time per request of a miss)",
+        f"{t}:9: profiles.big.calibration: {c}:7: profiles.big.service_time.hit_memory: "
+        'expected a duration > 0 such as 212.4us, got "-2ms"',
+        f"{t}:9: profiles.big.calibration: {c}:9: profiles.big.service_time.mis: unknown key "
         "(expected one of: hit_memory, hit_disk, miss, revalidate, redirect)",
+    ]
+    # a second key naming the same file: its problems once, and where they are
+    inline = TOPOLOGY.replace(
+        "nodes = 1 }", 'nodes = 1, calibration = { file = "costs.toml", profile = "big" } }'
+    )
+    found = _problems(inline, folder)
+    assert len(found) == 4 and all(p.startswith(f"{t}:9: profiles.big.calibration: {c}:") for p in found[:3])
+    assert found[3] == (
+        f"{t}:15: regions[0].edge.calibration.file: expected a valid cost file "
+        "(costs.toml has problems, listed under profiles.big.calibration)"
+    )
+    c.write_bytes(b"\xff\xfe")
+    assert _problems(inline.replace('calibration = "costs.toml"\n', ""), folder) == [
+        f"{t}:14: regions[0].edge.calibration.file: {c}: not UTF-8 text (invalid start byte); not a cost file"
     ]
 
 

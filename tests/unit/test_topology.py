@@ -289,6 +289,22 @@ BAD = [
         "expected a rate >= 0",
         id="bad-rate-unit",
     ),
+    # a transfer time of 1 MB at 0.0001 bit/s is two and a half thousand years
+    pytest.param(
+        eu_west('[regions.edge]\negress = "0.0001bps"\n'),
+        "regions[0].edge.egress",
+        4,
+        "expected 0 (unlimited) or a rate of at least 1Mbps (125,000 bytes/s) such as 1Gbps or 100MB/s, "
+        'got "0.0001bps"',
+        id="egress-below-floor",
+    ),
+    pytest.param(
+        "[profiles.slow]\negress = 124999\n" + MINIMAL,
+        "profiles.slow.egress",
+        2,
+        "expected 0 (unlimited) or a rate of at least 1Mbps (125,000 bytes/s)",
+        id="profile-egress-below-floor",
+    ),
     pytest.param(
         MINIMAL + '[traffic]\nduration = "-1h"\n',
         "traffic.duration",
@@ -398,6 +414,32 @@ BAD = [
         7,
         'expected a time before the end of traffic (3600s), got "2h"',
         id="event-after-end",
+    ),
+    # fault windows past the end were accepted (the drill waited out an outage's rest)
+    pytest.param(
+        MINIMAL + '[[faults.origin_outages]]\nat = "50m"\nduration = "20m"\n',
+        "faults.origin_outages[0].duration",
+        8,
+        "expected at most 600s (the outage starts at 3000s and must end by the end of traffic, "
+        '3600s), got "20m"',
+        id="outage-past-end",
+    ),
+    pytest.param(
+        MINIMAL
+        + '[[faults.latency_spikes]]\nlink = "eu-west->origin"\nat = "59m"\nduration = 61\nextra = 1\n',
+        "faults.latency_spikes[0].duration",
+        9,
+        "expected at most 60s (the spike starts at 3540s and must end by the end of traffic, 3600s), got 61",
+        id="spike-past-end",
+    ),
+    pytest.param(
+        MINIMAL + '[[faults.crashes]]\nregion = "eu-west"\nnode = 0\nat = "1h"\ndown_for = "1m"\n'
+        '[[faults.crashes]]\nregion = "eu-west"\nnode = 0\nat = "30m"\ndown_for = "2h"\n',
+        "faults.crashes[1].down_for",
+        15,
+        "expected at most 1800s (the crash starts at 1800s and must end by the end of traffic, 3600s), "
+        'got "2h"',
+        id="crash-past-end",
     ),
     pytest.param(
         """\
@@ -545,6 +587,36 @@ def test_bad_file(text: str, key_path: str, line: int, message: str) -> None:
     assert match[0].line == line, str(match[0])
     assert message in match[0].message
     assert str(match[0]).startswith(f"{TOPOLOGIES / 't.toml'}:{line}: {key_path}: ")
+
+
+def test_fault_windows_may_end_at_the_end_of_traffic() -> None:
+    text = MINIMAL + textwrap.dedent(
+        """\
+        [[faults.crashes]]
+        region = "eu-west"
+        node = 0
+        at = "50m"
+        down_for = "10m"
+        [[faults.origin_outages]]
+        at = "50m"
+        duration = "10m"
+        [[faults.latency_spikes]]
+        link = "eu-west->client"
+        at = "59m"
+        duration = "1m"
+        extra = "1s"
+        """
+    )
+    faults = parse_topology(text, path=TOPOLOGIES / "t.toml").faults
+    assert faults.crashes[0].at + faults.crashes[0].down_for == 3600
+    assert faults.outages[0].at + faults.outages[0].duration == 3600
+    assert faults.spikes[0].at + faults.spikes[0].duration == 3600
+
+
+@pytest.mark.parametrize(("egress", "expected"), [(0, 0.0), ('"1Mbps"', 125_000.0), (125_000, 125_000.0)])
+def test_egress_floor_keeps_unlimited_and_one_mbps(egress: object, expected: float) -> None:
+    topo = parse_topology(eu_west(f"[regions.edge]\negress = {egress}\n"), path=TOPOLOGIES / "t.toml")
+    assert topo.regions[0].edge.egress == expected
 
 
 def test_toml_syntax_error_has_line_and_column() -> None:
