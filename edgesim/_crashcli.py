@@ -104,9 +104,10 @@ def drill_command(
     json_path: str | None,
 ) -> None:
     """Start TOPOLOGY's origin and edge nodes as processes on loopback, send load from
-    a separate process whose clients fail over within their region, and run the
-    topology's [faults] for real: kill -9 of edges, origin stopped or stalled. Prints
-    every restart, failed and retried requests, cold-cache spikes and stale serving."""
+    a separate process whose clients fail over to another node of their region, else
+    to the nearest region ([network.region_latency]), and run the topology's [faults]
+    for real: kill -9 of edges, origin stopped or stalled. Prints every restart, failed,
+    retried and failed-over requests, cold-cache spikes and stale serving."""
     from edgesim.drill import DrillOptions, run_drill, summary_lines
 
     topo = load_topology_arg(topology)
