@@ -863,10 +863,8 @@ def run_command(
     report["meta"].update(cut)
     report["meta"]["topology_text"] = topo.source_text
     try:
-        if json_path == STDOUT:
-            write_result(json_path, json.dumps(report, indent=1) + "\n")  # as rep.write_json
-        elif json_path:
-            rep.write_json(report, json_path)
+        if json_path:  # a file, or standard output for "-"
+            write_result(json_path, rep.report_json(report))
         if csv_dir:
             rep.write_csv(report, csv_dir)
         if html_path:

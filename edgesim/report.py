@@ -215,8 +215,13 @@ def _items(section: Any) -> list[tuple[str, dict[str, Any]]]:
     return [(str(g.get("name", i)), g) for i, g in enumerate(section)]
 
 
+def report_json(report: dict[str, Any]) -> str:
+    """The text of ``--json``'s report file."""
+    return json.dumps(report, indent=1) + "\n"
+
+
 def write_json(report: dict[str, Any], path: str | Path) -> None:
-    write_atomic(path, json.dumps(report, indent=1) + "\n")
+    write_atomic(path, report_json(report))
 
 
 def write_csv(report: dict[str, Any], directory: str | Path) -> list[Path]:
