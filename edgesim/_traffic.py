@@ -75,7 +75,13 @@ def window_topology(topology: Topology, start: float, duration: float, rate_scal
             crowds.append(replace(fc, start=c[0], duration=c[1]))
     deploys = tuple(replace(d, at=d.at - start) for d in tr.deploys if start <= d.at < end)
     f = topology.faults
-    crashes = tuple(replace(c, at=c.at - start) for c in f.crashes if start <= c.at < end)
+    # a crash in progress at the window's start starts with it (the node down, its cache
+    # cold, dropped by the balancer after the health check delay) and keeps its restart
+    crashes = tuple(
+        replace(c, at=max(c.at, start) - start, down_for=c.at + c.down_for - max(c.at, start))
+        for c in f.crashes
+        if c.at < end and c.at + c.down_for > start
+    )
     outages = []
     for o in f.outages:
         c = clip(o.at, o.duration)

@@ -37,6 +37,7 @@ _GROUP_FIELDS = (
     "passes",
     "retries",
     "failovers",
+    "clients_failed_over",  # regions only
     "bytes_served",
     "utilisation",  # nodes only (empty for other rows)
 )

@@ -220,7 +220,6 @@ class _Run:
                 t0, si, ri = arrival.t, arrival.site, arrival.region
                 retries = 0
                 while True:
-                    home = ri if n.region != ri else -1
                     if extra:
                         await trio.sleep(extra)
                     try:
@@ -229,7 +228,7 @@ class _Run:
                         )
                     except OriginError:
                         n.conns -= 1
-                        rec.add(t0, clock() - t0, 0.0, n.index, si, O_FAILED, 0, retries, home)
+                        rec.add(t0, clock() - t0, 0.0, n.index, si, O_FAILED, 0, retries)
                         return
                     n.conns -= 1
                     if resp.header(NO_ANSWER_HEADER) is not None:
@@ -243,17 +242,19 @@ class _Run:
                             if found is not None:
                                 other, extra = found
                         if other is None:
-                            rec.add(t0, clock() - t0, 0.0, n.index, si, O_FAILED, 0, retries, home)
+                            rec.add(t0, clock() - t0, 0.0, n.index, si, O_FAILED, 0, retries)
                             return
                         n = other
                         n.conns += 1
                         continue
                     if resp.header(CRASHED_HEADER) is not None:
-                        rec.add(t0, clock() - t0, 0.0, n.index, si, O_FAILED, 0, retries, home)
+                        rec.add(t0, clock() - t0, 0.0, n.index, si, O_FAILED, 0, retries)
                         return
                     if extra:
                         await trio.sleep(extra)
                     code, queued = outcome_code(resp)
+                    # a failover: answered by a node of another region
+                    home = ri if n.region != ri else -1
                     rec.add(t0, clock() - t0, queued, n.index, si, code, resp.size, retries, home)
                     return
 

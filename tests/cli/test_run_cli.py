@@ -85,6 +85,7 @@ def test_run_reports_a_regions_failover_in_every_output(tmp_path: Path) -> None:
     assert line.replace("'", "&#x27;") in (tmp_path / "r.html").read_text()
     rows = {r["name"]: r for r in csv.DictReader((tmp_path / "csv" / "summary.csv").open())}
     assert rows["eu"]["failovers"] == str(moved) and rows["us"]["failovers"] == "0"
+    assert rows["us"]["clients_failed_over"] == str(moved) and rows["eu"]["clients_failed_over"] == "0"
     series = list(csv.DictReader((tmp_path / "csv" / "timeseries.csv").open()))
     assert sum(int(r["failovers"]) for r in series) == moved  # all after the warm-up
     # without a latency to another region, the requests fail instead

@@ -114,6 +114,20 @@ def test_window_topology_shifts_the_curve_and_scales_the_rate() -> None:
         window_topology(demo, 3590, 60)
 
 
+def test_a_window_keeps_the_crashes_in_progress_at_its_start() -> None:
+    # edge-crash: eu-west-0 is down 15 - 25 min, eu-west-1 18 - 28 min, eu-west-2
+    # 20 - 22 min (then eu-west's clients fail over), us-east-2 40 - 45 min
+    topo = load_topology(resolve_topology_arg("edge-crash"))
+    cut = window_topology(topo, 19 * 60, 4 * 60)
+    assert [(c.region, c.node, c.at, c.down_for) for c in cut.faults.crashes] == [
+        ("eu-west", 0, 0.0, 360.0),
+        ("eu-west", 1, 0.0, 540.0),
+        ("eu-west", 2, 60.0, 120.0),
+    ]
+    report = simulate(cut, seed=1).report
+    assert report["regions"]["eu-west"]["clients_failed_over"] > 1000
+
+
 class _WatchedFleet:
     """An EdgeFleet that passes everything to another and notes what it was asked."""
 

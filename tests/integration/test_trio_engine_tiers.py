@@ -145,6 +145,22 @@ def test_trio_engine_fails_a_region_over_as_the_fast_engine_does() -> None:
         assert abs(t_lat - f_lat) <= 0.05 * f_lat
 
 
+def test_a_request_failed_over_to_a_dead_node_is_failed_not_a_failover() -> None:
+    # eu-west is down from 2 s (dropped at 7 s) and its clients fail over to us-east,
+    # whose nodes crash at 9 s too (dropped at 14 s): until then failed-over requests
+    # get no answer there, and count as failed, not as failovers, in both engines
+    base = window_topology(load_topology(resolve_topology_arg("demo")), 600, 15, 0.6)
+    crashes = tuple(NodeCrash("eu-west", k, 2.0, 13.0) for k in range(3)) + tuple(
+        NodeCrash("us-east", k, 9.0, 6.0) for k in range(3)
+    )
+    topo = replace(base, faults=replace(base.faults, crashes=crashes))
+    fast = simulate(topo, seed=3).report["totals"]
+    trio = simulate_trio(topo, seed=3).report["totals"]
+    assert fast["failed"] > 200 and abs(trio["failed"] - fast["failed"]) <= 0.03 * fast["failed"]
+    assert fast["failovers"] > 200
+    assert abs(trio["failovers"] - fast["failovers"]) <= 0.03 * fast["failovers"]
+
+
 @pytest.mark.slow
 def test_live_mode_runs_a_shield_tier(tmp_path: Path) -> None:
     # 10 s at live mode's default rate (about 350 requests): the shield nodes are

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import json
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -518,11 +519,11 @@ def test_regions_at_the_same_distance_share_the_failover_by_url() -> None:
     regions = r["regions"]
     assert regions["r1"]["failovers"] > 50 and regions["r2"]["failovers"] > 50
     assert regions["r1"]["failovers"] + regions["r2"]["failovers"] == regions["r0"]["clients_failed_over"]
-    # a URL always goes to the same one of them
-    urls = eng.sites[0].urls[:200]
-    first = [eng.failover(0, u, None) for u in urls]
-    assert [eng.failover(0, u, None) for u in urls] == first
-    assert {(n.region, lat) for n, lat in filter(None, first)} == {(1, 0.05), (2, 0.05)}
+    # a URL goes to the one its hash picks (r1 or r2, 50 ms away either way)
+    for u in eng.sites[0].urls[:200]:
+        found = eng.failover(0, u, None)
+        assert found is not None
+        assert (found[0].region, found[1]) == ((1, 2)[zlib.crc32(u.encode()) % 2], 0.05)
 
 
 def test_a_region_with_no_failover_path_fails_its_requests() -> None:

@@ -602,6 +602,19 @@ def test_fault_windows_may_end_at_the_end_of_traffic() -> None:
     assert faults.crashes[0].at + faults.crashes[0].down_for == 3600
     assert faults.outages[0].at + faults.outages[0].duration == 3600
     assert faults.spikes[0].at + faults.spikes[0].duration == 3600
+    # ... also where the sum of the two is not exactly the end as floats
+    short = (
+        MINIMAL
+        + '[traffic]\nduration = "4.8s"\n'
+        + (
+            '[[faults.origin_outages]]\nat = "1.1s"\nduration = "3.7s"\n'
+            '[[faults.latency_spikes]]\nlink = "eu-west->client"\n'
+            'at = "1100ms"\nduration = "3700ms"\nextra = "1s"\n'
+        )
+    )
+    assert 1.1 + 3.7 > 4.8
+    cut = parse_topology(short, path=TOPOLOGIES / "t.toml").faults
+    assert cut.outages[0].duration == cut.spikes[0].duration == 3.7
     # a crash may outlast the run: the node stays down to the end
     longer = parse_topology(text.replace('down_for = "10m"', 'down_for = "2h"'), path=TOPOLOGIES / "t.toml")
     assert longer.faults.crashes[0].down_for == 7200
