@@ -105,12 +105,9 @@ class Recorder:
         "f_bytes",
         "f_error",
         "f_kind",
-        "f_lat",
         "f_node",
         "f_site",
         "f_t",
-        "f_to",
-        "f_up",
         "o_bytes",
         "o_site",
         "o_status",
@@ -123,6 +120,8 @@ class Recorder:
         "r_retries",
         "r_size",
         "r_t0",
+        "s_key",
+        "s_lat",
     )
 
     def __init__(self) -> None:
@@ -141,13 +140,11 @@ class Recorder:
         self.f_kind = array("b")
         self.f_bytes = array("q")
         self.f_error = array("b")
-        # Fetches a shield node answered (the shield tier's own rows in the report):
-        # which node, its outcome code for the fetch, and the seconds until the answer
-        # was back at the node that fetched. -1, -1, 0.0 for the others (fetches to
-        # the origin, and ones not answered yet).
-        self.f_to = array("i")
-        self.f_up = array("b")
-        self.f_lat = array("d")
+        # Fetches a shield node answered (the shield tier's own rows in the report), in
+        # the order answered: fetch row << 24 | shield node << 4 | its outcome code, and
+        # the seconds until the answer was back at the node that fetched
+        self.s_key = array("q")
+        self.s_lat = array("d")
         self.o_t = array("d")
         self.o_site = array("i")
         self.o_status = array("i")
@@ -187,18 +184,14 @@ class Recorder:
         self.f_kind.append(_FETCH_CODE.get(kind, 0))
         self.f_bytes.append(0)
         self.f_error.append(0)
-        self.f_to.append(-1)
-        self.f_up.append(-1)
-        self.f_lat.append(0.0)
         return len(self.f_t) - 1
 
     def shield_answer(self, row: int, shield: int, outcome: int, latency: float) -> None:
         """Fetch ``row`` was answered by shield node ``shield`` with ``outcome`` (its
         outcome code for the request), back at the fetching node ``latency`` seconds
         after it was sent."""
-        self.f_to[row] = shield
-        self.f_up[row] = outcome
-        self.f_lat[row] = latency
+        self.s_key.append((row << 24) | (shield << 4) | outcome)
+        self.s_lat.append(latency)
 
     def origin(self, t: float, site: int, status: int, size: int, wait: float) -> None:
         """One request that reached the origin (``status`` -1: refused, outage)."""
@@ -331,21 +324,25 @@ def _shield_cols(
     """The steady-state fetches that shield nodes answered, as their requests: the
     serving shield as the node, its outcome, the bytes it sent, and the latency the
     fetching node saw."""
-    keep = (column(rec.f_to) >= 0) & (column(rec.f_t) >= warmup)
-    n = int(np.count_nonzero(keep))
+    key = column(rec.s_key)
+    rows = key >> 24
+    t0 = column(rec.f_t)[rows]
+    keep = t0 >= warmup
+    rows, key = rows[keep], key[keep]
+    n = len(rows)
     bw = weights if byte_weights is None else byte_weights
     return _Cols(
-        column(rec.f_t)[keep],
-        column(rec.f_lat)[keep],
+        t0[keep],
+        column(rec.s_lat)[keep],
         np.zeros(n),
-        column(rec.f_to)[keep].astype(np.int64),
-        column(rec.f_site)[keep].astype(np.int64),
-        column(rec.f_up)[keep].astype(np.int64),
-        column(rec.f_bytes)[keep],
+        (key >> 4) & 0xFFFFF,
+        column(rec.f_site)[rows].astype(np.int64),
+        key & 0xF,
+        column(rec.f_bytes)[rows],
         np.zeros(n, dtype=np.int64),
         np.full(n, -1, dtype=np.int64),
-        None if weights is None else weights[keep],
-        None if bw is None else bw[keep],
+        None if weights is None else weights[rows],
+        None if bw is None else bw[rows],
     )
 
 
