@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from edgesim._clitypes import STDOUT, OutputFile
+from edgesim._clitypes import OutputFile, folder_name
 
 
 class _Fail(click.ClickException):
@@ -22,14 +22,6 @@ def _problems(problems: Any) -> None:
     for p in problems:
         click.echo(str(p), err=True)
     sys.exit(1)
-
-
-def _folder(value: str | None) -> str | None:
-    if value == STDOUT:  # the sweep reads its files back to resume: they must be files
-        raise click.BadParameter(
-            "'-': expected a folder name (the sweep's files are not written to standard output)"
-        )
-    return value
 
 
 def _executor(ctx: click.Context, param: click.Parameter, value: str) -> str:
@@ -59,7 +51,7 @@ def _executor(ctx: click.Context, param: click.Parameter, value: str) -> str:
     "--out",
     "out_dir",
     type=click.Path(file_okay=False),
-    callback=lambda ctx, param, v: _folder(v),
+    callback=folder_name,
     help="Write DIR/sweep.csv and DIR/sweep.json (and resume from them).",
 )
 @click.option("--csv", "csv_path", type=OutputFile(), help="Write (and resume from) this CSV.")

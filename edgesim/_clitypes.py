@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-__all__ = ["STDOUT", "FiniteFloatRange", "OutputFile", "load_topology_arg", "write_result"]
+__all__ = ["STDOUT", "FiniteFloatRange", "OutputFile", "folder_name", "load_topology_arg", "write_result"]
 
 STDOUT = "-"
 """The file name that stands for standard output (``--json -``)."""
@@ -58,6 +58,16 @@ class OutputFile(click.Path):
         if not os.path.isdir(folder):
             self.fail(f"{folder} is not a directory", param, ctx)
         return path
+
+
+def folder_name(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A click callback for an option naming a folder of output files: not empty, and not
+    ``-`` (files go in it: standard output cannot be one)."""
+    if value is not None and not value.strip():
+        raise click.BadParameter("expected a folder name, got ''")
+    if value == STDOUT:
+        raise click.BadParameter("'-': expected a folder name (its files are not written to standard output)")
+    return value
 
 
 def write_result(path: str, text: str) -> None:

@@ -142,20 +142,16 @@ class _Mix:
         return self.hosts[h], self.paths[h][i]
 
 
+# What the totals and each bucket count (the totals count "requests" too).
+_COUNTS = ("ok", "failed", "retried", "failed_over", "http_5xx", "attempts_failed")
+
+
 class _Stats:
     def __init__(self, interval: float, t0: float) -> None:
         self.interval = interval
         self.t0 = t0
         self.buckets: dict[int, dict[str, Any]] = {}
-        self.totals = {
-            "requests": 0,
-            "ok": 0,
-            "failed": 0,
-            "retried": 0,
-            "failed_over": 0,
-            "http_5xx": 0,
-            "attempts_failed": 0,
-        }
+        self.totals = {"requests": 0, **dict.fromkeys(_COUNTS, 0)}
         self.attempt_errors: dict[str, int] = {}
         # failed-over answers: client region -> answering region -> count
         self.failed_over_regions: dict[str, dict[str, int]] = {}
@@ -165,15 +161,7 @@ class _Stats:
         k = max(0, int((time.time() - self.t0) // self.interval))
         b = self.buckets.get(k)
         if b is None:
-            b = self.buckets[k] = {
-                "ok": 0,
-                "failed": 0,
-                "retried": 0,
-                "failed_over": 0,
-                "http_5xx": 0,
-                "attempts_failed": 0,
-                "nodes": {},
-            }
+            b = self.buckets[k] = {**dict.fromkeys(_COUNTS, 0), "nodes": {}}
         return b
 
     def count(self, key: str) -> None:

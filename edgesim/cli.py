@@ -17,7 +17,7 @@ import click
 
 import edgesim
 from edgesim import _runmodes
-from edgesim._clitypes import STDOUT, FiniteFloatRange, OutputFile, write_result
+from edgesim._clitypes import STDOUT, FiniteFloatRange, OutputFile, folder_name, write_result
 from edgesim._compiled import cores_description
 from edgesim.errors import EdgesimError
 
@@ -203,16 +203,6 @@ def match_command(
             click.echo(json.dumps(_request_line(rules, line, lineno, requests_file.name, now)))
     except UnicodeDecodeError as exc:
         _fail(_not_utf8(requests_file.name, exc))
-
-
-def _folder_name(value: str | None) -> str | None:
-    if value is not None and not value.strip():
-        raise click.BadParameter("expected a folder name, got ''")
-    if value == STDOUT:  # files go in it: standard output cannot be one
-        raise click.BadParameter(
-            "'-': expected a folder name (these files are not written to standard output)"
-        )
-    return value
 
 
 def _node_name(value: str) -> str:
@@ -728,7 +718,7 @@ def _rule_errors(topo: Any) -> list[str]:
     "--csv",
     "csv_dir",
     type=click.Path(file_okay=False),
-    callback=lambda ctx, param, v: _folder_name(v),
+    callback=folder_name,
     help="Write summary.csv and timeseries.csv here.",
 )
 @click.option(

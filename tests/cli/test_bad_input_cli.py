@@ -143,6 +143,7 @@ CLI_CASES = [
     (["run", "@tiny.toml", "--quiet", "--json", "@missing/r.json"], "'--json': "),
     (["run", "@tiny.toml", "--quiet", "--json", ""], "'--json': expected a file name, got ''"),
     (["run", "@tiny.toml", "--quiet", "--csv", ""], "'--csv': expected a folder name, got ''"),
+    (["sweep", "@sweep.toml", "--out", ""], "'--out': expected a folder name, got ''"),
     (["run", "@tiny.toml", "--quiet", "--html", "@good.csv/r.html"], "good.csv is not a directory"),
     (["run", "@tiny.toml", "--mode", "live", "--json", "@missing/r.json"], "missing is not a directory"),
     (["plan", "@tiny.toml", "--slo", "p99<=80ms", "--json", "@missing/p.json"], "missing is not a directory"),

@@ -249,18 +249,7 @@ def test_with_a_shield_sites_count_the_edge_tiers_fetches_only() -> None:
     # in flight at the end), answered from its cache or fetched from the origin
     assert 0 <= tot["origin_requests"] - shield["requests"] <= 5
     assert shield["hits"] > 0 and shield["misses"] > 0
-    outcomes = (
-        "hits",
-        "collapsed",
-        "stale",
-        "misses",
-        "revalidated",
-        "redirects",
-        "passes",
-        "errors",
-        "failed",
-    )
-    assert shield["requests"] == sum(shield[k] for k in outcomes)
+    assert shield["requests"] == outcomes(shield)
     assert shield["object_hit_ratio"] == pytest.approx(
         (shield["hits"] + shield["collapsed"] + shield["stale"])
         / (shield["requests"] - shield["redirects"] - shield["failed"]),
