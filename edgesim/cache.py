@@ -51,7 +51,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Final
+from typing import Any, Final
 from urllib.parse import urljoin, urlsplit
 
 from edgesim._cachestore import (
@@ -710,14 +710,16 @@ def _indexed(policy: CachePolicy) -> frozenset[str]:
     return _INDEXED | frozenset(policy.targeted_fields)
 
 
-def _index(headers: Headers, wanted: frozenset[str], kept: Headers | None = None) -> dict[str, list[str]]:
+def _index(headers: list[Any], wanted: frozenset[str], kept: list[Any] | None = None) -> dict[str, list[str]]:
     """The values of each ``wanted`` field, in order, by name: one pass over the headers
     instead of one scan per field. With ``kept``, the same pass also appends to it every
     field not in ``NOT_STORED`` (the stored headers, before any Connection-listed names
     are dropped)."""
+    # (Headers typed ``list[Any]``: compiled, a ``tuple[str, str]`` item is unpacked into
+    # a C struct, and ``kept.append(h)`` then builds a new tuple for every field.)
     idx: dict[str, list[str]] = {}
     for h in headers:
-        k = h[0]
+        k: str = h[0]
         if k in wanted:
             vals = idx.get(k)
             if vals is None:
