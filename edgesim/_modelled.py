@@ -264,7 +264,7 @@ class ModelledUplink:
         if any(a <= t_at < b for a, b in self._outages):
             rec.origin(t_at, si, -1, 0, 0.0)
             await trio.sleep(self._uplink(t_at))
-            rec.f_error[row] = 1
+            rec.fetch_failed(row)
             raise OriginConnectError("origin outage (modelled)")
         try:
             if on_interim is None:
@@ -272,7 +272,7 @@ class ModelledUplink:
             else:
                 resp = await self._origin.request(req, on_interim=on_interim)
         except OriginError:
-            rec.f_error[row] = 1
+            rec.fetch_failed(row)
             raise
         t_out = clock()
         wait_h = resp.header(ORIGIN_WAIT_HEADER)
@@ -283,7 +283,7 @@ class ModelledUplink:
             self._origin_busy(t_at + wait, max(0.0, t_out - t_at - wait))
         back = self._uplink(t_out)
         await trio.sleep(back)
-        rec.f_bytes[row] = resp.size
+        rec.fetched(row, resp.size)
         notes = _NOTES.get()
         if notes is not None:
             notes.origin_wait += wait
@@ -352,13 +352,13 @@ class ShieldUplink:
             else:
                 resp = await pool.request(req, on_interim=on_interim)
         except OriginError:
-            rec.f_error[row] = 1
+            rec.fetch_failed(row)
             raise
         queued = resp.header(QUEUE_HEADER)
         code, _ = outcome_code(resp)
         headers = [(k, v) for k, v in resp.headers if k != QUEUE_HEADER and k != COLLAPSED_HEADER]
         await trio.sleep(self._uplink(clock()))
-        rec.f_bytes[row] = resp.size
+        rec.fetched(row, resp.size)
         rec.shield_answer(row, shield, code, clock() - t)
         notes = _NOTES.get()
         if notes is not None and queued:

@@ -1803,9 +1803,8 @@ class _Engine:
         if node.track:
             node.active.pop(job.id, None)
         code = _outcome_code(step, job.collapsed)
-        self.rec.add(job.t0, end - job.t0, job.queued, node.index, job.site, code, size, job.retries)
-        if node.region != job.region:
-            self.rec.r_failover[len(self.rec.r_t0) - 1] = job.region
+        home = job.region if node.region != job.region else -1
+        self.rec.add(job.t0, end - job.t0, job.queued, node.index, job.site, code, size, job.retries, home)
         if self.sampled:
             self.r_strat.append(job.stratum)
 
@@ -1884,11 +1883,11 @@ class _Engine:
         resp = up.response
         rec = self.rec
         if resp is not None:
-            rec.f_bytes[up.log] = resp.size
+            rec.fetched(up.log, resp.size)
             if up.shield >= 0:
-                rec.shield_answer(up.log, up.shield, up.code, t - rec.f_t[up.log])
+                rec.shield_answer(up.log, up.shield, up.code, t - rec.fetch_time(up.log))
         else:
-            rec.f_error[up.log] = 1
+            rec.fetch_failed(up.log)
         now = self.epoch0 + t
         if self.cand_origin is not None and resp is not None and node.core.shadow is not None:
             resp = node.core.shadow.origin(f.request, resp, partial(self.cand_origin.handle, now=now), now)
@@ -1926,6 +1925,7 @@ class _Engine:
         if not self.sampled or not self._last_block:
             return
         rec = self.rec
+        rec.flush()
         cut = float(np.frombuffer(rec.r_t0, dtype=np.float64).max()) if len(rec.r_t0) else -math.inf
         n = len(self.arrivals_by_stratum)
         for t, sids, sizes, kept in self._last_block:
@@ -2010,13 +2010,6 @@ class _Engine:
         step_fn = self._step
         busy_fn = self._busy
         rec = self.rec
-        a_t0 = rec.r_t0.append
-        a_lat = rec.r_lat.append
-        a_queue = rec.r_queue.append
-        a_key = rec.r_key.append
-        a_size = rec.r_size.append
-        retries = rec.r_retries
-        failovers = rec.r_failover
         outcome_code = _OUTCOME
         sampled = self.sampled
         a_strat = self.r_strat.append
@@ -2088,17 +2081,12 @@ class _Engine:
                         elif code == 0 and job.collapsed:
                             code = O_COLLAPSED
                         t0 = job.t0
-                        a_t0(t0)
-                        a_lat(done - t0)
-                        a_queue(job.queued)
-                        a_key((node.index << 24) | (job.site << 4) | code)
-                        a_size(size)
+                        home = job.region if node.region != job.region else -1
+                        rec.add(
+                            t0, done - t0, job.queued, node.index, job.site, code, size, job.retries, home
+                        )
                         if sampled:
                             a_strat(job.stratum)
-                        if job.retries:
-                            retries[len(rec.r_t0) - 1] = job.retries
-                        if node.region != job.region:
-                            failovers[len(rec.r_t0) - 1] = job.region
                     else:
                         step_fn(job, node, step, t)
                 elif kind == _NODE_ARRIVE:
@@ -2184,6 +2172,7 @@ class _Engine:
                 if progress is not None:
                     progress(t, end, jid)
         self.arrivals = jid
+        self.rec.flush()
         if progress is not None:
             progress(end, end, jid)
 
@@ -2213,6 +2202,7 @@ def _stratum_weights(eng: _Engine) -> tuple[dict[str, Any], dict[str, Any]]:
     arrival_bytes = np.asarray(eng.bytes_by_stratum, dtype=np.float64)
     kept_bytes = np.asarray(eng.kept_bytes_by_stratum, dtype=np.float64)
     rec = eng.rec
+    rec.flush()
     t0 = column(rec.r_t0)
     rs = column(eng.r_strat)
     steady = (t0 >= eng.topo.traffic.warmup) & (rs >= 0)
