@@ -1727,9 +1727,11 @@ class _Engine:
         return self.client_links[node.region](t) + job.extra
 
     def _fail(self, job: _Job, end: float) -> None:
-        """A client request that got no answer at all."""
+        """A client request that got no answer at all: recorded at the node it was last
+        sent to (its region's first node if none), with its region if that is another."""
         node = job.node if job.node is not None else self.region_nodes[job.region][0]
-        self.rec.add(job.t0, end - job.t0, job.queued, node.index, job.site, O_FAILED, 0, job.retries)
+        home = job.region if node.region != job.region else -1
+        self.rec.add(job.t0, end - job.t0, job.queued, node.index, job.site, O_FAILED, 0, job.retries, home)
         if self.sampled:
             self.r_strat.append(job.stratum)
 

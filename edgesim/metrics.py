@@ -473,6 +473,9 @@ def _group_stats(c: _Cols, ids: Any, ngroups: int) -> list[dict[str, Any]]:
     outcome = c.outcome[ok].astype(np.int64)
     size = c.size[ok]
     cached = np.isin(outcome, (O_HIT, O_COLLAPSED, O_STALE, O_REVALIDATED))
+    # answered by another region's node (a failed-over request that got no answer is
+    # ``failed``, not a failover)
+    moved = (c.home[ok] >= 0) & (outcome != O_FAILED)
     if c.w is None:
         counts = np.zeros((ngroups, len(_NAMES)), dtype=np.int64)
         if len(g):
@@ -481,7 +484,7 @@ def _group_stats(c: _Cols, ids: Any, ngroups: int) -> list[dict[str, Any]]:
         served = np.bincount(g, weights=size, minlength=ngroups)
         from_cache = np.bincount(g[cached], weights=size[cached], minlength=ngroups)
         retries = np.bincount(g, weights=c.retries[ok], minlength=ngroups)
-        failovers = np.bincount(g, weights=c.home[ok] >= 0, minlength=ngroups)
+        failovers = np.bincount(g, weights=moved, minlength=ngroups)
     else:
         # estimates of a stratified sample: weighted sums, rounded to whole requests
         w = c.w[ok]
@@ -495,7 +498,7 @@ def _group_stats(c: _Cols, ids: Any, ngroups: int) -> list[dict[str, Any]]:
         served = np.bincount(g, weights=sized, minlength=ngroups)
         from_cache = np.bincount(g[cached], weights=sized[cached], minlength=ngroups)
         retries = np.bincount(g, weights=c.retries[ok] * w, minlength=ngroups)
-        failovers = np.rint(np.bincount(g, weights=(c.home[ok] >= 0) * w, minlength=ngroups))
+        failovers = np.rint(np.bincount(g, weights=moved * w, minlength=ngroups))
     # latency ends at the answer's last byte: a failed request has none, so it is
     # counted (``failed``) but not timed
     answered = outcome != O_FAILED
@@ -647,14 +650,23 @@ def build_report(
     reg_stats = _group_stats(c, region_of(c.node.astype(np.int64)), len(regions))
     edge_region = np.where(edge_ids >= 0, node_region, -1)
     reg_f = _fetch_stats(rec, edge_region, len(regions), warmup, False, fw, fbw)
-    # a region's own clients answered by another region's nodes (cross-region failover)
-    moved = c.home >= 0
+    # a region's own clients answered by another region's nodes (cross-region failover),
+    # and those that got no answer, wherever they were last sent
+    failed = c.outcome == O_FAILED
+    moved = (c.home >= 0) & ~failed
     away = np.bincount(c.home[moved], weights=None if c.w is None else c.w[moved], minlength=len(regions))
+    home = np.where(c.home >= 0, c.home, region_of(c.node.astype(np.int64)))
+    lost = np.bincount(
+        home[failed & (home >= 0)],
+        weights=None if c.w is None else c.w[failed & (home >= 0)],
+        minlength=len(regions),
+    )
     regions_out = {}
     for i, name in enumerate(regions):
         s = _with_fetches(reg_stats[i], reg_f[i])
         s["nodes"] = sum(1 for n in nodes if n["region"] == name and n["tier"] == "edge")
         s["clients_failed_over"] = int(np.rint(away[i]))
+        s["clients_failed"] = int(np.rint(lost[i]))
         regions_out[name] = s
 
     node_stats = _group_stats(c, c.node.astype(np.int64), len(nodes))
@@ -796,6 +808,9 @@ _COUNT_KEYS: Final = frozenset(
         *_NAMES,
         "requests",
         "retries",
+        "failovers",
+        "clients_failed_over",
+        "clients_failed",
         "bytes_served",
         "bytes_from_cache",
         "origin_requests",

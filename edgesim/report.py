@@ -38,6 +38,7 @@ _GROUP_FIELDS = (
     "retries",
     "failovers",
     "clients_failed_over",  # regions only
+    "clients_failed",  # regions only
     "bytes_served",
     "utilisation",  # nodes only (empty for other rows)
 )

@@ -219,6 +219,11 @@ class _Run:
                 # another region (the node's own client link is drawn in its handler)
                 t0, si, ri = arrival.t, arrival.site, arrival.region
                 retries = 0
+
+                def failed(n: Any, retries: int) -> None:  # no answer; last sent to ``n``
+                    home = ri if n.region != ri else -1
+                    rec.add(t0, clock() - t0, 0.0, n.index, si, O_FAILED, 0, retries, home)
+
                 while True:
                     if extra:
                         await trio.sleep(extra)
@@ -228,7 +233,7 @@ class _Run:
                         )
                     except OriginError:
                         n.conns -= 1
-                        rec.add(t0, clock() - t0, 0.0, n.index, si, O_FAILED, 0, retries)
+                        failed(n, retries)
                         return
                     n.conns -= 1
                     if resp.header(NO_ANSWER_HEADER) is not None:
@@ -242,13 +247,13 @@ class _Run:
                             if found is not None:
                                 other, extra = found
                         if other is None:
-                            rec.add(t0, clock() - t0, 0.0, n.index, si, O_FAILED, 0, retries)
+                            failed(n, retries)
                             return
                         n = other
                         n.conns += 1
                         continue
                     if resp.header(CRASHED_HEADER) is not None:
-                        rec.add(t0, clock() - t0, 0.0, n.index, si, O_FAILED, 0, retries)
+                        failed(n, retries)
                         return
                     if extra:
                         await trio.sleep(extra)

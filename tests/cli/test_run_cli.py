@@ -86,6 +86,8 @@ def test_run_reports_a_regions_failover_in_every_output(tmp_path: Path) -> None:
     rows = {r["name"]: r for r in csv.DictReader((tmp_path / "csv" / "summary.csv").open())}
     assert rows["eu"]["failovers"] == str(moved) and rows["us"]["failovers"] == "0"
     assert rows["us"]["clients_failed_over"] == str(moved) and rows["eu"]["clients_failed_over"] == "0"
+    assert rows["us"]["clients_failed"] == str(report["regions"]["us"]["clients_failed"])
+    assert rows["all"]["clients_failed"] == ""  # a region column
     series = list(csv.DictReader((tmp_path / "csv" / "timeseries.csv").open()))
     assert sum(int(r["failovers"]) for r in series) == moved  # all after the warm-up
     # without a latency to another region, the requests fail instead
@@ -93,6 +95,7 @@ def test_run_reports_a_regions_failover_in_every_output(tmp_path: Path) -> None:
     code, out, _ = run_cli("run", str(topo), "--json", str(tmp_path / "r.json"))
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["totals"]["failovers"] == 0 and report["regions"]["us"]["failed"] > 500
+    assert report["regions"]["us"]["clients_failed"] == report["regions"]["us"]["failed"]
     assert "Cross-region failover" not in out
 
 

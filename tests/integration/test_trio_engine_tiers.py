@@ -154,11 +154,25 @@ def test_a_request_failed_over_to_a_dead_node_is_failed_not_a_failover() -> None
         NodeCrash("us-east", k, 9.0, 6.0) for k in range(3)
     )
     topo = replace(base, faults=replace(base.faults, crashes=crashes))
-    fast = simulate(topo, seed=3).report["totals"]
-    trio = simulate_trio(topo, seed=3).report["totals"]
+    fast_r = simulate(topo, seed=3).report
+    trio_r = simulate_trio(topo, seed=3).report
+    fast, trio = fast_r["totals"], trio_r["totals"]
     assert fast["failed"] > 200 and abs(trio["failed"] - fast["failed"]) <= 0.03 * fast["failed"]
     assert fast["failovers"] > 200
     assert abs(trio["failovers"] - fast["failovers"]) <= 0.03 * fast["failovers"]
+    # the region rows count each failed request once, where its clients are: eu-west's
+    # clients that failed over and got no answer are eu-west's, though us-east failed them
+    for report in (fast_r, trio_r):
+        lost = {name: g["clients_failed"] for name, g in report["regions"].items()}
+        assert sum(lost.values()) == report["totals"]["failed"]
+        eu, us = report["regions"]["eu-west"], report["regions"]["us-east"]
+        assert lost["eu-west"] > 100 and eu["failed"] < lost["eu-west"]
+        assert us["failed"] > us["clients_failed"]
+    f_eu, t_eu = (
+        fast_r["regions"]["eu-west"]["clients_failed"],
+        trio_r["regions"]["eu-west"]["clients_failed"],
+    )
+    assert abs(t_eu - f_eu) <= 0.05 * f_eu
 
 
 @pytest.mark.slow

@@ -484,6 +484,8 @@ def test_a_region_with_no_live_node_fails_over_to_the_nearest_region() -> None:
     assert regions["r2"]["failovers"] == regions["r1"]["clients_failed_over"] == 0
     crash = next(e for e in r["events"] if e["kind"] == "node_crash")
     assert tot["failed"] == crash["failed_in_flight"]
+    assert regions["r0"]["clients_failed"] == tot["failed"] > 0
+    assert regions["r1"]["clients_failed"] == regions["r2"]["clients_failed"] == 0
     rec = eng.rec
     assert set(rec.r_failover.values()) == {0}
     rows = np.array(sorted(rec.r_failover))
@@ -519,3 +521,4 @@ def test_a_region_with_no_failover_path_fails_its_requests() -> None:
     _, r = _region_down(())
     assert r["totals"]["failovers"] == r["regions"]["r0"]["clients_failed_over"] == 0
     assert r["regions"]["r0"]["failed"] > 300
+    assert r["regions"]["r0"]["clients_failed"] == r["regions"]["r0"]["failed"] == r["totals"]["failed"]
