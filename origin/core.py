@@ -416,22 +416,46 @@ class Deploy:
             ValueError: ``url`` is not a URL or path the matcher accepts.
         """
         ruleset = self.rules if rules else None
-        visitor = _visitor_kwargs(req, now) if ruleset is not None else {}
+        visitor = ruleset is not None and _has_visitor(req)
         fields = visitor_fields(req.headers) if visitor else (None, None)
-        if fields is None:
-            return _new_resolution(Resolution, resolution_fields(ruleset, url, self.exists, None, visitor))
-        key = (url, ruleset is not None, bool(visitor), visitor.get("country"), fields[0], fields[1])
+        country = req.header(COUNTRY_HEADER) if visitor else None
+        if fields is None:  # roles depend on the time: never memoised
+            return _new_resolution(
+                Resolution, self._resolution(ruleset, url, req, now, visitor, country, None)
+            )
+        key = (url, ruleset is not None, visitor, country, fields[0], fields[1])
         memo = self._resolved
         fields_of = memo.get(key)
         if fields_of is None:
-            # (``edgesim.redirects.resolve``'s fields, without its interpreted call)
-            fields_of = resolution_fields(ruleset, url, self.exists, None, visitor)
+            fields_of = self._resolution(ruleset, url, req, now, visitor, country, fields)
             if len(memo) >= _RESOLVED_MEMO:
                 memo.clear()  # cheaper than LRU bookkeeping
             # Kept as a plain tuple: Python's cyclic GC stops scanning a plain tuple of
             # plain values (most answers have no Match), but never a NamedTuple.
             memo[key] = fields_of
         return _new_resolution(Resolution, fields_of)
+
+    def _resolution(
+        self,
+        ruleset: RuleSet | None,
+        url: str,
+        req: Request,
+        now: float,
+        visitor: bool,
+        country: str | None,
+        fields: tuple[str | None, str | None] | None,
+    ) -> tuple[str, int, str, Any]:
+        """The fields of ``edgesim.redirects.resolve(ruleset, url, exists=self.exists,
+        **visitor)`` for :meth:`resolve`, without its interpreted calls: the match is
+        made here, positionally and without the rule set's memo (``resolve`` memoises
+        whole answers, and nearly every miss that reaches an origin is a new request)."""
+        m = None
+        if ruleset is not None:
+            if visitor:
+                m = ruleset.match_unmemoised(url, country, None, None, req.headers, now, fields)
+            else:  # as ``match`` without a visitor: no native context
+                m = ruleset.match_unmemoised(url, None, None, None, None, None, None)
+        return resolution_fields(None, url, self.exists, m, {})
 
     def file(self, path: str) -> FileInfo | None:
         """The file at decoded ``path``, or None."""
@@ -590,13 +614,10 @@ def _compile_texts(texts: Mapping[str, str | None], secret: str | None) -> tuple
     return (rules if len(rules) else None), [str(d) for d in rules.diagnostics]
 
 
-def _visitor_kwargs(req: Request, now: float) -> dict[str, Any]:
-    """Visitor context for rule conditions, only when the request carries any: without
-    Cookie, Accept-Language and X-Country the matcher's empty context is the same."""
-    for k, _ in req.headers:
-        if k == "cookie" or k == "accept-language" or k == COUNTRY_HEADER:
-            return {"country": req.header(COUNTRY_HEADER), "headers": req.headers, "now": now}
-    return {}
+def _has_visitor(req: Request) -> bool:
+    """Whether the request carries a visitor context for rule conditions (Cookie,
+    Accept-Language or X-Country): without them the matcher's empty context is the same."""
+    return any(k == "cookie" or k == "accept-language" or k == COUNTRY_HEADER for k, _ in req.headers)
 
 
 # --------------------------------------------------------------------------
