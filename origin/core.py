@@ -173,7 +173,24 @@ _TWO_DIGITS: Final = tuple(f"{i:02d}" for i in range(60))
 
 def http_date(t: float) -> str:
     """IMF-fixdate (RFC 9110 §5.6.7) of Unix time ``t`` (whole seconds)."""
-    day, sec = divmod(int(t), 86400)
+    # Memoised: a synthetic site's files share a handful of Last-Modified times (one
+    # per deploy), and every file an origin builds on demand needs its date.
+    whole = int(t)
+    text = _HTTP_DATES.get(whole)
+    if text is None:
+        text = _imf_fixdate(whole)
+        if len(_HTTP_DATES) >= _HTTP_DATES_MEMO:
+            _HTTP_DATES.clear()  # cheaper than LRU bookkeeping
+        _HTTP_DATES[whole] = text
+    return text
+
+
+_HTTP_DATES: Final[dict[int, str]] = {}
+_HTTP_DATES_MEMO: Final = 4096
+
+
+def _imf_fixdate(t: int) -> str:
+    day, sec = divmod(t, 86400)
     hour, sec = divmod(sec, 3600)
     minute, sec = divmod(sec, 60)
     two = _TWO_DIGITS
@@ -356,6 +373,7 @@ class Deploy:
     """
 
     __slots__ = (
+        "_cache_control",
         "_manifest",
         "_recent",
         "_resolved",
@@ -402,6 +420,8 @@ class Deploy:
         # such as /page-3.html.html are asked for on every request)
         self._recent: dict[str, FileInfo | None] = {}
         self._resolved: dict[tuple[str | bool | None, ...], tuple[Any, ...]] = {}
+        # Cache-Control of synthetic files by catalog kind (see :meth:`file`)
+        self._cache_control: dict[int, str] = {}
 
     def resolve(self, url: str, req: Request, now: float, *, rules: bool = True) -> Resolution:
         """``edgesim.redirects.resolve`` of ``url`` (for ``req``'s visitor, and with this
@@ -470,7 +490,18 @@ class Deploy:
         f = None
         if e is not None:
             ct = e.content_type
-            cc = self.config.cache.for_file(path, ct)
+            policy = self.config.cache
+            if policy.paths:
+                cc = policy.for_file(path, ct)
+            else:
+                # Without path overrides the value depends on the path only through
+                # its kind (all paths of a catalog kind have one shape, hashed or not):
+                # one for_file per kind, not a glob and hash-name match per file.
+                by_kind = self._cache_control
+                cc_of = by_kind.get(e.kind)
+                if cc_of is None:
+                    cc_of = by_kind[e.kind] = policy.for_file(path, ct)
+                cc = cc_of
             f = FileInfo(path, e.etag, e.size, ct, e.last_modified, cc, None, self.id)
         if len(recent) >= _RECENT_FILES:
             recent.clear()  # cheaper than LRU bookkeeping; popular files return fast
