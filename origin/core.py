@@ -490,18 +490,17 @@ class Deploy:
         f = None
         if e is not None:
             ct = e.content_type
+            # ``policy.for_file(path, ct)``: the path overrides, then ``by_type``, which
+            # depends on the path only through its kind (all paths of a catalog kind
+            # have one shape, hashed or not): taken once per kind, not a hashed-name
+            # match per file.
             policy = self.config.cache
-            if policy.paths:
-                cc = policy.for_file(path, ct)
-            else:
-                # Without path overrides the value depends on the path only through
-                # its kind (all paths of a catalog kind have one shape, hashed or not):
-                # one for_file per kind, not a glob and hash-name match per file.
+            cc = policy.path_override(path) if policy.paths else None
+            if cc is None:
                 by_kind = self._cache_control
-                cc_of = by_kind.get(e.kind)
-                if cc_of is None:
-                    cc_of = by_kind[e.kind] = policy.for_file(path, ct)
-                cc = cc_of
+                cc = by_kind.get(e.kind)
+                if cc is None:
+                    cc = by_kind[e.kind] = policy.by_type(path, ct)
             f = FileInfo(path, e.etag, e.size, ct, e.last_modified, cc, None, self.id)
         if len(recent) >= _RECENT_FILES:
             recent.clear()  # cheaper than LRU bookkeeping; popular files return fast
