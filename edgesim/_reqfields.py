@@ -169,11 +169,14 @@ def resolve_file(path: str, exists: Callable[[str], bool]) -> str | None:
 def request_path(url: str) -> str:
     """The decoded path of a URL or origin-form target."""
     rest = url.partition("#")[0].partition("?")[0]
-    if rest[:1] != "/" and "://" in rest:  # a URL; "/go/https://x" is a path
-        after = rest.split("://", 1)[1]
-        slash = after.find("/")
-        rest = after[slash:] if slash >= 0 else "/"
-    return unquote(rest or "/", errors="surrogateescape")
+    if rest[:1] != "/":
+        scheme = rest.find("://")
+        if scheme >= 0:  # a URL; "/go/https://x" is a path
+            slash = rest.find("/", scheme + 3)
+            rest = rest[slash:] if slash >= 0 else "/"
+    if "%" not in rest:  # nothing to decode: skip unquote's interpreted call
+        return rest or "/"
+    return unquote(rest, errors="surrogateescape")
 
 
 def resolution_fields(

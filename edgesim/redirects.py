@@ -742,6 +742,11 @@ class RuleSet(_RuleSetBase):
             result = _new_match(Match, (status, target, force, src, False, rule, query, after))
         return result
 
+    # :meth:`match` without its memo, with positional arguments (no keyword dict): for
+    # a caller that memoises whole answers itself (the origin's ``Deploy.resolve``, whose
+    # requests would otherwise be kept twice). Arguments as for ``_match``.
+    match_unmemoised = _match
+
     def match_many(
         self,
         urls: Sequence[str],

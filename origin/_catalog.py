@@ -211,10 +211,16 @@ class Catalog:
 
     def entry(self, i: int) -> Entry:
         """Object ``i`` (0 <= i < len(self)) in this deploy."""
+        return self._entry(i, self._digest(i), None)
+
+    def _entry(self, i: int, h: str, path: str | None) -> Entry:
+        """:meth:`entry` of object ``i`` whose digest is ``h``; ``path``: its path if
+        the caller has it (else it is built)."""
         kind = self._kinds[i]
         v = self._version[i]
-        h = self._digest(i)
-        return Entry(i, _path_of(kind, i, h), kind, self._sizes[i], v, f'"{h}"', self._times[v])
+        if path is None:
+            path = _path_of(kind, i, h)
+        return Entry(i, path, kind, self._sizes[i], v, f'"{h}"', self._times[v])
 
     def path(self, i: int) -> str:
         """URL path of object ``i`` in this deploy (hashes only hashed kinds' names:
@@ -272,8 +278,11 @@ class Catalog:
             kind = self._kinds[i]
             if not _HASHED_KIND[kind] or _EXT[_KIND_NAMES[kind]] != parts[2]:
                 return None
-            e = self.entry(i)
-            return e if e.path == path else None
+            # With the index canonical and the extension the kind's, ``path`` is the
+            # object's path (``_path_of``) exactly when it carries the current hash:
+            # compared here rather than building the path again.
+            h = self._digest(i)
+            return self._entry(i, h, path) if parts[1] == h[:10] else None
         if path.startswith("/page-") and path.endswith(".html"):
             i = _index(path[6:-5], self.spec.objects)
             want = _HTML

@@ -173,7 +173,24 @@ _TWO_DIGITS: Final = tuple(f"{i:02d}" for i in range(60))
 
 def http_date(t: float) -> str:
     """IMF-fixdate (RFC 9110 §5.6.7) of Unix time ``t`` (whole seconds)."""
-    day, sec = divmod(int(t), 86400)
+    # Memoised: a synthetic site's files share a handful of Last-Modified times (one
+    # per deploy), and every file an origin builds on demand needs its date.
+    whole = int(t)
+    text = _HTTP_DATES.get(whole)
+    if text is None:
+        text = _imf_fixdate(whole)
+        if len(_HTTP_DATES) >= _HTTP_DATES_MEMO:
+            _HTTP_DATES.clear()  # cheaper than LRU bookkeeping
+        _HTTP_DATES[whole] = text
+    return text
+
+
+_HTTP_DATES: Final[dict[int, str]] = {}
+_HTTP_DATES_MEMO: Final = 4096
+
+
+def _imf_fixdate(t: int) -> str:
+    day, sec = divmod(t, 86400)
     hour, sec = divmod(sec, 3600)
     minute, sec = divmod(sec, 60)
     two = _TWO_DIGITS
@@ -356,6 +373,7 @@ class Deploy:
     """
 
     __slots__ = (
+        "_cache_control",
         "_manifest",
         "_recent",
         "_resolved",
@@ -402,6 +420,8 @@ class Deploy:
         # such as /page-3.html.html are asked for on every request)
         self._recent: dict[str, FileInfo | None] = {}
         self._resolved: dict[tuple[str | bool | None, ...], tuple[Any, ...]] = {}
+        # Cache-Control of synthetic files by catalog kind (see :meth:`file`)
+        self._cache_control: dict[int, str] = {}
 
     def resolve(self, url: str, req: Request, now: float, *, rules: bool = True) -> Resolution:
         """``edgesim.redirects.resolve`` of ``url`` (for ``req``'s visitor, and with this
@@ -416,22 +436,46 @@ class Deploy:
             ValueError: ``url`` is not a URL or path the matcher accepts.
         """
         ruleset = self.rules if rules else None
-        visitor = _visitor_kwargs(req, now) if ruleset is not None else {}
+        visitor = ruleset is not None and _has_visitor(req)
         fields = visitor_fields(req.headers) if visitor else (None, None)
-        if fields is None:
-            return _new_resolution(Resolution, resolution_fields(ruleset, url, self.exists, None, visitor))
-        key = (url, ruleset is not None, bool(visitor), visitor.get("country"), fields[0], fields[1])
+        country = req.header(COUNTRY_HEADER) if visitor else None
+        if fields is None:  # roles depend on the time: never memoised
+            return _new_resolution(
+                Resolution, self._resolution(ruleset, url, req, now, visitor, country, None)
+            )
+        key = (url, ruleset is not None, visitor, country, fields[0], fields[1])
         memo = self._resolved
         fields_of = memo.get(key)
         if fields_of is None:
-            # (``edgesim.redirects.resolve``'s fields, without its interpreted call)
-            fields_of = resolution_fields(ruleset, url, self.exists, None, visitor)
+            fields_of = self._resolution(ruleset, url, req, now, visitor, country, fields)
             if len(memo) >= _RESOLVED_MEMO:
                 memo.clear()  # cheaper than LRU bookkeeping
             # Kept as a plain tuple: Python's cyclic GC stops scanning a plain tuple of
             # plain values (most answers have no Match), but never a NamedTuple.
             memo[key] = fields_of
         return _new_resolution(Resolution, fields_of)
+
+    def _resolution(
+        self,
+        ruleset: RuleSet | None,
+        url: str,
+        req: Request,
+        now: float,
+        visitor: bool,
+        country: str | None,
+        fields: tuple[str | None, str | None] | None,
+    ) -> tuple[str, int, str, Any]:
+        """The fields of ``edgesim.redirects.resolve(ruleset, url, exists=self.exists,
+        **visitor)`` for :meth:`resolve`, without its interpreted calls: the match is
+        made here, positionally and without the rule set's memo (``resolve`` memoises
+        whole answers, and nearly every miss that reaches an origin is a new request)."""
+        m = None
+        if ruleset is not None:
+            if visitor:
+                m = ruleset.match_unmemoised(url, country, None, None, req.headers, now, fields)
+            else:  # as ``match`` without a visitor: no native context
+                m = ruleset.match_unmemoised(url, None, None, None, None, None, None)
+        return resolution_fields(None, url, self.exists, m, {})
 
     def file(self, path: str) -> FileInfo | None:
         """The file at decoded ``path``, or None."""
@@ -446,7 +490,17 @@ class Deploy:
         f = None
         if e is not None:
             ct = e.content_type
-            cc = self.config.cache.for_file(path, ct)
+            # ``policy.for_file(path, ct)``: the path overrides, then ``by_type``, which
+            # depends on the path only through its kind (all paths of a catalog kind
+            # have one shape, hashed or not): taken once per kind, not a hashed-name
+            # match per file.
+            policy = self.config.cache
+            cc = policy.path_override(path) if policy.paths else None
+            if cc is None:
+                by_kind = self._cache_control
+                cc = by_kind.get(e.kind)
+                if cc is None:
+                    cc = by_kind[e.kind] = policy.by_type(path, ct)
             f = FileInfo(path, e.etag, e.size, ct, e.last_modified, cc, None, self.id)
         if len(recent) >= _RECENT_FILES:
             recent.clear()  # cheaper than LRU bookkeeping; popular files return fast
@@ -590,13 +644,10 @@ def _compile_texts(texts: Mapping[str, str | None], secret: str | None) -> tuple
     return (rules if len(rules) else None), [str(d) for d in rules.diagnostics]
 
 
-def _visitor_kwargs(req: Request, now: float) -> dict[str, Any]:
-    """Visitor context for rule conditions, only when the request carries any: without
-    Cookie, Accept-Language and X-Country the matcher's empty context is the same."""
-    for k, _ in req.headers:
-        if k == "cookie" or k == "accept-language" or k == COUNTRY_HEADER:
-            return {"country": req.header(COUNTRY_HEADER), "headers": req.headers, "now": now}
-    return {}
+def _has_visitor(req: Request) -> bool:
+    """Whether the request carries a visitor context for rule conditions (Cookie,
+    Accept-Language or X-Country): without them the matcher's empty context is the same."""
+    return any(k == "cookie" or k == "accept-language" or k == COUNTRY_HEADER for k, _ in req.headers)
 
 
 # --------------------------------------------------------------------------

@@ -621,6 +621,29 @@ def test_synthetic_responses(syn: OriginCore) -> None:
     assert get(syn, "/page-01.html", host="syn.test").status == 404
 
 
+@pytest.mark.parametrize("paths", ["", '[cache.paths]\n"/page-1*" = "no-cache"\n'])
+def test_synthetic_files_cache_control_and_dates(sites: Path, paths: str) -> None:
+    # Deploy.file takes Cache-Control once per kind without path overrides, and dates
+    # from a memo: each file as if for_file and the date were made for it alone
+    write_site(sites, "syn.test", {}, **{"_edgesim.toml": CATALOG + "json = 0.1\n" + paths})
+    deploy = OriginCore.from_directory(sites, now=NOW).sites["syn.test"].deploy
+    cat = _cat_of(deploy.catalog)
+    policy = deploy.config.cache
+    overridden = 0
+    for p in [*cat.paths(), "/index.html", "/404.html"]:
+        f = deploy.file(p)
+        assert f is not None
+        assert f.cache_control == policy.for_file(p, f.content_type), p
+        assert dict(f.headers)["last-modified"] == formatdate(f.last_modified, usegmt=True)
+        overridden += f.cache_control == "no-cache"
+    assert (overridden > 0) == bool(paths)
+
+
+def _cat_of(cat: Catalog | None) -> Catalog:
+    assert cat is not None
+    return cat
+
+
 def test_synthetic_manifest_describes_the_catalog(syn: OriginCore) -> None:
     m = json.loads(get(syn, "/.edgesim/manifest", host="syn.test").body or b"")
     assert m["files"] is None
