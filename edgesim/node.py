@@ -37,7 +37,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qs
 
-from edgesim._reqfields import MISSING, request_path, resolve_file
+from edgesim._reqfields import MISSING, memo_key, request_path, resolve_file, visitor_fields
 from edgesim.cache import FRESH, CacheEntry, HttpCache
 from edgesim.http import (
     HOP_BY_HOP,
@@ -321,12 +321,22 @@ class EdgeNode:
         url = "https://" + host + req.target if req.target.startswith("/") else req.target
         try:
             if self.shadow is None:
-                country = get_header(req.headers, COUNTRY_HEADER)
-                # a repeated request's match straight from the rule set's memo; the
-                # others through ``match``, which fills it
-                m = rules.memo.lookup(url, country, None, req.headers)
-                if m is MISSING:
-                    m = rules.match(url, headers=req.headers, country=country, now=now)
+                # ``rules.match(url, headers=..., country=..., now=now)``, with its memo
+                # read and filled here and its native match called positionally: the
+                # interpreted ``match`` would derive the same key again
+                hs = req.headers
+                country = get_header(hs, COUNTRY_HEADER)
+                fields = visitor_fields(hs)
+                m: Any  # a Match, None, or the memo's MISSING
+                if fields is None:  # an nf_jwt cookie: its roles depend on the time
+                    m = rules.match_unmemoised(url, country, None, None, hs, now, None)
+                else:
+                    key = memo_key(url, country, None, fields)
+                    memo = rules.memo
+                    m = memo.get(key)
+                    if m is MISSING:
+                        m = rules.match_unmemoised(url, country, None, None, hs, now, fields)
+                        memo.put(key, m)
             else:
                 m = self.shadow.match(rules, req, host, url, now, site.exists)
         except ValueError:
