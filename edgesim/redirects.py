@@ -408,6 +408,22 @@ class _RuleSetBase:
     ) -> Match | None:
         raise NotImplementedError
 
+    def match_unmemoised(
+        self,
+        url: str,
+        country: str | None,
+        language: str | None,
+        cookies: Mapping[str, str] | None,
+        headers: HeadersLike | None,
+        now: float | None,
+        cookie_and_language: tuple[str | None, str | None] | None = None,
+    ) -> Match | None:
+        """:meth:`match` with positional arguments, without reading or filling
+        :attr:`memo`, for a caller that memoises results itself (the edge core, the
+        origin's ``Deploy.resolve``). ``cookie_and_language``: the request's
+        ``visitor_fields``, when the caller has them."""
+        return self.match(url, country=country, language=language, cookies=cookies, headers=headers, now=now)
+
     def match_many(
         self,
         urls: Sequence[str],
@@ -742,9 +758,7 @@ class RuleSet(_RuleSetBase):
             result = _new_match(Match, (status, target, force, src, False, rule, query, after))
         return result
 
-    # :meth:`match` without its memo, with positional arguments (no keyword dict): for
-    # a caller that memoises whole answers itself (the origin's ``Deploy.resolve``, whose
-    # requests would otherwise be kept twice). Arguments as for ``_match``.
+    # the native match itself, with no keyword dict and no memo (see the base class)
     match_unmemoised = _match
 
     def match_many(
