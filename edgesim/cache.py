@@ -765,7 +765,9 @@ def _build_entry(
         t = parse_http_date(received_date) if received_date is not None else None
         received_value = response_time if t is None else t
     apparent_age = max(0.0, response_time - received_value)
-    corrected_age_value = _age_value(received_age) + (response_time - request_time)
+    # (no Age, the common case, skips the memoised call)
+    age_value = 0 if received_age is None else _age_value(received_age)
+    corrected_age_value = age_value + (response_time - request_time)
     initial_age = max(apparent_age, corrected_age_value)
     lifetime = _lifetime(status, d, targeted, date_value, expires, last_modified, policy)
     no_cache = d.no_cache
@@ -1171,12 +1173,13 @@ class HttpCache:
         names = vary or ()
         rh = req.headers
         values = tuple([_vary_value(rh, n) for n in names]) if names else ()
-        get = idx.get
-        date = get("date")
-        expires = get("expires")
-        lm = get("last-modified")
-        etag = get("etag")
-        age = get("age")
+        # (idx.get each time, not a bound ``get``: compiled, that is a dict lookup, not
+        # a generic call)
+        date = idx.get("date")
+        expires = idx.get("expires")
+        lm = idx.get("last-modified")
+        etag = idx.get("etag")
+        age = idx.get("age")
         entry = _build_entry(
             resp.status,
             stored,
