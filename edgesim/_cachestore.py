@@ -285,14 +285,17 @@ class _BoundedIndex:
         within capacity."""
         values = self._values
         sizes = self._sizes
-        if sizes.get(key) == nbytes and nbytes <= self._max_object and self._tag_of.get(key, "") == tag:
-            # the same charge and tag again (a revalidated entry): what taking the old
-            # value out and admitting the new one leaves, without the bookkeeping
-            values[key] = value
-            values.move_to_end(key)
-            return True
-        old = sizes.pop(key, None)
+        # one get, then del only for a key present (a new key, nearly every put, costs no
+        # dict.pop, which compiles to a generic method call)
+        old = sizes.get(key)
         if old is not None:
+            if old == nbytes and nbytes <= self._max_object and self._tag_of.get(key, "") == tag:
+                # the same charge and tag again (a revalidated entry): what taking the old
+                # value out and admitting the new one leaves, without the bookkeeping
+                values[key] = value
+                values.move_to_end(key)
+                return True
+            del sizes[key]
             del values[key]
             self._forget(key, old)
         if nbytes > self._max_object:
