@@ -1007,6 +1007,21 @@ class CacheStats:
 _DEFAULT_POLICY: Final = CachePolicy()
 
 
+# Compiled, a call through the ``Store`` protocol is a generic method call (attribute
+# lookup, then the argument parsing of the method's Python wrapper); narrowed to
+# ``MemoryStore`` (every store of the simulator), the same call is a native one.
+def _get(store: Store, key: str) -> list[CacheEntry] | None:
+    if isinstance(store, MemoryStore):
+        return store.get(key)
+    return store.get(key)
+
+
+def _put(store: Store, key: str, entries: list[CacheEntry], tag: str) -> bool:
+    if isinstance(store, MemoryStore):
+        return store.put(key, entries, tag)
+    return store.put(key, entries, tag)
+
+
 class HttpCache:
     """RFC 9111 shared cache over a memory tier and an optional disk tier.
 
@@ -1082,14 +1097,14 @@ class HttpCache:
         rh = req.headers
         entry = None
         tier = "memory"
-        entries = self._memory.get(key)
+        entries = _get(self._memory, key)
         if entries is not None:
             for e in entries:
                 if not e.vary_names or _variant_matches(e, rh):
                     entry = e
                     break
         if entry is None and self._disk is not None:
-            entries = self._disk.get(key)
+            entries = _get(self._disk, key)
             if entries is not None:
                 for e in entries:
                     if not e.vary_names or _variant_matches(e, rh):
@@ -1097,7 +1112,7 @@ class HttpCache:
                         break
                 if entry is not None:
                     tier = "disk"
-                    self._memory.put(key, entries, entry.tag)
+                    _put(self._memory, key, entries, entry.tag)
         if entry is None:
             return None
         if tier == "memory":
@@ -1206,9 +1221,9 @@ class HttpCache:
         return entry
 
     def _current(self, key: str) -> list[CacheEntry] | None:
-        entries = self._memory.get(key)
+        entries = _get(self._memory, key)
         if entries is None and self._disk is not None:
-            entries = self._disk.get(key)
+            entries = _get(self._disk, key)
         return entries
 
     def _put_variant(self, key: str, req_headers: Headers, entry: CacheEntry) -> bool:
@@ -1218,9 +1233,9 @@ class HttpCache:
             new = [entry, *keep[: self._policy.max_variants - 1]]
         else:
             new = [entry]
-        ok = self._memory.put(key, new, entry.tag)
+        ok = _put(self._memory, key, new, entry.tag)
         if self._disk is not None:
-            ok = self._disk.put(key, new, entry.tag) or ok
+            ok = _put(self._disk, key, new, entry.tag) or ok
         return ok
 
     def _remove_variant(self, key: str, req_headers: Headers) -> None:
@@ -1231,9 +1246,9 @@ class HttpCache:
         if len(keep) == len(old):
             return
         if keep:
-            self._memory.put(key, keep, keep[0].tag)
+            _put(self._memory, key, keep, keep[0].tag)
             if self._disk is not None:
-                self._disk.put(key, keep, keep[0].tag)
+                _put(self._disk, key, keep, keep[0].tag)
         else:
             self.invalidate(key)
 
@@ -1302,16 +1317,16 @@ class HttpCache:
         keep = [e for e in current if e is not old and e.vary_values != old.vary_values]
         if d.no_store or d.private:
             if keep:
-                self._memory.put(key, keep, keep[0].tag)
+                _put(self._memory, key, keep, keep[0].tag)
                 if self._disk is not None:
-                    self._disk.put(key, keep, keep[0].tag)
+                    _put(self._disk, key, keep, keep[0].tag)
             else:
                 self.invalidate(key)
             return new
         lst = [new, *keep[: self._policy.max_variants - 1]]
-        self._memory.put(key, lst, new.tag)
+        _put(self._memory, key, lst, new.tag)
         if self._disk is not None:
-            self._disk.put(key, lst, new.tag)
+            _put(self._disk, key, lst, new.tag)
         return new
 
     # -- serve -----------------------------------------------------------------------
