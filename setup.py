@@ -3,7 +3,7 @@
 #
 # The capacity engine's hot path (the cores and the event loop) is compiled with mypyc
 # when a wheel is built (`pip install .`): the same modules, run as C extensions,
-# about 2x faster (docs/benchmarks.md, "Compiled cores"). They stay plain Python
+# about 2.5x faster (docs/benchmarks.md, "Compiled cores"). They stay plain Python
 # where they are not compiled: `setup.py build_ext --inplace`, editable installs, and
 # any build with EDGESIM_COMPILE=0. EDGESIM_COMPILE=1 compiles even in place (then
 # the .so files beside the sources shadow them until rebuilt or deleted).

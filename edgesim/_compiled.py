@@ -4,7 +4,7 @@ The capacity engine's hot path: the sans-IO cores it drives, and its event loop.
 ``setup.py`` reads ``COMPILED_MODULES`` from this file (it imports nothing, so the build
 can run it without importing edgesim). Where they are not compiled (editable installs,
 ``setup.py build_ext --inplace``, ``EDGESIM_COMPILE=0``) the same modules run as plain
-Python, with the same results, about 2x slower (docs/benchmarks.md, "Compiled cores").
+Python, with the same results, about 2.5x slower (docs/benchmarks.md, "Compiled cores").
 """
 
 from __future__ import annotations
