@@ -32,7 +32,7 @@ from __future__ import annotations
 import json
 from array import array
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 
 import numpy as np
 
@@ -99,6 +99,8 @@ def column(a: array[Any]) -> Any:
 
 
 _CHUNK: Final = 1 << 16  # pending rows of a Recorder's table moved into its arrays at once
+# a Recorder table: its columns, each an array and its pending rows
+_Table: TypeAlias = "tuple[tuple[array[Any], list[Any]], ...]"
 
 
 class Recorder:
@@ -112,6 +114,10 @@ class Recorder:
     """
 
     __slots__ = (
+        "_fetches",
+        "_origin",
+        "_requests",
+        "_shield",
         "chunk",
         "f_bytes",
         "f_error",
@@ -199,6 +205,30 @@ class Recorder:
         self.p_o_status: list[int] = []
         self.p_o_bytes: list[int] = []
         self.p_o_wait: list[float] = []
+        # the tables, moved a whole table at a time
+        self._requests: _Table = (
+            (self.r_t0, self.p_r_t0),
+            (self.r_lat, self.p_r_lat),
+            (self.r_queue, self.p_r_queue),
+            (self.r_key, self.p_r_key),
+            (self.r_size, self.p_r_size),
+        )
+        self._fetches: _Table = (
+            (self.f_t, self.p_f_t),
+            (self.f_node, self.p_f_node),
+            (self.f_site, self.p_f_site),
+            (self.f_kind, self.p_f_kind),
+            (self.f_bytes, self.p_f_bytes),
+            (self.f_error, self.p_f_error),
+        )
+        self._shield: _Table = ((self.s_key, self.p_s_key), (self.s_lat, self.p_s_lat))
+        self._origin: _Table = (
+            (self.o_t, self.p_o_t),
+            (self.o_site, self.p_o_site),
+            (self.o_status, self.p_o_status),
+            (self.o_bytes, self.p_o_bytes),
+            (self.o_wait, self.p_o_wait),
+        )
 
     def add(
         self,
@@ -225,14 +255,14 @@ class Recorder:
         if home >= 0:
             self.r_failover[len(self.r_t0) + len(p) - 1] = home
         if len(p) >= self.chunk:
-            self._flush_requests()
+            _move(self._requests)
 
     def fetch(self, t: float, node: int, site: int, kind: str) -> int:
         """One upstream fetch sent by a node; returns its row (bytes and errors are
         filled in when the answer comes back: :meth:`fetched`, :meth:`fetch_failed`)."""
         p = self.p_f_t
         if len(p) >= self.chunk:
-            self._flush_fetches()
+            _move(self._fetches)
         p.append(t)
         self.p_f_node.append(node)
         self.p_f_site.append(site)
@@ -270,8 +300,7 @@ class Recorder:
         p.append((row << 24) | (shield << 4) | outcome)
         self.p_s_lat.append(latency)
         if len(p) >= self.chunk:
-            _move(self.s_key, p)
-            _move(self.s_lat, self.p_s_lat)
+            _move(self._shield)
 
     def origin(self, t: float, site: int, status: int, size: int, wait: float) -> None:
         """One request that reached the origin (``status`` -1: refused, outage)."""
@@ -282,48 +311,24 @@ class Recorder:
         self.p_o_bytes.append(size)
         self.p_o_wait.append(wait)
         if len(p) >= self.chunk:
-            self._flush_origin()
+            _move(self._origin)
 
     def flush(self) -> None:
         """Move every pending row into the arrays (before reading them)."""
-        self._flush_requests()
-        self._flush_fetches()
-        self._flush_origin()
-        _move(self.s_key, self.p_s_key)
-        _move(self.s_lat, self.p_s_lat)
-
-    def _flush_requests(self) -> None:
-        _move(self.r_t0, self.p_r_t0)
-        _move(self.r_lat, self.p_r_lat)
-        _move(self.r_queue, self.p_r_queue)
-        _move(self.r_key, self.p_r_key)
-        _move(self.r_size, self.p_r_size)
-
-    def _flush_fetches(self) -> None:
-        _move(self.f_t, self.p_f_t)
-        _move(self.f_node, self.p_f_node)
-        _move(self.f_site, self.p_f_site)
-        _move(self.f_kind, self.p_f_kind)
-        _move(self.f_bytes, self.p_f_bytes)
-        _move(self.f_error, self.p_f_error)
-
-    def _flush_origin(self) -> None:
-        _move(self.o_t, self.p_o_t)
-        _move(self.o_site, self.p_o_site)
-        _move(self.o_status, self.p_o_status)
-        _move(self.o_bytes, self.p_o_bytes)
-        _move(self.o_wait, self.p_o_wait)
+        for table in (self._requests, self._fetches, self._shield, self._origin):
+            _move(table)
 
     @property
     def requests(self) -> int:
         return len(self.r_t0) + len(self.p_r_t0)
 
 
-def _move(a: array[Any], pending: list[Any]) -> None:
-    """Append ``pending`` to ``a`` and empty it."""
-    if pending:
-        a.fromlist(pending)
-        pending.clear()
+def _move(table: _Table) -> None:
+    """Append each pending list of ``table`` to its array, and empty it."""
+    for a, pending in table:
+        if pending:
+            a.fromlist(pending)
+            pending.clear()
 
 
 class RunResult:

@@ -694,12 +694,12 @@ class RuleSet(_RuleSetBase):
                     if self._h is None:
                         raise ValueError("RuleSet is closed")
                     return hit  # type: ignore[no-any-return]
-        result = self._match(url, country, language, cookies, headers, now, cl)
+        result = self.match_unmemoised(url, country, language, cookies, headers, now, cl)
         if key is not None:
             self.memo.put(key, result)
         return result
 
-    def _match(
+    def match_unmemoised(
         self,
         url: str,
         country: str | None,
@@ -709,8 +709,8 @@ class RuleSet(_RuleSetBase):
         now: float | None,
         cookie_and_language: tuple[str | None, str | None] | None = None,
     ) -> Match | None:
-        """One native match (see :meth:`match`; ``cookie_and_language`` as for
-        ``_native_context``)."""
+        """One native match, without the memo (see :meth:`match`, and the base class;
+        ``cookie_and_language`` as for ``_native_context``)."""
         h = self._h  # held for the whole call: see the module docstring
         if h is None:
             raise ValueError("RuleSet is closed")
@@ -757,9 +757,6 @@ class RuleSet(_RuleSetBase):
             query = url[q + 1 :].partition("#")[0]
             result = _new_match(Match, (status, target, force, src, False, rule, query, after))
         return result
-
-    # the native match itself, with no keyword dict and no memo (see the base class)
-    match_unmemoised = _match
 
     def match_many(
         self,
