@@ -85,42 +85,64 @@ def memo_key(
 
 
 class MatchMemo:
-    """The results of one rule set's matches, by :func:`memo_key` (a rule set never
-    changes, and a match depends on nothing else of a request without an ``nf_jwt``
-    cookie). Compiled, so that the edge core finds a repeated request's result without
-    an interpreted call (:meth:`lookup`); ``RuleSet.match`` fills it. At
-    :data:`MATCH_MEMO` results it starts over. A closed rule set clears it."""
+    """The results of one rule set's matches (a rule set never changes). Compiled, so
+    that the edge core finds a repeated request's result without an interpreted call.
+    Two kinds of answers, each kept up to :data:`MATCH_MEMO`, then started over:
 
-    __slots__ = ("_results",)
+    * shared ones, by URL: no visitor condition decided them (``RuleSet.match_scoped``),
+      so every visitor gets them (:meth:`shared`, :meth:`share`);
+    * a visitor's own, by :func:`memo_key` (a match depends on nothing else of a request
+      without an ``nf_jwt`` cookie): :meth:`get`, :meth:`put`.
+
+    ``RuleSet.match`` fills it. A closed rule set clears it."""
+
+    __slots__ = ("_results", "_shared")
 
     def __init__(self) -> None:
         self._results: dict[tuple[str | None, ...], Any] = {}
+        self._shared: dict[str, Any] = {}
 
     def __len__(self) -> int:
-        return len(self._results)
+        return len(self._results) + len(self._shared)
+
+    def shared(self, url: str) -> Any:
+        """The answer every visitor gets for ``url``, or :data:`MISSING`."""
+        return self._shared.get(url, MISSING)
 
     def get(self, key: tuple[str | None, ...]) -> Any:
-        """The result kept under ``key``, or :data:`MISSING`."""
+        """The visitor's own result kept under ``key``, or :data:`MISSING`."""
         return self._results.get(key, MISSING)
 
     def lookup(
         self, url: str, country: str | None, language: str | None, headers: list[tuple[str, str]]
     ) -> Any:
-        """The result kept for this request, or :data:`MISSING` (also for a request that
-        is never memoised)."""
+        """The result kept for this request, shared or its own, or :data:`MISSING` (also
+        for a request whose own results are never memoised)."""
+        hit = self._shared.get(url, MISSING)
+        if hit is not MISSING:
+            return hit
         fields = visitor_fields(headers)
         if fields is None:
             return MISSING
         return self._results.get(memo_key(url, country, language, fields), MISSING)
 
     def put(self, key: tuple[str | None, ...], result: Any) -> None:
+        """Keep a visitor's own ``result`` under ``key``."""
         results = self._results
         if len(results) >= MATCH_MEMO:
             results.clear()
         results[key] = result
 
+    def share(self, url: str, result: Any) -> None:
+        """Keep ``result`` for ``url`` and every visitor."""
+        shared = self._shared
+        if len(shared) >= MATCH_MEMO:
+            shared.clear()
+        shared[url] = result
+
     def clear(self) -> None:
         self._results.clear()
+        self._shared.clear()
 
 
 def cookie_and_language(headers: list[tuple[str, str]]) -> tuple[str | None, str | None]:

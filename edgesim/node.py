@@ -324,19 +324,21 @@ class EdgeNode:
                 # ``rules.match(url, headers=..., country=..., now=now)``, with its memo
                 # read and filled here and its native match called positionally: the
                 # interpreted ``match`` would derive the same key again
-                hs = req.headers
-                country = get_header(hs, COUNTRY_HEADER)
-                fields = visitor_fields(hs)
-                m: Any  # a Match, None, or the memo's MISSING
-                if fields is None:  # an nf_jwt cookie: its roles depend on the time
-                    m = rules.match_unmemoised(url, country, None, None, hs, now, None)
-                else:
-                    key = memo_key(url, country, None, fields)
-                    memo = rules.memo
-                    m = memo.get(key)
+                memo = rules.memo
+                m: Any = memo.shared(url)  # a Match, None, or the memo's MISSING
+                if m is MISSING:
+                    hs = req.headers
+                    country = get_header(hs, COUNTRY_HEADER)
+                    fields = visitor_fields(hs)  # None: an nf_jwt cookie, roles depend on the time
+                    key = None if fields is None else memo_key(url, country, None, fields)
+                    if key is not None:
+                        m = memo.get(key)
                     if m is MISSING:
-                        m = rules.match_unmemoised(url, country, None, None, hs, now, fields)
-                        memo.put(key, m)
+                        m, own = rules.match_scoped(url, country, None, None, hs, now, fields)
+                        if not own:
+                            memo.share(url, m)
+                        elif key is not None:
+                            memo.put(key, m)
             else:
                 m = self.shadow.match(rules, req, host, url, now, site.exists)
         except ValueError:

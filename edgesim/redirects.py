@@ -424,6 +424,21 @@ class _RuleSetBase:
         ``visitor_fields``, when the caller has them."""
         return self.match(url, country=country, language=language, cookies=cookies, headers=headers, now=now)
 
+    def match_scoped(
+        self,
+        url: str,
+        country: str | None,
+        language: str | None,
+        cookies: Mapping[str, str] | None,
+        headers: HeadersLike | None,
+        now: float | None,
+        cookie_and_language: tuple[str | None, str | None] | None = None,
+    ) -> tuple[Match | None, bool]:
+        """:meth:`match_unmemoised`, and whether its answer is the visitor's own (false:
+        every visitor gets the same answer for this URL, and callers may share it). A
+        matcher that cannot tell says true, as here."""
+        return self.match_unmemoised(url, country, language, cookies, headers, now, cookie_and_language), True
+
     def match_many(
         self,
         urls: Sequence[str],
@@ -675,28 +690,40 @@ class RuleSet(_RuleSetBase):
         Raises:
             ValueError: the rule set is closed, or ``url`` is not a URL or path.
 
-        With a visitor (country, language or a header list; cookies only from the
-        headers, without ``nf_jwt``), results are memoised per (URL, country, language,
-        Cookie, Accept-Language): a rule set never changes, and only a token's roles
-        depend on ``now``. A miss runs the native matcher; the memo holds at most
-        65,536 requests, then starts over. Without a visitor nothing is memoised (the
-        native call needs no context then).
+        Results are memoised (a rule set never changes). An answer that no visitor
+        condition decided (the matcher reached no rule with Country, Language, Cookie or
+        Role conditions: :meth:`match_scoped`) is kept per URL, for every visitor. Any
+        other is kept per (URL, country, language, Cookie, Accept-Language) when the
+        visitor comes as country, language or a header list (cookies only from the
+        headers) without ``nf_jwt``: only a token's roles depend on ``now``. A miss runs
+        the native matcher; the memo holds at most 65,536 answers of each kind, then
+        starts over.
         """
+        memo = self.memo
+        if type(url) is not str:
+            return self.match_unmemoised(url, country, language, cookies, headers, now)
+        hit = memo.shared(url)
+        if hit is not _MISSING:
+            if self._h is None:
+                raise ValueError("RuleSet is closed")
+            return hit  # type: ignore[no-any-return]
         key: tuple[str | None, ...] | None = None
         cl = None  # read once here, reused by the native context on a memo miss
         visitor = headers is not None or country is not None or language is not None
-        if visitor and cookies is None and type(url) is str and (headers is None or type(headers) is list):
+        if visitor and cookies is None and (headers is None or type(headers) is list):
             cl = visitor_fields(headers)
             if cl is not None:
                 key = memo_key(url, country, language, cl)
-                hit = self.memo.get(key)
+                hit = memo.get(key)
                 if hit is not _MISSING:
                     if self._h is None:
                         raise ValueError("RuleSet is closed")
                     return hit  # type: ignore[no-any-return]
-        result = self.match_unmemoised(url, country, language, cookies, headers, now, cl)
-        if key is not None:
-            self.memo.put(key, result)
+        result, own = self.match_scoped(url, country, language, cookies, headers, now, cl)
+        if not own:
+            memo.share(url, result)
+        elif key is not None:
+            memo.put(key, result)
         return result
 
     def match_unmemoised(
@@ -711,6 +738,22 @@ class RuleSet(_RuleSetBase):
     ) -> Match | None:
         """One native match, without the memo (see :meth:`match`, and the base class;
         ``cookie_and_language`` as for ``_native_context``)."""
+        return self.match_scoped(url, country, language, cookies, headers, now, cookie_and_language)[0]
+
+    def match_scoped(
+        self,
+        url: str,
+        country: str | None,
+        language: str | None,
+        cookies: Mapping[str, str] | None,
+        headers: HeadersLike | None,
+        now: float | None,
+        cookie_and_language: tuple[str | None, str | None] | None = None,
+    ) -> tuple[Match | None, bool]:
+        """:meth:`match_unmemoised`, and whether its answer is the visitor's own: the
+        native matcher reports whether it reached a rule with Country, Language, Cookie
+        or Role conditions (``esr_result.context_used``). When it did not, every visitor
+        gets this answer for ``url``."""
         h = self._h  # held for the whole call: see the module docstring
         if h is None:
             raise ValueError("RuleSet is closed")
@@ -735,19 +778,20 @@ class RuleSet(_RuleSetBase):
                 raise ValueError(f"not an http(s) URL or an absolute path: {url!r}")
             buf = ffi.new("char[]", res.target_len)
             _check(lib.esr_ruleset_match(h, ub, len(ub), ctx, res, buf, res.target_len))
+        own = res.context_used != 0
         kind = res.kind
         if not kind:
-            return None
+            return None, own
         rule = res.rule
         status, force, src, static = self._info[rule]
         if kind == 2:
-            return _new_match(Match, (404, "", force, src, True, rule, "", False))
+            return _new_match(Match, (404, "", force, src, True, rule, "", False)), own
         after = res.denied_by >= 0
         q = url.find("?")
         if q < 0 and static and not after:
             hit: Match | None = self._cache[rule]
             if hit is not None:
-                return hit
+                return hit, own
         target = ffi.unpack(buf, res.target_len).decode("utf-8", "surrogateescape")
         if q < 0:
             result: Match = _new_match(Match, (status, target, force, src, False, rule, "", after))
@@ -756,7 +800,7 @@ class RuleSet(_RuleSetBase):
         else:
             query = url[q + 1 :].partition("#")[0]
             result = _new_match(Match, (status, target, force, src, False, rule, query, after))
-        return result
+        return result, own
 
     def match_many(
         self,

@@ -45,6 +45,7 @@ typedef struct esr_result {
     int32_t rule;
     int32_t denied_by;
     size_t target_len;
+    int context_used;
 } esr_result;
 
 typedef struct esr_rule_info {

@@ -374,7 +374,9 @@ class Deploy:
 
     __slots__ = (
         "_cache_control",
+        "_everyone",
         "_manifest",
+        "_plain",
         "_recent",
         "_resolved",
         "catalog",
@@ -419,7 +421,11 @@ class Deploy:
         # synthetic files by path, None for paths that name none (pretty-URL candidates
         # such as /page-3.html.html are asked for on every request)
         self._recent: dict[str, FileInfo | None] = {}
+        # resolutions (see :meth:`resolve`): a visitor's own, every visitor's, and
+        # those without rules
         self._resolved: dict[tuple[str | bool | None, ...], tuple[Any, ...]] = {}
+        self._everyone: dict[str, tuple[Any, ...]] = {}
+        self._plain: dict[str, tuple[Any, ...]] = {}
         # Cache-Control of synthetic files by catalog kind (see :meth:`file`)
         self._cache_control: dict[int, str] = {}
 
@@ -427,55 +433,47 @@ class Deploy:
         """``edgesim.redirects.resolve`` of ``url`` (for ``req``'s visitor, and with this
         deploy's rules unless ``rules`` is false) against this deploy's files.
 
-        Memoised per (URL, visitor): a deploy never changes, and a match depends on the
-        request only through what its rule set's own memo is keyed by
+        Memoised (a deploy never changes): by URL alone when no visitor condition
+        decided the answer (``RuleSet.match_scoped``), or without rules; else per (URL,
+        visitor), the visitor being what a rule set's own memo is keyed by
         (``edgesim.redirects.visitor_fields``). A request whose roles depend on the time
-        (an ``nf_jwt`` cookie) is resolved every time.
+        (an ``nf_jwt`` cookie) is then resolved every time.
 
         Raises:
             ValueError: ``url`` is not a URL or path the matcher accepts.
         """
         ruleset = self.rules if rules else None
-        visitor = ruleset is not None and _has_visitor(req)
+        if ruleset is None:
+            fields_of = self._plain.get(url)
+            if fields_of is None:
+                fields_of = resolution_fields(None, url, self.exists, None, {})
+                _keep(self._plain, url, fields_of)
+            return _new_resolution(Resolution, fields_of)
+        everyone = self._everyone
+        fields_of = everyone.get(url)
+        if fields_of is not None:
+            return _new_resolution(Resolution, fields_of)
+        visitor = _has_visitor(req)
         fields = visitor_fields(req.headers) if visitor else (None, None)
         country = req.header(COUNTRY_HEADER) if visitor else None
-        if fields is None:  # roles depend on the time: never memoised
-            return _new_resolution(
-                Resolution, self._resolution(ruleset, url, req, now, visitor, country, None)
-            )
-        key = (url, ruleset is not None, visitor, country, fields[0], fields[1])
-        memo = self._resolved
-        fields_of = memo.get(key)
-        if fields_of is None:
-            fields_of = self._resolution(ruleset, url, req, now, visitor, country, fields)
-            if len(memo) >= _RESOLVED_MEMO:
-                memo.clear()  # cheaper than LRU bookkeeping
-            # Kept as a plain tuple: Python's cyclic GC stops scanning a plain tuple of
-            # plain values (most answers have no Match), but never a NamedTuple.
-            memo[key] = fields_of
+        key = None if fields is None else (url, visitor, country, fields[0], fields[1])
+        if key is not None:
+            fields_of = self._resolved.get(key)
+            if fields_of is not None:
+                return _new_resolution(Resolution, fields_of)
+        m, own = (
+            ruleset.match_scoped(url, country, None, None, req.headers, now, fields)
+            if visitor
+            else ruleset.match_scoped(url, None, None, None, None, None, None)  # no native context
+        )
+        # Kept as a plain tuple: Python's cyclic GC stops scanning a plain tuple of
+        # plain values (most answers have no Match), but never a NamedTuple.
+        fields_of = resolution_fields(None, url, self.exists, m, {})
+        if not own:
+            _keep(everyone, url, fields_of)
+        elif key is not None:
+            _keep(self._resolved, key, fields_of)
         return _new_resolution(Resolution, fields_of)
-
-    def _resolution(
-        self,
-        ruleset: RuleSet | None,
-        url: str,
-        req: Request,
-        now: float,
-        visitor: bool,
-        country: str | None,
-        fields: tuple[str | None, str | None] | None,
-    ) -> tuple[str, int, str, Any]:
-        """The fields of ``edgesim.redirects.resolve(ruleset, url, exists=self.exists,
-        **visitor)`` for :meth:`resolve`, without its interpreted calls: the match is
-        made here, positionally and without the rule set's memo (``resolve`` memoises
-        whole answers, and nearly every miss that reaches an origin is a new request)."""
-        m = None
-        if ruleset is not None:
-            if visitor:
-                m = ruleset.match_unmemoised(url, country, None, None, req.headers, now, fields)
-            else:  # as ``match`` without a visitor: no native context
-                m = ruleset.match_unmemoised(url, None, None, None, None, None, None)
-        return resolution_fields(None, url, self.exists, m, {})
 
     def file(self, path: str) -> FileInfo | None:
         """The file at decoded ``path``, or None."""
@@ -642,6 +640,14 @@ def _compile_texts(texts: Mapping[str, str | None], secret: str | None) -> tuple
         return None, []
     rules = RuleSet._from_sources(sources, secret, DEFAULT_ROLE_CLAIM, False, 0, 0)
     return (rules if len(rules) else None), [str(d) for d in rules.diagnostics]
+
+
+def _keep(memo: dict[Any, tuple[Any, ...]], key: Any, fields_of: tuple[Any, ...]) -> None:
+    """Keep a resolution in one of ``Deploy``'s memos, each at most ``_RESOLVED_MEMO``
+    long (then it starts over: cheaper than LRU bookkeeping)."""
+    if len(memo) >= _RESOLVED_MEMO:
+        memo.clear()
+    memo[key] = fields_of
 
 
 def _has_visitor(req: Request) -> bool:

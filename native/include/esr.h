@@ -148,6 +148,10 @@ typedef struct esr_result {
     int32_t rule;      /* matched rule (MATCH) or first denying rule (DENIED); -1 otherwise */
     int32_t denied_by; /* MATCH only: first rule that denied before it, else -1 */
     size_t target_len; /* MATCH: bytes of the target (written or needed) */
+    int context_used;  /* 1 if a rule with Country/Language/Cookie/Role conditions was
+                        * reached (its host, path and query matched) before the outcome
+                        * was decided: the outcome may differ for another context.
+                        * 0: the same URL has this outcome whatever the context. */
 } esr_result;
 
 /* Summary of one compiled rule, all pointers into the ruleset: valid only

@@ -322,7 +322,7 @@ static bool cond_ok(const esr_cond *cd, const char *a, const esr_context *c)
 
 enum { EV_NO = 0, EV_MATCH = 1, EV_DENIED = 2 };
 
-static int evaluate(const esr_ruleset *rs, const esr_rule *r, const req *rq)
+static int evaluate(const esr_ruleset *rs, const esr_rule *r, const req *rq, int *context_used)
 {
     if (r->scheme != ESR_SCHEME_NONE &&
         (r->scheme != rq->scheme || r->host.len != rq->hostn ||
@@ -334,6 +334,7 @@ static int evaluate(const esr_ruleset *rs, const esr_rule *r, const req *rq)
         return EV_NO;
     if (!(r->flags & ESR_F_COND))
         return EV_MATCH;
+    *context_used = 1;
     const char *a = rs->arena.p;
     bool role = true, others = true;
     for (uint32_t i = 0; i < r->nc; i++) {
@@ -527,6 +528,7 @@ static int match_one(const esr_ruleset *rs, const char *url, size_t url_len,
     res->rule = -1;
     res->denied_by = -1;
     res->target_len = 0;
+    res->context_used = 0;
     rawurl u;
     if (parse_url(url, url_len, &u) != ESR_OK)
         return ESR_EINVAL;
@@ -555,7 +557,7 @@ static int match_one(const esr_ruleset *rs, const char *url, size_t url_len,
     long denied = -1, found = -1;
     if (L.overflow) {
         for (size_t r = 0; r < rs->nrules && found < 0; r++) {
-            int ev = evaluate(rs, &rs->rules[r], &rq);
+            int ev = evaluate(rs, &rs->rules[r], &rq, &res->context_used);
             if (ev == EV_MATCH)
                 found = (long)r;
             else if (ev == EV_DENIED && denied < 0)
@@ -564,7 +566,7 @@ static int match_one(const esr_ruleset *rs, const char *url, size_t url_len,
     } else {
         long c;
         while (found < 0 && (c = next_candidate(&L)) >= 0) {
-            int ev = evaluate(rs, &rs->rules[c], &rq);
+            int ev = evaluate(rs, &rs->rules[c], &rq, &res->context_used);
             if (ev == EV_MATCH)
                 found = c;
             else if (ev == EV_DENIED && denied < 0)

@@ -724,6 +724,52 @@ static void test_key_hashes(void)
     CHECK(esr_key_hashes(1, data, lengths, 1, NULL) == ESR_EINVAL, "NULL out");
 }
 
+/* context_used: set when a rule with visitor conditions was reached, else 0. */
+static int used(esr_ruleset *rs, const char *url, const char *ctx)
+{
+    ctxbuf cb;
+    esr_result res;
+    res.context_used = -1;
+    char buf[64];
+    if (esr_ruleset_match(rs, url, strlen(url), mkctx(&cb, ctx), &res, buf, sizeof buf) != ESR_OK)
+        return -2;
+    return res.context_used;
+}
+
+static void test_context_used(void)
+{
+    esr_ruleset *rs = compile("/ /de 302 Country=de\n/a/* /b/:splat 301\n/gated/* /x 200! Role=admin\n"
+                              "/q id=:id /r/:id 301\n/q /s 301 Language=fr\n/* /index.html 200\n");
+    CHECK(used(rs, "/", "de||") == 1, "conditional rule matched");
+    CHECK(used(rs, "/", "us||") == 1, "conditional rule failed, later rule matched");
+    CHECK(used(rs, "/", NULL) == 1, "conditional rule failed without a context");
+    CHECK(used(rs, "/a/x", "de||") == 0, "plain rule before any conditional one");
+    CHECK(used(rs, "/gated/1", NULL) == 1, "role rule denied");
+    CHECK(used(rs, "/q?id=3", "fr||") == 0, "query rule matched first");
+    CHECK(used(rs, "/q", "fr||") == 1, "query rule skipped, language rule reached");
+    CHECK(used(rs, "/zzz", "de|fr|c|r") == 0, "only the catch-all");
+    esr_ruleset_free(rs);
+    rs = compile("/x /y 301\n");
+    CHECK(used(rs, "/nothing", "de||") == 0, "no match at all");
+    esr_ruleset_free(rs);
+    /* the linear scan taken when a path has too many candidate lists */
+    static char text[65536];
+    char url[600];
+    size_t o = 0, u = 0;
+    for (int i = 0; i < 140; i++)
+        o += (size_t)sprintf(text + o, "/%.*s* /t 301%s\n", i * 2, "a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/"
+                             "a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/"
+                             "a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/"
+                             "a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/"
+                             "a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/",
+                             i == 0 ? " Country=de" : "");
+    for (int i = 0; i < 140; i++)
+        u += (size_t)sprintf(url + u, "/a");
+    rs = compile(text);
+    CHECK(used(rs, url, "us||") == 1, "linear scan: conditional rule 0 reached");
+    esr_ruleset_free(rs);
+}
+
 int main(void)
 {
     test_parse_diags();
@@ -735,6 +781,7 @@ int main(void)
     test_diag_order();
     test_catalog_digests();
     test_key_hashes();
+    test_context_used();
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

@@ -174,3 +174,44 @@ def test_large_generated_sets_agree(seed: int) -> None:
     ref = ReferenceRuleSet.parse(text)
     for kw in ({}, {"country": "de", "language": "fr"}):
         assert native.match_many(urls, **kw) == ref.match_many(urls, **kw)
+
+
+_VISITORS: list[dict[str, object]] = [
+    {},
+    {"country": "de", "language": "fr-CA"},
+    {"country": "US", "language": "en", "cookies": {"c1": "1"}},
+    {"cookies": {"c2": "", "nf_jwt": mint_jwt(SECRET, ["admin"], exp=NOW + 10)}},
+    {"language": "en-US", "cookies": {"nf_jwt": mint_jwt(SECRET, ["editor", "x"], exp=NOW + 10)}},
+]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(rule_lines(), min_size=1, max_size=12), st.lists(requests(), min_size=1, max_size=12))
+def test_shared_answers_are_every_visitors(
+    lines: list[str], reqs: list[tuple[str, dict[str, object]]]
+) -> None:
+    # match_scoped's "not the visitor's own" (esr_result.context_used == 0) must mean
+    # that every visitor gets that answer: checked against the reference matcher
+    text = "\n".join(lines) + "\n"
+    native = RuleSet.parse(text, jwt_secret=SECRET)
+    ref = ReferenceRuleSet.parse(text, jwt_secret=SECRET)
+    conditional = any(r.has_conditions for r in native.rules)
+    for url, kw in reqs:
+        try:
+            m, own = native.match_scoped(
+                url,
+                kw.get("country"),
+                kw.get("language"),
+                kw.get("cookies"),
+                None,
+                NOW,  # type: ignore[arg-type]
+            )
+        except ValueError:
+            continue
+        assert _outcome(native, url, kw) == (
+            None if m is None else (m.status, m.to, m.force, m.denied, m.rule, m.after_denial, m.location)
+        )
+        if not conditional:
+            assert not own  # nothing to reach
+        if not own:
+            assert {_outcome(ref, url, v) for v in _VISITORS} == {_outcome(ref, url, kw)}, url

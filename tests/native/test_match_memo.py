@@ -87,3 +87,92 @@ def test_an_edge_node_takes_the_reference_matcher_too() -> None:
         assert step.response.header("location") == "/b"
         assert len(rules.memo) == 1
     assert node.stats.redirects == 2
+
+
+SCOPED_RULES = (
+    "/ /de/ 302 Country=de\n"
+    "/a/* /b/:splat 301\n"
+    "/q id=:id /r/:id 301\n"
+    "/q /fr/q 302 Language=fr\n"
+    "/c/* /legacy/:splat 200 Cookie=legacy\n"
+    "/gated/* /gated/:splat 200! Role=admin\n"
+    "/x/:n /y/:n 302\n"
+    "/* /index.html 200\n"
+)
+URLS = ["/", "/a/1", "/a/", "/q?id=3", "/q", "/c/x", "/gated/p", "/x/2", "/zzz", "https://h.test/a/9"]
+VISITORS: list[tuple[str | None, list[tuple[str, str]]]] = [
+    (None, []),
+    ("de", []),
+    ("us", [("accept-language", "fr")]),
+    (None, [("cookie", "legacy=1")]),
+    ("de", [("cookie", "legacy=1"), ("accept-language", "fr-CA")]),
+]
+
+
+def test_match_scoped_says_which_answers_every_visitor_shares() -> None:
+    rs = RuleSet.parse(SCOPED_RULES)
+    own = {}
+    for url in URLS:
+        answers = {rs.match_unmemoised(url, c, None, None, h, NOW) for c, h in VISITORS}
+        for c, h in VISITORS:
+            m, mine = rs.match_scoped(url, c, None, None, h, NOW)
+            assert m == rs.match_unmemoised(url, c, None, None, h, NOW)
+            own[url] = mine
+            if not mine:  # a shared answer is every visitor's answer
+                assert answers == {m}, url
+    # reached a rule with visitor conditions: "/" (Country), "/q" (Language, after the
+    # query rule failed), "/c/x" (Cookie), "/gated/p" (Role); the others did not
+    assert {u for u, mine in own.items() if mine} == {"/", "/q", "/c/x", "/gated/p"}
+
+
+def test_shared_answers_are_kept_once_for_every_visitor() -> None:
+    rs = RuleSet.parse(SCOPED_RULES)
+    for c, h in VISITORS:
+        assert rs.match("/a/1", headers=h, country=c, now=NOW).location == "/b/1"  # type: ignore[union-attr]
+    assert len(rs.memo) == 1 and rs.memo.shared("/a/1").location == "/b/1"
+    # even a token's request reads it: no role decides this URL
+    tok = mint_jwt(SECRET, ["admin"], exp=NOW + 60)
+    assert rs.memo.lookup("/a/1", None, None, [("cookie", f"nf_jwt={tok}")]).location == "/b/1"
+    for c, h in VISITORS:  # per-visitor answers stay per visitor
+        rs.match("/", headers=h, country=c, now=NOW)
+    assert rs.memo.shared("/") is MISSING
+    assert len(rs.memo) == 1 + len(
+        {(c, dict(h).get("cookie"), dict(h).get("accept-language")) for c, h in VISITORS}
+    )
+    assert rs.memo.lookup("/", "de", None, []).location == "/de/"  # type: ignore[union-attr]
+    assert rs.memo.lookup("/", "us", None, []) is MISSING  # never asked with that visitor
+    rs.close()
+    assert len(rs.memo) == 0
+
+
+def test_the_reference_matcher_shares_nothing() -> None:
+    from edgesim.redirects import ReferenceRuleSet
+
+    ref = ReferenceRuleSet.parse(SCOPED_RULES)
+    assert ref.match_scoped("/a/1", None, None, None, [], NOW) == (
+        RuleSet.parse(SCOPED_RULES).match("/a/1"),
+        True,
+    )
+
+
+def test_an_edge_node_shares_answers_no_visitor_decided() -> None:
+    from edgesim.cache import HttpCache, MemoryStore
+    from edgesim.http import Request
+    from edgesim.node import EdgeConfig, EdgeNode, Reply
+
+    rules = RuleSet.parse(SCOPED_RULES)
+    node = EdgeNode(
+        HttpCache(MemoryStore(10**6)), EdgeConfig(name="e", manifests=False, rules={"h.test": rules})
+    )
+    for country, headers in VISITORS:
+        hs = [("host", "h.test"), ("x-country", country or "zz"), *headers]
+        step = node.handle(Request("GET", "/x/7", hs), NOW)
+        assert isinstance(step, Reply) and step.response.header("location") == "/y/7"
+        step = node.handle(Request("GET", "/", hs), NOW)
+        if country == "de":
+            assert isinstance(step, Reply) and step.response.header("location") == "/de/"
+        else:  # rewritten to /index.html: fetched
+            assert not isinstance(step, Reply)
+    assert rules.memo.shared("https://h.test/x/7").location == "/y/7"
+    assert rules.memo.shared("https://h.test/") is MISSING
+    assert node.stats.redirects == len(VISITORS) + 2

@@ -254,6 +254,39 @@ def test_memoised_answers_stay_per_visitor_and_never_outlive_a_token(tmp_path: P
     assert core.handle(req, NOW + 120).status == 404  # expired: denied, not the memo's 200
 
 
+def test_answers_no_condition_decided_are_resolved_once_for_every_visitor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Deploy.resolve keeps by URL alone what no rule condition decided
+    # (RuleSet.match_scoped): later visitors, tokens included, reuse it
+    from edgesim.redirects import RuleSet
+
+    write_site(
+        tmp_path,
+        "m.test",
+        {"index.html": "home", "fr/index.html": "fr", "new.html": "new"},
+        _redirects="/old /new 301\n/ /fr/ 302! Language=fr\n",
+        **{"_edgesim.toml": '[rules]\njwt_secret = "s3cret"\n'},
+    )
+    core = OriginCore.from_directory(tmp_path, now=NOW)
+    calls: list[str] = []
+    scoped = RuleSet.match_scoped
+
+    def counted(self: RuleSet, url: str, *args: object) -> object:
+        calls.append(url)
+        return scoped(self, url, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(RuleSet, "match_scoped", counted)
+    token = ("cookie", "nf_jwt=" + mint_jwt("s3cret", ["staff"], exp=NOW + 60))
+    visitors = [[], [("accept-language", "fr")], [("x-country", "AU")], [token], [("cookie", "a=1")]]
+    for headers in visitors:
+        assert get(core, "/old", "m.test", headers=headers).header("location") == "/new"
+        home = get(core, "/", "m.test", headers=headers)
+        assert home.header("location") == ("/fr/" if ("accept-language", "fr") in headers else None)
+    assert calls.count("https://m.test/old") == 1
+    assert calls.count("https://m.test/") == len(visitors)  # each visitor's own answer
+
+
 def test_proxy_targets_are_not_fetched(core: OriginCore) -> None:
     r = get(core, "/api/v1/items")
     assert r.status == 502
