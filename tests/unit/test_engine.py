@@ -522,3 +522,58 @@ def test_a_region_with_no_failover_path_fails_its_requests() -> None:
     assert r["totals"]["failovers"] == r["regions"]["r0"]["clients_failed_over"] == 0
     assert r["regions"]["r0"]["failed"] > 300
     assert r["regions"]["r0"]["clients_failed"] == r["regions"]["r0"]["failed"] == r["totals"]["failed"]
+
+
+# ---- the event queue ------------------------------------------------------------------
+
+_STEPS = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("push"),
+            st.sampled_from(
+                [0.0, 0.0, 1e-7, 0.0004, 0.003, 0.5, 3.0, 90.0, 1e5, float("inf"), -0.0004, -2.0]
+            ),
+        ),
+        st.just(("pop", 0.0)),
+    ),
+    max_size=300,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_STEPS, st.sampled_from([1e-6, 1e-4, 0.001, 0.25]), st.sampled_from([1, 2, 8, 4096]))
+def test_the_calendar_pops_in_the_order_a_heap_would(
+    steps: list[tuple[str, float]], width: float, slots: int
+) -> None:
+    # ties in time broken by seq: the same sequence as heapq's, whatever the bucket
+    # width, ring size, jumps far ahead, events at +inf, or (never in the engine)
+    # events before the last one popped
+    from heapq import heappop, heappush
+
+    from edgesim.engine import _Calendar, _Event
+
+    cal = _Calendar(width, slots)
+    heap: list[tuple[float, int]] = []
+    now = 0.0
+    seq = 0
+    for op, dt in steps:
+        if op == "push":
+            seq += 1
+            heappush(heap, (now + dt, seq))
+            cal.push(_Event(now + dt, seq, 0, None))
+        elif heap:
+            t, want = heappop(heap)
+            first = cal.first()
+            assert first is not None and (first.t, first.seq) == (t, want)
+            e = cal.pop()
+            assert (e.t, e.seq) == (t, want)
+            if t != float("inf"):
+                now = t
+        else:
+            assert cal.first() is None
+        assert len(cal) == len(heap)
+    while heap:
+        t, want = heappop(heap)
+        e = cal.pop()
+        assert (e.t, e.seq) == (t, want)
+    assert cal.first() is None and len(cal) == 0
