@@ -101,6 +101,7 @@ _GUIDE_MAX_BITS: Final = 16
 _BATCH: Final = 4096
 # Virtual nodes per node on a consistent-hash ring (spreads keys evenly over few nodes).
 _VNODES: Final = 160
+_OWNER_MEMO: Final = 1 << 16  # ring owners kept per site or region (_send_up, _choose)
 # Callbacks to ``progress`` happen every this many arrivals.
 _PROGRESS_EVERY: Final = 1 << 16
 
@@ -1257,6 +1258,8 @@ class _Engine:
         self.shared_rules: dict[str, Any] = {}
         self.region_nodes: list[list[_Node]] = []
         self.alive: list[list[_Node]] = []
+        # per region, the consistent-hash owner of each URL (_choose), for these nodes
+        self.hash_owners: list[dict[str, _Node]] = []
         self.rings: list[tuple[list[int], list[_Node]]] = []
         self.client_links: list[_Link] = []
         spikes = {sp.link: [] for sp in topo.faults.spikes}  # type: dict[str, list[tuple[float, float, float]]]
@@ -1298,9 +1301,11 @@ class _Engine:
                 group.append(n)
             self.region_nodes.append(group)
             self.alive.append(list(group))
+            self.hash_owners.append({})
             self.rings.append(_ring(group))
         self.shield_nodes: list[_Node] = []
         self.shield_ring: tuple[list[int], list[_Node]] | None = None
+        self.shield_owners: dict[str, dict[str, _Node]] = {}  # ring_owner's answers
         sh = topo.shield
         if sh is not None:
             sregion = next((i for i, r in enumerate(topo.regions) if r.name == sh.region), 0)
@@ -1735,18 +1740,28 @@ class _Engine:
 
     def _detected(self, node: _Node, epoch: int, t: float) -> None:
         if node.epoch == epoch and not node.up:
-            alive = self.alive[node.region]
-            if node in alive:
-                alive.remove(node)
+            self.node_down(node)
+
+    def node_down(self, node: _Node) -> None:
+        """The balancers stop choosing ``node`` (its health check failed)."""
+        alive = self.alive[node.region]
+        if node in alive:
+            alive.remove(node)
+            self.hash_owners[node.region].clear()
+
+    def node_up(self, node: _Node) -> None:
+        """The balancers choose ``node`` again (it restarted)."""
+        alive = self.alive[node.region]
+        if node not in alive:
+            alive.append(node)
+            alive.sort(key=lambda n: n.index)
+            self.hash_owners[node.region].clear()
 
     def _restart(self, node: _Node, epoch: int, t: float) -> None:
         if node.epoch != epoch:
             return
         node.up = True
-        alive = self.alive[node.region]
-        if node not in alive:
-            alive.append(node)
-            alive.sort(key=lambda n: n.index)
+        self.node_up(node)
         self.events.append({"at": t, "kind": "node_restart", "node": node.name})
 
     def _deploy(self, dep: Deploy, t: float) -> None:
@@ -1807,6 +1822,12 @@ class _Engine:
                     best = n
             return best
         if kind == "consistent-hash":
+            # kept by URL while the region's live nodes stay the same (see _detected)
+            kept = self.hash_owners[ri]
+            if exclude is None:
+                owner = kept.get(url)
+                if owner is not None:
+                    return owner
             points, owners = self.rings[ri]
             h = zlib.crc32(url.encode())
             i = bisect_right(points, h)
@@ -1814,6 +1835,10 @@ class _Engine:
             for k in range(npts):
                 n = owners[(i + k) % npts]
                 if n in alive:
+                    if exclude is None:
+                        if len(kept) >= _OWNER_MEMO:
+                            kept.clear()
+                        kept[url] = n
                     return n
             return None
         return alive[int(self.u_balance() * len(alive))]
@@ -1944,7 +1969,18 @@ class _Engine:
                 up.stratum = self.sites[si].strata.get(fetch.client.target, _NO_STRATUM)
             self.f_strat.append(up.stratum)
         if not node.shield and self.shield_ring is not None:
-            target = ring_owner(self.shield_ring, fetch.site, fetch.request.target)
+            # the ring never changes: owners are kept by site and target (misses of one
+            # URL at many edges), at most _OWNER_MEMO per site, then started over
+            owners = self.shield_owners.get(fetch.site)
+            if owners is None:
+                owners = self.shield_owners[fetch.site] = {}
+            path = fetch.request.target
+            target = owners.get(path)
+            if target is None:
+                target = ring_owner(self.shield_ring, fetch.site, path)
+                if len(owners) >= _OWNER_MEMO:
+                    owners.clear()
+                owners[path] = target
             up.to_shield = True
             sj = _Job(-1, t, target.region, si, fetch.request, up)
             sj.node = target
@@ -2128,7 +2164,6 @@ class _Engine:
         client_links = self.client_links
         alive = self.alive
         random_balanced = [b == "random" for b in self.balancers]
-        choose = self._choose
         step_fn = self._step
         busy_fn = self._busy
         rec = self.rec
@@ -2278,7 +2313,7 @@ class _Engine:
             if random_balanced[ri] and group:
                 dest = group[int(u5 * len(group))] if len(group) > 1 else group[0]
             else:
-                dest = choose(ri, url, None)
+                dest = self._choose(ri, url, None)
                 if dest is None:
                     dest = self._failover(job, None)
                     job.t_sent = t + job.extra

@@ -98,6 +98,10 @@ def replace(headers: Headers, name: str, value: str | None) -> Headers:
     return out
 
 
+# Request.host's parses, by Host value
+_HOSTS: dict[str, str] = {}
+
+
 class Request:
     """One HTTP request.
 
@@ -163,11 +167,17 @@ class Request:
         if h is self._host_of:
             return self._host
         self._host_of = h
-        if h.startswith("["):
-            end = h.find("]")
-            host = h[: end + 1].lower() if end > 0 else h.lower()
-        else:
-            host = h.rsplit(":", 1)[0].rstrip(".").lower() if ":" in h else h.rstrip(".").lower()
+        # clients send few Host values, over and over: each is parsed once
+        host = _HOSTS.get(h)
+        if host is None:
+            if h.startswith("["):
+                end = h.find("]")
+                host = h[: end + 1].lower() if end > 0 else h.lower()
+            else:
+                host = h.rsplit(":", 1)[0].rstrip(".").lower() if ":" in h else h.rstrip(".").lower()
+            if len(_HOSTS) >= 4096:
+                _HOSTS.clear()
+            _HOSTS[h] = host
         self._host = host
         return host
 

@@ -327,20 +327,17 @@ class _Run:
                 "restart": crash.at + crash.down_for,
             }
         )
-        alive = eng.alive[n.region]
         steps = sorted([(self.topo.faults.health_check_delay, 0), (crash.down_for, 1)])
         for after, what in steps:
             await trio.sleep_until(t0 + crash.at + after)
             if gate.epoch != epoch:  # crashed again meanwhile: that crash decides
                 return
             if what == 0:
-                if gate.life is None and n in alive:
-                    alive.remove(n)
+                if gate.life is None:
+                    eng.node_down(n)
             else:
                 await nursery.start(gate.live, self.cores[n.index])
-                if n not in alive:
-                    alive.append(n)
-                    alive.sort(key=lambda m: m.index)
+                eng.node_up(n)
                 self.events.append({"at": crash.at + crash.down_for, "kind": "node_restart", "node": n.name})
 
     def _deploy(self, dep: Any, core: Any, now: float, nursery: Any) -> None:
