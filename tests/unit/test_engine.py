@@ -138,6 +138,28 @@ def test_consistent_hash_puts_each_url_on_one_node() -> None:
     assert len({v for v in seen.values()}) == 3
 
 
+def test_consistent_hash_owners_follow_the_live_nodes() -> None:
+    # _choose keeps each URL's owner while the region's live nodes stay the same
+    eng = _Engine(topo(nodes=3, regions=1, balancer="consistent-hash", duration=1.0), 7, None)
+    urls = [f"https://shop.test/page-{i}.html" for i in range(300)]
+    first = {u: eng._choose(0, u, None) for u in urls}
+    assert {u: eng._choose(0, u, None) for u in urls} == first
+    down = first[urls[0]]
+    assert down is not None
+    eng.node_down(down)
+    after = {u: eng._choose(0, u, None) for u in urls}
+    assert down not in after.values()
+    # only the dead node's URLs move (and each to one node)
+    assert all(after[u] is first[u] for u in urls if first[u] is not down)
+    assert eng._choose(0, urls[0], None) is after[urls[0]]
+    eng.node_up(down)
+    assert {u: eng._choose(0, u, None) for u in urls} == first
+    # excluding a node (a retry elsewhere) neither reads nor changes the kept owners
+    other = eng._choose(0, urls[0], down)
+    assert other is not None and other is not down
+    assert eng._choose(0, urls[0], None) is down
+
+
 def test_warmup_excluded_from_steady_figures() -> None:
     r = simulate(topo(duration=10.0, warmup=5.0)).to_dict(deterministic=True)
     assert r["totals"]["requests"] == r["meta"]["steady_requests"]
