@@ -2164,8 +2164,6 @@ class _Engine:
         client_links = self.client_links
         alive = self.alive
         random_balanced = [b == "random" for b in self.balancers]
-        step_fn = self._step
-        busy_fn = self._busy
         rec = self.rec
         outcome_code = _OUTCOME
         sampled = self.sampled
@@ -2208,7 +2206,7 @@ class _Engine:
                     else:  # calibrated (edgesim._costs): the worker stays busy for the outcome's rest
                         step, extra = node.costs.decide(node.core, job.req, job.site, epoch0 + t)
                         if extra > 0:
-                            node.busy_steady += busy_fn(t, extra)
+                            node.busy_steady += self._busy(t, extra)
                             job.step = step
                             self.push(t + extra, _SERVICE_DONE, job)
                             continue
@@ -2218,7 +2216,7 @@ class _Engine:
                         nxt.queued += t - nxt.t_in
                         sb = node.service.buf
                         s = sb.pop() if sb else node.service()
-                        node.busy_steady += s if warmup <= t and t + s <= end else busy_fn(t, s)
+                        node.busy_steady += s if warmup <= t and t + s <= end else self._busy(t, s)
                         self.push(t + s, _SERVICE_DONE, nxt)
                     else:
                         node.busy -= 1
@@ -2246,7 +2244,7 @@ class _Engine:
                         if sampled:
                             a_strat(job.stratum)
                     else:
-                        step_fn(job, node, step, t)
+                        self._step(job, node, step, t)
                 elif kind == _NODE_ARRIVE:
                     job = payload
                     node = cast(_Node, job.node)
@@ -2261,7 +2259,7 @@ class _Engine:
                         node.busy += 1
                         sb = node.service.buf
                         s = sb.pop() if sb else node.service()
-                        node.busy_steady += s if warmup <= t and t + s <= end else busy_fn(t, s)
+                        node.busy_steady += s if warmup <= t and t + s <= end else self._busy(t, s)
                         self.push(t + s, _SERVICE_DONE, job)
                     else:
                         q = node.queue
