@@ -608,16 +608,64 @@ def _directives_idx(idx: dict[str, list[str]], policy: CachePolicy) -> tuple[Dir
     return (parse_cache_control(cc) if cc else _EMPTY), False
 
 
+def _directives_of(
+    cc: str | None, targeted_fields: dict[str, str] | None, policy: CachePolicy
+) -> tuple[Directives, bool]:
+    """``_directives`` from the Cache-Control lines (joined) and the targeted fields'
+    lines (joined, by name; None when the response has none)."""
+    if targeted_fields is not None:
+        for name in policy.targeted_fields:
+            v = targeted_fields.get(name)
+            if v is not None:
+                d = parse_targeted_cache_control(v)
+                if d is not None:
+                    return d, True
+    if not cc:
+        return _EMPTY, False
+    return _cache_control(cc), False
+
+
+# Memos of ``parse_cache_control`` and ``parse_http_date`` for ``store``: compiled, a
+# dict lookup costs a quarter of a call through ``lru_cache`` (a generic call that
+# hashes an argument tuple). Both functions are pure, so the answers are the same; each
+# memo is emptied when it reaches the ``lru_cache`` bound.
+_MEMO_MAX: Final = 4096
+_CC_MEMO: Final[dict[str, Directives]] = {}
+_DATE_MEMO: Final[dict[str, float | None]] = {}
+
+
+def _cache_control(value: str) -> Directives:
+    """``parse_cache_control``, through ``_CC_MEMO``."""
+    d = _CC_MEMO.get(value)
+    if d is None:
+        d = parse_cache_control(value)
+        if len(_CC_MEMO) >= _MEMO_MAX:
+            _CC_MEMO.clear()
+        _CC_MEMO[value] = d
+    return d
+
+
+def _http_date(value: str) -> float | None:
+    """``parse_http_date``, through ``_DATE_MEMO``."""
+    t = _DATE_MEMO.get(value)
+    if t is None and value not in _DATE_MEMO:  # (an invalid date is memoised as None)
+        t = parse_http_date(value)
+        if len(_DATE_MEMO) >= _MEMO_MAX:
+            _DATE_MEMO.clear()
+        _DATE_MEMO[value] = t
+    return t
+
+
 def is_storable(req: Request, resp: Response, policy: CachePolicy | None = None) -> bool:
     """Whether a shared cache may store ``resp`` to ``req`` (RFC 9111 §3)."""
     p = policy or _DEFAULT_POLICY
     idx = _index(resp.headers, _indexed(p))
     d, targeted = _directives_idx(idx, p)
-    return _storable(req, resp.status, idx, d, targeted, _vary_names_idx(idx) is None)
+    return _storable(req, resp.status, "expires" in idx, d, targeted, _vary_names_idx(idx) is None)
 
 
 def _storable(
-    req: Request, status: int, idx: dict[str, list[str]], d: Directives, targeted: bool, vary_star: bool
+    req: Request, status: int, has_expires: bool, d: Directives, targeted: bool, vary_star: bool
 ) -> bool:
     if req.method != "GET":  # choice: HEAD responses never create entries
         return False
@@ -650,7 +698,7 @@ def _storable(
         d.public
         or d.max_age is not None
         or d.s_maxage is not None
-        or (not targeted and "expires" in idx)
+        or (not targeted and has_expires)
         or status in HEURISTIC_STATUSES
     )
 
@@ -686,10 +734,10 @@ def _lifetime(
     if d.max_age is not None:
         return float(d.max_age)
     if not targeted and expires is not None:
-        t = parse_http_date(expires)
+        t = _http_date(expires)
         return max(0.0, t - date_value) if t is not None else 0.0
     if (status in HEURISTIC_STATUSES or d.public) and last_modified is not None:
-        t = parse_http_date(last_modified)
+        t = _http_date(last_modified)
         if t is not None and t < date_value:
             return min((date_value - t) * policy.heuristic_fraction, policy.heuristic_max)
     return 0.0
@@ -756,13 +804,13 @@ def _build_entry(
     ``received_date``/``received_age`` are the Date and Age of the message just
     received (they give the initial age)."""
     d, targeted = directives
-    t = parse_http_date(date) if date is not None else None
+    t = _http_date(date) if date is not None else None
     date_value = response_time if t is None else t  # RFC 9110 §6.6.1: no Date -> receipt time
     # §4.2.3 age calculation.
     if received_date == date:
         received_value = date_value
     else:
-        t = parse_http_date(received_date) if received_date is not None else None
+        t = _http_date(received_date) if received_date is not None else None
         received_value = response_time if t is None else t
     apparent_age = max(0.0, response_time - received_value)
     # (no Age, the common case, skips the memoised call)
@@ -1055,6 +1103,7 @@ class HttpCache:
         "_revalidations",
         "_stale_hits",
         "_stores",
+        "_targeted_indexed",
     )
 
     def __init__(
@@ -1064,6 +1113,9 @@ class HttpCache:
         self._disk = disk
         self._policy = policy or _DEFAULT_POLICY
         self._indexed = _indexed(self._policy)
+        # targeted fields that ``store`` also reads as themselves (none for any sensible
+        # policy, which names CDN-Cache-Control and the like)
+        self._targeted_indexed = _INDEXED & frozenset(self._policy.targeted_fields)
         self._lookups = 0
         self._fresh_hits = 0
         self._stale_hits = 0
@@ -1166,35 +1218,92 @@ class HttpCache:
         replaces any stored variant that ``req`` selects (§4.1).
         """
         p = self._policy
-        headers = resp.headers
-        # §3.1: the stored headers (without hop-by-hop fields and Age; Connection-listed
-        # fields are dropped below), gathered in the index pass.
-        stored: Headers = []
-        idx = _index(headers, self._indexed, stored)
-        dt = _directives_idx(idx, p)
+        # One pass over the response's lines reads the fields ``store`` needs into locals
+        # and gathers the stored lines (§3.1: without hop-by-hop fields and Age;
+        # Connection-listed fields are dropped below). Not an ``_index`` dict: compiled,
+        # locals cost nothing, where the dict built a list and an insertion per field
+        # (about a third of ``store``). List fields' lines are joined with ", " as
+        # ``_index``'s readers join them; of Date, Expires, Last-Modified, ETag and Age
+        # the first line counts.
+        lines: list[Any] = resp.headers
+        stored: list[Any] = []
+        wanted = self._indexed
+        also_targeted = self._targeted_indexed
+        cc: str | None = None
+        vary_v: str | None = None
+        conn: str | None = None
+        date: str | None = None
+        expires: str | None = None
+        lm: str | None = None
+        etag: str | None = None
+        age: str | None = None
+        tfields: dict[str, str] | None = None  # targeted fields (RFC 9213), rare
+        for item in lines:
+            # (a boxed variable-length tuple: compiled, ``h[0]`` is a tuple item read, and
+            # ``stored`` keeps the response's own tuple; typed ``tuple[str, str]`` the
+            # line would be unpacked into a C struct and boxed again for the append)
+            h: tuple[str, ...] = item
+            k = h[0]
+            if k in wanted:
+                v = h[1]
+                if k == "cache-control":
+                    cc = v if cc is None else cc + ", " + v
+                    stored.append(h)
+                elif k == "date":
+                    if date is None:
+                        date = v
+                    stored.append(h)
+                elif k == "etag":
+                    if etag is None:
+                        etag = v
+                    stored.append(h)
+                elif k == "last-modified":
+                    if lm is None:
+                        lm = v
+                    stored.append(h)
+                elif k == "expires":
+                    if expires is None:
+                        expires = v
+                    stored.append(h)
+                elif k == "age":  # not stored
+                    if age is None:
+                        age = v
+                elif k == "vary":
+                    vary_v = v if vary_v is None else vary_v + ", " + v
+                    stored.append(h)
+                elif k == "connection":  # not stored
+                    conn = v if conn is None else conn + ", " + v
+                else:  # a targeted field
+                    if tfields is None:
+                        tfields = {k: v}
+                    else:
+                        prev = tfields.get(k)
+                        tfields[k] = v if prev is None else prev + ", " + v
+                    if k not in NOT_STORED:
+                        stored.append(h)
+                if also_targeted and k in also_targeted:  # a policy naming Date etc. targeted
+                    if tfields is None:
+                        tfields = {k: v}
+                    else:
+                        prev = tfields.get(k)
+                        tfields[k] = v if prev is None else prev + ", " + v
+            elif k not in NOT_STORED:
+                stored.append(h)
+        dt = _directives_of(cc, tfields, p)
         d, targeted = dt
-        vary = _vary_names_idx(idx)
-        if not _storable(req, resp.status, idx, d, targeted, vary is None):
+        vary = _vary_names_of(vary_v)
+        if not _storable(req, resp.status, expires is not None, d, targeted, vary is None):
             self._not_stored += 1
             if d.no_store or d.private:
                 self._remove_variant(key, req.headers)
             return None
         named: frozenset[str] = NOT_STORED
-        conn = idx.get("connection")
         if conn is not None:
-            for v in conn:
-                named = named | {t.strip().lower() for t in v.split(",")}
+            named = named | {t.strip().lower() for t in conn.split(",")}
             stored = [h for h in stored if h[0] not in named]
         names = vary or ()
         rh = req.headers
         values = tuple([_vary_value(rh, n) for n in names]) if names else ()
-        # (idx.get each time, not a bound ``get``: compiled, that is a dict lookup, not
-        # a generic call)
-        date = idx.get("date")
-        expires = idx.get("expires")
-        lm = idx.get("last-modified")
-        etag = idx.get("etag")
-        age = idx.get("age")
         entry = _build_entry(
             resp.status,
             stored,
@@ -1207,12 +1316,12 @@ class HttpCache:
             tag,
             p,
             dt,
-            None if date is None or "date" in named else date[0],
-            None if expires is None or "expires" in named else expires[0],
-            None if lm is None or "last-modified" in named else lm[0],
-            None if etag is None or "etag" in named else etag[0],
-            None if date is None else date[0],
-            None if age is None else age[0],
+            None if date is None or "date" in named else date,
+            None if expires is None or "expires" in named else expires,
+            None if lm is None or "last-modified" in named else lm,
+            None if etag is None or "etag" in named else etag,
+            date,
+            age,
         )
         if self._put_variant(key, rh, entry):
             self._stores += 1

@@ -488,6 +488,37 @@ def test_targeted_fields_are_configurable() -> None:
     assert state_at(c, T0 + 50) == FRESH
 
 
+def test_store_joins_repeated_field_lines() -> None:
+    """``store``'s single pass over the response: list fields' lines are joined (a
+    targeted field's too), Connection lines add up, and of Date the first line counts."""
+    c = cache()
+    hs = [
+        ("cdn-cache-control", "max-age=100"),
+        ("connection", "a"),
+        ("cdn-cache-control", "s-maxage=10"),
+        ("connection", "b"),
+        ("a", "1"),
+        ("b", "2"),
+        ("c", "3"),
+        ("date", date(T0 - 5)),
+        ("date", date(T0 - 1000)),
+    ]
+    e = c.store(KEY, get(), resp(hs), T0, T0)
+    assert e is not None and e.lifetime == 10.0 and e.initial_age == 5.0
+    assert [k for k, _ in e.headers] == ["cdn-cache-control", "cdn-cache-control", "c", "date", "date"]
+
+
+def test_a_targeted_field_may_be_one_store_reads() -> None:
+    # an odd policy: Cache-Control itself as the targeted field (RFC 9213 syntax)
+    c = cache(targeted_fields=("cache-control",))
+    hs = [("cache-control", "max-age=100"), ("cache-control", "s-maxage=20"), ("expires", date(T0 + 5000))]
+    e = c.store(KEY, get(), resp(hs), T0, T0)
+    assert e is not None and e.lifetime == 20.0 and e.no_stale
+    # not a valid structured field: then Cache-Control applies as such (an invalid max-age)
+    e = c.store(KEY, get(), resp([("cache-control", "max-age=1.5x"), ("expires", date(T0 + 50))]), T0, T0)
+    assert e is not None and e.lifetime == 0.0
+
+
 # --- Vary (§4.1) ------------------------------------------------------------------------------------
 
 VARY_FOO = [("cache-control", "max-age=5000"), ("vary", "Foo")]
