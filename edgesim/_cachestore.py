@@ -215,23 +215,24 @@ class _BoundedIndex:
     """Byte accounting, eviction order and tag index shared by all stores.
 
     Per key it keeps a value (the variants of a memory store, None for the disk store),
-    the bytes charged and the tag, in flat dicts rather than a record object per key: a
-    simulated cache holds hundreds of thousands of keys, and every container object
+    and the bytes charged and the tag, in flat dicts rather than a record object per key:
+    a simulated cache holds hundreds of thousands of keys, and every container object
     kept alive that long is one more for each full pass of Python's cyclic garbage
-    collector.
+    collector. (The ``(bytes, tag)`` pair is a tuple of an int and a str, which the
+    collector stops tracking at its first pass; one dict of pairs costs one insertion
+    per put where a dict of bytes and a dict of tags cost two.)
 
     Subclasses override ``_dropped(key)`` to release whatever else backs an evicted key.
     """
 
     __slots__ = (
         "_capacity",
+        "_charges",
         "_corrupt",
         "_evictions",
         "_lru",
         "_max_object",
         "_rejected",
-        "_sizes",
-        "_tag_of",
         "_tags",
         "_used",
         "_values",
@@ -249,10 +250,9 @@ class _BoundedIndex:
             capacity_bytes if max_object_bytes is None else min(max_object_bytes, capacity_bytes)
         )
         self._lru = eviction == "lru"
-        # key -> value, in eviction order (oldest first); bytes and tags by key beside it
+        # key -> value, in eviction order (oldest first); key -> (bytes, tag) beside it
         self._values: OrderedDict[str, _Value] = OrderedDict()
-        self._sizes: dict[str, int] = {}
-        self._tag_of: dict[str, str] = {}
+        self._charges: dict[str, tuple[int, str]] = {}
         self._tags: dict[str, set[str]] = {}
         self._used = 0
         self._evictions = 0
@@ -284,30 +284,29 @@ class _BoundedIndex:
         """Account ``value`` (``nbytes``, ``tag``) under ``key``; evict others until
         within capacity."""
         values = self._values
-        sizes = self._sizes
+        charges = self._charges
         # one get, then del only for a key present (a new key, nearly every put, costs no
         # dict.pop, which compiles to a generic method call)
-        old = sizes.get(key)
+        old = charges.get(key)
         if old is not None:
-            if old == nbytes and nbytes <= self._max_object and self._tag_of.get(key, "") == tag:
+            if old[0] == nbytes and nbytes <= self._max_object and old[1] == tag:
                 # the same charge and tag again (a revalidated entry): what taking the old
                 # value out and admitting the new one leaves, without the bookkeeping
                 values[key] = value
                 values.move_to_end(key)
                 return True
-            del sizes[key]
+            del charges[key]
             del values[key]
-            self._forget(key, old)
+            self._forget(key, old[0], old[1])
         if nbytes > self._max_object:
             self._rejected += 1
             if old is not None:
                 self._dropped(key)
             return False
         values[key] = value
-        sizes[key] = nbytes
+        charges[key] = (nbytes, tag)
         self._used += nbytes
         if tag:
-            self._tag_of[key] = tag
             keys = self._tags.get(tag)
             if keys is None:  # not setdefault: that builds a set on every put
                 self._tags[tag] = {key}
@@ -316,17 +315,17 @@ class _BoundedIndex:
         # The new key sits at the end, and nbytes <= capacity, so it is never the victim.
         while self._used > self._capacity:
             victim = values.popitem(last=False)[0]
-            self._forget(victim, self._sizes.pop(victim))
+            vbytes, vtag = charges.pop(victim)
+            self._forget(victim, vbytes, vtag)
             self._dropped(victim)
             self._evictions += 1
         return True
 
-    def _forget(self, key: str, nbytes: int) -> None:
+    def _forget(self, key: str, nbytes: int, tag: str) -> None:
         """Release the bytes and the tag of ``key`` (already out of ``_values`` and
-        ``_sizes``)."""
+        ``_charges``)."""
         self._used -= nbytes
-        tag = self._tag_of.pop(key, None)
-        if tag is not None:
+        if tag:
             keys = self._tags.get(tag)
             if keys is not None:
                 keys.discard(key)
@@ -334,11 +333,11 @@ class _BoundedIndex:
                     del self._tags[tag]
 
     def delete(self, key: str) -> bool:
-        nbytes = self._sizes.pop(key, None)
-        if nbytes is None:
+        charge = self._charges.pop(key, None)
+        if charge is None:
             return False
         del self._values[key]
-        self._forget(key, nbytes)
+        self._forget(key, charge[0], charge[1])
         self._dropped(key)
         return True
 
@@ -350,8 +349,7 @@ class _BoundedIndex:
 
     def _clear_index(self) -> None:
         self._values.clear()
-        self._sizes.clear()
-        self._tag_of.clear()
+        self._charges.clear()
         self._tags.clear()
         self._used = 0
 
