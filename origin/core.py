@@ -105,6 +105,9 @@ _RECENT_FILES: Final = 16384
 _RESOLVED_MEMO: Final = 65536
 # Builds a Resolution from its fields without NamedTuple.__new__'s Python frame.
 _new_resolution = tuple.__new__
+# What Deploy's memo of shared answers holds for a URL whose answer depends on the
+# visitor (built at run time: a distinct object, compared by identity).
+_BY_VISITOR: Final[tuple[Any, ...]] = tuple(["answered per visitor"])
 _TEXT: Final = "text/plain; charset=utf-8"
 _JSON: Final = "application/json"
 
@@ -442,17 +445,43 @@ class Deploy:
         Raises:
             ValueError: ``url`` is not a URL or path the matcher accepts.
         """
+        return _new_resolution(Resolution, self.resolve_fields(url, req, now, rules))
+
+    def resolve_fields(self, url: str, req: Request, now: float, rules: bool) -> tuple[Any, ...]:
+        """:meth:`resolve`'s answer as the plain tuple of its fields (action, status,
+        target, match): what :meth:`OriginCore.handle` reads, without building the
+        NamedTuple."""
         ruleset = self.rules if rules else None
         if ruleset is None:
             fields_of = self._plain.get(url)
             if fields_of is None:
                 fields_of = resolution_fields(None, url, self.exists, None, {})
                 _keep(self._plain, url, fields_of)
-            return _new_resolution(Resolution, fields_of)
+            return fields_of
         everyone = self._everyone
         fields_of = everyone.get(url)
-        if fields_of is not None:
-            return _new_resolution(Resolution, fields_of)
+        if fields_of is None:
+            # A URL met for the first time is matched without the visitor's context
+            # first: the native matcher reports whether it reached a rule with visitor
+            # conditions (``own``), and until it does, the rules it tries answer alike
+            # for every context (the context is read by conditions only). When it does
+            # not, that answer is every visitor's, found without deriving this one's
+            # native context (most URLs, and the conditions a site has are rare).
+            m, own = ruleset.match_scoped(url, None, None, None, None, None, None)
+            if not own:
+                # Kept as a plain tuple: Python's cyclic GC stops scanning a plain tuple
+                # of plain values (most answers have no Match), but never a NamedTuple.
+                fields_of = resolution_fields(None, url, self.exists, m, {})
+                _keep(everyone, url, fields_of)
+                return fields_of
+            _keep(everyone, url, _BY_VISITOR)  # later requests go straight to their own
+            if not _has_visitor(req):  # the empty context is this request's own
+                fields_of = resolution_fields(None, url, self.exists, m, {})
+                _keep(self._resolved, (url, False, None, None, None), fields_of)
+                return fields_of
+        elif fields_of is not _BY_VISITOR:
+            return fields_of
+        # the answer depends on the visitor
         visitor = _has_visitor(req)
         fields = visitor_fields(req.headers) if visitor else (None, None)
         country = req.header(COUNTRY_HEADER) if visitor else None
@@ -460,20 +489,18 @@ class Deploy:
         if key is not None:
             fields_of = self._resolved.get(key)
             if fields_of is not None:
-                return _new_resolution(Resolution, fields_of)
+                return fields_of
         m, own = (
             ruleset.match_scoped(url, country, None, None, req.headers, now, fields)
             if visitor
             else ruleset.match_scoped(url, None, None, None, None, None, None)  # no native context
         )
-        # Kept as a plain tuple: Python's cyclic GC stops scanning a plain tuple of
-        # plain values (most answers have no Match), but never a NamedTuple.
         fields_of = resolution_fields(None, url, self.exists, m, {})
         if not own:
             _keep(everyone, url, fields_of)
         elif key is not None:
             _keep(self._resolved, key, fields_of)
-        return _new_resolution(Resolution, fields_of)
+        return fields_of
 
     def file(self, path: str) -> FileInfo | None:
         """The file at decoded ``path``, or None."""
@@ -900,7 +927,7 @@ class OriginCore:
         if deploy.rules is None or req.header(REWRITE_HEADER) is not None:
             # No rules, or an edge already applied them (a rewrite's target): rewrites
             # are not recursive (spec R2.22), so the path is served as a file.
-            res = deploy.resolve(req.target, req, now, rules=False)
+            res = deploy.resolve_fields(req.target, req, now, False)
         else:
             q = req.query
             # the client's scheme as a proxy reports it; anything but http is https
@@ -910,28 +937,29 @@ class OriginCore:
             if not host:
                 url = f"{path}?{q}" if q else path
             try:
-                res = deploy.resolve(url, req, now)
+                res = deploy.resolve_fields(url, req, now, True)
             except ValueError:
                 return self._text(400, "bad request target\n", now, deploy.id, NO_STORE)
-        action = res.action
+        # Resolution's fields: action, status, target (a plain tuple, see resolve_fields)
+        action: str = res[0]
+        status: int = res[1]
+        target: str = res[2]
         if action == "file" or action == "rewrite":
-            f = deploy.file(res.target)
+            f = deploy.file(target)
             if f is not None:
-                return self._serve(req, deploy, f, res.status, now)
+                return self._serve(req, deploy, f, status, now)
             return self._not_found(req, deploy, "", 404, now)
         if action == "not_found":
-            return self._not_found(req, deploy, res.target, res.status, now)
+            return self._not_found(req, deploy, target, status, now)
         if action == "redirect":
-            loc = res.target
+            loc = target
             cc = deploy.config.cache.redirect
-            return self._text(
-                res.status, f"Redirecting to {loc}\n", now, deploy.id, cc, [("location", loc)], req
-            )
+            return self._text(status, f"Redirecting to {loc}\n", now, deploy.id, cc, [("location", loc)], req)
         # proxy and function targets: the origin is the end of the line (docs/origin.md)
         what = "proxy targets" if action == "proxy" else "function targets"
         return self._text(
             502,
-            f"{what} are not fetched by the origin: {res.target}\n",
+            f"{what} are not fetched by the origin: {target}\n",
             now,
             deploy.id,
             NO_STORE,
