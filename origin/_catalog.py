@@ -54,8 +54,8 @@ def _cut(shape: str) -> tuple[str, str | None, str]:
 
 _SHAPE_PARTS: Final = tuple(_cut(s) for s in _SHAPES)
 
-# URL extension of each hashed kind (the part after the hash).
-_EXT: Final = {k: KINDS[k][1].rsplit(".", 1)[1] for k in _KIND_NAMES if "{h}" in KINDS[k][1]}
+# URL extension of each hashed kind (the part after the hash), by kind ("": unhashed).
+_EXT: Final = tuple(s.rsplit(".", 1)[1] if "{h}" in s else "" for s in _SHAPES)
 _HTML: Final = _KIND_NAMES.index("html")
 _JSON: Final = _KIND_NAMES.index("json")
 _TEXT_KINDS: Final = frozenset(i for i, k in enumerate(_KIND_NAMES) if k != "img" and k != "font")
@@ -63,6 +63,10 @@ _TEXT_KINDS: Final = frozenset(i for i, k in enumerate(_KIND_NAMES) if k != "img
 # Fixed pages of every synthetic site: (path, size). Index -1 and -2 in lookups.
 INDEX_PAGE: Final = ("/index.html", 8192)
 NOT_FOUND_PAGE: Final = ("/404.html", 1024)
+# What Catalog.find answers for the fixed pages, and for a path that names nothing.
+INDEX_OBJECT: Final = -1
+NOT_FOUND_OBJECT: Final = -2
+NO_OBJECT: Final = -3
 
 # Filler cut into bodies: 64 KiB, so one bytes multiplication covers most objects.
 _BLOCK: Final = 1 << 16
@@ -70,6 +74,17 @@ _FILL_TEXT: Final = (b"edgesim synthetic content, lorem ipsum dolor sit amet. " 
 _FILL_BIN: Final = random.Random(0x5EED).randbytes(_BLOCK)
 # Default fraction of objects a synthetic redeploy changes.
 DEFAULT_NEW_FRACTION: Final = 0.1
+
+
+def kind_content_type(kind: int) -> str:
+    """The Content-Type of a catalog kind (-1, the fixed pages': HTML)."""
+    return _CONTENT_TYPES[kind] if kind >= 0 else _CONTENT_TYPES[_HTML]
+
+
+def kind_path_start(kind: int) -> str:
+    """What every path of a catalog kind starts with (``/page-``, ``/assets/obj-``,
+    ...; ``/`` for the fixed pages, kind -1)."""
+    return _SHAPE_PARTS[kind][0] if kind >= 0 else "/"
 
 
 class Entry:
@@ -104,7 +119,7 @@ class Entry:
         self.version = version
         self.etag = etag
         self.last_modified = last_modified
-        self.content_type = _CONTENT_TYPES[kind] if kind >= 0 else _CONTENT_TYPES[_HTML]
+        self.content_type = kind_content_type(kind)
         self.hashed = kind >= 0 and _HASHED_KIND[kind]
 
 
@@ -267,37 +282,72 @@ class Catalog:
 
     def lookup(self, path: str) -> Entry | None:
         """The object at decoded ``path`` in this deploy, or None."""
-        i = -3
+        i = self.find(path)
+        if i >= 0:
+            return self._entry(i, self._digest(i), path)
+        if i == INDEX_OBJECT:
+            last = len(self._times) - 1
+            etag = f'"{self._hash(-1, last)}"'
+            return Entry(-1, path, -1, INDEX_PAGE[1], last, etag, self._times[last])
+        if i == NOT_FOUND_OBJECT:
+            return Entry(-2, path, -1, NOT_FOUND_PAGE[1], 0, f'"{self._hash(-2, 0)}"', self._times[0])
+        return None
+
+    def find(self, path: str) -> int:
+        """Which object decoded ``path`` names in this deploy: its index, or
+        ``INDEX_OBJECT`` / ``NOT_FOUND_OBJECT`` for the fixed pages, else ``NO_OBJECT``.
+        (:meth:`lookup` without the Entry; the origin builds its file from
+        :meth:`object_fields`.) The path is read in place, character codes and no
+        slices: an origin asks once for every path it serves, edges for every path their
+        rules touch."""
+        n = self.spec.objects
         if path.startswith("/assets/obj-"):
-            parts = path[12:].split(".")
-            if len(parts) != 3:
-                return None
-            i = _index(parts[0], self.spec.objects)
+            # /assets/obj-<i>.<10 hex of the digest>.<the kind's extension>
+            dot = path.find(".", 12)
+            if dot < 0:
+                return NO_OBJECT
+            i = _index_at(path, 12, dot, n)
             if i < 0:
-                return None
-            kind = self._kinds[i]
-            if not _HASHED_KIND[kind] or _EXT[_KIND_NAMES[kind]] != parts[2]:
-                return None
+                return NO_OBJECT
+            ext = _EXT[self._kinds[i]]  # "" for unhashed kinds: never at /assets/
+            if not ext or len(path) != dot + 12 + len(ext) or ord(path[dot + 11]) != 46:  # "."
+                return NO_OBJECT
+            if not path.endswith(ext):
+                return NO_OBJECT
             # With the index canonical and the extension the kind's, ``path`` is the
             # object's path (``_path_of``) exactly when it carries the current hash:
             # compared here rather than building the path again.
             h = self._digest(i)
-            return self._entry(i, h, path) if parts[1] == h[:10] else None
+            for k in range(10):
+                if ord(path[dot + 1 + k]) != ord(h[k]):
+                    return NO_OBJECT
+            return i
         if path.startswith("/page-") and path.endswith(".html"):
-            i = _index(path[6:-5], self.spec.objects)
+            i = _index_at(path, 6, len(path) - 5, n)
             want = _HTML
         elif path.startswith("/data/obj-") and path.endswith(".json"):
-            i = _index(path[10:-5], self.spec.objects)
+            i = _index_at(path, 10, len(path) - 5, n)
             want = _JSON
         elif path == INDEX_PAGE[0]:
-            last = len(self._times) - 1
-            etag = f'"{self._hash(-1, last)}"'
-            return Entry(-1, path, -1, INDEX_PAGE[1], last, etag, self._times[last])
+            return INDEX_OBJECT
         elif path == NOT_FOUND_PAGE[0]:
-            return Entry(-2, path, -1, NOT_FOUND_PAGE[1], 0, f'"{self._hash(-2, 0)}"', self._times[0])
+            return NOT_FOUND_OBJECT
+        else:
+            return NO_OBJECT
         if i < 0 or self._kinds[i] != want:
-            return None
-        return self.entry(i)
+            return NO_OBJECT
+        return i
+
+    def object_fields(self, i: int) -> tuple[int, int, str, float]:
+        """(kind, size, content digest, Last-Modified) of what :meth:`find` answered
+        ``i`` for (kind -1: a fixed page); the ETag is the quoted digest. The fields of
+        :meth:`lookup`'s Entry, for a caller that builds its own record from them."""
+        if i >= 0:
+            return self._kinds[i], self._sizes[i], self._digest(i), self._times[self._version[i]]
+        if i == INDEX_OBJECT:
+            last = len(self._times) - 1
+            return -1, INDEX_PAGE[1], self._hash(-1, last), self._times[last]
+        return -1, NOT_FOUND_PAGE[1], self._hash(-2, 0), self._times[0]
 
     def exists(self, path: str) -> bool:
         """Whether decoded ``path`` is a file of this deploy (for shadowing); memoised,
@@ -392,12 +442,21 @@ def _path_of(kind: int, i: int, h: str) -> str:
 _SPEC_KEYS: Final = ("objects", "seed", "size", "sizes", "types")
 
 
-def _index(s: str, n: int) -> int:
-    """Canonical decimal index below ``n``, else -1."""
-    if not s.isascii() or not s.isdigit() or (len(s) > 1 and s[0] == "0"):
+def _index_at(s: str, start: int, end: int, n: int) -> int:
+    """The canonical decimal index ``s[start:end]`` (ASCII digits, no leading zero)
+    if it is below ``n``, else -1. Read by character code, in place (compiled, this is
+    a few instructions a digit; ``int`` of a slice costs a slice and a parse)."""
+    if end <= start or (end - start > 1 and ord(s[start]) == 48):  # "0"
         return -1
-    i = int(s)
-    return i if i < n else -1
+    i = 0
+    for k in range(start, end):
+        d = ord(s[k]) - 48
+        if d < 0 or d > 9:
+            return -1
+        i = i * 10 + d
+        if i >= n:  # digits only add: stop before a long run makes a big number
+            return -1
+    return i
 
 
 def _body(path: str, etag: str, kind: int, size: int) -> bytes:

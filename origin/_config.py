@@ -146,6 +146,18 @@ class CachePolicy:
                 return value
         return None
 
+    def may_override(self, start: str) -> bool:
+        """Whether a path starting with ``start`` may match a ``paths`` pattern: false
+        when, for every pattern, its literal start (before its first ``*``, ``?`` or
+        ``[``) and ``start`` differ before either ends (a path starting with both would
+        make one a prefix of the other)."""
+        for glob, _ in self.paths:
+            cut = [i for i in (glob.find(c) for c in "*?[") if i >= 0]
+            literal = glob[: min(cut)] if cut else glob
+            if literal.startswith(start) or start.startswith(literal):
+                return True
+        return False
+
     def by_type(self, path: str, content_type: str) -> str:
         """:meth:`for_file` without the path overrides: by hashed name, then type."""
         if is_hashed(path):

@@ -50,9 +50,9 @@ from typing import Any, Final
 
 from edgesim._reqfields import resolution_fields, visitor_fields
 from edgesim.errors import RuleFileError
-from edgesim.http import Headers, Request, Response, joined
+from edgesim.http import FrozenHeaders, Headers, Request, Response, joined
 from edgesim.redirects import DEFAULT_ROLE_CLAIM, Resolution, RuleSet
-from origin._catalog import DEFAULT_NEW_FRACTION, Catalog
+from origin._catalog import DEFAULT_NEW_FRACTION, NO_OBJECT, Catalog, kind_content_type, kind_path_start
 from origin._config import (
     CONFIG_NAME,
     NO_STORE,
@@ -246,7 +246,9 @@ class FileInfo:
             headers every answer with this file's body starts from (a tuple: it is
             never changed, and unlike a list, Python's cyclic garbage collector stops
             scanning it once it has seen it hold only strings; an origin keeps tens of
-            thousands of these).
+            thousands of these). The constructor builds them unless given (the same
+            fields, in this order: a synthetic deploy shares the pairs its files have
+            in common).
     """
 
     __slots__ = ("body", "cache_control", "content_type", "etag", "headers", "last_modified", "path", "size")
@@ -261,6 +263,7 @@ class FileInfo:
         cache_control: str,
         body: bytes | None,
         deploy_id: str,
+        headers: FrozenHeaders | None = None,
     ) -> None:
         self.path = path
         self.etag = etag
@@ -269,12 +272,16 @@ class FileInfo:
         self.last_modified = last_modified
         self.cache_control = cache_control
         self.body = body
-        self.headers: tuple[tuple[str, str], ...] = (
-            ("content-type", content_type),
-            ("etag", etag),
-            ("last-modified", http_date(last_modified)),
-            ("cache-control", cache_control),
-            (DEPLOY_HEADER, deploy_id),
+        self.headers: FrozenHeaders = (
+            headers
+            if headers is not None
+            else (
+                ("content-type", content_type),
+                ("etag", etag),
+                ("last-modified", http_date(last_modified)),
+                ("cache-control", cache_control),
+                (DEPLOY_HEADER, deploy_id),
+            )
         )
 
     def __repr__(self) -> str:
@@ -376,8 +383,10 @@ class Deploy:
     """
 
     __slots__ = (
-        "_cache_control",
+        "_dates",
+        "_deploy_header",
         "_everyone",
+        "_kinds",
         "_manifest",
         "_plain",
         "_recent",
@@ -429,8 +438,14 @@ class Deploy:
         self._resolved: dict[tuple[str | bool | None, ...], tuple[Any, ...]] = {}
         self._everyone: dict[str, tuple[Any, ...]] = {}
         self._plain: dict[str, tuple[Any, ...]] = {}
-        # Cache-Control of synthetic files by catalog kind (see :meth:`file`)
-        self._cache_control: dict[int, str] = {}
+        # What a synthetic file's headers share (see :meth:`file`): by catalog kind, its
+        # content type and Cache-Control with their header pairs, and whether a path
+        # override may apply; the Last-Modified pair by time; the deploy's pair. (The
+        # pairs are typed Any: compiled, a tuple[str, str] is kept unboxed and boxed
+        # again, a new tuple, wherever it is put in the headers.)
+        self._kinds: dict[int, tuple[str, str, Any, Any, bool]] = {}
+        self._dates: dict[float, Any] = {}
+        self._deploy_header: Any = (DEPLOY_HEADER, deploy_id)
 
     def resolve(self, url: str, req: Request, now: float, *, rules: bool = True) -> Resolution:
         """``edgesim.redirects.resolve`` of ``url`` (for ``req``'s visitor, and with this
@@ -511,26 +526,46 @@ class Deploy:
             return recent[path]
         cat = self.catalog
         assert cat is not None
-        e = cat.lookup(path)
+        i = cat.find(path)
         f = None
-        if e is not None:
-            ct = e.content_type
-            # ``policy.for_file(path, ct)``: the path overrides, then ``by_type``, which
-            # depends on the path only through its kind (all paths of a catalog kind
-            # have one shape, hashed or not): taken once per kind, not a hashed-name
-            # match per file.
-            policy = self.config.cache
-            cc = policy.path_override(path) if policy.paths else None
-            if cc is None:
-                by_kind = self._cache_control
-                cc = by_kind.get(e.kind)
-                if cc is None:
-                    cc = by_kind[e.kind] = policy.by_type(path, ct)
-            f = FileInfo(path, e.etag, e.size, ct, e.last_modified, cc, None, self.id)
+        if i != NO_OBJECT:
+            # The catalog's fields, not its Entry; the headers from pairs shared by the
+            # files of a kind, a time and the deploy (only the ETag is the file's own).
+            kind, size, digest, last_modified = cat.object_fields(i)
+            of_kind = self._kinds.get(kind)
+            if of_kind is None:
+                of_kind = self._kinds[kind] = self._kind_fields(kind, path)
+            ct, cc, ct_header, cc_header, may_override = of_kind
+            if may_override:  # ``policy.for_file(path, ct)``: the path overrides first
+                override = self.config.cache.path_override(path)
+                if override is not None:
+                    cc = override
+                    cc_header = ("cache-control", override)
+            date_header = self._dates.get(last_modified)
+            if date_header is None:
+                date_header = ("last-modified", http_date(last_modified))
+                self._dates[last_modified] = date_header
+            etag = f'"{digest}"'
+            headers: FrozenHeaders = (ct_header, ("etag", etag), date_header, cc_header, self._deploy_header)
+            f = FileInfo(path, etag, size, ct, last_modified, cc, None, self.id, headers)
         if len(recent) >= _RECENT_FILES:
             recent.clear()  # cheaper than LRU bookkeeping; popular files return fast
         recent[path] = f
         return f
+
+    def _kind_fields(self, kind: int, path: str) -> tuple[str, str, Any, Any, bool]:
+        """What the synthetic files of catalog ``kind`` share (``path`` is one of them):
+        content type, Cache-Control (``policy.by_type``, which depends on the path only
+        through its kind: all paths of a kind have one shape, hashed or not), their
+        header pairs, and whether a path override may apply to any of them (else the
+        override is not tried file by file)."""
+        policy = self.config.cache
+        ct = kind_content_type(kind)
+        cc = policy.by_type(path, ct)
+        may_override = bool(policy.paths) and policy.may_override(kind_path_start(kind))
+        ct_header: Any = ("content-type", ct)
+        cc_header: Any = ("cache-control", cc)
+        return ct, cc, ct_header, cc_header, may_override
 
     def exists(self, path: str) -> bool:
         """Does ``path`` name a file of this deploy? (A method, not a bound method kept
