@@ -190,8 +190,16 @@ def resolve_file(path: str, exists: Callable[[str], bool]) -> str | None:
 
 def request_path(url: str) -> str:
     """The decoded path of a URL or origin-form target."""
-    rest = url.partition("#")[0].partition("?")[0]
-    if rest[:1] != "/":
+    # Before the first "#", then before the first "?": found, not partitioned (each
+    # partition builds a tuple and a copy; most URLs have neither and stay uncopied).
+    end = url.find("#")
+    if end < 0:
+        end = len(url)
+    q = url.find("?", 0, end)
+    if q >= 0:
+        end = q
+    rest = url[:end] if end < len(url) else url
+    if not rest.startswith("/"):
         scheme = rest.find("://")
         if scheme >= 0:  # a URL; "/go/https://x" is a path
             slash = rest.find("/", scheme + 3)
@@ -202,14 +210,22 @@ def request_path(url: str) -> str:
 
 
 def resolution_fields(
-    rules: Any, url: str, exists: Callable[[str], bool], match: Any, visitor: dict[str, Any]
+    rules: Any,
+    url: str,
+    exists: Callable[[str], bool],
+    match: Any,
+    visitor: dict[str, Any],
+    not_found: str | None = None,
 ) -> tuple[str, int, str, Any]:
     """The fields of ``edgesim.redirects.resolve(rules, url, exists=exists,
     match=match, **visitor)``, its :class:`~edgesim.redirects.Resolution` (action,
     status, target, match): rules, shadowing and pretty URLs applied to one request
-    (spec R2.20). Here, compiled, for the origin core, which resolves every miss."""
+    (spec R2.20). Here, compiled, for the origin core, which resolves every miss.
+    ``not_found``: what ``exists`` makes the 404 page (``/404.html`` or ""), when the
+    caller knows it already (else ``exists`` is asked)."""
     m = match if match is not None else (rules.match(url, **visitor) if rules is not None else None)
-    not_found = "/404.html" if exists("/404.html") else ""
+    if not_found is None:
+        not_found = "/404.html" if exists("/404.html") else ""
     if m is not None and m.denied:
         return ("not_found", 404, not_found, m)
     f = resolve_file(request_path(url), exists)

@@ -388,6 +388,7 @@ class Deploy:
         "_everyone",
         "_kinds",
         "_manifest",
+        "_not_found",
         "_plain",
         "_recent",
         "_resolved",
@@ -433,6 +434,7 @@ class Deploy:
         # synthetic files by path, None for paths that name none (pretty-URL candidates
         # such as /page-3.html.html are asked for on every request)
         self._recent: dict[str, FileInfo | None] = {}
+        self._not_found: str | None = None  # see _not_found_page
         # resolutions (see :meth:`resolve`): a visitor's own, every visitor's, and
         # those without rules
         self._resolved: dict[tuple[str | bool | None, ...], tuple[Any, ...]] = {}
@@ -470,7 +472,7 @@ class Deploy:
         if ruleset is None:
             fields_of = self._plain.get(url)
             if fields_of is None:
-                fields_of = resolution_fields(None, url, self.exists, None, {})
+                fields_of = resolution_fields(None, url, self.exists, None, {}, self._not_found_page())
                 _keep(self._plain, url, fields_of)
             return fields_of
         everyone = self._everyone
@@ -486,12 +488,12 @@ class Deploy:
             if not own:
                 # Kept as a plain tuple: Python's cyclic GC stops scanning a plain tuple
                 # of plain values (most answers have no Match), but never a NamedTuple.
-                fields_of = resolution_fields(None, url, self.exists, m, {})
+                fields_of = resolution_fields(None, url, self.exists, m, {}, self._not_found_page())
                 _keep(everyone, url, fields_of)
                 return fields_of
             _keep(everyone, url, _BY_VISITOR)  # later requests go straight to their own
             if not _has_visitor(req):  # the empty context is this request's own
-                fields_of = resolution_fields(None, url, self.exists, m, {})
+                fields_of = resolution_fields(None, url, self.exists, m, {}, self._not_found_page())
                 _keep(self._resolved, (url, False, None, None, None), fields_of)
                 return fields_of
         elif fields_of is not _BY_VISITOR:
@@ -510,12 +512,20 @@ class Deploy:
             if visitor
             else ruleset.match_scoped(url, None, None, None, None, None, None)  # no native context
         )
-        fields_of = resolution_fields(None, url, self.exists, m, {})
+        fields_of = resolution_fields(None, url, self.exists, m, {}, self._not_found_page())
         if not own:
             _keep(everyone, url, fields_of)
         elif key is not None:
             _keep(self._resolved, key, fields_of)
         return fields_of
+
+    def _not_found_page(self) -> str:
+        """What a resolution's ``not_found`` answers name: ``/404.html`` when this
+        deploy has it, else "" (found once: resolving asks for every request)."""
+        page = self._not_found
+        if page is None:
+            page = self._not_found = "/404.html" if self.exists("/404.html") else ""
+        return page
 
     def file(self, path: str) -> FileInfo | None:
         """The file at decoded ``path``, or None."""
@@ -959,14 +969,23 @@ class OriginCore:
                 NO_STORE,
                 [("allow", _ALLOW_CONTENT)],
             )
-        if deploy.rules is None or req.header(REWRITE_HEADER) is not None:
+        rewritten = deploy.rules is None
+        xfp = None
+        if not rewritten:
+            # One pass for the two fields read here (most requests carry neither).
+            for k, v in req.headers:
+                if k == REWRITE_HEADER:
+                    rewritten = True
+                    break
+                if k == "x-forwarded-proto" and xfp is None:
+                    xfp = v
+        if rewritten:
             # No rules, or an edge already applied them (a rewrite's target): rewrites
             # are not recursive (spec R2.22), so the path is served as a file.
             res = deploy.resolve_fields(req.target, req, now, False)
         else:
-            q = req.query
+            q = req.query if "?" in req.target else ""  # most targets have no query
             # the client's scheme as a proxy reports it; anything but http is https
-            xfp = req.header("x-forwarded-proto")
             scheme = "http" if xfp is not None and xfp.strip().lower() == "http" else "https"
             url = f"{scheme}://{host}{path}?{q}" if q else f"{scheme}://{host}{path}"
             if not host:
