@@ -7,6 +7,8 @@ the same diagnostics and the same answer for every request.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -172,7 +174,8 @@ def test_large_generated_sets_agree(seed: int) -> None:
     urls = mixed_urls(1500, 1500, seed=seed, rules_seed=seed)
     native = RuleSet.parse(text)
     ref = ReferenceRuleSet.parse(text)
-    for kw in ({}, {"country": "de", "language": "fr"}):
+    visitors: list[dict[str, Any]] = [{}, {"country": "de", "language": "fr"}]
+    for kw in visitors:
         assert native.match_many(urls, **kw) == ref.match_many(urls, **kw)
 
 
@@ -197,15 +200,11 @@ def test_shared_answers_are_every_visitors(
     ref = ReferenceRuleSet.parse(text, jwt_secret=SECRET)
     conditional = any(r.has_conditions for r in native.rules)
     for url, kw in reqs:
+        country: Any = kw.get("country")
+        language: Any = kw.get("language")
+        cookies: Any = kw.get("cookies")
         try:
-            m, own = native.match_scoped(
-                url,
-                kw.get("country"),
-                kw.get("language"),
-                kw.get("cookies"),
-                None,
-                NOW,  # type: ignore[arg-type]
-            )
+            m, own = native.match_scoped(url, country, language, cookies, None, NOW)
         except ValueError:
             continue
         assert _outcome(native, url, kw) == (

@@ -834,3 +834,64 @@ def test_http_dates_are_imf_fixdates_across_days_and_before_1970() -> None:
     for t in times:
         assert http_date(t) == formatdate(t, usegmt=True), t
     assert http_date(86_399.99) == "Thu, 01 Jan 1970 23:59:59 GMT"
+
+
+# ---- the catalog's path reader and the override pre-check --------------------------
+
+_PATH_BITS = st.sampled_from(
+    [
+        "/page-",
+        "/data/obj-",
+        "/assets/obj-",
+        ".html",
+        ".json",
+        ".js",
+        ".css",
+        ".png",
+        ".",
+        "0",
+        "7",
+        "12",
+        "٣",
+        "x",
+    ]
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_PATH_BITS, max_size=6), st.integers(0, 40))
+def test_catalog_find_names_exactly_the_catalogs_paths(bits: list[str], pick: int) -> None:
+    from origin._catalog import NO_OBJECT
+
+    # Catalog.find reads paths in place; it must name an object exactly for the
+    # object's own path (and lookup, built on it, agree with the paths listed)
+    cat = Catalog(CatalogSpec(objects=30, seed=5), created=NOW)
+    paths = cat.paths()
+    real = paths[pick % len(paths)]
+    names = {*paths, "/index.html", "/404.html"}
+    for p in ("".join(bits), real, real + "x", real[:-1], real.replace("obj-", "obj-0"), "/index.html"):
+        i = cat.find(p)
+        e = cat.lookup(p)
+        if p in names:
+            assert e is not None and e.path == p and i == e.index
+            assert i == paths.index(p) if i >= 0 else p == ("/index.html" if i == -1 else "/404.html")
+        else:
+            assert e is None and i == NO_OBJECT
+
+
+_GLOB_BITS = st.sampled_from(["/", "page-", "data/", "assets/", "obj-", "*", "?", "[ab]", "x", ".html"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_GLOB_BITS, min_size=1, max_size=5), st.lists(_PATH_BITS, max_size=4))
+def test_may_override_never_rules_out_a_pattern_that_matches(globs: list[str], rest: list[str]) -> None:
+    # the pre-check may say yes in vain, never no for a path some pattern matches
+    from origin._catalog import kind_path_start
+
+    glob = "/" + "".join(globs)
+    policy = parse_config(f'[cache.paths]\n"{glob}" = "no-store"\n', "t/_edgesim.toml").cache
+    for kind in range(-1, 6):
+        start = kind_path_start(kind)
+        path = start + "".join(rest)
+        if policy.path_override(path) is not None:
+            assert policy.may_override(start), (glob, path)
