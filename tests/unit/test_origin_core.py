@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 import os
 import random
 import statistics
@@ -895,3 +896,36 @@ def test_may_override_never_rules_out_a_pattern_that_matches(globs: list[str], r
         path = start + "".join(rest)
         if policy.path_override(path) is not None:
             assert policy.may_override(start), (glob, path)
+
+
+@pytest.mark.parametrize(
+    "dist",
+    [
+        Distribution("lognormal", 24_000.0, 1.2, 20e6),
+        Distribution("lognormal", 3.0, 0.1),
+        Distribution("pareto", 1.5, 4096.0, 5e6),
+        Distribution("exponential", 800.0),
+        Distribution("exponential", 0.0),
+        Distribution("uniform", 10.0, 20.0),
+        Distribution("fixed", 7.0),
+    ],
+)
+def test_distribution_draws_are_the_random_modules(dist: Distribution) -> None:
+    # Distribution.sample writes out CPython's formulas: the same floats as ``random``
+    ours, theirs = random.Random(11), random.Random(11)
+    for _ in range(20_000):
+        k = dist.kind
+        if k == "lognormal":
+            want = theirs.lognormvariate(math.log(dist.a), dist.b)
+        elif k == "pareto":
+            want = dist.b * theirs.paretovariate(dist.a)
+        elif k == "exponential":
+            want = theirs.expovariate(1.0 / dist.a) if dist.a > 0 else 0.0
+        elif k == "uniform":
+            want = theirs.uniform(dist.a, dist.b)
+        else:
+            want = dist.a
+        if dist.limit and want > dist.limit:
+            want = dist.limit
+        assert dist.sample(ours) == want
+    assert ours.random() == theirs.random()  # as many draws taken
