@@ -101,7 +101,9 @@ _GUIDE_MAX_BITS: Final = 16
 _BATCH: Final = 4096
 # Virtual nodes per node on a consistent-hash ring (spreads keys evenly over few nodes).
 _VNODES: Final = 160
-_OWNER_MEMO: Final = 1 << 16  # ring owners kept per site or region (_send_up, _choose)
+# Entries kept by each memo of the loop (ring owners per site or region: _send_up,
+# _choose; a sampled store's charges by key), then it starts over.
+_OWNER_MEMO: Final = 1 << 16
 # Callbacks to ``progress`` happen every this many arrivals.
 _PROGRESS_EVERY: Final = 1 << 16
 
@@ -590,7 +592,7 @@ class _SampledStore(MetadataStore):
     cache is not crowded out by the few popular keys sampled whole. The object size
     limit (``max_object``, never scaled) still applies to the whole object."""
 
-    __slots__ = ("_charge", "_limit")
+    __slots__ = ("_charge", "_limit", "_weights")
 
     def __init__(
         self,
@@ -603,12 +605,23 @@ class _SampledStore(MetadataStore):
         super().__init__(capacity_bytes, eviction=eviction, max_object_bytes=max_object_bytes)
         self._charge = charge
         self._limit = max_object_bytes or 0
+        # the charge of each key stored, by key (-1.0: none): a key is stored again and
+        # again (revalidations), and finding its charge took two partitions and a
+        # lookup by a new tuple
+        self._weights: dict[str, float] = {}
 
     def _admit(self, key: str, value: Any, nbytes: int, tag: str) -> bool:
         if self._charge and not (self._limit and nbytes > self._limit):  # else refused whole
-            host, _, rest = key.partition("\x00")  # node keys: host, deploy, target
-            w = self._charge.get((host, rest.partition("\x00")[2]))
-            if w is not None:
+            weights = self._weights
+            w = weights.get(key)
+            if w is None:
+                host, _, rest = key.partition("\x00")  # node keys: host, deploy, target
+                c = self._charge.get((host, rest.partition("\x00")[2]))
+                w = -1.0 if c is None else c
+                if len(weights) >= _OWNER_MEMO:
+                    weights.clear()
+                weights[key] = w
+            if w >= 0.0:
                 nbytes = max(1, int(nbytes * w))
         return super()._admit(key, value, nbytes, tag)
 
