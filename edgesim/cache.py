@@ -608,6 +608,16 @@ def _directives_idx(idx: dict[str, list[str]], policy: CachePolicy) -> tuple[Dir
     return (parse_cache_control(cc) if cc else _EMPTY), False
 
 
+def _join_field(fields: dict[str, str] | None, name: str, value: str) -> dict[str, str]:
+    """``fields`` (made on the first call) with ``value`` joined to ``name``'s lines so
+    far with ", " (RFC 9110 §5.3): ``HttpCache.store``'s targeted fields, which are rare."""
+    if fields is None:
+        return {name: value}
+    prev = fields.get(name)
+    fields[name] = value if prev is None else prev + ", " + value
+    return fields
+
+
 def _directives_of(
     cc: str | None, targeted_fields: dict[str, str] | None, policy: CachePolicy
 ) -> tuple[Directives, bool]:
@@ -1274,19 +1284,11 @@ class HttpCache:
                 elif k == "connection":  # not stored
                     conn = v if conn is None else conn + ", " + v
                 else:  # a targeted field
-                    if tfields is None:
-                        tfields = {k: v}
-                    else:
-                        prev = tfields.get(k)
-                        tfields[k] = v if prev is None else prev + ", " + v
+                    tfields = _join_field(tfields, k, v)
                     if k not in NOT_STORED:
                         stored.append(h)
                 if also_targeted and k in also_targeted:  # a policy naming Date etc. targeted
-                    if tfields is None:
-                        tfields = {k: v}
-                    else:
-                        prev = tfields.get(k)
-                        tfields[k] = v if prev is None else prev + ", " + v
+                    tfields = _join_field(tfields, k, v)
             elif k not in NOT_STORED:
                 stored.append(h)
         dt = _directives_of(cc, tfields, p)
