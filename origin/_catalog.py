@@ -36,7 +36,7 @@ from functools import lru_cache
 from hashlib import blake2b
 from typing import Any, Final
 
-from origin._config import KINDS, MAX_SIZE, CatalogSpec
+from origin._config import KINDS, MAX_SIZE, CatalogSpec, Uniforms
 
 _KIND_NAMES: Final = tuple(KINDS)
 _CONTENT_TYPES: Final = tuple(KINDS[k][0] for k in _KIND_NAMES)
@@ -378,8 +378,9 @@ class Catalog:
 def _layout(spec: CatalogSpec) -> tuple[bytes, array[int]]:
     """Kinds and sizes of the objects: a pure function of ``spec``, built once per
     process (the origin and every edge's file oracle rebuild the same catalog). The
-    size array is shared and never written after this."""
-    rng = random.Random(spec.seed)
+    size array is shared and never written after this. The draws are those of
+    ``random.Random(spec.seed)``, taken ahead in blocks (:class:`Uniforms`)."""
+    rng = Uniforms(random.Random(spec.seed), ahead=True)
     names = [k for k, _ in spec.types]
     weights = [w for _, w in spec.types]
     total = sum(weights)
@@ -391,19 +392,32 @@ def _layout(spec: CatalogSpec) -> tuple[bytes, array[int]]:
     kind_ids = [_KIND_NAMES.index(k) for k in names]
     by_kind = dict(spec.sizes)
     dists = [by_kind.get(k, spec.size) for k in names]
-    kinds = bytearray(spec.objects)
-    sizes = array("Q", bytes(8 * spec.objects))
+    kinds: list[int] = []
+    sizes: list[int] = []
     last = len(cum) - 1
-    for i in range(spec.objects):
+    for _ in range(spec.objects):
         r = rng.random()
         j = 0
         while j < last and r >= cum[j]:
             j += 1
-        kinds[i] = kind_ids[j]
-        sizes[i] = max(0, round(dists[j].sample(rng)))  # drawn even when fixed: same kinds
+        kinds.append(kind_ids[j])
+        sizes.append(_rounded(dists[j].draw(rng)))  # drawn even when fixed: same kinds
     if spec.fixed_sizes:
-        sizes = array("Q", (min(max(0, s), MAX_SIZE) for s in spec.fixed_sizes))
-    return bytes(kinds), sizes
+        sizes = [min(max(0, s), MAX_SIZE) for s in spec.fixed_sizes]
+    return bytes(kinds), array("Q", sizes)
+
+
+def _rounded(x: float) -> int:
+    """``max(0, round(x))`` (halves to even), without a generic call to ``round``."""
+    if x <= 0.0:
+        if x != x:  # NaN: as round would
+            raise ValueError("cannot convert float NaN to integer")
+        return 0
+    n = int(x)  # raises OverflowError for inf, as round would
+    d = x - n
+    if d > 0.5 or (d == 0.5 and n & 1):
+        n += 1
+    return n
 
 
 _EXISTS_MEMO: Final = 65536

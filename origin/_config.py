@@ -63,9 +63,48 @@ def is_hashed(path: str) -> bool:
 MIN_PARETO_ALPHA: Final = 0.1
 
 _NV_MAGICCONST: Final = 4 * math.exp(-0.5) / math.sqrt(2.0)
+# Values a Uniforms drawing ahead takes from numpy at a time.
+_UNIFORM_BLOCK: Final = 8192
 
 
-def _normal(rng: random.Random, mu: float, sigma: float) -> float:
+class Uniforms:
+    """The values ``rng.random()`` returns, in order, for code that draws many of them:
+    compiled callers reach each through a native method rather than a Python call.
+
+    ``Uniforms(rng)`` asks ``rng`` for every value, so ``rng`` stays in step with the
+    draws. ``Uniforms(rng, ahead=True)`` takes ``rng`` over: it copies its Mersenne
+    Twister state into numpy's ``MT19937`` and draws blocks of values from there. They
+    are the same doubles in the same order (CPython's ``random()`` and numpy's
+    ``random_sample()`` both make a double of two 32-bit outputs, 27 and 26 bits of
+    them); ``rng`` itself is left behind and must not be drawn from again."""
+
+    def __init__(self, rng: random.Random, ahead: bool = False) -> None:
+        self.rng = rng
+        self.buf: list[float] = []
+        self.at = 0
+        self.mt: Any = None
+        if ahead:
+            import numpy as np
+
+            internal = rng.getstate()[1]  # (version, 624 words + position, gauss_next)
+            mt = np.random.RandomState()
+            mt.set_state(("MT19937", np.array(internal[:624], dtype=np.uint32), internal[624], 0, 0.0))
+            self.mt = mt
+
+    def random(self) -> float:
+        """The next value of ``rng.random()``."""
+        at = self.at
+        if at < len(self.buf):
+            self.at = at + 1
+            return self.buf[at]
+        if self.mt is None:
+            return self.rng.random()
+        self.buf = self.mt.random_sample(_UNIFORM_BLOCK).tolist()
+        self.at = 1
+        return self.buf[0]
+
+
+def _normal(rng: Uniforms, mu: float, sigma: float) -> float:
     """``rng.normalvariate(mu, sigma)``: Kinderman and Monahan's method, as CPython's
     ``random`` module draws it (see :meth:`Distribution.sample`)."""
     while True:
@@ -108,6 +147,10 @@ class Distribution:
         of thousands of draws without an interpreted frame each (the same operations on
         the same ``rng.random()`` values: the same floats, checked against ``random`` by
         the tests)."""
+        return self.draw(Uniforms(rng))
+
+    def draw(self, rng: Uniforms) -> float:
+        """:meth:`sample` from the values of ``rng`` (a catalog's layout draws ahead)."""
         k = self.kind
         if k == "fixed":
             x = self.a

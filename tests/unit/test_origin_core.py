@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 
 from edgesim.http import Request, Response
 from edgesim.redirects import mint_jwt
-from origin._catalog import Catalog, _bulk_digests
-from origin._config import CatalogSpec, Distribution, is_hashed, parse_config
+from origin._catalog import Catalog, _bulk_digests, _rounded
+from origin._config import CatalogSpec, Distribution, Uniforms, is_hashed, parse_config
 from origin.core import DEPLOY_HEADER, OriginCore, SiteConfigError, http_date
 
 NOW = 1_700_000_000.0
@@ -929,3 +929,74 @@ def test_distribution_draws_are_the_random_modules(dist: Distribution) -> None:
             want = dist.limit
         assert dist.sample(ours) == want
     assert ours.random() == theirs.random()  # as many draws taken
+
+
+@pytest.mark.parametrize("seed", [0, 7, -3, 2**70 + 5])
+def test_uniforms_drawn_ahead_are_the_generators_values(seed: int) -> None:
+    # a layout draws ahead through numpy's MT19937: the same doubles, past block ends
+    rng = random.Random(seed)
+    rng.random()  # from any point of the stream, not only a fresh seed
+    source = _copy_of(rng)
+    ahead = Uniforms(_copy_of(rng), ahead=True)
+    direct = Uniforms(source)
+    n = 2 * 8192 + 17
+    want = [rng.random() for _ in range(n)]
+    assert [ahead.random() for _ in range(n)] == want
+    # without ahead, each value is asked of the generator: it stays in step
+    assert direct.random() == want[0]
+    assert source.random() == want[1]
+    assert direct.random() == want[2]
+
+
+def _copy_of(rng: random.Random) -> random.Random:
+    out = random.Random()
+    out.setstate(rng.getstate())
+    return out
+
+
+@given(
+    st.one_of(
+        st.floats(min_value=-1e6, max_value=1e18),
+        st.integers(min_value=0, max_value=10**6).map(lambda k: k + 0.5),  # ties: to even
+        st.integers(min_value=0, max_value=10**6).map(float),
+    )
+)
+def test_rounded_is_max_zero_round(x: float) -> None:
+    assert _rounded(x) == max(0, round(x))
+
+
+def test_rounded_fails_as_round_does() -> None:
+    for bad in (math.inf, math.nan):
+        with pytest.raises((OverflowError, ValueError)) as ours:
+            _rounded(bad)
+        with pytest.raises((OverflowError, ValueError)) as theirs:
+            round(bad)
+        assert type(ours.value) is type(theirs.value)
+
+
+def test_layout_is_the_seeded_random_modules() -> None:
+    # kinds and sizes as random.Random(seed) draws them one by one (the layout's
+    # definition), with several size distributions and a kind mix
+    spec = CatalogSpec(
+        objects=20_000,
+        seed=42,
+        size=Distribution("lognormal", 20_000.0, 1.1, 5e6),
+        sizes=(("img", Distribution("pareto", 1.3, 2048.0)), ("json", Distribution("uniform", 10.0, 900.5))),
+        types=(("html", 2.0), ("img", 5.0), ("js", 1.0), ("json", 1.5)),
+    )
+    rng = random.Random(spec.seed)
+    total = sum(w for _, w in spec.types)
+    kinds, sizes = [], []
+    for _ in range(spec.objects):
+        r, acc, j = rng.random(), 0.0, 0
+        for j, (_, w) in enumerate(spec.types):  # noqa: B007 - j is the kind drawn
+            acc += w / total
+            if r < acc:
+                break
+        name = spec.types[j][0]
+        dist = dict(spec.sizes).get(name, spec.size)
+        kinds.append(name)
+        sizes.append(max(0, round(dist.sample(rng))))
+    cat = Catalog(spec, created=NOW)
+    assert cat.kinds() == kinds
+    assert cat.sizes().tolist() == sizes
