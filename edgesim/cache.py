@@ -488,6 +488,12 @@ def parse_http_date(value: str) -> float | None:
     the RFC's "50 years in the future" rule). Memoised: many responses share a Date.
     """
     v = value.strip()
+    fast = _fixdate(v)
+    return fast if fast is not None else _parse_date_forms(v)
+
+
+def _parse_date_forms(v: str) -> float | None:
+    """:func:`parse_http_date` of a stripped value by the three forms' expressions."""
     m = _IMF_FIXDATE.fullmatch(v)
     if m is not None:
         day, mon, year, hh, mm, ss = m.groups()
@@ -509,6 +515,61 @@ def parse_http_date(value: str) -> float | None:
     start = _day_start(int(year), _MONTHS[mon.lower()], int(day))
     # exact: whole seconds, far below 2**53
     return None if start is None else start + (hour * 3600 + minute * 60 + min(int(ss), 59))
+
+
+_WEEKDAYS: Final = frozenset(("mon", "tue", "wed", "thu", "fri", "sat", "sun"))
+_MONTH_DAYS: Final = (0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def _fixdate(v: str) -> float | None:
+    """The usual case of :func:`parse_http_date`: ``v`` an IMF-fixdate in ASCII of a real
+    day and time (``Sun, 06 Nov 1994 08:49:37 GMT``), read in place, and the day counted
+    by the civil-calendar formula instead of ``datetime``. None for anything else, which
+    the regular expressions then decide (this path answers only where they would
+    answer the same: the tests compare them)."""
+    if (
+        len(v) != 29
+        or v[3] != ","
+        or v[4] != " "
+        or v[7] != " "
+        or v[11] != " "
+        or v[16] != " "
+        or v[19] != ":"
+        or v[22] != ":"
+        or v[25] != " "
+    ):
+        return None
+    if v[26:].lower() != "gmt" or v[:3].lower() not in _WEEKDAYS:
+        return None
+    month = _MONTHS.get(v[8:11].lower(), 0)
+    day = _decimal(v, 5, 7)
+    year = _decimal(v, 12, 16)
+    hour = _decimal(v, 17, 19)
+    minute = _decimal(v, 20, 22)
+    sec = _decimal(v, 23, 25)
+    if month == 0 or year < 1 or day < 1 or hour < 0 or hour > 23 or minute < 0 or minute > 59 or sec < 0:
+        return None
+    leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+    if day > (29 if month == 2 and leap else _MONTH_DAYS[month]):
+        return None
+    # days from 1970-01-01 to the date (Hinnant's days_from_civil, years from March)
+    y = year - 1 if month <= 2 else year
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (month - 3 if month > 2 else month + 9) + 2) // 5 + day - 1
+    days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
+    return float(days * 86400 + hour * 3600 + minute * 60 + min(sec, 59))
+
+
+def _decimal(v: str, start: int, end: int) -> int:
+    """The decimal number ``v[start:end]`` of ASCII digits, or -1."""
+    n = 0
+    for i in range(start, end):
+        d = ord(v[i]) - 48
+        if d < 0 or d > 9:
+            return -1
+        n = n * 10 + d
+    return n
 
 
 @lru_cache(maxsize=1024)
@@ -606,6 +667,80 @@ def _directives_idx(idx: dict[str, list[str]], policy: CachePolicy) -> tuple[Dir
         return _EMPTY, False
     cc = vals[0] if len(vals) == 1 else ", ".join(vals)
     return (parse_cache_control(cc) if cc else _EMPTY), False
+
+
+class _Fields:
+    """What one pass over a response's lines reads for :meth:`HttpCache.store` and
+    :meth:`HttpCache.revalidated` (:func:`_read_fields`): list fields' lines joined with
+    ", " as ``_index``'s readers join them, of Date, Expires, Last-Modified, ETag and Age
+    the first line, and targeted fields (RFC 9213, rare) by name."""
+
+    def __init__(self) -> None:
+        self.cc: str | None = None
+        self.date: str | None = None
+        self.expires: str | None = None
+        self.lm: str | None = None
+        self.etag: str | None = None
+        self.age: str | None = None
+        self.vary: str | None = None
+        self.conn: str | None = None
+        self.tfields: dict[str, str] | None = None
+
+
+def _read_fields(
+    lines: list[Any], wanted: frozenset[str], also_targeted: frozenset[str], stored: list[Any] | None
+) -> _Fields:
+    """The fields of ``lines`` that a cache reads (``wanted``: ``HttpCache._indexed``;
+    ``also_targeted``: those of them that the policy also names as targeted), in one
+    pass; with ``stored``, the same pass appends to it every line not in ``NOT_STORED``.
+    Not an ``_index`` dict: compiled, the attributes of one object cost less than a list
+    per field and an insertion each."""
+    f = _Fields()
+    for item in lines:
+        # (a boxed variable-length tuple: compiled, ``h[0]`` is a tuple item read, and
+        # ``stored`` keeps the response's own tuple; typed ``tuple[str, str]`` the line
+        # would be unpacked into a C struct and boxed again for the append)
+        h: tuple[str, ...] = item
+        k = h[0]
+        if k in wanted:
+            v = h[1]
+            keep = True
+            if k == "cache-control":
+                cc = f.cc
+                f.cc = v if cc is None else cc + ", " + v
+            elif k == "date":
+                if f.date is None:
+                    f.date = v
+            elif k == "etag":
+                if f.etag is None:
+                    f.etag = v
+            elif k == "last-modified":
+                if f.lm is None:
+                    f.lm = v
+            elif k == "expires":
+                if f.expires is None:
+                    f.expires = v
+            elif k == "age":  # not stored
+                keep = False
+                if f.age is None:
+                    f.age = v
+            elif k == "vary":
+                vary = f.vary
+                f.vary = v if vary is None else vary + ", " + v
+            elif k == "connection":  # not stored
+                keep = False
+                conn = f.conn
+                f.conn = v if conn is None else conn + ", " + v
+            else:  # a targeted field
+                f.tfields = _join_field(f.tfields, k, v)
+                keep = k not in NOT_STORED
+            if also_targeted and k in also_targeted:  # a policy naming Date etc. targeted
+                f.tfields = _join_field(f.tfields, k, v)
+            if keep and stored is not None:
+                stored.append(h)
+        elif stored is not None and k not in NOT_STORED:
+            stored.append(h)
+    return f
 
 
 def _join_field(fields: dict[str, str] | None, name: str, value: str) -> dict[str, str]:
@@ -1228,72 +1363,19 @@ class HttpCache:
         replaces any stored variant that ``req`` selects (§4.1).
         """
         p = self._policy
-        # One pass over the response's lines reads the fields ``store`` needs into locals
-        # and gathers the stored lines (§3.1: without hop-by-hop fields and Age;
-        # Connection-listed fields are dropped below). Not an ``_index`` dict: compiled,
-        # locals cost nothing, where the dict built a list and an insertion per field
-        # (about a third of ``store``). List fields' lines are joined with ", " as
-        # ``_index``'s readers join them; of Date, Expires, Last-Modified, ETag and Age
-        # the first line counts.
-        lines: list[Any] = resp.headers
+        # One pass over the response's lines reads the fields ``store`` needs and gathers
+        # the stored lines (§3.1: without hop-by-hop fields and Age; Connection-listed
+        # fields are dropped below).
         stored: list[Any] = []
-        wanted = self._indexed
-        also_targeted = self._targeted_indexed
-        cc: str | None = None
-        vary_v: str | None = None
-        conn: str | None = None
-        date: str | None = None
-        expires: str | None = None
-        lm: str | None = None
-        etag: str | None = None
-        age: str | None = None
-        tfields: dict[str, str] | None = None  # targeted fields (RFC 9213), rare
-        for item in lines:
-            # (a boxed variable-length tuple: compiled, ``h[0]`` is a tuple item read, and
-            # ``stored`` keeps the response's own tuple; typed ``tuple[str, str]`` the
-            # line would be unpacked into a C struct and boxed again for the append)
-            h: tuple[str, ...] = item
-            k = h[0]
-            if k in wanted:
-                v = h[1]
-                if k == "cache-control":
-                    cc = v if cc is None else cc + ", " + v
-                    stored.append(h)
-                elif k == "date":
-                    if date is None:
-                        date = v
-                    stored.append(h)
-                elif k == "etag":
-                    if etag is None:
-                        etag = v
-                    stored.append(h)
-                elif k == "last-modified":
-                    if lm is None:
-                        lm = v
-                    stored.append(h)
-                elif k == "expires":
-                    if expires is None:
-                        expires = v
-                    stored.append(h)
-                elif k == "age":  # not stored
-                    if age is None:
-                        age = v
-                elif k == "vary":
-                    vary_v = v if vary_v is None else vary_v + ", " + v
-                    stored.append(h)
-                elif k == "connection":  # not stored
-                    conn = v if conn is None else conn + ", " + v
-                else:  # a targeted field
-                    tfields = _join_field(tfields, k, v)
-                    if k not in NOT_STORED:
-                        stored.append(h)
-                if also_targeted and k in also_targeted:  # a policy naming Date etc. targeted
-                    tfields = _join_field(tfields, k, v)
-            elif k not in NOT_STORED:
-                stored.append(h)
-        dt = _directives_of(cc, tfields, p)
+        f = _read_fields(resp.headers, self._indexed, self._targeted_indexed, stored)
+        date = f.date
+        expires = f.expires
+        lm = f.lm
+        etag = f.etag
+        conn = f.conn
+        dt = _directives_of(f.cc, f.tfields, p)
         d, targeted = dt
-        vary = _vary_names_of(vary_v)
+        vary = _vary_names_of(f.vary)
         if not _storable(req, resp.status, expires is not None, d, targeted, vary is None):
             self._not_stored += 1
             if d.no_store or d.private:
@@ -1323,7 +1405,7 @@ class HttpCache:
             None if lm is None or "last-modified" in named else lm,
             None if etag is None or "etag" in named else etag,
             date,
-            age,
+            f.age,
         )
         if self._put_variant(key, rh, entry):
             self._stores += 1
@@ -1395,13 +1477,8 @@ class HttpCache:
         received = resp304.headers
         merged = merge_304_headers(old.headers, received)
         # one pass over the merged lines for what ``_build_entry`` needs of them
-        idx = _index(merged, self._indexed)
-        dt = _directives_idx(idx, self._policy)
-        get = idx.get
-        date = get("date")
-        expires = get("expires")
-        lm = get("last-modified")
-        etag = get("etag")
+        f = _read_fields(merged, self._indexed, self._targeted_indexed, None)
+        dt = _directives_of(f.cc, f.tfields, self._policy)
         new = _build_entry(
             old.status,
             merged,
@@ -1414,10 +1491,10 @@ class HttpCache:
             old.tag,
             self._policy,
             dt,
-            None if date is None else date[0],
-            None if expires is None else expires[0],
-            None if lm is None else lm[0],
-            None if etag is None else etag[0],
+            f.date,
+            f.expires,
+            f.lm,
+            f.etag,
             get_header(received, "date"),
             get_header(received, "age"),
         )

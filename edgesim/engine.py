@@ -54,7 +54,7 @@ from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
-from functools import partial
+from functools import lru_cache, partial
 from heapq import heappop, heappush
 from itertools import accumulate
 from typing import TYPE_CHECKING, Any, Final, cast
@@ -503,6 +503,28 @@ class _Up:
         self.stratum = _NO_STRATUM
 
 
+@lru_cache(maxsize=16)
+def _zipf_table(n: int, zipf: float) -> tuple[np.ndarray, int, np.ndarray]:
+    """The popularity CDF of ``n`` objects at Zipf exponent ``zipf`` and its guide
+    (``_SiteModel.draw``), read-only and kept per process: every run of a topology
+    draws from the same tables.
+
+    A guide to the CDF for draws: entry j is the index a draw of j / m picks, so a draw
+    u picks an index between entries floor(u * m) and floor(u * m) + 1 (exact for m a
+    power of two). A binary search over the whole CDF touched about 16 entries per
+    draw, the last few far apart (a cache miss each); between two guide entries there
+    are a few (at most 6 for 50,000 objects at Zipf 0.9, more only in the rarely drawn
+    tail of a steeper curve)."""
+    w = 1.0 / np.power(np.arange(1, n + 1, dtype=np.float64), zipf)
+    cdf = np.cumsum(w)
+    cdf = cdf / cdf[-1]  # never decreasing; the last entry is 1.0 exactly
+    m = 1 << min(_GUIDE_MAX_BITS, max(10, n.bit_length()))
+    guide = np.searchsorted(cdf, np.arange(m + 1) / m, side="right").astype(np.int64)
+    cdf.flags.writeable = False
+    guide.flags.writeable = False
+    return cdf, m, guide
+
+
 class _SiteModel:
     """What clients request of one site: current URLs, Zipf sampler, redirect sources."""
 
@@ -519,6 +541,7 @@ class _SiteModel:
         "redirects",
         "size_of",
         "strata",
+        "stratum_list",
         "stratum_of",
         "thin_of",
         "urls",
@@ -529,29 +552,29 @@ class _SiteModel:
         self.host = host
         self.urls = urls
         self.gen = gen
-        w = 1.0 / np.power(np.arange(1, len(urls) + 1, dtype=np.float64), zipf)
-        cdf = np.cumsum(w)
-        self.cdf = cdf / cdf[-1]  # never decreasing; the last entry is 1.0 exactly
-        # A guide to the CDF for draws: entry j is the index a draw of j / m picks, so a
-        # draw u picks an index between entries floor(u * m) and floor(u * m) + 1 (exact
-        # for m a power of two). A binary search over the whole CDF touched about 16
-        # entries per draw, the last few far apart (a cache miss each); between two guide
-        # entries there are a few (at most 6 for 50,000 objects at Zipf 0.9, more only
-        # in the rarely drawn tail of a steeper curve).
-        m = 1 << min(_GUIDE_MAX_BITS, max(10, len(urls).bit_length()))
-        self.guide_m = m
-        self.guide = np.searchsorted(self.cdf, np.arange(m + 1) / m, side="right").astype(np.int64)
+        self.cdf, self.guide_m, self.guide = _zipf_table(len(urls), zipf)
         self.objbuf: list[int] = []
         self.redirects: list[str] = []
         self.redirect_share = 0.0
-        # With spatial sampling: the stratum of every request target, and by arrival
-        # object (catalog index i, then redirect source k at len(urls) + k) whether its
-        # key is in the sample, its stratum and its size in bytes.
-        self.strata: dict[str, int] = {}
+        # With spatial sampling, by arrival object (catalog index i, then redirect
+        # source k at len(urls) + k): whether its key is in the sample, its stratum (also
+        # as a list) and its size in bytes; and the stratum of every request target.
         self.kept_of = np.zeros(0, dtype=bool)
         self.stratum_of = np.zeros(0, dtype=np.int64)
+        self.stratum_list: list[int] = []
+        self.strata: dict[str, int] | None = None
         self.size_of = np.zeros(0)
         self.thin_of: np.ndarray | None = None  # the share of each one's arrivals kept
+
+    def stratum(self, target: str) -> int:
+        """The stratum of a request for ``target`` (one of the URLs or redirect
+        sources), else ``_NO_STRATUM``. Arrivals know theirs by object; this serves the
+        few fetches that no arrival asked for, so the table by target is made on the
+        first of them."""
+        strata = self.strata
+        if strata is None:
+            strata = self.strata = dict(zip(self.urls + self.redirects, self.stratum_list, strict=True))
+        return strata.get(target, _NO_STRATUM)
 
     def draw(self, n: int) -> np.ndarray:
         """``n`` catalog indexes by Zipf popularity (the site's own generator): for
@@ -1496,13 +1519,14 @@ class _Engine:
             sid = self._stratum(m.index, names[cls[i]], -1 - i)  # a stratum of its own
             self.thinned[sid] = (float(thin[i]), int(buckets[i]))
             sids[i] = sid
-        strata = dict(zip(urls, sids.tolist(), strict=True))
         if m.redirects:
+            # a redirect source that is a file is in the file's stratum, others in one
             rsid = self._stratum(m.index, "redirect", 0)
-            extra = [strata.setdefault(u, rsid) for u in m.redirects]
+            extra = [int(sids[i]) if i >= 0 else rsid for i in also]
             sids = np.concatenate((sids, np.array(extra, dtype=np.int64)))
             thin = np.concatenate((thin, [thin[i] if i >= 0 else 1.0 for i in also]))
-        m.strata = strata
+        m.strata = None  # by target, made when first asked (_SiteModel.stratum)
+        m.stratum_list = sids.tolist()
         m.thin_of = thin if bool((thin < 1.0).any()) else None
         charge = self.charge
         for key in [key for key in charge if key[0] == m.host]:
@@ -1657,12 +1681,12 @@ class _Engine:
         and at ``extra_cuts``."""
         tr = self.topo.traffic
         regions = self.topo.regions
-        cuts = {float(k) * RATE_STEP for k in range(1, math.ceil(self.end / RATE_STEP) + 1)}
-        for fc in tr.flash_crowds:
-            cuts.add(fc.start)
-            cuts.add(fc.start + fc.duration)
-        cuts.update(extra_cuts)
-        ends = np.array([*sorted(c for c in cuts if 0.0 < c < self.end), self.end])
+        # every RATE_STEP (k * RATE_STEP, exactly as float(k) * RATE_STEP), flash-crowd
+        # edges and the extra cuts: sorted, each once, those inside the run, then its end
+        grid = np.arange(1, math.ceil(self.end / RATE_STEP) + 1, dtype=np.float64) * RATE_STEP
+        edges = [x for fc in tr.flash_crowds for x in (fc.start, fc.start + fc.duration)]
+        cuts = np.unique(np.concatenate((grid, np.array([*edges, *extra_cuts], dtype=np.float64))))
+        ends = np.append(cuts[(cuts > 0.0) & (cuts < self.end)], self.end)
         starts = np.concatenate(([0.0], ends[:-1]))
         names = [s.name for s in self.topo.sites]
         shares = np.array(self.site_shares, dtype=np.float64)
@@ -1979,7 +2003,7 @@ class _Engine:
             elif job is not None:
                 up.stratum = job.stratum
             elif si >= 0:
-                up.stratum = self.sites[si].strata.get(fetch.client.target, _NO_STRATUM)
+                up.stratum = self.sites[si].stratum(fetch.client.target)
             self.f_strat.append(up.stratum)
         if not node.shield and self.shield_ring is not None:
             # the ring never changes: owners are kept by site and target (misses of one
@@ -2318,7 +2342,7 @@ class _Engine:
             jid += 1
             job = _Job(jid, t, ri, si, Request("GET", url, headers[si][ri][vi]), None)
             if sampled:
-                job.stratum = sm.strata.get(url, _NO_STRATUM)
+                job.stratum = sm.stratum_list[oi if oi >= 0 else len(sm.urls) - 1 - oi]
             group = alive[ri]
             dest: _Node | None
             if random_balanced[ri] and group:

@@ -203,7 +203,7 @@ class Catalog:
         return self.spec.objects
 
     def _hash(self, i: int, v: int) -> str:
-        return blake2b(b"%d:%d:%d" % (self.spec.seed, i, v), digest_size=8).hexdigest()
+        return _object_hash(self.spec.seed, i, v)
 
     def _digest(self, i: int) -> str:
         """``_hash(i, version of i)``, from the digests ``paths`` made if it has run."""
@@ -217,11 +217,7 @@ class Catalog:
         """Every object's ``_digest``, concatenated by index (computed once)."""
         hexes = self._hex
         if hexes is None:
-            hexes = _bulk_digests(self.spec.seed, self._version)
-            if hexes is None:
-                version = self._version
-                hexes = "".join([self._hash(i, version[i]) for i in range(len(version))])
-            self._hex = hexes
+            hexes = self._hex = _listing(self.spec, self._version.tobytes())[0]
         return hexes
 
     def entry(self, i: int) -> Entry:
@@ -253,19 +249,12 @@ class Catalog:
 
     def paths(self) -> list[str]:
         """URL path of every object, by index (``path(i)`` for all ``i`` at once: the
-        engine lists them at start-up and after each deploy). :func:`_path_of`'s
-        shapes, filled in place."""
-        parts = _SHAPE_PARTS
-        hexes = self._digests()  # all at once, natively: a hash per call cost the most
-        out = []
-        for i, kind in enumerate(self._kinds):
-            before, between, after = parts[kind]
-            if between is None:
-                out.append(f"{before}{i}{after}")
-            else:
-                k = 16 * i
-                out.append(f"{before}{i}{between}{hexes[k : k + 10]}{after}")
-        return out
+        engine lists them at start-up and after each deploy). A new list each time, of
+        strings kept per process (:func:`_listing`)."""
+        listing = _listing(self.spec, self._version.tobytes())
+        if self._hex is None:
+            self._hex = listing[0]
+        return list(listing[1])
 
     def kinds(self) -> list[str]:
         """Kind name of every object, by index (``kind(i)`` for all ``i`` at once)."""
@@ -418,6 +407,37 @@ def _rounded(x: float) -> int:
     if d > 0.5 or (d == 0.5 and n & 1):
         n += 1
     return n
+
+
+@lru_cache(maxsize=4)
+def _listing(spec: CatalogSpec, version: bytes) -> tuple[str, tuple[str, ...]]:
+    """Every object's digest (``Catalog._hash(i, version[i])``, 16 hex digits each,
+    concatenated by index) and URL path (:func:`_path_of`'s shapes, filled in place),
+    for the deploy of ``spec`` whose versions are ``version`` (``array("I")`` bytes).
+    A pure function of both, kept for the last few deploys listed: every run of a
+    topology in one process (``edgesim plan``, ``sweep``, ``bench``) lists the same
+    catalogs, and its digests are most of a run's set-up."""
+    versions = array("I")
+    versions.frombytes(version)
+    hexes = _bulk_digests(spec.seed, versions)  # all at once, natively
+    if hexes is None:
+        seed = spec.seed
+        hexes = "".join([_object_hash(seed, i, versions[i]) for i in range(len(versions))])
+    parts = _SHAPE_PARTS
+    out = []
+    for i, kind in enumerate(_layout(spec)[0]):
+        before, between, after = parts[kind]
+        if between is None:
+            out.append(f"{before}{i}{after}")
+        else:
+            k = 16 * i
+            out.append(f"{before}{i}{between}{hexes[k : k + 10]}{after}")
+    return hexes, tuple(out)
+
+
+def _object_hash(seed: int, i: int, v: int) -> str:
+    """The content digest of object ``i`` at version ``v`` (16 hex digits)."""
+    return blake2b(b"%d:%d:%d" % (seed, i, v), digest_size=8).hexdigest()
 
 
 _EXISTS_MEMO: Final = 65536

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import UTC, datetime
 from email.utils import formatdate
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from edgesim.cache import (
     DELTA_MAX,
@@ -18,6 +21,8 @@ from edgesim.cache import (
     Lookup,
     MemoryStore,
     MetadataStore,
+    _fixdate,
+    _parse_date_forms,
     is_storable,
     merge_304_headers,
     parse_age,
@@ -177,6 +182,63 @@ def test_invalid_expires_means_stale(expires: str) -> None:
 def test_http_date_forms(value: str) -> None:
     assert parse_http_date(value) == 2544400878.0
     assert parse_http_date("Thu Aug  8 02:01:18 2050") == 2544400878.0 - 10 * 86400
+
+
+# IMF-fixdates and near misses: any day number (Feb 30, day 00, year 0000), hour, minute
+# and second (24:00, 60 s), other cases and letters, other separators
+_DAY = st.sampled_from(["Mon", "Tue", "wed", "THU", "Fri", "sat", "Sun", "Fry", "Mo,"])
+_MONTH = st.sampled_from(
+    ["Jan", "feb", "MAR", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec", "Foo"]
+)
+_TWO = st.integers(min_value=0, max_value=99).map(lambda n: f"{n:02d}") | st.sampled_from(
+    ["1 ", " 1", "x1", "٣4"]
+)
+_YEAR = st.integers(min_value=0, max_value=9999).map(lambda n: f"{n:04d}") | st.sampled_from(["19 4", "+994"])
+_GMT = st.sampled_from(["GMT", "gmt", "GmT", "UTC", "GMX"])
+_SEP = st.sampled_from([" ", " ", " ", "-", "  "])
+
+
+@given(_DAY, _TWO, _MONTH, _YEAR, _TWO, _TWO, _TWO, _GMT, _SEP, st.sampled_from([",", ",", ";"]))
+def test_fixdate_fast_path_agrees_with_the_expressions(
+    day: str, dd: str, mon: str, year: str, hh: str, mm: str, ss: str, gmt: str, sep: str, comma: str
+) -> None:
+    v = f"{day}{comma} {dd}{sep}{mon} {year} {hh}:{mm}:{ss} {gmt}"
+    want = _parse_date_forms(v)
+    fast = _fixdate(v)
+    assert fast is None or fast == want  # where it answers, the same answer
+    assert parse_http_date(v) == want
+    if want is not None and len(v) == 29 and v.isascii():
+        assert fast == want  # and it answers every valid ASCII fixdate
+
+
+@pytest.mark.parametrize(
+    ("value", "valid"),
+    [
+        ("Thu, 29 Feb 1900 00:00:00 GMT", False),  # century: no leap day
+        ("Tue, 29 Feb 2000 12:00:00 GMT", True),  # but every 400 years
+        ("Mon, 29 Feb 2100 00:00:00 GMT", False),
+        ("Sat, 29 Feb 2020 23:59:60 GMT", True),  # a leap second reads as :59
+        ("Fri, 29 Feb 2019 00:00:00 GMT", False),
+        ("Sun, 31 Apr 2024 00:00:00 GMT", False),
+        ("Mon, 01 Jan 0001 00:00:00 GMT", True),
+        ("Sat, 01 Jan 0000 00:00:00 GMT", False),
+        ("Fri, 31 Dec 9999 24:00:00 GMT", False),
+    ],
+)
+def test_fixdate_calendar_edges(value: str, valid: bool) -> None:
+    want = _parse_date_forms(value)
+    assert (want is not None) == valid
+    assert _fixdate(value) == want
+
+
+@given(st.integers(min_value=-62_135_596_800, max_value=253_402_300_799))
+def test_fixdate_fast_path_reads_formatted_dates(t: int) -> None:
+    # every second from year 1 to 9999 (leap days included), as an IMF-fixdate
+    d = datetime.fromtimestamp(t, UTC)
+    v = f"{d:%a}, {d.day:02d} {d:%b} {d.year:04d} {d:%H:%M:%S} GMT"
+    assert _fixdate(v) == float(t) == _parse_date_forms(v)
+    if t >= 0:
+        assert v == formatdate(t, usegmt=True)
 
 
 def test_invalid_date_uses_response_time() -> None:

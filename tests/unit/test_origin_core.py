@@ -618,6 +618,11 @@ def test_listing_every_path_changes_no_path_or_etag(seed: int) -> None:
     assert again.paths() == [
         Catalog(spec).redeploy(7, 0.4, now=5.0).redeploy(8, 0.5, now=12.0).path(i) for i in range(3000)
     ]
+    # listings are kept per process, but each call returns a list of its own
+    mine = first.paths()
+    want = list(mine)
+    mine.clear()
+    assert first.paths() == want == Catalog(spec).paths()
 
 
 def test_synthetic_sizes_and_types(syn: OriginCore) -> None:

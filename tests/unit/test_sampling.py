@@ -164,7 +164,7 @@ def test_strata_are_the_origins_cache_policies() -> None:
     kinds = dep.catalog.kinds()
     assert set(kinds) == {"html", "js", "css", "img"}
     for lo in range(511, 1023, 64):  # one popularity bucket (ranks 512 - 1023)
-        group = {k: m.strata[u] for u, k in zip(m.urls[lo : lo + 64], kinds[lo : lo + 64], strict=True)}
+        group = {k: m.stratum(u) for u, k in zip(m.urls[lo : lo + 64], kinds[lo : lo + 64], strict=True)}
         assert group["js"] == group["css"] == group["img"] != group["html"]
 
 
@@ -574,8 +574,11 @@ def test_a_redirect_source_that_is_a_file_is_one_key(tmp_path: Path) -> None:
     n = len(m.urls)
     assert m.urls[0] == "/page-0.html" and m.redirects == ["/page-0.html", "/gone.html"]
     assert m.kept_of[0] and m.kept_of[n]  # kept with the file
-    assert m.stratum_of[n] == m.stratum_of[0] == m.strata["/page-0.html"]
+    assert m.stratum_of[n] == m.stratum_of[0] == m.stratum("/page-0.html")
     assert m.stratum_of[n + 1] != m.stratum_of[0]  # a source that is no file: its own
+    # arrivals read their stratum by object, other fetches by target: the same
+    assert m.stratum_list == m.stratum_of.tolist() == [m.stratum(u) for u in m.urls + m.redirects]
+    assert m.stratum("/nowhere.html") == -1
 
 
 def test_the_html_page_of_a_sampled_run_says_so() -> None:
