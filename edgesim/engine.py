@@ -595,7 +595,8 @@ class _SiteModel:
             b = np.where(up, b, mid)
             lo[todo], hi[todo] = a, b
             todo = todo[a < b]
-        return np.minimum(lo, len(cdf) - 1)
+        out: np.ndarray = np.minimum(lo, len(cdf) - 1)
+        return out
 
     def url(self) -> str:
         """One request target by popularity (outside the engine's arrival blocks)."""
