@@ -669,33 +669,42 @@ def _directives_idx(idx: dict[str, list[str]], policy: CachePolicy) -> tuple[Dir
     return (parse_cache_control(cc) if cc else _EMPTY), False
 
 
-class _Fields:
-    """What one pass over a response's lines reads for :meth:`HttpCache.store` and
-    :meth:`HttpCache.revalidated` (:func:`_read_fields`): list fields' lines joined with
-    ", " as ``_index``'s readers join them, of Date, Expires, Last-Modified, ETag and Age
-    the first line, and targeted fields (RFC 9213, rare) by name."""
-
-    def __init__(self) -> None:
-        self.cc: str | None = None
-        self.date: str | None = None
-        self.expires: str | None = None
-        self.lm: str | None = None
-        self.etag: str | None = None
-        self.age: str | None = None
-        self.vary: str | None = None
-        self.conn: str | None = None
-        self.tfields: dict[str, str] | None = None
+# What one pass over a response's lines reads (``_read_fields``): Cache-Control, Date,
+# Expires, Last-Modified, ETag, Age, Vary, Connection, and the targeted fields by name.
+_Fields = tuple[
+    str | None,
+    str | None,
+    str | None,
+    str | None,
+    str | None,
+    str | None,
+    str | None,
+    str | None,
+    dict[str, str] | None,
+]
 
 
 def _read_fields(
     lines: list[Any], wanted: frozenset[str], also_targeted: frozenset[str], stored: list[Any] | None
 ) -> _Fields:
-    """The fields of ``lines`` that a cache reads (``wanted``: ``HttpCache._indexed``;
+    """The fields of ``lines`` that :meth:`HttpCache.store` and
+    :meth:`HttpCache.revalidated` read (``wanted``: ``HttpCache._indexed``;
     ``also_targeted``: those of them that the policy also names as targeted), in one
-    pass; with ``stored``, the same pass appends to it every line not in ``NOT_STORED``.
-    Not an ``_index`` dict: compiled, the attributes of one object cost less than a list
-    per field and an insertion each."""
-    f = _Fields()
+    pass: list fields' lines joined with ", " as ``_index``'s readers join them; of
+    Date, Expires, Last-Modified, ETag and Age the first line; targeted fields (RFC
+    9213, rare) by name. With ``stored``, the same pass appends to it every line not in
+    ``NOT_STORED``. Not an ``_index`` dict: compiled, locals cost nothing, where the
+    dict built a list and an insertion per field, and a fixed-length tuple comes back
+    to a compiled caller as a C struct, not an object."""
+    cc: str | None = None
+    date: str | None = None
+    expires: str | None = None
+    lm: str | None = None
+    etag: str | None = None
+    age: str | None = None
+    vary: str | None = None
+    conn: str | None = None
+    tfields: dict[str, str] | None = None
     for item in lines:
         # (a boxed variable-length tuple: compiled, ``h[0]`` is a tuple item read, and
         # ``stored`` keeps the response's own tuple; typed ``tuple[str, str]`` the line
@@ -706,41 +715,38 @@ def _read_fields(
             v = h[1]
             keep = True
             if k == "cache-control":
-                cc = f.cc
-                f.cc = v if cc is None else cc + ", " + v
+                cc = v if cc is None else cc + ", " + v
             elif k == "date":
-                if f.date is None:
-                    f.date = v
+                if date is None:
+                    date = v
             elif k == "etag":
-                if f.etag is None:
-                    f.etag = v
+                if etag is None:
+                    etag = v
             elif k == "last-modified":
-                if f.lm is None:
-                    f.lm = v
+                if lm is None:
+                    lm = v
             elif k == "expires":
-                if f.expires is None:
-                    f.expires = v
+                if expires is None:
+                    expires = v
             elif k == "age":  # not stored
                 keep = False
-                if f.age is None:
-                    f.age = v
+                if age is None:
+                    age = v
             elif k == "vary":
-                vary = f.vary
-                f.vary = v if vary is None else vary + ", " + v
+                vary = v if vary is None else vary + ", " + v
             elif k == "connection":  # not stored
                 keep = False
-                conn = f.conn
-                f.conn = v if conn is None else conn + ", " + v
+                conn = v if conn is None else conn + ", " + v
             else:  # a targeted field
-                f.tfields = _join_field(f.tfields, k, v)
+                tfields = _join_field(tfields, k, v)
                 keep = k not in NOT_STORED
             if also_targeted and k in also_targeted:  # a policy naming Date etc. targeted
-                f.tfields = _join_field(f.tfields, k, v)
+                tfields = _join_field(tfields, k, v)
             if keep and stored is not None:
                 stored.append(h)
         elif stored is not None and k not in NOT_STORED:
             stored.append(h)
-    return f
+    return cc, date, expires, lm, etag, age, vary, conn, tfields
 
 
 def _join_field(fields: dict[str, str] | None, name: str, value: str) -> dict[str, str]:
@@ -1367,15 +1373,12 @@ class HttpCache:
         # the stored lines (§3.1: without hop-by-hop fields and Age; Connection-listed
         # fields are dropped below).
         stored: list[Any] = []
-        f = _read_fields(resp.headers, self._indexed, self._targeted_indexed, stored)
-        date = f.date
-        expires = f.expires
-        lm = f.lm
-        etag = f.etag
-        conn = f.conn
-        dt = _directives_of(f.cc, f.tfields, p)
+        cc, date, expires, lm, etag, age, vary_v, conn, tfields = _read_fields(
+            resp.headers, self._indexed, self._targeted_indexed, stored
+        )
+        dt = _directives_of(cc, tfields, p)
         d, targeted = dt
-        vary = _vary_names_of(f.vary)
+        vary = _vary_names_of(vary_v)
         if not _storable(req, resp.status, expires is not None, d, targeted, vary is None):
             self._not_stored += 1
             if d.no_store or d.private:
@@ -1405,7 +1408,7 @@ class HttpCache:
             None if lm is None or "last-modified" in named else lm,
             None if etag is None or "etag" in named else etag,
             date,
-            f.age,
+            age,
         )
         if self._put_variant(key, rh, entry):
             self._stores += 1
@@ -1477,8 +1480,10 @@ class HttpCache:
         received = resp304.headers
         merged = merge_304_headers(old.headers, received)
         # one pass over the merged lines for what ``_build_entry`` needs of them
-        f = _read_fields(merged, self._indexed, self._targeted_indexed, None)
-        dt = _directives_of(f.cc, f.tfields, self._policy)
+        cc, date, expires, lm, etag, _, _, _, tfields = _read_fields(
+            merged, self._indexed, self._targeted_indexed, None
+        )
+        dt = _directives_of(cc, tfields, self._policy)
         new = _build_entry(
             old.status,
             merged,
@@ -1491,10 +1496,10 @@ class HttpCache:
             old.tag,
             self._policy,
             dt,
-            f.date,
-            f.expires,
-            f.lm,
-            f.etag,
+            date,
+            expires,
+            lm,
+            etag,
             get_header(received, "date"),
             get_header(received, "age"),
         )
