@@ -503,11 +503,25 @@ class _Up:
         self.stratum = _NO_STRATUM
 
 
-@lru_cache(maxsize=16)
 def _zipf_table(n: int, zipf: float) -> tuple[np.ndarray, int, np.ndarray]:
     """The popularity CDF of ``n`` objects at Zipf exponent ``zipf`` and its guide
-    (``_SiteModel.draw``), read-only and kept per process: every run of a topology
-    draws from the same tables.
+    (``_SiteModel.draw``), read-only; kept per process for up to ``_KEEP_ZIPF_MAX``
+    objects (every run of a topology draws from the same tables)."""
+    return _kept_zipf_table(n, zipf) if n <= _KEEP_ZIPF_MAX else _make_zipf_table(n, zipf)
+
+
+# Sites up to this many objects keep their Zipf tables (``_zipf_table``): eight of them
+# hold about 64 MB at most.
+_KEEP_ZIPF_MAX: Final = 1_000_000
+
+
+@lru_cache(maxsize=8)
+def _kept_zipf_table(n: int, zipf: float) -> tuple[np.ndarray, int, np.ndarray]:
+    return _make_zipf_table(n, zipf)
+
+
+def _make_zipf_table(n: int, zipf: float) -> tuple[np.ndarray, int, np.ndarray]:
+    """:func:`_zipf_table`, computed.
 
     A guide to the CDF for draws: entry j is the index a draw of j / m picks, so a draw
     u picks an index between entries floor(u * m) and floor(u * m) + 1 (exact for m a

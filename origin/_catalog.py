@@ -409,14 +409,30 @@ def _rounded(x: float) -> int:
     return n
 
 
-@lru_cache(maxsize=4)
+# Catalogs up to this many objects keep their listings (``_listing``): four of them
+# hold about 0.4 GB at most.
+_KEEP_LISTING_MAX: Final = 1_000_000
+
+
 def _listing(spec: CatalogSpec, version: bytes) -> tuple[str, tuple[str, ...]]:
     """Every object's digest (``Catalog._hash(i, version[i])``, 16 hex digits each,
     concatenated by index) and URL path (:func:`_path_of`'s shapes, filled in place),
     for the deploy of ``spec`` whose versions are ``version`` (``array("I")`` bytes).
-    A pure function of both, kept for the last few deploys listed: every run of a
-    topology in one process (``edgesim plan``, ``sweep``, ``bench``) lists the same
-    catalogs, and its digests are most of a run's set-up."""
+    A pure function of both, kept for the last few deploys listed of catalogs up to
+    ``_KEEP_LISTING_MAX`` objects: every run of a topology in one process (``edgesim
+    plan``, ``sweep``, ``bench``) lists the same catalogs, and their digests are most
+    of a sampled run's set-up."""
+    if spec.objects <= _KEEP_LISTING_MAX:
+        return _kept_listing(spec, version)
+    return _make_listing(spec, version)
+
+
+@lru_cache(maxsize=4)
+def _kept_listing(spec: CatalogSpec, version: bytes) -> tuple[str, tuple[str, ...]]:
+    return _make_listing(spec, version)
+
+
+def _make_listing(spec: CatalogSpec, version: bytes) -> tuple[str, tuple[str, ...]]:
     versions = array("I")
     versions.frombytes(version)
     hexes = _bulk_digests(spec.seed, versions)  # all at once, natively

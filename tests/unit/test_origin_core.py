@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from edgesim.http import Request, Response
 from edgesim.redirects import mint_jwt
-from origin._catalog import Catalog, _bulk_digests, _rounded
+from origin._catalog import Catalog, _bulk_digests, _listing, _make_listing, _rounded
 from origin._config import CatalogSpec, Distribution, Uniforms, is_hashed, parse_config
 from origin.core import DEPLOY_HEADER, OriginCore, SiteConfigError, http_date
 
@@ -623,6 +623,9 @@ def test_listing_every_path_changes_no_path_or_etag(seed: int) -> None:
     want = list(mine)
     mine.clear()
     assert first.paths() == want == Catalog(spec).paths()
+    versions = array("I", bytes(4 * 3000)).tobytes()
+    assert _listing(spec, versions) is _listing(spec, versions)  # kept: a small catalog
+    assert _make_listing(spec, versions) == _listing(spec, versions)  # as a big one lists it
 
 
 def test_synthetic_sizes_and_types(syn: OriginCore) -> None:
