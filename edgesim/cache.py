@@ -611,13 +611,6 @@ def _vary_value(headers: Headers, name: str) -> str | None:
     return v.lower() if name in _CASE_FOLD_VARY else v
 
 
-def _vary_names_idx(idx: dict[str, list[str]]) -> tuple[str, ...] | None:
-    vals = idx.get("vary")
-    if vals is None:
-        return ()
-    return _vary_names_of(vals[0] if len(vals) == 1 else ", ".join(vals))
-
-
 def _vary_names_of(v: str | None) -> tuple[str, ...] | None:
     if not v:
         return ()
@@ -654,21 +647,6 @@ def _directives(headers: Headers, policy: CachePolicy) -> tuple[Directives, bool
     return (parse_cache_control(cc) if cc else _EMPTY), False
 
 
-def _directives_idx(idx: dict[str, list[str]], policy: CachePolicy) -> tuple[Directives, bool]:
-    """``_directives`` over an ``_index`` of the headers."""
-    for name in policy.targeted_fields:
-        vals = idx.get(name)
-        if vals is not None:
-            d = parse_targeted_cache_control(vals[0] if len(vals) == 1 else ", ".join(vals))
-            if d is not None:
-                return d, True
-    vals = idx.get("cache-control")
-    if vals is None:
-        return _EMPTY, False
-    cc = vals[0] if len(vals) == 1 else ", ".join(vals)
-    return (parse_cache_control(cc) if cc else _EMPTY), False
-
-
 # What one pass over a response's lines reads (``_read_fields``): Cache-Control, Date,
 # Expires, Last-Modified, ETag, Age, Vary, Connection, and the targeted fields by name.
 _Fields = tuple[
@@ -687,15 +665,15 @@ _Fields = tuple[
 def _read_fields(
     lines: list[Any], wanted: frozenset[str], also_targeted: frozenset[str], stored: list[Any] | None
 ) -> _Fields:
-    """The fields of ``lines`` that :meth:`HttpCache.store` and
-    :meth:`HttpCache.revalidated` read (``wanted``: ``HttpCache._indexed``;
-    ``also_targeted``: those of them that the policy also names as targeted), in one
-    pass: list fields' lines joined with ", " as ``_index``'s readers join them; of
-    Date, Expires, Last-Modified, ETag and Age the first line; targeted fields (RFC
-    9213, rare) by name. With ``stored``, the same pass appends to it every line not in
-    ``NOT_STORED``. Not an ``_index`` dict: compiled, locals cost nothing, where the
-    dict built a list and an insertion per field, and a fixed-length tuple comes back
-    to a compiled caller as a C struct, not an object."""
+    """The fields of ``lines`` that storing reads (:meth:`HttpCache.store`,
+    :meth:`HttpCache.revalidated`, :func:`is_storable`; ``wanted``: ``_indexed``,
+    ``also_targeted``: ``_targeted_indexed`` of the policy), in one pass: list fields'
+    lines joined with ", " (RFC 9110 §5.3); of Date, Expires, Last-Modified, ETag and
+    Age the first line; targeted fields (RFC 9213, rare) by name. With ``stored``, the
+    same pass appends to it every line not in ``NOT_STORED``. Not a dict of each
+    field's lines: compiled, locals cost nothing, where the dict built a list and an
+    insertion per field, and a fixed-length tuple comes back to a compiled caller as a
+    C struct, not an object."""
     cc: str | None = None
     date: str | None = None
     expires: str | None = None
@@ -810,9 +788,11 @@ def _http_date(value: str) -> float | None:
 def is_storable(req: Request, resp: Response, policy: CachePolicy | None = None) -> bool:
     """Whether a shared cache may store ``resp`` to ``req`` (RFC 9111 §3)."""
     p = policy or _DEFAULT_POLICY
-    idx = _index(resp.headers, _indexed(p))
-    d, targeted = _directives_idx(idx, p)
-    return _storable(req, resp.status, "expires" in idx, d, targeted, _vary_names_idx(idx) is None)
+    cc, _, expires, _, _, _, vary, _, tfields = _read_fields(
+        resp.headers, _indexed(p), _targeted_indexed(p), None
+    )
+    d, targeted = _directives_of(cc, tfields, p)
+    return _storable(req, resp.status, expires is not None, d, targeted, _vary_names_of(vary) is None)
 
 
 def _storable(
@@ -906,28 +886,13 @@ _INDEXED: Final = frozenset(
 
 
 def _indexed(policy: CachePolicy) -> frozenset[str]:
+    """The fields that ``_read_fields`` reads under ``policy``."""
     return _INDEXED | frozenset(policy.targeted_fields)
 
 
-def _index(headers: list[Any], wanted: frozenset[str], kept: list[Any] | None = None) -> dict[str, list[str]]:
-    """The values of each ``wanted`` field, in order, by name: one pass over the headers
-    instead of one scan per field. With ``kept``, the same pass also appends to it every
-    field not in ``NOT_STORED`` (the stored headers, before any Connection-listed names
-    are dropped)."""
-    # (Headers typed ``list[Any]``: compiled, a ``tuple[str, str]`` item is unpacked into
-    # a C struct, and ``kept.append(h)`` then builds a new tuple for every field.)
-    idx: dict[str, list[str]] = {}
-    for h in headers:
-        k: str = h[0]
-        if k in wanted:
-            vals = idx.get(k)
-            if vals is None:
-                idx[k] = [h[1]]
-            else:
-                vals.append(h[1])
-        if kept is not None and k not in NOT_STORED:
-            kept.append(h)
-    return idx
+def _targeted_indexed(policy: CachePolicy) -> frozenset[str]:
+    """Those of ``_INDEXED`` that ``policy`` also names as targeted fields."""
+    return _INDEXED & frozenset(policy.targeted_fields)
 
 
 def _build_entry(
@@ -1266,7 +1231,7 @@ class HttpCache:
         self._indexed = _indexed(self._policy)
         # targeted fields that ``store`` also reads as themselves (none for any sensible
         # policy, which names CDN-Cache-Control and the like)
-        self._targeted_indexed = _INDEXED & frozenset(self._policy.targeted_fields)
+        self._targeted_indexed = _targeted_indexed(self._policy)
         self._lookups = 0
         self._fresh_hits = 0
         self._stale_hits = 0

@@ -213,13 +213,6 @@ class Catalog:
             return hexes[k : k + 16]
         return self._hash(i, self._version[i])
 
-    def _digests(self) -> str:
-        """Every object's ``_digest``, concatenated by index (computed once)."""
-        hexes = self._hex
-        if hexes is None:
-            hexes = self._hex = _listing(self.spec, self._version.tobytes())[0]
-        return hexes
-
     def entry(self, i: int) -> Entry:
         """Object ``i`` (0 <= i < len(self)) in this deploy."""
         return self._entry(i, self._digest(i), None)

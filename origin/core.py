@@ -472,7 +472,7 @@ class Deploy:
         if ruleset is None:
             fields_of = self._plain.get(url)
             if fields_of is None:
-                fields_of = resolution_fields(None, url, self.exists, None, {}, self._not_found_page())
+                fields_of = self._fields(url, None)
                 _keep(self._plain, url, fields_of)
             return fields_of
         everyone = self._everyone
@@ -488,12 +488,12 @@ class Deploy:
             if not own:
                 # Kept as a plain tuple: Python's cyclic GC stops scanning a plain tuple
                 # of plain values (most answers have no Match), but never a NamedTuple.
-                fields_of = resolution_fields(None, url, self.exists, m, {}, self._not_found_page())
+                fields_of = self._fields(url, m)
                 _keep(everyone, url, fields_of)
                 return fields_of
             _keep(everyone, url, _BY_VISITOR)  # later requests go straight to their own
             if not _has_visitor(req):  # the empty context is this request's own
-                fields_of = resolution_fields(None, url, self.exists, m, {}, self._not_found_page())
+                fields_of = self._fields(url, m)
                 _keep(self._resolved, (url, False, None, None, None), fields_of)
                 return fields_of
         elif fields_of is not _BY_VISITOR:
@@ -512,12 +512,17 @@ class Deploy:
             if visitor
             else ruleset.match_scoped(url, None, None, None, None, None, None)  # no native context
         )
-        fields_of = resolution_fields(None, url, self.exists, m, {}, self._not_found_page())
+        fields_of = self._fields(url, m)
         if not own:
             _keep(everyone, url, fields_of)
         elif key is not None:
             _keep(self._resolved, key, fields_of)
         return fields_of
+
+    def _fields(self, url: str, m: Any) -> tuple[Any, ...]:
+        """The resolution fields of ``url`` given its rule answer ``m`` (a Match or
+        None): shadowing by this deploy's files, pretty URLs and the 404 page applied."""
+        return resolution_fields(None, url, self.exists, m, {}, self._not_found_page())
 
     def _not_found_page(self) -> str:
         """What a resolution's ``not_found`` answers name: ``/404.html`` when this

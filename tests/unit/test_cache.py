@@ -374,6 +374,42 @@ def test_request_no_store_prevents_storing() -> None:
     assert not is_storable(req, resp([("cache-control", "max-age=60")]))
 
 
+_LINES = st.lists(
+    st.tuples(
+        st.sampled_from(
+            ["cache-control", "cdn-cache-control", "expires", "vary", "date", "connection", "etag", "x-a"]
+        ),
+        st.sampled_from(
+            [
+                "max-age=60",
+                "no-store",
+                "private",
+                "public",
+                "s-maxage=0",
+                "must-understand, no-store",
+                "*",
+                "accept",
+                "x-a",
+                date(T0 + 60),
+                "cdn-cache-control",
+                '"v1"',
+                "",
+            ]
+        ),
+    ),
+    max_size=6,
+)
+
+
+@given(_LINES, st.sampled_from([200, 203, 206, 301, 404, 500, 599]), st.booleans())
+def test_is_storable_is_what_store_decides(lines: Headers, status: int, targeted: bool) -> None:
+    # the function and the cache read the same fields the same way
+    policy = CachePolicy(targeted_fields=("cdn-cache-control", "date")) if targeted else CachePolicy()
+    r = resp(lines, status)
+    c = HttpCache(MemoryStore(1 << 20), policy=policy)
+    assert is_storable(get(), r, policy) == (c.store(KEY, get(), r, T0, T0) is not None)
+
+
 def test_no_store_response_removes_the_variant_it_replaces() -> None:
     c = cache()
     assert stored(c, [("cache-control", "max-age=1")])
