@@ -21,6 +21,11 @@ Modes (docs/testing.md):
 * ``"virtual"``: the capacity engine (:func:`edgesim.engine.simulate`) runs the
   topology's traffic; ``net.report`` and ``net.metrics()`` answer, ``net.get`` doesn't.
 
+In trio and live modes ``await net.crash(name)`` and ``await net.restart(name)`` take
+a node down and bring it back cold; clients retry on the region's other nodes, then on
+the nearest regions, and the balancer drops the node after the topology's health check
+delay, as in the capacity engine.
+
 Any HTTP origin can stand in for edgesim's (``origin="http://127.0.0.1:PORT"``, or an
 ``async (Request) -> Response`` handler); the edges then fetch no manifests, and
 ``rules={host: path}`` supplies the rule files, so an edge configuration can be tested
@@ -45,7 +50,7 @@ import sys
 import tempfile
 import time
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -190,16 +195,24 @@ def write_sites(topology: Topology, sites_dir: Path, *, model_load: bool = False
 
 @dataclass(eq=False)
 class _Member:
-    """One edge node of a running network and the client that talks to it."""
+    """One edge node of a running network, the client that talks to it, and its lives:
+    a life is a cold node core with its server, from a start (or restart) to a crash."""
 
     name: str
     region: str
-    node: EdgeNode
-    server: HttpServer
-    client: OriginPool
-    origin: OriginPool
-    port: int | None = None
+    memory: int  # the region's memory_cache, for every life
+    node: EdgeNode | None = None  # the current life's core (None before the first)
+    server: HttpServer | None = None  # the current life's HTTP shell
+    client: OriginPool | None = None  # the test's connections to the node
+    port: int | None = None  # live mode: kept across restarts
     inflight: int = 0
+    up: bool = False
+    down_at: float = 0.0  # trio.current_time() of the last crash
+    crashes: int = 0
+    past: dict[str, int] = field(default_factory=dict)  # counters of the lives that ended
+    scope: trio.CancelScope | None = None  # cancels the current life
+    ended: trio.Event | None = None  # set when the current life is over
+    conns: trio.Nursery | None = None  # trio mode: the life's memory connections
 
 
 @dataclass(eq=False)
@@ -237,6 +250,7 @@ class Network:
     _origin: _Origin | None = None
     _rng: random.Random = field(default_factory=random.Random)
     _turn: itertools.count[int] = field(default_factory=itertools.count)
+    _lives: _Lives | None = None
 
     # ---- lookups --------------------------------------------------------------
 
@@ -252,8 +266,20 @@ class Network:
         return [m.name for m in self._region(region)]
 
     def node(self, name: str) -> EdgeNode:
-        """The sans-IO :class:`~edgesim.node.EdgeNode` behind node ``name``."""
-        return self._member(name).node
+        """The sans-IO :class:`~edgesim.node.EdgeNode` behind node ``name`` (its current
+        life's: a restart brings a new one, with a cold cache).
+
+        Raises:
+            NetworkError: no such node, or it is down (:meth:`crash`).
+        """
+        m = self._member(name)
+        if not m.up or m.node is None:
+            raise NetworkError(f"node {name} is down (crashed; net.restart({name!r}) starts it again)")
+        return m.node
+
+    def is_up(self, name: str) -> bool:
+        """Whether node ``name`` is running (not crashed, or restarted since)."""
+        return self._member(name).up
 
     def port(self, name: str) -> int | None:
         """The TCP port of node ``name`` (live mode), else None."""
@@ -281,9 +307,16 @@ class Network:
         Returns:
             The edge's response with its whole body.
 
+        Node crashes (:meth:`crash`): the balancer picks among the region's nodes that
+        the health check has not dropped. A node that refuses the connection (crashed,
+        not dropped yet) is skipped for the next node of the region, then for the
+        nearest regions by ``[network.region_latency]``. A pinned ``node`` is not.
+
         Raises:
             NetworkError: virtual mode, or an unknown region or node.
-            edgesim._client.OriginError: the edge could not be reached.
+            edgesim._client.OriginError: the edge could not be reached (no node of the
+                region or its failover regions accepted the connection, or the pinned
+                node is down), or the connection broke (a crash during the request).
         """
         return await self.request(region, "GET", url, headers=headers, node=node)
 
@@ -305,10 +338,27 @@ class Network:
         if not any(k == "host" for k, _ in hdrs):
             hdrs.insert(0, ("host", host))
         host = next(v for k, v in hdrs if k == "host").lower()
-        m = self._pick(region, host, target, node)
+        req = Request(method, target, hdrs, body)
+        if node is not None:  # pinned: a down node refuses the connection
+            return await self._send(self._pinned(region, node), req)
+        from edgesim._client import OriginConnectError
+
+        refused: list[str] = []
+        for m in self._order(region, host, target):
+            try:
+                return await self._send(m, req)
+            except OriginConnectError:
+                # a crashed node the health check has not dropped yet: the client tries
+                # the next node, then the nearest regions (as the engine's clients do)
+                refused.append(m.name)
+        tried = f" (refused: {', '.join(refused)})" if refused else ""
+        raise OriginConnectError(f"no edge node of {region} or its failover regions answered{tried}")
+
+    async def _send(self, m: _Member, req: Request) -> Response:
+        assert m.client is not None
         m.inflight += 1
         try:
-            return await m.client.request(Request(method, target, hdrs, body))
+            return await m.client.request(req)
         finally:
             m.inflight -= 1
 
@@ -321,6 +371,8 @@ class Network:
         removed = 0
         for ms in self._members.values():
             for m in ms:
+                if not m.up or m.client is None:  # a crashed node's cache went with it
+                    continue
                 req = Request("POST", f"/.edgesim/edge/purge?{q}", [("host", site)], b"")
                 resp = await m.client.request(req)
                 if resp.status != 200:
@@ -365,7 +417,8 @@ class Network:
     # ---- metrics --------------------------------------------------------------
 
     def metrics(self) -> dict[str, Any]:
-        """Counters now: ``nodes`` (each node's ``EdgeNode.statistics()``), ``regions``
+        """Counters now: ``nodes`` (each node's ``EdgeNode.statistics()``, counters summed
+        over its lives when it crashed, plus ``up`` and ``crashes``), ``regions``
         and ``totals`` (sums of the numeric counters plus ``hit_ratio``), and ``origin``
         (the in-process origin's load counters, else None).
 
@@ -380,7 +433,7 @@ class Network:
                 "nodes": r["nodes"],
                 "origin": r["origin"],
             }
-        nodes = {m.name: m.node.statistics() for ms in self._members.values() for m in ms}
+        nodes = {m.name: _node_metrics(m) for ms in self._members.values() for m in ms}
         regions = {region: _totals([nodes[m.name] for m in ms]) for region, ms in self._members.items()}
         core = self._origin.core if self._origin is not None else None
         return {
@@ -421,27 +474,122 @@ class Network:
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         return (parts.hostname or self.default_host), target
 
-    def _pick(self, region: str, host: str, target: str, node: str | int | None) -> _Member:
+    def _pinned(self, region: str, node: str | int) -> _Member:
         ms = self._region(region)
         if isinstance(node, int):
             if not 0 <= node < len(ms):
                 raise NetworkError(f"region {region} has nodes 0..{len(ms) - 1}, not {node}")
             return ms[node]
-        if node is not None:
-            m = self._member(node)
-            if m.region != region:
-                raise NetworkError(f"node {node} is in region {m.region}, not {region}")
-            return m
+        m = self._member(node)
+        if m.region != region:
+            raise NetworkError(f"node {node} is in region {m.region}, not {region}")
+        return m
+
+    def _listed(self, m: _Member, now: float) -> bool:
+        """Whether the balancer still sends to ``m``: up, or crashed less than the
+        topology's ``health_check_delay`` ago."""
+        return m.up or now - m.down_at < self.topology.faults.health_check_delay
+
+    def _order(self, region: str, host: str, target: str) -> Iterator[_Member]:
+        """The nodes a client request tries, in order: its region's balancer pick, the
+        region's other listed nodes, then the failover regions' (nearest first; regions
+        at the same latency in an order set by the URL's hash, as in the engine)."""
+        import trio
+
+        from edgesim.engine import failover_order
+
+        now = trio.current_time()
+        yield from self._region_order(region, host, target, now)
+        names = self.regions()
+        for _, group in failover_order(self.topology)[names.index(region)]:
+            first = zlib.crc32(target.encode()) % len(group)
+            for j in range(len(group)):
+                yield from self._region_order(names[group[(first + j) % len(group)]], host, target, now)
+
+    def _region_order(self, region: str, host: str, target: str, now: float) -> list[_Member]:
+        every = self._region(region)
+        ms = [m for m in every if self._listed(m, now)]
+        if not ms:
+            return []
         policy = self._policies[region]
-        if policy == "consistent-hash":
-            return ms[zlib.crc32(f"{host}{target}".encode()) % len(ms)]
+        if policy == "consistent-hash":  # a dropped node's URLs go to the next node
+            i = zlib.crc32(f"{host}{target}".encode()) % len(every)
+            return [m for m in every[i:] + every[:i] if m in ms]
         if policy == "random":
-            return self._rng.choice(ms)
-        start = next(self._turn) % len(ms)
+            first = self._rng.choice(ms)
+            start = ms.index(first)
+        else:
+            start = next(self._turn) % len(ms)
         rotated = ms[start:] + ms[:start]
         if policy == "least-connections":
-            return min(rotated, key=lambda m: m.inflight)  # ties: the rotation's order
-        return rotated[0]
+            best = min(rotated, key=lambda m: m.inflight)  # ties: the rotation's order
+            rotated.remove(best)
+            rotated.insert(0, best)
+        return rotated
+
+    # ---- faults ---------------------------------------------------------------
+
+    async def crash(self, name: str) -> None:
+        """Crash node ``name``: its server stops at once, connections in progress break
+        (their clients get ``OriginProtocolError``), and its cache and counters' life
+        end. Until the topology's ``[faults] health_check_delay`` has passed (Trio's
+        clock: virtual time in trio mode), the balancer still picks it and clients
+        retry elsewhere when it refuses them; after that it is skipped. Its counters so
+        far stay in :meth:`metrics`.
+
+        Raises:
+            NetworkError: virtual mode, no such node, or it is down already.
+        """
+        import trio
+
+        self._require_nodes("crash")
+        m = self._member(name)
+        if not m.up:
+            raise NetworkError(f"node {name} is down already")
+        assert m.node is not None and m.scope is not None and m.ended is not None and m.client is not None
+        for k, v in m.node.statistics().items():
+            if isinstance(v, int) and not isinstance(v, bool):
+                m.past[k] = m.past.get(k, 0) + v
+        m.up = False
+        m.crashes += 1
+        m.down_at = trio.current_time()
+        m.scope.cancel()
+        await m.ended.wait()
+        # the test's pooled connections to it are dead: the next request connects anew
+        await m.client.aclose()
+        assert self._lives is not None
+        m.client = self._lives.client(m)
+
+    async def restart(self, name: str) -> None:
+        """Start crashed node ``name`` again: a new life with a cold cache (it fetches
+        its sites' manifests again), on the same port in live mode. The balancer picks
+        it again from now on.
+
+        Raises:
+            NetworkError: virtual mode, no such node, it is up, or (live) its port was
+                taken meanwhile.
+        """
+        self._require_nodes("restart")
+        m = self._member(name)
+        if m.up:
+            raise NetworkError(f"node {name} is up; crash it first")
+        assert self._lives is not None
+        try:
+            await self._lives.start(m)
+        except OSError as exc:
+            raise NetworkError(f"restart of {name}: cannot listen on port {m.port} again: {exc}") from None
+
+
+def _node_metrics(m: _Member) -> dict[str, Any]:
+    """A node's :meth:`~edgesim.node.EdgeNode.statistics`, its counters summed over its
+    lives, with ``up`` and ``crashes``. A down node has no ``cache`` (None) or ``sites``."""
+    node = m.node if m.up else None
+    out = node.statistics() if node is not None else {"node": m.name, "cache": None, "sites": {}}
+    for k, v in m.past.items():
+        out[k] = out.get(k, 0) + v
+    out["up"] = m.up
+    out["crashes"] = m.crashes
+    return out
 
 
 def _totals(stats: list[dict[str, Any]]) -> dict[str, Any]:
@@ -592,7 +740,6 @@ async def _start(
 ) -> Network:
     from edgesim._client import OriginPool
     from edgesim._server import HttpServer
-    from edgesim.serve import EdgeService, build_node
 
     now = clock or (_virtual_clock(topo) if mode == "trio" else time.time)
     if not topo.sites:
@@ -641,6 +788,7 @@ async def _start(
         candidate_pool = await _start_candidate_origin(nursery, topo, mode, now, workdir, o)
 
     # The edge nodes.
+    lives = net._lives = _Lives(nursery, mode, now, origin_pool, rule_files, manifests, spec, candidate_pool)
     for r in topo.regions:
         policy = balancer or r.edge.balancer
         if policy not in BALANCERS:
@@ -648,29 +796,84 @@ async def _start(
         net._policies[r.name] = policy
         members = net._members[r.name] = []
         for k in range(r.edge.nodes):
-            name = f"{r.name}-{k}"
-            node = build_node(
-                name=name, memory_bytes=r.edge.memory_cache, rules=rule_files, manifests=manifests
-            )
-            pool = origin_pool()
-            upstream: Any = pool
-            if spec is not None and (not spec.regions or r.name in spec.regions):
-                upstream = _shadow_node(node, pool, spec, candidate_pool)
-            service = EdgeService(node, upstream, clock=now)
-            await nursery.start(service.run)  # closes ``pool`` when it ends
-            edge = HttpServer(service.handle, server_name=name)
-            if mode == "trio":
-                client = OriginPool(
-                    f"http://{name}.edge.invalid:80",
-                    read_timeout=READ_TIMEOUT,
-                    open_stream=_memory_opener(nursery, edge),
-                )
-                members.append(_Member(name, r.name, node, edge, client, pool))
-            else:
-                port = await nursery.start(edge.serve_tcp, "127.0.0.1", 0)
-                client = OriginPool(f"http://127.0.0.1:{port}", read_timeout=READ_TIMEOUT)
-                members.append(_Member(name, r.name, node, edge, client, pool, port))
+            m = _Member(f"{r.name}-{k}", r.name, r.edge.memory_cache)
+            await lives.start(m)
+            m.client = lives.client(m)
+            members.append(m)
     return net
+
+
+@dataclass(eq=False)
+class _Lives:
+    """Starts the lives of a network's edge nodes: the first, and each restart."""
+
+    nursery: trio.Nursery
+    mode: str
+    now: Callable[[], float]
+    origin_pool: Callable[[], OriginPool]
+    rule_files: dict[str, str]
+    manifests: bool
+    spec: ShadowSpec | None
+    candidate_pool: Callable[[], OriginPool] | None
+
+    async def start(self, m: _Member) -> None:
+        """Start a life of ``m`` and return once it serves (live: listens on its port)."""
+        await self.nursery.start(self._live, m)
+
+    async def _live(self, m: _Member, *, task_status: trio.TaskStatus[None]) -> None:
+        import trio
+
+        from edgesim._server import HttpServer
+        from edgesim.serve import EdgeService, build_node
+
+        node = build_node(name=m.name, memory_bytes=m.memory, rules=self.rule_files, manifests=self.manifests)
+        pool = self.origin_pool()
+        upstream: Any = pool
+        spec = self.spec
+        if spec is not None and (not spec.regions or m.region in spec.regions):
+            upstream = _shadow_node(node, pool, spec, self.candidate_pool)
+        service = EdgeService(node, upstream, clock=self.now)
+        server = HttpServer(service.handle, server_name=m.name)
+        ended = trio.Event()
+        try:
+            with trio.CancelScope() as scope:
+                async with trio.open_nursery() as inner:
+                    await inner.start(service.run)  # closes ``pool`` when it ends
+                    if self.mode == "live":
+                        m.port = await inner.start(server.serve_tcp, "127.0.0.1", m.port or 0)
+                    m.node, m.server, m.scope, m.ended, m.conns = node, server, scope, ended, inner
+                    m.up = True
+                    task_status.started()
+        finally:
+            if node.shadow is not None:
+                node.shadow.close()
+            if m.ended is ended:
+                m.conns = None
+            ended.set()
+
+    def client(self, m: _Member) -> OriginPool:
+        """The test's connection pool to ``m``: loopback TCP to its port (live), else
+        memory streams to its current life's server, refused while it is down."""
+        import errno
+
+        import trio.testing
+
+        from edgesim._client import OriginPool
+
+        if self.mode == "live":
+            return OriginPool(f"http://127.0.0.1:{m.port}", read_timeout=READ_TIMEOUT)
+
+        async def open_stream(host: str, port: int) -> trio.abc.Stream:
+            inner, server = m.conns, m.server
+            if not m.up or inner is None or server is None:
+                raise ConnectionRefusedError(errno.ECONNREFUSED, f"{m.name} is down")
+            client_side, server_side = trio.testing.memory_stream_pair()
+            inner.start_soon(server.serve_stream, server_side)
+            await trio.lowlevel.checkpoint()
+            return client_side
+
+        url = f"http://{m.name}.edge.invalid:80"
+        return OriginPool(url, read_timeout=READ_TIMEOUT, open_stream=open_stream)
 
 
 async def _start_candidate_origin(
@@ -788,8 +991,9 @@ async def open_network(
                     if net is not None:
                         for ms in net._members.values():
                             for m in ms:
-                                await m.client.aclose()
-                                if m.node.shadow is not None:
+                                if m.client is not None:
+                                    await m.client.aclose()
+                                if m.node is not None and m.node.shadow is not None:
                                     m.node.shadow.close()
                         if net._origin is not None:
                             if net._origin.client is not None:
