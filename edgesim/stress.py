@@ -222,6 +222,8 @@ async def run_stress(
         "failed": t["failed"],
         "http_5xx": t["http_5xx"],
         "attempts_failed": t["attempts_failed"],
+        "retried": t["retried"],
+        "failed_over": t["failed_over"],
         "requests": t["requests"],
         "throughput_rps": drill["clients"]["throughput_rps"],
         "p50_ms": drill["clients"]["p50_ms"],
@@ -243,6 +245,7 @@ def summary_line(result: dict[str, Any]) -> str:
     return (
         f"stress {result['topology']}: {result['duration']:g} s, crashes: {result['crashes']}, "
         f"errors: {result['errors']} (failed {result['failed']}, 5xx {result['http_5xx']}), "
+        f"retried: {result['retried']}, failed over: {result['failed_over']}, "
         f"throughput: {result['throughput_rps']:,.0f} req/s (p99 {result['p99_ms']} ms), "
         f"matches: {m.get('matches_per_s', 0):,}/s on {m.get('threads', 0)} threads, "
         f"reloads: {m.get('reloads', 0)} + {result['deploys']} deploys, gc: {m.get('gc_collections', 0)}"

@@ -51,6 +51,9 @@ def test_stress_runs_20s_without_crashes(tmp_path: Path) -> None:
     r = json.loads(out.read_text())
     assert r["crashes"] == 0 and r["crash_details"] == []
     assert r["requests"] > 0 and r["throughput_rps"] > 0
+    t = r["clients"]["totals"]
+    assert (r["retried"], r["failed_over"]) == (t["retried"], t["failed_over"])
+    assert f"retried: {r['retried']}, failed over: {r['failed_over']}," in last
     m = r["matcher"]
     assert m["returncode"] == 0 and m["fatal_thread_errors"] == []
     assert m["matches"] > 0 and m["match_many_calls"] > 0 and m["reloads"] > 0 and m["gc_collections"] > 0
