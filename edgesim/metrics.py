@@ -496,8 +496,8 @@ def _group_stats(c: _Cols, ids: Any, ngroups: int) -> list[dict[str, Any]]:
         wc = np.zeros((ngroups, len(_NAMES)))
         if len(g):
             np.add.at(wc, (g, outcome), w)
-        counts = np.rint(wc).astype(np.int64)
         requests = np.rint(np.bincount(g, weights=w, minlength=ngroups)).astype(np.int64)
+        counts = apportion(wc, requests)  # a group's outcome counts add up to its requests
         assert c.wb is not None  # set whenever ``w`` is (the count's weights by default)
         sized = size * c.wb[ok]
         served = np.bincount(g, weights=sized, minlength=ngroups)
@@ -533,6 +533,24 @@ def _group_stats(c: _Cols, ids: Any, ngroups: int) -> list[dict[str, Any]]:
         d["latency"] = _pcts(lat_sorted[i])
         d["queueing"] = _pcts(queue_sorted[i])
         out.append(d)
+    return out
+
+
+def apportion(values: Any, totals: Any) -> Any:
+    """Whole numbers for the rows of estimates ``values`` (groups x parts, each >= 0)
+    that add up to each row's whole ``totals`` (the rounded row sums): every part gets
+    its floor, and the rest of its row's total goes one each to the parts with the
+    largest fractions (ties: the first part). Each part then differs from its estimate
+    by less than 1."""
+    base = np.floor(values)
+    frac = values - base
+    out = base.astype(np.int64)
+    rest = np.asarray(totals, dtype=np.int64) - out.sum(axis=1)
+    if len(out) and int(rest.max(initial=0)) > 0:
+        order = np.argsort(-frac, axis=1, kind="stable")  # largest fraction first
+        rank = np.empty_like(order)
+        np.put_along_axis(rank, order, np.arange(values.shape[1])[None, :], axis=1)
+        out += rank < rest[:, None]
     return out
 
 

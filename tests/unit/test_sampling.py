@@ -91,6 +91,41 @@ def test_sampled_report_has_no_latency_and_is_deterministic() -> None:
     assert "sampled" not in simulate(t).to_dict(deterministic=True)["meta"]
 
 
+_OUTCOMES = ("hits", "collapsed", "stale", "misses", "revalidated", "redirects", "passes", "errors", "failed")
+
+
+def test_a_sampled_groups_outcome_counts_add_up_to_its_requests() -> None:
+    # scaled estimates rounded one by one would not (a node's 12.4 + 7.4 requests)
+    t = topo(rps=500.0, duration=10.0, objects=3000, regions=2, nodes=3)
+    rep = simulate(t, sample_rate=0.3).to_dict(deterministic=True)
+    groups = [rep["totals"], *rep["regions"].values(), *rep["nodes"].values(), *rep["sites"].values()]
+    assert len(groups) > 8
+    for g in groups:
+        assert sum(g[k] for k in _OUTCOMES) == g["requests"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.floats(0.0, 1e7, allow_nan=False), min_size=1, max_size=9),
+        min_size=1,
+        max_size=6,
+    ).filter(lambda rows: len({len(r) for r in rows}) == 1)
+)
+def test_apportion_keeps_each_row_total_and_each_part_within_one(rows: list[list[float]]) -> None:
+    from edgesim.metrics import apportion
+
+    values = np.array(rows)
+    totals = np.rint(values.sum(axis=1)).astype(np.int64)
+    out = apportion(values, totals)
+    assert out.dtype == np.int64
+    assert out.sum(axis=1).tolist() == totals.tolist()
+    assert (np.abs(out - values) < 1.0 + 1e-6).all()
+    assert (out >= 0).all()
+    whole = np.floor(values) == values  # whole estimates stay as they are
+    assert (out[whole] == values[whole]).all()
+
+
 @pytest.mark.parametrize("bad", [0.0, -0.1, 1.5, float("nan")])
 def test_bad_sample_rates_are_refused(bad: float) -> None:
     with pytest.raises(ValueError, match="sample_rate"):
