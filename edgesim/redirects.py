@@ -175,6 +175,7 @@ class _RuleSetBase:
     _static: list[bool]
     _where: list[tuple[int, int]]
     _sources: dict[int, Source]
+    _lines: dict[int, list[bytes]]
     _infos: list[RuleInfo] | None
     memo: MatchMemo
 
@@ -277,6 +278,7 @@ class _RuleSetBase:
         self._secret = jwt_secret.encode() if isinstance(jwt_secret, str) else jwt_secret
         self._claim = tuple(jwt_role_claim.split(".")) if jwt_role_claim else ()
         self._sources = {}
+        self._lines = {}  # a `_redirects` file's lines, split once
         self._infos = None
         # Match results by request: RuleSet.match fills it (the reference matcher
         # never does); public to the edge core, which reads it without calling
@@ -347,7 +349,9 @@ class _RuleSetBase:
         src_id, line = self._where[rule]
         f = self._files[src_id]
         if f.kind == "redirects":
-            lines = f.data.split(b"\n")
+            lines = self._lines.get(src_id)
+            if lines is None:  # once per file: rule_text of every rule stays linear
+                lines = self._lines[src_id] = f.data.split(b"\n")
             text = lines[line - 1] if 0 < line <= len(lines) else b""
             return text.decode("utf-8", "replace").strip().lstrip("\ufeff")
         info = self.rules[rule]
@@ -973,7 +977,7 @@ class ReferenceRuleSet(_RuleSetBase):
             eng = self._engine
             if eng is None:
                 raise ValueError("RuleSet is closed")
-            self._infos = [
+            out = [
                 RuleInfo(
                     i,
                     self.source(i),
@@ -981,12 +985,14 @@ class ReferenceRuleSet(_RuleSetBase):
                     r.to_text,
                     r.status,
                     bool(r.force),
-                    self.rule_text(i) if self._files[r.source].kind == "redirects" else "",
+                    "",
                     bool(r.has_query),
                     bool(r.has_conditions),
                 )
                 for i, r in enumerate(eng.rules)
             ]
+            self._infos = out  # what ``rule_text`` reads for a TOML rule's summary
+            self._infos = [r._replace(text=self.rule_text(r.rule)) for r in out]
         return self._infos
 
     def match(

@@ -215,6 +215,19 @@ def test_from_site_order_and_files(engine: type, tmp_path: Path) -> None:
     assert rs.files == (str(tmp_path / "_redirects"), str(tmp_path / "netlify.toml"))
 
 
+def test_rules_give_each_rule_as_written(engine: type, tmp_path: Path) -> None:
+    lines = ["# comment", "", *(f"/old-{i} /new-{i} 30{1 + i % 2}" for i in range(300)), "bad-line"]
+    (tmp_path / "_redirects").write_text("\n".join(lines) + "\n")
+    (tmp_path / "netlify.toml").write_text('[[redirects]]\nfrom = "/t"\nto = "/u"\nforce = true\n')
+    rules = engine.from_site(tmp_path).rules
+    assert len(rules) == 301
+    # every rule's text is its own line (each file is split once, not once per rule)
+    assert [r.text for r in rules[:300]] == lines[2:302]
+    assert [r.source.line for r in rules[:300]] == list(range(3, 303))
+    assert rules[300].text == "from = '/t', to = '/u', status = 301, force = true"
+    assert (rules[7].from_, rules[7].to, rules[7].status) == ("/old-7", "/new-7", 302)
+
+
 def test_from_file_picks_format(engine: type, tmp_path: Path) -> None:
     p = tmp_path / "rules.toml"
     p.write_text('[[redirects]]\nfrom = "/a"\nto = "/b"\n')
