@@ -70,6 +70,7 @@ if TYPE_CHECKING:
     from edgesim._server import HttpServer
     from edgesim.metrics import RunResult
     from edgesim.node import EdgeNode
+    from edgesim.shadow import Shadow
     from origin.core import OriginCore
 
 __all__ = [
@@ -207,12 +208,14 @@ class _Member:
     port: int | None = None  # live mode: kept across restarts
     inflight: int = 0
     up: bool = False
+    starting: bool = False  # a life is being started (a restart in progress)
     down_at: float = 0.0  # trio.current_time() of the last crash
     crashes: int = 0
     past: dict[str, int] = field(default_factory=dict)  # counters of the lives that ended
     scope: trio.CancelScope | None = None  # cancels the current life
     ended: trio.Event | None = None  # set when the current life is over
     conns: trio.Nursery | None = None  # trio mode: the life's memory connections
+    shadow: Shadow | None = None  # its [shadow], kept across lives (as the engines do)
 
 
 @dataclass(eq=False)
@@ -308,9 +311,10 @@ class Network:
             The edge's response with its whole body.
 
         Node crashes (:meth:`crash`): the balancer picks among the region's nodes that
-        the health check has not dropped. A node that refuses the connection (crashed,
-        not dropped yet) is skipped for the next node of the region, then for the
-        nearest regions by ``[network.region_latency]``. A pinned ``node`` is not.
+        the health check has not dropped. When the chosen node refuses the connection
+        (crashed, not dropped yet), the balancer chooses again among the region's nodes
+        not tried, then among the nearest regions' by ``[network.region_latency]``. A
+        pinned ``node`` is not retried.
 
         Raises:
             NetworkError: virtual mode, or an unknown region or node.
@@ -351,14 +355,23 @@ class Network:
                 # a crashed node the health check has not dropped yet: the client tries
                 # the next node, then the nearest regions (as the engine's clients do)
                 refused.append(m.name)
-        tried = f" (refused: {', '.join(refused)})" if refused else ""
-        raise OriginConnectError(f"no edge node of {region} or its failover regions answered{tried}")
+        if refused:
+            raise OriginConnectError(
+                f"no edge node of {region} or its failover regions answered (refused: {', '.join(refused)})"
+            )
+        raise OriginConnectError(f"no edge node of {region} or its failover regions is up")
 
     async def _send(self, m: _Member, req: Request) -> Response:
+        from edgesim._client import OriginProtocolError
+
         assert m.client is not None
         m.inflight += 1
         try:
             return await m.client.request(req)
+        except OriginProtocolError as exc:
+            if m.up:
+                raise
+            raise OriginProtocolError(f"edge node {m.name} crashed during the request") from exc
         finally:
             m.inflight -= 1
 
@@ -506,26 +519,28 @@ class Network:
             for j in range(len(group)):
                 yield from self._region_order(names[group[(first + j) % len(group)]], host, target, now)
 
-    def _region_order(self, region: str, host: str, target: str, now: float) -> list[_Member]:
+    def _region_order(self, region: str, host: str, target: str, now: float) -> Iterator[_Member]:
+        """The listed nodes of ``region`` in the order a client tries them: the
+        balancer's choice, and after a refusal its choice among the nodes not tried yet
+        (consistent-hash: the next node after the URL's, the others keeping theirs)."""
         every = self._region(region)
-        ms = [m for m in every if self._listed(m, now)]
-        if not ms:
-            return []
+        left = [m for m in every if self._listed(m, now)]
         policy = self._policies[region]
-        if policy == "consistent-hash":  # a dropped node's URLs go to the next node
+        if policy == "consistent-hash":
             i = zlib.crc32(f"{host}{target}".encode()) % len(every)
-            return [m for m in every[i:] + every[:i] if m in ms]
-        if policy == "random":
-            first = self._rng.choice(ms)
-            start = ms.index(first)
-        else:
-            start = next(self._turn) % len(ms)
-        rotated = ms[start:] + ms[:start]
-        if policy == "least-connections":
-            best = min(rotated, key=lambda m: m.inflight)  # ties: the rotation's order
-            rotated.remove(best)
-            rotated.insert(0, best)
-        return rotated
+            yield from (m for m in every[i:] + every[:i] if m in left)
+            return
+        while left:
+            if policy == "random":
+                pick = self._rng.choice(left)
+            else:
+                start = next(self._turn) % len(left)
+                rotated = left[start:] + left[:start]
+                pick = rotated[0]
+                if policy == "least-connections":
+                    pick = min(rotated, key=lambda m: m.inflight)  # ties: the rotation's order
+            yield pick
+            left.remove(pick)
 
     # ---- faults ---------------------------------------------------------------
 
@@ -535,15 +550,18 @@ class Network:
         end. Until the topology's ``[faults] health_check_delay`` has passed (Trio's
         clock: virtual time in trio mode), the balancer still picks it and clients
         retry elsewhere when it refuses them; after that it is skipped. Its counters so
-        far stay in :meth:`metrics`.
+        far stay in :meth:`metrics`, and its ``[shadow]`` lives on.
 
         Raises:
-            NetworkError: virtual mode, no such node, or it is down already.
+            NetworkError: virtual mode, no such node, it is down already, or it is being
+                restarted.
         """
         import trio
 
         self._require_nodes("crash")
         m = self._member(name)
+        if m.starting:
+            raise NetworkError(f"node {name} is being restarted; wait for net.restart to return")
         if not m.up:
             raise NetworkError(f"node {name} is down already")
         assert m.node is not None and m.scope is not None and m.ended is not None and m.client is not None
@@ -566,18 +584,34 @@ class Network:
         it again from now on.
 
         Raises:
-            NetworkError: virtual mode, no such node, it is up, or (live) its port was
-                taken meanwhile.
+            NetworkError: virtual mode, no such node, it is up or being restarted, or
+                (live) its port was taken meanwhile (the node stays down).
         """
         self._require_nodes("restart")
         m = self._member(name)
         if m.up:
             raise NetworkError(f"node {name} is up; crash it first")
+        if m.starting:
+            raise NetworkError(f"node {name} is being restarted already")
         assert self._lives is not None
+        m.starting = True
         try:
             await self._lives.start(m)
-        except OSError as exc:
-            raise NetworkError(f"restart of {name}: cannot listen on port {m.port} again: {exc}") from None
+        except (OSError, BaseExceptionGroup) as exc:
+            err = _only_oserror(exc)
+            if err is None:
+                raise
+            raise NetworkError(f"restart of {name}: cannot listen on port {m.port} again: {err}") from None
+        finally:
+            m.starting = False
+
+
+def _only_oserror(exc: BaseException) -> OSError | None:
+    """The one OSError of ``exc`` (maybe wrapped in exception groups by Trio's
+    nurseries), else None."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc if isinstance(exc, OSError) else None
 
 
 def _node_metrics(m: _Member) -> dict[str, Any]:
@@ -585,6 +619,8 @@ def _node_metrics(m: _Member) -> dict[str, Any]:
     lives, with ``up`` and ``crashes``. A down node has no ``cache`` (None) or ``sites``."""
     node = m.node if m.up else None
     out = node.statistics() if node is not None else {"node": m.name, "cache": None, "sites": {}}
+    if node is None and m.shadow is not None:
+        out["shadow"] = m.shadow.statistics()
     for k, v in m.past.items():
         out[k] = out.get(k, 0) + v
     out["up"] = m.up
@@ -831,7 +867,7 @@ class _Lives:
         upstream: Any = pool
         spec = self.spec
         if spec is not None and (not spec.regions or m.region in spec.regions):
-            upstream = _shadow_node(node, pool, spec, self.candidate_pool)
+            upstream = _shadow_node(m, node, pool, spec, self.candidate_pool)
         service = EdgeService(node, upstream, clock=self.now)
         server = HttpServer(service.handle, server_name=m.name)
         ended = trio.Event()
@@ -845,8 +881,6 @@ class _Lives:
                     m.up = True
                     task_status.started()
         finally:
-            if node.shadow is not None:
-                node.shadow.close()
             if m.ended is ended:
                 m.conns = None
             ended.set()
@@ -904,13 +938,21 @@ async def _start_candidate_origin(
 
 
 def _shadow_node(
-    node: EdgeNode, pool: OriginPool, spec: ShadowSpec, candidate_pool: Callable[[], OriginPool] | None
+    m: _Member,
+    node: EdgeNode,
+    pool: OriginPool,
+    spec: ShadowSpec,
+    candidate_pool: Callable[[], OriginPool] | None,
 ) -> Any:
-    """Give ``node`` its [shadow]; returns the origin it fetches from."""
+    """Give ``node``, a life of ``m``, the member's [shadow] (made on its first life and
+    kept across crashes, its counters and samples with it); returns the origin the node
+    fetches from."""
     from edgesim._shadowlive import ShadowOrigin
     from edgesim.shadow import Shadow, config_from_spec
 
-    shadow = node.shadow = Shadow(config_from_spec(spec), timer=time.perf_counter)
+    if m.shadow is None:
+        m.shadow = Shadow(config_from_spec(spec), timer=time.perf_counter)
+    shadow = node.shadow = m.shadow
     return pool if candidate_pool is None else ShadowOrigin(pool, candidate_pool(), shadow)
 
 
@@ -993,8 +1035,8 @@ async def open_network(
                             for m in ms:
                                 if m.client is not None:
                                     await m.client.aclose()
-                                if m.node is not None and m.node.shadow is not None:
-                                    m.node.shadow.close()
+                                if m.shadow is not None:
+                                    m.shadow.close()
                         if net._origin is not None:
                             if net._origin.client is not None:
                                 await net._origin.client.aclose()

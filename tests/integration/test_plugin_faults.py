@@ -5,6 +5,7 @@ sockets refused, a restart on the same port)."""
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -94,13 +95,14 @@ async def test_crash_retry_health_check_restart(
             None,
         )
 
-        # Before the health check drops it, the rotation still lands on lab-0 every third
-        # request, and that client retries on the next node: all are answered.
+        # Before the health check drops it, the rotation (one turn per choice) still
+        # lands on lab-0 at turns 0, 3, 6, 9 and 12 of 0..2; refused, the client takes
+        # the next turn among lab-1 and lab-2. All are answered.
         before = [_via(await net.get("lab", f"/page-{i}.html")) for i in range(2, 11)]
-        assert before == ["lab-1", "lab-1", "lab-2"] * 3  # turns lab-0 (refused), lab-1, lab-2
+        assert before == ["lab-2", "lab-2", "lab-1", "lab-2", "lab-2", "lab-2", "lab-1", "lab-2", "lab-2"]
         await trio.sleep(7)
         after = [_via(await net.get("lab", f"/page-{i}.html")) for i in range(11, 19)]
-        assert after == ["lab-2", "lab-1"] * 4  # dropped: the other two in turn (turns 9 to 16)
+        assert after == ["lab-1", "lab-2"] * 4  # dropped: the other two in turn (turns 14 to 21)
 
         await net.restart("lab-0")
         assert net.is_up("lab-0") and net.node("lab-0").statistics()["requests"] == 0
@@ -150,13 +152,17 @@ async def test_a_region_with_no_node_left_fails_over_to_the_nearest(
         await trio.sleep(7)
         assert _via(await net.get("lab", "/page-3.html")) == "far-0"
         await net.crash("far-0")
-        with pytest.raises(OriginConnectError, match="no edge node of lab"):
+        with pytest.raises(OriginConnectError, match=r"no edge node of lab .*answered \(refused: far-0\)"):
             await net.get("lab", "/page-3.html")
         with pytest.raises(OriginConnectError, match="no edge node of far"):
             await net.get("far", "/page-3.html")  # and lab, its failover region, has none either
         await net.restart("lab-2")
         assert _via(await net.get("far", "/page-3.html")) == "lab-2"  # far fails over to lab
-        assert net.metrics()["totals"]["crashes"] == 4
+        await net.crash("lab-2")
+        await trio.sleep(7)  # every node dropped: nothing is tried
+        with pytest.raises(OriginConnectError, match="no edge node of lab or its failover regions is up"):
+            await net.get("lab", "/page-3.html")
+        assert net.metrics()["totals"]["crashes"] == 5
 
 
 async def test_a_crash_breaks_the_requests_in_progress(
@@ -179,7 +185,7 @@ async def test_a_crash_breaks_the_requests_in_progress(
             nursery.start_soon(client)
             await trio.sleep(1)
             await net.crash("eu-west-1")
-        assert len(outcome) == 1
+        assert len(outcome) == 1 and "edge node eu-west-1 crashed during the request" in str(outcome[0])
         assert net.metrics()["nodes"]["eu-west-1"]["requests"] == 1
         await net.restart("eu-west-1")
         with trio.fail_after(60):
@@ -223,3 +229,80 @@ async def test_the_documented_example(
         r = await net.get("eu-west", "/index.html", node="eu-west-0")
         assert r.header("x-cache") == "MISS"
         assert net.metrics()["nodes"]["eu-west-0"]["crashes"] == 1
+
+
+async def test_a_node_restarts_once_at_a_time(
+    edge_network: NetworkFactory, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with edge_network(_topology(tmp_path, "random"), mode="trio") as net:
+        await net.crash("lab-0")
+        refused: list[str] = []
+
+        async def restart() -> None:
+            try:
+                await net.restart("lab-0")
+            except NetworkError as exc:
+                refused.append(str(exc))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(restart)
+            nursery.start_soon(restart)
+        assert refused == ["node lab-0 is being restarted already"]
+        # one life only: a crash ends it, and nothing of lab-0 answers afterwards
+        await net.crash("lab-0")
+        with pytest.raises(OriginConnectError):
+            await net.get("lab", "/page-1.html", node="lab-0")
+        assert net.metrics()["nodes"]["lab-0"]["crashes"] == 2
+
+
+async def test_live_restart_on_a_taken_port_is_a_network_error(
+    edge_network: NetworkFactory, tmp_path: Path
+) -> None:
+    with trio.fail_after(60):
+        async with edge_network(_topology(tmp_path, "random"), mode="live") as net:
+            port = net.port("lab-0")
+            assert port is not None
+            await net.crash("lab-0")
+            squatter = socket.socket()
+            try:
+                squatter.bind(("127.0.0.1", port))
+                squatter.listen()
+                with pytest.raises(
+                    NetworkError, match=f"restart of lab-0: cannot listen on port {port} again"
+                ):
+                    await net.restart("lab-0")
+                assert not net.is_up("lab-0")
+            finally:
+                squatter.close()
+            await net.restart("lab-0")  # the port is free again
+            assert net.port("lab-0") == port
+            assert (await net.get("lab", "/page-1.html", node="lab-0")).status == 200
+
+
+SHADOWED = """
+[shadow]
+candidate = "rules"
+regions = ["lab"]
+
+[shadow.rules]
+"tiny.test" = "{rules}"
+"""
+
+
+async def test_a_nodes_shadow_outlives_its_crashes(
+    edge_network: NetworkFactory, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    (tmp_path / "_redirects").write_text("/old /page-1.html 301\n")
+    (tmp_path / "candidate").write_text("/old /page-2.html 302\n")
+    path = _topology(tmp_path, "random")
+    text = path.read_text().replace('name = "tiny.test"\n', 'name = "tiny.test"\nrules = "_redirects"\n')
+    path.write_text(text + SHADOWED.format(rules=(tmp_path / "candidate").as_posix()))
+    async with edge_network(path, mode="trio") as net:
+        for _ in range(2):
+            await net.get("lab", "/old", node="lab-0")
+        assert net.metrics()["nodes"]["lab-0"]["shadow"]["compared"] == 2
+        await net.crash("lab-0")
+        assert net.metrics()["nodes"]["lab-0"]["shadow"]["compared"] == 2  # down: still there
+        await net.restart("lab-0")
+        await net.get("lab", "/old", node="lab-0")
+        assert net.metrics()["nodes"]["lab-0"]["shadow"]["compared"] == 3
