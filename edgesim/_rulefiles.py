@@ -132,10 +132,22 @@ def redirects_source(name: str, data: bytes) -> SourceFile:
     return SourceFile(name, "redirects", data)
 
 
+def _header_lines(data: bytes) -> list[int]:
+    """The 1-based line of each ``[[redirects]]`` header in ``data``, counting the
+    newlines from one header to the next (linear in the file, however many tables)."""
+    lines: list[int] = []
+    line, pos = 1, 0
+    for m in _TABLE_HEADER.finditer(data):
+        line += data.count(b"\n", pos, m.start())
+        pos = m.start()
+        lines.append(line)
+    return lines
+
+
 def toml_source(name: str, data: bytes) -> SourceFile:
     """Parse netlify.toml bytes into field records plus whole-file diagnostics."""
     src = SourceFile(name, "toml", data)
-    src.table_lines = [data.count(b"\n", 0, m.start()) + 1 for m in _TABLE_HEADER.finditer(data)]
+    src.table_lines = _header_lines(data)
 
     def fail(code: str, line: int, column: int, msg: str, key: str | None = None) -> SourceFile:
         src.diagnostics.append(Diagnostic("error", code, name, line, column, msg, key))

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edgesim._visitor import mint_jwt
 from edgesim.errors import RuleFileError, RuleSyntaxError
@@ -288,3 +290,19 @@ def test_resolve_file_order() -> None:
     assert resolve_file("/d/", have.__contains__) == "/d/index.htm"
     assert resolve_file("/x.png", have.__contains__) is None
     assert resolve_file("/", {"/index.html"}.__contains__) == "/index.html"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(["[[redirects]]", "  [[ redirects ]]", 'from = "/a"', "", "# [[redirects]]", "x\r"]),
+        max_size=40,
+    )
+)
+def test_toml_table_lines_are_each_headers_line(rows: list[str]) -> None:
+    # counted from header to header (linear), as counting from the file's start would
+    from edgesim._rulefiles import _TABLE_HEADER, toml_source
+
+    data = "\n".join(rows).encode()
+    naive = [data.count(b"\n", 0, m.start()) + 1 for m in _TABLE_HEADER.finditer(data)]
+    assert toml_source("netlify.toml", data).table_lines == naive
