@@ -1537,6 +1537,7 @@ class _Checker:
                 )
 
         crashes: list[NodeCrash] = []
+        of_node: dict[tuple[str, int], list[NodeCrash]] = {}  # each node's crashes so far
         for cw, c in self.tables(t.get("crashes", []), _join(w, "crashes"), CRASH_KEYS):
             region = self.get(c, "region", cw, "", _text, required="the region of the node")
             self.region_ref(c, "region", cw, names)
@@ -1552,15 +1553,16 @@ class _Checker:
                 down_for=self.get(c, "down_for", cw, 0.0, _duration(positive=True), required=_DURATION_HINT),
             )
             # (a crash may outlast the run: the node stays down to its end)
-            for other in crashes:
-                same = (other.region, other.node) == (region, node)
+            earlier = of_node.setdefault((region, node), [])
+            for other in earlier:
                 end = other.at + other.down_for
-                if same and crash.at < end and other.at < crash.at + crash.down_for:
+                if crash.at < end and other.at < crash.at + crash.down_for:
                     self.bad(
                         _join(cw, "at"),
                         f"expected a time when {region} node {node} is up (it is down from "
                         f"{other.at:g}s to {end:g}s)",
                     )
+            earlier.append(crash)
             crashes.append(crash)
         outages = []
         for ow, o in self.tables(t.get("origin_outages", []), _join(w, "origin_outages"), OUTAGE_KEYS):
