@@ -728,6 +728,9 @@ class _Checker:
         if not isinstance(v, str) or not v.strip():
             self.bad(path, f"expected the path of {kind}, got {_show(v)}")
             return None
+        if "\x00" in v:
+            self.bad(path, f"expected the path of {kind}, got a string with a NUL character")
+            return None
         p = (self.base / v).resolve()
         if not p.exists():
             self.bad(path, f"{v} does not exist (paths are relative to {self.base})")

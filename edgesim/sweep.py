@@ -217,14 +217,21 @@ def load_spec(path: str | Path) -> SweepSpec:
     raw_topo = data.get("topology")
     if not isinstance(raw_topo, str) or not raw_topo.strip():
         bad("topology", f"expected a topology file or bundled name, got {_show(raw_topo)}")
+    elif "\x00" in raw_topo:
+        bad("topology", "expected a topology file or bundled name, got a string with a NUL character")
     else:
         base = p.parent
         candidate = base / raw_topo
         topo_path = candidate if candidate.exists() else resolve_topology_arg(raw_topo)
-        try:
-            topo_text = topo_path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
-            bad("topology", f"{raw_topo} is neither a file (relative to {base}) nor a bundled topology")
+        if topo_path.exists() and not topo_path.is_file():
+            bad("topology", f"{raw_topo}: not a regular file (a folder, FIFO or device), expected a topology")
+        else:
+            try:
+                topo_text = topo_path.read_text(encoding="utf-8")
+            except UnicodeDecodeError as exc:
+                bad("topology", f"{raw_topo}: not UTF-8 text (byte {exc.start}), expected a topology file")
+            except OSError:
+                bad("topology", f"{raw_topo} is neither a file (relative to {base}) nor a bundled topology")
     seeds = _seeds(data.get("seeds", [1]), bad)
     grid = _params(data.get("grid", {}), "grid", lines, bad, single=False)
     fixed = _params(data.get("set", {}), "set", lines, bad, single=True)

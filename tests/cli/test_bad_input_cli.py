@@ -61,6 +61,8 @@ def files(tmp_path: Path) -> Path:
     (tmp_path / "binary.toml").write_bytes(b"\x00\xc0\xff" * 10)
     (tmp_path / "traced.toml").write_text(TINY.replace('warmup = "2s"', 'warmup = "2s"\ntrace = "good.csv"'))
     (tmp_path / "sweep.toml").write_text('topology = "tiny.toml"\n[grid]\ntraffic.peak_rps = [5, 10]\n')
+    (tmp_path / "sweep-fifo.toml").write_text('topology = "fifo"\n[grid]\ntraffic.peak_rps = [5]\n')
+    (tmp_path / "sweep-nul.toml").write_text('topology = "a\\u0000b"\n[grid]\ntraffic.peak_rps = [5]\n')
     os.mkfifo(tmp_path / "fifo")  # a rename over it would have replaced it with a file
     (tmp_path / "rules").write_text("/a /b 301\n")
     (tmp_path / "requests.jsonl").write_bytes(b'{"url": "/a"}\n\xff\xfe\n')
@@ -166,6 +168,9 @@ CLI_CASES = [
     (["redirects", "check", "/dev/zero"], "/dev/zero: not a regular file"),
     (["replay", "@fifo", "--cache-size", "1MB"], "fifo: not a regular file"),
     (["sweep", "@fifo"], "not a regular file"),
+    # the spec's topology a FIFO (reading it hung) or a name with a NUL (a traceback)
+    (["sweep", "@sweep-fifo.toml"], "sweep-fifo.toml:1: topology: fifo: not a regular file"),
+    (["sweep", "@sweep-nul.toml"], "expected a topology file or bundled name, got a string with a NUL"),
     (["plan", "@tiny.toml", "--slo", "p99<=80ms", "--json", "@fifo"], "fifo is not a regular file"),
     # bytes that are not UTF-8: the file and line, not a traceback or lost rows
     (["replay", "@nonutf8.csv", "--cache-size", "1KB"], "nonutf8.csv:613: not UTF-8 text"),
@@ -194,6 +199,7 @@ def test_bad_option_gives_one_error_line(files: Path, args: list[str], expected:
 
 TOPOLOGY_CASES = [
     # (replace in TINY, new text, the expected problem)
+    ("[[sites]]\n", '[[sites]]\nrules = "a\\u0000b"\n', "rules: expected the path of a file, got a str"),
     ('memory_cache = "4MB"', 'calibration = "@inf-costs.toml"', "service_time.miss: expected a duration > 0"),
     (
         "workers = 2",
