@@ -363,6 +363,12 @@ class _RuleSetBase:
     def rules(self) -> list[RuleInfo]:
         raise NotImplementedError
 
+    def _with_texts(self, infos: list[RuleInfo]) -> list[RuleInfo]:
+        """``infos`` (texts empty) with each rule's :meth:`rule_text`. A TOML rule's text
+        is read from :attr:`rules`, so ``infos`` stand for them meanwhile."""
+        self._infos = infos
+        return [r._replace(text=self.rule_text(r.rule)) for r in infos]
+
     # ---- matching helpers -------------------------------------------------
 
     def _visitor(
@@ -609,8 +615,7 @@ class RuleSet(_RuleSetBase):
                         bool(info.has_conditions),
                     )
                 )
-            self._infos = out
-            self._infos = [r._replace(text=self.rule_text(r.rule)) for r in out]
+            self._infos = self._with_texts(out)
         return self._infos
 
     def _handle(self) -> Any:
@@ -991,8 +996,7 @@ class ReferenceRuleSet(_RuleSetBase):
                 )
                 for i, r in enumerate(eng.rules)
             ]
-            self._infos = out  # what ``rule_text`` reads for a TOML rule's summary
-            self._infos = [r._replace(text=self.rule_text(r.rule)) for r in out]
+            self._infos = self._with_texts(out)
         return self._infos
 
     def match(

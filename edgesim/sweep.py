@@ -223,13 +223,13 @@ def load_spec(path: str | Path) -> SweepSpec:
         base = p.parent
         candidate = base / raw_topo
         topo_path = candidate if candidate.exists() else resolve_topology_arg(raw_topo)
-        if topo_path.exists() and not topo_path.is_file():
-            bad("topology", f"{raw_topo}: not a regular file (a folder, FIFO or device), expected a topology")
+        if is_special(topo_path):
+            bad("topology", f"{raw_topo}: not a regular file (a FIFO or device), expected a topology")
         else:
             try:
                 topo_text = topo_path.read_text(encoding="utf-8")
             except UnicodeDecodeError as exc:
-                bad("topology", f"{raw_topo}: not UTF-8 text (byte {exc.start}), expected a topology file")
+                bad("topology", f"{raw_topo}: not UTF-8 text ({exc.reason}), expected a topology")
             except OSError:
                 bad("topology", f"{raw_topo} is neither a file (relative to {base}) nor a bundled topology")
     seeds = _seeds(data.get("seeds", [1]), bad)

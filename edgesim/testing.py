@@ -504,9 +504,9 @@ class Network:
         return m.up or now - m.down_at < self.topology.faults.health_check_delay
 
     def _order(self, region: str, host: str, target: str) -> Iterator[_Member]:
-        """The nodes a client request tries, in order: its region's balancer pick, the
-        region's other listed nodes, then the failover regions' (nearest first; regions
-        at the same latency in an order set by the URL's hash, as in the engine)."""
+        """The nodes a client request tries, in order: its region's (:meth:`_region_order`),
+        then the failover regions' (nearest first; regions at the same latency in an
+        order set by the URL's hash, as in the engine)."""
         import trio
 
         from edgesim.engine import failover_order
@@ -890,8 +890,6 @@ class _Lives:
         memory streams to its current life's server, refused while it is down."""
         import errno
 
-        import trio.testing
-
         from edgesim._client import OriginPool
 
         if self.mode == "live":
@@ -901,10 +899,7 @@ class _Lives:
             inner, server = m.conns, m.server
             if not m.up or inner is None or server is None:
                 raise ConnectionRefusedError(errno.ECONNREFUSED, f"{m.name} is down")
-            client_side, server_side = trio.testing.memory_stream_pair()
-            inner.start_soon(server.serve_stream, server_side)
-            await trio.lowlevel.checkpoint()
-            return client_side
+            return await _memory_opener(inner, server)(host, port)  # the current life's
 
         url = f"http://{m.name}.edge.invalid:80"
         return OriginPool(url, read_timeout=READ_TIMEOUT, open_stream=open_stream)
