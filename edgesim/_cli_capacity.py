@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from edgesim._clitypes import OutputFile, folder_name
+from edgesim._clitypes import OutputFile, distinct_outputs, folder_name
 
 
 class _Fail(click.ClickException):
@@ -81,6 +81,7 @@ def sweep_command(
             raise _Fail(f"cannot create {out_dir}: {exc.strerror or exc}") from None
         csv_path = str(Path(out_dir) / "sweep.csv")
         json_path = str(Path(out_dir) / "sweep.json")
+    distinct_outputs(("--csv", csv_path), ("--json", json_path))
     try:
         sweep_spec = load_spec(spec)
     except SweepError as exc:

@@ -9,7 +9,15 @@ from typing import Any
 
 import click
 
-__all__ = ["STDOUT", "FiniteFloatRange", "OutputFile", "folder_name", "load_topology_arg", "write_result"]
+__all__ = [
+    "STDOUT",
+    "FiniteFloatRange",
+    "OutputFile",
+    "distinct_outputs",
+    "folder_name",
+    "load_topology_arg",
+    "write_result",
+]
 
 STDOUT = "-"
 """The file name that stands for standard output (``--json -``)."""
@@ -58,6 +66,24 @@ class OutputFile(click.Path):
         if not os.path.isdir(folder):
             self.fail(f"{folder} is not a directory", param, ctx)
         return path
+
+
+def distinct_outputs(*outputs: tuple[str, str | None]) -> None:
+    """Refuse two options that would write the same file: ``outputs`` are (option,
+    path) pairs, a path None (not given) or ``-`` (standard output) left out. Paths are
+    compared as written to, through symlinks.
+
+    Raises:
+        click.UsageError: the two options and the file.
+    """
+    seen: dict[str, str] = {}
+    for option, path in outputs:
+        if path is None or path == STDOUT:
+            continue
+        real = os.path.realpath(os.fsdecode(path))
+        if real in seen:
+            raise click.UsageError(f"{seen[real]} and {option} name the same file ({os.fsdecode(path)})")
+        seen[real] = option
 
 
 def folder_name(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:

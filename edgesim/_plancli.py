@@ -12,6 +12,7 @@ import click
 
 from edgesim._clitypes import STDOUT, FiniteFloatRange, OutputFile, load_topology_arg, write_result
 from edgesim.errors import EdgesimError
+from edgesim.mrc import MAX_DRAWN
 
 # plan: 0 a plan was found, 3 the objective cannot be met inside the search bounds.
 EXIT_NO_PLAN = 3
@@ -265,8 +266,8 @@ def _print_plan(d: dict[str, Any], *, stderr: bool = False) -> None:
 @click.option(
     "--requests",
     "n_requests",
-    type=click.IntRange(1, 10**9),
-    help="Topology: requests to draw (default: a day's duration at peak).",
+    type=click.IntRange(1, MAX_DRAWN),
+    help="Topology: requests to draw (default: the traffic's duration at peak).",
 )
 @click.option(
     "--sample-rate",

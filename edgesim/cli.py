@@ -17,7 +17,14 @@ import click
 
 import edgesim
 from edgesim import _runmodes
-from edgesim._clitypes import STDOUT, FiniteFloatRange, OutputFile, folder_name, write_result
+from edgesim._clitypes import (
+    STDOUT,
+    FiniteFloatRange,
+    OutputFile,
+    distinct_outputs,
+    folder_name,
+    write_result,
+)
 from edgesim._compiled import cores_description
 from edgesim.errors import EdgesimError
 
@@ -30,6 +37,7 @@ class CliError(click.ClickException):
 
 
 _NODE_NAME = re.compile(r"[A-Za-z0-9._~-]{1,255}")
+_HOST_NAME = re.compile(r"(?=.{1,253}$)[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*")
 
 
 def _fail(message: str) -> NoReturn:
@@ -142,12 +150,13 @@ def check_command(files: tuple[str, ...], strict: bool, as_json: bool) -> None:
 @click.option(
     "--role", "roles", multiple=True, help="Mint an nf_jwt cookie with this role (needs --jwt-secret)."
 )
-@click.option("--now", type=float, help="Unix time for JWT expiry checks (default: now).")
+@click.option("--now", type=FiniteFloatRange(), help="Unix time for JWT expiry checks (default: now).")
 @click.option(
     "--requests",
     "requests_file",
     type=click.File("r"),
-    help="JSON lines of requests ({url, country, language, cookies, headers}); one JSON result per line.",
+    help="JSON lines of requests ({url, country, language, cookies, headers}); one JSON result per line "
+    "(exit status 1 when a line could not be matched).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def match_command(
@@ -196,13 +205,56 @@ def match_command(
         else:
             _print_match(url, m, rules)
         return
+    bad = total = 0
     try:
         for lineno, line in enumerate(requests_file, 1):
             if not line.strip():
                 continue
-            click.echo(json.dumps(_request_line(rules, line, lineno, requests_file.name, now)))
+            result = _request_line(rules, line, lineno, requests_file.name, now)
+            total += 1
+            bad += "error" in result
+            click.echo(json.dumps(result))
     except UnicodeDecodeError as exc:
         _fail(_not_utf8(requests_file.name, exc))
+    if bad:  # every line has its result; the exit status says some were errors
+        _fail(
+            f'{requests_file.name}: {bad} of {total} request lines could not be matched (see their "error")'
+        )
+
+
+def _site_rule_files(values: tuple[str, ...]) -> dict[str, list[str]]:
+    """``--rules HOST=FILE`` values: each site's files (a ``_redirects`` and a
+    ``netlify.toml`` at most), by host as the node looks it up (lower case, no
+    trailing dot)."""
+    out: dict[str, list[str]] = {}
+    for v in values:
+        host, ok, path = v.partition("=")
+        key = host.strip().rstrip(".").lower()
+        if not ok or not path:
+            raise click.BadParameter(f"expected HOST=FILE, got {v!r}", param_hint="--rules")
+        if not _HOST_NAME.fullmatch(key):
+            raise click.BadParameter(
+                f"{host!r}: expected a host name (letters, digits, '-' and '.')", param_hint="--rules"
+            )
+        out.setdefault(key, []).append(path)
+    for host, paths in out.items():
+        tomls = [p for p in paths if p.endswith(".toml")]
+        if len(tomls) > 1 or len(paths) - len(tomls) > 1:
+            got = f"{host}: at most one _redirects and one .toml file, got {', '.join(paths)}"
+            raise click.BadParameter(got, param_hint="--rules")
+        paths.sort(key=lambda p: p.endswith(".toml"))  # _redirects first (spec R1.1)
+    return out
+
+
+def _report_rule_problems(compiled: dict[str, Any], files: dict[str, list[str]]) -> None:
+    """Print a ``--rules`` file's parse problems (its bad lines are skipped, as Netlify
+    does) to standard error; fail when a site's files have problems and no rule at all."""
+    for host, rules in compiled.items():
+        for d in rules.diagnostics:
+            click.echo(f"warning: --rules {host}: {d}", err=True)
+        if rules.errors and not len(rules):
+            n = len(rules.errors)
+            _fail(f"--rules {host}={'+'.join(files[host])}: no valid rule ({n} error{'s' * (n != 1)}, above)")
 
 
 def _node_name(value: str) -> str:
@@ -222,6 +274,10 @@ def _not_utf8(name: str, exc: UnicodeDecodeError) -> str:
     return f"{name}{'' if line is None else f':{line}'}: not UTF-8 text ({exc.reason})"
 
 
+# what a JSON value is, by the type json.loads gives it
+_JSON_KINDS = {bool: "true or false", int: "a number", float: "a number", str: "a string", list: "an array"}
+
+
 def _request_line(rules: Any, line: str, lineno: int, name: str, now: float | None) -> dict[str, Any]:
     where = f"{name}:{lineno}"
     try:
@@ -237,7 +293,9 @@ def _request_line(rules: Any, line: str, lineno: int, name: str, now: float | No
             if not isinstance(v, kind) or (
                 isinstance(v, dict) and not all(isinstance(x, str) for x in v.values())
             ):
-                return {"line": lineno, "error": f'{where}: "{key}" must be a {kind.__name__} of strings'}
+                expected = "a string" if kind is str else "an object of strings"
+                got = _JSON_KINDS.get(type(v), "a value that is not a string")
+                return {"line": lineno, "error": f'{where}: "{key}" must be {expected}, not {got}'}
             kw[key] = v
     try:
         m = rules.match(req["url"], now=now, **kw)
@@ -382,7 +440,8 @@ def edge_group() -> None:
     "rules",
     multiple=True,
     metavar="HOST=FILE",
-    help="Rules for a site, for origins without manifests (no shadowing applies).",
+    help="Rules for a site, for origins without manifests (no shadowing applies); repeat the host "
+    "for its _redirects and its netlify.toml. Bad lines are skipped, each with a warning.",
 )
 @click.option("--no-manifests", is_flag=True, help="Do not ask the origin for site manifests.")
 @click.option(
@@ -418,21 +477,26 @@ def edge_serve_command(
     from edgesim.serve import build_node, make_origin, serve_edge
 
     disk = None
-    if disk_cache:
+    if disk_cache is not None:
         path, _, size = disk_cache.partition(":")
+        if not path.strip():
+            raise click.BadParameter(f"expected DIR[:SIZE], got {disk_cache!r}", param_hint="--disk-cache")
         if os.path.exists(path) and not os.path.isdir(path):
             raise click.BadParameter(f"{path} exists and is not a directory", param_hint="--disk-cache")
         try:
             disk = (path, parse_size(size) if size else 10**9)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--disk-cache") from None
-    rule_files = _pairs(rules, "=", "--rules")
+    rule_files = _site_rule_files(rules)
     if not origin_spec.startswith(("http://", "embedded:")):
         raise click.BadParameter("expected http://HOST:PORT or embedded:SITES_DIR", param_hint="--origin")
+    if origin_spec == "embedded:":
+        raise click.BadParameter("expected embedded:SITES_DIR, got no directory", param_hint="--origin")
     try:
         node = build_node(
             name=name, memory_bytes=memory_cache, disk=disk, rules=rule_files, manifests=not no_manifests
         )
+        _report_rule_problems(node.config.rules, rule_files)
         origin = make_origin(origin_spec)
         from edgesim._shadowlive import attach_shadow, parse_shadow_options
 
@@ -577,8 +641,13 @@ def replay_command(trace: str, cache_size: int, policy: str, trace_format: str |
 
 
 @bench_group.command("replay", short_help="Trace replay: requests/s per policy on a Zipf trace.")
-@click.option("--requests", "n_requests", type=click.IntRange(1000), default=2_000_000, show_default=True)
-@click.option("--objects", "n_objects", type=click.IntRange(1), default=200_000, show_default=True)
+# (the trace is generated in memory: about 50 bytes a request and 100 bytes an object)
+@click.option(
+    "--requests", "n_requests", type=click.IntRange(1000, 100_000_000), default=2_000_000, show_default=True
+)
+@click.option(
+    "--objects", "n_objects", type=click.IntRange(1, 10_000_000), default=200_000, show_default=True
+)
 @click.option("--alpha", type=FiniteFloatRange(0, 3), default=0.9, show_default=True, help="Zipf skew.")
 @click.option(
     "--cache-fraction",
@@ -791,6 +860,11 @@ def run_command(
     from edgesim._topoload import load_topology, resolve_topology_arg
     from edgesim.errors import TopologyError
 
+    # the CSV folder and its files (report.write_csv) count as outputs too
+    csv_files = [os.path.join(csv_dir, n) for n in rep.CSV_FILES] if csv_dir else []
+    distinct_outputs(
+        ("--json", json_path), ("--html", html_path), ("--csv", csv_dir), *(("--csv", f) for f in csv_files)
+    )
     if sample_rate >= 1.0:  # the sampling options mean nothing without a sample: say so
         ctx = click.get_current_context()
         for name in ("sample_keys", "sample_seed", "sample_thin"):

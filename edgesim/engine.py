@@ -47,6 +47,7 @@ import hashlib
 import itertools
 import json
 import math
+import os
 import time
 import zlib
 from array import array
@@ -95,6 +96,18 @@ EPOCH: Final = 1767225600.0
 # Longest segment of constant arrival rate (seconds). The diurnal curve is hourly and
 # interpolated; one second steps follow it closely and cost one rate update per second.
 RATE_STEP: Final = 1.0
+# At most this many steps of the rate grid: a run longer than this many RATE_STEPs
+# (about 24 days) takes longer steps (rate_step), so that the grid stays small.
+MAX_RATE_STEPS: Final = 1 << 21
+# A segment expecting more arrivals than this is drawn as equal parts of the same rate
+# (_Arrivals), so that one block of draws stays small whatever the peak rate.
+_SEGMENT_ARRIVALS: Final = 1 << 18
+# The most arrivals a run may expect to draw (each is drawn even when a sampled run
+# leaves it out), and the memory a recorded request is budgeted (its rows plus the
+# report's sorted copies; measured at about 200 bytes): beyond either, a run is refused
+# before it starts (_Engine.check_load) instead of running for ever or out of memory.
+MAX_ARRIVALS: Final = 1e10
+_BYTES_PER_REQUEST: Final = 256.0
 # Largest guide to a site's popularity CDF (_SiteModel): 2 ** this entries.
 _GUIDE_MAX_BITS: Final = 16
 # Draws per numpy batch: large enough to amortise the call, small enough to stay in cache.
@@ -707,6 +720,18 @@ class _Arrivals:
         self.trace = eng.trace
         if self.trace is None:
             self.ends, rates, rcdf, scdf, self.epoch_of = eng.arrival_segments()
+            lam = rates * (self.ends - np.concatenate(([0.0], self.ends[:-1])))
+            parts = np.ceil(lam / _SEGMENT_ARRIVALS).astype(np.int64)
+            if bool((parts > 1).any()):
+                # a segment expecting too many arrivals for one block: equal parts of
+                # its rate (the same Poisson process), each part a segment of its own
+                parts = np.maximum(parts, 1)
+                seg = np.repeat(np.arange(len(parts)), parts)
+                k = np.arange(len(seg)) - np.repeat(np.cumsum(parts) - parts, parts)
+                begin = np.concatenate(([0.0], self.ends[:-1]))[seg]
+                self.ends = begin + (self.ends[seg] - begin) * (k + 1) / parts[seg]
+                self.ends[np.cumsum(parts) - 1] = eng.arrival_segments()[0]
+                rates, rcdf, self.epoch_of = rates[seg], rcdf[seg], self.epoch_of[seg]
             # the CDFs a row per entry: regions x segments, and sites x (epoch, region)
             self.rcols = np.ascontiguousarray(rcdf.T)
             self.nsites = scdf.shape[2]
@@ -1180,6 +1205,13 @@ def _mix_cdf(mix: tuple[tuple[str, float], ...]) -> tuple[list[str], list[float]
     return [k for k, _ in mix], cdf
 
 
+def rate_step(duration: float) -> float:
+    """The rate grid's step for a run of ``duration`` seconds: :data:`RATE_STEP`, or in
+    a run of more than :data:`MAX_RATE_STEPS` of them, the whole seconds that keep the
+    grid within that many steps."""
+    return max(RATE_STEP, float(math.ceil(duration / (MAX_RATE_STEPS * RATE_STEP))) * RATE_STEP)
+
+
 def _diurnal_at(curve: tuple[float, ...], hours: np.ndarray) -> np.ndarray:
     """The daily factor at every local hour of ``hours`` (linear between the curve's
     hourly points, wrapping)."""
@@ -1297,6 +1329,8 @@ class _Engine:
             self.sites.append(m)
             self.site_index[host] = i
         self.site_shares = [max(0.0, s.share) for s in topo.sites]
+        if self.trace is None:
+            self.check_load()
         if self.sampled:
             if self.thin_arrivals:
                 self._node_arrivals = self._thin_horizon()
@@ -1676,6 +1710,39 @@ class _Engine:
 
     # ---- arrivals ----------------------------------------------------------------
 
+    def check_load(self) -> None:
+        """Refuse a run that would not end or not fit in memory, before it starts: more
+        arrivals expected than :data:`MAX_ARRIVALS`, or more requests to record than
+        this machine's memory holds (about :data:`_BYTES_PER_REQUEST` each).
+
+        Raises:
+            ValueError: the run's expected load, the keys that set it, and what to do.
+        """
+        ends, rates = self.arrival_segments()[:2]
+        expected = float(np.dot(rates, np.diff(ends, prepend=0.0)))
+        tr = self.topo.traffic
+        why = (
+            f"about {expected:.3g} requests expected (traffic.peak_rps {tr.peak_rps:g} over "
+            f"{self.end:g} s of traffic.duration{', with flash crowds' if tr.flash_crowds else ''})"
+        )
+        if expected > MAX_ARRIVALS:
+            raise ValueError(
+                f"traffic: {why}, more than the {MAX_ARRIVALS:.3g} a run can draw; "
+                "lower traffic.peak_rps or traffic.duration"
+            )
+        try:
+            memory = float(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        except (AttributeError, ValueError, OSError):  # not on every platform
+            return
+        need = expected * self.rate * _BYTES_PER_REQUEST
+        if memory > 0 and need > memory:
+            kept = f", {self.rate:g} of them sampled" if self.sampled else ""
+            raise ValueError(
+                f"traffic: {why}{kept}; recording them needs about {need / 2**30:,.0f} GiB "
+                f"and this machine has {memory / 2**30:,.0f} GiB of memory: lower "
+                "traffic.peak_rps or traffic.duration, or sample with --sample-rate"
+            )
+
     def deploy_times(self) -> list[float]:
         """The instants of the deploys within the run, in order."""
         return sorted({d.at for d in self.topo.traffic.deploys if 0.0 < d.at < self.end})
@@ -1696,9 +1763,10 @@ class _Engine:
         and at ``extra_cuts``."""
         tr = self.topo.traffic
         regions = self.topo.regions
-        # every RATE_STEP (k * RATE_STEP, exactly as float(k) * RATE_STEP), flash-crowd
+        # every step (k * step, exactly as float(k) * step; RATE_STEP but in long runs), flash-crowd
         # edges and the extra cuts: sorted, each once, those inside the run, then its end
-        grid = np.arange(1, math.ceil(self.end / RATE_STEP) + 1, dtype=np.float64) * RATE_STEP
+        step = rate_step(self.end)
+        grid = np.arange(1, math.ceil(self.end / step) + 1, dtype=np.float64) * step
         edges = [x for fc in tr.flash_crowds for x in (fc.start, fc.start + fc.duration)]
         cuts = np.unique(np.concatenate((grid, np.array([*edges, *extra_cuts], dtype=np.float64))))
         ends = np.append(cuts[(cuts > 0.0) & (cuts < self.end)], self.end)
@@ -1710,9 +1778,14 @@ class _Engine:
         if crowds:
             begin = np.array([fc.start for fc in crowds])
             finish = begin + np.array([fc.duration for fc in crowds])
-            running = (begin <= starts[:, None]) & (starts[:, None] < finish)  # segments x crowds
+            # the crowds running change only at crowd edges: one row per stretch between
+            # edges that holds a segment start (its first one), not one per segment
+            stretch = np.searchsorted(np.unique(np.concatenate((begin, finish))), starts, side="right")
+            _, first, stretch_of = np.unique(stretch, return_index=True, return_inverse=True)
+            at = starts[first][:, None]
+            running = (begin <= at) & (at < finish)  # stretches x crowds
             epochs, epoch_of = np.unique(running, axis=0, return_inverse=True)
-            epoch_of = epoch_of.reshape(-1)
+            epoch_of = epoch_of.reshape(-1)[stretch_of.reshape(-1)]
         else:
             epochs, epoch_of = np.zeros((1, 0), dtype=bool), np.zeros(len(ends), dtype=np.int64)
         # site weights per epoch and region: shares times the flash crowds running

@@ -43,7 +43,7 @@ import math
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from edgesim.topology import Topology
 from edgesim.traces import Trace
@@ -318,6 +318,10 @@ def select(trace: Trace, region: str | None, site: str | None) -> Trace:
 
 # ---- synthetic streams of a topology ---------------------------------------------------
 
+# The most requests topology_trace draws (they are held in memory: about 70 bytes each
+# while drawn and measured)
+MAX_DRAWN: Final = 100_000_000
+
 
 def topology_trace(
     topo: Topology,
@@ -360,7 +364,15 @@ def topology_trace(
     if requests is None:
         share = topo.region(region).client_share if region is not None else 1.0
         site_share = sum(s.share for _, s in chosen) / (sum(s.share for s in topo.sites) or 1.0)
-        requests = max(1000, int(peak * share * site_share * tr.duration))
+        expected = max(1000.0, peak * share * site_share * tr.duration)
+        if expected > MAX_DRAWN:
+            raise ValueError(
+                f"{topo.name}: its traffic makes about {expected:.3g} requests, more than the "
+                f"{MAX_DRAWN:,} drawn at most: pass --requests (at most {MAX_DRAWN:,})"
+            )
+        requests = int(expected)
+    if not 1 <= requests <= MAX_DRAWN:
+        raise ValueError(f"requests must be in [1, {MAX_DRAWN:,}], not {requests!r}")
     gen = np.random.Generator(np.random.PCG64(seed))
     core = OriginCore(bodies=False)
     cols: list[tuple[int, Any, Any]] = []
@@ -389,5 +401,15 @@ def topology_trace(
         idx = np.minimum(np.searchsorted(cdf, gen.random(len(rows)), side="right"), len(sizes) - 1)
         keys[rows] = (np.uint64(si) << np.uint64(40)) | idx.astype(np.uint64)
         out_sizes[rows] = sizes[idx]
-    times = array("d", (np.arange(requests, dtype=np.float64) / max(peak, 1e-9)).tolist())
-    return Trace(times, array("Q", keys.tolist()), array("q", out_sizes.tolist()))
+    # the columns as arrays of the same machine types, copied as bytes (no Python
+    # number per request on the way)
+    times = np.arange(requests, dtype=np.float64) / max(peak, 1e-9)
+    return Trace(_as_array("d", times), _as_array("Q", keys), _as_array("q", out_sizes))
+
+
+def _as_array(code: str, col: Any) -> array[Any]:
+    """An array of typecode ``code`` holding numpy column ``col`` (of the same machine
+    type: float64 "d", uint64 "Q", int64 "q")."""
+    out = array(code)
+    out.frombytes(col.tobytes())
+    return out

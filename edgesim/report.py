@@ -226,6 +226,10 @@ def write_json(report: dict[str, Any], path: str | Path) -> None:
     write_atomic(path, report_json(report))
 
 
+CSV_FILES = ("summary.csv", "timeseries.csv")
+"""The files :func:`write_csv` writes in its folder."""
+
+
 def write_csv(report: dict[str, Any], directory: str | Path) -> list[Path]:
     """``summary.csv`` (one row per region, site and node) and ``timeseries.csv``."""
     d = Path(directory)
@@ -268,7 +272,7 @@ def write_csv(report: dict[str, Any], directory: str | Path) -> list[Path]:
                 *(v for _, v in stamp),
             ]
         )
-    summary = d / "summary.csv"
+    summary = d / CSV_FILES[0]
     write_atomic(summary, buf.getvalue())
     ts = report["timeseries"]
     cols = [k for k, v in ts.items() if isinstance(v, list) and len(v) == len(ts.get("start", []))]
@@ -277,7 +281,7 @@ def write_csv(report: dict[str, Any], directory: str | Path) -> list[Path]:
     w.writerow([*cols, "topology", "seed", "edgesim"])
     for i in range(len(ts.get("start", []))):
         w.writerow([ts[c][i] for c in cols] + [v for _, v in stamp])
-    series = d / "timeseries.csv"
+    series = d / CSV_FILES[1]
     write_atomic(series, buf.getvalue())
     return [summary, series]
 

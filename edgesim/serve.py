@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -197,16 +197,19 @@ def build_node(
     name: str = "edge",
     memory_bytes: int = 256 * 2**20,
     disk: tuple[str, int] | None = None,
-    rules: dict[str, str] | None = None,
+    rules: Mapping[str, str | Sequence[str]] | None = None,
     manifests: bool = True,
 ) -> EdgeNode:
-    """An edge node with a memory tier and an optional diskcache tier."""
+    """An edge node with a memory tier and an optional diskcache tier.
+
+    ``rules``: a site's rule file, or its files (a ``_redirects`` first, then a
+    ``netlify.toml``), by host."""
     from edgesim.cache import DiskStore, MemoryStore
-    from edgesim.redirects import RuleSet
+    from edgesim.shadow import compile_rule_files
 
     memory = MemoryStore(memory_bytes)
     disk_store = DiskStore(disk[0], disk[1]) if disk else None
-    compiled = {h: RuleSet.from_file(f) for h, f in (rules or {}).items()}
+    compiled = {h: compile_rule_files([f] if isinstance(f, str) else f) for h, f in (rules or {}).items()}
     cfg = EdgeConfig(name=name, manifests=manifests, rules=compiled)
     return EdgeNode(HttpCache(memory, disk_store), cfg)
 

@@ -325,9 +325,11 @@ def engine_command(
     import json
 
     topo = _topology_or_fail(topology)
-    click.echo(
-        json.dumps(engine_bench(topo, seconds, peak_rps=peak_rps, seed=seed, repeats=repeats), indent=2)
-    )
+    try:
+        result = engine_bench(topo, seconds, peak_rps=peak_rps, seed=seed, repeats=repeats)
+    except ValueError as exc:  # the engine refused the topology (one line)
+        raise click.ClickException(f"{topo.path or topo.name}: {exc}") from None
+    click.echo(json.dumps(result, indent=2))
 
 
 @click.command("sampling", short_help="Accuracy and speed-up of --sample-rate against full runs.")
@@ -378,7 +380,10 @@ def sampling_command(
     topo = _topology_or_fail(topology)
     from edgesim.engine import DEFAULT_SAMPLE_KEYS
 
-    result = sampling_bench(
-        topo, rate, seed_list, list(keys) or [DEFAULT_SAMPLE_KEYS], samples, list(thins) or None
-    )
+    try:
+        result = sampling_bench(
+            topo, rate, seed_list, list(keys) or [DEFAULT_SAMPLE_KEYS], samples, list(thins) or None
+        )
+    except ValueError as exc:  # the engine refused the topology (one line)
+        raise click.ClickException(f"{topo.path or topo.name}: {exc}") from None
     click.echo(json.dumps(result, indent=2))

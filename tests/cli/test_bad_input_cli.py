@@ -59,6 +59,14 @@ def files(tmp_path: Path) -> Path:
     (tmp_path / "huge.csv").write_text("time,key,size\n0,/a,100\n1,/b,99999999999999999999999\n")
     (tmp_path / "inf-costs.toml").write_text(COSTS.replace("MISS", "inf"))
     (tmp_path / "binary.toml").write_bytes(b"\x00\xc0\xff" * 10)
+    # valid, but a run that would never end, or never fit in memory
+    (tmp_path / "endless.toml").write_text(
+        TINY.replace("peak_rps = 10", "peak_rps = 1e9").replace('"20s"', '"1h"')
+    )
+    (tmp_path / "heavy.toml").write_text(
+        TINY.replace("peak_rps = 10", "peak_rps = 1e6").replace('"20s"', '"1h"')
+    )
+    (tmp_path / "o").mkdir()
     (tmp_path / "traced.toml").write_text(TINY.replace('warmup = "2s"', 'warmup = "2s"\ntrace = "good.csv"'))
     (tmp_path / "sweep.toml").write_text('topology = "tiny.toml"\n[grid]\ntraffic.peak_rps = [5, 10]\n')
     (tmp_path / "sweep-fifo.toml").write_text('topology = "fifo"\n[grid]\ntraffic.peak_rps = [5]\n')
@@ -105,6 +113,7 @@ CLI_CASES = [
     (["bench", "engine", "@tiny.toml", "--seconds", "nan"], "'--seconds': 'nan'"),
     (["bench", "sampling", "@tiny.toml", "--rate", "nan"], "'--rate': 'nan'"),
     (["bench", "replay", "--alpha", "nan"], "'--alpha': 'nan'"),
+    (["redirects", "match", "@rules", "/a", "--now", "nan"], "'--now': 'nan' is not a finite"),
     (["bench", "replay", "--cache-fraction", "nan"], "'--cache-fraction': 'nan'"),
     (["bench", "edge", "--seconds", "nan"], "'--seconds': 'nan'"),
     (["edge", "serve", "--origin", "http://127.0.0.1:1", "--rollout", "nan"], "'--rollout': 'nan'"),
@@ -120,6 +129,17 @@ CLI_CASES = [
         "--seeds must be from 1 to 1000",
     ),
     (["mrc", "@tiny.toml", "--requests", "99999999999999999999999"], "'--requests'"),
+    # loads that would never end or never fit in memory: refused up front, not run
+    # out of memory with a traceback
+    (["run", "@endless.toml", "--quiet"], "endless.toml: traffic: about 3.6e+12 requests expected"),
+    (["run", "@heavy.toml", "--quiet"], "GiB and this machine has"),
+    (["run", "@heavy.toml", "--quiet", "--engine", "trio"], "GiB and this machine has"),
+    (["bench", "engine", "@tiny.toml", "--peak-rps", "1e9"], "more than the 1e+10 a run can draw"),
+    (["bench", "sampling", "@endless.toml", "--seeds", "1"], "more than the 1e+10 a run can draw"),
+    (["mrc", "@endless.toml"], "about 3.6e+12 requests, more than the 100,000,000 drawn at most"),
+    (["mrc", "@tiny.toml", "--requests", "100000001"], "'--requests': 100000001 is not in the range"),
+    (["bench", "replay", "--objects", "10000000000000"], "'--objects': 10000000000000 is not in the range"),
+    (["bench", "replay", "--requests", "1000000000"], "'--requests': 1000000000 is not in the range"),
     # negative seeds reached numpy
     (["run", "@tiny.toml", "--quiet", "--seed", "-1"], "'--seed': -1 is not in the range x>=0"),
     (["mrc", "@tiny.toml", "--seed", "-1"], "'--seed': -1 is not in the range x>=0"),
@@ -162,6 +182,17 @@ CLI_CASES = [
     (["sweep", "@sweep.toml", "--csv", "@missing/s.csv"], "missing is not a directory"),
     (["sweep", "@sweep.toml", "--json", "@missing/s.json"], "missing is not a directory"),
     (["run", "@tiny.toml", "--quiet", "--json", "@fifo"], "fifo is not a regular file"),
+    # two outputs naming one file: the second overwrote the first
+    (
+        ["run", "@tiny.toml", "--quiet", "--json", "@r.x", "--html", "@r.x"],
+        "--json and --html name the same file",
+    ),
+    (
+        ["run", "@tiny.toml", "--quiet", "--json", "@o/summary.csv", "--csv", "@o"],
+        "--json and --csv name the same",
+    ),
+    (["run", "@tiny.toml", "--quiet", "--html", "@p", "--csv", "@p"], "--html and --csv name the same file"),
+    (["sweep", "@sweep.toml", "--csv", "@s.out", "--json", "@s.out"], "--csv and --json name the same file"),
     # reading a FIFO or a device never ended
     (["validate", "@fifo"], "fifo: not a regular file"),
     (["redirects", "check", "@fifo"], "fifo: not a regular file"),

@@ -106,17 +106,29 @@ def test_match_requests_jsonl(tmp_path: Path) -> None:
         '{"url": "/", "cookies": {"nf_lang": "fr"}}\n'
         '{"nourl": 1}\n'
         '{"url": "ftp://x"}\n'
+        '{"url": "/", "country": 5}\n'
+        '{"url": "/", "headers": {"Accept-Language": ["fr"]}}\n'
     )
-    code, out, _ = run_cli("redirects", "match", str(EXAMPLE), "--requests", str(reqs))
-    assert code == 0
+    code, out, err = run_cli("redirects", "match", str(EXAMPLE), "--requests", str(reqs))
+    # every line has its result, and the exit status says that some were errors
+    assert code == 1
+    assert err.strip() == f'Error: {reqs}: 5 of 8 request lines could not be matched (see their "error")'
     rows = [json.loads(line) for line in out.splitlines()]
-    assert len(rows) == 6
+    assert len(rows) == 8
     assert rows[0]["match"]["to"] == "/blog/a"
     assert rows[1]["match"]["to"] == "/en-au/"
     assert "invalid JSON" in rows[2]["error"] and rows[2]["line"] == 3
     assert rows[3]["match"]["to"] == "/fr/"
     assert '"url"' in rows[4]["error"]
     assert "not an http" in rows[5]["error"]
+    assert rows[6]["error"].endswith('"country" must be a string, not a number')
+    assert rows[7]["error"].endswith(
+        '"headers" must be an object of strings, not a value that is not a string'
+    )
+    # a file of good lines only exits 0
+    reqs.write_text('{"url": "/news/a"}\n\n{"url": "/"}\n')
+    code, out, err = run_cli("redirects", "match", str(EXAMPLE), "--requests", str(reqs))
+    assert (code, err, len(out.splitlines())) == (0, "", 2)
 
 
 def test_match_usage_errors() -> None:

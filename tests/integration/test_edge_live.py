@@ -260,6 +260,8 @@ def test_cli_edge_serve_end_to_end(origin: OriginProcess, tmp_path: Path) -> Non
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    rules = tmp_path / "_redirects"
+    rules.write_text("/from-cli /about 301\nnot a rule\n")
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -276,6 +278,9 @@ def test_cli_edge_serve_end_to_end(origin: OriginProcess, tmp_path: Path) -> Non
             f"{tmp_path / 'd'}:10MB",
             "--name",
             "cli-edge",
+            # the site's rules from a file (its bad line skipped, with a warning)
+            "--rules",
+            f"{SITE.upper()}.={rules}",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -295,9 +300,16 @@ def test_cli_edge_serve_end_to_end(origin: OriginProcess, tmp_path: Path) -> Non
                     break
                 data += chunk
         assert data.startswith(b"HTTP/1.1 200") and b"via: 1.1 cli-edge" in data.lower()
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            conn.sendall(f"GET /from-cli HTTP/1.1\r\nHost: {SITE}\r\nConnection: close\r\n\r\n".encode())
+            head = conn.recv(65536)
+        assert head.startswith(b"HTTP/1.1 301") and b"location: /about" in head.lower()
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
+        assert proc.stderr is not None
+        warnings = [line for line in proc.stderr.read().splitlines() if line.startswith("warning:")]
+        assert len(warnings) == 1 and f"--rules {SITE}: {rules}:2:" in warnings[0], warnings
 
 
 def test_cli_edge_serve_bad_arguments(tmp_path: Path) -> None:
@@ -310,7 +322,30 @@ def test_cli_edge_serve_bad_arguments(tmp_path: Path) -> None:
     bad = run("--origin", "http://127.0.0.1:1", "--memory-cache", "lots")
     assert bad.returncode == 2 and "expected a size" in bad.stderr
     bad = run("--origin", "http://127.0.0.1:1", "--rules", "nohost")
-    assert bad.returncode == 2 and "NAME=VALUE" in bad.stderr
+    assert bad.returncode == 2 and "expected HOST=FILE, got 'nohost'" in bad.stderr
+    # "embedded:" alone served the current directory as the sites folder
+    bad = run("--origin", "embedded:")
+    assert bad.returncode == 2 and "expected embedded:SITES_DIR, got no directory" in bad.stderr
+    rules = tmp_path / "_redirects"
+    rules.write_text("/a /b 301\n")
+    bad = run("--origin", "http://127.0.0.1:1", "--rules", f"no host!={rules}")
+    assert bad.returncode == 2 and "'no host!': expected a host name" in bad.stderr
+    bad = run("--origin", "http://127.0.0.1:1", "--rules", f"a.test={rules}", "--rules", f"a.test={rules}")
+    assert bad.returncode == 2 and "a.test: at most one _redirects and one .toml file" in bad.stderr
+    # an empty disk path: no disk tier at all, or an errno from diskcache
+    for value in ("", ":1GB"):
+        bad = run("--origin", "http://127.0.0.1:1", "--disk-cache", value)
+        assert bad.returncode == 2 and f"expected DIR[:SIZE], got '{value}'" in bad.stderr
+    # a rule file of bad lines only: each one said, and the node does not start
+    rules.write_text("nothing here\n/x\n")
+    bad = run("--origin", "http://127.0.0.1:1", "--rules", f"a.test={rules}")
+    lines = bad.stderr.splitlines()
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr, bad.stderr
+    assert [line.split(": error:")[0] for line in lines[:2]] == [
+        f"warning: --rules a.test: {rules}:1:9",
+        f"warning: --rules a.test: {rules}:2:1",
+    ]
+    assert lines[2] == f"Error: --rules a.test={rules}: no valid rule (2 errors, above)"
 
 
 async def test_shield_tier_passes_manifests_and_deploys(origin: OriginProcess) -> None:

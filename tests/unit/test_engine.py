@@ -402,6 +402,51 @@ def test_site_mix_tables_do_not_grow_with_the_run(monkeypatch: pytest.MonkeyPatc
     assert blocks[0] == blocks[1]
 
 
+def test_a_heavy_second_is_drawn_in_blocks_of_bounded_size() -> None:
+    # 2,000,000 requests/s: a one-second segment expects 2,000,000 arrivals, drawn as
+    # equal parts of the same rate, so that no block holds them all at once (one block
+    # of 1e9 arrivals took 48 GB); the count still follows the rate
+    from edgesim.engine import _SEGMENT_ARRIVALS, _Arrivals
+
+    eng = _Engine(topo(duration=2.0, rps=2e6, objects=10), 1, None)
+    src = _Arrivals(eng)
+    sizes, last = [], 0.0
+    while src.start() < 2.0:
+        t = src.block(visitors=False)[0]
+        sizes.append(len(t))
+        assert t.size == 0 or (t[0] >= last and bool((np.diff(t) >= 0).all()) and t[-1] < 2.0)
+        last = float(t[-1]) if t.size else last
+    assert max(sizes) < 2 * _SEGMENT_ARRIVALS < 4e6
+    assert sum(sizes) == pytest.approx(4e6, abs=5 * 2000)  # Poisson: 5 standard deviations
+
+
+def test_a_long_run_takes_longer_rate_steps() -> None:
+    # 1e9 s at one second a step was a grid of 1e9 segments (7.5 GiB) before any draw
+    from edgesim.engine import MAX_RATE_STEPS, RATE_STEP, rate_step
+
+    assert rate_step(3600.0) == RATE_STEP == rate_step(MAX_RATE_STEPS * RATE_STEP)
+    eng = _Engine(topo(duration=1e9, rps=1e-3, objects=10), 1, None)
+    ends = eng.arrival_segments()[0]
+    assert len(ends) <= MAX_RATE_STEPS and ends[-1] == 1e9
+    assert float(np.diff(ends).max()) == rate_step(1e9) == 477.0
+
+
+@pytest.mark.parametrize(
+    ("rps", "duration", "expected"),
+    [
+        (1e9, 3600.0, "traffic: about 3.6e+12 requests expected (traffic.peak_rps 1e+09 over 3600 s"),
+        (1e6, 3600.0, "GiB and this machine has"),
+    ],
+)
+def test_a_run_that_would_not_end_or_fit_is_refused_before_it_starts(
+    rps: float, duration: float, expected: str
+) -> None:
+    with pytest.raises(ValueError, match="traffic: about") as err:
+        simulate(topo(duration=duration, rps=rps, objects=10), seed=1)
+    assert expected in str(err.value)
+    assert "lower traffic.peak_rps or traffic.duration" in str(err.value)
+
+
 @given(
     st.lists(st.floats(0.0, 2.0), min_size=1, max_size=8),
     st.lists(st.sampled_from([0.0, 0.25, 0.5, 0.999]) | st.floats(0.0, 1.0, exclude_max=True), min_size=1),
