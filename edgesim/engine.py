@@ -200,7 +200,7 @@ class _Link:
     """One-way latency of a link: base + uniform jitter (drawn in batches), plus the
     extra latency of active spikes."""
 
-    __slots__ = ("_buf", "_gen", "base", "fast", "jitter", "spikes")
+    __slots__ = ("_buf", "_gen", "base", "edges", "extras", "fast", "jitter", "spikes")
 
     def __init__(
         self, lat: Latency, gen: np.random.Generator, spikes: list[tuple[float, float, float]]
@@ -210,6 +210,10 @@ class _Link:
         self._gen = gen
         self._buf: list[float] = []
         self.spikes = spikes
+        # the spikes as steps: between edges[i] and edges[i + 1], the extras of the
+        # spikes running then, in the topology's order (added one by one, as they were
+        # when every spike was tested at every call)
+        self.edges, self.extras = _steps(spikes)
         # Drawn latencies the loop may pop directly: the buffer itself when no spike
         # can apply, else a list that stays empty (so the loop calls the link).
         self.fast: list[float] = [] if spikes else self._buf
@@ -224,10 +228,31 @@ class _Link:
                 buf.extend([self.base] * _BATCH)
         x = buf.pop()
         if self.spikes:
-            for a, b, extra in self.spikes:
-                if a <= t < b:
+            i = bisect_right(self.edges, t) - 1
+            if 0 <= i < len(self.extras):
+                for extra in self.extras[i]:
                     x += extra
         return x
+
+
+def _steps(spans: Sequence[tuple[float, float, float]]) -> tuple[list[float], list[tuple[float, ...]]]:
+    """Intervals ``(a, b, extra)`` as steps: the sorted edges, and between edges ``i``
+    and ``i + 1`` the extras of the intervals holding that stretch, in ``spans``'
+    order (a sweep over the edges: linear in the intervals but for the overlaps)."""
+    edges = sorted({x for a, b, _ in spans if a < b for x in (a, b)})
+    starts: dict[float, list[int]] = {}
+    ends: dict[float, list[int]] = {}
+    for k, (a, b, _) in enumerate(spans):
+        if a < b:
+            starts.setdefault(a, []).append(k)
+            ends.setdefault(b, []).append(k)
+    running: set[int] = set()
+    extras: list[tuple[float, ...]] = []
+    for x in edges[:-1]:
+        running.difference_update(ends.get(x, ()))
+        running.update(starts.get(x, ()))
+        extras.append(tuple(spans[k][2] for k in sorted(running)))
+    return edges, extras
 
 
 # ---- state ---------------------------------------------------------------------------
@@ -1387,7 +1412,8 @@ class _Engine:
             self.region_nodes.append(group)
             self.alive.append(list(group))
             self.hash_owners.append({})
-            self.rings.append(_ring(group))
+            # (160 points a node: built only for the regions that balance by them)
+            self.rings.append(_ring(group) if g.balancer == "consistent-hash" else ([], []))
         self.shield_nodes: list[_Node] = []
         self.shield_ring: tuple[list[int], list[_Node]] | None = None
         self.shield_owners: dict[str, dict[str, _Node]] = {}  # ring_owner's answers
@@ -1432,6 +1458,8 @@ class _Engine:
         self.o_service = _Sampler(o.service_time, gens[7])
         self.o_busy_steady = 0.0
         self.outages = sorted((x.at, x.at + x.duration) for x in topo.faults.outages)
+        # the same as steps (_steps): a stretch is down when an outage holds it
+        self.outage_edges, self.outage_steps = _steps([(a, b, 1.0) for a, b in self.outages])
 
         # visitors: one CDF over (country, language) pairs per region, and the header
         # lists of each (site, region, pair), shared by requests (the cores only read them)
@@ -2115,14 +2143,14 @@ class _Engine:
         self._over(node.uplink, t, _UP_ARRIVE, up)
 
     def _origin_arrive(self, up: _Up, t: float) -> None:
-        for a, b in self.outages:
-            if a <= t < b:
-                up.error = "connect"
-                self.rec.origin(t, up.site, -1, 0, 0.0)
-                if self.sampled:
-                    self.o_strat.append(up.stratum)
-                self._over(up.node.uplink, t, _FETCH_BACK, up)
-                return
+        i = bisect_right(self.outage_edges, t) - 1
+        if 0 <= i < len(self.outage_steps) and self.outage_steps[i]:  # an origin outage
+            up.error = "connect"
+            self.rec.origin(t, up.site, -1, 0, 0.0)
+            if self.sampled:
+                self.o_strat.append(up.stratum)
+            self._over(up.node.uplink, t, _FETCH_BACK, up)
+            return
         up.t_in = t
         if self.o_busy < self.o_workers:
             self.o_busy += 1

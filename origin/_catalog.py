@@ -30,6 +30,7 @@ Bodies are generated on demand: a prefix naming the object and version, then fil
 from __future__ import annotations
 
 import random
+import threading
 from array import array
 from collections.abc import Mapping
 from functools import lru_cache
@@ -123,6 +124,13 @@ class Entry:
         self.hashed = kind >= 0 and _HASHED_KIND[kind]
 
 
+# Catalogs Catalog.from_manifest rebuilt, by (spec, deploy history, deploy times), the
+# oldest first; immutable, so shared by every caller (and thread)
+_REBUILT: dict[tuple[CatalogSpec, tuple[tuple[int, float], ...], tuple[float, ...]], Catalog] = {}
+_REBUILT_MAX: Final = 16
+_REBUILT_LOCK = threading.Lock()
+
+
 class Catalog:
     """The file set of one deploy of a synthetic site (immutable once built).
 
@@ -161,13 +169,32 @@ class Catalog:
     @classmethod
     def from_manifest(cls, catalog: Mapping[str, Any]) -> Catalog:
         """Rebuild a catalog from the ``catalog`` object of a manifest (same file set,
-        same ETags), replaying its deploy history."""
+        same ETags), replaying its deploy history.
+
+        The last few catalogs rebuilt are kept (:data:`_REBUILT`): a manifest one deploy
+        on from one of them is one redeploy away, where replaying the whole history for
+        each of a site's deploys took time quadratic in its deploys."""
         spec = CatalogSpec.from_dict({k: v for k, v in catalog.items() if k in _SPEC_KEYS})
-        times = catalog.get("deploy_times") or [0.0]
-        cat = cls(spec, created=float(times[0]))
-        for n, (seed, frac) in enumerate(catalog.get("history", [])):
-            t = float(times[n + 1]) if n + 1 < len(times) else 0.0
-            cat = cat.redeploy(int(seed), float(frac), now=t)
+        given = catalog.get("deploy_times") or [0.0]
+        history = tuple((int(seed), float(frac)) for seed, frac in catalog.get("history", []))
+        # the time of each deploy: the first one's, then each redeploy's (0 if not given)
+        times = tuple(float(given[n]) if n < len(given) else 0.0 for n in range(len(history) + 1))
+        key = (spec, history, times)
+        with _REBUILT_LOCK:
+            cat = _REBUILT.get(key)
+            base = _REBUILT.get((spec, history[:-1], times[:-1])) if history else None
+        if cat is not None:
+            return cat
+        if base is not None:  # the deploy before this one: one step
+            cat = base.redeploy(*history[-1], now=times[-1])
+        else:
+            cat = cls(spec, created=times[0])
+            for n, (seed, frac) in enumerate(history):
+                cat = cat.redeploy(seed, frac, now=times[n + 1])
+        with _REBUILT_LOCK:
+            _REBUILT[key] = cat
+            while len(_REBUILT) > _REBUILT_MAX:
+                del _REBUILT[next(iter(_REBUILT))]  # the oldest
         return cat
 
     def stamped(self, now: float) -> Catalog:
