@@ -34,7 +34,10 @@ def write_atomic(path: str | os.PathLike[str], data: str | bytes) -> None:
     if target.exists() and not target.is_file():
         raise OSError(errno.EINVAL, "not a regular file", os.fspath(path))
     raw = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
+    except OSError as exc:  # said of the file asked for, not of the temporary one
+        raise OSError(exc.errno, exc.strerror, os.fspath(path)) from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(raw)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import tempfile
 from typing import Any
 
 import click
@@ -16,6 +17,7 @@ __all__ = [
     "distinct_outputs",
     "folder_name",
     "load_topology_arg",
+    "make_output_folder",
     "write_result",
 ]
 
@@ -65,6 +67,12 @@ class OutputFile(click.Path):
         folder = os.path.dirname(real)
         if not os.path.isdir(folder):
             self.fail(f"{folder} is not a directory", param, ctx)
+        try:  # a file can be made there (as the atomic write will make its temporary file)
+            fd, probe = tempfile.mkstemp(prefix=".edgesim-probe.", dir=folder)
+        except OSError as exc:
+            self.fail(f"cannot write {os.fsdecode(path)}: {exc.strerror or exc}", param, ctx)
+        os.close(fd)
+        os.unlink(probe)
         return path
 
 
@@ -84,6 +92,22 @@ def distinct_outputs(*outputs: tuple[str, str | None]) -> None:
         if real in seen:
             raise click.UsageError(f"{seen[real]} and {option} name the same file ({os.fsdecode(path)})")
         seen[real] = option
+
+
+def make_output_folder(path: str, option: str) -> None:
+    """Create the folder an option's files go in (with its parents) and check that a file
+    can be made in it, before a run rather than after it.
+
+    Raises:
+        click.UsageError: the option, the folder and why.
+    """
+    try:
+        os.makedirs(path, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".edgesim-probe.", dir=path)
+    except OSError as exc:
+        raise click.UsageError(f"{option}: cannot write in {path}: {exc.strerror or exc}") from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def folder_name(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:

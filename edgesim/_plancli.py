@@ -29,10 +29,12 @@ def _fail(message: str) -> NoReturn:
 def _sizes(text: str | None, option: str) -> tuple[int, ...]:
     from edgesim._units import parse_size
 
-    if not text:
+    if text is None:
         return ()
     out = []
     for part in text.split(","):
+        if not part.strip():
+            _fail(f"{option}: {text!r} has an empty size (expected sizes such as 16MB,1GB)")
         try:
             v = parse_size(part.strip())
         except ValueError as exc:

@@ -23,6 +23,7 @@ from edgesim._clitypes import (
     OutputFile,
     distinct_outputs,
     folder_name,
+    make_output_folder,
     write_result,
 )
 from edgesim._compiled import cores_description
@@ -865,6 +866,8 @@ def run_command(
     distinct_outputs(
         ("--json", json_path), ("--html", html_path), ("--csv", csv_dir), *(("--csv", f) for f in csv_files)
     )
+    if csv_dir is not None and not edge_processes:  # (the drill refuses --csv)
+        make_output_folder(csv_dir, "--csv")
     if sample_rate >= 1.0:  # the sampling options mean nothing without a sample: say so
         ctx = click.get_current_context()
         for name in ("sample_keys", "sample_seed", "sample_thin"):

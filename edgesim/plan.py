@@ -134,9 +134,11 @@ def parse_objective(text: str) -> Objective:
     """
     from edgesim._units import parse_duration
 
-    parts = [p for p in re.split(r",|\band\b", text) if p.strip()]
-    if not parts:
+    parts = re.split(r",|\band\b", text)
+    if not text.strip():
         raise PlanError(f"objective {text!r}: expected terms such as 'p99<=80ms' or 'p50<=20ms,p99<=80ms'")
+    if not all(p.strip() for p in parts):
+        raise PlanError(f"objective {text!r}: an empty term (expected METRIC<=DURATION between commas)")
     terms = []
     for part in parts:
         m = _TERM.match(part)

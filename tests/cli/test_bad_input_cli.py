@@ -137,6 +137,11 @@ CLI_CASES = [
     (["bench", "engine", "@tiny.toml", "--peak-rps", "1e9"], "more than the 1e+10 a run can draw"),
     (["bench", "sampling", "@endless.toml", "--seeds", "1"], "more than the 1e+10 a run can draw"),
     (["mrc", "@endless.toml"], "about 3.6e+12 requests, more than the 100,000,000 drawn at most"),
+    (
+        ["plan", "@tiny.toml", "--slo", "p99<=80ms", "--cache-sizes", ""],
+        "--cache-sizes: '' has an empty size",
+    ),
+    (["mrc", "@good.csv", "--sizes", "1MB,,2MB"], "--sizes: '1MB,,2MB' has an empty size"),
     (["mrc", "@tiny.toml", "--requests", "100000001"], "'--requests': 100000001 is not in the range"),
     (["bench", "replay", "--objects", "10000000000000"], "'--objects': 10000000000000 is not in the range"),
     (["bench", "replay", "--requests", "1000000000"], "'--requests': 1000000000 is not in the range"),
@@ -182,6 +187,10 @@ CLI_CASES = [
     (["sweep", "@sweep.toml", "--csv", "@missing/s.csv"], "missing is not a directory"),
     (["sweep", "@sweep.toml", "--json", "@missing/s.json"], "missing is not a directory"),
     (["run", "@tiny.toml", "--quiet", "--json", "@fifo"], "fifo is not a regular file"),
+    # a folder where no file can be made (/proc): refused before the run, not after it
+    # with the name of a temporary file
+    (["run", "@tiny.toml", "--quiet", "--json", "/proc/r.json"], "cannot write /proc/r.json: No such file"),
+    (["run", "@tiny.toml", "--quiet", "--csv", "/proc/r"], "--csv: cannot write in /proc/r: No such file"),
     # two outputs naming one file: the second overwrote the first
     (
         ["run", "@tiny.toml", "--quiet", "--json", "@r.x", "--html", "@r.x"],

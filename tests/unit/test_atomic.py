@@ -36,3 +36,11 @@ def test_a_fifo_is_refused_not_replaced(tmp_path: Path) -> None:
         write_atomic(fifo, "report")
     assert fifo.is_fifo()
     assert [p.name for p in tmp_path.iterdir()] == ["fifo"]
+
+
+def test_a_folder_that_cannot_take_a_file_is_said_of_the_file_asked_for(tmp_path: Path) -> None:
+    # the error named the temporary file (/proc/.r.json.i5xz_xb0.tmp)
+    with pytest.raises(OSError) as err:
+        write_atomic(tmp_path / "missing" / "r.json", "report")
+    assert err.value.filename == str(tmp_path / "missing" / "r.json")
+    assert err.value.strerror == "No such file or directory"

@@ -44,6 +44,10 @@ def test_parse_objective() -> None:
         ("p99<=fast", "expected a duration"),
         ("p99<=0ms", "must be above 0"),
         ("p99<=80ms,latency<1s", "cannot read 'latency<1s'"),
+        # a stray comma or "and" was dropped without a word
+        ("p99<=80ms,", "an empty term"),
+        ("p50<=20ms,,p99<=80ms", "an empty term"),
+        ("p99<=80ms and", "an empty term"),
     ],
 )
 def test_bad_objectives_say_what_was_expected(text: str, message: str) -> None:
