@@ -1199,18 +1199,8 @@ class _Checker:
                 close = difflib.get_close_matches(host, site_names, n=1)
                 hint = f' (did you mean "{close[0]}"?)' if close else ""
                 self.bad(where, f"expected a site ({', '.join(site_names)}){hint}")
-            items: list[tuple[str, Any]] | None = None
-            if isinstance(v, str):
-                items = [(where, v)]
-            elif isinstance(v, list) and v:
-                items = [(_index(where, i), x) for i, x in enumerate(v)]
-            if items is None:
-                self.bad(where, f"expected a rule file or an array of them, got {_show(v)}")
-                continue
-            files = [f for f in (self.path_value(x, p, directory=False) for p, x in items) if f is not None]
-            # the site order of the spec: _redirects first, then netlify.toml (R1.1)
-            files.sort(key=lambda f: f.suffix == ".toml")
-            rules.append((host, tuple(files)))
+            # at most one _redirects and one netlify.toml, in the spec's order (R1.1)
+            rules.append((host, self.rule_files(where, v)))
         if candidate == "rules" and not rt:
             self.bad("shadow.rules", 'missing (candidate = "rules" needs [shadow.rules] SITE = FILE)')
         if candidate != "rules" and rt:
@@ -1312,8 +1302,11 @@ class _Checker:
         TOML file. They are kept in the spec's order: `_redirects` first (R1.1)."""
         if "rules" not in t:
             return ()
-        path = _join(where, "rules")
-        v = t["rules"]
+        return self.rule_files(_join(where, "rules"), t["rules"])
+
+    def rule_files(self, path: str, v: Any) -> tuple[Path, ...]:
+        """A site's rule files at key ``path`` (a file or an array of files), each
+        problem reported: ``_redirects`` first, then its netlify TOML file."""
         items = (
             [(path, v)]
             if isinstance(v, str)

@@ -738,7 +738,7 @@ def _rule_errors(topo: Any) -> list[str]:
                 out.append(f"{config}: cannot read: {exc.strerror or exc}")
     if topo.shadow is not None:  # a shadowing candidate's rules, compiled on every node
         sources += [f for _, files in topo.shadow.rules for f in files]
-    for src in sources:
+    for src in dict.fromkeys(sources):  # a file two sites (or a site and [shadow]) name: once
         try:
             rules = RuleSet.from_site(src) if src.is_dir() else RuleSet.from_file(src)
         except EdgesimError as exc:

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from helpers import run_cli, small_topology
 
+from edgesim._topoload import parse_topology
+
 SMALL = small_topology(name="small", seed=3, eu="languages = { de = 0.5, fr = 0.5 }")
 
 
@@ -175,6 +177,12 @@ def test_validate_reports_the_errors_of_the_rule_files_a_topology_names(tmp_path
         f"{tmp_path / '_redirects'}:3:7: error: status 999 is outside 200-299, 301-303, 307, 308, "
         "400-599 [BAD_STATUS]",
     ]
+    # the same file named again, by a [shadow]: its errors once, not once per naming
+    shadow = '\n[shadow]\ncandidate = "rules"\n[shadow.rules]\n"SITE" = "_redirects"\n'
+    text = topo.read_text()
+    topo.write_text(text + shadow.replace("SITE", parse_topology(text, path=str(topo)).sites[0].name))
+    code, out, _ = run_cli("validate", str(topo))
+    assert code == 1 and out.strip().splitlines() == lines
     (tmp_path / "_redirects").write_text("/a /b 301\n")
     code, out, _ = run_cli("validate", str(topo))
     assert code == 0 and out.strip().endswith("ok (2 regions, 3 nodes, 1 sites)")

@@ -40,7 +40,7 @@ def test_a_fifo_is_refused_not_replaced(tmp_path: Path) -> None:
 
 def test_a_folder_that_cannot_take_a_file_is_said_of_the_file_asked_for(tmp_path: Path) -> None:
     # the error named the temporary file (/proc/.r.json.i5xz_xb0.tmp)
-    with pytest.raises(OSError) as err:
+    with pytest.raises(FileNotFoundError) as err:
         write_atomic(tmp_path / "missing" / "r.json", "report")
     assert err.value.filename == str(tmp_path / "missing" / "r.json")
     assert err.value.strerror == "No such file or directory"

@@ -111,6 +111,13 @@ REF_RULES = 'candidate = "reference"\n[shadow.rules]\n'
         (RULES + '"shop.tst" = "v2/_redirects"', 'shadow.rules."shop.tst"', "expected a site"),
         (RULES + '"shop.test" = "v3/_redirects"', 'shadow.rules."shop.test"', "does not exist"),
         (REF_RULES + '"shop.test" = "v2/_redirects"', "shadow.rules", "expected no rules"),
+        # two _redirects for one site were both compiled (a site has one of each)
+        (
+            RULES + '"shop.test" = ["v2/_redirects", "v2/_redirects"]',
+            'shadow.rules."shop.test"[1]',
+            "expected at most one _redirects file per site, got a second one",
+        ),
+        (RULES + '"shop.test" = []', 'shadow.rules."shop.test"', "expected a rule file or an array of them"),
     ],
 )  # fmt: skip
 def test_bad_shadow_tables_name_file_line_and_key_path(
