@@ -314,7 +314,9 @@ def _params(
 
 def _set(data: dict[str, Any], parts: Sequence[str], value: Any) -> str:
     """Set ``parts`` to ``value`` in the topology's TOML data; return the key path as
-    the topology's problems name it (``regions[0].edge.nodes``).
+    the topology's problems name it (``regions[0].edge.nodes``), or that of the first
+    table the setting made, when it made any (``regions[0].edge.cache`` for
+    ``regions.eu-west.edge.cache.size``: a problem there is the spec's doing too).
 
     Raises:
         KeyError: with a message, when a part names no array element or goes through a
@@ -322,6 +324,7 @@ def _set(data: dict[str, Any], parts: Sequence[str], value: Any) -> str:
     """
     cur: Any = data
     where = ""
+    made = ""  # the first table made on the way, if any
     for i, key in enumerate(parts):
         last = i == len(parts) - 1
         if isinstance(cur, list):
@@ -343,8 +346,10 @@ def _set(data: dict[str, Any], parts: Sequence[str], value: Any) -> str:
         if last:
             cur[key] = copy.deepcopy(value)
         else:
+            if key not in cur and not made:
+                made = where
             cur = cur.setdefault(key, {})
-    return where
+    return made or where
 
 
 def _element(items: list[Any], key: str) -> int | None:

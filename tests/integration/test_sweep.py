@@ -207,6 +207,15 @@ def test_spec_problems_are_one_line_each_with_file_line_and_key_path(spec_file: 
         "expected a whole number from 1 to 10000, got 0",
         f'{bad}:4: grid.traffic.peak_rsp: value 3: traffic.peak_rsp: unknown key (did you mean "peak_rps"?)',
     ]
+    # a key path through a table the topology does not have: the spec's line, not the
+    # topology's (the table was made by the setting)
+    bad.write_text('topology = "tiny.toml"\n[grid]\nregions.eu.edge.cache.size = [1]\n')
+    code, _, err = run_cli("sweep", str(bad))
+    assert code == 1
+    assert err.strip() == (
+        f"{bad}:3: grid.regions.eu.edge.cache.size: value 1: regions[0].edge.cache: "
+        'unknown key (did you mean "disk_cache"?)'
+    )
     bad.write_text('topology = "nope.toml"\n[grid]\nseed = 3\n')
     code, _, err = run_cli("sweep", str(bad))
     assert err.splitlines() == [
