@@ -235,15 +235,15 @@ def _site_rule_files(values: tuple[str, ...]) -> dict[str, list[str]]:
             raise click.BadParameter(f"expected HOST=FILE, got {v!r}", param_hint="--rules")
         if not _HOST_NAME.fullmatch(key):
             raise click.BadParameter(
-                f"{host!r}: expected a host name (letters, digits, '-' and '.')", param_hint="--rules"
+                f"{host!r}: expected a host name (letters, digits, '-', '_' and '.')", param_hint="--rules"
             )
         out.setdefault(key, []).append(path)
     for host, paths in out.items():
-        tomls = [p for p in paths if p.endswith(".toml")]
+        tomls = [p for p in paths if p.lower().endswith(".toml")]
         if len(tomls) > 1 or len(paths) - len(tomls) > 1:
             got = f"{host}: at most one _redirects and one .toml file, got {', '.join(paths)}"
             raise click.BadParameter(got, param_hint="--rules")
-        paths.sort(key=lambda p: p.endswith(".toml"))  # _redirects first (spec R1.1)
+        paths.sort(key=lambda p: p.lower().endswith(".toml"))  # _redirects first (spec R1.1)
     return out
 
 
@@ -252,7 +252,7 @@ def _report_rule_problems(compiled: dict[str, Any], files: dict[str, list[str]])
     does) to standard error; fail when a site's files have problems and no rule at all."""
     for host, rules in compiled.items():
         for d in rules.diagnostics:
-            click.echo(f"warning: --rules {host}: {d}", err=True)
+            click.echo(f"--rules {host}: {d}", err=True)
         if rules.errors and not len(rules):
             n = len(rules.errors)
             _fail(f"--rules {host}={'+'.join(files[host])}: no valid rule ({n} error{'s' * (n != 1)}, above)")
@@ -276,7 +276,15 @@ def _not_utf8(name: str, exc: UnicodeDecodeError) -> str:
 
 
 # what a JSON value is, by the type json.loads gives it
-_JSON_KINDS = {bool: "true or false", int: "a number", float: "a number", str: "a string", list: "an array"}
+_JSON_KINDS = {
+    bool: "true or false",
+    int: "a number",
+    float: "a number",
+    str: "a string",
+    list: "an array",
+    dict: "an object",
+    type(None): "null",
+}
 
 
 def _request_line(rules: Any, line: str, lineno: int, name: str, now: float | None) -> dict[str, Any]:
@@ -285,6 +293,8 @@ def _request_line(rules: Any, line: str, lineno: int, name: str, now: float | No
         req = json.loads(line)
     except json.JSONDecodeError as exc:
         return {"line": lineno, "error": f"{where}: invalid JSON: {exc.msg}"}
+    except RecursionError:  # json's recursive parser
+        return {"line": lineno, "error": f"{where}: invalid JSON: arrays or objects nested too deeply"}
     if not isinstance(req, dict) or not isinstance(req.get("url"), str):
         return {"line": lineno, "error": f'{where}: expected an object with a string "url"'}
     kw: dict[str, Any] = {}
@@ -295,7 +305,14 @@ def _request_line(rules: Any, line: str, lineno: int, name: str, now: float | No
                 isinstance(v, dict) and not all(isinstance(x, str) for x in v.values())
             ):
                 expected = "a string" if kind is str else "an object of strings"
-                got = _JSON_KINDS.get(type(v), "a value that is not a string")
+                got = _JSON_KINDS.get(type(v), "another value")
+                if kind is dict and isinstance(v, dict):  # an object, with a value not a string
+                    bad_kinds = {
+                        _JSON_KINDS.get(type(x), "another value")
+                        for x in v.values()
+                        if not isinstance(x, str)
+                    }
+                    got = f"an object with {' and '.join(sorted(bad_kinds))} among its values"
                 return {"line": lineno, "error": f'{where}: "{key}" must be {expected}, not {got}'}
             kw[key] = v
     try:
@@ -488,10 +505,14 @@ def edge_serve_command(
             disk = (path, parse_size(size) if size else 10**9)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--disk-cache") from None
+        if disk[1] <= 0:
+            raise click.BadParameter(
+                f"the disk tier's size must be above 0, got {size!r}", param_hint="--disk-cache"
+            )
     rule_files = _site_rule_files(rules)
     if not origin_spec.startswith(("http://", "embedded:")):
         raise click.BadParameter("expected http://HOST:PORT or embedded:SITES_DIR", param_hint="--origin")
-    if origin_spec == "embedded:":
+    if not origin_spec.removeprefix("embedded:").strip() and origin_spec.startswith("embedded:"):
         raise click.BadParameter("expected embedded:SITES_DIR, got no directory", param_hint="--origin")
     try:
         node = build_node(

@@ -200,7 +200,7 @@ class _Link:
     """One-way latency of a link: base + uniform jitter (drawn in batches), plus the
     extra latency of active spikes."""
 
-    __slots__ = ("_buf", "_gen", "base", "edges", "extras", "fast", "jitter", "spikes")
+    __slots__ = ("_buf", "_gen", "base", "edges", "extras", "fast", "jitter", "spikes", "stepped")
 
     def __init__(
         self, lat: Latency, gen: np.random.Generator, spikes: list[tuple[float, float, float]]
@@ -213,7 +213,9 @@ class _Link:
         # the spikes as steps: between edges[i] and edges[i + 1], the extras of the
         # spikes running then, in the topology's order (added one by one, as they were
         # when every spike was tested at every call)
-        self.edges, self.extras = _steps(spikes)
+        steps = _steps(spikes)
+        self.stepped = steps is not None  # else each spike is tested at each call
+        self.edges, self.extras = steps if steps is not None else ([], [])
         # Drawn latencies the loop may pop directly: the buffer itself when no spike
         # can apply, else a list that stays empty (so the loop calls the link).
         self.fast: list[float] = [] if spikes else self._buf
@@ -228,17 +230,30 @@ class _Link:
                 buf.extend([self.base] * _BATCH)
         x = buf.pop()
         if self.spikes:
-            i = bisect_right(self.edges, t) - 1
-            if 0 <= i < len(self.extras):
-                for extra in self.extras[i]:
-                    x += extra
+            if self.stepped:
+                i = bisect_right(self.edges, t) - 1
+                if 0 <= i < len(self.extras):
+                    for extra in self.extras[i]:
+                        x += extra
+            else:
+                for a, b, extra in self.spikes:
+                    if a <= t < b:
+                        x += extra
         return x
 
 
-def _steps(spans: Sequence[tuple[float, float, float]]) -> tuple[list[float], list[tuple[float, ...]]]:
+# The most extras _steps stores over all its stretches: past it (thousands of spikes
+# overlapping one another), a link tests its spikes one by one again.
+_MAX_STEP_EXTRAS: Final = 1_000_000
+
+
+def _steps(
+    spans: Sequence[tuple[float, float, float]], budget: int = _MAX_STEP_EXTRAS
+) -> tuple[list[float], list[tuple[float, ...]]] | None:
     """Intervals ``(a, b, extra)`` as steps: the sorted edges, and between edges ``i``
     and ``i + 1`` the extras of the intervals holding that stretch, in ``spans``'
-    order (a sweep over the edges: linear in the intervals but for the overlaps)."""
+    order (a sweep over the edges). None when the stretches would hold more than
+    ``budget`` extras in all (overlaps make that grow with the square of the spans)."""
     edges = sorted({x for a, b, _ in spans if a < b for x in (a, b)})
     starts: dict[float, list[int]] = {}
     ends: dict[float, list[int]] = {}
@@ -248,11 +263,32 @@ def _steps(spans: Sequence[tuple[float, float, float]]) -> tuple[list[float], li
             ends.setdefault(b, []).append(k)
     running: set[int] = set()
     extras: list[tuple[float, ...]] = []
+    stored = 0
     for x in edges[:-1]:
         running.difference_update(ends.get(x, ()))
         running.update(starts.get(x, ()))
+        stored += len(running)
+        if stored > budget:
+            return None
         extras.append(tuple(spans[k][2] for k in sorted(running)))
     return edges, extras
+
+
+def _down_steps(spans: Sequence[tuple[float, float]]) -> tuple[list[float], list[bool]]:
+    """Intervals ``(a, b)`` as steps: the sorted edges, and whether an interval holds
+    the stretch between edges ``i`` and ``i + 1`` (linear whatever the overlaps)."""
+    edges = sorted({x for a, b in spans if a < b for x in (a, b)})
+    delta: dict[float, int] = {}
+    for a, b in spans:
+        if a < b:
+            delta[a] = delta.get(a, 0) + 1
+            delta[b] = delta.get(b, 0) - 1
+    down: list[bool] = []
+    running = 0
+    for x in edges[:-1]:
+        running += delta.get(x, 0)
+        down.append(running > 0)
+    return edges, down
 
 
 # ---- state ---------------------------------------------------------------------------
@@ -1300,6 +1336,7 @@ class _Engine:
         self._node_arrivals: list[float] = []
         self._fill_time = math.inf
         self._arrival_segments: tuple[np.ndarray, ...] | None = None
+        self.expected_arrivals = 0.0  # of the synthetic traffic (check_load)
         # a sampled run's current block of arrivals, per site: the steady arrivals'
         # times, strata, sizes and whether each is simulated (see ``interrupted``)
         self._last_block: list[tuple[np.ndarray, ...]] = []
@@ -1361,6 +1398,8 @@ class _Engine:
                 self._node_arrivals = self._thin_horizon()
             for m in self.sites:
                 self._sample_site(m)
+            if self.trace is None:
+                self.check_memory(self._kept_share())
 
         # nodes
         self.nodes: list[_Node] = []
@@ -1458,8 +1497,8 @@ class _Engine:
         self.o_service = _Sampler(o.service_time, gens[7])
         self.o_busy_steady = 0.0
         self.outages = sorted((x.at, x.at + x.duration) for x in topo.faults.outages)
-        # the same as steps (_steps): a stretch is down when an outage holds it
-        self.outage_edges, self.outage_steps = _steps([(a, b, 1.0) for a, b in self.outages])
+        # the same as steps: a stretch is down when an outage holds it
+        self.outage_edges, self.outage_steps = _down_steps(self.outages)
 
         # visitors: one CDF over (country, language) pairs per region, and the header
         # lists of each (site, region, pair), shared by requests (the cores only read them)
@@ -1739,37 +1778,73 @@ class _Engine:
     # ---- arrivals ----------------------------------------------------------------
 
     def check_load(self) -> None:
-        """Refuse a run that would not end or not fit in memory, before it starts: more
-        arrivals expected than :data:`MAX_ARRIVALS`, or more requests to record than
-        this machine's memory holds (about :data:`_BYTES_PER_REQUEST` each).
+        """Refuse a run that would not end, before its first draw: more arrivals
+        expected than :data:`MAX_ARRIVALS` (a sampled run draws them all too). A full
+        run is also checked against memory (:meth:`check_memory`); a sampled run is
+        checked once its sample is known.
 
         Raises:
-            ValueError: the run's expected load, the keys that set it, and what to do.
+            ValueError: the run's expected load, what set it, and what to do.
         """
         ends, rates = self.arrival_segments()[:2]
-        expected = float(np.dot(rates, np.diff(ends, prepend=0.0)))
-        tr = self.topo.traffic
-        why = (
-            f"about {expected:.3g} requests expected (traffic.peak_rps {tr.peak_rps:g} over "
-            f"{self.end:g} s of traffic.duration{', with flash crowds' if tr.flash_crowds else ''})"
-        )
-        if expected > MAX_ARRIVALS:
+        self.expected_arrivals = expected = float(np.dot(rates, np.diff(ends, prepend=0.0)))
+        if not expected <= MAX_ARRIVALS:  # (NaN too: an overflowing product of rates)
             raise ValueError(
-                f"traffic: {why}, more than the {MAX_ARRIVALS:.3g} a run can draw; "
-                "lower traffic.peak_rps or traffic.duration"
+                f"traffic: {self._load_words(expected)}, more than the {MAX_ARRIVALS:.3g} a run can "
+                "draw; lower traffic.peak_rps or the simulated time"
             )
+        if not self.sampled:
+            self.check_memory(1.0)
+
+    def _load_words(self, expected: float) -> str:
+        tr = self.topo.traffic
+        crowds = ", flash crowds' multipliers included" if tr.flash_crowds else ""
+        return (
+            f"about {expected:.3g} requests expected (traffic.peak_rps {tr.peak_rps:g} over "
+            f"{self.end:g} simulated seconds{crowds})"
+        )
+
+    def check_memory(self, kept: float) -> None:
+        """Refuse a run whose recorded requests (``kept``: the expected share of the
+        arrivals simulated) need more than this machine's memory, at about
+        :data:`_BYTES_PER_REQUEST` each.
+
+        Raises:
+            ValueError: the requests, the memory they need and the machine's.
+        """
         try:
             memory = float(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
         except (AttributeError, ValueError, OSError):  # not on every platform
             return
-        need = expected * self.rate * _BYTES_PER_REQUEST
+        expected = self.expected_arrivals
+        need = expected * kept * _BYTES_PER_REQUEST
         if memory > 0 and need > memory:
-            kept = f", {self.rate:g} of them sampled" if self.sampled else ""
+            share = f", about {kept:.2g} of them simulated in this sample" if self.sampled else ""
             raise ValueError(
-                f"traffic: {why}{kept}; recording them needs about {need / 2**30:,.0f} GiB "
-                f"and this machine has {memory / 2**30:,.0f} GiB of memory: lower "
-                "traffic.peak_rps or traffic.duration, or sample with --sample-rate"
+                f"traffic: {self._load_words(expected)}{share}; recording them needs about "
+                f"{need / 2**30:,.1f} GiB and this machine has {memory / 2**30:,.1f} GiB of memory: "
+                "lower traffic.peak_rps or the simulated time, or sample a smaller share"
             )
+
+    def _kept_share(self) -> float:
+        """The expected share of a sampled run's arrivals that are simulated: by site
+        share, each site's kept keys weighed by their popularity (and thinning), and
+        its kept redirect sources by its redirect share."""
+        shares = np.asarray(self.site_shares, dtype=np.float64)
+        total = float(shares.sum()) or 1.0
+        kept_share = 0.0
+        for m, share in zip(self.sites, shares.tolist(), strict=True):
+            kept = m.kept_of
+            if not share:
+                continue
+            n = len(m.urls)
+            weight = np.diff(np.asarray(m.cdf, dtype=np.float64)[:n], prepend=0.0)  # popularity
+            simulated = kept[:n] * (m.thin_of[:n] if m.thin_of is not None else 1.0)
+            files = float(np.dot(weight, simulated) / (weight.sum() or 1.0)) if n else 0.0
+            sources = float(np.mean(kept[n:])) if len(kept) > n else 0.0
+            r = m.redirect_share
+            kept_share += share / total * ((1.0 - r) * files + r * sources)
+        return min(1.0, kept_share)
 
     def deploy_times(self) -> list[float]:
         """The instants of the deploys within the run, in order."""
@@ -1793,7 +1868,7 @@ class _Engine:
         regions = self.topo.regions
         # every step (k * step, exactly as float(k) * step; RATE_STEP but in long runs), flash-crowd
         # edges and the extra cuts: sorted, each once, those inside the run, then its end
-        step = rate_step(self.end)
+        step = rate_step(self.topo.traffic.duration)  # (not stop_at: a prefix of the full run)
         grid = np.arange(1, math.ceil(self.end / step) + 1, dtype=np.float64) * step
         edges = [x for fc in tr.flash_crowds for x in (fc.start, fc.start + fc.duration)]
         cuts = np.unique(np.concatenate((grid, np.array([*edges, *extra_cuts], dtype=np.float64))))

@@ -496,7 +496,10 @@ class _Runner:
         for seed in self.seeds:
             rep = self.memo.get((key, seed))
             if rep is None:
-                rep = self.simulate(topo, seed=seed).to_dict(deterministic=True)
+                try:
+                    rep = self.simulate(topo, seed=seed).to_dict(deterministic=True)
+                except ValueError as exc:  # the engine refused the window (one line)
+                    raise PlanError(f"{topo.path or topo.name}: the peak window: {exc}") from None
                 self.memo[(key, seed)] = rep
                 self.count += 1
                 if self.progress is not None:

@@ -646,13 +646,13 @@ def compile_rule_files(paths: Sequence[str | Path]) -> Any:
 
     if len(paths) == 1:
         return RuleSet.from_file(paths[0])
-    from edgesim._rulefiles import redirects_source, toml_source
+    from edgesim._rulefiles import is_toml_name, redirects_source, toml_source
     from edgesim.redirects import _read
 
     sources = []
     for p in paths:
         data = _read(Path(p))  # as from_file: a FIFO or device refused, one error line
-        make = toml_source if str(p).endswith(".toml") else redirects_source
+        make = toml_source if is_toml_name(str(p)) else redirects_source
         sources.append(make(str(p), data))
     return RuleSet._from_sources(sources, None, "app_metadata.authorization.roles", False, 0, 0)
 

@@ -1010,7 +1010,10 @@ async def open_network(
 
         if origin is not None or rules is not None:
             raise NetworkError("virtual mode models edgesim's origin and the topology's rules only")
-        result = await trio.to_thread.run_sync(lambda: simulate(topo, seed=seed, stop_at=duration))
+        try:
+            result = await trio.to_thread.run_sync(lambda: simulate(topo, seed=seed, stop_at=duration))
+        except ValueError as exc:  # the engine refused the topology's load
+            raise NetworkError(f"{topo.path or topo.name}: {exc}") from None
         yield Network(topo, mode, topo.sites[0].name.lower() if topo.sites else "", report=result)
         return
 

@@ -136,6 +136,10 @@ CLI_CASES = [
     (["run", "@heavy.toml", "--quiet", "--engine", "trio"], "GiB and this machine has"),
     (["bench", "engine", "@tiny.toml", "--peak-rps", "1e9"], "more than the 1e+10 a run can draw"),
     (["bench", "sampling", "@endless.toml", "--seeds", "1"], "more than the 1e+10 a run can draw"),
+    (
+        ["plan", "@heavy.toml", "--slo", "p99<=80ms", "--quiet", "--max-nodes", "10000"],
+        "heavy.toml: the peak window: traffic: about",
+    ),
     (["mrc", "@endless.toml"], "about 3.6e+12 requests, more than the 100,000,000 drawn at most"),
     (
         ["plan", "@tiny.toml", "--slo", "p99<=80ms", "--cache-sizes", ""],

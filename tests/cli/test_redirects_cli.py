@@ -123,8 +123,17 @@ def test_match_requests_jsonl(tmp_path: Path) -> None:
     assert "not an http" in rows[5]["error"]
     assert rows[6]["error"].endswith('"country" must be a string, not a number')
     assert rows[7]["error"].endswith(
-        '"headers" must be an object of strings, not a value that is not a string'
+        '"headers" must be an object of strings, not an object with an array among its values'
     )
+    # JSON nested past the parser's recursion, and objects or null where a string goes
+    reqs.write_text(
+        "[" * 100_000 + "]" * 100_000 + '\n{"url": "/", "country": {}}\n{"url": "/", "country": null}\n'
+    )
+    code, out, err = run_cli("redirects", "match", str(EXAMPLE), "--requests", str(reqs))
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert code == 1 and "nested too deeply" in rows[0]["error"]
+    assert rows[1]["error"].endswith('"country" must be a string, not an object')
+    assert "match" in rows[2]  # null: as if not given
     # a file of good lines only exits 0
     reqs.write_text('{"url": "/news/a"}\n\n{"url": "/"}\n')
     code, out, err = run_cli("redirects", "match", str(EXAMPLE), "--requests", str(reqs))

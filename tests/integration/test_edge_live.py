@@ -308,8 +308,8 @@ def test_cli_edge_serve_end_to_end(origin: OriginProcess, tmp_path: Path) -> Non
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
         assert proc.stderr is not None
-        warnings = [line for line in proc.stderr.read().splitlines() if line.startswith("warning:")]
-        assert len(warnings) == 1 and f"--rules {SITE}: {rules}:2:" in warnings[0], warnings
+        warnings = [line for line in proc.stderr.read().splitlines() if line.startswith("--rules")]
+        assert len(warnings) == 1 and warnings[0].startswith(f"--rules {SITE}: {rules}:2:5: error:"), warnings
 
 
 def test_cli_edge_serve_bad_arguments(tmp_path: Path) -> None:
@@ -333,6 +333,10 @@ def test_cli_edge_serve_bad_arguments(tmp_path: Path) -> None:
     bad = run("--origin", "http://127.0.0.1:1", "--rules", f"a.test={rules}", "--rules", f"a.test={rules}")
     assert bad.returncode == 2 and "a.test: at most one _redirects and one .toml file" in bad.stderr
     # an empty disk path: no disk tier at all, or an errno from diskcache
+    bad = run("--origin", "embedded: ")
+    assert bad.returncode == 2 and "expected embedded:SITES_DIR, got no directory" in bad.stderr
+    bad = run("--origin", "http://127.0.0.1:1", "--disk-cache", f"{tmp_path / 'd'}:0")
+    assert bad.returncode == 2 and "the disk tier's size must be above 0, got '0'" in bad.stderr
     for value in ("", ":1GB"):
         bad = run("--origin", "http://127.0.0.1:1", "--disk-cache", value)
         assert bad.returncode == 2 and f"expected DIR[:SIZE], got '{value}'" in bad.stderr
@@ -342,8 +346,8 @@ def test_cli_edge_serve_bad_arguments(tmp_path: Path) -> None:
     lines = bad.stderr.splitlines()
     assert bad.returncode == 1 and "Traceback" not in bad.stderr, bad.stderr
     assert [line.split(": error:")[0] for line in lines[:2]] == [
-        f"warning: --rules a.test: {rules}:1:9",
-        f"warning: --rules a.test: {rules}:2:1",
+        f"--rules a.test: {rules}:1:9",
+        f"--rules a.test: {rules}:2:1",
     ]
     assert lines[2] == f"Error: --rules a.test={rules}: no valid rule (2 errors, above)"
 

@@ -22,6 +22,7 @@ from edgesim.topology import (
     Distribution,
     Faults,
     FlashCrowd,
+    Latency,
     NodeCrash,
     OriginOutage,
     Site,
@@ -420,6 +421,21 @@ def test_a_heavy_second_is_drawn_in_blocks_of_bounded_size() -> None:
     assert sum(sizes) == pytest.approx(4e6, abs=5 * 2000)  # Poisson: 5 standard deviations
 
 
+def test_many_overlapping_spikes_are_tested_one_by_one_past_the_steps_budget() -> None:
+    # nested spikes make the steps' extras grow with the square of the spikes (12,000
+    # of them: 30 s and 1.2 GB of set-up); past the budget a link tests each spike
+    from edgesim.engine import _Link, _steps
+
+    spikes = [(float(k), 4000.0 - k, 0.001) for k in range(2000)]
+    assert _steps(spikes, budget=10_000) is None and _steps(spikes[:50], budget=10_000) is not None
+    stepped = _Link(Latency(0.01, 0.0), np.random.default_rng(1), spikes[:100])
+    scanned = _Link(Latency(0.01, 0.0), np.random.default_rng(1), spikes)  # about 4e6 extras
+    assert stepped.stepped and not scanned.stepped
+    assert scanned(1999.5) == pytest.approx(0.01 + 2000 * 0.001)
+    assert scanned(3999.5) == pytest.approx(0.01 + 0.001)
+    assert stepped(50.5) == pytest.approx(0.01 + 51 * 0.001)
+
+
 def test_a_long_run_takes_longer_rate_steps() -> None:
     # 1e9 s at one second a step was a grid of 1e9 segments (7.5 GiB) before any draw
     from edgesim.engine import MAX_RATE_STEPS, RATE_STEP, rate_step
@@ -434,7 +450,7 @@ def test_a_long_run_takes_longer_rate_steps() -> None:
 @pytest.mark.parametrize(
     ("rps", "duration", "expected"),
     [
-        (1e9, 3600.0, "traffic: about 3.6e+12 requests expected (traffic.peak_rps 1e+09 over 3600 s"),
+        (1e9, 3600.0, "traffic: about 3.6e+12 requests expected (traffic.peak_rps 1e+09 over 3600 simulated"),
         (1e6, 3600.0, "GiB and this machine has"),
     ],
 )
@@ -444,7 +460,22 @@ def test_a_run_that_would_not_end_or_fit_is_refused_before_it_starts(
     with pytest.raises(ValueError, match="traffic: about") as err:
         simulate(topo(duration=duration, rps=rps, objects=10), seed=1)
     assert expected in str(err.value)
-    assert "lower traffic.peak_rps or traffic.duration" in str(err.value)
+    assert "lower traffic.peak_rps or the simulated time" in str(err.value)
+
+
+def test_a_sampled_run_is_checked_by_the_share_its_sample_simulates() -> None:
+    # 3.6e9 arrivals at --sample-rate 0.001 were budgeted 0.1% of them (0.9 GB), but the
+    # key sample of a 10-object catalog keeps about half its keys (each bucket's 0.5
+    # keys), so with no thinning about half the arrivals are simulated
+    t = topo(duration=3600.0, rps=1e6, objects=10)
+    with pytest.raises(ValueError, match=r"about 0\.\d+ of them simulated in this sample") as err:
+        simulate(t, seed=1, sample_rate=0.001, sample_keys=0.5, sample_thin=0.0)
+    assert "GiB and this machine has" in str(err.value)
+    share = float(str(err.value).split("), about ")[1].split(" of them")[0])
+    assert 0.2 < share < 0.9
+    # a plain key sample (no whole buckets) of a big catalog simulates about the rate
+    eng = _Engine(topo(duration=2.0, rps=100.0, objects=200_000), 1, None, 0.01, 0.0)
+    assert eng._kept_share() == pytest.approx(0.01, rel=0.5)
 
 
 _SPAN_EDGE = st.sampled_from([0.0, 1.0, 2.5, 4.0]) | st.floats(0.0, 5.0)
@@ -462,10 +493,15 @@ def test_spike_steps_add_what_testing_every_spike_adds(
     # order, so the sums are the same to the bit
     from bisect import bisect_right
 
-    from edgesim.engine import _steps
+    from edgesim.engine import _down_steps, _steps
 
-    edges, extras = _steps(spans)
+    steps = _steps(spans)
+    assert steps is not None
+    edges, extras = steps
+    down_edges, down = _down_steps([(a, b) for a, b, _ in spans])
     for t in times:
+        j = bisect_right(down_edges, t) - 1
+        assert (0 <= j < len(down) and down[j]) == any(a <= t < b for a, b, _ in spans)
         i = bisect_right(edges, t) - 1
         got = 0.1
         for e in extras[i] if 0 <= i < len(extras) else ():
