@@ -151,7 +151,11 @@ def check_command(files: tuple[str, ...], strict: bool, as_json: bool) -> None:
 @click.option(
     "--role", "roles", multiple=True, help="Mint an nf_jwt cookie with this role (needs --jwt-secret)."
 )
-@click.option("--now", type=FiniteFloatRange(), help="Unix time for JWT expiry checks (default: now).")
+# (a minted token expires an hour on: past year 9999, or so far that the hour is lost to
+# rounding, no expiry check means anything)
+@click.option(
+    "--now", type=FiniteFloatRange(0, 253402300799), help="Unix time for JWT expiry checks (default: now)."
+)
 @click.option(
     "--requests",
     "requests_file",

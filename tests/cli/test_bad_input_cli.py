@@ -114,6 +114,7 @@ CLI_CASES = [
     (["bench", "sampling", "@tiny.toml", "--rate", "nan"], "'--rate': 'nan'"),
     (["bench", "replay", "--alpha", "nan"], "'--alpha': 'nan'"),
     (["redirects", "match", "@rules", "/a", "--now", "nan"], "'--now': 'nan' is not a finite"),
+    (["redirects", "match", "@rules", "/a", "--now", "1e20"], "'--now': 1e+20 is not in the range"),
     (["bench", "replay", "--cache-fraction", "nan"], "'--cache-fraction': 'nan'"),
     (["bench", "edge", "--seconds", "nan"], "'--seconds': 'nan'"),
     (["edge", "serve", "--origin", "http://127.0.0.1:1", "--rollout", "nan"], "'--rollout': 'nan'"),
