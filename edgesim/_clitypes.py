@@ -67,13 +67,22 @@ class OutputFile(click.Path):
         folder = os.path.dirname(real)
         if not os.path.isdir(folder):
             self.fail(f"{folder} is not a directory", param, ctx)
-        try:  # a file can be made there (as the atomic write will make its temporary file)
-            fd, probe = tempfile.mkstemp(prefix=".edgesim-probe.", dir=folder)
+        try:
+            _probe(folder)
         except OSError as exc:
             self.fail(f"cannot write {os.fsdecode(path)}: {exc.strerror or exc}", param, ctx)
-        os.close(fd)
-        os.unlink(probe)
         return path
+
+
+def _probe(folder: str) -> None:
+    """Make and remove a file in ``folder``, as an atomic write makes its temporary file.
+
+    Raises:
+        OSError: no file can be made there.
+    """
+    fd, probe = tempfile.mkstemp(prefix=".edgesim-probe.", dir=folder)
+    os.close(fd)
+    os.unlink(probe)
 
 
 def distinct_outputs(*outputs: tuple[str, str | None]) -> None:
@@ -103,11 +112,9 @@ def make_output_folder(path: str, option: str) -> None:
     """
     try:
         os.makedirs(path, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".edgesim-probe.", dir=path)
+        _probe(path)
     except OSError as exc:
         raise click.UsageError(f"{option}: cannot write in {path}: {exc.strerror or exc}") from None
-    os.close(fd)
-    os.unlink(probe)
 
 
 def folder_name(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:

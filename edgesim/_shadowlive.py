@@ -26,6 +26,7 @@ from edgesim.shadow import (
     ShadowConfig,
     comparable_origin_request,
     compile_rule_files,
+    site_rule_files,
 )
 from edgesim.topology import Topology
 
@@ -127,18 +128,12 @@ def parse_shadow_options(
         if any(s != "reference" for s in specs) or len(specs) > 1:
             raise ValueError("--shadow reference takes no value and is given once")
     elif kind == "rules":
-        files: dict[str, list[str]] = {}
-        for s in specs:
-            host, eq, path = s.partition(":")[2].partition("=")
-            if not eq or not host or not path:
-                raise ValueError(f"--shadow: expected rules:HOST=FILE, got {s!r}")
-            files.setdefault(host.lower(), []).append(path)
+        try:
+            files = site_rule_files([s.partition(":")[2] for s in specs])
+        except ValueError as exc:
+            raise ValueError(f"--shadow rules:HOST=FILE: {exc}") from None
         for host, paths in files.items():
-            # a site's _redirects and netlify.toml: at most one of each (spec R1.1)
-            tomls = [p for p in paths if p.endswith(".toml")]
-            if len(tomls) > 1 or len(paths) - len(tomls) > 1:
-                raise ValueError(f"--shadow: at most one _redirects and one .toml file for {host}")
-            rules[host] = compile_rule_files([p for p in paths if p not in tomls] + tomls)
+            rules[host] = compile_rule_files(paths)
     elif kind == "origin":
         if len(specs) > 1:
             raise ValueError("--shadow origin:URL is given once")

@@ -38,7 +38,6 @@ class CliError(click.ClickException):
 
 
 _NODE_NAME = re.compile(r"[A-Za-z0-9._~-]{1,255}")
-_HOST_NAME = re.compile(r"(?=.{1,253}$)[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*")
 
 
 def _fail(message: str) -> NoReturn:
@@ -225,30 +224,6 @@ def match_command(
         _fail(
             f'{requests_file.name}: {bad} of {total} request lines could not be matched (see their "error")'
         )
-
-
-def _site_rule_files(values: tuple[str, ...]) -> dict[str, list[str]]:
-    """``--rules HOST=FILE`` values: each site's files (a ``_redirects`` and a
-    ``netlify.toml`` at most), by host as the node looks it up (lower case, no
-    trailing dot)."""
-    out: dict[str, list[str]] = {}
-    for v in values:
-        host, ok, path = v.partition("=")
-        key = host.strip().rstrip(".").lower()
-        if not ok or not path:
-            raise click.BadParameter(f"expected HOST=FILE, got {v!r}", param_hint="--rules")
-        if not _HOST_NAME.fullmatch(key):
-            raise click.BadParameter(
-                f"{host!r}: expected a host name (letters, digits, '-', '_' and '.')", param_hint="--rules"
-            )
-        out.setdefault(key, []).append(path)
-    for host, paths in out.items():
-        tomls = [p for p in paths if p.lower().endswith(".toml")]
-        if len(tomls) > 1 or len(paths) - len(tomls) > 1:
-            got = f"{host}: at most one _redirects and one .toml file, got {', '.join(paths)}"
-            raise click.BadParameter(got, param_hint="--rules")
-        paths.sort(key=lambda p: p.lower().endswith(".toml"))  # _redirects first (spec R1.1)
-    return out
 
 
 def _report_rule_problems(compiled: dict[str, Any], files: dict[str, list[str]]) -> None:
@@ -513,7 +488,12 @@ def edge_serve_command(
             raise click.BadParameter(
                 f"the disk tier's size must be above 0, got {size!r}", param_hint="--disk-cache"
             )
-    rule_files = _site_rule_files(rules)
+    from edgesim.shadow import site_rule_files
+
+    try:
+        rule_files = site_rule_files(rules)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--rules") from None
     if not origin_spec.startswith(("http://", "embedded:")):
         raise click.BadParameter("expected http://HOST:PORT or embedded:SITES_DIR", param_hint="--origin")
     if not origin_spec.removeprefix("embedded:").strip() and origin_spec.startswith("embedded:"):

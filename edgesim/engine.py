@@ -274,6 +274,12 @@ def _steps(
     return edges, extras
 
 
+def _down_at(edges: list[float], down: list[bool], t: float) -> bool:
+    """Whether :func:`_down_steps`' ``edges`` and ``down`` hold instant ``t``."""
+    i = bisect_right(edges, t) - 1
+    return 0 <= i < len(down) and down[i]
+
+
 def _down_steps(spans: Sequence[tuple[float, float]]) -> tuple[list[float], list[bool]]:
     """Intervals ``(a, b)`` as steps: the sorted edges, and whether an interval holds
     the stretch between edges ``i`` and ``i + 1`` (linear whatever the overlaps)."""
@@ -2218,8 +2224,8 @@ class _Engine:
         self._over(node.uplink, t, _UP_ARRIVE, up)
 
     def _origin_arrive(self, up: _Up, t: float) -> None:
-        i = bisect_right(self.outage_edges, t) - 1
-        if 0 <= i < len(self.outage_steps) and self.outage_steps[i]:  # an origin outage
+        steps = self.outage_steps  # (empty without outages: no search on every arrival)
+        if steps and _down_at(self.outage_edges, steps, t):  # an origin outage
             up.error = "connect"
             self.rec.origin(t, up.site, -1, 0, 0.0)
             if self.sampled:

@@ -45,6 +45,7 @@ from __future__ import annotations
 import _thread
 import contextvars
 import queue
+import re
 import threading
 import zlib
 from collections import deque
@@ -633,6 +634,38 @@ def _valid_response(value: Any) -> bool:
         isinstance(h, tuple) and len(h) == 2 and isinstance(h[0], str) and isinstance(h[1], str)
         for h in value.headers
     )
+
+
+# a host name as the edge looks sites up (lower case, no trailing dot)
+_HOST_NAME = re.compile(r"(?=.{1,253}$)[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*")
+
+
+def site_rule_files(pairs: Sequence[str]) -> dict[str, list[str]]:
+    """``HOST=FILE`` values (``edge serve --rules``, ``--shadow rules:``): each site's
+    files by host as the edge looks it up (lower case, no trailing dot), at most one
+    ``_redirects`` and one TOML file, the ``_redirects`` first (spec R1.1).
+
+    Raises:
+        ValueError: a value that is not HOST=FILE, a host that is not a host name, or
+            a site given two files of one kind.
+    """
+    from edgesim._rulefiles import is_toml_name
+
+    out: dict[str, list[str]] = {}
+    for v in pairs:
+        host, ok, path = v.partition("=")
+        key = host.strip().rstrip(".").lower()
+        if not ok or not path:
+            raise ValueError(f"expected HOST=FILE, got {v!r}")
+        if not _HOST_NAME.fullmatch(key):
+            raise ValueError(f"{host!r}: expected a host name (letters, digits, '-', '_' and '.')")
+        out.setdefault(key, []).append(path)
+    for host, paths in out.items():
+        tomls = [p for p in paths if is_toml_name(p)]
+        if len(tomls) > 1 or len(paths) - len(tomls) > 1:
+            raise ValueError(f"{host}: at most one _redirects and one .toml file, got {', '.join(paths)}")
+        paths.sort(key=is_toml_name)
+    return out
 
 
 def compile_rule_files(paths: Sequence[str | Path]) -> Any:

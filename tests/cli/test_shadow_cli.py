@@ -22,7 +22,7 @@ SITE = "site.test"
     ("args", "message"),
     [
         (["--shadow", "bogus"], "--shadow: expected reference, rules:HOST=FILE or origin:URL"),
-        (["--shadow", "rules:site.test"], "--shadow: expected rules:HOST=FILE"),
+        (["--shadow", "rules:site.test"], "--shadow rules:HOST=FILE: expected HOST=FILE, got 'site.test'"),
         (["--shadow", "rules:site.test=/nonexistent/_redirects"], "/nonexistent/_redirects"),
         (["--shadow", "reference", "--shadow", "origin:http://x"], "one kind of candidate per node"),
         (["--shadow", "origin:ftp://x"], "expected origin:http://HOST:PORT"),

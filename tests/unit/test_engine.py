@@ -493,15 +493,14 @@ def test_spike_steps_add_what_testing_every_spike_adds(
     # order, so the sums are the same to the bit
     from bisect import bisect_right
 
-    from edgesim.engine import _down_steps, _steps
+    from edgesim.engine import _down_at, _down_steps, _steps
 
     steps = _steps(spans)
     assert steps is not None
     edges, extras = steps
     down_edges, down = _down_steps([(a, b) for a, b, _ in spans])
     for t in times:
-        j = bisect_right(down_edges, t) - 1
-        assert (0 <= j < len(down) and down[j]) == any(a <= t < b for a, b, _ in spans)
+        assert _down_at(down_edges, down, t) == any(a <= t < b for a, b, _ in spans)
         i = bisect_right(edges, t) - 1
         got = 0.1
         for e in extras[i] if 0 <= i < len(extras) else ():
