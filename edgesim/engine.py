@@ -1355,9 +1355,11 @@ class _Engine:
         tr = topo.traffic
         self.end = tr.duration if stop_at is None else max(0.0, min(tr.duration, stop_at))
         self.epoch0 = EPOCH + tr.start_hour_utc * 3600.0
-        # about two events per bucket at the peak: a request makes about three events
-        rate = 3.0 * max(tr.peak_rps, 1e-3) * sample_rate
-        self.heap = _Calendar(min(1.0, max(1e-6, 2.0 / rate)))
+        # About two events per bucket at the peak: a request makes about three events.
+        # (Not capped at a second: a run of a request an hour at peak would scan an
+        # hour's buckets per arrival. The order of events does not depend on the width.)
+        rate = 3.0 * max(tr.peak_rps, 1e-6) * sample_rate
+        self.heap = _Calendar(max(1e-6, 2.0 / rate))
         self.seq = 0  # events pushed so far: each event's ``seq``
         self.rec = Recorder()
         self.events: list[dict[str, Any]] = []

@@ -60,8 +60,8 @@ import pytest
 
 from edgesim.errors import EdgesimError
 from edgesim.http import Request, Response
+from edgesim.topology import NodeCrash, ShadowSpec, Site, Topology
 from edgesim.topology import Origin as OriginModel
-from edgesim.topology import ShadowSpec, Site, Topology
 
 if TYPE_CHECKING:
     import trio
@@ -209,8 +209,10 @@ class _Member:
     inflight: int = 0
     up: bool = False
     starting: bool = False  # a life is being started (a restart in progress)
+    started: trio.Event | None = None  # set when that restart is over (started or not)
     down_at: float = 0.0  # trio.current_time() of the last crash
     crashes: int = 0
+    generation: int = 0  # one more at every crash, scheduled or not (see _run_crash)
     past: dict[str, int] = field(default_factory=dict)  # counters of the lives that ended
     scope: trio.CancelScope | None = None  # cancels the current life
     ended: trio.Event | None = None  # set when the current life is over
@@ -238,6 +240,9 @@ class Network:
         topology: the topology.
         mode: ``"trio"``, ``"live"`` or ``"virtual"``.
         report: the engine's :class:`~edgesim.metrics.RunResult` (virtual mode), else None.
+        fault_events: with ``faults=True``, what the topology's scheduled crashes did:
+            ``{"at", "kind", "node", ...}`` dicts (``at`` in seconds from the start), in
+            the order they happened.
         origin_url: where the edges send misses (``"memory"`` in trio mode; None in
             virtual mode).
         default_host: the Host of requests that name none (the first site).
@@ -254,6 +259,7 @@ class Network:
     _rng: random.Random = field(default_factory=random.Random)
     _turn: itertools.count[int] = field(default_factory=itertools.count)
     _lives: _Lives | None = None
+    fault_events: list[dict[str, Any]] = field(default_factory=list)
 
     # ---- lookups --------------------------------------------------------------
 
@@ -570,6 +576,7 @@ class Network:
                 m.past[k] = m.past.get(k, 0) + v
         m.up = False
         m.crashes += 1
+        m.generation += 1
         m.down_at = trio.current_time()
         m.scope.cancel()
         await m.ended.wait()
@@ -593,8 +600,11 @@ class Network:
             raise NetworkError(f"node {name} is up; crash it first")
         if m.starting:
             raise NetworkError(f"node {name} is being restarted already")
+        import trio
+
         assert self._lives is not None
         m.starting = True
+        m.started = trio.Event()
         try:
             await self._lives.start(m)
         except (OSError, BaseExceptionGroup) as exc:
@@ -604,6 +614,54 @@ class Network:
             raise NetworkError(f"restart of {name}: cannot listen on port {m.port} again: {err}") from None
         finally:
             m.starting = False
+            m.started.set()
+
+    async def _run_crash(self, crash: NodeCrash, t0: float) -> None:
+        """Carry out one of the topology's ``[[faults.crashes]]`` (``faults=True``) as the
+        engines do, ``t0`` being the network's start on Trio's clock: the node crashes at
+        ``crash.at`` and restarts ``crash.down_for`` later, unless it crashed again
+        meanwhile (that crash decides) or the test restarted it already. A node that is
+        down at ``crash.at`` counts the crash and waits for this one's restart; a
+        restart under way is waited for. Nothing is raised: a restart that cannot
+        happen (live mode: the port was taken) is a ``node_restart_failed`` event and
+        the node stays down."""
+        import trio
+
+        name = f"{crash.region}-{crash.node}"
+        m = self._member(name)
+        await trio.sleep_until(t0 + crash.at)
+        while m.starting and m.started is not None:  # a restart is under way: crash what it starts
+            await m.started.wait()
+        event: dict[str, Any] = {"at": crash.at, "kind": "node_crash", "node": name}
+        if m.up:
+            await self.crash(name)
+        else:  # down already: this crash moves its restart
+            m.crashes += 1
+            m.generation += 1
+            event["was_down"] = True
+        event["restart"] = crash.at + crash.down_for
+        self.fault_events.append(event)
+        generation = m.generation
+        await trio.sleep_until(t0 + crash.at + crash.down_for)
+        if m.generation != generation or m.up or m.starting:
+            return  # crashed again (that crash restarts it), or restarted by the test
+        try:
+            await self.restart(name)
+        except NetworkError as exc:
+            failed = {"kind": "node_restart_failed", "node": name, "error": str(exc)}
+            self.fault_events.append({"at": crash.at + crash.down_for, **failed})
+            return
+        self.fault_events.append({"at": crash.at + crash.down_for, "kind": "node_restart", "node": name})
+
+
+async def _scheduled_faults(net: Network, scope: trio.CancelScope, t0: float) -> None:
+    """Run the topology's ``[[faults.crashes]]`` until ``scope`` is cancelled."""
+    import trio
+
+    with scope:
+        async with trio.open_nursery() as crashes:
+            for crash in net.topology.faults.crashes:
+                crashes.start_soon(net._run_crash, crash, t0)
 
 
 def _only_oserror(exc: BaseException) -> OSError | None:
@@ -963,6 +1021,7 @@ async def open_network(
     workdir: str | os.PathLike[str] | None = None,
     seed: int | None = None,
     duration: float | None = None,
+    faults: bool = False,
 ) -> AsyncIterator[Network]:
     """Start a topology's edge network for the body of an ``async with``.
 
@@ -985,6 +1044,10 @@ async def open_network(
             temporary directory, removed afterwards).
         seed, duration: virtual mode: the run's seed and where arrivals stop (seconds;
             default the topology's whole traffic duration).
+        faults: trio and live modes: run the topology's ``[[faults.crashes]]`` on
+            Trio's clock from the network's start, as the engines do (what happened is
+            in ``net.fault_events``). Off by default: a test crashes nodes itself with
+            :meth:`Network.crash`. Virtual mode always runs them.
 
     Yields:
         The running :class:`Network`.
@@ -1023,10 +1086,14 @@ async def open_network(
         work = Path(workdir)
         async with trio.open_nursery() as nursery:
             net: Network | None = None
+            scheduled = trio.CancelScope()
             try:
                 net = await _start(nursery, topo, mode, origin, rules, clock, balancer, work)
+                if faults:
+                    nursery.start_soon(_scheduled_faults, net, scheduled, trio.current_time())
                 yield net
             finally:
+                scheduled.cancel()  # no scheduled crash in the middle of the shutdown
                 with trio.CancelScope(shield=True):
                     if net is not None:
                         for ms in net._members.values():

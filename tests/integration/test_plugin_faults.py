@@ -1,7 +1,8 @@
 """Node crashes in the ``edgesim.testing`` plugin: ``net.crash`` / ``net.restart`` in
 Trio-virtual mode (the balancer, the health check, retries, cross-region failover,
 counters kept across lives, a request broken by the crash) and live mode (real
-sockets refused, a restart on the same port)."""
+sockets refused, a restart on the same port), and the topology's scheduled crashes
+(``faults=True``)."""
 
 from __future__ import annotations
 
@@ -306,3 +307,129 @@ async def test_a_nodes_shadow_outlives_its_crashes(
         await net.restart("lab-0")
         await net.get("lab", "/old", node="lab-0")
         assert net.metrics()["nodes"]["lab-0"]["shadow"]["compared"] == 3
+
+
+SCHEDULED = """
+[[faults.crashes]]
+region = "lab"
+node = 0
+at = "10s"
+down_for = "20s"
+
+[[faults.crashes]]
+region = "lab"
+node = 1
+at = "15s"
+down_for = "30s"
+"""
+
+
+def _scheduled(tmp_path: Path, crashes: str = SCHEDULED) -> Path:
+    path = tmp_path / "scheduled.toml"
+    path.write_text(TWO_REGIONS.format(balancer="random") + crashes)
+    return path
+
+
+async def test_scheduled_crashes_run_on_trios_clock_with_faults_true(
+    edge_network: NetworkFactory, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    topo = _scheduled(tmp_path)
+    async with edge_network(topo, mode="trio", faults=True, balancer="round-robin") as net:
+        t0 = trio.current_time()
+        await net.get("lab", "/page-2.html", node="lab-0")
+        assert (await net.get("lab", "/page-2.html", node="lab-0")).header("x-cache") == "HIT"
+        await trio.sleep_until(t0 + 9.9)
+        assert net.is_up("lab-0") and net.is_up("lab-1") and net.fault_events == []
+        await trio.sleep_until(t0 + 10.1)
+        assert not net.is_up("lab-0") and net.is_up("lab-1")
+        with pytest.raises(OriginConnectError):
+            await net.get("lab", "/page-2.html", node="lab-0")
+        assert (await net.get("lab", "/page-2.html")).status == 200  # retried elsewhere
+        await trio.sleep_until(t0 + 15.1)
+        assert not net.is_up("lab-0") and not net.is_up("lab-1")
+        await trio.sleep_until(t0 + 30.1)
+        assert net.is_up("lab-0") and not net.is_up("lab-1")
+        assert (await net.get("lab", "/page-2.html", node="lab-0")).header("x-cache") == "MISS"  # cold
+        await trio.sleep_until(t0 + 45.1)
+        assert net.is_up("lab-1")
+        nodes = net.metrics()["nodes"]
+        assert (nodes["lab-0"]["crashes"], nodes["lab-1"]["crashes"], nodes["lab-2"]["crashes"]) == (1, 1, 0)
+        assert net.fault_events == [
+            {"at": 10.0, "kind": "node_crash", "node": "lab-0", "restart": 30.0},
+            {"at": 15.0, "kind": "node_crash", "node": "lab-1", "restart": 45.0},
+            {"at": 30.0, "kind": "node_restart", "node": "lab-0"},
+            {"at": 45.0, "kind": "node_restart", "node": "lab-1"},
+        ]
+
+
+async def test_scheduled_crashes_are_off_by_default(
+    edge_network: NetworkFactory, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with edge_network(_scheduled(tmp_path), mode="trio") as net:
+        await trio.sleep(20)
+        assert net.is_up("lab-0") and net.is_up("lab-1")
+        assert net.metrics()["totals"]["crashes"] == 0 and net.fault_events == []
+
+
+async def test_scheduled_crashes_beside_the_tests_own(
+    edge_network: NetworkFactory, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    # lab-0 is down (the test crashed it) when its scheduled crash comes: the crash
+    # counts and the schedule restarts it; lab-1 is restarted by the test before its
+    # scheduled restart, which then leaves it alone
+    async with edge_network(_scheduled(tmp_path), mode="trio", faults=True) as net:
+        t0 = trio.current_time()
+        await net.crash("lab-0")
+        await trio.sleep_until(t0 + 16)
+        assert not net.is_up("lab-0") and not net.is_up("lab-1")
+        await net.restart("lab-1")
+        await trio.sleep_until(t0 + 31)
+        assert net.is_up("lab-0") and net.is_up("lab-1")
+        await net.crash("lab-1")
+        await trio.sleep_until(t0 + 46)
+        assert not net.is_up("lab-1")  # the schedule restarted nothing it had not crashed
+        nodes = net.metrics()["nodes"]
+        assert (nodes["lab-0"]["crashes"], nodes["lab-1"]["crashes"]) == (2, 2)
+        assert net.fault_events == [
+            {"at": 10.0, "kind": "node_crash", "node": "lab-0", "was_down": True, "restart": 30.0},
+            {"at": 15.0, "kind": "node_crash", "node": "lab-1", "restart": 45.0},
+            {"at": 30.0, "kind": "node_restart", "node": "lab-0"},
+        ]
+
+
+async def test_live_scheduled_crash_refuses_real_connections_then_restarts(
+    edge_network: NetworkFactory, tmp_path: Path
+) -> None:
+    crash = '\n[[faults.crashes]]\nregion = "far"\nnode = 0\nat = "0.5s"\ndown_for = "1s"\n'
+    with trio.fail_after(60):
+        async with edge_network(_scheduled(tmp_path, crash), mode="live", faults=True) as net:
+            t0 = trio.current_time()
+            port = net.port("far-0")
+            assert port is not None
+            assert (await net.get("far", "/page-3.html")).status == 200
+            await trio.sleep_until(t0 + 0.9)
+            assert not net.is_up("far-0")
+            with pytest.raises(OriginConnectError):  # the port is closed: refused
+                await net.get("far", "/page-3.html", node="far-0")
+            await trio.sleep_until(t0 + 1.9)
+            assert net.is_up("far-0") and net.port("far-0") == port
+            assert (await net.get("far", "/page-3.html", node="far-0")).header("x-cache") == "MISS"
+            assert [e["kind"] for e in net.fault_events] == ["node_crash", "node_restart"]
+
+
+async def test_the_documented_scheduled_crash_example(
+    edge_network: NetworkFactory, autojump_clock: trio.testing.MockClock
+) -> None:
+    # docs/testing.md, "Scheduled crashes"
+    async with edge_network("edge-crash", mode="trio", faults=True) as net:
+        crash = net.topology.faults.crashes[0]
+        await trio.sleep(crash.at + 1)
+        name = f"{crash.region}-{crash.node}"
+        assert not net.is_up(name)
+        assert (await net.get(crash.region, "/")).status == 200
+        assert net.fault_events[0] == {
+            "at": crash.at,
+            "kind": "node_crash",
+            "node": name,
+            "restart": crash.at + crash.down_for,
+        }

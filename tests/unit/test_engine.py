@@ -673,7 +673,7 @@ _STEPS = st.lists(
 
 
 @settings(max_examples=300, deadline=None)
-@given(_STEPS, st.sampled_from([1e-6, 1e-4, 0.001, 0.25]), st.sampled_from([1, 2, 8, 4096]))
+@given(_STEPS, st.sampled_from([1e-6, 1e-4, 0.001, 0.25, 600.0, 1e9]), st.sampled_from([1, 2, 8, 4096]))
 def test_the_calendar_pops_in_the_order_a_heap_would(
     steps: list[tuple[str, float]], width: float, slots: int
 ) -> None:
