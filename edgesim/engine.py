@@ -1820,13 +1820,12 @@ class _Engine:
         Raises:
             ValueError: the requests, the memory they need and the machine's.
         """
-        try:
-            memory = float(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-        except (AttributeError, ValueError, OSError):  # not on every platform
+        memory = physical_memory()
+        if memory is None:
             return
         expected = self.expected_arrivals
         need = expected * kept * _BYTES_PER_REQUEST
-        if memory > 0 and need > memory:
+        if need > memory:
             share = f", about {kept:.2g} of them simulated in this sample" if self.sampled else ""
             raise ValueError(
                 f"traffic: {self._load_words(expected)}{share}; recording them needs about "
@@ -2567,6 +2566,15 @@ class _Engine:
         self.rec.flush()
         if progress is not None:
             progress(end, end, jid)
+
+
+def physical_memory() -> float | None:
+    """This machine's physical memory in bytes, or None where it cannot be told."""
+    try:
+        memory = float(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):  # not on every platform
+        return None
+    return memory if memory > 0 else None
 
 
 def _stratum_weights(eng: _Engine) -> tuple[dict[str, Any], dict[str, Any]]:

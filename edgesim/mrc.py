@@ -319,8 +319,9 @@ def select(trace: Trace, region: str | None, site: str | None) -> Trace:
 # ---- synthetic streams of a topology ---------------------------------------------------
 
 # The most requests topology_trace draws (they are held in memory: about 70 bytes each
-# while drawn and measured)
+# while drawn and measured, 80 counted)
 MAX_DRAWN: Final = 100_000_000
+_BYTES_PER_DRAWN: Final = 80
 
 
 def topology_trace(
@@ -345,7 +346,7 @@ def topology_trace(
     """
     import numpy as np
 
-    from edgesim.engine import origin_catalog_spec
+    from edgesim.engine import origin_catalog_spec, physical_memory
     from origin.core import OriginCore, parse_config
 
     if region is not None and region not in {r.name for r in topo.regions}:
@@ -373,6 +374,12 @@ def topology_trace(
         requests = int(expected)
     if not 1 <= requests <= MAX_DRAWN:
         raise ValueError(f"requests must be in [1, {MAX_DRAWN:,}], not {requests!r}")
+    memory = physical_memory()
+    if memory is not None and requests * _BYTES_PER_DRAWN > memory:
+        raise ValueError(
+            f"{requests:,} requests need about {requests * _BYTES_PER_DRAWN / 2**30:,.1f} GiB to draw "
+            f"and measure, and this machine has {memory / 2**30:,.1f} GiB of memory: pass fewer --requests"
+        )
     gen = np.random.Generator(np.random.PCG64(seed))
     core = OriginCore(bodies=False)
     cols: list[tuple[int, Any, Any]] = []

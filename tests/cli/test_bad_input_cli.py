@@ -352,3 +352,20 @@ def test_extreme_service_times_still_run(files: Path, service_time: str) -> None
     )
     code, output = _invoke(["run", "@slow.toml", "--quiet"], files)
     assert code == 0, output
+
+
+def test_mrc_refuses_more_requests_than_the_machine_can_hold(
+    files: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the drawn requests take about 70 bytes each: on a machine of 1 GiB, 100 million
+    # would not fit, and mrc refuses them before drawing (it was killed out of memory)
+    import edgesim.engine
+
+    monkeypatch.setattr(edgesim.engine, "physical_memory", lambda: float(2**30))
+    _one_error(
+        ["mrc", "@tiny.toml", "--requests", "100000000"],
+        files,
+        "100,000,000 requests need about 7.5 GiB to draw and measure, and this machine has 1.0 GiB",
+    )
+    code, output = _invoke(["mrc", "@tiny.toml", "--requests", "10000", "--json"], files)
+    assert code == 0 and '"requests": 10000' in output, output
