@@ -358,7 +358,7 @@ def test_mrc_refuses_more_requests_than_the_machine_can_hold(
     files: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # the drawn requests take about 70 bytes each: on a machine of 1 GiB, 100 million
-    # would not fit, and mrc refuses them before drawing (it was killed out of memory)
+    # would not fit: mrc refuses them before drawing, rather than run out of memory
     import edgesim.engine
 
     monkeypatch.setattr(edgesim.engine, "physical_memory", lambda: float(2**30))
