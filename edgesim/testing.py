@@ -42,6 +42,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import math
 import os
 import random
 import shutil
@@ -169,12 +170,17 @@ def write_sites(topology: Topology, sites_dir: Path, *, model_load: bool = False
     """Lay out the topology's sites as a ``python -m origin --sites`` directory: one
     folder per host with ``_edgesim.toml`` and the rule files (synthetic sites), or a
     link to (else a copy of) the site's own folder. ``model_load``: as in
-    :func:`build_origin_core`."""
+    :func:`build_origin_core`. A host's folder left by an earlier layout in
+    ``sites_dir`` (a reused work folder) is replaced."""
     from edgesim.engine import site_rule_texts
 
     sites_dir.mkdir(parents=True, exist_ok=True)
     for s in topology.sites:
         dest = sites_dir / s.name.lower()
+        if dest.is_symlink() or dest.is_file():
+            dest.unlink()  # a link to a site's own folder: only the link goes
+        elif dest.is_dir():
+            shutil.rmtree(dest)
         if s.directory is not None:
             try:
                 dest.symlink_to(s.directory.resolve(), target_is_directory=True)
@@ -487,6 +493,8 @@ class Network:
         raise NetworkError(f"no node {name!r} (nodes: {', '.join(self.nodes())})")
 
     def _split(self, url: str) -> tuple[str, str]:
+        if not url.isascii():  # as a browser sends it: UTF-8, percent-encoded
+            url = quote(url, safe=_URL_SAFE)
         if "://" not in url:
             return self.default_host, url if url.startswith("/") else "/" + url
         parts = urlsplit(url)
@@ -664,6 +672,21 @@ async def _scheduled_faults(net: Network, scope: trio.CancelScope, t0: float) ->
                 crashes.start_soon(net._run_crash, crash, t0)
 
 
+# What a URL keeps as it is when its other characters are percent-encoded (RFC 3986's
+# reserved and unreserved characters, and % itself)
+_URL_SAFE = "!#$%&'()*+,/:;=?@[]~-._"
+
+
+def _only_exception(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """The one exception in ``group`` (through nested groups of one), else None."""
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        if len(exc.exceptions) != 1:
+            return None
+        exc = exc.exceptions[0]
+    return exc
+
+
 def _only_oserror(exc: BaseException) -> OSError | None:
     """The one OSError of ``exc`` (maybe wrapped in exception groups by Trio's
     nurseries), else None."""
@@ -782,12 +805,16 @@ async def _start_origin_process(
         log.close()
     assert proc.stdout is not None
     line = b""
-    with trio.move_on_after(ORIGIN_START_TIMEOUT):
-        while not line.endswith(b"\n"):
-            chunk = await proc.stdout.receive_some(1024)
-            if not chunk:
-                break
-            line += chunk
+    try:
+        with trio.move_on_after(ORIGIN_START_TIMEOUT):
+            while not line.endswith(b"\n"):
+                chunk = await proc.stdout.receive_some(1024)
+                if not chunk:
+                    break
+                line += chunk
+    except BaseException:  # cancelled (or interrupted) while it starts: no orphan
+        await _stop_process(proc)
+        raise
     text = line.decode(errors="replace").strip()
     if not text.startswith("origin listening on "):
         await _stop_process(proc)
@@ -831,6 +858,7 @@ async def _start(
     clock: Callable[[], float] | None,
     balancer: str | None,
     workdir: Path,
+    processes: list[trio.Process],
 ) -> Network:
     from edgesim._client import OriginPool
     from edgesim._server import HttpServer
@@ -852,6 +880,7 @@ async def _start(
         else:
             sites = write_sites(topo, workdir / "sites")
             proc, url = await _start_origin_process(sites, workdir / "origin.log")
+            processes.append(proc)  # stopped by open_network, whatever happens next
             o = _Origin(url, process=proc)
     elif isinstance(origin, str):
         o = _Origin(origin)
@@ -880,6 +909,8 @@ async def _start(
         if origin is not None:
             raise NetworkError('a [shadow] candidate = "origin" needs edgesim\'s origin (origin=None)')
         candidate_pool = await _start_candidate_origin(nursery, topo, mode, now, workdir, o)
+        if o.candidate_process is not None:
+            processes.append(o.candidate_process)
 
     # The edge nodes.
     lives = net._lives = _Lives(nursery, mode, now, origin_pool, rule_files, manifests, spec, candidate_pool)
@@ -1073,6 +1104,22 @@ async def open_network(
 
         if origin is not None or rules is not None:
             raise NetworkError("virtual mode models edgesim's origin and the topology's rules only")
+        unused = [
+            n for n, v in (("balancer", balancer), ("clock", clock), ("workdir", workdir)) if v is not None
+        ]
+        if unused:
+            raise NetworkError(
+                f"virtual mode takes no {'=, '.join(unused)}= (the capacity engine runs the topology's "
+                "own balancers on simulated time, in memory)"
+            )
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+            raise NetworkError(f"seed: expected a whole number >= 0, got {seed!r}")
+        if duration is not None and (
+            isinstance(duration, bool)
+            or not isinstance(duration, int | float)
+            or not 0 <= duration < math.inf
+        ):
+            raise NetworkError(f"duration: expected a number of seconds >= 0, got {duration!r}")
         try:
             result = await trio.to_thread.run_sync(lambda: simulate(topo, seed=seed, stop_at=duration))
         except ValueError as exc:  # the engine refused the topology's load
@@ -1084,32 +1131,38 @@ async def open_network(
         if workdir is None:
             workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="edgesim-net-"))
         work = Path(workdir)
-        async with trio.open_nursery() as nursery:
-            net: Network | None = None
-            scheduled = trio.CancelScope()
-            try:
-                net = await _start(nursery, topo, mode, origin, rules, clock, balancer, work)
-                if faults:
-                    nursery.start_soon(_scheduled_faults, net, scheduled, trio.current_time())
-                yield net
-            finally:
-                scheduled.cancel()  # no scheduled crash in the middle of the shutdown
-                with trio.CancelScope(shield=True):
-                    if net is not None:
-                        for ms in net._members.values():
-                            for m in ms:
-                                if m.client is not None:
-                                    await m.client.aclose()
-                                if m.shadow is not None:
-                                    m.shadow.close()
-                        if net._origin is not None:
-                            if net._origin.client is not None:
+        try:
+            async with trio.open_nursery() as nursery:
+                net: Network | None = None
+                scheduled = trio.CancelScope()
+                processes: list[trio.Process] = []  # the origin's (and candidate's), once started
+                try:
+                    net = await _start(nursery, topo, mode, origin, rules, clock, balancer, work, processes)
+                    if faults:
+                        nursery.start_soon(_scheduled_faults, net, scheduled, trio.current_time())
+                    yield net
+                finally:
+                    scheduled.cancel()  # no scheduled crash in the middle of the shutdown
+                    with trio.CancelScope(shield=True):
+                        if net is not None:
+                            for ms in net._members.values():
+                                for m in ms:
+                                    if m.client is not None:
+                                        await m.client.aclose()
+                                    if m.shadow is not None:
+                                        m.shadow.close()
+                            if net._origin is not None and net._origin.client is not None:
                                 await net._origin.client.aclose()
-                            if net._origin.process is not None:
-                                await _stop_process(net._origin.process)
-                            if net._origin.candidate_process is not None:
-                                await _stop_process(net._origin.candidate_process)
-                nursery.cancel_scope.cancel()
+                        for proc in processes:  # also when the start failed half-way
+                            await _stop_process(proc)
+                    nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            # Trio groups what its nursery raises: a test's own error, or this start's,
+            # comes out as itself (pytest.raises(NetworkError) works)
+            single = _only_exception(group)
+            if single is None:
+                raise
+            raise single from None
 
 
 # --------------------------------------------------------------------------

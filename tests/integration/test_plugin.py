@@ -185,3 +185,95 @@ async def test_virtual_mode_returns_a_report(edge_network: NetworkFactory) -> No
         assert json.loads(net.report.to_json())["meta"]["engine"] == "virtual"
         with pytest.raises(NetworkError, match="whole"):
             await net.get("eu-west", "/")
+
+
+def _origin_children() -> list[int]:
+    """This process's child processes running ``python -m origin`` (Linux /proc)."""
+    import os
+
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmd = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == os.getpid() and b"origin" in cmd:
+            found.append(int(entry.name))
+    return found
+
+
+async def test_errors_come_out_as_themselves_not_in_exception_groups(
+    edge_network: NetworkFactory, autojump_clock: trio.testing.MockClock
+) -> None:
+    with pytest.raises(NetworkError, match="balancer 'bogus'"):
+        async with edge_network("demo", mode="trio", balancer="bogus"):
+            pass  # pragma: no cover
+    with pytest.raises(ValueError, match="the test's own"):
+        async with edge_network("demo", mode="trio"):
+            raise ValueError("the test's own")
+
+
+async def test_a_failed_live_start_stops_the_origin_it_started(edge_network: NetworkFactory) -> None:
+    # the origin process starts before the nodes; a start that fails after it (here a
+    # bad balancer, found at the first region) left it running, orphaned
+    assert _origin_children() == []
+    with trio.fail_after(60), pytest.raises(NetworkError, match="balancer 'bogus'"):
+        async with edge_network("demo", mode="live", balancer="bogus"):
+            pass  # pragma: no cover
+    assert _origin_children() == []
+
+
+async def test_a_live_workdir_can_be_used_again(tmp_path: Path) -> None:
+    from edgesim.testing import open_network
+
+    topo = tmp_path / "tiny.toml"
+    topo.write_text(TINY)
+    (tmp_path / "_redirects").write_text("/old /page-1.html 301\n")
+    work = tmp_path / "work"
+    for _ in range(2):  # the second start found the first one's sites/ and failed
+        with trio.fail_after(60):
+            async with open_network(topo, mode="live", workdir=work) as net:
+                assert (await net.get("lab", "/old")).status == 301
+    assert (work / "sites" / "tiny.test" / "_edgesim.toml").is_file()
+
+
+async def test_urls_with_other_than_ascii_are_sent_percent_encoded(
+    edge_network: NetworkFactory, autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    seen: list[str] = []
+
+    async def handler(req: Request) -> Response:
+        seen.append(req.target)
+        return Response(200, [("cache-control", "public, max-age=300")], b"ok")
+
+    topo = tmp_path / "tiny.toml"
+    topo.write_text(TINY)
+    (tmp_path / "_redirects").write_text("")
+    async with edge_network(topo, mode="trio", origin=handler) as net:
+        assert (await net.get("lab", "/café?q=ü&x=1")).status == 200
+        assert (await net.get("lab", "https://tiny.test/naïve")).status == 200
+    assert seen == ["/caf%C3%A9?q=%C3%BC&x=1", "/na%C3%AFve"]
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({"duration": -5}, "duration: expected a number of seconds >= 0, got -5"),
+        ({"duration": float("nan")}, "duration: expected a number of seconds >= 0, got nan"),
+        ({"duration": "10"}, "duration: expected a number of seconds >= 0, got '10'"),
+        ({"seed": "x"}, "seed: expected a whole number >= 0, got 'x'"),
+        ({"seed": -1}, "seed: expected a whole number >= 0, got -1"),
+        ({"balancer": "random"}, "virtual mode takes no balancer="),
+        ({"workdir": "/tmp", "clock": lambda: 0.0}, "virtual mode takes no clock=, workdir="),
+    ],
+)
+async def test_virtual_mode_refuses_options_it_would_ignore(
+    edge_network: NetworkFactory, options: dict[str, object], expected: str
+) -> None:
+    with pytest.raises(NetworkError, match=expected.replace("(", r"\(").replace("?", r"\?")):
+        async with edge_network("demo", mode="virtual", **options):
+            pass  # pragma: no cover
