@@ -17,7 +17,10 @@ def is_special(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` exists but is neither a regular file nor a folder (a FIFO, a
     device, a socket): reading one may never end, replacing one is never wanted."""
     p = Path(path)
-    return p.exists() and not p.is_file() and not p.is_dir()
+    try:
+        return p.exists() and not p.is_file() and not p.is_dir()
+    except OSError:  # a name too long: not a special file (opening it tells what it is)
+        return False
 
 
 def write_atomic(path: str | os.PathLike[str], data: str | bytes) -> None:

@@ -44,6 +44,10 @@ _PROFILE_INFO = ("measured", "machine", "python", "edgesim", "samples", "connect
 _PROFILE_KEYS = (*_PROFILE_INFO, "service_time", "rules", "rules_default")
 
 
+# Cost files are a few lines per profile: a larger file is not one (and is not read)
+MAX_COST_FILE = 1 << 20
+
+
 def read_cost_file(path: Path) -> dict[str, CostModel]:
     """Every cost model in a cost file, by profile name.
 
@@ -56,6 +60,10 @@ def read_cost_file(path: Path) -> dict[str, CostModel]:
 
     file = str(path)
     try:
+        size = path.stat().st_size
+        if size > MAX_COST_FILE:
+            big = f"{size:,} bytes, more than a cost file's {MAX_COST_FILE:,}; not a cost file"
+            raise TopologyError([TopologyProblem(file, 0, "", big)])
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         problem = TopologyProblem(file, 0, "", f"not UTF-8 text ({exc.reason}); not a cost file")

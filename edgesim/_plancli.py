@@ -11,6 +11,7 @@ from typing import Any, NoReturn
 import click
 
 from edgesim._clitypes import STDOUT, FiniteFloatRange, OutputFile, load_topology_arg, write_result
+from edgesim._topoload import exists
 from edgesim.errors import EdgesimError
 from edgesim.mrc import MAX_DRAWN
 
@@ -310,7 +311,7 @@ def mrc_command(
     from edgesim.traces import read_trace
 
     caps = _sizes(sizes, "--sizes") or None
-    is_topology = source.endswith(".toml") or not Path(source).exists()
+    is_topology = source.endswith(".toml") or not exists(Path(source))
     try:
         if is_topology:
             topo = load_topology_arg(source)

@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 from edgesim._atomic import is_special
 from edgesim._toml import load_toml
 from edgesim._units import parse_duration, parse_rate, parse_size
-from edgesim.errors import TopologyError, TopologyProblem
+from edgesim.errors import EdgesimError, TopologyError, TopologyProblem
 from edgesim.topology import (
     Catalog,
     CostModel,
@@ -264,14 +264,23 @@ def resolve_topology_arg(arg: str) -> Path:
     topology by name (``demo`` or ``demo.toml``), else the argument as a path (whose
     loading then reports that it is missing)."""
     p = Path(arg)
-    if p.exists() or "/" in arg or "\\" in arg:
+    if exists(p) or "/" in arg or "\\" in arg:
         return p
     bundled = bundled_dir()
     if bundled is not None:
         name = arg if arg.endswith(".toml") else arg + ".toml"
-        if (bundled / name).is_file():
+        if exists(bundled / name) and (bundled / name).is_file():
             return bundled / name
     return p
+
+
+def exists(p: Path) -> bool:
+    """``p.exists()``, False for a name the system refuses (too long, say): reading
+    the file then tells the user what is wrong with it."""
+    try:
+        return p.exists()
+    except OSError:
+        return False
 
 
 def bundled_names() -> list[str]:
@@ -731,12 +740,23 @@ class _Checker:
         if "\x00" in v:
             self.bad(path, f"expected the path of {kind}, got a string with a NUL character")
             return None
-        p = (self.base / v).resolve()
-        if not p.exists():
+        try:
+            p = (self.base / v).resolve()
+            exists = p.exists()
+            is_dir = p.is_dir()
+            special = exists and not is_dir and not p.is_file()
+        except (OSError, RuntimeError) as exc:  # a name too long, a loop of links
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            self.bad(path, f"expected the path of {kind}, got {_show(v)}: {reason}")
+            return None
+        if not exists:
             self.bad(path, f"{v} does not exist (paths are relative to {self.base})")
             return None
-        if p.is_dir() != directory:
-            self.bad(path, f"expected {kind}, but {v} is {'a folder' if p.is_dir() else 'a file'}")
+        if special:  # reading one may never end (a FIFO) or never stop (/dev/zero)
+            self.bad(path, f"expected {kind}, but {v} is not a regular file (a FIFO or device)")
+            return None
+        if is_dir != directory:
+            self.bad(path, f"expected {kind}, but {v} is {'a folder' if is_dir else 'a file'}")
             return None
         return p
 
@@ -1254,6 +1274,8 @@ class _Checker:
             share = self.get(t, "share", where, None, _number(0.0, 1.0))
             shares.append((where, share if "share" in t else "missing"))
             directory = self.path(t, "directory", where, directory=True)
+            if directory is not None:
+                self.site_folder(directory, _join(where, "directory"))
             rules = self.rules(t, where)
             if "directory" in t and "rules" in t:
                 self.bad(
@@ -1287,6 +1309,23 @@ class _Checker:
         if filled is not None:
             out = [replace(s, share=x) for s, x in zip(out, filled, strict=True)]
         return out
+
+    def site_folder(self, folder: Path, where: str) -> None:
+        """Load a site folder as the origin will (its files, ``_edgesim.toml`` and rule
+        files): what stops it loading, or a folder with nothing to request, is a problem
+        of ``where``. (Its rules' own problems are listed with the other rule files.)"""
+        from origin.core import OriginCore, SiteConfigError
+
+        try:
+            prepared = OriginCore(bodies=False).prepare_deploy("site", folder=folder)
+        except SiteConfigError as exc:
+            self.bad(where, str(exc))
+            return
+        except EdgesimError:  # a rule file's problem
+            return
+        if not prepared.files and prepared.catalog is None:
+            none = f"{folder} has none"
+            self.bad(where, f"expected a folder with files to serve (the traffic requests them); {none}")
 
     @staticmethod
     def has_rules(t: Mapping[str, Any], directory: Path | None) -> bool:
@@ -1373,7 +1412,7 @@ class _Checker:
             size=self.dist(t, "size", where, d.size, "size"),
             sizes=tuple(sizes),
             types=types,
-            seed=self.get(t, "seed", where, d.seed, _whole(0)),
+            seed=self.get(t, "seed", where, d.seed, _whole(0, 2**63 - 1)),
         )
 
     def cache(self, value: Any, where: str) -> tuple[tuple[str, str], ...]:

@@ -55,6 +55,7 @@ from edgesim._topoload import (
     _lines,
     _show,
     _syntax_problem,
+    exists,
     parse_topology,
     resolve_topology_arg,
 )
@@ -222,7 +223,7 @@ def load_spec(path: str | Path) -> SweepSpec:
     else:
         base = p.parent
         candidate = base / raw_topo
-        topo_path = candidate if candidate.exists() else resolve_topology_arg(raw_topo)
+        topo_path = candidate if exists(candidate) else resolve_topology_arg(raw_topo)
         if is_special(topo_path):
             bad("topology", f"{raw_topo}: not a regular file (a FIFO or device), expected a topology")
         else:

@@ -42,6 +42,7 @@ import json
 import os
 import random
 import re
+import stat
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -634,8 +635,18 @@ class Site:
 # --------------------------------------------------------------------------
 
 
+# A site's _edgesim.toml or rule file larger than this is not one (a 10,000-rule
+# _redirects is about half a MiB)
+MAX_SITE_TEXT: Final = 64 << 20
+
+
 def _read_text(p: Path) -> str | None:
     try:
+        st = os.stat(p)
+        if not stat.S_ISREG(st.st_mode):  # a FIFO would never end, /dev/zero never stop
+            raise SiteConfigError(f"{p}: not a regular file (a FIFO or device)")
+        if st.st_size > MAX_SITE_TEXT:
+            raise SiteConfigError(f"{p}: {st.st_size:,} bytes, more than the {MAX_SITE_TEXT:,} read")
         return p.read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:
         return None
@@ -643,23 +654,45 @@ def _read_text(p: Path) -> str | None:
         raise SiteConfigError(f"{p}: cannot read: {e.strerror or e}") from None
 
 
+# The most files a site folder may hold (each is read and hashed when it is loaded)
+MAX_SITE_FILES: Final = 1_000_000
+
+
 def _scan(root: Path, bodies: bool) -> dict[str, tuple[str, int, float, bytes | None]]:
     """Every file under ``root`` except the reserved ones at its top, sorted by path."""
     out: dict[str, tuple[str, int, float, bytes | None]] = {}
-    stack = [(root, "")]
+    try:
+        top = os.stat(root)
+    except OSError as e:
+        raise SiteConfigError(f"{root}: cannot list: {e.strerror or e}") from None
+    # each folder with the (device, inode) of the folders above it: links are followed,
+    # and one that leads back up is a loop, not an endless tree
+    stack: list[tuple[Path, str, frozenset[tuple[int, int]]]] = [
+        (root, "", frozenset([(top.st_dev, top.st_ino)]))
+    ]
     found: list[tuple[str, Path]] = []
     while stack:
-        d, prefix = stack.pop()
+        d, prefix, above = stack.pop()
         try:
             entries = list(os.scandir(d))
         except OSError as e:
             raise SiteConfigError(f"{d}: cannot list: {e.strerror or e}") from None
         for ent in entries:
             rel = f"{prefix}/{ent.name}"
-            if ent.is_dir():  # follows symlinks; a link loop is the user's to avoid
-                stack.append((Path(ent.path), rel))
-            elif ent.is_file() and not (not prefix and ent.name in RESERVED_FILES):
+            try:
+                is_dir = ent.is_dir()  # follows symlinks
+                here = (ent.stat().st_dev, ent.stat().st_ino) if is_dir else (0, 0)
+                is_file = not is_dir and ent.is_file()
+            except OSError as e:  # a link to itself, say
+                raise SiteConfigError(f"{ent.path}: {e.strerror or e}") from None
+            if is_dir:
+                if here in above:
+                    raise SiteConfigError(f"{ent.path}: a link loop (it leads back to a folder above it)")
+                stack.append((Path(ent.path), rel, above | {here}))
+            elif is_file and not (not prefix and ent.name in RESERVED_FILES):
                 found.append((rel, Path(ent.path)))
+                if len(found) > MAX_SITE_FILES:
+                    raise SiteConfigError(f"{root}: more than {MAX_SITE_FILES:,} files")
     for rel, p in sorted(found):
         if rel.startswith(RESERVED_PREFIX):
             continue  # shadowed by the reserved endpoints: never reachable

@@ -59,6 +59,16 @@ def files(tmp_path: Path) -> Path:
     (tmp_path / "huge.csv").write_text("time,key,size\n0,/a,100\n1,/b,99999999999999999999999\n")
     (tmp_path / "inf-costs.toml").write_text(COSTS.replace("MISS", "inf"))
     (tmp_path / "binary.toml").write_bytes(b"\x00\xc0\xff" * 10)
+    (tmp_path / "big-costs.toml").write_text("#" * (2 << 20))
+    # site folders the origin cannot load, or with nothing to request
+    for name in ("empty", "loop", "fifo", "zero"):
+        (tmp_path / "sites" / name).mkdir(parents=True)
+    for name in ("loop", "fifo", "zero"):
+        (tmp_path / "sites" / name / "index.html").write_text("hi")
+    (tmp_path / "sites" / "loop" / "sub").mkdir()
+    (tmp_path / "sites" / "loop" / "sub" / "up").symlink_to("../../loop")
+    os.mkfifo(tmp_path / "sites" / "fifo" / "_redirects")
+    (tmp_path / "sites" / "zero" / "_edgesim.toml").symlink_to("/dev/zero")
     # valid, but a run that would never end, or never fit in memory
     (tmp_path / "endless.toml").write_text(
         TINY.replace("peak_rps = 10", "peak_rps = 1e9").replace('"20s"', '"1h"')
@@ -104,6 +114,11 @@ def _one_error(args: list[str], cwd: Path, expected: str) -> None:
 
 
 CLI_CASES = [
+    # names longer than the system takes: tracebacks from Path.exists()
+    *[
+        ([command, "x" * 300, *more], "x" * 300 + ": cannot read: File name too long")
+        for command, *more in (["validate"], ["run", "--quiet"], ["mrc"], ["plan", "--slo", "p99<=80ms"])
+    ],
     # nan passed click's FloatRange (every comparison with it is false)
     (["run", "@tiny.toml", "--quiet", "--sample-rate", "nan"], "'--sample-rate': 'nan' is not a finite"),
     (["mrc", "@good.csv", "--sample-rate", "nan"], "'--sample-rate': 'nan' is not a finite"),
@@ -244,6 +259,46 @@ def test_bad_option_gives_one_error_line(files: Path, args: list[str], expected:
 
 TOPOLOGY_CASES = [
     # (replace in TINY, new text, the expected problem)
+    # a device or FIFO where a file is read, or a file too large for what it names:
+    # validate ate all memory or hung
+    (
+        'memory_cache = "4MB"',
+        'calibration = "/dev/zero"',
+        "calibration: expected a file, but /dev/zero is not a",
+    ),
+    (
+        'memory_cache = "4MB"',
+        'calibration = "@fifo"',
+        "calibration: expected a file, but @fifo is not a regular",
+    ),
+    ('memory_cache = "4MB"', 'calibration = "@big-costs.toml"', "2,097,152 bytes, more than a cost file's"),
+    (
+        "[[sites]]\n",
+        '[[sites]]\nrules = "/dev/zero"\n',
+        "rules: expected a file, but /dev/zero is not a regular",
+    ),
+    # site folders that passed validate, then failed the run with a traceback or hung
+    *[
+        (
+            "[sites.catalog]\nobjects = 20\n",
+            f'directory = "@sites/{name}"\n',
+            f"sites[0].directory: {problem}",
+        )
+        for name, problem in (
+            ("empty", "expected a folder with files to serve (the traffic requests them); @sites/empty has"),
+            ("loop", "@sites/loop/sub/up: a link loop (it leads back to a folder above it)"),
+            ("fifo", "@sites/fifo/_redirects: not a regular file (a FIFO or device)"),
+            ("zero", "@sites/zero/_edgesim.toml: not a regular file (a FIFO or device)"),
+        )
+    ],
+    # the origin refused it in the run, after validate had passed it
+    (
+        "objects = 20",
+        "objects = 20\nseed = 99999999999999999999",
+        "seed: expected a whole number from 0 to 9223",
+    ),
+    # a name longer than the system takes: a traceback from Path.exists()
+    ("[[sites]]\n", f'[[sites]]\nrules = "{"x" * 300}"\n', "rules: expected the path of a file, got "),
     ("[[sites]]\n", '[[sites]]\nrules = "a\\u0000b"\n', "rules: expected the path of a file, got a str"),
     ('memory_cache = "4MB"', 'calibration = "@inf-costs.toml"', "service_time.miss: expected a duration > 0"),
     (
@@ -333,7 +388,7 @@ def test_bad_topology_value_gives_one_problem_line(
     args = [command, "@bad.toml"] + (["--quiet"] if command == "run" else [])
     code, output = _invoke(args, files)
     assert code == 1, output
-    assert expected in output, output
+    assert expected.replace("@", str(files) + "/") in output, output
     assert len(output.strip().splitlines()) == 1, output
 
 
