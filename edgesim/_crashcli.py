@@ -49,10 +49,11 @@ def _write(path: str | None, doc: Any) -> None:
 def _run(fn: Any) -> Any:
     import trio
 
+    from edgesim._signals import stoppable
     from edgesim._supervisor import SupervisorError
 
     try:
-        return trio.run(fn)
+        return trio.run(stoppable, fn)  # SIGTERM, SIGHUP: as Ctrl-C, the processes stopped
     except (EdgesimError, SupervisorError) as exc:
         raise click.ClickException(str(exc)) from None
 

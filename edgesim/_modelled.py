@@ -372,7 +372,8 @@ class ShieldUplink:
 
 def run_until_interrupted(fn: Callable[..., Awaitable[None]], *args: Any, **kwargs: Any) -> bool:
     """``trio.run(fn, *args, **kwargs)``; True when Ctrl-C stopped it (KeyboardInterrupt,
-    also inside exception groups), so the caller can report what it has as partial.
+    also inside exception groups), or SIGTERM or SIGHUP (:mod:`edgesim._signals`), so the
+    caller can report what it has as partial.
 
     Any other failure is raised unwrapped when it is a group's only exception.
     """
@@ -381,8 +382,10 @@ def run_until_interrupted(fn: Callable[..., Awaitable[None]], *args: Any, **kwar
     serve_log = logging.getLogger("edgesim.serve")
     level = serve_log.level
     serve_log.setLevel(logging.ERROR)
+    from edgesim._signals import stoppable
+
     try:
-        trio.run(fn, *args, **kwargs)
+        trio.run(stoppable, fn, *args, **kwargs)
     except KeyboardInterrupt:
         return True
     except BaseExceptionGroup as group:

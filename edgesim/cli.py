@@ -995,8 +995,11 @@ def _run_edge_processes(
     ):
         if given:
             _fail(f"{option} does not apply with --edge-processes (its report is the drill's: --json)")
+    from functools import partial
+
     import trio
 
+    from edgesim._signals import stoppable
     from edgesim._supervisor import SupervisorError
     from edgesim.drill import DrillOptions, run_drill, summary_lines
 
@@ -1009,7 +1012,8 @@ def _run_edge_processes(
     rate = topo.traffic.peak_rps * rate_scale if rate_scale is not None else None
     opts = DrillOptions(duration=duration, rate=rate)
     try:
-        report = trio.run(lambda: run_drill(topo, opts, progress=lambda m: click.echo(m, err=True)))
+        drill = partial(run_drill, topo, opts, progress=lambda m: click.echo(m, err=True))
+        report = trio.run(stoppable, drill)  # SIGTERM, SIGHUP: as Ctrl-C, the processes stopped
     except (ValueError, EdgesimError, SupervisorError) as exc:
         _fail(f"{topo.path or topo.name}: {exc}")
     if json_path:

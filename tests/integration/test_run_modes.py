@@ -246,3 +246,65 @@ def test_interrupted_live_run_keeps_every_answered_request(tmp_path: Path) -> No
     lines = (tmp_path / "records.txt").read_text().splitlines()
     assert len(lines) == report["totals"]["requests"] > 50
     assert report["totals"]["requests"] < result.timing["scheduled_requests"]
+
+
+def _descendants(pid: int) -> set[int]:
+    """The processes below ``pid`` (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    out: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.add(child)
+            todo.append(child)
+    return out
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP"])
+def test_a_live_run_stopped_by_sigterm_or_sighup_stops_its_processes_and_reports(
+    tmp_path: Path, signame: str
+) -> None:
+    # `timeout`, CI runners and closed terminals send these: the run used to die at once,
+    # leaving its origin and load generator running and no report
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "r.json"
+    cmd = [sys.executable, "-P", "-m", "edgesim", "run", "demo", "--mode", "live"]
+    cmd += ["--window", "10m,60s", "--quiet", "--json", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while len(_descendants(proc.pid)) < 2 and time.monotonic() < deadline:  # origin, load
+            time.sleep(0.1)
+        time.sleep(2.0)  # some requests answered
+        started = _descendants(proc.pid)
+        assert len(started) >= 2
+        proc.send_signal(getattr(signal, signame))
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "interrupted: the report is partial" in err
+    report = json.loads(out.read_text())
+    assert report["meta"]["partial"] is True and report["totals"]["requests"] > 0
+    left = []
+    for pid in started:
+        try:
+            os.kill(pid, 0)
+            left.append(pid)
+        except ProcessLookupError:
+            pass
+    assert left == [], f"still running: {left}"

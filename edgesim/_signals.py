@@ -1,0 +1,51 @@
+"""SIGTERM and SIGHUP stop a long command as Ctrl-C does.
+
+``timeout``, CI runners, ``kill`` and a closed terminal send SIGTERM or SIGHUP, whose
+default action ends the process at once: the origin, edge and load-generator processes
+it started were left running, and its report unwritten. Under :func:`stoppable`, either
+signal raises ``KeyboardInterrupt`` in a task of the run, so the run is cancelled, its
+cleanup stops what it started, and the caller reports what it has, as after Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+async def stoppable(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+    """``await fn(*args)``, stopped by SIGTERM or SIGHUP as by Ctrl-C (in the main
+    thread; elsewhere signals cannot be received and ``fn`` just runs). An exception of
+    ``fn`` comes out as itself, not in an exception group."""
+    import trio
+
+    if threading.current_thread() is not threading.main_thread():
+        return await fn(*args)
+    out: list[T] = []
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_interrupt_on_signal)
+            out.append(await fn(*args))
+            nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        exc: BaseException = group
+        while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+            exc = exc.exceptions[0]
+        if isinstance(exc, BaseExceptionGroup):
+            raise
+        raise exc from None
+    return out[0]
+
+
+async def _interrupt_on_signal() -> None:
+    import trio
+
+    with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
+        async for _ in signals:
+            raise KeyboardInterrupt  # as Ctrl-C: the run stops and cleans up
