@@ -51,7 +51,8 @@ def window_topology(topology: Topology, start: float, duration: float, rate_scal
     the original start (a window after it has none). Caches start cold.
 
     Raises:
-        ValueError: a window outside the traffic's duration, or a non-positive scale.
+        ValueError: a window outside the traffic's duration or inside its warm-up, or a
+            non-positive scale.
     """
     tr = topology.traffic
     start, duration = float(start), float(duration)
@@ -63,6 +64,11 @@ def window_topology(topology: Topology, start: float, duration: float, rate_scal
     if not rate_scale > 0 or math.isinf(rate_scale):
         raise ValueError(f"rate scale {rate_scale!r}: expected a number > 0")
     end = start + duration
+    if end <= tr.warmup:  # every figure of the report would be left out (or divided by 0)
+        raise ValueError(
+            f"window {start:g},{duration:g}: it ends inside the traffic's warm-up (its first "
+            f"{tr.warmup:g} s), so it would have no steady-state figure; end it after {tr.warmup:g} s"
+        )
 
     def clip(at: float, length: float) -> tuple[float, float] | None:
         a, b = max(at, start), min(at + length, end)

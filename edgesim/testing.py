@@ -1120,6 +1120,12 @@ async def open_network(
             or not 0 <= duration < math.inf
         ):
             raise NetworkError(f"duration: expected a number of seconds >= 0, got {duration!r}")
+        warmup = topo.traffic.warmup
+        if duration is not None and duration <= warmup:
+            raise NetworkError(
+                f"duration {duration:g}: the run would end inside the topology's warm-up ({warmup:g} s) "
+                f"and have no steady-state figure; give more than {warmup:g}"
+            )
         try:
             result = await trio.to_thread.run_sync(lambda: simulate(topo, seed=seed, stop_at=duration))
         except ValueError as exc:  # the engine refused the topology's load

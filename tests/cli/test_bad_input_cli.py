@@ -114,6 +114,11 @@ def _one_error(args: list[str], cwd: Path, expected: str) -> None:
 
 
 CLI_CASES = [
+    # a window inside the warm-up: no steady figure, and rates divided by 1e-9
+    (
+        ["run", "demo", "--quiet", "--window", "1m,10s"],
+        "it ends inside the traffic's warm-up (its first 300 s)",
+    ),
     # names longer than the system takes: tracebacks from Path.exists()
     *[
         ([command, "x" * 300, *more], "x" * 300 + ": cannot read: File name too long")
