@@ -523,6 +523,26 @@ def _nodes_text(topo: Topology) -> str:
     return " ".join(f"{r.name}={r.edge.nodes}x{format_size(r.edge.memory_cache)}" for r in topo.regions)
 
 
+def _not_latency(reports: list[dict[str, Any]], name: str) -> str | None:
+    """Why region ``name`` fails other than by its latency, or None: a seed whose
+    measured window holds none of its requests, or errors past the error budget."""
+    for rep in reports:
+        stats = rep["regions"].get(name)
+        seed = rep["meta"].get("seed")
+        if not stats or not stats.get("requests"):
+            return (
+                f"none of its requests fell in the measured window with seed {seed}, so no "
+                "objective can be checked: lengthen --window, or raise the traffic"
+            )
+        bad = int(stats.get("errors", 0)) + int(stats.get("failed", 0))
+        if bad > ERROR_BUDGET * int(stats["requests"]):
+            return (
+                f"{bad:,} of its {int(stats['requests']):,} requests failed or got errors with seed "
+                f"{seed}, more than the error budget of {ERROR_BUDGET:.1%}"
+            )
+    return None
+
+
 def _region_passes(stats: dict[str, Any] | None, objective: Objective) -> bool:
     if not stats or not stats.get("requests"):
         return False
@@ -855,6 +875,9 @@ def _search(
                     hi[n] = c
                 else:
                     lo[n] = c
+                    cause = _not_latency(v.reports, n)
+                    if cause is not None:  # more nodes would not change it
+                        return _infeasible(topo, opts, runner, t0, f"{n}: {cause}", log)
                     if hi[n] is None:
                         slack = min(opts.objective.check(r["regions"][n]["latency"])[2] for r in v.reports)
                         util = _worst_util(v.reports, n)

@@ -111,6 +111,19 @@ def test_unreachable_objective_exits_3_and_names_what_binds(tmp_path: Path) -> N
     assert "latency floor binds" in data["reason"] and data["reason"] in r.stderr
 
 
+def test_a_window_with_no_request_of_a_region_says_so_not_latency(tmp_path: Path) -> None:
+    # the region's latency figures were empty (read as 0 ms or as the other seed's), and
+    # the reason blamed the latency floor
+    sparse = tmp_path / "sparse.toml"
+    sparse.write_text(SMALL.read_text().replace("peak_rps = 300", "peak_rps = 0.05"))
+    r = CliRunner().invoke(
+        cli, ["plan", str(sparse), "--slo", "p99<=500ms", "--window", "1s", "--quiet"], catch_exceptions=False
+    )
+    assert r.exit_code == 3, r.output
+    assert "none of its requests fell in the measured window with seed" in r.stderr
+    assert "latency floor" not in r.stderr
+
+
 def test_json_dash_is_standard_output_with_the_table_on_stderr(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
