@@ -523,24 +523,32 @@ def _nodes_text(topo: Topology) -> str:
     return " ".join(f"{r.name}={r.edge.nodes}x{format_size(r.edge.memory_cache)}" for r in topo.regions)
 
 
-def _not_latency(reports: list[dict[str, Any]], name: str) -> str | None:
-    """Why region ``name`` fails other than by its latency, or None: a seed whose
-    measured window holds none of its requests, or errors past the error budget."""
+def _empty_window(reports: list[dict[str, Any]], name: str) -> str | None:
+    """Why region ``name`` fails whatever its node count, or None: a seed whose measured
+    window holds none of its requests."""
     for rep in reports:
         stats = rep["regions"].get(name)
-        seed = rep["meta"].get("seed")
         if not stats or not stats.get("requests"):
             return (
-                f"none of its requests fell in the measured window with seed {seed}, so no "
-                "objective can be checked: lengthen --window, or raise the traffic"
-            )
-        bad = int(stats.get("errors", 0)) + int(stats.get("failed", 0))
-        if bad > ERROR_BUDGET * int(stats["requests"]):
-            return (
-                f"{bad:,} of its {int(stats['requests']):,} requests failed or got errors with seed "
-                f"{seed}, more than the error budget of {ERROR_BUDGET:.1%}"
+                f"none of its requests fell in the measured window with seed {rep['meta'].get('seed')}, "
+                "so no objective can be checked: lengthen --window, or raise the traffic"
             )
     return None
+
+
+def _errors_note(reports: list[dict[str, Any]], name: str) -> str:
+    """``; N of its M requests failed ...`` for the first seed where region ``name``
+    spent more than the error budget, else nothing."""
+    for rep in reports:
+        stats = rep["regions"].get(name) or {}
+        requests = int(stats.get("requests", 0))
+        bad = int(stats.get("errors", 0)) + int(stats.get("failed", 0))
+        if requests and bad > ERROR_BUDGET * requests:
+            return (
+                f"; {bad:,} of its {requests:,} requests failed or got errors with seed "
+                f"{rep['meta'].get('seed')}, more than the error budget of {ERROR_BUDGET:.1%}"
+            )
+    return ""
 
 
 def _region_passes(stats: dict[str, Any] | None, objective: Objective) -> bool:
@@ -875,9 +883,9 @@ def _search(
                     hi[n] = c
                 else:
                     lo[n] = c
-                    cause = _not_latency(v.reports, n)
-                    if cause is not None:  # more nodes would not change it
-                        return _infeasible(topo, opts, runner, t0, f"{n}: {cause}", log)
+                    empty = _empty_window(v.reports, n)
+                    if empty is not None:  # more nodes would not change it
+                        return _infeasible(topo, opts, runner, t0, f"{n}: {empty}", log)
                     if hi[n] is None:
                         slack = min(opts.objective.check(r["regions"][n]["latency"])[2] for r in v.reports)
                         util = _worst_util(v.reports, n)
@@ -911,6 +919,7 @@ def _search(
                             reason = (
                                 f"{n}: the objective {opts.objective.text} is not met with {c + spare} nodes "
                                 f"({bound}): p99 {p99 * 1000:.1f} ms at utilisation {util:.0%}; {why}"
+                                f"{_errors_note(v.reports, n)}"
                             )
                             if flat and c < lo_max and start[n] > floor[n]:
                                 # fewer nodes than the first probe keep warmer caches: try
