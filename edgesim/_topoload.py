@@ -677,6 +677,7 @@ class _Checker:
         self.problems: list[TopologyProblem] = []
         self.cost_files: dict[Path, dict[str, CostModel] | None] = {}
         self.cost_file_keys: dict[Path, str] = {}  # the key that read each cost file first
+        self.empty_folders: list[tuple[str, Path]] = []  # site folders with nothing to serve
 
     # -- reporting --------------------------------------------------------
 
@@ -889,6 +890,10 @@ class _Checker:
         shield = self.shield(data["shield"], names) if "shield" in data else None
         sites = self.sites(data)
         traffic = self.traffic(data.get("traffic", {}), [s.name for s in sites], names)
+        if traffic.trace is None:  # (a replayed trace requests its own keys)
+            for where, folder in self.empty_folders:
+                none = f"{folder} has none"
+                self.bad(where, f"expected a folder with files to serve (the traffic requests them); {none}")
         faults = self.faults(data.get("faults", {}), regions, traffic.duration, shield is not None)
         shadow = self.shadow(data["shadow"], names, sites) if "shadow" in data else None
         if interval_ok and traffic.duration / interval > MAX_BUCKETS:
@@ -1312,8 +1317,9 @@ class _Checker:
 
     def site_folder(self, folder: Path, where: str) -> None:
         """Load a site folder as the origin will (its files, ``_edgesim.toml`` and rule
-        files): what stops it loading, or a folder with nothing to request, is a problem
-        of ``where``. (Its rules' own problems are listed with the other rule files.)"""
+        files): what stops it loading is a problem of ``where``, and a folder with nothing
+        to request is noted (a problem unless the traffic is a trace). Its rules' own
+        problems are listed with the other rule files."""
         from origin.core import OriginCore, SiteConfigError
 
         try:
@@ -1324,8 +1330,7 @@ class _Checker:
         except EdgesimError:  # a rule file's problem
             return
         if not prepared.files and prepared.catalog is None:
-            none = f"{folder} has none"
-            self.bad(where, f"expected a folder with files to serve (the traffic requests them); {none}")
+            self.empty_folders.append((where, folder))
 
     @staticmethod
     def has_rules(t: Mapping[str, Any], directory: Path | None) -> bool:

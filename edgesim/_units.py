@@ -38,7 +38,21 @@ def parse_size(text: str) -> int:
     unit = (m.group(2) or "").lower() if m else ""
     if m is None or unit not in _FACTORS:
         raise ValueError(f"expected a size such as 512MB, 1GiB or 1000000, not {text!r}")
-    return int(float(m.group(1)) * _FACTORS[unit])
+    whole, _, frac = m.group(1).partition(".")
+    factor = _FACTORS[unit]
+    if factor == 1 and frac.strip("0"):
+        raise ValueError(f"expected a whole number of bytes (or a unit, as in 1.5KB), not {text!r}")
+    if len(whole) <= 15 and len(frac) <= 6:  # exact in a float: as sizes have always been read
+        size = int(float(m.group(1)) * factor)
+    else:  # exact arithmetic where a float would round (99999999999999999999999)
+        size = int(whole) * factor + int(frac or "0") * factor // 10 ** len(frac)
+    if size > MAX_SIZE:
+        raise ValueError(f"expected a size of at most {MAX_SIZE:,} bytes (8 EiB), not {text!r}")
+    return size
+
+
+# The largest size (bytes are counted in signed 64-bit integers)
+MAX_SIZE = 2**63 - 1
 
 
 # Durations: a number with a unit, or several ("1h30m"); a bare number is seconds.

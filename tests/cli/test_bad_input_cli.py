@@ -114,6 +114,12 @@ def _one_error(args: list[str], cwd: Path, expected: str) -> None:
 
 
 CLI_CASES = [
+    # sizes: 1.5 bytes became 1, and 10^23 bytes a float's 99,999,999,999,999,991,611,392
+    (
+        ["replay", "@good.csv", "--cache-size", "1.5"],
+        "expected a whole number of bytes (or a unit, as in 1.5KB)",
+    ),
+    (["replay", "@good.csv", "--cache-size", "99999999999999999999999"], "at most 9,223,372,036,854,775,807"),
     # a window inside the warm-up: no steady figure, and rates divided by 1e-9
     (
         ["run", "demo", "--quiet", "--window", "1m,10s"],
