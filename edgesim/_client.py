@@ -182,10 +182,19 @@ class OriginPool:
         max_body: int = 64 * 2**20,
     ) -> None:
         parts = urlsplit(base_url)
-        if parts.scheme != "http" or not parts.hostname:
-            raise ValueError(f"base_url must be http://HOST[:PORT], got {base_url!r}")
+        if parts.username is not None or parts.password is not None:
+            # (not echoed: it holds a password)
+            raise ValueError("expected http://HOST[:PORT], got a URL with a user name or password")
+        try:
+            port = parts.port
+        except ValueError:  # "Port out of range 0-65535", or not a number
+            wanted = "expected http://HOST[:PORT] with a port from 1 to 65535"
+            raise ValueError(f"{wanted}, got {base_url!r}") from None
+        extra = parts.path not in ("", "/") or parts.query or parts.fragment
+        if parts.scheme != "http" or not parts.hostname or extra:
+            raise ValueError(f"expected http://HOST[:PORT] (no path or query), got {base_url!r}")
         self._host: str = parts.hostname
-        self._port: int = parts.port or 80
+        self._port: int = port or 80
         self._netloc = parts.netloc
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout

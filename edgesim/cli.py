@@ -503,7 +503,10 @@ def edge_serve_command(
             name=name, memory_bytes=memory_cache, disk=disk, rules=rule_files, manifests=not no_manifests
         )
         _report_rule_problems(node.config.rules, rule_files)
-        origin = make_origin(origin_spec)
+        try:
+            origin = make_origin(origin_spec)
+        except ValueError as exc:
+            raise ValueError(f"--origin: {exc}") from None
         from edgesim._shadowlive import attach_shadow, parse_shadow_options
 
         try:

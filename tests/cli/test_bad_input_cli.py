@@ -114,6 +114,16 @@ def _one_error(args: list[str], cwd: Path, expected: str) -> None:
 
 
 CLI_CASES = [
+    # origin URLs: a bad port said only "Port out of range"; a path and credentials were
+    # ignored (and the password echoed in the start-up line)
+    (
+        ["edge", "serve", "--origin", "http://127.0.0.1:99999"],
+        "--origin: expected http://HOST[:PORT] with a port",
+    ),
+    (
+        ["edge", "serve", "--origin", "http://127.0.0.1:1/base?x"],
+        "(no path or query), got 'http://127.0.0.1:1/base?x'",
+    ),
     # sizes: 1.5 bytes became 1, and 10^23 bytes a float's 99,999,999,999,999,991,611,392
     (
         ["replay", "@good.csv", "--cache-size", "1.5"],
@@ -435,3 +445,11 @@ def test_mrc_refuses_more_requests_than_the_machine_can_hold(
     )
     code, output = _invoke(["mrc", "@tiny.toml", "--requests", "10000", "--json"], files)
     assert code == 0 and '"requests": 10000' in output, output
+
+
+def test_an_origin_url_with_a_password_is_refused_without_echoing_it() -> None:
+    result = CliRunner().invoke(cli, ["edge", "serve", "--origin", "http://u:secret@127.0.0.1:99999"])
+    code, output = result.exit_code, result.output
+    assert code != 0 and "Traceback" not in output
+    assert "--origin: expected http://HOST[:PORT], got a URL with a user name or password" in output
+    assert "secret" not in output
