@@ -3,6 +3,7 @@ the write-failure path)."""
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import Awaitable, Callable
 
@@ -343,9 +344,18 @@ async def test_in_memory_origin_virtual_mode(
     assert origin.opened == 1
 
 
-def test_base_url_validated() -> None:
-    with pytest.raises(ValueError, match="base_url"):
-        OriginPool("https://example.com")
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://example.com", "(no path or query), got 'https://example.com'"),
+        ("http://127.0.0.1:99999", "with a port from 1 to 65535, got 'http://127.0.0.1:99999'"),
+        ("http://127.0.0.1:1/base", "(no path or query), got 'http://127.0.0.1:1/base'"),
+        ("http://u:pw@127.0.0.1:1", "got a URL with a user name or password"),
+    ],
+)
+def test_base_url_validated(url: str, expected: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        OriginPool(url)
 
 
 # -- conformance fixes: over-long bodies, close-delimited bodies, interim responses ------
