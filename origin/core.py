@@ -690,6 +690,13 @@ def _scan(root: Path, bodies: bool) -> dict[str, tuple[str, int, float, bytes | 
                     raise SiteConfigError(f"{ent.path}: a link loop (it leads back to a folder above it)")
                 stack.append((Path(ent.path), rel, above | {here}))
             elif is_file and not (not prefix and ent.name in RESERVED_FILES):
+                try:
+                    rel.encode("utf-8")
+                except UnicodeEncodeError:  # undecodable bytes, kept as surrogates
+                    shown = os.fsencode(ent.path).decode("utf-8", "replace")
+                    raise SiteConfigError(
+                        f"{shown}: a file name that is not UTF-8 (URLs are): rename it"
+                    ) from None
                 found.append((rel, Path(ent.path)))
                 if len(found) > MAX_SITE_FILES:
                     raise SiteConfigError(f"{root}: more than {MAX_SITE_FILES:,} files")

@@ -69,6 +69,9 @@ def files(tmp_path: Path) -> Path:
     (tmp_path / "sites" / "loop" / "sub" / "up").symlink_to("../../loop")
     os.mkfifo(tmp_path / "sites" / "fifo" / "_redirects")
     (tmp_path / "sites" / "zero" / "_edgesim.toml").symlink_to("/dev/zero")
+    (tmp_path / "sites" / "latin1").mkdir()
+    (tmp_path / "sites" / "latin1" / "index.html").write_text("hi")
+    open(os.fsencode(tmp_path / "sites" / "latin1") + b"/caf\xe9.html", "w").close()
     # valid, but a run that would never end, or never fit in memory
     (tmp_path / "endless.toml").write_text(
         TINY.replace("peak_rps = 10", "peak_rps = 1e9").replace('"20s"', '"1h"')
@@ -310,6 +313,7 @@ TOPOLOGY_CASES = [
             ("loop", "@sites/loop/sub/up: a link loop (it leads back to a folder above it)"),
             ("fifo", "@sites/fifo/_redirects: not a regular file (a FIFO or device)"),
             ("zero", "@sites/zero/_edgesim.toml: not a regular file (a FIFO or device)"),
+            ("latin1", "@sites/latin1/caf\ufffd.html: a file name that is not UTF-8 (URLs are): rename it"),
         )
     ],
     # the origin refused it in the run, after validate had passed it
