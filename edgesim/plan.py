@@ -89,7 +89,7 @@ _WAIT_SHARE = 0.25
 # More verification rounds than this means the regions keep disturbing each other.
 _MAX_VERIFY = 6
 _METRICS = ("p50", "p95", "p99", "max", "mean")
-_TERM = re.compile(r"^\s*(p50|p95|p99|max|mean)\s*(<=|<)\s*(.+?)\s*$", re.IGNORECASE)
+_TERM = re.compile(r"^\s*(p50|p95|p99|max|mean)\s*(<=|<(?!=))\s*(.+?)\s*$", re.IGNORECASE)
 
 
 class PlanError(ValueError):

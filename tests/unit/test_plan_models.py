@@ -41,6 +41,7 @@ def test_parse_objective() -> None:
         ("", "expected terms"),
         ("p98<=80ms", "cannot read 'p98<=80ms'"),
         ("p99>=80ms", "cannot read"),
+        ("p99<=", "cannot read 'p99<='"),  # it was read as p99 < '=', a bad duration
         ("p99<=fast", "expected a duration"),
         ("p99<=0ms", "must be above 0"),
         ("p99<=80ms,latency<1s", "cannot read 'latency<1s'"),
