@@ -27,7 +27,7 @@ from edgesim._clitypes import (
     write_result,
 )
 from edgesim._compiled import cores_description
-from edgesim.errors import EdgesimError
+from edgesim.errors import EdgesimError, TraceError
 
 # Exit codes: 0 fine, 1 the checked input has errors, 2 usage errors (click's own).
 EXIT_FINDINGS = 1
@@ -691,7 +691,7 @@ def validate_command(files: tuple[str, ...]) -> None:
     `FILE: ok (...)`, or one line per problem with its file, line, key path and what
     was expected. Exits 1 when any file has problems."""
     from edgesim._topoload import load_topology, resolve_topology_arg
-    from edgesim.errors import TopologyError, TraceError
+    from edgesim.errors import TopologyError
 
     failed = False
     for arg in files:
@@ -709,7 +709,7 @@ def validate_command(files: tuple[str, ...]) -> None:
             continue
         except TraceError as exc:
             failed = True
-            click.echo(str(exc))
+            click.echo(f"{path}: traffic.trace: {exc}")
             continue
         rule_errors = _rule_errors(topo)
         if rule_errors:
@@ -928,6 +928,8 @@ def run_command(
             sample_thin=sample_thin,
             progress=progress_cb,
         )
+    except TraceError as exc:  # worded as validate words it
+        _fail(f"{topo.path or topo.name}: traffic.trace: {exc}")
     except (ValueError, EdgesimError) as exc:
         _fail(f"{topo.path or topo.name}: {exc}")
     finally:

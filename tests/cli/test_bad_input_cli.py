@@ -283,6 +283,12 @@ def test_bad_option_gives_one_error_line(files: Path, args: list[str], expected:
 
 TOPOLOGY_CASES = [
     # (replace in TINY, new text, the expected problem)
+    # a trace's own problem, under the key that names it (validate and run word it alike)
+    (
+        'warmup = "2s"',
+        'warmup = "2s"\ntrace = "@huge.csv"',
+        "bad.toml: traffic.trace: @huge.csv:3: size '9999",
+    ),
     # a device or FIFO where a file is read, or a file too large for what it names:
     # validate ate all memory or hung
     (
