@@ -1885,29 +1885,30 @@ class _Engine:
         shares = np.array(self.site_shares, dtype=np.float64)
         total_share = float(shares.sum()) or 1.0
         crowds = tr.flash_crowds
+        epochs: list[tuple[int, ...]] = [()]  # the crowds running in each epoch, in order
         if crowds:
             begin = np.array([fc.start for fc in crowds])
             finish = begin + np.array([fc.duration for fc in crowds])
-            # the crowds running change only at crowd edges: one row per stretch between
+            # the crowds running change only at crowd edges: one set per stretch between
             # edges that holds a segment start (its first one), not one per segment
             stretch = np.searchsorted(np.unique(np.concatenate((begin, finish))), starts, side="right")
             _, first, stretch_of = np.unique(stretch, return_index=True, return_inverse=True)
-            at = starts[first][:, None]
-            running = (begin <= at) & (at < finish)  # stretches x crowds
-            epochs, epoch_of = np.unique(running, axis=0, return_inverse=True)
-            epoch_of = epoch_of.reshape(-1)[stretch_of.reshape(-1)]
+            epochs, of_stretch = _epochs(_running_sets(begin, finish, starts[first]))
+            epoch_of = of_stretch[stretch_of.reshape(-1)]
         else:
-            epochs, epoch_of = np.zeros((1, 0), dtype=bool), np.zeros(len(ends), dtype=np.int64)
-        # site weights per epoch and region: shares times the flash crowds running
+            epoch_of = np.zeros(len(ends), dtype=np.int64)
+        # site weights per epoch and region: shares times the flash crowds running (in
+        # the crowds' order)
         mult = np.broadcast_to(shares, (len(epochs), len(regions), len(shares))).copy()
-        for c, fc in enumerate(crowds):
-            on = epochs[:, c]
-            for ri, r in enumerate(regions):
-                if fc.region and fc.region != r.name:
-                    continue
-                for si, name in enumerate(names):
-                    if name == fc.site:
-                        mult[on, ri, si] *= fc.multiplier
+        for e, crowd_set in enumerate(epochs):
+            for c in crowd_set:
+                fc = crowds[c]
+                for ri, r in enumerate(regions):
+                    if fc.region and fc.region != r.name:
+                        continue
+                    for si, name in enumerate(names):
+                        if name == fc.site:
+                            mult[e, ri, si] *= fc.multiplier
         wsum = mult.sum(axis=2)[epoch_of]
         rates = np.empty((len(ends), len(regions)))
         for ri, r in enumerate(regions):
@@ -2575,6 +2576,37 @@ def physical_memory() -> float | None:
     except (AttributeError, ValueError, OSError):  # not on every platform
         return None
     return memory if memory > 0 else None
+
+
+def _running_sets(begin: np.ndarray, finish: np.ndarray, at: np.ndarray) -> list[tuple[int, ...]]:
+    """For each instant of ``at`` (ascending), the crowds running then (``begin <= t <
+    finish``), as ascending indices: one sweep over the crowds' edges, not an instants x
+    crowds table."""
+    starts_order = np.argsort(begin, kind="stable").tolist()
+    ends_order = np.argsort(finish, kind="stable").tolist()
+    b, f = begin.tolist(), finish.tolist()
+    running: set[int] = set()
+    out: list[tuple[int, ...]] = []
+    i = j = 0
+    for t in at.tolist():
+        while i < len(starts_order) and b[starts_order[i]] <= t:
+            running.add(starts_order[i])
+            i += 1
+        while j < len(ends_order) and f[ends_order[j]] <= t:
+            running.discard(ends_order[j])
+            j += 1
+        out.append(tuple(sorted(c for c in running if b[c] <= t < f[c])))
+    return out
+
+
+def _epochs(running: list[tuple[int, ...]]) -> tuple[list[tuple[int, ...]], np.ndarray]:
+    """The distinct sets of ``running`` and the number of each item's set: numbered as
+    ``np.unique`` numbers the rows of the items x crowds table of booleans (an earlier
+    crowd running sorts later; a set sorts before the sets it starts), without the
+    table."""
+    epochs = sorted(set(running), key=lambda crowd_set: tuple(-c for c in crowd_set))
+    number = {crowd_set: e for e, crowd_set in enumerate(epochs)}
+    return epochs, np.array([number[x] for x in running], dtype=np.int64)
 
 
 def _stratum_weights(eng: _Engine) -> tuple[dict[str, Any], dict[str, Any]]:
