@@ -259,6 +259,11 @@ def bundled_dir() -> Path | None:
     return None
 
 
+def _listed(names: Sequence[str]) -> str:
+    """``names`` for a message, without the missing or bad ones (reported on their own)."""
+    return ", ".join(n for n in names if _REGION_NAME.fullmatch(n) and n not in RESERVED_REGION_NAMES)
+
+
 def resolve_topology_arg(arg: str) -> Path:
     """The file meant by a command-line argument: an existing path, else a bundled
     topology by name (``demo`` or ``demo.toml``), else the argument as a path (whose
@@ -1124,7 +1129,7 @@ class _Checker:
         for a, row in matrix.items():
             pa = _join(where, a)
             if a not in regions:
-                self.bad(pa, f"expected a region name ({', '.join(regions)}), got {_show(a)}")
+                self.bad(pa, f"expected a region name ({_listed(regions)}), got {_show(a)}")
                 continue
             if not isinstance(row, dict):
                 self.bad(pa, f"expected a table of REGION = latency, got {_show(row)}")
@@ -1132,7 +1137,7 @@ class _Checker:
             for b in row:
                 pb = _join(pa, b)
                 if b not in regions:
-                    self.bad(pb, f"expected a region name ({', '.join(regions)}), got {_show(b)}")
+                    self.bad(pb, f"expected a region name ({_listed(regions)}), got {_show(b)}")
                     continue
                 if b == a:
                     self.bad(pb, "expected another region (a region's latency to itself is not set here)")
@@ -1164,7 +1169,7 @@ class _Checker:
         if isinstance(v, str) and v.strip() and v not in regions:
             close = difflib.get_close_matches(v, regions, n=1)
             hint = f' (did you mean "{close[0]}"?)' if close else ""
-            self.bad(_join(where, key), f"expected a region ({', '.join(regions)}), got {_show(v)}{hint}")
+            self.bad(_join(where, key), f"expected a region ({_listed(regions)}), got {_show(v)}{hint}")
 
     def site_ref(self, t: Mapping[str, Any], where: str, sites: list[str]) -> str:
         name = self.get(t, "site", where, "", _text, required="the name of a site")
@@ -1209,7 +1214,7 @@ class _Checker:
                     hint = f' (did you mean "{close[0]}"?)' if close else ""
                     self.bad(
                         _index("shadow.regions", i),
-                        f"expected a region ({', '.join(regions)}), got {_show(name)}{hint}",
+                        f"expected a region ({_listed(regions)}), got {_show(name)}{hint}",
                     )
                 picked.append(name)
         rules: list[tuple[str, tuple[Path, ...]]] = []
@@ -1625,7 +1630,7 @@ class _Checker:
                     _join(sw, "link"),
                     'expected "REGION->origin" or "REGION->client"'
                     + (' or "REGION->shield"' if has_shield else "")
-                    + f" with regions {', '.join(names)}"
+                    + f" with regions {_listed(names)}"
                     + (" (spikes on a link between regions are not modelled)" if b in names else "")
                     + f", got {_show(link)}",
                 )

@@ -769,3 +769,13 @@ def test_distribution_parameters_are_floats_even_from_integers() -> None:
     d = Distribution("lognormal", median=20_000, sigma=1, cap=5)
     assert [type(x) for x in (d.median, d.sigma, d.cap, d.value)] == [float] * 4
     assert json.dumps([d.median, d.sigma]) == "[20000.0, 1.0]"
+
+
+def test_region_lists_in_messages_leave_out_missing_and_bad_names() -> None:
+    # a cascade: the bad or missing name was listed among the choices ("(, us-east)")
+    text = (
+        '[[regions]]\nname = "bad name"\n[[regions]]\n[[regions]]\nname = "us-east"\n'
+        '[network.region_latency]\nnope = { us-east = "10ms" }\n[[sites]]\nname = "a"\n'
+    )
+    found = [p.message for p in problems(text) if p.key_path == "network.region_latency.nope"]
+    assert found == ['expected a region name (us-east), got "nope"']
