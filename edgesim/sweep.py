@@ -313,11 +313,12 @@ def _params(
 # --------------------------------------------------------------------------
 
 
-def _set(data: dict[str, Any], parts: Sequence[str], value: Any) -> str:
+def _set(data: dict[str, Any], parts: Sequence[str], value: Any) -> tuple[str, str]:
     """Set ``parts`` to ``value`` in the topology's TOML data; return the key path as
     the topology's problems name it (``regions[0].edge.nodes``), or that of the first
     table the setting made, when it made any (``regions[0].edge.cache`` for
-    ``regions.eu-west.edge.cache.size``: a problem there is the spec's doing too).
+    ``regions.eu-west.edge.cache.size``: a problem there is the spec's doing too), and
+    the key path set (``regions[0].edge.cache.size``).
 
     Raises:
         KeyError: with a message, when a part names no array element or goes through a
@@ -350,7 +351,7 @@ def _set(data: dict[str, Any], parts: Sequence[str], value: Any) -> str:
             if key not in cur and not made:
                 made = where
             cur = cur.setdefault(key, {})
-    return made or where
+    return made or where, where
 
 
 def _element(items: list[Any], key: str) -> int | None:
@@ -432,12 +433,20 @@ def _check_cell(
         data_probe = load_toml(spec.topology_text)
     section = [(q, "set", q.values[0]) for q in spec.fixed] + [(q, "grid", v) for q, v in values]
     problems: list[TopologyProblem] = []
+    set_by: dict[str, tuple[str, Parameter]] = {}  # key path set -> who set it
     for q, sec, v in section:
         try:
-            tl_path = _set(data_probe, q.parts, v)
+            tl_path, key_path = _set(data_probe, q.parts, v)
         except KeyError as exc:
             problems.append(TopologyProblem(file, q.line, f"{sec}.{q.name}", str(exc.args[0])))
             continue
+        if key_path in set_by:  # regions.eu-west.x and regions.0.x: one key, two values
+            other_sec, other = set_by[key_path]
+            also = f"{other_sec}.{other.name} (line {other.line})"
+            message = f"sets {key_path}, as {also} does: name each key once"
+            problems.append(TopologyProblem(file, q.line, f"{sec}.{q.name}", message))
+            continue
+        set_by[key_path] = (sec, q)
         sources.append((tl_path, q, v, sec))
     if problems:
         return problems

@@ -216,6 +216,16 @@ def test_spec_problems_are_one_line_each_with_file_line_and_key_path(spec_file: 
         f"{bad}:3: grid.regions.eu.edge.cache.size: value 1: regions[0].edge.cache: "
         'unknown key (did you mean "disk_cache"?)'
     )
+    # one key by its name and by its index: a grid of two values for one key, silently
+    bad.write_text(
+        'topology = "tiny.toml"\n[grid]\nregions.eu.edge.nodes = [1]\nregions.0.edge.nodes = [2]\n'
+    )
+    code, _, err = run_cli("sweep", str(bad))
+    assert code == 1
+    assert err.strip() == (
+        f"{bad}:4: grid.regions.0.edge.nodes: sets regions[0].edge.nodes, as grid.regions.eu.edge.nodes "
+        "(line 3) does: name each key once"
+    )
     bad.write_text('topology = "nope.toml"\n[grid]\nseed = 3\n')
     code, _, err = run_cli("sweep", str(bad))
     assert err.splitlines() == [
