@@ -108,6 +108,9 @@ _SEGMENT_ARRIVALS: Final = 1 << 18
 # before it starts (_Engine.check_load) instead of running for ever or out of memory.
 MAX_ARRIVALS: Final = 1e10
 _BYTES_PER_REQUEST: Final = 256.0
+# A synthetic catalog object's memory in a run: about 150 bytes measured (its URL, size,
+# class and origin entry); refused past the machine's memory at this
+_BYTES_PER_OBJECT: Final = 160.0
 # Largest guide to a site's popularity CDF (_SiteModel): 2 ** this entries.
 _GUIDE_MAX_BITS: Final = 16
 # Draws per numpy batch: large enough to amortise the call, small enough to stay in cache.
@@ -1316,6 +1319,7 @@ class _Engine:
         sample_seed: int | None = None,
         sample_thin: float = 0.0,
     ) -> None:
+        check_catalogs(topo.sites)
         self.topo = topo
         self.seed = seed
         self.rate = sample_rate
@@ -2567,6 +2571,24 @@ class _Engine:
         self.rec.flush()
         if progress is not None:
             progress(end, end, jid)
+
+
+def check_catalogs(sites: Iterable[Site]) -> None:
+    """Refuse synthetic catalogs that together need more than this machine's memory, at
+    :data:`_BYTES_PER_OBJECT` each (their URLs, sizes and policies are held by the
+    engine and its origin), before any is built.
+
+    Raises:
+        ValueError: the objects, the memory they need and the machine's.
+    """
+    objects = sum(s.catalog.objects for s in sites if s.catalog is not None)
+    memory = physical_memory()
+    need = objects * _BYTES_PER_OBJECT
+    if memory is not None and need > memory:
+        raise ValueError(
+            f"sites: {objects:,} catalog objects in all need about {need / 2**30:,.1f} GiB to simulate "
+            f"and this machine has {memory / 2**30:,.1f} GiB of memory: lower sites' catalog.objects"
+        )
 
 
 def physical_memory() -> float | None:

@@ -346,7 +346,7 @@ def topology_trace(
     """
     import numpy as np
 
-    from edgesim.engine import origin_catalog_spec, physical_memory
+    from edgesim.engine import check_catalogs, origin_catalog_spec, physical_memory
     from origin.core import OriginCore, parse_config
 
     if region is not None and region not in {r.name for r in topo.regions}:
@@ -360,6 +360,7 @@ def topology_trace(
     ]
     if not chosen:
         raise ValueError(f"{topo.name}: no synthetic site (with a catalog) to draw requests from")
+    check_catalogs(s for _, s in chosen)
     tr = topo.traffic
     peak = tr.peak_rps * (max(tr.diurnal) if tr.diurnal else 1.0)
     if requests is None:

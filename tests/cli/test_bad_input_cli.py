@@ -60,6 +60,11 @@ def files(tmp_path: Path) -> Path:
     (tmp_path / "inf-costs.toml").write_text(COSTS.replace("MISS", "inf"))
     (tmp_path / "binary.toml").write_bytes(b"\x00\xc0\xff" * 10)
     (tmp_path / "big-costs.toml").write_text("#" * (2 << 20))
+    # 200 catalogs of 10 million objects each: valid, but about 300 GiB to simulate
+    many = "".join(
+        f'[[sites]]\nname = "s{i}.test"\n[sites.catalog]\nobjects = 10000000\n' for i in range(200)
+    )
+    (tmp_path / "many-objects.toml").write_text(TINY.replace("[traffic]", many + "[traffic]"))
     # site folders the origin cannot load, or with nothing to request
     for name in ("empty", "loop", "fifo", "zero"):
         (tmp_path / "sites" / name).mkdir(parents=True)
@@ -117,6 +122,16 @@ def _one_error(args: list[str], cwd: Path, expected: str) -> None:
 
 
 CLI_CASES = [
+    # catalogs too large for memory: refused before any is built (a MemoryError, or mrc
+    # drawing for ever)
+    *[
+        (args, "sites: 2,000,000,020 catalog objects in all need about 298.0 GiB")
+        for args in (
+            ["run", "@many-objects.toml", "--quiet"],
+            ["mrc", "@many-objects.toml"],
+            ["bench", "engine", "@many-objects.toml"],
+        )
+    ],
     # origin URLs: a bad port said only "Port out of range"; a path and credentials were
     # ignored (and the password echoed in the start-up line)
     (
