@@ -1,0 +1,47 @@
+"""``edgesim._signals.stoppable``: SIGTERM and SIGHUP stop a run as Ctrl-C does, so its
+cleanup runs; results and errors pass through as themselves."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+import trio
+import trio.lowlevel
+
+from edgesim._signals import stoppable
+
+
+def test_the_result_and_errors_come_out_as_themselves() -> None:
+    async def answer(x: int) -> int:
+        await trio.lowlevel.checkpoint()
+        return x * 2
+
+    async def broken() -> None:
+        await trio.lowlevel.checkpoint()
+        raise ValueError("its own")
+
+    assert trio.run(stoppable, answer, 21) == 42
+    with pytest.raises(ValueError, match="its own"):
+        trio.run(stoppable, broken)
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP"])
+def test_a_stop_signal_interrupts_the_run_and_its_cleanup_runs(signame: str) -> None:
+    signum = getattr(signal, signame)
+    before = signal.getsignal(signum)
+    cleaned: list[bool] = []
+
+    async def long_run() -> None:
+        try:
+            await trio.sleep(0.05)
+            os.kill(os.getpid(), signum)
+            await trio.sleep(30)  # cancelled at once by the signal's KeyboardInterrupt
+        finally:
+            cleaned.append(True)
+
+    with pytest.raises(KeyboardInterrupt):
+        trio.run(stoppable, long_run)
+    assert cleaned == [True]
+    assert signal.getsignal(signum) == before  # the run's handler is gone with it
