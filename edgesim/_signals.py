@@ -31,7 +31,7 @@ async def stoppable(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
     out: list[T] = []
     try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_interrupt_on_signal)
+            await nursery.start(_interrupt_on_signal)  # listening before fn starts
             out.append(await fn(*args))
             nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
@@ -44,9 +44,10 @@ async def stoppable(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
     return out[0]
 
 
-async def _interrupt_on_signal() -> None:
+async def _interrupt_on_signal(*, task_status: Any) -> None:
     import trio
 
     with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
+        task_status.started()
         async for _ in signals:
             raise KeyboardInterrupt  # as Ctrl-C: the run stops and cleans up
