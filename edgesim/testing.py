@@ -641,14 +641,15 @@ class Network:
         while m.starting and m.started is not None:  # a restart is under way: crash what it starts
             await m.started.wait()
         event: dict[str, Any] = {"at": crash.at, "kind": "node_crash", "node": name}
+        if not m.up:
+            event["was_down"] = True
+        event["restart"] = crash.at + crash.down_for
+        self.fault_events.append(event)  # listed by the time the node is seen down
         if m.up:
             await self.crash(name)
         else:  # down already: this crash moves its restart
             m.crashes += 1
             m.generation += 1
-            event["was_down"] = True
-        event["restart"] = crash.at + crash.down_for
-        self.fault_events.append(event)
         generation = m.generation
         await trio.sleep_until(t0 + crash.at + crash.down_for)
         if m.generation != generation or m.up or m.starting:

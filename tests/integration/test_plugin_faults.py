@@ -417,12 +417,13 @@ async def test_live_scheduled_crash_refuses_real_connections_then_restarts(
             assert port is not None
             assert net.is_up("far-0")
             await _until(lambda: not net.is_up("far-0"))
-            assert [e["kind"] for e in net.fault_events] == ["node_crash"]
+            assert [e["kind"] for e in net.fault_events] == ["node_crash"]  # listed first
             with pytest.raises(OriginConnectError):  # the port is closed: refused
                 await net.get("far", "/page-3.html", node="far-0")
             await _until(lambda: net.is_up("far-0"))
             assert net.port("far-0") == port
             assert (await net.get("far", "/page-3.html", node="far-0")).header("x-cache") == "MISS"
+            await _until(lambda: len(net.fault_events) == 2)  # listed once the restart returns
             assert [e["kind"] for e in net.fault_events] == ["node_crash", "node_restart"]
             assert net.metrics()["nodes"]["far-0"]["crashes"] == 1
 
