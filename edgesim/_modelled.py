@@ -37,6 +37,7 @@ import trio
 from edgesim._client import InterimCallback, OriginConnectError, OriginError
 from edgesim.cache import HttpCache, MemoryStore
 from edgesim.engine import ring_owner
+from edgesim.errors import single_exception
 from edgesim.http import Request, Response
 from edgesim.metrics import O_COLLAPSED, O_ERROR, O_HIT, OUTCOME_CODES, Recorder
 from edgesim.node import EdgeConfig, EdgeNode, Join, Step
@@ -391,10 +392,7 @@ def run_until_interrupted(fn: Callable[..., Awaitable[None]], *args: Any, **kwar
     except BaseExceptionGroup as group:
         if group.subgroup(KeyboardInterrupt) is not None:
             return True
-        exc: BaseException = group
-        while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-            exc = exc.exceptions[0]
-        raise exc from None
+        raise single_exception(group) from None
     finally:
         serve_log.setLevel(level)
     return False

@@ -14,6 +14,8 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from edgesim.errors import single_exception
+
 T = TypeVar("T")
 
 # (SIGHUP is POSIX only)
@@ -35,12 +37,10 @@ async def stoppable(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
             out.append(await fn(*args))
             nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
-        exc: BaseException = group
-        while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-            exc = exc.exceptions[0]
-        if isinstance(exc, BaseExceptionGroup):
+        single = single_exception(group)
+        if isinstance(single, BaseExceptionGroup):
             raise
-        raise exc from None
+        raise single from None
     return out[0]
 
 

@@ -42,10 +42,9 @@ def parse_size(text: str) -> int:
     factor = _FACTORS[unit]
     if factor == 1 and frac.strip("0"):
         raise ValueError(f"expected a whole number of bytes (or a unit, as in 1.5KB), not {text!r}")
-    if len(whole) <= 15 and len(frac) <= 6:  # exact in a float: as sizes have always been read
-        size = int(float(m.group(1)) * factor)
-    else:  # exact arithmetic where a float would round (99999999999999999999999)
-        size = int(whole) * factor + int(frac or "0") * factor // 10 ** len(frac)
+    # exact (a float made 2.01KB 2009 bytes, and 10^23 bytes 99,999,999,999,999,991,611,392);
+    # a fraction of a byte is dropped
+    size = int(whole) * factor + int(frac or "0") * factor // 10 ** len(frac)
     if size > MAX_SIZE:
         raise ValueError(f"expected a size of at most {MAX_SIZE:,} bytes (8 EiB), not {text!r}")
     return size

@@ -255,26 +255,39 @@ def _steps(
 ) -> tuple[list[float], list[tuple[float, ...]]] | None:
     """Intervals ``(a, b, extra)`` as steps: the sorted edges, and between edges ``i``
     and ``i + 1`` the extras of the intervals holding that stretch, in ``spans``'
-    order (a sweep over the edges). None when the stretches would hold more than
-    ``budget`` extras in all (overlaps make that grow with the square of the spans)."""
-    edges = sorted({x for a, b, _ in spans if a < b for x in (a, b)})
+    order (:func:`_stretches`). None when the stretches would hold more than ``budget``
+    extras in all (overlaps make that grow with the square of the spans)."""
+    swept = _stretches([(a, b) for a, b, _ in spans], budget)
+    if swept is None:
+        return None
+    edges, held = swept
+    return edges, [tuple(spans[k][2] for k in ks) for ks in held]
+
+
+def _stretches(
+    spans: Sequence[tuple[float, float]], budget: int | None = None
+) -> tuple[list[float], list[tuple[int, ...]]] | None:
+    """Intervals ``[a, b)`` swept over their edges: the sorted edges, and between edges
+    ``i`` and ``i + 1`` the indices of the intervals holding that stretch, ascending.
+    None when the stretches would hold more than ``budget`` indices in all."""
+    edges = sorted({x for a, b in spans if a < b for x in (a, b)})
     starts: dict[float, list[int]] = {}
     ends: dict[float, list[int]] = {}
-    for k, (a, b, _) in enumerate(spans):
+    for k, (a, b) in enumerate(spans):
         if a < b:
             starts.setdefault(a, []).append(k)
             ends.setdefault(b, []).append(k)
     running: set[int] = set()
-    extras: list[tuple[float, ...]] = []
+    held: list[tuple[int, ...]] = []
     stored = 0
     for x in edges[:-1]:
         running.difference_update(ends.get(x, ()))
         running.update(starts.get(x, ()))
         stored += len(running)
-        if stored > budget:
+        if budget is not None and stored > budget:
             return None
-        extras.append(tuple(spans[k][2] for k in sorted(running)))
-    return edges, extras
+        held.append(tuple(sorted(running)))
+    return edges, held
 
 
 def _down_at(edges: list[float], down: list[bool], t: float) -> bool:
@@ -2601,23 +2614,16 @@ def physical_memory() -> float | None:
 
 
 def _running_sets(begin: np.ndarray, finish: np.ndarray, at: np.ndarray) -> list[tuple[int, ...]]:
-    """For each instant of ``at`` (ascending), the crowds running then (``begin <= t <
-    finish``), as ascending indices: one sweep over the crowds' edges, not an instants x
-    crowds table."""
-    starts_order = np.argsort(begin, kind="stable").tolist()
-    ends_order = np.argsort(finish, kind="stable").tolist()
-    b, f = begin.tolist(), finish.tolist()
-    running: set[int] = set()
+    """For each instant of ``at``, the crowds running then (``begin <= t < finish``), as
+    ascending indices: looked up in the crowds' stretches (:func:`_stretches`), not in
+    an instants x crowds table."""
+    swept = _stretches(list(zip(begin.tolist(), finish.tolist(), strict=True)))
+    assert swept is not None  # (no budget)
+    edges, held = swept
     out: list[tuple[int, ...]] = []
-    i = j = 0
     for t in at.tolist():
-        while i < len(starts_order) and b[starts_order[i]] <= t:
-            running.add(starts_order[i])
-            i += 1
-        while j < len(ends_order) and f[ends_order[j]] <= t:
-            running.discard(ends_order[j])
-            j += 1
-        out.append(tuple(sorted(c for c in running if b[c] <= t < f[c])))
+        i = bisect_right(edges, t) - 1
+        out.append(held[i] if 0 <= i < len(held) else ())
     return out
 
 

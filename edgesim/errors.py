@@ -101,3 +101,11 @@ class TopologyError(EdgesimError, ValueError):
     def __init__(self, problems: Sequence[TopologyProblem]) -> None:
         self.problems = tuple(problems)
         super().__init__("\n".join(str(p) for p in self.problems))
+
+
+def single_exception(exc: BaseException) -> BaseException:
+    """``exc`` out of the exception groups of one that Trio's nurseries wrap it in (a
+    group of several is returned as it is)."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc

@@ -541,21 +541,27 @@ def _errors_note(reports: list[dict[str, Any]], name: str) -> str:
     spent more than the error budget, else nothing."""
     for rep in reports:
         stats = rep["regions"].get(name) or {}
-        requests = int(stats.get("requests", 0))
-        bad = int(stats.get("errors", 0)) + int(stats.get("failed", 0))
-        if requests and bad > ERROR_BUDGET * requests:
+        if _over_budget(stats):
             return (
-                f"; {bad:,} of its {requests:,} requests failed or got errors with seed "
-                f"{rep['meta'].get('seed')}, more than the error budget of {ERROR_BUDGET:.1%}"
+                f"; {_bad(stats):,} of its {int(stats['requests']):,} requests failed or got errors "
+                f"with seed {rep['meta'].get('seed')}, more than the error budget of {ERROR_BUDGET:.1%}"
             )
     return ""
 
 
+def _bad(stats: dict[str, Any]) -> int:
+    """A region's requests that failed or got an error answer."""
+    return int(stats.get("errors", 0)) + int(stats.get("failed", 0))
+
+
+def _over_budget(stats: dict[str, Any]) -> bool:
+    """Whether a region with requests spent more than the error budget."""
+    requests = int(stats.get("requests", 0))
+    return requests > 0 and _bad(stats) > ERROR_BUDGET * requests
+
+
 def _region_passes(stats: dict[str, Any] | None, objective: Objective) -> bool:
-    if not stats or not stats.get("requests"):
-        return False
-    bad = int(stats.get("errors", 0)) + int(stats.get("failed", 0))
-    if bad > ERROR_BUDGET * int(stats["requests"]):
+    if not stats or not stats.get("requests") or _over_budget(stats):
         return False
     return objective.check(stats["latency"])[0]
 

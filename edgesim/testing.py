@@ -59,7 +59,7 @@ from urllib.parse import quote, urlsplit
 
 import pytest
 
-from edgesim.errors import EdgesimError
+from edgesim.errors import EdgesimError, single_exception
 from edgesim.http import Request, Response
 from edgesim.topology import NodeCrash, ShadowSpec, Site, Topology
 from edgesim.topology import Origin as OriginModel
@@ -678,21 +678,10 @@ async def _scheduled_faults(net: Network, scope: trio.CancelScope, t0: float) ->
 _URL_SAFE = "!#$%&'()*+,/:;=?@[]~-._"
 
 
-def _only_exception(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
-    """The one exception in ``group`` (through nested groups of one), else None."""
-    exc: BaseException = group
-    while isinstance(exc, BaseExceptionGroup):
-        if len(exc.exceptions) != 1:
-            return None
-        exc = exc.exceptions[0]
-    return exc
-
-
 def _only_oserror(exc: BaseException) -> OSError | None:
     """The one OSError of ``exc`` (maybe wrapped in exception groups by Trio's
     nurseries), else None."""
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
+    exc = single_exception(exc)
     return exc if isinstance(exc, OSError) else None
 
 
@@ -1166,8 +1155,8 @@ async def open_network(
         except BaseExceptionGroup as group:
             # Trio groups what its nursery raises: a test's own error, or this start's,
             # comes out as itself (pytest.raises(NetworkError) works)
-            single = _only_exception(group)
-            if single is None:
+            single = single_exception(group)
+            if isinstance(single, BaseExceptionGroup):
                 raise
             raise single from None
 

@@ -681,7 +681,8 @@ def _scan(root: Path, bodies: bool) -> dict[str, tuple[str, int, float, bytes | 
             rel = f"{prefix}/{ent.name}"
             try:
                 is_dir = ent.is_dir()  # follows symlinks
-                here = (ent.stat().st_dev, ent.stat().st_ino) if is_dir else (0, 0)
+                st = ent.stat() if is_dir else None
+                here = (st.st_dev, st.st_ino) if st is not None else (0, 0)
                 is_file = not is_dir and ent.is_file()
             except OSError as e:  # a link to itself, say
                 raise SiteConfigError(f"{ent.path}: {e.strerror or e}") from None
