@@ -52,6 +52,7 @@ from edgesim.topology import (
     Topology,
     Traffic,
 )
+from edgesim.traces import format_by_name
 from origin._config import MIN_PARETO_ALPHA
 
 __all__ = ["DIURNAL_PROFILES", "bundled_dir", "load_topology", "parse_topology", "resolve_topology_arg"]
@@ -161,8 +162,6 @@ SHADOW_KEYS = ("candidate", "rollout", "timeout", "samples", "regions", "rules",
 EVICTIONS = ("lru", "fifo")
 BALANCERS = ("random", "least-connections", "consistent-hash")
 TRACE_FORMATS = ("csv", "oracle-general")
-_BINARY_SUFFIXES = (".oraclegeneral", ".bin")
-_COMPRESSED_SUFFIXES = (".zst", ".gz", ".xz", ".bz2")
 # Distribution kinds and their parameters, as in _edgesim.toml (docs/origin.md).
 DIST_PARAMS: dict[str, tuple[str, ...]] = {
     "fixed": ("value",),
@@ -1463,14 +1462,9 @@ class _Checker:
             if "trace" not in t:
                 self.bad(_join(w, "trace_format"), "expected only with traffic.trace")
         elif trace is not None:
-            # As edgesim.traces.sniff_format by name; "" leaves sniffing the content to
-            # the reader.
-            suffix = trace.suffix.lower()
-            trace_format = (
-                "csv" if suffix == ".csv" else "oracle-general" if suffix in _BINARY_SUFFIXES else ""
-            )
-        if trace is not None and trace.suffix.lower() in _COMPRESSED_SUFFIXES:
-            self.bad(_join(w, "trace"), "expected an uncompressed trace (decompress it first, e.g. zstd -d)")
+            # By name, as edgesim.traces.sniff_format; "" leaves sniffing the content
+            # to the reader.
+            trace_format = format_by_name(trace) or ""
 
         def within(tbl: Mapping[str, Any], key: str, where: str, *, required: bool = True) -> float:
             at = self.get(tbl, key, where, 0.0, _duration(), required=_DURATION_HINT if required else "")

@@ -39,12 +39,12 @@ def parse_size(text: str) -> int:
     if m is None or unit not in _FACTORS:
         raise ValueError(f"expected a size such as 512MB, 1GiB or 1000000, not {text!r}")
     whole, _, frac = m.group(1).partition(".")
-    factor = _FACTORS[unit]
+    factor: int = _FACTORS[unit]
     if factor == 1 and frac.strip("0"):
         raise ValueError(f"expected a whole number of bytes (or a unit, as in 1.5KB), not {text!r}")
     # exact (a float made 2.01KB 2009 bytes, and 10^23 bytes 99,999,999,999,999,991,611,392);
     # a fraction of a byte is dropped
-    size = int(whole) * factor + int(frac or "0") * factor // 10 ** len(frac)
+    size: int = int(whole) * factor + int(frac or "0") * factor // 10 ** len(frac)
     if size > MAX_SIZE:
         raise ValueError(f"expected a size of at most {MAX_SIZE:,} bytes (8 EiB), not {text!r}")
     return size

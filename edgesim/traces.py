@@ -26,6 +26,15 @@ Formats
   for the same object, -1 if none (libCacheSim's ``traceConv``); it is ignored when
   reading and computed when writing.
 
+Compression
+-----------
+Either format may be compressed with gzip, bzip2, xz or zstd (libCacheSim publishes its
+traces as ``.oracleGeneral.zst``). The compression is told by the file's first bytes,
+whatever its name; a compression suffix (``.gz``, ``.bz2``, ``.xz``, ``.zst``) is
+dropped before the format is taken from the name, and a name with such a suffix whose
+content is not that kind of data is refused. The content is decompressed as it is
+read; corrupt or truncated data is a :class:`~edgesim.errors.TraceError`.
+
 Errors
 ------
 Every problem is a :class:`~edgesim.errors.TraceError` naming the file, the line (CSV)
@@ -35,19 +44,35 @@ only a row that fails is looked at again to say exactly what is wrong with it.
 
 from __future__ import annotations
 
+import bz2
 import csv
+import gzip
+import io
+import lzma
 import math
 import os
 import sys
+import zlib
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Literal
+from typing import IO, Any, Literal, cast
 
 from edgesim._atomic import is_special
 from edgesim.errors import TraceError
 
-__all__ = ["CSV", "ORACLE_GENERAL", "Trace", "TraceFormat", "read_trace", "sniff_format", "write_trace"]
+__all__ = [
+    "CSV",
+    "ORACLE_GENERAL",
+    "Trace",
+    "TraceFormat",
+    "compression_of",
+    "format_by_name",
+    "read_trace",
+    "sniff_format",
+    "write_trace",
+]
 
 TraceFormat = Literal["csv", "oracle-general"]
 CSV: TraceFormat = "csv"
@@ -63,7 +88,12 @@ HEADER_PLACED = ("time", "key", "size", "region", "site")
 _EXPECTED_HEADER = "'time,key,size' or 'time,key,size,region,site'"
 
 _BINARY_SUFFIXES = (".oraclegeneral", ".bin")
-_COMPRESSED_SUFFIXES = (".zst", ".gz", ".xz", ".bz2")
+# Compressions, by their first bytes and by the suffixes that name them.
+_MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"), (b"\x28\xb5\x2f\xfd", "zstd"))
+COMPRESSION_SUFFIXES = {".gz": "gzip", ".bz2": "bzip2", ".xz": "xz", ".zst": "zstd", ".zstd": "zstd"}
+# A binary trace is read whole; its decompressed size is capped (a small file can
+# expand to more than the machine holds).
+_READ_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -189,28 +219,22 @@ class Trace:
 
 
 def sniff_format(path: str | os.PathLike[str]) -> TraceFormat:
-    """The format of a trace file: by extension, else by content.
+    """The format of a trace file: by name, else by content.
 
+    A compression suffix is dropped first (``x.csv.gz`` is a compressed CSV). Then
     ``.csv`` is CSV; ``.oracleGeneral`` and ``.bin`` (also ``x.oracleGeneral.bin``) are
-    oracleGeneral. Otherwise a file whose first line is the CSV header (or is printable
-    text) is CSV, and anything else is taken as oracleGeneral.
+    oracleGeneral. Otherwise a file whose first line (decompressed) is the CSV header,
+    or is printable text, is CSV, and anything else is taken as oracleGeneral.
 
     Raises:
-        TraceError: the file cannot be opened, or is compressed.
+        TraceError: the file cannot be opened, or its compressed data is corrupt.
     """
     name = os.fspath(path)
-    lower = name.lower()
-    if lower.endswith(_COMPRESSED_SUFFIXES):
-        raise TraceError(name, "compressed traces are not supported; decompress the file first (zstd -d)")
-    if lower.endswith(".csv"):
-        return CSV
-    if lower.endswith(_BINARY_SUFFIXES):
-        return ORACLE_GENERAL
-    try:
-        with open(name, "rb") as f:
-            head = f.read(256)
-    except OSError as exc:
-        raise TraceError(name, f"cannot open: {exc.strerror or exc}") from None
+    by_name = format_by_name(name)
+    if by_name is not None:
+        return by_name
+    with _opened(name) as (f, _):
+        head = f.read(256)
     head = head.removeprefix(b"\xef\xbb\xbf")
     if head.lower().startswith(b"time,"):
         return CSV
@@ -218,6 +242,133 @@ def sniff_format(path: str | os.PathLike[str]) -> TraceFormat:
     if head and all(32 <= b < 127 or b in b"\t\r" for b in first_line):
         return CSV
     return ORACLE_GENERAL
+
+
+def format_by_name(path: str | os.PathLike[str]) -> TraceFormat | None:
+    """The format a trace file's name gives (see :func:`sniff_format`), or None."""
+    lower = _uncompressed_name(os.fspath(path))[0].lower()
+    if lower.endswith(".csv"):
+        return CSV
+    if lower.endswith(_BINARY_SUFFIXES):
+        return ORACLE_GENERAL
+    return None
+
+
+def compression_of(path: str | os.PathLike[str]) -> str | None:
+    """The compression of a trace file (``"gzip"``, ``"bzip2"``, ``"xz"``, ``"zstd"``),
+    or None for a plain file: by its first bytes (see the module's notes).
+
+    Raises:
+        TraceError: the file cannot be opened, or its name says compressed and its
+            content is not.
+    """
+    with _opened(os.fspath(path)) as (_, kind):
+        return kind
+
+
+def _uncompressed_name(name: str) -> tuple[str, str | None]:
+    """``name`` less a compression suffix, and the compression that suffix names."""
+    root, ext = os.path.splitext(name)
+    kind = COMPRESSION_SUFFIXES.get(ext.lower())
+    return (root, kind) if kind is not None else (name, None)
+
+
+@contextmanager
+def _opened(name: str) -> Iterator[tuple[IO[bytes], str | None]]:
+    """The file's content as a binary stream, decompressed as it is read, and the
+    compression found (None for a plain file).
+
+    The compression is told by the first bytes. A name that ends in an oracleGeneral
+    suffix (and no compression suffix) is read as it is: a record's first field is a
+    free 32-bit time, which could start like gzip data.
+    """
+    try:
+        f = open(name, "rb")  # noqa: SIM115 - closed by the with below; open's own errors apart
+    except OSError as exc:
+        raise TraceError(name, f"cannot open: {exc.strerror or exc}") from None
+    with f:
+        plain_name, named = _uncompressed_name(name)
+        kind, head = None, b""
+        if named is not None or not plain_name.lower().endswith(_BINARY_SUFFIXES):
+            try:
+                head = f.read(6)
+                f.seek(0)
+            except OSError as exc:
+                raise TraceError(name, f"cannot read: {exc.strerror or exc}") from None
+            kind = next((k for magic, k in _MAGIC if head.startswith(magic)), None)
+        if named is not None and kind != named:
+            found = "empty" if not head else f"{kind} data" if kind else "not compressed"
+            suffix = name[len(plain_name) :]
+            raise TraceError(name, f"expected {named} data (by its {suffix} suffix), but the file is {found}")
+        if kind is None:
+            yield f, None
+            return
+        corrupt: tuple[type[Exception], ...] = (EOFError, OSError, zlib.error, lzma.LZMAError)
+        corrupt += _zstd_errors()
+        try:
+            with _decompressing(kind, f) as stream:
+                yield stream, kind
+        except corrupt as exc:
+            raise TraceError(name, f"corrupt {kind} data: {exc}") from None
+
+
+def _decompressing(kind: str, f: IO[bytes]) -> IO[bytes]:
+    if kind == "gzip":
+        return cast(IO[bytes], gzip.GzipFile(fileobj=f, mode="rb"))
+    if kind == "bzip2":
+        return cast(IO[bytes], bz2.BZ2File(f))
+    if kind == "xz":
+        return cast(IO[bytes], lzma.LZMAFile(f))
+    return cast(IO[bytes], io.BufferedReader(_ZstdFrames(f)))
+
+
+class _ZstdFrames(io.RawIOBase):
+    """zstd frames, one after another, decompressed; input that ends inside a frame is
+    an EOFError, as gzip's, bz2's and lzma's readers say. (zstandard's own
+    ``stream_reader`` ends quietly there.)"""
+
+    _IN = 16384  # compressed bytes per step: a step's output stays bounded
+
+    def __init__(self, f: IO[bytes]) -> None:
+        import zstandard
+
+        self._f = f
+        self._new = zstandard.ZstdDecompressor().decompressobj
+        self._frame: Any = None
+        self._out = b""
+        self._at = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        while self._at == len(self._out):
+            data = self._f.read(self._IN)
+            if not data:
+                if self._frame is not None:
+                    raise EOFError("compressed file ended before the end-of-stream marker was reached")
+                return 0
+            out = []
+            while data:
+                if self._frame is None:
+                    self._frame = self._new()
+                out.append(self._frame.decompress(data))
+                data = b""
+                if self._frame.eof:
+                    data, self._frame = self._frame.unused_data, None
+            self._out, self._at = b"".join(out), 0
+        n = min(len(b), len(self._out) - self._at)
+        b[:n] = self._out[self._at : self._at + n]
+        self._at += n
+        return n
+
+
+def _zstd_errors() -> tuple[type[Exception], ...]:
+    try:
+        import zstandard
+    except ImportError:  # pragma: no cover - a dependency
+        return ()
+    return (zstandard.ZstdError,)
 
 
 def read_trace(path: str | os.PathLike[str], format: str | None = None) -> Trace:
@@ -246,11 +397,8 @@ def read_trace(path: str | os.PathLike[str], format: str | None = None) -> Trace
 
 
 def _read_oracle_general(name: str) -> Trace:
-    try:
-        with open(name, "rb") as f:
-            data = f.read()
-    except OSError as exc:
-        raise TraceError(name, f"cannot open: {exc.strerror or exc}") from None
+    with _opened(name) as (f, kind):
+        data = _read_whole(name, f, kind)
     if not data:
         raise TraceError(name, "empty file (expected oracleGeneral records of 24 bytes)")
     n, extra = divmod(len(data), RECORD_SIZE)
@@ -279,12 +427,43 @@ def _read_oracle_general(name: str) -> Trace:
     return Trace(array("d", times_u32), keys, array("q", sizes_u32))
 
 
-def _read_csv(name: str) -> Trace:
+def _read_whole(name: str, f: IO[bytes], kind: str | None) -> bytes | bytearray:
+    """All of a binary trace's content; decompressed, at most a quarter of this
+    machine's memory (the columns take as much again)."""
     try:
-        with open(name, encoding="utf-8-sig", newline="") as f:
-            return _parse_csv(name, f)
+        if kind is None:
+            return f.read()
+        from edgesim.engine import physical_memory
+
+        memory = physical_memory()
+        limit = int(memory // 4) if memory is not None else 1 << 40
+        data = bytearray()
+        while chunk := f.read(_READ_CHUNK):
+            data += chunk
+            if len(data) > limit:
+                raise TraceError(
+                    name,
+                    f"decompresses to more than {limit:,} bytes, a quarter of this machine's "
+                    f"memory ({limit // RECORD_SIZE:,} records); replay a part of it",
+                )
+        return data
     except OSError as exc:
-        raise TraceError(name, f"cannot open: {exc.strerror or exc}") from None
+        if kind is not None:
+            raise  # the decompressor's: corrupt data (see _opened)
+        raise TraceError(name, f"cannot read: {exc.strerror or exc}") from None
+
+
+def _read_csv(name: str) -> Trace:
+    with _opened(name) as (raw, kind):
+        f = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+        try:
+            return _parse_csv(name, f)
+        except OSError as exc:
+            if kind is not None:
+                raise  # the decompressor's: corrupt data (see _opened)
+            raise TraceError(name, f"cannot read: {exc.strerror or exc}") from None
+        finally:
+            f.detach()
 
 
 def _parse_csv(name: str, f: Iterable[str]) -> Trace:
@@ -370,15 +549,16 @@ def _parse_csv(name: str, f: Iterable[str]) -> Trace:
 
 
 def first_non_utf8_line(name: str) -> int | None:
-    """The number of the first line of file ``name`` that is not UTF-8, or None."""
+    """The number of the first line of file ``name`` that is not UTF-8, or None
+    (decompressed, for a compressed trace)."""
     try:
-        with open(name, "rb") as f:
+        with _opened(name) as (f, _):
             for number, raw in enumerate(f, 1):
                 try:
                     raw.decode("utf-8")
                 except UnicodeDecodeError:
                     return number
-    except OSError:
+    except (OSError, TraceError):
         return None
     return None
 

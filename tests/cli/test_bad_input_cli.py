@@ -8,6 +8,7 @@ failure, and every case fails before anything is measured, served or simulated.
 
 from __future__ import annotations
 
+import gzip
 import os
 from pathlib import Path
 
@@ -57,6 +58,7 @@ def files(tmp_path: Path) -> Path:
     (tmp_path / "tiny.toml").write_text(TINY)
     (tmp_path / "good.csv").write_text("time,key,size\n0,/a,100\n1,/b,200\n")
     (tmp_path / "huge.csv").write_text("time,key,size\n0,/a,100\n1,/b,99999999999999999999999\n")
+    (tmp_path / "cut.csv.gz").write_bytes(gzip.compress(b"time,key,size\n" + b"0,/a,100\n" * 1000)[:-30])
     (tmp_path / "inf-costs.toml").write_text(COSTS.replace("MISS", "inf"))
     (tmp_path / "binary.toml").write_bytes(b"\x00\xc0\xff" * 10)
     (tmp_path / "big-costs.toml").write_text("#" * (2 << 20))
@@ -266,6 +268,8 @@ CLI_CASES = [
     (["redirects", "check", "@fifo"], "fifo: not a regular file"),
     (["redirects", "check", "/dev/zero"], "/dev/zero: not a regular file"),
     (["replay", "@fifo", "--cache-size", "1MB"], "fifo: not a regular file"),
+    (["replay", "@cut.csv.gz", "--cache-size", "1MB"], "cut.csv.gz: corrupt gzip data: "),
+    (["mrc", "@cut.csv.gz"], "cut.csv.gz: corrupt gzip data: "),
     (["sweep", "@fifo"], "not a regular file"),
     # the spec's topology a FIFO (reading it hung) or a name with a NUL (a traceback)
     (["sweep", "@sweep-fifo.toml"], "sweep-fifo.toml:1: topology: fifo: not a regular file"),
@@ -303,6 +307,11 @@ TOPOLOGY_CASES = [
         'warmup = "2s"',
         'warmup = "2s"\ntrace = "@huge.csv"',
         "bad.toml: traffic.trace: @huge.csv:3: size '9999",
+    ),
+    (
+        'warmup = "2s"',
+        'warmup = "2s"\ntrace = "@cut.csv.gz"',
+        "bad.toml: traffic.trace: @cut.csv.gz: corrupt gzip data: Compressed file ended",
     ),
     # a device or FIFO where a file is read, or a file too large for what it names:
     # validate ate all memory or hung

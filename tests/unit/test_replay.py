@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import json
+import lzma
 import struct
 from pathlib import Path
 
 import pytest
+import zstandard
 from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -14,7 +18,7 @@ from hypothesis import strategies as st
 from edgesim.cli import cli
 from edgesim.errors import EdgesimError, TraceError
 from edgesim.replay import POLICIES, bench, replay
-from edgesim.traces import Trace, read_trace, sniff_format, write_trace
+from edgesim.traces import Trace, compression_of, format_by_name, read_trace, sniff_format, write_trace
 
 Request = tuple[int, int]  # (key, size)
 
@@ -264,11 +268,125 @@ def test_missing_compressed_and_unknown_format(tmp_path: Path) -> None:
         read_trace(tmp_path / "nope.csv")
     with pytest.raises(TraceError, match=r"nope: cannot open"):
         read_trace(tmp_path / "nope")
-    with pytest.raises(TraceError, match="compressed traces are not supported"):
-        read_trace(tmp_path / "t.oracleGeneral.zst")
     assert issubclass(TraceError, EdgesimError)
     with pytest.raises(ValueError, match="unknown trace format"):
         read_trace(tmp_path / "x.csv", "parquet")
+
+
+def _compressed(kind: str, data: bytes) -> bytes:
+    if kind == "gzip":
+        return gzip.compress(data)
+    if kind == "bzip2":
+        return bz2.compress(data)
+    if kind == "xz":
+        return lzma.compress(data)
+    return zstandard.ZstdCompressor().compress(data)
+
+
+_SUFFIX = {"gzip": ".gz", "bzip2": ".bz2", "xz": ".xz", "zstd": ".zst"}
+
+
+@pytest.mark.parametrize("kind", ["gzip", "bzip2", "xz", "zstd"])
+@pytest.mark.parametrize("fmt", ["csv", "oracle-general"])
+def test_compressed_traces_read_as_the_plain_ones(tmp_path: Path, kind: str, fmt: str) -> None:
+    rows = [(t * 0.5 if fmt == "csv" else t, (t * 7) % 13, 100 + t % 5) for t in range(500)]
+    name = "t.csv" if fmt == "csv" else "t.oracleGeneral"
+    plain = tmp_path / name
+    write_trace(plain, Trace.from_rows(rows))
+    named = tmp_path / (name + _SUFFIX[kind])
+    named.write_bytes(_compressed(kind, plain.read_bytes()))
+    unnamed = tmp_path / "trace"  # no suffix at all: compression and format by content
+    unnamed.write_bytes(named.read_bytes())
+    want = list(read_trace(plain).rows())
+    assert len(want) == 500
+    for path in (named, unnamed):
+        assert compression_of(path) == kind
+        assert sniff_format(path) == fmt
+        assert list(read_trace(path).rows()) == want
+    assert compression_of(plain) is None
+    assert format_by_name(named) == fmt and format_by_name(unnamed) is None
+
+
+def test_zstd_frames_one_after_another(tmp_path: Path) -> None:
+    plain = tmp_path / "t.bin"
+    write_trace(plain, Trace.from_rows([(t, t % 3, 10) for t in range(100)]))
+    frame = _compressed("zstd", plain.read_bytes())
+    two = tmp_path / "two.bin.zst"
+    two.write_bytes(frame + frame)
+    assert len(read_trace(two)) == 200
+
+
+@pytest.mark.parametrize("kind", ["gzip", "bzip2", "xz", "zstd"])
+def test_corrupt_or_truncated_compressed_traces(tmp_path: Path, kind: str) -> None:
+    data = b"time,key,size\n" + b"".join(b"%d,k%d,10\n" % (i, i % 50) for i in range(5000))
+    whole = _compressed(kind, data)
+    cut = tmp_path / ("cut.csv" + _SUFFIX[kind])
+    cut.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(TraceError, match=rf"cut\.csv\{_SUFFIX[kind]}: corrupt {kind} data: "):
+        read_trace(cut)
+    garbled = tmp_path / ("garbled.bin" + _SUFFIX[kind])
+    garbled.write_bytes(whole[:12] + bytes(range(256)) * 4)
+    with pytest.raises(TraceError, match=rf"garbled\.bin\{_SUFFIX[kind]}: corrupt {kind} data: "):
+        read_trace(garbled)
+
+
+def test_a_compression_suffix_must_match_the_content(tmp_path: Path) -> None:
+    fake = tmp_path / "t.csv.gz"
+    fake.write_bytes(b"time,key,size\n0,a,1\n")
+    with pytest.raises(
+        TraceError,
+        match=r"t\.csv\.gz: expected gzip data \(by its \.gz suffix\), but the file is not compressed",
+    ):
+        read_trace(fake)
+    other = tmp_path / "t.csv.zst"
+    other.write_bytes(gzip.compress(b"time,key,size\n0,a,1\n"))
+    with pytest.raises(
+        TraceError, match=r"expected zstd data \(by its \.zst suffix\), but the file is gzip data"
+    ):
+        read_trace(other)
+    empty = tmp_path / "t.bin.xz"
+    empty.write_bytes(b"")
+    with pytest.raises(TraceError, match=r"expected xz data \(by its \.xz suffix\), but the file is empty"):
+        read_trace(empty)
+
+
+def test_binary_names_are_not_sniffed_for_compression(tmp_path: Path) -> None:
+    # A record whose time is 0x00088b1f starts with gzip's magic bytes 1f 8b 08 00.
+    rows = [(0x00088B1F, 1, 10), (0x00088B20, 2, 10)]
+    path = tmp_path / "t.oracleGeneral"
+    write_trace(path, Trace.from_rows(rows))
+    assert path.read_bytes()[:4] == b"\x1f\x8b\x08\x00"
+    assert compression_of(path) is None
+    assert list(read_trace(path).rows()) == [(float(t), k, s) for t, k, s in rows]
+
+
+def test_compressed_bad_rows_keep_their_line_numbers(tmp_path: Path) -> None:
+    bad = tmp_path / "t.csv.gz"
+    bad.write_bytes(gzip.compress(b"time,key,size\n0,a,1\n1,b,x\n"))
+    with pytest.raises(TraceError, match=r"t\.csv\.gz:3: size 'x' is not a whole number"):
+        read_trace(bad)
+    latin = tmp_path / "l.csv.xz"
+    latin.write_bytes(lzma.compress(b"time,key,size\n0,a,1\n1,\xe9,2\n"))
+    with pytest.raises(TraceError, match=r"l\.csv\.xz:3: not UTF-8 text"):
+        read_trace(latin)
+
+
+def test_decompressed_binary_trace_is_capped_by_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The cap is a quarter of physical memory; a small "machine" shows it.
+    import edgesim.engine
+
+    monkeypatch.setattr(edgesim.engine, "physical_memory", lambda: 4.0 * 10**6)
+    bomb = tmp_path / "bomb.oracleGeneral.gz"
+    bomb.write_bytes(gzip.compress(bytes(24 * 50_000)))  # 1.2 MB, compresses to ~1 KB
+    with pytest.raises(
+        TraceError, match=r"bomb\.oracleGeneral\.gz: decompresses to more than 1,000,000 bytes"
+    ):
+        read_trace(bomb)
+    small = tmp_path / "small.oracleGeneral.gz"
+    small.write_bytes(gzip.compress(bytes(24 * 40_000)))
+    assert len(read_trace(small)) == 40_000
 
 
 def test_writer_rejects_values_oracle_general_cannot_hold(tmp_path: Path) -> None:

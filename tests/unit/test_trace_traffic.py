@@ -143,3 +143,31 @@ def test_objects_are_numbered_by_popularity(tmp_path: Path) -> None:
     tt = load_trace_traffic(topo)
     assert list(tt.objects) == [1, 2, 0, 0, 1, 0, 3]
     assert tt.site_sizes[0] == (30, 10, 20, 40)  # each key's first size, by rank
+
+
+def test_a_compressed_trace_is_the_same_traffic(tmp_path: Path) -> None:
+    import zstandard
+
+    rows = "time,key,size,region,site\n" + "".join(
+        f"{i},k{i % 7},{100 + i},{'eu' if i % 3 else 'us'},{'a.example' if i % 4 else 'b.example'}\n"
+        for i in range(60)
+    )
+    plain = topology(tmp_path, rows)
+    (tmp_path / "t.csv.zst").write_bytes(zstandard.ZstdCompressor().compress(rows.encode()))
+    packed = parse_topology(TOPO.replace('"t.csv"', '"t.csv.zst"'), path=tmp_path / "t.toml")
+    assert packed.traffic.trace_format == "csv"  # by the name, less its compression suffix
+    a, b = load_trace_traffic(plain), load_trace_traffic(packed)
+    assert (list(a.times), list(a.regions), list(a.sites), list(a.objects)) == (
+        list(b.times),
+        list(b.regions),
+        list(b.sites),
+        list(b.objects),
+    )
+    assert a.site_sizes == b.site_sizes and len(a.times) == 60
+
+
+def test_a_corrupt_compressed_trace_is_one_error(tmp_path: Path) -> None:
+    (tmp_path / "t.csv.gz").write_bytes(b"\x1f\x8b\x08\x00" + bytes(40))
+    topo = parse_topology(TOPO.replace('"t.csv"', '"t.csv.gz"'), path=tmp_path / "t.toml")
+    with pytest.raises(TraceError, match=r"t\.csv\.gz: corrupt gzip data"):
+        load_trace_traffic(topo)
