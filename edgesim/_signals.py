@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from edgesim.errors import single_exception
@@ -20,6 +21,29 @@ T = TypeVar("T")
 
 # (SIGHUP is POSIX only)
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+@contextmanager
+def held() -> Iterator[Callable[[], bool]]:
+    """Hold Ctrl-C, SIGTERM and SIGHUP while the block runs, so that a report being built
+    or written is finished rather than lost (an atomic write leaves nothing behind when
+    stopped). Yields a function telling whether one came; what to do then is the
+    caller's. The former handlers are back when the block ends. In the main thread only;
+    elsewhere signals cannot be received, and this holds nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    came: list[int] = []
+
+    def hold(signum: int, frame: Any) -> None:
+        came.append(signum)
+
+    before = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, *STOP_SIGNALS)}
+    try:
+        yield lambda: bool(came)
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
 
 
 async def stoppable(fn: Callable[..., Awaitable[T]], *args: Any) -> T:

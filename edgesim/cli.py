@@ -27,6 +27,7 @@ from edgesim._clitypes import (
     write_result,
 )
 from edgesim._compiled import cores_description
+from edgesim._signals import held
 from edgesim.errors import EdgesimError, TraceError
 
 # Exit codes: 0 fine, 1 the checked input has errors, 2 usage errors (click's own).
@@ -939,15 +940,20 @@ def run_command(
     report = result.to_dict(deterministic=True)
     report["meta"].update(cut)
     report["meta"]["topology_text"] = topo.source_text
-    try:
-        if json_path:  # a file, or standard output for "-"
-            write_result(json_path, rep.report_json(report))
-        if csv_dir:
-            rep.write_csv(report, csv_dir)
-        if html_path:
-            rep.write_html(report, html_path, topo.source_text)
-    except OSError as exc:
-        _fail(f"cannot write the report: {exc.strerror or exc}: {exc.filename or ''}")
+    # A stop now would lose the report: the files are written first.
+    with held() as stopped:
+        try:
+            if json_path:  # a file, or standard output for "-"
+                write_result(json_path, rep.report_json(report))
+            if csv_dir:
+                rep.write_csv(report, csv_dir)
+            if html_path:
+                rep.write_html(report, html_path, topo.source_text)
+        except OSError as exc:
+            _fail(f"cannot write the report: {exc.strerror or exc}: {exc.filename or ''}")
+    if not report["meta"].get("partial") and (getattr(result, "stopped", False) or stopped()):
+        click.echo("stopped after the run had finished: the report is whole", err=True)
+        sys.exit(130)
     if not quiet:
         console = None
         if json_path == STDOUT:  # the tables go to standard error, out of the JSON's way

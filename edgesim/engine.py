@@ -65,6 +65,7 @@ import numpy as np
 from edgesim import __version__
 from edgesim._cachestore import Eviction
 from edgesim._costs import OutcomeTimes
+from edgesim._signals import held
 from edgesim._tracetraffic import load_trace_traffic
 from edgesim.cache import HttpCache, MetadataStore
 from edgesim.http import Request, Response
@@ -2325,19 +2326,22 @@ class _Engine:
         for n in self.nodes:
             n.make_core = _released
 
-    def interrupted(self, reached: float, arrivals: int) -> None:
-        """The loop was stopped (Ctrl-C) after the progress point ``reached`` (virtual
-        time) and ``arrivals``: the report covers what was recorded up to there. A
-        sampled run also stops counting its strata's arrivals at the last client request
+    def interrupted(self, reached: float) -> None:
+        """The loop was stopped (Ctrl-C) somewhere after its last progress point
+        ``reached`` (virtual time): the report covers the client requests recorded by
+        then, and its span ends at the last of them to arrive (or at ``reached``, if
+        later). Requests still in flight are left out of it, as of ``simulated_requests``.
+        A sampled run also stops counting its strata's arrivals at the last client request
         recorded, as it had counted the whole of its current block of arrivals when it
         took it (the stratum weights would otherwise be too high)."""
-        self.end = max(reached, 1e-9)
-        self.arrivals = arrivals
-        if not self.sampled or not self._last_block:
-            return
         rec = self.rec
         rec.flush()
-        cut = float(np.frombuffer(rec.r_t0, dtype=np.float64).max()) if len(rec.r_t0) else -math.inf
+        t0 = np.frombuffer(rec.r_t0, dtype=np.float64)
+        cut = float(t0.max()) if len(t0) else -math.inf
+        self.end = max(reached, cut, 1e-9)
+        self.arrivals = len(t0)
+        if not self.sampled or not self._last_block:
+            return
         n = len(self.arrivals_by_stratum)
         for t, sids, sizes, kept in self._last_block:
             late = t > cut
@@ -2930,10 +2934,10 @@ def simulate(
         raise ValueError(f"sample_thin must be in [0, {MAX_SAMPLE_THIN:g}], not {sample_thin!r}")
     eng = _Engine(topology, s, stop_at, sample_rate, sample_keys, sample_seed, sample_thin)
     wall_setup = time.perf_counter() - wall0
-    reached = [0.0, 0.0]
+    reached = [0.0]
 
     def track(t: float, end: float, n: int) -> None:
-        reached[0], reached[1] = t, n
+        reached[0] = t
         if progress is not None:
             progress(t, end, n)
 
@@ -2950,11 +2954,14 @@ def simulate(
         try:
             eng.run(track)
         except KeyboardInterrupt:
-            # Ctrl-C: report what was recorded up to the last progress point, marked partial.
+            # Ctrl-C: report what was recorded, marked partial.
             partial = True
-            eng.interrupted(reached[0], int(reached[1]))
+            eng.interrupted(reached[0])
         wall_run = time.perf_counter() - wall0 - wall_setup
-        result = _finish(eng, topology, s, partial, sample_rate, wall0, wall_setup, wall_run)
+        # A stop now would lose the whole run: the report is built first.
+        with held() as stopped:
+            result = _finish(eng, topology, s, partial, sample_rate, wall0, wall_setup, wall_run)
+        result.stopped = stopped()
         eng.release()
         del eng
     finally:

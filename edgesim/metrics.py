@@ -337,13 +337,16 @@ class RunResult:
     Attributes:
         report: the deterministic report (see :meth:`to_dict`).
         timing: wall-clock figures (seconds, simulated requests per second).
+        stopped: Ctrl-C, SIGTERM or SIGHUP came while the finished run's report was
+            being built: the report is whole, and the caller was asked to stop.
     """
 
-    __slots__ = ("report", "timing")
+    __slots__ = ("report", "stopped", "timing")
 
-    def __init__(self, report: dict[str, Any], timing: dict[str, float]) -> None:
+    def __init__(self, report: dict[str, Any], timing: dict[str, float], stopped: bool = False) -> None:
         self.report = report
         self.timing = timing
+        self.stopped = stopped
 
     def to_dict(self, deterministic: bool = False) -> dict[str, Any]:
         """The report dict: ``meta``, ``totals``, ``regions``, ``nodes``, ``sites``,
@@ -644,9 +647,15 @@ def build_report(
     """
     rec.flush()
     duration = float(meta["duration"])
-    warmup = min(float(meta["warmup"]), duration)
+    # A run stopped (partial) before its warm-up ended has no steady state: no request
+    # counts as steady, and every steady rate and utilisation is null.
+    warmup = float(meta["warmup"])
     interval = float(meta["interval"]) or 60.0
-    steady_span = max(duration - warmup, 1e-9)
+    steady_span = duration - warmup
+
+    def per_second(x: float) -> float | None:
+        return _r(x / steady_span) if steady_span > 0 else None
+
     rw = rbw = fw = fbw = ow = obw = None
     if weights is not None:
         rw, fw, ow = weights["requests"], weights["fetches"], weights["origin"]
@@ -668,7 +677,7 @@ def build_report(
     totals = _group_stats(c, np.zeros(len(c.t0), dtype=np.int64), 1)[0]
     zero_ids = np.where(edge_ids >= 0, 0, -1)
     _with_fetches(totals, _fetch_stats(rec, zero_ids, 1, warmup, False, fw, fbw)[0])
-    totals["requests_per_second"] = _r(totals["requests"] / steady_span)
+    totals["requests_per_second"] = per_second(totals["requests"])
 
     reg_stats = _group_stats(c, region_of(c.node.astype(np.int64)), len(regions))
     edge_region = np.where(edge_ids >= 0, node_region, -1)
@@ -706,7 +715,7 @@ def build_report(
     for i, n in enumerate(nodes):
         s = {"region": n["region"], "tier": n["tier"], "workers": n["workers"]}
         s.update(_with_fetches(node_stats[i], node_f[i]))
-        s["utilisation"] = _r(n["busy"] / (n["workers"] * steady_span))
+        s["utilisation"] = _r(n["busy"] / (n["workers"] * steady_span)) if steady_span > 0 else None
         s["max_queue"] = n["max_queue"]
         s["crashes"] = n["crashes"]
         cs = n["cache"]
@@ -777,10 +786,13 @@ def build_report(
     steady_o = o_t >= warmup
     ok = steady_o & o_ok
     o_rps = [float(x) / spans[i] for i, x in enumerate(o_req)]
-    steady_i = [i for i, s in enumerate(starts) if s >= warmup] or list(range(len(o_rps)))
+    # (a warm-up that ends inside the last interval leaves no steady interval: all count)
+    steady_i = [i for i, s in enumerate(starts) if s >= warmup] or (
+        list(range(nint)) if steady_span > 0 else []
+    )
     # the busiest steady interval (max keeps the first of equals)
-    peak_i = max(steady_i, key=o_rps.__getitem__) if o_rps else 0
-    peak = o_rps[peak_i] if o_rps else 0.0
+    peak_i = max(steady_i, key=o_rps.__getitem__) if steady_i else 0
+    peak = o_rps[peak_i] if steady_i else 0.0
     so = ok & (o_site >= 0)
     site_o = (
         np.bincount(o_site[so], weights=None if ow is None else o_w[so], minlength=len(sites))
@@ -798,14 +810,14 @@ def build_report(
             if ow is None
             else round(float(np.sum(o_bytes[steady_o] * o_bw[steady_o])))
         ),
-        "requests_per_second": _r(wsum(ok) / steady_span),
+        "requests_per_second": per_second(wsum(ok)),
         "peak_requests_per_second": _r(peak),
-        "peak_at": starts[peak_i] if o_rps else 0.0,
+        "peak_at": starts[peak_i] if steady_i else 0.0,
         "refused_outage": wsum(steady_o & (o_status == -1)),
         "rejected_503": wsum(steady_o & (o_status == 503) & (o_wait < 0)),
         "status_5xx": wsum(ok & (o_status >= 500)),
         "queueing": _pcts(np.sort(np.maximum(o_wait[ok], 0.0))),
-        "utilisation": _r(origin["busy"] / (origin["workers"] * steady_span)),
+        "utilisation": _r(origin["busy"] / (origin["workers"] * steady_span)) if steady_span > 0 else None,
         "workers": origin["workers"],
         "sites": {name: round(float(site_o[i])) for i, name in enumerate(sites)},
     }

@@ -69,7 +69,8 @@ def hourly_cost(report: Mapping[str, Any], topo: Topology) -> HourlyCost:
         egress[r.name] = gb * g.cost_per_gb_egress
         upstream[r.name] = float(stats.get("origin_requests", 0))
     shield = topo.shield.nodes * topo.shield.cost_per_hour if topo.shield is not None else 0.0
-    origin_cost = float(report["origin"]["requests_per_second"]) * 3600.0 * topo.origin.cost_per_request
+    origin_rps = float(report["origin"]["requests_per_second"] or 0.0)  # null: stopped in the warm-up
+    origin_cost = origin_rps * 3600.0 * topo.origin.cost_per_request
     up = sum(upstream.values())
     origin = {n: origin_cost * u / up if up > 0 else 0.0 for n, u in upstream.items()}
     return HourlyCost(nodes, egress, egress_gb, origin, shield, origin_cost, priced)

@@ -57,6 +57,10 @@ def _ms(v: Any) -> str:
     return "-" if v is None else f"{float(v) * 1000:.1f}"
 
 
+def _per_s(v: Any) -> str:
+    return "-" if v is None else f"{v:.1f}/s"
+
+
 def _pct(v: Any) -> str:
     return "-" if v is None else f"{float(v):.1%}"
 
@@ -126,7 +130,7 @@ def print_summary(
     con.print(group_table("Nodes", _items(report["nodes"]), extra=True))
     o = report["origin"]
     con.print(
-        f"Origin: {o.get('requests', 0):,} requests, {o.get('requests_per_second', 0):.1f}/s mean, "
+        f"Origin: {o.get('requests', 0):,} requests, {_per_s(o.get('requests_per_second'))} mean, "
         f"peak {o.get('peak_requests_per_second', 0):.1f}/s at t={o.get('peak_at', 0):.0f} s, "
         f"utilisation {_pct(o.get('utilisation'))}, 5xx {o.get('status_5xx', 0)}"
     )
@@ -357,8 +361,9 @@ def render_html(report: dict[str, Any], topology_text: str = "") -> str:
     failover_html = f"<p>{escape(away)}</p>" if away else ""
     samp = meta.get("sampled")
     sampled = (
-        f" simulated of a key sample at rate {samp['rate']:g}: the counts below are scaled by"
-        f" 1/{samp['rate']:g}, latency and utilisation are not available (docs/sampling.md)"
+        f" simulated of a key sample at rate {samp['rate']:g}: the counts below are estimates"
+        " for the full traffic, weighted per stratum of keys; latency and utilisation are not"
+        " available (docs/sampling.md)"
         if samp
         else ""
     )

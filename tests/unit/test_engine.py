@@ -737,3 +737,89 @@ def test_flash_crowd_epochs_are_the_rows_of_the_crowd_table(
     epochs, epoch_of = _epochs(_running_sets(begin, finish, at))
     assert [tuple(np.flatnonzero(row).tolist()) for row in rows] == epochs
     assert epoch_of.tolist() == numbers.reshape(-1).tolist()
+
+
+# ---- Ctrl-C ---------------------------------------------------------------------------
+
+
+def _consistent(report: dict[str, Any]) -> None:
+    """What a partial report must keep: every recorded request counted once, within its
+    own span, and rates over that span."""
+    meta, totals, ts = report["meta"], report["totals"], report["timeseries"]
+    assert meta["partial"] is True
+    assert sum(ts["requests"]) == meta["simulated_requests"]
+    steady = sum(n for n, w in zip(ts["requests"], ts["warmup"], strict=True) if not w)
+    assert steady == totals["requests"]
+    assert ts["start"][-1] < meta["duration"] <= ts["start"][-1] + ts["interval"]
+    span = meta["duration"] - meta["warmup"]
+    assert totals["requests_per_second"] == pytest.approx(totals["requests"] / span, rel=1e-3)
+
+
+def test_an_interrupted_run_reports_what_it_recorded_at_a_progress_point() -> None:
+    # Stopped as the first progress point (65,536 arrivals) is reported: the requests
+    # still in flight are in neither the rows nor simulated_requests (which used to be the
+    # arrivals' count, more than the rows).
+    def stop(now: float, end: float, n: int) -> None:
+        if now < end:
+            raise KeyboardInterrupt
+
+    report = simulate(topo(rps=5000.0, duration=40.0, warmup=2.0), seed=1, progress=stop).report
+    _consistent(report)
+    assert 60_000 < report["meta"]["simulated_requests"] < 65_536
+    assert 12.0 < report["meta"]["duration"] < 14.0
+
+
+def test_an_interrupted_run_between_progress_points_keeps_its_span() -> None:
+    # Ctrl-C lands anywhere in the loop, not at a progress point: the report's span used
+    # to end at the last progress point while its rows went on, so the last interval
+    # held every later request (rates 6x the others) and simulated_requests fell short.
+    import _thread
+    import threading
+
+    lock = threading.Lock()
+    running = [True]
+
+    def ctrl_c() -> None:
+        with lock:
+            if running[0]:
+                _thread.interrupt_main()
+
+    timers: list[threading.Timer] = []
+
+    def progress(now: float, end: float, n: int) -> None:
+        if not timers:  # ~0.3 s of the loop after the first progress point
+            timers.append(threading.Timer(0.3, ctrl_c))
+            timers[0].start()
+
+    t = dataclasses.replace(topo(rps=5000.0, duration=600.0, warmup=5.0), interval=5.0)
+    try:
+        report = simulate(t, seed=1, progress=progress).report
+    finally:
+        with lock:
+            running[0] = False
+        for timer in timers:
+            timer.cancel()
+    _consistent(report)
+    meta, ts = report["meta"], report["timeseries"]
+    assert 65_536 < meta["simulated_requests"] < 2_900_000
+    # a flat 5,000 requests/s: every full interval near 25,000 requests, the last too
+    full = [n for n, s in zip(ts["requests"][1:-1], ts["start"][1:-1], strict=True)]
+    assert full and all(abs(n - 25_000) < 1_000 for n in full)
+    assert ts["requests_per_second"][-1] < 5_500
+
+
+def test_a_run_interrupted_in_its_warmup_has_no_steady_state() -> None:
+    def stop(now: float, end: float, n: int) -> None:
+        if now < end:
+            raise KeyboardInterrupt
+
+    report = simulate(topo(rps=5000.0, duration=100.0, warmup=50.0), seed=1, progress=stop).report
+    meta, totals, origin = report["meta"], report["totals"], report["origin"]
+    assert meta["partial"] is True and meta["duration"] < meta["warmup"] == 50.0
+    assert sum(report["timeseries"]["requests"]) == meta["simulated_requests"] > 60_000
+    assert all(report["timeseries"]["warmup"])
+    # used to be: every request steady, rates over a span of 1e-9 s (10^13 requests/s)
+    assert totals["requests"] == 0 and totals["requests_per_second"] is None
+    assert origin["requests_per_second"] is None and origin["utilisation"] is None
+    assert origin["peak_requests_per_second"] == 0.0
+    assert all(n["utilisation"] is None for n in report["nodes"].values())

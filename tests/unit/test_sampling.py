@@ -622,5 +622,5 @@ def test_the_html_page_of_a_sampled_run_says_so() -> None:
     t = topo(rps=400.0, duration=4.0, objects=2000)
     samp = render_html(simulate(t, sample_rate=0.25).to_dict(deterministic=True), "")
     full = render_html(simulate(t).to_dict(deterministic=True), "")
-    assert "key sample at rate 0.25" in samp and "scaled by 1/0.25" in samp
+    assert "key sample at rate 0.25" in samp and "estimates for the full traffic, weighted" in samp
     assert "key sample" not in full

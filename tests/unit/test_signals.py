@@ -44,3 +44,54 @@ def test_a_stop_signal_interrupts_the_run_and_its_cleanup_runs(signame: str) -> 
         trio.run(stoppable, long_run)
     assert cleaned == [True]
     assert signal.getsignal(signum) == before  # the run's handler is gone with it
+
+
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM", "SIGHUP"])
+def test_held_signals_wait_for_the_block_and_handlers_come_back(signame: str) -> None:
+    from edgesim._signals import held
+
+    sig = getattr(signal, signame)
+    before = signal.getsignal(sig)
+    done = []
+    with held() as came:
+        assert not came()
+        signal.raise_signal(sig)  # would be KeyboardInterrupt, or the end of the process
+        done.append("finished")
+        assert came()
+    assert done == ["finished"]
+    assert signal.getsignal(sig) == before
+
+
+def test_ctrl_c_while_the_report_is_written_still_writes_it(
+    tmp_path: os.PathLike[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Ctrl-C after the run had finished used to abort the writing: no file at all.
+    import json
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    import edgesim.report as rep
+    from edgesim.cli import cli
+
+    real = rep.write_csv
+
+    def interrupted_write(report: dict[str, object], directory: str) -> list[Path]:
+        signal.raise_signal(signal.SIGINT)  # as the user presses Ctrl-C
+        return real(report, directory)
+
+    monkeypatch.setattr(rep, "write_csv", interrupted_write)
+    out = Path(tmp_path)
+    topo = out / "t.toml"
+    topo.write_text(
+        '[[regions]]\nname = "eu"\n[[sites]]\nname = "a.test"\n[sites.catalog]\nobjects = 20\n'
+        '[traffic]\nduration = "20s"\nwarmup = "0s"\npeak_rps = 20\n'
+    )
+    args = ["run", str(topo), "--quiet", "--json", str(out / "r.json"), "--csv", str(out / "csv")]
+    args += ["--html", str(out / "r.html")]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 130, result.output
+    assert "stopped after the run had finished: the report is whole" in result.stderr
+    report = json.loads((out / "r.json").read_text())
+    assert report["meta"]["partial"] is False and report["totals"]["requests"] > 100
+    assert (out / "csv" / "summary.csv").is_file() and (out / "r.html").is_file()
