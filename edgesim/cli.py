@@ -617,7 +617,7 @@ def bench_edge_command(seconds: float, connections: int, core_only: bool) -> Non
 
 
 @cli.command("replay", short_help="Replay a request trace through one cache.")
-@click.argument("trace", type=click.Path(dir_okay=False))
+@click.argument("trace", type=click.Path())  # a folder: the reader says so, in one line
 @click.option("--cache-size", type=SIZE, required=True, help="Cache capacity in bytes (e.g. 64MB, 1GiB).")
 @click.option("--policy", type=click.Choice(["lru", "fifo"]), default="lru", show_default=True)
 @click.option(

@@ -54,10 +54,10 @@ import os
 import sys
 import zlib
 from array import array
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import IO, Any, Literal, cast
+from typing import IO, Any, Literal, TypeVar, cast
 
 from edgesim._atomic import is_special
 from edgesim.errors import TraceError
@@ -73,6 +73,8 @@ __all__ = [
     "sniff_format",
     "write_trace",
 ]
+
+T = TypeVar("T")
 
 TraceFormat = Literal["csv", "oracle-general"]
 CSV: TraceFormat = "csv"
@@ -239,7 +241,8 @@ def sniff_format(path: str | os.PathLike[str]) -> TraceFormat:
     if head.lower().startswith(b"time,"):
         return CSV
     first_line = head.split(b"\n", 1)[0]
-    if head and all(32 <= b < 127 or b in b"\t\r" for b in first_line):
+    # (a record whose time is 10, 266, ... starts with b"\n": an empty first line is binary)
+    if first_line and all(32 <= b < 127 or b in b"\t\r" for b in first_line):
         return CSV
     return ORACLE_GENERAL
 
@@ -501,6 +504,8 @@ def _parse_csv(name: str, f: Iterable[str]) -> Trace:
                         time_, size = float(t), int(s)
                         if size < 0 or not k or not region or not site or not math.isfinite(time_):
                             raise ValueError
+                        if not (t + s).isascii() or "_" in t or "_" in s:  # as float() and int() take
+                            raise ValueError
                         kid = ids_get(k)
                         if kid is None:
                             kid = ids[k] = len(ids)
@@ -515,6 +520,8 @@ def _parse_csv(name: str, f: Iterable[str]) -> Trace:
                         time_, size = float(t), int(s)
                         if size < 0 or not k or not math.isfinite(time_):
                             raise ValueError
+                        if not (t + s).isascii() or "_" in t or "_" in s:  # as float() and int() take
+                            raise ValueError
                         kid = ids_get(k)
                         if kid is None:
                             kid = ids[k] = len(ids)
@@ -525,7 +532,7 @@ def _parse_csv(name: str, f: Iterable[str]) -> Trace:
             except UnicodeDecodeError:
                 raise  # a ValueError too, but about the bytes, not the row just read
             except (ValueError, TypeError, OverflowError):
-                if any(field.strip() for field in row):
+                if len(row) > 1 or (row and row[0].strip()):  # not a blank line: a bad row
                     raise _diagnose(name, reader.line_num, row, len(fields)) from None
     except csv.Error as exc:
         raise TraceError(name, f"malformed CSV: {exc}", line=reader.line_num) from None
@@ -563,6 +570,21 @@ def first_non_utf8_line(name: str) -> int | None:
     return None
 
 
+def _plain(number: str) -> bool:
+    """Digits as a file writes them: not the other scripts' digits, nor the underscores
+    between digits that Python's own ``int()`` and ``float()`` take."""
+    return number.isascii() and "_" not in number
+
+
+def _number(text: str, kind: Callable[[str], T]) -> T | None:
+    if not _plain(text):
+        return None
+    try:
+        return kind(text)
+    except ValueError:
+        return None
+
+
 def _diagnose(name: str, line: int, row: list[str], width: int) -> TraceError:
     """What is wrong with one CSV row that the fast path rejected."""
 
@@ -572,17 +594,15 @@ def _diagnose(name: str, line: int, row: list[str], width: int) -> TraceError:
     if len(row) != width:
         return err(f"expected {width} fields ({','.join(HEADER_PLACED[:width])}), got {len(row)}")
     t, k, s = row[0], row[1], row[2]
-    try:
-        time_ = float(t)
-    except ValueError:
+    time_ = _number(t, float)
+    if time_ is None:
         return err(f"time {t!r} is not a number")
     if not math.isfinite(time_):
         return err(f"time {t!r} is not a finite number")
     if not k:
         return err("empty key")
-    try:
-        size = int(s)
-    except ValueError:
+    size = _number(s, int)
+    if size is None:
         return err(f"size {s!r} is not a whole number of bytes")
     if size < 0:
         return err(f"size {s!r} is negative")

@@ -58,6 +58,7 @@ def files(tmp_path: Path) -> Path:
     (tmp_path / "tiny.toml").write_text(TINY)
     (tmp_path / "good.csv").write_text("time,key,size\n0,/a,100\n1,/b,200\n")
     (tmp_path / "huge.csv").write_text("time,key,size\n0,/a,100\n1,/b,99999999999999999999999\n")
+    (tmp_path / "a-folder").mkdir()
     (tmp_path / "cut.csv.gz").write_bytes(gzip.compress(b"time,key,size\n" + b"0,/a,100\n" * 1000)[:-30])
     (tmp_path / "inf-costs.toml").write_text(COSTS.replace("MISS", "inf"))
     (tmp_path / "binary.toml").write_bytes(b"\x00\xc0\xff" * 10)
@@ -269,6 +270,7 @@ CLI_CASES = [
     (["redirects", "check", "/dev/zero"], "/dev/zero: not a regular file"),
     (["replay", "@fifo", "--cache-size", "1MB"], "fifo: not a regular file"),
     (["replay", "@cut.csv.gz", "--cache-size", "1MB"], "cut.csv.gz: corrupt gzip data: "),
+    (["replay", "@a-folder", "--cache-size", "1MB"], "a-folder: cannot open: Is a directory"),
     (["mrc", "@cut.csv.gz"], "cut.csv.gz: corrupt gzip data: "),
     (["sweep", "@fifo"], "not a regular file"),
     # the spec's topology a FIFO (reading it hung) or a name with a NUL (a traceback)

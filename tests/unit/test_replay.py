@@ -229,6 +229,17 @@ def test_csv_keys_are_dense_ids_and_blank_lines_skipped(tmp_path: Path) -> None:
         ("key.csv", "time,key,size\n0,,1\n", "key.csv:2: empty key"),
         ("site.csv", "time,key,size,region,site\n0,a,1,eu,\n", "site.csv:2: empty site"),
         ("many.csv", "time,key,size\n0,a,1\n0,a,1,x\n", "many.csv:3: expected 3 fields"),
+        # what Python's int() and float() take, but a trace file does not mean
+        ("digits.csv", "time,key,size\n0,a,\u0663\n", "digits.csv:2: size '\u0663' is not a whole number"),
+        ("under.csv", "time,key,size\n0,a,1_000\n", "under.csv:2: size '1_000' is not a whole number"),
+        ("tunder.csv", "time,key,size\n1_0,a,1\n", "tunder.csv:2: time '1_0' is not a number"),
+        ("tdigits.csv", "time,key,size\n\u0661,a,1\n", "tdigits.csv:2: time '\u0661' is not a number"),
+        ("commas.csv", "time,key,size\n0,a,1\n,,\n", "commas.csv:3: time '' is not a number"),
+        (
+            "pcommas.csv",
+            "time,key,size,region,site\n0,a,1,eu,s\n,,,,\n",
+            "pcommas.csv:3: time '' is not a number",
+        ),
     ],
 )
 def test_csv_errors_name_file_and_line(tmp_path: Path, name: str, content: str, message: str) -> None:
@@ -238,6 +249,21 @@ def test_csv_errors_name_file_and_line(tmp_path: Path, name: str, content: str, 
         read_trace(path)
     assert str(info.value).startswith(f"{path}:")
     assert message in str(info.value)
+
+
+def test_blank_lines_are_skipped_but_not_rows_of_empty_fields(tmp_path: Path) -> None:
+    path = tmp_path / "blank.csv"
+    path.write_text("time,key,size\n\n0,a,1\n   \n\r\n1,b,2\n\n", encoding="utf-8")
+    assert list(read_trace(path).rows()) == [(0.0, "a", 1), (1.0, "b", 2)]
+
+
+def test_a_binary_trace_whose_first_byte_is_a_newline_is_not_csv(tmp_path: Path) -> None:
+    # time 10 = b"\n\0\0\0": the first line is empty, and all() of nothing was True
+    path = tmp_path / "trace"
+    write_trace(path, Trace.from_rows([(10, 1, 5), (11, 2, 6)]), "oracle-general")
+    assert path.read_bytes()[:1] == b"\n"
+    assert sniff_format(path) == "oracle-general"
+    assert list(read_trace(path).rows()) == [(10.0, 1, 5), (11.0, 2, 6)]
 
 
 def test_csv_not_utf8(tmp_path: Path) -> None:
