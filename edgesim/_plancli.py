@@ -218,10 +218,11 @@ def _print_plan(d: dict[str, Any], *, stderr: bool = False) -> None:
                 _bytes(r["memory_cache"]) + (f"+{_bytes(r['disk_cache'])} disk" if r["disk_cache"] else ""),
                 f"{r['peak_rps']:.1f}",
                 f"{r['peak_utilisation']:.1%}",
-                f"{r['latency_at_peak']['p99'] * 1000:.1f} ms",
+                # a region with no client share served nothing: no latency, no headroom
+                f"{r['latency_at_peak']['p99'] * 1000:.1f} ms" if r["latency_at_peak"] else "-",
                 f"{r['hit_ratio']:.3f}",
                 f"{r['origin_rps']:.1f}",
-                f"{r['headroom']:.0%} ({r['binding']})",
+                f"{r['headroom']:.0%} ({r['binding']})" if r["headroom"] is not None else "-",
                 f"{r['cost_per_hour']:.3f}",
             )
         console.print(t)

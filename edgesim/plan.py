@@ -89,6 +89,7 @@ _WAIT_SHARE = 0.25
 # More verification rounds than this means the regions keep disturbing each other.
 _MAX_VERIFY = 6
 _METRICS = ("p50", "p95", "p99", "max", "mean")
+_BARE_NUMBER = re.compile(r"\s*(?:\d+(?:\.\d*)?|\.\d+)\s*", re.ASCII)  # a duration without its unit
 _TERM = re.compile(r"^\s*(p50|p95|p99|max|mean)\s*(<=|<(?!=))\s*(.+?)\s*$", re.IGNORECASE)
 
 
@@ -127,7 +128,8 @@ class Objective:
 
 def parse_objective(text: str) -> Objective:
     """Parse ``'p99<=80ms'`` (terms joined by ``,`` or ``and``; metrics p50, p95, p99,
-    max, mean; ``<`` is read as ``<=``).
+    max, mean; ``<`` is read as ``<=``). A limit needs its unit: ``p99<=80`` is refused
+    (read as seconds it would pass almost anything).
 
     Raises:
         PlanError: naming the term that could not be read and what was expected.
@@ -146,6 +148,11 @@ def parse_objective(text: str) -> Objective:
             raise PlanError(
                 f"objective {text!r}: cannot read {part.strip()!r}; expected METRIC<=DURATION with "
                 f"METRIC one of {', '.join(_METRICS)} (e.g. 'p99<=80ms')"
+            )
+        if _BARE_NUMBER.fullmatch(m.group(3)):
+            raise PlanError(
+                f"objective {text!r}: the limit {m.group(3)!r} of {m.group(1)} has no unit; "
+                f"expected a duration with a unit such as 80ms or 0.08s"
             )
         try:
             limit = parse_duration(m.group(3))
@@ -203,10 +210,10 @@ class RegionPlan:
     disk_cache: int
     peak_rps: float
     utilisation: float
-    latency: dict[str, float]
+    latency: dict[str, float]  # empty: the region served no request (no client share)
     hit_ratio: float
     origin_rps: float
-    headroom: float
+    headroom: float | None  # None: the region served no request
     binding: str
     stability_floor: int
     cost_per_hour: float
@@ -258,7 +265,7 @@ class Plan:
                     "latency_at_peak": {k: r6(v) for k, v in r.latency.items()},
                     "hit_ratio": r6(r.hit_ratio),
                     "origin_rps": r6(r.origin_rps),
-                    "headroom": r6(r.headroom),
+                    "headroom": None if r.headroom is None else r6(r.headroom),
                     "binding": r.binding,
                     "stability_floor": r.stability_floor,
                     "cost_per_hour": r6(r.cost_per_hour),
@@ -488,8 +495,14 @@ class _Runner:
 
     def run(self, topo: Topology, judge: Sequence[str], *, stop_when_all_fail: bool = True) -> _Verdict:
         """Simulate ``topo`` on the seeds; a region passes if it meets the objective
-        on all of them. Stops early once every judged region has failed."""
+        on all of them. Stops early once every judged region has failed.
+
+        A judged region with no client share in ``topo`` (none of its own, none failed
+        over to it) has nothing to serve and passes: no node count changes that.
+        """
         ok = {name: True for name in judge}
+        idle = {r.name for r in topo.regions if r.client_share <= 0}
+        judge = [name for name in judge if name not in idle]
         origin: list[float] = []
         reports: list[dict[str, Any]] = []
         key = tuple((r.name, r.client_share, r.edge.nodes, r.edge.memory_cache) for r in topo.regions)
@@ -512,7 +525,7 @@ class _Runner:
             for name in judge:
                 if not _region_passes(rep["regions"].get(name), self.opts.objective):
                     ok[name] = False
-            if stop_when_all_fail and judge and not any(ok.values()):
+            if stop_when_all_fail and judge and not any(ok[name] for name in judge):
                 break
         return _Verdict(ok, origin, reports)
 
@@ -635,6 +648,7 @@ def plan(
         Raises :class:`PlanError` for impossible bounds or options (before simulating).
     """
     t0 = time.perf_counter()
+    _check(topo, opts)
     profiles = _profiles_to_weigh(topo, opts)
     if not profiles:
         return _search(topo, opts, progress)
@@ -644,7 +658,6 @@ def plan(
     whole: dict[str, Plan] = {}  # profile -> its plan when every region passed on it
     simulations = rounds = 0
     log: list[dict[str, Any]] = []
-    last: Plan | None = None
 
     def no(region: str, profile: str, reason: str) -> None:
         why = reason[len(region) + 2 :] if reason.startswith(region + ": ") else reason
@@ -666,7 +679,6 @@ def plan(
                 without = f" (without {', '.join(excluded)})" if excluded else ""
                 progress(f"profile {p.name}{without}")
             sub = _search(replace(topo, regions=regions), opts, progress)
-            last = sub
             simulations += sub.simulations
             rounds += sub.rounds
             log.extend({"profile": p.name, **e} for e in sub.log)
@@ -694,7 +706,6 @@ def plan(
             excluded.append(blamed)
             if len(excluded) == len(names):
                 break
-    assert last is not None
 
     def finish(result: Plan) -> Plan:
         result.simulations = simulations
@@ -711,7 +722,8 @@ def plan(
         ok = [a for a in alts[n] if a["found"]]
         if not ok:
             why = "; ".join(f"{a['profile']}: {a['reason']}" for a in alts[n])
-            return finish(replace(last, found=False, reason=f"{n}: no profile meets the objective ({why})"))
+            # no configuration: the per-profile searches' plans are not this plan's
+            return finish(_no_plan(topo, opts, f"{n}: no profile meets the objective ({why})"))
         chosen[n] = min(ok, key=lambda a: (a["cost_per_hour"], a["nodes"]))
     picks = {chosen[n]["profile"] for n in names}
     if len(picks) == 1 and next(iter(picks)) in whole:
@@ -737,32 +749,8 @@ def plan(
 # ---- the search ---------------------------------------------------------------------------
 
 
-def _search(
-    topo: Topology,
-    opts: PlanOptions,
-    progress: Callable[[str], None] | None,
-    hint: dict[str, int] | None = None,
-) -> Plan:
-    """Search the smallest node count per region (and cache sizes) meeting ``opts``,
-    each region with the edge group it has in ``topo``.
-
-    ``hint`` (region -> a count already found to pass, with one fewer found to fail, in
-    the searched scenario) starts the bracket there, so that a configuration assembled
-    from earlier searches costs one round plus its verification.
-
-    Args:
-        topo: the validated topology (its node counts are ignored; the rest is kept).
-        opts: objective, failure modes, search bounds.
-        progress: called with a short line after each simulation.
-
-    Returns:
-        The :class:`Plan`; ``found`` is False when no configuration inside the bounds
-        meets the objective, and ``reason`` names the constraint that binds.
-
-    Error handling:
-        Raises :class:`PlanError` for impossible bounds or options (before simulating).
-    """
-    t0 = time.perf_counter()
+def _check(topo: Topology, opts: PlanOptions) -> None:
+    """Raise :class:`PlanError` for impossible bounds or options (before simulating)."""
     if not 1 <= opts.seeds <= 1000:
         raise PlanError(f"--seeds must be from 1 to 1000, not {opts.seeds}")
     if opts.seed0 < 0:
@@ -789,6 +777,35 @@ def _search(
         )
     if opts.region_failure and len(topo.regions) < 2:
         raise PlanError(f"{topo.name}: --region-failure needs at least two regions")
+
+
+def _search(
+    topo: Topology,
+    opts: PlanOptions,
+    progress: Callable[[str], None] | None,
+    hint: dict[str, int] | None = None,
+) -> Plan:
+    """Search the smallest node count per region (and cache sizes) meeting ``opts``,
+    each region with the edge group it has in ``topo``.
+
+    ``hint`` (region -> a count already found to pass, with one fewer found to fail, in
+    the searched scenario) starts the bracket there, so that a configuration assembled
+    from earlier searches costs one round plus its verification.
+
+    Args:
+        topo: the validated topology (its node counts are ignored; the rest is kept).
+        opts: objective, failure modes, search bounds.
+        progress: called with a short line after each simulation.
+
+    Returns:
+        The :class:`Plan`; ``found`` is False when no configuration inside the bounds
+        meets the objective, and ``reason`` names the constraint that binds.
+
+    Error handling:
+        Raises :class:`PlanError` for a region failure with no region to fail over to
+        (before simulating); :func:`plan` has checked the bounds and options.
+    """
+    t0 = time.perf_counter()
     inflow: dict[str, float] = {}
     if opts.region_failure:
         for r in topo.regions:
@@ -806,7 +823,8 @@ def _search(
 
     # cheap models: rate per region in the search scenario, stability floor, start
     rate: dict[str, float] = {}
-    floor: dict[str, int] = {}
+    floor: dict[str, int] = {}  # the search's lowest count: the stability floor or --min-nodes
+    stable: dict[str, int] = {}  # the stability floor alone (what the load rules out)
     start: dict[str, int] = {}
     lo: dict[str, int] = {}  # highest count known to fail (0: none)
     hi: dict[str, int | None] = {}  # lowest count known to pass
@@ -817,7 +835,8 @@ def _search(
         # with a calibrated cost model service_time is the part every request costs
         # before its outcome (the cheapest outcome); the bound stays a lower bound
         es = mean_service(r.edge.service_time)
-        f = max(opts.min_nodes - spare, _stability_floor(lam, es, r.edge.workers))
+        stable[r.name] = _stability_floor(lam, es, r.edge.workers)
+        f = max(opts.min_nodes - spare, stable[r.name])
         floor[r.name] = f
         if f > lo_max:
             return _infeasible(
@@ -949,7 +968,8 @@ def _search(
             log.append(
                 {
                     "verify": label,
-                    "nodes": dict(final),
+                    # as simulated: one fewer with a node down, no region that is down
+                    "nodes": {r.name: r.edge.nodes for r in topo_s.regions},
                     "memory_cache": cache_of(),
                     "passed": dict(v.ok),
                     "origin_rps": max(v.origin_rps),
@@ -1017,7 +1037,7 @@ def _search(
                 probe[grow] = int(hi[grow])  # type: ignore[arg-type]
                 hi[grow] = None
                 continue
-        return _found(topo, base, opts, runner, t0, final, cache_of(), verdicts, floor, rounds, log)
+        return _found(topo, base, opts, runner, t0, final, cache_of(), verdicts, stable, rounds, log)
 
 
 def _scenarios(
@@ -1122,6 +1142,19 @@ def _grow_cache(
 def _infeasible(
     topo: Topology, opts: PlanOptions, runner: _Runner, t0: float, reason: str, log: list[dict[str, Any]]
 ) -> Plan:
+    result = _no_plan(topo, opts, reason, runner.base)
+    result.simulations = runner.count
+    result.rounds = sum(1 for e in log if "round" in e)
+    result.seconds = time.perf_counter() - t0
+    result.log = log
+    return result
+
+
+def _no_plan(topo: Topology, opts: PlanOptions, reason: str, base: Topology | None = None) -> Plan:
+    """A plan that was not found: the reason, and no configuration (no regions, costs or
+    origin figures); the caller fills in what the search cost."""
+    if base is None:
+        base = peak_window(topo, opts.window, opts.warmup)
     return Plan(
         topology=topo.name,
         objective=opts.objective.text,
@@ -1132,13 +1165,12 @@ def _infeasible(
         origin_rps_coincident=0.0,
         origin_max_rps=opts.origin_max_rps,
         costs={},
-        simulations=runner.count,
-        rounds=sum(1 for e in log if "round" in e),
-        seconds=time.perf_counter() - t0,
-        seeds=runner.seeds,
-        window=_window_info(runner.base),
-        scenarios=[label for label, _ in _scenarios(runner.base, opts)],
-        log=log,
+        simulations=0,
+        rounds=0,
+        seconds=0.0,
+        seeds=[opts.seed0 + i for i in range(opts.seeds)],
+        window=_window_info(base),
+        scenarios=[label for label, _ in _scenarios(base, opts)],
     )
 
 
@@ -1160,7 +1192,7 @@ def _found(
     final: dict[str, int],
     cache: dict[str, int],
     verdicts: list[tuple[str, _Verdict]],
-    floor: dict[str, int],
+    stable: dict[str, int],
     rounds: int,
     log: list[dict[str, Any]],
 ) -> Plan:
@@ -1180,8 +1212,10 @@ def _found(
 
     for r in base.regions:
         n = r.name
-        lat = {m: _worst_from(every, n, m) for m in _METRICS}
-        _, metric, slack = opts.objective.check(lat)
+        # a region with no clients in any scenario served nothing: no latency to report
+        served = [rep for rep in every if (rep["regions"].get(n) or {}).get("requests")]
+        lat = {m: _worst_from(served, n, m) for m in _METRICS} if served else {}
+        metric, slack = opts.objective.check(lat)[1:] if lat else ("", None)
         hits = [float(rep["regions"][n]["object_hit_ratio"] or 0.0) for rep in normal]
         regions.append(
             RegionPlan(
@@ -1196,7 +1230,7 @@ def _found(
                 origin_rps=origin_by_region[n],
                 headroom=slack,
                 binding=metric,
-                stability_floor=floor[n] + (1 if opts.n_plus_1 else 0),
+                stability_floor=stable[n] + (1 if opts.n_plus_1 else 0),
                 cost_per_hour=hourly[0].nodes[n],
                 egress_gb_per_hour=mean([h.egress_gb[n] for h in hourly]),
                 region_cost_per_hour=mean([h.region(n) for h in hourly]),

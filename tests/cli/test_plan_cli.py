@@ -154,9 +154,12 @@ def test_bad_input_is_one_line() -> None:
         (["--slo", "p99<=80ms", "--window", "soon"], "--window"),
         (["--slo", "p99<=80ms", "--profiles", "all"], "defines no [profiles"),
         (["--slo", "p99<=80ms", "--profiles", "fast"], "defines no profile 'fast'"),
+        # read as 80 seconds, it passed with one node per region
+        (["--slo", "p99<=80"], "the limit '80' of p99 has no unit; expected a duration with a unit"),
+        (["--slo", "p50<=20ms,p99<=0.08"], "the limit '0.08' of p99 has no unit"),
     ):
         r = CliRunner().invoke(cli, ["plan", str(SMALL), *args], catch_exceptions=False)
-        assert r.exit_code not in (0, 3), args
+        assert r.exit_code == 1, args
         lines = [x for x in r.stderr.splitlines() if x.strip()]
         assert len(lines) == 1 and message in lines[0], (args, r.stderr)
 
@@ -298,3 +301,142 @@ def test_a_profile_that_cannot_serve_a_region_is_searched_without_it() -> None:
     assert any(a["profile"] == "small" and a["found"] for a in by["south"].alternatives)
     alone = plan(topo, replace(opts, profiles=("small",)))
     assert not alone.found and alone.reason.startswith("north: no profile meets the objective (small: ")
+
+
+def test_a_plan_not_found_with_profiles_holds_no_configuration(tmp_path: Path) -> None:
+    # south's clients are 100 ms away: no profile meets 44 ms there, while north passes
+    # on "large". The no-plan JSON held north's node count and a cost from that search.
+    slow = tmp_path / "slow.toml"
+    south = 'name = "south"\nutc_offset = 0\nclient_share = 0.4\nclient_latency = { base = "'
+    assert south + '5ms"' in PROFILES.read_text()
+    slow.write_text(PROFILES.read_text().replace(south + '5ms"', south + '100ms"'))
+    out = tmp_path / "plan.json"
+    r = CliRunner().invoke(
+        cli,
+        [
+            *("plan", str(slow), "--slo", SLO, "--window", "20s", "--warmup", "10s", "--seeds", "1"),
+            *("--json", str(out), "--quiet"),
+        ],
+        catch_exceptions=False,
+    )
+    assert r.exit_code == 3, r.output
+    data = json.loads(out.read_text())
+    assert not data["found"]
+    assert data["regions"] == {} and data["costs_per_hour"] == {}
+    assert data["origin"]["peak_rps_window"] == 0 and data["origin"]["peak_rps_coincident"] == 0
+    # each profile's reason is kept, and the search's cost and log
+    assert data["reason"].startswith("south: no profile meets the objective (small: ")
+    assert "; large: " in data["reason"]
+    assert data["search"]["profiles"] == ["small", "large"] and data["search"]["simulations"] > 0
+    assert any(e.get("profile") == "large" and "north" in e["passed"] for e in data["search"]["log"])
+    # the terminal shows the reason, no table
+    assert r.stdout.startswith("no plan for plan-profiles: south: no profile meets")
+    assert "north" not in r.stdout.split("search:")[0].replace(data["reason"].replace("\n", " "), "")
+    assert "p99 at peak" not in r.stdout and "cost per hour" not in r.stdout
+
+
+def _zero_south(tmp_path: Path) -> Path:
+    """small.toml with every client in north: south has client_share 0."""
+    text = SMALL.read_text()
+    assert text.count("client_share = 0.6") == 1 and text.count("client_share = 0.4") == 1
+    zero = tmp_path / "zero.toml"
+    zero.write_text(text.replace("client_share = 0.6", "client_share = 1.0").replace("0.4", "0.0", 1))
+    assert load_topology(zero).region("south").client_share == 0.0
+    return zero
+
+
+def test_a_region_without_clients_gets_the_fewest_nodes(tmp_path: Path) -> None:
+    # it could never be planned: its empty window failed every candidate ("lengthen
+    # --window, or raise the traffic", which cannot help)
+    zero = _zero_south(tmp_path)
+    out = tmp_path / "plan.json"
+    args = ["plan", str(zero), "--slo", "p99<=60ms", "--window", "20s", "--warmup", "10s", "--seeds", "1"]
+    r = CliRunner().invoke(cli, [*args, "--json", str(out), "--quiet"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    data = json.loads(out.read_text())
+    south = data["regions"]["south"]
+    assert south["nodes"] == 1 and south["peak_rps"] == 0
+    assert south["latency_at_peak"] == {} and south["headroom"] is None
+    assert data["regions"]["north"]["nodes"] >= 2  # north carries every client
+    row = next(line for line in r.stdout.splitlines() if "south" in line)
+    assert row.count(" - ") >= 1 and " ms" not in row
+    # the fewest the search allows: --min-nodes; with --n-plus-1, one node down leaves one
+    topo = load_topology(zero)
+    opts = PlanOptions(objective=parse_objective("p99<=60ms"), window=20.0, warmup=10.0, seeds=1)
+    at_least_3 = plan(topo, replace(opts, min_nodes=3))
+    assert at_least_3.found, at_least_3.reason
+    assert {x.name: x.nodes for x in at_least_3.regions}["south"] == 3
+    spare = plan(topo, replace(opts, n_plus_1=True))
+    assert spare.found, spare.reason
+    assert {x.name: x.nodes for x in spare.regions}["south"] == 2
+
+
+def test_stability_floor_is_the_loads_and_the_log_shows_the_node_down() -> None:
+    # north's 180 requests/s at ~12.5 ms on 2 workers need 2 nodes, south's 120 need 1
+    # (with --n-plus-1 one more); the JSON said --min-nodes for both
+    topo = load_topology(SMALL)
+    opts = PlanOptions(
+        objective=parse_objective("p99<=60ms"), window=20.0, warmup=10.0, seeds=1, n_plus_1=True, min_nodes=4
+    )
+    result = plan(topo, opts)
+    assert result.found, result.reason
+    by = {x.name: x for x in result.regions}
+    assert by["north"].stability_floor == 3 and by["south"].stability_floor == 2
+    assert all(x.nodes >= 4 for x in result.regions)
+    # the one-node-down verification is logged as simulated (it showed the full counts)
+    down = next(e for e in result.log if e.get("verify") == "one node down in each region")
+    assert down["nodes"] == {name: x.nodes - 1 for name, x in by.items()}
+    assert next(e for e in result.log if e.get("verify") == "all nodes up")["nodes"] == {
+        name: x.nodes for name, x in by.items()
+    }
+
+
+def test_a_region_without_clients_is_planned_on_the_clients_failed_over_to_it(tmp_path: Path) -> None:
+    topo = load_topology(_zero_south(tmp_path))
+    objective = parse_objective("p99<=60ms")
+    opts = PlanOptions(objective=objective, window=20.0, warmup=10.0, seeds=1, region_failure=True)
+    result = plan(topo, opts)
+    assert result.found, result.reason
+    assert result.scenarios == ["all nodes up", "north down", "south down"]
+    nodes = {x.name: x.nodes for x in result.regions}
+    south = next(x for x in result.regions if x.name == "south")
+    # with north down, south carries all of north's 300 requests/s
+    assert nodes["south"] >= 2 and south.latency and south.headroom is not None
+    verified = next(e for e in result.log if e.get("verify") == "north down")
+    assert verified["nodes"] == {"south": nodes["south"]} and verified["passed"] == {"south": True}
+    # one node fewer fails with north's clients, on the plan's seed
+    window = peak_window(topo, 20.0, 10.0)
+    alone = replace(window.region("south"), client_share=1.0)
+    fewer = replace(window, regions=(replace(alone, edge=replace(alone.edge, nodes=nodes["south"] - 1)),))
+    assert not _passes(fewer, result.seeds[0], objective)["south"]
+
+
+def test_a_region_with_clients_but_no_request_in_the_window_still_says_so(tmp_path: Path) -> None:
+    # the idle-region rule is for a share of 0, not for a window too short for the traffic
+    text = SMALL.read_text().replace("peak_rps = 300", "peak_rps = 0.05")
+    sparse = tmp_path / "sparse.toml"
+    sparse.write_text(text)
+    result = plan(
+        load_topology(sparse), PlanOptions(objective=parse_objective("p99<=500ms"), window=1.0, seeds=1)
+    )
+    assert not result.found and "none of its requests fell in the measured window" in result.reason
+    assert result.regions == [] and result.costs == {}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--max-nodes", "10001"], "Invalid value for '--max-nodes'"),
+        (["--seeds", "x"], "Invalid value for '--seeds'"),
+        (["--origin-max-rps", "abc"], "Invalid value for '--origin-max-rps'"),
+        (["--json", "/nonexistent/x.json"], "Invalid value for '--json'"),
+    ],
+)
+def test_options_click_refuses_are_its_usage_error(args: list[str], message: str) -> None:
+    # as in every edgesim command (docs/plan.md's exit-status table): status 2, click's
+    # "Usage:" and "Try" lines around one "Error:" line, nothing simulated
+    r = CliRunner().invoke(cli, ["plan", str(SMALL), "--slo", SLO, *args], catch_exceptions=False)
+    assert r.exit_code == 2, r.output
+    lines = [x for x in r.stderr.splitlines() if x.strip() and not x.startswith(("Usage:", "Try "))]
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], r.stderr
+    assert not r.stdout

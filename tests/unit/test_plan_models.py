@@ -23,6 +23,7 @@ from edgesim.plan import (
 from edgesim.topology import Distribution
 
 SMALL = Path(__file__).parent.parent / "data" / "plan" / "small.toml"
+PROFILES = SMALL.with_name("profiles.toml")
 
 
 def test_parse_objective() -> None:
@@ -44,6 +45,10 @@ def test_parse_objective() -> None:
         ("p99<=", "cannot read 'p99<='"),  # it was read as p99 < '=', a bad duration
         ("p99<=fast", "expected a duration"),
         ("p99<=0ms", "must be above 0"),
+        # a limit without its unit was read as seconds (80 s passes almost anything)
+        ("p99<=80", "the limit '80' of p99 has no unit; expected a duration with a unit such as 80ms"),
+        ("p50<=20ms, p99 < 0.5 ", "the limit '0.5' of p99 has no unit"),
+        ("p99<=.5", "has no unit"),
         ("p99<=80ms,latency<1s", "cannot read 'latency<1s'"),
         # a stray comma or "and" was dropped without a word
         ("p99<=80ms,", "an empty term"),
@@ -119,3 +124,13 @@ def test_trace_driven_topologies_are_refused() -> None:
     traced = replace(topo, traffic=replace(topo.traffic, trace=Path("requests.csv")))
     with pytest.raises(PlanError, match="replays a trace"):
         plan(traced, PlanOptions(objective=parse_objective("p99<=30ms")))
+
+
+def test_region_failure_with_one_region_is_refused_when_profiles_are_weighed() -> None:
+    # the profile loop skipped the only region and ended in an AssertionError
+    topo = load_topology(PROFILES)
+    north = replace(topo.region("north"), client_share=1.0)
+    one = replace(topo, regions=(north,), region_latency=())
+    assert len(one.profiles) == 2
+    with pytest.raises(PlanError, match="--region-failure needs at least two regions"):
+        plan(one, PlanOptions(objective=parse_objective("p99<=30ms"), region_failure=True))
