@@ -234,6 +234,81 @@ def test_spec_problems_are_one_line_each_with_file_line_and_key_path(spec_file: 
     ]
 
 
+def test_problems_a_value_causes_elsewhere_name_the_spec_line_and_value(
+    spec_file: Path, tmp_path: Path
+) -> None:
+    topo = tmp_path / "tiny.toml"
+    bad = tmp_path / "bad.toml"
+    # a grid value that makes another key of the topology wrong (interval = "10s" is
+    # line 3 of the topology): the spec's line, key path and value, then the topology's
+    # problem; the cell of "40s" has none
+    bad.write_text('topology = "tiny.toml"\n[grid]\ntraffic.duration = ["8s", "40s"]\n')
+    code, _, err = run_cli("sweep", str(bad))
+    assert code == 1
+    assert err.splitlines() == [
+        f'{bad}:3: grid.traffic.duration: value "8s": {topo}:3: interval: '
+        'expected at most traffic.duration (8s), got "10s"'
+    ]
+    # the same from [set]
+    bad.write_text(
+        'topology = "tiny.toml"\n[grid]\nregions.eu.edge.nodes = [1]\n[set]\ntraffic.duration = "8s"\n'
+    )
+    code, _, err = run_cli("sweep", str(bad))
+    assert code == 1
+    assert err.splitlines() == [
+        f'{bad}:5: set.traffic.duration: value "8s": {topo}:3: interval: '
+        'expected at most traffic.duration (8s), got "10s"'
+    ]
+    # a problem at a key the spec set that another value of the cell is needed for: both
+    bad.write_text(
+        'topology = "tiny.toml"\n[grid]\ntraffic.duration = ["40s", "2m"]\n[set]\ntraffic.warmup = "50s"\n'
+    )
+    code, _, err = run_cli("sweep", str(bad))
+    assert code == 1
+    assert err.splitlines() == [
+        f'{bad}:5: set.traffic.warmup: value "50s", with grid.traffic.duration = "40s" (line 3): '
+        'traffic.warmup: expected less than traffic.duration (40s), got "50s"'
+    ]
+    # a problem the topology has on its own is told as it is, once
+    topo.write_text(TINY.replace('interval = "10s"', 'interval = "2m"'))
+    bad.write_text('topology = "tiny.toml"\n[grid]\nregions.eu.edge.nodes = [1, 0]\n')
+    code, _, err = run_cli("sweep", str(bad))
+    assert code == 1
+    assert err.splitlines() == [
+        f'{topo}:3: interval: expected at most traffic.duration (60s), got "2m"',
+        f"{bad}:3: grid.regions.eu.edge.nodes: value 0: regions[0].edge.nodes: "
+        "expected a whole number from 1 to 10000, got 0",
+    ]
+
+
+def test_a_value_twice_in_a_grid_is_refused(spec_file: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('topology = "tiny.toml"\n[grid]\nregions.eu.edge.nodes = [2, 1, 2]\n')
+    code, _, err = run_cli("sweep", str(bad))
+    assert code == 1
+    assert err.splitlines() == [
+        f"{bad}:3: grid.regions.eu.edge.nodes: expected an array of distinct values to try, "
+        "got 2 more than once"
+    ]
+    # equal as TOML values: numbers by value, tables whatever their key order; strings
+    # by their text (not read as durations here)
+    bad.write_text(
+        'topology = "tiny.toml"\n[grid]\n'
+        'sites."a.example".redirect_share = [0, 0.1, 0.0, 0.1]\n'
+        'regions.eu.edge.service_time = [{ median = "1ms", sigma = 0.5 }, { sigma = 0.5, median = "1ms" }]\n'
+        'traffic.duration = ["1m", "60s"]\n'
+        "regions.eu.edge.nodes = [1, true]\n"
+    )
+    with pytest.raises(SweepError) as caught:
+        load_spec(bad)
+    assert [str(p) for p in caught.value.problems] == [
+        f'{bad}:3: grid.sites."a.example".redirect_share: expected an array of distinct values to try, '
+        "got each of 0, 0.1 more than once",
+        f"{bad}:4: grid.regions.eu.edge.service_time: expected an array of distinct values to try, "
+        'got {"median": "1ms", "sigma": 0.5} more than once',
+    ]
+
+
 def test_cli_writes_rows_resumes_and_refuses_foreign_files(spec_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     code, _, err = run_cli("sweep", str(spec_file), "--out", str(out), "--workers", "2")
