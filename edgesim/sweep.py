@@ -960,9 +960,24 @@ def run_sweep(
 
     Error handling:
         Raises :class:`SweepError` for a bad cell or foreign output files before
-        anything runs, ``RuntimeError`` for an executor that cannot start. On
-        KeyboardInterrupt the files hold every row finished so far.
+        anything runs, ``RuntimeError`` for an executor that cannot start. SIGTERM and
+        SIGHUP raise KeyboardInterrupt as Ctrl-C does (in the main thread); the runs
+        still going are ended, and the files hold every row finished so far.
     """
+    from edgesim._signals import interrupted_by_stop_signals
+
+    with interrupted_by_stop_signals():
+        return _run_sweep(spec, executor, workers, outputs, runner, on_row)
+
+
+def _run_sweep(
+    spec: SweepSpec,
+    executor: str,
+    workers: int | None,
+    outputs: Outputs | None,
+    runner: Callable[[Cell], dict[str, Any]],
+    on_row: Callable[[dict[str, Any], int, int], None] | None,
+) -> SweepResult:
     import os
 
     runs = plan(spec)

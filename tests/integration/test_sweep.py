@@ -399,3 +399,97 @@ def test_a_killed_sweep_keeps_every_finished_row_and_resumes(spec_file: Path, tm
     )
     assert result.kept == len(kept) and result.ran == 12 - len(kept) and result.failed == 0
     assert [r["run_id"] for r in result.rows] == [r.run_id for r in plan(load_spec(spec_file))]
+
+
+def _children(pid: int) -> dict[int, str]:
+    """The processes whose parent is ``pid`` and their descendants, each with its start
+    time (from /proc: a pid reused later has another)."""
+    parents: dict[int, tuple[int, str]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        parents[int(stat.parent.name)] = (int(fields[1]), fields[19])
+    found: dict[int, str] = {}
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        for child, (ppid, start) in parents.items():
+            if ppid == parent and child not in found:
+                found[child] = start
+                todo.append(child)
+    return found
+
+
+def _running(pid: int, start: str) -> bool:
+    """Whether process ``pid`` that started at ``start`` still runs (a zombie does not)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return False
+    return fields[19] == start and fields[0] != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the workers in /proc")
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP"])
+def test_sigterm_or_sighup_stops_a_sweep_as_ctrl_c_does_and_ends_its_workers(
+    spec_file: Path, tmp_path: Path, signame: str
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    spec_file.write_text(SPEC.replace("seeds = [1, 2]", "seeds = 6"))
+    out = tmp_path / "out"
+    err_file = tmp_path / "err.txt"
+    cmd = [sys.executable, "-P", "-m", "edgesim", "sweep", str(spec_file), "--out", str(out)]
+    with err_file.open("w") as err:
+        proc = subprocess.Popen(
+            [*cmd, "--workers", "2", "--quiet"],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            start_new_session=True,  # the signal goes to the sweep alone, not to this group
+        )
+    workers: dict[int, str] = {}
+    rows: list[dict[str, Any]] = []
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and proc.poll() is None:
+            workers.update(_children(proc.pid))
+            if (out / "sweep.json").exists():
+                rows = json.loads((out / "sweep.json").read_text())["rows"]
+                if rows:
+                    break
+            time.sleep(0.01)
+        assert rows and proc.poll() is None, "no row within 30 s, or the sweep ended first"
+        workers.update(_children(proc.pid))
+        # two pool workers and the resource tracker
+        assert len(workers) >= 3
+        proc.send_signal(getattr(signal, signame))
+        code = proc.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(_running(p, s) for p, s in workers.items()):
+            time.sleep(0.05)
+        left = [p for p, s in workers.items() if _running(p, s)]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for p, s in workers.items():  # whatever the sweep left behind (the old behaviour)
+            if _running(p, s):
+                os.kill(p, signal.SIGKILL)
+    assert code == 130  # as after Ctrl-C
+    assert err_file.read_text().strip() == (
+        "sweep interrupted: finished rows are in the output files; rerun to resume"
+    )
+    assert left == []
+    kept = json.loads((out / "sweep.json").read_text())["rows"]
+    assert len(rows) <= len(kept) < 12 and all(r["status"] == "ok" for r in kept)
+    assert {r["run_id"] for r in rows} <= {r["run_id"] for r in kept}
+    with (out / "sweep.csv").open() as f:
+        in_csv = [r["run_id"] for r in csv.DictReader(f)]
+    # the signal may fall between the two writes (JSON is written first)
+    assert set(in_csv) <= {r["run_id"] for r in kept} and len(kept) - len(in_csv) in (0, 1)
