@@ -5,14 +5,17 @@ default action ends the process at once: the origin, edge and load-generator pro
 it started were left running, and its report unwritten. Under :func:`stoppable`, either
 signal raises ``KeyboardInterrupt`` in a task of the run, so the run is cancelled, its
 cleanup stops what it started, and the caller reports what it has, as after Ctrl-C.
+Synchronous code (``edgesim sweep``'s process pool) does the same under
+:func:`interrupted_by_stop_signals`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from types import FrameType
 from typing import Any, TypeVar
 
 from edgesim.errors import single_exception
@@ -23,7 +26,7 @@ T = TypeVar("T")
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
-@contextmanager
+@contextlib.contextmanager
 def held() -> Iterator[Callable[[], bool]]:
     """Hold Ctrl-C, SIGTERM and SIGHUP while the block runs, so that a report being built
     or written is finished rather than lost (an atomic write leaves nothing behind when
@@ -43,7 +46,8 @@ def held() -> Iterator[Callable[[], bool]]:
         yield lambda: bool(came)
     finally:
         for sig, handler in before.items():
-            signal.signal(sig, handler)
+            # None: a handler not set from Python; the default is the nearest
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
 
 
 async def stoppable(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
@@ -75,3 +79,27 @@ async def _interrupt_on_signal(*, task_status: Any) -> None:
         task_status.started()
         async for _ in signals:
             raise KeyboardInterrupt  # as Ctrl-C: the run stops and cleans up
+
+
+@contextlib.contextmanager
+def interrupted_by_stop_signals() -> Iterator[None]:
+    """Within: SIGTERM and SIGHUP raise ``KeyboardInterrupt`` in the main thread, as
+    Ctrl-C does, so ``finally`` blocks stop what the code started; the handlers there
+    before are restored on the way out. In another thread (signals cannot be handled
+    there) this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _raise_interrupt)
+    try:
+        yield
+    finally:
+        for signum, handler in old.items():
+            # None: a handler not set from Python; the default is the nearest
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt  # as Ctrl-C

@@ -27,7 +27,7 @@ from edgesim._clitypes import (
     write_result,
 )
 from edgesim._compiled import cores_description
-from edgesim._signals import held
+from edgesim._signals import held, interrupted_by_stop_signals
 from edgesim.errors import EdgesimError, TraceError
 
 # Exit codes: 0 fine, 1 the checked input has errors, 2 usage errors (click's own).
@@ -864,7 +864,8 @@ def run_command(
     """Simulate TOPOLOGY (a file, or a bundled name; default: demo) and report.
 
     The topology is validated first; every problem is printed and the exit status is 1.
-    Ctrl-C stops the run and still writes what it has, marked partial.
+    Ctrl-C (or SIGTERM, SIGHUP) stops the run and still writes what it has, marked
+    partial (exit 130); once the run has finished, its report is written whole first.
     """
     from edgesim import report as rep
     from edgesim._topoload import load_topology, resolve_topology_arg
@@ -918,17 +919,18 @@ def run_command(
 
         bar.start()
     try:
-        result = _runmodes.run(
-            topo,
-            mode=mode,
-            engine=engine,
-            seed=seed,
-            sample_rate=sample_rate,
-            sample_keys=sample_keys,
-            sample_seed=sample_seed,
-            sample_thin=sample_thin,
-            progress=progress_cb,
-        )
+        with interrupted_by_stop_signals():  # kill, timeout, a closed terminal: as Ctrl-C
+            result = _runmodes.run(
+                topo,
+                mode=mode,
+                engine=engine,
+                seed=seed,
+                sample_rate=sample_rate,
+                sample_keys=sample_keys,
+                sample_seed=sample_seed,
+                sample_thin=sample_thin,
+                progress=progress_cb,
+            )
     except TraceError as exc:  # worded as validate words it
         _fail(f"{topo.path or topo.name}: traffic.trace: {exc}")
     except (ValueError, EdgesimError) as exc:

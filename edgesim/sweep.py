@@ -299,6 +299,8 @@ def _params(
                 out.append(Parameter(name, here, (v,), lines.get(sp, 0)))
             elif not isinstance(v, list) or not v:
                 bad(sp, f"expected a non-empty array of values to try, got {_show(v)}")
+            elif repeated := _repeated(v):
+                bad(sp, f"expected an array of distinct values to try, got {repeated} more than once")
             else:
                 out.append(Parameter(name, here, tuple(v), lines.get(sp, 0)))
 
@@ -306,6 +308,45 @@ def _params(
     if not table and not single:
         bad(section, "expected at least one key path with values")
     return out
+
+
+def _shown(v: Any) -> str:
+    """A spec value in a message: as ``_show`` does, and a short inline table as JSON."""
+    if isinstance(v, dict):
+        text = json.dumps(v, ensure_ascii=False, sort_keys=True, default=str)
+        return text if len(text) <= 60 else "a table"
+    return _show(v)
+
+
+def _repeated(values: Sequence[Any]) -> str:
+    """The values of a grid array that are there more than once ("" when none are),
+    as the first of each was written: two equal runs would have one ``run_id``."""
+    first: dict[Any, Any] = {}
+    shown: list[str] = []
+    for v in values:
+        key = _same(v)
+        if key not in first:
+            first[key] = v
+        elif (text := _shown(first[key])) not in shown:
+            shown.append(text)
+    return f"each of {', '.join(shown)}" if len(shown) > 1 else "".join(shown)
+
+
+def _same(v: Any) -> Any:
+    """A key equal for equal TOML values: numbers by value (``2`` is ``2.0``, ``nan`` is
+    ``nan``), tables whatever their key order; a string is its text (``"1MB"`` is not
+    ``"1000KB"``: values are not read as sizes or durations here), a boolean not a number."""
+    if isinstance(v, bool):
+        return ("bool", v)
+    if isinstance(v, float) and math.isnan(v):
+        return ("nan",)
+    if isinstance(v, int | float):
+        return ("number", int(v) if isinstance(v, float) and v.is_integer() else v)
+    if isinstance(v, dict):
+        return ("table", tuple(sorted((k, _same(x)) for k, x in v.items())))
+    if isinstance(v, list):
+        return ("array", tuple(_same(x) for x in v))
+    return (type(v).__name__, v)  # strings, dates and times
 
 
 # --------------------------------------------------------------------------
@@ -390,11 +431,12 @@ def plan(spec: SweepSpec) -> list[Run]:
     fixed = [(q.parts, q.values[0]) for q in spec.fixed]
     runs: list[Run] = []
     seen: set[str] = set()
+    check = _CellChecker(spec)
     for combo in product(*(range(len(q.values)) for q in spec.grid)):
         values = [(q, q.values[i]) for q, i in zip(spec.grid, combo, strict=True)]
         patches = tuple((q.parts, v) for q, v in [*((q, q.values[0]) for q in spec.fixed), *values])
         cell = Cell(spec.topology_text, str(spec.topology), patches, 0)
-        for problem in _check_cell(spec, cell, values):
+        for problem in check(cell, values):
             if str(problem) not in seen:
                 seen.add(str(problem))
                 problems.append(problem)
@@ -421,52 +463,126 @@ def _under(key_path: str, prefix: str) -> bool:
     return key_path == prefix or key_path.startswith((prefix + ".", prefix + "["))
 
 
-def _check_cell(
-    spec: SweepSpec, cell: Cell, values: Sequence[tuple[Parameter, Any]]
-) -> list[TopologyProblem]:
-    """Problems of one cell's topology; those under a key path the spec set are told
-    at the spec's line, with the value that caused them."""
-    file = str(spec.path)
-    sources: list[tuple[str, Parameter, Any, str]] = []
-    data_probe: dict[str, Any] = {}
-    with contextlib.suppress(tomllib.TOMLDecodeError):  # parse_topology reports it below
-        data_probe = load_toml(spec.topology_text)
-    section = [(q, "set", q.values[0]) for q in spec.fixed] + [(q, "grid", v) for q, v in values]
-    problems: list[TopologyProblem] = []
-    set_by: dict[str, tuple[str, Parameter]] = {}  # key path set -> who set it
-    for q, sec, v in section:
-        try:
-            tl_path, key_path = _set(data_probe, q.parts, v)
-        except KeyError as exc:
-            problems.append(TopologyProblem(file, q.line, f"{sec}.{q.name}", str(exc.args[0])))
-            continue
-        if key_path in set_by:  # regions.eu-west.x and regions.0.x: one key, two values
-            other_sec, other = set_by[key_path]
-            also = f"{other_sec}.{other.name} (line {other.line})"
-            message = f"sets {key_path}, as {also} does: name each key once"
-            problems.append(TopologyProblem(file, q.line, f"{sec}.{q.name}", message))
-            continue
-        set_by[key_path] = (sec, q)
-        sources.append((tl_path, q, v, sec))
-    if problems:
-        return problems
-    try:
-        _cell_topology(cell)
-    except TopologyError as exc:
-        for tp in exc.problems:
-            src = next(
-                (s for s in sources if tp.key_path == s[0] or tp.key_path.startswith(s[0] + ".")), None
-            )
-            if src is None:
-                problems.append(tp)
+@dataclass(frozen=True, slots=True)
+class _Source:
+    """A value a cell sets: from ``[set]`` or ``[grid]`` (``section``), the spec's
+    parameter, the value, and the topology key path it is blamed for (``under``: the key
+    set, or the first table the setting made)."""
+
+    section: str
+    param: Parameter
+    value: Any
+    under: str
+
+    def patch(self) -> tuple[tuple[str, ...], Any]:
+        return self.param.parts, self.value
+
+    def told(self) -> str:
+        return f"{self.section}.{self.param.name} = {_shown(self.value)} (line {self.param.line})"
+
+
+class _CellChecker:
+    """Checks the topology of each cell of a spec.
+
+    A problem the topology has on its own (without any value of the spec) is told as it
+    is. Any other problem was caused by the cell's values: it is told at the spec's line
+    of the value that caused it, with its key path and the value, then the topology's
+    problem (its file, line and key path). A problem under a key path the cell set is
+    that value's; one elsewhere (``interval`` longer than a ``traffic.duration`` the
+    grid shortened) is blamed on the values without which it goes away, found by
+    checking the topology without each value in turn.
+    """
+
+    def __init__(self, spec: SweepSpec) -> None:
+        self.spec = spec
+        self.file = str(spec.path)
+        self._found: dict[str, frozenset[tuple[str, str]] | None] = {}
+        self.own = self._problems(())
+
+    def _problems(self, patches: Sequence[tuple[tuple[str, ...], Any]]) -> frozenset[tuple[str, str]] | None:
+        """The (key path, message) of each problem of the topology with ``patches`` set
+        (remembered), or None when the patches cannot all be set without the others."""
+        key = json.dumps([[list(p), v] for p, v in patches], sort_keys=True, default=str)
+        if key not in self._found:
+            cell = Cell(self.spec.topology_text, str(self.spec.topology), tuple(patches), 0)
+            found: frozenset[tuple[str, str]] | None = frozenset()
+            try:
+                _cell_topology(cell)
+            except TopologyError as exc:
+                found = frozenset((tp.key_path, tp.message) for tp in exc.problems)
+            except KeyError:  # a key path into an array that another value set
+                found = None
+            self._found[key] = found
+        return self._found[key]
+
+    def __call__(self, cell: Cell, values: Sequence[tuple[Parameter, Any]]) -> list[TopologyProblem]:
+        file = self.file
+        spec = self.spec
+        data_probe: dict[str, Any] = {}
+        with contextlib.suppress(tomllib.TOMLDecodeError):  # parse_topology reports it below
+            data_probe = load_toml(spec.topology_text)
+        section = [(q, "set", q.values[0]) for q in spec.fixed] + [(q, "grid", v) for q, v in values]
+        problems: list[TopologyProblem] = []
+        sources: list[_Source] = []
+        set_by: dict[str, tuple[str, Parameter]] = {}  # key path set -> who set it
+        for q, sec, v in section:
+            try:
+                tl_path, key_path = _set(data_probe, q.parts, v)
+            except KeyError as exc:
+                problems.append(TopologyProblem(file, q.line, f"{sec}.{q.name}", str(exc.args[0])))
                 continue
-            _, q, v, sec = src
-            problems.append(
-                TopologyProblem(
-                    file, q.line, f"{sec}.{q.name}", f"value {_show(v)}: {tp.key_path}: {tp.message}"
-                )
-            )
-    return problems
+            if key_path in set_by:  # regions.eu-west.x and regions.0.x: one key, two values
+                other_sec, other = set_by[key_path]
+                also = f"{other_sec}.{other.name} (line {other.line})"
+                message = f"sets {key_path}, as {also} does: name each key once"
+                problems.append(TopologyProblem(file, q.line, f"{sec}.{q.name}", message))
+                continue
+            set_by[key_path] = (sec, q)
+            sources.append(_Source(sec, q, v, tl_path))
+        if problems:
+            return problems
+        try:
+            _cell_topology(cell)
+        except TopologyError as exc:
+            for tp in exc.problems:
+                src = next((s for s in sources if _under(tp.key_path, s.under)), None)
+                if src is None and self.own is not None and (tp.key_path, tp.message) in self.own:
+                    problems.append(tp)  # the topology's own problem
+                else:
+                    problems.append(self._blame(tp, sources, src))
+        return problems
+
+    def _blame(self, tp: TopologyProblem, sources: Sequence[_Source], src: _Source | None) -> TopologyProblem:
+        """``tp``, which the topology alone does not have, told at the spec's line of the
+        value set at its key path (``src``) and of every other value without which it goes
+        away; when ``src`` is None and no value is needed, those that cause it on their
+        own; else all of the cell's values."""
+        key = (tp.key_path, tp.message)
+        patches = [s.patch() for s in sources]
+        needed = []
+        for i, s in enumerate(sources):
+            if s is src:
+                continue
+            without = self._problems(patches[:i] + patches[i + 1 :])
+            if without is None or key not in without:
+                needed.append(s)
+        needed.sort(key=lambda s: s.param.line)
+        if src is not None:
+            # the value at the problem's key path: the key path is the topology's own, but
+            # the line is the spec's (the topology's line holds a value that is not used)
+            first, others, where = src, needed, f"{tp.key_path}: {tp.message}"
+        else:
+            if not needed:
+                needed = [s for s in sources if key in (self._problems([s.patch()]) or ())]
+            first, *others = needed or sorted(sources, key=lambda s: s.param.line)
+            where = str(tp)
+        also = f", with {' and '.join(s.told() for s in others)}" if others else ""
+        return TopologyProblem(
+            file=self.file,
+            line=first.param.line,
+            key_path=f"{first.section}.{first.param.name}",
+            message=f"value {_shown(first.value)}{also}: {where}",
+        )
 
 
 # --------------------------------------------------------------------------
@@ -844,9 +960,24 @@ def run_sweep(
 
     Error handling:
         Raises :class:`SweepError` for a bad cell or foreign output files before
-        anything runs, ``RuntimeError`` for an executor that cannot start. On
-        KeyboardInterrupt the files hold every row finished so far.
+        anything runs, ``RuntimeError`` for an executor that cannot start. SIGTERM and
+        SIGHUP raise KeyboardInterrupt as Ctrl-C does (in the main thread); the runs
+        still going are ended, and the files hold every row finished so far.
     """
+    from edgesim._signals import interrupted_by_stop_signals
+
+    with interrupted_by_stop_signals():
+        return _run_sweep(spec, executor, workers, outputs, runner, on_row)
+
+
+def _run_sweep(
+    spec: SweepSpec,
+    executor: str,
+    workers: int | None,
+    outputs: Outputs | None,
+    runner: Callable[[Cell], dict[str, Any]],
+    on_row: Callable[[dict[str, Any], int, int], None] | None,
+) -> SweepResult:
     import os
 
     runs = plan(spec)

@@ -308,3 +308,35 @@ def test_a_live_run_stopped_by_sigterm_or_sighup_stops_its_processes_and_reports
         except ProcessLookupError:
             pass
     assert left == [], f"still running: {left}"
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP"])
+def test_a_virtual_run_stopped_by_sigterm_or_sighup_writes_its_partial_report(
+    tmp_path: Path, signame: str
+) -> None:
+    # The virtual engine died at once on these signals, with no report at all.
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "r.json"
+    cmd = [sys.executable, "-P", "-m", "edgesim", "run", "global-5-regions", "--quiet", "--json", str(out)]
+    cmd += ["--csv", str(tmp_path / "csv")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(6.0)  # started, and well into its six hours of traffic (about 20 s compiled)
+        assert proc.poll() is None
+        proc.send_signal(getattr(signal, signame))
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "interrupted: the report is partial" in err
+    report = json.loads(out.read_text())
+    meta, ts = report["meta"], report["timeseries"]
+    assert meta["partial"] is True and 0 < meta["duration"] < 6 * 3600
+    assert sum(ts["requests"]) == meta["simulated_requests"] > 1000
+    assert (tmp_path / "csv" / "summary.csv").is_file()

@@ -234,6 +234,81 @@ def test_spec_problems_are_one_line_each_with_file_line_and_key_path(spec_file: 
     ]
 
 
+def test_problems_a_value_causes_elsewhere_name_the_spec_line_and_value(
+    spec_file: Path, tmp_path: Path
+) -> None:
+    topo = tmp_path / "tiny.toml"
+    bad = tmp_path / "bad.toml"
+    # a grid value that makes another key of the topology wrong (interval = "10s" is
+    # line 3 of the topology): the spec's line, key path and value, then the topology's
+    # problem; the cell of "40s" has none
+    bad.write_text('topology = "tiny.toml"\n[grid]\ntraffic.duration = ["8s", "40s"]\n')
+    code, _, err = run_cli("sweep", str(bad))
+    assert code == 1
+    assert err.splitlines() == [
+        f'{bad}:3: grid.traffic.duration: value "8s": {topo}:3: interval: '
+        'expected at most traffic.duration (8s), got "10s"'
+    ]
+    # the same from [set]
+    bad.write_text(
+        'topology = "tiny.toml"\n[grid]\nregions.eu.edge.nodes = [1]\n[set]\ntraffic.duration = "8s"\n'
+    )
+    code, _, err = run_cli("sweep", str(bad))
+    assert code == 1
+    assert err.splitlines() == [
+        f'{bad}:5: set.traffic.duration: value "8s": {topo}:3: interval: '
+        'expected at most traffic.duration (8s), got "10s"'
+    ]
+    # a problem at a key the spec set that another value of the cell is needed for: both
+    bad.write_text(
+        'topology = "tiny.toml"\n[grid]\ntraffic.duration = ["40s", "2m"]\n[set]\ntraffic.warmup = "50s"\n'
+    )
+    code, _, err = run_cli("sweep", str(bad))
+    assert code == 1
+    assert err.splitlines() == [
+        f'{bad}:5: set.traffic.warmup: value "50s", with grid.traffic.duration = "40s" (line 3): '
+        'traffic.warmup: expected less than traffic.duration (40s), got "50s"'
+    ]
+    # a problem the topology has on its own is told as it is, once
+    topo.write_text(TINY.replace('interval = "10s"', 'interval = "2m"'))
+    bad.write_text('topology = "tiny.toml"\n[grid]\nregions.eu.edge.nodes = [1, 0]\n')
+    code, _, err = run_cli("sweep", str(bad))
+    assert code == 1
+    assert err.splitlines() == [
+        f'{topo}:3: interval: expected at most traffic.duration (60s), got "2m"',
+        f"{bad}:3: grid.regions.eu.edge.nodes: value 0: regions[0].edge.nodes: "
+        "expected a whole number from 1 to 10000, got 0",
+    ]
+
+
+def test_a_value_twice_in_a_grid_is_refused(spec_file: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('topology = "tiny.toml"\n[grid]\nregions.eu.edge.nodes = [2, 1, 2]\n')
+    code, _, err = run_cli("sweep", str(bad))
+    assert code == 1
+    assert err.splitlines() == [
+        f"{bad}:3: grid.regions.eu.edge.nodes: expected an array of distinct values to try, "
+        "got 2 more than once"
+    ]
+    # equal as TOML values: numbers by value, tables whatever their key order; strings
+    # by their text (not read as durations here)
+    bad.write_text(
+        'topology = "tiny.toml"\n[grid]\n'
+        'sites."a.example".redirect_share = [0, 0.1, 0.0, 0.1]\n'
+        'regions.eu.edge.service_time = [{ median = "1ms", sigma = 0.5 }, { sigma = 0.5, median = "1ms" }]\n'
+        'traffic.duration = ["1m", "60s"]\n'
+        "regions.eu.edge.nodes = [1, true]\n"
+    )
+    with pytest.raises(SweepError) as caught:
+        load_spec(bad)
+    assert [str(p) for p in caught.value.problems] == [
+        f'{bad}:3: grid.sites."a.example".redirect_share: expected an array of distinct values to try, '
+        "got each of 0, 0.1 more than once",
+        f"{bad}:4: grid.regions.eu.edge.service_time: expected an array of distinct values to try, "
+        'got {"median": "1ms", "sigma": 0.5} more than once',
+    ]
+
+
 def test_cli_writes_rows_resumes_and_refuses_foreign_files(spec_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     code, _, err = run_cli("sweep", str(spec_file), "--out", str(out), "--workers", "2")
@@ -324,3 +399,97 @@ def test_a_killed_sweep_keeps_every_finished_row_and_resumes(spec_file: Path, tm
     )
     assert result.kept == len(kept) and result.ran == 12 - len(kept) and result.failed == 0
     assert [r["run_id"] for r in result.rows] == [r.run_id for r in plan(load_spec(spec_file))]
+
+
+def _children(pid: int) -> dict[int, str]:
+    """The processes whose parent is ``pid`` and their descendants, each with its start
+    time (from /proc: a pid reused later has another)."""
+    parents: dict[int, tuple[int, str]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        parents[int(stat.parent.name)] = (int(fields[1]), fields[19])
+    found: dict[int, str] = {}
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        for child, (ppid, start) in parents.items():
+            if ppid == parent and child not in found:
+                found[child] = start
+                todo.append(child)
+    return found
+
+
+def _running(pid: int, start: str) -> bool:
+    """Whether process ``pid`` that started at ``start`` still runs (a zombie does not)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return False
+    return fields[19] == start and fields[0] != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the workers in /proc")
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP"])
+def test_sigterm_or_sighup_stops_a_sweep_as_ctrl_c_does_and_ends_its_workers(
+    spec_file: Path, tmp_path: Path, signame: str
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    spec_file.write_text(SPEC.replace("seeds = [1, 2]", "seeds = 6"))
+    out = tmp_path / "out"
+    err_file = tmp_path / "err.txt"
+    cmd = [sys.executable, "-P", "-m", "edgesim", "sweep", str(spec_file), "--out", str(out)]
+    with err_file.open("w") as err:
+        proc = subprocess.Popen(
+            [*cmd, "--workers", "2", "--quiet"],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            start_new_session=True,  # the signal goes to the sweep alone, not to this group
+        )
+    workers: dict[int, str] = {}
+    rows: list[dict[str, Any]] = []
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and proc.poll() is None:
+            workers.update(_children(proc.pid))
+            if (out / "sweep.json").exists():
+                rows = json.loads((out / "sweep.json").read_text())["rows"]
+                if rows:
+                    break
+            time.sleep(0.01)
+        assert rows and proc.poll() is None, "no row within 30 s, or the sweep ended first"
+        workers.update(_children(proc.pid))
+        # two pool workers and the resource tracker
+        assert len(workers) >= 3
+        proc.send_signal(getattr(signal, signame))
+        code = proc.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(_running(p, s) for p, s in workers.items()):
+            time.sleep(0.05)
+        left = [p for p, s in workers.items() if _running(p, s)]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for p, s in workers.items():  # whatever the sweep left behind (the old behaviour)
+            if _running(p, s):
+                os.kill(p, signal.SIGKILL)
+    assert code == 130  # as after Ctrl-C
+    assert err_file.read_text().strip() == (
+        "sweep interrupted: finished rows are in the output files; rerun to resume"
+    )
+    assert left == []
+    kept = json.loads((out / "sweep.json").read_text())["rows"]
+    assert len(rows) <= len(kept) < 12 and all(r["status"] == "ok" for r in kept)
+    assert {r["run_id"] for r in rows} <= {r["run_id"] for r in kept}
+    with (out / "sweep.csv").open() as f:
+        in_csv = [r["run_id"] for r in csv.DictReader(f)]
+    # the signal may fall between the two writes (JSON is written first)
+    assert set(in_csv) <= {r["run_id"] for r in kept} and len(kept) - len(in_csv) in (0, 1)

@@ -1,16 +1,19 @@
-"""``edgesim._signals.stoppable``: SIGTERM and SIGHUP stop a run as Ctrl-C does, so its
-cleanup runs; results and errors pass through as themselves."""
+"""``edgesim._signals``: SIGTERM and SIGHUP stop a run as Ctrl-C does, so its cleanup
+runs (``stoppable`` for Trio, ``interrupted_by_stop_signals`` for plain code); results
+and errors pass through as themselves."""
 
 from __future__ import annotations
 
 import os
 import signal
+import threading
+import time
 
 import pytest
 import trio
 import trio.lowlevel
 
-from edgesim._signals import stoppable
+from edgesim._signals import interrupted_by_stop_signals, stoppable
 
 
 def test_the_result_and_errors_come_out_as_themselves() -> None:
@@ -95,3 +98,41 @@ def test_ctrl_c_while_the_report_is_written_still_writes_it(
     report = json.loads((out / "r.json").read_text())
     assert report["meta"]["partial"] is False and report["totals"]["requests"] > 100
     assert (out / "csv" / "summary.csv").is_file() and (out / "r.html").is_file()
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP"])
+def test_a_stop_signal_interrupts_plain_code_and_the_old_handler_comes_back(signame: str) -> None:
+    signum = getattr(signal, signame)
+    before = signal.getsignal(signum)
+    cleaned: list[bool] = []
+
+    def long_run() -> None:
+        with interrupted_by_stop_signals():
+            try:
+                os.kill(os.getpid(), signum)
+                time.sleep(30)  # interrupted at once
+            finally:
+                cleaned.append(True)
+
+    with pytest.raises(KeyboardInterrupt):
+        long_run()
+    assert cleaned == [True]
+    assert signal.getsignal(signum) == before
+    # nothing changes when nothing is interrupted either
+    with interrupted_by_stop_signals():
+        assert signal.getsignal(signum) != before
+    assert signal.getsignal(signum) == before
+
+
+def test_outside_the_main_thread_plain_code_just_runs() -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    seen: list[object] = []
+
+    def body() -> None:
+        with interrupted_by_stop_signals():
+            seen.append(signal.getsignal(signal.SIGTERM))
+
+    t = threading.Thread(target=body)
+    t.start()
+    t.join(timeout=10)
+    assert seen == [before]
