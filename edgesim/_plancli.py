@@ -276,7 +276,8 @@ def _print_plan(d: dict[str, Any], *, stderr: bool = False) -> None:
 @click.option(
     "--sample-rate",
     type=FiniteFloatRange(0.0, 1.0, min_open=True),
-    help="SHARDS sampling rate (default: 1 up to 1,000,000 requests, then 1,000,000/requests).",
+    help="SHARDS sampling rate (default: exact up to 1,000,000 requests, then a rate that keeps "
+    "the estimate's error small, at least 1,000,000/requests; docs/mrc.md).",
 )
 @click.option(
     "--format",
@@ -289,7 +290,7 @@ def _print_plan(d: dict[str, Any], *, stderr: bool = False) -> None:
     type=click.IntRange(0),
     default=1,
     show_default=True,
-    help="Topology: seed of the drawn requests.",
+    help="Seed of a topology's drawn requests and of the SHARDS sample (which keys it keeps).",
 )
 @click.option("--html", "html_path", type=OutputFile(), help="Write a self-contained HTML chart.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the table.")
@@ -309,10 +310,19 @@ def mrc_command(
     request stream) or a trace (CSV `time,key,size[,region,site]` or oracleGeneral).
     Exact byte-capacity LRU hit ratios by stack distance (docs/mrc.md)."""
     from edgesim.mrc import select, topology_trace, trace_curve
-    from edgesim.traces import read_trace
+    from edgesim.traces import format_by_name, read_trace
 
     caps = _sizes(sizes, "--sizes") or None
-    is_topology = source.endswith(".toml") or not exists(Path(source))
+    found = exists(Path(source))
+    if not found and format_by_name(source) is not None:
+        # named as a trace (a trace suffix, maybe compressed): not a topology name
+        try:
+            Path(source).stat()
+            reason = "No such file or directory"
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+        _fail(f"{source}: cannot open: {reason}")
+    is_topology = source.endswith(".toml") or not found
     try:
         if is_topology:
             topo = load_topology_arg(source)
@@ -331,7 +341,7 @@ def mrc_command(
     if not len(trace):
         _fail(f"{source}: no requests to compute a curve from")
     try:
-        curve = trace_curve(trace, caps, sample_rate=sample_rate)
+        curve = trace_curve(trace, caps, sample_rate=sample_rate, seed=seed)
     except ValueError as exc:  # a sample rate that keeps no request
         _fail(f"{source}: {exc}")
     where = " ".join(x for x in (f"region {region}" if region else "", f"site {site}" if site else "") if x)
@@ -363,7 +373,7 @@ def _mrc_html(title: str, curve: Any) -> str:
     import math
     from html import escape
 
-    from edgesim._svg import line_chart
+    from edgesim._svg import line_chart, script_json
 
     xs = [math.log2(s / 2**20) if s > 0 else 0.0 for s in curve.sizes]
     chart = line_chart(
@@ -386,6 +396,6 @@ td,th{{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}}</style>
 <p>{curve.requests:,} requests, {curve.objects:,} objects, SHARDS rate {curve.sample_rate:g}</p>
 <figure>{chart}</figure>
 <table><tr><th>cache size</th><th>hit ratio</th><th>byte hit ratio</th></tr>{rows}</table>
-<script type="application/json" id="curve">{escape(json.dumps(curve.as_dict()))}</script>
+<script type="application/json" id="curve">{script_json(curve.as_dict())}</script>
 </body></html>
 """

@@ -1,13 +1,32 @@
-"""Tiny inline-SVG charts for self-contained HTML reports (no scripts, no downloads)."""
+"""Tiny inline-SVG charts for self-contained HTML reports (no scripts, no downloads),
+and the JSON data block those pages embed."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from html import escape
+from typing import Any
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 W, H = 760, 260
+# inside <script> text is raw (no character references): JSON escapes instead
+_SCRIPT_SAFE = str.maketrans(
+    {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+)
 ML, MR, MT, MB = 56, 16, 28, 36  # margins
+
+
+def script_json(data: Any) -> str:
+    """``data`` as JSON for the text of a ``<script type="application/json">`` element.
+
+    A script element's text is not HTML-unescaped, so HTML escapes (``&quot;``) would
+    stay in the JSON; instead ``<``, ``>`` and ``&`` (which could close the element or
+    open a comment) and the line separators U+2028/U+2029 are written as JSON ``\\u``
+    escapes, which are only ever inside strings. The element's text, read back, is
+    ``json.dumps(data)``'s meaning exactly: ``json.loads`` of it gives ``data``.
+    """
+    return json.dumps(data).translate(_SCRIPT_SAFE)
 
 
 def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edgesim._atomic import write_atomic
-from edgesim._svg import bar_chart, line_chart
+from edgesim._svg import bar_chart, line_chart, script_json
 
 _GROUP_FIELDS = (
     "requests",
@@ -382,7 +382,7 @@ td:first-child,th:first-child{{text-align:left}}pre{{background:#f6f6f6;padding:
 <table><tr><th></th><th>requests</th><th>hit</th><th>byte hit</th><th>origin req</th><th>p50 ms</th>
 <th>p99 ms</th><th>queue p99 ms</th><th>errors</th></tr>{rows}</table>
 {failover_html}{shadow_html}<h2>Topology</h2><pre>{escape(topology_text)}</pre>
-<script type="application/json" id="report">{escape(json.dumps(report))}</script>
+<script type="application/json" id="report">{script_json(report)}</script>
 </body></html>
 """
 

@@ -11,7 +11,7 @@ import pytest
 from helpers import run_cli
 
 from edgesim._topoload import parse_topology
-from edgesim.mrc import default_sizes, lru_curve, topology_trace
+from edgesim.mrc import SAMPLE_ABOVE, _sample_hash, auto_rate, default_sizes, lru_curve, topology_trace
 from edgesim.replay import replay, zipf_trace
 from edgesim.traces import Trace, write_trace
 
@@ -67,6 +67,59 @@ def test_shards_sample_is_close_to_the_exact_curve() -> None:
     assert sampled.sampled_requests < 0.5 * exact.sampled_requests
     for a, b in zip(exact.hit_ratio, sampled.hit_ratio, strict=True):
         assert abs(a - b) < 0.03
+
+
+def _first_appearance(trace: Trace) -> array[int]:
+    """The keys renumbered 0, 1, 2... in order of first appearance (as CSV keys are)."""
+    ids: dict[int, int] = {}
+    return array("Q", [ids.setdefault(k, len(ids)) for k in trace.keys])
+
+
+def test_sampled_byte_hit_ratio_is_corrected_as_the_hit_ratio() -> None:
+    # Every object the same size: the byte hit ratio is the hit ratio, exactly, and a
+    # sample's must be too. Before, only the request count had the SHARDS-adj correction
+    # and the byte hit ratio was the raw sample's (0.5 points off here at rate 0.01).
+    trace = zipf_trace(100_000, 10_000, 0.9, seed=2)
+    keys = _first_appearance(trace)
+    sizes = [1000] * len(keys)
+    caps = [10_000, 100_000, 1_000_000, 10_000_000]
+    for rate in (0.01, 0.1, 0.5):
+        c = lru_curve(keys, sizes, caps, sample_rate=rate)
+        assert c.sampled_requests != round(rate * len(keys))  # the correction does something
+        assert c.byte_hit_ratio == pytest.approx(c.hit_ratio, abs=1e-9), rate
+
+
+def test_which_keys_are_sampled_does_not_follow_their_numbering() -> None:
+    # CSV keys are numbered in order of first appearance, and the first keys are often
+    # the hottest. The hash used to be of the number alone: ids 1 and 3 hash below 0.01
+    # and were in every sample at rates from 0.0093 up. Now the seed salts the hash.
+    rate = 0.05
+    threshold = int(rate * 2**24)
+    seeds = range(1, 41)
+    for key in range(20):
+        share = sum(_sample_hash(key, s) < threshold for s in seeds) / len(seeds)
+        assert share <= 0.25, key  # binomial(40, 0.05): 10 or more has p ~ 1e-5
+    # lru_curve samples what _sample_hash says (its numpy hash is the same function)
+    keys = [k * 0x9E3779B97F4A7C15 % 2**64 for k in range(5_000)]
+    for s in (1, 7):
+        c = lru_curve(keys, [1] * len(keys), [10], sample_rate=0.3, seed=s)
+        assert c.objects == sum(_sample_hash(k, s) < int(0.3 * 2**24) for k in keys)
+    # the same seed, the same sample; another seed, another
+    trace = zipf_trace(50_000, 5_000, 0.9, seed=4)
+    a, b, c2 = (lru_curve(trace.keys, trace.sizes, [2**20], sample_rate=0.1, seed=s) for s in (3, 3, 4))
+    assert a == b and a.sampled_requests != c2.sampled_requests
+
+
+def test_auto_rate_is_higher_for_a_heavy_head() -> None:
+    import numpy as np
+
+    n = SAMPLE_ABOVE * 2
+    assert auto_rate([1] * 10) == 1.0
+    spread = np.random.default_rng(1).integers(0, 10**7, n, dtype=np.uint64)
+    assert auto_rate(spread) == pytest.approx(SAMPLE_ABOVE / n)
+    ranks = np.arange(1, 200_001, dtype=np.float64) ** -0.9
+    zipf = np.random.default_rng(2).choice(200_000, n, p=ranks / ranks.sum()).astype(np.uint64)
+    assert 0.5 <= auto_rate(zipf) <= 0.6  # sum p**2 ~ 0.003: noise 0.05 needs ~0.55
 
 
 def test_bad_arguments() -> None:
@@ -168,7 +221,8 @@ def test_cli_table_for_a_topology(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["mrc", "missing.csv"], "missing.csv"),
+        (["mrc", "missing.csv"], "Error: missing.csv: cannot open: No such file or directory"),
+        (["mrc", "gone.oracleGeneral.zst"], "Error: gone.oracleGeneral.zst: cannot open: No such file"),
         (["mrc", "demo", "--sizes", "12 parsecs"], "--sizes: expected a size"),
         (["mrc", "demo", "--region", "mars"], "no region 'mars'"),
     ],
