@@ -667,13 +667,25 @@ def replay_command(trace: str, cache_size: int, policy: str, trace_format: str |
     help="Cache size as a fraction of the working set.",
 )
 @click.option("--repeats", type=click.IntRange(1, 50), default=5, show_default=True)
+@click.option(
+    "--read",
+    is_flag=True,
+    help="Instead: reading speed of the trace as CSV and oracleGeneral files, plain and compressed.",
+)
 def bench_replay_command(
-    n_requests: int, n_objects: int, alpha: float, cache_fraction: float, repeats: int
+    n_requests: int, n_objects: int, alpha: float, cache_fraction: float, repeats: int, read: bool
 ) -> None:
     """Replay rate (requests/s, median and best) of each policy on a generated Zipf
-    trace, with a bare dict loop over the same trace as the same-process baseline."""
-    from edgesim.replay import bench
+    trace, with a bare dict loop over the same trace as the same-process baseline.
+    With --read: how fast the trace is read from each kind of file, against its plain
+    file."""
+    from edgesim.replay import bench, read_bench, zipf_trace
 
+    if read:
+        trace = zipf_trace(n_requests, n_objects, alpha)
+        result = {"requests": n_requests, "repeats": repeats, "read": read_bench(trace, repeats)}
+        click.echo(json.dumps(result, indent=2))
+        return
     click.echo(json.dumps(bench(n_requests, n_objects, alpha, cache_fraction, repeats), indent=2))
 
 

@@ -1214,7 +1214,7 @@ def _found(
         n = r.name
         # a region with no clients in any scenario served nothing: no latency to report
         served = [rep for rep in every if (rep["regions"].get(n) or {}).get("requests")]
-        lat = {m: _worst_from(served, n, m) for m in _METRICS} if served else {}
+        lat = {m: _worst(served, n, m) for m in _METRICS} if served else {}
         metric, slack = opts.objective.check(lat)[1:] if lat else ("", None)
         hits = [float(rep["regions"][n]["object_hit_ratio"] or 0.0) for rep in normal]
         regions.append(
@@ -1264,10 +1264,3 @@ def _found(
         scenarios=[label for label, _ in verdicts],
         log=log,
     )
-
-
-def _worst_from(reports: list[dict[str, Any]], region: str, metric: str) -> float:
-    vals = [
-        float(r["regions"][region]["latency"].get(metric) or 0.0) for r in reports if region in r["regions"]
-    ]
-    return max(vals) if vals else 0.0

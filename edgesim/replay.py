@@ -251,3 +251,61 @@ def bench(
         # Best runs are the least disturbed on a shared machine (as timeit reports).
         "ratio_best_vs_bare_dict": {name: round(max(rates[name]) / best_base, 3) for name in POLICIES},
     }
+
+
+def read_bench(trace: Trace, repeats: int = 3) -> dict[str, Any]:
+    """Reading speed of ``trace`` written as CSV and as oracleGeneral, plain and
+    compressed with each compression :func:`~edgesim.traces.read_trace` reads, in a
+    temporary folder; the baseline of each format is its plain file, read in the same
+    process (the machines are shared and noisy).
+
+    Returns:
+        A JSON-ready dict: per format and compression the file's size, the requests read
+        per second (median and best of ``repeats``), and the median's ratio to the plain
+        file's.
+    """
+    import bz2
+    import gzip
+    import lzma
+    import tempfile
+    from pathlib import Path
+
+    import zstandard
+
+    from edgesim.traces import read_trace, write_trace
+
+    packers: dict[str, Callable[[bytes], bytes]] = {
+        "plain": lambda b: b,
+        "gzip": gzip.compress,
+        "bzip2": bz2.compress,
+        "xz": lzma.compress,
+        "zstd": zstandard.ZstdCompressor().compress,
+    }
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="edgesim-read-") as tmp:
+        for fmt, name in (("csv", "t.csv"), ("oracle-general", "t.oracleGeneral")):
+            plain = Path(tmp) / name
+            write_trace(plain, trace, fmt)
+            raw = plain.read_bytes()
+            files = {kind: plain for kind in ("plain",)}
+            for kind, pack in packers.items():
+                if kind != "plain":
+                    files[kind] = Path(tmp) / f"{name}.{kind}"
+                    files[kind].write_bytes(pack(raw))
+            rates: dict[str, list[float]] = {kind: [] for kind in files}
+            for _ in range(repeats):
+                for kind, path in files.items():
+                    start = time.perf_counter()
+                    n = len(read_trace(path))
+                    rates[kind].append(n / (time.perf_counter() - start))
+            base = statistics.median(rates["plain"])
+            out[fmt] = {
+                kind: {
+                    "file_bytes": files[kind].stat().st_size,
+                    "median_per_s": round(statistics.median(r)),
+                    "best_per_s": round(max(r)),
+                    "ratio_vs_plain": round(statistics.median(r) / base, 3),
+                }
+                for kind, r in rates.items()
+            }
+    return out

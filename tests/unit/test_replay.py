@@ -139,6 +139,18 @@ def test_bench_runs_small() -> None:
     json.dumps(result)
 
 
+def test_read_bench_runs_small() -> None:
+    result = CliRunner().invoke(cli, ["bench", "replay", "--read", "--requests", "3000", "--repeats", "1"])
+    assert result.exit_code == 0, result.output
+    read = json.loads(result.stdout)["read"]
+    for fmt in ("csv", "oracle-general"):
+        kinds = read[fmt]
+        assert set(kinds) == {"plain", "gzip", "bzip2", "xz", "zstd"}
+        assert kinds["plain"]["ratio_vs_plain"] == 1.0
+        assert all(k["median_per_s"] > 0 for k in kinds.values())
+        assert all(kinds[k]["file_bytes"] < kinds["plain"]["file_bytes"] for k in kinds if k != "plain")
+
+
 # ---- readers and writers ----------------------------------------------------------------
 
 rows_st = st.lists(
