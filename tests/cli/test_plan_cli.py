@@ -440,3 +440,18 @@ def test_options_click_refuses_are_its_usage_error(args: list[str], message: str
     lines = [x for x in r.stderr.splitlines() if x.strip() and not x.startswith(("Usage:", "Try "))]
     assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], r.stderr
     assert not r.stdout
+
+
+def test_with_a_flat_day_the_coincident_peak_is_the_windows() -> None:
+    # The window's origin peak was the worst seed's and the coincident estimate scaled the
+    # seeds' mean: with no diurnal variation the "estimate" came out below the window's.
+    from edgesim._topoload import parse_topology
+
+    # small.toml (flat already) with more objects than its caches hold: misses every second
+    text = SMALL.read_text().replace('memory_cache = "64MB"', 'memory_cache = "1MB"')
+    topo = parse_topology(text.replace("objects = 40", "objects = 3000"), path=SMALL)
+    assert topo.traffic.diurnal in ((), (1.0,)) or len(set(topo.traffic.diurnal)) == 1
+    result = plan(topo, PlanOptions(objective=parse_objective("p99<=80ms"), window=WINDOW, seeds=3))
+    assert result.found, result.reason
+    assert result.origin_rps > 0
+    assert result.origin_rps_coincident == pytest.approx(result.origin_rps, rel=1e-9)
