@@ -324,10 +324,11 @@ class Recorder:
 
 
 def _move(table: _Table) -> None:
-    """Append each pending list of ``table`` to its array, and empty it."""
+    """Append each pending list of ``table`` to its array, and empty it. Through numpy:
+    ``array.fromlist`` parses each item with ``PyArg_Parse`` (about 3% of a run)."""
     for a, pending in table:
         if pending:
-            a.fromlist(pending)
+            a.frombytes(np.array(pending, dtype=a.typecode).tobytes())
             pending.clear()
 
 
