@@ -75,7 +75,7 @@ def read_cost_file(path: Path) -> dict[str, CostModel]:
         data = load_toml(text)
     except tomllib.TOMLDecodeError as exc:
         raise TopologyError([_syntax_problem(file, text, exc)]) from None
-    lines = _lines(text)
+    lines = _lines(text.removeprefix("\ufeff"))  # as load_toml reads it
     problems: list[TopologyProblem] = []
 
     def bad(key_path: str, message: str) -> None:

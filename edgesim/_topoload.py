@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 from edgesim._atomic import is_special
 from edgesim._toml import load_toml
-from edgesim._units import parse_duration, parse_rate, parse_size
+from edgesim._units import MAX_SIZE, parse_duration, parse_rate, parse_size
 from edgesim.errors import EdgesimError, TopologyError, TopologyProblem
 from edgesim.topology import (
     Catalog,
@@ -237,7 +237,8 @@ def parse_topology(
         raise TopologyError([_syntax_problem(file, text, exc)]) from None
     if patch is not None:
         patch(data)
-    checker = _Checker(file, _lines(text), p.parent if p is not None else Path.cwd())
+    # (load_toml reads past a byte-order mark: so does the line scanner)
+    checker = _Checker(file, _lines(text.removeprefix("\ufeff")), p.parent if p is not None else Path.cwd())
     topology = checker.topology(data, p, text)
     if checker.problems:
         # In file order, like a compiler's; problems without a line come first.
@@ -560,6 +561,13 @@ def _number(
     return conv
 
 
+def _hour_of_day(v: Any) -> float:
+    """An hour of the day: 0 <= h < 24."""
+    if not _is_number(v) or not 0 <= v < 24:
+        raise _Expected("a number from 0 up to (not including) 24")
+    return float(v)
+
+
 def _number_upto(lo: float, hi: float) -> Callable[[Any], float]:
     """A number > lo and <= hi."""
 
@@ -590,13 +598,17 @@ def _unit(
             except ValueError:
                 raise _Expected(what) from None
         elif _is_number(v):
+            if cast is int and not float(v).is_integer():  # 0.5 bytes was 0: no memory tier
+                raise _Expected(f"{what}; a number of bytes is whole")
             x = cast(v)
         else:
             raise _Expected(what)
         if x < 0 or (positive and x == 0):
             raise _Expected(what)
         if x > most:
-            raise _Expected(f"{what}, at most {most:g}s")
+            raise _Expected(
+                f"{what}, at most {most:g}s" if cast is float else f"{what}, at most {most:,} bytes"
+            )
         return x
 
     return conv
@@ -609,7 +621,7 @@ def _duration(*, positive: bool = False) -> Callable[[Any], float]:
 
 def _size(*, positive: bool = False) -> Callable[[Any], int]:
     what = f"a size {'> 0' if positive else '>= 0'} such as 512MB or 1GiB (a number is bytes)"
-    return _unit(parse_size, int, what, positive)  # type: ignore[no-any-return]
+    return _unit(parse_size, int, what, positive, MAX_SIZE)  # type: ignore[no-any-return]
 
 
 def _rate(v: Any) -> float:
@@ -1510,7 +1522,7 @@ class _Checker:
             duration=duration,
             peak_rps=self.get(t, "peak_rps", w, d.peak_rps, _number_upto(0.0, MAX_PEAK_RPS)),
             warmup=warmup,
-            start_hour_utc=self.get(t, "start_hour_utc", w, 0.0, _number(0.0, 23.999999)),
+            start_hour_utc=self.get(t, "start_hour_utc", w, 0.0, _hour_of_day),
             diurnal=diurnal,
             flash_crowds=tuple(crowds),
             deploys=tuple(deploys),

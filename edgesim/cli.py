@@ -711,23 +711,26 @@ def validate_command(files: tuple[str, ...]) -> None:
         path = resolve_topology_arg(arg)
         try:
             topo = load_topology(path)
-            if topo.traffic.trace is not None:
-                from edgesim._tracetraffic import load_trace_traffic
-
-                load_trace_traffic(topo)  # the trace's own problems (lines, names)
         except TopologyError as exc:
+            # (the rule files and the trace are read once the file itself is right)
             failed = True
             for problem in exc.problems:
                 click.echo(str(problem))
             continue
-        except TraceError as exc:
+        errors = []
+        if topo.traffic.trace is not None:
+            from edgesim._tracetraffic import load_trace_traffic
+
+            try:
+                load_trace_traffic(topo)  # the trace's own problems (lines, names)
+            except TraceError as exc:
+                errors.append(f"{path}: traffic.trace: {exc}")
+            except TopologyError as exc:
+                errors += [str(problem) for problem in exc.problems]
+        errors += _rule_errors(topo)
+        if errors:
             failed = True
-            click.echo(f"{path}: traffic.trace: {exc}")
-            continue
-        rule_errors = _rule_errors(topo)
-        if rule_errors:
-            failed = True
-            for line in rule_errors:
+            for line in errors:
                 click.echo(line)
             continue
         nodes = sum(r.edge.nodes for r in topo.regions)

@@ -186,3 +186,18 @@ def test_validate_reports_the_errors_of_the_rule_files_a_topology_names(tmp_path
     (tmp_path / "_redirects").write_text("/a /b 301\n")
     code, out, _ = run_cli("validate", str(topo))
     assert code == 0 and out.strip().endswith("ok (2 regions, 3 nodes, 1 sites)")
+
+
+def test_validate_reports_a_bad_trace_and_bad_rules_together(tmp_path: Path) -> None:
+    # the trace's problem used to hide the rule files' (validate moved on to the next file)
+    (tmp_path / "_redirects").write_text("/a /b 301\n/broken\n")
+    (tmp_path / "t.csv").write_text("time,key,size\n1,x,10\n2,y,-3\n")
+    topo = tmp_path / "t.toml"
+    text = SMALL.replace("[sites.catalog]", 'rules = "_redirects"\n\n[sites.catalog]', 1)
+    topo.write_text(text.replace("[traffic]", '[traffic]\ntrace = "t.csv"', 1))
+    code, out, _ = run_cli("validate", str(topo))
+    assert code == 1
+    assert out.strip().splitlines() == [
+        f"{topo}: traffic.trace: {tmp_path / 't.csv'}:3: size '-3' is negative",
+        f'{tmp_path / "_redirects"}:2:1: error: "/broken" has no target [MISSING_TO]',
+    ]

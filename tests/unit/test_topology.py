@@ -560,6 +560,28 @@ BAD = [
         'expected an array of tables ([[regions]]), got "eu-west"',
         id="array-expected",
     ),
+    # a plain number of bytes: 0.5 was 0 (no memory tier), 1e30 passed
+    pytest.param(
+        eu_west("[regions.edge]\nmemory_cache = 0.5\n"),
+        "regions[0].edge.memory_cache",
+        4,
+        "a number of bytes is whole, got 0.5",
+        id="fractional-bytes",
+    ),
+    pytest.param(
+        eu_west("[regions.edge]\nmemory_cache = 1e30\n"),
+        "regions[0].edge.memory_cache",
+        4,
+        "at most 9,223,372,036,854,775,807 bytes, got 1e+30",
+        id="bytes-beyond-int64",
+    ),
+    pytest.param(
+        MINIMAL + "[traffic]\nstart_hour_utc = 24\n",
+        "traffic.start_hour_utc",
+        7,
+        "expected a number from 0 up to (not including) 24, got 24",
+        id="hour-24",
+    ),
     pytest.param(
         MINIMAL + 'description = """\nmany\nlines\n"""\n[traffic]\npeak_rps = 0\n',
         "traffic.peak_rps",
@@ -779,3 +801,9 @@ def test_region_lists_in_messages_leave_out_missing_and_bad_names() -> None:
     )
     found = [p.message for p in problems(text) if p.key_path == "network.region_latency.nope"]
     assert found == ['expected a region name (us-east), got "nope"']
+
+
+def test_a_byte_order_mark_keeps_the_line_numbers() -> None:
+    # load_toml reads past a BOM; the line scanner did not, and every line was 0
+    found = problems("\ufeff" + MINIMAL + "[traffic]\npeak_rps = 0\n")
+    assert [(p.key_path, p.line) for p in found] == [("traffic.peak_rps", 7)]
