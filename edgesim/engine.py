@@ -2039,7 +2039,7 @@ class _Engine:
         for n in self.nodes:
             at = t + dep.propagation * self.u_misc()
             purges.append(at)
-            self.control(at, partial(self._purge, n, host))
+            self.control(at, partial(self._purge, n, host, d.created))
         self.events.append(
             {
                 "at": t,
@@ -2051,8 +2051,8 @@ class _Engine:
             }
         )
 
-    def _purge(self, node: _Node, host: str, t: float) -> None:
-        node.core.cache.purge_tag(host)
+    def _purge(self, node: _Node, host: str, created: float, t: float) -> None:
+        node.core.purge_deploy(host, created)
 
     # ---- request flow ------------------------------------------------------------
 

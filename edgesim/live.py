@@ -30,6 +30,7 @@ parent once the load generator is ready.
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -120,9 +121,10 @@ class EdgeFleet(Protocol):
         times as ``time.time() - start_at``, as the load generator does."""
         ...
 
-    async def purge(self, node: int, site: str) -> None:
-        """Drop everything cached for ``site`` on node ``node`` (a deploy reached it);
-        ``node`` is the engine's index (shield nodes come after the edge nodes)."""
+    async def purge(self, node: int, site: str, created: float) -> None:
+        """The purge of a deploy of ``site`` published at ``created`` reached node
+        ``node`` (the engine's index; shield nodes come after the edge nodes): the node's
+        core drops the site's content unless it is on that deploy or a later one."""
         ...
 
     def results(self) -> FleetResults:
@@ -151,11 +153,11 @@ class InProcessEdges:
     def set_start(self, start_at: float) -> None:
         self.clock.start_at = start_at
 
-    async def purge(self, node: int, site: str) -> None:
+    async def purge(self, node: int, site: str, created: float) -> None:
         import trio
 
         await trio.lowlevel.checkpoint()
-        self.cores[node].cache.purge_tag(site)
+        self.cores[node].purge_deploy(site, created)
 
     def _busy(self, t: float, s: float) -> float:
         return float(self.engine._busy(t, s))
@@ -323,14 +325,18 @@ async def _carry_out_deploys(
                     body,
                 )
                 deploy_id = None
+                created = math.inf  # unknown: the purges drop the site whatever it holds
                 try:
                     resp = await pool.request(req)
                     if resp.status == 200 and resp.body:
-                        deploy_id = json.loads(resp.body).get("deploy_id")
+                        answer = json.loads(resp.body)
+                        deploy_id = answer.get("deploy_id")
+                        if isinstance(answer.get("created"), int | float):
+                            created = float(answer["created"])
                 except (OriginError, ValueError):
                     pass  # the event says so (no deploy id); requests carry on
                 for node, at in enumerate(d.purges):
-                    nursery.start_soon(_purge_at, fleet, node, d.site, at, clock)
+                    nursery.start_soon(_purge_at, fleet, node, d.site, created, at, clock)
                 events.append(
                     {
                         "at": d.at,
@@ -345,11 +351,13 @@ async def _carry_out_deploys(
         await pool.aclose()
 
 
-async def _purge_at(fleet: EdgeFleet, node: int, site: str, at: float, clock: _RunClock) -> None:
+async def _purge_at(
+    fleet: EdgeFleet, node: int, site: str, created: float, at: float, clock: _RunClock
+) -> None:
     import trio
 
     await trio.sleep(max(0.0, at - clock()))
-    await fleet.purge(node, site)
+    await fleet.purge(node, site, created)
 
 
 def _tail(path: Path, limit: int = 600) -> str:

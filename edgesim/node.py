@@ -31,6 +31,7 @@ Invariants:
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from functools import lru_cache
@@ -183,10 +184,11 @@ Step = Reply | Fetch | Join
 
 
 class _Site:
-    __slots__ = ("deploy", "exists", "manifest", "pending", "rules")
+    __slots__ = ("created", "deploy", "exists", "manifest", "pending", "rules")
 
     def __init__(self) -> None:
         self.deploy = ""
+        self.created = -math.inf  # when the deploy was published (its manifest's "created")
         self.rules: RuleSet | None = None
         # Does a decoded path name a file of the deploy? None: unknown, no shadowing.
         self.exists: Callable[[str], bool] | None = None
@@ -500,6 +502,8 @@ class EdgeNode:
                 self.stats.purges += 1
                 self.cache.purge_tag(host)
             site.deploy = deploy
+            created = doc.get("created")
+            site.created = float(created) if isinstance(created, int | float) else -math.inf
         site.exists = _file_oracle(doc)
         if host in self.config.rules:
             site.rules = self.config.rules[host]
@@ -513,6 +517,16 @@ class EdgeNode:
                 if isinstance(text, str) and text:
                     parts.append((name, text))
         site.rules = _compile_rules(parts, self.config.shared_rules, host, deploy) if parts else None
+
+    def purge_deploy(self, host: str, created: float) -> int:
+        """The purge of a deploy of ``host`` published at ``created`` (the origin's time)
+        reached this node: drop the site's cached content, unless the node has already
+        moved to that deploy or a later one (it dropped the site's content then, and what
+        it has cached since is of the new deploy). Returns the entries dropped."""
+        site = self._sites.get(host.lower())
+        if site is not None and site.deploy and site.created >= created:
+            return 0
+        return self.cache.purge_tag(host)
 
     def _track_deploy(self, host: str, resp: Response) -> str | None:
         """A response from a deploy we have not seen: refetch the manifest next time.

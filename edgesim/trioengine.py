@@ -356,7 +356,8 @@ class _Run:
 
             async def purge(index: int = n.index, delay: float = delay) -> None:
                 await trio.sleep(delay)
-                self.cores[index].cache.purge_tag(host)  # the core of then (a crash replaces it)
+                # the core of then (a crash replaces it)
+                self.cores[index].purge_deploy(host, d.created)
 
             nursery.start_soon(purge)
         self.events.append(

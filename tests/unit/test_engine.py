@@ -823,3 +823,47 @@ def test_a_run_interrupted_in_its_warmup_has_no_steady_state() -> None:
     assert origin["requests_per_second"] is None and origin["utilisation"] is None
     assert origin["peak_requests_per_second"] == 0.0
     assert all(n["utilisation"] is None for n in report["nodes"].values())
+
+
+def test_a_late_deploy_purge_spares_a_node_already_on_the_new_deploy() -> None:
+    # A node learns a deploy from the origin's deploy header and drops the site then; the
+    # deploy's own purge, arriving later (propagation), dropped its new content again:
+    # a longer propagation gave a lower hit ratio (0.713 against 0.753 here).
+    from edgesim._topoload import parse_topology
+
+    text = """
+interval = "10s"
+[[regions]]
+name = "eu"
+client_latency = "10ms"
+origin_latency = "40ms"
+edge = { nodes = 4 }
+[origin]
+region = "eu"
+service_time = "20ms"
+[[sites]]
+name = "a.example"
+share = 0.5
+[sites.catalog]
+objects = 300
+[[sites]]
+name = "b.example"
+share = 0.5
+[sites.catalog]
+objects = 300
+[traffic]
+duration = "400s"
+peak_rps = 40
+warmup = "60s"
+[[traffic.deploys]]
+site = "a.example"
+at = "200s"
+new_fraction = 0.5
+propagation = "PROPAGATION"
+"""
+    ratios = {}
+    for propagation in ("0s", "100s"):
+        t = parse_topology(text.replace("PROPAGATION", propagation))
+        site = simulate(t, seed=1).report["sites"]["a.example"]
+        ratios[propagation] = site["object_hit_ratio"]
+    assert abs(ratios["0s"] - ratios["100s"]) < 0.01, ratios
