@@ -541,6 +541,7 @@ class _Job:
         "t0",
         "t_in",
         "t_sent",
+        "tried",
     )
 
     def __init__(self, jid: int, t0: float, region: int, site: int, req: Request, parent: _Up | None) -> None:
@@ -561,6 +562,7 @@ class _Job:
         self.stratum = -1  # sampled runs: the stratum of the client's key
         # failed over to another region: the region-to-region latency, each way
         self.extra = 0.0
+        self.tried: list[_Node] | None = None  # the nodes a retrying client timed out on
 
 
 class _Up:
@@ -2056,10 +2058,12 @@ class _Engine:
 
     # ---- request flow ------------------------------------------------------------
 
-    def _choose(self, ri: int, url: str, exclude: _Node | None) -> _Node | None:
+    def _choose(self, ri: int, url: str, exclude: list[_Node] | None) -> _Node | None:
+        """A live node of region ``ri`` for ``url`` by the region's balancer, but none of
+        ``exclude`` (the nodes a retrying client has timed out on); None: none left."""
         alive = self.alive[ri]
         if exclude is not None:
-            alive = [n for n in alive if n is not exclude]
+            alive = [n for n in alive if n not in exclude]
         if not alive:
             return None
         kind = self.balancers[ri]
@@ -2097,9 +2101,9 @@ class _Engine:
             return None
         return alive[int(self.u_balance() * len(alive))]
 
-    def failover(self, ri: int, url: str, exclude: _Node | None) -> tuple[_Node, float] | None:
+    def failover(self, ri: int, url: str, exclude: list[_Node] | None) -> tuple[_Node, float] | None:
         """Cross-region failover, for a client of region ``ri`` whose region has no live
-        node left (but ``exclude``): a node of the nearest regions by
+        node left (but those of ``exclude``, which it timed out on): a node of the nearest regions by
         ``[network.region_latency]`` that have one, chosen by that region's balancer,
         and the latency between the regions (None: no region is reachable). Regions at
         the same latency share the URLs by their hash."""
@@ -2112,7 +2116,7 @@ class _Engine:
                     return node, lat
         return None
 
-    def _failover(self, job: _Job, exclude: _Node | None) -> _Node | None:
+    def _failover(self, job: _Job, exclude: list[_Node] | None) -> _Node | None:
         """:meth:`failover` for ``job``, whose ``extra`` becomes the regions' latency."""
         found = self.failover(job.region, job.req.target, exclude)
         if found is None:
@@ -2144,9 +2148,15 @@ class _Engine:
         old.conns -= 1
         job.retries += 1
         job.extra = 0.0
-        node = self._choose(job.region, job.req.target, old)
+        # the client remembers every node it timed out on (bouncing between two dead
+        # nodes of its region until the health check dropped them took 30 s)
+        tried = job.tried
+        if tried is None:
+            tried = job.tried = []
+        tried.append(old)
+        node = self._choose(job.region, job.req.target, tried)
         if node is None:
-            node = self._failover(job, old)
+            node = self._failover(job, tried)
         if node is None:
             self._fail(job, t)
             return

@@ -219,6 +219,7 @@ class _Run:
                 # another region (the node's own client link is drawn in its handler)
                 t0, si, ri = arrival.t, arrival.site, arrival.region
                 retries = 0
+                tried: list[Any] = []  # the nodes it timed out on (as the fast engine's)
 
                 def failed(n: Any, retries: int) -> None:  # no answer; last sent to ``n``
                     home = ri if n.region != ri else -1
@@ -241,9 +242,10 @@ class _Run:
                         # of its region, else of the nearest region that has one
                         retries += 1
                         extra = 0.0
-                        other = eng._choose(ri, arrival.target, n)
+                        tried.append(n)
+                        other = eng._choose(ri, arrival.target, tried)
                         if other is None:
-                            found = eng.failover(ri, arrival.target, n)
+                            found = eng.failover(ri, arrival.target, tried)
                             if found is not None:
                                 other, extra = found
                         if other is None:

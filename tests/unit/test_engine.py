@@ -867,3 +867,65 @@ propagation = "PROPAGATION"
         site = simulate(t, seed=1).report["sites"]["a.example"]
         ratios[propagation] = site["object_hit_ratio"]
     assert abs(ratios["0s"] - ratios["100s"]) < 0.01, ratios
+
+
+_TWO_DOWN = """
+interval = "10s"
+[[regions]]
+name = "eu"
+client_latency = "10ms"
+edge = { nodes = NODES, balancer = "BALANCER" }
+[[regions]]
+name = "us"
+client_latency = "10ms"
+edge = { nodes = 1 }
+[network.region_latency]
+eu = { us = "50ms" }
+[[sites]]
+name = "a.example"
+[sites.catalog]
+objects = 300
+[traffic]
+duration = "120s"
+peak_rps = 20
+warmup = "20s"
+[faults]
+health_check_delay = "30s"
+client_timeout = "2s"
+[[faults.crashes]]
+region = "eu"
+node = 0
+at = "50s"
+down_for = "60s"
+[[faults.crashes]]
+region = "eu"
+node = 1
+at = "50s"
+down_for = "60s"
+"""
+
+
+@pytest.mark.parametrize("balancer", ["consistent-hash", "random", "least-connections"])
+def test_a_retrying_client_does_not_go_back_to_a_node_it_timed_out_on(balancer: str) -> None:
+    # Two of three nodes down, the health check slow: a client bounced between the two
+    # dead ones (consistent hashing: A, B, A, ... for 30 s) instead of trying the third.
+    from edgesim._topoload import parse_topology
+
+    t = parse_topology(_TWO_DOWN.replace("NODES", "3").replace("BALANCER", balancer))
+    report = simulate(t, seed=1).report
+    totals = report["totals"]
+    assert totals["retries"] > 20 and totals["failed"] == 0
+    assert totals["latency"]["max"] < 2 * 2.0 + 0.5  # at most the two dead nodes' timeouts
+    assert totals["failovers"] == 0  # the third node of its own region answered
+
+
+def test_a_client_that_timed_out_on_every_node_of_its_region_fails_over() -> None:
+    # both nodes of eu down, the health check slow: the client failed over only once the
+    # check dropped them (30 s), bouncing between them till then
+    from edgesim._topoload import parse_topology
+
+    t = parse_topology(_TWO_DOWN.replace("NODES", "2").replace("BALANCER", "random"))
+    report = simulate(t, seed=1).report
+    totals = report["totals"]
+    assert totals["failovers"] > 100 and totals["failed"] == 0
+    assert totals["latency"]["max"] < 2 * 2.0 + 0.5
