@@ -235,20 +235,27 @@ def calibrate_command(
             read_cost_file(Path(out_path))
         except TopologyError as exc:
             _problems(exc.problems)
+    from edgesim._signals import interrupted_by_stop_signals
+
     try:
-        model, info, details = calibrate(
-            topo,
-            profile=profile,
-            samples=samples,
-            rounds=rounds,
-            connections=connections,
-            progress=lambda m: click.echo(m, err=True),
-        )
+        # SIGTERM, SIGHUP: as Ctrl-C (the origin process it starts is stopped)
+        with interrupted_by_stop_signals():
+            model, info, details = calibrate(
+                topo,
+                profile=profile,
+                samples=samples,
+                rounds=rounds,
+                connections=connections,
+                progress=lambda m: click.echo(m, err=True),
+            )
         write_cost_file(out_path, model, info)
     except CalibrationError as exc:
         raise _Fail(f"calibration failed: {exc}") from None
     except OSError as exc:
         raise _Fail(f"cannot write {out_path}: {exc.strerror or exc}") from None
+    except KeyboardInterrupt:
+        click.echo(f"interrupted: the origin it started is stopped; {out_path} is not written", err=True)
+        sys.exit(130)
     us = 1e6
     click.echo(f"profile {profile} on {info['machine']}: CPU per request (rule matching apart)")
     for name, value in zip(

@@ -13,6 +13,7 @@ import click
 __all__ = [
     "STDOUT",
     "FiniteFloatRange",
+    "InputFile",
     "OutputFile",
     "distinct_outputs",
     "folder_name",
@@ -37,6 +38,24 @@ class FiniteFloatRange(click.FloatRange):
         if not math.isfinite(x):
             self.fail(f"{value!r} is not a finite number", param, ctx)
         return x
+
+
+class InputFile(click.File):
+    """:class:`click.File` for reading that refuses a FIFO or a device before opening it
+    (opening a FIFO waits for a writer; ``/dev/zero`` never ends): one error line, as the
+    commands' FILE arguments give. ``-`` is standard input, as click has it."""
+
+    def __init__(self) -> None:
+        super().__init__("r")
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from edgesim._atomic import is_special
+
+        if isinstance(value, str | bytes | os.PathLike):
+            name = os.fsdecode(value)
+            if name != "-" and is_special(name):
+                self.fail(f"{name}: not a regular file (a FIFO or device)", param, ctx)
+        return super().convert(value, param, ctx)
 
 
 class OutputFile(click.Path):

@@ -40,10 +40,18 @@ DURATION = DurationType()
 def _write(path: str | None, doc: Any) -> None:
     if not path:
         return
-    try:
-        write_result(path, json.dumps(doc, indent=2) + "\n")
-    except OSError as exc:
-        raise click.ClickException(f"cannot write {path}: {exc.strerror or exc}") from None
+    from edgesim._signals import held
+
+    with held():  # a stop now would lose the report: it is written first
+        try:
+            write_result(path, json.dumps(doc, indent=2) + "\n")
+        except OSError as exc:
+            raise click.ClickException(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+INTERRUPTED = (
+    "interrupted: every process it started is stopped; no report (a drill's report is on its whole run)"
+)
 
 
 def _run(fn: Any) -> Any:
@@ -56,11 +64,16 @@ def _run(fn: Any) -> Any:
         return trio.run(stoppable, fn)  # SIGTERM, SIGHUP: as Ctrl-C, the processes stopped
     except (EdgesimError, SupervisorError) as exc:
         raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:  # click would say "Aborted!" and exit 1
+        click.echo(INTERRUPTED, err=True)
+        sys.exit(130)
 
 
 def _make_workdir(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     """Create --workdir now: a path that cannot be a folder is one error line."""
     if value is not None:
+        if not value:  # "" is the current folder: the run's files would land in it
+            raise click.BadParameter("expected a folder name, got ''")
         try:
             Path(value).mkdir(parents=True, exist_ok=True)
         except OSError as exc:

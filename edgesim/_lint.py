@@ -52,7 +52,9 @@ def cross_rule_warnings(files: list[SourceFile]) -> list[Diagnostic]:
         src = files[rule.source]
         if src.kind != "redirects":
             return 1
-        text = lines.setdefault(rule.source, src.data.split(b"\n"))
+        text = lines.get(rule.source)
+        if text is None:  # split once per file (a setdefault split it for every warning)
+            text = lines[rule.source] = src.data.split(b"\n")
         line = text[rule.line - 1] if 0 < rule.line <= len(text) else b""
         if rule.line == 1 and line.startswith(b"\xef\xbb\xbf"):
             line = line[3:]

@@ -173,7 +173,8 @@ def shadow_args(topology: Topology, region: str) -> tuple[str, ...]:
             '[shadow] candidate = "origin" runs in the engine and in edgesim.testing networks; '
             "separate edge processes take rule candidates only (or edge serve --shadow origin:URL)"
         )
-    args = ["--shadow-timeout", f"{spec.timeout}s", "--shadow-samples", str(spec.samples)]
+    # (fixed-point: 5e-05s is no duration to parse_duration)
+    args = ["--shadow-timeout", f"{spec.timeout:.9f}s", "--shadow-samples", str(spec.samples)]
     if spec.rollout is not None:
         args += ["--rollout", repr(spec.rollout)]
     if spec.candidate == "reference":

@@ -20,6 +20,7 @@ from edgesim import _runmodes
 from edgesim._clitypes import (
     STDOUT,
     FiniteFloatRange,
+    InputFile,
     OutputFile,
     distinct_outputs,
     folder_name,
@@ -159,7 +160,7 @@ def check_command(files: tuple[str, ...], strict: bool, as_json: bool) -> None:
 @click.option(
     "--requests",
     "requests_file",
-    type=click.File("r"),
+    type=InputFile(),
     help="JSON lines of requests ({url, country, language, cookies, headers}); one JSON result per line "
     "(exit status 1 when a line could not be matched).",
 )
@@ -331,7 +332,7 @@ def _print_match(url: str, m: Any, rules: Any) -> None:
 
 @redirects_group.command("bench", short_help="Measure matches/s, native vs reference.")
 @click.argument("file", type=click.Path(exists=True, dir_okay=True))
-@click.option("--urls", "urls_file", type=click.File("r"), help="URL mix, one per line (default: generated).")
+@click.option("--urls", "urls_file", type=InputFile(), help="URL mix, one per line (default: generated).")
 @click.option(
     "--seconds",
     type=FiniteFloatRange(0.05, 600),
@@ -1044,11 +1045,17 @@ def _run_edge_processes(
         report = trio.run(stoppable, drill)  # SIGTERM, SIGHUP: as Ctrl-C, the processes stopped
     except (ValueError, EdgesimError, SupervisorError) as exc:
         _fail(f"{topo.path or topo.name}: {exc}")
+    except KeyboardInterrupt:
+        from edgesim._crashcli import INTERRUPTED
+
+        click.echo(INTERRUPTED, err=True)
+        sys.exit(130)
     if json_path:
-        try:
-            write_result(json_path, json.dumps(report, indent=2) + "\n")
-        except OSError as exc:
-            _fail(f"cannot write the report: {exc.strerror or exc}: {json_path}")
+        with held():  # a stop now would lose the report: it is written first
+            try:
+                write_result(json_path, json.dumps(report, indent=2) + "\n")
+            except OSError as exc:
+                _fail(f"cannot write the report: {exc.strerror or exc}: {json_path}")
     for line in summary_lines(report):
         click.echo(line, err=json_path == STDOUT)
 

@@ -390,6 +390,8 @@ async def run_drill(
     duration = opts.duration if opts.duration is not None else topology.traffic.duration
     if duration <= 0:
         raise ValueError("duration must be > 0")
+    if topology.traffic.trace is not None:  # its load generator draws synthetic traffic
+        raise DrillError("trace replay is not run by the drill: use edgesim run (either engine)")
     scale = duration / topology.traffic.duration
     rate = topology.traffic.peak_rps if opts.rate is None else opts.rate
     with tempfile.TemporaryDirectory(prefix="edgesim-drill-") as tmp:

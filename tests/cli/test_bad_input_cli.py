@@ -56,6 +56,8 @@ redirect = "100us"
 @pytest.fixture
 def files(tmp_path: Path) -> Path:
     (tmp_path / "tiny.toml").write_text(TINY)
+    (tmp_path / "trace.csv").write_text("time,key,size\n0,/a,100\n1,/b,200\n")
+    (tmp_path / "traced.toml").write_text(TINY.replace('warmup = "2s"', 'warmup = "2s"\ntrace = "trace.csv"'))
     (tmp_path / "good.csv").write_text("time,key,size\n0,/a,100\n1,/b,200\n")
     (tmp_path / "huge.csv").write_text("time,key,size\n0,/a,100\n1,/b,99999999999999999999999\n")
     (tmp_path / "a-folder").mkdir()
@@ -165,6 +167,15 @@ CLI_CASES = [
     (["run", "@tiny.toml", "--quiet", "--sample-rate", "nan"], "'--sample-rate': 'nan' is not a finite"),
     (["mrc", "@good.csv", "--sample-rate", "nan"], "'--sample-rate': 'nan' is not a finite"),
     (["drill", "@tiny.toml", "--rate", "nan"], "'--rate': 'nan' is not a finite"),
+    # the drill's load is synthetic: a trace was silently not replayed (nor read)
+    (["drill", "@traced.toml", "--duration", "2s"], "trace replay is not run by the drill"),
+    # "" is the current folder: the run's files landed in it
+    (["drill", "@tiny.toml", "--workdir", ""], "expected a folder name, got ''"),
+    (["stress", "@tiny.toml", "--workdir", ""], "expected a folder name, got ''"),
+    # opened by click at once: a FIFO waited for a writer, /dev/zero grew memory
+    (["redirects", "match", "@rules", "--requests", "@fifo"], "fifo: not a regular file"),
+    (["redirects", "match", "@rules", "--requests", "/dev/zero"], "/dev/zero: not a regular file"),
+    (["redirects", "bench", "@rules", "--urls", "@fifo"], "fifo: not a regular file"),
     (["drill", "@tiny.toml", "--rate", "inf"], "'--rate': 'inf' is not a finite"),
     (["drill", "@tiny.toml", "--flush-interval", "nan"], "'--flush-interval': 'nan'"),
     (["bench", "engine", "@tiny.toml", "--seconds", "nan"], "'--seconds': 'nan'"),
