@@ -30,7 +30,10 @@ count for the sample's deviation from its expectation. Hit ratios are then estim
 whose error is dominated by the most requested keys being in the sample or not: on a
 Zipf(0.9) trace of 200,000 objects the mean absolute error is about 0.005 at rate 0.5
 and 0.02 at rate 0.1, with single points off by several hundredths (docs/mrc.md has the
-measured figures). :func:`auto_rate` picks a rate that keeps that noise small.
+measured figures). :func:`auto_rate` picks a rate that keeps that noise small. A
+sample below that rate is stratified (:func:`auto_sample`): the most requested keys are
+processed in full (weight 1) and only the others are sampled (weight ``1 / rate``), which
+removes the worst outliers but costs the head's requests.
 
 Assumption: an object's size is the size of its latest request. ``edgesim replay``
 keeps the size stored at insertion while a copy stays cached (and counts a hit whatever
