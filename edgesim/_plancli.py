@@ -277,7 +277,14 @@ def _print_plan(d: dict[str, Any], *, stderr: bool = False) -> None:
     "--sample-rate",
     type=FiniteFloatRange(0.0, 1.0, min_open=True),
     help="SHARDS sampling rate (default: exact up to 1,000,000 requests, then a rate that keeps "
-    "the estimate's error small, at least 1,000,000/requests; docs/mrc.md).",
+    "the estimate's error small, at least 1,000,000/requests; docs/mrc.md). A rate below that "
+    "processes the most requested keys in full (see --no-head).",
+)
+@click.option(
+    "--no-head",
+    is_flag=True,
+    help="With --sample-rate: sample the most requested keys by hash like the others (a plain "
+    "SHARDS sample: faster, noisier on skewed traces).",
 )
 @click.option(
     "--format",
@@ -301,6 +308,7 @@ def mrc_command(
     sizes: str | None,
     n_requests: int | None,
     sample_rate: float | None,
+    no_head: bool,
     trace_format: str | None,
     seed: int,
     html_path: str | None,
@@ -341,7 +349,7 @@ def mrc_command(
     if not len(trace):
         _fail(f"{source}: no requests to compute a curve from")
     try:
-        curve = trace_curve(trace, caps, sample_rate=sample_rate, seed=seed)
+        curve = trace_curve(trace, caps, sample_rate=sample_rate, seed=seed, head=not no_head)
     except ValueError as exc:  # a sample rate that keeps no request
         _fail(f"{source}: {exc}")
     where = " ".join(x for x in (f"region {region}" if region else "", f"site {site}" if site else "") if x)
@@ -363,6 +371,8 @@ def mrc_command(
     console = Console()
     console.print(t)
     sampled = f", SHARDS sample at rate {curve.sample_rate:g}" if curve.sample_rate < 1 else ""
+    if curve.exact_keys:
+        sampled += f" with the {curve.exact_keys:,} most requested keys in full"
     console.print(
         f"{curve.requests:,} requests, {curve.objects:,} objects, "
         f"footprint {_bytes(curve.footprint)}{sampled}"
@@ -382,6 +392,7 @@ def _mrc_html(title: str, curve: Any) -> str:
         y_label="hit ratio",
         x_label="cache size (log2 of MiB)",
     )
+    head = f", the {curve.exact_keys:,} most requested keys in full" if curve.exact_keys else ""
     rows = "".join(
         f"<tr><td>{_bytes(s)}</td><td>{h:.4f}</td><td>{b:.4f}</td></tr>"
         for s, h, b in zip(curve.sizes, curve.hit_ratio, curve.byte_hit_ratio, strict=True)
@@ -393,7 +404,7 @@ table{{border-collapse:collapse}}
 td,th{{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}}</style>
 </head><body>
 <h1>Miss-ratio curve: {escape(title)}</h1>
-<p>{curve.requests:,} requests, {curve.objects:,} objects, SHARDS rate {curve.sample_rate:g}</p>
+<p>{curve.requests:,} requests, {curve.objects:,} objects, SHARDS rate {curve.sample_rate:g}{head}</p>
 <figure>{chart}</figure>
 <table><tr><th>cache size</th><th>hit ratio</th><th>byte hit ratio</th></tr>{rows}</table>
 <script type="application/json" id="curve">{script_json(curve.as_dict())}</script>

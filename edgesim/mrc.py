@@ -30,7 +30,10 @@ count for the sample's deviation from its expectation. Hit ratios are then estim
 whose error is dominated by the most requested keys being in the sample or not: on a
 Zipf(0.9) trace of 200,000 objects the mean absolute error is about 0.005 at rate 0.5
 and 0.02 at rate 0.1, with single points off by several hundredths (docs/mrc.md has the
-measured figures). :func:`auto_rate` picks a rate that keeps that noise small.
+measured figures). :func:`auto_rate` picks a rate that keeps that noise small. A
+sample below that rate is stratified (:func:`auto_sample`): the most requested keys are
+processed in full (weight 1) and only the others are sampled (weight ``1 / rate``), which
+removes the worst outliers but costs the head's requests.
 
 Assumption: an object's size is the size of its latest request. ``edgesim replay``
 keeps the size stored at insertion while a copy stays cached (and counts a hit whatever
@@ -46,9 +49,10 @@ multi-tier, TTL-bound caches of a full run.
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 from array import array
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -58,6 +62,7 @@ from edgesim.traces import Trace
 __all__ = [
     "Curve",
     "auto_rate",
+    "auto_sample",
     "default_sizes",
     "lru_curve",
     "topology_trace",
@@ -76,6 +81,10 @@ _MASK64 = (1 << 64) - 1
 HEAD_NOISE: Final = 0.05
 # auto_rate estimates sum of p_k ** 2 on at most this many requests (a stride).
 _HEAD_SAMPLE = 2_000_000
+# auto_sample's head (keys processed in full) has at most this many keys: finding them
+# is a numpy isin over the trace (cheap), but every request of theirs is processed, and
+# the heads the noise bound asks for are far smaller (tens to hundreds of keys: docs/mrc.md).
+MAX_HEAD: Final = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +99,8 @@ class Curve:
         objects: distinct keys looked at.
         footprint: bytes of the distinct objects looked at (scaled up when sampled).
         sample_rate: SHARDS rate (1.0: exact).
+        exact_keys: keys processed exactly in a sampled pass (the head of a stratified
+            sample); 0 without sampling.
     """
 
     sizes: tuple[int, ...]
@@ -100,6 +111,7 @@ class Curve:
     objects: int
     footprint: int
     sample_rate: float
+    exact_keys: int = 0
 
     def at(self, size: int) -> float:
         """The hit ratio at ``size`` bytes, interpolated linearly in log(size) between
@@ -121,6 +133,7 @@ class Curve:
             "requests": self.requests,
             "sampled_requests": self.sampled_requests,
             "sample_rate": self.sample_rate,
+            "exact_keys": self.exact_keys,
             "objects": self.objects,
             "footprint_bytes": self.footprint,
             "points": [
@@ -179,6 +192,43 @@ def auto_rate(keys: Sequence[int]) -> float:
     return min(1.0, max(SAMPLE_ABOVE / n, head))
 
 
+def auto_sample(
+    keys: Sequence[int], rate: float | None = None, *, max_head: int = MAX_HEAD
+) -> tuple[float, tuple[int, ...]]:
+    """A stratified SHARDS sample for :func:`lru_curve`: ``(rate, exact_keys)``.
+
+    ``rate`` defaults to :func:`auto_rate`. The head (``exact_keys``, processed in full)
+    is the smallest set of most requested keys that leaves the sample's noise at most
+    :data:`HEAD_NOISE`: the weighted request count's relative standard deviation,
+    ``sqrt((1 - rate) / rate * sum of p_k**2 over the keys outside the head)``
+    (``p_k``: key k's share of the requests), with at most ``max_head`` keys (the bound
+    may then be missed). Key counts come from a stride of at most 2,000,000 requests;
+    keys are taken by decreasing count (ties: smaller key first), so the choice is
+    deterministic, and keys the stride misses are in the tail. :func:`auto_rate`
+    already meets the bound without a head, so the default sample has none; a lower
+    ``rate`` gets one (docs/mrc.md, "SHARDS accuracy", has what it buys and costs).
+    """
+    import numpy as np
+
+    if rate is None:
+        rate = auto_rate(keys)
+    n = len(keys)
+    if rate >= 1.0 or n == 0 or max_head <= 0:
+        return rate, ()
+    sub = np.asarray(keys, dtype=np.uint64)[:: max(1, n // _HEAD_SAMPLE)]
+    uniq, counts = np.unique(sub, return_counts=True)
+    m = float(len(sub))
+    order = np.lexsort((uniq, -counts))[:max_head]  # count down, then key up
+    c = counts.astype(np.float64)
+    pairs = c * (c - 1.0)
+    # the tail's sum of p_k**2 with the first h keys out, h = 0..len(order)
+    norm = m * (m - 1.0) if m > 1 else 1.0
+    tail = np.maximum((pairs.sum() - np.concatenate(([0.0], np.cumsum(pairs[order])))) / norm, 0.0)
+    ok = np.flatnonzero((1.0 - rate) / rate * tail <= HEAD_NOISE**2)
+    h = int(ok[0]) if len(ok) else len(order)
+    return rate, tuple(int(k) for k in np.sort(uniq[order[:h]]))
+
+
 def lru_curve(
     keys: Sequence[int],
     sizes: Sequence[int],
@@ -186,6 +236,7 @@ def lru_curve(
     *,
     sample_rate: float = 1.0,
     seed: int = 1,
+    exact_keys: Collection[int] = (),
 ) -> Curve:
     """Hit ratios of LRU caches of each capacity on one request stream, in one pass.
 
@@ -195,13 +246,17 @@ def lru_curve(
         sample_rate: SHARDS rate in (0, 1]; 1.0 computes exact ratios.
         seed: salts the SHARDS key hash (which keys are sampled); the same seed gives
             the same sample.
+        exact_keys: with ``sample_rate`` < 1, keys processed exactly whatever their
+            hash (every request of theirs, weight 1): the sample is stratified, the
+            most requested keys (the head, :func:`auto_sample`) in full and the others
+            at ``sample_rate`` (weight ``1 / rate``). Ignored without sampling.
 
     Returns:
         The :class:`Curve`.
 
     Raises:
         ValueError: no capacities, a negative one, a rate outside (0, 1], or one that
-            samples none of the requests.
+            samples none of the requests (or none of those outside ``exact_keys``).
     """
     if not 0.0 < sample_rate <= 1.0:
         raise ValueError(f"sample rate must be in (0, 1], not {sample_rate!r}")
@@ -213,7 +268,13 @@ def lru_curve(
     ncap = len(caps)
     rate = sample_rate
     threshold = int(rate * _MODULUS)
-    all_bytes = 0.0
+    all_bytes = 0
+    n_head = n_exact_keys = 0
+    # Every processed request carries its key's weight: 1 (int) for an exact key (all
+    # of them without sampling), 1 / rate for a key sampled by hash. The trees and
+    # totals hold weighted bytes, so a distance is k's own size (exact: scaling it
+    # biases small caches) plus the weighted bytes of the objects above k (SHARDS).
+    weights: Iterable[float] = itertools.repeat(1)
     if rate < 1.0:
         import numpy as np
 
@@ -222,20 +283,35 @@ def lru_curve(
         if len(karr) != len(sarr):
             raise ValueError(f"{len(karr)} keys but {len(sarr)} sizes")
         hashed = _mix64_np(karr ^ np.uint64(_mix64(seed & _MASK64))) & np.uint64(_MODULUS - 1)
-        pick = np.flatnonzero(hashed < np.uint64(threshold))
+        by_hash = hashed < np.uint64(threshold)
+        head = np.zeros(len(karr), dtype=bool)
+        if len(exact_keys):
+            hk = np.unique(np.fromiter(exact_keys, dtype=np.uint64, count=len(exact_keys)))
+            n_exact_keys = len(hk)
+            head = np.isin(karr, hk)
+        pick = np.flatnonzero(by_hash | head)
         skeys: Sequence[int] = karr[pick].tolist()
         ssizes: Sequence[int] = sarr[pick].tolist()
-        all_bytes = float(sarr.sum(dtype=np.float64))
+        all_bytes = int(sarr.sum())
         if not skeys and len(karr):
             raise ValueError(f"sample rate {rate:g} kept none of the {len(keys):,} requests (raise it)")
+        if threshold == 0 and not head.all():
+            raise ValueError(
+                f"sample rate {rate:g} kept none of the {int((~head).sum()):,} requests outside "
+                "the exact keys (raise it)"
+            )
         # the rate the hash threshold actually applies
         rate_eff = threshold / _MODULUS
+        inv = 1.0 / rate_eff if threshold else 0.0  # (no key has it when 0)
+        hp = head[pick]
+        n_head = int(hp.sum())
+        w_arr = np.full(len(pick), inv, dtype=object)
+        w_arr[hp] = 1
+        weights = w_arr.tolist()
     else:
         skeys, ssizes = keys, sizes
         rate_eff = 1.0
-    # the sampled objects above k stand for 1 / rate times their bytes (SHARDS); k's
-    # own size is known exactly, so it is not scaled (that biases small caches)
-    inv = 1.0 / rate_eff
+        inv = 1.0
     n = len(skeys)
     # size class of an object: how many capacities it exceeds (it is storable at
     # capacity index m exactly when class <= m)
@@ -243,16 +319,15 @@ def lru_curve(
     totals: dict[int, float] = {}
     hits_from: list[float] = [0] * (ncap + 1)  # difference arrays over capacity indices
     bytes_from: list[float] = [0] * (ncap + 1)
-    hits_at = [0] * ncap  # the general case (several classes): direct counts
-    bytes_at = [0] * ncap
+    hits_at: list[float] = [0] * ncap  # the general case (several classes): direct counts
+    bytes_at: list[float] = [0] * ncap
     last: dict[int, int] = {}  # key -> 1-based position of its latest request
     cls_of: dict[int, int] = {}
-    size_of: dict[int, int] = {}
-    total_bytes = 0
-    for i in range(n):
-        k = skeys[i]
-        s = ssizes[i]
-        total_bytes += s
+    wbytes_of: dict[int, float] = {}  # key -> its weighted bytes in the trees
+    total_bytes: float = 0  # weighted
+    for i, k, s, wt in zip(range(n), skeys, ssizes, weights, strict=False):  # weights: maybe endless
+        ws = s * wt
+        total_bytes += ws
         q = bisect.bisect_left(caps, s)
         pos = i + 1
         p = last.get(k)
@@ -271,13 +346,13 @@ def lru_curve(
                     while j > 0:
                         pre += t[j]
                         j -= j & -j
-                    others += (totals[c] - pre) * inv  # k's own old entry is at p: not counted
+                    others += totals[c] - pre  # k's own old entry is at p: not counted
                     acc.append((c, s + others))
                 if len(acc) == 1 and acc[0][0] <= q:
                     # one class, storable from q on: hits from the first fitting capacity
                     m0 = max(q, bisect.bisect_left(caps, acc[0][1]))
-                    hits_from[m0] += 1
-                    bytes_from[m0] += s
+                    hits_from[m0] += wt
+                    bytes_from[m0] += ws
                 else:
                     for m in range(q, ncap):
                         dm = float(s)
@@ -285,11 +360,11 @@ def lru_curve(
                             if c <= m:
                                 dm = cum
                         if dm <= caps[m]:
-                            hits_at[m] += 1
-                            bytes_at[m] += s
+                            hits_at[m] += wt
+                            bytes_at[m] += ws
             # remove k from its old position
             t = trees[oq]
-            w = -size_of[k]
+            w = -wbytes_of[k]
             j = p
             while j <= n:
                 t[j] += w
@@ -301,28 +376,28 @@ def lru_curve(
             totals[q] = 0.0
         j = pos
         while j <= n:
-            t2[j] += s
+            t2[j] += ws
             j += j & -j
-        totals[q] += s
+        totals[q] += ws
         last[k] = pos
         cls_of[k] = q
-        size_of[k] = s
+        wbytes_of[k] = ws
     hr: list[float] = []
     bhr: list[float] = []
     run_h = run_b = 0.0
     denom = float(n)
     denom_b = float(total_bytes)
     if rate < 1.0 and n:
-        # SHARDS-adj (the paper's section 4.3): hot keys make the sampled request count
-        # differ from its expectation; the difference goes to the smallest distances, and
-        # ratios are taken over the expected count. The same for bytes: the sampled bytes
-        # differ from their expectation by the same hot keys.
-        expected = len(keys) * rate_eff
-        hits_from[0] += expected - n
-        denom = expected
-        expected_b = all_bytes * rate_eff
-        bytes_from[0] += expected_b - total_bytes
-        denom_b = expected_b
+        # SHARDS-adj (the paper's section 4.3) on the weighted counts: hot keys make the
+        # sampled request count differ from its expectation (the weighted count, from
+        # the true count); the difference goes to the smallest distances, and ratios are
+        # taken over the true count. The same for bytes. Exact keys are counted in full,
+        # so only the sampled tail deviates.
+        weighted = n_head + (n - n_head) * inv
+        hits_from[0] += len(keys) - weighted
+        denom = float(len(keys))
+        bytes_from[0] += all_bytes - total_bytes
+        denom_b = float(all_bytes)
     for m in range(ncap):
         run_h += hits_from[m]
         run_b += bytes_from[m]
@@ -330,7 +405,7 @@ def lru_curve(
         b = run_b + bytes_at[m]
         hr.append(min(1.0, max(0.0, h / denom)) if denom > 0 else 0.0)
         bhr.append(min(1.0, max(0.0, b / denom_b)) if denom_b > 0 else 0.0)
-    footprint = sum(size_of.values())
+    footprint = sum(wbytes_of.values())  # weighted
     return Curve(
         sizes=tuple(caps),
         hit_ratio=tuple(hr),
@@ -338,8 +413,9 @@ def lru_curve(
         requests=len(keys),
         sampled_requests=n,
         objects=len(last),
-        footprint=int(footprint * inv),
+        footprint=int(footprint),
         sample_rate=rate,
+        exact_keys=n_exact_keys,
     )
 
 
@@ -358,14 +434,16 @@ def trace_curve(
     *,
     sample_rate: float | None = None,
     seed: int = 1,
+    head: bool = True,
 ) -> Curve:
     """:func:`lru_curve` of a whole trace (default sizes from its footprint; SHARDS at
-    :func:`auto_rate` unless ``sample_rate`` is given; ``seed`` salts the sample)."""
-    rate = sample_rate if sample_rate is not None else auto_rate(trace.keys)
+    :func:`auto_rate` unless ``sample_rate`` is given, stratified by :func:`auto_sample`
+    unless ``head`` is false; ``seed`` salts the sample)."""
+    rate, head_keys = auto_sample(trace.keys, sample_rate, max_head=MAX_HEAD if head else 0)
     if capacities is None:
         foot = sum(dict(zip(trace.keys, trace.sizes, strict=True)).values())
         capacities = default_sizes(max(foot, 1))
-    return lru_curve(trace.keys, trace.sizes, capacities, sample_rate=rate, seed=seed)
+    return lru_curve(trace.keys, trace.sizes, capacities, sample_rate=rate, seed=seed, exact_keys=head_keys)
 
 
 def select(trace: Trace, region: str | None, site: str | None) -> Trace:
