@@ -340,3 +340,41 @@ def test_a_virtual_run_stopped_by_sigterm_or_sighup_writes_its_partial_report(
     assert meta["partial"] is True and 0 < meta["duration"] < 6 * 3600
     assert sum(ts["requests"]) == meta["simulated_requests"] > 1000
     assert (tmp_path / "csv" / "summary.csv").is_file()
+
+
+def test_a_drill_stopped_by_sigterm_stops_its_processes_and_exits_130(tmp_path: Path) -> None:
+    # It used to end with click's "Aborted!" and exit status 1.
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "r.json"
+    cmd = [sys.executable, "-P", "-m", "edgesim", "drill", "crash-drill", "--duration", "30s"]
+    cmd += ["--rate", "20", "--workdir", str(tmp_path / "w"), "--json", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while len(_descendants(proc.pid)) < 3 and time.monotonic() < deadline:  # origin, edges
+            time.sleep(0.1)
+        time.sleep(1.0)
+        started = _descendants(proc.pid)
+        assert len(started) >= 3
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "interrupted: every process it started is stopped" in err and "Aborted" not in err
+    assert not out.exists()
+    left = []
+    for pid in started:
+        try:
+            os.kill(pid, 0)
+            left.append(pid)
+        except ProcessLookupError:
+            pass
+    assert left == [], f"still running: {left}"

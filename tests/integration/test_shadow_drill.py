@@ -11,6 +11,7 @@ import trio
 from edgesim._shadowlive import ShadowOptionError, attach_shadow, parse_shadow_options, shadow_args
 from edgesim._supervisor import _get_stats
 from edgesim._topoload import parse_topology
+from edgesim._units import parse_duration
 from edgesim.drill import DrillOptions, run_drill, summary_lines
 from edgesim.serve import build_node, make_origin, serve_edge
 
@@ -62,10 +63,14 @@ def test_shadow_args_round_trip_through_the_edge_serve_options(tmp_path: Path) -
     specs = tuple(args[i + 1] for i, a in enumerate(args) if a == "--shadow")
     opt = dict(zip(args[::2], args[1::2], strict=True))
     config = parse_shadow_options(specs, float(opt["--rollout"]), 0.2, int(opt["--shadow-samples"]))
-    assert config is not None and opt["--shadow-timeout"] == "0.2s"
+    assert config is not None and parse_duration(opt["--shadow-timeout"]) == pytest.approx(0.2)
     assert (config.candidate, config.rollout, config.samples) == ("rules", 0.6, 7)
     v2 = config.rules["shop.test"]
     assert v2.match("/old").location == "/page-2.html" and v2.match("/new").location == "/page-3.html"
+    # 5e-05s is no duration: the drill's edges would not start
+    tiny = _topo(tmp_path, 'candidate = "reference"\ntimeout = "50us"')
+    fast = dict(zip(shadow_args(tiny, "eu")[::2], shadow_args(tiny, "eu")[1::2], strict=False))  # type: ignore[arg-type]
+    assert parse_duration(fast["--shadow-timeout"]) == pytest.approx(5e-5)
     ref = _topo(tmp_path, 'candidate = "reference"')
     assert shadow_args(ref, "us")[:2] == ("--shadow", "reference")  # type: ignore[arg-type]
     origin = _topo(tmp_path, 'candidate = "origin"')
