@@ -156,7 +156,7 @@ def test_consistent_hash_owners_follow_the_live_nodes() -> None:
     eng.node_up(down)
     assert {u: eng._choose(0, u, None) for u in urls} == first
     # excluding a node (a retry elsewhere) neither reads nor changes the kept owners
-    other = eng._choose(0, urls[0], down)
+    other = eng._choose(0, urls[0], [down])
     assert other is not None and other is not down
     assert eng._choose(0, urls[0], None) is down
 
