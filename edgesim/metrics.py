@@ -324,11 +324,11 @@ class Recorder:
 
 
 def _move(table: _Table) -> None:
-    """Append each pending list of ``table`` to its array, and empty it. Through numpy:
-    ``array.fromlist`` parses each item with ``PyArg_Parse`` (about 3% of a run)."""
+    """Append each pending list of ``table`` to its array, and empty it. (Through numpy
+    instead, ``np.array(pending).tobytes()`` cost 1.3% more instructions a request.)"""
     for a, pending in table:
         if pending:
-            a.frombytes(np.array(pending, dtype=a.typecode).tobytes())
+            a.fromlist(pending)
             pending.clear()
 
 
