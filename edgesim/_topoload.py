@@ -242,8 +242,23 @@ def parse_topology(
     topology = checker.topology(data, p, text)
     if checker.problems:
         # In file order, like a compiler's; problems without a line come first.
-        raise TopologyError(sorted(checker.problems, key=lambda p: p.line))
+        raise TopologyError(sorted(_one_per_slip(checker.problems), key=lambda p: p.line))
     return topology
+
+
+_SUGGESTION = re.compile(r'unknown key \(did you mean "(.+)"\?\)')
+
+
+def _one_per_slip(problems: list[TopologyProblem]) -> list[TopologyProblem]:
+    """Without the "missing" of a key that an unknown key's suggestion names: one
+    misspelling (``[[region]]``, ``candidat``) is one line, not two."""
+    named = set()
+    for p in problems:
+        m = _SUGGESTION.fullmatch(p.message)
+        if m is not None:
+            parent = p.key_path.rsplit(".", 1)[0] if "." in p.key_path else ""
+            named.add(_join(parent, m.group(1)))
+    return [p for p in problems if not (p.key_path in named and p.message.startswith("missing"))]
 
 
 def bundled_dir() -> Path | None:
@@ -650,7 +665,10 @@ def _choice(options: Sequence[str]) -> Callable[[Any], str]:
     def conv(v: Any) -> str:
         if v in options:
             return str(v)
-        close = difflib.get_close_matches(v, options, n=1) if isinstance(v, str) else []
+        close: list[str] = []
+        if isinstance(v, str):
+            same = [o for o in options if o.lower() == v.lower()]  # "LRU": no close match
+            close = same or difflib.get_close_matches(v, options, n=1)
         hint = f' (did you mean "{close[0]}"?)' if close else ""
         raise _Expected("one of " + ", ".join(f'"{o}"' for o in options) + hint)
 
@@ -718,7 +736,13 @@ class _Checker:
         if not isinstance(value, list):
             self.bad(path, f"expected an array of tables ([[{path}]]), got {_show(value)}")
             return []
-        return [(_index(path, i), self.table(t, _index(path, i), known)) for i, t in enumerate(value)]
+        out = []
+        for i, t in enumerate(value):
+            if not isinstance(t, dict):  # reported; its keys would each be "missing" too
+                self.bad(_index(path, i), f"expected a table, got {_show(t)}")
+                continue
+            out.append((_index(path, i), self.table(t, _index(path, i), known)))
+        return out
 
     def get(
         self,
@@ -805,7 +829,10 @@ class _Checker:
             except _Expected as exc:
                 self.bad(path, f"expected {exc.what}, or a distribution table, got {_show(v)}")
                 return default
+        before = len(self.problems)
         kind = self.get(v, "distribution", path, "fixed", _choice(tuple(DIST_PARAMS)))
+        if len(self.problems) > before:  # an unknown kind: its parameters are not fixed's
+            return default
         names = DIST_PARAMS[kind]
         self.table(v, path, ("distribution", *names, *(() if "max" in names else ("max",))))
         bad_before = len(self.problems)

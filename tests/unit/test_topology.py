@@ -807,3 +807,35 @@ def test_a_byte_order_mark_keeps_the_line_numbers() -> None:
     # load_toml reads past a BOM; the line scanner did not, and every line was 0
     found = problems("\ufeff" + MINIMAL + "[traffic]\npeak_rps = 0\n")
     assert [(p.key_path, p.line) for p in found] == [("traffic.peak_rps", 7)]
+
+
+@pytest.mark.parametrize(
+    ("text", "lines"),
+    [
+        # a misspelt required key: its "missing" too made two lines of one slip
+        (
+            MINIMAL.replace("[[regions]]", "[[region]]"),
+            ['region: unknown key (did you mean "regions"?)'],
+        ),
+        # a misspelt distribution: each of its parameters was an unknown key of "fixed",
+        # and "value" missing
+        (
+            MINIMAL
+            + '[origin]\nservice_time = { distribution = "lognormall", median = "20ms", sigma = 0.5 }\n',
+            [
+                'origin.service_time.distribution: expected one of "fixed", "lognormal", "exponential", '
+                '"pareto", "uniform" (did you mean "lognormal"?), got "lognormall"'
+            ],
+        ),
+        # an array element that is not a table: each of its required keys was "missing"
+        (MINIMAL + "[traffic]\ndeploys = [1]\n", ["traffic.deploys[0]: expected a table, got 1"]),
+        # a case slip gets its suggestion
+        (
+            eu_west('[regions.edge]\neviction = "LRU"\n'),
+            ['regions[0].edge.eviction: expected one of "lru", "fifo" (did you mean "lru"?), got "LRU"'],
+        ),
+    ],
+    ids=["required-key-typo", "distribution-typo", "element-not-a-table", "case"],
+)
+def test_one_slip_is_one_line(text: str, lines: list[str]) -> None:
+    assert [f"{p.key_path}: {p.message}" for p in problems(text)] == lines
