@@ -529,11 +529,17 @@ def _add(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
 
 
 def _tail(path: Path, limit: int = 400) -> str:
+    """What a node's log says last, for a one-line error: its last line (an ``Error:``
+    line, or a traceback's exception), whole lines only, at most ``limit`` characters."""
     try:
         text = path.read_text(errors="replace").strip()
     except OSError:
         return "no log"
-    return text[-limit:] or "empty log"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        return "empty log"
+    last = lines[-1]
+    return last if len(last) <= limit else "..." + last[-limit:]
 
 
 async def _accepts(port: int) -> bool:

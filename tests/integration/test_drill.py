@@ -300,3 +300,21 @@ async def test_drill_clients_of_a_dead_region_fail_over_to_the_nearest(tmp_path:
     assert sum(b["failed_over"] for b in c["buckets"] if b["t"] < 1.0) == 0
     line = summary_lines(report)[1]
     assert f"failed over {t['failed_over']:,} (eu->us {t['failed_over']:,})" in line
+
+
+def test_a_node_that_cannot_start_is_told_by_its_logs_last_line(tmp_path: Path) -> None:
+    # The error was the log's last 400 characters: cut mid-word, over several lines.
+    from edgesim._supervisor import _tail
+
+    log = tmp_path / "eu-0.log"
+    log.write_text(
+        "Usage: edgesim edge serve [OPTIONS]\nTry 'edgesim edge serve -h' for help.\n\n"
+        "Error: Invalid value for '--shadow-timeout': expected a duration\n" * 5
+    )
+    assert _tail(log) == "Error: Invalid value for '--shadow-timeout': expected a duration"
+    (tmp_path / "empty.log").write_text("\n\n")
+    assert _tail(tmp_path / "empty.log") == "empty log"
+    assert _tail(tmp_path / "none.log") == "no log"
+    long = tmp_path / "long.log"
+    long.write_text("x" * 1000)
+    assert _tail(long) == "..." + "x" * 400
