@@ -523,7 +523,7 @@ def edge_serve_command(
 
     async def run() -> None:
         async def announce(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-            await serve_edge(node, origin, host=host, port=port, task_status=task_status)
+            await serve_edge(node, origin, host=host, port=port, signals=True, task_status=task_status)
 
         async with trio.open_nursery() as nursery:
             bound = await nursery.start(announce)

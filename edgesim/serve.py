@@ -162,18 +162,24 @@ async def serve_edge(
     port: int = 0,
     limits: Limits | None = None,
     clock: Callable[[], float] = time.time,
+    signals: bool = False,
     task_status: Any = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve an edge node on ``host:port`` until cancelled or shut down by a signal.
+    """Serve an edge node on ``host:port`` until cancelled (or, with ``signals``, shut
+    down by SIGTERM/SIGINT, which drain in-flight requests first; main thread only).
 
-    ``task_status.started(port)`` reports the bound port. SIGTERM/SIGINT drain in-flight
-    requests before returning (when running in the main thread).
+    ``task_status.started(port)`` reports the bound port. ``signals`` is for a process
+    that serves one node (``edgesim edge serve``), as the origin's ``serve(signals=)``:
+    several nodes in one process each took the signals, and as they stopped in any
+    order the last handler restored could be a finished run's, so that a later Ctrl-C
+    raised ``RunFinishedError`` instead of ``KeyboardInterrupt``.
     """
     service = EdgeService(node, origin, clock=clock)
     server = HttpServer(service.handle, limits=limits or Limits(), server_name=node.config.name)
     async with trio.open_nursery() as nursery:
         await nursery.start(service.run)
-        nursery.start_soon(_shutdown_on_signal, server)
+        if signals:
+            nursery.start_soon(_shutdown_on_signal, server)
         async with trio.open_nursery() as serving:  # ends when serve_tcp has drained
             bound = await serving.start(server.serve_tcp, host, port)
             task_status.started(bound)

@@ -480,3 +480,24 @@ async def test_control_character_in_origin_header_is_a_502_never_stored(nursery:
     assert (good.status, good.body) == (200, b"ok")
     assert seen == [b"/bad", b"/bad", b"/good"]
     assert node.statistics()["errors"] == 2
+
+
+def test_nodes_served_in_a_library_leave_ctrl_c_as_it_was() -> None:
+    # Each node took SIGINT and SIGTERM; stopped in any order, the handler left behind
+    # could be a finished run's, and a later Ctrl-C raised RunFinishedError.
+    import signal
+
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+
+    async def two_nodes() -> None:
+        async with trio.open_nursery() as outer:
+            async with trio.open_nursery() as first:  # stopped first, started first
+                await first.start(serve_edge, build_node(name="a"), make_origin("http://127.0.0.1:1"))
+                await outer.start(serve_edge, build_node(name="b"), make_origin("http://127.0.0.1:1"))
+                await trio.sleep(0.01)
+                first.cancel_scope.cancel()
+            await trio.sleep(0.01)
+            outer.cancel_scope.cancel()
+
+    trio.run(two_nodes)
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before

@@ -791,7 +791,11 @@ def test_an_interrupted_run_between_progress_points_keeps_its_span() -> None:
             timers.append(threading.Timer(0.3, ctrl_c))
             timers[0].start()
 
+    import signal
+
     t = dataclasses.replace(topo(rps=5000.0, duration=600.0, warmup=5.0), interval=5.0)
+    # interrupt_main runs the SIGINT handler: Python's own, whatever ran before
+    handler = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         report = simulate(t, seed=1, progress=progress).report
     finally:
@@ -799,6 +803,7 @@ def test_an_interrupted_run_between_progress_points_keeps_its_span() -> None:
             running[0] = False
         for timer in timers:
             timer.cancel()
+        signal.signal(signal.SIGINT, handler)
     _consistent(report)
     meta, ts = report["meta"], report["timeseries"]
     assert 65_536 < meta["simulated_requests"] < 2_900_000
