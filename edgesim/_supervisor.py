@@ -188,6 +188,10 @@ class _Node:
     last_flush: float | None = None
     drill_signal: int | None = None
     hold: float = 0.0
+    ever_up: bool = False
+    # exited with an error of its command's ("Error: ...") before it ever listened:
+    # restarting it cannot help
+    refused: bool = False
 
 
 class Supervisor:
@@ -274,8 +278,9 @@ class Supervisor:
         return True
 
     async def wait_all_up(self) -> None:
-        """Wait until every node accepts connections (bound it with ``trio.fail_after``)."""
-        while not all(n.up for n in self._nodes):
+        """Wait until every node accepts connections, or one has refused its arguments
+        (bound it with ``trio.fail_after``)."""
+        while not all(n.up for n in self._nodes) and not any(n.refused for n in self._nodes):
             await self._wait_changed()
 
     def down(self) -> list[str]:
@@ -324,7 +329,7 @@ class Supervisor:
             with trio.move_on_after(START_TIMEOUT):
                 while proc.returncode is None:
                     if await _accepts(n.spec.port):
-                        n.up = True
+                        n.up = n.ever_up = True
                         n.last_flush = self.now()  # a fresh process has counted nothing yet
                         self._notify()
                         return
@@ -350,6 +355,13 @@ class Supervisor:
                 return
             died = self.now()
             rc = int(n.process.returncode or 0)
+            if rc > 0 and not n.ever_up and _tail(self._log_dir / f"{n.spec.name}.log").startswith("Error:"):
+                # the command said what is wrong (bad arguments, a port taken): a restart
+                # would say it again
+                n.refused = True
+                log.warning("%s cannot start (exit status %d); not restarted", n.spec.name, rc)
+                self._notify()
+                return
             was_up = n.up
             n.up = False
             sig_name = _signal_name(rc)
@@ -467,6 +479,10 @@ async def open_supervisor(
                 await nursery.start(sup._run_node, n)
             with trio.move_on_after(START_TIMEOUT):
                 await sup.wait_all_up()
+            refused = [n.spec.name for n in sup._nodes if n.refused]
+            if refused:  # at once: waiting out the start timeout cannot help
+                tails = "; ".join(f"{name}: {_tail(logs / f'{name}.log')}" for name in refused)
+                raise SupervisorError(f"edge nodes cannot start ({tails})")
             if sup.down():
                 tails = "; ".join(f"{name}: {_tail(logs / f'{name}.log')}" for name in sup.down())
                 raise SupervisorError(f"edge nodes not up after {START_TIMEOUT:g} s ({tails})")

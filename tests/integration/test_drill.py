@@ -318,3 +318,27 @@ def test_a_node_that_cannot_start_is_told_by_its_logs_last_line(tmp_path: Path) 
     long = tmp_path / "long.log"
     long.write_text("x" * 1000)
     assert _tail(long) == "..." + "x" * 400
+
+
+async def test_a_node_that_refuses_its_arguments_fails_the_start_at_once(tmp_path: Path) -> None:
+    # It was restarted with backoff until the 30 s start timeout, then told by a raw log tail.
+    from edgesim._supervisor import SupervisorError
+
+    sites = _site(tmp_path)
+    good, bad = free_ports(2)
+    specs = [
+        EdgeSpec("e0", f"embedded:{sites}", good, extra_args=("--no-manifests",)),
+        EdgeSpec("e1", f"embedded:{sites}", bad, extra_args=("--shadow-timeout", "5e-05s")),
+    ]
+    from edgesim.errors import single_exception
+
+    started = time.monotonic()
+    with pytest.raises(BaseExceptionGroup) as info:  # (Trio's group of one)
+        async with open_supervisor(specs, log_dir=tmp_path / "logs", backoff_initial=0.2):
+            pass
+    assert time.monotonic() - started < 20
+    error = single_exception(info.value)
+    assert isinstance(error, SupervisorError)
+    message = str(error)
+    assert message.startswith("edge nodes cannot start (e1: Error: ") and "--shadow-timeout" in message
+    assert "\n" not in message
