@@ -33,21 +33,29 @@ def held() -> Iterator[Callable[[], bool]]:
     stopped). Yields a function telling whether one came; what to do then is the
     caller's. The former handlers are back when the block ends. In the main thread only;
     elsewhere signals cannot be received, and this holds nothing."""
-    if threading.current_thread() is not threading.main_thread():
-        yield lambda: False
-        return
     came: list[int] = []
 
-    def hold(signum: int, frame: Any) -> None:
+    def hold(signum: int, frame: FrameType | None) -> None:
         came.append(signum)
 
-    before = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, *STOP_SIGNALS)}
-    try:
+    with _handled_by(hold, signal.SIGINT, *STOP_SIGNALS):
         yield lambda: bool(came)
+
+
+@contextlib.contextmanager
+def _handled_by(handler: Callable[[int, FrameType | None], None], *signums: int) -> Iterator[None]:
+    """``signums`` go to ``handler`` within; the former handlers are back after. In the
+    main thread only: elsewhere signals cannot be handled, and this changes nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = {signum: signal.signal(signum, handler) for signum in signums}
+    try:
+        yield
     finally:
-        for sig, handler in before.items():
+        for signum, old in before.items():
             # None: a handler not set from Python; the default is the nearest
-            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+            signal.signal(signum, signal.SIG_DFL if old is None else old)
 
 
 async def stoppable(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
@@ -87,18 +95,8 @@ def interrupted_by_stop_signals() -> Iterator[None]:
     Ctrl-C does, so ``finally`` blocks stop what the code started; the handlers there
     before are restored on the way out. In another thread (signals cannot be handled
     there) this does nothing."""
-    if threading.current_thread() is not threading.main_thread():
+    with _handled_by(_raise_interrupt, *STOP_SIGNALS):
         yield
-        return
-    old = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
-    for signum in STOP_SIGNALS:
-        signal.signal(signum, _raise_interrupt)
-    try:
-        yield
-    finally:
-        for signum, handler in old.items():
-            # None: a handler not set from Python; the default is the nearest
-            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:

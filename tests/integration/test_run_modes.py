@@ -248,6 +248,20 @@ def test_interrupted_live_run_keeps_every_answered_request(tmp_path: Path) -> No
     assert report["totals"]["requests"] < result.timing["scheduled_requests"]
 
 
+def _alive(pids: set[int]) -> list[int]:
+    """Those of ``pids`` still running."""
+    import os
+
+    left = []
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+            left.append(pid)
+        except ProcessLookupError:
+            pass
+    return left
+
+
 def _descendants(pid: int) -> set[int]:
     """The processes below ``pid`` (Linux /proc)."""
     children: dict[int, list[int]] = {}
@@ -273,7 +287,6 @@ def test_a_live_run_stopped_by_sigterm_or_sighup_stops_its_processes_and_reports
 ) -> None:
     # `timeout`, CI runners and closed terminals send these: the run used to die at once,
     # leaving its origin and load generator running and no report
-    import os
     import signal
     import subprocess
     import sys
@@ -300,14 +313,7 @@ def test_a_live_run_stopped_by_sigterm_or_sighup_stops_its_processes_and_reports
     assert "interrupted: the report is partial" in err
     report = json.loads(out.read_text())
     assert report["meta"]["partial"] is True and report["totals"]["requests"] > 0
-    left = []
-    for pid in started:
-        try:
-            os.kill(pid, 0)
-            left.append(pid)
-        except ProcessLookupError:
-            pass
-    assert left == [], f"still running: {left}"
+    assert _alive(started) == [], "still running"
 
 
 @pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP"])
@@ -344,7 +350,6 @@ def test_a_virtual_run_stopped_by_sigterm_or_sighup_writes_its_partial_report(
 
 def test_a_drill_stopped_by_sigterm_stops_its_processes_and_exits_130(tmp_path: Path) -> None:
     # It used to end with click's "Aborted!" and exit status 1.
-    import os
     import signal
     import subprocess
     import sys
@@ -370,11 +375,4 @@ def test_a_drill_stopped_by_sigterm_stops_its_processes_and_exits_130(tmp_path: 
     assert proc.returncode == 130, err
     assert "interrupted: every process it started is stopped" in err and "Aborted" not in err
     assert not out.exists()
-    left = []
-    for pid in started:
-        try:
-            os.kill(pid, 0)
-            left.append(pid)
-        except ProcessLookupError:
-            pass
-    assert left == [], f"still running: {left}"
+    assert _alive(started) == [], "still running"
