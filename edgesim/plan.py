@@ -1107,7 +1107,8 @@ def _grow_cache(
 ) -> str | None:
     """Grow one region's cache by the step the miss-ratio curve says saves the most
     origin requests (measured origin load less the curve's predicted reduction); the
-    region's name, or None when every region has the largest size."""
+    region's name, or None when every region that could save any has the largest size
+    (a region with no clients and no origin requests is never grown)."""
     from edgesim.mrc import lru_curve, topology_trace
 
     best: tuple[float, str] | None = None
@@ -1131,6 +1132,8 @@ def _grow_cache(
             rate = base.traffic.peak_rps * (base.traffic.diurnal[0] if base.traffic.diurnal else 1.0)
             saving = gain * rate * r.client_share
             saving = max(saving, 1e-9 * origin.get(r.name, 0.0))
+        if saving <= 0.0:
+            continue  # no clients and no origin requests: a larger cache saves nothing
         if best is None or saving > best[0]:
             best = (saving, r.name)
     if best is None:

@@ -190,6 +190,29 @@ def test_origin_ceiling_grows_caches_until_it_holds() -> None:
     assert first["memory_cache"] == {"north": 40_000, "south": 40_000} and first["origin_rps"] > ceiling
 
 
+def test_origin_ceiling_never_grows_a_region_without_clients() -> None:
+    # south has no clients of its own and sends no origin requests: a larger cache
+    # there saves nothing, so once north has the largest size the ceiling binds at once
+    topo = load_topology(SMALL)
+    regions = tuple(
+        replace(r, client_share=1.0 if r.name == "north" else 0.0, edge=replace(r.edge, memory_cache=40_000))
+        for r in topo.regions
+    )
+    opts = PlanOptions(
+        objective=parse_objective("p99<=80ms"),
+        window=15.0,
+        warmup=0.0,
+        seeds=1,
+        origin_max_rps=0.01,
+        cache_sizes=(40_000, 150_000),
+    )
+    result = plan(replace(topo, regions=regions), opts)
+    assert not result.found and "origin ceiling binds" in result.reason, result.reason
+    tried = [e["memory_cache"] for e in result.log if "verify" in e]
+    assert {"north": 150_000, "south": 40_000} in tried
+    assert all(m["south"] == 40_000 for m in tried), tried
+
+
 def test_region_failure_plan_carries_the_failed_regions_clients() -> None:
     topo = load_topology(SMALL)
     objective = parse_objective(SLO)
