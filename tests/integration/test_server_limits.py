@@ -177,6 +177,31 @@ async def test_idle_keepalive_timeout(nursery: trio.Nursery, autojump_clock: tri
     assert stats.timeouts == 0  # a quiet idle close is not a timeout
 
 
+async def test_stray_crlf_between_requests_leaves_the_connection_idle(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    # RFC 9112 §2.2: empty lines before a request are ignored. They used to start the
+    # header timeout (5 s here, not the idle 60 s), and a server being shut down waited
+    # for it instead of closing the idle connection at once.
+    server = HttpServer(Recorder(), limits=Limits(header_timeout=5.0, idle_timeout=60.0))
+    client = Client(connect(nursery, server))
+    await client.request()
+    await client.stream.send_all(b"\r\n")
+    await trio.sleep(1)
+    await client.stream.send_all(b"\r")  # half of another, split across reads
+    await trio.sleep(1)
+    await client.stream.send_all(b"\n")
+    await trio.sleep(30)
+    response, _ = await client.request()  # still open: idle, not a stalled head
+    assert response.status_code == 200
+    await client.stream.send_all(b"\r\n")
+    t = trio.current_time()
+    server.begin_shutdown()
+    assert await read_until_eof(client.stream) == b""
+    assert trio.current_time() == t  # closed at once, as an idle connection
+    assert server.statistics().timeouts == 0
+
+
 async def test_body_timeout(nursery: trio.Nursery, autojump_clock: trio.testing.MockClock) -> None:
     handler = Recorder()
     server = HttpServer(handler, limits=Limits(body_timeout=7.0))
@@ -470,6 +495,42 @@ async def test_shutdown_drain_timeout_cancels_stuck_handlers(
     mock_clock.jump(2.0)
     await finished.wait()
     assert await read_until_eof(stuck.stream) == b""  # closed without an answer
+
+
+async def test_shutdown_gives_a_request_still_arriving_a_short_grace(
+    nursery: trio.Nursery, mock_clock: trio.testing.MockClock
+) -> None:
+    bodies: list[bytes] = []
+
+    async def handler(req: Request) -> Response:
+        bodies.append(req.body)
+        return Response(200, [], b"done")
+
+    server = HttpServer(handler)
+    port, finished = await _serve_tcp(nursery, server)
+    stalled_head = await trio.open_tcp_stream("127.0.0.1", port)
+    await stalled_head.send_all(b"GET / HTTP/1.1\r\nHost: a\r\n")
+    stalled_body = await trio.open_tcp_stream("127.0.0.1", port)
+    await stalled_body.send_all(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n12345")
+    late = await trio.open_tcp_stream("127.0.0.1", port)
+    await late.send_all(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nab")
+    await trio.testing.wait_all_tasks_blocked()
+    server.begin_shutdown(drain_timeout=30.0, read_grace=1.0)
+    mock_clock.jump(0.5)
+    await late.send_all(b"cd")  # arrives within the grace: answered, then closed
+    answer = await read_until_eof(late)
+    assert answer.startswith(b"HTTP/1.1 200 ") and b"\r\nconnection: close\r\n" in answer
+    await trio.testing.wait_all_tasks_blocked()
+    assert not finished.is_set()
+    mock_clock.jump(0.6)  # the grace is over; the header and body timeouts are far
+    assert await read_until_eof(stalled_head) == b""  # closed unanswered
+    assert await read_until_eof(stalled_body) == b""
+    with trio.fail_after(5):
+        await finished.wait()
+    assert bodies == [b"abcd"]
+    assert server.statistics().timeouts == 0
+    for stream in (stalled_head, stalled_body, late):
+        await stream.aclose()
 
 
 async def test_serve_stream_after_shutdown_is_503(nursery: trio.Nursery) -> None:
