@@ -394,6 +394,13 @@ class OriginPool:
                         conn.receive_data(bytes(data))
                 elif isinstance(event, h11.Response):
                     status = event.status_code
+                    if status > 599:
+                        # RFC 9110 §15: codes outside 100..599 are invalid (h11 takes
+                        # any three digits: 000-099 it refuses, 600-999 it passes as a
+                        # final response). Relayed, they would be cached and served.
+                        raise OriginProtocolError(
+                            f"invalid response from origin: status {status} outside 100..599"
+                        )
                     bad = _bad_field(event.headers)
                     if bad is not None:
                         # h11 refuses only NUL; a value the edge could never send on

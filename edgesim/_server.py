@@ -18,7 +18,7 @@ two parsers is a request-smuggling hole:
   at once) and finds where the message ends, so pipelined bytes stay buffered for the
   next head.
 * **Responses are encoded here too**, with h11's rules for what a handler may send
-  (token names, field values without CR/LF/CTL, final status 200-999; else a 500).
+  (token names, field values without CR/LF/CTL; a final status 200-599; else a 500).
 
 The shell used to hand each validated head to a fresh ``h11.Connection`` as a second
 opinion and let h11 encode the response. Measured on the edge benchmark, that cost
@@ -797,8 +797,9 @@ class _Connection:
                 sent (the caller answers 500).
         """
         status = resp.status
-        if not 200 <= status < 1000:
-            # Final responses only (h11's rule too); 1xx go through interim_sender().
+        if not 200 <= status < 600:
+            # Final responses only; 1xx go through interim_sender(). RFC 9110 §15:
+            # codes above 599 are invalid (h11 would send up to 999).
             raise ValueError(f"invalid final status {status!r}")
         parts = [f"HTTP/1.1 {status} {_REASONS.get(status, '')}\r\n"]
         have_date = have_server = False
@@ -1005,7 +1006,7 @@ class HttpServer:
     * adds ``Date`` and ``Server`` when missing.
 
     A handler exception, or a response that can't be encoded (bad header characters, a
-    status below 200), becomes a 500 and closes that connection. A handler sends 1xx
+    status outside 200-599), becomes a 500 and closes that connection. A handler sends 1xx
     interim responses with :func:`interim_sender`.
 
     Args:

@@ -654,9 +654,13 @@ class EdgeNode:
 
     def _error_reply(self, error: str) -> Reply:
         self.stats.errors += 1
-        status, text = (
-            (504, "origin timed out") if error == "timeout" else (502, f"origin unreachable ({error})")
-        )
+        if error == "timeout":
+            status, text = 504, "origin timed out"
+        elif error == "protocol":
+            # an invalid response (bad status or header, broken framing) or one cut short
+            status, text = 502, "invalid or incomplete response from origin"
+        else:
+            status, text = 502, f"origin unreachable ({error})"
         body = f"{status} {text}\n".encode()
         resp = Response(
             status,

@@ -236,12 +236,27 @@ async def test_never_resends_once_sent(nursery: trio.Nursery) -> None:
         b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
         b"HTTP/1.1 2000 OK\r\n\r\n",
+        # RFC 9110 §15: 100..599 only; h11 refuses 000-099 but passes 600-999
+        b"HTTP/1.1 999 Weird\r\nContent-Length: 2\r\n\r\nok",
+        b"HTTP/1.1 600 Custom\r\nContent-Length: 2\r\n\r\nok",
+        b"HTTP/1.1 099 Low\r\nContent-Length: 2\r\n\r\nok",
         # h11 refuses only NUL in a value; a control character the edge could never
         # send on (RFC 9110 §5.5) makes the response invalid too
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Bad: a\x01b\r\n\r\nok",
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Del: a\x7fb\r\n\r\nok",
     ],
-    ids=["garbage", "truncated", "conflicting-cl", "bad-chunk", "bad-status", "ctl-in-value", "del-in-value"],
+    ids=[
+        "garbage",
+        "truncated",
+        "conflicting-cl",
+        "bad-chunk",
+        "bad-status",
+        "status-999",
+        "status-600",
+        "status-099",
+        "ctl-in-value",
+        "del-in-value",
+    ],
 )
 async def test_protocol_error(nursery: trio.Nursery, answer: bytes) -> None:
     port, heads = await start_raw_server(nursery, [answer])

@@ -482,6 +482,49 @@ async def test_control_character_in_origin_header_is_a_502_never_stored(nursery:
     assert node.statistics()["errors"] == 2
 
 
+@pytest.mark.parametrize("status_line", [b"999 Weird", b"600 Custom", b"000 Zero"])
+@pytest.mark.parametrize("via_shield", [False, True], ids=["edge", "shield"])
+async def test_origin_status_outside_100_599_is_a_502_never_stored(
+    nursery: trio.Nursery, status_line: bytes, via_shield: bool
+) -> None:
+    """RFC 9110 §15: a status outside 100..599 is invalid; h11 passes 600..999 on as a
+    final response, and the edge relayed (and cached) it. Now it is a 502 with its
+    reason, counted as an error and never stored, at the edge that fetched it; an edge
+    behind a shield gets the shield's 502, and nothing is stored at either tier."""
+    seen: list[bytes] = []
+
+    async def origin(stream: trio.SocketStream) -> None:
+        async with stream:
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                buf += await stream.receive_some(65536)
+            seen.append(buf.split(b" ")[1])
+            status = status_line if b"/weird" in buf else b"200 OK"
+            await stream.send_all(
+                b"HTTP/1.1 " + status + b"\r\nCache-Control: max-age=600\r\nContent-Length: 2\r\n"
+                b"Connection: close\r\n\r\nok"
+            )
+
+    listeners = await nursery.start(trio.serve_tcp, origin, 0)
+    port = listeners[0].socket.getsockname()[1]
+    first = build_node(name="e1", memory_bytes=2**20, manifests=False)
+    edge_port = await nursery.start(serve_edge, first, make_origin(f"http://127.0.0.1:{port}"))
+    if via_shield:
+        child = build_node(name="child", memory_bytes=2**20, manifests=False)
+        edge_port = await nursery.start(serve_edge, child, make_origin(f"http://127.0.0.1:{edge_port}"))
+    client = Client(edge_port)
+    for _ in range(2):
+        r = await client.get("/weird")
+        assert r.status == 502
+        assert r.body == b"502 invalid or incomplete response from origin\n"
+        assert r.header("cache-control") == "no-store"
+        assert _x(r) == ("MISS" if via_shield else "ERROR")  # the child relays the shield's 502
+    good = await client.get("/good")
+    assert (good.status, good.body) == (200, b"ok")
+    assert seen == [b"/weird", b"/weird", b"/good"]  # never served from a cache
+    assert first.statistics()["errors"] == 2
+
+
 def test_nodes_served_in_a_library_leave_ctrl_c_as_it_was() -> None:
     # Each node took SIGINT and SIGTERM; stopped in any order, the handler left behind
     # could be a finished run's, and a later Ctrl-C raised RunFinishedError.

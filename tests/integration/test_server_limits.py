@@ -386,6 +386,8 @@ async def test_handler_exception_is_500_and_isolated(
             raise RuntimeError("boom")
         if req.path == "/bad-header":
             return Response(200, [("x-a", "b\r\nx-injected: 1")], b"")
+        if req.path == "/bad-status":
+            return Response(600, [], b"beyond 599")  # RFC 9110 §15: invalid
         return Response(200, [], b"fine")
 
     server = HttpServer(handler)
@@ -405,10 +407,15 @@ async def test_handler_exception_is_500_and_isolated(
     assert answer.startswith(b"HTTP/1.1 500 ")
     assert b"x-injected" not in answer
 
+    victim = connect(nursery, server)
+    await victim.send_all(b"GET /bad-status HTTP/1.1\r\nHost: a\r\n\r\n")
+    answer = await read_until_eof(victim)
+    assert answer.startswith(b"HTTP/1.1 500 ") and b"beyond 599" not in answer
+
     # The other connection and new ones are unaffected.
     assert (await bystander.request())[1] == b"fine"
     assert (await Client(connect(nursery, server)).request())[1] == b"fine"
-    assert server.statistics().errors_500 == 2
+    assert server.statistics().errors_500 == 3
 
 
 async def test_head_500_has_no_body(nursery: trio.Nursery) -> None:
