@@ -835,6 +835,11 @@ class _Connection:
             # RFC 9110 §8.6: a 304 may carry Content-Length only as the 200's length;
             # a handler that gave none (a 304 built from a cache entry) sends none.
             pass
+        elif head_request and handler_cl is None and resp.body == b"" and resp.size == 0:
+            # A HEAD answered with neither a length nor a body (an origin's chunked
+            # answer to HEAD, relayed): the GET's length is unknown here, and
+            # Content-Length: 0 would claim an empty body. RFC 9110 §9.3.2 lets it go.
+            pass
         elif no_body:
             # RFC 9110 §9.3.2 / §15.4.5: the length the GET would have had. Keep the
             # handler's value (if it is one); else the modelled size.
@@ -1000,7 +1005,8 @@ class HttpServer:
       any Content-Length the handler set; never chunked;
     * for ``HEAD`` and ``304`` sends no body and keeps the handler's Content-Length, or
       else uses ``Response.size`` (so a metadata-only response advertises its size);
-      for ``204`` sends neither;
+      a ``HEAD`` answered with neither (empty body, size 0), a 304 without one and a
+      ``204`` send no Content-Length;
     * drops the handler's ``Transfer-Encoding``, ``Connection`` and ``Keep-Alive`` (a
       handler's ``Connection: close`` is honoured by closing after the response);
     * adds ``Date`` and ``Server`` when missing.

@@ -525,6 +525,36 @@ async def test_origin_status_outside_100_599_is_a_502_never_stored(
     assert first.statistics()["errors"] == 2
 
 
+async def test_head_reports_the_length_of_a_chunked_origin_body(nursery: trio.Nursery) -> None:
+    """A GET answered chunked was stored without a Content-Length, and HEAD hits on it
+    said Content-Length: 0; a HEAD the origin answered chunked got a made-up 0 too."""
+    seen: list[bytes] = []
+
+    async def origin(stream: trio.SocketStream) -> None:
+        async with stream:
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                buf += await stream.receive_some(65536)
+            seen.append(b" ".join(buf.split(b" ")[:2]))
+            body = b"" if buf.startswith(b"HEAD") else b"3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n"
+            await stream.send_all(
+                b"HTTP/1.1 200 OK\r\nCache-Control: max-age=600\r\nTransfer-Encoding: chunked\r\n"
+                b"Connection: close\r\n\r\n" + body
+            )
+
+    listeners = await nursery.start(trio.serve_tcp, origin, 0)
+    port = listeners[0].socket.getsockname()[1]
+    node = build_node(name="e1", memory_bytes=2**20, manifests=False)
+    client = Client(await nursery.start(serve_edge, node, make_origin(f"http://127.0.0.1:{port}")))
+    head_miss = await client.get("/a", method="HEAD")
+    assert (head_miss.status, head_miss.header("content-length"), _x(head_miss)) == (200, None, "MISS")
+    get = await client.get("/a")
+    assert (get.body, get.header("content-length"), _x(get)) == (b"abcdefg", "7", "MISS")
+    head_hit = await client.get("/a", method="HEAD")
+    assert (head_hit.body, head_hit.header("content-length"), _x(head_hit)) == (b"", "7", "HIT")
+    assert seen == [b"HEAD /a", b"GET /a"]
+
+
 def test_nodes_served_in_a_library_leave_ctrl_c_as_it_was() -> None:
     # Each node took SIGINT and SIGTERM; stopped in any order, the handler left behind
     # could be a finished run's, and a later Ctrl-C raised RunFinishedError.

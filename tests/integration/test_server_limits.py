@@ -280,6 +280,8 @@ async def test_head_has_no_body_and_keeps_length(nursery: trio.Nursery) -> None:
     async def handler(req: Request) -> Response:
         if req.path == "/meta":
             return Response(200, [], None, size=1234)  # metadata only
+        if req.path == "/unknown":
+            return Response(200, [], b"")  # a relayed HEAD answer that had no length
         return Response(200, [("content-type", "text/plain")], b"hello")
 
     server = HttpServer(handler)
@@ -290,6 +292,10 @@ async def test_head_has_no_body_and_keeps_length(nursery: trio.Nursery) -> None:
     assert (header(response, b"content-length"), body) == (b"1234", b"")
     response, body = await client.request("GET", "/meta")
     assert (header(response, b"content-length"), body) == (b"0", b"")  # None is sent as empty
+    response, body = await client.request("HEAD", "/unknown")
+    assert (header(response, b"content-length"), body) == (None, b"")  # not a claimed 0
+    response, body = await client.request("GET", "/unknown")
+    assert (header(response, b"content-length"), body) == (b"0", b"")
     response, body = await client.request("GET", "/")  # framing still intact
     assert body == b"hello"
 
