@@ -157,6 +157,20 @@ async def test_corrupt_disk_entry_is_a_miss(origin: OriginProcess, tmp_path: Pat
         nursery.cancel_scope.cancel()
 
 
+async def test_without_manifests_the_deploy_header_does_not_defeat_the_cache(origin: OriginProcess) -> None:
+    # Fills were keyed by the origin's X-Edgesim-Deploy, lookups by the site's deploy,
+    # which only a manifest sets: with --no-manifests nothing was ever a hit.
+    async with trio.open_nursery() as nursery:
+        node = build_node(name="e1", memory_bytes=2**20, manifests=False)
+        client = Client(await nursery.start(serve_edge, node, make_origin(origin.url)))
+        first = await client.get("/about")
+        assert (first.body, _x(first)) == (b"about us", "MISS") and first.header("x-edgesim-deploy")
+        second = await client.get("/about")
+        assert (second.body, _x(second)) == (b"about us", "HIT")
+        assert node.stats.origin_requests == 1  # no manifest, one fill
+        nursery.cancel_scope.cancel()
+
+
 async def test_concurrent_misses_collapse_to_one_origin_request(sites: Path, tmp_path: Path) -> None:
     (sites / SITE / "_edgesim.toml").write_text(TOML + "\n[load]\nservice_time = 0.4\n")
     origin = OriginProcess(sites)
