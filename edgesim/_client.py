@@ -39,7 +39,7 @@ import h11
 import trio
 
 from edgesim._server import BAD_FIELD_VALUE_BYTES
-from edgesim.http import Request, Response, strip_hop_by_hop
+from edgesim.http import Request, Response, replace, strip_hop_by_hop
 
 __all__ = [
     "InterimCallback",
@@ -219,10 +219,11 @@ class OriginPool:
         (for a non-empty body or POST/PUT/PATCH). ``Host`` passes through unchanged; it is
         only added (from ``base_url``) when missing. The response has hop-by-hop headers
         (``Transfer-Encoding``, ``Connection``, ...) removed, since its body arrives
-        de-chunked; a ``HEAD`` response keeps the origin's ``Content-Length`` and has
-        an empty body. A response whose ``Transfer-Encoding`` doesn't end in
-        ``chunked`` is read until the origin closes (RFC 9112 §6.3) and returned
-        without that header.
+        de-chunked, and a ``Content-Length`` that is its body's length (however the
+        origin framed it; not for 204 and 304); a ``HEAD`` response keeps the origin's
+        ``Content-Length``, if any, and has an empty body. A response whose
+        ``Transfer-Encoding`` doesn't end in ``chunked`` is read until the origin closes
+        (RFC 9112 §6.3) and returned without that header.
 
         Args:
             req: the request to send.
@@ -365,8 +366,11 @@ class OriginPool:
                 raise _NothingSent from exc
             raise OriginProtocolError(f"connection broke while sending: {exc}") from exc
 
-    async def _receive(self, oc: _OriginConnection, on_interim: InterimCallback | None = None) -> Response:
-        """Read one complete response (after any 1xx ones).
+    async def _receive(
+        self, oc: _OriginConnection, on_interim: InterimCallback | None = None, head: bool = False
+    ) -> Response:
+        """Read one complete response (after any 1xx ones) to a request (``head``: a
+        HEAD).
 
         h11 is given each response head only once it is complete, so that
         :func:`_close_delimited_head` can first rewrite a head h11 would refuse; body
@@ -394,6 +398,13 @@ class OriginPool:
                         conn.receive_data(bytes(data))
                 elif isinstance(event, h11.Response):
                     status = event.status_code
+                    if status > 599:
+                        # RFC 9110 §15: codes outside 100..599 are invalid (h11 takes
+                        # any three digits: 000-099 it refuses, 600-999 it passes as a
+                        # final response). Relayed, they would be cached and served.
+                        raise OriginProtocolError(
+                            f"invalid response from origin: status {status} outside 100..599"
+                        )
                     bad = _bad_field(event.headers)
                     if bad is not None:
                         # h11 refuses only NUL; a value the edge could never send on
@@ -430,7 +441,16 @@ class OriginPool:
             # Bytes past the end of this response: give them to h11 so _release sees
             # them as trailing data and closes the connection.
             conn.receive_data(bytes(pending))
-        return Response(status, strip_hop_by_hop(headers), bytes(body))
+        headers = strip_hop_by_hop(headers)
+        if not head and status != 204 and status != 304:
+            # The body arrives whole and de-chunked: say its length. A chunked or
+            # close-delimited response had none (or, with Transfer-Encoding, one to
+            # ignore: RFC 9112 §6.3), and a cached copy without one answered HEAD with
+            # Content-Length: 0. (h11 already holds a Content-Length body to its value.)
+            length = str(len(body))
+            if [v for k, v in headers if k == "content-length"] != [length]:
+                headers = replace(headers, "content-length", length)
+        return Response(status, headers, bytes(body))
 
     async def _feed_head(self, oc: _OriginConnection, pending: bytearray) -> None:
         """Give h11 the next complete response head from ``pending`` (reading more as
@@ -472,7 +492,7 @@ class OriginPool:
                         await self._send(oc, events)
                     except _NothingSent:
                         raise OriginConnectError("connection failed before the request was sent") from None
-                resp = await self._receive(oc, on_interim)
+                resp = await self._receive(oc, on_interim, req.method == "HEAD")
         except trio.TooSlowError:
             await trio.aclose_forcefully(oc.stream)
             raise OriginTimeout(

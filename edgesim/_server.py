@@ -18,7 +18,7 @@ two parsers is a request-smuggling hole:
   at once) and finds where the message ends, so pipelined bytes stay buffered for the
   next head.
 * **Responses are encoded here too**, with h11's rules for what a handler may send
-  (token names, field values without CR/LF/CTL, final status 200-999; else a 500).
+  (token names, field values without CR/LF/CTL; a final status 200-599; else a 500).
 
 The shell used to hand each validated head to a fresh ``h11.Connection`` as a second
 opinion and let h11 encode the response. Measured on the edge benchmark, that cost
@@ -146,6 +146,12 @@ _RECEIVE_SIZE = 65536
 # response to reach the client, so: 2 s and 4 MiB at most.
 _LINGER_SECONDS = 2.0
 _LINGER_BYTES = 4 * 2**20
+
+# Seconds a request still arriving (head or body) when shutdown begins is given to
+# arrive in full. Requests already being handled get the whole drain timeout; an idle
+# connection none. Long enough for a request whose bytes are on the way, short enough
+# that a stalled client (a slowloris, a stray partial head) cannot hold up an exit.
+_SHUTDOWN_READ_GRACE = 1.0
 
 # Longest chunk-size line, extensions included. Nobody sends long extensions; nginx
 # allows none beyond its buffer, and a bound keeps the scanner's buffer small.
@@ -608,7 +614,8 @@ class _Connection:
     send. Entering a scope per wait cost ~5 us each (three per request), a third of the
     shell's budget; assigning a deadline costs almost nothing. A cancelled scope stays
     cancelled, which is fine because every deadline that fires ends the connection;
-    ``_phase`` says which one fired. Shutdown cancels the scope only while idle.
+    ``_phase`` says which one fired. Shutdown cancels the scope only while idle, and
+    shortens it to the shutdown's read grace while a request arrives.
     """
 
     def __init__(self, server: HttpServer, stream: trio.abc.Stream) -> None:
@@ -628,10 +635,14 @@ class _Connection:
         self._broken = False
         self._sending = False
 
-    def close_if_idle(self) -> None:
-        """For shutdown: end the connection now if it is waiting for a request."""
-        if self._phase == _IDLE:
+    def begin_shutdown(self, read_deadline: float) -> None:
+        """For shutdown: end the connection now if it is waiting for a request; give a
+        request still arriving (head or body) until ``read_deadline``."""
+        phase = self._phase
+        if phase == _IDLE:
             self._scope.cancel()
+        elif phase in (_HEAD, _BODY):
+            self._scope.deadline = min(self._scope.deadline, read_deadline)
 
     # -- reading ---------------------------------------------------------------------
 
@@ -647,8 +658,14 @@ class _Connection:
         lim = self._limits
         scope = self._scope
         buf = self._buf
-        if not buf:
-            if self._server._shutting_down:
+        server = self._server
+        # RFC 9112 §2.2: ignore empty lines before the request-line (some clients send
+        # a stray CRLF after a POST body). A connection holding nothing else is idle:
+        # shutdown closes it at once and idle_timeout applies, not header_timeout.
+        while buf.startswith(b"\r\n"):
+            del buf[:2]
+        if not buf or buf == b"\r":
+            if server._shutting_down:
                 return None
             self._phase = _IDLE
             # The first request's wait counts against header_timeout from accept
@@ -657,23 +674,27 @@ class _Connection:
                 scope.deadline = self._accepted_at + lim.header_timeout
             else:
                 scope.deadline = trio.current_time() + lim.idle_timeout
-            data = await self._stream.receive_some(_RECEIVE_SIZE)
-            if not data:
-                return None
-            buf += data
+            while True:
+                data = await self._stream.receive_some(_RECEIVE_SIZE)
+                if not data:
+                    return None
+                buf += data
+                while buf.startswith(b"\r\n"):
+                    del buf[:2]
+                if buf and buf != b"\r":
+                    break
             self._phase = _HEAD
             if not self._first:
-                scope.deadline = trio.current_time() + lim.header_timeout
+                scope.deadline = min(trio.current_time() + lim.header_timeout, server._read_deadline)
         else:
             # Pipelined bytes: the head began arriving with the previous request.
             self._phase = _HEAD
-            scope.deadline = trio.current_time() + lim.header_timeout
+            scope.deadline = min(trio.current_time() + lim.header_timeout, server._read_deadline)
 
         scanned = 0
         max_head = lim.max_request_line + 2 + lim.max_header_bytes + 2
         while True:
-            # RFC 9112 §2.2: ignore empty lines before the request-line (some
-            # clients send a stray CRLF after a POST body).
+            # (empty lines again: a CRLF may arrive split across reads)
             while buf.startswith(b"\r\n"):
                 del buf[:2]
                 scanned = 0
@@ -776,8 +797,9 @@ class _Connection:
                 sent (the caller answers 500).
         """
         status = resp.status
-        if not 200 <= status < 1000:
-            # Final responses only (h11's rule too); 1xx go through interim_sender().
+        if not 200 <= status < 600:
+            # Final responses only; 1xx go through interim_sender(). RFC 9110 §15:
+            # codes above 599 are invalid (h11 would send up to 999).
             raise ValueError(f"invalid final status {status!r}")
         parts = [f"HTTP/1.1 {status} {_REASONS.get(status, '')}\r\n"]
         have_date = have_server = False
@@ -812,6 +834,11 @@ class _Connection:
         elif status == 304 and handler_cl is None:
             # RFC 9110 §8.6: a 304 may carry Content-Length only as the 200's length;
             # a handler that gave none (a 304 built from a cache entry) sends none.
+            pass
+        elif head_request and handler_cl is None and resp.body == b"" and resp.size == 0:
+            # A HEAD answered with neither a length nor a body (an origin's chunked
+            # answer to HEAD, relayed): the GET's length is unknown here, and
+            # Content-Length: 0 would claim an empty body. RFC 9110 §9.3.2 lets it go.
             pass
         elif no_body:
             # RFC 9110 §9.3.2 / §15.4.5: the length the GET would have had. Keep the
@@ -877,6 +904,12 @@ class _Connection:
                 return
             if phase == _SEND:
                 return  # the client stopped reading
+            if self._server._shutting_down:
+                # A request still arriving when the server stops gets the shutdown's
+                # short grace (HttpServer.begin_shutdown); after it the connection
+                # closes unanswered, as an idle one does: the server is going away,
+                # and lingering for an answer would only delay that.
+                return
             counters.timeouts += 1
             final = self._reject_bytes(_Reject(408, "header timeout" if phase == _HEAD else "body timeout"))
         if final is not None:
@@ -906,7 +939,7 @@ class _Connection:
                 info = _check_head(raw.decode("latin-1"), lim)
                 if info.content_length or info.chunked:
                     self._phase = _BODY
-                    scope.deadline = trio.current_time() + lim.body_timeout
+                    scope.deadline = min(trio.current_time() + lim.body_timeout, server._read_deadline)
                     body = await self._read_body(info)
                 else:
                     body = b""
@@ -947,12 +980,19 @@ class _Connection:
             self._seq += 1
             if self._broken:
                 return None  # an interim write failed half-way: the stream is unusable
-            if close:
+            if close and self._buf:
+                # Pipelined bytes are waiting unread: close lingering (run), lest the
+                # kernel answer them with a RST that destroys this response.
                 return data
             self._phase = _SEND
             scope.deadline = trio.current_time() + lim.send_timeout
             # One write per response: head and body joined above.
             await self._stream.send_all(data)
+            if close:
+                # Nothing unread: close at once (as nginx does after a whole request),
+                # rather than wait for the client's EOF, which during shutdown would
+                # hold the exit up to the linger bound.
+                return None
 
 
 class HttpServer:
@@ -965,13 +1005,14 @@ class HttpServer:
       any Content-Length the handler set; never chunked;
     * for ``HEAD`` and ``304`` sends no body and keeps the handler's Content-Length, or
       else uses ``Response.size`` (so a metadata-only response advertises its size);
-      for ``204`` sends neither;
+      a ``HEAD`` answered with neither (empty body, size 0), a 304 without one and a
+      ``204`` send no Content-Length;
     * drops the handler's ``Transfer-Encoding``, ``Connection`` and ``Keep-Alive`` (a
       handler's ``Connection: close`` is honoured by closing after the response);
     * adds ``Date`` and ``Server`` when missing.
 
     A handler exception, or a response that can't be encoded (bad header characters, a
-    status below 200), becomes a 500 and closes that connection. A handler sends 1xx
+    status outside 200-599), becomes a 500 and closes that connection. A handler sends 1xx
     interim responses with :func:`interim_sender`.
 
     Args:
@@ -990,6 +1031,8 @@ class HttpServer:
         self._shedding = 0
         self._shutting_down = False
         self._drain_deadline = float("inf")
+        # Once shutting down: when requests still arriving (head or body) are given up.
+        self._read_deadline = math.inf
         # (accept scope, connections nursery scope) of every running serve_tcp.
         self._serving: list[tuple[trio.CancelScope, trio.CancelScope]] = []
 
@@ -1106,22 +1149,29 @@ class HttpServer:
         finally:
             self._shedding -= 1
 
-    def begin_shutdown(self, *, drain_timeout: float = 30.0) -> None:
+    def begin_shutdown(
+        self, *, drain_timeout: float = 30.0, read_grace: float = _SHUTDOWN_READ_GRACE
+    ) -> None:
         """Stop accepting and let the connections finish.
 
-        Idle keep-alive connections close now; a connection with a request in flight
-        finishes it (its response carries ``Connection: close``) and then closes.
-        :meth:`serve_tcp` returns when all connections are done, or cancels the rest
-        after ``drain_timeout`` seconds. Later :meth:`serve_stream` calls get 503.
-        Must be called from the Trio thread; safe to call more than once.
+        Idle keep-alive connections (including a new one that has sent nothing yet)
+        close now. A request whose head or body is still arriving gets ``read_grace``
+        seconds to arrive in full, else its connection closes unanswered. A request
+        being handled finishes (its response carries ``Connection: close``) and then
+        its connection closes. :meth:`serve_tcp` returns when all connections are done,
+        or cancels the rest after ``drain_timeout`` seconds. Later
+        :meth:`serve_stream` calls get 503. Must be called from the Trio thread; safe to
+        call more than once.
         """
-        self._drain_deadline = min(self._drain_deadline, trio.current_time() + drain_timeout)
+        now = trio.current_time()
+        self._drain_deadline = min(self._drain_deadline, now + drain_timeout)
+        self._read_deadline = min(self._read_deadline, now + read_grace, self._drain_deadline)
         self._shutting_down = True
         for accept_scope, connections_scope in self._serving:
             accept_scope.cancel()
             connections_scope.deadline = min(connections_scope.deadline, self._drain_deadline)
         for conn in self._open:
-            conn.close_if_idle()
+            conn.begin_shutdown(self._read_deadline)
 
     def statistics(self) -> ServerStats:
         """A frozen snapshot of the counters."""

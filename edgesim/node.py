@@ -541,6 +541,11 @@ class EdgeNode:
         """Track the deploy of a fill's response and return the key to store it under:
         that of the deploy which produced it (see the invariants), else the site's."""
         deploy = self._track_deploy(f.site, resp)
+        if not self.config.manifests:
+            # No manifest ever tells the site's deploy, so lookups key on none: a fill
+            # keyed by the response's deploy header could never be hit (in front of
+            # edgesim's origin, --no-manifests cached nothing and filled the store).
+            deploy = None
         return _key(f.site, deploy or self._sites[f.site].deploy, f.client.target)
 
     # ---- responses -------------------------------------------------------------
@@ -654,9 +659,13 @@ class EdgeNode:
 
     def _error_reply(self, error: str) -> Reply:
         self.stats.errors += 1
-        status, text = (
-            (504, "origin timed out") if error == "timeout" else (502, f"origin unreachable ({error})")
-        )
+        if error == "timeout":
+            status, text = 504, "origin timed out"
+        elif error == "protocol":
+            # an invalid response (bad status or header, broken framing) or one cut short
+            status, text = 502, "invalid or incomplete response from origin"
+        else:
+            status, text = 502, f"origin unreachable ({error})"
         body = f"{status} {text}\n".encode()
         resp = Response(
             status,

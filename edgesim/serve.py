@@ -26,6 +26,10 @@ from edgesim.node import EdgeConfig, EdgeNode, Fetch, Join, Reply
 
 log = logging.getLogger("edgesim.serve")
 
+# Seconds requests being handled get to finish after SIGTERM/SIGINT (edgesim edge
+# serve), as the origin's; an origin fetch's own read timeout is 30 s too.
+DRAIN_TIMEOUT = 30.0
+
 
 class Origin(Protocol):
     """Where the edge sends its origin requests (a pool, or an embedded origin core)."""
@@ -166,7 +170,9 @@ async def serve_edge(
     task_status: Any = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve an edge node on ``host:port`` until cancelled (or, with ``signals``, shut
-    down by SIGTERM/SIGINT, which drain in-flight requests first; main thread only).
+    down by SIGTERM/SIGINT, which close idle connections at once and drain in-flight
+    requests first, for up to :data:`DRAIN_TIMEOUT` seconds; a second signal cancels
+    what is left; main thread only).
 
     ``task_status.started(port)`` reports the bound port. ``signals`` is for a process
     that serves one node (``edgesim edge serve``), as the origin's ``serve(signals=)``:
@@ -179,21 +185,30 @@ async def serve_edge(
     async with trio.open_nursery() as nursery:
         await nursery.start(service.run)
         if signals:
-            nursery.start_soon(_shutdown_on_signal, server)
+            nursery.start_soon(_shutdown_on_signal, server, nursery.cancel_scope)
         async with trio.open_nursery() as serving:  # ends when serve_tcp has drained
             bound = await serving.start(server.serve_tcp, host, port)
             task_status.started(bound)
         nursery.cancel_scope.cancel()
 
 
-async def _shutdown_on_signal(server: HttpServer) -> None:
+async def _shutdown_on_signal(server: HttpServer, scope: trio.CancelScope) -> None:
+    """The first SIGTERM/SIGINT drains the server, a second cancels ``scope`` (as the
+    origin does): a second Ctrl-C must not have to wait for a slow origin."""
     import signal
 
     try:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            async for _ in signals:
-                server.begin_shutdown()
-                return
+            count = 0
+            async for signum in signals:
+                count += 1
+                if count == 1:
+                    log.info("%s: draining in-flight requests", signal.Signals(signum).name)
+                    server.begin_shutdown(drain_timeout=DRAIN_TIMEOUT)
+                else:
+                    log.warning("second signal: cancelling in-flight requests")
+                    scope.cancel()
+                    return
     except RuntimeError:  # not in the main thread: no signal handling
         await trio.sleep_forever()
 

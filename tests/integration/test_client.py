@@ -236,12 +236,27 @@ async def test_never_resends_once_sent(nursery: trio.Nursery) -> None:
         b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
         b"HTTP/1.1 2000 OK\r\n\r\n",
+        # RFC 9110 §15: 100..599 only; h11 refuses 000-099 but passes 600-999
+        b"HTTP/1.1 999 Weird\r\nContent-Length: 2\r\n\r\nok",
+        b"HTTP/1.1 600 Custom\r\nContent-Length: 2\r\n\r\nok",
+        b"HTTP/1.1 099 Low\r\nContent-Length: 2\r\n\r\nok",
         # h11 refuses only NUL in a value; a control character the edge could never
         # send on (RFC 9110 §5.5) makes the response invalid too
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Bad: a\x01b\r\n\r\nok",
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Del: a\x7fb\r\n\r\nok",
     ],
-    ids=["garbage", "truncated", "conflicting-cl", "bad-chunk", "bad-status", "ctl-in-value", "del-in-value"],
+    ids=[
+        "garbage",
+        "truncated",
+        "conflicting-cl",
+        "bad-chunk",
+        "bad-status",
+        "status-999",
+        "status-600",
+        "status-099",
+        "ctl-in-value",
+        "del-in-value",
+    ],
 )
 async def test_protocol_error(nursery: trio.Nursery, answer: bytes) -> None:
     port, heads = await start_raw_server(nursery, [answer])
@@ -390,8 +405,51 @@ async def test_non_chunked_transfer_encoding_reads_until_close(nursery: trio.Nur
         resp = await pool.request(Request("GET", "/", [("host", "a")]))
     assert (resp.status, resp.body) == (200, b"close-delimited body")
     assert resp.header("transfer-encoding") is None
+    assert resp.header("content-length") == "20"  # the body's, not the ignored 3
     assert resp.header("cache-control") == "max-age=60"
     assert pool.statistics().idle == 0
+
+
+@pytest.mark.parametrize(
+    ("answer", "length"),
+    [
+        (b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n", "5"),
+        (b"Content-Length: 9\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", "3"),
+        (b"\r\nclose-delimited", "15"),  # neither: read until the origin closes
+        (b"Content-Length: 2\r\n\r\nok", "2"),
+    ],
+    ids=["chunked", "chunked-overrides-length", "close-delimited", "length"],
+)
+async def test_response_carries_the_length_of_its_body(
+    nursery: trio.Nursery, answer: bytes, length: str
+) -> None:
+    # The body comes back whole and de-chunked; a response without a Content-Length
+    # (or with one that Transfer-Encoding overrides) was cached so, and a HEAD served
+    # from that entry said Content-Length: 0.
+    port, _ = await start_raw_server(nursery, [b"HTTP/1.1 200 OK\r\n" + answer])
+    pool = OriginPool(f"http://127.0.0.1:{port}")
+    with trio.fail_after(10):
+        resp = await pool.request(Request("GET", "/", [("host", "a")]))
+    assert [v for k, v in resp.headers if k == "content-length"] == [length]
+    assert len(resp.body or b"") == int(length)
+
+
+async def test_head_response_keeps_what_the_origin_said(nursery: trio.Nursery) -> None:
+    answers = [
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n",
+    ]
+    port, _ = await start_raw_server(nursery, answers)
+    pool = OriginPool(f"http://127.0.0.1:{port}")
+    with trio.fail_after(10):
+        chunked = await pool.request(Request("HEAD", "/", [("host", "a")]))
+        sized = await pool.request(Request("HEAD", "/", [("host", "a")]))
+    assert (chunked.body, chunked.header("content-length"), chunked.header("transfer-encoding")) == (
+        b"",
+        None,
+        None,
+    )
+    assert (sized.body, sized.header("content-length")) == (b"", "1234")
 
 
 async def test_close_delimited_body_limit(nursery: trio.Nursery) -> None:

@@ -157,6 +157,20 @@ async def test_corrupt_disk_entry_is_a_miss(origin: OriginProcess, tmp_path: Pat
         nursery.cancel_scope.cancel()
 
 
+async def test_without_manifests_the_deploy_header_does_not_defeat_the_cache(origin: OriginProcess) -> None:
+    # Fills were keyed by the origin's X-Edgesim-Deploy, lookups by the site's deploy,
+    # which only a manifest sets: with --no-manifests nothing was ever a hit.
+    async with trio.open_nursery() as nursery:
+        node = build_node(name="e1", memory_bytes=2**20, manifests=False)
+        client = Client(await nursery.start(serve_edge, node, make_origin(origin.url)))
+        first = await client.get("/about")
+        assert (first.body, _x(first)) == (b"about us", "MISS") and first.header("x-edgesim-deploy")
+        second = await client.get("/about")
+        assert (second.body, _x(second)) == (b"about us", "HIT")
+        assert node.stats.origin_requests == 1  # no manifest, one fill
+        nursery.cancel_scope.cancel()
+
+
 async def test_concurrent_misses_collapse_to_one_origin_request(sites: Path, tmp_path: Path) -> None:
     (sites / SITE / "_edgesim.toml").write_text(TOML + "\n[load]\nservice_time = 0.4\n")
     origin = OriginProcess(sites)
@@ -480,6 +494,79 @@ async def test_control_character_in_origin_header_is_a_502_never_stored(nursery:
     assert (good.status, good.body) == (200, b"ok")
     assert seen == [b"/bad", b"/bad", b"/good"]
     assert node.statistics()["errors"] == 2
+
+
+@pytest.mark.parametrize("status_line", [b"999 Weird", b"600 Custom", b"000 Zero"])
+@pytest.mark.parametrize("via_shield", [False, True], ids=["edge", "shield"])
+async def test_origin_status_outside_100_599_is_a_502_never_stored(
+    nursery: trio.Nursery, status_line: bytes, via_shield: bool
+) -> None:
+    """RFC 9110 §15: a status outside 100..599 is invalid; h11 passes 600..999 on as a
+    final response, and the edge relayed (and cached) it. Now it is a 502 with its
+    reason, counted as an error and never stored, at the edge that fetched it; an edge
+    behind a shield gets the shield's 502, and nothing is stored at either tier."""
+    seen: list[bytes] = []
+
+    async def origin(stream: trio.SocketStream) -> None:
+        async with stream:
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                buf += await stream.receive_some(65536)
+            seen.append(buf.split(b" ")[1])
+            status = status_line if b"/weird" in buf else b"200 OK"
+            await stream.send_all(
+                b"HTTP/1.1 " + status + b"\r\nCache-Control: max-age=600\r\nContent-Length: 2\r\n"
+                b"Connection: close\r\n\r\nok"
+            )
+
+    listeners = await nursery.start(trio.serve_tcp, origin, 0)
+    port = listeners[0].socket.getsockname()[1]
+    first = build_node(name="e1", memory_bytes=2**20, manifests=False)
+    edge_port = await nursery.start(serve_edge, first, make_origin(f"http://127.0.0.1:{port}"))
+    if via_shield:
+        child = build_node(name="child", memory_bytes=2**20, manifests=False)
+        edge_port = await nursery.start(serve_edge, child, make_origin(f"http://127.0.0.1:{edge_port}"))
+    client = Client(edge_port)
+    for _ in range(2):
+        r = await client.get("/weird")
+        assert r.status == 502
+        assert r.body == b"502 invalid or incomplete response from origin\n"
+        assert r.header("cache-control") == "no-store"
+        assert _x(r) == ("MISS" if via_shield else "ERROR")  # the child relays the shield's 502
+    good = await client.get("/good")
+    assert (good.status, good.body) == (200, b"ok")
+    assert seen == [b"/weird", b"/weird", b"/good"]  # never served from a cache
+    assert first.statistics()["errors"] == 2
+
+
+async def test_head_reports_the_length_of_a_chunked_origin_body(nursery: trio.Nursery) -> None:
+    """A GET answered chunked was stored without a Content-Length, and HEAD hits on it
+    said Content-Length: 0; a HEAD the origin answered chunked got a made-up 0 too."""
+    seen: list[bytes] = []
+
+    async def origin(stream: trio.SocketStream) -> None:
+        async with stream:
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                buf += await stream.receive_some(65536)
+            seen.append(b" ".join(buf.split(b" ")[:2]))
+            body = b"" if buf.startswith(b"HEAD") else b"3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n"
+            await stream.send_all(
+                b"HTTP/1.1 200 OK\r\nCache-Control: max-age=600\r\nTransfer-Encoding: chunked\r\n"
+                b"Connection: close\r\n\r\n" + body
+            )
+
+    listeners = await nursery.start(trio.serve_tcp, origin, 0)
+    port = listeners[0].socket.getsockname()[1]
+    node = build_node(name="e1", memory_bytes=2**20, manifests=False)
+    client = Client(await nursery.start(serve_edge, node, make_origin(f"http://127.0.0.1:{port}")))
+    head_miss = await client.get("/a", method="HEAD")
+    assert (head_miss.status, head_miss.header("content-length"), _x(head_miss)) == (200, None, "MISS")
+    get = await client.get("/a")
+    assert (get.body, get.header("content-length"), _x(get)) == (b"abcdefg", "7", "MISS")
+    head_hit = await client.get("/a", method="HEAD")
+    assert (head_hit.body, head_hit.header("content-length"), _x(head_hit)) == (b"", "7", "HIT")
+    assert seen == [b"HEAD /a", b"GET /a"]
 
 
 def test_nodes_served_in_a_library_leave_ctrl_c_as_it_was() -> None:

@@ -177,6 +177,31 @@ async def test_idle_keepalive_timeout(nursery: trio.Nursery, autojump_clock: tri
     assert stats.timeouts == 0  # a quiet idle close is not a timeout
 
 
+async def test_stray_crlf_between_requests_leaves_the_connection_idle(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    # RFC 9112 §2.2: empty lines before a request are ignored. They used to start the
+    # header timeout (5 s here, not the idle 60 s), and a server being shut down waited
+    # for it instead of closing the idle connection at once.
+    server = HttpServer(Recorder(), limits=Limits(header_timeout=5.0, idle_timeout=60.0))
+    client = Client(connect(nursery, server))
+    await client.request()
+    await client.stream.send_all(b"\r\n")
+    await trio.sleep(1)
+    await client.stream.send_all(b"\r")  # half of another, split across reads
+    await trio.sleep(1)
+    await client.stream.send_all(b"\n")
+    await trio.sleep(30)
+    response, _ = await client.request()  # still open: idle, not a stalled head
+    assert response.status_code == 200
+    await client.stream.send_all(b"\r\n")
+    t = trio.current_time()
+    server.begin_shutdown()
+    assert await read_until_eof(client.stream) == b""
+    assert trio.current_time() == t  # closed at once, as an idle connection
+    assert server.statistics().timeouts == 0
+
+
 async def test_body_timeout(nursery: trio.Nursery, autojump_clock: trio.testing.MockClock) -> None:
     handler = Recorder()
     server = HttpServer(handler, limits=Limits(body_timeout=7.0))
@@ -255,6 +280,8 @@ async def test_head_has_no_body_and_keeps_length(nursery: trio.Nursery) -> None:
     async def handler(req: Request) -> Response:
         if req.path == "/meta":
             return Response(200, [], None, size=1234)  # metadata only
+        if req.path == "/unknown":
+            return Response(200, [], b"")  # a relayed HEAD answer that had no length
         return Response(200, [("content-type", "text/plain")], b"hello")
 
     server = HttpServer(handler)
@@ -265,6 +292,10 @@ async def test_head_has_no_body_and_keeps_length(nursery: trio.Nursery) -> None:
     assert (header(response, b"content-length"), body) == (b"1234", b"")
     response, body = await client.request("GET", "/meta")
     assert (header(response, b"content-length"), body) == (b"0", b"")  # None is sent as empty
+    response, body = await client.request("HEAD", "/unknown")
+    assert (header(response, b"content-length"), body) == (None, b"")  # not a claimed 0
+    response, body = await client.request("GET", "/unknown")
+    assert (header(response, b"content-length"), body) == (b"0", b"")
     response, body = await client.request("GET", "/")  # framing still intact
     assert body == b"hello"
 
@@ -361,6 +392,8 @@ async def test_handler_exception_is_500_and_isolated(
             raise RuntimeError("boom")
         if req.path == "/bad-header":
             return Response(200, [("x-a", "b\r\nx-injected: 1")], b"")
+        if req.path == "/bad-status":
+            return Response(600, [], b"beyond 599")  # RFC 9110 §15: invalid
         return Response(200, [], b"fine")
 
     server = HttpServer(handler)
@@ -380,10 +413,15 @@ async def test_handler_exception_is_500_and_isolated(
     assert answer.startswith(b"HTTP/1.1 500 ")
     assert b"x-injected" not in answer
 
+    victim = connect(nursery, server)
+    await victim.send_all(b"GET /bad-status HTTP/1.1\r\nHost: a\r\n\r\n")
+    answer = await read_until_eof(victim)
+    assert answer.startswith(b"HTTP/1.1 500 ") and b"beyond 599" not in answer
+
     # The other connection and new ones are unaffected.
     assert (await bystander.request())[1] == b"fine"
     assert (await Client(connect(nursery, server)).request())[1] == b"fine"
-    assert server.statistics().errors_500 == 2
+    assert server.statistics().errors_500 == 3
 
 
 async def test_head_500_has_no_body(nursery: trio.Nursery) -> None:
@@ -470,6 +508,42 @@ async def test_shutdown_drain_timeout_cancels_stuck_handlers(
     mock_clock.jump(2.0)
     await finished.wait()
     assert await read_until_eof(stuck.stream) == b""  # closed without an answer
+
+
+async def test_shutdown_gives_a_request_still_arriving_a_short_grace(
+    nursery: trio.Nursery, mock_clock: trio.testing.MockClock
+) -> None:
+    bodies: list[bytes] = []
+
+    async def handler(req: Request) -> Response:
+        bodies.append(req.body)
+        return Response(200, [], b"done")
+
+    server = HttpServer(handler)
+    port, finished = await _serve_tcp(nursery, server)
+    stalled_head = await trio.open_tcp_stream("127.0.0.1", port)
+    await stalled_head.send_all(b"GET / HTTP/1.1\r\nHost: a\r\n")
+    stalled_body = await trio.open_tcp_stream("127.0.0.1", port)
+    await stalled_body.send_all(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n12345")
+    late = await trio.open_tcp_stream("127.0.0.1", port)
+    await late.send_all(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nab")
+    await trio.testing.wait_all_tasks_blocked()
+    server.begin_shutdown(drain_timeout=30.0, read_grace=1.0)
+    mock_clock.jump(0.5)
+    await late.send_all(b"cd")  # arrives within the grace: answered, then closed
+    answer = await read_until_eof(late)
+    assert answer.startswith(b"HTTP/1.1 200 ") and b"\r\nconnection: close\r\n" in answer
+    await trio.testing.wait_all_tasks_blocked()
+    assert not finished.is_set()
+    mock_clock.jump(0.6)  # the grace is over; the header and body timeouts are far
+    assert await read_until_eof(stalled_head) == b""  # closed unanswered
+    assert await read_until_eof(stalled_body) == b""
+    with trio.fail_after(5):
+        await finished.wait()
+    assert bodies == [b"abcd"]
+    assert server.statistics().timeouts == 0
+    for stream in (stalled_head, stalled_body, late):
+        await stream.aclose()
 
 
 async def test_serve_stream_after_shutdown_is_503(nursery: trio.Nursery) -> None:
