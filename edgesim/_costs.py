@@ -25,6 +25,7 @@ This module never imports the engine; the engine calls :meth:`OutcomeTimes.decid
 from __future__ import annotations
 
 import math
+import os
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
@@ -48,8 +49,9 @@ _PROFILE_KEYS = (*_PROFILE_INFO, "service_time", "rules", "rules_default")
 MAX_COST_FILE = 1 << 20
 
 
-def read_cost_file(path: Path) -> dict[str, CostModel]:
-    """Every cost model in a cost file, by profile name.
+def read_cost_file(path: str | os.PathLike[str]) -> dict[str, CostModel]:
+    """Every cost model in a cost file, by profile name (``path``: a str or a path, as
+    :func:`edgesim.calibrate.write_cost_file` takes).
 
     Raises:
         TopologyError: the file cannot be read or has problems (each names the cost
@@ -59,6 +61,7 @@ def read_cost_file(path: Path) -> dict[str, CostModel]:
     from edgesim._units import parse_duration
 
     file = str(path)
+    path = Path(path)
     try:
         size = path.stat().st_size
         if size > MAX_COST_FILE:

@@ -91,6 +91,8 @@ def test_cost_file_round_trips(folder: Path) -> None:
     assert set(again) == {"big", "small"}
     assert again["small"].outcome_times() == pytest.approx(other.outcome_times())
     assert again["big"].rules[0][1] == pytest.approx(0.0005)
+    # a str path, as write_cost_file takes (docs/calibrate.md's Python API)
+    assert set(read_cost_file(str(folder / "two.toml"))) == {"big", "small"}
 
 
 def test_topology_takes_its_service_times_from_the_cost_file(folder: Path) -> None:
