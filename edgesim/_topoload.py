@@ -185,7 +185,8 @@ _DURATION_HINT = "a duration such as 200ms, 1.5s, 30m or 2h (a number is seconds
 
 
 def load_topology(path: str | Path) -> Topology:
-    """Read and validate a topology file.
+    """Read and validate a topology file, or a bundled topology by name (``"demo"``,
+    when no file of that name exists; see :func:`resolve_topology_arg`).
 
     Relative paths inside it (rule files, site directories, traces) are relative to the
     file's folder.
@@ -194,7 +195,7 @@ def load_topology(path: str | Path) -> Topology:
         TopologyError: the file cannot be read or has problems; ``problems`` lists
             every one of them.
     """
-    p = Path(path)
+    p = resolve_topology_arg(str(path))
     if is_special(p):
         raise TopologyError([TopologyProblem(str(path), 0, "", "not a regular file (a FIFO or device)")])
     try:

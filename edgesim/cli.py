@@ -135,7 +135,10 @@ def check_command(files: tuple[str, ...], strict: bool, as_json: bool) -> None:
         if not as_json:
             click.echo(f"{f}: {len(rules)} rules", err=True)
         rules.close()
-    click.echo(f"{errors} errors, {warnings} warnings in {len(files)} files", err=True)
+    click.echo(
+        f"{_counted(errors, 'error')}, {_counted(warnings, 'warning')} in {_counted(len(files), 'file')}",
+        err=True,
+    )
     if errors or (strict and warnings):
         sys.exit(EXIT_FINDINGS)
 
@@ -735,9 +738,21 @@ def validate_command(files: tuple[str, ...]) -> None:
                 click.echo(line)
             continue
         nodes = sum(r.edge.nodes for r in topo.regions)
-        click.echo(f"{path}: ok ({len(topo.regions)} regions, {nodes} nodes, {len(topo.sites)} sites)")
+        counts = ", ".join(
+            (
+                _counted(len(topo.regions), "region"),
+                _counted(nodes, "node"),
+                _counted(len(topo.sites), "site"),
+            )
+        )
+        click.echo(f"{path}: ok ({counts})")
     if failed:
         sys.exit(EXIT_FINDINGS)
+
+
+def _counted(n: int, noun: str) -> str:
+    """``n`` and ``noun``, plural unless ``n`` is 1 (``1 region``, ``3 nodes``)."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _rule_errors(topo: Any) -> list[str]:

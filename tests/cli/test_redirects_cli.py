@@ -23,7 +23,7 @@ def test_check_reports_in_spec_format(tmp_path: Path) -> None:
     assert any(line.startswith(f"{f}:3:7: warning:") and "[STATUS_NOT_ON_NETLIFY]" in line for line in lines)
     assert any(line.startswith(f"{f}:5:1: warning:") and "[UNREACHABLE]" in line for line in lines)
     assert any(line.startswith(f"{f}:6:1: warning:") and "[DUPLICATE_RULE]" in line for line in lines)
-    assert "1 errors, 3 warnings in 1 files" in err
+    assert "1 error, 3 warnings in 1 file" in err
 
 
 def test_check_clean_file_exits_zero_and_strict_warnings(tmp_path: Path) -> None:

@@ -185,7 +185,7 @@ def test_validate_reports_the_errors_of_the_rule_files_a_topology_names(tmp_path
     assert code == 1 and out.strip().splitlines() == lines
     (tmp_path / "_redirects").write_text("/a /b 301\n")
     code, out, _ = run_cli("validate", str(topo))
-    assert code == 0 and out.strip().endswith("ok (2 regions, 3 nodes, 1 sites)")
+    assert code == 0 and out.strip().endswith("ok (2 regions, 3 nodes, 1 site)")
 
 
 def test_validate_reports_a_bad_trace_and_bad_rules_together(tmp_path: Path) -> None:

@@ -139,9 +139,12 @@ def test_resolve_bundled_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert resolve_topology_arg("demo") == d / "demo.toml"
     assert resolve_topology_arg("demo.toml") == d / "demo.toml"
     assert load_topology(resolve_topology_arg("demo")).name == "demo"
+    assert load_topology("demo").name == "demo"  # the API takes the name as the CLI does
+    assert load_topology(Path("flash-crowd.toml")).name == "flash-crowd"
     # A file in the current folder wins; paths are never looked up.
     (tmp_path / "demo").write_text(MINIMAL)
     assert resolve_topology_arg("demo") == Path("demo")
+    assert [r.name for r in load_topology("demo").regions] == ["eu-west"]
     assert resolve_topology_arg("./nope") == Path("./nope")
     assert resolve_topology_arg("nope") == Path("nope")
 
@@ -737,7 +740,7 @@ def test_cli_validate_bad_files(tmp_path: Path) -> None:
     assert "Traceback" not in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert result.output.splitlines() == [
-        f"{good}: ok (1 regions, 1 nodes, 1 sites)",
+        f"{good}: ok (1 region, 1 node, 1 site)",
         f'{bad}:7: origin.region: expected a region (eu-west), got "nowhere"',
         f"{bad}:8: origin.workers: expected a whole number >= 1, got 0",
         f"{syntax}:1:10: invalid TOML: Expected ']]' at the end of an array declaration",
