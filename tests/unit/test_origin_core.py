@@ -22,7 +22,15 @@ from hypothesis import strategies as st
 
 from edgesim.http import Request, Response
 from edgesim.redirects import mint_jwt
-from origin._catalog import Catalog, _bulk_digests, _listing, _make_listing, _rounded
+from origin._catalog import (
+    Catalog,
+    _bulk_digests,
+    _listing,
+    _make_listing,
+    _object_hash,
+    _relisting,
+    _rounded,
+)
 from origin._config import CatalogSpec, Distribution, Uniforms, is_hashed, parse_config
 from origin.core import DEPLOY_HEADER, OriginCore, SiteConfigError, http_date
 
@@ -627,6 +635,30 @@ def test_listing_every_path_changes_no_path_or_etag(seed: int) -> None:
     kept, again_kept = _listing(spec, versions), _listing(spec, versions)
     assert kept[0] is again_kept[0] and kept[1] is again_kept[1]  # kept: a small catalog
     assert _make_listing(spec, versions) == _listing(spec, versions)  # as a big one lists it
+
+
+def test_a_redeploy_of_a_listed_catalog_lists_again_only_what_changed() -> None:
+    spec = CatalogSpec(
+        5000, 2026_11_29, Distribution("fixed", 1000.0), (), (("html", 0.2), ("js", 0.3), ("img", 0.5))
+    )
+    cat = Catalog(spec)
+    assert cat._since is None and Catalog(spec).redeploy(1, 0.1, now=1.0)._since is None  # nothing listed
+    cat.paths()
+    for step, frac in enumerate((0.02, 0.1, 0.0, 0.3, 1.0, 0.05)):
+        new = cat.redeploy(100 + step, frac, now=float(step)).stamped(step + 0.5)
+        since = new._since
+        assert since is not None and since[0] is cat._hex and since[1] is cat._paths
+        # what it keeps are the objects whose versions differ from the deploy before
+        assert len(set(since[2])) == len(since[2]) == round(5000 * frac)
+        assert set(since[2]) == {i for i in range(5000) if new._version[i] != cat._version[i]}
+        whole = _make_listing(spec, new._version.tobytes())
+        # patched from the deploy before (whatever the share), and as the engine lists it
+        assert _relisting(spec, new._version, *since) == whole
+        assert new.paths() == list(whole[1]) and new._hex == whole[0] and new._since is None
+        assert [new.entry(i).etag for i in range(0, 5000, 97)] == [
+            f'"{_object_hash(spec.seed, i, new._version[i])}"' for i in range(0, 5000, 97)
+        ]
+        cat = new
 
 
 def test_synthetic_sizes_and_types(syn: OriginCore) -> None:
