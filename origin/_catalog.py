@@ -131,6 +131,23 @@ _REBUILT_MAX: Final = 16
 _REBUILT_LOCK = threading.Lock()
 
 
+def _nearest_rebuilt(
+    spec: CatalogSpec, history: tuple[tuple[int, float], ...], times: tuple[float, ...]
+) -> tuple[Catalog | None, int]:
+    """The kept catalog (:data:`_REBUILT`, under its lock) of the latest deploy of
+    ``spec`` before the one of ``history`` and ``times``, on the same deploy history
+    (the one to replay the rest of the history from), and its count of redeploys.
+    (None, 0): none kept."""
+    best: Catalog | None = None
+    done = 0
+    for (s, h, t), cat in _REBUILT.items():
+        if s != spec or len(h) >= len(history) or (best is not None and len(h) <= done):
+            continue
+        if history[: len(h)] == h and times[: len(t)] == t:
+            best, done = cat, len(h)
+    return best, done
+
+
 class Catalog:
     """The file set of one deploy of a synthetic site (immutable once built).
 
@@ -189,8 +206,9 @@ class Catalog:
         same ETags), replaying its deploy history.
 
         The last few catalogs rebuilt are kept (:data:`_REBUILT`): a manifest one deploy
-        on from one of them is one redeploy away, where replaying the whole history for
-        each of a site's deploys took time quadratic in its deploys."""
+        on from one of them is one redeploy away (and one some deploys on, as many:
+        a node that skipped the manifests of the deploys between), where replaying the
+        whole history for each of a site's deploys took time quadratic in its deploys."""
         spec = CatalogSpec.from_dict({k: v for k, v in catalog.items() if k in _SPEC_KEYS})
         given = catalog.get("deploy_times") or [0.0]
         history = tuple((int(seed), float(frac)) for seed, frac in catalog.get("history", []))
@@ -199,15 +217,18 @@ class Catalog:
         key = (spec, history, times)
         with _REBUILT_LOCK:
             cat = _REBUILT.get(key)
-            base = _REBUILT.get((spec, history[:-1], times[:-1])) if history else None
+            base = _REBUILT.get((spec, history[:-1], times[:-1])) if history and cat is None else None
+            done = len(history) - 1  # the redeploys that ``base`` stands for
+            if cat is None and base is None and history:
+                base, done = _nearest_rebuilt(spec, history, times)
         if cat is not None:
             return cat
-        if base is not None:  # the deploy before this one: one step
-            cat = base.redeploy(*history[-1], now=times[-1])
-        else:
-            cat = cls(spec, created=times[0])
-            for n, (seed, frac) in enumerate(history):
-                cat = cat.redeploy(seed, frac, now=times[n + 1])
+        # from the latest earlier deploy kept (the one before, unless a node skipped
+        # some manifests), else from the first
+        cat = base if base is not None else cls(spec, created=times[0])
+        for n in range(done if base is not None else 0, len(history)):
+            seed, frac = history[n]
+            cat = cat.redeploy(seed, frac, now=times[n + 1])
         with _REBUILT_LOCK:
             _REBUILT[key] = cat
             while len(_REBUILT) > _REBUILT_MAX:

@@ -787,6 +787,44 @@ def test_rebuilding_each_deploy_from_its_manifest_is_one_redeploy_a_deploy(syn: 
     assert [again.path(j) for j in range(len(cat))] == [cat.path(j) for j in range(len(cat))]
 
 
+def test_a_manifest_some_deploys_on_is_rebuilt_from_the_latest_kept_deploy(syn: OriginCore) -> None:
+    # A node that skipped the manifests of some deploys (no request of the site reached
+    # it in between) rebuilds from the latest deploy it kept, not from the first.
+    import origin._catalog as catalog_module
+
+    kept = catalog_module._REBUILT
+    kept.clear()
+    manifests = []
+    for k in range(1, 9):
+        body = json.dumps({"seed": 200 + k, "new_fraction": 0.2}).encode()
+        assert get(syn, "/.edgesim/deploy", method="POST", host="syn.test", body=body).status == 200
+        manifests.append(json.loads(get(syn, "/.edgesim/manifest", host="syn.test").body or b"")["catalog"])
+    cat = _cat(syn)
+    paths = [cat.path(j) for j in range(len(cat))]
+    for n in (2, 4):  # deploys 3 and 5 rebuilt; 6 to 8 skipped
+        Catalog.from_manifest(manifests[n])
+    assert len(kept) == 2
+    # the kept deploy 5 swapped for another catalog: the rebuild of 8 follows the swap
+    # (3 redeploys from it); deploy 3, also on the way, is passed over
+    five = next(key for key in kept if len(key[1]) == 5)
+    swapped = kept[five] = kept[five].redeploy(999, 0.5, now=1.0)
+    last = Catalog.from_manifest(manifests[7])
+    expected = swapped
+    for n in range(5, 8):
+        seed, fraction = manifests[7]["history"][n]
+        expected = expected.redeploy(seed, fraction, now=manifests[7]["deploy_times"][n + 1])
+    assert [last.path(j) for j in range(len(cat))] == [expected.path(j) for j in range(len(cat))] != paths
+    # a kept deploy of another history (deploy 3's, with other times) is no start
+    kept.clear()
+    first = Catalog.from_manifest(manifests[2])
+    first_key = next(iter(kept))
+    kept[(first_key[0], first_key[1], (first_key[2][0] + 1.0, *first_key[2][1:]))] = kept.pop(
+        first_key
+    ).redeploy(7, 0.9, now=2.0)
+    again = Catalog.from_manifest(manifests[7])
+    assert [again.path(j) for j in range(len(cat))] == paths and first.history == again.history[:3]
+
+
 def test_synthetic_site_with_files_is_an_error(sites: Path) -> None:
     write_site(sites, "mixed.test", {"a.html": "a"}, **{"_edgesim.toml": "[catalog]\nobjects = 5\n"})
     with pytest.raises(SiteConfigError, match="cannot also have files"):
