@@ -38,10 +38,16 @@ _docs = st.recursive(
     ),
     max_leaves=40,
 )
+# rows of scalars (a manifest's history), some longer than the short-row path takes
+_rows = st.lists(st.lists(_scalars, max_size=6), max_size=10)
 
 
 @settings(max_examples=400, deadline=None)
-@given(doc=_docs, indent=st.integers(0, 3), ensure_ascii=st.booleans())
+@given(
+    doc=_docs | _rows | st.dictionaries(st.text(max_size=3), _rows, max_size=3),
+    indent=st.integers(0, 3),
+    ensure_ascii=st.booleans(),
+)
 def test_same_text_as_json_dumps(doc: Any, indent: int, ensure_ascii: bool) -> None:
     want = json.dumps(doc, indent=indent, ensure_ascii=ensure_ascii)
     assert dumps_indented(doc, indent, ensure_ascii=ensure_ascii) == want
