@@ -35,7 +35,6 @@ import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qs
 
@@ -786,22 +785,16 @@ def _file_oracle(manifest: dict[str, Any]) -> Callable[[str], bool] | None:
         return frozenset(files).__contains__
     catalog = manifest.get("catalog")
     if isinstance(catalog, dict):
+        from origin.core import Catalog
+
         try:
-            # Not sort_keys: key order carries meaning (the kind mix's order decides
-            # which kind, and so which path, each object gets).
-            return _catalog_oracle(json.dumps(catalog))
+            # many nodes (the capacity engine runs dozens) share one immutable catalog:
+            # the manifest's reading (_read_manifest) and the catalogs rebuilt
+            # (Catalog.from_manifest) are both kept per process
+            return Catalog.from_manifest(catalog).exists
         except (ValueError, KeyError, TypeError):
             return None
     return None
-
-
-@lru_cache(maxsize=64)
-def _catalog_oracle(catalog_json: str) -> Callable[[str], bool] | None:
-    """The file test of a synthetic catalog, rebuilt once per distinct manifest: many
-    nodes (the capacity engine runs dozens) share one immutable catalog."""
-    from origin.core import Catalog
-
-    return Catalog.from_manifest(json.loads(catalog_json)).exists
 
 
 def _compile_rules(
