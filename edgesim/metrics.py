@@ -29,12 +29,13 @@ wall-clock figures kept apart under ``timing``.
 
 from __future__ import annotations
 
-import json
 from array import array
 from collections.abc import Sequence
 from typing import Any, Final, TypeAlias
 
 import numpy as np
+
+from edgesim._jsontext import dumps_indented
 
 __all__ = [
     "OUTCOME_CODES",
@@ -358,7 +359,7 @@ class RunResult:
         return out
 
     def to_json(self, deterministic: bool = False) -> str:
-        return json.dumps(self.to_dict(deterministic), indent=1) + "\n"
+        return dumps_indented(self.to_dict(deterministic)) + "\n"
 
 
 def _r(x: float) -> float:
@@ -475,50 +476,72 @@ def _shield_cols(
     )
 
 
+class _Sums:
+    """The per-group sums behind :func:`_group_stats` and :func:`_series_stats`
+    (``ids``: the group of each row of ``c``, -1 for none): numpy arrays with a row per
+    group, and the answered rows' groups, latencies and queueing times."""
+
+    def __init__(self, c: _Cols, ids: Any, ngroups: int) -> None:
+        ok = ids >= 0
+        g = ids[ok]
+        outcome = c.outcome[ok].astype(np.int64)
+        size = c.size[ok]
+        cached = np.isin(outcome, (O_HIT, O_COLLAPSED, O_STALE, O_REVALIDATED))
+        # answered by another region's node (a failed-over request that got no answer is
+        # ``failed``, not a failover)
+        moved = (c.home[ok] >= 0) & (outcome != O_FAILED)
+        self.weighted = c.w is not None
+        self.wc: Any = None
+        if c.w is None:
+            counts = np.zeros((ngroups, len(_NAMES)), dtype=np.int64)
+            if len(g):
+                np.add.at(counts, (g, outcome), 1)
+            requests = np.bincount(g, minlength=ngroups)
+            served = np.bincount(g, weights=size, minlength=ngroups)
+            from_cache = np.bincount(g[cached], weights=size[cached], minlength=ngroups)
+            retries = np.bincount(g, weights=c.retries[ok], minlength=ngroups)
+            failovers = np.bincount(g, weights=moved, minlength=ngroups)
+        else:
+            # estimates of a stratified sample: weighted sums, rounded to whole requests
+            w = c.w[ok]
+            wc = np.zeros((ngroups, len(_NAMES)))
+            if len(g):
+                np.add.at(wc, (g, outcome), w)
+            requests = np.rint(np.bincount(g, weights=w, minlength=ngroups)).astype(np.int64)
+            counts = apportion(wc, requests)  # a group's outcome counts add up to its requests
+            assert c.wb is not None  # set whenever ``w`` is (the count's weights by default)
+            sized = size * c.wb[ok]
+            served = np.bincount(g, weights=sized, minlength=ngroups)
+            from_cache = np.bincount(g[cached], weights=sized[cached], minlength=ngroups)
+            retries = np.bincount(g, weights=c.retries[ok] * w, minlength=ngroups)
+            failovers = np.rint(np.bincount(g, weights=moved * w, minlength=ngroups))
+            self.wc = wc
+        self.counts = counts
+        self.requests = requests
+        self.served = served
+        self.from_cache = from_cache
+        self.retries = retries
+        self.failovers = failovers
+        # latency ends at the answer's last byte: a failed request has none, so it is
+        # counted (``failed``) but not timed
+        answered = outcome != O_FAILED
+        self.answered_group = g[answered]
+        self.lat = c.lat[ok][answered]
+        self.queue = c.queue[ok][answered]
+
+
 def _group_stats(c: _Cols, ids: Any, ngroups: int) -> list[dict[str, Any]]:
     """Request figures per group (``ids``: the group of each row, -1 for none)."""
-    ok = ids >= 0
-    g = ids[ok]
-    outcome = c.outcome[ok].astype(np.int64)
-    size = c.size[ok]
-    cached = np.isin(outcome, (O_HIT, O_COLLAPSED, O_STALE, O_REVALIDATED))
-    # answered by another region's node (a failed-over request that got no answer is
-    # ``failed``, not a failover)
-    moved = (c.home[ok] >= 0) & (outcome != O_FAILED)
-    if c.w is None:
-        counts = np.zeros((ngroups, len(_NAMES)), dtype=np.int64)
-        if len(g):
-            np.add.at(counts, (g, outcome), 1)
-        requests = np.bincount(g, minlength=ngroups)
-        served = np.bincount(g, weights=size, minlength=ngroups)
-        from_cache = np.bincount(g[cached], weights=size[cached], minlength=ngroups)
-        retries = np.bincount(g, weights=c.retries[ok], minlength=ngroups)
-        failovers = np.bincount(g, weights=moved, minlength=ngroups)
-    else:
-        # estimates of a stratified sample: weighted sums, rounded to whole requests
-        w = c.w[ok]
-        wc = np.zeros((ngroups, len(_NAMES)))
-        if len(g):
-            np.add.at(wc, (g, outcome), w)
-        requests = np.rint(np.bincount(g, weights=w, minlength=ngroups)).astype(np.int64)
-        counts = apportion(wc, requests)  # a group's outcome counts add up to its requests
-        assert c.wb is not None  # set whenever ``w`` is (the count's weights by default)
-        sized = size * c.wb[ok]
-        served = np.bincount(g, weights=sized, minlength=ngroups)
-        from_cache = np.bincount(g[cached], weights=sized[cached], minlength=ngroups)
-        retries = np.bincount(g, weights=c.retries[ok] * w, minlength=ngroups)
-        failovers = np.rint(np.bincount(g, weights=moved * w, minlength=ngroups))
-    # latency ends at the answer's last byte: a failed request has none, so it is
-    # counted (``failed``) but not timed
-    answered = outcome != O_FAILED
-    ga = g[answered]
-    lat_sorted = _sorted_by_group(ga, c.lat[ok][answered], ngroups)
-    queue_sorted = _sorted_by_group(ga, c.queue[ok][answered], ngroups)
+    s = _Sums(c, ids, ngroups)
+    counts, requests, retries, failovers = s.counts, s.requests, s.retries, s.failovers
+    served, from_cache, wc = s.served, s.from_cache, s.wc
+    lat_sorted = _sorted_by_group(s.answered_group, s.lat, ngroups)
+    queue_sorted = _sorted_by_group(s.answered_group, s.queue, ngroups)
     out = []
     for i in range(ngroups):
         k = counts[i]
         n = int(requests[i])
-        if c.w is None:
+        if wc is None:
             cache_step: float = float(n - int(k[O_REDIRECT]) - int(k[O_FAILED]))
             hits: float = float(k[O_HIT] + k[O_COLLAPSED] + k[O_STALE])
         else:  # the ratio of the unrounded estimates
@@ -537,6 +560,66 @@ def _group_stats(c: _Cols, ids: Any, ngroups: int) -> list[dict[str, Any]]:
         d["latency"] = _pcts(lat_sorted[i])
         d["queueing"] = _pcts(queue_sorted[i])
         out.append(d)
+    return out
+
+
+def _series_stats(c: _Cols, ids: Any, ngroups: int) -> dict[str, list[Any]]:
+    """The figures of :func:`_group_stats` that the time series shows, as one list per
+    figure (``requests``, ``object_hit_ratio``, ``byte_hit_ratio``, ``collapsed``,
+    ``redirects``, ``errors`` (errors and failed), ``failovers``, ``latency_p50``,
+    ``latency_p99``, ``queueing_p99``): the same values, computed for all groups at
+    once, where a dict per group cost a run with a million intervals most of its
+    report (``tests/unit/test_metrics.py`` compares the two)."""
+    s = _Sums(c, ids, ngroups)
+    k = s.counts
+    if s.wc is None:
+        step = (s.requests - k[:, O_REDIRECT] - k[:, O_FAILED]).astype(np.float64)
+        hits = (k[:, O_HIT] + k[:, O_COLLAPSED] + k[:, O_STALE]).astype(np.float64)
+    else:  # the ratio of the unrounded estimates, summed as _group_stats sums them
+        wc = s.wc
+        step = np.zeros(ngroups)
+        for i in np.flatnonzero(wc.any(axis=1)).tolist():
+            wk = wc[i]
+            step[i] = float(np.sum(wk)) - float(wk[O_REDIRECT]) - float(wk[O_FAILED])
+        hits = wc[:, O_HIT] + wc[:, O_COLLAPSED] + wc[:, O_STALE]
+    lat = _group_percentiles(s.answered_group, s.lat, ngroups, (0.50, 0.99))
+    queue = _group_percentiles(s.answered_group, s.queue, ngroups, (0.99,))
+    return {
+        "requests": s.requests.tolist(),
+        "object_hit_ratio": _ratios(hits, step),
+        "byte_hit_ratio": _ratios(s.from_cache, s.served),
+        "collapsed": k[:, O_COLLAPSED].tolist(),
+        "redirects": k[:, O_REDIRECT].tolist(),
+        "errors": (k[:, O_ERROR] + k[:, O_FAILED]).tolist(),
+        "failovers": [int(x) for x in s.failovers.tolist()],
+        "latency_p50": lat[0],
+        "latency_p99": lat[1],
+        "queueing_p99": queue[0],
+    }
+
+
+def _ratios(a: Any, b: Any) -> list[float | None]:
+    """:func:`_ratio` of each pair of two float arrays."""
+    q = np.divide(a, b, out=np.zeros(len(a)), where=b != 0)
+    digits = DIGITS
+    return [round(x, digits) if y else None for x, y in zip(q.tolist(), b.tolist(), strict=True)]
+
+
+def _group_percentiles(g: Any, vals: Any, ngroups: int, qs: tuple[float, ...]) -> list[list[float | None]]:
+    """For each of ``qs``, the nearest-rank percentile (as :func:`_pcts`, rounded) of
+    ``vals`` in each group ``0 .. ngroups - 1`` (``g``: the group of each), None for an
+    empty group: one sort of all values by group and value, then one pick per group."""
+    n = np.bincount(g, minlength=ngroups)
+    start = np.cumsum(n) - n
+    ordered = vals[np.lexsort((vals, g))]
+    have = (n > 0).tolist()
+    last = max(0, len(ordered) - 1)
+    digits = DIGITS
+    out = []
+    for q in qs:
+        at = start + np.maximum(0, np.ceil(q * n).astype(np.int64) - 1)
+        picked = ordered[np.minimum(at, last)].tolist() if len(ordered) else [0.0] * ngroups
+        out.append([round(x, digits) if h else None for x, h in zip(picked, have, strict=True)])
     return out
 
 
@@ -749,7 +832,7 @@ def build_report(
     # time series over the whole run
     nint = max(1, int(np.ceil(duration / interval)))
     bucket = np.minimum((all_cols.t0 // interval).astype(np.int64), nint - 1)
-    ts_stats = _group_stats(all_cols, bucket, nint)
+    ts = _series_stats(all_cols, bucket, nint)
     o_bucket = np.minimum((o_t // interval).astype(np.int64), nint - 1) if len(o_t) else np.zeros(0, np.int64)
     o_ok = o_status >= 0
     o_req = (
@@ -762,31 +845,37 @@ def build_report(
     )
     if ow is not None:
         o_req = np.rint(o_req).astype(np.int64)
-    starts = [_r(i * interval) for i in range(nint)]
+    # (a list per figure, built for all intervals at once: a run may have a million;
+    # the quiet ones, most of a sparse run's, skip their rounding: 0 stays 0.0)
+    digits = DIGITS
+    starts = [round(i * interval, digits) for i in range(nint)]
     spans = [min(interval, duration - i * interval) or interval for i in range(nint)]
+    o_reqs = [int(x) for x in o_req.tolist()]
+    o_rps = [float(x) / span for x, span in zip(o_reqs, spans, strict=True)]
     timeseries = {
         "interval": _r(interval),
         "start": starts,
         "warmup": [s < warmup for s in starts],
-        "requests": [d["requests"] for d in ts_stats],
-        "requests_per_second": [_r(d["requests"] / spans[i]) for i, d in enumerate(ts_stats)],
-        "object_hit_ratio": [d["object_hit_ratio"] for d in ts_stats],
-        "byte_hit_ratio": [d["byte_hit_ratio"] for d in ts_stats],
-        "collapsed": [d["collapsed"] for d in ts_stats],
-        "redirects": [d["redirects"] for d in ts_stats],
-        "errors": [d["errors"] + d["failed"] for d in ts_stats],
-        "failovers": [d["failovers"] for d in ts_stats],
-        "latency_p50": [d["latency"]["p50"] for d in ts_stats],
-        "latency_p99": [d["latency"]["p99"] for d in ts_stats],
-        "queueing_p99": [d["queueing"]["p99"] for d in ts_stats],
-        "origin_requests": [int(x) for x in o_req],
-        "origin_requests_per_second": [_r(float(x) / spans[i]) for i, x in enumerate(o_req)],
-        "origin_bytes": [int(x) for x in o_by],
+        "requests": ts["requests"],
+        "requests_per_second": [
+            round(n / span, digits) if n else 0.0 for n, span in zip(ts["requests"], spans, strict=True)
+        ],
+        "object_hit_ratio": ts["object_hit_ratio"],
+        "byte_hit_ratio": ts["byte_hit_ratio"],
+        "collapsed": ts["collapsed"],
+        "redirects": ts["redirects"],
+        "errors": ts["errors"],
+        "failovers": ts["failovers"],
+        "latency_p50": ts["latency_p50"],
+        "latency_p99": ts["latency_p99"],
+        "queueing_p99": ts["queueing_p99"],
+        "origin_requests": o_reqs,
+        "origin_requests_per_second": [round(x, digits) if x else 0.0 for x in o_rps],
+        "origin_bytes": [int(x) for x in o_by.tolist()],
     }
 
     steady_o = o_t >= warmup
     ok = steady_o & o_ok
-    o_rps = [float(x) / spans[i] for i, x in enumerate(o_req)]
     # (a warm-up that ends inside the last interval leaves no steady interval: all count)
     steady_i = [i for i, s in enumerate(starts) if s >= warmup] or (
         list(range(nint)) if steady_span > 0 else []

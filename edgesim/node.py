@@ -32,9 +32,9 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qs
 
@@ -489,12 +489,10 @@ class EdgeNode:
         return self._after_manifest(f.client, f.site, site, now)
 
     def _install_manifest(self, host: str, site: _Site, body: bytes) -> None:
-        try:
-            doc = json.loads(body)
-        except ValueError:
+        read = _read_manifest(body)
+        if read is None:
             return
-        if not isinstance(doc, dict):
-            return
+        doc, exists = read
         deploy = str(doc.get("deploy_id") or "")
         if deploy and deploy != site.deploy:
             if site.deploy:
@@ -504,7 +502,7 @@ class EdgeNode:
             site.deploy = deploy
             created = doc.get("created")
             site.created = float(created) if isinstance(created, int | float) else -math.inf
-        site.exists = _file_oracle(doc)
+        site.exists = exists
         if host in self.config.rules:
             site.rules = self.config.rules[host]
             site.exists = None
@@ -754,6 +752,40 @@ def _override(step: Step, status: int) -> Step:
     return step
 
 
+# Manifests read lately, by body: the document and its file test (_read_manifest).
+_READ: dict[bytes, tuple[dict[str, Any], Callable[[str], bool] | None]] = {}
+_READ_MAX: Final = 64  # manifests kept, at most
+_READ_BYTES: Final = 64 << 20  # and their bodies' bytes (but the last one's, whatever its size)
+_READ_LOCK: Final = threading.Lock()
+
+
+def _read_manifest(body: bytes) -> tuple[dict[str, Any], Callable[[str], bool] | None] | None:
+    """A manifest's document (read only: shared) and its file test (``_file_oracle``);
+    None: not a JSON object. Every node of a run reads each deploy's manifest, the same
+    body; a synthetic site's lists every deploy so far, so parsing it once per node
+    made the cost of a site's deploys grow with their square. Kept per process, by
+    body, for the last ``_READ_MAX`` manifests read (``_READ_BYTES`` of bodies)."""
+    with _READ_LOCK:
+        got = _READ.get(body)
+    if got is not None:
+        return got
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict):
+        return None
+    got = (doc, _file_oracle(doc))
+    with _READ_LOCK:
+        _READ[body] = got
+        kept = sum(len(b) for b in _READ)
+        while len(_READ) > 1 and (len(_READ) > _READ_MAX or kept > _READ_BYTES):
+            oldest = next(iter(_READ))
+            kept -= len(oldest)
+            del _READ[oldest]
+    return got
+
+
 def _file_oracle(manifest: dict[str, Any]) -> Callable[[str], bool] | None:
     """The deploy's file existence test from its manifest: a file list, or the
     synthetic catalog (rebuilt exactly as the origin builds it)."""
@@ -762,22 +794,16 @@ def _file_oracle(manifest: dict[str, Any]) -> Callable[[str], bool] | None:
         return frozenset(files).__contains__
     catalog = manifest.get("catalog")
     if isinstance(catalog, dict):
+        from origin.core import Catalog
+
         try:
-            # Not sort_keys: key order carries meaning (the kind mix's order decides
-            # which kind, and so which path, each object gets).
-            return _catalog_oracle(json.dumps(catalog))
+            # many nodes (the capacity engine runs dozens) share one immutable catalog:
+            # the manifest's reading (_read_manifest) and the catalogs rebuilt
+            # (Catalog.from_manifest) are both kept per process
+            return Catalog.from_manifest(catalog).exists
         except (ValueError, KeyError, TypeError):
             return None
     return None
-
-
-@lru_cache(maxsize=64)
-def _catalog_oracle(catalog_json: str) -> Callable[[str], bool] | None:
-    """The file test of a synthetic catalog, rebuilt once per distinct manifest: many
-    nodes (the capacity engine runs dozens) share one immutable catalog."""
-    from origin.core import Catalog
-
-    return Catalog.from_manifest(json.loads(catalog_json)).exists
 
 
 def _compile_rules(

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from html import escape
 from pathlib import Path
 from typing import Any
 
 from edgesim._atomic import write_atomic
+from edgesim._jsontext import dumps_indented
 from edgesim._svg import bar_chart, line_chart, script_json
 
 _GROUP_FIELDS = (
@@ -222,8 +222,8 @@ def _items(section: Any) -> list[tuple[str, dict[str, Any]]]:
 
 
 def report_json(report: dict[str, Any]) -> str:
-    """The text of ``--json``'s report file."""
-    return json.dumps(report, indent=1) + "\n"
+    """The text of ``--json``'s report file (``json.dumps(report, indent=1)``'s)."""
+    return dumps_indented(report) + "\n"
 
 
 def write_json(report: dict[str, Any], path: str | Path) -> None:

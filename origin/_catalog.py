@@ -131,6 +131,23 @@ _REBUILT_MAX: Final = 16
 _REBUILT_LOCK = threading.Lock()
 
 
+def _nearest_rebuilt(
+    spec: CatalogSpec, history: tuple[tuple[int, float], ...], times: tuple[float, ...]
+) -> tuple[Catalog | None, int]:
+    """The kept catalog (:data:`_REBUILT`, under its lock) of the latest deploy of
+    ``spec`` before the one of ``history`` and ``times``, on the same deploy history
+    (the one to replay the rest of the history from), and its count of redeploys.
+    (None, 0): none kept."""
+    best: Catalog | None = None
+    done = 0
+    for (s, h, t), cat in _REBUILT.items():
+        if s != spec or len(h) >= len(history) or (best is not None and len(h) <= done):
+            continue
+        if history[: len(h)] == h and times[: len(t)] == t:
+            best, done = cat, len(h)
+    return best, done
+
+
 class Catalog:
     """The file set of one deploy of a synthetic site (immutable once built).
 
@@ -138,7 +155,18 @@ class Catalog:
     :meth:`redeploy`, which returns a new catalog and leaves this one unchanged.
     """
 
-    __slots__ = ("_exists", "_hex", "_kinds", "_sizes", "_times", "_version", "history", "spec")
+    __slots__ = (
+        "_exists",
+        "_hex",
+        "_kinds",
+        "_paths",
+        "_since",
+        "_sizes",
+        "_times",
+        "_version",
+        "history",
+        "spec",
+    )
 
     spec: CatalogSpec
     history: tuple[tuple[int, float], ...]
@@ -149,6 +177,12 @@ class Catalog:
     # Every object's content digest (16 hex digits each, by index) once ``paths`` has
     # listed them all; until then each lookup hashes its own object.
     _hex: str | None
+    # Every object's path (by index) once ``paths`` has listed them all.
+    _paths: tuple[str, ...] | None
+    # A redeploy of a listed catalog: the listing of the deploy before (digests, paths)
+    # and the objects changed since, so that listing this one redoes only those (None:
+    # listed already, or nothing to start from).
+    _since: tuple[str, tuple[str, ...], list[int]] | None
 
     def __init__(self, spec: CatalogSpec, *, created: float = 0.0, _of: Catalog | None = None) -> None:
         self.spec = spec
@@ -156,13 +190,13 @@ class Catalog:
         if _of is not None:  # a copy sharing ``_of``'s arrays (see _copy)
             self._kinds, self._sizes = _of._kinds, _of._sizes
             self._version = _of._version
-            self._hex = _of._hex
+            self._hex, self._paths, self._since = _of._hex, _of._paths, _of._since
             self._times = _of._times
             self.history = _of.history
             return
         self._kinds, self._sizes = _layout(spec)
         self._version = array("I", bytes(4 * spec.objects))
-        self._hex = None
+        self._hex = self._paths = self._since = None
         self._times = (created,)
         self.history = ()
 
@@ -172,8 +206,9 @@ class Catalog:
         same ETags), replaying its deploy history.
 
         The last few catalogs rebuilt are kept (:data:`_REBUILT`): a manifest one deploy
-        on from one of them is one redeploy away, where replaying the whole history for
-        each of a site's deploys took time quadratic in its deploys."""
+        on from one of them is one redeploy away (and one some deploys on, as many:
+        a node that skipped the manifests of the deploys between), where replaying the
+        whole history for each of a site's deploys took time quadratic in its deploys."""
         spec = CatalogSpec.from_dict({k: v for k, v in catalog.items() if k in _SPEC_KEYS})
         given = catalog.get("deploy_times") or [0.0]
         history = tuple((int(seed), float(frac)) for seed, frac in catalog.get("history", []))
@@ -182,15 +217,18 @@ class Catalog:
         key = (spec, history, times)
         with _REBUILT_LOCK:
             cat = _REBUILT.get(key)
-            base = _REBUILT.get((spec, history[:-1], times[:-1])) if history else None
+            base = _REBUILT.get((spec, history[:-1], times[:-1])) if history and cat is None else None
+            done = len(history) - 1  # the redeploys that ``base`` stands for
+            if cat is None and base is None and history:
+                base, done = _nearest_rebuilt(spec, history, times)
         if cat is not None:
             return cat
-        if base is not None:  # the deploy before this one: one step
-            cat = base.redeploy(*history[-1], now=times[-1])
-        else:
-            cat = cls(spec, created=times[0])
-            for n, (seed, frac) in enumerate(history):
-                cat = cat.redeploy(seed, frac, now=times[n + 1])
+        # from the latest earlier deploy kept (the one before, unless a node skipped
+        # some manifests), else from the first
+        cat = base if base is not None else cls(spec, created=times[0])
+        for n in range(done if base is not None else 0, len(history)):
+            seed, frac = history[n]
+            cat = cat.redeploy(seed, frac, now=times[n + 1])
         with _REBUILT_LOCK:
             _REBUILT[key] = cat
             while len(_REBUILT) > _REBUILT_MAX:
@@ -215,10 +253,15 @@ class Catalog:
         new = self._copy()
         ordinal = len(self._times)
         version = array("I", self._version)
-        for i in random.Random(seed).sample(range(n), round(n * new_fraction)):
+        changed = random.Random(seed).sample(range(n), round(n * new_fraction))
+        for i in changed:
             version[i] = ordinal
         new._version = version
-        new._hex = None
+        new._hex = new._paths = None
+        # listed from this deploy's listing when it has one (the engine lists each
+        # deploy of a site in turn): the cost of the objects that changed, not of all
+        hexes, paths = self._hex, self._paths
+        new._since = (hexes, paths, changed) if hexes is not None and paths is not None else None
         new._times = (*self._times, now)
         new.history = (*self.history, (seed, new_fraction))
         return new
@@ -270,11 +313,15 @@ class Catalog:
     def paths(self) -> list[str]:
         """URL path of every object, by index (``path(i)`` for all ``i`` at once: the
         engine lists them at start-up and after each deploy). A new list each time, of
-        strings kept per process (:func:`_listing`)."""
-        listing = _listing(self.spec, self._version.tobytes())
-        if self._hex is None:
-            self._hex = listing[0]
-        return list(listing[1])
+        strings kept per process (:func:`_listing`) and by this catalog."""
+        paths = self._paths
+        if paths is None:
+            hexes, paths = _listing(self.spec, self._version.tobytes(), self._since)
+            if self._hex is None:
+                self._hex = hexes
+            self._paths = paths
+            self._since = None
+        return list(paths)
 
     def kinds(self) -> list[str]:
         """Kind name of every object, by index (``kind(i)`` for all ``i`` at once)."""
@@ -434,27 +481,48 @@ def _rounded(x: float) -> int:
 _KEEP_LISTING_MAX: Final = 1_000_000
 
 
-def _listing(spec: CatalogSpec, version: bytes) -> tuple[str, tuple[str, ...]]:
+# The listings ``_listing`` keeps, by (spec, versions), the last used last.
+_LISTED: dict[tuple[CatalogSpec, bytes], tuple[str, tuple[str, ...]]] = {}
+_LISTED_MAX: Final = 4
+_LISTED_LOCK = threading.Lock()
+
+
+def _listing(
+    spec: CatalogSpec, version: bytes, since: tuple[str, tuple[str, ...], list[int]] | None = None
+) -> tuple[str, tuple[str, ...]]:
     """Every object's digest (``Catalog._hash(i, version[i])``, 16 hex digits each,
     concatenated by index) and URL path (:func:`_path_of`'s shapes, filled in place),
     for the deploy of ``spec`` whose versions are ``version`` (``array("I")`` bytes).
     A pure function of both, kept for the last few deploys listed of catalogs up to
     ``_KEEP_LISTING_MAX`` objects: every run of a topology in one process (``edgesim
     plan``, ``sweep``, ``bench``) lists the same catalogs, and their digests are most
-    of a sampled run's set-up."""
-    if spec.objects <= _KEEP_LISTING_MAX:
-        return _kept_listing(spec, version)
-    return _make_listing(spec, version)
+    of a sampled run's set-up.
+
+    ``since``: the listing of an earlier deploy of ``spec`` and the objects whose
+    versions differ from it (``Catalog._since``); only those are listed again."""
+    if spec.objects > _KEEP_LISTING_MAX:
+        return _make_listing(spec, version, since)
+    key = (spec, version)
+    with _LISTED_LOCK:
+        kept = _LISTED.pop(key, None)
+        if kept is not None:
+            _LISTED[key] = kept  # now the last used
+            return kept
+    made = _make_listing(spec, version, since)
+    with _LISTED_LOCK:
+        _LISTED[key] = made
+        while len(_LISTED) > _LISTED_MAX:
+            del _LISTED[next(iter(_LISTED))]  # the least recently used
+    return made
 
 
-@lru_cache(maxsize=4)
-def _kept_listing(spec: CatalogSpec, version: bytes) -> tuple[str, tuple[str, ...]]:
-    return _make_listing(spec, version)
-
-
-def _make_listing(spec: CatalogSpec, version: bytes) -> tuple[str, tuple[str, ...]]:
+def _make_listing(
+    spec: CatalogSpec, version: bytes, since: tuple[str, tuple[str, ...], list[int]] | None = None
+) -> tuple[str, tuple[str, ...]]:
     versions = array("I")
     versions.frombytes(version)
+    if since is not None and len(since[2]) <= len(versions) // _RELIST_SHARE:
+        return _relisting(spec, versions, *since)
     hexes = _bulk_digests(spec.seed, versions)  # all at once, natively
     if hexes is None:
         seed = spec.seed
@@ -469,6 +537,32 @@ def _make_listing(spec: CatalogSpec, version: bytes) -> tuple[str, tuple[str, ..
             k = 16 * i
             out.append(f"{before}{i}{between}{hexes[k : k + 10]}{after}")
     return hexes, tuple(out)
+
+
+# A redeploy that changed more than 1/_RELIST_SHARE of the objects is listed whole
+# (the native digests of all beat hashlib's of that many).
+_RELIST_SHARE: Final = 4
+
+
+def _relisting(
+    spec: CatalogSpec, versions: array[int], hexes: str, paths: tuple[str, ...], changed: list[int]
+) -> tuple[str, tuple[str, ...]]:
+    """``_make_listing`` of ``versions`` from the listing (``hexes``, ``paths``) of a
+    deploy whose versions differ only at the indices ``changed`` (distinct): their
+    digests and paths are made again, the others' are the earlier listing's."""
+    seed = spec.seed
+    kinds = _layout(spec)[0]
+    out = list(paths)
+    pieces = []
+    at = 0
+    for i in sorted(changed):
+        h = _object_hash(seed, i, versions[i])
+        pieces.append(hexes[16 * at : 16 * i])
+        pieces.append(h)
+        out[i] = _path_of(kinds[i], i, h)
+        at = i + 1
+    pieces.append(hexes[16 * at :])
+    return "".join(pieces), tuple(out)
 
 
 def _object_hash(seed: int, i: int, v: int) -> str:

@@ -49,6 +49,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Final
 
+from edgesim._jsontext import dumps_indented
 from edgesim._reqfields import resolution_fields, visitor_fields
 from edgesim.errors import RuleFileError
 from edgesim.http import FrozenHeaders, Headers, Request, Response, joined
@@ -615,7 +616,8 @@ class Deploy:
             }
             doc["catalog"] = self.catalog.describe() if self.catalog is not None else None
             doc["cache"] = self.config.cache.as_dict()
-            self._manifest = (json.dumps(doc, indent=1, ensure_ascii=False) + "\n").encode()
+            # (json.dumps(doc, indent=1)'s text: its catalog lists every deploy so far)
+            self._manifest = (dumps_indented(doc, 1, ensure_ascii=False) + "\n").encode()
         return self._manifest
 
 

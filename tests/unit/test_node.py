@@ -209,6 +209,40 @@ def test_new_deploy_refetches_manifest_and_purges(origin: FakeOrigin) -> None:
     assert node.stats.deploys_seen == 1
 
 
+def test_nodes_share_the_reading_of_a_manifest(origin: FakeOrigin) -> None:
+    # Every node reads each deploy's manifest, the same body: it is parsed once per
+    # process and its file test shared (a synthetic site's manifest lists every deploy
+    # so far: parsed per node, a site's deploys cost the square of their count)
+    n1, n2 = make(origin), make(origin)
+    for n in (n1, n2):
+        drive(n, get("/exists"), origin, T0)
+    exists = n1._sites[HOST].exists
+    assert exists is not None and exists is n2._sites[HOST].exists
+    assert exists("/exists") and not exists("/b")
+    origin.deploy = "d2"  # another body: read anew
+    origin.files["/b"] = (200, "public, max-age=60", b"b")
+    drive(n1, get("/b"), origin, T0 + 1)
+    drive(n1, get("/a"), origin, T0 + 2)
+    assert n1._sites[HOST].exists is not exists and n1._sites[HOST].exists("/b")
+    assert n1._sites[HOST].deploy == "d2" and n2._sites[HOST].deploy == "d1"
+
+
+def test_manifests_read_are_kept_bounded() -> None:
+    from edgesim import node as node_module
+
+    bodies = [json.dumps({"deploy_id": f"d{i}", "files": [f"/f{i}"]}).encode() for i in range(200)]
+    read = [node_module._read_manifest(b) for b in bodies]
+    assert all(r is not None and r[0]["deploy_id"] == f"d{i}" for i, r in enumerate(read))
+    kept = node_module._READ
+    assert len(kept) == node_module._READ_MAX and list(kept) == bodies[-node_module._READ_MAX :]
+    again = node_module._read_manifest(bodies[-1])
+    assert again is read[-1]  # the same document and file test, not parsed again
+    assert again is not None and again[1] is not None and again[1]("/f199") and not again[1]("/f0")
+    for bad in (b"{not json", b"[1, 2]", b"\xff\xfe"):
+        assert node_module._read_manifest(bad) is None
+    assert len(kept) == node_module._READ_MAX
+
+
 def test_shared_rules_one_set_per_host_and_deploy(origin: FakeOrigin) -> None:
     origin.rules = "/old /a 301\n"
     shared: dict[str, tuple[str, tuple[tuple[str, str], ...], RuleSet]] = {}

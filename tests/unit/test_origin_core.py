@@ -22,7 +22,15 @@ from hypothesis import strategies as st
 
 from edgesim.http import Request, Response
 from edgesim.redirects import mint_jwt
-from origin._catalog import Catalog, _bulk_digests, _listing, _make_listing, _rounded
+from origin._catalog import (
+    Catalog,
+    _bulk_digests,
+    _listing,
+    _make_listing,
+    _object_hash,
+    _relisting,
+    _rounded,
+)
 from origin._config import CatalogSpec, Distribution, Uniforms, is_hashed, parse_config
 from origin.core import DEPLOY_HEADER, OriginCore, SiteConfigError, http_date
 
@@ -629,6 +637,30 @@ def test_listing_every_path_changes_no_path_or_etag(seed: int) -> None:
     assert _make_listing(spec, versions) == _listing(spec, versions)  # as a big one lists it
 
 
+def test_a_redeploy_of_a_listed_catalog_lists_again_only_what_changed() -> None:
+    spec = CatalogSpec(
+        5000, 2026_11_29, Distribution("fixed", 1000.0), (), (("html", 0.2), ("js", 0.3), ("img", 0.5))
+    )
+    cat = Catalog(spec)
+    assert cat._since is None and Catalog(spec).redeploy(1, 0.1, now=1.0)._since is None  # nothing listed
+    cat.paths()
+    for step, frac in enumerate((0.02, 0.1, 0.0, 0.3, 1.0, 0.05)):
+        new = cat.redeploy(100 + step, frac, now=float(step)).stamped(step + 0.5)
+        since = new._since
+        assert since is not None and since[0] is cat._hex and since[1] is cat._paths
+        # what it keeps are the objects whose versions differ from the deploy before
+        assert len(set(since[2])) == len(since[2]) == round(5000 * frac)
+        assert set(since[2]) == {i for i in range(5000) if new._version[i] != cat._version[i]}
+        whole = _make_listing(spec, new._version.tobytes())
+        # patched from the deploy before (whatever the share), and as the engine lists it
+        assert _relisting(spec, new._version, *since) == whole
+        assert new.paths() == list(whole[1]) and new._hex == whole[0] and new._since is None
+        assert [new.entry(i).etag for i in range(0, 5000, 97)] == [
+            f'"{_object_hash(spec.seed, i, new._version[i])}"' for i in range(0, 5000, 97)
+        ]
+        cat = new
+
+
 def test_synthetic_sizes_and_types(syn: OriginCore) -> None:
     cat = _cat(syn)
     kinds = [cat.kind(i) for i in range(len(cat))]
@@ -753,6 +785,44 @@ def test_rebuilding_each_deploy_from_its_manifest_is_one_redeploy_a_deploy(syn: 
     kept.clear()
     again = Catalog.from_manifest(m["catalog"])
     assert [again.path(j) for j in range(len(cat))] == [cat.path(j) for j in range(len(cat))]
+
+
+def test_a_manifest_some_deploys_on_is_rebuilt_from_the_latest_kept_deploy(syn: OriginCore) -> None:
+    # A node that skipped the manifests of some deploys (no request of the site reached
+    # it in between) rebuilds from the latest deploy it kept, not from the first.
+    import origin._catalog as catalog_module
+
+    kept = catalog_module._REBUILT
+    kept.clear()
+    manifests = []
+    for k in range(1, 9):
+        body = json.dumps({"seed": 200 + k, "new_fraction": 0.2}).encode()
+        assert get(syn, "/.edgesim/deploy", method="POST", host="syn.test", body=body).status == 200
+        manifests.append(json.loads(get(syn, "/.edgesim/manifest", host="syn.test").body or b"")["catalog"])
+    cat = _cat(syn)
+    paths = [cat.path(j) for j in range(len(cat))]
+    for n in (2, 4):  # deploys 3 and 5 rebuilt; 6 to 8 skipped
+        Catalog.from_manifest(manifests[n])
+    assert len(kept) == 2
+    # the kept deploy 5 swapped for another catalog: the rebuild of 8 follows the swap
+    # (3 redeploys from it); deploy 3, also on the way, is passed over
+    five = next(key for key in kept if len(key[1]) == 5)
+    swapped = kept[five] = kept[five].redeploy(999, 0.5, now=1.0)
+    last = Catalog.from_manifest(manifests[7])
+    expected = swapped
+    for n in range(5, 8):
+        seed, fraction = manifests[7]["history"][n]
+        expected = expected.redeploy(seed, fraction, now=manifests[7]["deploy_times"][n + 1])
+    assert [last.path(j) for j in range(len(cat))] == [expected.path(j) for j in range(len(cat))] != paths
+    # a kept deploy of another history (deploy 3's, with other times) is no start
+    kept.clear()
+    first = Catalog.from_manifest(manifests[2])
+    first_key = next(iter(kept))
+    kept[(first_key[0], first_key[1], (first_key[2][0] + 1.0, *first_key[2][1:]))] = kept.pop(
+        first_key
+    ).redeploy(7, 0.9, now=2.0)
+    again = Catalog.from_manifest(manifests[7])
+    assert [again.path(j) for j in range(len(cat))] == paths and first.history == again.history[:3]
 
 
 def test_synthetic_site_with_files_is_an_error(sites: Path) -> None:
