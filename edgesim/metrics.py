@@ -569,7 +569,7 @@ def _series_stats(c: _Cols, ids: Any, ngroups: int) -> dict[str, list[Any]]:
     ``redirects``, ``errors`` (errors and failed), ``failovers``, ``latency_p50``,
     ``latency_p99``, ``queueing_p99``): the same values, computed for all groups at
     once, where a dict per group cost a run with a million intervals most of its
-    report (``tests/unit/test_metrics.py`` compares the two)."""
+    report (``tests/unit/test_metrics_series.py`` compares the two)."""
     s = _Sums(c, ids, ngroups)
     k = s.counts
     if s.wc is None:

@@ -239,7 +239,7 @@ def test_manifests_read_are_kept_bounded() -> None:
     # the same document and file test, not parsed again (compiled, the pair itself is
     # a new tuple each time: mypyc returns tuples unboxed)
     assert again is not None and again[0] is read[-1][0] and again[1] is read[-1][1]
-    assert again is not None and again[1] is not None and again[1]("/f199") and not again[1]("/f0")
+    assert again[1] is not None and again[1]("/f199") and not again[1]("/f0")
     for bad in (b"{not json", b"[1, 2]", b"\xff\xfe"):
         assert node_module._read_manifest(bad) is None
     assert len(kept) == node_module._READ_MAX
