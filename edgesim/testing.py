@@ -50,8 +50,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -78,6 +79,7 @@ __all__ = [
     "Mode",
     "Network",
     "NetworkError",
+    "RuleFileWarning",
     "build_origin_core",
     "edge_network",
     "open_network",
@@ -100,10 +102,23 @@ ORIGIN_STOP_TIMEOUT = 10.0
 # virtual time (a test that parks the origin should not trip them by accident), and in
 # live mode a loaded CI machine can be slow; tests bound their own waits.
 READ_TIMEOUT = 120.0
+# The test's own read timeout on its requests to the edges: longer than the edges' on
+# the origin, so that an origin that never answers gives the test the edge's 504 rather
+# than a timeout of its own.
+CLIENT_READ_TIMEOUT = READ_TIMEOUT + 60.0
+# Seconds a user's origin URL gets to accept the connection that checks it at the start.
+ORIGIN_CONNECT_TIMEOUT = 10.0
 
 
 class NetworkError(EdgesimError, RuntimeError):
     """A network could not start, or was asked something its mode cannot answer."""
+
+
+class RuleFileWarning(UserWarning):
+    """A rule line that the edges skip (as Netlify skips it): an error in a ``rules=``
+    file or in a topology site's rule files, one warning per line (``FILE:LINE:COLUMN:
+    error: MESSAGE [CODE]``). Make them errors with pytest's
+    ``-W error::edgesim.testing.RuleFileWarning``."""
 
 
 # --------------------------------------------------------------------------
@@ -252,6 +267,9 @@ class Network:
         origin_url: where the edges send misses (``"memory"`` in trio mode; None in
             virtual mode).
         default_host: the Host of requests that name none (the first site).
+        rule_problems: the error lines of the ``rules=`` files and of the topology's
+            rule files (``FILE:LINE:COLUMN: error: MESSAGE [CODE]``): rules the edges
+            skip, each also a :class:`RuleFileWarning`.
     """
 
     topology: Topology
@@ -266,6 +284,7 @@ class Network:
     _turn: itertools.count[int] = field(default_factory=itertools.count)
     _lives: _Lives | None = None
     fault_events: list[dict[str, Any]] = field(default_factory=list)
+    rule_problems: list[str] = field(default_factory=list)
 
     # ---- lookups --------------------------------------------------------------
 
@@ -422,7 +441,12 @@ class Network:
         self._require_nodes("deploy")
         o = self._origin
         if o is None or o.client is None:
-            raise NetworkError("deploy() needs edgesim's origin; this network uses " + str(self.origin_url))
+            handler = o is not None and o.server is not None
+            theirs = "an origin handler" if handler else f"origin {self.origin_url}"
+            raise NetworkError(
+                f"deploy() needs edgesim's origin (origin=None); this network uses {theirs}: after changing "
+                f"what your origin serves, purge the edges with net.purge({site!r})"
+            )
         opts: dict[str, Any] = {}
         if seed is not None:
             opts["seed"] = seed
@@ -827,16 +851,136 @@ async def _stop_process(proc: trio.Process) -> None:
             await proc.stdout.aclose()
 
 
-def _check_live_clock() -> None:
+def _check_live_clock(mode: str, origin: object) -> None:
+    """Refuse real I/O (live mode; a user's origin URL) under an autojumping clock: it
+    jumps to the next timeout whenever every task waits, socket reads included."""
     import trio
     import trio.testing
 
     clock = trio.lowlevel.current_clock()
-    if isinstance(clock, trio.testing.MockClock) and clock.autojump_threshold != float("inf"):
+    if not isinstance(clock, trio.testing.MockClock) or clock.autojump_threshold == float("inf"):
+        return
+    if mode == "live":
         raise NetworkError(
             'mode="live" uses real sockets and a real subprocess: under autojump_clock virtual '
             'timeouts fire while they work. Drop autojump_clock, or use mode="trio".'
         )
+    if isinstance(origin, str):
+        raise NetworkError(
+            f"origin={origin!r} is reached over real sockets: under autojump_clock the edges' "
+            "virtual timeouts fire while it answers. Pass an async (Request) -> Response handler "
+            'instead (served in memory), or drop autojump_clock (or use mode="live").'
+        )
+
+
+def _check_origin(origin: object) -> None:
+    """``origin=``: None, an ``async (Request) -> Response`` callable, or a plain-HTTP
+    URL ``http://HOST[:PORT]``, checked before anything starts."""
+    if origin is None or callable(origin):
+        return
+    if not isinstance(origin, str):
+        raise NetworkError(
+            "origin: expected None (edgesim's origin), an http://HOST:PORT URL or an async "
+            f"(Request) -> Response handler, got {origin!r}"
+        )
+    from edgesim._client import OriginPool
+
+    if urlsplit(origin).scheme.lower() == "https":
+        raise NetworkError(
+            f"origin: {origin!r}: the edges speak plain HTTP/1.1 to their origin; give an http:// "
+            "URL (for a TLS-only origin, a plain-HTTP proxy in front of it)"
+        )
+    try:
+        OriginPool(origin)  # its checks of the URL, before any node is built
+    except ValueError as exc:
+        raise NetworkError(f"origin: {exc}") from None
+
+
+async def _probe_origin(url: str) -> None:
+    """Connect once to a user's origin URL, so that a server that is not running (or a
+    wrong port) fails the start with its address, not every request with a 502."""
+    import trio
+
+    parts = urlsplit(url)
+    assert parts.hostname is not None
+    try:
+        with trio.fail_after(ORIGIN_CONNECT_TIMEOUT):
+            stream = await trio.open_tcp_stream(parts.hostname, parts.port or 80)
+    except trio.TooSlowError:
+        raise NetworkError(
+            f"origin {url}: no connection within {ORIGIN_CONNECT_TIMEOUT:g} s; is your origin server running?"
+        ) from None
+    except OSError as exc:
+        cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
+        reason = cause.strerror or str(cause)
+        raise NetworkError(
+            f"origin {url}: cannot connect ({reason}); is your origin server running, on that port?"
+        ) from None
+    await stream.aclose()
+
+
+def _rule_files(rules: object) -> dict[str, list[str]]:
+    """``rules=`` as ``{host: [files]}`` (a ``_redirects`` first, then a netlify
+    ``.toml``), checked before anything starts."""
+    from edgesim._rulefiles import is_toml_name
+
+    if rules is None:
+        return {}
+    if not isinstance(rules, Mapping):
+        raise NetworkError(f"rules: expected {{host: rule file(s)}}, got {rules!r}")
+    out: dict[str, list[str]] = {}
+    for host, value in rules.items():
+        if not isinstance(host, str) or not host.strip():
+            raise NetworkError(f"rules: expected host names as keys, got {host!r}")
+        items = [value] if isinstance(value, str | os.PathLike) else value
+        try:
+            files = [os.fspath(p) for p in items]
+        except TypeError:
+            files = []
+        tomls = [f for f in files if is_toml_name(f)]
+        if not files or len(tomls) > 1 or len(files) - len(tomls) > 1:
+            raise NetworkError(
+                f"rules[{host!r}]: expected a rule file, or a list of a _redirects file and a netlify "
+                f".toml file (at most one of each), got {value!r}"
+            )
+        key = host.strip().lower()
+        if key in out:
+            raise NetworkError(f"rules: host {key} given twice")
+        out[key] = sorted(files, key=is_toml_name)
+    return out
+
+
+def _rule_problems(topo: Topology, rule_files: dict[str, list[str]]) -> list[str]:
+    """The error lines of the ``rules=`` files and of the topology's own rule files:
+    lines the edges skip, as Netlify does. Each is also a :class:`RuleFileWarning`.
+
+    Raises:
+        RuleFileError: a ``rules=`` file cannot be read.
+        NetworkError: a host's ``rules=`` files have errors and not one valid rule.
+    """
+    from edgesim.redirects import RuleSet
+    from edgesim.shadow import compile_rule_files
+
+    found: list[tuple[str, str, int]] = []  # (line, file, line number)
+    for host, files in rule_files.items():
+        with compile_rule_files(files) as rules:
+            errors = rules.errors
+            if errors and not len(rules):
+                listed = "; ".join(map(str, errors))
+                raise NetworkError(f"rules for {host}: no valid rule in {' + '.join(files)}: {listed}")
+            found += [(str(d), d.file, d.line) for d in errors]
+    sources = [f for s in topo.sites for f in s.rules_files]
+    sources += [s.directory for s in topo.sites if s.directory is not None]
+    for src in dict.fromkeys(sources):  # a file two sites name: once
+        try:
+            with RuleSet.from_site(src) if src.is_dir() else RuleSet.from_file(src) as rules:
+                found += [(str(d), d.file, d.line) for d in rules.errors]
+        except EdgesimError as exc:  # unreadable: the origin reports it as it starts
+            found.append((str(exc), str(src), 0))
+    for text, file, line in found:
+        # located at the rule file's line: pytest's summary shows that line
+        warnings.warn_explicit(RuleFileWarning(text), RuleFileWarning, file, max(line, 1), "edgesim.testing")
+    return [text for text, _, _ in found]
 
 
 async def _start(
@@ -844,7 +988,7 @@ async def _start(
     topo: Topology,
     mode: str,
     origin: str | Handler | None,
-    rules: Mapping[str, str | os.PathLike[str]] | None,
+    rule_files: dict[str, list[str]],
     clock: Callable[[], float] | None,
     balancer: str | None,
     workdir: Path,
@@ -873,6 +1017,7 @@ async def _start(
             processes.append(proc)  # stopped by open_network, whatever happens next
             o = _Origin(url, process=proc)
     elif isinstance(origin, str):
+        await _probe_origin(origin)
         o = _Origin(origin)
     else:  # the user's handler, served by the network
         server = HttpServer(origin, server_name="user-origin")
@@ -892,7 +1037,6 @@ async def _start(
     net._origin = o
     net.origin_url = o.url
     manifests = origin is None
-    rule_files = {h.lower(): os.fspath(p) for h, p in (rules or {}).items()}
     spec = topo.shadow  # docs/shadow.md: the [shadow] table applies to these nodes too
     candidate_pool = None
     if spec is not None and spec.candidate == "origin":
@@ -926,7 +1070,7 @@ class _Lives:
     mode: str
     now: Callable[[], float]
     origin_pool: Callable[[], OriginPool]
-    rule_files: dict[str, str]
+    rule_files: dict[str, list[str]]
     manifests: bool
     spec: ShadowSpec | None
     candidate_pool: Callable[[], OriginPool] | None
@@ -972,7 +1116,7 @@ class _Lives:
         from edgesim._client import OriginPool
 
         if self.mode == "live":
-            return OriginPool(f"http://127.0.0.1:{m.port}", read_timeout=READ_TIMEOUT)
+            return OriginPool(f"http://127.0.0.1:{m.port}", read_timeout=CLIENT_READ_TIMEOUT)
 
         async def open_stream(host: str, port: int) -> trio.abc.Stream:
             inner, server = m.conns, m.server
@@ -981,7 +1125,7 @@ class _Lives:
             return await _memory_opener(inner, server)(host, port)  # the current life's
 
         url = f"http://{m.name}.edge.invalid:80"
-        return OriginPool(url, read_timeout=READ_TIMEOUT, open_stream=open_stream)
+        return OriginPool(url, read_timeout=CLIENT_READ_TIMEOUT, open_stream=open_stream)
 
 
 async def _start_candidate_origin(
@@ -1030,20 +1174,56 @@ def _shadow_node(
     return pool if candidate_pool is None else ShadowOrigin(pool, candidate_pool(), shadow)
 
 
-@contextlib.asynccontextmanager
-async def open_network(
+RuleFiles = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
+
+# What the wrong use of open_network's result is told
+_USE_ASYNC_WITH = (
+    "edge_network(...) and open_network(...) return an async context manager: start the "
+    "network with `async with edge_network(...) as net:` and use `net` inside the block"
+)
+
+
+class _NetworkContext(contextlib.AbstractAsyncContextManager["Network"]):
+    """What :func:`open_network` returns: the network for an ``async with``, and a clear
+    error for the other ways of using it (``await``, a plain ``with``, ``net.get`` on it)."""
+
+    def __init__(self, cm: contextlib.AbstractAsyncContextManager[Network]) -> None:
+        self._cm = cm
+
+    async def __aenter__(self) -> Network:
+        return await self._cm.__aenter__()
+
+    async def __aexit__(self, *exc: Any) -> bool | None:
+        return await self._cm.__aexit__(*exc)
+
+    def __await__(self) -> Generator[Any, None, Network]:
+        raise TypeError(_USE_ASYNC_WITH)
+
+    def __enter__(self) -> Network:
+        raise TypeError(_USE_ASYNC_WITH + " (async with, not with)")
+
+    def __exit__(self, *exc: object) -> None:  # pragma: no cover - __enter__ raised
+        pass
+
+    def __getattr__(self, name: str) -> Any:
+        if not name.startswith("_") and (hasattr(Network, name) or name in Network.__dataclass_fields__):
+            raise AttributeError(f"{name}: {_USE_ASYNC_WITH}")
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+
+def open_network(
     topology: str | os.PathLike[str] | Topology,
     *,
     mode: Mode = "trio",
     origin: str | Handler | None = None,
-    rules: Mapping[str, str | os.PathLike[str]] | None = None,
+    rules: Mapping[str, RuleFiles] | None = None,
     clock: Callable[[], float] | None = None,
     balancer: str | None = None,
     workdir: str | os.PathLike[str] | None = None,
     seed: int | None = None,
     duration: float | None = None,
     faults: bool = False,
-) -> AsyncIterator[Network]:
+) -> contextlib.AbstractAsyncContextManager[Network]:
     """Start a topology's edge network for the body of an ``async with``.
 
     Args:
@@ -1052,11 +1232,13 @@ async def open_network(
         mode: ``"trio"`` (in-process, memory streams, Trio's clock), ``"live"`` (real
             sockets, origin subprocess, wall clock) or ``"virtual"`` (capacity engine).
         origin: None for edgesim's origin serving the topology's sites; else any HTTP
-            origin as ``"http://HOST:PORT"``, or an ``async (Request) -> Response``
-            handler the network serves itself. Edges fetch manifests only from
-            edgesim's origin.
-        rules: host -> rule file (``_redirects`` or ``netlify.toml``) given to every
-            node; they win over the origin's manifest rules.
+            origin as ``"http://HOST:PORT"`` (it must accept a connection at the start;
+            trio mode refuses a URL under autojump_clock), or an ``async (Request) ->
+            Response`` handler the network serves itself. Edges fetch manifests only
+            from edgesim's origin.
+        rules: host -> rule file (``_redirects`` or ``netlify.toml``), or a list of
+            both, given to every node; they win over the origin's manifest rules.
+            Relative paths are relative to the current directory.
         clock: seconds for the nodes' and origin's ``now`` (default: trio mode a fixed
             epoch plus ``trio.current_time()``; live mode ``time.time``).
         balancer: ``round-robin``, ``random``, ``least-connections`` or
@@ -1079,16 +1261,38 @@ async def open_network(
         also on error or cancellation.
 
     Error handling:
-        ``TopologyError`` for a bad topology file, :class:`NetworkError` when the
-        origin cannot start or the mode cannot do what is asked.
+        ``TopologyError`` for a bad topology file, ``RuleFileError`` for a ``rules=``
+        file that cannot be read, :class:`NetworkError` when the origin cannot start
+        (or a user's origin URL refuses the connection) or the mode cannot do what is
+        asked. Rule lines the edges skip are :class:`RuleFileWarning` warnings and
+        ``net.rule_problems``.
     """
+    return _NetworkContext(
+        _open_network(topology, mode, origin, rules, clock, balancer, workdir, seed, duration, faults)
+    )
+
+
+@contextlib.asynccontextmanager
+async def _open_network(
+    topology: str | os.PathLike[str] | Topology,
+    mode: Mode,
+    origin: str | Handler | None,
+    rules: Mapping[str, RuleFiles] | None,
+    clock: Callable[[], float] | None,
+    balancer: str | None,
+    workdir: str | os.PathLike[str] | None,
+    seed: int | None,
+    duration: float | None,
+    faults: bool,
+) -> AsyncIterator[Network]:
     import trio
 
     if mode not in MODES:
         raise NetworkError(f"mode {mode!r}: expected one of {', '.join(MODES)}")
     topo = _load(topology)
-    if mode == "live":
-        _check_live_clock()
+    if mode != "virtual":
+        _check_origin(origin)
+        _check_live_clock(mode, origin)
     if mode == "virtual":
         from edgesim.engine import simulate
 
@@ -1116,13 +1320,17 @@ async def open_network(
                 f"duration {duration:g}: the run would end inside the topology's warm-up ({warmup:g} s) "
                 f"and have no steady-state figure; give more than {warmup:g}"
             )
+        problems = _rule_problems(topo, {})
         try:
             result = await trio.to_thread.run_sync(lambda: simulate(topo, seed=seed, stop_at=duration))
         except ValueError as exc:  # the engine refused the topology's load
             raise NetworkError(f"{topo.path or topo.name}: {exc}") from None
-        yield Network(topo, mode, topo.sites[0].name.lower() if topo.sites else "", report=result)
+        host = topo.sites[0].name.lower() if topo.sites else ""
+        yield Network(topo, mode, host, report=result, rule_problems=problems)
         return
 
+    rule_files = _rule_files(rules)
+    problems = _rule_problems(topo, rule_files)
     async with contextlib.AsyncExitStack() as stack:
         if workdir is None:
             workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="edgesim-net-"))
@@ -1133,7 +1341,10 @@ async def open_network(
                 scheduled = trio.CancelScope()
                 processes: list[trio.Process] = []  # the origin's (and candidate's), once started
                 try:
-                    net = await _start(nursery, topo, mode, origin, rules, clock, balancer, work, processes)
+                    net = await _start(
+                        nursery, topo, mode, origin, rule_files, clock, balancer, work, processes
+                    )
+                    net.rule_problems = problems
                     if faults:
                         nursery.start_soon(_scheduled_faults, net, scheduled, trio.current_time())
                     yield net
