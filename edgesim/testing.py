@@ -950,6 +950,20 @@ def _rule_files(rules: object) -> dict[str, list[str]]:
     return out
 
 
+def _topology_rule_files(topo: Topology) -> dict[str, list[str]]:
+    """The rule files of the topology's sites by host (a site folder's ``_redirects``
+    and ``netlify.toml``), for nodes whose origin announces none (a user's origin)."""
+    out: dict[str, list[str]] = {}
+    for site in topo.sites:
+        files = list(site.rules_files)
+        if site.directory is not None:
+            found = (site.directory / "_redirects", site.directory / "netlify.toml")
+            files = [f for f in found if f.is_file()]
+        if files:
+            out[site.name.lower()] = [os.fspath(f) for f in files]
+    return out
+
+
 def _rule_problems(topo: Topology, rule_files: dict[str, list[str]]) -> list[str]:
     """The error lines of the ``rules=`` files and of the topology's own rule files:
     lines the edges skip, as Netlify does. Each is also a :class:`RuleFileWarning`.
@@ -1037,6 +1051,8 @@ async def _start(
     net._origin = o
     net.origin_url = o.url
     manifests = origin is None
+    if not manifests:  # no manifest announces the topology's rules: the nodes take them
+        rule_files = {**_topology_rule_files(topo), **rule_files}
     spec = topo.shadow  # docs/shadow.md: the [shadow] table applies to these nodes too
     candidate_pool = None
     if spec is not None and spec.candidate == "origin":
