@@ -68,8 +68,11 @@ COUNTRY_HEADER: Final = "x-country"
 
 _SAFE: Final = frozenset({"GET", "HEAD"})
 _CACHEABLE_METHODS: Final = _SAFE
-# request fields an edge never forwards as they are (Via is re-added with the node)
-_NOT_FORWARDED: Final = HOP_BY_HOP | {"via"}
+# request fields an edge never forwards as they are (Via is re-added with the node).
+# Expect too: the server shell answers 100-continue itself and reads the whole body
+# before the node sees the request, so the expectation was met at this hop; forwarded,
+# it would make the origin send a 100 (or a 417) for nothing (RFC 9110 §10.1.1).
+_NOT_FORWARDED: Final = HOP_BY_HOP | {"via", "expect"}
 _NOT_FORWARDED_SAFE: Final = _NOT_FORWARDED | {"if-none-match", "if-modified-since"}
 
 # Outcomes, used for X-Cache and metrics.

@@ -588,3 +588,49 @@ def test_nodes_served_in_a_library_leave_ctrl_c_as_it_was() -> None:
 
     trio.run(two_nodes)
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+CLOSE = b"Connection: close\r\n\r\n"  # the end of a raw origin's response head
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+async def test_hop_by_hop_fields_and_expect_are_not_forwarded(nursery: trio.Nursery, method: str) -> None:
+    """RFC 9110 §7.6.1: the Connection-named fields, Keep-Alive, TE, Upgrade and the
+    Proxy-* fields are the client connection's own; and Expect: 100-continue was
+    answered by the edge (it reads the whole body before forwarding), so it is not
+    forwarded either: an origin would wait or answer 100 (or 417) for nothing."""
+    url, heads = await _raw_origin(
+        nursery,
+        lambda head: b"HTTP/1.1 200 OK\r\nCache-Control: no-store\r\nContent-Length: 2\r\n" + CLOSE + b"ok",
+    )
+    node = build_node(name="e1", memory_bytes=2**20, manifests=False)
+    port = await nursery.start(serve_edge, node, make_origin(url))
+    body = b"a=1" if method == "POST" else b""
+    fields = (
+        f"Host: {SITE}\r\nConnection: keep-alive, X-Private, TE, Upgrade\r\nX-Private: secret\r\n"
+        "Keep-Alive: timeout=5\r\nTE: trailers\r\nUpgrade: websocket\r\nProxy-Authorization: Basic eDp5\r\n"
+        "Proxy-Connection: keep-alive\r\nExpect: 100-continue\r\nX-Kept: yes\r\n"
+        f"Content-Length: {len(body)}\r\n"
+    )
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        with trio.fail_after(10):
+            await stream.send_all(f"{method} /h HTTP/1.1\r\n{fields}\r\n".encode())
+            got = b""
+            if method == "POST":  # the edge asks for the body itself
+                while b"\r\n\r\n" not in got:
+                    got += await stream.receive_some(65536)
+                assert got.startswith(b"HTTP/1.1 100 Continue\r\n")
+                got = got.partition(b"\r\n\r\n")[2]
+                await stream.send_all(body)
+            while not got.endswith(b"\r\n\r\nok"):
+                data = await stream.receive_some(65536)
+                assert data, got
+                got += data
+    assert got.startswith(b"HTTP/1.1 200 ")
+    (head,) = heads
+    names = {line.split(b":")[0].strip().lower() for line in head.split(b"\r\n\r\n")[0].split(b"\r\n")[1:]}
+    dropped = {b"connection", b"x-private", b"keep-alive", b"te", b"upgrade", b"proxy-authorization"}
+    dropped |= {b"proxy-connection", b"expect"}
+    assert not names & dropped, names & dropped
+    assert {b"host", b"x-kept", b"via"} <= names
