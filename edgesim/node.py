@@ -444,10 +444,26 @@ class EdgeNode:
         key = f.key = self._fill_key(f, resp)
         entry = self.cache.store(key, f.client, resp, f.started, now, tag=f.site)
         f.stored = entry
-        self.stats.misses += 1
+        outcome = self._count_fetched(resp, MISS)
         if entry is not None:
-            return self._finish(self._render(entry, now, MISS, f.client), MISS, rendered=True)
-        return self._finish(_relay(resp), MISS)
+            return self._finish(self._render(entry, now, outcome, f.client), outcome, rendered=True)
+        return self._finish(_relay(resp), outcome)
+
+    def _count_fetched(self, resp: Response, outcome: str) -> str:
+        """The outcome of a reply carrying the upstream's own answer ``resp`` (``outcome``:
+        MISS or PASS), counted. A 5xx is an error: the origin's own, or the 502 or 504 a
+        shield (another edge) made of its origin's failure, which the shield marked ERROR
+        as this node marks its own (``_error_reply``); the reports count every reply of
+        status 500 or more as an error (edgesim.metrics), and the node's counters and
+        X-Cache now say the same."""
+        if resp.status >= 500:
+            self.stats.errors += 1
+            return ERROR
+        if outcome == MISS:
+            self.stats.misses += 1
+        else:
+            self.stats.passes += 1
+        return outcome
 
     def _revalidation_done(self, f: Fetch, now: float) -> Step:
         resp = f.response
@@ -467,10 +483,10 @@ class EdgeNode:
             return Reply(self._serve_entry(entry, now, REVALIDATED, f.client), REVALIDATED)
         fresh = self.cache.store(self._fill_key(f, resp), f.client, resp, f.started, now, tag=f.site)
         f.stored = fresh
-        self.stats.misses += 1
+        outcome = self._count_fetched(resp, MISS)
         if fresh is not None:
-            return self._finish(self._render(fresh, now, MISS, f.client), MISS, rendered=True)
-        return self._finish(_relay(resp), MISS)
+            return self._finish(self._render(fresh, now, outcome, f.client), outcome, rendered=True)
+        return self._finish(_relay(resp), outcome)
 
     def _pass_done(self, f: Fetch, now: float) -> Step:
         resp = f.response
@@ -479,8 +495,8 @@ class EdgeNode:
         self._track_deploy(f.site, resp)
         site = self._sites[f.site]
         self.cache.invalidate_after(lambda target: _key(f.site, site.deploy, target), f.client, resp)
-        self.stats.passes += 1
-        return self._finish(_relay(resp), PASS)
+        outcome = self._count_fetched(resp, PASS)
+        return self._finish(_relay(resp), outcome)
 
     def _manifest_done(self, f: Fetch, now: float) -> Step:
         site = self._sites[f.site]

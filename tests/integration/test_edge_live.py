@@ -539,11 +539,14 @@ async def test_origin_status_outside_100_599_is_a_502_never_stored(
         assert r.status == 502
         assert r.body == b"502 invalid or incomplete response from origin\n"
         assert r.header("cache-control") == "no-store"
-        assert _x(r) == ("MISS" if via_shield else "ERROR")  # the child relays the shield's 502
+        # the child relays the shield's 502 as an error of its own upstream, not a miss
+        assert _x(r) == "ERROR"
     good = await client.get("/good")
     assert (good.status, good.body) == (200, b"ok")
     assert [h.split(b" ")[1] for h in heads] == [b"/weird", b"/weird", b"/good"]  # never from a cache
     assert first.statistics()["errors"] == 2
+    if via_shield:
+        assert (child.stats.errors, child.stats.misses) == (2, 1)  # the 502s; then /good
 
 
 async def test_head_reports_the_length_of_a_chunked_origin_body(nursery: trio.Nursery) -> None:
@@ -591,6 +594,78 @@ def test_nodes_served_in_a_library_leave_ctrl_c_as_it_was() -> None:
 
 
 CLOSE = b"Connection: close\r\n\r\n"  # the end of a raw origin's response head
+
+
+def _edge_process(origin_url: str, name: str) -> tuple[subprocess.Popen[str], int]:
+    """``edgesim edge serve`` without manifests on a free loopback port; it and its port."""
+    args = ["edge", "serve", "--origin", origin_url, "--port", "0", "--name", name, "--no-manifests"]
+    proc = subprocess.Popen(
+        [sys.executable, "-P", "-m", "edgesim", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert " listening on http://127.0.0.1:" in line, line
+    return proc, int(line.split("http://127.0.0.1:")[1].split()[0])
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=15) == 0
+
+
+async def test_a_shields_502_is_an_error_at_the_child_too() -> None:
+    """`edgesim edge serve` processes: a child edge in front of a shield whose origin is
+    down. The shield answers 502 (origin unreachable) with X-Cache: ERROR and counts an
+    error; the child labelled that same 502 MISS and counted a miss, so its stats and a
+    drill's X-Cache counts showed an origin outage as misses."""
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    shield, shield_port = _edge_process(f"http://127.0.0.1:{dead}", "shield")
+    try:
+        child, child_port = _edge_process(f"http://127.0.0.1:{shield_port}", "child")
+        try:
+            client = Client(child_port)
+            for _ in range(2):
+                r = await client.get("/page")
+                assert (r.status, r.body) == (502, b"502 origin unreachable (connect)\n")
+                assert (_x(r), r.header("via")) == ("ERROR", "1.1 shield, 1.1 child")
+            for port in (shield_port, child_port):
+                stats = json.loads((await Client(port).get("/.edgesim/edge/stats")).body or b"{}")
+                assert (stats["errors"], stats["misses"], stats["origin_requests"]) == (2, 0, 2)
+        finally:
+            _stop(child)
+    finally:
+        _stop(shield)
+
+
+async def test_a_5xx_answer_to_a_revalidation_is_an_error_at_both_tiers(nursery: trio.Nursery) -> None:
+    """A stale entry revalidated through a shield, the origin answering 503 (no
+    stale-if-error): each tier relays the 503 as ERROR, not MISS, and counts an error."""
+    answers = iter(
+        [
+            b'HTTP/1.1 200 OK\r\nCache-Control: max-age=0\r\nETag: "v1"\r\nContent-Length: 2\r\n'
+            b"Connection: close\r\n\r\nok",
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\nConnection: close\r\n\r\ndown",
+        ]
+    )
+    url, heads = await _raw_origin(nursery, lambda head: next(answers))
+    shield = build_node(name="shield", memory_bytes=2**20, manifests=False)
+    shield_port = await nursery.start(serve_edge, shield, make_origin(url))
+    child = build_node(name="child", memory_bytes=2**20, manifests=False)
+    client = Client(await nursery.start(serve_edge, child, make_origin(f"http://127.0.0.1:{shield_port}")))
+    first = await client.get("/p")
+    assert (first.status, first.body, _x(first)) == (200, b"ok", "MISS")
+    again = await client.get("/p")  # stale at once (max-age=0): revalidated at both tiers
+    assert (again.status, again.body, _x(again)) == (503, b"down", "ERROR")
+    assert b'if-none-match: "v1"' in heads[1].lower()
+    for node in (shield, child):
+        assert (node.stats.misses, node.stats.errors, node.stats.revalidated) == (1, 1, 0)
 
 
 @pytest.mark.parametrize("method", ["GET", "POST"])
