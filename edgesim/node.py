@@ -441,6 +441,8 @@ class EdgeNode:
         resp = f.response
         if resp is None:
             return self._error_reply(f.error or "connect")
+        if resp.status == 304 and not _conditional(f.request):
+            return self._error_reply("protocol")  # a 304 nobody asked for (see _conditional)
         key = f.key = self._fill_key(f, resp)
         entry = self.cache.store(key, f.client, resp, f.started, now, tag=f.site)
         f.stored = entry
@@ -492,6 +494,8 @@ class EdgeNode:
         resp = f.response
         if resp is None:
             return self._error_reply(f.error or "connect")
+        if resp.status == 304 and not _conditional(f.request):
+            return self._error_reply("protocol")
         self._track_deploy(f.site, resp)
         site = self._sites[f.site]
         self.cache.invalidate_after(lambda target: _key(f.site, site.deploy, target), f.client, resp)
@@ -756,6 +760,18 @@ def _asdict(obj: Any) -> Any:
 
 def _key(host: str, deploy: str, target: str) -> str:
     return f"{host}\x00{deploy}\x00{target}"
+
+
+def _conditional(req: Request) -> bool:
+    """Whether ``req``, as forwarded, may be answered 304: it carries If-None-Match or
+    If-Modified-Since (RFC 9110 §15.4.5: a 304 answers a conditional request only). A
+    304 to any other request names a stored copy that neither this node nor its client
+    has: an invalid response, never relayed or stored. (A fill never carries the
+    client's conditionals, which are this node's to evaluate on its stored response, so
+    a 304 to one is always invalid; a revalidation's 304 refreshes the entry it
+    validated, which is then served in full or as this node's own 304.)"""
+    hs = req.headers
+    return get_header(hs, "if-none-match") is not None or get_header(hs, "if-modified-since") is not None
 
 
 def _relay(resp: Response) -> Response:

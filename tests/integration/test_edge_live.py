@@ -668,6 +668,79 @@ async def test_a_5xx_answer_to_a_revalidation_is_an_error_at_both_tiers(nursery:
         assert (node.stats.misses, node.stats.errors, node.stats.revalidated) == (1, 1, 0)
 
 
+@pytest.mark.parametrize("via_shield", [False, True], ids=["edge", "shield"])
+async def test_an_unrequested_304_is_a_502_never_relayed(nursery: trio.Nursery, via_shield: bool) -> None:
+    """An origin answering 304 to a request that was not conditional (the edge strips
+    the client's conditionals from a fill, and this client sent none): the 304 was
+    relayed (a client without a stored copy got an empty answer). It is an invalid
+    response now: 502, counted as an error, nothing stored (the next request goes to
+    the origin again); a conditional POST passed through still gets the origin's 304."""
+
+    def answer(head: bytes) -> bytes:
+        if b"/nm" in head or head.startswith(b"POST"):
+            return b'HTTP/1.1 304 Not Modified\r\nETag: "x"\r\nCache-Control: max-age=600\r\n' + CLOSE
+        return b"HTTP/1.1 200 OK\r\nCache-Control: max-age=600\r\nContent-Length: 2\r\n" + CLOSE + b"ok"
+
+    url, heads = await _raw_origin(nursery, answer)
+    first = build_node(name="e1", memory_bytes=2**20, manifests=False)
+    port = await nursery.start(serve_edge, first, make_origin(url))
+    edge = first
+    if via_shield:
+        edge = build_node(name="child", memory_bytes=2**20, manifests=False)
+        port = await nursery.start(serve_edge, edge, make_origin(f"http://127.0.0.1:{port}"))
+    client = Client(port)
+    for method in ("GET", "HEAD", "GET"):
+        r = await client.get("/nm", method=method)
+        assert (r.status, _x(r), r.header("etag")) == (502, "ERROR", None)
+        if method == "GET":
+            assert r.body == b"502 invalid or incomplete response from origin\n"
+    # a client's own conditional is not forwarded on a fill: still no 304 to relay
+    r = await client.get("/nm", if_none_match='"x"')
+    assert (r.status, _x(r)) == (502, "ERROR")
+    post = await client.get("/form", method="POST")
+    assert (post.status, _x(post)) == (502, "ERROR")
+    post = await client.get("/form", method="POST", if_none_match='"x"')
+    assert (post.status, post.header("etag"), _x(post)) == (304, '"x"', "PASS")
+    assert [b" ".join(h.split(b" ")[:2]) for h in heads] == [
+        b"GET /nm",
+        b"HEAD /nm",
+        b"GET /nm",
+        b"GET /nm",
+        b"POST /form",
+        b"POST /form",
+    ]
+    assert first.stats.errors == 5 and first.stats.misses == 0
+    assert edge.stats.errors == 5 and edge.stats.misses == 0
+
+
+async def test_a_304_to_the_edges_own_revalidation_refreshes_and_serves_the_entry(
+    nursery: trio.Nursery,
+) -> None:
+    """The edge's own conditional (a stale entry's ETag) answered 304: the client, who
+    asked unconditionally, gets the stored 200 with its body (REVALIDATED), never the
+    304; a client that asked conditionally gets a 304 built from the refreshed entry."""
+
+    def answer(head: bytes) -> bytes:
+        if b"if-none-match" in head.lower():
+            return b'HTTP/1.1 304 Not Modified\r\nETag: "v1"\r\nCache-Control: max-age=0\r\n' + CLOSE
+        return (
+            b'HTTP/1.1 200 OK\r\nCache-Control: max-age=0\r\nETag: "v1"\r\nContent-Length: 4\r\n'
+            b"Connection: close\r\n\r\nbody"
+        )
+
+    url, heads = await _raw_origin(nursery, answer)
+    node = build_node(name="e1", memory_bytes=2**20, manifests=False)
+    client = Client(await nursery.start(serve_edge, node, make_origin(url)))
+    assert _x(await client.get("/r")) == "MISS"
+    for _ in range(2):
+        r = await client.get("/r")
+        assert (r.status, r.body, r.header("content-length"), _x(r)) == (200, b"body", "4", "REVALIDATED")
+    cond = await client.get("/r", if_none_match='"v1"')
+    assert (cond.status, cond.body, _x(cond)) == (304, b"", "REVALIDATED")
+    assert [b'if-none-match: "v1"' in h.lower() for h in heads] == [False, True, True, True]
+    assert (node.stats.revalidated, node.stats.errors) == (3, 0)
+
+
 @pytest.mark.parametrize("method", ["GET", "POST"])
 async def test_hop_by_hop_fields_and_expect_are_not_forwarded(nursery: trio.Nursery, method: str) -> None:
     """RFC 9110 §7.6.1: the Connection-named fields, Keep-Alive, TE, Upgrade and the
