@@ -68,8 +68,11 @@ COUNTRY_HEADER: Final = "x-country"
 
 _SAFE: Final = frozenset({"GET", "HEAD"})
 _CACHEABLE_METHODS: Final = _SAFE
-# request fields an edge never forwards as they are (Via is re-added with the node)
-_NOT_FORWARDED: Final = HOP_BY_HOP | {"via"}
+# request fields an edge never forwards as they are (Via is re-added with the node).
+# Expect too: the server shell answers 100-continue itself and reads the whole body
+# before the node sees the request, so the expectation was met at this hop; forwarded,
+# it would make the origin send a 100 (or a 417) for nothing (RFC 9110 §10.1.1).
+_NOT_FORWARDED: Final = HOP_BY_HOP | {"via", "expect"}
 _NOT_FORWARDED_SAFE: Final = _NOT_FORWARDED | {"if-none-match", "if-modified-since"}
 
 # Outcomes, used for X-Cache and metrics.
@@ -438,13 +441,31 @@ class EdgeNode:
         resp = f.response
         if resp is None:
             return self._error_reply(f.error or "connect")
+        if resp.status == 304 and not _conditional(f.request):
+            return self._error_reply("protocol")  # a 304 nobody asked for (see _conditional)
         key = f.key = self._fill_key(f, resp)
         entry = self.cache.store(key, f.client, resp, f.started, now, tag=f.site)
         f.stored = entry
-        self.stats.misses += 1
+        outcome = self._count_fetched(resp, MISS)
         if entry is not None:
-            return self._finish(self._render(entry, now, MISS, f.client), MISS, rendered=True)
-        return self._finish(_relay(resp), MISS)
+            return self._finish(self._render(entry, now, outcome, f.client), outcome, rendered=True)
+        return self._finish(_relay(resp), outcome)
+
+    def _count_fetched(self, resp: Response, outcome: str) -> str:
+        """The outcome of a reply carrying the upstream's own answer ``resp`` (``outcome``:
+        MISS or PASS), counted. A 5xx is an error: the origin's own, or the 502 or 504 a
+        shield (another edge) made of its origin's failure, which the shield marked ERROR
+        as this node marks its own (``_error_reply``); the reports count every reply of
+        status 500 or more as an error (edgesim.metrics), and the node's counters and
+        X-Cache now say the same."""
+        if resp.status >= 500:
+            self.stats.errors += 1
+            return ERROR
+        if outcome == MISS:
+            self.stats.misses += 1
+        else:
+            self.stats.passes += 1
+        return outcome
 
     def _revalidation_done(self, f: Fetch, now: float) -> Step:
         resp = f.response
@@ -464,20 +485,22 @@ class EdgeNode:
             return Reply(self._serve_entry(entry, now, REVALIDATED, f.client), REVALIDATED)
         fresh = self.cache.store(self._fill_key(f, resp), f.client, resp, f.started, now, tag=f.site)
         f.stored = fresh
-        self.stats.misses += 1
+        outcome = self._count_fetched(resp, MISS)
         if fresh is not None:
-            return self._finish(self._render(fresh, now, MISS, f.client), MISS, rendered=True)
-        return self._finish(_relay(resp), MISS)
+            return self._finish(self._render(fresh, now, outcome, f.client), outcome, rendered=True)
+        return self._finish(_relay(resp), outcome)
 
     def _pass_done(self, f: Fetch, now: float) -> Step:
         resp = f.response
         if resp is None:
             return self._error_reply(f.error or "connect")
+        if resp.status == 304 and not _conditional(f.request):
+            return self._error_reply("protocol")
         self._track_deploy(f.site, resp)
         site = self._sites[f.site]
         self.cache.invalidate_after(lambda target: _key(f.site, site.deploy, target), f.client, resp)
-        self.stats.passes += 1
-        return self._finish(_relay(resp), PASS)
+        outcome = self._count_fetched(resp, PASS)
+        return self._finish(_relay(resp), outcome)
 
     def _manifest_done(self, f: Fetch, now: float) -> Step:
         site = self._sites[f.site]
@@ -737,6 +760,18 @@ def _asdict(obj: Any) -> Any:
 
 def _key(host: str, deploy: str, target: str) -> str:
     return f"{host}\x00{deploy}\x00{target}"
+
+
+def _conditional(req: Request) -> bool:
+    """Whether ``req``, as forwarded, may be answered 304: it carries If-None-Match or
+    If-Modified-Since (RFC 9110 §15.4.5: a 304 answers a conditional request only). A
+    304 to any other request names a stored copy that neither this node nor its client
+    has: an invalid response, never relayed or stored. (A fill never carries the
+    client's conditionals, which are this node's to evaluate on its stored response, so
+    a 304 to one is always invalid; a revalidation's 304 refreshes the entry it
+    validated, which is then served in full or as this node's own 304.)"""
+    hs = req.headers
+    return get_header(hs, "if-none-match") is not None or get_header(hs, "if-modified-since") is not None
 
 
 def _relay(resp: Response) -> Response:

@@ -539,11 +539,14 @@ async def test_origin_status_outside_100_599_is_a_502_never_stored(
         assert r.status == 502
         assert r.body == b"502 invalid or incomplete response from origin\n"
         assert r.header("cache-control") == "no-store"
-        assert _x(r) == ("MISS" if via_shield else "ERROR")  # the child relays the shield's 502
+        # the child relays the shield's 502 as an error of its own upstream, not a miss
+        assert _x(r) == "ERROR"
     good = await client.get("/good")
     assert (good.status, good.body) == (200, b"ok")
     assert [h.split(b" ")[1] for h in heads] == [b"/weird", b"/weird", b"/good"]  # never from a cache
     assert first.statistics()["errors"] == 2
+    if via_shield:
+        assert (child.stats.errors, child.stats.misses) == (2, 1)  # the 502s; then /good
 
 
 async def test_head_reports_the_length_of_a_chunked_origin_body(nursery: trio.Nursery) -> None:
@@ -588,3 +591,194 @@ def test_nodes_served_in_a_library_leave_ctrl_c_as_it_was() -> None:
 
     trio.run(two_nodes)
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+CLOSE = b"Connection: close\r\n\r\n"  # the end of a raw origin's response head
+
+
+def _edge_process(origin_url: str, name: str) -> tuple[subprocess.Popen[str], int]:
+    """``edgesim edge serve`` without manifests on a free loopback port; it and its port."""
+    args = ["edge", "serve", "--origin", origin_url, "--port", "0", "--name", name, "--no-manifests"]
+    proc = subprocess.Popen(
+        [sys.executable, "-P", "-m", "edgesim", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert " listening on http://127.0.0.1:" in line, line
+    return proc, int(line.split("http://127.0.0.1:")[1].split()[0])
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=15) == 0
+
+
+async def test_a_shields_502_is_an_error_at_the_child_too() -> None:
+    """`edgesim edge serve` processes: a child edge in front of a shield whose origin is
+    down. The shield answers 502 (origin unreachable) with X-Cache: ERROR and counts an
+    error; the child labelled that same 502 MISS and counted a miss, so its stats and a
+    drill's X-Cache counts showed an origin outage as misses."""
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    shield, shield_port = _edge_process(f"http://127.0.0.1:{dead}", "shield")
+    try:
+        child, child_port = _edge_process(f"http://127.0.0.1:{shield_port}", "child")
+        try:
+            client = Client(child_port)
+            for _ in range(2):
+                r = await client.get("/page")
+                assert (r.status, r.body) == (502, b"502 origin unreachable (connect)\n")
+                assert (_x(r), r.header("via")) == ("ERROR", "1.1 shield, 1.1 child")
+            for port in (shield_port, child_port):
+                stats = json.loads((await Client(port).get("/.edgesim/edge/stats")).body or b"{}")
+                assert (stats["errors"], stats["misses"], stats["origin_requests"]) == (2, 0, 2)
+        finally:
+            _stop(child)
+    finally:
+        _stop(shield)
+
+
+async def test_a_5xx_answer_to_a_revalidation_is_an_error_at_both_tiers(nursery: trio.Nursery) -> None:
+    """A stale entry revalidated through a shield, the origin answering 503 (no
+    stale-if-error): each tier relays the 503 as ERROR, not MISS, and counts an error."""
+    answers = iter(
+        [
+            b'HTTP/1.1 200 OK\r\nCache-Control: max-age=0\r\nETag: "v1"\r\nContent-Length: 2\r\n'
+            b"Connection: close\r\n\r\nok",
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\nConnection: close\r\n\r\ndown",
+        ]
+    )
+    url, heads = await _raw_origin(nursery, lambda head: next(answers))
+    shield = build_node(name="shield", memory_bytes=2**20, manifests=False)
+    shield_port = await nursery.start(serve_edge, shield, make_origin(url))
+    child = build_node(name="child", memory_bytes=2**20, manifests=False)
+    client = Client(await nursery.start(serve_edge, child, make_origin(f"http://127.0.0.1:{shield_port}")))
+    first = await client.get("/p")
+    assert (first.status, first.body, _x(first)) == (200, b"ok", "MISS")
+    again = await client.get("/p")  # stale at once (max-age=0): revalidated at both tiers
+    assert (again.status, again.body, _x(again)) == (503, b"down", "ERROR")
+    assert b'if-none-match: "v1"' in heads[1].lower()
+    for node in (shield, child):
+        assert (node.stats.misses, node.stats.errors, node.stats.revalidated) == (1, 1, 0)
+
+
+@pytest.mark.parametrize("via_shield", [False, True], ids=["edge", "shield"])
+async def test_an_unrequested_304_is_a_502_never_relayed(nursery: trio.Nursery, via_shield: bool) -> None:
+    """An origin answering 304 to a request that was not conditional (the edge strips
+    the client's conditionals from a fill, and this client sent none): the 304 was
+    relayed (a client without a stored copy got an empty answer). It is an invalid
+    response now: 502, counted as an error, nothing stored (the next request goes to
+    the origin again); a conditional POST passed through still gets the origin's 304."""
+
+    def answer(head: bytes) -> bytes:
+        if b"/nm" in head or head.startswith(b"POST"):
+            return b'HTTP/1.1 304 Not Modified\r\nETag: "x"\r\nCache-Control: max-age=600\r\n' + CLOSE
+        return b"HTTP/1.1 200 OK\r\nCache-Control: max-age=600\r\nContent-Length: 2\r\n" + CLOSE + b"ok"
+
+    url, heads = await _raw_origin(nursery, answer)
+    first = build_node(name="e1", memory_bytes=2**20, manifests=False)
+    port = await nursery.start(serve_edge, first, make_origin(url))
+    edge = first
+    if via_shield:
+        edge = build_node(name="child", memory_bytes=2**20, manifests=False)
+        port = await nursery.start(serve_edge, edge, make_origin(f"http://127.0.0.1:{port}"))
+    client = Client(port)
+    for method in ("GET", "HEAD", "GET"):
+        r = await client.get("/nm", method=method)
+        assert (r.status, _x(r), r.header("etag")) == (502, "ERROR", None)
+        if method == "GET":
+            assert r.body == b"502 invalid or incomplete response from origin\n"
+    # a client's own conditional is not forwarded on a fill: still no 304 to relay
+    r = await client.get("/nm", if_none_match='"x"')
+    assert (r.status, _x(r)) == (502, "ERROR")
+    post = await client.get("/form", method="POST")
+    assert (post.status, _x(post)) == (502, "ERROR")
+    post = await client.get("/form", method="POST", if_none_match='"x"')
+    assert (post.status, post.header("etag"), _x(post)) == (304, '"x"', "PASS")
+    assert [b" ".join(h.split(b" ")[:2]) for h in heads] == [
+        b"GET /nm",
+        b"HEAD /nm",
+        b"GET /nm",
+        b"GET /nm",
+        b"POST /form",
+        b"POST /form",
+    ]
+    assert first.stats.errors == 5 and first.stats.misses == 0
+    assert edge.stats.errors == 5 and edge.stats.misses == 0
+
+
+async def test_a_304_to_the_edges_own_revalidation_refreshes_and_serves_the_entry(
+    nursery: trio.Nursery,
+) -> None:
+    """The edge's own conditional (a stale entry's ETag) answered 304: the client, who
+    asked unconditionally, gets the stored 200 with its body (REVALIDATED), never the
+    304; a client that asked conditionally gets a 304 built from the refreshed entry."""
+
+    def answer(head: bytes) -> bytes:
+        if b"if-none-match" in head.lower():
+            return b'HTTP/1.1 304 Not Modified\r\nETag: "v1"\r\nCache-Control: max-age=0\r\n' + CLOSE
+        return (
+            b'HTTP/1.1 200 OK\r\nCache-Control: max-age=0\r\nETag: "v1"\r\nContent-Length: 4\r\n'
+            b"Connection: close\r\n\r\nbody"
+        )
+
+    url, heads = await _raw_origin(nursery, answer)
+    node = build_node(name="e1", memory_bytes=2**20, manifests=False)
+    client = Client(await nursery.start(serve_edge, node, make_origin(url)))
+    assert _x(await client.get("/r")) == "MISS"
+    for _ in range(2):
+        r = await client.get("/r")
+        assert (r.status, r.body, r.header("content-length"), _x(r)) == (200, b"body", "4", "REVALIDATED")
+    cond = await client.get("/r", if_none_match='"v1"')
+    assert (cond.status, cond.body, _x(cond)) == (304, b"", "REVALIDATED")
+    assert [b'if-none-match: "v1"' in h.lower() for h in heads] == [False, True, True, True]
+    assert (node.stats.revalidated, node.stats.errors) == (3, 0)
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+async def test_hop_by_hop_fields_and_expect_are_not_forwarded(nursery: trio.Nursery, method: str) -> None:
+    """RFC 9110 §7.6.1: the Connection-named fields, Keep-Alive, TE, Upgrade and the
+    Proxy-* fields are the client connection's own; and Expect: 100-continue was
+    answered by the edge (it reads the whole body before forwarding), so it is not
+    forwarded either: an origin would wait or answer 100 (or 417) for nothing."""
+    url, heads = await _raw_origin(
+        nursery,
+        lambda head: b"HTTP/1.1 200 OK\r\nCache-Control: no-store\r\nContent-Length: 2\r\n" + CLOSE + b"ok",
+    )
+    node = build_node(name="e1", memory_bytes=2**20, manifests=False)
+    port = await nursery.start(serve_edge, node, make_origin(url))
+    body = b"a=1" if method == "POST" else b""
+    fields = (
+        f"Host: {SITE}\r\nConnection: keep-alive, X-Private, TE, Upgrade\r\nX-Private: secret\r\n"
+        "Keep-Alive: timeout=5\r\nTE: trailers\r\nUpgrade: websocket\r\nProxy-Authorization: Basic eDp5\r\n"
+        "Proxy-Connection: keep-alive\r\nExpect: 100-continue\r\nX-Kept: yes\r\n"
+        f"Content-Length: {len(body)}\r\n"
+    )
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        with trio.fail_after(10):
+            await stream.send_all(f"{method} /h HTTP/1.1\r\n{fields}\r\n".encode())
+            got = b""
+            if method == "POST":  # the edge asks for the body itself
+                while b"\r\n\r\n" not in got:
+                    got += await stream.receive_some(65536)
+                assert got.startswith(b"HTTP/1.1 100 Continue\r\n")
+                got = got.partition(b"\r\n\r\n")[2]
+                await stream.send_all(body)
+            while not got.endswith(b"\r\n\r\nok"):
+                data = await stream.receive_some(65536)
+                assert data, got
+                got += data
+    assert got.startswith(b"HTTP/1.1 200 ")
+    (head,) = heads
+    names = {line.split(b":")[0].strip().lower() for line in head.split(b"\r\n\r\n")[0].split(b"\r\n")[1:]}
+    dropped = {b"connection", b"x-private", b"keep-alive", b"te", b"upgrade", b"proxy-authorization"}
+    dropped |= {b"proxy-connection", b"expect"}
+    assert not names & dropped, names & dropped
+    assert {b"host", b"x-kept", b"via"} <= names

@@ -327,6 +327,35 @@ def test_post_passes_through_and_invalidates(origin: FakeOrigin) -> None:
     assert drive(node, get("/a"), origin, T0 + 2).outcome == "MISS"
 
 
+def test_upstream_5xx_and_unrequested_304_decided_in_the_core(origin: FakeOrigin) -> None:
+    """What the shells and the capacity engine share: an upstream's 5xx answer (here a
+    503; a shield's own 502s are tested live) is relayed as ERROR and counted in errors,
+    not misses or passes; a 304 to a request without conditionals becomes this node's
+    502 and stores nothing; a conditional POST's 304 is relayed."""
+    node = make(origin)
+    drive(node, get("/exists"), origin, T0)  # the manifest, and one miss
+    origin.files["/busy"] = (503, "no-store", b"busy")
+    r = drive(node, get("/busy"), origin, T0)
+    assert (r.response.status, r.outcome) == (503, "ERROR")
+    assert get_header(r.response.headers, "x-cache") == "ERROR"
+    busy_post = lambda req, now: Response(500, [("content-length", "0")], b"")  # noqa: E731
+    assert drive(node, get("/busy", method="POST"), busy_post, T0).outcome == "ERROR"
+
+    def not_modified(req: Request, now: float) -> Response:
+        return Response(304, [("etag", '"v1"'), ("cache-control", "max-age=60")], b"")
+
+    for req in (get("/nm"), get("/nm", method="HEAD"), get("/nm", ("if-none-match", '"v1"'))):
+        r = drive(node, req, not_modified, T0)
+        assert (r.response.status, r.outcome) == (502, "ERROR")
+        assert r.response.body == b"502 invalid or incomplete response from origin\n"
+    assert node.cache.lookup(f"{HOST}\x00d1\x00/nm", get("/nm"), T0) is None
+    assert drive(node, get("/nm", method="POST"), not_modified, T0).response.status == 502
+    cond = drive(node, get("/nm", ("if-none-match", '"v1"'), method="POST"), not_modified, T0)
+    assert (cond.response.status, cond.outcome) == (304, "PASS")
+    s = node.stats
+    assert (s.errors, s.misses, s.passes, s.revalidated) == (6, 1, 1, 0)
+
+
 def test_purge_api(origin: FakeOrigin) -> None:
     node = make(origin)
     drive(node, get("/a"), origin, T0)
