@@ -39,7 +39,8 @@ Assumption: an object's size is the size of its latest request. ``edgesim replay
 keeps the size stored at insertion while a copy stays cached (and counts a hit whatever
 the new request's size), so traces in which keys change size can differ by a lot (a key
 at 1 byte then 9 times at 1,000 bytes in a 10-byte cache: replay 0.9, the curve 0.0);
-fixed-size keys agree exactly.
+fixed-size keys agree exactly (an exact pass sums in integers: float sums rounded above
+2**53 bytes).
 
 Curves of synthetic topologies (:func:`topology_trace`) model the request stream of
 one region (or one site in it); docs/mrc.md explains how they relate to the
@@ -52,7 +53,7 @@ import bisect
 import itertools
 import math
 from array import array
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, MutableSequence, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -137,7 +138,7 @@ class Curve:
             "objects": self.objects,
             "footprint_bytes": self.footprint,
             "points": [
-                {"cache_size": s, "hit_ratio": round(h, 6), "byte_hit_ratio": round(b, 6)}
+                {"cache_size": s, "hit_ratio": h, "byte_hit_ratio": b}
                 for s, h, b in zip(self.sizes, self.hit_ratio, self.byte_hit_ratio, strict=True)
             ],
         }
@@ -292,7 +293,8 @@ def lru_curve(
         pick = np.flatnonzero(by_hash | head)
         skeys: Sequence[int] = karr[pick].tolist()
         ssizes: Sequence[int] = sarr[pick].tolist()
-        all_bytes = int(sarr.sum())
+        # (numpy's int64 sum wraps around: exact Python ints where it could)
+        all_bytes = int(sarr.sum()) if int(sarr.max(initial=0)) * len(sarr) < 2**63 else sum(sarr.tolist())
         if not skeys and len(karr):
             raise ValueError(f"sample rate {rate:g} kept none of the {len(keys):,} requests (raise it)")
         if threshold == 0 and not head.all():
@@ -313,9 +315,13 @@ def lru_curve(
         rate_eff = 1.0
         inv = 1.0
     n = len(skeys)
-    # size class of an object: how many capacities it exceeds (it is storable at
-    # capacity index m exactly when class <= m)
-    trees: dict[int, array[float]] = {}
+    # Without sampling every weight is the int 1, so the trees and sums hold exact
+    # integers: in "q" arrays while the bytes of all requests fit in 63 bits, else in
+    # lists of Python ints. (Float sums round above 2**53 bytes, about 9 PB, and then
+    # disagreed with replay on whether an object fits.) A sample's weights are floats.
+    exact = rate >= 1.0
+    tree_code = "d" if not exact else "q" if sum(ssizes) < 2**63 else ""
+    trees: dict[int, MutableSequence[float]] = {}
     totals: dict[int, float] = {}
     hits_from: list[float] = [0] * (ncap + 1)  # difference arrays over capacity indices
     bytes_from: list[float] = [0] * (ncap + 1)
@@ -337,12 +343,12 @@ def lru_curve(
                 # distance per populated class <= m, cumulative in class order
                 classes = sorted(trees) if len(trees) > 1 else list(trees)
                 # bytes of the other objects above k, cumulative in class order
-                others = 0.0
+                others: float = 0
                 acc: list[tuple[int, float]] = []
                 for c in classes:
                     t = trees[c]
                     j = p
-                    pre = 0.0
+                    pre: float = 0
                     while j > 0:
                         pre += t[j]
                         j -= j & -j
@@ -355,7 +361,7 @@ def lru_curve(
                     bytes_from[m0] += ws
                 else:
                     for m in range(q, ncap):
-                        dm = float(s)
+                        dm: float = s
                         for c, cum in acc:
                             if c <= m:
                                 dm = cum
@@ -372,8 +378,8 @@ def lru_curve(
             totals[oq] += w
         t2 = trees.get(q)
         if t2 is None:
-            t2 = trees[q] = array("d", bytes(8 * (n + 1)))
-            totals[q] = 0.0
+            t2 = trees[q] = array(tree_code, bytes(8 * (n + 1))) if tree_code else [0] * (n + 1)
+            totals[q] = 0
         j = pos
         while j <= n:
             t2[j] += ws
@@ -384,9 +390,11 @@ def lru_curve(
         wbytes_of[k] = ws
     hr: list[float] = []
     bhr: list[float] = []
-    run_h = run_b = 0.0
-    denom = float(n)
-    denom_b = float(total_bytes)
+    # (ints without sampling: the ratios are then int / int, as replay's)
+    run_h: float = 0
+    run_b: float = 0
+    denom: float = n
+    denom_b: float = total_bytes
     if rate < 1.0 and n:
         # SHARDS-adj (the paper's section 4.3) on the weighted counts: hot keys make the
         # sampled request count differ from its expectation (the weighted count, from

@@ -93,8 +93,9 @@ _BINARY_SUFFIXES = (".oraclegeneral", ".bin")
 # Compressions, by their first bytes and by the suffixes that name them.
 _MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"), (b"\x28\xb5\x2f\xfd", "zstd"))
 COMPRESSION_SUFFIXES = {".gz": "gzip", ".bz2": "bzip2", ".xz": "xz", ".zst": "zstd", ".zstd": "zstd"}
-# A binary trace is read whole; its decompressed size is capped (a small file can
-# expand to more than the machine holds).
+# A binary trace is read whole, at most a quarter of this machine's memory (a plain
+# file's size is checked first; compressed data is counted as it is decompressed, in
+# chunks of this many bytes: a small file can expand to more than the machine holds).
 _READ_CHUNK = 1 << 20
 
 
@@ -392,11 +393,17 @@ def read_trace(path: str | os.PathLike[str], format: str | None = None) -> Trace
     if is_special(name):
         raise TraceError(name, "not a regular file (a FIFO or device)")
     fmt = sniff_format(name) if format is None else format
-    if fmt == CSV:
-        return _read_csv(name)
-    if fmt == ORACLE_GENERAL:
-        return _read_oracle_general(name)
-    raise ValueError(f"unknown trace format {format!r} (expected 'csv' or 'oracle-general')")
+    if fmt not in (CSV, ORACLE_GENERAL):
+        raise ValueError(f"unknown trace format {format!r} (expected 'csv' or 'oracle-general')")
+    try:
+        return _read_csv(name) if fmt == CSV else _read_oracle_general(name)
+    except MemoryError:
+        pass  # raised below, out of this handler, so that the partial columns are freed first
+    raise TraceError(
+        name,
+        "out of memory while reading it (too many requests for this machine, or a line without end): "
+        "replay a part of it",
+    )
 
 
 def _read_oracle_general(name: str) -> Trace:
@@ -430,16 +437,30 @@ def _read_oracle_general(name: str) -> Trace:
     return Trace(array("d", times_u32), keys, array("q", sizes_u32))
 
 
+def _binary_limit() -> int:
+    """The most bytes of binary trace read: a quarter of this machine's memory (the
+    columns made of them take as much again)."""
+    from edgesim.engine import physical_memory
+
+    memory = physical_memory()
+    return int(memory // 4) if memory is not None else 1 << 40
+
+
 def _read_whole(name: str, f: IO[bytes], kind: str | None) -> bytes | bytearray:
-    """All of a binary trace's content; decompressed, at most a quarter of this
-    machine's memory (the columns take as much again)."""
+    """All of a binary trace's content (decompressed), at most :func:`_binary_limit`
+    bytes."""
+    limit = _binary_limit()
     try:
         if kind is None:
+            # checked before reading: a file larger than memory would be a MemoryError
+            size = os.fstat(f.fileno()).st_size
+            if size > limit:
+                raise TraceError(
+                    name,
+                    f"{size:,} bytes ({size // RECORD_SIZE:,} records) is more than {limit:,}, a "
+                    "quarter of this machine's memory; replay a part of it",
+                )
             return f.read()
-        from edgesim.engine import physical_memory
-
-        memory = physical_memory()
-        limit = int(memory // 4) if memory is not None else 1 << 40
         data = bytearray()
         while chunk := f.read(_READ_CHUNK):
             data += chunk

@@ -26,8 +26,6 @@ from edgesim.mrc import (
 from edgesim.replay import replay, zipf_trace
 from edgesim.traces import Trace, write_trace
 
-TOL = 0.01  # the issue's bound; fixed-size keys in fact agree exactly
-
 
 def _mixed_trace(n: int = 30_000, seed: int = 5) -> Trace:
     """Heavy-tailed popularity, sizes from 0 bytes to several MB (some objects larger
@@ -52,11 +50,28 @@ def test_curve_agrees_with_replay_lru_at_every_size(trace: Trace, caps: list[int
     assert curve.sizes == tuple(sorted(caps))
     for size, h, bh in zip(curve.sizes, curve.hit_ratio, curve.byte_hit_ratio, strict=True):
         r = replay(trace, size, "lru")
-        assert abs(h - r.hit_ratio) <= TOL, size
-        assert abs(bh - r.byte_hit_ratio) <= TOL, size
-        assert h == pytest.approx(r.hit_ratio, abs=1e-12)
+        # fixed-size keys: exactly, both ratios
+        assert (h, bh) == (r.hit_ratio, r.byte_hit_ratio), size
     # the curve is not flat: it does measure something
     assert curve.hit_ratio[0] < curve.hit_ratio[-1]
+
+
+def test_curve_is_exact_for_byte_counts_beyond_float_precision() -> None:
+    # Stack distances were summed as floats: 2**53 + 1 bytes rounded to 2**53, so the
+    # curve said an object fitted a 2**53-byte cache beside a 1-byte one (replay: it
+    # does not). Byte totals past 2**63 must not wrap either.
+    big = 2**53
+    rows = [(0, "a", big), (1, "b", 1), (2, "a", big), (3, "b", 1), (4, "b", 1)]
+    huge = [(i, k, 2**62 + ord(k)) for i, k in enumerate("abcabca")] + [(9, "z", 0), (10, "z", 0)]
+    for trace, caps in (
+        (Trace.from_rows(rows), [big - 1, big, big + 1, 2**60]),
+        (Trace.from_rows(huge), [0, 2**62 + 98, 2**63 + 195, 3 * 2**62 + 294, 2**70]),
+    ):
+        curve = lru_curve(trace.keys, trace.sizes, caps)
+        got = list(zip(curve.hit_ratio, curve.byte_hit_ratio, strict=True))
+        want = [(r.hit_ratio, r.byte_hit_ratio) for r in (replay(trace, c) for c in curve.sizes)]
+        assert got == want
+    assert lru_curve(Trace.from_rows(rows).keys, Trace.from_rows(rows).sizes, [big]).hit_ratio == (0.2,)
 
 
 def test_objects_larger_than_the_cache_do_not_push_others_out() -> None:
@@ -316,7 +331,9 @@ def test_cli_trace_agrees_with_edgesim_replay(tmp_path: Path) -> None:
     for p in points:
         code, rout, _ = run_cli("replay", str(path), "--cache-size", str(p["cache_size"]), "--json")
         assert code == 0
-        assert abs(json.loads(rout)["hit_ratio"] - p["hit_ratio"]) <= TOL
+        r = json.loads(rout)
+        # exactly the same numbers (the curve's JSON used to round them to 6 places)
+        assert (r["hit_ratio"], r["byte_hit_ratio"]) == (p["hit_ratio"], p["byte_hit_ratio"])
     # the same requests as libCacheSim oracleGeneral give the same curve
     binary = tmp_path / "t.oracleGeneral"
     write_trace(binary, trace, "oracle-general")

@@ -6,7 +6,10 @@ import bz2
 import gzip
 import json
 import lzma
+import os
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -425,6 +428,59 @@ def test_decompressed_binary_trace_is_capped_by_memory(
     small = tmp_path / "small.oracleGeneral.gz"
     small.write_bytes(gzip.compress(bytes(24 * 40_000)))
     assert len(read_trace(small)) == 40_000
+
+
+def test_plain_binary_trace_is_capped_by_memory_before_it_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A plain oracleGeneral file was read whole whatever its size: one larger than the
+    # machine's memory was a MemoryError (traceback). Its size is known: it is checked.
+    import edgesim.engine
+
+    monkeypatch.setattr(edgesim.engine, "physical_memory", lambda: 4.0 * 10**6)
+    big = tmp_path / "big.oracleGeneral"
+    big.write_bytes(bytes(24 * 50_000))
+    with pytest.raises(
+        TraceError,
+        match=r"big\.oracleGeneral: 1,200,000 bytes \(50,000 records\) is more than 1,000,000, a quarter",
+    ):
+        read_trace(big)
+    small = tmp_path / "small.bin"
+    small.write_bytes(bytes(24 * 40_000))
+    assert len(read_trace(small)) == 40_000
+
+
+def _limited_memory() -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (700 * 2**20, 700 * 2**20))
+
+
+def test_running_out_of_memory_is_one_line(tmp_path: Path) -> None:
+    # A CSV "line" of 3 GB (a sparse file of zeros: no newline) is more than the 700 MB
+    # the process may map: reading it was a MemoryError traceback.
+    huge = tmp_path / "zeros.csv"
+    with huge.open("wb") as f:
+        f.truncate(3 * 2**30)
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "edgesim", "replay", str(huge), "--cache-size", "1k"]
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=120, preexec_fn=_limited_memory, env=env
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr == (
+        f"Error: {huge}: out of memory while reading it (too many requests for this machine, "
+        "or a line without end): replay a part of it\n"
+    )
+    # the same command reads a real trace under the same limit
+    ok = tmp_path / "t.csv"
+    ok.write_text("time,key,size\n0,a,1\n1,a,1\n")
+    cmd[4] = str(ok)
+    proc = subprocess.run(
+        [*cmd, "--json"], capture_output=True, text=True, timeout=120, preexec_fn=_limited_memory, env=env
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["hits"] == 1
 
 
 def test_writer_rejects_values_oracle_general_cannot_hold(tmp_path: Path) -> None:
