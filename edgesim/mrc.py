@@ -116,17 +116,19 @@ class Curve:
 
     def at(self, size: int) -> float:
         """The hit ratio at ``size`` bytes, interpolated linearly in log(size) between
-        the computed sizes (clamped at the ends)."""
+        the computed sizes (linearly from a computed size of 0 bytes, and from 0 below
+        the smallest), clamped at the ends."""
         s = self.sizes
         if not s:
             return 0.0
         if size <= s[0]:
-            return self.hit_ratio[0] if size == s[0] else self.hit_ratio[0] * max(size, 0) / s[0]
+            return self.hit_ratio[0] if size >= s[0] or s[0] <= 0 else self.hit_ratio[0] * max(size, 0) / s[0]
         if size >= s[-1]:
             return self.hit_ratio[-1]
         i = bisect.bisect_right(s, size)
         lo, hi = s[i - 1], s[i]
-        f = (math.log(size) - math.log(lo)) / (math.log(hi) - math.log(lo))
+        # from a 0-byte cache linearly (log(0) is not), else linearly in log(size)
+        f = size / hi if lo <= 0 else (math.log(size) - math.log(lo)) / (math.log(hi) - math.log(lo))
         return self.hit_ratio[i - 1] * (1 - f) + self.hit_ratio[i] * f
 
     def as_dict(self) -> dict[str, Any]:

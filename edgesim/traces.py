@@ -51,6 +51,7 @@ import io
 import lzma
 import math
 import os
+import re
 import sys
 import zlib
 from array import array
@@ -606,14 +607,27 @@ def _number(text: str, kind: Callable[[str], T]) -> T | None:
         return None
 
 
+_LINE_END = re.compile(r"\r\n|\r|\n")
+
+
 def _diagnose(name: str, line: int, row: list[str], width: int) -> TraceError:
     """What is wrong with one CSV row that the fast path rejected."""
 
+    # A quoted field may hold line ends, so the reader's line is the row's last: name
+    # the line the row starts on (where an unclosed quote opened).
+    spans = sum(len(_LINE_END.findall(v)) for v in row)
+    if row and row[-1].endswith(("\n", "\r")):  # a quote still open at the end of the file
+        spans -= 1  # took the row's own line end too
+    first = line - spans
+
     def err(message: str) -> TraceError:
-        return TraceError(name, message, line=line)
+        return TraceError(name, message, line=first)
 
     if len(row) != width:
-        return err(f"expected {width} fields ({','.join(HEADER_PLACED[:width])}), got {len(row)}")
+        got = f"expected {width} fields ({','.join(HEADER_PLACED[:width])}), got {len(row)}"
+        if spans:
+            got += f"; a quoted field runs on to line {line} (an unclosed quote?)"
+        return err(got)
     t, k, s = row[0], row[1], row[2]
     time_ = _number(t, float)
     if time_ is None:

@@ -85,6 +85,20 @@ def test_objects_larger_than_the_cache_do_not_push_others_out() -> None:
     assert c2.hit_ratio[0] == replay(t, 1009).hit_ratio == 0.0
 
 
+def test_curve_at_interpolates_from_a_zero_byte_cache() -> None:
+    # A(10) A(10) B(10) A(10): a 0-byte cache stores nothing; 10 bytes hold A until B
+    t = Trace(array("d", [0, 1, 2, 3]), array("Q", [1, 1, 2, 1]), array("q", [10, 10, 10, 10]))
+    c = lru_curve(t.keys, t.sizes, [0, 10, 20])
+    assert c.hit_ratio == (0.0, 0.25, 0.5)
+    assert c.at(0) == c.at(-5) == 0.0
+    assert c.at(5) == pytest.approx(0.125)  # linear from 0 bytes, where log(0) is not
+    assert c.at(10) == 0.25
+    assert 0.25 < c.at(15) < 0.5
+    assert c.at(10**9) == 0.5
+    above = lru_curve(t.keys, t.sizes, [10, 20])
+    assert above.at(5) == pytest.approx(0.125) and above.at(-1) == 0.0
+
+
 def test_shards_sample_is_close_to_the_exact_curve() -> None:
     trace = zipf_trace(300_000, 30_000, 0.8, seed=7)
     caps = [50_000_000, 100_000_000, 200_000_000, 400_000_000]

@@ -255,6 +255,15 @@ def test_csv_keys_are_dense_ids_and_blank_lines_skipped(tmp_path: Path) -> None:
             "time,key,size,region,site\n0,a,1,eu,s\n,,,,\n",
             "pcommas.csv:3: time '' is not a number",
         ),
+        # a quote left open swallows the rest of the file: the error names where it opened
+        (
+            "quote.csv",
+            'time,key,size\n0,a,1\n1,"b,2\n2,c,3\n3,d,4\n',
+            "quote.csv:3: expected 3 fields (time,key,size), got 2; a quoted field runs on to line 5",
+        ),
+        ("quote2.csv", 'time,key,size\r\n0,a,1\r\n1,"b,2\r\n2,c,3\r\n', "quote2.csv:3: expected 3 fields"),
+        # a key that holds a line end is a row of two lines, named by its first
+        ("nl.csv", 'time,key,size\n0,"a\nb",x\n1,c,1\n', "nl.csv:2: size 'x' is not a whole number"),
     ],
 )
 def test_csv_errors_name_file_and_line(tmp_path: Path, name: str, content: str, message: str) -> None:
