@@ -15,7 +15,7 @@ from typing import Any
 
 from edgesim._atomic import write_atomic
 from edgesim._jsontext import dumps_indented
-from edgesim._svg import bar_chart, line_chart, script_json
+from edgesim._svg import fmt_percent, hbar_chart, line_chart, script_json
 
 _GROUP_FIELDS = (
     "requests",
@@ -290,19 +290,142 @@ def write_csv(report: dict[str, Any], directory: str | Path) -> list[Path]:
     return [summary, series]
 
 
-def _markers(report: dict[str, Any]) -> list[tuple[float, str]]:
-    out: list[tuple[float, str]] = []
-    ev = report.get("events") or {}
-    items = ev.items() if isinstance(ev, dict) else [("", ev)]
-    for kind, lst in items:
+_FAULTS = ("node_crash", "origin_outage", "latency_spike")
+_SPAN_FILL = {"warmup": "#ececec", "fault": "#fbd5d5", "event": "#fdf0c2"}
+
+
+def _time_unit(duration: float) -> tuple[str, float]:
+    """The time axis' unit for a run of ``duration`` seconds: (name, seconds in it)."""
+    if duration <= 600:
+        return "s", 1.0
+    if duration <= 3 * 3600:
+        return "min", 60.0
+    return "h", 3600.0
+
+
+def _clock(meta: dict[str, Any], at: float) -> str:
+    """``at`` seconds into the run as a UTC clock time ('' without ``meta.start_utc``)."""
+    from datetime import datetime, timedelta
+
+    try:
+        start = datetime.fromisoformat(str(meta.get("start_utc")).replace("Z", "+00:00"))
+    except ValueError:
+        return ""
+    return (start + timedelta(seconds=at)).strftime("%H:%M:%S UTC")
+
+
+def _event_rows(report: dict[str, Any]) -> list[tuple[float, float | None, str, str, bool]]:
+    """The run's events as (at, until or None, kind, detail, fault), in time order."""
+    out: list[tuple[float, float | None, str, str, bool]] = []
+    ev = report.get("events") or []
+    lists = ev.values() if isinstance(ev, dict) else [ev]
+    for lst in lists:
         for e in lst if isinstance(lst, list) else []:
-            if isinstance(e, dict):
-                at = e.get("at", e.get("start"))
-                if isinstance(at, int | float):
-                    what = str(e.get("kind") or e.get("type") or kind or "event")
-                    label = str(e.get("site") or e.get("node") or e.get("region") or "")
-                    out.append((float(at), f"{what} {label}".strip()))
+            at = e.get("at", e.get("start")) if isinstance(e, dict) else None
+            if not isinstance(at, int | float):
+                continue
+            kind = str(e.get("kind") or e.get("type") or "event")
+            until = e.get("until")
+            detail = []
+            for key in ("site", "node", "region", "link", "deploy_id"):
+                if e.get(key) is not None:
+                    detail.append(f"{key} {e[key]}")
+            if e.get("new_fraction") is not None:
+                detail.append(f"{float(e['new_fraction']):.0%} of objects renamed")
+            if e.get("purged_by") is not None:
+                detail.append(f"purged everywhere by t={float(e['purged_by']):.1f} s")
+            if e.get("multiplier") is not None:
+                detail.append(f"x{float(e['multiplier']):g} traffic")
+            if e.get("extra") is not None:
+                detail.append(f"+{float(e['extra']) * 1000:.0f} ms")
+            if e.get("restart") is not None:
+                detail.append(f"restarts at t={float(e['restart']):.0f} s")
+            if e.get("failed_in_flight"):
+                detail.append(f"requests failed in flight: {e['failed_in_flight']:,}")
+            if isinstance(until, int | float):
+                detail.append(f"until t={float(until):.0f} s")
+            out.append(
+                (
+                    float(at),
+                    float(until) if isinstance(until, int | float) else None,
+                    kind,
+                    ", ".join(detail),
+                    kind in _FAULTS,
+                )
+            )
+    out.sort(key=lambda r: r[0])
     return out
+
+
+def _events_html(events: list[tuple[float, float | None, str, str, bool]], meta: dict[str, Any]) -> str:
+    if not events:
+        return "<p>No events (deploys, flash crowds, faults) in this run.</p>\n"
+    rows = "".join(
+        f"<tr><td>{i}</td><td>{at:,.0f}</td><td>{escape(_clock(meta, at))}</td>"
+        f"<td class=l>{escape(kind)}</td><td class=l>{escape(detail)}</td></tr>"
+        for i, (at, _, kind, detail, _) in enumerate(events, 1)
+    )
+    return (
+        "<div class=wide><table><tr><th>#</th><th>t (s)</th><th>clock</th><th class=l>event</th>"
+        f"<th class=l>detail</th></tr>{rows}</table></div>\n"
+    )
+
+
+def _summary_rows(report: dict[str, Any]) -> str:
+    def row(name: str, g: dict[str, Any], util: bool) -> str:
+        lat, q = g.get("latency") or {}, g.get("queueing") or {}
+        tier = " (shield)" if g.get("tier") == "shield" else ""
+        return (
+            f"<tr><td>{escape(name)}{tier}</td><td>{g.get('requests', 0):,}</td>"
+            f"<td>{_pct(g.get('object_hit_ratio'))}</td><td>{_pct(g.get('byte_hit_ratio'))}</td>"
+            f"<td>{g.get('origin_requests', 0):,}</td><td>{_ms(lat.get('p50'))}</td>"
+            f"<td>{_ms(lat.get('p99'))}</td><td>{_ms(q.get('p99'))}</td>"
+            f"<td>{g.get('errors', 0) + g.get('failed', 0):,}</td>"
+            f"<td>{_pct(g.get('utilisation')) if util else ''}</td></tr>"
+        )
+
+    out = [row("all", report["totals"], False)]
+    for title, section, util in (
+        ("Regions", report["regions"], False),
+        ("Sites", report["sites"], False),
+        ("Nodes", report["nodes"], True),
+    ):
+        items = _items(section)
+        if items:
+            out.append(f'<tr class=group><th colspan="10">{title} ({len(items)})</th></tr>')
+            out += [row(n, g, util) for n, g in items]
+    return "".join(out)
+
+
+def _origin_html(report: dict[str, Any]) -> str:
+    o = report["origin"]
+    return (
+        f"<p>Origin: {o.get('requests', 0):,} requests, {_per_s(o.get('requests_per_second'))} mean, "
+        f"peak {o.get('peak_requests_per_second', 0):.1f}/s at t={o.get('peak_at', 0):.0f} s, "
+        f"utilisation {_pct(o.get('utilisation'))}, 5xx {o.get('status_5xx', 0):,}, "
+        f"refused in outages {o.get('refused_outage', 0):,}, rejected (queue full) "
+        f"{o.get('rejected_503', 0):,}</p>\n"
+    )
+
+
+def _run_line(meta: dict[str, Any]) -> str:
+    """What was run: seed, version, engine, span, and any window or rate scale."""
+    parts = [
+        f"seed {meta['seed']}",
+        f"edgesim {meta['edgesim_version']}",
+        f"engine {meta.get('engine', 'virtual')}",
+        f"{meta['duration']:,.0f} s simulated from {meta.get('start_utc', '?')}",
+        f"{meta['simulated_requests']:,} requests",
+        f"warm-up {meta['warmup']:,.0f} s excluded from the summary",
+        f"{meta.get('interval', 0):g} s intervals",
+    ]
+    window = meta.get("window")
+    if isinstance(window, list) and len(window) == 2:
+        parts.append(f"window: the traffic curve's {window[0]:,.0f}-{window[0] + window[1]:,.0f} s")
+    scale = meta.get("rate_scale")
+    if scale is not None and scale != 1:
+        parts.append(f"arrival rates scaled by {scale:g}")
+    return " &middot; ".join(escape(p) for p in parts)
 
 
 def render_html(report: dict[str, Any], topology_text: str = "") -> str:
@@ -310,8 +433,30 @@ def render_html(report: dict[str, Any], topology_text: str = "") -> str:
     markers, hit ratio per region, utilisation per node, and the summary tables."""
     meta = report["meta"]
     ts = report["timeseries"]
-    xs = ts.get("start", [])
-    markers = _markers(report)
+    starts = [float(x) for x in ts.get("start", [])]
+    interval = float(ts.get("interval") or meta.get("interval") or 0)
+    end = max(float(meta.get("duration") or 0), starts[-1] + interval if starts else 0.0)
+    unit, per = _time_unit(end)
+    xs = [(x + interval / 2) / per for x in starts]  # each interval's value at its middle
+    events = _event_rows(report)
+    markers = [
+        (at / per, str(i), f"{i}: {kind} {detail}", fault)
+        for i, (at, _, kind, detail, fault) in enumerate(events, 1)
+    ]
+    spans = [
+        (0.0, float(meta["warmup"]) / per, "warm-up (not in the summary)", "warm-up", _SPAN_FILL["warmup"])
+    ]
+    spans += [
+        (
+            at / per,
+            until / per,
+            "fault in effect" if fault else "event in effect",
+            f"{i}: {kind} {detail}",
+            _SPAN_FILL["fault" if fault else "event"],
+        )
+        for i, (at, until, kind, detail, fault) in enumerate(events, 1)
+        if until is not None
+    ]
 
     def col(name: str) -> list[float]:
         vals = ts.get(name)
@@ -325,63 +470,88 @@ def render_html(report: dict[str, Any], topology_text: str = "") -> str:
     origin_series = [
         ("origin requests/s", xs, col(k)) for k in ("origin_rps", "origin_requests_per_second") if col(k)
     ][:1]
+    samp = meta.get("sampled")
+    x_label, x_range = f"time since the start ({unit})", (0.0, end / per)
     regions = _items(report["regions"])
     nodes = _items(report["nodes"])
-    util = [float(g.get("utilisation") or 0) for _, g in nodes]
+    # a region has one colour in both bar charts (shields: the next colours)
+    region_names = list(dict.fromkeys([n for n, _ in regions] + [str(g.get("region", "")) for _, g in nodes]))
+    util = [g.get("utilisation") for _, g in nodes]
+    known = [float(u) for u in util if u is not None]
+    no_util = "utilisation not available in a sampled run" if samp else "n/a"
     charts = [
-        line_chart("Latency over time", lat_series, y_label="ms", markers=markers),
-        line_chart("Origin load over time", origin_series, y_label="requests/s", markers=markers),
-        bar_chart(
-            "Object hit ratio per region",
-            [n for n, _ in regions],
-            [float(g.get("object_hit_ratio") or 0) for _, g in regions],
-            y_max=1.0,
+        line_chart(
+            "Latency over time (answered requests)",
+            lat_series,
+            y_label="latency (ms)",
+            markers=markers,
+            spans=spans,
+            empty="latency not available in a sampled run" if samp else "no answered request",
+            x_label=x_label,
+            x_range=x_range,
         ),
-        bar_chart(
-            "Utilisation per node",
-            [n for n, _ in nodes],
-            util,
+        line_chart(
+            "Origin load over time",
+            origin_series,
+            y_label="origin requests/s",
+            markers=markers,
+            spans=spans,
+            x_label=x_label,
+            x_range=x_range,
+        ),
+        hbar_chart(
+            "Object hit ratio per region (steady state)",
+            [(n, g.get("object_hit_ratio"), i) for i, (n, g) in enumerate(regions)],
+            x_label="object hit ratio",
+            x_max=1.0,
+            x_format=fmt_percent,
+        ),
+        hbar_chart(
+            "Utilisation per node (steady state)",
+            [
+                (n, None if u is None else float(u), region_names.index(str(g.get("region", ""))))
+                for (n, g), u in zip(nodes, util, strict=True)
+            ],
+            x_label="utilisation: busy worker-seconds / (workers \u00d7 steady span)",
             # Lightly loaded nodes stay visible: the axis ends just above the busiest one.
-            y_max=min(1.0, max([0.01, *util]) * 1.25),
+            x_max=min(1.0, max([0.001, *known])),
+            x_format=fmt_percent,
+            groups=region_names,
+            missing=no_util,
         ),
     ]
-    rows = "".join(
-        f"<tr><td>{escape(n)}</td><td>{g.get('requests', 0):,}</td><td>{_pct(g.get('object_hit_ratio'))}</td>"
-        f"<td>{_pct(g.get('byte_hit_ratio'))}</td><td>{g.get('origin_requests', 0):,}</td>"
-        f"<td>{_ms((g.get('latency') or {}).get('p50'))}</td><td>{_ms((g.get('latency') or {}).get('p99'))}</td>"
-        f"<td>{_ms((g.get('queueing') or {}).get('p99'))}</td>"
-        f"<td>{g.get('errors', 0) + g.get('failed', 0):,}</td></tr>"
-        for n, g in [("all", report["totals"]), *regions, *_items(report["sites"]), *nodes]
-    )
     partial = (
         "<p><strong>Partial report: the run was interrupted.</strong></p>" if meta.get("partial") else ""
     )
     shadow_html = _shadow_html(report)
     away = _failed_over(report)
     failover_html = f"<p>{escape(away)}</p>" if away else ""
-    samp = meta.get("sampled")
     sampled = (
-        f" simulated of a key sample at rate {samp['rate']:g}: the counts below are estimates"
-        " for the full traffic, weighted per stratum of keys; latency and utilisation are not"
-        " available (docs/sampling.md)"
+        f"<p><strong>Sampled run</strong>: simulated of a key sample at rate {samp['rate']:g}; the counts"
+        " below are estimates for the full traffic, weighted per stratum of keys; latency and"
+        " utilisation are not available (docs/sampling.md).</p>\n"
         if samp
         else ""
     )
+    name = escape(str(meta["topology"]))
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>edgesim: {escape(str(meta["topology"]))}</title>
+<html lang="en"><head><meta charset="utf-8"><title>edgesim report: {name}, seed {meta["seed"]}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:24px;max-width:1000px}}
 table{{border-collapse:collapse}}td,th{{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}}
-td:first-child,th:first-child{{text-align:left}}pre{{background:#f6f6f6;padding:8px;overflow:auto}}</style>
+td:first-child,th:first-child,.l{{text-align:left}}td{{white-space:nowrap}}td.l{{white-space:normal}}
+tr.group th{{text-align:left;padding-top:12px;background:#f3f3f3}}
+.wide{{overflow-x:auto}}figure{{margin:12px 0}}svg{{max-width:100%;height:auto}}
+pre{{background:#f6f6f6;padding:8px;overflow:auto}}</style>
 </head><body>
-<h1>edgesim report: {escape(str(meta["topology"]))}</h1>
-<p>seed {meta["seed"]} &middot; {meta["duration"]:.0f} s simulated &middot; {meta["simulated_requests"]:,} requests{sampled}
-&middot; warm-up {meta["warmup"]:.0f} s excluded &middot; edgesim {escape(str(meta["edgesim_version"]))}</p>
-{partial}
+<h1>edgesim report: {name}</h1>
+<p>{_run_line(meta)}</p>
+{sampled}{partial}
 {"".join(f"<figure>{c}</figure>" for c in charts)}
-<h2>Summary</h2>
-<table><tr><th></th><th>requests</th><th>hit</th><th>byte hit</th><th>origin req</th><th>p50 ms</th>
-<th>p99 ms</th><th>queue p99 ms</th><th>errors</th></tr>{rows}</table>
-{failover_html}{shadow_html}<h2>Topology</h2><pre>{escape(topology_text)}</pre>
+<h2>Events</h2>
+{_events_html(events, meta)}<h2>Summary (steady state)</h2>
+<div class=wide><table><tr><th></th><th>requests</th><th>hit</th><th>byte hit</th><th>origin req</th><th>p50 ms</th>
+<th>p99 ms</th><th>queue p99 ms</th><th>errors</th><th>util</th></tr>{_summary_rows(report)}</table></div>
+{_origin_html(report)}{failover_html}{shadow_html}<h2>Topology</h2><pre>{escape(topology_text)}</pre>
 <script type="application/json" id="report">{script_json(report)}</script>
 </body></html>
 """
@@ -404,11 +574,11 @@ def _shadow_html(report: dict[str, Any]) -> str:
         "<tr>" + "".join(f"<td>{escape(c)}</td>" for c in _sample_cells(s)) + "</tr>" for s in samples
     )
     return (
-        f"<h2>{escape(_shadow_title(shadow))}</h2>\n<table><tr><th></th>{head}</tr>{rows}</table>\n"
+        f"<h2>{escape(_shadow_title(shadow))}</h2>\n<div class=wide><table><tr><th></th>{head}</tr>{rows}</table></div>\n"
         + (f"<p>{escape(cost)}</p>\n" if cost else "")
         + (
-            "<h3>Samples</h3><table><tr><th>event</th><th>request</th><th>primary</th>"
-            f"<th>candidate</th></tr>{sample_rows}</table>\n"
+            "<h3>Samples</h3><div class=wide><table><tr><th>event</th><th>request</th><th>primary</th>"
+            f"<th>candidate</th></tr>{sample_rows}</table></div>\n"
             if samples
             else ""
         )
