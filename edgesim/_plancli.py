@@ -338,10 +338,10 @@ def mrc_command(
                 # its synthetic stream is not its traffic: say so rather than draw it
                 _fail(f"{source}: its traffic is the trace {topo.traffic.trace}; run edgesim mrc on it")
             trace = topology_trace(topo, region=region, site=site, requests=n_requests, seed=seed)
-            label = topo.name
+            label, topology_text = topo.name, topo.source_text
         else:
             trace = select(read_trace(source, trace_format), region, site)
-            label = source
+            label, topology_text = source, ""
     except EdgesimError as exc:
         _fail(str(exc))
     except ValueError as exc:
@@ -356,7 +356,7 @@ def mrc_command(
     title = f"{label}{' (' + where + ')' if where else ''}"
     data = {"source": source, "region": region, "site": site, **curve.as_dict()}
     if html_path:
-        _write(html_path, _mrc_html(title, curve))
+        _write(html_path, _mrc_html(title, curve, seed=seed, topology_text=topology_text))
     if as_json:
         click.echo(json.dumps(data))
         return
@@ -379,34 +379,47 @@ def mrc_command(
     )
 
 
-def _mrc_html(title: str, curve: Any) -> str:
+def _mrc_html(title: str, curve: Any, *, seed: int, topology_text: str = "") -> str:
+    """The ``mrc --html`` page: the curve on a log cache-size axis, its table, the curve
+    as JSON, and what made it (seed, edgesim version, the topology file when there is one)."""
     import math
     from html import escape
 
-    from edgesim._svg import line_chart, script_json
+    from edgesim import __version__
+    from edgesim._svg import fmt_percent, line_chart, script_json
 
-    xs = [math.log2(s / 2**20) if s > 0 else 0.0 for s in curve.sizes]
+    xs = [math.log2(s) for s in curve.sizes]  # sizes are above 0 (--sizes, the default powers of 2)
+    step = max(1, math.ceil(len(xs) / 10))  # at most about 10 size labels
+    ticks = [(x, _bytes(s)) for x, s in list(zip(xs, curve.sizes, strict=True))[::step]]
     chart = line_chart(
-        f"Hit ratio vs cache size: {title}",
+        f"LRU hit ratio vs cache size: {title}",
         [("object hit ratio", xs, list(curve.hit_ratio)), ("byte hit ratio", xs, list(curve.byte_hit_ratio))],
         y_label="hit ratio",
-        x_label="cache size (log2 of MiB)",
+        x_label="cache size (log scale)",
+        x_ticks=ticks,
+        y_max=1.0,
+        y_format=fmt_percent,
     )
     head = f", the {curve.exact_keys:,} most requested keys in full" if curve.exact_keys else ""
     rows = "".join(
         f"<tr><td>{_bytes(s)}</td><td>{h:.4f}</td><td>{b:.4f}</td></tr>"
         for s, h, b in zip(curve.sizes, curve.hit_ratio, curve.byte_hit_ratio, strict=True)
     )
+    topology = f"<h2>Topology</h2><pre>{escape(topology_text)}</pre>\n" if topology_text else ""
+    meta = {"source": title, "seed": seed, "edgesim_version": __version__, "topology_text": topology_text}
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>edgesim mrc: {escape(title)}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:24px;max-width:1000px}}
-table{{border-collapse:collapse}}
-td,th{{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}}</style>
+table{{border-collapse:collapse}}svg{{max-width:100%;height:auto}}
+td,th{{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}}
+pre{{background:#f6f6f6;padding:8px;overflow:auto}}</style>
 </head><body>
 <h1>Miss-ratio curve: {escape(title)}</h1>
-<p>{curve.requests:,} requests, {curve.objects:,} objects, SHARDS rate {curve.sample_rate:g}{head}</p>
+<p>{curve.requests:,} requests, {curve.objects:,} objects, footprint {_bytes(curve.footprint)},
+SHARDS rate {curve.sample_rate:g}{head} &middot; seed {seed} &middot; edgesim {escape(__version__)}</p>
 <figure>{chart}</figure>
-<table><tr><th>cache size</th><th>hit ratio</th><th>byte hit ratio</th></tr>{rows}</table>
-<script type="application/json" id="curve">{script_json(curve.as_dict())}</script>
+<table><tr><th>cache size</th><th>object hit ratio</th><th>byte hit ratio</th></tr>{rows}</table>
+{topology}<script type="application/json" id="curve">{script_json(curve.as_dict())}</script>
+<script type="application/json" id="meta">{script_json(meta)}</script>
 </body></html>
 """

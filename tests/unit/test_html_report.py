@@ -7,14 +7,16 @@ import math
 import re
 import xml.etree.ElementTree as ET
 from itertools import pairwise
+from pathlib import Path
 
-from helpers import topo
+from helpers import run_cli, topo
 
 from edgesim import __version__
 from edgesim._svg import MT, hbar_chart, line_chart, nice_ticks
 from edgesim.engine import simulate
 from edgesim.report import render_html
 from edgesim.topology import Deploy, Faults, NodeCrash, OriginOutage
+from edgesim.traces import Trace, write_trace
 
 NS = "{http://www.w3.org/2000/svg}"
 
@@ -133,3 +135,23 @@ def test_many_nodes_get_one_readable_row_each() -> None:
     ys = [float(t.get("y", 0)) for t in labels]
     assert min(b - a for a, b in pairwise(ys)) >= 14  # one line of 11 px text each
     assert float(svg.get("height", 0)) >= ys[-1]
+
+
+def test_mrc_page_names_seed_version_and_its_topology(tmp_path: Path) -> None:
+    from array import array
+
+    path = tmp_path / "t.csv"
+    write_trace(path, Trace(array("d", range(6)), array("Q", [0, 1, 0, 2, 0, 1]), array("q", [5] * 6)), "csv")
+    html = tmp_path / "c.html"
+    code, _, err = run_cli("mrc", str(path), "--sizes", "10B,1KB", "--seed", "4", "--html", str(html))
+    assert code == 0, err
+    page = html.read_text()
+    assert f"seed 4 &middot; edgesim {__version__}" in page
+    (svg,) = _svgs(page)
+    _title(svg)
+    labels = {t.text for t in _texts(svg)}
+    assert {"10B", "1KB"} <= labels  # the x axis is labelled with the table's sizes
+    topo_html = tmp_path / "d.html"
+    code, _, err = run_cli("mrc", "demo", "--requests", "2000", "--html", str(topo_html))
+    assert code == 0, err
+    assert "<h2>Topology</h2><pre># demo: the default topology" in topo_html.read_text()
