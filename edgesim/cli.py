@@ -630,8 +630,17 @@ def bench_edge_command(seconds: float, connections: int, core_only: bool) -> Non
     type=click.Choice(["csv", "oracle-general"]),
     help="Trace format (default: by extension, else by content).",
 )
+@click.option(
+    "--engine",
+    type=click.Choice(["native", "python"]),
+    default="native",
+    show_default=True,
+    help="The replay loop: the C one, or the reference Python one (same counts, slower).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def replay_command(trace: str, cache_size: int, policy: str, trace_format: str | None, as_json: bool) -> None:
+def replay_command(
+    trace: str, cache_size: int, policy: str, trace_format: str | None, engine: str, as_json: bool
+) -> None:
     """Replay TRACE (CSV `time,key,size[,region,site]` or libCacheSim oracleGeneral)
     through one cache of --cache-size bytes; print the object and byte hit ratios."""
     from edgesim.replay import replay
@@ -641,7 +650,12 @@ def replay_command(trace: str, cache_size: int, policy: str, trace_format: str |
         requests = read_trace(trace, trace_format)
     except EdgesimError as exc:
         _fail(str(exc))
-    result = replay(requests, cache_size, policy)
+    try:
+        result = replay(requests, cache_size, policy, engine=engine)
+    except MemoryError:
+        _fail(
+            f"{trace}: out of memory while replaying it (the cache's objects do not fit): replay a part of it"
+        )
     if as_json:
         click.echo(json.dumps({"trace": trace, **result.as_dict()}))
         return
@@ -651,7 +665,7 @@ def replay_command(trace: str, cache_size: int, policy: str, trace_format: str |
     click.echo(
         f"byte hit ratio  {result.byte_hit_ratio:.4f} ({result.hit_bytes:,} of {result.bytes:,} bytes)"
     )
-    click.echo(f"replay rate     {result.rate:,.0f} requests/s")
+    click.echo(f"replay rate     {result.rate:,.0f} requests/s ({result.engine})")
 
 
 @bench_group.command("replay", short_help="Trace replay: requests/s per policy on a Zipf trace.")
