@@ -693,8 +693,9 @@ def replay_command(
 def bench_replay_command(
     n_requests: int, n_objects: int, alpha: float, cache_fraction: float, repeats: int, read: bool
 ) -> None:
-    """Replay rate (requests/s, median and best) of each policy on a generated Zipf
-    trace, with a bare dict loop over the same trace as the same-process baseline.
+    """Replay rate (requests/s, median and best) of each policy's native and Python
+    loops on a generated Zipf trace, with a bare dict loop over the same trace as the
+    same-process baseline.
     With --read: how fast the trace is read from each kind of file, against its plain
     file."""
     from edgesim.replay import bench, read_bench, zipf_trace

@@ -10,8 +10,8 @@ of ``cache_size`` bytes and counts object and byte hits. Each policy exists twic
   (``array('Q')``/``array('q')`` or numpy arrays of 8-byte integers; other sequences
   are converted once). The cache is an open-addressing hash table of the stored keys
   and a doubly-linked list of 32-bit node indexes; the call allocates and frees it,
-  and holds the columns only for its duration. About 10 to 20 times the Python loop's
-  rate (docs/replay.md, "Performance").
+  and holds the columns only for its duration. 8 to 22 times the Python loop's rate
+  on a loaded machine (docs/replay.md, "Performance").
 - **python**, the reference: the loops :data:`POLICIES`, each one tight loop with an
   ``OrderedDict`` (a C hash table threaded by a doubly-linked list) as its queue:
   ``move_to_end`` and ``popitem(last=False)`` are O(1). The loops count misses, not
@@ -20,12 +20,14 @@ of ``cache_size`` bytes and counts object and byte hits. Each policy exists twic
   are tested against them (tests/native/test_replay_native.py).
 
 Both give identical counts. The native engine falls back to the Python loop, and says
-so in :attr:`ReplayResult.engine`, in two cases: columns that do not fit 64-bit
-integers (a key outside 0..2**64-1 and -2**63..-1, or a size of 2**63 bytes or more),
-and a cache of 2**64 bytes or more whose objects did not all fit in 2**64 - 1 bytes
-(the C loop counts stored bytes in 64 bits: it runs such a cache as 2**64 - 1 bytes and
-the Python loop reruns it if that ever evicted). Byte sums over the requests are exact
-in both (128-bit sums in C).
+so in :attr:`ReplayResult.engine`, in two cases: columns that do not fit 8-byte
+integers (keys that fit neither uint64 nor int64 as a whole, such as -1 beside
+2**64 - 1, or a size of 2**63 bytes or more; any 8-byte key type will do, since only
+key equality matters), and a cache of 2**64 bytes or more whose objects did not all fit
+in 2**64 - 1 bytes (the C loop counts stored bytes in 64 bits: it runs such a cache as
+2**64 - 1 bytes and the Python loop reruns it if that ever evicted). Byte sums over the
+requests are exact in both (128-bit sums in C). Memory the C loop cannot allocate is a
+``MemoryError``.
 
 Semantics (shared by all policies, and the same as libCacheSim's ``cache_get_base``):
 
@@ -241,6 +243,8 @@ def replay(trace: Trace, cache_size: int, policy: str = "lru", *, engine: str = 
             kcol = _column(keys, _UNSIGNED | _SIGNED, "q")  # negative ids: any 8-byte ids do
         scol = _column(sizes, _SIGNED, "q")
         if kcol is not None and scol is not None:
+            import edgesim._redirects_cffi  # noqa: F401  (loaded before the clock starts)
+
             start = time.perf_counter()
             counts = _native_counts(policy, kcol, scol, requests, cache_size)
             seconds = time.perf_counter() - start
