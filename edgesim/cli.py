@@ -705,7 +705,11 @@ def bench_replay_command(
         result = {"requests": n_requests, "repeats": repeats, "read": read_bench(trace, repeats)}
         click.echo(json.dumps(result, indent=2))
         return
-    click.echo(json.dumps(bench(n_requests, n_objects, alpha, cache_fraction, repeats), indent=2))
+    try:
+        result = bench(n_requests, n_objects, alpha, cache_fraction, repeats)
+    except RuntimeError as exc:
+        _fail(str(exc))
+    click.echo(json.dumps(result, indent=2))
 
 
 from edgesim.simbench import engine_command, sampling_command  # noqa: E402

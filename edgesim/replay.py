@@ -20,7 +20,8 @@ of ``cache_size`` bytes and counts object and byte hits. Each policy exists twic
   are tested against them (tests/native/test_replay_native.py).
 
 Both give identical counts. The native engine falls back to the Python loop, and says
-so in :attr:`ReplayResult.engine`, in two cases: columns that do not fit 8-byte
+so in :attr:`ReplayResult.engine`, when the extension module is missing or older than
+``esr_replay`` (a tree not rebuilt), and in two more cases: columns that do not fit 8-byte
 integers (keys that fit neither uint64 nor int64 as a whole, such as -1 beside
 2**64 - 1, or a size of 2**63 bytes or more; any 8-byte key type will do, since only
 key equality matters), and a cache of 2**64 bytes or more whose objects did not all fit
@@ -205,6 +206,16 @@ def _native_counts(
     return out.misses, miss_bytes, total, out.evictions
 
 
+def _have_native() -> bool:
+    """Whether the extension module loads and has ``esr_replay`` (it is then loaded
+    before a clock starts)."""
+    try:
+        from edgesim import _redirects_cffi as native
+    except ImportError:
+        return False
+    return hasattr(native.lib, "esr_replay")
+
+
 def _negative_size_message(sizes: Sequence[int]) -> str:
     i = next((i for i, s in enumerate(sizes) if s < 0), -1)
     return f"request {i}: size {sizes[i]} is negative" if i >= 0 else "bad replay arguments"
@@ -242,9 +253,7 @@ def replay(trace: Trace, cache_size: int, policy: str = "lru", *, engine: str = 
         if kcol is None:
             kcol = _column(keys, _UNSIGNED | _SIGNED, "q")  # negative ids: any 8-byte ids do
         scol = _column(sizes, _SIGNED, "q")
-        if kcol is not None and scol is not None:
-            import edgesim._redirects_cffi  # noqa: F401  (loaded before the clock starts)
-
+        if kcol is not None and scol is not None and _have_native():
             start = time.perf_counter()
             counts = _native_counts(policy, kcol, scol, requests, cache_size)
             seconds = time.perf_counter() - start
@@ -339,8 +348,14 @@ def bench(
         dict (medians, and bests), and each native loop's ratio to its Python loop.
 
     Raises:
-        RuntimeError: a native loop's counts differ from its Python loop's.
+        RuntimeError: the native loops are not built, or a native loop's counts differ
+            from its Python loop's.
     """
+    if not _have_native():
+        raise RuntimeError(
+            "the native replay loops are not built (rebuild the extension: "
+            "pip install ., or python setup.py build_ext --inplace)"
+        )
     trace = zipf_trace(n_requests, n_objects, alpha, seed=seed)
     footprint = sum(dict(zip(trace.keys, trace.sizes, strict=True)).values())
     cache_size = int(footprint * cache_fraction)

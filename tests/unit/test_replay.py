@@ -174,6 +174,28 @@ def test_bench_runs_small() -> None:
     json.dumps(result)
 
 
+def test_without_the_extension_replay_uses_the_python_loop() -> None:
+    # A tree whose extension is not built (or predates esr_replay): replay still
+    # answers, says which loop ran, and the benchmark says what to do in one line.
+    child = """
+import sys
+sys.modules["edgesim._redirects_cffi"] = None  # the import fails, as when not built
+from edgesim.replay import replay
+from edgesim.traces import Trace
+r = replay(Trace.from_rows([(0, 1, 5), (1, 2, 5), (2, 1, 5)]), 10)
+print(r.engine, r.hits)
+from edgesim.cli import cli
+cli.main(["bench", "replay", "--requests", "1000", "--repeats", "1"])
+"""
+    proc = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=120)
+    assert proc.stdout == "python 1\n"
+    assert proc.returncode == 1
+    assert proc.stderr == (
+        "Error: the native replay loops are not built (rebuild the extension: "
+        "pip install ., or python setup.py build_ext --inplace)\n"
+    )
+
+
 def test_read_bench_runs_small() -> None:
     result = CliRunner().invoke(cli, ["bench", "replay", "--read", "--requests", "3000", "--repeats", "1"])
     assert result.exit_code == 0, result.output
