@@ -630,8 +630,17 @@ def bench_edge_command(seconds: float, connections: int, core_only: bool) -> Non
     type=click.Choice(["csv", "oracle-general"]),
     help="Trace format (default: by extension, else by content).",
 )
+@click.option(
+    "--engine",
+    type=click.Choice(["native", "python"]),
+    default="native",
+    show_default=True,
+    help="The replay loop: the C one, or the reference Python one (same counts, slower).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def replay_command(trace: str, cache_size: int, policy: str, trace_format: str | None, as_json: bool) -> None:
+def replay_command(
+    trace: str, cache_size: int, policy: str, trace_format: str | None, engine: str, as_json: bool
+) -> None:
     """Replay TRACE (CSV `time,key,size[,region,site]` or libCacheSim oracleGeneral)
     through one cache of --cache-size bytes; print the object and byte hit ratios."""
     from edgesim.replay import replay
@@ -641,7 +650,12 @@ def replay_command(trace: str, cache_size: int, policy: str, trace_format: str |
         requests = read_trace(trace, trace_format)
     except EdgesimError as exc:
         _fail(str(exc))
-    result = replay(requests, cache_size, policy)
+    try:
+        result = replay(requests, cache_size, policy, engine=engine)
+    except MemoryError:
+        _fail(
+            f"{trace}: out of memory while replaying it (the cache's objects do not fit): replay a part of it"
+        )
     if as_json:
         click.echo(json.dumps({"trace": trace, **result.as_dict()}))
         return
@@ -651,7 +665,7 @@ def replay_command(trace: str, cache_size: int, policy: str, trace_format: str |
     click.echo(
         f"byte hit ratio  {result.byte_hit_ratio:.4f} ({result.hit_bytes:,} of {result.bytes:,} bytes)"
     )
-    click.echo(f"replay rate     {result.rate:,.0f} requests/s")
+    click.echo(f"replay rate     {result.rate:,.0f} requests/s ({result.engine})")
 
 
 @bench_group.command("replay", short_help="Trace replay: requests/s per policy on a Zipf trace.")
@@ -679,8 +693,9 @@ def replay_command(trace: str, cache_size: int, policy: str, trace_format: str |
 def bench_replay_command(
     n_requests: int, n_objects: int, alpha: float, cache_fraction: float, repeats: int, read: bool
 ) -> None:
-    """Replay rate (requests/s, median and best) of each policy on a generated Zipf
-    trace, with a bare dict loop over the same trace as the same-process baseline.
+    """Replay rate (requests/s, median and best) of each policy's native and Python
+    loops on a generated Zipf trace, with a bare dict loop over the same trace as the
+    same-process baseline.
     With --read: how fast the trace is read from each kind of file, against its plain
     file."""
     from edgesim.replay import bench, read_bench, zipf_trace
@@ -690,7 +705,11 @@ def bench_replay_command(
         result = {"requests": n_requests, "repeats": repeats, "read": read_bench(trace, repeats)}
         click.echo(json.dumps(result, indent=2))
         return
-    click.echo(json.dumps(bench(n_requests, n_objects, alpha, cache_fraction, repeats), indent=2))
+    try:
+        result = bench(n_requests, n_objects, alpha, cache_fraction, repeats)
+    except RuntimeError as exc:
+        _fail(str(exc))
+    click.echo(json.dumps(result, indent=2))
 
 
 from edgesim.simbench import engine_command, sampling_command  # noqa: E402

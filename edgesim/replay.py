@@ -3,11 +3,32 @@
 Theory of operation
 -------------------
 :func:`replay` runs every request of a :class:`~edgesim.traces.Trace` through one cache
-of ``cache_size`` bytes and counts object and byte hits. Each policy is one tight loop
-over the trace's key and size columns with an ``OrderedDict`` (a C hash table threaded
-by a doubly-linked list) as its queue: ``move_to_end`` and ``popitem(last=False)`` are
-O(1). The loops count misses, not hits, so a hit costs one lookup and one move; hits are
-``requests - misses``.
+of ``cache_size`` bytes and counts object and byte hits. Each policy exists twice:
+
+- **native** (the default): one C call, ``esr_replay`` (``native/src/esr_replay.c``, in
+  the package's cffi module), over the trace's key and size columns passed as buffers
+  (``array('Q')``/``array('q')`` or numpy arrays of 8-byte integers; other sequences
+  are converted once). The cache is an open-addressing hash table of the stored keys
+  and a doubly-linked list of 32-bit node indexes; the call allocates and frees it,
+  and holds the columns only for its duration. 8 to 22 times the Python loop's rate
+  on a loaded machine (docs/replay.md, "Performance").
+- **python**, the reference: the loops :data:`POLICIES`, each one tight loop with an
+  ``OrderedDict`` (a C hash table threaded by a doubly-linked list) as its queue:
+  ``move_to_end`` and ``popitem(last=False)`` are O(1). The loops count misses, not
+  hits, so a hit costs one lookup and one move; hits are ``requests - misses``.
+  ``engine="python"`` (``edgesim replay --engine python``) runs them; the native loops
+  are tested against them (tests/native/test_replay_native.py).
+
+Both give identical counts. The native engine falls back to the Python loop, and says
+so in :attr:`ReplayResult.engine`, when the extension module is missing or older than
+``esr_replay`` (a tree not rebuilt), and in two more cases: columns that do not fit 8-byte
+integers (keys that fit neither uint64 nor int64 as a whole, such as -1 beside
+2**64 - 1, or a size of 2**63 bytes or more; any 8-byte key type will do, since only
+key equality matters), and a cache of 2**64 bytes or more whose objects did not all fit
+in 2**64 - 1 bytes (the C loop counts stored bytes in 64 bits: it runs such a cache as
+2**64 - 1 bytes and the Python loop reruns it if that ever evicted). Byte sums over the
+requests are exact in both (128-bit sums in C). Memory the C loop cannot allocate is a
+``MemoryError``.
 
 Semantics (shared by all policies, and the same as libCacheSim's ``cache_get_base``):
 
@@ -22,6 +43,8 @@ Semantics (shared by all policies, and the same as libCacheSim's ``cache_get_bas
   results comparable with libCacheSim on the same oracleGeneral trace.
 - Byte counts use the size in each request: ``bytes`` is the sum over all requests,
   ``hit_bytes`` the sum over hits.
+- Sizes are never negative (:class:`~edgesim.traces.Trace` readers reject them);
+  :func:`replay` raises ``ValueError`` for a column that has one.
 
 Policies:
 
@@ -29,8 +52,8 @@ Policies:
   least-recently-used end and inserts at the MRU end.
 - ``fifo``: a hit changes nothing; a miss evicts the oldest insertion.
 
-Timing here uses ``time.perf_counter`` around the loop only (reading the trace is not
-counted); results never depend on it.
+Timing here uses ``time.perf_counter`` around the loop only (reading the trace, and
+converting columns that are not buffers, is not counted); results never depend on it.
 """
 
 from __future__ import annotations
@@ -39,6 +62,7 @@ import bisect
 import itertools
 import random
 import statistics
+import sys
 import time
 from array import array
 from collections import OrderedDict
@@ -48,7 +72,7 @@ from typing import Any
 
 from edgesim.traces import Trace
 
-__all__ = ["POLICIES", "ReplayResult", "bench", "replay"]
+__all__ = ["ENGINES", "POLICIES", "ReplayResult", "bench", "replay"]
 
 # (keys, sizes, capacity) -> (misses, miss_bytes)
 _Loop = Callable[[Sequence[int], Sequence[int], int], tuple[int, int]]
@@ -65,6 +89,7 @@ class ReplayResult:
             the denominator is 0).
         policy, cache_size: what was replayed.
         seconds: wall time of the replay loop (not of reading the trace).
+        engine: the loop that ran, ``"native"`` or ``"python"``.
     """
 
     requests: int
@@ -76,6 +101,7 @@ class ReplayResult:
     policy: str
     cache_size: int
     seconds: float
+    engine: str = "python"
 
     @property
     def rate(self) -> float:
@@ -125,33 +151,123 @@ def _fifo(keys: Sequence[int], sizes: Sequence[int], cap: int) -> tuple[int, int
 
 
 POLICIES: dict[str, _Loop] = {"lru": _lru, "fifo": _fifo}
+ENGINES = ("native", "python")
+
+_U64 = (1 << 64) - 1
+# memoryview formats of 8-byte integers in native byte order (array and numpy alike)
+_PREFIXES = ("", "@", "=") + (("<",) if sys.byteorder == "little" else (">",))
+_SIGNED = frozenset(p + c for p in _PREFIXES for c in "lq")
+_UNSIGNED = frozenset(p + c for p in _PREFIXES for c in "LQ")
 
 
-def replay(trace: Trace, cache_size: int, policy: str = "lru") -> ReplayResult:
+def _column(col: Sequence[int], formats: frozenset[str], code: str) -> Any:
+    """``col`` as a contiguous buffer of 8-byte integers in one of ``formats``, or as a
+    new ``array(code)`` of it; ``None`` when its values do not fit ``code``."""
+    try:
+        view = memoryview(col)  # type: ignore[arg-type]
+    except TypeError:
+        pass
+    else:
+        with view:
+            if view.ndim == 1 and view.itemsize == 8 and view.c_contiguous and view.format in formats:
+                return col
+    try:
+        return array(code, col)
+    except (OverflowError, TypeError):
+        return None
+
+
+def _native_counts(
+    policy: str, keys: Any, sizes: Any, n: int, cache_size: int
+) -> tuple[int, int, int, int] | None:
+    """``(misses, miss_bytes, bytes, evictions)`` of the C loop over buffer columns
+    (from :func:`_column`), or ``None`` when only the Python loop can give them."""
+    from edgesim import _redirects_cffi as native
+
+    ffi, lib = native.ffi, native.lib
+    code = lib.ESR_REPLAY_LRU if policy == "lru" else lib.ESR_REPLAY_FIFO
+    out = ffi.new("esr_replay_counts *")
+    # from_buffer pins the columns (an array cannot be resized while exported) for the
+    # call only: the with blocks release them before returning.
+    with ffi.from_buffer("uint64_t[]", keys) as k, ffi.from_buffer("int64_t[]", sizes) as s:
+        rc = lib.esr_replay(code, k, s, n, min(cache_size, _U64), out)
+    if rc == lib.ESR_ENOMEM:
+        raise MemoryError(f"out of memory replaying {n:,} requests")
+    if rc == lib.ESR_ERANGE:
+        raise MemoryError(f"replaying {n:,} requests: more than 2**31 objects in the cache at once")
+    if rc == lib.ESR_EINVAL:
+        raise ValueError(_negative_size_message(sizes))
+    if rc != lib.ESR_OK:
+        raise RuntimeError(f"esr_replay failed with code {rc}")
+    if cache_size > _U64 and out.evictions:
+        return None  # the stored bytes outgrew 64 bits: only Python counts them
+    miss_bytes = out.miss_bytes[1] << 64 | out.miss_bytes[0]
+    total = out.bytes[1] << 64 | out.bytes[0]
+    return out.misses, miss_bytes, total, out.evictions
+
+
+def _have_native() -> bool:
+    """Whether the extension module loads and has ``esr_replay`` (it is then loaded
+    before a clock starts)."""
+    try:
+        from edgesim import _redirects_cffi as native
+    except ImportError:
+        return False
+    return hasattr(native.lib, "esr_replay")
+
+
+def _negative_size_message(sizes: Sequence[int]) -> str:
+    i = next((i for i, s in enumerate(sizes) if s < 0), -1)
+    return f"request {i}: size {sizes[i]} is negative" if i >= 0 else "bad replay arguments"
+
+
+def replay(trace: Trace, cache_size: int, policy: str = "lru", *, engine: str = "native") -> ReplayResult:
     """Replay ``trace`` through one cache of ``cache_size`` bytes.
 
     Args:
         trace: the requests (only keys and sizes are used).
         cache_size: capacity in bytes (>= 0).
         policy: a name in :data:`POLICIES` (``"lru"`` or ``"fifo"``).
+        engine: ``"native"`` (the C loop, falling back to Python where the module
+            docstring says) or ``"python"`` (the reference loop). Counts are identical.
 
     Returns:
-        The counts, ratios and the loop's wall time.
+        The counts, ratios, the loop's wall time and the engine that ran.
 
     Raises:
-        ValueError: a negative cache size or an unknown policy.
+        ValueError: a negative cache size or size, or an unknown policy or engine.
+        MemoryError: the native cache could not be allocated.
     """
     if cache_size < 0:
         raise ValueError(f"cache size must be >= 0 bytes, not {cache_size}")
     loop = POLICIES.get(policy)
     if loop is None:
         raise ValueError(f"unknown policy {policy!r} (expected one of {', '.join(POLICIES)})")
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r} (expected one of {', '.join(ENGINES)})")
     keys, sizes = trace.keys, trace.sizes
-    start = time.perf_counter()
-    misses, miss_bytes = loop(keys, sizes, cache_size)
-    seconds = time.perf_counter() - start
     requests = len(keys)
-    total = sum(sizes)
+    counts = None
+    if engine == "native":
+        kcol = _column(keys, _UNSIGNED | _SIGNED, "Q")
+        if kcol is None:
+            kcol = _column(keys, _UNSIGNED | _SIGNED, "q")  # negative ids: any 8-byte ids do
+        scol = _column(sizes, _SIGNED, "q")
+        if kcol is not None and scol is not None and _have_native():
+            start = time.perf_counter()
+            counts = _native_counts(policy, kcol, scol, requests, cache_size)
+            seconds = time.perf_counter() - start
+    if counts is not None:
+        misses, miss_bytes, total, _ = counts
+        engine = "native"
+    else:
+        if requests and min(sizes) < 0:
+            raise ValueError(_negative_size_message(sizes))
+        start = time.perf_counter()
+        misses, miss_bytes = loop(keys, sizes, cache_size)
+        seconds = time.perf_counter() - start
+        total = sum(sizes)
+        engine = "python"
     hits, hit_bytes = requests - misses, total - miss_bytes
     return ReplayResult(
         requests=requests,
@@ -163,6 +279,7 @@ def replay(trace: Trace, cache_size: int, policy: str = "lru") -> ReplayResult:
         policy=policy,
         cache_size=cache_size,
         seconds=seconds,
+        engine=engine,
     )
 
 
@@ -198,6 +315,17 @@ def _bare_dict(keys: Sequence[int], sizes: Sequence[int], cap: int) -> tuple[int
     return misses, miss_bytes
 
 
+def _native_loop(policy: str) -> _Loop:
+    """The C loop of ``policy`` with the Python loops' signature (for :func:`bench`)."""
+
+    def loop(keys: Sequence[int], sizes: Sequence[int], cap: int) -> tuple[int, int]:
+        counts = _native_counts(policy, keys, sizes, len(keys), cap)
+        assert counts is not None  # bench's caches are far below 2**64 bytes
+        return counts[0], counts[1]
+
+    return loop
+
+
 def bench(
     n_requests: int = 2_000_000,
     n_objects: int = 200_000,
@@ -206,37 +334,58 @@ def bench(
     repeats: int = 5,
     seed: int = 1,
 ) -> dict[str, Any]:
-    """Replay rate of each policy on a Zipf trace, with a bare dict loop as the baseline
-    measured in the same process (machines here are shared and noisy).
+    """Replay rate of each policy, native and Python, on a Zipf trace, with a bare dict
+    loop as the baseline measured in the same process (machines here are shared and
+    noisy).
 
     The cache holds ``cache_fraction`` of the trace's working set (bytes of distinct
-    objects). Each loop runs ``repeats`` times; rates are requests/s, median and best.
+    objects). Each loop runs ``repeats`` times, in turn; rates are requests/s, median
+    and best.
 
     Returns:
-        A JSON-ready dict.
+        A JSON-ready dict: ``rates`` per loop (``bare_dict``, ``python_lru``,
+        ``python_fifo``, ``native_lru``, ``native_fifo``), each loop's ratio to the bare
+        dict (medians, and bests), and each native loop's ratio to its Python loop.
+
+    Raises:
+        RuntimeError: the native loops are not built, or a native loop's counts differ
+            from its Python loop's.
     """
+    if not _have_native():
+        raise RuntimeError(
+            "the native replay loops are not built (rebuild the extension: "
+            "pip install ., or python setup.py build_ext --inplace)"
+        )
     trace = zipf_trace(n_requests, n_objects, alpha, seed=seed)
     footprint = sum(dict(zip(trace.keys, trace.sizes, strict=True)).values())
     cache_size = int(footprint * cache_fraction)
-    loops: dict[str, _Loop] = {"bare_dict": _bare_dict, **POLICIES}
+    loops: dict[str, _Loop] = {"bare_dict": _bare_dict}
+    loops.update({f"python_{name}": loop for name, loop in POLICIES.items()})
+    loops.update({f"native_{name}": _native_loop(name) for name in POLICIES})
     rates: dict[str, list[float]] = {name: [] for name in loops}
-    hit_ratios: dict[str, float] = {}
+    counts: dict[str, tuple[int, int]] = {}
     for _ in range(repeats):
         for name, loop in loops.items():
             start = time.perf_counter()
-            misses, _ = loop(trace.keys, trace.sizes, cache_size)
+            counts[name] = loop(trace.keys, trace.sizes, cache_size)
             rates[name].append(n_requests / (time.perf_counter() - start))
-            hit_ratios[name] = 1 - misses / n_requests
+    for name in POLICIES:
+        if counts[f"native_{name}"] != counts[f"python_{name}"]:
+            raise RuntimeError(
+                f"native {name} counted (misses, miss bytes) {counts[f'native_{name}']}, "
+                f"the Python loop {counts[f'python_{name}']}"
+            )
     summary = {
         name: {
             "median_per_s": round(statistics.median(r)),
             "best_per_s": round(max(r)),
-            "hit_ratio": round(hit_ratios[name], 4),
+            "hit_ratio": round(1 - counts[name][0] / n_requests, 4),
         }
         for name, r in rates.items()
     }
-    base = statistics.median(rates["bare_dict"])
-    best_base = max(rates["bare_dict"])
+    med = {name: statistics.median(r) for name, r in rates.items()}
+    best = {name: max(r) for name, r in rates.items()}
+    rows = [name for name in loops if name != "bare_dict"]
     return {
         "trace": {
             "requests": n_requests,
@@ -247,9 +396,15 @@ def bench(
         "cache_size": cache_size,
         "repeats": repeats,
         "rates": summary,
-        "ratio_vs_bare_dict": {name: round(statistics.median(rates[name]) / base, 3) for name in POLICIES},
+        "ratio_vs_bare_dict": {name: round(med[name] / med["bare_dict"], 3) for name in rows},
         # Best runs are the least disturbed on a shared machine (as timeit reports).
-        "ratio_best_vs_bare_dict": {name: round(max(rates[name]) / best_base, 3) for name in POLICIES},
+        "ratio_best_vs_bare_dict": {name: round(best[name] / best["bare_dict"], 3) for name in rows},
+        "native_vs_python": {
+            name: round(med[f"native_{name}"] / med[f"python_{name}"], 2) for name in POLICIES
+        },
+        "native_best_vs_python_best": {
+            name: round(best[f"native_{name}"] / best[f"python_{name}"], 2) for name in POLICIES
+        },
     }
 
 

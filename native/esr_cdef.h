@@ -16,6 +16,8 @@
 #define ESR_DEFAULT_MAX_LINE ...
 #define ESR_DEFAULT_MAX_RULES ...
 #define ESR_MESSAGE_MAX ...
+#define ESR_REPLAY_LRU ...
+#define ESR_REPLAY_FIFO ...
 
 typedef struct esr_diag {
     int severity;
@@ -90,3 +92,16 @@ long esr_ruleset_match_batch(const esr_ruleset *rs, const char *urls, size_t url
                              int32_t *rules, uint32_t *ends, char *out, size_t out_cap);
 int esr_catalog_digests(int64_t seed, const uint32_t *version, size_t n, char *out);
 int esr_key_hashes(uint64_t start, const char *data, const uint32_t *lengths, size_t n, uint64_t *out);
+
+typedef struct esr_replay_counts {
+    uint64_t requests;
+    uint64_t misses;
+    uint64_t evictions;
+    uint64_t stored;
+    uint64_t used;
+    uint64_t miss_bytes[2];
+    uint64_t bytes[2];
+} esr_replay_counts;
+
+int esr_replay(int policy, const uint64_t *keys, const int64_t *sizes, size_t n, uint64_t capacity,
+               esr_replay_counts *out);

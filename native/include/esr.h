@@ -307,6 +307,42 @@ int esr_catalog_digests(int64_t seed, const uint32_t *version, size_t n, char *o
  * pointer where bytes or results are due). Thread-safe. */
 int esr_key_hashes(uint64_t start, const char *data, const uint32_t *lengths, size_t n, uint64_t *out);
 
+/* Trace replay through one cache of `capacity` bytes (edgesim/replay.py,
+ * docs/replay.md "Semantics"): request r asks for object keys[r] of
+ * sizes[r] bytes. A request is a hit when its key is stored, whatever its
+ * size (the stored size is kept). A miss of an object of at most `capacity`
+ * bytes evicts from the old end until it fits, then stores it at the new
+ * end; a larger object is never stored and evicts nothing; zero-byte objects
+ * always fit. ESR_REPLAY_LRU moves a hit to the new end (least recently used
+ * evicted first), ESR_REPLAY_FIFO leaves it (oldest insertion evicted first).
+ *
+ * The counts are written to *out only on ESR_OK. Byte sums are 128-bit, as
+ * two words with the low one first: bytes sums sizes over all requests and
+ * miss_bytes over misses (hit bytes = bytes - miss_bytes); requests - misses
+ * are the hits. evictions counts objects evicted, stored and used the objects
+ * and bytes held at the end (used <= capacity).
+ *
+ * Returns ESR_OK; ESR_EINVAL (unknown policy, a NULL pointer where items are
+ * due, or a negative size); ESR_ENOMEM (an allocation failed: everything the
+ * call allocated is freed); ESR_ERANGE (2^31 - 1 objects stored at once,
+ * and one more to store). The call allocates and frees its own cache: nothing is kept, no
+ * globals, thread-safe. */
+#define ESR_REPLAY_LRU 1
+#define ESR_REPLAY_FIFO 2
+
+typedef struct esr_replay_counts {
+    uint64_t requests;
+    uint64_t misses;
+    uint64_t evictions;
+    uint64_t stored;
+    uint64_t used;
+    uint64_t miss_bytes[2]; /* [0] low word, [1] high word */
+    uint64_t bytes[2];
+} esr_replay_counts;
+
+int esr_replay(int policy, const uint64_t *keys, const int64_t *sizes, size_t n, uint64_t capacity,
+               esr_replay_counts *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Native checks under AddressSanitizer + UBSan, bounded in time:
-#   1. the C unit tests (native/tests/test_esr.c);
+#   1. the C unit tests (native/tests/test_esr.c, test_replay.c);
 #   2. a fuzz run of the parser and matcher (libFuzzer with clang when available,
 #      else the standalone driver built with gcc), bounded by FUZZ_SECONDS;
 #   3. the Python binding tests (tests/native, minus the slow property tests) against

@@ -10,8 +10,11 @@ import os
 import struct
 import subprocess
 import sys
+from array import array
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import zstandard
 from click.testing import CliRunner
@@ -20,7 +23,7 @@ from hypothesis import strategies as st
 
 from edgesim.cli import cli
 from edgesim.errors import EdgesimError, TraceError
-from edgesim.replay import POLICIES, bench, replay
+from edgesim.replay import ENGINES, POLICIES, bench, replay
 from edgesim.traces import Trace, compression_of, format_by_name, read_trace, sniff_format, write_trace
 
 Request = tuple[int, int]  # (key, size)
@@ -56,12 +59,16 @@ def trace_of(requests: list[Request]) -> Trace:
     return Trace.from_rows([(i, k, s) for i, (k, s) in enumerate(requests)])
 
 
-def per_request_hits(requests: list[Request], capacity: int, policy: str) -> list[bool]:
+def per_request_hits(
+    requests: list[Request], capacity: int, policy: str, engine: str = "native"
+) -> list[bool]:
     """Hit flags from ``replay`` by replaying every prefix (traces here are short)."""
     flags = []
     before = 0
     for n in range(1, len(requests) + 1):
-        hits = replay(trace_of(requests[:n]), capacity, policy).hits
+        result = replay(trace_of(requests[:n]), capacity, policy, engine=engine)
+        assert result.engine == engine
+        hits = result.hits
         flags.append(hits > before)
         before = hits
     return flags
@@ -73,21 +80,28 @@ requests_st = st.lists(st.tuples(st.integers(0, 12), st.integers(0, 40)), max_si
 capacity_st = st.integers(0, 120)
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("policy", sorted(POLICIES))
 @settings(max_examples=300, deadline=None)
 @given(requests=requests_st, capacity=capacity_st)
-def test_policy_agrees_with_naive_per_request(policy: str, requests: list[Request], capacity: int) -> None:
-    assert per_request_hits(requests, capacity, policy) == naive(requests, capacity, policy)
+def test_policy_agrees_with_naive_per_request(
+    policy: str, engine: str, requests: list[Request], capacity: int
+) -> None:
+    assert per_request_hits(requests, capacity, policy, engine) == naive(requests, capacity, policy)
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("policy", sorted(POLICIES))
 @settings(max_examples=200, deadline=None)
 @given(
     requests=st.lists(st.tuples(st.integers(0, 60), st.integers(1, 1000)), min_size=1, max_size=400),
     capacity=st.integers(0, 5000),
 )
-def test_policy_counts_agree_with_naive(policy: str, requests: list[Request], capacity: int) -> None:
-    result = replay(trace_of(requests), capacity, policy)
+def test_policy_counts_agree_with_naive(
+    policy: str, engine: str, requests: list[Request], capacity: int
+) -> None:
+    result = replay(trace_of(requests), capacity, policy, engine=engine)
+    assert result.engine == engine
     flags = naive(requests, capacity, policy)
     assert result.requests == len(requests)
     assert result.hits == sum(flags)
@@ -98,34 +112,39 @@ def test_policy_counts_agree_with_naive(policy: str, requests: list[Request], ca
     assert result.cache_size == capacity
 
 
-def test_lru_textbook_example() -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_lru_textbook_example(engine: str) -> None:
     # capacity 3 objects of 1 byte: A B C A D (evicts B) B (miss, evicts C) A (hit)
     reqs = [(ord(c), 1) for c in "ABCADBA"]
-    assert per_request_hits(reqs, 3, "lru") == [False, False, False, True, False, False, True]
+    assert per_request_hits(reqs, 3, "lru", engine) == [False, False, False, True, False, False, True]
     # FIFO evicts A at D (the oldest insertion, despite its hit): B hits, A misses.
-    assert per_request_hits(reqs, 3, "fifo") == [False, False, False, True, False, True, False]
+    assert per_request_hits(reqs, 3, "fifo", engine) == [False, False, False, True, False, True, False]
 
 
-def test_object_larger_than_cache_is_never_stored_and_evicts_nothing() -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_object_larger_than_cache_is_never_stored_and_evicts_nothing(engine: str) -> None:
     reqs = [(1, 5), (2, 50), (1, 5), (2, 50)]
-    result = replay(trace_of(reqs), 10, "lru")
+    result = replay(trace_of(reqs), 10, "lru", engine=engine)
     assert result.hits == 1
     assert result.hit_bytes == 5
     assert result.byte_hit_ratio == 5 / 110
 
 
-def test_size_change_is_a_hit_and_keeps_the_stored_size() -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_size_change_is_a_hit_and_keeps_the_stored_size(engine: str) -> None:
     # Stored at 4 bytes; the 9-byte request for the same key is a hit (libCacheSim).
     # Then 6 more bytes fit because the stored size is still 4 (4 + 6 = 10).
     reqs = [(1, 4), (1, 9), (2, 6), (1, 4)]
-    assert per_request_hits(reqs, 10, "lru") == [False, True, False, True]
-    assert replay(trace_of(reqs), 10).hit_bytes == 13
+    assert per_request_hits(reqs, 10, "lru", engine) == [False, True, False, True]
+    assert replay(trace_of(reqs), 10, engine=engine).hit_bytes == 13
 
 
-def test_zero_capacity_and_empty_trace() -> None:
-    assert replay(trace_of([(1, 0), (1, 0), (2, 1), (2, 1)]), 0).hits == 1
-    empty = replay(Trace.from_rows([]), 100)
+@pytest.mark.parametrize("engine", ENGINES)
+def test_zero_capacity_and_empty_trace(engine: str) -> None:
+    assert replay(trace_of([(1, 0), (1, 0), (2, 1), (2, 1)]), 0, engine=engine).hits == 1
+    empty = replay(Trace.from_rows([]), 100, engine=engine)
     assert (empty.requests, empty.hit_ratio, empty.byte_hit_ratio) == (0, 0.0, 0.0)
+    assert empty.engine == engine
 
 
 def test_replay_rejects_bad_arguments() -> None:
@@ -133,13 +152,48 @@ def test_replay_rejects_bad_arguments() -> None:
         replay(trace_of([(1, 1)]), -1)
     with pytest.raises(ValueError, match="unknown policy 'arc'"):
         replay(trace_of([(1, 1)]), 1, "arc")
+    with pytest.raises(ValueError, match="unknown engine 'rust'"):
+        replay(trace_of([(1, 1)]), 1, engine="rust")
+    # a negative size, in a trace built by hand (readers reject them): both engines
+    bad = Trace(array("d", [0, 1, 2]), array("Q", [1, 2, 3]), array("q", [5, 0, -7]))
+    for engine in ENGINES:
+        with pytest.raises(ValueError, match="request 2: size -7 is negative"):
+            replay(bad, 100, engine=engine)
 
 
 def test_bench_runs_small() -> None:
     result = bench(n_requests=2000, n_objects=100, repeats=1)
-    assert set(result["rates"]) == {"bare_dict", *POLICIES}
-    assert result["rates"]["lru"]["median_per_s"] > 0
+    loops = {"bare_dict", "python_lru", "python_fifo", "native_lru", "native_fifo"}
+    assert set(result["rates"]) == loops
+    assert all(r["median_per_s"] > 0 for r in result["rates"].values())
+    rates = result["rates"]
+    for name in POLICIES:
+        assert rates[f"native_{name}"]["hit_ratio"] == rates[f"python_{name}"]["hit_ratio"]
+        assert result["native_vs_python"][name] > 0
+    assert set(result["ratio_vs_bare_dict"]) == loops - {"bare_dict"}
     json.dumps(result)
+
+
+def test_without_the_extension_replay_uses_the_python_loop() -> None:
+    # A tree whose extension is not built (or predates esr_replay): replay still
+    # answers, says which loop ran, and the benchmark says what to do in one line.
+    child = """
+import sys
+sys.modules["edgesim._redirects_cffi"] = None  # the import fails, as when not built
+from edgesim.replay import replay
+from edgesim.traces import Trace
+r = replay(Trace.from_rows([(0, 1, 5), (1, 2, 5), (2, 1, 5)]), 10)
+print(r.engine, r.hits)
+from edgesim.cli import cli
+cli.main(["bench", "replay", "--requests", "1000", "--repeats", "1"])
+"""
+    proc = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=120)
+    assert proc.stdout == "python 1\n"
+    assert proc.returncode == 1
+    assert proc.stderr == (
+        "Error: the native replay loops are not built (rebuild the extension: "
+        "pip install ., or python setup.py build_ext --inplace)\n"
+    )
 
 
 def test_read_bench_runs_small() -> None:
@@ -492,6 +546,53 @@ def test_running_out_of_memory_is_one_line(tmp_path: Path) -> None:
     assert json.loads(proc.stdout)["hits"] == 1
 
 
+def _limited_to(megabytes: int) -> Callable[[], None]:
+    def limit() -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (megabytes * 2**20, megabytes * 2**20))
+
+    return limit
+
+
+def test_native_replay_out_of_memory_is_one_line(tmp_path: Path) -> None:
+    # 3,000,000 distinct zero-byte objects all stay in the cache: about 300 MB of
+    # native hash table and list, when reading the trace peaks at about 280 MB of
+    # address space (measured). Under a 400 MB limit the trace is read, the native
+    # cache's allocation fails, and the error is one line (it was a MemoryError
+    # traceback from the Python loop before; from C it must be ESR_ENOMEM, not a crash).
+    n = 3_000_000
+    rec = np.zeros(n, dtype=[("t", "<u4"), ("id", "<u8"), ("size", "<u4"), ("next", "<i8")])
+    rec["id"] = np.arange(n, dtype=np.uint64)
+    rec["next"] = -1
+    path = tmp_path / "distinct.oracleGeneral"
+    path.write_bytes(rec.tobytes())
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "edgesim", "replay", str(path), "--cache-size", "1k", "--json"]
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=300, preexec_fn=_limited_to(400), env=env
+    )
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    assert proc.stderr == (
+        f"Error: {path}: out of memory while replaying it (the cache's objects do not fit): "
+        "replay a part of it\n"
+    )
+    # a third of the objects fits under the same limit, and all of them without it
+    third = tmp_path / "third.oracleGeneral"
+    third.write_bytes(rec[: n // 3].tobytes())
+    cmd[4] = str(third)
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=300, preexec_fn=_limited_to(400), env=env
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["engine"] == "native"
+    cmd[4] = str(path)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert (out["engine"], out["requests"], out["hits"]) == ("native", n, 0)
+
+
 def test_writer_rejects_values_oracle_general_cannot_hold(tmp_path: Path) -> None:
     with pytest.raises(TraceError, match=r"record 1: size 4294967296 does not fit"):
         write_trace(tmp_path / "t.bin", Trace.from_rows([(0, 1, 1), (1, 2, 2**32)]))
@@ -533,11 +634,26 @@ def test_cli_human_and_binary(csv_trace: Path, tmp_path: Path) -> None:
     assert "requests/s" in result.output
 
 
+def test_cli_engines_agree(csv_trace: Path) -> None:
+    outs = {}
+    for engine in ("native", "python"):
+        args = ["replay", str(csv_trace), "--cache-size", "30", "--json", "--engine", engine]
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 0, result.output
+        outs[engine] = json.loads(result.output)
+        assert outs[engine].pop("engine") == engine
+        del outs[engine]["seconds"], outs[engine]["requests_per_second"]
+    assert outs["native"] == outs["python"]
+    human = CliRunner().invoke(cli, ["replay", str(csv_trace), "--cache-size", "30"])
+    assert "requests/s (native)" in human.output
+
+
 @pytest.mark.parametrize(
     ("args", "code", "needle"),
     [
         (["--cache-size", "lots"], 2, "Invalid value for '--cache-size'"),
         (["--cache-size", "1k", "--policy", "arc"], 2, "Invalid value for '--policy'"),
+        (["--cache-size", "1k", "--engine", "c"], 2, "Invalid value for '--engine'"),
         ([], 2, "Missing option '--cache-size'"),
     ],
 )
