@@ -546,7 +546,12 @@ def simulate_trio(
             sh.close()  # the guards' worker threads; the counters stay readable
     wall = time.perf_counter() - wall0
     eng = run.eng
-    end = eng.end if not was_partial else max(run.reached, 1e-9)
+    end, simulated = eng.end, run.arrivals
+    if was_partial:
+        # As the fast engine's (``_Engine.interrupted``): the report covers the client
+        # requests recorded by the interruption; those still in flight are left out of
+        # ``simulated_requests`` too, or the time series would not add up to it.
+        end, simulated = max(run.reached, 1e-9), run.rec.requests
     timing = {
         "wall_seconds": wall,
         "simulated_requests_per_second": run.arrivals / wall if wall > 0 else 0.0,
@@ -554,7 +559,7 @@ def simulate_trio(
     report = run_report(
         topology,
         run.rec,
-        run_meta(topology, "trio", s, eng.epoch0, end, run.arrivals, was_partial),
+        run_meta(topology, "trio", s, eng.epoch0, end, simulated, was_partial),
         nodes=node_rows(topology, eng.nodes, lambda n: run.cores.get(n.index, n.core).cache.statistics()),
         sites=[m.host for m in eng.sites],
         origin={"workers": max(1, topology.origin.workers), "busy": run.origin_busy},
