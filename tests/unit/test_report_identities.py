@@ -659,6 +659,115 @@ def test_trio_report_identities_on_a_generated_topology(rules_dir: Path) -> None
     assert abs(per[0] - per[1]) <= 0.1 * per[1]
 
 
+# Another: node r0-1 crashes at 0.78 s (for good) with fetches on their way to the
+# origin, through an outage and a latency spike; about 270 requests.
+TRIO_CRASH_TOPOLOGY = """
+name = "gen"
+seed = 441
+interval = "1s"
+
+[[regions]]
+name = "r0"
+utc_offset = 0
+countries = { DE = 0.5, US = 0.5 }
+languages = { en = 0.6, de = 0.4 }
+client_latency = { base = "10ms", jitter = "2ms" }
+origin_latency = { base = "30ms", jitter = "5ms" }
+[regions.edge]
+nodes = 2
+workers = 16
+balancer = "consistent-hash"
+memory_cache = "64KB"
+eviction = "lru"
+service_time = { distribution = "exponential", mean = "3ms" }
+
+[origin]
+region = "r0"
+workers = 64
+max_queue = 5
+service_time = { distribution = "lognormal", median = "20ms", sigma = 0.5, max = "1s" }
+
+[[sites]]
+name = "s0.test"
+share = 0.5
+[sites.catalog]
+objects = 50
+zipf = 0.0
+seed = 6
+types = { js = 1, css = 1 }
+size = { distribution = "pareto", alpha = 1.1, min = "1KB", max = "4MB" }
+[sites.cache]
+html = "public, max-age=1, stale-while-revalidate=5, stale-if-error=30"
+default = "public, max-age=2"
+
+[[sites]]
+name = "s1.test"
+share = 0.5
+rules = ["a/_redirects"]
+redirect_share = 0.1
+[sites.catalog]
+objects = 400
+zipf = 1.2
+seed = 2
+types = { html = 1 }
+size = { distribution = "uniform", min = "0", max = "3KB" }
+[sites.cache]
+html = "public, max-age=1, stale-while-revalidate=5, stale-if-error=30"
+default = "public, max-age=2"
+
+[traffic]
+duration = "4s"
+peak_rps = 250
+warmup = "0s"
+start_hour_utc = 3.9
+diurnal = "web"
+
+[[traffic.flash_crowds]]
+site = "s1.test"
+start = "0s"
+duration = "1s"
+multiplier = 3
+region = "r0"
+
+[[traffic.deploys]]
+site = "s1.test"
+at = "2.1s"
+new_fraction = 1.0
+propagation = "0.5s"
+
+[faults]
+health_check_delay = "0.2s"
+client_timeout = "0.1s"
+[[faults.crashes]]
+region = "r0"
+node = 1
+at = "0.78s"
+down_for = "100s"
+[[faults.origin_outages]]
+at = "0.1s"
+duration = "2.7s"
+[[faults.latency_spikes]]
+link = "r0->client"
+at = "1.08s"
+duration = "2.92s"
+extra = "0.5s"
+"""
+
+
+def test_trio_fetches_of_a_crashed_node_still_reach_the_origin(rules_dir: Path) -> None:
+    # The crash cancelled its node's fetches on their way to the origin (or while the
+    # origin answered them): counted as sent by the edge, never by the origin (origin
+    # 84 + 164 refused against 249 sent). In the fast engine, a fetch that left the node
+    # gets to the origin, which answers it; only the way back is lost. So in the Trio
+    # engine now (ModelledUplink's legs).
+    from edgesim.trioengine import simulate_trio
+
+    t = parse_topology(TRIO_CRASH_TOPOLOGY, path=rules_dir / "crash.toml")
+    r = simulate_trio(t).to_dict(deterministic=True)
+    check_report(r, t)
+    assert r["nodes"]["r0-1"]["crashes"] == 1 and r["totals"]["failed"] > 0
+
+
 def test_an_interrupted_trio_run_counts_the_requests_it_recorded(rules_dir: Path) -> None:
     # Ctrl-C as the first progress point (256 arrivals) is reported, with the request
     # that just arrived (and others) in flight: simulated_requests counts the recorded
