@@ -232,6 +232,10 @@ class ModelledUplink:
         clock: run seconds.
         outages: (start, end) run seconds of modelled origin outages.
         origin_busy: adds steady-state origin busy seconds ``(t, s)``.
+        legs: where each fetch's way to the origin and the origin's answer run (the
+            Trio engine's), apart from the node: a fetch that has left a node that then
+            crashes still reaches the origin, is answered and is counted there, as in
+            the capacity engine (only its way back is lost). None: in the caller's task.
     """
 
     def __init__(
@@ -244,6 +248,7 @@ class ModelledUplink:
         clock: Callable[[], float],
         outages: list[tuple[float, float]],
         origin_busy: Callable[[float, float], None],
+        legs: trio.Nursery | None = None,
     ) -> None:
         self._origin = origin
         self._node = node_index
@@ -253,6 +258,9 @@ class ModelledUplink:
         self._clock = clock
         self._outages = outages
         self._origin_busy = origin_busy
+        self._legs = legs
+        self._in_flight = 0  # legs running (the pool closes after the last)
+        self._closing = False
 
     async def request(self, req: Request, *, on_interim: InterimCallback | None = None) -> Response:
         clock, rec = self._clock, self._rec
@@ -260,21 +268,71 @@ class ModelledUplink:
         si = self._sites.get((req.header("host") or "").lower().split(":")[0], -1)
         row = rec.fetch(t, self._node, si, _fetch_kind(req))
         up = self._uplink(t)
+        if self._legs is None:
+            leg = await self._leg(req, si, up, on_interim)
+        else:
+            leg = await self._detached(req, si, up, on_interim)
+        resp, wait, back = leg
+        await trio.sleep(back)
+        if isinstance(resp, BaseException):
+            rec.fetch_failed(row)
+            raise resp
+        rec.fetched(row, resp.size)
+        notes = _NOTES.get()
+        if notes is not None:
+            notes.origin_wait += wait
+        return resp
+
+    async def _detached(
+        self, req: Request, si: int, up: float, on_interim: InterimCallback | None
+    ) -> tuple[Response | OriginError, float, float]:
+        """:meth:`_leg` in the ``legs`` nursery; the caller waits for its outcome, and
+        if the caller is cancelled (its node crashed), the leg goes on without it."""
+        assert self._legs is not None
+        done = trio.Event()
+        out: list[tuple[Response | OriginError, float, float]] = []
+        waiting = [True]
+
+        async def interim(status: int, headers: list[tuple[str, str]]) -> object:
+            # 1xx go to the client while it waits (not once its node crashed)
+            return await on_interim(status, headers) if on_interim is not None and waiting[0] else None
+
+        async def leg() -> None:
+            try:
+                out.append(await self._leg(req, si, up, interim if on_interim is not None else None))
+            finally:
+                done.set()
+                self._in_flight -= 1
+                if self._closing and not self._in_flight:
+                    await self._origin.aclose()
+
+        self._in_flight += 1
+        self._legs.start_soon(leg)
+        try:
+            await done.wait()
+        finally:
+            waiting[0] = False
+        return out[0]
+
+    async def _leg(
+        self, req: Request, si: int, up: float, on_interim: InterimCallback | None
+    ) -> tuple[Response | OriginError, float, float]:
+        """The fetch's way up (``up`` seconds) and the origin's answer, recorded as the
+        origin's row: the answer (or the error), the origin's queue wait and the latency
+        of the way back."""
+        clock, rec = self._clock, self._rec
         await trio.sleep(up)
         t_at = clock()
         if any(a <= t_at < b for a, b in self._outages):
             rec.origin(t_at, si, -1, 0, 0.0)
-            await trio.sleep(self._uplink(t_at))
-            rec.fetch_failed(row)
-            raise OriginConnectError("origin outage (modelled)")
+            return OriginConnectError("origin outage (modelled)"), 0.0, self._uplink(t_at)
         try:
             if on_interim is None:
                 resp: Response = await self._origin.request(req)
             else:
                 resp = await self._origin.request(req, on_interim=on_interim)
-        except OriginError:
-            rec.fetch_failed(row)
-            raise
+        except OriginError as exc:
+            return exc, 0.0, 0.0
         t_out = clock()
         wait_h = resp.header(ORIGIN_WAIT_HEADER)
         wait = float(wait_h) if wait_h else 0.0
@@ -282,16 +340,13 @@ class ModelledUplink:
         rec.origin(t_out, si, resp.status, resp.size, -1.0 if rejected else wait)
         if not rejected:
             self._origin_busy(t_at + wait, max(0.0, t_out - t_at - wait))
-        back = self._uplink(t_out)
-        await trio.sleep(back)
-        rec.fetched(row, resp.size)
-        notes = _NOTES.get()
-        if notes is not None:
-            notes.origin_wait += wait
-        return resp
+        return resp, wait, self._uplink(t_out)
 
     async def aclose(self) -> None:
-        await self._origin.aclose()
+        """Close the pool, once the legs still on their way are done."""
+        self._closing = True
+        if not self._in_flight:
+            await self._origin.aclose()
 
 
 class ShieldUplink:

@@ -25,7 +25,9 @@ and the shield from the origin with ``latency_to_origin``. A replayed trace
 (``[traffic] trace``) gives the arrivals, and the origin lays out one object per trace
 key with the trace's size, as the capacity engine does. A node crash
 (``[[faults.crashes]]``) ends a life of the node (:class:`_CrashableEdge`): the
-requests in it get no answer, requests sent to it while it is down are retried on
+requests in it get no answer (its fetches already sent still reach the origin, are
+answered and counted there, as in the capacity engine: only their way back is lost),
+requests sent to it while it is down are retried on
 another node of the region after the client timeout, the balancer drops it after the
 health check delay, and it restarts after ``down_for`` with a cold cache.
 
@@ -145,6 +147,8 @@ class _Run:
             core, concurrency=max(1, o.workers), max_queue=o.max_queue, rng=random.Random(self.seed)
         )
         async with trio.open_nursery() as servers:
+            legs = _Legs()
+            await servers.start(legs.run)
 
             def to_origin(n: Any) -> ModelledUplink:
                 pool = OriginPool(
@@ -153,7 +157,15 @@ class _Run:
                     open_stream=_memory_opener(servers, origin.http),
                 )
                 return ModelledUplink(
-                    pool, n.index, n.uplink, rec, eng.site_index, clock, outages, self.add_origin_busy
+                    pool,
+                    n.index,
+                    n.uplink,
+                    rec,
+                    eng.site_index,
+                    clock,
+                    outages,
+                    self.add_origin_busy,
+                    legs=legs.nursery,
                 )
 
             # Shield nodes: edge services whose origin is the origin, with their own
@@ -302,6 +314,8 @@ class _Run:
                     if self.arrivals >= report_at and progress is not None:
                         report_at += _PROGRESS_EVERY
                         progress(arr.t, eng.end, self.arrivals)
+            # the fetches still on their way to the origin (of crashed nodes) get there
+            await legs.drain()
             for _, pool in members.values():
                 await pool.aclose()
             servers.cancel_scope.cancel()
@@ -372,6 +386,37 @@ class _Run:
                 "purged_by": max(purges) if purges else dep.at,
             }
         )
+
+
+class _Legs:
+    """The nursery where the edges' fetches travel to the origin and are answered
+    (:class:`~edgesim._modelled.ModelledUplink`'s ``legs``), apart from the nodes' own
+    tasks, so that a node's crash does not stop a fetch it has sent; :meth:`drain` waits
+    for the last of them at the end of the run."""
+
+    def __init__(self) -> None:
+        import trio
+
+        self.nursery: Any = None
+        self._idle = trio.CancelScope()
+        self._done = trio.Event()
+
+    async def run(self, *, task_status: Any) -> None:
+        import trio
+
+        try:
+            async with trio.open_nursery() as nursery:
+                self.nursery = nursery
+                with self._idle:
+                    task_status.started()
+                    await trio.sleep_forever()
+        finally:
+            self._done.set()
+
+    async def drain(self) -> None:
+        """Wait until every fetch started is done (no new ones may start)."""
+        self._idle.cancel()
+        await self._done.wait()
 
 
 class _ShadowedUplink:
@@ -546,7 +591,12 @@ def simulate_trio(
             sh.close()  # the guards' worker threads; the counters stay readable
     wall = time.perf_counter() - wall0
     eng = run.eng
-    end = eng.end if not was_partial else max(run.reached, 1e-9)
+    end, simulated = eng.end, run.arrivals
+    if was_partial:
+        # As the fast engine's (``_Engine.interrupted``): the report covers the client
+        # requests recorded by the interruption; those still in flight are left out of
+        # ``simulated_requests`` too, or the time series would not add up to it.
+        end, simulated = max(run.reached, 1e-9), run.rec.requests
     timing = {
         "wall_seconds": wall,
         "simulated_requests_per_second": run.arrivals / wall if wall > 0 else 0.0,
@@ -554,7 +604,7 @@ def simulate_trio(
     report = run_report(
         topology,
         run.rec,
-        run_meta(topology, "trio", s, eng.epoch0, end, run.arrivals, was_partial),
+        run_meta(topology, "trio", s, eng.epoch0, end, simulated, was_partial),
         nodes=node_rows(topology, eng.nodes, lambda n: run.cores.get(n.index, n.core).cache.statistics()),
         sites=[m.host for m in eng.sites],
         origin={"workers": max(1, topology.origin.workers), "busy": run.origin_busy},

@@ -172,11 +172,18 @@ class Distribution:
         return x
 
     def as_dict(self) -> dict[str, Any]:
+        """The table :func:`_dist` parses back into this distribution. A uniform's
+        ``max`` is its upper bound and its limit at once, so its limit only shows when
+        it is below the bound (one above it clamps nothing): writing the limit over the
+        bound turned ``uniform 0..3KB`` with the 1 GiB size clamp into ``0..1GiB``."""
         names = _DIST_PARAMS[self.kind]
         out: dict[str, Any] = {"distribution": self.kind, names[0]: self.a}
         if len(names) > 1:
             out[names[1]] = self.b
-        if self.limit:
+        if self.kind == "uniform":
+            if self.limit and self.limit < self.b:
+                out["max"] = self.limit
+        elif self.limit:
             out["max"] = self.limit
         return out
 

@@ -907,6 +907,29 @@ def test_distribution_limits() -> None:
     assert all(5 <= cat.size(i) <= 6 for i in range(3))
 
 
+@pytest.mark.parametrize(
+    "dist",
+    [
+        Distribution("uniform", 0.0, 3000.0, 2.0**30),  # the engine's, with the 1 GiB size clamp
+        Distribution("uniform", 100.0, 3000.0),
+        Distribution("uniform", 0.0, 3000.0, 3000.0),  # as the origin's parser gives it
+        Distribution("lognormal", 2000.0, 1.0, 2.0**30),
+    ],
+)
+def test_a_catalog_spec_keeps_its_sizes_through_its_table(dist: Distribution) -> None:
+    # A spec goes to the origin as text (site_config_text: Trio engine, live mode) and to
+    # the edges in the manifest (describe). A uniform's ``max`` is its bound and its limit
+    # at once: the engine's size clamp (1 GiB) was written over the bound, so a site of
+    # 0-3 KB objects became one of objects up to 1 GiB at the origin (an 815 MB page
+    # made a 300-request Trio run take over ten minutes).
+    spec = CatalogSpec(400, 6, dist, (("html", dist),), (("html", 1.0), ("img", 1.0)))
+    back = CatalogSpec.from_dict(spec.as_dict())
+    assert Catalog(back).sizes().tolist() == Catalog(spec).sizes().tolist()
+    assert max(Catalog(back).sizes()) <= (3000 if dist.kind == "uniform" else 2**30)
+    rebuilt = Catalog.from_manifest(Catalog(spec).describe())
+    assert rebuilt.sizes().tolist() == Catalog(spec).sizes().tolist()
+
+
 def test_catalog_lists_every_path_and_kind_at_once() -> None:
     # paths() and kinds() are path(i) and kind(i) for every object, also after
     # a redeploy changed some hashed names, and every listed path is found by lookup
