@@ -73,15 +73,25 @@ def print_summary(
     import sys
 
     from rich.console import Console
+    from rich.markup import escape as markup_escape
     from rich.table import Table
 
     # Piped output has no terminal width; keep the tables readable in logs.
     con = console or Console(width=None if sys.stdout.isatty() else 150)
     meta = report["meta"]
     partial = " [bold red](PARTIAL: interrupted)[/]" if meta.get("partial") else ""
+    cut = ""  # how the run differs from the topology's whole traffic curve at full rate
+    if meta.get("engine", "virtual") != "virtual":
+        cut += f", engine {meta['engine']}"
+    window = meta.get("window")
+    if isinstance(window, list) and len(window) == 2:
+        cut += f", window {window[0]:,.0f}-{window[0] + window[1]:,.0f} s of the traffic curve"
+    scale = meta.get("rate_scale")
+    if scale is not None and scale != 1:
+        cut += f", arrival rates scaled by {scale:g}"
     con.print(
-        f"[bold]{meta['topology']}[/] seed {meta['seed']}, {meta['duration']:.0f} s simulated "
-        f"({meta['simulated_requests']:,} requests; warm-up {meta['warmup']:.0f} s excluded), "
+        f"[bold]{markup_escape(str(meta['topology']))}[/] seed {meta['seed']}, {meta['duration']:.0f} s simulated "
+        f"({meta['simulated_requests']:,} requests; warm-up {meta['warmup']:.0f} s excluded){markup_escape(cut)}, "
         f"edgesim {meta['edgesim_version']}{partial}"
     )
 

@@ -56,6 +56,18 @@ def test_run_prints_tables(tmp_path: Path) -> None:
     code, out, _ = run_cli("run", str(topo))
     assert code == 0
     assert "Regions" in out and "Nodes" in out and "Origin:" in out
+    assert "window" not in out.splitlines()[0]
+
+
+def test_run_summary_says_how_the_run_was_cut(tmp_path: Path) -> None:
+    # a window and a rate scale make a different run than the file's: the first line says so
+    topo = tmp_path / "small[1].toml"  # rich markup in a name is printed as it is
+    topo.write_text(SMALL.replace('name = "small"', 'name = "small[1]"'))
+    code, out, _ = run_cli("run", str(topo), "--window", "60s,30s", "--rate-scale", "0.5")
+    assert code == 0
+    head = out.splitlines()[0]
+    assert head.startswith("small[1] seed ")
+    assert "window 60-90 s of the traffic curve, arrival rates scaled by 0.5" in head
 
 
 def test_run_reports_a_regions_failover_in_every_output(tmp_path: Path) -> None:
