@@ -828,7 +828,12 @@ class Outputs:
     def existing(self) -> dict[str, dict[str, Any]]:
         """Rows already in the files, by run_id (JSON first: it keeps the types)."""
         rows: dict[str, dict[str, Any]] = {}
-        if self.json is not None and self.json.exists():
+        for path in (self.json, self.csv):
+            # reading a FIFO would never end; a folder or device is no result file either
+            if path is not None and path.exists() and not path.is_file():
+                problem = "is not a regular file (results are written as files); choose another output"
+                raise SweepError([TopologyProblem(str(path), 0, "", problem)])
+        if self.json is not None and _has_content(self.json):
             try:
                 doc = json.loads(self.json.read_text(encoding="utf-8"))
                 items = doc["rows"]
@@ -847,7 +852,7 @@ class Outputs:
                         )
                     ]
                 ) from None
-        if self.csv is not None and self.csv.exists():
+        if self.csv is not None and _has_content(self.csv):
             try:
                 with self.csv.open(newline="", encoding="utf-8") as f:
                     reader = csv.DictReader(f)
@@ -873,7 +878,9 @@ class Outputs:
         if self.json is not None:
             write_atomic(self.json, json.dumps({"sweep": meta, "rows": list(rows)}, indent=1) + "\n")
         if self.csv is not None:
-            columns: list[str] = []
+            # a sweep's own columns first: a file of no rows yet still has its header (a
+            # run_id column), so that a sweep stopped before its first row resumes
+            columns: list[str] = [*ID_COLUMNS, *meta.get("parameters", ())]
             for r in rows:
                 columns.extend(k for k in r if k not in columns)
             buf = io.StringIO()
@@ -882,6 +889,15 @@ class Outputs:
             for r in rows:
                 w.writerow({k: _to_csv(v) for k, v in r.items()})
             write_atomic(self.csv, buf.getvalue())
+
+
+def _has_content(path: Path) -> bool:
+    """Whether ``path`` exists and is not empty: an empty file (``--csv "$(mktemp)"``)
+    holds no rows, it is no other program's file."""
+    try:
+        return path.stat().st_size > 0
+    except OSError:
+        return False
 
 
 def _to_csv(v: Any) -> str:
@@ -1009,6 +1025,10 @@ def _run_sweep(
         return [rows[i] for i in sorted(rows)] + foreign
 
     total = len(runs)
+    # written before anything runs: the files describe this spec (its parameters, seeds
+    # and run count), its rows come in its plan order even when none is left to run,
+    # and a file that cannot be written fails now rather than after the first run
+    outputs.write(ordered(), meta)
     if not todo:
         result.rows = ordered()
         return result

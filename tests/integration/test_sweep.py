@@ -493,3 +493,60 @@ def test_sigterm_or_sighup_stops_a_sweep_as_ctrl_c_does_and_ends_its_workers(
         in_csv = [r["run_id"] for r in csv.DictReader(f)]
     # the signal may fall between the two writes (JSON is written first)
     assert set(in_csv) <= {r["run_id"] for r in kept} and len(kept) - len(in_csv) in (0, 1)
+
+
+def test_out_files_that_cannot_be_results_are_refused_before_anything_runs(
+    spec_file: Path, tmp_path: Path
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    # a folder where --out's CSV goes: said of --out (it was "not a sweep result file")
+    folder = tmp_path / "folder"
+    (folder / "sweep.csv").mkdir(parents=True)
+    code, _, err = run_cli("sweep", str(spec_file), "--out", str(folder), "--quiet")
+    assert code == 2 and "Invalid value for '--out'" in err and "sweep.csv' is a directory" in err
+    # a FIFO where --out's JSON goes: reading it back to resume never ended
+    fifo = tmp_path / "fifo"
+    fifo.mkdir()
+    os.mkfifo(fifo / "sweep.json")
+    cmd = [sys.executable, "-P", "-m", "edgesim", "sweep", str(spec_file), "--out", str(fifo), "--quiet"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert f"{fifo / 'sweep.json'} is not a regular file (results are written as files)" in done.stderr
+    assert "Traceback" not in done.stderr
+    # the library refuses them too, before any run
+    with pytest.raises(SweepError) as caught:
+        run_sweep(load_spec(spec_file), workers=1, outputs=Outputs(None, fifo / "sweep.json"))
+    assert str(caught.value) == (
+        f"{fifo / 'sweep.json'}: is not a regular file (results are written as files); choose another output"
+    )
+
+
+def test_output_files_always_describe_the_spec_of_the_last_command(spec_file: Path, tmp_path: Path) -> None:
+    out = Outputs(tmp_path / "s.csv", tmp_path / "s.json")
+    first = run_sweep(load_spec(spec_file), workers=2, outputs=out)
+    # fewer seeds: nothing left to run, the files are still rewritten for this spec, its
+    # rows first in its plan order, the other sweep's rows after them
+    spec_file.write_text(SPEC.replace("seeds = [1, 2]", "seeds = [2]"))
+    spec = load_spec(spec_file)
+    again = run_sweep(spec, workers=2, outputs=out, runner=sweep_runners.die_on_two_nodes)
+    assert (again.ran, again.kept, again.foreign) == (0, 2, 2)
+    doc = json.loads((tmp_path / "s.json").read_text())
+    assert (doc["sweep"]["seeds"], doc["sweep"]["runs"]) == ([2], 2)
+    planned = [r.run_id for r in plan(spec)]
+    others = [r["run_id"] for r in first.rows if r["run_id"] not in planned]
+    assert [r["run_id"] for r in doc["rows"]] == planned + others
+    with (tmp_path / "s.csv").open() as f:
+        assert [r["run_id"] for r in csv.DictReader(f)] == planned + others
+
+
+def test_an_empty_output_file_holds_no_rows_yet(spec_file: Path, tmp_path: Path) -> None:
+    # --csv "$(mktemp)": an empty file is not another program's file (it was refused)
+    empty = tmp_path / "made-by-mktemp.csv"
+    empty.write_text("")
+    result = run_sweep(load_spec(spec_file), workers=2, outputs=Outputs(empty, None))
+    assert (result.ran, result.kept, result.failed) == (4, 0, 0)
+    with empty.open() as f:
+        assert [r["status"] for r in csv.DictReader(f)] == ["ok"] * 4
