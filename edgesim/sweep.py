@@ -454,8 +454,32 @@ def plan(spec: SweepSpec) -> list[Run]:
                 )
             )
     if problems:
-        raise SweepError(sorted(problems, key=lambda q: q.line)[:50])
+        raise SweepError(sorted(_each_value_alike(problems, check.alone), key=lambda q: q.line)[:50])
     return runs
+
+
+def _each_value_alike(
+    problems: Sequence[TopologyProblem], alone: Mapping[str, tuple[Parameter, Any, str]]
+) -> list[TopologyProblem]:
+    """``problems`` with those that every value of one parameter causes alike (a typo in
+    its key path: ``unknown key``) told once, without a value, instead of once a value."""
+    values: dict[tuple[int, str], set[Any]] = {}
+    for p in problems:
+        if (got := alone.get(str(p))) is not None:
+            values.setdefault((id(got[0]), got[2]), set()).add(got[1])
+    out: list[TopologyProblem] = []
+    told: set[tuple[int, str]] = set()
+    for p in problems:
+        got = alone.get(str(p))
+        if got is not None and len(got[0].values) > 1:
+            key = (id(got[0]), got[2])
+            if len(values[key]) == len(got[0].values):
+                if key not in told:
+                    told.add(key)
+                    out.append(TopologyProblem(p.file, p.line, p.key_path, got[2]))
+                continue
+        out.append(p)
+    return out
 
 
 def _under(key_path: str, prefix: str) -> bool:
@@ -497,6 +521,9 @@ class _CellChecker:
         self.spec = spec
         self.file = str(spec.path)
         self._found: dict[str, frozenset[tuple[str, str]] | None] = {}
+        # problems caused by one value alone: its parameter, the value (as _same keys
+        # it) and the problem told without the value
+        self.alone: dict[str, tuple[Parameter, Any, str]] = {}
         self.own = self._problems(())
 
     def _problems(self, patches: Sequence[tuple[tuple[str, ...], Any]]) -> frozenset[tuple[str, str]] | None:
@@ -577,12 +604,15 @@ class _CellChecker:
             first, *others = needed or sorted(sources, key=lambda s: s.param.line)
             where = str(tp)
         also = f", with {' and '.join(s.told() for s in others)}" if others else ""
-        return TopologyProblem(
+        problem = TopologyProblem(
             file=self.file,
             line=first.param.line,
             key_path=f"{first.section}.{first.param.name}",
             message=f"value {_shown(first.value)}{also}: {where}",
         )
+        if not others:
+            self.alone[str(problem)] = (first.param, _same(first.value), where)
+        return problem
 
 
 # --------------------------------------------------------------------------

@@ -207,6 +207,21 @@ def test_spec_problems_are_one_line_each_with_file_line_and_key_path(spec_file: 
         "expected a whole number from 1 to 10000, got 0",
         f'{bad}:4: grid.traffic.peak_rsp: value 3: traffic.peak_rsp: unknown key (did you mean "peak_rps"?)',
     ]
+    # a typo in a key path of several values: one line, not one a value (and a value
+    # that is bad on its own is still named)
+    bad.write_text(
+        'topology = "tiny.toml"\n[grid]\ntraffic.peak_rsp = [3, 4, 5]\nregions.eu.edge.nodes = [1, 2]\n'
+        'traffic.warmup = ["1s", "1m", "2m"]\n'
+    )
+    code, _, err = run_cli("sweep", str(bad))
+    assert code == 1
+    assert err.splitlines() == [
+        f'{bad}:3: grid.traffic.peak_rsp: traffic.peak_rsp: unknown key (did you mean "peak_rps"?)',
+        f'{bad}:5: grid.traffic.warmup: value "1m": traffic.warmup: expected less than traffic.duration '
+        '(60s), got "1m"',
+        f'{bad}:5: grid.traffic.warmup: value "2m": traffic.warmup: expected less than traffic.duration '
+        '(60s), got "2m"',
+    ]
     # a key path through a table the topology does not have: the spec's line, not the
     # topology's (the table was made by the setting)
     bad.write_text('topology = "tiny.toml"\n[grid]\nregions.eu.edge.cache.size = [1]\n')
