@@ -79,8 +79,14 @@ def sweep_command(
             Path(out_dir).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise _Fail(f"cannot create {out_dir}: {exc.strerror or exc}") from None
-        csv_path = str(Path(out_dir) / "sweep.csv")
-        json_path = str(Path(out_dir) / "sweep.json")
+        # the files in DIR are checked as --csv and --json are: a FIFO, a folder or a
+        # folder that cannot be written is refused now, not after the first run
+        check = OutputFile()
+        try:
+            csv_path = check.convert(str(Path(out_dir) / "sweep.csv"), None, None)
+            json_path = check.convert(str(Path(out_dir) / "sweep.json"), None, None)
+        except click.BadParameter as exc:
+            raise click.BadParameter(exc.message, param_hint="'--out'") from None
     distinct_outputs(("--csv", csv_path), ("--json", json_path))
     try:
         sweep_spec = load_spec(spec)

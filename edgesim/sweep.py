@@ -454,8 +454,32 @@ def plan(spec: SweepSpec) -> list[Run]:
                 )
             )
     if problems:
-        raise SweepError(sorted(problems, key=lambda q: q.line)[:50])
+        raise SweepError(sorted(_each_value_alike(problems, check.alone), key=lambda q: q.line)[:50])
     return runs
+
+
+def _each_value_alike(
+    problems: Sequence[TopologyProblem], alone: Mapping[str, tuple[Parameter, Any, str]]
+) -> list[TopologyProblem]:
+    """``problems`` with those that every value of one parameter causes alike (a typo in
+    its key path: ``unknown key``) told once, without a value, instead of once a value."""
+    values: dict[tuple[int, str], set[Any]] = {}
+    for p in problems:
+        if (got := alone.get(str(p))) is not None:
+            values.setdefault((id(got[0]), got[2]), set()).add(got[1])
+    out: list[TopologyProblem] = []
+    told: set[tuple[int, str]] = set()
+    for p in problems:
+        got = alone.get(str(p))
+        if got is not None and len(got[0].values) > 1:
+            key = (id(got[0]), got[2])
+            if len(values[key]) == len(got[0].values):
+                if key not in told:
+                    told.add(key)
+                    out.append(TopologyProblem(p.file, p.line, p.key_path, got[2]))
+                continue
+        out.append(p)
+    return out
 
 
 def _under(key_path: str, prefix: str) -> bool:
@@ -497,6 +521,9 @@ class _CellChecker:
         self.spec = spec
         self.file = str(spec.path)
         self._found: dict[str, frozenset[tuple[str, str]] | None] = {}
+        # problems caused by one value alone: its parameter, the value (as _same keys
+        # it) and the problem told without the value
+        self.alone: dict[str, tuple[Parameter, Any, str]] = {}
         self.own = self._problems(())
 
     def _problems(self, patches: Sequence[tuple[tuple[str, ...], Any]]) -> frozenset[tuple[str, str]] | None:
@@ -577,12 +604,15 @@ class _CellChecker:
             first, *others = needed or sorted(sources, key=lambda s: s.param.line)
             where = str(tp)
         also = f", with {' and '.join(s.told() for s in others)}" if others else ""
-        return TopologyProblem(
+        problem = TopologyProblem(
             file=self.file,
             line=first.param.line,
             key_path=f"{first.section}.{first.param.name}",
             message=f"value {_shown(first.value)}{also}: {where}",
         )
+        if not others:
+            self.alone[str(problem)] = (first.param, _same(first.value), where)
+        return problem
 
 
 # --------------------------------------------------------------------------
@@ -828,7 +858,12 @@ class Outputs:
     def existing(self) -> dict[str, dict[str, Any]]:
         """Rows already in the files, by run_id (JSON first: it keeps the types)."""
         rows: dict[str, dict[str, Any]] = {}
-        if self.json is not None and self.json.exists():
+        for path in (self.json, self.csv):
+            # reading a FIFO would never end; a folder or device is no result file either
+            if path is not None and path.exists() and not path.is_file():
+                problem = "is not a regular file (results are written as files); choose another output"
+                raise SweepError([TopologyProblem(str(path), 0, "", problem)])
+        if self.json is not None and _has_content(self.json):
             try:
                 doc = json.loads(self.json.read_text(encoding="utf-8"))
                 items = doc["rows"]
@@ -847,7 +882,7 @@ class Outputs:
                         )
                     ]
                 ) from None
-        if self.csv is not None and self.csv.exists():
+        if self.csv is not None and _has_content(self.csv):
             try:
                 with self.csv.open(newline="", encoding="utf-8") as f:
                     reader = csv.DictReader(f)
@@ -873,7 +908,9 @@ class Outputs:
         if self.json is not None:
             write_atomic(self.json, json.dumps({"sweep": meta, "rows": list(rows)}, indent=1) + "\n")
         if self.csv is not None:
-            columns: list[str] = []
+            # a sweep's own columns first: a file of no rows yet still has its header (a
+            # run_id column), so that a sweep stopped before its first row resumes
+            columns: list[str] = [*ID_COLUMNS, *meta.get("parameters", ())]
             for r in rows:
                 columns.extend(k for k in r if k not in columns)
             buf = io.StringIO()
@@ -882,6 +919,15 @@ class Outputs:
             for r in rows:
                 w.writerow({k: _to_csv(v) for k, v in r.items()})
             write_atomic(self.csv, buf.getvalue())
+
+
+def _has_content(path: Path) -> bool:
+    """Whether ``path`` exists and is not empty: an empty file (``--csv "$(mktemp)"``)
+    holds no rows, it is no other program's file."""
+    try:
+        return path.stat().st_size > 0
+    except OSError:
+        return False
 
 
 def _to_csv(v: Any) -> str:
@@ -1009,6 +1055,10 @@ def _run_sweep(
         return [rows[i] for i in sorted(rows)] + foreign
 
     total = len(runs)
+    # written before anything runs: the files describe this spec (its parameters, seeds
+    # and run count), its rows come in its plan order even when none is left to run,
+    # and a file that cannot be written fails now rather than after the first run
+    outputs.write(ordered(), meta)
     if not todo:
         result.rows = ordered()
         return result

@@ -207,6 +207,21 @@ def test_spec_problems_are_one_line_each_with_file_line_and_key_path(spec_file: 
         "expected a whole number from 1 to 10000, got 0",
         f'{bad}:4: grid.traffic.peak_rsp: value 3: traffic.peak_rsp: unknown key (did you mean "peak_rps"?)',
     ]
+    # a typo in a key path of several values: one line, not one a value (and a value
+    # that is bad on its own is still named)
+    bad.write_text(
+        'topology = "tiny.toml"\n[grid]\ntraffic.peak_rsp = [3, 4, 5]\nregions.eu.edge.nodes = [1, 2]\n'
+        'traffic.warmup = ["1s", "1m", "2m"]\n'
+    )
+    code, _, err = run_cli("sweep", str(bad))
+    assert code == 1
+    assert err.splitlines() == [
+        f'{bad}:3: grid.traffic.peak_rsp: traffic.peak_rsp: unknown key (did you mean "peak_rps"?)',
+        f'{bad}:5: grid.traffic.warmup: value "1m": traffic.warmup: expected less than traffic.duration '
+        '(60s), got "1m"',
+        f'{bad}:5: grid.traffic.warmup: value "2m": traffic.warmup: expected less than traffic.duration '
+        '(60s), got "2m"',
+    ]
     # a key path through a table the topology does not have: the spec's line, not the
     # topology's (the table was made by the setting)
     bad.write_text('topology = "tiny.toml"\n[grid]\nregions.eu.edge.cache.size = [1]\n')
@@ -493,3 +508,60 @@ def test_sigterm_or_sighup_stops_a_sweep_as_ctrl_c_does_and_ends_its_workers(
         in_csv = [r["run_id"] for r in csv.DictReader(f)]
     # the signal may fall between the two writes (JSON is written first)
     assert set(in_csv) <= {r["run_id"] for r in kept} and len(kept) - len(in_csv) in (0, 1)
+
+
+def test_out_files_that_cannot_be_results_are_refused_before_anything_runs(
+    spec_file: Path, tmp_path: Path
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    # a folder where --out's CSV goes: said of --out (it was "not a sweep result file")
+    folder = tmp_path / "folder"
+    (folder / "sweep.csv").mkdir(parents=True)
+    code, _, err = run_cli("sweep", str(spec_file), "--out", str(folder), "--quiet")
+    assert code == 2 and "Invalid value for '--out'" in err and "sweep.csv' is a directory" in err
+    # a FIFO where --out's JSON goes: reading it back to resume never ended
+    fifo = tmp_path / "fifo"
+    fifo.mkdir()
+    os.mkfifo(fifo / "sweep.json")
+    cmd = [sys.executable, "-P", "-m", "edgesim", "sweep", str(spec_file), "--out", str(fifo), "--quiet"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert f"{fifo / 'sweep.json'} is not a regular file (results are written as files)" in done.stderr
+    assert "Traceback" not in done.stderr
+    # the library refuses them too, before any run
+    with pytest.raises(SweepError) as caught:
+        run_sweep(load_spec(spec_file), workers=1, outputs=Outputs(None, fifo / "sweep.json"))
+    assert str(caught.value) == (
+        f"{fifo / 'sweep.json'}: is not a regular file (results are written as files); choose another output"
+    )
+
+
+def test_output_files_always_describe_the_spec_of_the_last_command(spec_file: Path, tmp_path: Path) -> None:
+    out = Outputs(tmp_path / "s.csv", tmp_path / "s.json")
+    first = run_sweep(load_spec(spec_file), workers=2, outputs=out)
+    # fewer seeds: nothing left to run, the files are still rewritten for this spec, its
+    # rows first in its plan order, the other sweep's rows after them
+    spec_file.write_text(SPEC.replace("seeds = [1, 2]", "seeds = [2]"))
+    spec = load_spec(spec_file)
+    again = run_sweep(spec, workers=2, outputs=out, runner=sweep_runners.die_on_two_nodes)
+    assert (again.ran, again.kept, again.foreign) == (0, 2, 2)
+    doc = json.loads((tmp_path / "s.json").read_text())
+    assert (doc["sweep"]["seeds"], doc["sweep"]["runs"]) == ([2], 2)
+    planned = [r.run_id for r in plan(spec)]
+    others = [r["run_id"] for r in first.rows if r["run_id"] not in planned]
+    assert [r["run_id"] for r in doc["rows"]] == planned + others
+    with (tmp_path / "s.csv").open() as f:
+        assert [r["run_id"] for r in csv.DictReader(f)] == planned + others
+
+
+def test_an_empty_output_file_holds_no_rows_yet(spec_file: Path, tmp_path: Path) -> None:
+    # --csv "$(mktemp)": an empty file is not another program's file (it was refused)
+    empty = tmp_path / "made-by-mktemp.csv"
+    empty.write_text("")
+    result = run_sweep(load_spec(spec_file), workers=2, outputs=Outputs(empty, None))
+    assert (result.ran, result.kept, result.failed) == (4, 0, 0)
+    with empty.open() as f:
+        assert [r["status"] for r in csv.DictReader(f)] == ["ok"] * 4
