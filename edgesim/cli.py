@@ -934,13 +934,16 @@ def run_command(
             if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE:
                 _fail(f"--{name.replace('_', '-')} needs --sample-rate below 1")
     try:
-        topo = load_topology(resolve_topology_arg(topology))
+        with interrupted_by_stop_signals():
+            topo = load_topology(resolve_topology_arg(topology))
     except TopologyError as exc:
         for problem in exc.problems:
             click.echo(str(problem), err=True)
         sys.exit(1)
     except EdgesimError as exc:
         _fail(str(exc))
+    except KeyboardInterrupt:
+        _not_started()
     if edge_processes:
         _run_edge_processes(
             topo, mode, engine, window, rate_scale, sample_rate, json_path, csv_dir, html_path
@@ -985,6 +988,8 @@ def run_command(
         _fail(f"{topo.path or topo.name}: traffic.trace: {exc}")
     except (ValueError, EdgesimError) as exc:
         _fail(f"{topo.path or topo.name}: {exc}")
+    except KeyboardInterrupt:  # while the run was set up (drawing a live run's schedule)
+        _not_started()
     finally:
         if bar is not None:
             bar.stop()
@@ -1033,6 +1038,12 @@ def run_command(
     if report["meta"].get("partial"):
         click.echo("run interrupted: the report is partial", err=True)
         sys.exit(130)
+
+
+def _not_started() -> NoReturn:
+    """Ctrl-C, SIGTERM or SIGHUP before a run started: nothing to report."""
+    click.echo("run interrupted before it started: no report", err=True)
+    sys.exit(130)
 
 
 def _run_edge_processes(

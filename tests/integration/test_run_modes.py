@@ -97,6 +97,9 @@ def test_live_mode_refuses_what_it_does_not_run() -> None:
     crashing = replace(topo, faults=replace(topo.faults, crashes=(NodeCrash("eu-west", 0, 5.0, 2.0),)))
     with pytest.raises(LiveError, match="node crashes are not run by live mode"):
         run_live(crashing, seed=1)
+    # a huge --rate-scale: the schedule alone used to fill the memory
+    with pytest.raises(LiveError, match=r"a peak of 1200 requests/s is more than live mode sends"):
+        run_live(window_topology(_demo(), 600, 0.1, 6.0), seed=1)
 
 
 def test_window_topology_shifts_the_curve_and_scales_the_rate() -> None:
@@ -246,6 +249,46 @@ def test_interrupted_live_run_keeps_every_answered_request(tmp_path: Path) -> No
     lines = (tmp_path / "records.txt").read_text().splitlines()
     assert len(lines) == report["totals"]["requests"] > 50
     assert report["totals"]["requests"] < result.timing["scheduled_requests"]
+
+
+class _StoppedWhileReporting(InProcessEdges):
+    """Ctrl-C as the finished run's report is being built (the fleet's results read)."""
+
+    def results(self) -> FleetResults:
+        import os
+        import signal
+
+        os.kill(os.getpid(), signal.SIGINT)
+        return super().results()
+
+
+def test_ctrl_c_while_a_finished_live_run_is_reported_keeps_it_whole() -> None:
+    # it used to escape run_live (the whole run lost), or, during the virtual
+    # comparison, to leave a comparison against part of the virtual run
+    demo = _demo()
+    topo = window_topology(demo, 600, 5, auto_rate_scale(demo))
+    fleet = _StoppedWhileReporting(topo, ArrivalStream(topo, 1).engine)
+    result = run_live(topo, seed=1, fleet=fleet)
+    meta = result.report["meta"]
+    assert result.stopped and meta["partial"] is False and meta["duration"] == 5.0
+    assert "virtual_comparison" not in meta
+    assert result.report["totals"]["requests"] == result.timing["scheduled_requests"] > 50
+
+
+class _StoppedAtStartUp(InProcessEdges):
+    """Ctrl-C while the edge servers start (the origin process is up already)."""
+
+    async def start(self, nursery: Any, origin_url: str) -> list[str]:
+        raise KeyboardInterrupt
+
+
+def test_a_live_run_stopped_during_start_up_reports_no_run_time() -> None:
+    # the start-up's wall time was reported as run time (duration ~1 s, 0 requests)
+    topo = window_topology(_demo(), 600, 5, 0.2)
+    result = run_live(topo, seed=1, fleet=_StoppedAtStartUp(topo, ArrivalStream(topo, 1).engine))
+    meta = result.report["meta"]
+    assert meta["partial"] is True and meta["duration"] < 1e-6
+    assert result.report["totals"]["requests"] == 0
 
 
 def _alive(pids: set[int]) -> list[int]:
