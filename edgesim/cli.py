@@ -97,7 +97,21 @@ def _pairs(values: tuple[str, ...], sep: str, what: str) -> dict[str, str]:
     return out
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The command group. Ctrl-C (or SIGTERM, SIGHUP where a command turns them into
+    Ctrl-C) that a command does not handle itself, such as one while it starts up, gives
+    one line and exit status 130, the shells' status for an interrupt, rather than
+    click's ``Aborted!`` and status 1, which scripts would take for a failure."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            raise click.exceptions.Exit(130) from None
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(
     edgesim.__version__,
     prog_name="edgesim",
