@@ -419,3 +419,34 @@ def test_a_drill_stopped_by_sigterm_stops_its_processes_and_exits_130(tmp_path: 
     assert "interrupted: every process it started is stopped" in err and "Aborted" not in err
     assert not out.exists()
     assert _alive(started) == [], "still running"
+
+
+def test_a_live_run_killed_with_sigkill_leaves_no_process(tmp_path: Path) -> None:
+    # its cleanup cannot run: the origin process served on, orphaned, until killed by hand
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cmd = [sys.executable, "-P", "-m", "edgesim", "run", "demo", "--mode", "live"]
+    proc = subprocess.Popen([*cmd, "--window", "10m,60s", "--quiet"], stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while len(_descendants(proc.pid)) < 2 and time.monotonic() < deadline:  # origin, load
+            time.sleep(0.1)
+        started = _descendants(proc.pid)
+        assert len(started) >= 2
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 15  # the origin drains (SIGTERM) before it exits
+        while _alive(started) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    left = _alive(started)
+    for pid in left:  # (the old code's orphans: not left to the next test)
+        os.kill(pid, signal.SIGKILL)
+    assert left == [], "still running"
