@@ -19,6 +19,7 @@ Loopback targets only; bounded by the schedule plus the drain time.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from typing import IO, Any
@@ -84,7 +85,14 @@ class _Load:
         code, queued = outcome_code(resp)
         self.record(t0, self.now() - t0, queued, node, site, code, resp.size)
 
-    async def run(self) -> None:
+    async def run(self, parent: int) -> None:
+        # the parent killed (SIGKILL: no one to stop this process): stop sending
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_end_with_parent, parent, nursery.cancel_scope)
+            await self.send()
+            nursery.cancel_scope.cancel()
+
+    async def send(self) -> None:
         pools = [OriginPool(n["url"], read_timeout=self.read_timeout, max_idle=256) for n in self.nodes]
         last = self.arrivals[-1][0] if self.arrivals else 0.0
         try:
@@ -102,8 +110,16 @@ class _Load:
                 await p.aclose()
 
 
+async def _end_with_parent(parent: int, scope: trio.CancelScope) -> None:
+    # (no event tells of a parent's death: polled)
+    while os.getppid() == parent:  # noqa: ASYNC110
+        await trio.sleep(0.5)
+    scope.cancel()
+
+
 def main() -> int:
     sched, records = sys.argv[1:3]
+    parent = os.getppid()
     with open(sched, encoding="utf-8") as f:
         spec = json.load(f)
     for n in spec["nodes"]:
@@ -117,7 +133,7 @@ def main() -> int:
     start_at = float(line)
     with open(records, "a", encoding="utf-8") as out:
         try:
-            trio.run(_Load(spec, out, start_at).run)
+            trio.run(_Load(spec, out, start_at).run, parent)
         except KeyboardInterrupt:
             return 130
     return 0

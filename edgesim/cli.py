@@ -97,7 +97,21 @@ def _pairs(values: tuple[str, ...], sep: str, what: str) -> dict[str, str]:
     return out
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The command group. Ctrl-C (or SIGTERM, SIGHUP where a command turns them into
+    Ctrl-C) that a command does not handle itself, such as one while it starts up, gives
+    one line and exit status 130, the shells' status for an interrupt, rather than
+    click's ``Aborted!`` and status 1, which scripts would take for a failure."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            raise click.exceptions.Exit(130) from None
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(
     edgesim.__version__,
     prog_name="edgesim",
@@ -934,13 +948,16 @@ def run_command(
             if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE:
                 _fail(f"--{name.replace('_', '-')} needs --sample-rate below 1")
     try:
-        topo = load_topology(resolve_topology_arg(topology))
+        with interrupted_by_stop_signals():
+            topo = load_topology(resolve_topology_arg(topology))
     except TopologyError as exc:
         for problem in exc.problems:
             click.echo(str(problem), err=True)
         sys.exit(1)
     except EdgesimError as exc:
         _fail(str(exc))
+    except KeyboardInterrupt:
+        _not_started()
     if edge_processes:
         _run_edge_processes(
             topo, mode, engine, window, rate_scale, sample_rate, json_path, csv_dir, html_path
@@ -985,6 +1002,8 @@ def run_command(
         _fail(f"{topo.path or topo.name}: traffic.trace: {exc}")
     except (ValueError, EdgesimError) as exc:
         _fail(f"{topo.path or topo.name}: {exc}")
+    except KeyboardInterrupt:  # while the run was set up (drawing a live run's schedule)
+        _not_started()
     finally:
         if bar is not None:
             bar.stop()
@@ -1033,6 +1052,12 @@ def run_command(
     if report["meta"].get("partial"):
         click.echo("run interrupted: the report is partial", err=True)
         sys.exit(130)
+
+
+def _not_started() -> NoReturn:
+    """Ctrl-C, SIGTERM or SIGHUP before a run started: nothing to report."""
+    click.echo("run interrupted before it started: no report", err=True)
+    sys.exit(130)
 
 
 def _run_edge_processes(

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from edgesim._signals import held
 from edgesim.engine import node_rows, run_meta, run_report
 from edgesim.errors import EdgesimError
 from edgesim.metrics import Recorder, RunResult
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_LIVE_PEAK_RPS",
     "DEFAULT_WINDOW",
+    "MAX_LIVE_PEAK_RPS",
     "EdgeFleet",
     "FleetResults",
     "InProcessEdges",
@@ -69,6 +71,11 @@ DEFAULT_LIVE_PEAK_RPS = 40.0
 # Default window length (seconds): long enough for caches to fill past the first
 # requests, short enough for a quick check.
 DEFAULT_WINDOW = 60.0
+# Highest scaled peak (requests/s) a live run accepts: one load-generator process sends
+# every request, and the parent draws and holds the whole schedule in memory first, so a
+# huge --rate-scale would exhaust memory before the run started rather than measure
+# anything (--mode virtual runs any rate).
+MAX_LIVE_PEAK_RPS = 1000.0
 # Seconds requests still in flight get after the last arrival before they count as
 # failed: covers the origin's worst queue at live rates.
 DRAIN_SECONDS = 30.0
@@ -231,6 +238,7 @@ class _RunClock:
 
     def __init__(self) -> None:
         self.start_at = time.time()
+        self.started = False  # set when the load generator is told time 0
 
     def __call__(self) -> float:
         return time.time() - self.start_at
@@ -245,6 +253,12 @@ def _check(topology: Topology) -> None:
     ):
         if present:
             raise LiveError(f"{what} not run by live mode: use --mode virtual (either engine)")
+    peak = topology.traffic.peak_rps
+    if peak > MAX_LIVE_PEAK_RPS:
+        raise LiveError(
+            f"a peak of {peak:.4g} requests/s is more than live mode sends (at most "
+            f"{MAX_LIVE_PEAK_RPS:g}): use a smaller --rate-scale, or --mode virtual"
+        )
 
 
 @dataclass
@@ -445,6 +459,7 @@ async def _drive(
                 if line.strip() != b"ready":
                     raise LiveError(f"the load generator did not start: {_tail(work / 'load.log')}")
                 clock.start_at = time.time() + 0.05
+                clock.started = True
                 fleet.set_start(clock.start_at)
                 if plan.deploys:
                     nursery.start_soon(_carry_out_deploys, plan.deploys, origin_url, fleet, clock, events)
@@ -529,27 +544,34 @@ def run_live(
         work = Path(workdir) if workdir is not None else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         partial = run_until_interrupted(_drive, topology, s, edges, plan, work, clock, progress, events)
-        results = edges.results()
-        rec = results.rec
-        answered = _read_records(work / "records.txt", rec)
-    reached = min(end, max(clock(), 1e-9)) if partial else end
-    wall = time.perf_counter() - wall0
-    report = run_report(
-        topology,
-        rec,
-        run_meta(topology, "live", s, eng.epoch0, reached, answered, partial),
-        nodes=results.nodes,
-        sites=[m.host for m in eng.sites],
-        origin={"workers": max(1, topology.origin.workers), "busy": results.origin_busy},
-        events=events,
-    )
-    if compare and not partial:
+        # A stop now would lose the run: the report is built first (stopped() says so).
+        with held() as stopped:
+            results = edges.results()
+            answered = _read_records(work / "records.txt", results.rec)
+            # stopped during start-up: no run time went by
+            reached = (min(end, max(clock(), 1e-9)) if clock.started else 1e-9) if partial else end
+            wall = time.perf_counter() - wall0
+            report = run_report(
+                topology,
+                results.rec,
+                run_meta(topology, "live", s, eng.epoch0, reached, answered, partial),
+                nodes=results.nodes,
+                sites=[m.host for m in eng.sites],
+                origin={"workers": max(1, topology.origin.workers), "busy": results.origin_busy},
+                events=events,
+            )
+    halted = stopped()
+    if compare and not partial and not halted:
         from edgesim.engine import simulate
 
-        virtual = simulate(topology, seed=s).report
-        report["meta"]["virtual_comparison"] = comparison(report, virtual)
+        # Ctrl-C here stops the virtual run (it returns a partial report): the live
+        # report stays whole, without a comparison against part of a run.
+        virtual = simulate(topology, seed=s)
+        halted = virtual.stopped or bool(virtual.report["meta"].get("partial"))
+        if not virtual.report["meta"].get("partial"):
+            report["meta"]["virtual_comparison"] = comparison(report, virtual.report)
     timing = {"wall_seconds": wall, "scheduled_requests": float(len(arrivals))}
-    return RunResult(report, timing)
+    return RunResult(report, timing, stopped=halted and not partial)
 
 
 def comparison(live: dict[str, Any], virtual: dict[str, Any]) -> dict[str, Any]:

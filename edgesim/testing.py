@@ -811,7 +811,7 @@ async def _start_origin_process(
     import trio
 
     cmd, env = _origin_command(sites_dir)
-    cmd += extra_args
+    cmd += [*extra_args, "--parent-pid", str(os.getpid())]  # no orphan if this process is killed
     log = log_path.open("wb")  # the child writes it; we only pass the descriptor
     try:
         proc = await trio.lowlevel.open_process(cmd, stdout=subprocess.PIPE, stderr=log, env=env)

@@ -47,6 +47,8 @@ QUEUE_WAIT_HEADER = "x-edgesim-queue-wait"
 SERVER_NAME = "edgesim-origin"
 # Seconds in-flight requests get to finish after SIGTERM before they are cancelled.
 DRAIN_TIMEOUT = 30.0
+# Seconds between checks that the --parent-pid process is still the parent.
+PARENT_POLL = 0.5
 
 
 class OriginServer:
@@ -258,8 +260,11 @@ def run(
     max_queue: int = 0,
     seed: int | None = None,
     announce: Callable[[str], None] | None = None,
+    parent: int | None = None,
 ) -> None:
-    """Run the origin in this process until SIGTERM/SIGINT (blocking).
+    """Run the origin in this process until SIGTERM/SIGINT (blocking), or, with
+    ``parent``, until process ``parent`` is no longer this one's parent (it died, even by
+    SIGKILL, which left no one to stop the origin): then it drains as on SIGTERM.
 
     ``announce`` gets one line, ``origin listening on http://H:P``, once the port is
     bound (the CLI prints it, flushed, so parents can read the port of ``--port 0``).
@@ -275,14 +280,29 @@ def run(
 
     async def _main() -> None:
         async with trio.open_nursery() as nursery:
-            bound = await nursery.start(functools.partial(server.serve, host, port, signals=True))
+
+            async def serve_then_stop(task_status: trio.TaskStatus[int]) -> None:
+                await server.serve(host, port, signals=True, task_status=task_status)
+                nursery.cancel_scope.cancel()  # the parent watcher
+
+            bound = await nursery.start(serve_then_stop)
             if announce is not None:
                 announce(f"origin listening on http://{host}:{bound}")
+            if parent is not None:
+                nursery.start_soon(_end_with_parent, parent, server)
 
     try:
         trio.run(_main)
     except BaseExceptionGroup as group:
         raise _single(group) from None
+
+
+async def _end_with_parent(parent: int, server: OriginServer) -> None:
+    # (no event tells of a parent's death: polled)
+    while os.getppid() == parent:  # noqa: ASYNC110
+        await trio.sleep(PARENT_POLL)
+    log.info("process %d is gone: draining in-flight requests", parent)
+    server.begin_shutdown()
 
 
 def _single(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -304,6 +324,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--max-queue", type=int, default=0, help="requests waiting for a slot (0: no bound)")
     parser.add_argument("--seed", type=int, default=None, help="seed of modelled service times")
+    parser.add_argument(
+        "--parent-pid",
+        type=int,
+        default=None,
+        help="stop (as on SIGTERM) once process PID is no longer this one's parent",
+    )
     parser.add_argument("--log-level", default="WARNING", help="logging level (default WARNING)")
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
@@ -324,6 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_queue=args.max_queue,
             seed=args.seed,
             announce=announce,
+            parent=args.parent_pid,
         )
     except SiteConfigError as e:
         print(f"edgesim origin: error: {e}", file=sys.stderr)

@@ -95,3 +95,19 @@ def test_what_the_shells_do_not_model_is_one_error_line(tmp_path: Path) -> None:
         code, _, err = run_cli("run", str(topo), "--quiet", *mode)
         assert code == 1
         assert err.count("\n") == 1 and message in err, err
+
+
+def test_an_interrupt_a_command_does_not_handle_is_one_line_and_status_130() -> None:
+    # (`edgesim run` stopped in its first second, before its own handling: click said
+    # "Aborted!" and exited 1, as for a failure)
+    from edgesim.cli import cli
+
+    @cli.command("stopped-at-once")
+    def stopped_at_once() -> None:
+        raise KeyboardInterrupt
+
+    try:
+        code, out, err = run_cli("stopped-at-once")
+    finally:
+        del cli.commands["stopped-at-once"]
+    assert (code, out, err) == (130, "", "interrupted\n")

@@ -97,6 +97,9 @@ def test_live_mode_refuses_what_it_does_not_run() -> None:
     crashing = replace(topo, faults=replace(topo.faults, crashes=(NodeCrash("eu-west", 0, 5.0, 2.0),)))
     with pytest.raises(LiveError, match="node crashes are not run by live mode"):
         run_live(crashing, seed=1)
+    # a huge --rate-scale: the schedule alone used to fill the memory
+    with pytest.raises(LiveError, match=r"a peak of 1200 requests/s is more than live mode sends"):
+        run_live(window_topology(_demo(), 600, 0.1, 6.0), seed=1)
 
 
 def test_window_topology_shifts_the_curve_and_scales_the_rate() -> None:
@@ -248,6 +251,46 @@ def test_interrupted_live_run_keeps_every_answered_request(tmp_path: Path) -> No
     assert report["totals"]["requests"] < result.timing["scheduled_requests"]
 
 
+class _StoppedWhileReporting(InProcessEdges):
+    """Ctrl-C as the finished run's report is being built (the fleet's results read)."""
+
+    def results(self) -> FleetResults:
+        import os
+        import signal
+
+        os.kill(os.getpid(), signal.SIGINT)
+        return super().results()
+
+
+def test_ctrl_c_while_a_finished_live_run_is_reported_keeps_it_whole() -> None:
+    # it used to escape run_live (the whole run lost), or, during the virtual
+    # comparison, to leave a comparison against part of the virtual run
+    demo = _demo()
+    topo = window_topology(demo, 600, 5, auto_rate_scale(demo))
+    fleet = _StoppedWhileReporting(topo, ArrivalStream(topo, 1).engine)
+    result = run_live(topo, seed=1, fleet=fleet)
+    meta = result.report["meta"]
+    assert result.stopped and meta["partial"] is False and meta["duration"] == 5.0
+    assert "virtual_comparison" not in meta
+    assert result.report["totals"]["requests"] == result.timing["scheduled_requests"] > 50
+
+
+class _StoppedAtStartUp(InProcessEdges):
+    """Ctrl-C while the edge servers start (the origin process is up already)."""
+
+    async def start(self, nursery: Any, origin_url: str) -> list[str]:
+        raise KeyboardInterrupt
+
+
+def test_a_live_run_stopped_during_start_up_reports_no_run_time() -> None:
+    # the start-up's wall time was reported as run time (duration ~1 s, 0 requests)
+    topo = window_topology(_demo(), 600, 5, 0.2)
+    result = run_live(topo, seed=1, fleet=_StoppedAtStartUp(topo, ArrivalStream(topo, 1).engine))
+    meta = result.report["meta"]
+    assert meta["partial"] is True and meta["duration"] < 1e-6
+    assert result.report["totals"]["requests"] == 0
+
+
 def _alive(pids: set[int]) -> list[int]:
     """Those of ``pids`` still running."""
     import os
@@ -376,3 +419,34 @@ def test_a_drill_stopped_by_sigterm_stops_its_processes_and_exits_130(tmp_path: 
     assert "interrupted: every process it started is stopped" in err and "Aborted" not in err
     assert not out.exists()
     assert _alive(started) == [], "still running"
+
+
+def test_a_live_run_killed_with_sigkill_leaves_no_process(tmp_path: Path) -> None:
+    # its cleanup cannot run: the origin process served on, orphaned, until killed by hand
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cmd = [sys.executable, "-P", "-m", "edgesim", "run", "demo", "--mode", "live"]
+    proc = subprocess.Popen([*cmd, "--window", "10m,60s", "--quiet"], stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while len(_descendants(proc.pid)) < 2 and time.monotonic() < deadline:  # origin, load
+            time.sleep(0.1)
+        started = _descendants(proc.pid)
+        assert len(started) >= 2
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 15  # the origin drains (SIGTERM) before it exits
+        while _alive(started) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    left = _alive(started)
+    for pid in left:  # (the old code's orphans: not left to the next test)
+        os.kill(pid, signal.SIGKILL)
+    assert left == [], "still running"
