@@ -568,7 +568,9 @@ def test_native_replay_out_of_memory_is_one_line(tmp_path: Path) -> None:
     path = tmp_path / "distinct.oracleGeneral"
     path.write_bytes(rec.tobytes())
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "edgesim", "replay", str(path), "--cache-size", "1k", "--json"]
+    # -P: not the current directory's edgesim (the source tree, in CI, has no native
+    # module, and would replay with the Python loop), but the installed one
+    cmd = [sys.executable, "-P", "-m", "edgesim", "replay", str(path), "--cache-size", "1k", "--json"]
     proc = subprocess.run(
         cmd, capture_output=True, text=True, timeout=300, preexec_fn=_limited_to(400), env=env
     )
@@ -580,13 +582,13 @@ def test_native_replay_out_of_memory_is_one_line(tmp_path: Path) -> None:
     # a third of the objects fits under the same limit, and all of them without it
     third = tmp_path / "third.oracleGeneral"
     third.write_bytes(rec[: n // 3].tobytes())
-    cmd[4] = str(third)
+    cmd[cmd.index(str(path))] = str(third)
     proc = subprocess.run(
         cmd, capture_output=True, text=True, timeout=300, preexec_fn=_limited_to(400), env=env
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["engine"] == "native"
-    cmd[4] = str(path)
+    cmd[cmd.index(str(third))] = str(path)
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
