@@ -136,3 +136,36 @@ def test_outside_the_main_thread_plain_code_just_runs() -> None:
     t.start()
     t.join(timeout=10)
     assert seen == [before]
+
+
+def test_ctrl_c_while_the_cli_is_imported_is_one_line_and_status_130() -> None:
+    # The script imports edgesim.cli inside edgesim._entry.main; a Ctrl-C that lands
+    # during that import (made certain here by an import hook) was a traceback.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "class Interrupt:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'edgesim.cli':\n"
+        "            raise KeyboardInterrupt\n"
+        "sys.meta_path.insert(0, Interrupt())\n"
+        "from edgesim._entry import main\n"
+        "main()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, "-h"], capture_output=True, text=True, timeout=60)
+    assert (proc.returncode, proc.stderr, proc.stdout) == (130, "interrupted\n", "")
+    # it is the installed script's entry point
+    from importlib.metadata import entry_points
+
+    (script,) = entry_points(group="console_scripts", name="edgesim")
+    assert script.value == "edgesim._entry:main"
+    # without the interrupt, the same entry point runs the command line
+    proc = subprocess.run(
+        [sys.executable, "-c", "from edgesim._entry import main; main()", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0 and proc.stdout.startswith("edgesim, version "), proc.stderr
