@@ -713,6 +713,7 @@ class _Checker:
         self.cost_files: dict[Path, dict[str, CostModel] | None] = {}
         self.cost_file_keys: dict[Path, str] = {}  # the key that read each cost file first
         self.empty_folders: list[tuple[str, Path]] = []  # site folders with nothing to serve
+        self.files: list[tuple[str, Path]] = []  # (key path, path) of each file or folder named
 
     # -- reporting --------------------------------------------------------
 
@@ -800,6 +801,7 @@ class _Checker:
         if is_dir != directory:
             self.bad(path, f"expected {kind}, but {v} is {'a folder' if is_dir else 'a file'}")
             return None
+        self.files.append((path, p))
         return p
 
     # -- shared shapes ----------------------------------------------------
@@ -969,6 +971,7 @@ class _Checker:
             source_text=text,
             profiles=tuple(profiles),
             shadow=shadow,
+            files=tuple(self.files),
         )
 
     def profiles(self, value: Any) -> list[HardwareProfile]:

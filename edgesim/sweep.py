@@ -17,10 +17,12 @@ values to set and the seed, parses the topology itself and returns the run's row
 metrics. A run that raises, or whose worker dies, is run once more; if that fails too its
 row says ``failed`` with the error. Nothing is dropped.
 
-Runs are deterministic per (topology text, values, seed), which is what the row's
-``run_id`` hashes: rows already ``ok`` in the output files are kept and skipped, so a
-sweep that was stopped resumes where it was. The output files are rewritten atomically
-after every finished run, rows in plan order, so a kill loses no finished row.
+Runs are deterministic per (topology text, values, seed, the contents of the files
+the cell's topology names, edgesim version), which is what the row's ``run_id`` hashes:
+rows already ``ok`` in the output files are kept and skipped, so a sweep that was
+stopped resumes where it was, and a run whose rule file or trace was edited since is
+run again. The output files are rewritten atomically after every finished run, rows in
+plan order, so a kill loses no finished row.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import io
 import json
 import logging
 import math
+import os
 import time
 import tomllib
 from collections import deque
@@ -53,6 +56,7 @@ from edgesim._topoload import (
     _index,
     _join,
     _lines,
+    _prefixes,
     _show,
     _syntax_problem,
     exists,
@@ -432,17 +436,33 @@ def plan(spec: SweepSpec) -> list[Run]:
     runs: list[Run] = []
     seen: set[str] = set()
     check = _CellChecker(spec)
+    contents = _Contents(spec)
+
+    def add(problem: TopologyProblem) -> None:
+        if str(problem) not in seen:
+            seen.add(str(problem))
+            problems.append(problem)
+
     for combo in product(*(range(len(q.values)) for q in spec.grid)):
         values = [(q, q.values[i]) for q, i in zip(spec.grid, combo, strict=True)]
         patches = tuple((q.parts, v) for q, v in [*((q, q.values[0]) for q in spec.fixed), *values])
         cell = Cell(spec.topology_text, str(spec.topology), patches, 0)
-        for problem in check(cell, values):
-            if str(problem) not in seen:
-                seen.add(str(problem))
-                problems.append(problem)
+        found, files = check(cell, values)
+        for problem in found:
+            add(problem)
+        # what the cell's runs read besides the text: their contents (and the version
+        # that runs them) are part of each run_id, so an edited rule file or trace, or
+        # another edgesim, is a new run, not a row kept from before
+        read = [contents(key_path, p) for key_path, p in files]
+        for problem in contents.problems:
+            add(problem)
         params = tuple((q.name, v) for q, v in values)
         for seed in spec.seeds:
-            ident = json.dumps([digest, fixed, [list(p) for p in params], seed], default=str, sort_keys=True)
+            ident = json.dumps(
+                [digest, fixed, [list(p) for p in params], seed, read, __version__],
+                default=str,
+                sort_keys=True,
+            )
             run_id = hashlib.sha256(ident.encode()).hexdigest()[:16]
             runs.append(
                 Run(
@@ -542,7 +562,11 @@ class _CellChecker:
             self._found[key] = found
         return self._found[key]
 
-    def __call__(self, cell: Cell, values: Sequence[tuple[Parameter, Any]]) -> list[TopologyProblem]:
+    def __call__(
+        self, cell: Cell, values: Sequence[tuple[Parameter, Any]]
+    ) -> tuple[list[TopologyProblem], tuple[tuple[str, Path], ...]]:
+        """The cell's problems, and the files and folders its topology names (key path,
+        resolved path; none when it has problems)."""
         file = self.file
         spec = self.spec
         data_probe: dict[str, Any] = {}
@@ -567,9 +591,9 @@ class _CellChecker:
             set_by[key_path] = (sec, q)
             sources.append(_Source(sec, q, v, tl_path))
         if problems:
-            return problems
+            return problems, ()
         try:
-            _cell_topology(cell)
+            return problems, _cell_topology(cell).files
         except TopologyError as exc:
             for tp in exc.problems:
                 src = next((s for s in sources if _under(tp.key_path, s.under)), None)
@@ -577,7 +601,7 @@ class _CellChecker:
                     problems.append(tp)  # the topology's own problem
                 else:
                     problems.append(self._blame(tp, sources, src))
-        return problems
+        return problems, ()
 
     def _blame(self, tp: TopologyProblem, sources: Sequence[_Source], src: _Source | None) -> TopologyProblem:
         """``tp``, which the topology alone does not have, told at the spec's line of the
@@ -613,6 +637,66 @@ class _CellChecker:
         if not others:
             self.alone[str(problem)] = (first.param, _same(first.value), where)
         return problem
+
+
+class _Contents:
+    """SHA-256 of the files and folders that a plan's cells read, each read once per
+    plan (a trace that every cell replays is hashed once, in chunks): a file's bytes; a
+    folder's files, by their path inside it and their bytes (links followed). Names and
+    contents only: touching a file (its mtime) changes nothing.
+
+    A file that cannot be read now (removed, or its permission taken since the cell was
+    checked) is a problem of the plan, in ``problems``: a run could not read it either.
+    """
+
+    def __init__(self, spec: SweepSpec) -> None:
+        self.file = str(spec.topology)
+        self.lines = _lines(spec.topology_text.removeprefix("\ufeff"))
+        self.seen: dict[Path, str] = {}
+        self.problems: list[TopologyProblem] = []
+
+    def __call__(self, key_path: str, path: Path) -> str:
+        if path not in self.seen:
+            try:
+                self.seen[path] = _folder_sha256(path) if path.is_dir() else _file_sha256(path)
+            except OSError as exc:
+                line = next((self.lines[p] for p in _prefixes(key_path) if p in self.lines), 0)
+                where = exc.filename if isinstance(exc.filename, str) else path
+                reason = f"cannot read {where}: {exc.strerror or exc}"
+                self.problems.append(TopologyProblem(self.file, line, key_path, reason))
+                self.seen[path] = ""
+        return self.seen[path]
+
+
+def _file_sha256(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _folder_sha256(root: Path) -> str:
+    """Every regular file under ``root`` (links followed; a link back to a folder above
+    is not entered again), sorted by its path inside it; other entries (a FIFO, a
+    dangling link) by name only, never opened."""
+    found: list[tuple[str, Path | None]] = []
+    top = root.stat()
+    stack: list[tuple[Path, str, frozenset[tuple[int, int]]]] = [
+        (root, "", frozenset([(top.st_dev, top.st_ino)]))
+    ]
+    while stack:
+        folder, prefix, above = stack.pop()
+        with os.scandir(folder) as entries:
+            for ent in entries:
+                rel = f"{prefix}/{ent.name}"
+                if ent.is_dir():
+                    st = ent.stat()
+                    if (st.st_dev, st.st_ino) not in above:
+                        stack.append((Path(ent.path), rel, above | {(st.st_dev, st.st_ino)}))
+                else:
+                    found.append((rel, Path(ent.path) if ent.is_file() else None))
+    h = hashlib.sha256()
+    for rel, p in sorted(found, key=lambda x: x[0]):
+        h.update(f"{rel}\0{_file_sha256(p) if p is not None else '-'}\n".encode("utf-8", "surrogateescape"))
+    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------
@@ -1024,8 +1108,6 @@ def _run_sweep(
     runner: Callable[[Cell], dict[str, Any]],
     on_row: Callable[[dict[str, Any], int, int], None] | None,
 ) -> SweepResult:
-    import os
-
     runs = plan(spec)
     outputs = outputs or Outputs()
     existing = outputs.existing()

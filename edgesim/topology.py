@@ -360,6 +360,10 @@ class Topology:
     source_text: str = ""  # the file as read, embedded in reports
     profiles: tuple[HardwareProfile, ...] = ()
     shadow: ShadowSpec | None = None
+    # (key path, resolved path) of every file and folder the topology names (rule files,
+    # site folders, the trace, cost files), in the order they were checked: what a run
+    # reads besides the text (edgesim sweep hashes their contents into each run_id)
+    files: tuple[tuple[str, Path], ...] = ()
 
     def region(self, name: str) -> Region:
         for r in self.regions:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -565,3 +566,177 @@ def test_an_empty_output_file_holds_no_rows_yet(spec_file: Path, tmp_path: Path)
     assert (result.ran, result.kept, result.failed) == (4, 0, 0)
     with empty.open() as f:
         assert [r["status"] for r in csv.DictReader(f)] == ["ok"] * 4
+
+
+# A grid over a site's rule file: every request half on a static redirect's source.
+RULES_SPEC = """
+topology = "tiny.toml"
+seeds = [1]
+
+[grid]
+sites."a.example".rules = ["one/_redirects", "two/_redirects"]
+
+[set]
+sites."a.example".redirect_share = 0.5
+traffic.duration = "40s"
+"""
+
+
+def _rows_by_rules(out: Path) -> dict[str, dict[str, Any]]:
+    rows = json.loads((out / "sweep.json").read_text())["rows"]
+    return {r['sites."a.example".rules']: r for r in rows[:2]}
+
+
+def test_an_edited_rule_file_is_run_again_and_an_unchanged_one_keeps_its_rows(
+    spec_file: Path, tmp_path: Path
+) -> None:
+    for name, target in (("one", "/page-1.html"), ("two", "/page-2.html")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "_redirects").write_text(f"/old {target} 301\n")
+    spec_file.write_text(RULES_SPEC)
+    out = tmp_path / "out"
+    code, _, err = run_cli("sweep", str(spec_file), "--out", str(out), "--workers", "1")
+    assert code == 0, err
+    assert "2 runs: 2 run now, 0 kept" in err
+    before = _rows_by_rules(out)
+    # the redirect becomes a rewrite: no static redirect left for redirect_share to
+    # request, so every request is for the catalog; two/_redirects is only touched
+    edited = tmp_path / "one" / "_redirects"
+    edited.write_text("/old /page-1.html 200\n")
+    os.utime(tmp_path / "two" / "_redirects", (1, 1))
+    code, _, err = run_cli("sweep", str(spec_file), "--out", str(out), "--workers", "1")
+    assert code == 0, err
+    assert "2 runs: 1 run now, 1 kept from the output files, 0 failed; 1 rows of other sweeps" in err
+    after = _rows_by_rules(out)
+    assert after["two/_redirects"] == before["two/_redirects"]  # the same row, wall time and all
+    new, old = after["one/_redirects"], before["one/_redirects"]
+    assert new["run_id"] != old["run_id"]
+    assert new["status"] == "ok" and new["object_hit_ratio"] != old["object_hit_ratio"]
+    # the rewrite's row is the one a fresh sweep of the edited file gives
+    fresh = run_sweep(load_spec(spec_file), workers=1)
+    assert _without_wall([after["one/_redirects"]]) == _without_wall(fresh.rows[:1])
+    # the old row stays in the files: putting the rule back finds it again
+    edited.write_text("/old /page-1.html 301\n")
+    code, _, err = run_cli("sweep", str(spec_file), "--out", str(out), "--workers", "1")
+    assert code == 0, err
+    assert "2 runs: 0 run now, 2 kept" in err
+    assert _rows_by_rules(out) == before
+
+
+def test_an_edited_trace_is_run_again(spec_file: Path, tmp_path: Path) -> None:
+    def trace(n: int) -> str:
+        return "time,key,size\n" + "".join(f"{i * 0.05:.2f},k{i % 50},{1000 + i % 7}\n" for i in range(n))
+
+    (tmp_path / "a.csv").write_text(trace(400))
+    (tmp_path / "b.csv").write_text(trace(300))
+    spec_file.write_text(
+        SPEC.replace("seeds = [1, 2]", "seeds = [1]").replace(
+            "regions.eu.edge.nodes = [1, 2]", 'traffic.trace = ["a.csv", "b.csv"]'
+        )
+    )
+    out = Outputs(None, tmp_path / "s.json")
+    first = run_sweep(load_spec(spec_file), workers=1, outputs=out)
+    assert (first.ran, [r["requests"] for r in first.rows]) == (2, [300, 200])  # (5 s of warm-up)
+    (tmp_path / "a.csv").write_text(trace(500))
+    again = run_sweep(load_spec(spec_file), workers=1, outputs=out)
+    assert (again.ran, again.kept, again.foreign) == (1, 1, 1)
+    assert [r["requests"] for r in again.rows[:2]] == [400, 200]
+    assert again.rows[1] == first.rows[1]
+
+
+# Every kind of file a topology names: a cost file, rule files, a site folder, the
+# shadow's candidate rules (a trace: above).
+NAMED = """
+name = "named"
+[profiles.big]
+calibration = "costs.toml"
+[[regions]]
+name = "eu"
+edge = { profile = "big" }
+[[sites]]
+name = "a.example"
+rules = "a/_redirects"
+[[sites]]
+name = "b.example"
+directory = "b"
+[shadow]
+candidate = "rules"
+[shadow.rules]
+"a.example" = "a/_redirects.v2"
+"""
+
+COSTS = """
+format = 1
+[profiles.big]
+machine = "test"
+[profiles.big.service_time]
+hit_memory = "2ms"
+hit_disk = "4ms"
+miss = "8ms"
+revalidate = "16ms"
+redirect = "1ms"
+"""
+
+
+@pytest.mark.parametrize(
+    ("name", "old", "new"),
+    [
+        ("costs.toml", '"8ms"', '"9ms"'),
+        ("a/_redirects", "/old", "/gone"),
+        ("a/_redirects.v2", "/newer", "/newest"),
+        ("b/docs/page.html", "hello", "hallo"),
+    ],
+)
+def test_every_file_a_cell_names_is_in_its_run_id_by_content(
+    tmp_path: Path, name: str, old: str, new: str
+) -> None:
+    (tmp_path / "t.toml").write_text(NAMED)
+    (tmp_path / "costs.toml").write_text(COSTS)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "_redirects").write_text("/old /new 301\n")
+    (tmp_path / "a" / "_redirects.v2").write_text("/old /newer 301\n")
+    (tmp_path / "b" / "docs").mkdir(parents=True)
+    (tmp_path / "b" / "docs" / "page.html").write_text("<p>hello</p>\n")
+    spec = tmp_path / "spec.toml"
+    spec.write_text('topology = "t.toml"\nseeds = 2\n[grid]\ntraffic.peak_rps = [10, 20]\n')
+
+    def ids() -> list[str]:
+        return [r.run_id for r in plan(load_spec(spec))]
+
+    first = ids()
+    assert len(set(first)) == 4
+    edited = tmp_path / name
+    text = edited.read_text()
+    os.utime(edited, (1, 1))  # a new mtime, the same bytes
+    assert ids() == first
+    edited.write_text(text.replace(old, new))
+    assert set(ids()).isdisjoint(first)
+    edited.write_text(text)
+    assert ids() == first
+    if name.startswith("b/"):  # a folder's file names count too
+        edited.rename(edited.with_name("other.html"))
+        assert set(ids()).isdisjoint(first)
+
+
+def test_the_run_id_covers_the_edgesim_version(spec_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import edgesim.sweep
+
+    first = [r.run_id for r in plan(load_spec(spec_file))]
+    monkeypatch.setattr(edgesim.sweep, "__version__", "0.0.0+older")
+    assert {r.run_id for r in plan(load_spec(spec_file))}.isdisjoint(first)
+
+
+def test_a_file_a_cell_names_that_is_missing_at_planning_stops_the_sweep(
+    spec_file: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "one").mkdir()
+    (tmp_path / "one" / "_redirects").write_text("/old /page-1.html 301\n")
+    spec_file.write_text(RULES_SPEC)
+    out = tmp_path / "out"
+    code, _, err = run_cli("sweep", str(spec_file), "--out", str(out))
+    assert code == 1
+    assert err.strip() == (
+        f'{spec_file}:6: grid.sites."a.example".rules: value "two/_redirects": sites[0].rules: '
+        f"two/_redirects does not exist (paths are relative to {tmp_path})"
+    )
+    assert not (out / "sweep.json").exists()  # nothing ran, nothing was written
