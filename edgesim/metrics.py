@@ -874,34 +874,24 @@ def build_report(
         "origin_bytes": [int(x) for x in o_by.tolist()],
     }
 
-    def wsum(sel: Any) -> int:
-        return int(np.sum(sel)) if ow is None else round(float(np.sum(o_w[sel])))
-
     steady_o = o_t >= warmup
     ok = steady_o & o_ok
-    # The busiest steady interval (max keeps the first of equals). An interval that the
-    # warm-up ends inside counts by its steady part, at the warm-up's end: the mean
-    # covers that part too, so the peak is never below it.
-    peak, peak_at = 0.0, 0.0
-    if steady_span > 0:
-        steady_i = [i for i, s in enumerate(starts) if s >= warmup]
-        if steady_i:
-            peak_i = max(steady_i, key=o_rps.__getitem__)
-            peak, peak_at = o_rps[peak_i], starts[peak_i]
-        k = int(warmup // interval)
-        if k < nint and k * interval < warmup:  # the warm-up ends inside interval k
-            part_end = min((k + 1) * interval, duration)
-            in_part = ok & (o_bucket == k)
-            n_part = wsum(in_part) if len(o_t) else 0
-            rate = n_part / (part_end - warmup)
-            if rate > peak or not steady_i:
-                peak, peak_at = rate, round(warmup, digits)
+    # (a warm-up that ends inside the last interval leaves no steady interval: all count)
+    steady_i = [i for i, s in enumerate(starts) if s >= warmup] or (
+        list(range(nint)) if steady_span > 0 else []
+    )
+    # the busiest steady interval (max keeps the first of equals)
+    peak_i = max(steady_i, key=o_rps.__getitem__) if steady_i else 0
+    peak = o_rps[peak_i] if steady_i else 0.0
     so = ok & (o_site >= 0)
     site_o = (
         np.bincount(o_site[so], weights=None if ow is None else o_w[so], minlength=len(sites))
         if len(o_t)
         else np.zeros(len(sites))
     )
+
+    def wsum(sel: Any) -> int:
+        return int(np.sum(sel)) if ow is None else round(float(np.sum(o_w[sel])))
 
     origin_out = {
         "requests": wsum(ok),
@@ -912,7 +902,7 @@ def build_report(
         ),
         "requests_per_second": per_second(wsum(ok)),
         "peak_requests_per_second": _r(peak),
-        "peak_at": peak_at,
+        "peak_at": starts[peak_i] if steady_i else 0.0,
         "refused_outage": wsum(steady_o & (o_status == -1)),
         "rejected_503": wsum(steady_o & (o_status == 503) & (o_wait < 0)),
         "status_5xx": wsum(ok & (o_status >= 500)),
