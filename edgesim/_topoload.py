@@ -21,6 +21,7 @@ import difflib
 import json
 import math
 import re
+import sys
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -530,6 +531,8 @@ def _show(v: Any) -> str:
         return "true" if v else "false"
     if isinstance(v, str):
         return json.dumps(v, ensure_ascii=False)
+    if isinstance(v, int) and not -(10**40) < v < 10**40:  # not hundreds of digits on a line
+        return f"a {'negative ' if v < 0 else ''}number of {len(str(abs(v)))} digits"
     if isinstance(v, int | float):
         return repr(v)
     if isinstance(v, dict):
@@ -541,7 +544,13 @@ def _show(v: Any) -> str:
 
 
 def _is_number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    """A finite int or float that converts to a float (``math.isfinite`` and ``float``
+    raise OverflowError for an int beyond the floats, such as ``1`` and 400 zeros)."""
+    if isinstance(v, bool):
+        return False
+    if isinstance(v, int):
+        return -sys.float_info.max <= v <= sys.float_info.max
+    return isinstance(v, float) and math.isfinite(v)
 
 
 def _whole(lo: int, hi: int | None = None) -> Callable[[Any], int]:

@@ -3,6 +3,7 @@ bundled topologies, the docs' examples and ``edgesim validate``."""
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import textwrap
@@ -11,6 +12,8 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, note, settings
+from hypothesis import strategies as st
 
 from edgesim._topoload import (
     DIURNAL_PROFILES,
@@ -842,3 +845,200 @@ def test_a_byte_order_mark_keeps_the_line_numbers() -> None:
 )
 def test_one_slip_is_one_line(text: str, lines: list[str]) -> None:
     assert [f"{p.key_path}: {p.message}" for p in problems(text)] == lines
+
+
+# --------------------------------------------------------------------------
+# Property: mutated bundled topologies, written back as TOML text
+# --------------------------------------------------------------------------
+
+_TOML_BARE = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _toml_key(k: str) -> str:
+    return k if _TOML_BARE.fullmatch(k) else _toml_string(k)
+
+
+def _toml_string(s: str) -> str:
+    # JSON escapes are TOML basic-string escapes, except that TOML wants DEL escaped
+    return json.dumps(s, ensure_ascii=False).replace("\x7f", "\\u007F")
+
+
+def _toml_value(v: object) -> str:
+    import datetime
+    import math
+
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        return repr(v)
+    if isinstance(v, str):
+        return _toml_string(v)
+    if isinstance(v, datetime.date | datetime.time):
+        return v.isoformat()
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items()) + "}"
+    raise TypeError(f"no TOML for {v!r}")
+
+
+def _is_table_array(v: object) -> bool:
+    return isinstance(v, list) and bool(v) and all(isinstance(x, dict) for x in v)
+
+
+def toml_dumps(data: dict[str, Any], header: str = "") -> str:
+    """A small TOML writer (tomli_w is not a dependency): plain keys of a table first,
+    then its sub-tables as ``[a.b]`` and arrays of tables as ``[[a.b]]``, so that the
+    loader's line scanner sees the shapes of a hand-written file."""
+    out = []
+    later = []
+    for k, v in data.items():
+        full = f"{header}.{_toml_key(k)}" if header else _toml_key(k)
+        if isinstance(v, dict) and v:
+            later.append(f"\n[{full}]\n" + toml_dumps(v, full))
+        elif _is_table_array(v):
+            later.extend(f"\n[[{full}]]\n" + toml_dumps(t, full) for t in v)  # type: ignore[attr-defined]
+        else:
+            out.append(f"{_toml_key(k)} = {_toml_value(v)}\n")
+    return "".join(out) + "".join(later)
+
+
+def _all_paths(d: object, path: tuple[str | int, ...] = ()) -> list[tuple[str | int, ...]]:
+    """Every key path of ``d``, the containers' own paths included (``()`` is the file)."""
+    out: list[tuple[str | int, ...]] = [path]
+    items = d.items() if isinstance(d, dict) else enumerate(d) if isinstance(d, list) else []
+    for k, v in items:
+        out.extend(_all_paths(v, (*path, k)))
+    return out
+
+
+def _at(data: Any, path: tuple[str | int, ...]) -> Any:
+    for k in path:
+        data = data[k]
+    return data
+
+
+# Quantities gone wrong: units unknown or missing, signs, overflow, empty, not numbers.
+_GARBAGE_QUANTITIES = [
+    "5 parsecs",
+    "-1s",
+    "1e400KB",
+    "1e400s",
+    "",
+    " ",
+    "\n",
+    "0s",
+    "0",
+    "nan",
+    "inf s",
+    "NaNms",
+    "1.5.5ms",
+    "99999999999999999999h",
+    "1e308GB",
+    "1e-400s",
+    "1Gbps",
+    "100MB/s",
+    "-0s",
+    "2h-30m",
+    "ms",
+    "1_000s",
+    "+5",
+    "\u0661s",  # an Arabic-Indic digit 1: str.isdigit() says yes, float() too
+    "10GiB",
+    "1 1s",
+]
+_WRONG_VALUES = st.one_of(
+    st.sampled_from(_GARBAGE_QUANTITIES),
+    st.text(max_size=12),
+    st.sampled_from([0, -1, 1, 2, 10**30, 2**63, -(2**63), 10**400]),
+    st.integers(),
+    st.sampled_from([0.0, -0.0, -0.5, 0.5, 1e-300, 1e308, float("nan"), float("inf"), float("-inf")]),
+    st.floats(),
+    st.booleans(),
+    st.sampled_from([[], {}, [[]], [[1, 2], [3]], [1, "a"], {"a": 1}, {"": {}}, [{}], [{"x": 1}]]),
+    st.dates(),
+    st.datetimes(),
+    st.times(),
+)
+
+
+def _mutate(draw: Any, data: dict[str, Any]) -> str:
+    """One mutation of ``data``, in place; returns what was done (for the failure)."""
+    paths = _all_paths(data)
+    kind = draw(st.sampled_from(["replace", "replace", "delete", "unknown", "duplicate", "quantity"]))
+    if kind == "unknown":
+        tables = [p for p in paths if isinstance(_at(data, p), dict)]
+        where = draw(st.sampled_from(tables))
+        key = draw(
+            st.one_of(st.sampled_from(["extra", "Name", "regions", "0", "a.b", ""]), st.text(max_size=8))
+        )
+        if key in _at(data, where):
+            return "nothing"
+        _at(data, where)[key] = copy.deepcopy(draw(_WRONG_VALUES))  # (a later mutation may change it)
+        return f"add {where}.{key!r}"
+    if kind == "duplicate":
+        arrays = [p for p in paths if isinstance(_at(data, p), list) and _at(data, p)]
+        if not arrays:
+            return "nothing"
+        where = draw(st.sampled_from(arrays))
+        a = _at(data, where)
+        a.append(copy.deepcopy(a[draw(st.integers(0, len(a) - 1))]))
+        return f"duplicate an element of {where}"
+    leaves = [p for p in paths if p]
+    where = draw(st.sampled_from(leaves))
+    parent = _at(data, where[:-1])
+    if kind == "delete":
+        del parent[where[-1]]
+        return f"delete {where}"
+    if kind == "quantity":
+        parent[where[-1]] = draw(st.sampled_from(_GARBAGE_QUANTITIES))
+    else:
+        parent[where[-1]] = copy.deepcopy(draw(_WRONG_VALUES))
+    return f"set {where} = {parent[where[-1]]!r}"
+
+
+def check_problems(err: TopologyError, file: Path) -> None:
+    assert err.problems
+    for p in err.problems:
+        assert p.file == str(file)
+        assert p.key_path, p
+        assert p.message and "\n" not in p.message, p
+        assert "Traceback" not in p.message
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_mutated_topology_is_accepted_or_has_clear_problems(name: str, data: st.DataObject) -> None:
+    """A bundled topology with one to three values changed to the wrong type, range or
+    unit, keys deleted or added, or array elements duplicated, then written back as TOML:
+    the loader accepts it or raises TopologyError whose every problem has a key path and
+    a one-line message, never another exception."""
+    import tomllib
+
+    f = TOPOLOGIES / f"{name}.toml"
+    d = tomllib.loads(f.read_text())
+    done = [_mutate(data.draw, d) for _ in range(data.draw(st.integers(1, 3)))]
+    text = toml_dumps(d)
+    note(f"mutations: {done}\n{text}")
+    try:
+        parse_topology(text, path=f)
+    except TopologyError as err:
+        check_problems(err, f)
+
+
+def test_an_integer_beyond_the_floats_is_a_problem() -> None:
+    # math.isfinite(10**400) raised OverflowError out of the loader (found by the
+    # property test above); the message does not print all 401 digits either
+    found = problems(MINIMAL + f"[origin]\nservice_time = {10**400}\n[traffic]\npeak_rps = {-(10**400)}\n")
+    assert [f"{p.key_path}: {p.message}" for p in found] == [
+        "origin.service_time: expected a duration >= 0 such as 200ms, 1.5s, 30m or 2h (a number is "
+        "seconds), or a distribution table, got a number of 401 digits",
+        "traffic.peak_rps: expected a number > 0, got a negative number of 401 digits",
+    ]
