@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from hypothesis import HealthCheck, given, note, settings
+from hypothesis import HealthCheck, assume, given, note, settings
 from hypothesis import strategies as st
 
 from edgesim._topoload import (
@@ -968,10 +968,20 @@ _WRONG_VALUES = st.one_of(
 )
 
 
-def _mutate(draw: Any, data: dict[str, Any]) -> str:
+def _is_finite(v: object) -> bool:
+    """A number small enough to scale (not a bool, NaN or an int beyond the floats)."""
+    import math
+
+    return isinstance(v, int | float) and not isinstance(v, bool) and abs(v) < 1e300 and not math.isnan(v)
+
+
+_MUTATIONS = ("replace", "replace", "delete", "unknown", "duplicate", "quantity", "edge")
+
+
+def _mutate(draw: Any, data: dict[str, Any], kinds: tuple[str, ...] = _MUTATIONS) -> str:
     """One mutation of ``data``, in place; returns what was done (for the failure)."""
     paths = _all_paths(data)
-    kind = draw(st.sampled_from(["replace", "replace", "delete", "unknown", "duplicate", "quantity"]))
+    kind = draw(st.sampled_from(kinds))
     if kind == "unknown":
         tables = [p for p in paths if isinstance(_at(data, p), dict)]
         where = draw(st.sampled_from(tables))
@@ -990,6 +1000,15 @@ def _mutate(draw: Any, data: dict[str, Any]) -> str:
         a = _at(data, where)
         a.append(copy.deepcopy(a[draw(st.integers(0, len(a) - 1))]))
         return f"duplicate an element of {where}"
+    if kind == "edge":  # a number at an edge of its range: mostly still a valid file
+        numbers = [p for p in paths if _is_finite(_at(data, p))]
+        if not numbers:
+            return "nothing"
+        where = draw(st.sampled_from(numbers))
+        x = float(_at(data, where)) * draw(st.sampled_from([0, 1e-9, 1e-3, 0.5, 2, 1e3, 1e6]))
+        new = draw(st.sampled_from([0, 1, 2**31, 2**63 - 1, 1e-9, 0.999999, x, int(x)]))
+        _at(data, where[:-1])[where[-1]] = new
+        return f"set {where} = {new!r}"
     leaves = [p for p in paths if p]
     where = draw(st.sampled_from(leaves))
     parent = _at(data, where[:-1])
@@ -1042,3 +1061,95 @@ def test_an_integer_beyond_the_floats_is_a_problem() -> None:
         "seconds), or a distribution table, got a number of 401 digits",
         "traffic.peak_rps: expected a number > 0, got a negative number of 401 digits",
     ]
+
+
+def tiny(topo: Any) -> Any:
+    """``topo`` with its load cut to a few requests a second (the peak, flash crowds)
+    and small synthetic catalogs: a run of a few seconds of it is quick whatever values
+    a mutation left."""
+    from dataclasses import replace
+
+    tr = topo.traffic
+    crowds = tuple(replace(c, multiplier=min(c.multiplier, 3.0)) for c in tr.flash_crowds)
+    sites = tuple(
+        replace(s, catalog=replace(s.catalog, objects=min(s.catalog.objects, 2000)))
+        if s.catalog is not None
+        else s
+        for s in topo.sites
+    )
+    return replace(
+        topo, traffic=replace(tr, peak_rps=min(tr.peak_rps, 50.0), flash_crowds=crowds), sites=sites
+    )
+
+
+@pytest.mark.parametrize("name", ["demo", "edge-crash", "capacity"])
+@settings(
+    max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]
+)
+@given(st.data())
+def test_accepted_mutated_topology_runs(name: str, data: st.DataObject) -> None:
+    """What the loader accepts, the engine runs (a few seconds of it): it returns a
+    report or raises an EdgesimError, never a ZeroDivisionError or the like."""
+    import tomllib
+
+    from edgesim.engine import simulate
+
+    f = TOPOLOGIES / f"{name}.toml"
+    d = tomllib.loads(f.read_text())
+    done = [
+        _mutate(data.draw, d, ("edge", "edge", "delete", "duplicate"))
+        for _ in range(data.draw(st.integers(1, 2)))
+    ]
+    note(f"mutations: {done}")
+    try:
+        topo = parse_topology(toml_dumps(d), path=f)
+    except TopologyError:
+        assume(False)
+        return
+    try:
+        result = simulate(tiny(topo), stop_at=2.0)
+    except EdgesimError as exc:  # a clear error is fine too (one line, no traceback)
+        message = str(exc)
+    else:
+        message = "ran"
+        assert result.to_dict()["meta"]
+    assert message and "Traceback" not in message
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_cli_on_mutated_topology(data: st.DataObject) -> None:
+    """``edgesim validate`` and ``edgesim run`` on a mutated file beside the bundled
+    sites: exit 0 with "ok", or exit 1 with one line per problem, naming the file."""
+    import tempfile
+    import tomllib
+
+    d = tomllib.loads((TOPOLOGIES / "demo.toml").read_text())
+    done = [_mutate(data.draw, d) for _ in range(data.draw(st.integers(1, 3)))]
+    note(f"mutations: {done}")
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "sites").symlink_to(TOPOLOGIES / "sites")
+        f = Path(tmp) / "mutated.toml"
+        f.write_text(toml_dumps(d))
+        try:
+            parse_topology(f.read_text(), path=f)
+            expected = None
+        except TopologyError as err:
+            expected = [str(p) for p in err.problems]
+        result = CliRunner().invoke(cli, ["validate", str(f)])
+        assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+        assert "Traceback" not in result.output
+        lines = result.output.splitlines()
+        if expected is None:  # the rules and the trace are checked as well then
+            if result.exit_code == 0:
+                assert len(lines) == 1 and re.fullmatch(rf"{re.escape(str(f))}: ok \(.+\)", lines[0])
+            else:  # a rule file's problems, say
+                assert result.exit_code == 1 and lines
+                assert all(line.startswith(f"{f}:") for line in lines)
+            return
+        assert (result.exit_code, lines) == (1, expected)
+        # run validates before it runs: the same lines, the same exit
+        run = CliRunner().invoke(cli, ["run", str(f)])
+        assert run.exit_code == 1
+        assert run.exception is None or isinstance(run.exception, SystemExit)
+        assert run.stderr.splitlines() == expected or run.output.splitlines() == expected
