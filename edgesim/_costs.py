@@ -89,7 +89,7 @@ def read_cost_file(path: str | os.PathLike[str]) -> dict[str, CostModel]:
         v = t[key]
         try:
             x = parse_duration(v) if isinstance(v, str) else float(v)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # float(10**400): OverflowError
             x = -1.0
         if isinstance(v, bool) or not math.isfinite(x) or not (x >= 0 if zero else x > 0):
             what = ">= 0" if zero else "> 0"

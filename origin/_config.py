@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import random
 import re
+import sys
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -382,6 +383,9 @@ def parse_config(text: str | None, filename: str = CONFIG_NAME) -> SiteConfig:
     return SiteConfig(cache, service, concurrency, catalog, secret, text)
 
 
+FLOAT_MAX: Final = sys.float_info.max  # integers beyond it are not numbers here
+
+
 class _Bad(Exception):
     def __init__(self, key: str, expected: str, got: Any = None, *, raw: str | None = None) -> None:
         shown = raw if raw is not None else f"expected {expected}, got {got!r}"
@@ -403,6 +407,9 @@ def _table(data: Mapping[str, Any], key: str, where: str) -> dict[str, Any]:
 
 
 def _num(v: Any, key: str, minimum: float | None = None, *, strict: bool = False) -> float:
+    if isinstance(v, int) and not isinstance(v, bool) and not -FLOAT_MAX <= v <= FLOAT_MAX:
+        # (math.isfinite would raise OverflowError; and not hundreds of digits on a line)
+        raise _Bad(key, "", raw=f"expected a number, got an integer of {len(str(abs(v)))} digits")
     if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
         raise _Bad(key, "a number", v)
     if minimum is not None and (v <= minimum if strict else v < minimum):

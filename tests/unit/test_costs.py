@@ -157,6 +157,12 @@ def test_calibration_problems_name_file_line_and_key_path(folder: Path) -> None:
         f"{t}:15: regions[0].edge.calibration.file: expected a valid cost file "
         "(costs.toml has problems, listed under profiles.big.calibration)"
     )
+    # an integer beyond the floats: float() raised OverflowError out of the loader
+    c.write_text(COSTS.replace('"2ms"', str(10**400)))
+    assert _problems(TOPOLOGY, folder) == [
+        f"{t}:9: profiles.big.calibration: {c}:7: profiles.big.service_time.hit_memory: "
+        "expected a duration > 0 such as 212.4us, got a number of 401 digits"
+    ]
     c.write_bytes(b"\xff\xfe")
     assert _problems(inline.replace('calibration = "costs.toml"\n', ""), folder) == [
         f"{t}:14: regions[0].edge.calibration.file: {c}: not UTF-8 text (invalid start byte); not a cost file"

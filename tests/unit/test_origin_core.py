@@ -870,6 +870,11 @@ def test_in_memory_synthetic_site() -> None:
         ("[catalog]\nobjects = 5\nsize = { distribution = 'lognormal', median = 5 }\n", "catalog.size.sigma"),
         ("[bogus]\n", "bogus: unknown key"),
         ("[cache\n", "_edgesim.toml"),
+        # math.isfinite raised OverflowError on it (found through a topology's site folder)
+        (
+            f"[load]\nservice_time = {10**400}\n",
+            "load.service_time: expected a number, got an integer of 401 digits",
+        ),
     ],
 )
 def test_config_errors_name_the_key(text: str, message: str) -> None:
