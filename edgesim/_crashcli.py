@@ -49,12 +49,14 @@ def _write(path: str | None, doc: Any) -> None:
             raise click.ClickException(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
-INTERRUPTED = (
-    "interrupted: every process it started is stopped; no report (a drill's report is on its whole run)"
-)
+INTERRUPTED = "interrupted before the load started: every process it started is stopped; no report"
+PARTIAL = "interrupted: every process it started is stopped; the report is partial"
 
 
 def _run(fn: Any) -> Any:
+    """``trio.run(fn)`` with SIGTERM and SIGHUP stopping it as Ctrl-C does; an error is
+    one line. Stopped before ``fn`` had anything to report: one line, exit 130. (A
+    report of a stopped run comes through ``fn``'s own ``on_interrupt``.)"""
     import trio
 
     from edgesim._signals import stoppable
@@ -65,8 +67,7 @@ def _run(fn: Any) -> Any:
     except (EdgesimError, SupervisorError) as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:  # click would say "Aborted!" and exit 1
-        click.echo(INTERRUPTED, err=True)
-        sys.exit(130)
+        return None
 
 
 def _make_workdir(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -132,10 +133,33 @@ def drill_command(
         flush_interval=flush_interval,
         honor_down_for=not ignore_down_for,
     )
-    report = _run(lambda: run_drill(topo, opts, workdir=workdir, progress=lambda m: click.echo(m, err=True)))
+    stopped: list[dict[str, Any]] = []
+    report = _run(
+        lambda: run_drill(
+            topo,
+            opts,
+            workdir=workdir,
+            progress=lambda m: click.echo(m, err=True),
+            on_interrupt=stopped.append,
+        )
+    )
+    if report is None:
+        report = _interrupted(stopped)
     _write(json_path, report)
     for line in summary_lines(report):
         click.echo(line, err=json_path == STDOUT)
+    if report.get("partial"):
+        click.echo(PARTIAL, err=True)
+        sys.exit(130)
+
+
+def _interrupted(stopped: list[dict[str, Any]]) -> dict[str, Any]:
+    """The partial report of a stopped run; none (stopped while it started): one line,
+    exit 130."""
+    if not stopped:
+        click.echo(INTERRUPTED, err=True)
+        sys.exit(130)
+    return stopped[0]
 
 
 @click.command("stress", short_help="Full-speed live traffic plus gc, reloads and threaded matching.")
@@ -172,6 +196,7 @@ def stress_command(
     from edgesim.stress import run_stress, summary_line
 
     topo = load_topology_arg(topology)
+    stopped: list[dict[str, Any]] = []
     result = _run(
         lambda: run_stress(
             topo,
@@ -181,13 +206,19 @@ def stress_command(
             workdir=workdir,
             baseline=baseline,
             progress=lambda m: click.echo(m, err=True),
+            on_interrupt=stopped.append,
         )
     )
+    if result is None:
+        result = _interrupted(stopped)
     _write(json_path, result)
     for d in result["crash_details"]:
         click.echo(f"crash: {d}", err=True)
     if result.get("matcher_log_tail"):
         click.echo(result["matcher_log_tail"], err=True)
     click.echo(summary_line(result), err=json_path == STDOUT)
+    if result.get("partial"):
+        click.echo(PARTIAL, err=True)
+        sys.exit(130)
     if result["crashes"]:
         sys.exit(1)

@@ -34,6 +34,12 @@ per node, the ``X-Cache`` outcomes (``MISS`` per second on a node is its origin 
 rate; ``STALE`` is stale content served, such as stale-if-error during an origin
 outage); ``failed_over_regions`` gives the failed-over answers of the whole run by
 client region and answering region.
+
+Stopping: SIGINT, SIGTERM or SIGHUP (the drill's own stop, or a terminal's Ctrl-C, which
+reaches the whole process group) stops the clients at once and writes what was counted,
+with ``partial`` true and ``elapsed`` the seconds of load reached; the process then
+exits with status 130. Requests still in flight then are left out (neither answered nor
+failed: they were cut short by the stop, not by a node).
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import signal
 import sys
 import time
 import zlib
@@ -251,11 +258,6 @@ async def _client(
     deadline: float,
     per_client_rate: float,
 ) -> None:
-    region = regions[ri]
-    sizes = [len(r.nodes) for r in regions]
-    timeout = float(cfg["client_timeout"])
-    hc_delay = float(cfg["health_check_delay"])
-    attempts_max = int(cfg["max_attempts"])
     gap = 1.0 / per_client_rate if per_client_rate > 0 else 0.0
     next_at = time.monotonic() + (mix.rng.random() * gap if gap else 0.0)
     while True:
@@ -268,49 +270,70 @@ async def _client(
             return
         host, path = mix.draw()
         stats.totals["requests"] += 1
-        tried: set[tuple[int, int]] = set()
-        t = time.perf_counter()
-        for attempt in range(attempts_max):
-            to, pick = choose_node(cid, ri, path, sizes, groups, _dead_at(regions, time.monotonic()), tried)
-            tried.add((to, pick))
-            target = regions[to]
-            try:
-                with trio.fail_after(timeout):
-                    resp = await target.pools[pick].request(Request("GET", path, [("host", host)]))
-            except (OriginError, trio.TooSlowError) as exc:
-                kind = "timeout" if isinstance(exc, OriginTimeout | trio.TooSlowError) else type(exc).__name__
-                stats.attempt_errors[kind] = stats.attempt_errors.get(kind, 0) + 1
-                stats.count("attempts_failed")
-                target.dead_until[pick] = time.monotonic() + hc_delay
-                continue
-            node = target.nodes[pick]
-            stats.cache(node, (get_header(resp.headers, "x-cache") or "NONE").upper())
-            if resp.status >= 500:
-                stats.count("http_5xx")
-            else:
-                stats.count("ok")
-            if attempt:
-                stats.count("retried")
-            if to != ri:
-                stats.count("failed_over")
-                per = stats.failed_over_regions.setdefault(region.name, {})
-                per[target.name] = per.get(target.name, 0) + 1
-            stats.latencies.append(time.perf_counter() - t)
-            break
+        try:
+            await _request(cid, ri, path, host, regions, groups, cfg, stats)
+        except BaseException:  # stopped while in flight (possibly in a group): no outcome of the nodes
+            stats.totals["requests"] -= 1
+            raise
+
+
+async def _request(
+    cid: int,
+    ri: int,
+    path: str,
+    host: str,
+    regions: list[_Region],
+    groups: list[list[int]],
+    cfg: dict[str, Any],
+    stats: _Stats,
+) -> None:
+    """One request of client ``cid``: up to ``max_attempts`` attempts, counted in ``stats``."""
+    region = regions[ri]
+    sizes = [len(r.nodes) for r in regions]
+    timeout = float(cfg["client_timeout"])
+    hc_delay = float(cfg["health_check_delay"])
+    attempts_max = int(cfg["max_attempts"])
+    tried: set[tuple[int, int]] = set()
+    t = time.perf_counter()
+    for attempt in range(attempts_max):
+        to, pick = choose_node(cid, ri, path, sizes, groups, _dead_at(regions, time.monotonic()), tried)
+        tried.add((to, pick))
+        target = regions[to]
+        try:
+            with trio.fail_after(timeout):
+                resp = await target.pools[pick].request(Request("GET", path, [("host", host)]))
+        except (OriginError, trio.TooSlowError) as exc:
+            kind = "timeout" if isinstance(exc, OriginTimeout | trio.TooSlowError) else type(exc).__name__
+            stats.attempt_errors[kind] = stats.attempt_errors.get(kind, 0) + 1
+            stats.count("attempts_failed")
+            target.dead_until[pick] = time.monotonic() + hc_delay
+            continue
+        node = target.nodes[pick]
+        stats.cache(node, (get_header(resp.headers, "x-cache") or "NONE").upper())
+        if resp.status >= 500:
+            stats.count("http_5xx")
         else:
-            stats.count("failed")
+            stats.count("ok")
+        if attempt:
+            stats.count("retried")
+        if to != ri:
+            stats.count("failed_over")
+            per = stats.failed_over_regions.setdefault(region.name, {})
+            per[target.name] = per.get(target.name, 0) + 1
+        stats.latencies.append(time.perf_counter() - t)
+        break
+    else:
+        stats.count("failed")
 
 
 async def run(cfg: dict[str, Any]) -> dict[str, Any]:
-    """Send the configured load; returns the outcome document."""
+    """Send the configured load; returns the outcome document (``partial`` when
+    SIGINT, SIGTERM or SIGHUP stopped it first)."""
     for r in cfg["regions"]:
         for n in r["nodes"]:
             if not n["url"].startswith(("http://127.0.0.1:", "http://localhost:", "http://[::1]:")):
                 raise SystemExit(f"the load generator only targets loopback addresses, not {n['url']}")
     start_at = cfg.get("start_at") or time.time()
-    delay = start_at - time.time()
-    if delay > 0:
-        await trio.sleep(delay)
     rng = random.Random(cfg["seed"])
     mix = _Mix(cfg["hosts"], float(cfg["zipf"]), rng)
     stats = _Stats(float(cfg["interval"]), start_at)
@@ -323,20 +346,44 @@ async def run(cfg: dict[str, Any]) -> dict[str, Any]:
     per_region = _spread(conns, shares)
     rate = float(cfg["rate"])
     deadline = start_at + float(cfg["duration"])
-    cid = 0
-    try:
-        async with trio.open_nursery() as nursery:
-            for ri, k in enumerate(per_region):
-                for _ in range(k):
-                    nursery.start_soon(
-                        _client, cid, ri, regions, groups[ri], cfg, mix, stats, deadline, rate / conns
-                    )
-                    cid += 1
-    finally:
-        with trio.CancelScope(shield=True):
-            for region in regions:
-                for pool in region.pools:
-                    await pool.aclose()
+    stopped: list[int] = []
+    load = trio.CancelScope()
+    async with trio.open_nursery() as watch:
+        await watch.start(_stop_on_signals, load, stopped)
+        with load:
+            try:
+                delay = start_at - time.time()
+                if delay > 0:
+                    await trio.sleep(delay)
+                async with trio.open_nursery() as nursery:
+                    cid = 0
+                    for ri, k in enumerate(per_region):
+                        for _ in range(k):
+                            nursery.start_soon(
+                                _client, cid, ri, regions, groups[ri], cfg, mix, stats, deadline, rate / conns
+                            )
+                            cid += 1
+            finally:
+                with trio.CancelScope(shield=True):
+                    for region in regions:
+                        for pool in region.pools:
+                            await pool.aclose()
+        watch.cancel_scope.cancel()
+    return _outcome(stats, start_at, conns, partial=bool(stopped))
+
+
+async def _stop_on_signals(load: trio.CancelScope, stopped: list[int], *, task_status: Any) -> None:
+    """Cancel ``load`` on SIGINT, SIGTERM or SIGHUP, noting the signal in ``stopped``."""
+    stops = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+    with trio.open_signal_receiver(*stops) as signals:
+        task_status.started()
+        async for signum in signals:
+            stopped.append(signum)
+            load.cancel()
+
+
+def _outcome(stats: _Stats, start_at: float, conns: int, *, partial: bool) -> dict[str, Any]:
+    """The result document of what ``stats`` counted from ``start_at`` until now."""
     elapsed = max(1e-9, time.time() - start_at)
     lat = sorted(stats.latencies)
 
@@ -347,6 +394,7 @@ async def run(cfg: dict[str, Any]) -> dict[str, Any]:
     return {
         "started_at": start_at,
         "elapsed": round(elapsed, 3),
+        "partial": partial,
         "connections": conns,
         "totals": stats.totals,
         "attempt_errors": stats.attempt_errors,
@@ -357,6 +405,12 @@ async def run(cfg: dict[str, Any]) -> dict[str, Any]:
         "interval": stats.interval,
         "buckets": [{"t": k * stats.interval, **stats.buckets[k]} for k in sorted(stats.buckets)],
     }
+
+
+def nothing_sent(interval: float, start_at: float, connections: int) -> dict[str, Any]:
+    """The result document of a load generator stopped before it could write one (killed,
+    or stopped before it ran): nothing counted, ``partial``."""
+    return _outcome(_Stats(interval, start_at), start_at, connections, partial=True)
 
 
 def _spread(total: int, shares: list[float]) -> list[int]:
@@ -379,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = json.load(f)
     result = trio.run(run, cfg)
     write_atomic(args[1], json.dumps(result))
-    return 0
+    return 130 if result["partial"] else 0  # stopped by a signal: what it had is written
 
 
 if __name__ == "__main__":

@@ -277,6 +277,12 @@ class Supervisor:
         p.send_signal(sig)
         return True
 
+    def stop_restarts(self) -> None:
+        """The run is ending: from now on a node that dies is neither recorded as a
+        restart nor started again (a drill stopped by Ctrl-C, which reaches the edges
+        too). The processes still running are stopped when the supervisor closes."""
+        self._closing = True
+
     async def wait_all_up(self) -> None:
         """Wait until every node accepts connections, or one has refused its arguments
         (bound it with ``trio.fail_after``)."""

@@ -1099,16 +1099,18 @@ def _run_edge_processes(
     duration = window[1] if window is not None else 60.0
     rate = topo.traffic.peak_rps * rate_scale if rate_scale is not None else None
     opts = DrillOptions(duration=duration, rate=rate)
+    stopped: list[dict[str, Any]] = []
     try:
-        drill = partial(run_drill, topo, opts, progress=lambda m: click.echo(m, err=True))
+        drill = partial(
+            run_drill, topo, opts, progress=lambda m: click.echo(m, err=True), on_interrupt=stopped.append
+        )
         report = trio.run(stoppable, drill)  # SIGTERM, SIGHUP: as Ctrl-C, the processes stopped
     except (ValueError, EdgesimError, SupervisorError) as exc:
         _fail(f"{topo.path or topo.name}: {exc}")
     except KeyboardInterrupt:
-        from edgesim._crashcli import INTERRUPTED
+        from edgesim._crashcli import _interrupted
 
-        click.echo(INTERRUPTED, err=True)
-        sys.exit(130)
+        report = _interrupted(stopped)  # none: one line, exit 130
     if json_path:
         with held():  # a stop now would lose the report: it is written first
             try:
@@ -1117,6 +1119,11 @@ def _run_edge_processes(
                 _fail(f"cannot write the report: {exc.strerror or exc}: {json_path}")
     for line in summary_lines(report):
         click.echo(line, err=json_path == STDOUT)
+    if report.get("partial"):
+        from edgesim._crashcli import PARTIAL
+
+        click.echo(PARTIAL, err=True)
+        sys.exit(130)
 
 
 from edgesim.shadowbench import shadow_bench_command  # noqa: E402 (registered with its group)

@@ -47,6 +47,7 @@ from typing import Any
 
 import trio
 
+from edgesim._signals import held
 from edgesim._supervisor import EdgeSpec, Supervisor, child_env, free_ports, open_supervisor
 from edgesim.errors import EdgesimError
 from edgesim.topology import Topology
@@ -212,18 +213,57 @@ async def site_paths(origin_url: str, host: str, limit: int = MAX_PATHS) -> list
     return paths[:limit] or ["/"]
 
 
-async def _run_loadgen(cfg: dict[str, Any], work: Path) -> dict[str, Any]:
+# Seconds the load generator has, once told to stop, to write what it counted.
+LOAD_STOP_TIMEOUT = 5.0
+
+
+async def _run_loadgen(
+    cfg: dict[str, Any], work: Path, on_stop: Callable[[], None] = lambda: None
+) -> dict[str, Any]:
+    """Run the load generator to its end; its outcome document. Stopped (cancelled, or
+    Ctrl-C), it calls ``on_stop`` first; the load generator is sent SIGTERM, writes what
+    it counted (``partial``) and is waited for (killed after :data:`LOAD_STOP_TIMEOUT`);
+    :func:`_load_result` then reads it."""
     cfg_path, out_path, log_path = work / "load.json", work / "load-result.json", work / "load.log"
     cfg_path.write_text(json.dumps(cfg), encoding="utf-8")
+    out_path.unlink(missing_ok=True)  # (a kept --workdir's last run)
     cmd = [sys.executable, "-P", "-m", "edgesim._drillload", str(cfg_path), str(out_path)]
     with log_path.open("wb") as log:
-        proc = await trio.run_process(cmd, check=False, stdout=log, stderr=log, env=child_env())
+        proc = await trio.lowlevel.open_process(cmd, stdout=log, stderr=log, env=child_env())
+    try:
+        await proc.wait()
+    finally:
+        with trio.CancelScope(shield=True):
+            if proc.returncode is None or proc.returncode in (130, -signal.SIGINT):
+                on_stop()  # before the wait: a Ctrl-C stops the edges too, not to be restarted
+            if proc.returncode is None:
+                proc.terminate()
+                with trio.move_on_after(LOAD_STOP_TIMEOUT):
+                    await proc.wait()
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
+    if proc.returncode in (130, -signal.SIGINT):
+        raise KeyboardInterrupt  # a Ctrl-C reached it first (one process group)
     if proc.returncode != 0:
         raise DrillError(
             f"load generator exited with status {proc.returncode}: "
             f"{log_path.read_text(errors='replace')[-400:].strip()}"
         )
     result: dict[str, Any] = json.loads(out_path.read_text(encoding="utf-8"))
+    return result
+
+
+def _load_result(work: Path, cfg: dict[str, Any]) -> dict[str, Any]:
+    """What a stopped load generator wrote, or an empty partial outcome when it wrote
+    nothing (killed, or stopped before it ran)."""
+    from edgesim._drillload import nothing_sent
+
+    try:
+        result: dict[str, Any] = json.loads((work / "load-result.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return nothing_sent(float(cfg["interval"]), float(cfg["start_at"]), int(cfg["connections"]))
+    result["partial"] = True
     return result
 
 
@@ -355,6 +395,7 @@ async def run_drill(
     workdir: str | os.PathLike[str] | None = None,
     progress: Callable[[str], None] | None = None,
     during: Callable[[Supervisor, OriginProcess, float, float], Awaitable[Any]] | None = None,
+    on_interrupt: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Run ``topology``'s faults against real processes and report what happened.
 
@@ -367,6 +408,14 @@ async def run_drill(
         during: ``async fn(supervisor, origin, start_at, end_at)`` run beside the
             faults (wall-clock times; ``edgesim stress`` uses it); it must return by
             ``end_at``, and what it returns is the report's ``extra``.
+        on_interrupt: called with the report of what was recorded (``partial`` true,
+            ``reached`` the seconds of load run) when the drill is stopped once its
+            load generator has started: Ctrl-C, SIGTERM or SIGHUP under
+            :func:`edgesim._signals.stoppable`, or a cancellation. The load generator
+            is stopped first and writes what it counted; the edges' counters are
+            collected once more; the stop then goes on (the processes are stopped and
+            ``KeyboardInterrupt`` or the cancellation comes out). Stopped earlier,
+            while the processes start, there is nothing to report and it is not called.
 
     Returns:
         The report: ``restarts`` (every death and restart), ``clients`` (the load
@@ -374,7 +423,8 @@ async def run_drill(
         failed-over ones by client region and answering region, per-bucket counts by
         node and ``X-Cache``), ``faults`` (what ran when), ``edges`` (the nodes'
         counters over all incarnations and the flush interval), ``cold_cache_spikes``
-        and ``origin_outages``. Times are seconds from the start of the load.
+        and ``origin_outages``, ``partial`` (false) and ``reached`` (the duration).
+        Times are seconds from the start of the load.
 
     Resource handling:
         Every process it starts is stopped before it returns, also on error.
@@ -413,6 +463,8 @@ async def run_drill(
                 for r in topology.regions:
                     nodes = [(sp.name, sp.url) for sp in specs if sp.name.rsplit("-", 1)[0] == r.name]
                     regions.append((r.name, r.client_share, nodes))
+                faults = topology.faults
+                outages = [(o.at * scale, (o.at + o.duration) * scale, o.mode) for o in faults.outages]
                 start_at = time.time() + LEAD_IN
                 sup_offset = (time.time() - sup.now()) - start_at  # supervisor time -> drill time
                 cfg = make_config(
@@ -430,53 +482,83 @@ async def run_drill(
                 )
                 fault_log: list[dict[str, Any]] = []
                 extra: list[Any] = []
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(
-                        _faults, topology, sup, origin, start_at, scale, opts, fault_log, progress
-                    )
-                    if during is not None:
 
-                        async def run_during(fn: Any = during) -> None:
-                            extra.append(await fn(sup, origin, start_at, start_at + duration))
+                def report_of(clients: dict[str, Any], partial: bool) -> dict[str, Any]:
+                    edges = {
+                        "flush_interval": opts.flush_interval,
+                        "totals": sup.totals(),
+                        "nodes": {sp.name: sup.node_totals(i) for i, sp in enumerate(specs)},
+                        "lost_window_note": (
+                            f"a killed edge loses at most the counters of its last flush interval "
+                            f"({opts.flush_interval:g} s); each restart's 'unflushed' gives the actual window"
+                        ),
+                    }
+                    report: dict[str, Any] = {
+                        "topology": topology.name,
+                        "duration": duration,
+                        "time_scale": scale,
+                        "rate": rate,
+                        "partial": partial,
+                        # seconds of load run: the duration, or where a stop cut it short
+                        "reached": min(duration, float(clients["elapsed"])) if partial else duration,
+                        "restarts": [r.as_dict() for r in sup.restarts],
+                        "clients": clients,
+                        "faults": fault_log,
+                        "edges": edges,
+                        "origin_exit": None,
+                        "extra": extra[0] if extra else None,
+                    }
+                    # (a stopped drill's outages are those that began before the stop)
+                    begun = [o for o in outages if o[0] < report["reached"]]
+                    _analyse(report, sup_offset, begun, clients["interval"])
+                    return report
 
-                        nursery.start_soon(run_during)
-                    clients = await _run_loadgen(cfg, work)
-                # a restart still under way gets its chance to finish before the report
-                pending = [r for r in sup.restarts if r.up_at is None]
-                if pending:
-                    with trio.move_on_after(5.0):
-                        await sup.wait_restarts(len(sup.restarts))
-                await sup.flush()
-                edges = {
-                    "flush_interval": opts.flush_interval,
-                    "totals": sup.totals(),
-                    "nodes": {sp.name: sup.node_totals(i) for i, sp in enumerate(specs)},
-                    "lost_window_note": (
-                        f"a killed edge loses at most the counters of its last flush interval "
-                        f"({opts.flush_interval:g} s); each restart's 'unflushed' gives the actual window"
-                    ),
-                }
-                restarts = [r.as_dict() for r in sup.restarts]
+                try:
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(
+                            _faults, topology, sup, origin, start_at, scale, opts, fault_log, progress
+                        )
+                        if during is not None:
+
+                            async def run_during(fn: Any = during) -> None:
+                                extra.append(await fn(sup, origin, start_at, start_at + duration))
+
+                            nursery.start_soon(run_during)
+                        clients = await _run_loadgen(cfg, work, sup.stop_restarts)
+                    # a restart still under way gets its chance to finish before the report
+                    pending = [r for r in sup.restarts if r.up_at is None]
+                    if pending:
+                        with trio.move_on_after(5.0):
+                            await sup.wait_restarts(len(sup.restarts))
+                    await sup.flush()
+                except BaseException as exc:
+                    if on_interrupt is None or not _is_stop(exc):
+                        raise
+                    # Stopped (Ctrl-C, SIGTERM, SIGHUP, a cancelled caller): the load
+                    # generator has written what it counted; the edges' counters are
+                    # collected once more, and the report is built from what was recorded.
+                    with held(), trio.CancelScope(shield=True):
+                        sup.stop_restarts()
+                        with trio.move_on_after(max(1.0, opts.flush_interval)):
+                            await sup.flush()
+                        on_interrupt(report_of(_load_result(work, cfg), partial=True))
+                    raise
+                report = report_of(clients, partial=False)
             # an origin that died on its own (not stopped by a fault) is a finding
             p = origin.process
-            origin_exit = p.returncode if p is not None and p.returncode is not None else None
+            report["origin_exit"] = p.returncode if p is not None and p.returncode is not None else None
         finally:
             await origin.stop()
-    report: dict[str, Any] = {
-        "topology": topology.name,
-        "duration": duration,
-        "time_scale": scale,
-        "rate": rate,
-        "restarts": restarts,
-        "clients": clients,
-        "faults": fault_log,
-        "edges": edges,
-        "origin_exit": origin_exit,
-        "extra": extra[0] if extra else None,
-    }
-    outages = [(o.at * scale, (o.at + o.duration) * scale, o.mode) for o in topology.faults.outages]
-    _analyse(report, sup_offset, outages, clients["interval"])
     return report
+
+
+def _is_stop(exc: BaseException) -> bool:
+    """Whether ``exc`` stops the drill from outside: Ctrl-C (or SIGTERM and SIGHUP under
+    :func:`edgesim._signals.stoppable`) or a cancellation, also inside Trio's groups."""
+    if isinstance(exc, BaseExceptionGroup):
+        _, rest = exc.split((KeyboardInterrupt, trio.Cancelled))
+        return rest is None
+    return isinstance(exc, KeyboardInterrupt | trio.Cancelled)
 
 
 def _failover_detail(clients: dict[str, Any]) -> str:
@@ -490,8 +572,13 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     """The drill's report as a few human-readable lines."""
     c = report["clients"]
     t = c["totals"]
+    ran = (
+        f"stopped at {report['reached']:.1f} s of {report['duration']:g} s"
+        if report.get("partial")
+        else f"{report['duration']:g} s"
+    )
     lines = [
-        f"drill {report['topology']}: {report['duration']:g} s (time scale {report['time_scale']:.4g}), "
+        f"drill {report['topology']}: {ran} (time scale {report['time_scale']:.4g}), "
         f"{t['requests']:,} requests, {c['throughput_rps']:,.0f} answers/s",
         f"clients: ok {t['ok']:,}, http 5xx {t['http_5xx']:,}, retried {t['retried']:,}, "
         f"failed over {t['failed_over']:,}{_failover_detail(c)}, "

@@ -62,11 +62,13 @@ def _rule_files(topo: Topology) -> list[Path]:
     return [base / f for f in DEFAULT_RULES if (base / f).exists()]
 
 
-async def _redeploys(origin: OriginProcess, hosts: list[str], end_at: float) -> dict[str, int]:
+async def _redeploys(origin: OriginProcess, hosts: list[str], end_at: float, out: dict[str, Any]) -> None:
+    """Redeploy every host in ``hosts`` every :data:`DEPLOY_EVERY` seconds until
+    ``end_at``, counting in ``out`` (``deploys``, ``deploys_failed``) as it goes."""
     from edgesim._client import OriginError, OriginPool
     from edgesim.http import Request
 
-    done = failed = 0
+    out.update(deploys=0, deploys_failed=0)
     pool = OriginPool(origin.url, read_timeout=5.0)
     try:
         seed = 1000
@@ -79,15 +81,11 @@ async def _redeploys(origin: OriginProcess, hosts: list[str], end_at: float) -> 
                 try:
                     resp = await pool.request(Request("POST", "/.edgesim/deploy", headers, body))
                 except OriginError:
-                    failed += 1
+                    out["deploys_failed"] += 1
                     continue
-                if resp.status == 200:
-                    done += 1
-                else:
-                    failed += 1
+                out["deploys" if resp.status == 200 else "deploys_failed"] += 1
     finally:
         await pool.aclose()
-    return {"deploys": done, "deploys_failed": failed}
 
 
 async def _matcher(files: list[Path], seconds: float, threads: int, work: Path) -> dict[str, Any]:
@@ -121,6 +119,7 @@ async def run_stress(
     workdir: str | os.PathLike[str] | None = None,
     progress: Callable[[str], None] | None = None,
     baseline: bool = False,
+    on_interrupt: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Stress ``topology``'s edges, origin and matcher for ``duration`` seconds.
 
@@ -136,6 +135,10 @@ async def run_stress(
         baseline: first run the same load for ``duration`` without the extras (plain
             edge processes, no reloads, no matcher process), for a same-run baseline
             of the throughput.
+        on_interrupt: called with the result of what was recorded (``partial`` true)
+            when the stress run (not the baseline) is stopped once its load started
+            (see :func:`edgesim.drill.run_drill`); the matcher process is stopped
+            with it, and its figures are left out.
 
     Returns:
         ``crashes`` (must be 0), ``crash_details``, ``errors``, ``throughput_rps``,
@@ -150,17 +153,18 @@ async def run_stress(
         work = Path(workdir) if workdir is not None else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
 
+        out: dict[str, Any] = {}  # the extras' figures (deploys counted as they go)
+
         async def extra(
             sup: Supervisor, origin: OriginProcess, start_at: float, end_at: float
         ) -> dict[str, Any]:
-            out: dict[str, Any] = {}
 
             async def matcher() -> None:
                 await trio.sleep(max(0.0, start_at - time.time()))
                 out["matcher"] = await _matcher(files, max(1.0, end_at - time.time()), threads, work)
 
             async def deployer() -> None:
-                out.update(await _redeploys(origin, hosts, end_at))
+                await _redeploys(origin, hosts, end_at, out)
 
             async with trio.open_nursery() as nursery:
                 if files:
@@ -185,8 +189,25 @@ async def run_stress(
             edge_module="edgesim._stresschild",
             honor_down_for=False,
         )
-        drill = await run_drill(quiet, opts, workdir=work, progress=progress, during=extra)
-    extra_out = drill.get("extra") or {}
+
+        def stopped(drill: dict[str, Any]) -> None:
+            if on_interrupt is not None:
+                on_interrupt(_result(topology, duration, drill, out, plain))
+
+        drill = await run_drill(
+            quiet, opts, workdir=work, progress=progress, during=extra, on_interrupt=stopped
+        )
+    return _result(topology, duration, drill, drill.get("extra") or {}, plain)
+
+
+def _result(
+    topology: Topology,
+    duration: float,
+    drill: dict[str, Any],
+    extra_out: dict[str, Any],
+    plain: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The stress result of the stress run's drill report (partial when it is)."""
     matcher = extra_out.get("matcher", {})
     details = []
     for r in drill["restarts"]:
@@ -216,6 +237,8 @@ async def run_stress(
     return {
         "topology": topology.name,
         "duration": duration,
+        "partial": drill["partial"],
+        "reached": drill["reached"],
         "crashes": len(details),
         "crash_details": details,
         "errors": t["failed"] + t["http_5xx"],
@@ -242,8 +265,13 @@ async def run_stress(
 def summary_line(result: dict[str, Any]) -> str:
     """``stress NAME: crashes: N, errors: E, throughput: R req/s, ...``."""
     m = result["matcher"]
+    ran = (
+        f"stopped at {result['reached']:.1f} s of {result['duration']:g} s"
+        if result.get("partial")
+        else f"{result['duration']:g} s"
+    )
     return (
-        f"stress {result['topology']}: {result['duration']:g} s, crashes: {result['crashes']}, "
+        f"stress {result['topology']}: {ran}, crashes: {result['crashes']}, "
         f"errors: {result['errors']} (failed {result['failed']}, 5xx {result['http_5xx']}), "
         f"retried: {result['retried']}, failed over: {result['failed_over']}, "
         f"throughput: {result['throughput_rps']:,.0f} req/s (p99 {result['p99_ms']} ms), "

@@ -342,3 +342,106 @@ async def test_a_node_that_refuses_its_arguments_fails_the_start_at_once(tmp_pat
     message = str(error)
     assert message.startswith("edge nodes cannot start (e1: Error: ") and "--shadow-timeout" in message
     assert "\n" not in message
+
+
+# ---- a drill stopped by Ctrl-C, SIGTERM or SIGHUP writes what it recorded -------------
+
+
+def _descendants(pid: int) -> set[int]:
+    """The processes below ``pid`` (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    out: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.add(child)
+            todo.append(child)
+    return out
+
+
+def _alive(pids: set[int]) -> list[int]:
+    import os
+
+    left = []
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+            left.append(pid)
+        except ProcessLookupError:
+            pass
+    return left
+
+
+# seconds after every process is up: the lead-in (1.5 s) and the kill at 3 s, and a bit
+LEAD_IN_AND_KILL = 5.5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("signame", "group"),
+    [("SIGTERM", False), ("SIGHUP", False), ("SIGINT", True)],  # SIGINT to the group: a terminal's Ctrl-C
+)
+def test_a_stopped_drill_writes_its_partial_report_and_leaves_no_process(
+    tmp_path: Path, signame: str, group: bool
+) -> None:
+    # It stopped its processes but wrote no report: one line, exit 130, the run lost.
+    import json
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "drill.toml").write_text(DRILL_TOPOLOGY)
+    out = tmp_path / "r.json"
+    cmd = [sys.executable, "-P", "-m", "edgesim", "drill", str(tmp_path / "drill.toml"), "--rate", "60"]
+    cmd += ["--connections", "6", "--flush-interval", "0.5", "--json", str(out)]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=group
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while len(_descendants(proc.pid)) < 4 and time.monotonic() < deadline:  # origin, 2 edges, load
+            time.sleep(0.1)
+        time.sleep(LEAD_IN_AND_KILL)  # the load ran past the kill of eu-0 at 3 s
+        started = _descendants(proc.pid)
+        assert len(started) >= 4
+        sig = getattr(signal, signame)
+        if group:
+            os.killpg(proc.pid, sig)
+        else:
+            proc.send_signal(sig)
+        stop = time.monotonic()
+        summary, err = proc.communicate(timeout=60)
+        stopping = time.monotonic() - stop
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "the report is partial" in err and "Traceback" not in err
+    assert stopping < 10, stopping
+    assert _alive(started) == [], "still running"
+
+    report = json.loads(out.read_text())
+    assert report["partial"] is True and report["duration"] == 12
+    assert 3.0 < report["reached"] < 12
+    assert f"drill drill-test: stopped at {report['reached']:.1f} s of 12 s" in summary
+    c = report["clients"]
+    t = c["totals"]
+    assert c["partial"] is True and t["requests"] > 100
+    # requests in flight at the stop are left out: every one counted has one outcome
+    assert t["requests"] == t["ok"] + t["http_5xx"] + t["failed"]
+    for key in ("ok", "failed", "retried", "http_5xx", "attempts_failed"):
+        assert sum(b[key] for b in c["buckets"]) == t[key]
+    assert max(b["t"] for b in c["buckets"]) < report["reached"]
+    # the kill before the stop is there, and nothing the stop did is taken for a crash
+    (r,) = report["restarts"]
+    assert r["name"] == "eu-0" and r["signal"] == "SIGKILL" and r["killed_by_drill"]
+    assert [f["kind"] for f in report["faults"]] == ["edge_killed"]
+    assert report["edges"]["nodes"]["eu-1"]["requests"] > 0
