@@ -66,6 +66,7 @@ SHARE_TOLERANCE = 1e-6
 # Synthetic catalogs larger than this are typos (same bound as the origin's).
 MAX_OBJECTS = 10_000_000
 MAX_PEAK_RPS = 1e9  # beyond it a run would never end
+MAX_WORKERS = 1_000_000  # concurrent requests of one node (utilisation divides by it)
 MAX_BUCKETS = 1_000_000  # time-series buckets (traffic.duration / interval)
 MAX_SECONDS = 1e9  # any duration (~32 years): more overflows the clocks and dates
 MAX_MULTIPLIER = 1e6  # a flash crowd's: more is a run that never ends
@@ -996,7 +997,7 @@ class _Checker:
             out.append(
                 HardwareProfile(
                     name,
-                    workers=self.get(t, "workers", where, d.workers, _whole(1)),
+                    workers=self.get(t, "workers", where, d.workers, _whole(1, MAX_WORKERS)),
                     memory_cache=self.get(t, "memory_cache", where, d.memory_cache, _size()),
                     disk_cache=self.get(t, "disk_cache", where, d.disk_cache, _size()),
                     eviction=self.get(t, "eviction", where, d.eviction, _choice(EVICTIONS)),
@@ -1086,7 +1087,7 @@ class _Checker:
         )
         return EdgeGroup(
             nodes=self.get(t, "nodes", where, 1, _whole(1, 10_000)),
-            workers=self.get(t, "workers", where, profile.workers, _whole(1)),
+            workers=self.get(t, "workers", where, profile.workers, _whole(1, MAX_WORKERS)),
             memory_cache=self.get(t, "memory_cache", where, profile.memory_cache, _size()),
             disk_cache=self.get(t, "disk_cache", where, profile.disk_cache, _size()),
             eviction=self.get(t, "eviction", where, profile.eviction, _choice(EVICTIONS)),
@@ -1209,7 +1210,7 @@ class _Checker:
         self.region_ref(t, "region", "origin", regions)
         return Origin(
             region=region,
-            workers=self.get(t, "workers", "origin", d.workers, _whole(1)),
+            workers=self.get(t, "workers", "origin", d.workers, _whole(1, MAX_WORKERS)),
             max_queue=self.get(t, "max_queue", "origin", d.max_queue, _whole(0)),
             service_time=self.dist(t, "service_time", "origin", d.service_time, "duration"),
             cost_per_request=self.get(t, "cost_per_request", "origin", d.cost_per_request, _number(0.0)),
@@ -1238,7 +1239,7 @@ class _Checker:
         return Shield(
             region,
             nodes=self.get(t, "nodes", "shield", d.nodes, _whole(1, 10_000)),
-            workers=self.get(t, "workers", "shield", d.workers, _whole(1)),
+            workers=self.get(t, "workers", "shield", d.workers, _whole(1, MAX_WORKERS)),
             memory_cache=self.get(t, "memory_cache", "shield", d.memory_cache, _size()),
             disk_cache=self.get(t, "disk_cache", "shield", d.disk_cache, _size()),
             service_time=self.dist(t, "service_time", "shield", d.service_time, "duration"),

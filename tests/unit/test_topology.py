@@ -745,7 +745,7 @@ def test_cli_validate_bad_files(tmp_path: Path) -> None:
     assert result.output.splitlines() == [
         f"{good}: ok (1 region, 1 node, 1 site)",
         f'{bad}:7: origin.region: expected a region (eu-west), got "nowhere"',
-        f"{bad}:8: origin.workers: expected a whole number >= 1, got 0",
+        f"{bad}:8: origin.workers: expected a whole number from 1 to 1000000, got 0",
         f"{syntax}:1:10: invalid TOML: Expected ']]' at the end of an array declaration",
         f"{missing}: cannot read: No such file or directory",
     ]
@@ -1060,6 +1060,17 @@ def test_an_integer_beyond_the_floats_is_a_problem() -> None:
         "origin.service_time: expected a duration >= 0 such as 200ms, 1.5s, 30m or 2h (a number is "
         "seconds), or a distribution table, got a number of 401 digits",
         "traffic.peak_rps: expected a number > 0, got a negative number of 401 digits",
+    ]
+
+
+def test_workers_are_bounded() -> None:
+    # 10**400 workers passed the loader, and a run's utilisation (busy time over
+    # workers x span) ended in an OverflowError traceback
+    text = MINIMAL.replace('name = "eu-west"', f'name = "eu-west"\n[regions.edge]\nworkers = {10**400}')
+    found = problems(text + "[origin]\nworkers = 1000001\n")
+    assert [f"{p.key_path}: {p.message}" for p in found] == [
+        "regions[0].edge.workers: expected a whole number from 1 to 1000000, got a number of 401 digits",
+        "origin.workers: expected a whole number from 1 to 1000000, got 1000001",
     ]
 
 
