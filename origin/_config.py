@@ -383,7 +383,9 @@ def parse_config(text: str | None, filename: str = CONFIG_NAME) -> SiteConfig:
     return SiteConfig(cache, service, concurrency, catalog, secret, text)
 
 
-FLOAT_MAX: Final = sys.float_info.max  # integers beyond it are not numbers here
+# Integers beyond the largest float are not numbers here. An int, compared as an int:
+# compiled (mypyc), an int compared with a float is converted to one, which overflows.
+FLOAT_MAX: Final = int(sys.float_info.max)
 
 
 class _Bad(Exception):
@@ -407,7 +409,7 @@ def _table(data: Mapping[str, Any], key: str, where: str) -> dict[str, Any]:
 
 
 def _num(v: Any, key: str, minimum: float | None = None, *, strict: bool = False) -> float:
-    if isinstance(v, int) and not isinstance(v, bool) and not -FLOAT_MAX <= v <= FLOAT_MAX:
+    if isinstance(v, int) and not isinstance(v, bool) and not -FLOAT_MAX <= int(v) <= FLOAT_MAX:
         # (math.isfinite would raise OverflowError; and not hundreds of digits on a line)
         raise _Bad(key, "", raw=f"expected a number, got an integer of {len(str(abs(v)))} digits")
     if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):

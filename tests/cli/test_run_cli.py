@@ -133,7 +133,9 @@ def test_edge_processes_json_dash_is_standard_output(tmp_path: Path, monkeypatch
     """The drill itself is tests/integration/test_drill.py; here where its report goes."""
     import edgesim.drill
 
-    async def fake_drill(topo: object, opts: object, progress: object = None) -> dict[str, object]:
+    async def fake_drill(
+        topo: object, opts: object, progress: object = None, on_interrupt: object = None
+    ) -> dict[str, object]:
         return {"topology": "small", "restarts": []}
 
     monkeypatch.setattr(edgesim.drill, "run_drill", fake_drill)
