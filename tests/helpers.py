@@ -4,6 +4,7 @@ and built in code), a generated request trace, and a real origin process."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -236,3 +237,34 @@ class OriginProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+def alive_pids(pids: set[int]) -> list[int]:
+    """Those of ``pids`` still running."""
+    left = []
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+            left.append(pid)
+        except ProcessLookupError:
+            pass
+    return left
+
+
+def descendants(pid: int) -> set[int]:
+    """The processes below ``pid`` (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    out: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.add(child)
+            todo.append(child)
+    return out

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import trio
+from helpers import alive_pids, descendants
 
 from edgesim._client import OriginPool
 from edgesim._drillload import choose_node
@@ -347,38 +348,6 @@ async def test_a_node_that_refuses_its_arguments_fails_the_start_at_once(tmp_pat
 # ---- a drill stopped by Ctrl-C, SIGTERM or SIGHUP writes what it recorded -------------
 
 
-def _descendants(pid: int) -> set[int]:
-    """The processes below ``pid`` (Linux /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    out: set[int] = set()
-    todo = [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            out.add(child)
-            todo.append(child)
-    return out
-
-
-def _alive(pids: set[int]) -> list[int]:
-    import os
-
-    left = []
-    for pid in pids:
-        try:
-            os.kill(pid, 0)
-            left.append(pid)
-        except ProcessLookupError:
-            pass
-    return left
-
-
 # seconds after every process is up: the lead-in (1.5 s) and the kill at 3 s, and a bit
 LEAD_IN_AND_KILL = 5.5
 
@@ -406,10 +375,10 @@ def test_a_stopped_drill_writes_its_partial_report_and_leaves_no_process(
     )
     try:
         deadline = time.monotonic() + 60
-        while len(_descendants(proc.pid)) < 4 and time.monotonic() < deadline:  # origin, 2 edges, load
+        while len(descendants(proc.pid)) < 4 and time.monotonic() < deadline:  # origin, 2 edges, load
             time.sleep(0.1)
         time.sleep(LEAD_IN_AND_KILL)  # the load ran past the kill of eu-0 at 3 s
-        started = _descendants(proc.pid)
+        started = descendants(proc.pid)
         assert len(started) >= 4
         sig = getattr(signal, signame)
         if group:
@@ -426,7 +395,7 @@ def test_a_stopped_drill_writes_its_partial_report_and_leaves_no_process(
     assert proc.returncode == 130, err
     assert "the report is partial" in err and "Traceback" not in err
     assert stopping < 10, stopping
-    assert _alive(started) == [], "still running"
+    assert alive_pids(started) == [], "still running"
 
     report = json.loads(out.read_text())
     assert report["partial"] is True and report["duration"] == 12

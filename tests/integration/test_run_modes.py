@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import alive_pids, descendants
 
 from edgesim._topoload import load_topology, resolve_topology_arg
 from edgesim._traffic import ArrivalStream, window_topology
@@ -291,39 +292,6 @@ def test_a_live_run_stopped_during_start_up_reports_no_run_time() -> None:
     assert result.report["totals"]["requests"] == 0
 
 
-def _alive(pids: set[int]) -> list[int]:
-    """Those of ``pids`` still running."""
-    import os
-
-    left = []
-    for pid in pids:
-        try:
-            os.kill(pid, 0)
-            left.append(pid)
-        except ProcessLookupError:
-            pass
-    return left
-
-
-def _descendants(pid: int) -> set[int]:
-    """The processes below ``pid`` (Linux /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    out: set[int] = set()
-    todo = [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            out.add(child)
-            todo.append(child)
-    return out
-
-
 @pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP"])
 def test_a_live_run_stopped_by_sigterm_or_sighup_stops_its_processes_and_reports(
     tmp_path: Path, signame: str
@@ -341,10 +309,10 @@ def test_a_live_run_stopped_by_sigterm_or_sighup_stops_its_processes_and_reports
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
-        while len(_descendants(proc.pid)) < 2 and time.monotonic() < deadline:  # origin, load
+        while len(descendants(proc.pid)) < 2 and time.monotonic() < deadline:  # origin, load
             time.sleep(0.1)
         time.sleep(2.0)  # some requests answered
-        started = _descendants(proc.pid)
+        started = descendants(proc.pid)
         assert len(started) >= 2
         proc.send_signal(getattr(signal, signame))
         _, err = proc.communicate(timeout=60)
@@ -356,7 +324,7 @@ def test_a_live_run_stopped_by_sigterm_or_sighup_stops_its_processes_and_reports
     assert "interrupted: the report is partial" in err
     report = json.loads(out.read_text())
     assert report["meta"]["partial"] is True and report["totals"]["requests"] > 0
-    assert _alive(started) == [], "still running"
+    assert alive_pids(started) == [], "still running"
 
 
 @pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP"])
@@ -405,10 +373,10 @@ def test_a_drill_stopped_by_sigterm_stops_its_processes_and_exits_130(tmp_path: 
     try:
         deadline = time.monotonic() + 60
         # origin, 2 edges and the load generator; then the load runs for a while
-        while len(_descendants(proc.pid)) < 4 and time.monotonic() < deadline:
+        while len(descendants(proc.pid)) < 4 and time.monotonic() < deadline:
             time.sleep(0.1)
         time.sleep(5.0)
-        started = _descendants(proc.pid)
+        started = descendants(proc.pid)
         assert len(started) >= 4
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
@@ -420,7 +388,7 @@ def test_a_drill_stopped_by_sigterm_stops_its_processes_and_exits_130(tmp_path: 
     assert "interrupted: every process it started is stopped" in err and "Aborted" not in err
     assert "the report is partial" in err  # (it wrote none: tests/integration/test_drill.py)
     assert json.loads(out.read_text())["partial"] is True
-    assert _alive(started) == [], "still running"
+    assert alive_pids(started) == [], "still running"
 
 
 def test_a_live_run_killed_with_sigkill_leaves_no_process(tmp_path: Path) -> None:
@@ -435,20 +403,20 @@ def test_a_live_run_killed_with_sigkill_leaves_no_process(tmp_path: Path) -> Non
     proc = subprocess.Popen([*cmd, "--window", "10m,60s", "--quiet"], stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
-        while len(_descendants(proc.pid)) < 2 and time.monotonic() < deadline:  # origin, load
+        while len(descendants(proc.pid)) < 2 and time.monotonic() < deadline:  # origin, load
             time.sleep(0.1)
-        started = _descendants(proc.pid)
+        started = descendants(proc.pid)
         assert len(started) >= 2
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         deadline = time.monotonic() + 15  # the origin drains (SIGTERM) before it exits
-        while _alive(started) and time.monotonic() < deadline:
+        while alive_pids(started) and time.monotonic() < deadline:
             time.sleep(0.2)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    left = _alive(started)
+    left = alive_pids(started)
     for pid in left:  # (the old code's orphans: not left to the next test)
         os.kill(pid, signal.SIGKILL)
     assert left == [], "still running"
